@@ -1,0 +1,344 @@
+package ecrevent
+
+import (
+	"encoding/json"
+	"errors"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/aws/aws-lambda-go/events"
+)
+
+const (
+	digest = "sha256:db6c890b50102322df879e9e0f16086df2cb32b0e82f74f0eba9c6c9a03bf3e1"
+	digB   = "sha256:d55bae183987f6c10f81077ce39cc467b3620a06940c1afce772cf28fc368864"
+)
+
+// event builds an ECR Image Action body; detailFields replaces the detail,
+// envFields overrides envelope fields (a nil value deletes the key).
+func event(t testing.TB, detailFields map[string]any, envFields map[string]any) []byte {
+	t.Helper()
+	env := map[string]any{
+		"version": "0", "id": "13cde686-328b-6117-af20-0e5566167482", "detail-type": "ECR Image Action",
+		"source": "aws.ecr", "account": "111111111111", "time": "2026-03-04T15:42:17Z", "region": "us-east-1",
+		"resources": []string{},
+	}
+	d := map[string]any{"result": "SUCCESS", "repository-name": "team-a/app", "image-digest": digest, "action-type": "PUSH", "image-tag": "latest"}
+	for k, v := range detailFields {
+		if v == nil {
+			delete(d, k)
+		} else {
+			d[k] = v
+		}
+	}
+	env["detail"] = d
+	for k, v := range envFields {
+		if v == nil {
+			delete(env, k)
+		} else {
+			env[k] = v
+		}
+	}
+	b, err := json.Marshal(env)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
+}
+
+type nullValue struct{}
+
+func (nullValue) MarshalJSON() ([]byte, error) { return []byte("null"), nil }
+
+func TestParseEvents(t *testing.T) {
+	cases := []struct {
+		name   string
+		body   []byte
+		class  Class
+		tag    string
+		reason string // substring of IgnoredReason
+	}{
+		{"push tagged", event(t, nil, nil), Push, "latest", ""},
+		{"push tag absent", event(t, map[string]any{"image-tag": nil}, nil), Push, "", ""},
+		{"push tag null", event(t, map[string]any{"image-tag": nullValue{}}, nil), Push, "", ""},
+		{"push tag empty", event(t, map[string]any{"image-tag": ""}, nil), Push, "", ""},
+		{"delete", event(t, map[string]any{"action-type": "DELETE"}, nil), Delete, "latest", ""},
+		{"delete by tag only (guess)", event(t, map[string]any{"action-type": "DELETE", "image-digest": nil}, nil), Delete, "latest", ""},
+		{"failed", event(t, map[string]any{"result": "FAILED"}, nil), Ignored, "", "FAILED"},
+		{"failed with junk", event(t, map[string]any{"result": "FAILED", "image-digest": "x"}, nil), Ignored, "", "FAILED"},
+		{"storage class", event(t, map[string]any{"action-type": "UPDATE_STORAGE_CLASS", "target-storage-class": "ARCHIVE"}, nil), Ignored, "", "UPDATE_STORAGE_CLASS"},
+		{"other action", event(t, map[string]any{"action-type": "REPLICATE"}, nil), Ignored, "", "REPLICATE"},
+		{"scan event", event(t, nil, map[string]any{"detail-type": "ECR Image Scan"}), Ignored, "", "ECR Image Scan"},
+		{"referrer event", event(t, nil, map[string]any{"detail-type": "ECR Referrer Action"}), Ignored, "", "detail-type"},
+		{"other source", event(t, nil, map[string]any{"source": "custom.test"}), Ignored, "", "custom.test"},
+		{"no time", event(t, nil, map[string]any{"time": nil, "id": nil}), Push, "latest", ""},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			m, err := Parse(c.body)
+			if err != nil {
+				t.Fatalf("Parse: %v", err)
+			}
+			if m.Kind != KindImageAction || m.Class != c.class || m.Image == nil {
+				t.Fatalf("got %v %v", m.Kind, m.Class)
+			}
+			if m.Class != Ignored {
+				if m.Image.Tag != c.tag || m.Image.Repository != "team-a/app" || m.Image.Account != "111111111111" {
+					t.Errorf("image = %+v", m.Image)
+				}
+				if err := m.Image.Validate(); err != nil {
+					t.Errorf("Validate: %v", err)
+				}
+			} else if !strings.Contains(m.IgnoredReason, c.reason) {
+				t.Errorf("IgnoredReason = %q, want %q", m.IgnoredReason, c.reason)
+			}
+		})
+	}
+	m, _ := Parse(event(t, map[string]any{"manifest-media-type": "application/vnd.oci.image.index.v1+json"}, nil))
+	want := time.Date(2026, 3, 4, 15, 42, 17, 0, time.UTC)
+	if !m.Image.Time.Equal(want) || m.Image.EventID == "" || m.Image.ManifestMediaType != "application/vnd.oci.image.index.v1+json" {
+		t.Errorf("normalized fields: %+v", m.Image)
+	}
+}
+
+func TestParseMalformed(t *testing.T) {
+	cases := []struct {
+		name string
+		body []byte
+		want string
+	}{
+		{"empty", []byte("  "), "body: empty"},
+		{"not object", []byte(`[1]`), "body: not a JSON object"},
+		{"bad json", []byte(`{"detail-type":`), "body:"},
+		{"too big", []byte(`{"x":"` + strings.Repeat("a", MaxBodySize) + `"}`), "256 KiB"},
+		{"neither", []byte(`{"repositories":["team-a/*"]}`), "neither an EventBridge event"},
+		{"sqs batch", []byte(`{"Records":[]}`), "Records"},
+		{"bad digest", event(t, map[string]any{"image-digest": "sha256:zz"}, nil), `detail.image-digest: "sha256:zz" is not a valid digest`},
+		{"missing digest", event(t, map[string]any{"image-digest": nil}, nil), "detail.image-digest: required"},
+		{"delete nothing", event(t, map[string]any{"action-type": "DELETE", "image-digest": nil, "image-tag": nil}, nil), "detail.image-digest: required"},
+		{"bad tag", event(t, map[string]any{"image-tag": "-x"}, nil), `detail.image-tag: "-x"`},
+		{"tag number", event(t, map[string]any{"image-tag": 5}, nil), "detail.image-tag: want a JSON string"},
+		{"bad repo", event(t, map[string]any{"repository-name": "Team/App"}, nil), `detail.repository-name: "Team/App"`},
+		{"missing repo", event(t, map[string]any{"repository-name": nil}, nil), "detail.repository-name: required"},
+		{"missing result", event(t, map[string]any{"result": nil}, nil), "detail.result: required"},
+		{"missing action", event(t, map[string]any{"action-type": nil}, nil), "detail.action-type: required"},
+		{"bad account", event(t, nil, map[string]any{"account": "1111"}), `account: "1111" is not a 12-digit`},
+		{"missing account", event(t, nil, map[string]any{"account": nil}), "account: required"},
+		{"bad region", event(t, nil, map[string]any{"region": "moon"}), `region: "moon"`},
+		{"missing region", event(t, nil, map[string]any{"region": nil}), "region: required"},
+		{"bad time", event(t, nil, map[string]any{"time": "yesterday"}), `time: "yesterday"`},
+		{"missing detail", event(t, nil, map[string]any{"detail": nil}), "detail: required"},
+		{"detail not object", event(t, nil, map[string]any{"detail": "x"}), "detail: want a JSON"},
+		{"account number", event(t, nil, map[string]any{"account": 111111111111}), "account: want a JSON string"},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			_, err := Parse(c.body)
+			if !errors.Is(err, ErrMalformed) {
+				t.Fatalf("err = %v, want ErrMalformed", err)
+			}
+			if !strings.Contains(err.Error(), c.want) {
+				t.Errorf("err = %q, want it to contain %q", err, c.want)
+			}
+		})
+	}
+}
+
+func workItem() WorkItem {
+	return WorkItem{
+		Action: WorkCopy, Rule: "prod",
+		Source:      ImageRef{AccountID: "111111111111", Region: "us-east-1", Repository: "team-a/app", Digest: digest, Tag: "v1"},
+		Destination: RepositoryRef{AccountID: "222222222222", Region: "eu-west-1", Repository: "mirror/team-a/app"},
+		Reason:      "missing digest", CreatedAt: time.Date(2026, 3, 5, 10, 0, 0, 0, time.UTC),
+	}
+}
+
+func TestWorkItemRoundTrip(t *testing.T) {
+	for _, action := range []string{WorkCopy, WorkDelete} {
+		w := workItem()
+		w.Action = action
+		b, err := Marshal(w)
+		if err != nil {
+			t.Fatal(err)
+		}
+		m, err := Parse(b)
+		if err != nil {
+			t.Fatalf("Parse(%s): %v", b, err)
+		}
+		wantClass := map[string]Class{WorkCopy: Push, WorkDelete: Delete}[action]
+		if m.Kind != KindWorkItem || m.Class != wantClass || m.WorkItem.Kind != WorkItemKind || m.WorkItem.Version != 1 {
+			t.Fatalf("message = %+v", m)
+		}
+		got := *m.WorkItem
+		w.Kind, w.Version = WorkItemKind, WorkItemVersion
+		if !got.CreatedAt.Equal(w.CreatedAt) {
+			t.Errorf("createdAt %v != %v", got.CreatedAt, w.CreatedAt)
+		}
+		got.CreatedAt = w.CreatedAt
+		if got != w {
+			t.Errorf("round trip:\n got %+v\nwant %+v", got, w)
+		}
+	}
+}
+
+func TestWorkItemErrors(t *testing.T) {
+	mutate := func(f func(*WorkItem)) WorkItem { w := workItem(); f(&w); return w }
+	cases := []struct {
+		w    WorkItem
+		want string
+	}{
+		{mutate(func(w *WorkItem) { w.Action = "move" }), `action: "move"`},
+		{mutate(func(w *WorkItem) { w.Rule = "" }), "rule: required"},
+		{mutate(func(w *WorkItem) { w.Version = 2 }), "version: 2 is not supported"},
+		{mutate(func(w *WorkItem) { w.Kind = "other" }), `kind: "other"`},
+		{mutate(func(w *WorkItem) { w.Source.Digest = "sha256:zz" }), `source.digest: "sha256:zz"`},
+		{mutate(func(w *WorkItem) { w.Source.Tag = ".x" }), "source.tag:"},
+		{mutate(func(w *WorkItem) { w.Source.AccountID = "1" }), "source.accountId:"},
+		{mutate(func(w *WorkItem) { w.Source.Region = "x" }), "source.region:"},
+		{mutate(func(w *WorkItem) { w.Source.Repository = "A" }), "source.repository:"},
+		{mutate(func(w *WorkItem) { w.Destination.AccountID = "" }), "destination.accountId:"},
+		{mutate(func(w *WorkItem) { w.Destination.Region = "" }), "destination.region:"},
+		{mutate(func(w *WorkItem) { w.Destination.Repository = "a//b" }), "destination.repository:"},
+		{mutate(func(w *WorkItem) { w.Reason = strings.Repeat("x", 2000) }), "reason:"},
+		{mutate(func(w *WorkItem) { w.CreatedAt = time.Time{} }), "createdAt: required"},
+	}
+	for _, c := range cases {
+		_, err := Marshal(c.w)
+		if !errors.Is(err, ErrMalformed) || !strings.Contains(err.Error(), c.want) {
+			t.Errorf("Marshal err = %v, want %q", err, c.want)
+		}
+	}
+	good, _ := Marshal(workItem())
+	bodies := []struct{ body, want string }{
+		{strings.Replace(string(good), `"rule"`, `"rulez"`, 1), `work item: unknown field "rulez"`},
+		{strings.Replace(string(good), `"2026-03-05T10:00:00Z"`, `"soon"`, 1), `createdAt: "soon"`},
+		{strings.Replace(string(good), `"version":1`, `"version":"1"`, 1), "version: want a JSON int"},
+		{string(good) + `{}`, "after top-level value"},
+	}
+	for _, c := range bodies {
+		_, err := Parse([]byte(c.body))
+		if !errors.Is(err, ErrMalformed) || !strings.Contains(err.Error(), c.want) {
+			t.Errorf("Parse(%s) err = %v, want %q", c.body, err, c.want)
+		}
+	}
+}
+
+// TestSamples parses every sample payload in ../../events.
+func TestSamples(t *testing.T) {
+	dir := filepath.Join("..", "..", "events")
+	read := func(name string) []byte {
+		b, err := os.ReadFile(filepath.Join(dir, name))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return b
+	}
+	direct := []struct {
+		file  string
+		class Class
+		tag   string
+		media string
+	}{
+		{"push.json", Push, "v1.1.0", "application/vnd.docker.distribution.manifest.v2+json"},
+		{"push-untagged.json", Push, "", "application/vnd.oci.image.manifest.v1+json"},
+		{"push-index.json", Push, "v1.2.0", "application/vnd.oci.image.index.v1+json"},
+		{"delete.json", Delete, "v1.1.0", ""},
+	}
+	seen := map[string]bool{"sqs-batch.json": true, "backfill.json": true}
+	for _, c := range direct {
+		seen[c.file] = true
+		m, err := Parse(read(c.file))
+		if err != nil {
+			t.Fatalf("%s: %v", c.file, err)
+		}
+		a := m.Image
+		if m.Kind != KindImageAction || m.Class != c.class || a.Tag != c.tag || a.ManifestMediaType != c.media ||
+			a.Account != "111111111111" || a.Region != "us-east-1" || a.Repository != "team-a/app" {
+			t.Errorf("%s: %v %v %+v", c.file, m.Kind, m.Class, a)
+		}
+	}
+
+	// The backfill request is the backfill function's input, not a queue
+	// message.
+	if _, err := Parse(read("backfill.json")); !errors.Is(err, ErrMalformed) {
+		t.Errorf("backfill.json: err = %v, want ErrMalformed", err)
+	}
+	var req struct {
+		Repositories, Tags []string
+		DryRun             bool
+	}
+	if err := json.Unmarshal(read("backfill.json"), &req); err != nil || !req.DryRun || req.Repositories[0] != "team-a/*" {
+		t.Errorf("backfill.json: %+v %v", req, err)
+	}
+
+	var batch events.SQSEvent
+	if err := json.Unmarshal(read("sqs-batch.json"), &batch); err != nil {
+		t.Fatal(err)
+	}
+	if len(batch.Records) != 3 {
+		t.Fatalf("sqs-batch.json: %d records", len(batch.Records))
+	}
+	for _, r := range batch.Records {
+		if r.MessageId == "" || r.ReceiptHandle == "" || r.EventSourceARN != "arn:aws:sqs:us-east-1:111111111111:ecr-replicator-queue" || r.EventSource != "aws:sqs" {
+			t.Errorf("record envelope: %+v", r)
+		}
+	}
+	if m, err := Parse([]byte(batch.Records[0].Body)); err != nil || m.Kind != KindImageAction || m.Class != Push || m.Image.Tag != "v1.2.0" {
+		t.Errorf("record 0: %+v %v", m, err)
+	}
+	if m, err := Parse([]byte(batch.Records[1].Body)); err != nil || m.Kind != KindWorkItem || m.Class != Push ||
+		m.WorkItem.Source.Digest != digB || m.WorkItem.Destination.Repository != "mirror/team-a/app" {
+		t.Errorf("record 1: %+v %v", m, err)
+	}
+	if _, err := Parse([]byte(batch.Records[2].Body)); !errors.Is(err, ErrMalformed) {
+		t.Errorf("record 2: err = %v, want ErrMalformed", err)
+	}
+
+	entries, _ := os.ReadDir(dir)
+	for _, e := range entries {
+		if !seen[e.Name()] {
+			t.Errorf("sample %s is not covered by this test", e.Name())
+		}
+	}
+}
+
+func FuzzParse(f *testing.F) {
+	f.Add(event(f, nil, nil))
+	f.Add(event(f, map[string]any{"image-tag": nil, "action-type": "DELETE"}, nil))
+	good, _ := Marshal(workItem())
+	f.Add(good)
+	f.Add([]byte(`{"kind":1}`))
+	f.Fuzz(func(t *testing.T, body []byte) {
+		m, err := Parse(body)
+		if err != nil {
+			if !errors.Is(err, ErrMalformed) {
+				t.Fatalf("error does not wrap ErrMalformed: %v", err)
+			}
+			return
+		}
+		switch {
+		case m.Kind == KindWorkItem:
+			if err := m.WorkItem.Validate(); err != nil {
+				t.Fatalf("parsed work item invalid: %v", err)
+			}
+			b, err := Marshal(*m.WorkItem)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if _, err := Parse(b); err != nil {
+				t.Fatalf("re-parse: %v", err)
+			}
+		case m.Class == Ignored:
+			if m.IgnoredReason == "" {
+				t.Fatal("ignored without a reason")
+			}
+		default:
+			if err := m.Image.Validate(); err != nil {
+				t.Fatalf("parsed image action invalid: %v", err)
+			}
+		}
+	})
+}

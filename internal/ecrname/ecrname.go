@@ -1,0 +1,198 @@
+// Package ecrname validates the identifiers ecr-replicator accepts from
+// configuration, events and requests: repository names, tags, digests,
+// account IDs, regions, IAM role ARNs, STS external IDs and repository
+// prefixes.
+//
+// Every check runs before an identifier is used to build a URL, an ARN or a
+// destination repository name, so a hostile or mistyped value is rejected at
+// the edge instead of surfacing as a confusing registry error later.
+//
+// Errors start with the quoted offending value (truncated) and say what was
+// expected, so callers can prefix them with a field path:
+//
+//	rules[0].destinations[1].accountId: "2222" is not a 12-digit AWS account ID
+package ecrname
+
+import (
+	"errors"
+	"regexp"
+	"strconv"
+	"strings"
+	"unicode/utf8"
+)
+
+// ErrInvalid is matched (errors.Is) by every error this package returns.
+var ErrInvalid = errors.New("invalid identifier")
+
+// Error describes one invalid value.
+type Error struct {
+	Value  string // the offending value, untruncated
+	Reason string // e.g. "is not a valid digest (want sha256:<64 hex>)"
+}
+
+func (e *Error) Error() string { return Quote(e.Value) + " " + e.Reason }
+
+// Is makes errors.Is(err, ErrInvalid) true.
+func (e *Error) Is(target error) bool { return target == ErrInvalid }
+
+func invalid(v, reason string) error { return &Error{Value: v, Reason: reason} }
+
+// maxQuoted keeps error messages (and log lines) bounded when an attacker or
+// a broken producer sends a huge value.
+const maxQuoted = 80
+
+// Quote returns v as a Go-quoted string, truncated to about 80 bytes on a
+// rune boundary, with "..." appended when truncated.
+func Quote(v string) string {
+	if len(v) <= maxQuoted {
+		return strconv.Quote(v)
+	}
+	cut := maxQuoted
+	for cut > 0 && !utf8.RuneStart(v[cut]) {
+		cut--
+	}
+	return strconv.Quote(v[:cut]) + "..."
+}
+
+// https://docs.aws.amazon.com/AmazonECR/latest/APIReference/API_CreateRepository.html
+// (repositoryName: length 2-256, this pattern).
+var repositoryRE = regexp.MustCompile(`^(?:[a-z0-9]+(?:[._-][a-z0-9]+)*/)*[a-z0-9]+(?:[._-][a-z0-9]+)*$`)
+
+// MinRepositoryLen and MaxRepositoryLen are ECR's bounds on repository names.
+const (
+	MinRepositoryLen = 2
+	MaxRepositoryLen = 256
+)
+
+// Repository validates an ECR repository name.
+func Repository(name string) error {
+	if len(name) < MinRepositoryLen || len(name) > MaxRepositoryLen {
+		return invalid(name, "is not a valid ECR repository name (want 2-256 characters, got "+strconv.Itoa(len(name))+")")
+	}
+	if !repositoryRE.MatchString(name) {
+		return invalid(name, "is not a valid ECR repository name (want lowercase components of [a-z0-9] separated by '.', '_', '-' or '/')")
+	}
+	return nil
+}
+
+// OCI distribution spec, "Pulling manifests": tags match this pattern.
+// https://github.com/opencontainers/distribution-spec/blob/main/spec.md
+var tagRE = regexp.MustCompile(`^[a-zA-Z0-9_][a-zA-Z0-9._-]{0,127}$`)
+
+// Tag validates an image tag.
+func Tag(tag string) error {
+	if !tagRE.MatchString(tag) {
+		return invalid(tag, "is not a valid image tag (want [a-zA-Z0-9_][a-zA-Z0-9._-]{0,127})")
+	}
+	return nil
+}
+
+var digestRE = regexp.MustCompile(`^(?:sha256:[a-f0-9]{64}|sha512:[a-f0-9]{128})$`)
+
+// Digest validates a content digest. ECR computes sha256 digests; sha512 is
+// accepted because OCI registers it and an image could carry one.
+func Digest(d string) error {
+	if !digestRE.MatchString(d) {
+		return invalid(d, "is not a valid digest (want sha256:<64 lowercase hex> or sha512:<128 lowercase hex>)")
+	}
+	return nil
+}
+
+var accountRE = regexp.MustCompile(`^[0-9]{12}$`)
+
+// AccountID validates a 12-digit AWS account ID.
+func AccountID(id string) error {
+	if !accountRE.MatchString(id) {
+		return invalid(id, "is not a 12-digit AWS account ID")
+	}
+	return nil
+}
+
+// Guessed from the published region names (us-east-1, us-gov-west-1,
+// cn-north-1, eu-central-2, ap-southeast-5, eusc-de-east-1); AWS documents
+// no grammar. Existence is not checked, so new regions work without a
+// release.
+var regionRE = regexp.MustCompile(`^[a-z]{2,4}(?:-[a-z]+)+-[0-9]+$`)
+
+// Region validates the shape of an AWS region name.
+func Region(r string) error {
+	if len(r) > 64 || !regionRE.MatchString(r) {
+		return invalid(r, "is not a valid AWS region (want e.g. us-east-1)")
+	}
+	return nil
+}
+
+// Partitions are the AWS partitions a role ARN may name.
+var Partitions = []string{"aws", "aws-cn", "aws-us-gov", "aws-iso", "aws-iso-b", "aws-iso-e", "aws-iso-f", "aws-eusc"}
+
+// Role paths are "/" or /segment/.../ of printable ASCII (0x21-0x7E), role
+// names [\w+=,.@-]{1,64}:
+// https://docs.aws.amazon.com/IAM/latest/APIReference/API_CreateRole.html
+// The 2048 limit is AssumeRole's RoleArn bound:
+// https://docs.aws.amazon.com/STS/latest/APIReference/API_AssumeRole.html
+var roleARNRE = regexp.MustCompile(`^arn:(aws|aws-cn|aws-us-gov|aws-iso|aws-iso-b|aws-iso-e|aws-iso-f|aws-eusc):iam::([0-9]{12}):role/(?:[\x21-\x2E\x30-\x7E]+/)*[\w+=,.@-]{1,64}$`)
+
+// RoleARN validates an IAM role ARN such as
+// arn:aws:iam::222222222222:role/path/name.
+func RoleARN(arn string) error {
+	_, err := RoleAccount(arn)
+	return err
+}
+
+// RoleAccount validates arn like RoleARN and returns the account that owns
+// the role.
+func RoleAccount(arn string) (string, error) {
+	if len(arn) > 2048 {
+		return "", invalid(arn, "is not a valid IAM role ARN (longer than 2048 characters)")
+	}
+	m := roleARNRE.FindStringSubmatch(arn)
+	if m == nil {
+		return "", invalid(arn, "is not a valid IAM role ARN (want arn:<partition>:iam::<12-digit account>:role/[path/]name, partition one of "+strings.Join(Partitions, ", ")+")")
+	}
+	return m[2], nil
+}
+
+// https://docs.aws.amazon.com/STS/latest/APIReference/API_AssumeRole.html
+// (ExternalId: length 2-1224, pattern [\w+=,.@:\/-]*).
+// Go's regexp caps repeat counts at 1000, so the length is checked apart.
+var externalIDRE = regexp.MustCompile(`^[\w+=,.@:/-]+$`)
+
+// ExternalID validates an STS AssumeRole external ID.
+func ExternalID(s string) error {
+	if len(s) < 2 || len(s) > 1224 || !externalIDRE.MatchString(s) {
+		return invalid(s, "is not a valid STS external ID (want 2-1224 characters of [A-Za-z0-9_+=,.@:/-])")
+	}
+	return nil
+}
+
+// RepositoryPrefix validates a prefix that is prepended verbatim to a source
+// repository name to form a destination name. Empty means no prefix.
+//
+// Besides forming valid names, a prefix must not let a name escape into a
+// namespace the operator did not mean: no leading "/", no "..", "//" or
+// uppercase (ECR would reject uppercase anyway, but saying so here gives a
+// clearer error at config time).
+func RepositoryPrefix(p string) error {
+	if p == "" {
+		return nil
+	}
+	switch {
+	case strings.HasPrefix(p, "/"):
+		return invalid(p, "is not a valid repository prefix (must not start with '/')")
+	case strings.Contains(p, ".."):
+		return invalid(p, "is not a valid repository prefix (must not contain '..')")
+	case strings.Contains(p, "//"):
+		return invalid(p, "is not a valid repository prefix (must not contain '//')")
+	case strings.ToLower(p) != p:
+		return invalid(p, "is not a valid repository prefix (must be lowercase)")
+	}
+	// ECR names are at most 256 bytes, so the prefix must leave room for at
+	// least one character of the source name.
+	if len(p) >= MaxRepositoryLen {
+		return invalid(p, "is not a valid repository prefix (must be shorter than 256 characters)")
+	}
+	if Repository(p+"x") != nil {
+		return invalid(p, "is not a valid repository prefix (prefix+name must be a valid ECR repository name, e.g. \"mirror/\" or \"mirror-\")")
+	}
+	return nil
+}
