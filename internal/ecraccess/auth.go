@@ -1,0 +1,141 @@
+package ecraccess
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"io"
+	"net"
+	"net/http"
+	"strings"
+
+	"github.com/aws/aws-sdk-go-v2/aws/retry"
+	"github.com/aws/smithy-go"
+	"github.com/google/go-containerregistry/pkg/authn"
+)
+
+// Authenticator returns registry credentials for go-containerregistry, from the cached
+// token (renewed shortly before it expires).
+func (g *Registry) Authenticator() authn.Authenticator { return registryAuth{g} }
+
+type registryAuth struct{ g *Registry }
+
+func (a registryAuth) Authorization() (*authn.AuthConfig, error) {
+	return a.AuthorizationContext(context.Background())
+}
+
+func (a registryAuth) AuthorizationContext(ctx context.Context) (*authn.AuthConfig, error) {
+	secret, err := a.g.token(ctx, false)
+	if err != nil {
+		return nil, err
+	}
+	a.g.mu.Lock()
+	user := a.g.user
+	a.g.mu.Unlock()
+	return &authn.AuthConfig{Username: user, Password: secret}, nil
+}
+
+// Transport wraps base so that a request the registry refuses because the token expired
+// (401 on a request that carried credentials, or 403 DENIED "…token has expired") is
+// retried once with a freshly issued token. A second refusal is returned as is.
+func (g *Registry) Transport(base http.RoundTripper) http.RoundTripper {
+	if base == nil {
+		base = http.DefaultTransport
+	}
+	return &refreshTransport{g: g, base: base}
+}
+
+type refreshTransport struct {
+	g    *Registry
+	base http.RoundTripper
+}
+
+func (t *refreshTransport) RoundTrip(req *http.Request) (*http.Response, error) {
+	resp, err := t.base.RoundTrip(req)
+	if err != nil || req.Header.Get("Authorization") == "" || !tokenRefused(resp) {
+		return resp, err
+	}
+	if req.Body != nil && req.Body != http.NoBody && req.GetBody == nil {
+		return resp, nil // cannot replay a streamed body; the caller's retry starts over
+	}
+	_, used, _ := req.BasicAuth()
+	secret, terr := t.g.refresh(req.Context(), used)
+	if terr != nil {
+		return resp, nil
+	}
+	retry := req.Clone(req.Context())
+	if req.GetBody != nil {
+		body, berr := req.GetBody()
+		if berr != nil {
+			return resp, nil
+		}
+		retry.Body = body
+	}
+	resp.Body.Close()
+	t.g.mu.Lock()
+	user := t.g.user
+	t.g.mu.Unlock()
+	retry.SetBasicAuth(user, secret)
+	t.g.resolver.log.Info("registry refused the token; retrying once with a new one", "account", t.g.access.AccountID, "region", t.g.access.Region, "status", resp.StatusCode)
+	return t.base.RoundTrip(retry)
+}
+
+// tokenRefused recognises ECR's answers to a bad or expired token. The 401 is the
+// registry's challenge; the expiry wording is "denied: Your authorization token has
+// expired. Reauthenticate and try again." (its status, 403, is a guess). A 403 to a HEAD
+// has no body to tell, so it earns one refresh too.
+func tokenRefused(resp *http.Response) bool {
+	switch resp.StatusCode {
+	case http.StatusUnauthorized:
+		return true
+	case http.StatusForbidden:
+		if resp.Request != nil && resp.Request.Method == http.MethodHead {
+			return true
+		}
+		body, err := io.ReadAll(io.LimitReader(resp.Body, 64<<10))
+		resp.Body.Close()
+		resp.Body = io.NopCloser(bytes.NewReader(body))
+		return err == nil && strings.Contains(strings.ToLower(string(body)), "token has expired")
+	}
+	return false
+}
+
+// wrapAWS classifies an AWS SDK error, keeping its code.
+func wrapAWS(op string, err error) error {
+	e := &Error{Op: op, Err: err}
+	var ae smithy.APIError
+	if errors.As(err, &ae) {
+		e.Code = ae.ErrorCode()
+	}
+	return e
+}
+
+// Retryable reports whether trying again later may succeed: throttling, service-side
+// faults, timeouts and connection errors. Access denied, missing resources and invalid
+// input are permanent.
+func (e *Error) Retryable() bool {
+	if e.Code != "" {
+		switch e.Code {
+		case "ThrottlingException", "Throttling", "TooManyRequestsException", "RequestLimitExceeded",
+			"ServiceUnavailable", "ServiceUnavailableException", "ServerException", "InternalFailure",
+			"InternalError", "RequestTimeout", "RequestTimeoutException", "ExpiredToken", "ExpiredTokenException",
+			"IDPCommunicationError":
+			return true
+		}
+		return retry.IsErrorRetryables(retry.DefaultRetryables).IsErrorRetryable(e.Err).Bool()
+	}
+	var ne net.Error
+	if errors.As(e.Err, &ne) || errors.Is(e.Err, context.DeadlineExceeded) || errors.Is(e.Err, io.ErrUnexpectedEOF) {
+		return true
+	}
+	return retry.IsErrorRetryables(retry.DefaultRetryables).IsErrorRetryable(e.Err).Bool()
+}
+
+// ErrorCode returns the AWS error code of an SDK error, or "".
+func ErrorCode(err error) string {
+	var ae smithy.APIError
+	if errors.As(err, &ae) {
+		return ae.ErrorCode()
+	}
+	return ""
+}

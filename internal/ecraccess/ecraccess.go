@@ -1,0 +1,297 @@
+// Package ecraccess turns AWS identities into access to ECR registries: the role to
+// assume in a destination (or source) account through STS, the registry host taken from
+// ECR's own answers, registry credentials from GetAuthorizationToken (cached until
+// shortly before they expire, refreshed once when the registry refuses them), and the
+// repository calls the replicator needs (create with mirrored settings, read settings).
+//
+// A Resolver lives as long as the process — a warm Lambda keeps it across invocations —
+// so assumed-role credentials and registry tokens are reused until they near expiry.
+package ecraccess
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/base64"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/url"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/credentials/stscreds"
+	"github.com/aws/aws-sdk-go-v2/service/ecr"
+	"github.com/aws/aws-sdk-go-v2/service/sts"
+)
+
+// Access names a registry and the identity to reach it with.
+type Access struct {
+	AccountID string // the registry's account
+	Region    string
+	// RoleARN, when set, is assumed (with ExternalID) to act in the account; empty means
+	// the resolver's own credentials (same account, or a cross-account repository policy).
+	RoleARN    string
+	ExternalID string
+}
+
+func (a Access) key() string {
+	return a.AccountID + "|" + a.Region + "|" + a.RoleARN + "|" + a.ExternalID
+}
+
+// Resolver hands out Registries, caching them and their credentials.
+type Resolver struct {
+	base        aws.Config
+	sessionName string
+	duration    time.Duration
+	refreshSkew time.Duration
+	log         *slog.Logger
+
+	mu         sync.Mutex
+	registries map[string]*Registry
+	roles      map[string]aws.CredentialsProvider
+	callerAcct string
+}
+
+// Option configures a Resolver.
+type Option func(*Resolver)
+
+// WithSessionName sets the RoleSessionName prefix, e.g. "ecr-replicator-replicate"; a
+// short random suffix is added so each process shows separately in CloudTrail.
+func WithSessionName(prefix string) Option { return func(r *Resolver) { r.sessionName = prefix } }
+
+// WithSessionDuration sets DurationSeconds of assumed-role sessions (default 1 hour, the
+// most role chaining allows).
+func WithSessionDuration(d time.Duration) Option { return func(r *Resolver) { r.duration = d } }
+
+// WithTokenRefreshSkew sets how long before expiresAt a registry token is renewed
+// (default 5 minutes).
+func WithTokenRefreshSkew(d time.Duration) Option { return func(r *Resolver) { r.refreshSkew = d } }
+
+// WithLogger sets the logger (never given secrets).
+func WithLogger(l *slog.Logger) Option { return func(r *Resolver) { r.log = l } }
+
+// NewResolver returns a Resolver acting with base's credentials.
+func NewResolver(base aws.Config, opts ...Option) *Resolver {
+	r := &Resolver{
+		base:        base,
+		sessionName: "ecr-replicator",
+		duration:    time.Hour,
+		refreshSkew: 5 * time.Minute,
+		log:         slog.Default(),
+		registries:  map[string]*Registry{},
+		roles:       map[string]aws.CredentialsProvider{},
+	}
+	for _, o := range opts {
+		o(r)
+	}
+	r.sessionName = sessionName(r.sessionName)
+	return r
+}
+
+// sessionName appends a short unique suffix within STS's 64-character limit
+// ([\w+=,.@-]{2,64}, API_AssumeRole).
+func sessionName(prefix string) string {
+	b := make([]byte, 4)
+	rand.Read(b)
+	suffix := "-" + hex.EncodeToString(b)
+	if len(prefix)+len(suffix) > 64 {
+		prefix = prefix[:64-len(suffix)]
+	}
+	return prefix + suffix
+}
+
+// SessionName is the RoleSessionName this resolver uses.
+func (r *Resolver) SessionName() string { return r.sessionName }
+
+// Registry returns the registry a names, reached with the identity a names.
+func (r *Resolver) Registry(ctx context.Context, a Access) (*Registry, error) {
+	if a.Region == "" {
+		a.Region = r.base.Region
+	}
+	if a.Region == "" {
+		return nil, &Error{Op: "resolve registry", Code: "MissingRegion", Err: errors.New("no region given and none configured (set AWS_REGION)")}
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if reg, ok := r.registries[a.key()]; ok {
+		return reg, nil
+	}
+	cfg := r.base.Copy()
+	cfg.Region = a.Region
+	if a.RoleARN != "" {
+		cfg.Credentials = r.roleCredentials(a.RoleARN, a.ExternalID)
+	}
+	reg := &Registry{
+		access:   a,
+		resolver: r,
+		api:      ecr.NewFromConfig(cfg),
+	}
+	// Without a role, the registry may belong to another account than the caller's: then
+	// its host comes from that account's repositoryUri, not our own proxyEndpoint.
+	if a.RoleARN == "" && a.AccountID != "" {
+		caller, err := r.callerAccount(ctx)
+		if err != nil {
+			return nil, err
+		}
+		reg.foreign = caller != a.AccountID
+	}
+	r.registries[a.key()] = reg
+	return reg, nil
+}
+
+// roleCredentials returns a cached credentials provider for an assumed role. The cache
+// refreshes the session before it expires (aws.CredentialsCache).
+func (r *Resolver) roleCredentials(roleARN, externalID string) aws.CredentialsProvider {
+	k := roleARN + "|" + externalID
+	if p, ok := r.roles[k]; ok {
+		return p
+	}
+	provider := stscreds.NewAssumeRoleProvider(sts.NewFromConfig(r.base), roleARN, func(o *stscreds.AssumeRoleOptions) {
+		o.RoleSessionName = r.sessionName
+		o.Duration = r.duration
+		if externalID != "" {
+			o.ExternalID = aws.String(externalID)
+		}
+	})
+	p := aws.NewCredentialsCache(provider, func(o *aws.CredentialsCacheOptions) {
+		o.ExpiryWindow = r.refreshSkew
+	})
+	r.roles[k] = p
+	return p
+}
+
+func (r *Resolver) callerAccount(ctx context.Context) (string, error) {
+	if r.callerAcct != "" {
+		return r.callerAcct, nil
+	}
+	out, err := sts.NewFromConfig(r.base).GetCallerIdentity(ctx, &sts.GetCallerIdentityInput{})
+	if err != nil {
+		return "", wrapAWS("sts:GetCallerIdentity", err)
+	}
+	r.callerAcct = aws.ToString(out.Account)
+	return r.callerAcct, nil
+}
+
+// Registry is one ECR registry (account and region) as one identity sees it.
+type Registry struct {
+	access   Access
+	resolver *Resolver
+	api      *ecr.Client
+	foreign  bool // another account's registry, reached without a role
+
+	mu      sync.Mutex
+	host    string
+	user    string
+	secret  string
+	expires time.Time
+	known   map[string]bool // repositories known to exist
+}
+
+// Access returns what the registry was resolved from.
+func (g *Registry) Access() Access { return g.access }
+
+// API is the ECR API client acting with this registry's identity.
+func (g *Registry) API() *ecr.Client { return g.api }
+
+// Host returns the registry host (host[:port]) from ECR's answers: proxyEndpoint for the
+// caller's registry, a repository's repositoryUri for another account's. Never a
+// hostname template, so China, GovCloud, FIPS and dual-stack endpoints work.
+func (g *Registry) Host(ctx context.Context, repository string) (string, error) {
+	if !g.foreign {
+		if _, err := g.token(ctx, false); err != nil {
+			return "", err
+		}
+		g.mu.Lock()
+		defer g.mu.Unlock()
+		return g.host, nil
+	}
+	g.mu.Lock()
+	host := g.host
+	g.mu.Unlock()
+	if host != "" {
+		return host, nil
+	}
+	out, err := g.api.DescribeRepositories(ctx, &ecr.DescribeRepositoriesInput{
+		RegistryId:      aws.String(g.access.AccountID),
+		RepositoryNames: []string{repository},
+	})
+	if err != nil {
+		return "", wrapAWS("ecr:DescribeRepositories", err)
+	}
+	if len(out.Repositories) == 0 {
+		return "", &Error{Op: "ecr:DescribeRepositories", Code: "RepositoryNotFoundException", Err: fmt.Errorf("repository %s not found in %s", repository, g.access.AccountID)}
+	}
+	uri := aws.ToString(out.Repositories[0].RepositoryUri)
+	host, _, _ = strings.Cut(uri, "/")
+	g.mu.Lock()
+	g.host = host
+	g.mu.Unlock()
+	return host, nil
+}
+
+// token returns the registry password, fetching a new one when none is cached, it is
+// within the refresh skew of expiresAt, or force is set.
+func (g *Registry) token(ctx context.Context, force bool) (string, error) {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if !force && g.secret != "" && time.Until(g.expires) > g.resolver.refreshSkew {
+		return g.secret, nil
+	}
+	// registryIds is deprecated: the token covers every registry the principal may reach.
+	// https://docs.aws.amazon.com/AmazonECR/latest/APIReference/API_GetAuthorizationToken.html
+	out, err := g.api.GetAuthorizationToken(ctx, &ecr.GetAuthorizationTokenInput{})
+	if err != nil {
+		return "", wrapAWS("ecr:GetAuthorizationToken", err)
+	}
+	if len(out.AuthorizationData) == 0 {
+		return "", &Error{Op: "ecr:GetAuthorizationToken", Code: "EmptyAuthorizationData", Err: errors.New("no authorization data returned")}
+	}
+	d := out.AuthorizationData[0]
+	raw, err := base64.StdEncoding.DecodeString(aws.ToString(d.AuthorizationToken))
+	if err != nil {
+		return "", &Error{Op: "ecr:GetAuthorizationToken", Code: "MalformedToken", Err: errors.New("authorization token is not base64")}
+	}
+	user, secret, ok := strings.Cut(string(raw), ":")
+	if !ok {
+		return "", &Error{Op: "ecr:GetAuthorizationToken", Code: "MalformedToken", Err: errors.New("authorization token is not user:password")}
+	}
+	if !g.foreign {
+		u, err := url.Parse(aws.ToString(d.ProxyEndpoint))
+		if err != nil || u.Host == "" {
+			return "", &Error{Op: "ecr:GetAuthorizationToken", Code: "MalformedProxyEndpoint", Err: fmt.Errorf("proxyEndpoint %q is not a URL", aws.ToString(d.ProxyEndpoint))}
+		}
+		g.host = u.Host
+	}
+	g.user, g.secret = user, secret
+	g.expires = aws.ToTime(d.ExpiresAt)
+	if g.expires.IsZero() {
+		g.expires = time.Now().Add(time.Hour)
+	}
+	g.resolver.log.Debug("registry token issued", "account", g.access.AccountID, "region", g.access.Region, "expires", g.expires)
+	return g.secret, nil
+}
+
+// refresh replaces a refused token, unless another request already did (then the
+// current one is returned), so a burst of refusals costs one GetAuthorizationToken.
+func (g *Registry) refresh(ctx context.Context, refused string) (string, error) {
+	g.mu.Lock()
+	current := g.secret
+	g.mu.Unlock()
+	if current != "" && current != refused {
+		return current, nil
+	}
+	return g.token(ctx, true)
+}
+
+// Error is an AWS API error seen while resolving access, with its code.
+type Error struct {
+	Op   string
+	Code string
+	Err  error
+}
+
+func (e *Error) Error() string { return e.Op + ": " + e.Err.Error() }
+func (e *Error) Unwrap() error { return e.Err }

@@ -1,0 +1,462 @@
+package mirror_test
+
+import (
+	"context"
+	"encoding/base64"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/config"
+	"github.com/aws/aws-sdk-go-v2/credentials"
+	"github.com/aws/aws-sdk-go-v2/service/ecr"
+	ecrtypes "github.com/aws/aws-sdk-go-v2/service/ecr/types"
+	"github.com/google/go-containerregistry/pkg/authn"
+	"github.com/google/go-containerregistry/pkg/name"
+	v1 "github.com/google/go-containerregistry/pkg/v1"
+	"github.com/google/go-containerregistry/pkg/v1/empty"
+	"github.com/google/go-containerregistry/pkg/v1/mutate"
+	"github.com/google/go-containerregistry/pkg/v1/random"
+	"github.com/google/go-containerregistry/pkg/v1/remote"
+	"github.com/google/go-containerregistry/pkg/v1/types"
+
+	"github.com/ecr-replicator/ecr-replicator/internal/ecraccess"
+	"github.com/ecr-replicator/ecr-replicator/internal/mirror"
+	"github.com/ecr-replicator/ecr-replicator/internal/replication"
+	"github.com/ecr-replicator/ecr-replicator/internal/rules"
+	"github.com/ecr-replicator/ecr-replicator/internal/sandbox"
+)
+
+const extID = "mirror-test-external-id"
+
+// world is a sandbox with a logged-in client on each side, and a Mirror running as the
+// source account's replicator user.
+type world struct {
+	sb       *sandbox.Sandbox
+	ctx      context.Context
+	srcCfg   aws.Config
+	dstCfg   aws.Config // the destination account's admin, for checking
+	srcHost  string
+	srcAuth  authn.Authenticator
+	dstHost  string
+	dstAuth  authn.Authenticator
+	resolver *ecraccess.Resolver
+}
+
+func newWorld(t *testing.T) *world {
+	t.Helper()
+	sb, err := sandbox.New(sandbox.TwoAccounts(extID))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { sb.Close() })
+	t.Setenv("AWS_ENDPOINT_URL_ECR", sb.APIURL())
+	t.Setenv("AWS_ENDPOINT_URL_STS", sb.APIURL())
+	t.Setenv("AWS_EC2_METADATA_DISABLED", "true")
+	t.Setenv("AWS_CONFIG_FILE", "/dev/null")
+	t.Setenv("AWS_SHARED_CREDENTIALS_FILE", "/dev/null")
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	t.Cleanup(cancel)
+	w := &world{sb: sb, ctx: ctx}
+	w.srcCfg = w.config(t, sandbox.SourceAccount, sandbox.SourceUser)
+	w.dstCfg = w.config(t, sandbox.DestinationAccount, sandbox.AdminUser)
+	w.srcHost, w.srcAuth = login(t, ctx, w.srcCfg)
+	w.dstHost, w.dstAuth = login(t, ctx, w.dstCfg)
+	w.resolver = ecraccess.NewResolver(w.srcCfg, ecraccess.WithSessionName("ecr-replicator-test"), ecraccess.WithLogger(slog.New(slog.NewTextHandler(io.Discard, nil))))
+	return w
+}
+
+func (w *world) config(t *testing.T, account, user string) aws.Config {
+	key, secret, err := w.sb.Credentials(account, user)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg, err := config.LoadDefaultConfig(w.ctx, config.WithRegion(sandbox.DefaultRegion),
+		config.WithCredentialsProvider(credentials.NewStaticCredentialsProvider(key, secret, "")))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return cfg
+}
+
+func login(t *testing.T, ctx context.Context, cfg aws.Config) (string, authn.Authenticator) {
+	t.Helper()
+	out, err := ecr.NewFromConfig(cfg).GetAuthorizationToken(ctx, &ecr.GetAuthorizationTokenInput{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	raw, _ := base64.StdEncoding.DecodeString(aws.ToString(out.AuthorizationData[0].AuthorizationToken))
+	_, pass, _ := strings.Cut(string(raw), ":")
+	return strings.TrimPrefix(aws.ToString(out.AuthorizationData[0].ProxyEndpoint), "http://"), &authn.Basic{Username: "AWS", Password: pass}
+}
+
+func (w *world) mirror() *mirror.Mirror {
+	return mirror.New(w.resolver, replication.New(replication.WithBackoff(remote.Backoff{Duration: 10 * time.Millisecond, Factor: 2, Steps: 3})))
+}
+
+func (w *world) createSourceRepo(t *testing.T, in *ecr.CreateRepositoryInput) {
+	t.Helper()
+	if _, err := ecr.NewFromConfig(w.srcCfg).CreateRepository(w.ctx, in); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func (w *world) push(t *testing.T, repo, tag string, img v1.Image) v1.Hash {
+	t.Helper()
+	if err := remote.Write(w.ref(t, w.srcHost, repo, tag), img, remote.WithAuth(w.srcAuth)); err != nil {
+		t.Fatal(err)
+	}
+	d, _ := img.Digest()
+	return d
+}
+
+func (w *world) ref(t *testing.T, host, repo, tagOrDigest string) name.Reference {
+	t.Helper()
+	sep := ":"
+	if strings.HasPrefix(tagOrDigest, "sha256:") {
+		sep = "@"
+	}
+	r, err := name.ParseReference(host + "/" + repo + sep + tagOrDigest)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return r
+}
+
+// destDigest is what the destination answers for a tag or digest ("" when absent).
+func (w *world) destDigest(t *testing.T, repo, tagOrDigest string) string {
+	t.Helper()
+	d, err := remote.Head(w.ref(t, w.dstHost, repo, tagOrDigest), remote.WithAuth(w.dstAuth))
+	if err != nil {
+		return ""
+	}
+	return d.Digest.String()
+}
+
+func target(prefix string) rules.Target {
+	return rules.Target{
+		Rule: "test",
+		Destination: rules.Destination{
+			AccountID: sandbox.DestinationAccount, Region: sandbox.DefaultRegion,
+			RoleARN:    sandbox.RoleARN(sandbox.DestinationAccount, sandbox.DestinationRole),
+			ExternalID: extID, RepositoryPrefix: prefix, CreateRepository: true,
+		},
+		Referrers: true,
+	}
+}
+
+func targetFor(prefix, repo string) rules.Target {
+	t := target(prefix)
+	t.Repository = prefix + repo
+	return t
+}
+
+func one(t *testing.T, rs []mirror.Result) mirror.Result {
+	t.Helper()
+	if len(rs) != 1 {
+		t.Fatalf("%d results, want 1", len(rs))
+	}
+	return rs[0]
+}
+
+func TestReplicateImageIndexAndReferrers(t *testing.T) {
+	w := newWorld(t)
+	w.createSourceRepo(t, &ecr.CreateRepositoryInput{
+		RepositoryName:                     aws.String("team-a/app"),
+		ImageTagMutability:                 ecrtypes.ImageTagMutabilityImmutableWithExclusion,
+		ImageTagMutabilityExclusionFilters: []ecrtypes.ImageTagMutabilityExclusionFilter{{FilterType: ecrtypes.ImageTagMutabilityExclusionFilterTypeWildcard, Filter: aws.String("latest")}},
+		ImageScanningConfiguration:         &ecrtypes.ImageScanningConfiguration{ScanOnPush: true},
+		EncryptionConfiguration:            &ecrtypes.EncryptionConfiguration{EncryptionType: ecrtypes.EncryptionTypeKms},
+	})
+	img, _ := random.Image(4096, 3)
+	imgDigest := w.push(t, "team-a/app", "v1", img)
+	idx, _ := random.Index(2048, 2, 4)
+	if err := remote.WriteIndex(w.ref(t, w.srcHost, "team-a/app", "v2"), idx, remote.WithAuth(w.srcAuth)); err != nil {
+		t.Fatal(err)
+	}
+	idxDigest, _ := idx.Digest()
+	// An SBOM artifact referring to v1, and a cosign-style signature tag.
+	sbom := mutate.ConfigMediaType(mutate.MediaType(empty.Image, types.OCIManifestSchema1), "application/spdx+json")
+	sbom = mutate.Subject(sbom, v1.Descriptor{MediaType: types.DockerManifestSchema2, Digest: imgDigest, Size: mustSize(img)}).(v1.Image)
+	sbomDigest, _ := sbom.Digest()
+	if err := remote.Write(w.ref(t, w.srcHost, "team-a/app", sbomDigest.String()), sbom, remote.WithAuth(w.srcAuth)); err != nil {
+		t.Fatal(err)
+	}
+	sig, _ := random.Image(256, 1)
+	sigTag := "sha256-" + imgDigest.Hex + ".sig"
+	sigDigest := w.push(t, "team-a/app", sigTag, sig)
+
+	m := w.mirror()
+	mark := w.sb.AccessLogMark()
+	tg := targetFor("mirror/", "team-a/app")
+	r := one(t, m.Replicate(w.ctx, mirror.Source{AccountID: sandbox.SourceAccount, Region: sandbox.DefaultRegion, Repository: "team-a/app", Digest: imgDigest.String(), Tag: "v1"}, []rules.Target{tg}))
+	if r.Outcome != replication.Copied || r.Err != nil || !r.Created {
+		t.Fatalf("image: %+v", r)
+	}
+	r = one(t, m.Replicate(w.ctx, mirror.Source{AccountID: sandbox.SourceAccount, Region: sandbox.DefaultRegion, Repository: "team-a/app", Digest: idxDigest.String(), Tag: "v2"}, []rules.Target{tg}))
+	if r.Outcome != replication.Copied || r.Err != nil {
+		t.Fatalf("index: %+v", r)
+	}
+	replicated := w.sb.AccessLogSince(mark)
+	for ref, want := range map[string]v1.Hash{"v1": imgDigest, "v2": idxDigest, sbomDigest.String(): sbomDigest, sigTag: sigDigest} {
+		if got := w.destDigest(t, "mirror/team-a/app", ref); got != want.String() {
+			t.Errorf("destination %s = %q, want %s", ref, got, want)
+		}
+	}
+	children, _ := idx.IndexManifest()
+	for _, c := range children.Manifests {
+		if got := w.destDigest(t, "mirror/team-a/app", c.Digest.String()); got != c.Digest.String() {
+			t.Errorf("index child %s missing in the destination", c.Digest)
+		}
+	}
+
+	// The created repository mirrors the source's settings; encryption stays KMS with the
+	// destination's own managed key.
+	out, err := ecr.NewFromConfig(w.dstCfg).DescribeRepositories(w.ctx, &ecr.DescribeRepositoriesInput{RepositoryNames: []string{"mirror/team-a/app"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	repo := out.Repositories[0]
+	if repo.ImageTagMutability != ecrtypes.ImageTagMutabilityImmutableWithExclusion || len(repo.ImageTagMutabilityExclusionFilters) != 1 ||
+		!repo.ImageScanningConfiguration.ScanOnPush || repo.EncryptionConfiguration.EncryptionType != ecrtypes.EncryptionTypeKms {
+		t.Errorf("created repository settings: %+v", repo)
+	}
+
+	// Every write into the destination was made with the assumed destination role.
+	for _, e := range replicated {
+		if e.Account != sandbox.DestinationAccount || e.Service == "sts" || (e.Operation == "GET ping" && e.Status == http.StatusUnauthorized) {
+			continue
+		}
+		if !strings.HasPrefix(e.Principal, "arn:aws:sts::222222222222:assumed-role/ecr-replicator-destination/ecr-replicator-test-") {
+			t.Errorf("destination request %s %s by %q, want the assumed role", e.Service, e.Operation, e.Principal)
+		}
+	}
+	assumes := sandbox.Filter(replicated, func(e sandbox.Entry) bool { return e.Operation == "AssumeRole" })
+	if len(assumes) != 1 {
+		t.Errorf("AssumeRole called %d times, want 1 (credentials cached)", len(assumes))
+	}
+
+	// Copying again writes nothing: no upload, no manifest PUT.
+	mark = w.sb.AccessLogMark()
+	m2 := w.mirror()
+	for _, src := range []mirror.Source{
+		{AccountID: sandbox.SourceAccount, Region: sandbox.DefaultRegion, Repository: "team-a/app", Digest: imgDigest.String(), Tag: "v1"},
+		{AccountID: sandbox.SourceAccount, Region: sandbox.DefaultRegion, Repository: "team-a/app", Digest: idxDigest.String(), Tag: "v2"},
+	} {
+		r := one(t, m2.Replicate(w.ctx, src, []rules.Target{tg}))
+		if r.Outcome != replication.AlreadyPresent {
+			t.Errorf("second copy of %s: %s %v", src.Tag, r.Outcome, r.Err)
+		}
+	}
+	writes := sandbox.Filter(w.sb.AccessLogSince(mark), func(e sandbox.Entry) bool {
+		return e.Service == "registry" && (e.Action == "ecr:PutImage" || e.Action == "ecr:InitiateLayerUpload" || e.Action == "ecr:UploadLayerPart")
+	})
+	if len(writes) != 0 {
+		t.Errorf("second copy made %d writes: %+v", len(writes), writes)
+	}
+	blobGets := sandbox.Filter(w.sb.AccessLogSince(mark), func(e sandbox.Entry) bool { return e.Operation == "GET blob" })
+	if len(blobGets) != 0 {
+		t.Errorf("second copy downloaded %d blobs", len(blobGets))
+	}
+}
+
+func mustSize(img v1.Image) int64 {
+	n, _ := img.Size()
+	return n
+}
+
+func TestSharedLayersCheckedOnce(t *testing.T) {
+	w := newWorld(t)
+	w.createSourceRepo(t, &ecr.CreateRepositoryInput{RepositoryName: aws.String("svc")})
+	base, _ := random.Image(8192, 3)
+	var digests []v1.Hash
+	for i := 0; i < 10; i++ {
+		layer, _ := random.Layer(512, types.DockerLayer)
+		img, _ := mutate.AppendLayers(base, layer)
+		digests = append(digests, w.push(t, "svc", fmt.Sprintf("v%d", i), img))
+	}
+	m := w.mirror()
+	mark := w.sb.AccessLogMark()
+	tg := targetFor("", "svc")
+	for i, d := range digests {
+		r := one(t, m.Replicate(w.ctx, mirror.Source{AccountID: sandbox.SourceAccount, Region: sandbox.DefaultRegion, Repository: "svc", Digest: d.String(), Tag: fmt.Sprintf("v%d", i)}, []rules.Target{tg}))
+		if r.Err != nil {
+			t.Fatal(r.Err)
+		}
+	}
+	heads := map[string]int{}
+	uploads := 0
+	for _, e := range w.sb.AccessLogSince(mark) {
+		if e.Account != sandbox.DestinationAccount {
+			continue
+		}
+		if e.Operation == "HEAD blob" {
+			heads[e.Reference]++
+		}
+		if e.Operation == "POST upload" {
+			uploads++
+		}
+	}
+	for blob, n := range heads {
+		if n != 1 {
+			t.Errorf("blob %s HEAD %d times, want 1", blob, n)
+		}
+	}
+	// 3 shared base layers + 10 own layers + 10 configs.
+	if uploads != 23 {
+		t.Errorf("%d uploads, want 23", uploads)
+	}
+	for i, d := range digests {
+		if got := w.destDigest(t, "svc", fmt.Sprintf("v%d", i)); got != d.String() {
+			t.Errorf("v%d = %s, want %s", i, got, d)
+		}
+	}
+}
+
+func TestTagsConvergeAndConflicts(t *testing.T) {
+	w := newWorld(t)
+	w.createSourceRepo(t, &ecr.CreateRepositoryInput{RepositoryName: aws.String("app")})
+	old, _ := random.Image(256, 1)
+	newer, _ := random.Image(256, 1)
+	oldD := w.push(t, "app", "latest", old)
+	newD := w.push(t, "app", "latest", newer) // the tag moved on
+	m := w.mirror()
+	tg := targetFor("", "app")
+	src := func(d v1.Hash) mirror.Source {
+		return mirror.Source{AccountID: sandbox.SourceAccount, Region: sandbox.DefaultRegion, Repository: "app", Digest: d.String(), Tag: "latest"}
+	}
+	// Newest first, then the stale event: the tag must stay at the newest digest.
+	if r := one(t, m.Replicate(w.ctx, src(newD), []rules.Target{tg})); r.Err != nil {
+		t.Fatal(r.Err)
+	}
+	r := one(t, m.Replicate(w.ctx, src(oldD), []rules.Target{tg}))
+	if r.Err != nil || r.Outcome == replication.Failed {
+		t.Fatalf("stale event: %+v", r)
+	}
+	if got := w.destDigest(t, "app", "latest"); got != newD.String() {
+		t.Fatalf("destination latest = %s, want the newest %s", got, newD)
+	}
+
+	// An immutable destination whose tag points elsewhere is a permanent conflict.
+	if _, err := ecr.NewFromConfig(w.dstCfg).CreateRepository(w.ctx, &ecr.CreateRepositoryInput{RepositoryName: aws.String("frozen"), ImageTagMutability: ecrtypes.ImageTagMutabilityImmutable}); err != nil {
+		t.Fatal(err)
+	}
+	if err := remote.Write(w.ref(t, w.dstHost, "frozen", "v1"), old, remote.WithAuth(w.dstAuth)); err != nil {
+		t.Fatal(err)
+	}
+	w.createSourceRepo(t, &ecr.CreateRepositoryInput{RepositoryName: aws.String("frozen")})
+	v1d := w.push(t, "frozen", "v1", newer)
+	r = one(t, m.Replicate(w.ctx, mirror.Source{AccountID: sandbox.SourceAccount, Region: sandbox.DefaultRegion, Repository: "frozen", Digest: v1d.String(), Tag: "v1"}, []rules.Target{targetFor("", "frozen")}))
+	if r.Outcome != replication.Conflict || r.Retryable {
+		t.Fatalf("immutable conflict: %+v", r)
+	}
+	// The same digest already tagged in an immutable repository is simply present.
+	if err := remote.Write(w.ref(t, w.dstHost, "frozen", "v2"), newer, remote.WithAuth(w.dstAuth)); err != nil {
+		t.Fatal(err)
+	}
+	w.push(t, "frozen", "v2", newer)
+	r = one(t, m.Replicate(w.ctx, mirror.Source{AccountID: sandbox.SourceAccount, Region: sandbox.DefaultRegion, Repository: "frozen", Digest: v1d.String(), Tag: "v2"}, []rules.Target{targetFor("", "frozen")}))
+	if r.Err != nil || r.Outcome != replication.AlreadyPresent {
+		t.Fatalf("same digest under an immutable tag: %+v", r)
+	}
+}
+
+func TestFaultClassification(t *testing.T) {
+	w := newWorld(t)
+	w.createSourceRepo(t, &ecr.CreateRepositoryInput{RepositoryName: aws.String("app")})
+	img, _ := random.Image(64<<10, 2)
+	d := w.push(t, "app", "v1", img)
+	src := mirror.Source{AccountID: sandbox.SourceAccount, Region: sandbox.DefaultRegion, Repository: "app", Digest: d.String(), Tag: "v1"}
+	tg := targetFor("", "app")
+
+	t.Run("destination keeps answering 503: retryable", func(t *testing.T) {
+		w.sb.FailRegistryRequests(sandbox.DestinationAccount, 200, http.StatusServiceUnavailable, 0)
+		r := one(t, w.mirror().Replicate(w.ctx, src, []rules.Target{tg}))
+		if r.Outcome != replication.Failed || !r.Retryable {
+			t.Fatalf("persistent 503: %+v", r)
+		}
+	})
+	drainRegistryFaults(t, w)
+
+	t.Run("upload reset and download reset: recovered in-process", func(t *testing.T) {
+		w.sb.ResetBlobUploads(sandbox.DestinationAccount, 1000, 1)
+		w.sb.ResetBlobDownloads(sandbox.SourceAccount, 1000, 1)
+		r := one(t, w.mirror().Replicate(w.ctx, src, []rules.Target{tg}))
+		if r.Err != nil || r.Outcome != replication.Copied {
+			t.Fatalf("after resets: %+v", r)
+		}
+		if got := w.destDigest(t, "app", "v1"); got != d.String() {
+			t.Fatalf("destination v1 = %s", got)
+		}
+		fired := w.sb.FaultsFired()
+		if fired["registry:reset:upload"] != 1 || fired["registry:reset:blob"] != 1 {
+			t.Errorf("faults fired: %v", fired)
+		}
+	})
+
+	t.Run("expired registry token: refreshed once", func(t *testing.T) {
+		img2, _ := random.Image(1024, 1)
+		d2 := w.push(t, "app", "v2", img2)
+		m := w.mirror()
+		// Warm the token cache, then expire every destination token.
+		one(t, m.Replicate(w.ctx, src, []rules.Target{tg}))
+		w.sb.ExpireRegistryTokens(sandbox.DestinationAccount)
+		mark := w.sb.AccessLogMark()
+		r := one(t, m.Replicate(w.ctx, mirror.Source{AccountID: sandbox.SourceAccount, Region: sandbox.DefaultRegion, Repository: "app", Digest: d2.String(), Tag: "v2"}, []rules.Target{tg}))
+		if r.Err != nil || r.Outcome != replication.Copied {
+			t.Fatalf("after token expiry: %+v", r)
+		}
+		tokens := sandbox.Filter(w.sb.AccessLogSince(mark), func(e sandbox.Entry) bool {
+			return e.Operation == "GetAuthorizationToken" && e.Account == sandbox.DestinationAccount
+		})
+		if len(tokens) != 1 {
+			t.Errorf("%d new destination tokens, want exactly 1 refresh", len(tokens))
+		}
+	})
+
+	t.Run("source image deleted: permanent", func(t *testing.T) {
+		gone := mirror.Source{AccountID: sandbox.SourceAccount, Region: sandbox.DefaultRegion, Repository: "app", Digest: "sha256:" + strings.Repeat("ab", 32), Tag: ""}
+		r := one(t, w.mirror().Replicate(w.ctx, gone, []rules.Target{tg}))
+		if r.Outcome != replication.Failed || r.Retryable {
+			t.Fatalf("missing source image: %+v", r)
+		}
+	})
+
+	t.Run("AssumeRole denied: permanent", func(t *testing.T) {
+		bad := tg
+		bad.Destination.ExternalID = "wrong"
+		r := one(t, w.mirror().Replicate(w.ctx, src, []rules.Target{bad}))
+		if r.Outcome != replication.Failed || r.Retryable || r.Code != "AccessDenied" {
+			t.Fatalf("denied AssumeRole: %+v (code %s)", r, r.Code)
+		}
+	})
+
+	t.Run("ECR API throttled: retried by the SDK", func(t *testing.T) {
+		w.sb.ThrottleAPI("ecr", "CreateRepository", 1)
+		r := one(t, w.mirror().Replicate(w.ctx, src, []rules.Target{targetFor("throttled/", "app")}))
+		if r.Err != nil || !r.Created {
+			t.Fatalf("throttled CreateRepository: %+v", r)
+		}
+	})
+}
+
+// drainRegistryFaults consumes what is left of injected registry faults with harmless
+// pings, so later subtests start clean.
+func drainRegistryFaults(t *testing.T, w *world) {
+	t.Helper()
+	for i := 0; i < 300 && w.sb.PendingFaults() > 0; i++ {
+		req, _ := http.NewRequest(http.MethodGet, "http://"+w.dstHost+"/v2/", nil)
+		req.SetBasicAuth("AWS", w.dstAuth.(*authn.Basic).Password)
+		if resp, err := http.DefaultClient.Do(req); err == nil {
+			resp.Body.Close()
+		}
+	}
+	if w.sb.PendingFaults() > 0 {
+		t.Fatal("faults still pending")
+	}
+}

@@ -1,0 +1,414 @@
+// Package replication is the engine core of ecr-replicator: it copies one
+// image (by digest, byte for byte) from a source repository to a destination
+// repository registry-to-registry, with its blobs streamed from one registry
+// into the other and never through a daemon or local disk.
+//
+// It is built on go-containerregistry's remote package and reads like it: a
+// Copier configured with functional options, Endpoints carrying remote.Options
+// for auth and transport, and errors that carry the registry's error code.
+//
+// A Copier is one run (one Lambda invocation, one CLI sync). It remembers,
+// per destination repository, which blobs and manifests it has seen present,
+// so each blob is HEAD-checked and uploaded at most once per run however many
+// tags, platforms or concurrent Copy calls share it.
+//
+// The engine does not create repositories and does not do registry auth:
+// callers do both with the ECR API and hand in an authn.Authenticator.
+package replication
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"net/http"
+	"regexp"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/google/go-containerregistry/pkg/authn"
+	"github.com/google/go-containerregistry/pkg/name"
+	v1 "github.com/google/go-containerregistry/pkg/v1"
+	"github.com/google/go-containerregistry/pkg/v1/remote"
+	"github.com/google/go-containerregistry/pkg/v1/remote/transport"
+	"golang.org/x/time/rate"
+)
+
+const userAgent = "ecr-replicator"
+
+// Endpoint is one side of a copy: a repository on a registry and how to reach it.
+type Endpoint struct {
+	// Repository is the registry host + repository path. The host comes
+	// from the caller (e.g. ECR's proxyEndpoint).
+	Repository name.Repository
+	// Auth authenticates every request, including the referrers listing the
+	// engine performs by hand. nil means anonymous.
+	Auth authn.Authenticator
+	// Transport is the base RoundTripper (nil: remote.DefaultTransport). The
+	// engine wraps it to honour Retry-After; a remote.WithTransport in
+	// Options replaces that wrapping.
+	Transport http.RoundTripper
+	// Options are extra remote options (user agent, platform, ...). They
+	// are applied after the engine's own, so they win.
+	Options []remote.Option
+}
+
+// Request asks for one digest to be copied (and optionally tagged).
+type Request struct {
+	Source Endpoint
+	// Digest is what to copy (sha256:...). Required.
+	Digest string
+	// Tag is an optional source tag that pointed at Digest when the push
+	// happened. The destination tag only follows it if the source tag still
+	// points at Digest (events arrive late, twice and out of order).
+	Tag         string
+	Destination Endpoint
+	// Referrers also copies OCI 1.1 referrers (subject) and cosign-style
+	// sha256-<hex>.sig/.att/.sbom tags, recursively to a bounded depth.
+	Referrers bool
+}
+
+// Outcome summarises what a Copy did.
+type Outcome string
+
+const (
+	Copied         Outcome = "copied"          // blobs and/or manifests were written
+	AlreadyPresent Outcome = "already-present" // nothing to do
+	TagUpdated     Outcome = "tag-updated"     // content was there, only the tag moved
+	Skipped        Outcome = "skipped"         // stale event: the source tag moved on, nothing written
+	Conflict       Outcome = "conflict"        // the destination refused the tag (immutable), permanent
+	Failed         Outcome = "failed"          // see Result.Err and IsRetryable
+)
+
+// Result reports one Copy. Counters are exact: a blob or manifest counts once
+// per Copy, as copied when this call wrote it, as skipped otherwise.
+type Result struct {
+	Outcome Outcome
+	Digest  string
+	Tag     string
+	Reason  string
+
+	BytesCopied, BytesSkipped int64
+	BlobsCopied, BlobsSkipped int
+	ManifestsWritten          int
+	ManifestsSkipped          int
+	ReferrersCopied           int
+
+	Duration time.Duration
+	Err      error // *Error when classified
+}
+
+// Copier copies images. It is safe for concurrent use; see the package doc
+// for what it caches.
+type Copier struct {
+	jobs          int
+	rate          rate.Limit
+	burst         int
+	backoff       remote.Backoff
+	log           *slog.Logger
+	tagRounds     int
+	referrerDepth int
+	retryAfter    int
+	maxRetryAfter time.Duration
+
+	sem       chan struct{} // bounds concurrent blob transfers across all Copy calls
+	blobs     onceMap       // key: destination repo + blob digest
+	manifests onceMap       // key: destination repo + manifest digest
+
+	mu       sync.Mutex
+	limiters map[string]*rate.Limiter // per destination registry host
+	tagLocks map[string]chan struct{} // per destination repo:tag
+}
+
+// Option configures a Copier.
+type Option func(*Copier)
+
+// WithJobs bounds how many blobs are transferred concurrently (default 8),
+// across all Copy calls on the Copier.
+func WithJobs(n int) Option {
+	return func(c *Copier) {
+		if n > 0 {
+			c.jobs = n
+		}
+	}
+}
+
+// WithManifestRate paces manifest writes per destination registry host
+// (default 10/s, burst 10: ECR's PutImage quota).
+func WithManifestRate(perSecond float64, burst int) Option {
+	return func(c *Copier) {
+		if perSecond > 0 {
+			c.rate = rate.Limit(perSecond)
+		}
+		if burst > 0 {
+			c.burst = burst
+		}
+	}
+}
+
+// WithLogger sets the logger (default: discard).
+func WithLogger(l *slog.Logger) Option {
+	return func(c *Copier) {
+		if l != nil {
+			c.log = l
+		}
+	}
+}
+
+// WithBackoff sets the backoff for throttled (429 without Retry-After), 5xx
+// and network-failed requests. It is handed to ggcr (remote.WithRetryBackoff),
+// which retries reads in its transport and retries blob uploads and manifest
+// PUTs as a whole. Default: 500ms doubling, 5 attempts.
+func WithBackoff(b remote.Backoff) Option {
+	return func(c *Copier) { c.backoff = b }
+}
+
+// WithRetryAfter bounds how often a 429/503 carrying Retry-After is retried
+// and the longest wait honoured (default 5 attempts, 30s).
+func WithRetryAfter(attempts int, maxWait time.Duration) Option {
+	return func(c *Copier) {
+		if attempts > 0 {
+			c.retryAfter = attempts
+		}
+		if maxWait > 0 {
+			c.maxRetryAfter = maxWait
+		}
+	}
+}
+
+// New returns a Copier for one run.
+func New(opts ...Option) *Copier {
+	c := &Copier{
+		jobs:          8,
+		rate:          10,
+		burst:         10,
+		backoff:       remote.Backoff{Duration: 500 * time.Millisecond, Factor: 2, Jitter: 0.1, Steps: 5},
+		log:           slog.New(slog.DiscardHandler),
+		tagRounds:     3,
+		referrerDepth: 3,
+		retryAfter:    5,
+		maxRetryAfter: 30 * time.Second,
+		limiters:      map[string]*rate.Limiter{},
+		tagLocks:      map[string]chan struct{}{},
+	}
+	for _, o := range opts {
+		o(c)
+	}
+	c.sem = make(chan struct{}, c.jobs)
+	return c
+}
+
+var tagRE = regexp.MustCompile(`^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$`)
+
+func validate(req Request) (v1.Hash, error) {
+	if req.Source.Repository.RepositoryStr() == "" || req.Destination.Repository.RepositoryStr() == "" {
+		return v1.Hash{}, invalid("source and destination repositories are required")
+	}
+	h, err := v1.NewHash(req.Digest)
+	if err != nil {
+		return v1.Hash{}, invalid("digest %q: %w", req.Digest, err)
+	}
+	if h.Algorithm != "sha256" {
+		return v1.Hash{}, invalid("digest %q: only sha256 is supported", req.Digest)
+	}
+	if req.Tag != "" && !tagRE.MatchString(req.Tag) {
+		return v1.Hash{}, invalid("tag %q is not a valid tag", req.Tag)
+	}
+	return h, nil
+}
+
+// Copy copies req.Digest and everything it references from the source to the
+// destination, then (if req.Tag is set) converges the destination tag on the
+// source tag. It never returns an error directly: Result.Err carries it.
+func (c *Copier) Copy(ctx context.Context, req Request) Result {
+	start := time.Now()
+	res := Result{Digest: req.Digest, Tag: req.Tag}
+	s, digest, err := c.newSession(req)
+	if err == nil {
+		err = s.run(ctx, digest, &res)
+		s.fill(&res)
+	}
+	res.Duration = time.Since(start)
+	res.Err = err
+	written := res.BlobsCopied > 0 || res.ManifestsWritten > 0
+	var e *Error
+	switch {
+	case errors.As(err, &e) && e.Code == string(transport.TagInvalidErrorCode):
+		res.Outcome = Conflict
+	case err != nil:
+		res.Outcome = Failed
+	case written:
+		res.Outcome = Copied
+	case res.Reason != "":
+		res.Outcome = Skipped
+	case s != nil && s.tagWrites.Load() > 0:
+		res.Outcome = TagUpdated
+	default:
+		res.Outcome = AlreadyPresent
+	}
+	level := slog.LevelInfo
+	if err != nil {
+		level = slog.LevelWarn
+	}
+	c.log.Log(ctx, level, "copy", "src", req.Source.Repository.String(), "dst", req.Destination.Repository.String(),
+		"digest", req.Digest, "tag", req.Tag, "outcome", res.Outcome, "reason", res.Reason,
+		"blobs_copied", res.BlobsCopied, "blobs_skipped", res.BlobsSkipped, "bytes_copied", res.BytesCopied,
+		"manifests_written", res.ManifestsWritten, "manifests_skipped", res.ManifestsSkipped,
+		"referrers_copied", res.ReferrersCopied, "duration", res.Duration, "retryable", IsRetryable(err), "err", err)
+	return res
+}
+
+func (c *Copier) limiter(host string) *rate.Limiter {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	l, ok := c.limiters[host]
+	if !ok {
+		l = rate.NewLimiter(c.rate, c.burst)
+		c.limiters[host] = l
+	}
+	return l
+}
+
+// lockTag serialises tag convergence for one destination tag within the run,
+// so two events for the same tag don't interleave their HEAD/PUT/re-check.
+func (c *Copier) lockTag(ctx context.Context, key string) (func(), error) {
+	c.mu.Lock()
+	ch, ok := c.tagLocks[key]
+	if !ok {
+		ch = make(chan struct{}, 1)
+		c.tagLocks[key] = ch
+	}
+	c.mu.Unlock()
+	select {
+	case ch <- struct{}{}:
+		return func() { <-ch }, nil
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	}
+}
+
+// endpoint is an Endpoint resolved for one Copy: ggcr clients plus the
+// pieces needed for the one hand-written call (referrers pagination).
+type endpoint struct {
+	repo   name.Repository
+	auth   authn.Authenticator
+	rt     http.RoundTripper // base transport with Retry-After handling
+	puller *remote.Puller
+	pusher *remote.Pusher // destination only
+
+	once   sync.Once
+	client *http.Client
+	err    error
+}
+
+func (c *Copier) endpoint(ep Endpoint, dest bool) (*endpoint, error) {
+	base := ep.Transport
+	if base == nil {
+		base = remote.DefaultTransport
+	}
+	e := &endpoint{
+		repo: ep.Repository,
+		auth: ep.Auth,
+		rt:   &retryAfterTransport{inner: base, attempts: c.retryAfter, maxWait: c.maxRetryAfter},
+	}
+	if e.auth == nil {
+		e.auth = authn.Anonymous
+	}
+	opts := []remote.Option{
+		remote.WithTransport(e.rt),
+		remote.WithUserAgent(userAgent),
+		remote.WithJobs(c.jobs),
+		remote.WithRetryBackoff(c.backoff),
+		// ggcr would otherwise maintain a sha256-<hex> fallback tag on
+		// destinations without the referrers API; we only copy the
+		// source's fallback tag when the source uses one.
+		remote.WithReferrersTagFallback(false),
+	}
+	if ep.Auth != nil {
+		opts = append(opts, remote.WithAuth(ep.Auth))
+	}
+	opts = append(opts, ep.Options...)
+	var err error
+	if e.puller, err = remote.NewPuller(opts...); err != nil {
+		return nil, invalid("endpoint %s: %w", ep.Repository, err)
+	}
+	if dest {
+		if e.pusher, err = remote.NewPusher(opts...); err != nil {
+			return nil, invalid("endpoint %s: %w", ep.Repository, err)
+		}
+	}
+	return e, nil
+}
+
+// httpClient is an authenticated pull client for hand-written requests.
+func (e *endpoint) httpClient(ctx context.Context, backoff remote.Backoff) (*http.Client, error) {
+	e.once.Do(func() {
+		rt := transport.NewRetry(e.rt, transport.WithRetryBackoff(backoff),
+			transport.WithRetryStatusCodes(http.StatusRequestTimeout, http.StatusTooManyRequests,
+				http.StatusInternalServerError, http.StatusBadGateway, http.StatusServiceUnavailable, http.StatusGatewayTimeout))
+		rt = transport.NewUserAgent(rt, userAgent)
+		var tr http.RoundTripper
+		tr, e.err = transport.NewWithContext(ctx, e.repo.Registry, e.auth, rt, []string{e.repo.Scope(transport.PullScope)})
+		e.client = &http.Client{Transport: tr}
+	})
+	return e.client, e.err
+}
+
+func (e *endpoint) key(h v1.Hash) string { return e.repo.String() + "@" + h.String() }
+
+// session is the state of one Copy call.
+type session struct {
+	c         *Copier
+	src, dst  *endpoint
+	referrers bool
+	log       *slog.Logger
+
+	blobsCopied, blobsSkipped, bytesCopied, bytesSkipped atomic.Int64
+	written, skipped, referrersCopied, tagWrites         atomic.Int64
+
+	counted   sync.Map // "b:"/"m:" + digest → counted once per session
+	fetched   sync.Map // digest → *rawManifest fetched during this call
+	listed    sync.Map // subjects whose referrers were listed
+	verifyErr error
+}
+
+func (c *Copier) newSession(req Request) (*session, v1.Hash, error) {
+	h, err := validate(req)
+	if err != nil {
+		return nil, h, err
+	}
+	s := &session{c: c, referrers: req.Referrers}
+	if s.src, err = c.endpoint(req.Source, false); err != nil {
+		return nil, h, err
+	}
+	if s.dst, err = c.endpoint(req.Destination, true); err != nil {
+		return nil, h, err
+	}
+	s.log = c.log.With("src", req.Source.Repository.String(), "dst", req.Destination.Repository.String(), "digest", req.Digest)
+	return s, h, nil
+}
+
+func (s *session) fill(r *Result) {
+	r.BlobsCopied = int(s.blobsCopied.Load())
+	r.BlobsSkipped = int(s.blobsSkipped.Load())
+	r.BytesCopied = s.bytesCopied.Load()
+	r.BytesSkipped = s.bytesSkipped.Load()
+	r.ManifestsWritten = int(s.written.Load())
+	r.ManifestsSkipped = int(s.skipped.Load())
+	r.ReferrersCopied = int(s.referrersCopied.Load())
+}
+
+// run is Copy's body: content first, tag last.
+func (s *session) run(ctx context.Context, digest v1.Hash, res *Result) error {
+	if _, err := s.copyGraph(ctx, v1.Descriptor{Digest: digest}, 0); err != nil {
+		return err
+	}
+	if res.Tag == "" {
+		return nil
+	}
+	stale, err := s.converge(ctx, res.Tag, digest)
+	if stale != "" {
+		res.Reason = "stale tag: " + stale
+	}
+	return err
+}

@@ -1,0 +1,366 @@
+package replication
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"strings"
+	"sync"
+
+	"github.com/google/go-containerregistry/pkg/name"
+	v1 "github.com/google/go-containerregistry/pkg/v1"
+	"github.com/google/go-containerregistry/pkg/v1/remote/transport"
+	"github.com/google/go-containerregistry/pkg/v1/types"
+	"golang.org/x/sync/errgroup"
+)
+
+// walk collects the manifest digests one graph copy looked at, so their
+// referrers can be listed afterwards.
+type walk struct {
+	mu      sync.Mutex
+	digests []v1.Hash
+}
+
+func (w *walk) add(h v1.Hash) {
+	w.mu.Lock()
+	w.digests = append(w.digests, h)
+	w.mu.Unlock()
+}
+
+func (w *walk) list() []v1.Hash {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return append([]v1.Hash(nil), w.digests...)
+}
+
+// copyGraph makes manifest desc and everything it references present in the
+// destination, verifies what it wrote, then copies referrers of every
+// manifest it walked. depth is the referrer depth of desc itself (0 for the
+// requested digest). It reports whether the root manifest was written.
+func (s *session) copyGraph(ctx context.Context, desc v1.Descriptor, depth int) (bool, error) {
+	w := &walk{}
+	wrote, err := s.ensureManifest(ctx, desc, w)
+	if err != nil {
+		return false, err
+	}
+	if wrote {
+		if err := s.verify(ctx, s.dst.repo.Digest(desc.Digest.String()), desc.Digest); err != nil {
+			return wrote, err
+		}
+	}
+	if s.referrers && depth < s.c.referrerDepth {
+		for _, h := range w.list() {
+			if err := s.copyReferrers(ctx, h, depth+1); err != nil {
+				return wrote, err
+			}
+		}
+	}
+	return wrote, nil
+}
+
+// countOnce makes the per-Copy counters exact when a digest is reached twice
+// (shared by two children, or a referrer also listed in a fallback index).
+func (s *session) countOnce(kind string, h v1.Hash) bool {
+	_, seen := s.counted.LoadOrStore(kind+h.String(), true)
+	return !seen
+}
+
+// ensureManifest makes one manifest present in the destination: HEAD by
+// digest, and only if absent GET it from the source, copy its dependencies
+// (children before the index, blobs before the image) and PUT the exact bytes.
+// A manifest already there is trusted to be complete: its blobs are not
+// checked (registries refuse manifests whose references are missing).
+func (s *session) ensureManifest(ctx context.Context, desc v1.Descriptor, w *walk) (bool, error) {
+	w.add(desc.Digest)
+	var wrote bool
+	ran, err := s.c.manifests.do(ctx, s.dst.key(desc.Digest), func() error {
+		d, err := s.dst.puller.Head(ctx, s.dst.repo.Digest(desc.Digest.String()))
+		switch {
+		case err == nil && d.Digest == desc.Digest:
+			return nil
+		case err != nil && !isNotFound(err):
+			return classify("head destination manifest", onDest, err)
+		}
+		m, err := s.fetch(ctx, desc.Digest)
+		if err != nil {
+			return err
+		}
+		if err := s.copyDeps(ctx, m, w); err != nil {
+			return err
+		}
+		if err := s.put(ctx, s.dst.repo.Digest(desc.Digest.String()), m, "put destination manifest"); err != nil {
+			return err
+		}
+		wrote = true
+		return nil
+	})
+	if err != nil {
+		return false, err
+	}
+	if s.countOnce("m:", desc.Digest) {
+		if ran && wrote {
+			s.written.Add(1)
+			s.log.Debug("manifest written", "manifest", desc.Digest.String())
+		} else {
+			s.skipped.Add(1)
+		}
+	}
+	return wrote, nil
+}
+
+// fetch GETs a manifest from the source by digest. remote.Get sends Accept for
+// every manifest media type: ECR converts formats (and so changes the digest)
+// for clients that don't accept the stored one. ggcr verifies the digest.
+func (s *session) fetch(ctx context.Context, h v1.Hash) (*rawManifest, error) {
+	if m, ok := s.fetched.Load(h); ok {
+		return m.(*rawManifest), nil
+	}
+	d, err := s.src.puller.Get(ctx, s.src.repo.Digest(h.String()))
+	if err != nil {
+		return nil, classify("get source manifest "+h.String(), onSource, err)
+	}
+	m := &rawManifest{raw: d.Manifest, desc: d.Descriptor}
+	s.fetched.Store(h, m)
+	return m, nil
+}
+
+// manifestBytes returns a manifest's bytes for tagging: from this call's
+// fetches, or from the destination (which is known to hold it).
+func (s *session) manifestBytes(ctx context.Context, h v1.Hash) (*rawManifest, error) {
+	if m, ok := s.fetched.Load(h); ok {
+		return m.(*rawManifest), nil
+	}
+	d, err := s.dst.puller.Get(ctx, s.dst.repo.Digest(h.String()))
+	if err != nil {
+		return nil, classify("get destination manifest "+h.String(), onDest, err)
+	}
+	return &rawManifest{raw: d.Manifest, desc: d.Descriptor}, nil
+}
+
+func (s *session) copyDeps(ctx context.Context, m *rawManifest, w *walk) error {
+	mt := m.desc.MediaType
+	g, gctx := errgroup.WithContext(ctx)
+	switch {
+	case mt.IsIndex():
+		im, err := v1.ParseIndexManifest(bytes.NewReader(m.raw))
+		if err != nil {
+			return &Error{Op: "parse source index " + m.desc.Digest.String(), Code: string(transport.ManifestInvalidErrorCode), Err: err}
+		}
+		g.SetLimit(s.c.jobs)
+		for _, child := range im.Manifests {
+			g.Go(func() error {
+				if child.MediaType.IsIndex() || child.MediaType.IsImage() || child.MediaType.IsSchema1() {
+					_, err := s.ensureManifest(gctx, child, w)
+					return err
+				}
+				// A child of unknown media type is just a blob, as in ggcr
+				// (partial.ComputeManifests, "workaround for #819").
+				return s.ensureBlob(gctx, child)
+			})
+		}
+	case mt.IsSchema1():
+		var sm struct {
+			FSLayers []struct {
+				BlobSum v1.Hash `json:"blobSum"`
+			} `json:"fsLayers"`
+		}
+		if err := json.Unmarshal(m.raw, &sm); err != nil {
+			return &Error{Op: "parse source manifest " + m.desc.Digest.String(), Code: string(transport.ManifestInvalidErrorCode), Err: err}
+		}
+		seen := map[v1.Hash]bool{}
+		for _, l := range sm.FSLayers {
+			if seen[l.BlobSum] {
+				continue
+			}
+			seen[l.BlobSum] = true
+			desc := v1.Descriptor{Digest: l.BlobSum, MediaType: types.DockerLayer}
+			g.Go(func() error { return s.ensureBlob(gctx, desc) })
+		}
+	default:
+		// Docker v2 / OCI image manifests and OCI artifacts: whatever the
+		// config or artifactType media type, dependencies are config + layers.
+		mf, err := v1.ParseManifest(bytes.NewReader(m.raw))
+		if err != nil {
+			return &Error{Op: "parse source manifest " + m.desc.Digest.String(), Code: string(transport.ManifestInvalidErrorCode), Err: err}
+		}
+		seen := map[v1.Hash]bool{}
+		for _, desc := range append([]v1.Descriptor{mf.Config}, mf.Layers...) {
+			if desc.Digest.Hex == "" || seen[desc.Digest] {
+				continue
+			}
+			seen[desc.Digest] = true
+			if !desc.MediaType.IsDistributable() {
+				// Foreign layers live outside registries; ggcr skips them too.
+				continue
+			}
+			g.Go(func() error { return s.ensureBlob(gctx, desc) })
+		}
+	}
+	return g.Wait()
+}
+
+// ensureBlob makes one blob present in the destination. The Copier-wide
+// onceMap makes it at most one HEAD and one upload per destination repository
+// and digest for the whole run; ggcr's Pusher.Upload does the HEAD and, only
+// if absent, streams the source response body into a single PATCH.
+func (s *session) ensureBlob(ctx context.Context, desc v1.Descriptor) error {
+	var uploaded bool
+	var size int64
+	ran, err := s.c.blobs.do(ctx, s.dst.key(desc.Digest), func() error {
+		select {
+		case s.c.sem <- struct{}{}:
+		case <-ctx.Done():
+			return classify("upload blob", onDest, ctx.Err())
+		}
+		defer func() { <-s.c.sem }()
+
+		src, err := s.src.puller.Layer(ctx, s.src.repo.Digest(desc.Digest.String()))
+		if err != nil {
+			return classify("open source blob "+desc.Digest.String(), onSource, err)
+		}
+		b := &sourceBlob{desc: desc, open: func() (io.ReadCloser, error) {
+			rc, err := src.Compressed()
+			return rc, classify("get source blob "+desc.Digest.String(), onSource, err)
+		}}
+		if err := s.dst.pusher.Upload(ctx, s.dst.repo, b); err != nil {
+			return classify("upload blob "+desc.Digest.String(), onDest, err)
+		}
+		uploaded = b.opened.Load() > 0
+		size = desc.Size
+		if size <= 0 && uploaded {
+			size = b.read.Load()
+		}
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	if !s.countOnce("b:", desc.Digest) {
+		return nil
+	}
+	if ran && uploaded {
+		s.blobsCopied.Add(1)
+		s.bytesCopied.Add(size)
+		s.log.Debug("blob uploaded", "blob", desc.Digest.String(), "size", size)
+	} else {
+		s.blobsSkipped.Add(1)
+		s.bytesSkipped.Add(max(desc.Size, 0))
+	}
+	return nil
+}
+
+// put writes manifest bytes by digest or tag, paced per destination host
+// (ECR's PutImage quota). ggcr retries the PUT on 429/5xx with our backoff.
+func (s *session) put(ctx context.Context, ref name.Reference, m *rawManifest, op string) error {
+	if err := s.c.limiter(s.dst.repo.RegistryStr()).Wait(ctx); err != nil {
+		return classify(op, onDest, err)
+	}
+	err := s.dst.pusher.Put(ctx, ref, m)
+	if err != nil && strings.Contains(err.Error(), "does not support the Referrers API") {
+		// With WithReferrersTagFallback(false), ggcr reports a destination
+		// without the referrers API *after* the PUT succeeded (it probes
+		// for subject-bearing manifests). The manifest is written; the
+		// fallback tag is only copied when the source uses one.
+		s.log.Warn("destination has no referrers API; subject link only via copied fallback tag", "ref", ref.String())
+		err = nil
+	}
+	return classify(op+" "+ref.String(), onDest, err)
+}
+
+// verify HEADs the destination and checks it serves the digest we wrote.
+func (s *session) verify(ctx context.Context, ref name.Reference, want v1.Hash) error {
+	d, err := s.dst.puller.Head(ctx, ref)
+	if err != nil {
+		return classify("verify "+ref.String(), onDest, err)
+	}
+	if d.Digest != want {
+		return &Error{Op: "verify " + ref.String(), Code: CodeDigestMismatch, Retryable: true,
+			Err: fmt.Errorf("destination serves %s, want %s", d.Digest, want)}
+	}
+	return nil
+}
+
+func isNotFound(err error) bool {
+	var terr *transport.Error
+	return errors.As(err, &terr) && terr.StatusCode == http.StatusNotFound
+}
+
+// headSourceTag returns what the source tag points at now.
+func (s *session) headSourceTag(ctx context.Context, tag string) (v1.Hash, bool, error) {
+	d, err := s.src.puller.Head(ctx, s.src.repo.Tag(tag))
+	if isNotFound(err) {
+		return v1.Hash{}, false, nil
+	}
+	if err != nil {
+		return v1.Hash{}, false, classify("head source tag "+tag, onSource, err)
+	}
+	return d.Digest, true, nil
+}
+
+// converge points the destination tag at want, provided the source tag still
+// points there; it returns a non-empty stale reason if it did not. After
+// writing it re-checks the source, and if the tag moved meanwhile copies the
+// source's current digest too, so the destination never ends behind.
+func (s *session) converge(ctx context.Context, tag string, want v1.Hash) (stale string, err error) {
+	unlock, err := s.c.lockTag(ctx, s.dst.repo.Tag(tag).String())
+	if err != nil {
+		return "", classify("lock tag "+tag, onDest, err)
+	}
+	defer unlock()
+	for round := 0; ; round++ {
+		cur, found, err := s.headSourceTag(ctx, tag)
+		if err != nil {
+			return "", err
+		}
+		switch {
+		case !found && round == 0:
+			return "source tag no longer exists", nil
+		case !found:
+			return "", nil // deleted after we wrote it: the delete event handles it
+		case cur != want && round == 0:
+			return "source tag now points at " + cur.String(), nil
+		case cur != want:
+			if round > s.c.tagRounds {
+				return "", &Error{Op: "converge tag " + tag, Code: CodeTagUnstable, Retryable: true,
+					Err: fmt.Errorf("source tag still moving after %d rounds (now %s)", s.c.tagRounds, cur)}
+			}
+			s.log.Info("source tag moved while copying; following it", "tag", tag, "from", want.String(), "to", cur.String())
+			if _, err := s.copyGraph(ctx, v1.Descriptor{Digest: cur}, 0); err != nil {
+				return "", err
+			}
+			want = cur
+		case round > 0:
+			return "", nil // source still where we put the destination
+		}
+		if err := s.setDestTag(ctx, tag, want); err != nil {
+			return "", err
+		}
+	}
+}
+
+// setDestTag HEADs the destination tag first — IMMUTABLE repositories refuse
+// re-pushing an existing tag even with the same digest — and PUTs only when it
+// points elsewhere or nowhere.
+func (s *session) setDestTag(ctx context.Context, tag string, want v1.Hash) error {
+	ref := s.dst.repo.Tag(tag)
+	d, err := s.dst.puller.Head(ctx, ref)
+	switch {
+	case err == nil && d.Digest == want:
+		return nil
+	case err != nil && !isNotFound(err):
+		return classify("head destination tag "+tag, onDest, err)
+	}
+	m, err := s.manifestBytes(ctx, want)
+	if err != nil {
+		return err
+	}
+	if err := s.put(ctx, ref, m, "put destination tag"); err != nil {
+		return err
+	}
+	s.tagWrites.Add(1)
+	return s.verify(ctx, ref, want)
+}
