@@ -17,6 +17,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net/url"
+	"regexp"
 	"strings"
 	"sync"
 	"time"
@@ -295,3 +296,17 @@ type Error struct {
 
 func (e *Error) Error() string { return e.Op + ": " + e.Err.Error() }
 func (e *Error) Unwrap() error { return e.Err }
+
+// registryHostPattern matches ECR registry host names — standard, FIPS and dual-stack, in
+// every partition — as documented on https://docs.aws.amazon.com/general/latest/gr/ecr.html.
+var registryHostPattern = regexp.MustCompile(`^(\d{12})\.dkr[.-]ecr(?:-fips)?\.([a-z]{2}(?:-[a-z]+)+-\d+)\.(?:amazonaws\.com(?:\.cn)?|on\.aws|api\.aws|c2s\.ic\.gov|sc2s\.sgov\.gov)$`)
+
+// ParseRegistryHost recognises an ECR registry host and returns its account and region.
+// The host a client then talks to still comes from ECR's own answers (proxyEndpoint).
+func ParseRegistryHost(host string) (account, region string, ok bool) {
+	m := registryHostPattern.FindStringSubmatch(strings.ToLower(host))
+	if m == nil {
+		return "", "", false
+	}
+	return m[1], m[2], true
+}
