@@ -13,8 +13,8 @@ TEST_TIMEOUT ?= 9m
 
 all: build
 
-## build: the CLI into ./bin
-build: cli
+## build: the CLI into ./bin and both Lambda bootstraps into .aws-sam/build/<Function>/
+build: cli build-functions
 
 cli:
 	$(GO) build -trimpath -ldflags "$(LDFLAGS)" -o bin/ecr-replicator ./cmd/ecr-replicator
@@ -34,3 +34,8 @@ lint: fmt-check vet
 
 clean:
 	rm -rf bin .aws-sam
+
+# SAM build/deploy targets (build-ReplicateFunction, build-BackfillFunction, deploy,
+# invoke-backfill) and the benchmarks.
+include sam.mk
+-include bench.mk

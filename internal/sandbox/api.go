@@ -82,6 +82,10 @@ func (s *Sandbox) serveAPI(w http.ResponseWriter, r *http.Request) {
 			resp, aerr = s.ecrCall(r.Context(), c, op, body, &entry)
 		case "sts":
 			resp, aerr = s.stsCall(c, op, body, &entry)
+		case "sqs":
+			resp, aerr = s.sqsCall(r.Context(), c, op, body, &entry)
+		case "events":
+			resp, aerr = s.eventsCall(c, op, body, &entry)
 		default:
 			aerr = errorf(400, "UnknownOperationException", "the sandbox does not emulate service %q", service)
 		}
@@ -265,10 +269,23 @@ func (s *Sandbox) writeAPIError(w http.ResponseWriter, service string, e *apiErr
 		})
 		return
 	}
-	w.Header().Set("Content-Type", "application/x-amz-json-1.1")
+	typ := e.Code
+	if service == "sqs" {
+		typ = sqsErrorHeaders(w.Header(), e)
+	}
+	w.Header().Set("Content-Type", jsonContentType(service))
 	w.Header().Set("X-Amzn-ErrorType", e.Code)
 	w.WriteHeader(e.Status)
-	json.NewEncoder(w).Encode(map[string]string{"__type": e.Code, "message": e.Message})
+	json.NewEncoder(w).Encode(map[string]string{"__type": typ, "message": e.Message})
+}
+
+// jsonContentType is the protocol's media type: SQS speaks AWS JSON 1.0, ECR and
+// EventBridge AWS JSON 1.1.
+func jsonContentType(service string) string {
+	if service == "sqs" {
+		return "application/x-amz-json-1.0"
+	}
+	return "application/x-amz-json-1.1"
 }
 
 func (s *Sandbox) writeAPIResponse(w http.ResponseWriter, service, op string, resp any) {
@@ -280,7 +297,7 @@ func (s *Sandbox) writeAPIResponse(w http.ResponseWriter, service, op string, re
 		xml.NewEncoder(w).Encode(resp)
 		return
 	}
-	w.Header().Set("Content-Type", "application/x-amz-json-1.1")
+	w.Header().Set("Content-Type", jsonContentType(service))
 	w.WriteHeader(http.StatusOK)
 	json.NewEncoder(w).Encode(resp)
 }

@@ -94,8 +94,10 @@ type Sandbox struct {
 	keys       map[string]*credential // access key ID → credential
 	tokens     map[string]*registryToken
 
-	accessLog *accessLog
-	faults    *faults
+	accessLog   *accessLog
+	faults      *faults
+	sqsState    *sqsState
+	eventsState *eventsState
 
 	wg     sync.WaitGroup
 	closed bool
@@ -127,14 +129,16 @@ func New(cfg Config) (*Sandbox, error) {
 		return nil, errors.New("sandbox: no accounts configured")
 	}
 	s := &Sandbox{
-		cfg:        cfg,
-		now:        cfg.Now,
-		log:        cfg.Logger,
-		accounts:   map[string]*account{},
-		registries: map[regionKey]*registry{},
-		keys:       map[string]*credential{},
-		tokens:     map[string]*registryToken{},
-		faults:     newFaults(),
+		cfg:         cfg,
+		now:         cfg.Now,
+		log:         cfg.Logger,
+		accounts:    map[string]*account{},
+		registries:  map[regionKey]*registry{},
+		keys:        map[string]*credential{},
+		tokens:      map[string]*registryToken{},
+		faults:      newFaults(),
+		sqsState:    newSQSState(),
+		eventsState: &eventsState{},
 	}
 	if s.now == nil {
 		s.now = time.Now
