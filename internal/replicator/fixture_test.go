@@ -1,0 +1,259 @@
+package replicator_test
+
+import (
+	"bytes"
+	"context"
+	"encoding/base64"
+	"encoding/json"
+	"fmt"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/config"
+	"github.com/aws/aws-sdk-go-v2/credentials"
+	"github.com/aws/aws-sdk-go-v2/credentials/stscreds"
+	"github.com/aws/aws-sdk-go-v2/service/ecr"
+	ecrtypes "github.com/aws/aws-sdk-go-v2/service/ecr/types"
+	"github.com/aws/aws-sdk-go-v2/service/eventbridge"
+	"github.com/aws/aws-sdk-go-v2/service/sts"
+	"github.com/google/go-containerregistry/pkg/authn"
+	"github.com/google/go-containerregistry/pkg/name"
+	"github.com/google/go-containerregistry/pkg/v1/random"
+	"github.com/google/go-containerregistry/pkg/v1/remote"
+
+	"github.com/ecr-replicator/ecr-replicator/internal/metrics"
+	"github.com/ecr-replicator/ecr-replicator/internal/replicator"
+	"github.com/ecr-replicator/ecr-replicator/internal/sandbox"
+	"github.com/ecr-replicator/ecr-replicator/internal/wiring"
+)
+
+const (
+	extID   = "replicator-test-external-id"
+	region  = sandbox.DefaultRegion
+	srcAcct = sandbox.SourceAccount
+	dstAcct = sandbox.DestinationAccount
+	bus     = "replication-results"
+)
+
+// rulesDoc replicates team-a/* to the destination account under mirror/, tagged only
+// unless untagged, mirroring deletes when asked.
+func rulesDoc(untagged, mirrorDeletes bool) string {
+	return fmt.Sprintf(`{"rules":[{"name":"prod","repositories":["team-a/*"],"untagged":%t,"mirrorDeletes":%t,
+"destinations":[{"accountId":%q,"region":%q,"roleArn":%q,"externalId":%q,"repositoryPrefix":"mirror/","createRepository":true}]}]}`,
+		untagged, mirrorDeletes, dstAcct, region, sandbox.RoleARN(dstAcct, sandbox.DestinationRole), extID)
+}
+
+type fixture struct {
+	sb  *sandbox.Sandbox
+	ctx context.Context
+	env map[string]string // the function's environment (SDK variables, rules, bus)
+}
+
+// newFixture starts a sandbox and exports its client environment for the replicator
+// user (also into the test process, for the in-process handler).
+func newFixture(t *testing.T, rules string) *fixture {
+	t.Helper()
+	sb, err := sandbox.New(sandbox.TwoAccounts(extID))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { sb.Close() })
+	env, err := sb.Env(srcAcct, sandbox.SourceUser, region)
+	if err != nil {
+		t.Fatal(err)
+	}
+	env["AWS_CONFIG_FILE"] = "/dev/null"
+	env["AWS_SHARED_CREDENTIALS_FILE"] = "/dev/null"
+	// No SDK retries: an injected throttle is exhausted deterministically and fast.
+	env["AWS_MAX_ATTEMPTS"] = "1"
+	env["REPLICATION_RULES"] = rules
+	env["RESULT_EVENT_BUS"] = bus
+	for k, v := range env {
+		t.Setenv(k, v)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	t.Cleanup(cancel)
+	return &fixture{sb: sb, ctx: ctx, env: env}
+}
+
+func (f *fixture) userConfig(t *testing.T) aws.Config {
+	t.Helper()
+	key, secret, err := f.sb.Credentials(srcAcct, sandbox.SourceUser)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg, err := config.LoadDefaultConfig(f.ctx, config.WithRegion(region),
+		config.WithCredentialsProvider(credentials.NewStaticCredentialsProvider(key, secret, "")))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return cfg
+}
+
+func (f *fixture) destinationConfig(t *testing.T) aws.Config {
+	t.Helper()
+	src := f.userConfig(t)
+	p := stscreds.NewAssumeRoleProvider(sts.NewFromConfig(src), sandbox.RoleARN(dstAcct, sandbox.DestinationRole), func(o *stscreds.AssumeRoleOptions) {
+		o.ExternalID = aws.String(extID)
+		o.RoleSessionName = "replicator-test-inspector"
+	})
+	cfg := src.Copy()
+	cfg.Credentials = aws.NewCredentialsCache(p)
+	return cfg
+}
+
+func registryAuth(t *testing.T, ctx context.Context, cfg aws.Config) (string, authn.Authenticator) {
+	t.Helper()
+	out, err := ecr.NewFromConfig(cfg).GetAuthorizationToken(ctx, &ecr.GetAuthorizationTokenInput{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	raw, err := base64.StdEncoding.DecodeString(aws.ToString(out.AuthorizationData[0].AuthorizationToken))
+	if err != nil {
+		t.Fatal(err)
+	}
+	user, pass, _ := strings.Cut(string(raw), ":")
+	return strings.TrimPrefix(aws.ToString(out.AuthorizationData[0].ProxyEndpoint), "http://"), &authn.Basic{Username: user, Password: pass}
+}
+
+func createRepo(t *testing.T, ctx context.Context, cfg aws.Config, repo string) {
+	t.Helper()
+	if _, err := ecr.NewFromConfig(cfg).CreateRepository(ctx, &ecr.CreateRepositoryInput{RepositoryName: aws.String(repo)}); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// push creates repo in the source account and pushes a random image with tag (may be "").
+func (f *fixture) push(t *testing.T, repo, tag string) string {
+	t.Helper()
+	cfg := f.userConfig(t)
+	if _, err := ecr.NewFromConfig(cfg).DescribeRepositories(f.ctx, &ecr.DescribeRepositoriesInput{RepositoryNames: []string{repo}}); err != nil {
+		createRepo(t, f.ctx, cfg, repo)
+	}
+	host, auth := registryAuth(t, f.ctx, cfg)
+	img, err := random.Image(1024, 2)
+	if err != nil {
+		t.Fatal(err)
+	}
+	d, _ := img.Digest()
+	ref := host + "/" + repo + "@" + d.String()
+	if tag != "" {
+		ref = host + "/" + repo + ":" + tag
+	}
+	r, err := name.ParseReference(ref)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := remote.Write(r, img, remote.WithAuth(auth), remote.WithContext(f.ctx)); err != nil {
+		t.Fatal(err)
+	}
+	return d.String()
+}
+
+// destinationHead returns the digest the destination has for tagOrDigest, or "".
+func (f *fixture) destinationHead(t *testing.T, repo, tagOrDigest string) string {
+	t.Helper()
+	host, auth := registryAuth(t, f.ctx, f.destinationConfig(t))
+	sep := ":"
+	if strings.HasPrefix(tagOrDigest, "sha256:") {
+		sep = "@"
+	}
+	r, err := name.ParseReference(host + "/" + repo + sep + tagOrDigest)
+	if err != nil {
+		t.Fatal(err)
+	}
+	desc, err := remote.Head(r, remote.WithAuth(auth), remote.WithContext(f.ctx))
+	if err != nil {
+		return ""
+	}
+	return desc.Digest.String()
+}
+
+// imageEvent is an EventBridge ECR Image Action event, shaped like events/push.json.
+func imageEvent(id, action, repo, digest, tag string) string {
+	detail := map[string]any{
+		"result": "SUCCESS", "repository-name": repo, "image-digest": digest, "action-type": action,
+		"manifest-media-type": "application/vnd.oci.image.manifest.v1+json",
+	}
+	if tag != "" {
+		detail["image-tag"] = tag
+	}
+	b, _ := json.Marshal(map[string]any{
+		"version": "0", "id": id, "detail-type": "ECR Image Action", "source": "aws.ecr",
+		"account": srcAcct, "time": time.Now().UTC().Add(-2 * time.Second).Format(time.RFC3339), "region": region,
+		"resources": []string{}, "detail": detail,
+	})
+	return string(b)
+}
+
+// sqsBatch wraps bodies as SQS records with messageIds m0, m1…
+func sqsBatch(bodies ...string) []byte {
+	var recs []map[string]any
+	for i, b := range bodies {
+		recs = append(recs, map[string]any{
+			"messageId": fmt.Sprintf("m%d", i), "receiptHandle": "rh", "body": b,
+			"attributes":     map[string]string{"ApproximateReceiveCount": "1"},
+			"eventSource":    "aws:sqs",
+			"eventSourceARN": "arn:aws:sqs:us-east-1:111111111111:ecr-replicator-queue", "awsRegion": region,
+		})
+	}
+	out, _ := json.Marshal(map[string]any{"Records": recs})
+	return out
+}
+
+type lockedBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (l *lockedBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *lockedBuffer) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
+}
+
+// handler builds the handler the way functions/replicate does, from the environment.
+func (f *fixture) handler(t *testing.T) (*replicator.Handler, *lockedBuffer) {
+	t.Helper()
+	out := &lockedBuffer{}
+	log := wiring.Logger(out, func(string) string { return "" })
+	deps, err := wiring.Load(f.ctx, "replicate", log)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return replicator.New(replicator.Config{
+		Rules: deps.Rules, RulesErr: deps.RulesErr,
+		NewMirror: func() replicator.Mirror { return deps.NewMirror(0) },
+		Log:       log,
+		Metrics:   metrics.New(out, "ECRReplicator"),
+		Events:    eventbridge.NewFromConfig(deps.AWS), EventBus: bus,
+	}), out
+}
+
+func jsonLines(s string) []map[string]any {
+	var out []map[string]any
+	for _, l := range strings.Split(s, "\n") {
+		var m map[string]any
+		if json.Unmarshal([]byte(l), &m) == nil {
+			m["_raw"] = l
+			out = append(out, m)
+		}
+	}
+	return out
+}
+
+func ecrDelete(t *testing.T, f *fixture, repo, digest string) (*ecr.BatchDeleteImageOutput, error) {
+	return ecr.NewFromConfig(f.userConfig(t)).BatchDeleteImage(f.ctx, &ecr.BatchDeleteImageInput{
+		RepositoryName: aws.String(repo),
+		ImageIds:       []ecrtypes.ImageIdentifier{{ImageDigest: aws.String(digest)}},
+	})
+}
