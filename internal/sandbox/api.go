@@ -75,6 +75,9 @@ func (s *Sandbox) serveAPI(w http.ResponseWriter, r *http.Request) {
 			aerr = errorf(faultStatus(f.Code), f.Code, "Rate exceeded")
 		}
 	}
+	if aerr == nil {
+		aerr = s.authorizeAPI(c, service, op, body)
+	}
 	var resp any
 	if aerr == nil {
 		switch service {

@@ -47,6 +47,7 @@ type upload struct {
 
 type registryToken struct {
 	account, region, principal string
+	policies                   []PolicyDocument // the principal's; nil: unrestricted
 	expires                    time.Time
 	expired                    bool
 }
@@ -87,7 +88,7 @@ func (s *Sandbox) issueToken(c *credential, region string) (string, time.Time) {
 	tok := randomString(48, secretAlphabet)
 	exp := s.now().Add(tokenLifetime)
 	s.mu.Lock()
-	s.tokens[tok] = &registryToken{account: c.account, region: region, principal: c.principalARN, expires: exp}
+	s.tokens[tok] = &registryToken{account: c.account, region: region, principal: c.principalARN, policies: c.policies, expires: exp}
 	s.mu.Unlock()
 	return base64.StdEncoding.EncodeToString([]byte("AWS:" + tok)), exp
 }
@@ -260,6 +261,14 @@ func (r *registry) ServeHTTP(w http.ResponseWriter, req *http.Request) {
 		}
 		r.fail(rec, &entry, rerr)
 		return
+	}
+	// Each registry request needs the ECR action it maps to, on the repository.
+	if action := entry.Action; tok.policies != nil && action != "" && rt.repo != "" {
+		res := repositoryARN(r.region, r.account, rt.repo)
+		if ok, why := decision(tok.policies, request{action: action, resource: res, principal: tok.principal}); !ok {
+			r.fail(rec, &entry, regErr(http.StatusForbidden, "DENIED", "%s", accessDeniedMessage(tok.principal, action, res, why)))
+			return
+		}
 	}
 	if f := r.sb.faults.takeRegistry(r.account, r.region, req.Method, rt.kind, rt.repo); f != nil {
 		if f.ResetAfterBytes > 0 {

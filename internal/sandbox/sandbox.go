@@ -61,6 +61,8 @@ type UserConfig struct {
 	Name            string
 	AccessKeyID     string // generated when empty
 	SecretAccessKey string // generated when empty
+	// Policies are the user's identity policies (JSON). None: the user may do anything.
+	Policies []string
 }
 
 // RoleConfig is an IAM role that STS AssumeRole can hand out.
@@ -74,6 +76,12 @@ type RoleConfig struct {
 	ExternalID string
 	// MaxSessionDuration caps DurationSeconds (default 1 hour, AWS's default).
 	MaxSessionDuration time.Duration
+	// Policies are the role's identity policies (JSON), in force for its sessions. None:
+	// sessions may do anything.
+	Policies []string
+	// TrustPolicy, when set, decides who may assume the role instead of Trusted and
+	// ExternalID: its Principal.AWS entries and sts:ExternalId conditions are evaluated.
+	TrustPolicy string
 }
 
 // Sandbox is a running emulation. Close stops it.
@@ -109,6 +117,9 @@ type account struct {
 	id    string
 	roles map[string]RoleConfig
 	users []UserConfig
+	// Parsed policies by role name.
+	rolePolicies map[string][]PolicyDocument
+	trust        map[string]*PolicyDocument
 }
 
 // credential is what an access key ID stands for.
@@ -119,8 +130,10 @@ type credential struct {
 	account      string
 	principalARN string // the user ARN or the assumed-role session ARN
 	roleARN      string // for sessions: the role assumed
-	expires      time.Time
-	expired      bool // forced by ExpireSessions
+	// policies restrict what the principal may do; nil means unrestricted.
+	policies []PolicyDocument
+	expires  time.Time
+	expired  bool // forced by ExpireSessions
 }
 
 // New starts a sandbox. Every listener is bound to 127.0.0.1.
@@ -154,7 +167,7 @@ func New(cfg Config) (*Sandbox, error) {
 		if _, dup := s.accounts[ac.ID]; dup {
 			return nil, fmt.Errorf("sandbox: account %s configured twice", ac.ID)
 		}
-		a := &account{id: ac.ID, roles: map[string]RoleConfig{}}
+		a := &account{id: ac.ID, roles: map[string]RoleConfig{}, rolePolicies: map[string][]PolicyDocument{}, trust: map[string]*PolicyDocument{}}
 		for j, u := range ac.Users {
 			if u.Name == "" {
 				return nil, fmt.Errorf("sandbox: accounts[%d].users[%d].name is empty", i, j)
@@ -169,11 +182,16 @@ func New(cfg Config) (*Sandbox, error) {
 				return nil, fmt.Errorf("sandbox: access key %s configured twice", u.AccessKeyID)
 			}
 			a.users = append(a.users, u)
+			pols, err := parsePolicies(u.Policies)
+			if err != nil {
+				return nil, fmt.Errorf("sandbox: accounts[%d].users[%d] (%s): %w", i, j, u.Name, err)
+			}
 			s.keys[u.AccessKeyID] = &credential{
 				accessKeyID:  u.AccessKeyID,
 				secret:       u.SecretAccessKey,
 				account:      ac.ID,
 				principalARN: fmt.Sprintf("arn:aws:iam::%s:user/%s", ac.ID, u.Name),
+				policies:     pols,
 			}
 		}
 		for _, r := range ac.Roles {
@@ -181,6 +199,18 @@ func New(cfg Config) (*Sandbox, error) {
 				r.MaxSessionDuration = time.Hour
 			}
 			a.roles[r.Name] = r
+			pols, err := parsePolicies(r.Policies)
+			if err != nil {
+				return nil, fmt.Errorf("sandbox: role %s in account %s: %w", r.Name, ac.ID, err)
+			}
+			a.rolePolicies[r.Name] = pols
+			if r.TrustPolicy != "" {
+				tp, err := ParsePolicy(r.TrustPolicy)
+				if err != nil {
+					return nil, fmt.Errorf("sandbox: trust policy of role %s in account %s: %w", r.Name, ac.ID, err)
+				}
+				a.trust[r.Name] = &tp
+			}
 		}
 		s.accounts[ac.ID] = a
 	}
@@ -206,6 +236,21 @@ func New(cfg Config) (*Sandbox, error) {
 	s.api = &http.Server{Handler: http.HandlerFunc(s.serveAPI), ReadHeaderTimeout: 10 * time.Second}
 	s.serve(s.api, ln)
 	return s, nil
+}
+
+func parsePolicies(docs []string) ([]PolicyDocument, error) {
+	if docs == nil {
+		return nil, nil
+	}
+	out := []PolicyDocument{}
+	for k, d := range docs {
+		p, err := ParsePolicy(d)
+		if err != nil {
+			return nil, fmt.Errorf("policy %d: %w", k, err)
+		}
+		out = append(out, p)
+	}
+	return out, nil
 }
 
 func listenLoopback(addr string) (net.Listener, error) {

@@ -124,14 +124,25 @@ func (s *Sandbox) assumeRole(c *caller, form url.Values, entry *Entry) (any, *ap
 	}
 	entry.Account = acct.id
 	trusted := false
-	for _, t := range role.Trusted {
-		if t == c.cred.account || t == c.cred.principalARN || (c.cred.roleARN != "" && t == c.cred.roleARN) {
-			trusted = true
+	if tp := acct.trust[role.Name]; tp != nil {
+		ctx := map[string]string{}
+		if hasExtID {
+			ctx["sts:externalid"] = extID
+		}
+		trusted = trusts(*tp, c.cred.principalARN, c.cred.roleARN, c.cred.account, ctx)
+	} else {
+		for _, t := range role.Trusted {
+			if t == c.cred.account || t == c.cred.principalARN || (c.cred.roleARN != "" && t == c.cred.roleARN) {
+				trusted = true
+			}
+		}
+		// The sts:ExternalId condition must match exactly; absent when required is a denial.
+		// https://docs.aws.amazon.com/IAM/latest/UserGuide/id_roles_common-scenarios_third-party.html
+		if role.ExternalID != "" && role.ExternalID != extID {
+			trusted = false
 		}
 	}
-	// The sts:ExternalId condition must match exactly; absent when required is a denial.
-	// https://docs.aws.amazon.com/IAM/latest/UserGuide/id_roles_common-scenarios_third-party.html
-	if !trusted || (role.ExternalID != "" && role.ExternalID != extID) {
+	if !trusted {
 		return nil, denied
 	}
 	duration := time.Hour
@@ -159,6 +170,7 @@ func (s *Sandbox) assumeRole(c *caller, form url.Values, entry *Entry) (any, *ap
 		account:      acct.id,
 		principalARN: fmt.Sprintf("arn:aws:sts::%s:assumed-role/%s/%s", acct.id, role.Name, sessionName),
 		roleARN:      RoleARN(acct.id, role.Name),
+		policies:     acct.rolePolicies[role.Name],
 		expires:      now.Add(duration),
 	}
 	s.mu.Lock()

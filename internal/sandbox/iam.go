@@ -1,0 +1,328 @@
+package sandbox
+
+import (
+	"encoding/json"
+	"fmt"
+	"path"
+	"strings"
+)
+
+// IAM policy evaluation, enough to prove a deployment's permissions by running it: a
+// principal with identity policies may only do what they allow (an explicit Deny wins),
+// and a role with a trust policy may only be assumed by whom it names, under its
+// conditions. A principal without policies is unrestricted, so tests that do not care
+// about IAM need not write any.
+// https://docs.aws.amazon.com/IAM/latest/UserGuide/reference_policies_evaluation-logic.html
+
+// PolicyDocument is an IAM policy (identity or trust).
+type PolicyDocument struct {
+	Version   string      `json:"Version"`
+	Statement []Statement `json:"Statement"`
+}
+
+// Statement is one policy statement. Strings-or-lists are normalised to lists.
+type Statement struct {
+	Sid       string                           `json:"Sid,omitempty"`
+	Effect    string                           `json:"Effect"`
+	Principal map[string]stringList            `json:"Principal,omitempty"`
+	Action    stringList                       `json:"Action,omitempty"`
+	NotAction stringList                       `json:"NotAction,omitempty"`
+	Resource  stringList                       `json:"Resource,omitempty"`
+	Condition map[string]map[string]stringList `json:"Condition,omitempty"`
+}
+
+type stringList []string
+
+func (l *stringList) UnmarshalJSON(b []byte) error {
+	var one string
+	if err := json.Unmarshal(b, &one); err == nil {
+		*l = []string{one}
+		return nil
+	}
+	var many []string
+	if err := json.Unmarshal(b, &many); err != nil {
+		return fmt.Errorf("expected a string or a list of strings, got %s", b)
+	}
+	*l = many
+	return nil
+}
+
+// UnmarshalJSON accepts `"Principal": "*"` as well as the map form.
+func (s *Statement) UnmarshalJSON(b []byte) error {
+	type plain Statement
+	var raw struct {
+		plain
+		Principal json.RawMessage `json:"Principal,omitempty"`
+	}
+	if err := json.Unmarshal(b, &raw); err != nil {
+		return err
+	}
+	*s = Statement(raw.plain)
+	if len(raw.Principal) > 0 {
+		var star string
+		if json.Unmarshal(raw.Principal, &star) == nil {
+			s.Principal = map[string]stringList{"AWS": {star}}
+		} else if err := json.Unmarshal(raw.Principal, &s.Principal); err != nil {
+			return fmt.Errorf("Principal: %w", err)
+		}
+	}
+	return nil
+}
+
+// ParsePolicy reads a policy document from JSON.
+func ParsePolicy(doc string) (PolicyDocument, error) {
+	var p PolicyDocument
+	if err := json.Unmarshal([]byte(doc), &p); err != nil {
+		return p, fmt.Errorf("policy document: %w", err)
+	}
+	for i, st := range p.Statement {
+		if st.Effect != "Allow" && st.Effect != "Deny" {
+			return p, fmt.Errorf("policy statement %d: Effect %q is neither Allow nor Deny", i, st.Effect)
+		}
+	}
+	return p, nil
+}
+
+// request is what an authorization decision looks at.
+type request struct {
+	action    string
+	resource  string
+	principal string            // caller principal ARN
+	context   map[string]string // condition keys (sts:ExternalId, aws:SourceArn...)
+}
+
+// decision evaluates identity policies: explicit deny > allow > implicit deny.
+func decision(policies []PolicyDocument, r request) (allowed bool, why string) {
+	allow := false
+	for _, p := range policies {
+		for _, st := range p.Statement {
+			if !st.matchesAction(r.action) || !st.matchesResource(r.resource) || !st.conditionsHold(r.context) {
+				continue
+			}
+			if st.Effect == "Deny" {
+				return false, "an explicit deny in an identity-based policy"
+			}
+			allow = true
+		}
+	}
+	if !allow {
+		return false, "no identity-based policy allows the " + r.action + " action"
+	}
+	return true, ""
+}
+
+// trusts evaluates a role's trust policy for sts:AssumeRole.
+func trusts(p PolicyDocument, callerPrincipal, callerRole, callerAccount string, ctx map[string]string) bool {
+	allow := false
+	for _, st := range p.Statement {
+		if !st.matchesAction("sts:AssumeRole") || !st.conditionsHold(ctx) || !st.matchesPrincipal(callerPrincipal, callerRole, callerAccount) {
+			continue
+		}
+		if st.Effect == "Deny" {
+			return false
+		}
+		allow = true
+	}
+	return allow
+}
+
+func (st Statement) matchesAction(action string) bool {
+	if len(st.NotAction) > 0 {
+		return !anyMatch(st.NotAction, action, true)
+	}
+	return anyMatch(st.Action, action, true)
+}
+
+func (st Statement) matchesResource(resource string) bool {
+	if len(st.Resource) == 0 {
+		return true // trust policies have no Resource
+	}
+	return anyMatch(st.Resource, resource, false)
+}
+
+func (st Statement) matchesPrincipal(principal, role, account string) bool {
+	for _, p := range st.Principal["AWS"] {
+		switch {
+		case p == "*":
+			return true
+		case p == principal, role != "" && p == role:
+			return true
+		case p == account, p == "arn:aws:iam::"+account+":root":
+			return true
+		}
+	}
+	return false
+}
+
+// conditionsHold supports the operators deployments here use; an unknown operator
+// fails closed.
+func (st Statement) conditionsHold(ctx map[string]string) bool {
+	for op, kv := range st.Condition {
+		ifExists := strings.HasSuffix(op, "IfExists")
+		base := strings.TrimSuffix(op, "IfExists")
+		for key, want := range kv {
+			got, present := ctx[strings.ToLower(key)]
+			if !present {
+				if ifExists {
+					continue
+				}
+				return false
+			}
+			ok := false
+			for _, w := range want {
+				switch base {
+				case "StringEquals", "ArnEquals":
+					ok = ok || got == w
+				case "StringEqualsIgnoreCase":
+					ok = ok || strings.EqualFold(got, w)
+				case "StringLike", "ArnLike":
+					ok = ok || globMatch(w, got, false)
+				case "StringNotEquals", "ArnNotEquals":
+					ok = ok || got != w
+				default:
+					return false
+				}
+			}
+			if !ok {
+				return false
+			}
+		}
+	}
+	return true
+}
+
+func anyMatch(patterns []string, value string, fold bool) bool {
+	for _, p := range patterns {
+		if globMatch(p, value, fold) {
+			return true
+		}
+	}
+	return false
+}
+
+// globMatch implements IAM's wildcards: * any run of characters (including / and :), ?
+// one character. Actions compare case-insensitively.
+func globMatch(pattern, value string, fold bool) bool {
+	if fold {
+		pattern, value = strings.ToLower(pattern), strings.ToLower(value)
+	}
+	// path.Match treats / specially; IAM does not, so compare with / replaced.
+	const slash = "\x00"
+	escaped := strings.NewReplacer("[", `\[`, "]", `\]`, `\`, `\\`).Replace(pattern)
+	ok, err := path.Match(strings.ReplaceAll(escaped, "/", slash), strings.ReplaceAll(value, "/", slash))
+	if err != nil {
+		return false
+	}
+	if ok {
+		return true
+	}
+	// path.Match's * stops at the separator it knows (/), which we replaced; it does not
+	// stop at \x00, so a plain Match is the IAM semantics.
+	return false
+}
+
+// resourceARN builds the ARN an action is authorized against.
+func repositoryARN(region, account, repo string) string {
+	return fmt.Sprintf("arn:aws:ecr:%s:%s:repository/%s", region, account, repo)
+}
+
+// AccessDeniedMessage is AWS's wording for a denied call.
+func accessDeniedMessage(principal, action, resource, why string) string {
+	return fmt.Sprintf("User: %s is not authorized to perform: %s on resource: %s because %s", principal, action, resource, why)
+}
+
+// authorizeAPI checks the caller's identity policies for an API call. Callers without
+// policies are unrestricted. GetCallerIdentity needs no permission (STS docs).
+func (s *Sandbox) authorizeAPI(c *caller, service, op string, body []byte) *apiError {
+	if c.cred.policies == nil || (service == "sts" && op == "GetCallerIdentity") {
+		return nil
+	}
+	action := service + ":" + op
+	for _, res := range apiResources(c, service, op, body) {
+		if ok, why := decision(c.cred.policies, request{action: action, resource: res, principal: c.cred.principalARN}); !ok {
+			msg := accessDeniedMessage(c.cred.principalARN, action, res, why)
+			switch service {
+			case "sts":
+				return errorf(403, "AccessDenied", "%s", msg)
+			case "sqs":
+				return errorf(403, "AccessDenied", "%s", msg)
+			default:
+				return errorf(400, "AccessDeniedException", "%s", msg)
+			}
+		}
+	}
+	return nil
+}
+
+// apiResources lists the resources an API call is authorized against.
+func apiResources(c *caller, service, op string, body []byte) []string {
+	acct, region := c.cred.account, c.region
+	switch service {
+	case "ecr":
+		var in struct {
+			RepositoryName  string   `json:"repositoryName"`
+			RepositoryNames []string `json:"repositoryNames"`
+			ResourceArn     string   `json:"resourceArn"`
+		}
+		json.Unmarshal(body, &in)
+		switch {
+		case op == "GetAuthorizationToken":
+			return []string{"*"}
+		case in.ResourceArn != "":
+			return []string{in.ResourceArn}
+		case in.RepositoryName != "":
+			return []string{repositoryARN(region, acct, in.RepositoryName)}
+		case len(in.RepositoryNames) > 0:
+			var out []string
+			for _, n := range in.RepositoryNames {
+				out = append(out, repositoryARN(region, acct, n))
+			}
+			return out
+		default:
+			// Listing every repository is authorized against all of them (guess: AWS
+			// evaluates DescribeRepositories without names on repository/*).
+			return []string{repositoryARN(region, acct, "*")}
+		}
+	case "sts":
+		v, _ := parseQuery(body)
+		return []string{v.Get("RoleArn")}
+	case "sqs":
+		var in struct {
+			QueueURL  string `json:"QueueUrl"`
+			QueueName string `json:"QueueName"`
+		}
+		json.Unmarshal(body, &in)
+		name, owner := in.QueueName, acct
+		if in.QueueURL != "" {
+			parts := strings.Split(strings.TrimRight(in.QueueURL, "/"), "/")
+			if len(parts) >= 2 {
+				owner, name = parts[len(parts)-2], parts[len(parts)-1]
+			}
+		}
+		return []string{fmt.Sprintf("arn:aws:sqs:%s:%s:%s", region, owner, name)}
+	case "events":
+		var in struct {
+			Entries []struct {
+				EventBusName string `json:"EventBusName"`
+			} `json:"Entries"`
+		}
+		json.Unmarshal(body, &in)
+		seen := map[string]bool{}
+		var out []string
+		for _, e := range in.Entries {
+			arn := e.EventBusName
+			if arn == "" {
+				arn = "default"
+			}
+			if !strings.HasPrefix(arn, "arn:") {
+				arn = fmt.Sprintf("arn:aws:events:%s:%s:event-bus/%s", region, acct, arn)
+			}
+			if !seen[arn] {
+				seen[arn] = true
+				out = append(out, arn)
+			}
+		}
+		return out
+	}
+	return []string{"*"}
+}
