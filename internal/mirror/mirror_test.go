@@ -2,7 +2,6 @@ package mirror_test
 
 import (
 	"context"
-	"encoding/base64"
 	"fmt"
 	"io"
 	"log/slog"
@@ -12,8 +11,6 @@ import (
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
-	"github.com/aws/aws-sdk-go-v2/config"
-	"github.com/aws/aws-sdk-go-v2/credentials"
 	"github.com/aws/aws-sdk-go-v2/service/ecr"
 	ecrtypes "github.com/aws/aws-sdk-go-v2/service/ecr/types"
 	"github.com/google/go-containerregistry/pkg/authn"
@@ -30,16 +27,17 @@ import (
 	"github.com/ecr-replicator/ecr-replicator/internal/replication"
 	"github.com/ecr-replicator/ecr-replicator/internal/rules"
 	"github.com/ecr-replicator/ecr-replicator/internal/sandbox"
+	"github.com/ecr-replicator/ecr-replicator/internal/sandbox/sandboxtest"
 )
 
-const extID = "mirror-test-external-id"
+const extID = sandboxtest.ExternalID
 
 // world is a sandbox with a logged-in client on each side, and a Mirror running as the
 // source account's replicator user.
 type world struct {
 	sb       *sandbox.Sandbox
 	ctx      context.Context
-	srcCfg   aws.Config
+	srcCfg   aws.Config // the source account's replicator user
 	dstCfg   aws.Config // the destination account's admin, for checking
 	srcHost  string
 	srcAuth  authn.Authenticator
@@ -50,49 +48,11 @@ type world struct {
 
 func newWorld(t *testing.T) *world {
 	t.Helper()
-	sb, err := sandbox.New(sandbox.TwoAccounts(extID))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { sb.Close() })
-	t.Setenv("AWS_ENDPOINT_URL_ECR", sb.APIURL())
-	t.Setenv("AWS_ENDPOINT_URL_STS", sb.APIURL())
-	t.Setenv("AWS_EC2_METADATA_DISABLED", "true")
-	t.Setenv("AWS_CONFIG_FILE", "/dev/null")
-	t.Setenv("AWS_SHARED_CREDENTIALS_FILE", "/dev/null")
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
-	t.Cleanup(cancel)
-	w := &world{sb: sb, ctx: ctx}
-	w.srcCfg = w.config(t, sandbox.SourceAccount, sandbox.SourceUser)
-	w.dstCfg = w.config(t, sandbox.DestinationAccount, sandbox.AdminUser)
-	w.srcHost, w.srcAuth = login(t, ctx, w.srcCfg)
-	w.dstHost, w.dstAuth = login(t, ctx, w.dstCfg)
+	sw := sandboxtest.Start(t)
+	w := &world{sb: sw.SB, ctx: sw.Ctx, dstCfg: sw.Dest.Config, srcHost: sw.Source.Host, srcAuth: sw.Source.Auth, dstHost: sw.Dest.Host, dstAuth: sw.Dest.Auth}
+	w.srcCfg = sw.Config(t, sandbox.SourceAccount, sandbox.SourceUser)
 	w.resolver = ecraccess.NewResolver(w.srcCfg, ecraccess.WithSessionName("ecr-replicator-test"), ecraccess.WithLogger(slog.New(slog.NewTextHandler(io.Discard, nil))))
 	return w
-}
-
-func (w *world) config(t *testing.T, account, user string) aws.Config {
-	key, secret, err := w.sb.Credentials(account, user)
-	if err != nil {
-		t.Fatal(err)
-	}
-	cfg, err := config.LoadDefaultConfig(w.ctx, config.WithRegion(sandbox.DefaultRegion),
-		config.WithCredentialsProvider(credentials.NewStaticCredentialsProvider(key, secret, "")))
-	if err != nil {
-		t.Fatal(err)
-	}
-	return cfg
-}
-
-func login(t *testing.T, ctx context.Context, cfg aws.Config) (string, authn.Authenticator) {
-	t.Helper()
-	out, err := ecr.NewFromConfig(cfg).GetAuthorizationToken(ctx, &ecr.GetAuthorizationTokenInput{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	raw, _ := base64.StdEncoding.DecodeString(aws.ToString(out.AuthorizationData[0].AuthorizationToken))
-	_, pass, _ := strings.Cut(string(raw), ":")
-	return strings.TrimPrefix(aws.ToString(out.AuthorizationData[0].ProxyEndpoint), "http://"), &authn.Basic{Username: "AWS", Password: pass}
 }
 
 func (w *world) mirror() *mirror.Mirror {

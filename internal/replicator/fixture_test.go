@@ -3,7 +3,6 @@ package replicator_test
 import (
 	"bytes"
 	"context"
-	"encoding/base64"
 	"encoding/json"
 	"fmt"
 	"strings"
@@ -12,26 +11,20 @@ import (
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
-	"github.com/aws/aws-sdk-go-v2/config"
-	"github.com/aws/aws-sdk-go-v2/credentials"
-	"github.com/aws/aws-sdk-go-v2/credentials/stscreds"
 	"github.com/aws/aws-sdk-go-v2/service/ecr"
 	ecrtypes "github.com/aws/aws-sdk-go-v2/service/ecr/types"
 	"github.com/aws/aws-sdk-go-v2/service/eventbridge"
-	"github.com/aws/aws-sdk-go-v2/service/sts"
-	"github.com/google/go-containerregistry/pkg/authn"
-	"github.com/google/go-containerregistry/pkg/name"
 	"github.com/google/go-containerregistry/pkg/v1/random"
-	"github.com/google/go-containerregistry/pkg/v1/remote"
 
 	"github.com/ecr-replicator/ecr-replicator/internal/metrics"
 	"github.com/ecr-replicator/ecr-replicator/internal/replicator"
 	"github.com/ecr-replicator/ecr-replicator/internal/sandbox"
+	"github.com/ecr-replicator/ecr-replicator/internal/sandbox/sandboxtest"
 	"github.com/ecr-replicator/ecr-replicator/internal/wiring"
 )
 
 const (
-	extID   = "replicator-test-external-id"
+	extID   = sandboxtest.ExternalID
 	region  = sandbox.DefaultRegion
 	srcAcct = sandbox.SourceAccount
 	dstAcct = sandbox.DestinationAccount
@@ -47,6 +40,7 @@ func rulesDoc(untagged, mirrorDeletes bool) string {
 }
 
 type fixture struct {
+	w   *sandboxtest.World
 	sb  *sandbox.Sandbox
 	ctx context.Context
 	env map[string]string // the function's environment (SDK variables, rules, bus)
@@ -56,14 +50,10 @@ type fixture struct {
 // user (also into the test process, for the in-process handler).
 func newFixture(t *testing.T, rules string) *fixture {
 	t.Helper()
-	sb, err := sandbox.New(sandbox.TwoAccounts(extID))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { sb.Close() })
-	env, err := sb.Env(srcAcct, sandbox.SourceUser, region)
-	if err != nil {
-		t.Fatal(err)
+	w := sandboxtest.Start(t)
+	env := map[string]string{}
+	for k, v := range w.Env {
+		env[k] = v
 	}
 	env["AWS_CONFIG_FILE"] = "/dev/null"
 	env["AWS_SHARED_CREDENTIALS_FILE"] = "/dev/null"
@@ -74,102 +64,24 @@ func newFixture(t *testing.T, rules string) *fixture {
 	for k, v := range env {
 		t.Setenv(k, v)
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-	t.Cleanup(cancel)
-	return &fixture{sb: sb, ctx: ctx, env: env}
-}
-
-func (f *fixture) userConfig(t *testing.T) aws.Config {
-	t.Helper()
-	key, secret, err := f.sb.Credentials(srcAcct, sandbox.SourceUser)
-	if err != nil {
-		t.Fatal(err)
-	}
-	cfg, err := config.LoadDefaultConfig(f.ctx, config.WithRegion(region),
-		config.WithCredentialsProvider(credentials.NewStaticCredentialsProvider(key, secret, "")))
-	if err != nil {
-		t.Fatal(err)
-	}
-	return cfg
-}
-
-func (f *fixture) destinationConfig(t *testing.T) aws.Config {
-	t.Helper()
-	src := f.userConfig(t)
-	p := stscreds.NewAssumeRoleProvider(sts.NewFromConfig(src), sandbox.RoleARN(dstAcct, sandbox.DestinationRole), func(o *stscreds.AssumeRoleOptions) {
-		o.ExternalID = aws.String(extID)
-		o.RoleSessionName = "replicator-test-inspector"
-	})
-	cfg := src.Copy()
-	cfg.Credentials = aws.NewCredentialsCache(p)
-	return cfg
-}
-
-func registryAuth(t *testing.T, ctx context.Context, cfg aws.Config) (string, authn.Authenticator) {
-	t.Helper()
-	out, err := ecr.NewFromConfig(cfg).GetAuthorizationToken(ctx, &ecr.GetAuthorizationTokenInput{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	raw, err := base64.StdEncoding.DecodeString(aws.ToString(out.AuthorizationData[0].AuthorizationToken))
-	if err != nil {
-		t.Fatal(err)
-	}
-	user, pass, _ := strings.Cut(string(raw), ":")
-	return strings.TrimPrefix(aws.ToString(out.AuthorizationData[0].ProxyEndpoint), "http://"), &authn.Basic{Username: user, Password: pass}
-}
-
-func createRepo(t *testing.T, ctx context.Context, cfg aws.Config, repo string) {
-	t.Helper()
-	if _, err := ecr.NewFromConfig(cfg).CreateRepository(ctx, &ecr.CreateRepositoryInput{RepositoryName: aws.String(repo)}); err != nil {
-		t.Fatal(err)
-	}
+	return &fixture{w: w, sb: w.SB, ctx: w.Ctx, env: env}
 }
 
 // push creates repo in the source account and pushes a random image with tag (may be "").
 func (f *fixture) push(t *testing.T, repo, tag string) string {
 	t.Helper()
-	cfg := f.userConfig(t)
-	if _, err := ecr.NewFromConfig(cfg).DescribeRepositories(f.ctx, &ecr.DescribeRepositoriesInput{RepositoryNames: []string{repo}}); err != nil {
-		createRepo(t, f.ctx, cfg, repo)
-	}
-	host, auth := registryAuth(t, f.ctx, cfg)
+	f.w.Source.EnsureRepository(t, f.ctx, repo)
 	img, err := random.Image(1024, 2)
 	if err != nil {
 		t.Fatal(err)
 	}
-	d, _ := img.Digest()
-	ref := host + "/" + repo + "@" + d.String()
-	if tag != "" {
-		ref = host + "/" + repo + ":" + tag
-	}
-	r, err := name.ParseReference(ref)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := remote.Write(r, img, remote.WithAuth(auth), remote.WithContext(f.ctx)); err != nil {
-		t.Fatal(err)
-	}
-	return d.String()
+	return f.w.Source.Push(t, repo, tag, img).String()
 }
 
 // destinationHead returns the digest the destination has for tagOrDigest, or "".
 func (f *fixture) destinationHead(t *testing.T, repo, tagOrDigest string) string {
 	t.Helper()
-	host, auth := registryAuth(t, f.ctx, f.destinationConfig(t))
-	sep := ":"
-	if strings.HasPrefix(tagOrDigest, "sha256:") {
-		sep = "@"
-	}
-	r, err := name.ParseReference(host + "/" + repo + sep + tagOrDigest)
-	if err != nil {
-		t.Fatal(err)
-	}
-	desc, err := remote.Head(r, remote.WithAuth(auth), remote.WithContext(f.ctx))
-	if err != nil {
-		return ""
-	}
-	return desc.Digest.String()
+	return f.w.Dest.Digest(t, repo, tagOrDigest)
 }
 
 // imageEvent is an EventBridge ECR Image Action event, shaped like events/push.json.
@@ -252,7 +164,7 @@ func jsonLines(s string) []map[string]any {
 }
 
 func ecrDelete(t *testing.T, f *fixture, repo, digest string) (*ecr.BatchDeleteImageOutput, error) {
-	return ecr.NewFromConfig(f.userConfig(t)).BatchDeleteImage(f.ctx, &ecr.BatchDeleteImageInput{
+	return ecr.NewFromConfig(f.w.Source.Config).BatchDeleteImage(f.ctx, &ecr.BatchDeleteImageInput{
 		RepositoryName: aws.String(repo),
 		ImageIds:       []ecrtypes.ImageIdentifier{{ImageDigest: aws.String(digest)}},
 	})

@@ -91,7 +91,7 @@ func TestSQSBatchReturnsOnlyRetryable(t *testing.T) {
 	other := f.push(t, "team-a/other", "v1")
 	// The good record's destination repository exists; the other's must be created, and
 	// creating it is throttled (SDK retries off): a retryable failure.
-	createRepo(t, f.ctx, f.destinationConfig(t), "mirror/team-a/app")
+	f.w.Dest.EnsureRepository(t, f.ctx, "mirror/team-a/app")
 	if err := f.sb.ThrottleAPI("ecr", "CreateRepository", 5); err != nil {
 		t.Fatal(err)
 	}

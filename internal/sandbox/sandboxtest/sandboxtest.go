@@ -40,11 +40,14 @@ type Side struct {
 	Auth    authn.Authenticator
 }
 
+// ExternalID is the external ID the destination role requires.
+const ExternalID = "sandboxtest-external-id"
+
 // Start starts a sandbox for t, sets the SDK environment (endpoints, the source
 // replicator user's keys, region) with t.Setenv, and logs in to both registries.
 func Start(t testing.TB, cfg ...func(*sandbox.Config)) *World {
 	t.Helper()
-	const extID = "sandboxtest-external-id"
+	const extID = ExternalID
 	c := sandbox.TwoAccounts(extID)
 	for _, f := range cfg {
 		f(&c)
@@ -136,6 +139,16 @@ func (s Side) Ref(t testing.TB, repo, tagOrDigest string) name.Reference {
 		t.Fatal(err)
 	}
 	return r
+}
+
+// EnsureRepository creates a repository on this side unless it exists.
+func (s Side) EnsureRepository(t testing.TB, ctx context.Context, repo string) {
+	t.Helper()
+	api := ecr.NewFromConfig(s.Config)
+	if _, err := api.DescribeRepositories(ctx, &ecr.DescribeRepositoriesInput{RepositoryNames: []string{repo}}); err == nil {
+		return
+	}
+	s.CreateRepository(t, ctx, &ecr.CreateRepositoryInput{RepositoryName: aws.String(repo)})
 }
 
 // Push writes an image (v1.Image) or index (v1.ImageIndex) under a tag or its digest.
