@@ -1,0 +1,599 @@
+// Package backfill migrates whole repositories: it plans by diff (source listings
+// against destination listings, ECR API only), then reports the plan (dry run), sends
+// work items to the replication queue (enqueue) or copies them here (inline), stopping
+// before the deadline and handing back a continuation token. Run on a schedule it is the
+// reconciler: the work it finds is drift.
+package backfill
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sort"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/ecr"
+	ecrtypes "github.com/aws/aws-sdk-go-v2/service/ecr/types"
+	"github.com/aws/aws-sdk-go-v2/service/sqs"
+	sqstypes "github.com/aws/aws-sdk-go-v2/service/sqs/types"
+
+	"github.com/ecr-replicator/ecr-replicator/internal/ecraccess"
+	"github.com/ecr-replicator/ecr-replicator/internal/ecrevent"
+	"github.com/ecr-replicator/ecr-replicator/internal/metrics"
+	"github.com/ecr-replicator/ecr-replicator/internal/mirror"
+	"github.com/ecr-replicator/ecr-replicator/internal/replication"
+	"github.com/ecr-replicator/ecr-replicator/internal/rules"
+)
+
+// PutImageQuota is ECR's default rate of manifest writes (PutImage) per second per
+// account and region; the response estimates remaining work at this rate.
+const PutImageQuota = 10
+
+// MaxPlanItems is how many work items a dry run returns.
+const MaxPlanItems = 100
+
+// maxFailures bounds the failure reasons returned.
+const maxFailures = 100
+
+// Replicator copies one source image to targets: *mirror.Mirror.
+type Replicator interface {
+	Replicate(ctx context.Context, src mirror.Source, targets []rules.Target) []mirror.Result
+}
+
+// Queue is the part of the SQS client the enqueue mode uses.
+type Queue interface {
+	SendMessageBatch(ctx context.Context, in *sqs.SendMessageBatchInput, opts ...func(*sqs.Options)) (*sqs.SendMessageBatchOutput, error)
+}
+
+// Backfill plans and runs backfills. Fields are set once; Run is safe to call again
+// (a warm Lambda reuses it).
+type Backfill struct {
+	Rules    *rules.Document
+	Resolver *ecraccess.Resolver
+	// SourceAccountID and SourceRegion name the source registry.
+	SourceAccountID string
+	SourceRegion    string
+	// NewReplicator returns the engine for one inline run (wiring.Deps.NewMirror).
+	NewReplicator func() Replicator
+	Queue         Queue
+	QueueURL      string // REPLICATION_QUEUE_URL; empty: default mode inline
+	// Concurrency bounds inline copies in flight (default 8).
+	Concurrency int
+	// Margin is how long before the context deadline to stop taking work. Zero: a fifth
+	// of the time left at the start, at most 30 seconds.
+	Margin time.Duration
+	// SendRetries bounds how often entries SQS refused are sent again (default 3).
+	SendRetries int
+	Log         *slog.Logger
+	// Metrics, when set, receives the run's EMF metrics (flushed by the caller).
+	Metrics *metrics.Recorder
+	Now     func() time.Time
+}
+
+// Failure is one thing that went wrong.
+type Failure struct {
+	Repository  string `json:"repository,omitempty"`
+	Destination string `json:"destination,omitempty"`
+	Digest      string `json:"digest,omitempty"`
+	Tag         string `json:"tag,omitempty"`
+	Reason      string `json:"reason"`
+}
+
+// RepositoryPlan is the plan of one source repository to one destination repository.
+type RepositoryPlan struct {
+	Repository  string `json:"repository"`
+	Destination string `json:"destination"` // accountId/region/repository
+	TargetTotals
+}
+
+// Response is the backfill result. Totals count copies: one (digest, tag, destination)
+// each, so an image with two tags going to two destinations counts four.
+type Response struct {
+	Mode                string `json:"mode"` // dryRun, enqueue or inline
+	RepositoriesScanned int    `json:"repositoriesScanned"`
+	ImagesSeen          int    `json:"imagesSeen"`
+	SkippedBeforeSince  int    `json:"skippedBeforeSince,omitempty"`
+	InSync              int    `json:"inSync"`
+	// Drift is the work found (copies missing or wrong at a destination) in the scanned
+	// repositories.
+	Drift       int       `json:"drift"`
+	Enqueued    int       `json:"enqueued"`
+	Copied      int       `json:"copied"`
+	Failed      int       `json:"failed"`
+	Failures    []Failure `json:"failures,omitempty"`
+	BytesCopied int64     `json:"bytesCopied"`
+	// Remaining is work found but neither enqueued nor copied by this invocation.
+	Remaining int `json:"remaining"`
+	// EstimatedSecondsAtQuota is how long the outstanding work known to this invocation
+	// (remaining, plus enqueued not yet consumed) takes at ECR's default PutImage quota
+	// of 10 per second per destination account and region; destinations run in
+	// parallel, so it is the slowest one's. Repositories beyond the continuation token
+	// are not yet counted.
+	EstimatedSecondsAtQuota float64 `json:"estimatedSecondsAtQuota"`
+	// Plan and WorkItems: dry run only (the first MaxPlanItems items).
+	Plan              []RepositoryPlan    `json:"plan,omitempty"`
+	WorkItems         []ecrevent.WorkItem `json:"workItems,omitempty"`
+	ContinuationToken string              `json:"continuationToken,omitempty"`
+	DurationMs        int64               `json:"durationMs"`
+}
+
+func (r *Response) fail(f Failure) {
+	r.Failed++
+	if len(r.Failures) < maxFailures {
+		r.Failures = append(r.Failures, f)
+	}
+}
+
+// run is the state of one invocation.
+type run struct {
+	b        *Backfill
+	doc      *rules.Document
+	req      Request
+	mode     string
+	stopAt   time.Time
+	resp     *Response
+	outstand map[string]int // destination account/region → outstanding copies
+	rep      Replicator
+	mu       sync.Mutex
+}
+
+// Run executes one backfill invocation.
+func (b *Backfill) Run(ctx context.Context, req Request) (*Response, error) {
+	start := b.now()
+	if b.Rules == nil {
+		return nil, errors.New("backfill: no rules document")
+	}
+	doc, err := b.Rules.Narrow(req.Repositories, req.Tags)
+	if err != nil {
+		return nil, fmt.Errorf("backfill request: %w", err)
+	}
+	mode := req.Mode
+	if mode == "" {
+		mode = ModeInline
+		if b.QueueURL != "" {
+			mode = ModeEnqueue
+		}
+	}
+	if mode == ModeEnqueue && !req.DryRun && (b.QueueURL == "" || b.Queue == nil) {
+		return nil, errors.New("backfill request: mode: enqueue needs REPLICATION_QUEUE_URL")
+	}
+	if req.DryRun {
+		mode = "dryRun"
+	}
+	var pos position
+	if req.ContinuationToken != "" {
+		if pos, err = decodeToken(req.ContinuationToken); err != nil {
+			return nil, fmt.Errorf("backfill request: continuationToken: %w", err)
+		}
+	}
+	r := &run{b: b, doc: doc, req: req, mode: mode, resp: &Response{Mode: mode}, outstand: map[string]int{}}
+	r.stopAt = b.stopAt(ctx)
+	if mode == ModeInline {
+		r.rep = b.NewReplicator()
+	}
+
+	src, err := b.Resolver.Registry(ctx, ecraccess.Access{AccountID: b.SourceAccountID, Region: b.SourceRegion, RoleARN: doc.SourceRoleARN()})
+	if err != nil {
+		return nil, err
+	}
+	repos, err := b.listRepositories(ctx, src.API(), doc)
+	if err != nil {
+		return nil, err
+	}
+	startIdx := 0
+	if req.ContinuationToken != "" {
+		// Resume at the named repository, or where it would sort if it is gone.
+		startIdx = sort.SearchStrings(repos, pos.Repository)
+		if startIdx >= len(repos) || repos[startIdx] != pos.Repository {
+			pos.After = ""
+		}
+	}
+	for i := startIdx; i < len(repos); i++ {
+		cursor := ""
+		if i == startIdx {
+			cursor = pos.After
+		}
+		if r.timeUp() {
+			r.resp.ContinuationToken = encodeToken(position{RepoIndex: i, Repository: repos[i], After: cursor})
+			break
+		}
+		last, done := r.repository(ctx, src.API(), repos[i], cursor)
+		if !done {
+			r.resp.ContinuationToken = encodeToken(position{RepoIndex: i, Repository: repos[i], After: last})
+			break
+		}
+	}
+	resp := r.resp
+	busiest := 0
+	for _, n := range r.outstand {
+		busiest = max(busiest, n)
+	}
+	resp.EstimatedSecondsAtQuota = float64(busiest) / PutImageQuota
+	resp.DurationMs = b.now().Sub(start).Milliseconds()
+	b.report(resp)
+	return resp, nil
+}
+
+func (b *Backfill) now() time.Time {
+	if b.Now != nil {
+		return b.Now()
+	}
+	return time.Now()
+}
+
+func (b *Backfill) log() *slog.Logger {
+	if b.Log != nil {
+		return b.Log
+	}
+	return slog.Default()
+}
+
+func (b *Backfill) stopAt(ctx context.Context) time.Time {
+	dl, ok := ctx.Deadline()
+	if !ok {
+		return time.Time{}
+	}
+	margin := b.Margin
+	if margin <= 0 {
+		margin = min(30*time.Second, dl.Sub(b.now())/5)
+	}
+	return dl.Add(-margin)
+}
+
+func (r *run) timeUp() bool { return !r.stopAt.IsZero() && !r.b.now().Before(r.stopAt) }
+
+// listRepositories returns the in-scope source repositories, sorted by name.
+func (b *Backfill) listRepositories(ctx context.Context, api *ecr.Client, doc *rules.Document) ([]string, error) {
+	var names []string
+	p := ecr.NewDescribeRepositoriesPaginator(api, &ecr.DescribeRepositoriesInput{RegistryId: aws.String(b.SourceAccountID), MaxResults: aws.Int32(1000)})
+	for p.HasMorePages() {
+		out, err := p.NextPage(ctx)
+		if err != nil {
+			return nil, fmt.Errorf("ecr:DescribeRepositories in %s/%s: %w", b.SourceAccountID, b.SourceRegion, err)
+		}
+		for _, repo := range out.Repositories {
+			if n := aws.ToString(repo.RepositoryName); doc.RepositoryInScope(n) {
+				names = append(names, n)
+			}
+		}
+	}
+	sort.Strings(names)
+	return names, nil
+}
+
+// describeImages lists every image of a repository. found is false when the repository
+// does not exist.
+func describeImages(ctx context.Context, api *ecr.Client, registryID, repo string) (imgs []Image, found bool, err error) {
+	p := ecr.NewDescribeImagesPaginator(api, &ecr.DescribeImagesInput{RegistryId: aws.String(registryID), RepositoryName: aws.String(repo), MaxResults: aws.Int32(1000)})
+	for p.HasMorePages() {
+		out, err := p.NextPage(ctx)
+		var nf *ecrtypes.RepositoryNotFoundException
+		if errors.As(err, &nf) {
+			return nil, false, nil
+		}
+		if err != nil {
+			return nil, true, err
+		}
+		for _, d := range out.ImageDetails {
+			imgs = append(imgs, Image{
+				Digest: aws.ToString(d.ImageDigest), Tags: d.ImageTags, PushedAt: aws.ToTime(d.ImagePushedAt),
+				MediaType: aws.ToString(d.ImageManifestMediaType), ArtifactMediaType: aws.ToString(d.ArtifactMediaType),
+				Subject: aws.ToString(d.SubjectManifestDigest),
+			})
+		}
+	}
+	return imgs, true, nil
+}
+
+func listingOf(imgs []Image) *Listing {
+	l := &Listing{Exists: true, Digests: make(map[string]bool, len(imgs)), Tags: make(map[string]string, len(imgs))}
+	for _, img := range imgs {
+		l.Digests[img.Digest] = true
+		for _, t := range img.Tags {
+			l.Tags[t] = img.Digest
+		}
+	}
+	return l
+}
+
+// repository plans one source repository and acts on its work after cursor. It returns
+// the key of the last work item handled and whether the repository is done.
+func (r *run) repository(ctx context.Context, api *ecr.Client, repo, cursor string) (string, bool) {
+	b, resp := r.b, r.resp
+	imgs, found, err := describeImages(ctx, api, b.SourceAccountID, repo)
+	if err == nil && !found {
+		return "", true // deleted since it was listed
+	}
+	if err != nil {
+		resp.fail(Failure{Repository: repo, Reason: "ecr:DescribeImages: " + err.Error()})
+		return "", true
+	}
+	resp.RepositoriesScanned++
+	ex := Expand(r.doc, repo, imgs, r.req.Since)
+	resp.ImagesSeen += ex.ImagesSeen
+	resp.SkippedBeforeSince += ex.SkippedBefore
+	for _, reason := range ex.Invalid {
+		resp.fail(Failure{Repository: repo, Reason: reason})
+	}
+	listings := map[string]*Listing{}
+	var unlisted []string // destinations that could not be listed
+	for _, t := range ex.Targets {
+		d := t.Destination
+		reg, err := b.Resolver.Registry(ctx, ecraccess.Access{AccountID: d.AccountID, Region: d.Region, RoleARN: d.RoleARN, ExternalID: d.ExternalID})
+		var dimgs []Image
+		var found bool
+		if err == nil {
+			dimgs, found, err = describeImages(ctx, reg.API(), d.AccountID, t.Repository)
+		}
+		if err != nil {
+			resp.fail(Failure{Repository: repo, Destination: t.Key(), Reason: "listing the destination: " + err.Error()})
+			unlisted = append(unlisted, t.Key())
+			continue
+		}
+		if found {
+			listings[t.Key()] = listingOf(dimgs)
+		}
+	}
+	cands := ex.Candidates
+	if len(unlisted) > 0 {
+		skip := map[string]bool{}
+		for _, k := range unlisted {
+			skip[k] = true
+		}
+		kept := cands[:0:0]
+		for _, c := range cands {
+			if !skip[c.Target.Key()] {
+				kept = append(kept, c)
+			}
+		}
+		cands = kept
+	}
+	diff := DiffRepository(repo, cands, listings)
+	resp.InSync += diff.InSync
+	resp.Drift += len(diff.Work)
+	if len(diff.Work) > 0 {
+		b.log().Info("backfill drift", "repository", repo, "work", len(diff.Work), "inSync", diff.InSync)
+	}
+	if r.mode == "dryRun" {
+		keys := make([]string, 0, len(diff.PerTarget))
+		for k := range diff.PerTarget {
+			keys = append(keys, k)
+		}
+		sort.Strings(keys)
+		for _, k := range keys {
+			resp.Plan = append(resp.Plan, RepositoryPlan{Repository: repo, Destination: k, TargetTotals: *diff.PerTarget[k]})
+		}
+		resp.Remaining += len(diff.Work)
+		for i := range diff.Work {
+			r.outstanding(&diff.Work[i], 1)
+			if len(resp.WorkItems) < MaxPlanItems {
+				resp.WorkItems = append(resp.WorkItems, r.workItem(&diff.Work[i]))
+			}
+		}
+		return "", true
+	}
+	work := after(diff.Work, cursor)
+	resp.Remaining += len(work)
+	for i := range work {
+		r.outstanding(&work[i], 1)
+	}
+	if r.mode == ModeEnqueue {
+		return r.enqueue(ctx, work)
+	}
+	return r.inline(ctx, work)
+}
+
+func (r *run) outstanding(w *Work, n int) {
+	r.mu.Lock()
+	r.outstand[w.Target.Destination.AccountID+"/"+w.Target.Destination.Region] += n
+	r.mu.Unlock()
+}
+
+func (r *run) workItem(w *Work) ecrevent.WorkItem {
+	return ecrevent.WorkItem{
+		Kind: ecrevent.WorkItemKind, Version: ecrevent.WorkItemVersion, Action: ecrevent.WorkCopy, Rule: w.Target.Rule,
+		Source:      ecrevent.ImageRef{AccountID: r.b.SourceAccountID, Region: r.b.SourceRegion, Repository: w.Repository, Digest: w.Digest, Tag: w.Tag},
+		Destination: ecrevent.RepositoryRef{AccountID: w.Target.Destination.AccountID, Region: w.Target.Destination.Region, Repository: w.Target.Repository},
+		Reason:      "backfill: " + w.Reason,
+		CreatedAt:   r.b.now().UTC().Truncate(time.Second),
+	}
+}
+
+// enqueue sends work in batches of 10. Entries SQS refuses are sent again a bounded
+// number of times, then reported as failed.
+func (r *run) enqueue(ctx context.Context, work []Work) (string, bool) {
+	b, resp := r.b, r.resp
+	retries := b.SendRetries
+	if retries <= 0 {
+		retries = 3
+	}
+	last := ""
+	for start := 0; start < len(work); start += 10 {
+		if r.timeUp() {
+			return last, false
+		}
+		batch := work[start:min(start+10, len(work))]
+		pending := map[string]*Work{}
+		var entries []sqstypes.SendMessageBatchRequestEntry
+		for i := range batch {
+			w := &batch[i]
+			body, err := ecrevent.Marshal(r.workItem(w))
+			if err != nil {
+				r.failed(w, "work item: "+err.Error())
+				continue
+			}
+			id := strconv.Itoa(i)
+			pending[id] = w
+			entries = append(entries, sqstypes.SendMessageBatchRequestEntry{Id: aws.String(id), MessageBody: aws.String(string(body))})
+		}
+		for attempt := 0; len(entries) > 0; attempt++ {
+			out, err := b.Queue.SendMessageBatch(ctx, &sqs.SendMessageBatchInput{QueueUrl: aws.String(b.QueueURL), Entries: entries})
+			if err != nil {
+				if attempt >= retries || ctx.Err() != nil {
+					for _, e := range entries {
+						r.failed(pending[aws.ToString(e.Id)], "sqs:SendMessageBatch: "+err.Error())
+					}
+					break
+				}
+				sleep(ctx, backoff(attempt))
+				continue
+			}
+			for _, s := range out.Successful {
+				if w := pending[aws.ToString(s.Id)]; w != nil {
+					resp.Enqueued++
+					resp.Remaining--
+					delete(pending, aws.ToString(s.Id))
+				}
+			}
+			var again []sqstypes.SendMessageBatchRequestEntry
+			reasons := map[string]string{}
+			for _, f := range out.Failed {
+				reasons[aws.ToString(f.Id)] = aws.ToString(f.Code) + ": " + aws.ToString(f.Message)
+			}
+			for _, e := range entries {
+				id := aws.ToString(e.Id)
+				if pending[id] == nil {
+					continue
+				}
+				if attempt >= retries {
+					reason, ok := reasons[id]
+					if !ok {
+						reason = "not acknowledged"
+					}
+					r.failed(pending[id], "sqs:SendMessageBatch: "+reason)
+					continue
+				}
+				again = append(again, e)
+			}
+			entries = again
+			if len(entries) > 0 {
+				sleep(ctx, backoff(attempt))
+			}
+		}
+		last = batch[len(batch)-1].key()
+	}
+	return last, true
+}
+
+func (r *run) failed(w *Work, reason string) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.resp.Remaining--
+	r.outstand[w.Target.Destination.AccountID+"/"+w.Target.Destination.Region]--
+	r.resp.fail(Failure{Repository: w.Repository, Destination: w.Target.Key(), Digest: w.Digest, Tag: w.Tag, Reason: reason})
+}
+
+func backoff(attempt int) time.Duration { return time.Duration(50<<attempt) * time.Millisecond }
+
+func sleep(ctx context.Context, d time.Duration) {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+	case <-t.C:
+	}
+}
+
+// inline copies work with bounded concurrency, in groups (every tag of one digest to one
+// destination, in sequence). Digest-only work goes first and is finished before tagged
+// work starts, so children and referrers land before what points at them. It stops
+// taking groups when time is up and waits for those in flight.
+func (r *run) inline(ctx context.Context, work []Work) (string, bool) {
+	n := r.b.Concurrency
+	if n <= 0 {
+		n = 8
+	}
+	// Split into groups, then into the two phases.
+	var groups [][]Work
+	for i := 0; i < len(work); {
+		j := i + 1
+		for j < len(work) && work[j].groupKey() == work[i].groupKey() {
+			j++
+		}
+		groups = append(groups, work[i:j])
+		i = j
+	}
+	phase := func(g []Work) int {
+		if g[0].Tag == "" {
+			return 0
+		}
+		return 1
+	}
+	last := ""
+	for i := 0; i < len(groups); {
+		j := i
+		for j < len(groups) && phase(groups[j]) == phase(groups[i]) {
+			j++
+		}
+		sem := make(chan struct{}, n)
+		var wg sync.WaitGroup
+		stopped := false
+		for _, g := range groups[i:j] {
+			if r.timeUp() {
+				stopped = true
+				break
+			}
+			sem <- struct{}{}
+			wg.Add(1)
+			go func(g []Work) {
+				defer func() { <-sem; wg.Done() }()
+				r.copyGroup(ctx, g)
+			}(g)
+			last = g[len(g)-1].key()
+		}
+		wg.Wait()
+		if stopped {
+			return last, false
+		}
+		i = j
+	}
+	return last, true
+}
+
+func (r *run) copyGroup(ctx context.Context, g []Work) {
+	for i := range g {
+		w := &g[i]
+		src := mirror.Source{AccountID: r.b.SourceAccountID, Region: r.b.SourceRegion, Repository: w.Repository, Digest: w.Digest, Tag: w.Tag}
+		res := r.rep.Replicate(ctx, src, []rules.Target{w.Target})
+		if len(res) != 1 {
+			r.failed(w, fmt.Sprintf("replicator returned %d results for one target", len(res)))
+			continue
+		}
+		x := res[0]
+		if x.Outcome == replication.Failed {
+			reason := x.Reason
+			if x.Err != nil {
+				reason = x.Err.Error()
+			}
+			r.failed(w, reason)
+			continue
+		}
+		r.mu.Lock()
+		r.resp.Copied++
+		r.resp.Remaining--
+		r.resp.BytesCopied += x.BytesCopied
+		r.outstand[w.Target.Destination.AccountID+"/"+w.Target.Destination.Region]--
+		r.mu.Unlock()
+	}
+}
+
+// report writes the totals as one JSON log line and records the metrics.
+func (b *Backfill) report(resp *Response) {
+	b.log().Info("backfill totals",
+		"mode", resp.Mode, "repositoriesScanned", resp.RepositoriesScanned, "imagesSeen", resp.ImagesSeen,
+		"skippedBeforeSince", resp.SkippedBeforeSince, "inSync", resp.InSync, "drift", resp.Drift,
+		"enqueued", resp.Enqueued, "copied", resp.Copied, "failed", resp.Failed, "bytesCopied", resp.BytesCopied,
+		"remaining", resp.Remaining, "estimatedSecondsAtQuota", resp.EstimatedSecondsAtQuota,
+		"continues", resp.ContinuationToken != "", "durationMs", resp.DurationMs)
+	if m := b.Metrics; m != nil {
+		m.Add("Drift", metrics.Count, float64(resp.Drift))
+		m.Add("ImagesEnqueued", metrics.Count, float64(resp.Enqueued))
+		m.Add("ImagesCopied", metrics.Count, float64(resp.Copied))
+		m.Add("BackfillFailures", metrics.Count, float64(resp.Failed))
+		m.Add("BytesCopied", metrics.Bytes, float64(resp.BytesCopied))
+	}
+}

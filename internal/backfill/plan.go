@@ -1,0 +1,272 @@
+package backfill
+
+import (
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/ecr-replicator/ecr-replicator/internal/rules"
+)
+
+// Image is one source image as DescribeImages lists it.
+type Image struct {
+	Digest            string
+	Tags              []string
+	PushedAt          time.Time
+	MediaType         string // imageManifestMediaType
+	ArtifactMediaType string
+	Subject           string // subjectManifestDigest: an OCI referrer (signature, SBOM, …)
+}
+
+// Listing is what a destination repository holds, from DescribeImages.
+type Listing struct {
+	Exists  bool              // false: RepositoryNotFoundException, the repository is to be created
+	Digests map[string]bool   // every digest present
+	Tags    map[string]string // tag → digest
+}
+
+// Work is one copy to make: a source digest (and tag) to one destination repository.
+type Work struct {
+	Repository string // source repository
+	Digest     string
+	Tag        string // "" for a digest-only copy
+	Target     rules.Target
+	Reason     string
+	k          string // key(), computed once
+}
+
+// key orders work deterministically within a repository: digest-only copies first (a
+// child of an index, or a referrer, lands before what points at it), then by digest, tag
+// and destination. The continuation token resumes after a key.
+func (w *Work) key() string {
+	if w.k != "" {
+		return w.k
+	}
+	group := "1"
+	if w.Tag == "" {
+		group = "0"
+	}
+	return group + "|" + w.Digest + "|" + w.Target.Key() + "|" + w.Tag
+}
+
+// groupKey is the unit of inline copying: every tag of one digest to one destination,
+// copied in sequence so blobs move once.
+func (w *Work) groupKey() string {
+	group := "1"
+	if w.Tag == "" {
+		group = "0"
+	}
+	return group + "|" + w.Digest + "|" + w.Target.Key()
+}
+
+// Candidate is one (digest, tag, target) the rules ask for, before looking at the
+// destination.
+type Candidate struct {
+	Digest    string
+	Tag       string
+	Target    rules.Target
+	TargetKey string // Target.Key()
+}
+
+// Expansion is what the rules ask for in one source repository.
+type Expansion struct {
+	Candidates    []Candidate
+	Targets       []rules.Target // distinct destinations (by Key), in first-seen order
+	ImagesSeen    int
+	SkippedBefore int      // pushed before since
+	Invalid       []string // reasons: targets whose destination name is invalid
+}
+
+// Expand applies the rules to one repository's images: each tag goes where
+// Targets(repo, tag) says; a digest-only image where Targets(repo, "") says (the rule's
+// untagged setting); an untagged OCI referrer whose rule does not replicate untagged
+// images still follows its subject to every destination whose rule copies referrers.
+// Images pushed before since (when set) are skipped.
+func Expand(doc *rules.Document, repo string, images []Image, since time.Time) Expansion {
+	var ex Expansion
+	seenTarget := map[string]bool{}
+	addTarget := func(t rules.Target, k string) {
+		if !seenTarget[k] {
+			seenTarget[k] = true
+			ex.Targets = append(ex.Targets, t)
+		}
+	}
+	invalidSeen := map[string]bool{}
+	// Targets per tag are the same for every image carrying the tag, and most tags are
+	// unique; cache the digest-only answer, which every untagged image shares.
+	var untagged []rules.Target
+	untaggedDone := false
+	// subject digest → referrer-copying targets; only built when some untagged image is
+	// a referrer.
+	var subjectTargets map[string][]rules.Target
+	for i := range images {
+		if len(images[i].Tags) == 0 && images[i].Subject != "" {
+			subjectTargets = map[string][]rules.Target{}
+			break
+		}
+	}
+	var referrers []Image
+	ex.Candidates = make([]Candidate, 0, len(images))
+	for i := range images {
+		img := &images[i]
+		ex.ImagesSeen++
+		if !since.IsZero() && !img.PushedAt.IsZero() && img.PushedAt.Before(since) {
+			ex.SkippedBefore++
+			continue
+		}
+		if len(img.Tags) == 0 {
+			if !untaggedDone {
+				untagged, untaggedDone = doc.Targets(repo, ""), true
+			}
+			if len(untagged) == 0 {
+				if img.Subject != "" {
+					referrers = append(referrers, *img)
+				}
+				continue
+			}
+			for _, t := range untagged {
+				if t.Err != nil {
+					if !invalidSeen[t.Key()] {
+						invalidSeen[t.Key()] = true
+						ex.Invalid = append(ex.Invalid, t.Err.Error())
+					}
+					continue
+				}
+				k := t.Key()
+				addTarget(t, k)
+				ex.Candidates = append(ex.Candidates, Candidate{Digest: img.Digest, Target: t, TargetKey: k})
+			}
+			continue
+		}
+		for _, tag := range img.Tags {
+			for _, t := range doc.Targets(repo, tag) {
+				if t.Err != nil {
+					if !invalidSeen[t.Key()] {
+						invalidSeen[t.Key()] = true
+						ex.Invalid = append(ex.Invalid, t.Err.Error())
+					}
+					continue
+				}
+				k := t.Key()
+				addTarget(t, k)
+				ex.Candidates = append(ex.Candidates, Candidate{Digest: img.Digest, Tag: tag, Target: t, TargetKey: k})
+				if t.Referrers && subjectTargets != nil {
+					subjectTargets[img.Digest] = appendTarget(subjectTargets[img.Digest], t)
+				}
+			}
+		}
+	}
+	for _, img := range referrers {
+		for _, t := range subjectTargets[img.Subject] {
+			ex.Candidates = append(ex.Candidates, Candidate{Digest: img.Digest, Target: t, TargetKey: t.Key()})
+		}
+	}
+	return ex
+}
+
+func appendTarget(ts []rules.Target, t rules.Target) []rules.Target {
+	for _, x := range ts {
+		if x.Key() == t.Key() {
+			return ts
+		}
+	}
+	return append(ts, t)
+}
+
+// Diff is the work for one repository: candidates the destinations lack, sorted by key.
+// listings maps Target.Key() to the destination's listing; a missing entry means the
+// destination repository does not exist.
+type Diff struct {
+	Work   []Work
+	InSync int
+	// PerTarget counts, by Target.Key(): [in sync, work].
+	PerTarget map[string]*TargetTotals
+}
+
+// TargetTotals are the plan totals of one destination repository.
+type TargetTotals struct {
+	InSync           int  `json:"inSync"`
+	Work             int  `json:"work"`
+	CreateRepository bool `json:"createRepository,omitempty"`
+}
+
+// Reasons for work.
+const (
+	ReasonRepositoryMissing = "destination repository missing"
+	ReasonDigestMissing     = "digest missing"
+	ReasonTagMissing        = "tag missing"
+	ReasonTagElsewhere      = "tag points to another digest"
+)
+
+// DiffRepository compares candidates with destination listings. It is pure: planning a
+// registry is Expand + DiffRepository per repository, over listings fetched once.
+func DiffRepository(repo string, cands []Candidate, listings map[string]*Listing) Diff {
+	d := Diff{PerTarget: map[string]*TargetTotals{}}
+	seen := make(map[string]bool, len(cands))
+	for i := range cands {
+		c := &cands[i]
+		k := c.TargetKey
+		if k == "" {
+			k = c.Target.Key()
+		}
+		tt := d.PerTarget[k]
+		if tt == nil {
+			tt = &TargetTotals{}
+			d.PerTarget[k] = tt
+		}
+		l := listings[k]
+		reason := ""
+		switch {
+		case l == nil || !l.Exists:
+			reason = ReasonRepositoryMissing
+			tt.CreateRepository = true
+		case c.Tag == "":
+			if !l.Digests[c.Digest] {
+				reason = ReasonDigestMissing
+			}
+		default:
+			at, ok := l.Tags[c.Tag]
+			switch {
+			case ok && at == c.Digest:
+			case ok:
+				reason = ReasonTagElsewhere
+			case l.Digests[c.Digest]:
+				reason = ReasonTagMissing
+			default:
+				reason = ReasonDigestMissing
+			}
+		}
+		if reason == "" {
+			tt.InSync++
+			d.InSync++
+			continue
+		}
+		// Several rules can produce the same copy; keep one.
+		w := Work{Repository: repo, Digest: c.Digest, Tag: c.Tag, Target: c.Target, Reason: reason}
+		w.k = w.key()
+		wk := w.k
+		if seen[wk] {
+			continue
+		}
+		seen[wk] = true
+		tt.Work++
+		d.Work = append(d.Work, w)
+	}
+	sort.Slice(d.Work, func(i, j int) bool { return d.Work[i].k < d.Work[j].k })
+	return d
+}
+
+// Plan is Expand followed by DiffRepository.
+func Plan(doc *rules.Document, repo string, images []Image, since time.Time, listings map[string]*Listing) (Expansion, Diff) {
+	ex := Expand(doc, repo, images, since)
+	return ex, DiffRepository(repo, ex.Candidates, listings)
+}
+
+// after returns the work whose key sorts after cursor (all of it when cursor is "").
+func after(work []Work, cursor string) []Work {
+	if cursor == "" {
+		return work
+	}
+	i := sort.Search(len(work), func(i int) bool { return strings.Compare(work[i].key(), cursor) > 0 })
+	return work[i:]
+}

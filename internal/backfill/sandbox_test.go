@@ -1,0 +1,433 @@
+package backfill_test
+
+import (
+	"bytes"
+	"context"
+	"encoding/base64"
+	"encoding/json"
+	"fmt"
+	"log/slog"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/config"
+	"github.com/aws/aws-sdk-go-v2/credentials"
+	"github.com/aws/aws-sdk-go-v2/credentials/stscreds"
+	"github.com/aws/aws-sdk-go-v2/service/ecr"
+	ecrtypes "github.com/aws/aws-sdk-go-v2/service/ecr/types"
+	"github.com/aws/aws-sdk-go-v2/service/sts"
+	"github.com/google/go-containerregistry/pkg/authn"
+	"github.com/google/go-containerregistry/pkg/name"
+	"github.com/google/go-containerregistry/pkg/v1/random"
+	"github.com/google/go-containerregistry/pkg/v1/remote"
+
+	"github.com/ecr-replicator/ecr-replicator/internal/backfill"
+	"github.com/ecr-replicator/ecr-replicator/internal/ecraccess"
+	"github.com/ecr-replicator/ecr-replicator/internal/mirror"
+	"github.com/ecr-replicator/ecr-replicator/internal/replication"
+	"github.com/ecr-replicator/ecr-replicator/internal/rules"
+	"github.com/ecr-replicator/ecr-replicator/internal/sandbox"
+)
+
+const extID = "backfill-test-external-id"
+
+type env struct {
+	sb       *sandbox.Sandbox
+	ctx      context.Context
+	src      aws.Config // source account user (the replicator)
+	dst      aws.Config // destination role
+	host     string     // source registry host
+	auth     authn.Authenticator
+	doc      *rules.Document
+	resolver *ecraccess.Resolver
+}
+
+func start(t *testing.T, rulesYAML string) *env {
+	t.Helper()
+	sb, err := sandbox.New(sandbox.TwoAccounts(extID))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { sb.Close() })
+	t.Setenv("AWS_ENDPOINT_URL_ECR", sb.APIURL())
+	t.Setenv("AWS_ENDPOINT_URL_STS", sb.APIURL())
+	t.Setenv("AWS_ENDPOINT_URL_SQS", sb.APIURL())
+	t.Setenv("AWS_EC2_METADATA_DISABLED", "true")
+	t.Setenv("AWS_CONFIG_FILE", "/dev/null")
+	t.Setenv("AWS_SHARED_CREDENTIALS_FILE", "/dev/null")
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	t.Cleanup(cancel)
+	e := &env{sb: sb, ctx: ctx}
+	key, secret, err := sb.Credentials(sandbox.SourceAccount, sandbox.SourceUser)
+	if err != nil {
+		t.Fatal(err)
+	}
+	e.src, err = config.LoadDefaultConfig(ctx, config.WithRegion(sandbox.DefaultRegion),
+		config.WithCredentialsProvider(credentials.NewStaticCredentialsProvider(key, secret, "")))
+	if err != nil {
+		t.Fatal(err)
+	}
+	provider := stscreds.NewAssumeRoleProvider(sts.NewFromConfig(e.src), sandbox.RoleARN(sandbox.DestinationAccount, sandbox.DestinationRole), func(o *stscreds.AssumeRoleOptions) {
+		o.ExternalID = aws.String(extID)
+	})
+	e.dst = e.src.Copy()
+	e.dst.Credentials = aws.NewCredentialsCache(provider)
+	if rulesYAML == "" {
+		rulesYAML = defaultRules
+	}
+	rulesYAML = strings.NewReplacer("ROLE", sandbox.RoleARN(sandbox.DestinationAccount, sandbox.DestinationRole), "EXTID", extID).Replace(rulesYAML)
+	if e.doc, err = rules.Parse([]byte(rulesYAML)); err != nil {
+		t.Fatal(err)
+	}
+	e.resolver = ecraccess.NewResolver(e.src, ecraccess.WithSessionName("ecr-replicator-backfill-test"))
+	out, err := ecr.NewFromConfig(e.src).GetAuthorizationToken(ctx, &ecr.GetAuthorizationTokenInput{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	d := out.AuthorizationData[0]
+	raw, _ := base64.StdEncoding.DecodeString(aws.ToString(d.AuthorizationToken))
+	user, pass, _ := strings.Cut(string(raw), ":")
+	e.host = strings.TrimPrefix(aws.ToString(d.ProxyEndpoint), "http://")
+	e.auth = &authn.Basic{Username: user, Password: pass}
+	return e
+}
+
+const defaultRules = `
+rules:
+  - name: all
+    repositories: ["**"]
+    destinations:
+      - accountId: "222222222222"
+        region: us-east-1
+        roleArn: ROLE
+        externalId: EXTID
+        repositoryPrefix: mirror/
+        createRepository: true
+`
+
+func (e *env) backfill() *backfill.Backfill {
+	return &backfill.Backfill{
+		Rules:           e.doc,
+		Resolver:        e.resolver,
+		SourceAccountID: sandbox.SourceAccount,
+		SourceRegion:    sandbox.DefaultRegion,
+		NewReplicator: func() backfill.Replicator {
+			return mirror.New(e.resolver, replication.New(), mirror.WithLogger(slog.New(slog.DiscardHandler)))
+		},
+		Log: slog.New(slog.DiscardHandler),
+	}
+}
+
+// seed creates repos, each with n tagged images v0..v(n-1): one pushed through the
+// registry, the others PutImage'd manifests differing by an annotation (one API call
+// each, sharing the blobs).
+func (e *env) seed(t *testing.T, repos []string, n int) {
+	t.Helper()
+	client := ecr.NewFromConfig(e.src)
+	base, err := random.Image(256, 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	m, err := base.Manifest()
+	if err != nil {
+		t.Fatal(err)
+	}
+	mt, _ := base.MediaType()
+	var wg sync.WaitGroup
+	errs := make(chan error, len(repos))
+	for _, repo := range repos {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if _, err := client.CreateRepository(e.ctx, &ecr.CreateRepositoryInput{RepositoryName: aws.String(repo)}); err != nil {
+				errs <- err
+				return
+			}
+			r, _ := name.ParseReference(e.host + "/" + repo + ":v0")
+			if err := remote.Write(r, base, remote.WithAuth(e.auth), remote.WithContext(e.ctx)); err != nil {
+				errs <- err
+				return
+			}
+			for i := 1; i < n; i++ {
+				mm := *m
+				mm.Annotations = map[string]string{"n": fmt.Sprint(i), "repo": repo}
+				raw, _ := json.Marshal(mm)
+				if _, err := client.PutImage(e.ctx, &ecr.PutImageInput{RepositoryName: aws.String(repo), ImageManifest: aws.String(string(raw)),
+					ImageManifestMediaType: aws.String(string(mt)), ImageTag: aws.String(fmt.Sprintf("v%d", i))}); err != nil {
+					errs <- err
+					return
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Fatal(err)
+	}
+}
+
+// images returns tag → digest and the digest set of a repository.
+func images(t *testing.T, ctx context.Context, cfg aws.Config, repo string) (map[string]string, map[string]bool) {
+	t.Helper()
+	tags, digests := map[string]string{}, map[string]bool{}
+	p := ecr.NewDescribeImagesPaginator(ecr.NewFromConfig(cfg), &ecr.DescribeImagesInput{RepositoryName: aws.String(repo)})
+	for p.HasMorePages() {
+		out, err := p.NextPage(ctx)
+		if err != nil {
+			t.Fatalf("DescribeImages %s: %v", repo, err)
+		}
+		for _, d := range out.ImageDetails {
+			digests[*d.ImageDigest] = true
+			for _, tg := range d.ImageTags {
+				tags[tg] = *d.ImageDigest
+			}
+		}
+	}
+	return tags, digests
+}
+
+func count(entries []sandbox.Entry, keep func(sandbox.Entry) bool) int {
+	return len(sandbox.Filter(entries, keep))
+}
+
+func registryRequests(entries []sandbox.Entry) int {
+	return count(entries, func(en sandbox.Entry) bool { return en.Service == "registry" })
+}
+
+func repoNames(prefix string, n int) []string {
+	out := make([]string, n)
+	for i := range out {
+		out[i] = fmt.Sprintf("%s/app-%02d", prefix, i)
+	}
+	return out
+}
+
+func TestDryRunCountsPagesNotImages(t *testing.T) {
+	e := start(t, "")
+	repos := repoNames("team", 20)
+	e.seed(t, repos, 50)
+	mark := e.sb.AccessLogMark()
+	resp, err := e.backfill().Run(e.ctx, backfill.Request{DryRun: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	log := e.sb.AccessLogSince(mark)
+	if resp.RepositoriesScanned != 20 || resp.ImagesSeen != 1000 || resp.Drift != 1000 || resp.InSync != 0 || resp.Failed != 0 {
+		t.Fatalf("totals: %+v", resp)
+	}
+	if resp.ContinuationToken != "" || resp.Enqueued != 0 || resp.Copied != 0 {
+		t.Fatalf("dry run acted or continues: %+v", resp)
+	}
+	if len(resp.Plan) != 20 || resp.Plan[0].Work != 50 || !resp.Plan[0].CreateRepository || resp.Plan[0].Destination != "222222222222/us-east-1/mirror/team/app-00" {
+		t.Fatalf("plan: %+v", resp.Plan)
+	}
+	if len(resp.WorkItems) != backfill.MaxPlanItems {
+		t.Fatalf("work items: %d", len(resp.WorkItems))
+	}
+	if resp.EstimatedSecondsAtQuota != 100 {
+		t.Fatalf("estimate %v, want 1000 items / 10 per second", resp.EstimatedSecondsAtQuota)
+	}
+	// One DescribeImages page per source repository (50 images fit a 1000-image page)
+	// and one per destination (not found).
+	const pages = 1
+	// Each page is one call; the SDK may retry a call after a transport error under
+	// load (seen once under -race), which the sandbox logs twice: tolerate a few.
+	diCalls := sandbox.Filter(log, func(en sandbox.Entry) bool { return en.Operation == "DescribeImages" })
+	di := len(diCalls)
+	pagesSeen := map[string]bool{}
+	for _, en := range diCalls {
+		pagesSeen[en.Account+"/"+en.Repository] = true
+	}
+	if len(pagesSeen) != 2*len(repos)*pages || di > 2*len(repos)*pages+3 {
+		for _, en := range log {
+			t.Logf("%s %s %s %s %d %s", en.Time.Format(time.StampMicro), en.Operation, en.Account, en.Repository, en.Status, en.ErrorCode)
+		}
+		t.Fatalf("DescribeImages calls = %d over %d repositories, want %d pages", di, len(pagesSeen), 2*len(repos)*pages)
+	}
+	if n := registryRequests(log); n != 0 {
+		t.Fatalf("registry requests during a dry run: %d", n)
+	}
+	t.Logf("dry run: %d API calls (%d DescribeImages) for 1000 images", len(log), di)
+
+	// Narrowing: one repository, tags v1*; since in the future skips everything.
+	resp, err = e.backfill().Run(e.ctx, backfill.Request{DryRun: true, Repositories: []string{"team/app-03"}, Tags: []string{"v1*"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if resp.RepositoriesScanned != 1 || resp.Drift != 11 { // v1, v10..v19
+		t.Fatalf("narrowed: %+v", resp)
+	}
+	resp, err = e.backfill().Run(e.ctx, backfill.Request{DryRun: true, Since: time.Now().Add(time.Hour)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if resp.Drift != 0 || resp.SkippedBeforeSince != 1000 {
+		t.Fatalf("since: %+v", resp)
+	}
+}
+
+// pushExtras adds an index (two children) and a digest-only image to repo.
+func (e *env) pushExtras(t *testing.T, repo string) {
+	t.Helper()
+	idx, err := random.Index(256, 1, 2)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r, _ := name.ParseReference(e.host + "/" + repo + ":multi")
+	if err := remote.WriteIndex(r, idx, remote.WithAuth(e.auth), remote.WithContext(e.ctx)); err != nil {
+		t.Fatal(err)
+	}
+	img, _ := random.Image(256, 1)
+	d, _ := img.Digest()
+	r, _ = name.ParseReference(e.host + "/" + repo + "@" + d.String())
+	if err := remote.Write(r, img, remote.WithAuth(e.auth), remote.WithContext(e.ctx)); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func (e *env) assertMirrored(t *testing.T, repos []string) {
+	t.Helper()
+	for _, repo := range repos {
+		st, sd := images(t, e.ctx, e.src, repo)
+		dt, dd := images(t, e.ctx, e.dst, "mirror/"+repo)
+		if fmt.Sprint(st) != fmt.Sprint(dt) || fmt.Sprint(sd) != fmt.Sprint(dd) {
+			t.Fatalf("%s: destination differs\nsource tags %v\ndest tags   %v\nsource digests %d, dest %d", repo, st, dt, len(sd), len(dd))
+		}
+	}
+}
+
+func TestInlineCopyConverges(t *testing.T) {
+	e := start(t, "")
+	repos := repoNames("svc", 3)
+	e.seed(t, repos, 6)
+	e.pushExtras(t, repos[0])
+	resp, err := e.backfill().Run(e.ctx, backfill.Request{Mode: backfill.ModeInline})
+	if err != nil {
+		t.Fatal(err)
+	}
+	// 18 tagged + "multi" + 2 children + 1 digest-only.
+	if resp.Drift != 22 || resp.Copied != 22 || resp.Failed != 0 || resp.ContinuationToken != "" || resp.Remaining != 0 || resp.BytesCopied == 0 {
+		t.Fatalf("first run: %+v", resp)
+	}
+	e.assertMirrored(t, repos)
+
+	mark := e.sb.AccessLogMark()
+	resp, err = e.backfill().Run(e.ctx, backfill.Request{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	log := e.sb.AccessLogSince(mark)
+	if resp.Drift != 0 || resp.Copied != 0 || resp.InSync != 22 || resp.EstimatedSecondsAtQuota != 0 {
+		t.Fatalf("second run: %+v", resp)
+	}
+	if n := registryRequests(log); n != 0 {
+		t.Fatalf("second run made %d registry requests", n)
+	}
+	// Drift: a tag moved at the source is found and repaired.
+	client := ecr.NewFromConfig(e.src)
+	bg, err := client.BatchGetImage(e.ctx, &ecr.BatchGetImageInput{RepositoryName: aws.String(repos[1]), ImageIds: []ecrtypes.ImageIdentifier{{ImageTag: aws.String("v2")}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := client.PutImage(e.ctx, &ecr.PutImageInput{RepositoryName: aws.String(repos[1]), ImageManifest: bg.Images[0].ImageManifest, ImageTag: aws.String("v1")}); err != nil {
+		t.Fatal(err)
+	}
+	resp, err = e.backfill().Run(e.ctx, backfill.Request{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if resp.Drift != 1 || resp.Copied != 1 {
+		t.Fatalf("drift run: %+v", resp)
+	}
+	e.assertMirrored(t, repos)
+}
+
+// slow delays every copy, so a short deadline interrupts the run.
+type slow struct {
+	backfill.Replicator
+	d time.Duration
+}
+
+func (s slow) Replicate(ctx context.Context, src mirror.Source, targets []rules.Target) []mirror.Result {
+	time.Sleep(s.d)
+	return s.Replicator.Replicate(ctx, src, targets)
+}
+
+func TestDeadlineContinuation(t *testing.T) {
+	e := start(t, "")
+	repos := repoNames("big", 4)
+	e.seed(t, repos, 10)
+	b := e.backfill()
+	inner := b.NewReplicator
+	b.NewReplicator = func() backfill.Replicator { return slow{inner(), 100 * time.Millisecond} }
+	b.Concurrency = 2
+	b.Margin = 300 * time.Millisecond
+	ctx, cancel := context.WithDeadline(e.ctx, time.Now().Add(1200*time.Millisecond))
+	defer cancel()
+	resp, err := b.Run(ctx, backfill.Request{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if resp.ContinuationToken == "" || resp.Copied == 0 || resp.Copied >= 40 || resp.Failed != 0 {
+		t.Fatalf("short deadline: %+v", resp)
+	}
+	if ctx.Err() != nil {
+		t.Fatalf("the run overran its deadline")
+	}
+	total, runs := resp.Copied, 1
+	token := resp.ContinuationToken
+	for token != "" {
+		if runs++; runs > 10 {
+			t.Fatal("no convergence after 10 continuations")
+		}
+		resp, err = b.Run(e.ctx, backfill.Request{ContinuationToken: token})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if resp.Failed != 0 {
+			t.Fatalf("continuation: %+v", resp)
+		}
+		total += resp.Copied
+		token = resp.ContinuationToken
+	}
+	if total != 40 {
+		t.Fatalf("copied %d in %d runs, want 40", total, runs)
+	}
+	e.assertMirrored(t, repos)
+	resp, err = e.backfill().Run(e.ctx, backfill.Request{})
+	if err != nil || resp.Drift != 0 {
+		t.Fatalf("fresh run: %+v %v", resp, err)
+	}
+}
+
+// TestDryRunFigures measures a dry run over 1,000 images in 10 repositories.
+func TestDryRunFigures(t *testing.T) {
+	e := start(t, "")
+	repos := repoNames("fig", 10)
+	e.seed(t, repos, 100)
+	mark := e.sb.AccessLogMark()
+	began := time.Now()
+	resp, err := e.backfill().Run(e.ctx, backfill.Request{DryRun: true})
+	wall := time.Since(began)
+	if err != nil {
+		t.Fatal(err)
+	}
+	log := e.sb.AccessLogSince(mark)
+	ops := map[string]int{}
+	for _, en := range log {
+		ops[en.Service+":"+en.Operation]++
+	}
+	if resp.ImagesSeen != 1000 || registryRequests(log) != 0 {
+		t.Fatalf("%+v", resp)
+	}
+	t.Logf("dry run over %d images in %d repositories: %d API calls %v, wall time %v", resp.ImagesSeen, resp.RepositoriesScanned, len(log), ops, wall)
+	var buf bytes.Buffer
+	json.NewEncoder(&buf).Encode(resp)
+	if !strings.Contains(buf.String(), `"estimatedSecondsAtQuota":100`) {
+		t.Fatalf("response JSON: %s", buf.String())
+	}
+}
