@@ -15,6 +15,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/sts"
 
 	"github.com/ecr-replicator/ecr-replicator/internal/metrics"
+	"github.com/ecr-replicator/ecr-replicator/internal/rules"
 	"github.com/ecr-replicator/ecr-replicator/internal/wiring"
 )
 
@@ -85,16 +86,21 @@ func (h *Handler) Handle(ctx context.Context, payload json.RawMessage) (*Respons
 	return resp, err
 }
 
-// sourceAccount is source.roleArn's account, or the caller's.
+// sourceAccount is the account whose registry the backfill reads.
 func (h *Handler) sourceAccount(ctx context.Context) (string, error) {
-	if arn := h.deps.Rules.SourceRoleARN(); arn != "" {
+	return SourceAccount(ctx, h.deps.AWS, h.deps.Rules)
+}
+
+// SourceAccount is source.roleArn's account when the rules name one, or the caller's.
+func SourceAccount(ctx context.Context, cfg aws.Config, doc *rules.Document) (string, error) {
+	if arn := doc.SourceRoleARN(); arn != "" {
 		// arn:aws:iam::ACCOUNT:role/NAME
 		if parts := strings.Split(arn, ":"); len(parts) >= 5 && parts[4] != "" {
 			return parts[4], nil
 		}
 		return "", fmt.Errorf("source.roleArn %q: no account ID", arn)
 	}
-	out, err := sts.NewFromConfig(h.deps.AWS).GetCallerIdentity(ctx, &sts.GetCallerIdentityInput{})
+	out, err := sts.NewFromConfig(cfg).GetCallerIdentity(ctx, &sts.GetCallerIdentityInput{})
 	if err != nil {
 		return "", fmt.Errorf("sts:GetCallerIdentity: %w", err)
 	}
