@@ -1,0 +1,697 @@
+package infra
+
+import (
+	"bytes"
+	"encoding/json"
+	"os"
+	"path/filepath"
+	"reflect"
+	"strings"
+	"testing"
+
+	"github.com/ecr-replicator/ecr-replicator/internal/eventpattern"
+)
+
+// Single-destination parameters most tests deploy with.
+func destination(extra map[string]any) map[string]any {
+	p := map[string]any{"DestinationAccountId": "222222222222"}
+	for k, v := range extra {
+		p[k] = v
+	}
+	return p
+}
+
+func TestTemplateStructure(t *testing.T) {
+	r := render(t, sourceTemplate, destination(nil))
+	if r.raw["Transform"] != "AWS::Serverless-2016-10-31" {
+		t.Errorf("Transform = %v", r.raw["Transform"])
+	}
+	checkReferences(t, r)
+	checkCreatedReferences(t, r)
+	checkCreatedReferences(t, render(t, sourceTemplate, destination(map[string]any{
+		"ReconcileSchedule": "cron(0 3 * * ? *)", "ResultEventBus": "arn:aws:events:us-east-1:111111111111:event-bus/x",
+		"AlarmTopicArn": "arn:aws:sns:us-east-1:111111111111:ops", "MirrorDeletes": "true", "RepositoryPrefixFilter": "team-a/",
+	})))
+
+	tmpl := r.typed()
+	if tmpl.Transform == nil || tmpl.Transform.String == nil || *tmpl.Transform.String != "AWS::Serverless-2016-10-31" {
+		t.Errorf("goformation Transform = %+v", tmpl.Transform)
+	}
+	wantTypes := map[string]string{
+		"ReplicateFunction":            "AWS::Serverless::Function",
+		"BackfillFunction":             "AWS::Serverless::Function",
+		"ReplicateLogGroup":            "AWS::Logs::LogGroup",
+		"BackfillLogGroup":             "AWS::Logs::LogGroup",
+		"ReconcileScheduleRule":        "AWS::Events::Rule",
+		"ReconcileSchedulePermission":  "AWS::Lambda::Permission",
+		"ReplicatorRole":               "AWS::IAM::Role",
+		"ImageActionRule":              "AWS::Events::Rule",
+		"ReplicationQueue":             "AWS::SQS::Queue",
+		"DeadLetterQueue":              "AWS::SQS::Queue",
+		"ReplicationQueuePolicy":       "AWS::SQS::QueuePolicy",
+		"DeadLetterQueueAlarm":         "AWS::CloudWatch::Alarm",
+		"ReplicateFunctionErrorsAlarm": "AWS::CloudWatch::Alarm",
+		"BackfillFunctionErrorsAlarm":  "AWS::CloudWatch::Alarm",
+	}
+	got := map[string]string{}
+	for name, res := range r.section(r.raw, "Resources") {
+		got[name], _ = res.(map[string]any)["Type"].(string)
+	}
+	if !reflect.DeepEqual(got, wantTypes) {
+		t.Errorf("resources = %v\nwant %v", got, wantTypes)
+	}
+	roles := 0
+	for _, res := range got {
+		if res == "AWS::IAM::Role" {
+			roles++
+		}
+	}
+	if roles != 1 {
+		t.Errorf("%d IAM roles, want exactly one shared role", roles)
+	}
+
+	// Parameter constraints the event source mapping and Lambda impose.
+	p := tmpl.Parameters
+	if mc := p["MaximumConcurrency"]; mc.MinValue == nil || *mc.MinValue < 2 || mc.MaxValue == nil || *mc.MaxValue > 1000 {
+		t.Errorf("MaximumConcurrency bounds = %v..%v, want within 2..1000", mc.MinValue, mc.MaxValue)
+	}
+	if bs := p["BatchSize"]; bs.MinValue == nil || *bs.MinValue < 1 || bs.MaxValue == nil || *bs.MaxValue > 10 {
+		t.Errorf("BatchSize bounds = %v..%v, want within 1..10 (more needs a batching window)", bs.MinValue, bs.MaxValue)
+	}
+	if bt := p["BackfillTimeout"]; bt.MaxValue == nil || *bt.MaxValue > 900 || number(t, "BackfillTimeout default", bt.Default) != 900 {
+		t.Errorf("BackfillTimeout = %+v, want default 900 and at most 900", bt)
+	}
+	if a := p["Architecture"]; a.Default != "arm64" || !reflect.DeepEqual(a.AllowedValues, []any{"arm64", "x86_64"}) {
+		t.Errorf("Architecture = %+v", a)
+	}
+	for _, name := range []string{"MirrorDeletes", "CreateRepositories"} {
+		if !reflect.DeepEqual(p[name].AllowedValues, []any{"true", "false"}) {
+			t.Errorf("%s AllowedValues = %v", name, p[name].AllowedValues)
+		}
+	}
+	if lv := p["LogLevel"]; lv.Default != "info" || !reflect.DeepEqual(lv.AllowedValues, []any{"debug", "info", "warn", "error"}) {
+		t.Errorf("LogLevel = %+v", lv)
+	}
+}
+
+// function is the part of an AWS::Serverless::Function the tests look at, after merging
+// Globals.Function as SAM does (maps merge, other values: the function's own wins).
+type function struct {
+	Runtime       string
+	Handler       string
+	CodeUri       string
+	Architectures []string
+	Role          string
+	MemorySize    any
+	Timeout       any
+	LoggingConfig map[string]any
+	Environment   struct{ Variables map[string]any }
+	Events        map[string]struct {
+		Type       string
+		Properties map[string]any
+	}
+	Metadata map[string]any `json:"-"`
+}
+
+func (r *rendered) function(name string) function {
+	r.t.Helper()
+	props := r.resource(name, "AWS::Serverless::Function")
+	globals, _ := r.section(r.doc, "Globals")["Function"].(map[string]any)
+	merged := mergeGlobals(globals, props).(map[string]any)
+	data, _ := json.Marshal(merged)
+	var f function
+	dec := json.NewDecoder(bytes.NewReader(data))
+	if err := dec.Decode(&f); err != nil {
+		r.t.Fatalf("%s: %v", name, err)
+	}
+	f.Metadata, _ = r.resources()[name]["Metadata"].(map[string]any)
+	return f
+}
+
+func mergeGlobals(global, local any) any {
+	g, ok1 := global.(map[string]any)
+	l, ok2 := local.(map[string]any)
+	if !ok1 || !ok2 {
+		if local != nil {
+			return local
+		}
+		return global
+	}
+	out := map[string]any{}
+	for k, v := range g {
+		out[k] = v
+	}
+	for k, v := range l {
+		out[k] = mergeGlobals(g[k], v)
+	}
+	return out
+}
+
+func TestFunctions(t *testing.T) {
+	for _, arch := range []string{"", "arm64", "x86_64"} {
+		params := destination(nil)
+		want := "arm64"
+		if arch != "" {
+			params["Architecture"] = arch
+			want = arch
+		}
+		r := render(t, sourceTemplate, params)
+		for _, name := range []string{"ReplicateFunction", "BackfillFunction"} {
+			f := r.function(name)
+			if f.Runtime != "provided.al2023" || f.Handler != "bootstrap" || f.CodeUri != "." {
+				t.Errorf("%s: Runtime %q Handler %q CodeUri %q", name, f.Runtime, f.Handler, f.CodeUri)
+			}
+			if !reflect.DeepEqual(f.Architectures, []string{want}) {
+				t.Errorf("%s (Architecture=%q): Architectures = %v, want [%s]", name, arch, f.Architectures, want)
+			}
+			if f.Metadata["BuildMethod"] != "makefile" {
+				t.Errorf("%s: Metadata = %v, want BuildMethod makefile", name, f.Metadata)
+			}
+			if f.LoggingConfig["LogFormat"] != "JSON" {
+				t.Errorf("%s: LoggingConfig = %v, want LogFormat JSON", name, f.LoggingConfig)
+			}
+			logGroup := strings.TrimSuffix(name, "Function") + "LogGroup"
+			if f.LoggingConfig["LogGroup"] != "ref:"+logGroup {
+				t.Errorf("%s: LoggingConfig.LogGroup = %v, want ref:%s", name, f.LoggingConfig["LogGroup"], logGroup)
+			}
+			if f.Role != "getatt:ReplicatorRole.Arn" {
+				t.Errorf("%s: Role = %q, want the shared ReplicatorRole", name, f.Role)
+			}
+		}
+	}
+
+	r := render(t, sourceTemplate, destination(nil))
+	sizes := map[string][2]float64{"ReplicateFunction": {1024, 300}, "BackfillFunction": {512, 900}}
+	for name, want := range sizes {
+		f := r.function(name)
+		if m, to := number(t, name+" MemorySize", f.MemorySize), number(t, name+" Timeout", f.Timeout); m != want[0] || to != want[1] {
+			t.Errorf("%s: MemorySize %v Timeout %v, want %v", name, m, to, want)
+		}
+	}
+	r = render(t, sourceTemplate, destination(map[string]any{
+		"ReplicateMemorySize": 2048, "ReplicateTimeout": 600, "BackfillMemorySize": 256, "BackfillTimeout": 120,
+	}))
+	sizes = map[string][2]float64{"ReplicateFunction": {2048, 600}, "BackfillFunction": {256, 120}}
+	for name, want := range sizes {
+		f := r.function(name)
+		if m, to := number(t, name+" MemorySize", f.MemorySize), number(t, name+" Timeout", f.Timeout); m != want[0] || to != want[1] {
+			t.Errorf("%s: MemorySize %v Timeout %v, want %v", name, m, to, want)
+		}
+	}
+
+	lg := r.typed().Resources
+	for _, name := range []string{"ReplicateLogGroup", "BackfillLogGroup"} {
+		g, err := r.typed().GetLogsLogGroupWithName(name)
+		if err != nil || g.RetentionInDays == nil || *g.RetentionInDays != 30 || g.LogGroupName == nil {
+			t.Errorf("%s = %+v (%v), want a named group with 30 days retention", name, lg[name], err)
+		}
+	}
+}
+
+func TestFunctionEnvironment(t *testing.T) {
+	r := render(t, sourceTemplate, destination(nil))
+	for _, name := range []string{"ReplicateFunction", "BackfillFunction"} {
+		env := r.function(name).Environment.Variables
+		want := []string{"LOG_LEVEL", "METRICS_NAMESPACE", "REPLICATION_QUEUE_URL", "REPLICATION_RULES", "RESULT_EVENT_BUS"}
+		if got := keys(env); !reflect.DeepEqual(got, want) {
+			t.Errorf("%s: environment %v, want exactly %v", name, got, want)
+		}
+		for k, v := range map[string]string{
+			"LOG_LEVEL": "info", "METRICS_NAMESPACE": "ECRReplicator",
+			"REPLICATION_QUEUE_URL": "ref:ReplicationQueue", "RESULT_EVENT_BUS": "",
+		} {
+			if env[k] != v {
+				t.Errorf("%s: %s = %v, want %q", name, k, env[k], v)
+			}
+		}
+	}
+	bus := "arn:aws:events:us-east-1:111111111111:event-bus/replication-results"
+	r = render(t, sourceTemplate, destination(map[string]any{
+		"ResultEventBus": bus, "LogLevel": "debug", "MetricsNamespace": "Mirror",
+	}))
+	env := r.function("ReplicateFunction").Environment.Variables
+	if env["RESULT_EVENT_BUS"] != bus || env["LOG_LEVEL"] != "debug" || env["METRICS_NAMESPACE"] != "Mirror" {
+		t.Errorf("environment = %v", env)
+	}
+}
+
+// rulesDocument mirrors the rules document contract; decoding is strict so the template
+// cannot emit a key the functions do not know.
+type rulesDocument struct {
+	Rules []struct {
+		Name          string   `json:"name"`
+		Repositories  []string `json:"repositories"`
+		Tags          []string `json:"tags"`
+		MirrorDeletes *bool    `json:"mirrorDeletes"`
+		Destinations  []struct {
+			AccountID        string  `json:"accountId"`
+			Region           string  `json:"region"`
+			RoleARN          string  `json:"roleArn"`
+			ExternalID       *string `json:"externalId"`
+			RepositoryPrefix *string `json:"repositoryPrefix"`
+			CreateRepository *bool   `json:"createRepository"`
+		} `json:"destinations"`
+	} `json:"rules"`
+}
+
+func TestRulesDocument(t *testing.T) {
+	type want struct {
+		repos, tags           string
+		mirrorDeletes, create bool
+		region, role, prefix  string
+		externalID            *string
+	}
+	ext := "s3cr3t-id"
+	cases := []struct {
+		name   string
+		params map[string]any
+		want   want
+	}{
+		{"defaults", nil, want{"**", "*", false, true, testRegion,
+			"arn:aws:iam::222222222222:role/ecr-replicator-destination", "", nil}},
+		{"everything set", map[string]any{
+			"RepositoryFilter": "team-a/*", "TagFilter": "v*", "MirrorDeletes": "true",
+			"CreateRepositories": "false", "DestinationRegion": "eu-west-1",
+			"DestinationRoleArn": "arn:aws:iam::222222222222:role/custom", "ExternalId": ext,
+			"DestinationRepositoryPrefix": "mirror/",
+		}, want{"team-a/*", "v*", true, false, "eu-west-1", "arn:aws:iam::222222222222:role/custom", "mirror/", &ext}},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			r := render(t, sourceTemplate, destination(tc.params))
+			raw, ok := r.function("ReplicateFunction").Environment.Variables["REPLICATION_RULES"].(string)
+			if !ok {
+				t.Fatalf("REPLICATION_RULES is not a string")
+			}
+			if backfill := r.function("BackfillFunction").Environment.Variables["REPLICATION_RULES"]; backfill != raw {
+				t.Errorf("BackfillFunction sees different rules:\n%v\n%v", backfill, raw)
+			}
+			var doc rulesDocument
+			dec := json.NewDecoder(strings.NewReader(raw))
+			dec.DisallowUnknownFields()
+			if err := dec.Decode(&doc); err != nil {
+				t.Fatalf("REPLICATION_RULES is not a valid rules document: %v\n%s", err, raw)
+			}
+			if len(doc.Rules) != 1 || len(doc.Rules[0].Destinations) != 1 {
+				t.Fatalf("want one rule with one destination: %s", raw)
+			}
+			rule, d, w := doc.Rules[0], doc.Rules[0].Destinations[0], tc.want
+			if rule.Name != "default" || !reflect.DeepEqual(rule.Repositories, []string{w.repos}) ||
+				!reflect.DeepEqual(rule.Tags, []string{w.tags}) || rule.MirrorDeletes == nil || *rule.MirrorDeletes != w.mirrorDeletes {
+				t.Errorf("rule = %+v, want %+v", rule, w)
+			}
+			if d.AccountID != "222222222222" || d.Region != w.region || d.RoleARN != w.role ||
+				d.RepositoryPrefix == nil || *d.RepositoryPrefix != w.prefix ||
+				d.CreateRepository == nil || *d.CreateRepository != w.create {
+				t.Errorf("destination = %+v, want %+v", d, w)
+			}
+			if !reflect.DeepEqual(d.ExternalID, w.externalID) {
+				t.Errorf("externalId = %v, want %v (omitted when empty)", deref(d.ExternalID), deref(w.externalID))
+			}
+			if w.externalID == nil && strings.Contains(raw, "externalId") {
+				t.Errorf("externalId present though empty: %s", raw)
+			}
+		})
+	}
+
+	t.Run("override", func(t *testing.T) {
+		doc := "rules:\n  - name: prod\n    destinations: []\n"
+		r := render(t, sourceTemplate, map[string]any{
+			"ReplicationRules": doc, "DestinationRoleArns": "arn:aws:iam::222222222222:role/a",
+		})
+		for _, name := range []string{"ReplicateFunction", "BackfillFunction"} {
+			if got := r.function(name).Environment.Variables["REPLICATION_RULES"]; got != doc {
+				t.Errorf("%s: REPLICATION_RULES = %q, want the ReplicationRules parameter", name, got)
+			}
+		}
+	})
+}
+
+func TestReplicateQueueEvent(t *testing.T) {
+	r := render(t, sourceTemplate, destination(nil))
+	f := r.function("ReplicateFunction")
+	if len(f.Events) != 1 {
+		t.Fatalf("ReplicateFunction events = %v, want only the queue", f.Events)
+	}
+	for name, ev := range f.Events {
+		p := ev.Properties
+		if ev.Type != "SQS" || p["Queue"] != "getatt:ReplicationQueue.Arn" {
+			t.Errorf("event %s = %+v, want SQS from ReplicationQueue", name, ev)
+		}
+		if !reflect.DeepEqual(p["FunctionResponseTypes"], []any{"ReportBatchItemFailures"}) {
+			t.Errorf("FunctionResponseTypes = %v", p["FunctionResponseTypes"])
+		}
+		sc, _ := p["ScalingConfig"].(map[string]any)
+		if mc := number(t, "MaximumConcurrency", sc["MaximumConcurrency"]); mc != 10 {
+			t.Errorf("ScalingConfig.MaximumConcurrency = %v, want the parameter's default 10", mc)
+		}
+		if bs := number(t, "BatchSize", p["BatchSize"]); bs != 5 {
+			t.Errorf("BatchSize = %v, want 5", bs)
+		}
+	}
+	r = render(t, sourceTemplate, destination(map[string]any{"MaximumConcurrency": 2, "BatchSize": 1}))
+	for _, ev := range r.function("ReplicateFunction").Events {
+		sc, _ := ev.Properties["ScalingConfig"].(map[string]any)
+		if number(t, "MaximumConcurrency", sc["MaximumConcurrency"]) != 2 || number(t, "BatchSize", ev.Properties["BatchSize"]) != 1 {
+			t.Errorf("overrides not applied: %v", ev.Properties)
+		}
+	}
+	if ev := r.function("BackfillFunction").Events; len(ev) != 0 {
+		t.Errorf("BackfillFunction events = %v, want none (the schedule is a separate conditional rule)", ev)
+	}
+}
+
+func TestQueueVisibilityTimeout(t *testing.T) {
+	base := render(t, sourceTemplate, destination(nil))
+	allowed := base.typed().Parameters["ReplicateTimeout"].AllowedValues
+	if len(allowed) == 0 {
+		t.Fatal("ReplicateTimeout has no AllowedValues; the visibility timeout mapping needs them")
+	}
+	values := append([]any{nil}, allowed...) // nil: the default
+	for _, v := range values {
+		params := destination(nil)
+		if v != nil {
+			params["ReplicateTimeout"] = v
+		}
+		r := render(t, sourceTemplate, params)
+		timeout := number(t, "Timeout", r.function("ReplicateFunction").Timeout)
+		q, err := r.typed().GetSQSQueueWithName("ReplicationQueue")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if q.VisibilityTimeout == nil {
+			t.Fatalf("ReplicateTimeout=%v: no VisibilityTimeout", v)
+		}
+		vt := float64(*q.VisibilityTimeout)
+		if vt < 6*timeout || vt > 43200 {
+			t.Errorf("ReplicateTimeout=%v: VisibilityTimeout %v, want >= 6 x %v and <= 43200", v, vt, timeout)
+		}
+		if timeout > 900 {
+			t.Errorf("ReplicateTimeout %v exceeds Lambda's 900 s", timeout)
+		}
+	}
+	if q, _ := base.typed().GetSQSQueueWithName("ReplicationQueue"); *q.VisibilityTimeout != 1800 {
+		t.Errorf("default VisibilityTimeout = %d, want 1800", *q.VisibilityTimeout)
+	}
+}
+
+func TestDeadLetterQueue(t *testing.T) {
+	for _, mrc := range []any{nil, 3} {
+		params := destination(nil)
+		want := 5.0
+		if mrc != nil {
+			params["MaxReceiveCount"] = mrc
+			want = 3
+		}
+		tmpl := render(t, sourceTemplate, params).typed()
+		q, err := tmpl.GetSQSQueueWithName("ReplicationQueue")
+		if err != nil {
+			t.Fatal(err)
+		}
+		rp, _ := q.RedrivePolicy.(map[string]any)
+		if rp["deadLetterTargetArn"] != "getatt:DeadLetterQueue.Arn" || number(t, "maxReceiveCount", rp["maxReceiveCount"]) != want {
+			t.Errorf("RedrivePolicy = %v, want DeadLetterQueue after %v receives", rp, want)
+		}
+		dlq, err := tmpl.GetSQSQueueWithName("DeadLetterQueue")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if dlq.RedrivePolicy != nil {
+			t.Error("the dead-letter queue must not redrive")
+		}
+		if q.MessageRetentionPeriod == nil || dlq.MessageRetentionPeriod == nil || *dlq.MessageRetentionPeriod <= *q.MessageRetentionPeriod {
+			t.Errorf("DLQ retention must exceed the queue's (messages keep their age when moved)")
+		}
+	}
+}
+
+func TestQueuePolicy(t *testing.T) {
+	tmpl := render(t, sourceTemplate, destination(nil)).typed()
+	qp, err := tmpl.GetSQSQueuePolicyWithName("ReplicationQueuePolicy")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !reflect.DeepEqual(sorted(qp.Queues), []string{"ref:DeadLetterQueue", "ref:ReplicationQueue"}) {
+		t.Errorf("Queues = %v", qp.Queues)
+	}
+	sts := statements(t, qp.PolicyDocument)
+	if len(sts) != 1 {
+		t.Fatalf("queue policy has %d statements, want 1", len(sts))
+	}
+	s := sts[0]
+	if s.Effect != "Allow" || !reflect.DeepEqual(s.Action, []string{"sqs:SendMessage"}) ||
+		!reflect.DeepEqual(s.Principal, map[string]any{"Service": "events.amazonaws.com"}) {
+		t.Errorf("statement = %+v, want EventBridge sqs:SendMessage only", s)
+	}
+	if !reflect.DeepEqual(sorted(s.Resource), []string{"getatt:DeadLetterQueue.Arn", "getatt:ReplicationQueue.Arn"}) {
+		t.Errorf("Resource = %v", s.Resource)
+	}
+	want := map[string]any{"ArnEquals": map[string]any{"aws:SourceArn": "getatt:ImageActionRule.Arn"}}
+	if !reflect.DeepEqual(s.Condition, want) {
+		t.Errorf("Condition = %v, want only ImageActionRule (%v)", s.Condition, want)
+	}
+}
+
+func TestImageActionRule(t *testing.T) {
+	events := map[string][]byte{}
+	for _, f := range []string{"push.json", "push-index.json", "push-untagged.json", "delete.json"} {
+		data, err := os.ReadFile(filepath.Join("..", "events", f))
+		if err != nil {
+			t.Fatal(err)
+		}
+		events[f] = data
+	}
+	pushes := []string{"push.json", "push-index.json", "push-untagged.json"}
+	cases := []struct {
+		mirrorDeletes, prefix string
+		match                 []string
+	}{
+		{"false", "", pushes},
+		{"true", "", append([]string{"delete.json"}, pushes...)},
+		{"false", "team-a/", pushes},
+		{"true", "team-a/", append([]string{"delete.json"}, pushes...)},
+		{"false", "team-b/", nil},
+		{"true", "team-b/", nil},
+	}
+	for _, tc := range cases {
+		r := render(t, sourceTemplate, destination(map[string]any{
+			"MirrorDeletes": tc.mirrorDeletes, "RepositoryPrefixFilter": tc.prefix,
+		}))
+		rule, err := r.typed().GetEventsRuleWithName("ImageActionRule")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if rule.State == nil || *rule.State != "ENABLED" || rule.ScheduleExpression != nil || rule.EventBusName != nil {
+			t.Errorf("rule = %+v, want an enabled pattern rule on the default bus", rule)
+		}
+		if len(rule.Targets) != 1 || rule.Targets[0].Arn != "getatt:ReplicationQueue.Arn" ||
+			rule.Targets[0].DeadLetterConfig == nil || rule.Targets[0].DeadLetterConfig.Arn == nil ||
+			*rule.Targets[0].DeadLetterConfig.Arn != "getatt:DeadLetterQueue.Arn" {
+			t.Errorf("targets = %+v, want ReplicationQueue with the DLQ for undeliverable events", rule.Targets)
+		}
+		pattern, err := eventpattern.New(rule.EventPattern)
+		if err != nil {
+			t.Fatalf("EventPattern %v: %v", rule.EventPattern, err)
+		}
+		for file, data := range events {
+			want := false
+			for _, m := range tc.match {
+				want = want || m == file
+			}
+			got, err := pattern.Match(data)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got != want {
+				t.Errorf("MirrorDeletes=%s RepositoryPrefixFilter=%q: %s matched = %v, want %v (pattern %v)",
+					tc.mirrorDeletes, tc.prefix, file, got, want, rule.EventPattern)
+			}
+		}
+		// Failed pushes and other ECR events stay out.
+		failed := bytes.Replace(events["push.json"], []byte(`"SUCCESS"`), []byte(`"FAILURE"`), 1)
+		scan := bytes.Replace(events["push.json"], []byte(`"ECR Image Action"`), []byte(`"ECR Image Scan"`), 1)
+		for what, ev := range map[string][]byte{"failed push": failed, "scan event": scan} {
+			if ok, _ := pattern.Match(ev); ok {
+				t.Errorf("%s matched", what)
+			}
+		}
+	}
+}
+
+func TestReplicatorRole(t *testing.T) {
+	ecrRead := "arn:aws:ecr:us-east-1:111111111111:repository/*"
+	queue := []string{"getatt:ReplicationQueue.Arn"}
+	base := map[string][]string{
+		"ecr:GetAuthorizationToken":       {"*"},
+		"ecr:BatchGetImage":               {ecrRead},
+		"ecr:GetDownloadUrlForLayer":      {ecrRead},
+		"ecr:BatchCheckLayerAvailability": {ecrRead},
+		"ecr:DescribeImages":              {ecrRead},
+		"ecr:ListImages":                  {ecrRead},
+		"ecr:DescribeRepositories":        {ecrRead},
+		"ecr:GetLifecyclePolicy":          {ecrRead},
+		"ecr:ListTagsForResource":         {ecrRead},
+		"sqs:SendMessage":                 queue,
+		"sqs:ReceiveMessage":              queue,
+		"sqs:DeleteMessage":               queue,
+		"sqs:GetQueueAttributes":          queue,
+		"sqs:ChangeMessageVisibility":     queue,
+	}
+	with := func(extra map[string][]string) map[string][]string {
+		out := map[string][]string{}
+		for k, v := range base {
+			out[k] = v
+		}
+		for k, v := range extra {
+			out[k] = v
+		}
+		return out
+	}
+	bus := "arn:aws:events:us-east-1:111111111111:event-bus/results"
+	cases := []struct {
+		name   string
+		params map[string]any
+		want   map[string][]string
+	}{
+		{"derived destination role", destination(nil), with(map[string][]string{
+			"sts:AssumeRole": {"arn:aws:iam::222222222222:role/ecr-replicator-destination"}})},
+		{"explicit destination role and result bus", destination(map[string]any{
+			"DestinationRoleArn": "arn:aws:iam::222222222222:role/custom", "ResultEventBus": bus,
+		}), with(map[string][]string{
+			"sts:AssumeRole":   {"arn:aws:iam::222222222222:role/custom"},
+			"events:PutEvents": {bus}})},
+		{"rules override", map[string]any{
+			"ReplicationRules":    "rules: []",
+			"DestinationRoleArns": "arn:aws:iam::222222222222:role/a,arn:aws:iam::333333333333:role/b",
+		}, with(map[string][]string{
+			"sts:AssumeRole": {"arn:aws:iam::222222222222:role/a", "arn:aws:iam::333333333333:role/b"}})},
+		{"rules override, standard role name", map[string]any{"ReplicationRules": "rules: []"}, with(map[string][]string{
+			"sts:AssumeRole": {"arn:aws:iam::*:role/ecr-replicator-destination"}})},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			role, err := render(t, sourceTemplate, tc.params).typed().GetIAMRoleWithName("ReplicatorRole")
+			if err != nil {
+				t.Fatal(err)
+			}
+			trust := statements(t, role.AssumeRolePolicyDocument)
+			if len(trust) != 1 || !reflect.DeepEqual(trust[0].Principal, map[string]any{"Service": "lambda.amazonaws.com"}) ||
+				!reflect.DeepEqual(trust[0].Action, []string{"sts:AssumeRole"}) || trust[0].Condition != nil {
+				t.Errorf("trust policy = %+v, want Lambda only", trust)
+			}
+			if want := []string{"arn:aws:iam::aws:policy/service-role/AWSLambdaBasicExecutionRole"}; !reflect.DeepEqual(role.ManagedPolicyArns, want) {
+				t.Errorf("ManagedPolicyArns = %v, want %v", role.ManagedPolicyArns, want)
+			}
+			var all []statement
+			for _, p := range role.Policies {
+				all = append(all, statements(t, p.PolicyDocument)...)
+			}
+			got := actions(t, all)
+			if !reflect.DeepEqual(keys(got), keys(tc.want)) {
+				t.Errorf("actions = %v\nwant      %v", keys(got), keys(tc.want))
+			}
+			for a, res := range tc.want {
+				if g, ok := got[a]; ok && !reflect.DeepEqual(sorted(g), sorted(res)) {
+					t.Errorf("%s on %v, want %v", a, g, res)
+				}
+			}
+			for _, s := range all {
+				if s.Condition != nil || s.Principal != nil {
+					t.Errorf("statement %s has Condition/Principal", s.Sid)
+				}
+			}
+		})
+	}
+}
+
+func TestReconcileSchedule(t *testing.T) {
+	r := render(t, sourceTemplate, destination(nil))
+	for _, name := range []string{"ReconcileScheduleRule", "ReconcileSchedulePermission"} {
+		if _, ok := r.resources()[name]; ok {
+			t.Errorf("%s exists without ReconcileSchedule", name)
+		}
+	}
+	r = render(t, sourceTemplate, destination(map[string]any{"ReconcileSchedule": "rate(1 day)"}))
+	tmpl := r.typed()
+	rule, err := tmpl.GetEventsRuleWithName("ReconcileScheduleRule")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rule.AWSCloudFormationCondition != "HasReconcileSchedule" || rule.ScheduleExpression == nil || *rule.ScheduleExpression != "rate(1 day)" ||
+		len(rule.Targets) != 1 || rule.Targets[0].Arn != "getatt:BackfillFunction.Arn" || rule.EventPattern != nil {
+		t.Errorf("schedule rule = %+v", rule)
+	}
+	perm, err := tmpl.GetLambdaPermissionWithName("ReconcileSchedulePermission")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if perm.AWSCloudFormationCondition != "HasReconcileSchedule" || perm.Action != "lambda:InvokeFunction" ||
+		perm.FunctionName != "ref:BackfillFunction" || perm.Principal != "events.amazonaws.com" ||
+		perm.SourceArn == nil || *perm.SourceArn != "getatt:ReconcileScheduleRule.Arn" {
+		t.Errorf("permission = %+v", perm)
+	}
+}
+
+func TestAlarms(t *testing.T) {
+	want := map[string][4]string{ // namespace, metric, dimension, dimension value
+		"DeadLetterQueueAlarm":         {"AWS/SQS", "ApproximateNumberOfMessagesVisible", "QueueName", "getatt:DeadLetterQueue.QueueName"},
+		"ReplicateFunctionErrorsAlarm": {"AWS/Lambda", "Errors", "FunctionName", "ref:ReplicateFunction"},
+		"BackfillFunctionErrorsAlarm":  {"AWS/Lambda", "Errors", "FunctionName", "ref:BackfillFunction"},
+	}
+	topic := "arn:aws:sns:us-east-1:111111111111:ops"
+	for _, withTopic := range []bool{false, true} {
+		params := destination(nil)
+		if withTopic {
+			params["AlarmTopicArn"] = topic
+		}
+		tmpl := render(t, sourceTemplate, params).typed()
+		if got := tmpl.GetAllCloudWatchAlarmResources(); len(got) != len(want) {
+			t.Errorf("%d alarms, want %d", len(got), len(want))
+		}
+		for name, w := range want {
+			a, err := tmpl.GetCloudWatchAlarmWithName(name)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if a.Namespace == nil || *a.Namespace != w[0] || a.MetricName == nil || *a.MetricName != w[1] ||
+				len(a.Dimensions) != 1 || a.Dimensions[0].Name != w[2] || a.Dimensions[0].Value != w[3] {
+				t.Errorf("%s watches %v %v %+v, want %v", name, a.Namespace, a.MetricName, a.Dimensions, w)
+			}
+			if a.ComparisonOperator != "GreaterThanThreshold" || a.Threshold == nil || *a.Threshold != 0 || a.EvaluationPeriods < 1 {
+				t.Errorf("%s: want > 0", name)
+			}
+			var wantActions []string
+			if withTopic {
+				wantActions = []string{topic}
+			}
+			if !reflect.DeepEqual(a.AlarmActions, wantActions) {
+				t.Errorf("%s: AlarmActions = %v, want %v", name, a.AlarmActions, wantActions)
+			}
+		}
+	}
+}
+
+func TestOutputs(t *testing.T) {
+	tmpl := render(t, sourceTemplate, destination(nil)).typed()
+	want := map[string]string{
+		"ReplicatorRoleArn":    "getatt:ReplicatorRole.Arn",
+		"ReplicateFunctionArn": "getatt:ReplicateFunction.Arn",
+		"BackfillFunctionArn":  "getatt:BackfillFunction.Arn",
+		"ReplicationQueueUrl":  "ref:ReplicationQueue",
+		"DeadLetterQueueUrl":   "ref:DeadLetterQueue",
+	}
+	got := map[string]string{}
+	for name, o := range tmpl.Outputs {
+		got[name] = scalarString(o.Value)
+	}
+	if !reflect.DeepEqual(got, want) {
+		t.Errorf("outputs = %v\nwant %v", got, want)
+	}
+}
+
+func deref(s *string) string {
+	if s == nil {
+		return "<omitted>"
+	}
+	return *s
+}
