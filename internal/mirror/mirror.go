@@ -10,6 +10,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"strings"
 	"sync"
 	"time"
 
@@ -130,6 +131,10 @@ func (m *Mirror) replicateOne(ctx context.Context, src Source, t rules.Target) R
 	if t.Err != nil {
 		return fail(t.Err)
 	}
+	if reason := replicaOfReplica(src, t); reason != "" {
+		res.Outcome, res.Reason, res.Duration = replication.Skipped, reason, time.Since(start)
+		return res
+	}
 	srcReg, err := m.resolver.Registry(ctx, ecraccess.Access{AccountID: src.AccountID, Region: src.Region, RoleARN: m.sourceRole})
 	if err != nil {
 		return fail(err)
@@ -181,6 +186,23 @@ func (m *Mirror) replicateOne(ctx context.Context, src Source, t rules.Target) R
 		}
 	}
 	return res
+}
+
+// replicaOfReplica stops replication loops within one registry: copying a repository
+// onto itself, or copying a replica (whose push event the same rule sees again) onto a
+// replica of a replica.
+func replicaOfReplica(src Source, t rules.Target) string {
+	d := t.Destination
+	if d.AccountID != src.AccountID || d.Region != src.Region {
+		return ""
+	}
+	if t.Repository == src.Repository {
+		return "destination is the source repository itself"
+	}
+	if d.RepositoryPrefix != "" && strings.HasPrefix(src.Repository, d.RepositoryPrefix) {
+		return "source is itself a replica under " + d.RepositoryPrefix + " in the same registry; not chaining"
+	}
+	return ""
 }
 
 // sourceSettings reads (once per Mirror) what a created destination repository mirrors.

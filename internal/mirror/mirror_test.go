@@ -420,3 +420,24 @@ func drainRegistryFaults(t *testing.T, w *world) {
 		t.Fatal("faults still pending")
 	}
 }
+
+func TestNoReplicationLoopsWithinOneRegistry(t *testing.T) {
+	w := newWorld(t)
+	w.createSourceRepo(t, &ecr.CreateRepositoryInput{RepositoryName: aws.String("mirror/app")})
+	img, _ := random.Image(256, 1)
+	d := w.push(t, "mirror/app", "v1", img)
+	same := rules.Target{Rule: "same", Repository: "mirror/mirror/app", Destination: rules.Destination{
+		AccountID: sandbox.SourceAccount, Region: sandbox.DefaultRegion, RepositoryPrefix: "mirror/", CreateRepository: true}}
+	self := same
+	self.Repository, self.Destination.RepositoryPrefix = "mirror/app", ""
+	mark := w.sb.AccessLogMark()
+	for _, tg := range []rules.Target{same, self} {
+		r := one(t, w.mirror().Replicate(w.ctx, mirror.Source{AccountID: sandbox.SourceAccount, Region: sandbox.DefaultRegion, Repository: "mirror/app", Digest: d.String(), Tag: "v1"}, []rules.Target{tg}))
+		if r.Outcome != replication.Skipped || r.Reason == "" {
+			t.Errorf("%s: %+v, want skipped with a reason", tg.Repository, r)
+		}
+	}
+	if n := len(w.sb.AccessLogSince(mark)); n != 0 {
+		t.Errorf("a loop guard made %d requests", n)
+	}
+}

@@ -237,7 +237,7 @@ func (s *Sandbox) authorizeAPI(c *caller, service, op string, body []byte) *apiE
 	if c.cred.policies == nil || (service == "sts" && op == "GetCallerIdentity") {
 		return nil
 	}
-	action := service + ":" + op
+	action := service + ":" + iamAction(service, op)
 	for _, res := range apiResources(c, service, op, body) {
 		if ok, why := decision(c.cred.policies, request{action: action, resource: res, principal: c.cred.principalARN}); !ok {
 			msg := accessDeniedMessage(c.cred.principalARN, action, res, why)
@@ -252,6 +252,19 @@ func (s *Sandbox) authorizeAPI(c *caller, service, op string, body []byte) *apiE
 		}
 	}
 	return nil
+}
+
+// iamAction is the action IAM checks for an operation: SQS batch operations are
+// authorized as their single-message action.
+// https://docs.aws.amazon.com/AWSSimpleQueueService/latest/SQSDeveloperGuide/sqs-api-permissions-reference.html
+func iamAction(service, op string) string {
+	if service == "sqs" {
+		switch op {
+		case "SendMessageBatch", "DeleteMessageBatch", "ChangeMessageVisibilityBatch":
+			return strings.TrimSuffix(op, "Batch")
+		}
+	}
+	return op
 }
 
 // apiResources lists the resources an API call is authorized against.
