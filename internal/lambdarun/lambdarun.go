@@ -1,0 +1,224 @@
+// Package lambdarun runs a Lambda function's real `bootstrap` under the AWS Lambda
+// Runtime Interface Emulator (RIE) on 127.0.0.1: it builds binaries with the Go
+// toolchain, starts the emulator on free loopback ports, invokes the function over the
+// emulator's HTTP API and keeps what the function printed. The end-to-end tests (through
+// internal/lambdatest) and the demo use it.
+package lambdarun
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"time"
+)
+
+// RIEPackage is the emulator's main package, pinned in go.mod as a tool.
+const RIEPackage = "github.com/aws/aws-lambda-runtime-interface-emulator/cmd/aws-lambda-rie"
+
+// ModuleRoot is the directory of the main module's go.mod.
+func ModuleRoot() (string, error) {
+	b, err := exec.Command("go", "env", "GOMOD").Output()
+	if err != nil {
+		return "", fmt.Errorf("go env GOMOD: %w", err)
+	}
+	gomod := strings.TrimSpace(string(b))
+	if gomod == "" || gomod == os.DevNull {
+		return "", errors.New("not inside a Go module")
+	}
+	return filepath.Dir(gomod), nil
+}
+
+// Build compiles pkg (an import path, or "./functions/x" relative to root) for the host
+// with CGO off — a function with -tags lambda.norpc, as provided.al2023 runs it.
+func Build(ctx context.Context, root, pkg, out string, function bool) error {
+	args := []string{"build", "-o", out}
+	if function {
+		args = append(args, "-tags", "lambda.norpc")
+	}
+	args = append(args, pkg)
+	cmd := exec.CommandContext(ctx, "go", args...)
+	cmd.Dir = root
+	cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
+	if b, err := cmd.CombinedOutput(); err != nil {
+		return fmt.Errorf("go %s: %v\n%s", strings.Join(args, " "), err, b)
+	}
+	return nil
+}
+
+// Function is a bootstrap running under the RIE.
+type Function struct {
+	// URL is the invocation endpoint.
+	URL    string
+	cmd    *exec.Cmd
+	out    *syncBuffer // stdout: the function's logs, EMF lines, RIE's START/END reports
+	err    *syncBuffer // stderr: RIE's own diagnostics and the function's stderr
+	exited chan struct{}
+}
+
+// Start runs bootstrap (copied into dir as "bootstrap") under the emulator rie, on free
+// 127.0.0.1 ports, with env as the function's whole environment plus PATH, HOME, TMPDIR
+// and defaults for AWS_LAMBDA_FUNCTION_NAME and AWS_LAMBDA_FUNCTION_TIMEOUT. Stop ends it.
+func Start(rie, bootstrap, dir, name string, env map[string]string) (*Function, error) {
+	target := filepath.Join(dir, "bootstrap")
+	if err := copyFile(bootstrap, target); err != nil {
+		return nil, err
+	}
+	rieAddr, err := freeAddr()
+	if err != nil {
+		return nil, err
+	}
+	apiAddr, err := freeAddr()
+	if err != nil {
+		return nil, err
+	}
+	vars := map[string]string{
+		"PATH": os.Getenv("PATH"), "HOME": os.Getenv("HOME"), "TMPDIR": os.TempDir(),
+		"AWS_LAMBDA_FUNCTION_NAME": name, "AWS_LAMBDA_FUNCTION_TIMEOUT": "60",
+	}
+	for k, v := range env {
+		vars[k] = v
+	}
+	// The emulator listens on 0.0.0.0:8080 and 127.0.0.1:9001 by default: both are
+	// moved to free loopback ports, so several functions can run side by side.
+	cmd := exec.Command(rie, "--runtime-interface-emulator-address", rieAddr, "--runtime-api-address", apiAddr, target)
+	cmd.Dir = dir
+	for k, v := range vars {
+		cmd.Env = append(cmd.Env, k+"="+v)
+	}
+	f := &Function{URL: "http://" + rieAddr + "/2015-03-31/functions/function/invocations", cmd: cmd, out: &syncBuffer{}, err: &syncBuffer{}, exited: make(chan struct{})}
+	cmd.Stdout, cmd.Stderr = f.out, f.err
+	if err := cmd.Start(); err != nil {
+		return nil, fmt.Errorf("start RIE: %w", err)
+	}
+	go func() { cmd.Wait(); close(f.exited) }()
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		c, err := net.DialTimeout("tcp", rieAddr, 200*time.Millisecond)
+		if err == nil {
+			c.Close()
+			return f, nil
+		}
+		select {
+		case <-f.exited:
+			return nil, fmt.Errorf("RIE exited early:\n%s\n%s", f.Stdout(), f.Stderr())
+		default:
+		}
+		if time.Now().After(deadline) {
+			f.Stop()
+			return nil, fmt.Errorf("RIE did not listen on %s: %v\n%s", rieAddr, err, f.Stderr())
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// Stop kills the emulator and waits for it to exit.
+func (f *Function) Stop() {
+	f.cmd.Process.Kill()
+	<-f.exited
+}
+
+// FunctionError is a function's error answer (the handler returned an error or panicked).
+type FunctionError struct {
+	Message string `json:"errorMessage"`
+	Type    string `json:"errorType"`
+}
+
+func (e *FunctionError) Error() string { return "function error " + e.Type + ": " + e.Message }
+
+// Invoke sends payload and returns the function's answer. A function error is returned
+// as *FunctionError; the RIE answering other than 200 is an error too.
+func (f *Function) Invoke(ctx context.Context, payload []byte) ([]byte, error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, f.URL, bytes.NewReader(payload))
+	if err != nil {
+		return nil, err
+	}
+	req.Header.Set("Content-Type", "application/json")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return nil, err
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(resp.Body)
+	if err != nil {
+		return nil, err
+	}
+	if resp.StatusCode != http.StatusOK {
+		return body, fmt.Errorf("RIE answered %s: %s", resp.Status, body)
+	}
+	var fe FunctionError
+	var probe map[string]json.RawMessage
+	if json.Unmarshal(body, &probe) == nil && probe["errorMessage"] != nil && probe["errorType"] != nil && len(probe) <= 3 {
+		if json.Unmarshal(body, &fe) == nil {
+			return body, &fe
+		}
+	}
+	return body, nil
+}
+
+// Stdout returns what the function (and RIE) wrote to stdout so far.
+func (f *Function) Stdout() string { return f.out.String() }
+
+// Stderr returns what was written to stderr so far.
+func (f *Function) Stderr() string { return f.err.String() }
+
+// JSONLines returns the stdout lines that are JSON objects (the function's slog lines
+// and EMF documents), in order.
+func (f *Function) JSONLines() []map[string]any {
+	var out []map[string]any
+	for _, line := range strings.Split(f.Stdout(), "\n") {
+		line = strings.TrimSpace(line)
+		if !strings.HasPrefix(line, "{") {
+			continue
+		}
+		var m map[string]any
+		if json.Unmarshal([]byte(line), &m) == nil {
+			m["_raw"] = line
+			out = append(out, m)
+		}
+	}
+	return out
+}
+
+func freeAddr() (string, error) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return "", err
+	}
+	defer l.Close()
+	return l.Addr().String(), nil
+}
+
+func copyFile(from, to string) error {
+	b, err := os.ReadFile(from)
+	if err != nil {
+		return err
+	}
+	return os.WriteFile(to, b, 0o755)
+}
+
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
