@@ -9,7 +9,7 @@ VERSION      ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo
 LDFLAGS      := -s -w -X github.com/ecr-replicator/ecr-replicator/internal/cli.Version=$(VERSION)
 TEST_TIMEOUT ?= 9m
 
-.PHONY: all build cli test lint fmt-check vet clean
+.PHONY: all build cli test lint fmt-check vet clean demo demo-bin
 
 all: build
 
@@ -32,8 +32,20 @@ vet:
 
 lint: fmt-check vet
 
+DEMO_BIN := .demo/bin
+
+## demo: the whole product on this machine (sandbox, both functions under the Lambda RIE), no AWS, no Docker
+demo: demo-bin
+	$(GO) run ./cmd/ecr-replicator demo --bin $(DEMO_BIN)
+
+demo-bin:
+	@mkdir -p $(DEMO_BIN)
+	CGO_ENABLED=0 $(GO) build -tags lambda.norpc -o $(DEMO_BIN)/replicate-bootstrap ./functions/replicate
+	CGO_ENABLED=0 $(GO) build -tags lambda.norpc -o $(DEMO_BIN)/backfill-bootstrap ./functions/backfill
+	CGO_ENABLED=0 $(GO) build -o $(DEMO_BIN)/aws-lambda-rie github.com/aws/aws-lambda-runtime-interface-emulator/cmd/aws-lambda-rie
+
 clean:
-	rm -rf bin .aws-sam
+	rm -rf bin .aws-sam .demo
 
 # SAM build/deploy targets (build-ReplicateFunction, build-BackfillFunction, deploy,
 # invoke-backfill) and the benchmarks.

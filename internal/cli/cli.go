@@ -86,7 +86,7 @@ configuration error.`,
 	root.SetFlagErrorFunc(func(c *cobra.Command, err error) error {
 		return usageError{fmt.Errorf("%w\nRun '%s --help' for usage.", err, c.CommandPath())}
 	})
-	root.AddCommand(newCopyCmd(), newSyncCmd(), newPlanCmd(), newSandboxCmd(), newVersionCmd())
+	root.AddCommand(newCopyCmd(), newSyncCmd(), newPlanCmd(), newSandboxCmd(), newDemoCmd(), newVersionCmd())
 	return root
 }
 

@@ -1,0 +1,56 @@
+package demo
+
+import (
+	"context"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/ecr-replicator/ecr-replicator/internal/lambdarun"
+)
+
+// TestDemo runs the demo end to end, as `make demo` does, with freshly built binaries.
+func TestDemo(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	root, err := lambdarun.ModuleRoot()
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	bins := BinariesIn(dir)
+	for _, b := range []struct {
+		pkg, out string
+		function bool
+	}{
+		{"./functions/replicate", bins.Replicate, true},
+		{"./functions/backfill", bins.Backfill, true},
+		{lambdarun.RIEPackage, bins.RIE, false},
+	} {
+		if err := lambdarun.Build(ctx, root, b.pkg, b.out, b.function); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var out strings.Builder
+	rows, err := Run(ctx, bins, &out)
+	if err != nil {
+		t.Fatalf("demo: %v\n%s", err, out.String())
+	}
+	t.Log("\n" + out.String())
+	if len(rows) != 5 {
+		t.Fatalf("%d rows, want 5", len(rows))
+	}
+	via := map[string]int{}
+	for _, r := range rows {
+		if !r.OK() || r.Before != "" {
+			t.Errorf("%s:%s source %s before %q after %q", r.Repository, r.Tag, r.Source, r.Before, r.After)
+		}
+		via[r.Via]++
+	}
+	if via["backfill"] != 3 || via["replicate (push events)"] != 2 {
+		t.Errorf("copied by: %v", via)
+	}
+	if !strings.Contains(out.String(), `{"batchItemFailures":[]}`) || !strings.Contains(out.String(), "0 drifted, 0 copied, 0 failed") {
+		t.Errorf("demo output lacks the function answers:\n%s", out.String())
+	}
+}
