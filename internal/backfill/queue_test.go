@@ -20,6 +20,7 @@ import (
 	"github.com/ecr-replicator/ecr-replicator/internal/replication"
 	"github.com/ecr-replicator/ecr-replicator/internal/replicator"
 	"github.com/ecr-replicator/ecr-replicator/internal/sandbox"
+	"github.com/ecr-replicator/ecr-replicator/internal/sandbox/sandboxtest"
 )
 
 func TestMain(m *testing.M) { lambdatest.Main(m) }
@@ -172,20 +173,45 @@ func TestEnqueueRetriesRefusedEntries(t *testing.T) {
 }
 
 // TestEndToEndUnderRIE invokes the real backfill bootstrap under the Runtime Interface
-// Emulator: a bad request, a dry run, an inline run, then a run that finds nothing.
+// Emulator, running as the deployed function role (sandboxtest.Deployed: IAM enforced with
+// template.yaml's and infra/destination-role.yaml's policies): a bad request, a dry run, an
+// inline run, a run that finds nothing, then an enqueue run onto the stack's queue.
 func TestEndToEndUnderRIE(t *testing.T) {
 	if testing.Short() {
 		t.Skip("builds the bootstrap and the RIE")
 	}
-	e := start(t, "")
+	e := start(t, "", sandboxtest.Deployed(t, map[string]any{
+		"DestinationAccountId": sandbox.DestinationAccount, "DestinationRegion": sandbox.DefaultRegion,
+		"ExternalId": extID, "DestinationRepositoryPrefix": "mirror/", "CreateRepositories": "true",
+	}))
 	repos := repoNames("e2e", 2)
 	e.seed(t, repos, 5)
+	q, err := sqs.NewFromConfig(e.src).CreateQueue(e.ctx, &sqs.CreateQueueInput{QueueName: aws.String(sandboxtest.QueueName)})
+	if err != nil {
+		t.Fatal(err)
+	}
 	env, err := sandbox.ClientEnv(e.sb, sandbox.DefaultRegion, extID)
 	if err != nil {
 		t.Fatal(err)
 	}
 	env["REPLICATION_RULES"] = strings.NewReplacer("ROLE", sandbox.RoleARN(sandbox.DestinationAccount, sandbox.DestinationRole), "EXTID", extID).Replace(defaultRules)
+	env["REPLICATION_QUEUE_URL"] = aws.ToString(q.QueueUrl)
+	env = sandboxtest.FunctionEnvFor(t, e.ctx, e.sb, env)
 	fn := lambdatest.Start(t, "github.com/ecr-replicator/ecr-replicator/functions/backfill", env)
+	defer func() {
+		for _, d := range sandboxtest.Denials(e.sb, 0) {
+			t.Errorf("denied under the deployed policies: %+v", d)
+		}
+		asFunction := 0
+		for _, en := range e.sb.AccessLog() {
+			if strings.HasPrefix(en.Principal, "arn:aws:sts::"+sandbox.SourceAccount+":assumed-role/"+sandboxtest.FunctionRole+"/") {
+				asFunction++
+			}
+		}
+		if asFunction == 0 {
+			t.Error("no request made as the function role")
+		}
+	}()
 
 	_, err = fn.Invoke(e.ctx, []byte(`{"dryRun":true,"repos":["x"]}`))
 	var fe *lambdatest.FunctionError
@@ -213,7 +239,7 @@ func TestEndToEndUnderRIE(t *testing.T) {
 	if _, ok := resp["continuationToken"]; ok {
 		t.Fatalf("dry run has a continuation token: %v", resp)
 	}
-	resp = invoke(`{}`) // no queue configured: inline
+	resp = invoke(`{"mode":"inline"}`)
 	if resp["mode"] != "inline" || resp["copied"] != 10.0 || resp["failed"] != 0.0 {
 		t.Fatalf("inline: %v", resp)
 	}
@@ -221,6 +247,16 @@ func TestEndToEndUnderRIE(t *testing.T) {
 	resp = invoke(`{}`)
 	if resp["drift"] != 0.0 || resp["inSync"] != 10.0 || resp["_registryRequests"] != 0.0 {
 		t.Fatalf("second run: %v", resp)
+	}
+	// A new repository: the default mode with a queue enqueues its image (sqs:SendMessage).
+	e.seed(t, []string{"e2e-new"}, 1)
+	resp = invoke(`{}`)
+	if resp["mode"] != "enqueue" || resp["drift"] != 1.0 || resp["enqueued"] != 1.0 || resp["failed"] != 0.0 {
+		t.Fatalf("enqueue: %v", resp)
+	}
+	msgs, err := e.sb.QueueMessages(sandbox.SourceAccount, sandbox.DefaultRegion, sandboxtest.QueueName)
+	if err != nil || len(msgs) != 1 {
+		t.Fatalf("queued %d messages: %v", len(msgs), err)
 	}
 	var totals, emf int
 	for _, l := range fn.JSONLines() {
@@ -233,7 +269,7 @@ func TestEndToEndUnderRIE(t *testing.T) {
 			}
 		}
 	}
-	if totals != 3 || emf != 3 {
+	if totals != 4 || emf != 4 {
 		t.Fatalf("log lines: %d totals, %d EMF with Drift\n%s", totals, emf, fn.Stdout())
 	}
 }

@@ -45,9 +45,16 @@ type env struct {
 	resolver *ecraccess.Resolver
 }
 
-func start(t *testing.T, rulesYAML string) *env {
+// start starts the two-account sandbox; cfg may change its layout (sandboxtest.Deployed),
+// in which case e.dst is the destination account's admin, since the deployed destination
+// role trusts only the function role.
+func start(t *testing.T, rulesYAML string, cfg ...func(*sandbox.Config)) *env {
 	t.Helper()
-	sb, err := sandbox.New(sandbox.TwoAccounts(extID))
+	c := sandbox.TwoAccounts(extID)
+	for _, f := range cfg {
+		f(&c)
+	}
+	sb, err := sandbox.New(c)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -75,6 +82,13 @@ func start(t *testing.T, rulesYAML string) *env {
 	})
 	e.dst = e.src.Copy()
 	e.dst.Credentials = aws.NewCredentialsCache(provider)
+	if len(cfg) > 0 {
+		key, secret, err := sb.Credentials(sandbox.DestinationAccount, sandbox.AdminUser)
+		if err != nil {
+			t.Fatal(err)
+		}
+		e.dst.Credentials = credentials.NewStaticCredentialsProvider(key, secret, "")
+	}
 	if rulesYAML == "" {
 		rulesYAML = defaultRules
 	}

@@ -2,6 +2,7 @@ package replicator_test
 
 import (
 	"encoding/json"
+	"fmt"
 	"os"
 	"strings"
 	"testing"
@@ -10,18 +11,66 @@ import (
 	"github.com/aws/aws-lambda-go/events"
 
 	"github.com/ecr-replicator/ecr-replicator/internal/lambdatest"
+	"github.com/ecr-replicator/ecr-replicator/internal/sandbox"
+	"github.com/ecr-replicator/ecr-replicator/internal/sandbox/sandboxtest"
 )
 
 func TestMain(m *testing.M) { lambdatest.Main(m) }
 
+// busARN is the result bus as template.yaml's ResultEventBus parameter names it (an ARN).
+var busARN = fmt.Sprintf("arn:aws:events:%s:%s:event-bus/%s", region, srcAcct, bus)
+
+// deployedParams are the template.yaml parameters the end-to-end tests deploy with.
+func deployedParams() map[string]any {
+	return map[string]any{
+		"DestinationAccountId": dstAcct, "DestinationRegion": region, "ExternalId": extID,
+		"DestinationRepositoryPrefix": "mirror/", "CreateRepositories": "true",
+		"ResultEventBus": busARN, "MirrorDeletes": "false",
+	}
+}
+
+// startDeployed starts the replicate bootstrap under RIE running as the deployed
+// function role (sandboxtest.Deployed): IAM is enforced with the policies of template.yaml
+// and infra/destination-role.yaml rendered for params, dest overriding the latter's.
+func startDeployed(t *testing.T, rules string, params map[string]any, dest ...map[string]any) (*fixture, *lambdatest.Function) {
+	t.Helper()
+	f := newFixture(t, rules, sandboxtest.Deployed(t, params, dest...))
+	env := sandboxtest.FunctionEnvFor(t, f.ctx, f.sb, f.env) // the fixture's env, as the function role
+	if bus, ok := params["ResultEventBus"].(string); ok && bus != "" {
+		env["RESULT_EVENT_BUS"] = bus
+	} else {
+		delete(env, "RESULT_EVENT_BUS")
+	}
+	return f, lambdatest.Start(t, "github.com/ecr-replicator/ecr-replicator/functions/replicate", env)
+}
+
 // TestEndToEndUnderRIE builds the real bootstrap and runs it under the Lambda Runtime
-// Interface Emulator against the sandbox.
+// Interface Emulator against the sandbox, as the deployed function role: every call is
+// authorized against the templates' policies.
 func TestEndToEndUnderRIE(t *testing.T) {
 	if testing.Short() {
 		t.Skip("builds the bootstrap and the RIE")
 	}
-	f := newFixture(t, rulesDoc(true, false))
-	fn := lambdatest.Start(t, "github.com/ecr-replicator/ecr-replicator/functions/replicate", f.env)
+	f, fn := startDeployed(t, rulesDoc(true, false), deployedParams())
+	defer func() {
+		for _, e := range sandboxtest.Denials(f.sb, 0) {
+			t.Errorf("denied under the deployed policies: %+v", e)
+		}
+		asFunction, asDestination := 0, 0
+		for _, e := range f.sb.AccessLog() {
+			switch {
+			case strings.HasPrefix(e.Principal, "arn:aws:sts::"+srcAcct+":assumed-role/"+sandboxtest.FunctionRole+"/"):
+				asFunction++
+			case strings.HasPrefix(e.Principal, "arn:aws:sts::"+dstAcct+":assumed-role/"+sandbox.DestinationRole+"/"):
+				asDestination++
+			case strings.HasSuffix(e.Principal, ":user/replicator"):
+				t.Errorf("the function used the replicator user's keys: %+v", e)
+			}
+		}
+		if asFunction == 0 || asDestination == 0 {
+			t.Errorf("requests as the function role: %d, as the destination role: %d", asFunction, asDestination)
+		}
+	}()
 
 	// Direct invocation with events/push.json, adapted to a really pushed digest.
 	digest := f.push(t, "team-a/app", "v1.1.0")
@@ -93,9 +142,50 @@ func TestEndToEndUnderRIE(t *testing.T) {
 		t.Fatalf("missing log or EMF line:\n%s", fn.Stdout())
 	}
 	key, secret, _ := f.sb.Credentials(srcAcct, "replicator")
-	if strings.Contains(fn.Stdout(), secret) || strings.Contains(fn.Stdout(), key) || strings.Contains(fn.Stdout(), "SessionToken") {
+	if strings.Contains(fn.Stdout(), secret) || strings.Contains(fn.Stdout(), key) || strings.Contains(fn.Stdout(), "SessionToken") ||
+		strings.Contains(fn.Stdout(), "IQoJb3JpZ2luX2VjE") /* a session token */ {
 		t.Error("function output contains credentials")
 	}
 	t.Logf("log line: %s", logLine)
 	t.Logf("EMF line: %s", emfLine)
+}
+
+// TestEndToEndDeniedByDestinationRole proves enforcement bites: with the destination role
+// deployed with CreateRepositories=false, a push to a repository the destination lacks is
+// refused by IAM (ecr:CreateRepository), reported as a permanent access-denied outcome
+// rather than retried, while the source stack's policies are unchanged.
+func TestEndToEndDeniedByDestinationRole(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds the bootstrap and the RIE")
+	}
+	f, fn := startDeployed(t, rulesDoc(true, false), deployedParams(), map[string]any{"CreateRepositories": "false"})
+	digest := f.push(t, "team-a/new", "v1")
+	mark := f.sb.AccessLogMark()
+	out, err := fn.Invoke(f.ctx, sqsBatch(imageEvent("denied", "PUSH", "team-a/new", digest, "v1")))
+	if err != nil {
+		t.Fatalf("invoke: %v", err)
+	}
+	var resp events.SQSEventResponse
+	if err := json.Unmarshal(out, &resp); err != nil || len(resp.BatchItemFailures) != 0 {
+		t.Fatalf("a permanent failure must not be retried: %s %v", out, err)
+	}
+	denials := sandboxtest.Denials(f.sb, mark)
+	if len(denials) == 0 || denials[0].Action != "ecr:CreateRepository" {
+		t.Fatalf("denials = %+v, want ecr:CreateRepository refused", denials)
+	}
+	if got := f.destinationHead(t, "mirror/team-a/new", "v1"); got != "" {
+		t.Fatalf("replicated despite the denial: %s", got)
+	}
+	var logged bool
+	for _, l := range fn.JSONLines() {
+		if l["msg"] == "image replication failed (permanent)" && l["error_code"] == "AccessDeniedException" && l["retryable"] == false && l["outcome"] == "failed" {
+			logged = true
+		}
+	}
+	if !logged {
+		t.Fatalf("no permanent AccessDeniedException failure logged:\n%s", fn.Stdout())
+	}
+	if evs := f.sb.PutEvents(); len(evs) != 1 || !strings.Contains(string(evs[0].Detail), "AccessDenied") {
+		t.Fatalf("result events = %+v, want the failure published", evs)
+	}
 }

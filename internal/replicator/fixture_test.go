@@ -48,9 +48,9 @@ type fixture struct {
 
 // newFixture starts a sandbox and exports its client environment for the replicator
 // user (also into the test process, for the in-process handler).
-func newFixture(t *testing.T, rules string) *fixture {
+func newFixture(t *testing.T, rules string, cfg ...func(*sandbox.Config)) *fixture {
 	t.Helper()
-	w := sandboxtest.Start(t)
+	w := sandboxtest.Start(t, cfg...)
 	env := map[string]string{}
 	for k, v := range w.Env {
 		env[k] = v

@@ -1,0 +1,190 @@
+package cfn_test
+
+import (
+	"encoding/json"
+	"path/filepath"
+	"reflect"
+	"strings"
+	"testing"
+
+	"github.com/ecr-replicator/ecr-replicator/internal/cfn"
+)
+
+var (
+	source      = filepath.Join("..", "..", "template.yaml")
+	destination = filepath.Join("..", "..", "infra", "destination-role.yaml")
+)
+
+const queueARN = "arn:aws:sqs:us-east-1:111111111111:ecr-replicator-queue"
+
+func opts(params map[string]any, resolve bool) cfn.Options {
+	o := cfn.Options{Parameters: params, Region: "us-east-1", AccountID: "111111111111", StackName: "ecr-replicator"}
+	if resolve {
+		o.Resolve = func(ref string) (string, bool) {
+			if ref == "ReplicationQueue.Arn" {
+				return queueARN, true
+			}
+			return "", false
+		}
+	}
+	return o
+}
+
+type policy struct {
+	Statement []struct {
+		Sid       string
+		Action    any
+		Resource  any
+		Principal any
+		Condition map[string]map[string]string
+	}
+}
+
+func parse(t *testing.T, doc string) policy {
+	t.Helper()
+	var p policy
+	if err := json.Unmarshal([]byte(doc), &p); err != nil {
+		t.Fatalf("%v: %s", err, doc)
+	}
+	return p
+}
+
+func TestRolePoliciesResolveReferences(t *testing.T) {
+	bus := "arn:aws:events:us-east-1:111111111111:event-bus/results"
+	for _, tc := range []struct {
+		bus  string
+		want int
+	}{{"", 3}, {bus, 4}} {
+		r, err := cfn.RenderFile(source, opts(map[string]any{"DestinationAccountId": "222222222222", "ResultEventBus": tc.bus}, true))
+		if err != nil {
+			t.Fatal(err)
+		}
+		docs, err := r.RolePolicies("ReplicatorRole")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(docs) != tc.want {
+			t.Fatalf("bus %q: %d inline policies, want %d", tc.bus, len(docs), tc.want)
+		}
+		all := strings.Join(docs, "\n")
+		for _, want := range []string{
+			`"Resource":"` + queueARN + `"`,
+			`"Resource":["arn:aws:iam::222222222222:role/ecr-replicator-destination"]`,
+			`"Resource":"arn:aws:ecr:us-east-1:111111111111:repository/*"`,
+		} {
+			if !strings.Contains(all, want) {
+				t.Errorf("policies lack %s:\n%s", want, all)
+			}
+		}
+		if tc.bus != "" && !strings.Contains(all, `"Resource":"`+bus+`"`) {
+			t.Errorf("no PutEvents on %s:\n%s", bus, all)
+		}
+		// Managed policy ARNs are not inline documents.
+		if strings.Contains(all, "AWSLambdaBasicExecutionRole") {
+			t.Error("a managed policy ARN is among the inline documents")
+		}
+	}
+}
+
+func TestUnresolvedReferenceInPolicyIsAnError(t *testing.T) {
+	r, err := cfn.RenderFile(source, opts(map[string]any{"DestinationAccountId": "222222222222"}, false))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := r.RolePolicies("ReplicatorRole"); err == nil || !strings.Contains(err.Error(), "getatt:ReplicationQueue.Arn") {
+		t.Fatalf("err = %v", err)
+	}
+	props, err := r.Resource("ImageActionRule", "AWS::Events::Rule")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := props["Targets"].([]any)[0].(map[string]any)["Arn"]; got != "getatt:ReplicationQueue.Arn" {
+		t.Fatalf("unresolved reference renders as %v", got)
+	}
+}
+
+func TestSplitOfDestinationRoleArns(t *testing.T) {
+	arns := "arn:aws:iam::222222222222:role/a,arn:aws:iam::333333333333:role/b"
+	r, err := cfn.RenderFile(source, opts(map[string]any{"ReplicationRules": "rules: []", "DestinationRoleArns": arns}, true))
+	if err != nil {
+		t.Fatal(err)
+	}
+	docs, err := r.RolePolicies("ReplicatorRole")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, d := range docs {
+		for _, s := range parse(t, d).Statement {
+			if s.Sid == "AssumeDestinationRoles" {
+				if !reflect.DeepEqual(s.Resource, []any{"arn:aws:iam::222222222222:role/a", "arn:aws:iam::333333333333:role/b"}) {
+					t.Fatalf("Resource = %v", s.Resource)
+				}
+				return
+			}
+		}
+	}
+	t.Fatal("no AssumeDestinationRoles statement")
+}
+
+func TestTrustPolicyAndConditions(t *testing.T) {
+	role := "arn:aws:iam::111111111111:role/ecr-replicator-functions"
+	for _, ext := range []string{"", "ext-1"} {
+		r, err := cfn.RenderFile(destination, cfn.Options{
+			Parameters: map[string]any{"ReplicatorRoleArn": role, "ExternalId": ext, "CreateRepositories": "false"},
+			Region:     "us-east-1", AccountID: "222222222222", StackName: "d",
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		doc, err := r.TrustPolicy("DestinationRole")
+		if err != nil {
+			t.Fatal(err)
+		}
+		s := parse(t, doc).Statement[0]
+		if !reflect.DeepEqual(s.Principal, map[string]any{"AWS": role}) {
+			t.Errorf("Principal = %v", s.Principal)
+		}
+		if got := s.Condition["StringEquals"]["sts:ExternalId"]; got != ext {
+			t.Errorf("ExternalId %q: condition %v", ext, s.Condition)
+		}
+		if v, err := r.Condition("HasExternalId"); err != nil || v != (ext != "") {
+			t.Errorf("HasExternalId = %v, %v", v, err)
+		}
+		docs, err := r.RolePolicies("DestinationRole")
+		if err != nil || len(docs) != 1 || strings.Contains(docs[0], "ecr:CreateRepository") {
+			t.Errorf("CreateRepositories=false: %v %v", docs, err)
+		}
+	}
+}
+
+func TestErrors(t *testing.T) {
+	if _, err := cfn.RenderFile(source, opts(map[string]any{"Nope": "x"}, false)); err == nil || !strings.Contains(err.Error(), "undeclared parameter Nope") {
+		t.Errorf("undeclared parameter: %v", err)
+	}
+	if _, err := cfn.RenderFile(source, cfn.Options{}); err == nil || !strings.Contains(err.Error(), "pseudo parameter") {
+		t.Errorf("missing pseudo parameters: %v", err)
+	}
+	if _, err := cfn.RenderFile(destination, cfn.Options{Region: "r", AccountID: "1", StackName: "s"}); err == nil || !strings.Contains(err.Error(), "ReplicatorRoleArn has no value") {
+		t.Errorf("parameter without value: %v", err)
+	}
+	r, err := cfn.RenderFile(source, opts(nil, true))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := r.Resource("ReplicationQueue", "AWS::IAM::Role"); err == nil {
+		t.Error("wrong resource type accepted")
+	}
+	if _, err := r.TrustPolicy("Missing"); err == nil {
+		t.Error("missing role accepted")
+	}
+	if _, err := r.Condition("Missing"); err == nil {
+		t.Error("undefined condition accepted")
+	}
+	if _, err := r.Typed(); err != nil {
+		t.Errorf("typed: %v", err)
+	}
+	bad := []byte("Conditions:\n  A: !Condition B\n  B: !Condition A\nResources: {}\n")
+	if _, err := cfn.Render("cycle.yaml", bad, opts(nil, false)); err == nil || !strings.Contains(err.Error(), "cycle") {
+		t.Errorf("condition cycle: %v", err)
+	}
+}

@@ -1,0 +1,211 @@
+package sandboxtest
+
+import (
+	"context"
+	"fmt"
+	"path/filepath"
+	"runtime"
+	"strings"
+	"testing"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/config"
+	"github.com/aws/aws-sdk-go-v2/credentials"
+	"github.com/aws/aws-sdk-go-v2/service/sts"
+
+	"github.com/ecr-replicator/ecr-replicator/internal/cfn"
+	"github.com/ecr-replicator/ecr-replicator/internal/sandbox"
+)
+
+// What Deployed stands in for in the source account.
+const (
+	// FunctionRole is the role both functions run as: template.yaml's ReplicatorRole, named
+	// as a deployment of the stack "ecr-replicator" would show it.
+	FunctionRole = "ecr-replicator-functions"
+	// StackName is the source stack's name (AWS::StackName) when templates are rendered.
+	StackName = "ecr-replicator"
+	// QueueName is the name of the stack's ReplicationQueue (and its Fn::GetAtt Arn).
+	QueueName = "ecr-replicator-queue"
+	// DeadLetterQueueName is the name of the stack's DeadLetterQueue.
+	DeadLetterQueueName = "ecr-replicator-dlq"
+)
+
+// FunctionRoleARN is the ARN of FunctionRole (the stack's ReplicatorRoleArn output).
+func FunctionRoleARN() string { return sandbox.RoleARN(sandbox.SourceAccount, FunctionRole) }
+
+// QueueARN is the ARN of a source-account queue in the default region.
+func QueueARN(name string) string {
+	return fmt.Sprintf("arn:aws:sqs:%s:%s:%s", sandbox.DefaultRegion, sandbox.SourceAccount, name)
+}
+
+// repoRoot is the repository root, found from this file's location.
+func repoRoot() string {
+	_, file, _, _ := runtime.Caller(0)
+	return filepath.Join(filepath.Dir(file), "..", "..", "..")
+}
+
+// Deployed configures the default two-account layout as if template.yaml had been deployed
+// in the source account with params (its parameters) and infra/destination-role.yaml in the
+// destination account, with enforcement on:
+//
+//   - the source account gets FunctionRole with the rendered inline policies of
+//     ReplicatorRole (the managed AWSLambdaBasicExecutionRole, logs only, is not modelled).
+//     Its trust policy allows the source account's admin user instead of the template's
+//     lambda.amazonaws.com service principal, which cannot call AssumeRole here; the
+//     test plays Lambda with FunctionEnv/FunctionSession.
+//   - the destination role (sandbox.DestinationRole) gets the rendered policies and trust
+//     policy of DestinationRole, for ReplicatorRoleArn = FunctionRoleARN(), ExternalId,
+//     RepositoryPrefix, CreateRepositories and MirrorDeletes taken from params (source
+//     stack parameters of the same meaning); dest overrides any of them.
+//
+// Resource references resolve to the sandbox's names: ReplicationQueue.Arn to
+// QueueARN(QueueName), ReplicatorRole.Arn to FunctionRoleARN(). The admin users stay
+// unrestricted; so does the source "replicator" user, which deployed functions do not use.
+func Deployed(t testing.TB, params map[string]any, dest ...map[string]any) func(*sandbox.Config) {
+	t.Helper()
+	root := repoRoot()
+	resolve := func(ref string) (string, bool) {
+		switch ref {
+		case "ReplicationQueue.Arn":
+			return QueueARN(QueueName), true
+		case "DeadLetterQueue.Arn":
+			return QueueARN(DeadLetterQueueName), true
+		case "ReplicatorRole.Arn":
+			return FunctionRoleARN(), true
+		}
+		return "", false
+	}
+	src, err := cfn.RenderFile(filepath.Join(root, "template.yaml"), cfn.Options{
+		Parameters: params, Region: sandbox.DefaultRegion, AccountID: sandbox.SourceAccount,
+		StackName: StackName, Resolve: resolve,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	srcPolicies, err := src.RolePolicies("ReplicatorRole")
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	dparams := map[string]any{"ReplicatorRoleArn": FunctionRoleARN()}
+	for from, to := range map[string]string{
+		"ExternalId": "ExternalId", "DestinationRepositoryPrefix": "RepositoryPrefix",
+		"CreateRepositories": "CreateRepositories", "MirrorDeletes": "MirrorDeletes",
+	} {
+		if v, ok := params[from]; ok {
+			dparams[to] = v
+		}
+	}
+	for _, d := range dest {
+		for k, v := range d {
+			dparams[k] = v
+		}
+	}
+	dst, err := cfn.RenderFile(filepath.Join(root, "infra", "destination-role.yaml"), cfn.Options{
+		Parameters: dparams, Region: sandbox.DefaultRegion, AccountID: sandbox.DestinationAccount,
+		StackName: "ecr-replicator-destination",
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	dstPolicies, err := dst.RolePolicies("DestinationRole")
+	if err != nil {
+		t.Fatal(err)
+	}
+	dstTrust, err := dst.TrustPolicy("DestinationRole")
+	if err != nil {
+		t.Fatal(err)
+	}
+	roleName := sandbox.DestinationRole
+	if v, ok := dparams["RoleName"]; ok {
+		roleName = fmt.Sprint(v)
+	}
+
+	srcTrust := fmt.Sprintf(`{"Version":"2012-10-17","Statement":[{"Sid":"TestPlaysLambda","Effect":"Allow",`+
+		`"Principal":{"AWS":%q},"Action":"sts:AssumeRole"}]}`,
+		fmt.Sprintf("arn:aws:iam::%s:user/%s", sandbox.SourceAccount, sandbox.AdminUser))
+
+	return func(c *sandbox.Config) {
+		for i := range c.Accounts {
+			a := &c.Accounts[i]
+			switch a.ID {
+			case sandbox.SourceAccount:
+				a.Roles = append(a.Roles, sandbox.RoleConfig{Name: FunctionRole, Policies: srcPolicies, TrustPolicy: srcTrust})
+			case sandbox.DestinationAccount:
+				found := false
+				for j := range a.Roles {
+					if a.Roles[j].Name == roleName {
+						a.Roles[j].Policies, a.Roles[j].TrustPolicy = dstPolicies, dstTrust
+						found = true
+					}
+				}
+				if !found {
+					a.Roles = append(a.Roles, sandbox.RoleConfig{Name: roleName, Policies: dstPolicies, TrustPolicy: dstTrust})
+				}
+			}
+		}
+	}
+}
+
+// FunctionSession assumes FunctionRole as the source account's admin, as Lambda does for
+// a function, and returns the session's credentials.
+func FunctionSession(ctx context.Context, sb *sandbox.Sandbox) (aws.Credentials, error) {
+	key, secret, err := sb.Credentials(sandbox.SourceAccount, sandbox.AdminUser)
+	if err != nil {
+		return aws.Credentials{}, err
+	}
+	cfg, err := config.LoadDefaultConfig(ctx, config.WithRegion(sandbox.DefaultRegion),
+		config.WithCredentialsProvider(credentials.NewStaticCredentialsProvider(key, secret, "")),
+		config.WithBaseEndpoint(sb.APIURL()))
+	if err != nil {
+		return aws.Credentials{}, err
+	}
+	out, err := sts.NewFromConfig(cfg).AssumeRole(ctx, &sts.AssumeRoleInput{
+		RoleArn: aws.String(FunctionRoleARN()), RoleSessionName: aws.String("ecr-replicator-function"),
+	})
+	if err != nil {
+		return aws.Credentials{}, fmt.Errorf("assuming %s: %w", FunctionRoleARN(), err)
+	}
+	cr := out.Credentials
+	return aws.Credentials{
+		AccessKeyID: aws.ToString(cr.AccessKeyId), SecretAccessKey: aws.ToString(cr.SecretAccessKey),
+		SessionToken: aws.ToString(cr.SessionToken), Source: "sandboxtest.FunctionSession",
+	}, nil
+}
+
+// FunctionEnvFor returns env with the AWS_* credential variables replaced by a
+// FunctionRole session's, so a function started with it runs as its deployed role.
+func FunctionEnvFor(t testing.TB, ctx context.Context, sb *sandbox.Sandbox, env map[string]string) map[string]string {
+	t.Helper()
+	cr, err := FunctionSession(ctx, sb)
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := map[string]string{}
+	for k, v := range env {
+		out[k] = v
+	}
+	out["AWS_ACCESS_KEY_ID"] = cr.AccessKeyID
+	out["AWS_SECRET_ACCESS_KEY"] = cr.SecretAccessKey
+	out["AWS_SESSION_TOKEN"] = cr.SessionToken
+	return out
+}
+
+// FunctionEnv is w.Env with the credentials of a FunctionRole session (see Deployed): what
+// a function needs to run as the deployed role.
+func (w *World) FunctionEnv(t testing.TB) map[string]string {
+	t.Helper()
+	return FunctionEnvFor(t, w.Ctx, w.SB, w.Env)
+}
+
+// Denials are the access-log entries since mark that IAM refused: API calls answered
+// AccessDenied(Exception) and registry requests answered DENIED by a policy.
+func Denials(sb *sandbox.Sandbox, mark int) []sandbox.Entry {
+	var out []sandbox.Entry
+	for _, e := range sb.AccessLogSince(mark) {
+		if strings.HasPrefix(e.ErrorCode, "AccessDenied") || (e.ErrorCode == "DENIED" && e.Status == 403 && e.Action != "") {
+			out = append(out, e)
+		}
+	}
+	return out
+}
