@@ -50,4 +50,5 @@ clean:
 # SAM build/deploy targets (build-ReplicateFunction, build-BackfillFunction, deploy,
 # invoke-backfill) and the benchmarks.
 include sam.mk
--include bench.mk
+include bench.mk
+include reliability.mk

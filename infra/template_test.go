@@ -522,20 +522,19 @@ func TestReplicatorRole(t *testing.T) {
 	ecrRead := "arn:aws:ecr:us-east-1:111111111111:repository/*"
 	queue := []string{"getatt:ReplicationQueue.Arn"}
 	base := map[string][]string{
-		"ecr:GetAuthorizationToken":       {"*"},
-		"ecr:BatchGetImage":               {ecrRead},
-		"ecr:GetDownloadUrlForLayer":      {ecrRead},
-		"ecr:BatchCheckLayerAvailability": {ecrRead},
-		"ecr:DescribeImages":              {ecrRead},
-		"ecr:ListImages":                  {ecrRead},
-		"ecr:DescribeRepositories":        {ecrRead},
-		"ecr:GetLifecyclePolicy":          {ecrRead},
-		"ecr:ListTagsForResource":         {ecrRead},
-		"sqs:SendMessage":                 queue,
-		"sqs:ReceiveMessage":              queue,
-		"sqs:DeleteMessage":               queue,
-		"sqs:GetQueueAttributes":          queue,
-		"sqs:ChangeMessageVisibility":     queue,
+		"ecr:GetAuthorizationToken":   {"*"},
+		"ecr:BatchGetImage":           {ecrRead},
+		"ecr:GetDownloadUrlForLayer":  {ecrRead},
+		"ecr:DescribeImages":          {ecrRead},
+		"ecr:ListImages":              {ecrRead},
+		"ecr:DescribeRepositories":    {ecrRead},
+		"ecr:GetLifecyclePolicy":      {ecrRead},
+		"ecr:ListTagsForResource":     {ecrRead},
+		"sqs:SendMessage":             queue,
+		"sqs:ReceiveMessage":          queue,
+		"sqs:DeleteMessage":           queue,
+		"sqs:GetQueueAttributes":      queue,
+		"sqs:ChangeMessageVisibility": queue,
 	}
 	with := func(extra map[string][]string) map[string][]string {
 		out := map[string][]string{}

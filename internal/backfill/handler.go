@@ -68,6 +68,10 @@ func (h *Handler) Handle(ctx context.Context, payload json.RawMessage) (*Respons
 	if err != nil {
 		return nil, err
 	}
+	// Bad globs are rejected here, before any network call.
+	if _, err := h.deps.Rules.Narrow(req.Repositories, req.Tags); err != nil {
+		return nil, fmt.Errorf("backfill request: %w", err)
+	}
 	h.mu.Lock()
 	if h.b.SourceAccountID == "" {
 		if h.b.SourceAccountID, err = h.sourceAccount(ctx); err != nil {

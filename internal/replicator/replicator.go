@@ -68,7 +68,34 @@ type Config struct {
 }
 
 // Handler handles invocations. It is safe for concurrent use.
-type Handler struct{ c Config }
+type Handler struct {
+	c Config
+
+	// Invocations that overlap share one mirror (one run: its blob cache dedupes their
+	// uploads); the mirror is dropped when the last one ends, so no cache outlives a run.
+	mu     sync.Mutex
+	active int
+	shared Mirror
+}
+
+// acquire returns the mirror of the current run, starting one if none is active.
+func (h *Handler) acquire() Mirror {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if h.active == 0 {
+		h.shared = h.c.NewMirror()
+	}
+	h.active++
+	return h.shared
+}
+
+func (h *Handler) release() {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if h.active--; h.active == 0 {
+		h.shared = nil
+	}
+}
 
 // New returns a Handler.
 func New(c Config) *Handler {
@@ -227,7 +254,8 @@ func (h *Handler) run(ctx context.Context, msgs []message) runResult {
 
 	var m Mirror
 	if len(jobs) > 0 {
-		m = h.c.NewMirror()
+		m = h.acquire()
+		defer h.release()
 	}
 	results := make([][]mirror.Result, len(jobs))
 	g := new(errgroup.Group)

@@ -18,6 +18,9 @@ type Entry struct {
 	// Action is the IAM action the request needs (ecr:PutImage, sts:AssumeRole); for
 	// registry requests, the action ECR maps the request to.
 	Action string `json:"action,omitempty"`
+	// AlsoAuthorized lists further IAM actions the request needed (e.g. ecr:TagResource
+	// for a CreateRepository with tags).
+	AlsoAuthorized []string `json:"alsoAuthorized,omitempty"`
 	// Account and Region are those acted on: the registry's, or the caller's for API calls.
 	Account string `json:"account,omitempty"`
 	Region  string `json:"region,omitempty"`

@@ -55,7 +55,7 @@ func (s *Sandbox) serveAPI(w http.ResponseWriter, r *http.Request) {
 		service = guessService(r)
 	}
 	op := operationName(service, r, body)
-	entry := Entry{Time: s.now(), Service: service, Operation: op, Action: service + ":" + op, Region: scope.region}
+	entry := Entry{Time: s.now(), Service: service, Operation: op, Action: service + ":" + iamAction(service, op), Region: scope.region}
 	var c *caller
 	var aerr *apiError
 	switch {
@@ -76,7 +76,7 @@ func (s *Sandbox) serveAPI(w http.ResponseWriter, r *http.Request) {
 		}
 	}
 	if aerr == nil {
-		aerr = s.authorizeAPI(c, service, op, body)
+		aerr = s.authorizeAPI(c, service, op, body, &entry)
 	}
 	var resp any
 	if aerr == nil {

@@ -233,11 +233,31 @@ func accessDeniedMessage(principal, action, resource, why string) string {
 
 // authorizeAPI checks the caller's identity policies for an API call. Callers without
 // policies are unrestricted. GetCallerIdentity needs no permission (STS docs).
-func (s *Sandbox) authorizeAPI(c *caller, service, op string, body []byte) *apiError {
+func (s *Sandbox) authorizeAPI(c *caller, service, op string, body []byte, entry *Entry) *apiError {
+	actions := []string{service + ":" + iamAction(service, op)}
+	// Tagging on creation also needs ecr:TagResource.
+	// https://docs.aws.amazon.com/AmazonECR/latest/userguide/ecr-using-tags.html
+	if service == "ecr" && op == "CreateRepository" {
+		var in struct {
+			Tags []json.RawMessage `json:"tags"`
+		}
+		if json.Unmarshal(body, &in) == nil && len(in.Tags) > 0 {
+			actions = append(actions, "ecr:TagResource")
+			entry.AlsoAuthorized = actions[1:]
+		}
+	}
 	if c.cred.policies == nil || (service == "sts" && op == "GetCallerIdentity") {
 		return nil
 	}
-	action := service + ":" + iamAction(service, op)
+	for _, action := range actions {
+		if aerr := s.authorizeAction(c, service, op, action, body); aerr != nil {
+			return aerr
+		}
+	}
+	return nil
+}
+
+func (s *Sandbox) authorizeAction(c *caller, service, op, action string, body []byte) *apiError {
 	for _, res := range apiResources(c, service, op, body) {
 		if ok, why := decision(c.cred.policies, request{action: action, resource: res, principal: c.cred.principalARN}); !ok {
 			msg := accessDeniedMessage(c.cred.principalARN, action, res, why)
@@ -338,4 +358,13 @@ func apiResources(c *caller, service, op string, body []byte) []string {
 		return out
 	}
 	return []string{"*"}
+}
+
+// RolePolicies returns the identity policies in force for an account's role (nil when
+// the role is unrestricted or unknown).
+func (s *Sandbox) RolePolicies(accountID, role string) []PolicyDocument {
+	if a, ok := s.accounts[accountID]; ok {
+		return a.rolePolicies[role]
+	}
+	return nil
 }

@@ -1,0 +1,39 @@
+# bench.mk — `make bench`: ecr-replicator against crane, regctl and skopeo (issue 8).
+# Included by the main Makefile; not part of `make test`. Everything it needs is pinned in
+# go.mod (tool directives) or comes from Debian (skopeo, via scripts/install-skopeo.sh).
+#
+#   make bench                                  # full size, 5 runs, 0 ms and 25 ms
+#   make bench BENCH_SCALE=0.1 BENCH_RUNS=2     # quick: 100 MiB image, 2 MiB base
+#
+# Results: stdout and bench/RESULTS.md.
+
+GO            ?= go
+BENCH_RUNS    ?= 5
+BENCH_SCALE   ?= 1
+BENCH_TAGS    ?= 100
+BENCH_DELAYS  ?= 0,25
+BENCH_SCENARIOS ?= 1,2,3,4
+BENCH_FLAGS   ?=
+BENCH_BIN     := $(CURDIR)/bench/work/bin
+
+.PHONY: bench bench-tools bench-skopeo bench-clean
+
+## bench-tools: build the registry, crane, regctl (pinned Go tools), ecr-replicator and the bench program
+bench-tools:
+	mkdir -p $(BENCH_BIN)
+	$(GO) build -o $(BENCH_BIN)/ github.com/distribution/distribution/v3/cmd/registry github.com/google/go-containerregistry/cmd/crane github.com/regclient/regclient/cmd/regctl
+	$(GO) build -trimpath -o $(BENCH_BIN)/ecr-replicator ./cmd/ecr-replicator
+	$(GO) build -o $(BENCH_BIN)/bench ./bench
+
+## bench-skopeo: install skopeo from Debian when possible (otherwise its rows say unavailable)
+bench-skopeo:
+	-bash scripts/install-skopeo.sh
+
+## bench: run every scenario; table to stdout and bench/RESULTS.md
+bench: bench-tools bench-skopeo
+	$(BENCH_BIN)/bench -bin $(BENCH_BIN) -work $(CURDIR)/bench/work -runs $(BENCH_RUNS) \
+		-scale $(BENCH_SCALE) -tags $(BENCH_TAGS) -delays $(BENCH_DELAYS) \
+		-scenarios $(BENCH_SCENARIOS) -out $(CURDIR)/bench/RESULTS.md $(BENCH_FLAGS)
+
+bench-clean:
+	rm -rf bench/work

@@ -1,0 +1,154 @@
+package infra
+
+import (
+	"encoding/json"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"sort"
+	"strings"
+	"testing"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/ecr"
+	ecrtypes "github.com/aws/aws-sdk-go-v2/service/ecr/types"
+	"github.com/aws/aws-sdk-go-v2/service/eventbridge"
+	"github.com/aws/aws-sdk-go-v2/service/sqs"
+	"github.com/google/go-containerregistry/pkg/v1/random"
+
+	"github.com/ecr-replicator/ecr-replicator/internal/backfill"
+	"github.com/ecr-replicator/ecr-replicator/internal/metrics"
+	"github.com/ecr-replicator/ecr-replicator/internal/replicator"
+	"github.com/ecr-replicator/ecr-replicator/internal/sandbox"
+	"github.com/ecr-replicator/ecr-replicator/internal/sandbox/sandboxtest"
+	"github.com/ecr-replicator/ecr-replicator/internal/wiring"
+)
+
+// eventSourceMappingActions are granted to the function role for Lambda's SQS event
+// source mapping, which polls the queue on the function's behalf: our code never calls them.
+// https://docs.aws.amazon.com/lambda/latest/dg/with-sqs.html#events-sqs-permissions
+var eventSourceMappingActions = map[string]bool{
+	"sqs:ReceiveMessage": true, "sqs:DeleteMessage": true, "sqs:GetQueueAttributes": true, "sqs:ChangeMessageVisibility": true,
+}
+
+// TestPoliciesGrantOnlyWhatTheCodeUses deploys both templates with every feature on
+// (repository creation with mirrored lifecycle policy and tags, delete mirroring, result
+// events, enqueue and inline backfill), runs the replicate and backfill handlers as the
+// deployed roles, and compares what the access log shows them doing with what the
+// policies grant: nothing used is denied, and nothing granted goes unused.
+func TestPoliciesGrantOnlyWhatTheCodeUses(t *testing.T) {
+	busARN := fmt.Sprintf("arn:aws:events:%s:%s:event-bus/results", sandbox.DefaultRegion, sandbox.SourceAccount)
+	params := map[string]any{
+		"DestinationAccountId": sandbox.DestinationAccount, "DestinationRegion": sandbox.DefaultRegion,
+		"ExternalId": sandboxtest.ExternalID, "DestinationRepositoryPrefix": "mirror/", "CreateRepositories": "true",
+		"MirrorDeletes": "true", "ResultEventBus": busARN,
+	}
+	w := sandboxtest.Start(t, sandboxtest.Deployed(t, params))
+	ctx := w.Ctx
+	queue, err := sqs.NewFromConfig(w.Source.Config).CreateQueue(ctx, &sqs.CreateQueueInput{QueueName: aws.String(sandboxtest.QueueName)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	rules := fmt.Sprintf(`{"rules":[{"name":"all","repositories":["team-a/**"],"mirrorDeletes":true,"destinations":[{"accountId":%q,"region":%q,"roleArn":%q,"externalId":%q,"repositoryPrefix":"mirror/","mirrorLifecyclePolicy":true,"mirrorRepositoryTags":true}]}]}`,
+		sandbox.DestinationAccount, sandbox.DefaultRegion, w.DestinationRoleARN(), sandboxtest.ExternalID)
+	for k, v := range w.FunctionEnv(t) {
+		t.Setenv(k, v)
+	}
+	t.Setenv("REPLICATION_RULES", rules)
+	t.Setenv(backfill.EnvQueueURL, aws.ToString(queue.QueueUrl))
+
+	// The source: a repository with a lifecycle policy and tags, two images.
+	w.Source.CreateRepository(t, ctx, &ecr.CreateRepositoryInput{RepositoryName: aws.String("team-a/app"), Tags: []ecrtypes.Tag{{Key: aws.String("team"), Value: aws.String("a")}}})
+	if _, err := ecr.NewFromConfig(w.Source.Config).PutLifecyclePolicy(ctx, &ecr.PutLifecyclePolicyInput{RepositoryName: aws.String("team-a/app"),
+		LifecyclePolicyText: aws.String(`{"rules":[{"rulePriority":1,"selection":{"tagStatus":"untagged","countType":"imageCountMoreThan","countNumber":5},"action":{"type":"expire"}}]}`)}); err != nil {
+		t.Fatal(err)
+	}
+	img1, _ := random.Image(512, 2)
+	d1 := w.Source.Push(t, "team-a/app", "v1", img1)
+	w.Source.CreateRepository(t, ctx, &ecr.CreateRepositoryInput{RepositoryName: aws.String("team-a/old")})
+	img2, _ := random.Image(512, 2)
+	w.Source.Push(t, "team-a/old", "v0", img2)
+
+	log := slog.New(slog.NewTextHandler(io.Discard, nil))
+	deps, err := wiring.Load(ctx, "replicate", log)
+	if err != nil || deps.RulesErr != nil {
+		t.Fatal(err, deps.RulesErr)
+	}
+	handler := replicator.New(replicator.Config{
+		Rules: deps.Rules, NewMirror: func() replicator.Mirror { return deps.NewMirror(0) }, Log: log,
+		Metrics: metrics.New(io.Discard, "test"), Events: eventbridge.NewFromConfig(deps.AWS), EventBus: busARN,
+	})
+	mark := w.SB.AccessLogMark()
+	invoke := func(action, digest, tag string) {
+		t.Helper()
+		ev, _ := json.Marshal(map[string]any{"version": "0", "id": "e-" + action + tag, "detail-type": "ECR Image Action", "source": "aws.ecr",
+			"account": sandbox.SourceAccount, "region": sandbox.DefaultRegion, "time": "2026-11-27T00:00:00Z", "resources": []string{},
+			"detail": map[string]any{"result": "SUCCESS", "repository-name": "team-a/app", "image-digest": digest, "action-type": action, "image-tag": tag}})
+		out, err := handler.Handle(ctx, ev)
+		if err != nil {
+			t.Fatalf("%s %s: %v", action, tag, err)
+		}
+		if b, _ := json.Marshal(out); strings.Contains(string(b), `"failed"`) && !strings.Contains(string(b), `"failed":0`) {
+			t.Fatalf("%s %s: %s", action, tag, b)
+		}
+	}
+	invoke("PUSH", d1.String(), "v1")
+	if _, err := ecr.NewFromConfig(w.Source.Config).BatchDeleteImage(ctx, &ecr.BatchDeleteImageInput{RepositoryName: aws.String("team-a/app"), ImageIds: []ecrtypes.ImageIdentifier{{ImageTag: aws.String("v1")}}}); err != nil {
+		t.Fatal(err)
+	}
+	invoke("DELETE", d1.String(), "v1")
+
+	bdeps, err := wiring.Load(ctx, "backfill", log)
+	if err != nil {
+		t.Fatal(err)
+	}
+	bf := backfill.FromDeps(bdeps, os.Getenv, io.Discard)
+	for _, req := range []string{`{"dryRun":true}`, `{"mode":"enqueue"}`, `{"mode":"inline"}`} {
+		if _, err := bf.Handle(ctx, json.RawMessage(req)); err != nil {
+			t.Fatalf("backfill %s: %v", req, err)
+		}
+	}
+	if got := w.Dest.Digest(t, "mirror/team-a/old", "v0"); got == "" {
+		t.Fatal("the backfill did not copy team-a/old:v0")
+	}
+
+	for _, e := range sandboxtest.Denials(w.SB, mark) {
+		t.Errorf("denied under the deployed policies: %s %s by %s: %s", e.Action, e.Repository, e.Principal, e.ErrorCode)
+	}
+	used := map[string]map[string]bool{sandboxtest.FunctionRole: {}, sandbox.DestinationRole: {}}
+	for _, e := range w.SB.AccessLogSince(mark) {
+		for role := range used {
+			// Authorized is what counts: a HEAD answered 404 still needed its action.
+			if strings.Contains(e.Principal, ":assumed-role/"+role+"/") && e.Action != "" && !denied(e) {
+				used[role][e.Action] = true
+				for _, a := range e.AlsoAuthorized {
+					used[role][a] = true
+				}
+			}
+		}
+	}
+	for role, account := range map[string]string{sandboxtest.FunctionRole: sandbox.SourceAccount, sandbox.DestinationRole: sandbox.DestinationAccount} {
+		var unused []string
+		for _, p := range w.SB.RolePolicies(account, role) {
+			for _, st := range p.Statement {
+				for _, a := range st.Action {
+					if !used[role][a] && !(role == sandboxtest.FunctionRole && eventSourceMappingActions[a]) && !unusedByDesign[a] {
+						unused = append(unused, a)
+					}
+				}
+			}
+		}
+		sort.Strings(unused)
+		if len(unused) > 0 {
+			t.Errorf("%s grants actions the code never used: %v (used: %v)", role, unused, keys(used[role]))
+		}
+	}
+}
+
+func denied(e sandbox.Entry) bool {
+	return strings.HasPrefix(e.ErrorCode, "AccessDenied") || (e.ErrorCode == "DENIED" && e.Status == 403)
+}
+
+// unusedByDesign are granted for paths this run does not take.
+var unusedByDesign = map[string]bool{}

@@ -1,0 +1,73 @@
+package reliability_test
+
+import (
+	"context"
+	"encoding/json"
+	"testing"
+
+	"github.com/aws/aws-lambda-go/events"
+
+	"github.com/ecr-replicator/ecr-replicator/internal/mirror"
+	"github.com/ecr-replicator/ecr-replicator/internal/replicator"
+	"github.com/ecr-replicator/ecr-replicator/internal/rules"
+)
+
+// countingMirror stands in for the network: it records what the handler asked of it.
+type countingMirror struct{ calls int }
+
+func (m *countingMirror) Replicate(_ context.Context, src mirror.Source, ts []rules.Target) []mirror.Result {
+	m.calls++
+	out := make([]mirror.Result, len(ts))
+	for i, t := range ts {
+		out[i] = mirror.Result{Rule: t.Rule, AccountID: t.Destination.AccountID, Region: t.Destination.Region, Repository: t.Repository, Outcome: "copied", Digest: src.Digest, Tag: src.Tag}
+	}
+	return out
+}
+
+func (m *countingMirror) Delete(ctx context.Context, src mirror.Source, ts []rules.Target) []mirror.Result {
+	return m.Replicate(ctx, src, ts)
+}
+
+// FuzzSQSBatch feeds whole SQS invocation payloads (and message bodies inside a valid
+// envelope) to the replicate handler: it never panics, answers an SQS batch with an
+// SQSEventResponse whose batchItemFailures name only records of the batch, and only
+// reaches the mirror for bodies ecrevent accepts.
+func FuzzSQSBatch(f *testing.F) {
+	doc, err := rules.Parse([]byte(rulesDoc("ext", true)))
+	if err != nil {
+		f.Fatal(err)
+	}
+	ev := imageEvent("e", "PUSH", "team-a/app", goodDigest, "v1")
+	f.Add([]byte(sqsBatch([]record{{"m1", ev}}, 1)), "")
+	f.Add([]byte(`{"Records":[{"messageId":"a","body":"{}"},{"messageId":"a","body":""}]}`), ev)
+	f.Add([]byte(`{"Records":null}`), workItemBody(nil))
+	f.Add([]byte(`{"Records":[1]}`), `{"kind":"ecr-replicator/work-item"}`)
+	f.Add([]byte(`[]`), imageEvent("e", "DELETE", "team-a/app", goodDigest, ""))
+	f.Fuzz(func(t *testing.T, payload []byte, body string) {
+		for _, p := range [][]byte{payload, sqsBatch([]record{{"m1", body}, {"m2", body}}, 1)} {
+			m := &countingMirror{}
+			h := replicator.New(replicator.Config{Rules: doc, NewMirror: func() replicator.Mirror { return m }})
+			out, err := h.Handle(context.Background(), json.RawMessage(p))
+			var probe struct{ Records []struct{ MessageID string } }
+			isBatch := json.Unmarshal(p, &probe) == nil && len(probe.Records) > 0
+			if err != nil {
+				continue
+			}
+			resp, ok := out.(events.SQSEventResponse)
+			if isBatch && !ok {
+				t.Fatalf("batch answered with %T", out)
+			}
+			if ok {
+				ids := map[string]bool{}
+				for _, r := range probe.Records {
+					ids[r.MessageID] = true
+				}
+				for _, fl := range resp.BatchItemFailures {
+					if !ids[fl.ItemIdentifier] {
+						t.Fatalf("batchItemFailures names %q, not in the batch", fl.ItemIdentifier)
+					}
+				}
+			}
+		}
+	})
+}

@@ -1,0 +1,32 @@
+# Reliability targets, included by the main Makefile.
+#   make soak  SOAK_DURATION=10m SOAK_SEED=1   random pushes, tag moves, deletes and faults
+#              against the sandbox, then reconciliation and a divergence check
+#   make fuzz  FUZZTIME=1m                     every fuzz target, one after the other
+
+SOAK_DURATION ?= 10m
+SOAK_SEED     ?= 1
+FUZZTIME      ?= 1m
+
+# package:FuzzTarget
+FUZZ_TARGETS := \
+	./internal/ecrevent:FuzzParse \
+	./internal/rules:FuzzParse \
+	./internal/rules:FuzzGlobFastPath \
+	./internal/ecrname:FuzzRepositoryPrefix \
+	./internal/ecrname:FuzzValidators \
+	./internal/backfill:FuzzRequest \
+	./internal/reliability:FuzzSQSBatch
+
+.PHONY: soak fuzz
+
+soak:
+	@# -timeout 0: the soak bounds itself by SOAK_DURATION (plus the final reconciliation).
+	SOAK_DURATION=$(SOAK_DURATION) SOAK_SEED=$(SOAK_SEED) $(GO) test -count=1 -v -timeout 0 \
+		-run '^TestSoak$$' ./internal/reliability/ 2>&1 | grep -E '^(SOAK|---|ok|FAIL|PASS)|OBSERVED|divergence|Error'; exit $${PIPESTATUS[0]}
+
+fuzz:
+	@set -e; for t in $(FUZZ_TARGETS); do \
+		pkg=$${t%%:*}; fn=$${t##*:}; \
+		echo "== $$pkg $$fn ($(FUZZTIME))"; \
+		$(GO) test -run '^$$' -fuzz "^$$fn$$" -fuzztime $(FUZZTIME) -fuzzminimizetime 5s $$pkg; \
+	done
