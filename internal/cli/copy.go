@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"math"
 	"strings"
 	"sync"
 	"time"
@@ -217,7 +218,13 @@ func runCopy(ctx context.Context, o copyOptions, srcArg, dstArg string, stdout, 
 		items = append(items, item{digest: srcRef.Identifier()})
 	}
 
-	copier := replication.New(replication.WithJobs(o.jobs))
+	copyOpts := []replication.Option{replication.WithJobs(o.jobs)}
+	if dst.ecr == nil {
+		// Manifest writes are paced for ECR's PutImage quota; other registries publish
+		// none, and a 429 is still backed off.
+		copyOpts = append(copyOpts, replication.WithManifestRate(math.Inf(1), 1))
+	}
+	copier := replication.New(copyOpts...)
 	prog := newProgress(stderr, len(items), o.output == "json")
 	results := make([]imageResult, len(items))
 	g, gctx := errgroup.WithContext(ctx)

@@ -366,6 +366,13 @@ type session struct {
 	blobsCopied, blobsSkipped, bytesCopied, bytesSkipped atomic.Int64
 	written, skipped, referrersCopied, tagWrites         atomic.Int64
 
+	// rootTag, when set, is the tag the root manifest (rootDigest) is written under: a
+	// new tagged image costs one manifest write (PutImage), not a write by digest and
+	// another by tag — ECR's 10 PutImage/s quota is what bounds replication.
+	rootTag    string
+	rootDigest v1.Hash
+	rootTagged atomic.Bool // the root was written under rootTag
+
 	counted   sync.Map // "b:"/"m:" + digest → counted once per session
 	fetched   sync.Map // digest → *rawManifest fetched during this call
 	listed    sync.Map // subjects whose referrers were listed
@@ -398,8 +405,19 @@ func (s *session) fill(r *Result) {
 	r.ReferrersCopied = int(s.referrersCopied.Load())
 }
 
-// run is Copy's body: content first, tag last.
+// run is Copy's body: content first, tag last. A tag whose source still points at
+// the digest is written together with a new root manifest (one PUT by tag, after
+// every dependency); otherwise the root goes in by digest and the tag converges after.
 func (s *session) run(ctx context.Context, digest v1.Hash, res *Result) error {
+	if res.Tag != "" {
+		cur, found, err := s.headSourceTag(ctx, res.Tag)
+		if err != nil {
+			return err
+		}
+		if found && cur == digest {
+			s.rootTag, s.rootDigest = res.Tag, digest
+		}
+	}
 	if _, err := s.copyGraph(ctx, v1.Descriptor{Digest: digest}, 0); err != nil {
 		return err
 	}

@@ -48,7 +48,11 @@ func (s *session) copyGraph(ctx context.Context, desc v1.Descriptor, depth int) 
 		return false, err
 	}
 	if wrote {
-		if err := s.verify(ctx, s.dst.repo.Digest(desc.Digest.String()), desc.Digest); err != nil {
+		ref := name.Reference(s.dst.repo.Digest(desc.Digest.String()))
+		if s.rootTagged.Load() && desc.Digest == s.rootDigest {
+			ref = s.dst.repo.Tag(s.rootTag) // one HEAD checks the tag and the digest
+		}
+		if err := s.verify(ctx, ref, desc.Digest); err != nil {
 			return wrote, err
 		}
 	}
@@ -91,6 +95,16 @@ func (s *session) ensureManifest(ctx context.Context, desc v1.Descriptor, w *wal
 		}
 		if err := s.copyDeps(ctx, m, w); err != nil {
 			return err
+		}
+		if s.rootTag != "" && desc.Digest == s.rootDigest {
+			if err := s.putRootByTag(ctx, m); err == nil {
+				wrote = true
+				return nil
+			} else if !isTagConflict(err) {
+				return err
+			}
+			// An IMMUTABLE destination tag points elsewhere: keep the content (by
+			// digest); converge reports the conflict.
 		}
 		if err := s.put(ctx, s.dst.repo.Digest(desc.Digest.String()), m, "put destination manifest"); err != nil {
 			return err
@@ -253,6 +267,33 @@ func (s *session) ensureBlob(ctx context.Context, desc v1.Descriptor) error {
 	return nil
 }
 
+// putRootByTag writes a new root manifest under its tag. The tag's HEAD first:
+// IMMUTABLE repositories refuse re-pushing an existing tag, even to the same digest.
+// It takes no tag lock (it runs inside the manifest's once-per-run section, and
+// converge, holding the tag lock, may wait on that section): a concurrent writer of
+// the same tag is caught by converge's re-check of the source, which follows it.
+func (s *session) putRootByTag(ctx context.Context, m *rawManifest) error {
+	ref := s.dst.repo.Tag(s.rootTag)
+	if d, err := s.dst.puller.Head(ctx, ref); err == nil && d.Digest != s.rootDigest {
+		return &Error{Op: "put destination tag " + s.rootTag, Code: "TAG_EXISTS", Err: fmt.Errorf("destination tag points at %s", d.Digest)}
+	} else if err != nil && !isNotFound(err) {
+		return classify("head destination tag "+s.rootTag, onDest, err)
+	}
+	if err := s.put(ctx, ref, m, "put destination tag"); err != nil {
+		return err
+	}
+	s.rootTagged.Store(true)
+	s.tagWrites.Add(1)
+	return nil
+}
+
+// isTagConflict: the destination tag exists elsewhere (so the tag must go through
+// converge, which handles mutable moves and IMMUTABLE conflicts).
+func isTagConflict(err error) bool {
+	var e *Error
+	return errors.As(err, &e) && (e.Code == "TAG_EXISTS" || e.Code == "TAG_INVALID")
+}
+
 // put writes manifest bytes by digest or tag, paced per destination host
 // (ECR's PutImage quota). ggcr retries the PUT on 429/5xx with our backoff.
 func (s *session) put(ctx context.Context, ref name.Reference, m *rawManifest, op string) error {
@@ -311,7 +352,13 @@ func (s *session) converge(ctx context.Context, tag string, want v1.Hash) (stale
 		return "", classify("lock tag "+tag, onDest, err)
 	}
 	defer unlock()
-	for round := 0; ; round++ {
+	start := 0
+	if s.rootTagged.Load() && want == s.rootDigest {
+		// Checked before, written and verified with the root manifest: what is left
+		// is the re-check of the source.
+		start = 1
+	}
+	for round := start; ; round++ {
 		cur, found, err := s.headSourceTag(ctx, tag)
 		if err != nil {
 			return "", err

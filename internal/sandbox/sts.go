@@ -1,6 +1,7 @@
 package sandbox
 
 import (
+	"encoding/base64"
 	"encoding/xml"
 	"fmt"
 	"net/url"
@@ -199,4 +200,23 @@ func (s *Sandbox) ExpireSessions(accountID string) {
 			c.expired = true
 		}
 	}
+}
+
+// IssuedSecrets returns every secret the sandbox holds or has handed out — secret access
+// keys, session tokens, registry passwords and their base64 "AWS:password" form — so
+// tests can prove none of them reaches a log.
+func (s *Sandbox) IssuedSecrets() []string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	var out []string
+	for _, c := range s.keys {
+		out = append(out, c.secret)
+		if c.sessionToken != "" {
+			out = append(out, c.sessionToken)
+		}
+	}
+	for tok := range s.tokens {
+		out = append(out, tok, base64.StdEncoding.EncodeToString([]byte("AWS:"+tok)))
+	}
+	return out
 }
