@@ -21,6 +21,7 @@ import (
 	"errors"
 	"log/slog"
 	"net/http"
+	"reflect"
 	"regexp"
 	"sync"
 	"sync/atomic"
@@ -115,9 +116,26 @@ type Copier struct {
 	blobs     onceMap       // key: destination repo + blob digest
 	manifests onceMap       // key: destination repo + manifest digest
 
-	mu       sync.Mutex
-	limiters map[string]*rate.Limiter // per destination registry host
-	tagLocks map[string]chan struct{} // per destination repo:tag
+	mu        sync.Mutex
+	limiters  map[string]*rate.Limiter // per destination registry host
+	tagLocks  map[string]chan struct{} // per destination repo:tag
+	endpoints map[endpointKey]*endpoint
+	// noReferrersAPI marks source registries that answered the referrers API with "not
+	// supported" in this run, so later subjects go straight to the tag schema.
+	noReferrersAPI map[string]bool
+	// sourceTags caches a source repository's tag list, once the run has probed that
+	// repository for cosign tags often enough that one listing is cheaper.
+	sourceTags  map[string]map[string]bool
+	cosignProbe map[string]int
+}
+
+// endpointKey identifies a reusable endpoint: one ggcr puller/pusher (and so one
+// registry ping and token) per repository and credentials, for the whole run.
+type endpointKey struct {
+	dest      bool
+	repo      string
+	auth      any
+	transport any
 }
 
 // Option configures a Copier.
@@ -179,17 +197,21 @@ func WithRetryAfter(attempts int, maxWait time.Duration) Option {
 // New returns a Copier for one run.
 func New(opts ...Option) *Copier {
 	c := &Copier{
-		jobs:          8,
-		rate:          10,
-		burst:         10,
-		backoff:       remote.Backoff{Duration: 500 * time.Millisecond, Factor: 2, Jitter: 0.1, Steps: 5},
-		log:           slog.New(slog.DiscardHandler),
-		tagRounds:     3,
-		referrerDepth: 3,
-		retryAfter:    5,
-		maxRetryAfter: 30 * time.Second,
-		limiters:      map[string]*rate.Limiter{},
-		tagLocks:      map[string]chan struct{}{},
+		jobs:           8,
+		rate:           10,
+		burst:          10,
+		backoff:        remote.Backoff{Duration: 500 * time.Millisecond, Factor: 2, Jitter: 0.1, Steps: 5},
+		log:            slog.New(slog.DiscardHandler),
+		tagRounds:      3,
+		referrerDepth:  3,
+		retryAfter:     5,
+		maxRetryAfter:  30 * time.Second,
+		limiters:       map[string]*rate.Limiter{},
+		tagLocks:       map[string]chan struct{}{},
+		endpoints:      map[endpointKey]*endpoint{},
+		noReferrersAPI: map[string]bool{},
+		sourceTags:     map[string]map[string]bool{},
+		cosignProbe:    map[string]int{},
 	}
 	for _, o := range opts {
 		o(c)
@@ -301,6 +323,28 @@ type endpoint struct {
 	err    error
 }
 
+// cachedEndpoint returns the run's endpoint for ep, building it once. Endpoints whose
+// credentials or transport cannot be compared (and Options, which cannot be) are not
+// shared.
+func (c *Copier) cachedEndpoint(ep Endpoint, dest bool) (*endpoint, error) {
+	if len(ep.Options) > 0 || !comparable(ep.Auth) || !comparable(ep.Transport) {
+		return c.endpoint(ep, dest)
+	}
+	k := endpointKey{dest: dest, repo: ep.Repository.String(), auth: ep.Auth, transport: ep.Transport}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if e, ok := c.endpoints[k]; ok {
+		return e, nil
+	}
+	e, err := c.endpoint(ep, dest)
+	if err == nil {
+		c.endpoints[k] = e
+	}
+	return e, err
+}
+
+func comparable(v any) bool { return v == nil || reflect.TypeOf(v).Comparable() }
+
 func (c *Copier) endpoint(ep Endpoint, dest bool) (*endpoint, error) {
 	base := ep.Transport
 	if base == nil {
@@ -372,6 +416,10 @@ type session struct {
 	rootTag    string
 	rootDigest v1.Hash
 	rootTagged atomic.Bool // the root was written under rootTag
+	// tagChecked: run saw the source tag at the requested digest just before copying.
+	// tagPresent: the destination tag already pointed there too, so the root manifest
+	// and everything it references are present (registries refuse incomplete manifests).
+	tagChecked, tagPresent bool
 
 	counted   sync.Map // "b:"/"m:" + digest → counted once per session
 	fetched   sync.Map // digest → *rawManifest fetched during this call
@@ -385,10 +433,10 @@ func (c *Copier) newSession(req Request) (*session, v1.Hash, error) {
 		return nil, h, err
 	}
 	s := &session{c: c, referrers: req.Referrers}
-	if s.src, err = c.endpoint(req.Source, false); err != nil {
+	if s.src, err = c.cachedEndpoint(req.Source, false); err != nil {
 		return nil, h, err
 	}
-	if s.dst, err = c.endpoint(req.Destination, true); err != nil {
+	if s.dst, err = c.cachedEndpoint(req.Destination, true); err != nil {
 		return nil, h, err
 	}
 	s.log = c.log.With("src", req.Source.Repository.String(), "dst", req.Destination.Repository.String(), "digest", req.Digest)
@@ -415,13 +463,22 @@ func (s *session) run(ctx context.Context, digest v1.Hash, res *Result) error {
 			return err
 		}
 		if found && cur == digest {
-			s.rootTag, s.rootDigest = res.Tag, digest
+			s.tagChecked, s.rootDigest = true, digest
+			d, err := s.dst.puller.Head(ctx, s.dst.repo.Tag(res.Tag))
+			switch {
+			case err == nil && d.Digest == digest:
+				s.tagPresent = true
+			case isNotFound(err):
+				// Absent: a new root goes in under the tag. (A tag pointing elsewhere
+				// moves in converge, which also reports an IMMUTABLE conflict.)
+				s.rootTag = res.Tag
+			}
 		}
 	}
 	if _, err := s.copyGraph(ctx, v1.Descriptor{Digest: digest}, 0); err != nil {
 		return err
 	}
-	if res.Tag == "" {
+	if res.Tag == "" || s.tagPresent {
 		return nil
 	}
 	stale, err := s.converge(ctx, res.Tag, digest)

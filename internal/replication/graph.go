@@ -82,6 +82,9 @@ func (s *session) ensureManifest(ctx context.Context, desc v1.Descriptor, w *wal
 	w.add(desc.Digest)
 	var wrote bool
 	ran, err := s.c.manifests.do(ctx, s.dst.key(desc.Digest), func() error {
+		if s.tagPresent && desc.Digest == s.rootDigest {
+			return nil // the destination tag points at it: present and complete
+		}
 		d, err := s.dst.puller.Head(ctx, s.dst.repo.Digest(desc.Digest.String()))
 		switch {
 		case err == nil && d.Digest == desc.Digest:
@@ -267,18 +270,14 @@ func (s *session) ensureBlob(ctx context.Context, desc v1.Descriptor) error {
 	return nil
 }
 
-// putRootByTag writes a new root manifest under its tag. The tag's HEAD first:
-// IMMUTABLE repositories refuse re-pushing an existing tag, even to the same digest.
+// putRootByTag writes a new root manifest under its tag; run HEADed the tag just before
+// (IMMUTABLE repositories refuse re-pushing an existing tag, even to the same digest:
+// such a refusal falls back to a PUT by digest, and converge reports the conflict).
 // It takes no tag lock (it runs inside the manifest's once-per-run section, and
 // converge, holding the tag lock, may wait on that section): a concurrent writer of
 // the same tag is caught by converge's re-check of the source, which follows it.
 func (s *session) putRootByTag(ctx context.Context, m *rawManifest) error {
 	ref := s.dst.repo.Tag(s.rootTag)
-	if d, err := s.dst.puller.Head(ctx, ref); err == nil && d.Digest != s.rootDigest {
-		return &Error{Op: "put destination tag " + s.rootTag, Code: "TAG_EXISTS", Err: fmt.Errorf("destination tag points at %s", d.Digest)}
-	} else if err != nil && !isNotFound(err) {
-		return classify("head destination tag "+s.rootTag, onDest, err)
-	}
 	if err := s.put(ctx, ref, m, "put destination tag"); err != nil {
 		return err
 	}
@@ -359,9 +358,11 @@ func (s *session) converge(ctx context.Context, tag string, want v1.Hash) (stale
 		start = 1
 	}
 	for round := start; ; round++ {
-		cur, found, err := s.headSourceTag(ctx, tag)
-		if err != nil {
-			return "", err
+		cur, found := want, true
+		if round > 0 || !s.tagChecked || want != s.rootDigest {
+			if cur, found, err = s.headSourceTag(ctx, tag); err != nil {
+				return "", err
+			}
 		}
 		switch {
 		case !found && round == 0:
@@ -383,8 +384,12 @@ func (s *session) converge(ctx context.Context, tag string, want v1.Hash) (stale
 		case round > 0:
 			return "", nil // source still where we put the destination
 		}
-		if err := s.setDestTag(ctx, tag, want); err != nil {
+		wrote, err := s.setDestTag(ctx, tag, want)
+		if err != nil {
 			return "", err
+		}
+		if !wrote {
+			return "", nil // nothing written, so nothing to re-check
 		}
 	}
 }
@@ -392,22 +397,22 @@ func (s *session) converge(ctx context.Context, tag string, want v1.Hash) (stale
 // setDestTag HEADs the destination tag first — IMMUTABLE repositories refuse
 // re-pushing an existing tag even with the same digest — and PUTs only when it
 // points elsewhere or nowhere.
-func (s *session) setDestTag(ctx context.Context, tag string, want v1.Hash) error {
+func (s *session) setDestTag(ctx context.Context, tag string, want v1.Hash) (bool, error) {
 	ref := s.dst.repo.Tag(tag)
 	d, err := s.dst.puller.Head(ctx, ref)
 	switch {
 	case err == nil && d.Digest == want:
-		return nil
+		return false, nil
 	case err != nil && !isNotFound(err):
-		return classify("head destination tag "+tag, onDest, err)
+		return false, classify("head destination tag "+tag, onDest, err)
 	}
 	m, err := s.manifestBytes(ctx, want)
 	if err != nil {
-		return err
+		return false, err
 	}
 	if err := s.put(ctx, ref, m, "put destination tag"); err != nil {
-		return err
+		return false, err
 	}
 	s.tagWrites.Add(1)
-	return s.verify(ctx, ref, want)
+	return true, s.verify(ctx, ref, want)
 }

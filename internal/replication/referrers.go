@@ -57,6 +57,9 @@ func (s *session) copyReferrers(ctx context.Context, subject v1.Hash, depth int)
 	}
 	for _, suffix := range cosignSuffixes {
 		tag := tagPrefix + suffix
+		if !s.mayHaveSourceTag(ctx, tag) {
+			continue
+		}
 		cur, found, err := s.headSourceTag(ctx, tag)
 		if err != nil {
 			return err
@@ -87,6 +90,13 @@ func (s *session) copyReferrers(ctx context.Context, subject v1.Hash, depth int)
 // sha256-<hex> tag schema, returned as fallback so it can be copied too.
 func (s *session) listReferrers(ctx context.Context, subject v1.Hash) ([]v1.Descriptor, *v1.Descriptor, error) {
 	op := "list source referrers of " + subject.String()
+	host := s.src.repo.RegistryStr()
+	s.c.mu.Lock()
+	unsupported := s.c.noReferrersAPI[host]
+	s.c.mu.Unlock()
+	if unsupported {
+		return s.fallbackReferrers(ctx, subject)
+	}
 	client, err := s.src.httpClient(ctx, s.c.backoff)
 	if err != nil {
 		return nil, nil, classify(op, onSource, err)
@@ -110,6 +120,9 @@ func (s *session) listReferrers(ctx context.Context, subject v1.Hash) ([]v1.Desc
 			if page > 0 {
 				return nil, nil, &Error{Op: op, Code: "UNSUPPORTED", Retryable: true, Err: fmt.Errorf("page %d is not an image index", page)}
 			}
+			s.c.mu.Lock()
+			s.c.noReferrersAPI[host] = true // for the rest of the run
+			s.c.mu.Unlock()
 			return s.fallbackReferrers(ctx, subject)
 		}
 		out = append(out, im.Manifests...)
@@ -179,6 +192,9 @@ func nextLink(cur *url.URL, headers []string) (*url.URL, error) {
 // fallbackReferrers reads the source's sha256-<hex> referrers tag, if any.
 func (s *session) fallbackReferrers(ctx context.Context, subject v1.Hash) ([]v1.Descriptor, *v1.Descriptor, error) {
 	tag := strings.Replace(subject.String(), ":", "-", 1)
+	if !s.mayHaveSourceTag(ctx, tag) {
+		return nil, nil, nil
+	}
 	h, found, err := s.headSourceTag(ctx, tag)
 	if err != nil || !found {
 		return nil, nil, err
@@ -195,4 +211,42 @@ func (s *session) fallbackReferrers(ctx context.Context, subject v1.Hash) ([]v1.
 		return nil, nil, &Error{Op: "parse fallback referrers index", Code: string(transport.ManifestInvalidErrorCode), Err: err}
 	}
 	return im.Manifests, &v1.Descriptor{Digest: h, MediaType: m.desc.MediaType, Size: m.desc.Size}, nil
+}
+
+// probesBeforeListing is how many tag-schema probes (HEADs of sha256-<hex>.sig and
+// friends) a run makes in one source repository before listing its tags once instead.
+const probesBeforeListing = 12
+
+// mayHaveSourceTag says whether the source repository may have tag. The first few
+// questions per repository are answered "maybe" (the caller HEADs the tag); after that
+// the run lists the repository's tags once and answers from the list, so copying many
+// images of one repository costs one listing, not three HEADs per image. A listing that
+// fails keeps the HEADs.
+func (s *session) mayHaveSourceTag(ctx context.Context, tag string) bool {
+	repo := s.src.repo.String()
+	s.c.mu.Lock()
+	tags, listed := s.c.sourceTags[repo]
+	s.c.cosignProbe[repo]++
+	probes := s.c.cosignProbe[repo]
+	s.c.mu.Unlock()
+	if listed {
+		return tags == nil || tags[tag]
+	}
+	if probes <= probesBeforeListing {
+		return true
+	}
+	list, err := s.src.puller.List(ctx, s.src.repo)
+	s.c.mu.Lock()
+	defer s.c.mu.Unlock()
+	if err != nil {
+		s.c.sourceTags[repo] = nil // unknown: keep probing
+		s.log.Debug("listing source tags failed; probing tags one by one", "err", err)
+		return true
+	}
+	set := make(map[string]bool, len(list))
+	for _, t := range list {
+		set[t] = true
+	}
+	s.c.sourceTags[repo] = set
+	return set[tag]
 }
