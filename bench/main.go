@@ -226,8 +226,6 @@ func (b *bench) runScenario(ctx context.Context, sc *scenario, delay time.Durati
 		switch {
 		case !t.available:
 			r.note = t.note
-		case sc.ecr && t.name == "ecr-replicator":
-			r.note = ecrSyncNote(t.bin)
 		}
 		res = append(res, r)
 	}
@@ -591,7 +589,7 @@ func evaluate(sc *scenario, d time.Duration, res []*result) []evaluation {
 			ratio := ours.wall.Seconds() / best.wall.Seconds()
 			ev = append(ev, evaluation{t, verdict(ratio <= 1.0), fmt.Sprintf("ours %ss vs %s %ss = %.2f×", secs(ours.wall), bn, secs(best.wall), ratio)})
 		}
-	case sc.id == "4" && d == 25*time.Millisecond:
+	case strings.HasPrefix(sc.id, "4") && d == 25*time.Millisecond:
 		t := "(4) ≥ 10× faster than `crane copy --all-tags`, 25 ms"
 		if sc.ecr {
 			t += ", against the ECR API (sandbox)"

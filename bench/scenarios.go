@@ -5,10 +5,9 @@ import (
 	"encoding/base64"
 	"fmt"
 	"log"
-	"os/exec"
+	"os"
 	"path/filepath"
 	"strings"
-	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/credentials"
@@ -132,6 +131,7 @@ type sandboxState struct {
 	sb      *sandbox.Sandbox
 	proxies []*proxy
 	target  target
+	apiAddr string // the ECR/STS API behind its delay proxy
 	err     error
 }
 
@@ -192,6 +192,7 @@ func startSandbox(ctx context.Context, imgs []v1.Image, tags []string) error {
 		return err
 	}
 	sbx.proxies = []*proxy{apiP, srcP, dstP}
+	sbx.apiAddr = apiP.addr()
 	sbx.target = target{src: srcP.addr(), dst: dstP.addr(), auth: map[string][2]string{
 		srcP.addr(): {"AWS", tokens[sandbox.SourceAccount]},
 		dstP.addr(): {"AWS", tokens[sandbox.DestinationAccount]},
@@ -216,13 +217,28 @@ func stopSandbox() {
 	sbx.sb.Close()
 }
 
-// ecrSyncNote says why our sync row is not measured: until the CLI has `sync`, it is
-// pending.
-func ecrSyncNote(bin string) string {
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	if err := exec.CommandContext(ctx, bin, "sync", "--help").Run(); err != nil {
-		return "pending: `ecr-replicator sync` does not exist yet"
+// syncArgv is how ours runs scenario 4b: `ecr-replicator sync` over a rules document
+// naming the sandbox's destination account and role, with the SDK pointed at the API
+// behind its delay proxy. It plans from DescribeImages on both sides.
+func syncArgv(bin, tmp string) ([]string, error) {
+	st, err := sandboxTarget()
+	if err != nil {
+		return nil, err
 	}
-	return "pending: `ecr-replicator sync` exists but the bench does not drive it yet"
+	key, secret, err := st.sb.Credentials(sandbox.SourceAccount, sandbox.SourceUser)
+	if err != nil {
+		return nil, err
+	}
+	rules := fmt.Sprintf(`{"rules":[{"name":"bench","repositories":["s2/app"],"destinations":[{"accountId":%q,"region":%q,"roleArn":%q,"externalId":"bench"}]}]}`,
+		sandbox.DestinationAccount, sandbox.DefaultRegion, sandbox.RoleARN(sandbox.DestinationAccount, sandbox.DestinationRole))
+	file := filepath.Join(tmp, "rules.json")
+	if err := os.WriteFile(file, []byte(rules), 0o600); err != nil {
+		return nil, err
+	}
+	api := "http://" + st.apiAddr
+	// env(1) execs the tool in place, so what is measured is ecr-replicator itself.
+	return []string{"env", "AWS_ENDPOINT_URL_ECR=" + api, "AWS_ENDPOINT_URL_STS=" + api,
+		"AWS_ACCESS_KEY_ID=" + key, "AWS_SECRET_ACCESS_KEY=" + secret, "AWS_REGION=" + sandbox.DefaultRegion,
+		"AWS_CONFIG_FILE=/dev/null", "AWS_SHARED_CREDENTIALS_FILE=/dev/null",
+		bin, "sync", "--rules", file}, nil
 }

@@ -96,7 +96,15 @@ func newTools(binDir string) []*tool {
 	ours := &tool{name: "ecr-replicator", bin: binDir + "/ecr-replicator"}
 	ours.cmds = func(sc *scenario, t target, tmp string) ([][]string, string) {
 		if sc.ecr {
-			return nil, "`ecr-replicator sync --rules FILE`"
+			how := "`ecr-replicator sync --rules FILE` (plans from DescribeImages)"
+			if tmp == "" {
+				return nil, how
+			}
+			argv, err := syncArgv(ours.bin, tmp)
+			if err != nil {
+				return [][]string{{"false"}}, how
+			}
+			return [][]string{argv}, how
 		}
 		if sc.allTags {
 			return [][]string{{ours.bin, "copy", "--all-tags", t.src + "/" + sc.repo, t.dst + "/" + sc.repo}}, "`ecr-replicator copy --all-tags`"

@@ -244,7 +244,7 @@ func runCopy(ctx context.Context, o copyOptions, srcArg, dstArg string, stdout, 
 				}
 				res.Digest = desc.Digest.String()
 			}
-			r := copier.Copy(gctx, replication.Request{Source: src.endpoint, Digest: res.Digest, Tag: it.tag, Destination: dst.endpoint, Referrers: o.referrers})
+			r := copier.Copy(gctx, replication.Request{Source: src.endpoint, Digest: res.Digest, Tag: it.tag, Destination: dst.endpoint, Referrers: o.referrers, TagResolved: it.digest == "" && it.tag != ""})
 			res.Outcome, res.Reason, res.BytesCopied, res.BlobsCopied = string(r.Outcome), r.Reason, r.BytesCopied, r.BlobsCopied
 			res.DurationMS = time.Since(start).Milliseconds()
 			if r.Err != nil {

@@ -67,6 +67,10 @@ type Request struct {
 	// Referrers also copies OCI 1.1 referrers (subject) and cosign-style
 	// sha256-<hex>.sig/.att/.sbom tags, recursively to a bounded depth.
 	Referrers bool
+	// TagResolved says the caller has just read Digest from the source Tag (a CLI
+	// resolving tags), so the engine does not ask the source again before copying; it
+	// still re-checks after writing the tag.
+	TagResolved bool
 }
 
 // Outcome summarises what a Copy did.
@@ -420,6 +424,7 @@ type session struct {
 	// tagPresent: the destination tag already pointed there too, so the root manifest
 	// and everything it references are present (registries refuse incomplete manifests).
 	tagChecked, tagPresent bool
+	tagResolved            bool // Request.TagResolved
 
 	counted   sync.Map // "b:"/"m:" + digest → counted once per session
 	fetched   sync.Map // digest → *rawManifest fetched during this call
@@ -432,7 +437,7 @@ func (c *Copier) newSession(req Request) (*session, v1.Hash, error) {
 	if err != nil {
 		return nil, h, err
 	}
-	s := &session{c: c, referrers: req.Referrers}
+	s := &session{c: c, referrers: req.Referrers, tagResolved: req.TagResolved}
 	if s.src, err = c.cachedEndpoint(req.Source, false); err != nil {
 		return nil, h, err
 	}
@@ -458,9 +463,12 @@ func (s *session) fill(r *Result) {
 // every dependency); otherwise the root goes in by digest and the tag converges after.
 func (s *session) run(ctx context.Context, digest v1.Hash, res *Result) error {
 	if res.Tag != "" {
-		cur, found, err := s.headSourceTag(ctx, res.Tag)
-		if err != nil {
-			return err
+		cur, found := digest, true
+		if !s.tagResolved {
+			var err error
+			if cur, found, err = s.headSourceTag(ctx, res.Tag); err != nil {
+				return err
+			}
 		}
 		if found && cur == digest {
 			s.tagChecked, s.rootDigest = true, digest
