@@ -85,13 +85,24 @@ type Expansion struct {
 func Expand(doc *rules.Document, repo string, images []Image, since time.Time) Expansion {
 	var ex Expansion
 	seenTarget := map[string]bool{}
-	addTarget := func(t rules.Target, k string) {
+	invalidSeen := map[string]bool{}
+	// accept records a target of a candidate, or its validation error once; it says
+	// whether the target is usable.
+	accept := func(t rules.Target) (string, bool) {
+		k := t.Key()
+		if t.Err != nil {
+			if !invalidSeen[k] {
+				invalidSeen[k] = true
+				ex.Invalid = append(ex.Invalid, t.Err.Error())
+			}
+			return k, false
+		}
 		if !seenTarget[k] {
 			seenTarget[k] = true
 			ex.Targets = append(ex.Targets, t)
 		}
+		return k, true
 	}
-	invalidSeen := map[string]bool{}
 	// Targets per tag are the same for every image carrying the tag, and most tags are
 	// unique; cache the digest-only answer, which every untagged image shares.
 	var untagged []rules.Target
@@ -125,30 +136,20 @@ func Expand(doc *rules.Document, repo string, images []Image, since time.Time) E
 				continue
 			}
 			for _, t := range untagged {
-				if t.Err != nil {
-					if !invalidSeen[t.Key()] {
-						invalidSeen[t.Key()] = true
-						ex.Invalid = append(ex.Invalid, t.Err.Error())
-					}
+				k, ok := accept(t)
+				if !ok {
 					continue
 				}
-				k := t.Key()
-				addTarget(t, k)
 				ex.Candidates = append(ex.Candidates, Candidate{Digest: img.Digest, Target: t, TargetKey: k})
 			}
 			continue
 		}
 		for _, tag := range img.Tags {
 			for _, t := range doc.Targets(repo, tag) {
-				if t.Err != nil {
-					if !invalidSeen[t.Key()] {
-						invalidSeen[t.Key()] = true
-						ex.Invalid = append(ex.Invalid, t.Err.Error())
-					}
+				k, ok := accept(t)
+				if !ok {
 					continue
 				}
-				k := t.Key()
-				addTarget(t, k)
 				ex.Candidates = append(ex.Candidates, Candidate{Digest: img.Digest, Tag: tag, Target: t, TargetKey: k})
 				if t.Referrers && subjectTargets != nil {
 					subjectTargets[img.Digest] = appendTarget(subjectTargets[img.Digest], t)

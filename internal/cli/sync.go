@@ -159,12 +159,20 @@ func runSync(ctx context.Context, o syncOptions, stdout, stderr io.Writer) error
 	if o.dryRun {
 		return reportPlan(stdout, o.output, plan)
 	}
-	prog = newProgress(stderr, plan.Drift, o.output == "json")
-	req.DryRun = false
-	resp, err := b.Run(ctx, req)
-	prog.finish()
-	if err != nil {
-		return err
+	resp := plan
+	if plan.Drift == 0 && plan.Failed == 0 {
+		// In sync: the plan's list calls were all it took; report it as the sync it was.
+		in := *plan
+		in.Mode, in.Plan, in.WorkItems = backfill.ModeInline, nil, nil
+		resp = &in
+	} else {
+		prog = newProgress(stderr, plan.Drift, o.output == "json")
+		req.DryRun = false
+		resp, err = b.Run(ctx, req)
+		prog.finish()
+		if err != nil {
+			return err
+		}
 	}
 	if o.output == "json" {
 		if err := writeJSONTo(stdout, resp); err != nil {

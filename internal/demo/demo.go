@@ -7,7 +7,6 @@ package demo
 
 import (
 	"context"
-	"encoding/base64"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -31,6 +30,7 @@ import (
 	"github.com/google/go-containerregistry/pkg/v1/remote"
 	"github.com/google/go-containerregistry/pkg/v1/types"
 
+	"github.com/ecr-replicator/ecr-replicator/internal/ecraccess"
 	"github.com/ecr-replicator/ecr-replicator/internal/lambdarun"
 	"github.com/ecr-replicator/ecr-replicator/internal/sandbox"
 )
@@ -256,18 +256,16 @@ func newSide(ctx context.Context, sb *sandbox.Sandbox, account string) (*side, e
 	if err != nil {
 		return nil, err
 	}
-	api := ecr.NewFromConfig(cfg)
-	tok, err := api.GetAuthorizationToken(ctx, &ecr.GetAuthorizationTokenInput{})
+	// Log in the way the replicator does: the host from proxyEndpoint, a cached token.
+	reg, err := ecraccess.NewResolver(cfg).Registry(ctx, ecraccess.Access{Region: cfg.Region})
 	if err != nil {
 		return nil, err
 	}
-	raw, err := base64.StdEncoding.DecodeString(aws.ToString(tok.AuthorizationData[0].AuthorizationToken))
+	host, err := reg.Host(ctx, "")
 	if err != nil {
 		return nil, err
 	}
-	user, pass, _ := strings.Cut(string(raw), ":")
-	host := strings.TrimPrefix(aws.ToString(tok.AuthorizationData[0].ProxyEndpoint), "http://")
-	return &side{api: api, host: host, auth: &authn.Basic{Username: user, Password: pass}}, nil
+	return &side{api: reg.API(), host: host, auth: reg.Authenticator()}, nil
 }
 
 func (s *side) push(repo, tag string, t remote.Taggable) (v1.Hash, error) {

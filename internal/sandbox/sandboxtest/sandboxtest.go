@@ -5,7 +5,6 @@ package sandboxtest
 
 import (
 	"context"
-	"encoding/base64"
 	"strings"
 	"testing"
 	"time"
@@ -19,6 +18,7 @@ import (
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/google/go-containerregistry/pkg/v1/remote"
 
+	"github.com/ecr-replicator/ecr-replicator/internal/ecraccess"
 	"github.com/ecr-replicator/ecr-replicator/internal/sandbox"
 )
 
@@ -103,20 +103,24 @@ func (w *World) DestinationRoleARN() string {
 	return sandbox.RoleARN(sandbox.DestinationAccount, sandbox.DestinationRole)
 }
 
-// Login is what every ECR client does: GetAuthorizationToken, then Basic auth to
-// proxyEndpoint. It returns the registry host and the authenticator.
-func Login(t testing.TB, ctx context.Context, cfg aws.Config) (string, authn.Authenticator) {
+// Login is what every ECR client does — GetAuthorizationToken, then Basic auth to
+// proxyEndpoint — done the product's way (internal/ecraccess). It returns the registry
+// host and the credentials.
+func Login(t testing.TB, ctx context.Context, cfg aws.Config) (string, *authn.Basic) {
 	t.Helper()
-	out, err := ecr.NewFromConfig(cfg).GetAuthorizationToken(ctx, &ecr.GetAuthorizationTokenInput{})
+	reg, err := ecraccess.NewResolver(cfg).Registry(ctx, ecraccess.Access{Region: cfg.Region})
 	if err != nil {
 		t.Fatal(err)
 	}
-	raw, err := base64.StdEncoding.DecodeString(aws.ToString(out.AuthorizationData[0].AuthorizationToken))
+	host, err := reg.Host(ctx, "")
 	if err != nil {
 		t.Fatal(err)
 	}
-	user, pass, _ := strings.Cut(string(raw), ":")
-	return strings.TrimPrefix(aws.ToString(out.AuthorizationData[0].ProxyEndpoint), "http://"), &authn.Basic{Username: user, Password: pass}
+	ac, err := authn.Authorization(ctx, reg.Authenticator())
+	if err != nil {
+		t.Fatal(err)
+	}
+	return host, &authn.Basic{Username: ac.Username, Password: ac.Password}
 }
 
 // CreateRepository creates a repository on this side.
