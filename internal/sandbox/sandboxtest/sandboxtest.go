@@ -68,7 +68,13 @@ func Start(t testing.TB, cfg ...func(*sandbox.Config)) *World {
 	t.Setenv("AWS_SHARED_CREDENTIALS_FILE", "/dev/null")
 	t.Setenv("AWS_PROFILE", "")
 	t.Setenv("AWS_SESSION_TOKEN", "")
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	// Bounded by the test binary's -timeout (none for a soak run with -timeout 0).
+	ctx, cancel := context.WithCancel(context.Background())
+	if d, ok := t.(interface{ Deadline() (time.Time, bool) }); ok {
+		if deadline, set := d.Deadline(); set {
+			ctx, cancel = context.WithDeadline(context.Background(), deadline)
+		}
+	}
 	t.Cleanup(cancel)
 	w := &World{SB: sb, Ctx: ctx, ExternalID: extID, Env: env}
 	w.Source = w.side(t, sandbox.SourceAccount)
