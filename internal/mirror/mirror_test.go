@@ -77,15 +77,7 @@ func (w *world) push(t *testing.T, repo, tag string, img v1.Image) v1.Hash {
 
 func (w *world) ref(t *testing.T, host, repo, tagOrDigest string) name.Reference {
 	t.Helper()
-	sep := ":"
-	if strings.HasPrefix(tagOrDigest, "sha256:") {
-		sep = "@"
-	}
-	r, err := name.ParseReference(host + "/" + repo + sep + tagOrDigest)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return r
+	return sandboxtest.Side{Host: host}.Ref(t, repo, tagOrDigest)
 }
 
 // destDigest is what the destination answers for a tag or digest ("" when absent).

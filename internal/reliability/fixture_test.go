@@ -1,7 +1,6 @@
 package reliability_test
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -48,22 +47,7 @@ func rulesDoc(extID string, mirrorDeletes bool) string {
 		mirrorDeletes, dstAcct, region, sandbox.RoleARN(dstAcct, sandbox.DestinationRole), extID, prefix)
 }
 
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
-}
+type lockedBuffer = sandboxtest.LogBuffer
 
 // fx is one scenario: a sandbox, a handler built the way functions/replicate builds it,
 // and a JSON log sink that is scanned for secrets when the test ends.

@@ -1,12 +1,10 @@
 package replicator_test
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -116,22 +114,7 @@ func sqsBatch(bodies ...string) []byte {
 	return out
 }
 
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
-}
+type lockedBuffer = sandboxtest.LogBuffer
 
 // handler builds the handler the way functions/replicate does, from the environment.
 func (f *fixture) handler(t *testing.T) (*replicator.Handler, *lockedBuffer) {

@@ -4,8 +4,10 @@
 package sandboxtest
 
 import (
+	"bytes"
 	"context"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -215,4 +217,22 @@ func (s Side) Tags(t testing.TB, ctx context.Context, repo string) map[string]st
 		}
 	}
 	return out
+}
+
+// LogBuffer is a goroutine-safe buffer, for capturing what handlers log.
+type LogBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (l *LogBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *LogBuffer) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
 }
