@@ -3,7 +3,6 @@ package backfill_test
 import (
 	"bytes"
 	"context"
-	"encoding/base64"
 	"encoding/json"
 	"fmt"
 	"log/slog"
@@ -13,8 +12,6 @@ import (
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
-	"github.com/aws/aws-sdk-go-v2/config"
-	"github.com/aws/aws-sdk-go-v2/credentials"
 	"github.com/aws/aws-sdk-go-v2/credentials/stscreds"
 	"github.com/aws/aws-sdk-go-v2/service/ecr"
 	ecrtypes "github.com/aws/aws-sdk-go-v2/service/ecr/types"
@@ -30,9 +27,10 @@ import (
 	"github.com/ecr-replicator/ecr-replicator/internal/replication"
 	"github.com/ecr-replicator/ecr-replicator/internal/rules"
 	"github.com/ecr-replicator/ecr-replicator/internal/sandbox"
+	"github.com/ecr-replicator/ecr-replicator/internal/sandbox/sandboxtest"
 )
 
-const extID = "backfill-test-external-id"
+const extID = sandboxtest.ExternalID
 
 type env struct {
 	sb       *sandbox.Sandbox
@@ -50,62 +48,26 @@ type env struct {
 // role trusts only the function role.
 func start(t *testing.T, rulesYAML string, cfg ...func(*sandbox.Config)) *env {
 	t.Helper()
-	c := sandbox.TwoAccounts(extID)
-	for _, f := range cfg {
-		f(&c)
-	}
-	sb, err := sandbox.New(c)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { sb.Close() })
-	t.Setenv("AWS_ENDPOINT_URL_ECR", sb.APIURL())
-	t.Setenv("AWS_ENDPOINT_URL_STS", sb.APIURL())
-	t.Setenv("AWS_ENDPOINT_URL_SQS", sb.APIURL())
-	t.Setenv("AWS_EC2_METADATA_DISABLED", "true")
-	t.Setenv("AWS_CONFIG_FILE", "/dev/null")
-	t.Setenv("AWS_SHARED_CREDENTIALS_FILE", "/dev/null")
-	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
-	t.Cleanup(cancel)
-	e := &env{sb: sb, ctx: ctx}
-	key, secret, err := sb.Credentials(sandbox.SourceAccount, sandbox.SourceUser)
-	if err != nil {
-		t.Fatal(err)
-	}
-	e.src, err = config.LoadDefaultConfig(ctx, config.WithRegion(sandbox.DefaultRegion),
-		config.WithCredentialsProvider(credentials.NewStaticCredentialsProvider(key, secret, "")))
-	if err != nil {
-		t.Fatal(err)
-	}
-	provider := stscreds.NewAssumeRoleProvider(sts.NewFromConfig(e.src), sandbox.RoleARN(sandbox.DestinationAccount, sandbox.DestinationRole), func(o *stscreds.AssumeRoleOptions) {
+	w := sandboxtest.Start(t, cfg...)
+	e := &env{sb: w.SB, ctx: w.Ctx, host: w.Source.Host, auth: w.Source.Auth}
+	e.src = w.Config(t, sandbox.SourceAccount, sandbox.SourceUser)
+	provider := stscreds.NewAssumeRoleProvider(sts.NewFromConfig(e.src), w.DestinationRoleARN(), func(o *stscreds.AssumeRoleOptions) {
 		o.ExternalID = aws.String(extID)
 	})
 	e.dst = e.src.Copy()
 	e.dst.Credentials = aws.NewCredentialsCache(provider)
 	if len(cfg) > 0 {
-		key, secret, err := sb.Credentials(sandbox.DestinationAccount, sandbox.AdminUser)
-		if err != nil {
-			t.Fatal(err)
-		}
-		e.dst.Credentials = credentials.NewStaticCredentialsProvider(key, secret, "")
+		e.dst = w.Dest.Config // the deployed destination role trusts only the function role
 	}
 	if rulesYAML == "" {
 		rulesYAML = defaultRules
 	}
-	rulesYAML = strings.NewReplacer("ROLE", sandbox.RoleARN(sandbox.DestinationAccount, sandbox.DestinationRole), "EXTID", extID).Replace(rulesYAML)
+	rulesYAML = strings.NewReplacer("ROLE", w.DestinationRoleARN(), "EXTID", extID).Replace(rulesYAML)
+	var err error
 	if e.doc, err = rules.Parse([]byte(rulesYAML)); err != nil {
 		t.Fatal(err)
 	}
 	e.resolver = ecraccess.NewResolver(e.src, ecraccess.WithSessionName("ecr-replicator-backfill-test"))
-	out, err := ecr.NewFromConfig(e.src).GetAuthorizationToken(ctx, &ecr.GetAuthorizationTokenInput{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	d := out.AuthorizationData[0]
-	raw, _ := base64.StdEncoding.DecodeString(aws.ToString(d.AuthorizationToken))
-	user, pass, _ := strings.Cut(string(raw), ":")
-	e.host = strings.TrimPrefix(aws.ToString(d.ProxyEndpoint), "http://")
-	e.auth = &authn.Basic{Username: user, Password: pass}
 	return e
 }
 

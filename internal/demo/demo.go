@@ -31,6 +31,7 @@ import (
 	"github.com/google/go-containerregistry/pkg/v1/types"
 
 	"github.com/ecr-replicator/ecr-replicator/internal/ecraccess"
+	"github.com/ecr-replicator/ecr-replicator/internal/ecrevent"
 	"github.com/ecr-replicator/ecr-replicator/internal/lambdarun"
 	"github.com/ecr-replicator/ecr-replicator/internal/sandbox"
 )
@@ -329,18 +330,11 @@ func multiPlatformIndex() (v1.ImageIndex, []string, error) {
 }
 
 // pushEvent is an "ECR Image Action" PUSH event as ECR sends it to EventBridge.
-// https://docs.aws.amazon.com/AmazonECR/latest/userguide/ecr-eventbridge.html
 func pushEvent(repo, digest, tag, mediaType string) string {
-	detail := map[string]any{"result": "SUCCESS", "repository-name": repo, "image-digest": digest, "action-type": "PUSH", "manifest-media-type": mediaType}
-	if tag != "" {
-		detail["image-tag"] = tag
-	}
-	b, _ := json.Marshal(map[string]any{
-		"version": "0", "id": fmt.Sprintf("demo-%s-%s", digest[7:19], tag), "detail-type": "ECR Image Action", "source": "aws.ecr",
-		"account": sandbox.SourceAccount, "time": time.Now().UTC().Format(time.RFC3339), "region": sandbox.DefaultRegion,
-		"resources": []string{}, "detail": detail,
-	})
-	return string(b)
+	return string(ecrevent.ImageAction{
+		EventID: fmt.Sprintf("demo-%s-%s", digest[7:19], tag), Account: sandbox.SourceAccount, Region: sandbox.DefaultRegion,
+		Time: time.Now(), Repository: repo, Digest: digest, Tag: tag, ActionType: ecrevent.ActionPush, ManifestMediaType: mediaType,
+	}.Event())
 }
 
 // sqsBatch wraps event bodies as the SQS event Lambda's event source mapping delivers.

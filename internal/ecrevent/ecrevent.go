@@ -13,6 +13,7 @@ package ecrevent
 
 import (
 	"bytes"
+	"cmp"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -327,4 +328,29 @@ func jsonError(prefix string, err error) error {
 		prefix = "body"
 	}
 	return malformed(prefix, "%s", strings.TrimPrefix(err.Error(), "json: "))
+}
+
+// Event renders the action as the "ECR Image Action" event ECR sends to EventBridge — the
+// shape Parse reads — for replaying pushes (the demo, tests). An empty Result is SUCCESS;
+// an empty Tag leaves image-tag out, as ECR does for digest-only pushes.
+func (a ImageAction) Event() []byte {
+	detail := map[string]any{
+		"result": cmp.Or(a.Result, ResultSuccess), "repository-name": a.Repository,
+		"image-digest": a.Digest, "action-type": a.ActionType,
+	}
+	if a.Tag != "" {
+		detail["image-tag"] = a.Tag
+	}
+	if a.ManifestMediaType != "" {
+		detail["manifest-media-type"] = a.ManifestMediaType
+	}
+	if a.ArtifactMediaType != "" {
+		detail["artifact-media-type"] = a.ArtifactMediaType
+	}
+	b, _ := json.Marshal(map[string]any{
+		"version": "0", "id": a.EventID, "detail-type": DetailTypeImage, "source": EventSource,
+		"account": a.Account, "time": a.Time.UTC().Format(time.RFC3339), "region": a.Region,
+		"resources": []string{}, "detail": detail,
+	})
+	return b
 }

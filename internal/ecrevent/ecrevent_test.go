@@ -342,3 +342,22 @@ func FuzzParse(f *testing.F) {
 		}
 	})
 }
+
+// TestEventRoundTrip: what Event renders, Parse reads back unchanged.
+func TestEventRoundTrip(t *testing.T) {
+	for _, a := range []ImageAction{
+		{EventID: "e1", Account: "111111111111", Region: "us-east-1", Time: time.Date(2026, 11, 27, 1, 2, 3, 0, time.UTC),
+			Repository: "team-a/app", Digest: "sha256:" + strings.Repeat("ab", 32), Tag: "v1", ActionType: ActionPush,
+			Result: ResultSuccess, ManifestMediaType: "application/vnd.oci.image.index.v1+json"},
+		{EventID: "e2", Account: "111111111111", Region: "eu-west-1", Time: time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC),
+			Repository: "app", Digest: "sha256:" + strings.Repeat("cd", 32), ActionType: ActionDelete, Result: ResultSuccess},
+	} {
+		m, err := Parse(a.Event())
+		if err != nil {
+			t.Fatal(err)
+		}
+		if *m.Image != a {
+			t.Errorf("round trip:\n got %+v\nwant %+v", *m.Image, a)
+		}
+	}
+}

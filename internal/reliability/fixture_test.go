@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"github.com/ecr-replicator/ecr-replicator/internal/ecrevent"
 	"math/rand"
 	"os"
 	"regexp"
@@ -140,21 +141,14 @@ func (f *fx) deleteSource(t testing.TB, repo string, id ecrtypes.ImageIdentifier
 	}
 }
 
-// imageEvent is an EventBridge ECR Image Action event, shaped like events/push.json.
+// imageEvent is an EventBridge ECR Image Action event, shaped like events/push.json,
+// pushed two seconds ago.
 func imageEvent(id, action, repo, digest, tag string) string {
-	detail := map[string]any{
-		"result": "SUCCESS", "repository-name": repo, "image-digest": digest, "action-type": action,
-		"manifest-media-type": "application/vnd.oci.image.manifest.v1+json",
-	}
-	if tag != "" {
-		detail["image-tag"] = tag
-	}
-	b, _ := json.Marshal(map[string]any{
-		"version": "0", "id": id, "detail-type": "ECR Image Action", "source": "aws.ecr",
-		"account": srcAcct, "time": time.Now().UTC().Add(-2 * time.Second).Format(time.RFC3339), "region": region,
-		"resources": []string{}, "detail": detail,
-	})
-	return string(b)
+	return string(ecrevent.ImageAction{
+		EventID: id, Account: srcAcct, Region: region, Time: time.Now().Add(-2 * time.Second),
+		Repository: repo, Digest: digest, Tag: tag, ActionType: action,
+		ManifestMediaType: "application/vnd.oci.image.manifest.v1+json",
+	}.Event())
 }
 
 type record struct{ id, body string }

@@ -14,6 +14,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/eventbridge"
 	"github.com/google/go-containerregistry/pkg/v1/random"
 
+	"github.com/ecr-replicator/ecr-replicator/internal/ecrevent"
 	"github.com/ecr-replicator/ecr-replicator/internal/metrics"
 	"github.com/ecr-replicator/ecr-replicator/internal/replicator"
 	"github.com/ecr-replicator/ecr-replicator/internal/sandbox"
@@ -82,21 +83,14 @@ func (f *fixture) destinationHead(t *testing.T, repo, tagOrDigest string) string
 	return f.w.Dest.Digest(t, repo, tagOrDigest)
 }
 
-// imageEvent is an EventBridge ECR Image Action event, shaped like events/push.json.
+// imageEvent is an EventBridge ECR Image Action event, shaped like events/push.json,
+// pushed two seconds ago.
 func imageEvent(id, action, repo, digest, tag string) string {
-	detail := map[string]any{
-		"result": "SUCCESS", "repository-name": repo, "image-digest": digest, "action-type": action,
-		"manifest-media-type": "application/vnd.oci.image.manifest.v1+json",
-	}
-	if tag != "" {
-		detail["image-tag"] = tag
-	}
-	b, _ := json.Marshal(map[string]any{
-		"version": "0", "id": id, "detail-type": "ECR Image Action", "source": "aws.ecr",
-		"account": srcAcct, "time": time.Now().UTC().Add(-2 * time.Second).Format(time.RFC3339), "region": region,
-		"resources": []string{}, "detail": detail,
-	})
-	return string(b)
+	return string(ecrevent.ImageAction{
+		EventID: id, Account: srcAcct, Region: region, Time: time.Now().Add(-2 * time.Second),
+		Repository: repo, Digest: digest, Tag: tag, ActionType: action,
+		ManifestMediaType: "application/vnd.oci.image.manifest.v1+json",
+	}.Event())
 }
 
 // sqsBatch wraps bodies as SQS records with messageIds m0, m1…
