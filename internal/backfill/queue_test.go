@@ -259,16 +259,20 @@ func TestEndToEndUnderRIE(t *testing.T) {
 		t.Fatalf("queued %d messages: %v", len(msgs), err)
 	}
 	var totals, emf int
-	for _, l := range fn.JSONLines() {
-		if l["msg"] == "backfill totals" {
-			totals++
-		}
-		if _, ok := l["_aws"]; ok {
-			if _, ok := l["Drift"]; ok {
-				emf++
+	fn.AwaitJSONLines(e.ctx, func(lines []map[string]any) bool {
+		totals, emf = 0, 0
+		for _, l := range lines {
+			if l["msg"] == "backfill totals" {
+				totals++
+			}
+			if _, ok := l["_aws"]; ok {
+				if _, ok := l["Drift"]; ok {
+					emf++
+				}
 			}
 		}
-	}
+		return totals >= 4 && emf >= 4
+	})
 	if totals != 4 || emf != 4 {
 		t.Fatalf("log lines: %d totals, %d EMF with Drift\n%s", totals, emf, fn.Stdout())
 	}

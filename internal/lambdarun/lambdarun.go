@@ -189,6 +189,27 @@ func (f *Function) JSONLines() []map[string]any {
 	return out
 }
 
+// AwaitJSONLines returns JSONLines once done accepts them, or what there is after 10 s
+// or when ctx ends. The RIE relays the function's stdout on its own schedule, so a
+// line written just before the handler returned may reach us after the response.
+func (f *Function) AwaitJSONLines(ctx context.Context, done func([]map[string]any) bool) []map[string]any {
+	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	tick := time.NewTicker(10 * time.Millisecond)
+	defer tick.Stop()
+	for {
+		lines := f.JSONLines()
+		if done(lines) {
+			return lines
+		}
+		select {
+		case <-ctx.Done():
+			return lines
+		case <-tick.C:
+		}
+	}
+}
+
 func freeAddr() (string, error) {
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {

@@ -129,15 +129,18 @@ func TestEndToEndUnderRIE(t *testing.T) {
 	t.Logf("result event detail: %s", evs[0].Detail)
 
 	var logLine, emfLine string
-	for _, l := range fn.JSONLines() {
-		raw := l["_raw"].(string)
-		if l["msg"] == "image replicated" && logLine == "" {
-			logLine = raw
+	fn.AwaitJSONLines(f.ctx, func(lines []map[string]any) bool {
+		for _, l := range lines {
+			raw := l["_raw"].(string)
+			if l["msg"] == "image replicated" && logLine == "" {
+				logLine = raw
+			}
+			if _, ok := l["_aws"]; ok && emfLine == "" {
+				emfLine = raw
+			}
 		}
-		if _, ok := l["_aws"]; ok && emfLine == "" {
-			emfLine = raw
-		}
-	}
+		return logLine != "" && emfLine != ""
+	})
 	if logLine == "" || emfLine == "" {
 		t.Fatalf("missing log or EMF line:\n%s", fn.Stdout())
 	}
@@ -177,11 +180,14 @@ func TestEndToEndDeniedByDestinationRole(t *testing.T) {
 		t.Fatalf("replicated despite the denial: %s", got)
 	}
 	var logged bool
-	for _, l := range fn.JSONLines() {
-		if l["msg"] == "image replication failed (permanent)" && l["error_code"] == "AccessDeniedException" && l["retryable"] == false && l["outcome"] == "failed" {
-			logged = true
+	fn.AwaitJSONLines(f.ctx, func(lines []map[string]any) bool {
+		for _, l := range lines {
+			if l["msg"] == "image replication failed (permanent)" && l["error_code"] == "AccessDeniedException" && l["retryable"] == false && l["outcome"] == "failed" {
+				logged = true
+			}
 		}
-	}
+		return logged
+	})
 	if !logged {
 		t.Fatalf("no permanent AccessDeniedException failure logged:\n%s", fn.Stdout())
 	}
