@@ -2,11 +2,13 @@ package main
 
 import (
 	"bytes"
+	"fmt"
 	"io"
 	"net"
 	"net/http"
 	"net/http/httputil"
 	"net/url"
+	"os"
 	"strconv"
 	"strings"
 	"sync"
@@ -58,6 +60,32 @@ type proxy struct {
 	reqs    map[string]int64
 	read    atomic.Int64
 	written atomic.Int64
+}
+
+// traceOut, when BENCH_TRACE names a file, receives one line per proxied request
+// (proxy address, method, URI): where a tool's requests go, for profiling request counts.
+var traceOut = func() io.Writer {
+	p := os.Getenv("BENCH_TRACE")
+	if p == "" {
+		return nil
+	}
+	f, err := os.Create(p)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "BENCH_TRACE:", err)
+		os.Exit(2)
+	}
+	return &lockedWriter{w: f}
+}()
+
+type lockedWriter struct {
+	mu sync.Mutex
+	w  io.Writer
+}
+
+func (l *lockedWriter) Write(b []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.w.Write(b)
 }
 
 func newProxy(target string, rewrite *strings.Replacer) (*proxy, error) {
@@ -112,6 +140,9 @@ func newProxy(target string, rewrite *strings.Replacer) (*proxy, error) {
 		p.mu.Lock()
 		p.reqs[r.Method]++
 		p.mu.Unlock()
+		if traceOut != nil {
+			fmt.Fprintf(traceOut, "%s %s %s\n", p.addr(), r.Method, r.URL.RequestURI())
+		}
 		if r.Body != nil {
 			r.Body = &countingReader{r: r.Body, n: &p.written}
 		}

@@ -12,6 +12,7 @@ import (
 	"log/slog"
 	"sort"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -54,7 +55,8 @@ type Queue interface {
 type Backfill struct {
 	Rules    *rules.Document
 	Resolver *ecraccess.Resolver
-	// SourceAccountID and SourceRegion name the source registry.
+	// SourceAccountID and SourceRegion name the source registry. An empty
+	// SourceAccountID is source.roleArn's account, or the caller's (SourceAccount).
 	SourceAccountID string
 	SourceRegion    string
 	// NewReplicator returns the engine for one inline run (wiring.Deps.NewMirror).
@@ -130,15 +132,16 @@ func (r *Response) fail(f Failure) {
 
 // run is the state of one invocation.
 type run struct {
-	b        *Backfill
-	doc      *rules.Document
-	req      Request
-	mode     string
-	stopAt   time.Time
-	resp     *Response
-	outstand map[string]int // destination account/region → outstanding copies
-	rep      Replicator
-	mu       sync.Mutex
+	b          *Backfill
+	srcAccount string
+	doc        *rules.Document
+	req        Request
+	mode       string
+	stopAt     time.Time
+	resp       *Response
+	outstand   map[string]int // destination account/region → outstanding copies
+	rep        Replicator
+	mu         sync.Mutex
 }
 
 // Run executes one backfill invocation.
@@ -175,12 +178,21 @@ func (b *Backfill) Run(ctx context.Context, req Request) (*Response, error) {
 	if mode == ModeInline {
 		r.rep = b.NewReplicator()
 	}
+	// The destinations' sessions (AssumeRole) are opened while the source is being
+	// listed, not after: an in-sync run is a few list calls, and each round trip counts.
+	defer b.warmDestinations(ctx, doc)()
 
-	src, err := b.Resolver.Registry(ctx, ecraccess.Access{AccountID: b.SourceAccountID, Region: b.SourceRegion, RoleARN: doc.SourceRoleARN()})
+	r.srcAccount = b.SourceAccountID
+	if r.srcAccount == "" {
+		if r.srcAccount, err = SourceAccount(ctx, b.Resolver, doc); err != nil {
+			return nil, err
+		}
+	}
+	src, err := b.Resolver.Registry(ctx, ecraccess.Access{AccountID: r.srcAccount, Region: b.SourceRegion, RoleARN: doc.SourceRoleARN()})
 	if err != nil {
 		return nil, err
 	}
-	repos, err := b.listRepositories(ctx, src.API(), doc)
+	repos, err := r.listRepositories(ctx, src.API())
 	if err != nil {
 		return nil, err
 	}
@@ -246,17 +258,48 @@ func (b *Backfill) stopAt(ctx context.Context) time.Time {
 
 func (r *run) timeUp() bool { return !r.stopAt.IsZero() && !r.b.now().Before(r.stopAt) }
 
+// SourceAccount is source.roleArn's account when the rules name one, or the caller's
+// (asked once per Resolver).
+func SourceAccount(ctx context.Context, resolver *ecraccess.Resolver, doc *rules.Document) (string, error) {
+	if arn := doc.SourceRoleARN(); arn != "" {
+		// arn:aws:iam::ACCOUNT:role/NAME
+		if parts := strings.Split(arn, ":"); len(parts) >= 5 && parts[4] != "" {
+			return parts[4], nil
+		}
+		return "", fmt.Errorf("source.roleArn %q: no account ID", arn)
+	}
+	return resolver.CallerAccount(ctx)
+}
+
+// warmDestinations starts resolving every destination of the rules in the background
+// (ecraccess.Resolver.Warm) and returns a function that waits for that to end.
+func (b *Backfill) warmDestinations(ctx context.Context, doc *rules.Document) (wait func()) {
+	var wg sync.WaitGroup
+	seen := map[ecraccess.Access]bool{}
+	for _, rule := range doc.Rules {
+		for _, d := range rule.Destinations {
+			a := ecraccess.Access{AccountID: d.AccountID, Region: d.Region, RoleARN: d.RoleARN, ExternalID: d.ExternalID}
+			if seen[a] {
+				continue
+			}
+			seen[a] = true
+			wg.Go(func() { b.Resolver.Warm(ctx, a) })
+		}
+	}
+	return wg.Wait
+}
+
 // listRepositories returns the in-scope source repositories, sorted by name.
-func (b *Backfill) listRepositories(ctx context.Context, api *ecr.Client, doc *rules.Document) ([]string, error) {
+func (r *run) listRepositories(ctx context.Context, api *ecr.Client) ([]string, error) {
 	var names []string
-	p := ecr.NewDescribeRepositoriesPaginator(api, &ecr.DescribeRepositoriesInput{RegistryId: aws.String(b.SourceAccountID), MaxResults: aws.Int32(1000)})
+	p := ecr.NewDescribeRepositoriesPaginator(api, &ecr.DescribeRepositoriesInput{RegistryId: aws.String(r.srcAccount), MaxResults: aws.Int32(1000)})
 	for p.HasMorePages() {
 		out, err := p.NextPage(ctx)
 		if err != nil {
-			return nil, fmt.Errorf("ecr:DescribeRepositories in %s/%s: %w", b.SourceAccountID, b.SourceRegion, err)
+			return nil, fmt.Errorf("ecr:DescribeRepositories in %s/%s: %w", r.srcAccount, r.b.SourceRegion, err)
 		}
 		for _, repo := range out.Repositories {
-			if n := aws.ToString(repo.RepositoryName); doc.RepositoryInScope(n) {
+			if n := aws.ToString(repo.RepositoryName); r.doc.RepositoryInScope(n) {
 				names = append(names, n)
 			}
 		}
@@ -289,6 +332,47 @@ func describeImages(ctx context.Context, api *ecr.Client, registryID, repo strin
 	return imgs, true, nil
 }
 
+// destinationListings are a repository's destinations being listed concurrently.
+type destinationListings struct {
+	wg sync.WaitGroup
+	m  map[string]*destinationListing // by Target.Key
+}
+
+type destinationListing struct {
+	images []Image
+	found  bool
+	err    error
+}
+
+func listDestinations(ctx context.Context, resolver *ecraccess.Resolver, targets []rules.Target) *destinationListings {
+	ls := &destinationListings{m: make(map[string]*destinationListing, len(targets))}
+	for _, t := range targets {
+		if t.Err != nil {
+			continue // reported by Expand if an image needs it
+		}
+		l := &destinationListing{}
+		ls.m[t.Key()] = l
+		ls.wg.Go(func() {
+			d := t.Destination
+			reg, err := resolver.Registry(ctx, ecraccess.Access{AccountID: d.AccountID, Region: d.Region, RoleARN: d.RoleARN, ExternalID: d.ExternalID})
+			if err == nil {
+				l.images, l.found, err = describeImages(ctx, reg.API(), d.AccountID, t.Repository)
+			}
+			l.err = err
+		})
+	}
+	return ls
+}
+
+// get waits for the listings and returns the one of a target key.
+func (ls *destinationListings) get(key string) *destinationListing {
+	ls.wg.Wait()
+	if l, ok := ls.m[key]; ok {
+		return l
+	}
+	return &destinationListing{err: fmt.Errorf("%s was not listed", key)}
+}
+
 func listingOf(imgs []Image) *Listing {
 	l := &Listing{Exists: true, Digests: make(map[string]bool, len(imgs)), Tags: make(map[string]string, len(imgs))}
 	for _, img := range imgs {
@@ -304,7 +388,12 @@ func listingOf(imgs []Image) *Listing {
 // the key of the last work item handled and whether the repository is done.
 func (r *run) repository(ctx context.Context, api *ecr.Client, repo, cursor string) (string, bool) {
 	b, resp := r.b, r.resp
-	imgs, found, err := describeImages(ctx, api, b.SourceAccountID, repo)
+	// Every destination a rule could send this repository to is listed while the source
+	// is described: one round trip instead of two. A destination no image turns out to
+	// need costs one unneeded list call.
+	dests := listDestinations(ctx, b.Resolver, r.doc.RepositoryTargets(repo))
+	defer dests.wg.Wait()
+	imgs, found, err := describeImages(ctx, api, r.srcAccount, repo)
 	if err == nil && !found {
 		return "", true // deleted since it was listed
 	}
@@ -322,20 +411,14 @@ func (r *run) repository(ctx context.Context, api *ecr.Client, repo, cursor stri
 	listings := map[string]*Listing{}
 	var unlisted []string // destinations that could not be listed
 	for _, t := range ex.Targets {
-		d := t.Destination
-		reg, err := b.Resolver.Registry(ctx, ecraccess.Access{AccountID: d.AccountID, Region: d.Region, RoleARN: d.RoleARN, ExternalID: d.ExternalID})
-		var dimgs []Image
-		var found bool
-		if err == nil {
-			dimgs, found, err = describeImages(ctx, reg.API(), d.AccountID, t.Repository)
-		}
-		if err != nil {
-			resp.fail(Failure{Repository: repo, Destination: t.Key(), Reason: "listing the destination: " + err.Error()})
+		l := dests.get(t.Key())
+		if l.err != nil {
+			resp.fail(Failure{Repository: repo, Destination: t.Key(), Reason: "listing the destination: " + l.err.Error()})
 			unlisted = append(unlisted, t.Key())
 			continue
 		}
-		if found {
-			listings[t.Key()] = listingOf(dimgs)
+		if l.found {
+			listings[t.Key()] = listingOf(l.images)
 		}
 	}
 	cands := ex.Candidates
@@ -396,7 +479,7 @@ func (r *run) outstanding(w *Work, n int) {
 func (r *run) workItem(w *Work) ecrevent.WorkItem {
 	return ecrevent.WorkItem{
 		Kind: ecrevent.WorkItemKind, Version: ecrevent.WorkItemVersion, Action: ecrevent.WorkCopy, Rule: w.Target.Rule,
-		Source:      ecrevent.ImageRef{AccountID: r.b.SourceAccountID, Region: r.b.SourceRegion, Repository: w.Repository, Digest: w.Digest, Tag: w.Tag},
+		Source:      ecrevent.ImageRef{AccountID: r.srcAccount, Region: r.b.SourceRegion, Repository: w.Repository, Digest: w.Digest, Tag: w.Tag},
 		Destination: ecrevent.RepositoryRef{AccountID: w.Target.Destination.AccountID, Region: w.Target.Destination.Region, Repository: w.Target.Repository},
 		Reason:      "backfill: " + w.Reason,
 		CreatedAt:   r.b.now().UTC().Truncate(time.Second),
@@ -557,7 +640,7 @@ func (r *run) inline(ctx context.Context, work []Work) (string, bool) {
 func (r *run) copyGroup(ctx context.Context, g []Work) {
 	for i := range g {
 		w := &g[i]
-		src := mirror.Source{AccountID: r.b.SourceAccountID, Region: r.b.SourceRegion, Repository: w.Repository, Digest: w.Digest, Tag: w.Tag}
+		src := mirror.Source{AccountID: r.srcAccount, Region: r.b.SourceRegion, Repository: w.Repository, Digest: w.Digest, Tag: w.Tag}
 		res := r.rep.Replicate(ctx, src, []rules.Target{w.Target})
 		if len(res) != 1 {
 			r.failed(w, fmt.Sprintf("replicator returned %d results for one target", len(res)))

@@ -3,19 +3,13 @@ package backfill
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"io"
 	"strconv"
-	"strings"
-	"sync"
 
-	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/sqs"
-	"github.com/aws/aws-sdk-go-v2/service/sts"
 
 	"github.com/ecr-replicator/ecr-replicator/internal/metrics"
-	"github.com/ecr-replicator/ecr-replicator/internal/rules"
 	"github.com/ecr-replicator/ecr-replicator/internal/wiring"
 )
 
@@ -32,7 +26,6 @@ type Handler struct {
 	b    *Backfill
 	out  io.Writer // EMF destination (stdout in Lambda)
 	ns   string
-	mu   sync.Mutex // guards b.SourceAccountID, learned on the first invocation
 }
 
 // FromDeps builds the handler from the shared dependencies and the environment. EMF
@@ -72,15 +65,7 @@ func (h *Handler) Handle(ctx context.Context, payload json.RawMessage) (*Respons
 	if _, err := h.deps.Rules.Narrow(req.Repositories, req.Tags); err != nil {
 		return nil, fmt.Errorf("backfill request: %w", err)
 	}
-	h.mu.Lock()
-	if h.b.SourceAccountID == "" {
-		if h.b.SourceAccountID, err = h.sourceAccount(ctx); err != nil {
-			h.mu.Unlock()
-			return nil, err
-		}
-	}
-	b := *h.b
-	h.mu.Unlock()
+	b := *h.b // per invocation: its own metrics recorder
 	rec := metrics.New(h.out, h.ns)
 	b.Metrics = rec
 	resp, err := b.Run(ctx, req)
@@ -88,28 +73,4 @@ func (h *Handler) Handle(ctx context.Context, payload json.RawMessage) (*Respons
 		h.b.log().Warn("writing metrics", "error", ferr)
 	}
 	return resp, err
-}
-
-// sourceAccount is the account whose registry the backfill reads.
-func (h *Handler) sourceAccount(ctx context.Context) (string, error) {
-	return SourceAccount(ctx, h.deps.AWS, h.deps.Rules)
-}
-
-// SourceAccount is source.roleArn's account when the rules name one, or the caller's.
-func SourceAccount(ctx context.Context, cfg aws.Config, doc *rules.Document) (string, error) {
-	if arn := doc.SourceRoleARN(); arn != "" {
-		// arn:aws:iam::ACCOUNT:role/NAME
-		if parts := strings.Split(arn, ":"); len(parts) >= 5 && parts[4] != "" {
-			return parts[4], nil
-		}
-		return "", fmt.Errorf("source.roleArn %q: no account ID", arn)
-	}
-	out, err := sts.NewFromConfig(cfg).GetCallerIdentity(ctx, &sts.GetCallerIdentityInput{})
-	if err != nil {
-		return "", fmt.Errorf("sts:GetCallerIdentity: %w", err)
-	}
-	if aws.ToString(out.Account) == "" {
-		return "", errors.New("sts:GetCallerIdentity: no account")
-	}
-	return aws.ToString(out.Account), nil
 }

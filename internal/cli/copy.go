@@ -89,7 +89,7 @@ Exit codes: 0 copied or already present, 1 some images failed (listed), 2 usage 
 	f.BoolVar(&o.referrers, "referrers", true, "also copy OCI referrers and cosign sha256-*.sig/.att/.sbom tags")
 	f.BoolVar(&o.createRepo, "create-repository", true, "create a missing ECR destination repository, mirroring the source's settings")
 	f.IntVar(&o.jobs, "jobs", 8, "blobs transferred in parallel")
-	f.IntVar(&o.parallel, "concurrency", 4, "images copied in parallel (with --all-tags)")
+	f.IntVar(&o.parallel, "concurrency", 8, "images copied in parallel (with --all-tags)")
 	f.StringVarP(&o.output, "output", "o", "text", "output format: text or json")
 	return c
 }
@@ -234,17 +234,9 @@ func runCopy(ctx context.Context, o copyOptions, srcArg, dstArg string, stdout, 
 		g.Go(func() error {
 			res := imageResult{Source: srcRef.Context().String(), Destination: dstRepo.String(), Tag: it.tag, Digest: it.digest}
 			start := time.Now()
-			if res.Digest == "" {
-				desc, err := remote.Head(src.endpoint.Repository.Tag(it.tag), append(lookup, remote.WithContext(gctx))...)
-				if err != nil {
-					res.Outcome, res.Error = string(replication.Failed), fmt.Sprintf("resolving tag %s: %v", it.tag, err)
-					results[i] = res
-					prog.done(res)
-					return nil
-				}
-				res.Digest = desc.Digest.String()
-			}
-			r := copier.Copy(gctx, replication.Request{Source: src.endpoint, Digest: res.Digest, Tag: it.tag, Destination: dst.endpoint, Referrers: o.referrers, TagResolved: it.digest == "" && it.tag != ""})
+			// A tag is resolved by the engine: one GET of the manifest by tag.
+			r := copier.Copy(gctx, replication.Request{Source: src.endpoint, Digest: it.digest, Tag: it.tag, Destination: dst.endpoint, Referrers: o.referrers})
+			res.Digest = r.Digest
 			res.Outcome, res.Reason, res.BytesCopied, res.BlobsCopied = string(r.Outcome), r.Reason, r.BytesCopied, r.BlobsCopied
 			res.DurationMS = time.Since(start).Milliseconds()
 			if r.Err != nil {

@@ -136,13 +136,9 @@ func runSync(ctx context.Context, o syncOptions, stdout, stderr io.Writer) error
 	}
 	log := slog.New(slog.NewTextHandler(io.Discard, nil))
 	resolver := ecraccess.NewResolver(cfg, ecraccess.WithSessionName("ecr-replicator-cli"), ecraccess.WithLogger(log))
-	account, err := backfill.SourceAccount(ctx, cfg, doc)
-	if err != nil {
-		return err
-	}
 	var prog *progress
 	b := &backfill.Backfill{
-		Rules: doc, Resolver: resolver, SourceAccountID: account, SourceRegion: cfg.Region,
+		Rules: doc, Resolver: resolver, SourceRegion: cfg.Region,
 		Concurrency: o.concurrency, Log: log,
 		NewReplicator: func() backfill.Replicator {
 			var mopts []mirror.Option

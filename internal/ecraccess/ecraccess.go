@@ -53,6 +53,8 @@ type Resolver struct {
 	mu         sync.Mutex
 	registries map[string]*Registry
 	roles      map[string]aws.CredentialsProvider
+
+	callerMu   sync.Mutex // held across GetCallerIdentity: concurrent callers wait for one call
 	callerAcct string
 }
 
@@ -116,6 +118,23 @@ func (r *Resolver) Registry(ctx context.Context, a Access) (*Registry, error) {
 		return nil, &Error{Op: "resolve registry", Code: "MissingRegion", Err: errors.New("no region given and none configured (set AWS_REGION)")}
 	}
 	r.mu.Lock()
+	reg, ok := r.registries[a.key()]
+	r.mu.Unlock()
+	if ok {
+		return reg, nil
+	}
+	// Without a role, the registry may belong to another account than the caller's: then
+	// its host comes from that account's repositoryUri, not our own proxyEndpoint. (Asked
+	// outside r.mu, so resolving other registries does not wait for STS.)
+	foreign := false
+	if a.RoleARN == "" && a.AccountID != "" {
+		caller, err := r.CallerAccount(ctx)
+		if err != nil {
+			return nil, err
+		}
+		foreign = caller != a.AccountID
+	}
+	r.mu.Lock()
 	defer r.mu.Unlock()
 	if reg, ok := r.registries[a.key()]; ok {
 		return reg, nil
@@ -125,22 +144,27 @@ func (r *Resolver) Registry(ctx context.Context, a Access) (*Registry, error) {
 	if a.RoleARN != "" {
 		cfg.Credentials = r.roleCredentials(a.RoleARN, a.ExternalID)
 	}
-	reg := &Registry{
+	reg = &Registry{
 		access:   a,
 		resolver: r,
 		api:      ecr.NewFromConfig(cfg),
-	}
-	// Without a role, the registry may belong to another account than the caller's: then
-	// its host comes from that account's repositoryUri, not our own proxyEndpoint.
-	if a.RoleARN == "" && a.AccountID != "" {
-		caller, err := r.callerAccount(ctx)
-		if err != nil {
-			return nil, err
-		}
-		reg.foreign = caller != a.AccountID
+		foreign:  foreign,
 	}
 	r.registries[a.key()] = reg
 	return reg, nil
+}
+
+// Warm resolves a's registry and fetches its credentials (the AssumeRole, for a role)
+// ahead of need, so that a caller about to list the source can have the destination's
+// session ready when it gets there. Errors are left for the real call to report.
+func (r *Resolver) Warm(ctx context.Context, a Access) {
+	reg, err := r.Registry(ctx, a)
+	if err != nil || a.RoleARN == "" {
+		return
+	}
+	if creds := reg.api.Options().Credentials; creds != nil {
+		_, _ = creds.Retrieve(ctx)
+	}
 }
 
 // roleCredentials returns a cached credentials provider for an assumed role. The cache
@@ -164,13 +188,20 @@ func (r *Resolver) roleCredentials(roleARN, externalID string) aws.CredentialsPr
 	return p
 }
 
-func (r *Resolver) callerAccount(ctx context.Context) (string, error) {
+// CallerAccount is the account of the resolver's own credentials (sts:GetCallerIdentity,
+// asked once per Resolver).
+func (r *Resolver) CallerAccount(ctx context.Context) (string, error) {
+	r.callerMu.Lock()
+	defer r.callerMu.Unlock()
 	if r.callerAcct != "" {
 		return r.callerAcct, nil
 	}
 	out, err := sts.NewFromConfig(r.base).GetCallerIdentity(ctx, &sts.GetCallerIdentityInput{})
 	if err != nil {
 		return "", wrapAWS("sts:GetCallerIdentity", err)
+	}
+	if aws.ToString(out.Account) == "" {
+		return "", &Error{Op: "sts:GetCallerIdentity", Code: "NoAccount", Err: errors.New("the answer names no account")}
 	}
 	r.callerAcct = aws.ToString(out.Account)
 	return r.callerAcct, nil

@@ -206,7 +206,7 @@ func TestReplicateImageIndexAndReferrers(t *testing.T) {
 		}
 	}
 	writes := sandbox.Filter(w.sb.AccessLogSince(mark), func(e sandbox.Entry) bool {
-		return e.Service == "registry" && (e.Action == "ecr:PutImage" || e.Action == "ecr:InitiateLayerUpload" || e.Action == "ecr:UploadLayerPart")
+		return e.Service == "registry" && (e.Action == "ecr:PutImage" || e.Action == "ecr:InitiateLayerUpload" || e.Action == "ecr:UploadLayerPart" || e.Action == "ecr:CompleteLayerUpload")
 	})
 	if len(writes) != 0 {
 		t.Errorf("second copy made %d writes: %+v", len(writes), writes)

@@ -57,7 +57,8 @@ type Endpoint struct {
 // Request asks for one digest to be copied (and optionally tagged).
 type Request struct {
 	Source Endpoint
-	// Digest is what to copy (sha256:...). Required.
+	// Digest is what to copy (sha256:...). Empty with a Tag: copy whatever the
+	// source tag points at now (one GET of the manifest by tag resolves it).
 	Digest string
 	// Tag is an optional source tag that pointed at Digest when the push
 	// happened. The destination tag only follows it if the source tag still
@@ -67,10 +68,6 @@ type Request struct {
 	// Referrers also copies OCI 1.1 referrers (subject) and cosign-style
 	// sha256-<hex>.sig/.att/.sbom tags, recursively to a bounded depth.
 	Referrers bool
-	// TagResolved says the caller has just read Digest from the source Tag (a CLI
-	// resolving tags), so the engine does not ask the source again before copying; it
-	// still re-checks after writing the tag.
-	TagResolved bool
 }
 
 // Outcome summarises what a Copy did.
@@ -127,10 +124,10 @@ type Copier struct {
 	// noReferrersAPI marks source registries that answered the referrers API with "not
 	// supported" in this run, so later subjects go straight to the tag schema.
 	noReferrersAPI map[string]bool
-	// sourceTags caches a source repository's tag list, once the run has probed that
-	// repository for cosign tags often enough that one listing is cheaper.
-	sourceTags  map[string]map[string]bool
-	cosignProbe map[string]int
+	// sourceTags and destTags answer "may the repository have this tag?" from one
+	// listing once a run has asked often enough (cosign tags at the source, tags about
+	// to be written at the destination).
+	sourceTags, destTags tagIndex
 }
 
 // endpointKey identifies a reusable endpoint: one ggcr puller/pusher (and so one
@@ -214,8 +211,6 @@ func New(opts ...Option) *Copier {
 		tagLocks:       map[string]chan struct{}{},
 		endpoints:      map[endpointKey]*endpoint{},
 		noReferrersAPI: map[string]bool{},
-		sourceTags:     map[string]map[string]bool{},
-		cosignProbe:    map[string]int{},
 	}
 	for _, o := range opts {
 		o(c)
@@ -230,15 +225,21 @@ func validate(req Request) (v1.Hash, error) {
 	if req.Source.Repository.RepositoryStr() == "" || req.Destination.Repository.RepositoryStr() == "" {
 		return v1.Hash{}, invalid("source and destination repositories are required")
 	}
+	if req.Tag != "" && !tagRE.MatchString(req.Tag) {
+		return v1.Hash{}, invalid("tag %q is not a valid tag", req.Tag)
+	}
+	if req.Digest == "" {
+		if req.Tag == "" {
+			return v1.Hash{}, invalid("a digest or a tag is required")
+		}
+		return v1.Hash{}, nil // resolved from the source tag by run
+	}
 	h, err := v1.NewHash(req.Digest)
 	if err != nil {
 		return v1.Hash{}, invalid("digest %q: %w", req.Digest, err)
 	}
 	if h.Algorithm != "sha256" {
 		return v1.Hash{}, invalid("digest %q: only sha256 is supported", req.Digest)
-	}
-	if req.Tag != "" && !tagRE.MatchString(req.Tag) {
-		return v1.Hash{}, invalid("tag %q is not a valid tag", req.Tag)
 	}
 	return h, nil
 }
@@ -277,7 +278,7 @@ func (c *Copier) Copy(ctx context.Context, req Request) Result {
 		level = slog.LevelWarn
 	}
 	c.log.Log(ctx, level, "copy", "src", req.Source.Repository.String(), "dst", req.Destination.Repository.String(),
-		"digest", req.Digest, "tag", req.Tag, "outcome", res.Outcome, "reason", res.Reason,
+		"digest", res.Digest, "tag", req.Tag, "outcome", res.Outcome, "reason", res.Reason,
 		"blobs_copied", res.BlobsCopied, "blobs_skipped", res.BlobsSkipped, "bytes_copied", res.BytesCopied,
 		"manifests_written", res.ManifestsWritten, "manifests_skipped", res.ManifestsSkipped,
 		"referrers_copied", res.ReferrersCopied, "duration", res.Duration, "retryable", IsRetryable(err), "err", err)
@@ -325,6 +326,9 @@ type endpoint struct {
 	once   sync.Once
 	client *http.Client
 	err    error
+
+	pushMu sync.Mutex
+	push   *http.Client // destination only, see pushClient
 }
 
 // cachedEndpoint returns the run's endpoint for ep, building it once. Endpoints whose
@@ -424,7 +428,6 @@ type session struct {
 	// tagPresent: the destination tag already pointed there too, so the root manifest
 	// and everything it references are present (registries refuse incomplete manifests).
 	tagChecked, tagPresent bool
-	tagResolved            bool // Request.TagResolved
 
 	counted   sync.Map // "b:"/"m:" + digest → counted once per session
 	fetched   sync.Map // digest → *rawManifest fetched during this call
@@ -437,14 +440,17 @@ func (c *Copier) newSession(req Request) (*session, v1.Hash, error) {
 	if err != nil {
 		return nil, h, err
 	}
-	s := &session{c: c, referrers: req.Referrers, tagResolved: req.TagResolved}
+	s := &session{c: c, referrers: req.Referrers}
 	if s.src, err = c.cachedEndpoint(req.Source, false); err != nil {
 		return nil, h, err
 	}
 	if s.dst, err = c.cachedEndpoint(req.Destination, true); err != nil {
 		return nil, h, err
 	}
-	s.log = c.log.With("src", req.Source.Repository.String(), "dst", req.Destination.Repository.String(), "digest", req.Digest)
+	s.log = c.log.With("src", req.Source.Repository.String(), "dst", req.Destination.Repository.String())
+	if req.Digest != "" {
+		s.log = s.log.With("digest", req.Digest)
+	}
 	return s, h, nil
 }
 
@@ -461,10 +467,19 @@ func (s *session) fill(r *Result) {
 // run is Copy's body: content first, tag last. A tag whose source still points at
 // the digest is written together with a new root manifest (one PUT by tag, after
 // every dependency); otherwise the root goes in by digest and the tag converges after.
+// A request without a digest copies what the source tag points at now.
 func (s *session) run(ctx context.Context, digest v1.Hash, res *Result) error {
 	if res.Tag != "" {
 		cur, found := digest, true
-		if !s.tagResolved {
+		if digest == (v1.Hash{}) {
+			m, err := s.resolveTag(ctx, res.Tag)
+			if err != nil {
+				return err
+			}
+			digest, cur = m.desc.Digest, m.desc.Digest
+			res.Digest = digest.String()
+			s.log = s.log.With("digest", res.Digest)
+		} else {
 			var err error
 			if cur, found, err = s.headSourceTag(ctx, res.Tag); err != nil {
 				return err
@@ -472,9 +487,9 @@ func (s *session) run(ctx context.Context, digest v1.Hash, res *Result) error {
 		}
 		if found && cur == digest {
 			s.tagChecked, s.rootDigest = true, digest
-			d, err := s.dst.puller.Head(ctx, s.dst.repo.Tag(res.Tag))
+			present, err := s.destTag(ctx, res.Tag)
 			switch {
-			case err == nil && d.Digest == digest:
+			case err == nil && present == digest:
 				s.tagPresent = true
 			case isNotFound(err):
 				// Absent: a new root goes in under the tag. (A tag pointing elsewhere
@@ -494,4 +509,31 @@ func (s *session) run(ctx context.Context, digest v1.Hash, res *Result) error {
 		res.Reason = "stale tag: " + stale
 	}
 	return err
+}
+
+// resolveTag GETs the source manifest by tag: its digest is what the request copies,
+// and its bytes are kept for the copy (one request instead of a HEAD and a GET).
+func (s *session) resolveTag(ctx context.Context, tag string) (*rawManifest, error) {
+	d, err := s.src.puller.Get(ctx, s.src.repo.Tag(tag))
+	if err != nil {
+		return nil, classify("get source tag "+tag, onSource, err)
+	}
+	m := &rawManifest{raw: d.Manifest, desc: d.Descriptor}
+	s.fetched.Store(d.Digest, m)
+	return m, nil
+}
+
+// destTag returns what the destination tag points at, or a not-found error. When the
+// run has asked about enough tags of the repository, a tag absent from its listing is
+// not-found without a HEAD (see tagIndex).
+func (s *session) destTag(ctx context.Context, tag string) (v1.Hash, error) {
+	list := func(ctx context.Context) ([]string, error) { return s.dst.puller.List(ctx, s.dst.repo) }
+	if !s.c.destTags.mayHave(ctx, s.dst.repo.String(), tag, list) {
+		return v1.Hash{}, &transport.Error{StatusCode: http.StatusNotFound}
+	}
+	d, err := s.dst.puller.Head(ctx, s.dst.repo.Tag(tag))
+	if err != nil {
+		return v1.Hash{}, err
+	}
+	return d.Digest, nil
 }

@@ -705,7 +705,7 @@ func TestCancelMidCopyThenRerun(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	var once sync.Once
 	e.dst.setHook(func(w http.ResponseWriter, r *http.Request) bool {
-		if r.Method != http.MethodPatch {
+		if r.Method != http.MethodPut || !strings.Contains(r.URL.Path, "/blobs/uploads/") {
 			return false
 		}
 		handled := false

@@ -47,9 +47,10 @@ func (s *session) copyGraph(ctx context.Context, desc v1.Descriptor, depth int) 
 	if err != nil {
 		return false, err
 	}
-	if wrote {
+	taggedRoot := s.rootTagged.Load() && desc.Digest == s.rootDigest
+	if wrote || taggedRoot {
 		ref := name.Reference(s.dst.repo.Digest(desc.Digest.String()))
-		if s.rootTagged.Load() && desc.Digest == s.rootDigest {
+		if taggedRoot {
 			ref = s.dst.repo.Tag(s.rootTag) // one HEAD checks the tag and the digest
 		}
 		if err := s.verify(ctx, ref, desc.Digest); err != nil {
@@ -82,15 +83,20 @@ func (s *session) ensureManifest(ctx context.Context, desc v1.Descriptor, w *wal
 	w.add(desc.Digest)
 	var wrote bool
 	ran, err := s.c.manifests.do(ctx, s.dst.key(desc.Digest), func() error {
-		if s.tagPresent && desc.Digest == s.rootDigest {
+		root := desc.Digest == s.rootDigest
+		if s.tagPresent && root {
 			return nil // the destination tag points at it: present and complete
 		}
-		d, err := s.dst.puller.Head(ctx, s.dst.repo.Digest(desc.Digest.String()))
-		switch {
-		case err == nil && d.Digest == desc.Digest:
-			return nil
-		case err != nil && !isNotFound(err):
-			return classify("head destination manifest", onDest, err)
+		// A root about to be written under its new tag is not HEADed by digest up front:
+		// the PUT by tag is needed either way. Only when its dependencies all turn out
+		// present does it look (below), so that re-tagging content already there is
+		// reported as a tag update.
+		newTaggedRoot := s.rootTag != "" && root
+		if !newTaggedRoot {
+			present, err := s.destHasManifest(ctx, desc.Digest)
+			if err != nil || present {
+				return err
+			}
 		}
 		m, err := s.fetch(ctx, desc.Digest)
 		if err != nil {
@@ -99,15 +105,24 @@ func (s *session) ensureManifest(ctx context.Context, desc v1.Descriptor, w *wal
 		if err := s.copyDeps(ctx, m, w); err != nil {
 			return err
 		}
-		if s.rootTag != "" && desc.Digest == s.rootDigest {
+		if newTaggedRoot {
+			tagOnly := false
+			if s.blobsCopied.Load() == 0 && s.written.Load() == 0 {
+				if tagOnly, err = s.destHasManifest(ctx, desc.Digest); err != nil {
+					return err
+				}
+			}
 			if err := s.putRootByTag(ctx, m); err == nil {
-				wrote = true
+				wrote = !tagOnly
 				return nil
 			} else if !isTagConflict(err) {
 				return err
 			}
 			// An IMMUTABLE destination tag points elsewhere: keep the content (by
 			// digest); converge reports the conflict.
+			if tagOnly {
+				return nil
+			}
 		}
 		if err := s.put(ctx, s.dst.repo.Digest(desc.Digest.String()), m, "put destination manifest"); err != nil {
 			return err
@@ -127,6 +142,18 @@ func (s *session) ensureManifest(ctx context.Context, desc v1.Descriptor, w *wal
 		}
 	}
 	return wrote, nil
+}
+
+// destHasManifest HEADs the destination manifest by digest.
+func (s *session) destHasManifest(ctx context.Context, h v1.Hash) (bool, error) {
+	d, err := s.dst.puller.Head(ctx, s.dst.repo.Digest(h.String()))
+	switch {
+	case err == nil:
+		return d.Digest == h, nil
+	case isNotFound(err):
+		return false, nil
+	}
+	return false, classify("head destination manifest", onDest, err)
 }
 
 // fetch GETs a manifest from the source by digest. remote.Get sends Accept for
@@ -220,13 +247,13 @@ func (s *session) copyDeps(ctx context.Context, m *rawManifest, w *walk) error {
 	return g.Wait()
 }
 
-// ensureBlob makes one blob present in the destination. The Copier-wide
-// onceMap makes it at most one HEAD and one upload per destination repository
-// and digest for the whole run; ggcr's Pusher.Upload does the HEAD and, only
-// if absent, streams the source response body into a single PATCH.
+// ensureBlob makes one blob present in the destination. The Copier-wide onceMap makes
+// it at most one HEAD and one upload per destination repository and digest for the
+// whole run; pushBlob HEADs and, only if absent, streams the source response body into
+// a monolithic upload.
 func (s *session) ensureBlob(ctx context.Context, desc v1.Descriptor) error {
 	var uploaded bool
-	var size int64
+	size := desc.Size
 	ran, err := s.c.blobs.do(ctx, s.dst.key(desc.Digest), func() error {
 		select {
 		case s.c.sem <- struct{}{}:
@@ -239,19 +266,18 @@ func (s *session) ensureBlob(ctx context.Context, desc v1.Descriptor) error {
 		if err != nil {
 			return classify("open source blob "+desc.Digest.String(), onSource, err)
 		}
-		b := &sourceBlob{desc: desc, open: func() (io.ReadCloser, error) {
-			rc, err := src.Compressed()
+		if size <= 0 {
+			// Schema 1 manifests carry no sizes; the source's HEAD tells.
+			if size, err = src.Size(); err != nil {
+				return classify("head source blob "+desc.Digest.String(), onSource, err)
+			}
+		}
+		open := func() (io.ReadCloser, error) {
+			rc, err := src.Compressed() // ggcr checks the digest and size as it reads
 			return rc, classify("get source blob "+desc.Digest.String(), onSource, err)
-		}}
-		if err := s.dst.pusher.Upload(ctx, s.dst.repo, b); err != nil {
-			return classify("upload blob "+desc.Digest.String(), onDest, err)
 		}
-		uploaded = b.opened.Load() > 0
-		size = desc.Size
-		if size <= 0 && uploaded {
-			size = b.read.Load()
-		}
-		return nil
+		uploaded, err = s.pushBlob(ctx, v1.Descriptor{Digest: desc.Digest, Size: size}, open)
+		return err
 	})
 	if err != nil {
 		return err
@@ -265,7 +291,7 @@ func (s *session) ensureBlob(ctx context.Context, desc v1.Descriptor) error {
 		s.log.Debug("blob uploaded", "blob", desc.Digest.String(), "size", size)
 	} else {
 		s.blobsSkipped.Add(1)
-		s.bytesSkipped.Add(max(desc.Size, 0))
+		s.bytesSkipped.Add(max(size, 0))
 	}
 	return nil
 }
@@ -283,6 +309,7 @@ func (s *session) putRootByTag(ctx context.Context, m *rawManifest) error {
 	}
 	s.rootTagged.Store(true)
 	s.tagWrites.Add(1)
+	s.c.destTags.add(s.dst.repo.String(), s.rootTag)
 	return nil
 }
 
@@ -414,5 +441,6 @@ func (s *session) setDestTag(ctx context.Context, tag string, want v1.Hash) (boo
 		return false, err
 	}
 	s.tagWrites.Add(1)
+	s.c.destTags.add(s.dst.repo.String(), tag)
 	return true, s.verify(ctx, ref, want)
 }

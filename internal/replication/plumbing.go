@@ -2,12 +2,10 @@ package replication
 
 import (
 	"context"
-	"errors"
 	"io"
 	"net/http"
 	"strconv"
 	"sync"
-	"sync/atomic"
 	"time"
 
 	v1 "github.com/google/go-containerregistry/pkg/v1"
@@ -27,65 +25,6 @@ func (m *rawManifest) RawManifest() ([]byte, error)        { return m.raw, nil }
 func (m *rawManifest) Digest() (v1.Hash, error)            { return m.desc.Digest, nil }
 func (m *rawManifest) Size() (int64, error)                { return m.desc.Size, nil }
 func (m *rawManifest) MediaType() (types.MediaType, error) { return m.desc.MediaType, nil }
-
-// sourceBlob is a v1.Layer whose body is the source registry's blob response,
-// streamed straight into the destination upload by ggcr's writer.
-//
-// It is deliberately not a *remote.MountableLayer: ggcr would then ask the
-// destination to mount from a repository in another registry/account, which
-// ECR cannot do across accounts. It also reports the size from the manifest's
-// descriptor so ggcr does not HEAD the source blob to learn it.
-//
-// ggcr's uploadOne HEADs the destination itself and only calls Compressed when
-// it actually uploads, so counting Compressed calls tells us "uploaded" apart
-// from "already present" without a second HEAD of our own.
-type sourceBlob struct {
-	desc   v1.Descriptor
-	open   func() (io.ReadCloser, error)
-	opened atomic.Int32
-	read   atomic.Int64 // bytes read by the last attempt (for blobs of unknown size)
-}
-
-func (b *sourceBlob) Digest() (v1.Hash, error) { return b.desc.Digest, nil }
-func (b *sourceBlob) DiffID() (v1.Hash, error) {
-	return v1.Hash{}, errors.New("replication: DiffID of a copied blob is not needed")
-}
-func (b *sourceBlob) Uncompressed() (io.ReadCloser, error) {
-	return nil, errors.New("replication: copied blobs are never decompressed")
-}
-func (b *sourceBlob) Size() (int64, error) {
-	if b.desc.Size <= 0 {
-		// Schema 1 manifests carry no sizes: let the upload go out chunked.
-		return 0, errors.New("replication: size unknown")
-	}
-	return b.desc.Size, nil
-}
-func (b *sourceBlob) MediaType() (types.MediaType, error) {
-	if b.desc.MediaType == "" {
-		return types.DockerLayer, nil
-	}
-	return b.desc.MediaType, nil
-}
-func (b *sourceBlob) Compressed() (io.ReadCloser, error) {
-	b.opened.Add(1)
-	b.read.Store(0)
-	rc, err := b.open()
-	if err != nil {
-		return nil, err
-	}
-	return &countingReader{ReadCloser: rc, n: &b.read}, nil
-}
-
-type countingReader struct {
-	io.ReadCloser
-	n *atomic.Int64
-}
-
-func (r *countingReader) Read(p []byte) (int, error) {
-	n, err := r.ReadCloser.Read(p)
-	r.n.Add(int64(n))
-	return n, err
-}
 
 // onceMap runs a function at most once per key until it succeeds, and lets
 // concurrent callers for the same key wait for that single execution. It is

@@ -213,40 +213,11 @@ func (s *session) fallbackReferrers(ctx context.Context, subject v1.Hash) ([]v1.
 	return im.Manifests, &v1.Descriptor{Digest: h, MediaType: m.desc.MediaType, Size: m.desc.Size}, nil
 }
 
-// probesBeforeListing is how many tag-schema probes (HEADs of sha256-<hex>.sig and
-// friends) a run makes in one source repository before listing its tags once instead.
-const probesBeforeListing = 12
-
-// mayHaveSourceTag says whether the source repository may have tag. The first few
-// questions per repository are answered "maybe" (the caller HEADs the tag); after that
-// the run lists the repository's tags once and answers from the list, so copying many
-// images of one repository costs one listing, not three HEADs per image. A listing that
-// fails keeps the HEADs.
+// mayHaveSourceTag says whether the source repository may have tag (a cosign or
+// fallback-schema tag): asked of every subject, answered from one listing once the run
+// has probed the repository a few times (see tagIndex).
 func (s *session) mayHaveSourceTag(ctx context.Context, tag string) bool {
-	repo := s.src.repo.String()
-	s.c.mu.Lock()
-	tags, listed := s.c.sourceTags[repo]
-	s.c.cosignProbe[repo]++
-	probes := s.c.cosignProbe[repo]
-	s.c.mu.Unlock()
-	if listed {
-		return tags == nil || tags[tag]
-	}
-	if probes <= probesBeforeListing {
-		return true
-	}
-	list, err := s.src.puller.List(ctx, s.src.repo)
-	s.c.mu.Lock()
-	defer s.c.mu.Unlock()
-	if err != nil {
-		s.c.sourceTags[repo] = nil // unknown: keep probing
-		s.log.Debug("listing source tags failed; probing tags one by one", "err", err)
-		return true
-	}
-	set := make(map[string]bool, len(list))
-	for _, t := range list {
-		set[t] = true
-	}
-	s.c.sourceTags[repo] = set
-	return set[tag]
+	return s.c.sourceTags.mayHave(ctx, s.src.repo.String(), tag, func(ctx context.Context) ([]string, error) {
+		return s.src.puller.List(ctx, s.src.repo)
+	})
 }

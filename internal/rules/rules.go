@@ -203,10 +203,20 @@ func (d *Document) RepositoryInScope(repo string) bool {
 // first. Targets whose destination name is invalid carry Err and must be
 // reported, not copied; use Split to separate them.
 func (d *Document) Targets(sourceRepo, tag string) []Target {
+	return d.targets(sourceRepo, func(r *Rule) bool { return r.MatchesTag(tag) })
+}
+
+// RepositoryTargets returns every target some image of sourceRepo may go to, whatever
+// its tag: the destinations of every rule selecting the repository.
+func (d *Document) RepositoryTargets(sourceRepo string) []Target {
+	return d.targets(sourceRepo, func(*Rule) bool { return true })
+}
+
+func (d *Document) targets(sourceRepo string, selects func(*Rule) bool) []Target {
 	var out []Target
 	for i := range d.Rules {
 		r := &d.Rules[i]
-		if !r.MatchesRepository(sourceRepo) || !r.MatchesTag(tag) {
+		if !r.MatchesRepository(sourceRepo) || !selects(r) {
 			continue
 		}
 	dests:

@@ -2,6 +2,7 @@ package sandbox
 
 import (
 	"fmt"
+	"net/http"
 	"sync"
 	"time"
 )
@@ -23,7 +24,8 @@ type RegistryFault struct {
 	RetryAfter time.Duration
 	// ResetAfterBytes, instead of Status, lets the request proceed and closes the
 	// connection abruptly after this many body bytes: request body bytes for uploads
-	// (PATCH, PUT), response body bytes for blob downloads (GET blob).
+	// (only requests that carry a body: PATCH, a monolithic PUT), response body bytes
+	// for blob downloads (GET blob).
 	ResetAfterBytes int64
 }
 
@@ -69,10 +71,11 @@ func (s *Sandbox) FailRegistryRequests(accountID string, n, status int, retryAft
 	return s.InjectRegistryFault(RegistryFault{Account: accountID, Count: n, Status: status, RetryAfter: retryAfter})
 }
 
-// ResetBlobUploads closes the connection of the next n blob uploads to an account's
-// registry after afterBytes bytes of the request body.
+// ResetBlobUploads closes the connection of the next n blob upload requests that carry
+// a body (a PATCH, or a monolithic PUT) to an account's registry after afterBytes bytes
+// of the request body.
 func (s *Sandbox) ResetBlobUploads(accountID string, afterBytes int64, n int) error {
-	return s.InjectRegistryFault(RegistryFault{Account: accountID, Kind: "upload", Method: "PATCH", Count: n, ResetAfterBytes: afterBytes})
+	return s.InjectRegistryFault(RegistryFault{Account: accountID, Kind: "upload", Count: n, ResetAfterBytes: afterBytes})
 }
 
 // ResetBlobDownloads closes the connection of the next n blob downloads from an
@@ -120,13 +123,14 @@ func (s *Sandbox) PendingFaults() int {
 }
 
 // takeRegistry consumes one use of the first fault matching the request.
-func (f *faults) takeRegistry(account, region, method, kind, repo string) *RegistryFault {
+func (f *faults) takeRegistry(account, region, method, kind, repo string, hasBody bool) *RegistryFault {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	for i, rf := range f.registry {
 		if rf.Account != account || (rf.Region != "" && rf.Region != region) ||
 			(rf.Method != "" && rf.Method != method) || (rf.Kind != "" && rf.Kind != kind) ||
-			(rf.Repository != "" && rf.Repository != repo) {
+			(rf.Repository != "" && rf.Repository != repo) ||
+			(rf.ResetAfterBytes > 0 && method != http.MethodGet && !hasBody) {
 			continue
 		}
 		rf.Count--

@@ -262,15 +262,23 @@ func (r *registry) ServeHTTP(w http.ResponseWriter, req *http.Request) {
 		r.fail(rec, &entry, rerr)
 		return
 	}
-	// Each registry request needs the ECR action it maps to, on the repository.
-	if action := entry.Action; tok.policies != nil && action != "" && rt.repo != "" {
+	if rt.kind == "upload" && req.Method == http.MethodPut && req.ContentLength != 0 {
+		// A monolithic PUT carries the layer's data as well as completing the upload;
+		// ECR documents the push policy with both actions (image-push-iam.html), and
+		// which of them it checks for such a PUT is not documented: a guess, require both.
+		entry.AlsoAuthorized = append(entry.AlsoAuthorized, "ecr:UploadLayerPart")
+	}
+	// Each registry request needs the ECR action(s) it maps to, on the repository.
+	if tok.policies != nil && entry.Action != "" && rt.repo != "" {
 		res := repositoryARN(r.region, r.account, rt.repo)
-		if ok, why := decision(tok.policies, request{action: action, resource: res, principal: tok.principal}); !ok {
-			r.fail(rec, &entry, regErr(http.StatusForbidden, "DENIED", "%s", accessDeniedMessage(tok.principal, action, res, why)))
-			return
+		for _, action := range append([]string{entry.Action}, entry.AlsoAuthorized...) {
+			if ok, why := decision(tok.policies, request{action: action, resource: res, principal: tok.principal}); !ok {
+				r.fail(rec, &entry, regErr(http.StatusForbidden, "DENIED", "%s", accessDeniedMessage(tok.principal, action, res, why)))
+				return
+			}
 		}
 	}
-	if f := r.sb.faults.takeRegistry(r.account, r.region, req.Method, rt.kind, rt.repo); f != nil {
+	if f := r.sb.faults.takeRegistry(r.account, r.region, req.Method, rt.kind, rt.repo, req.ContentLength != 0); f != nil {
 		if f.ResetAfterBytes > 0 {
 			entry.Fault = fmt.Sprintf("reset after %d bytes", f.ResetAfterBytes)
 			if req.Method == http.MethodGet {
