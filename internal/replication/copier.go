@@ -32,6 +32,7 @@ import (
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/google/go-containerregistry/pkg/v1/remote"
 	"github.com/google/go-containerregistry/pkg/v1/remote/transport"
+	"golang.org/x/sync/errgroup"
 	"golang.org/x/time/rate"
 )
 
@@ -468,47 +469,73 @@ func (s *session) fill(r *Result) {
 // the digest is written together with a new root manifest (one PUT by tag, after
 // every dependency); otherwise the root goes in by digest and the tag converges after.
 // A request without a digest copies what the source tag points at now.
+//
+// What does not depend on each other runs at once, since each step is a round trip to
+// a registry that may be a region away: the source tag and the destination tag are
+// read together, and once the content is in, the tag's convergence (the re-check of
+// the source) runs alongside the copying of referrers.
 func (s *session) run(ctx context.Context, digest v1.Hash, res *Result) error {
 	if res.Tag != "" {
-		cur, found := digest, true
-		if digest == (v1.Hash{}) {
-			m, err := s.resolveTag(ctx, res.Tag)
-			if err != nil {
-				return err
+		var (
+			cur     v1.Hash
+			found   bool
+			present v1.Hash
+			destErr error
+		)
+		g, gctx := errgroup.WithContext(ctx)
+		g.Go(func() error {
+			present, destErr = s.destTag(gctx, res.Tag)
+			return nil
+		})
+		g.Go(func() error {
+			if digest == (v1.Hash{}) {
+				m, err := s.resolveTag(gctx, res.Tag)
+				if err != nil {
+					return err
+				}
+				cur, found = m.desc.Digest, true
+				return nil
 			}
-			digest, cur = m.desc.Digest, m.desc.Digest
+			var err error
+			cur, found, err = s.headSourceTag(gctx, res.Tag)
+			return err
+		})
+		if err := g.Wait(); err != nil {
+			return err
+		}
+		if digest == (v1.Hash{}) {
+			digest = cur
 			res.Digest = digest.String()
 			s.log = s.log.With("digest", res.Digest)
-		} else {
-			var err error
-			if cur, found, err = s.headSourceTag(ctx, res.Tag); err != nil {
-				return err
-			}
 		}
 		if found && cur == digest {
 			s.tagChecked, s.rootDigest = true, digest
-			present, err := s.destTag(ctx, res.Tag)
 			switch {
-			case err == nil && present == digest:
+			case destErr == nil && present == digest:
 				s.tagPresent = true
-			case isNotFound(err):
+			case isNotFound(destErr):
 				// Absent: a new root goes in under the tag. (A tag pointing elsewhere
 				// moves in converge, which also reports an IMMUTABLE conflict.)
 				s.rootTag = res.Tag
 			}
 		}
 	}
-	if _, err := s.copyGraph(ctx, v1.Descriptor{Digest: digest}, 0); err != nil {
+	_, w, err := s.copyContent(ctx, v1.Descriptor{Digest: digest})
+	if err != nil {
 		return err
 	}
-	if res.Tag == "" || s.tagPresent {
-		return nil
+	g, gctx := errgroup.WithContext(ctx)
+	g.Go(func() error { return s.copyReferrersOf(gctx, w, 0) })
+	if res.Tag != "" && !s.tagPresent {
+		g.Go(func() error {
+			stale, err := s.converge(gctx, res.Tag, digest)
+			if stale != "" {
+				res.Reason = "stale tag: " + stale
+			}
+			return err
+		})
 	}
-	stale, err := s.converge(ctx, res.Tag, digest)
-	if stale != "" {
-		res.Reason = "stale tag: " + stale
-	}
-	return err
+	return g.Wait()
 }
 
 // resolveTag GETs the source manifest by tag: its digest is what the request copies,

@@ -42,10 +42,20 @@ func (w *walk) list() []v1.Hash {
 // manifest it walked. depth is the referrer depth of desc itself (0 for the
 // requested digest). It reports whether the root manifest was written.
 func (s *session) copyGraph(ctx context.Context, desc v1.Descriptor, depth int) (bool, error) {
+	wrote, w, err := s.copyContent(ctx, desc)
+	if err != nil {
+		return wrote, err
+	}
+	return wrote, s.copyReferrersOf(ctx, w, depth)
+}
+
+// copyContent is copyGraph without the referrers: the manifest, what it references,
+// and the verification of what was written. It returns the manifests it walked.
+func (s *session) copyContent(ctx context.Context, desc v1.Descriptor) (bool, *walk, error) {
 	w := &walk{}
 	wrote, err := s.ensureManifest(ctx, desc, w)
 	if err != nil {
-		return false, err
+		return false, w, err
 	}
 	taggedRoot := s.rootTagged.Load() && desc.Digest == s.rootDigest
 	if wrote || taggedRoot {
@@ -54,17 +64,24 @@ func (s *session) copyGraph(ctx context.Context, desc v1.Descriptor, depth int) 
 			ref = s.dst.repo.Tag(s.rootTag) // one HEAD checks the tag and the digest
 		}
 		if err := s.verify(ctx, ref, desc.Digest); err != nil {
-			return wrote, err
+			return wrote, w, err
 		}
 	}
-	if s.referrers && depth < s.c.referrerDepth {
-		for _, h := range w.list() {
-			if err := s.copyReferrers(ctx, h, depth+1); err != nil {
-				return wrote, err
-			}
-		}
+	return wrote, w, nil
+}
+
+// copyReferrersOf copies the referrers of every walked manifest (one level deeper than
+// depth), the subjects in parallel: each is a few round trips of listing and probing.
+func (s *session) copyReferrersOf(ctx context.Context, w *walk, depth int) error {
+	if !s.referrers || depth >= s.c.referrerDepth {
+		return nil
 	}
-	return wrote, nil
+	g, gctx := errgroup.WithContext(ctx)
+	g.SetLimit(s.c.jobs)
+	for _, h := range w.list() {
+		g.Go(func() error { return s.copyReferrers(gctx, h, depth+1) })
+	}
+	return g.Wait()
 }
 
 // countOnce makes the per-Copy counters exact when a digest is reached twice
@@ -250,18 +267,11 @@ func (s *session) copyDeps(ctx context.Context, m *rawManifest, w *walk) error {
 // ensureBlob makes one blob present in the destination. The Copier-wide onceMap makes
 // it at most one HEAD and one upload per destination repository and digest for the
 // whole run; pushBlob HEADs and, only if absent, streams the source response body into
-// a monolithic upload.
+// a monolithic upload (WithJobs bounds the uploads in flight, not the HEADs).
 func (s *session) ensureBlob(ctx context.Context, desc v1.Descriptor) error {
 	var uploaded bool
 	size := desc.Size
 	ran, err := s.c.blobs.do(ctx, s.dst.key(desc.Digest), func() error {
-		select {
-		case s.c.sem <- struct{}{}:
-		case <-ctx.Done():
-			return classify("upload blob", onDest, ctx.Err())
-		}
-		defer func() { <-s.c.sem }()
-
 		src, err := s.src.puller.Layer(ctx, s.src.repo.Digest(desc.Digest.String()))
 		if err != nil {
 			return classify("open source blob "+desc.Digest.String(), onSource, err)

@@ -13,6 +13,7 @@ import (
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/google/go-containerregistry/pkg/v1/remote/transport"
 	"github.com/google/go-containerregistry/pkg/v1/types"
+	"golang.org/x/sync/errgroup"
 )
 
 const (
@@ -31,55 +32,61 @@ func (s *session) copyReferrers(ctx context.Context, subject v1.Hash, depth int)
 	if _, seen := s.listed.LoadOrStore(subject, true); seen {
 		return nil
 	}
-	refs, fallback, err := s.listReferrers(ctx, subject)
-	if err != nil {
-		return err
-	}
-	for _, d := range refs {
-		wrote, err := s.copyGraph(ctx, d, depth)
+	// The referrers listing and the cosign tag probes are independent: run them at once.
+	g, gctx := errgroup.WithContext(ctx)
+	g.Go(func() error {
+		refs, fallback, err := s.listReferrers(gctx, subject)
 		if err != nil {
 			return err
 		}
-		if wrote {
-			s.referrersCopied.Add(1)
+		for _, d := range refs {
+			wrote, err := s.copyGraph(gctx, d, depth)
+			if err != nil {
+				return err
+			}
+			if wrote {
+				s.referrersCopied.Add(1)
+			}
 		}
-	}
-	tagPrefix := strings.Replace(subject.String(), ":", "-", 1)
-	if fallback != nil {
-		// The source keeps referrers in a fallback index; copy it verbatim
-		// (its children are already there) and tag it like the source.
-		if _, err := s.copyGraph(ctx, *fallback, depth); err != nil {
-			return err
+		if fallback != nil {
+			// The source keeps referrers in a fallback index; copy it verbatim
+			// (its children are already there) and tag it like the source.
+			if _, err := s.copyGraph(gctx, *fallback, depth); err != nil {
+				return err
+			}
+			if _, err := s.converge(gctx, fallbackTag(subject), fallback.Digest); err != nil {
+				return err
+			}
 		}
-		if _, err := s.converge(ctx, tagPrefix, fallback.Digest); err != nil {
-			return err
-		}
-	}
+		return nil
+	})
 	for _, suffix := range cosignSuffixes {
-		tag := tagPrefix + suffix
-		if !s.mayHaveSourceTag(ctx, tag) {
-			continue
-		}
-		cur, found, err := s.headSourceTag(ctx, tag)
-		if err != nil {
+		tag := fallbackTag(subject) + suffix
+		g.Go(func() error {
+			if !s.mayHaveSourceTag(gctx, tag) {
+				return nil
+			}
+			cur, found, err := s.headSourceTag(gctx, tag)
+			if err != nil || !found {
+				return err
+			}
+			wrote, err := s.copyGraph(gctx, v1.Descriptor{Digest: cur}, depth)
+			if err != nil {
+				return err
+			}
+			if wrote {
+				s.referrersCopied.Add(1)
+			}
+			_, err = s.converge(gctx, tag, cur)
 			return err
-		}
-		if !found {
-			continue
-		}
-		wrote, err := s.copyGraph(ctx, v1.Descriptor{Digest: cur}, depth)
-		if err != nil {
-			return err
-		}
-		if wrote {
-			s.referrersCopied.Add(1)
-		}
-		if _, err := s.converge(ctx, tag, cur); err != nil {
-			return err
-		}
+		})
 	}
-	return nil
+	return g.Wait()
 }
+
+// fallbackTag is the tag schema's name for subject's referrers: sha256-<hex> (cosign
+// appends .sig, .att, .sbom).
+func fallbackTag(subject v1.Hash) string { return strings.Replace(subject.String(), ":", "-", 1) }
 
 // listReferrers lists the source's referrers of subject.
 //
@@ -191,7 +198,7 @@ func nextLink(cur *url.URL, headers []string) (*url.URL, error) {
 
 // fallbackReferrers reads the source's sha256-<hex> referrers tag, if any.
 func (s *session) fallbackReferrers(ctx context.Context, subject v1.Hash) ([]v1.Descriptor, *v1.Descriptor, error) {
-	tag := strings.Replace(subject.String(), ":", "-", 1)
+	tag := fallbackTag(subject)
 	if !s.mayHaveSourceTag(ctx, tag) {
 		return nil, nil, nil
 	}

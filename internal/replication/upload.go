@@ -82,24 +82,50 @@ func (s *session) pushBlobOnce(ctx context.Context, client *http.Client, desc v1
 		return false, nil
 	}
 
+	select {
+	case s.c.sem <- struct{}{}:
+	case <-ctx.Done():
+		return false, classify(op, onDest, ctx.Err())
+	}
+	defer func() { <-s.c.sem }()
+
+	// The source download starts while the upload is being opened: both are a round
+	// trip, and the PUT needs both.
+	type opened struct {
+		body io.ReadCloser
+		err  error
+	}
+	src := make(chan opened, 1)
+	go func() {
+		body, err := open()
+		src <- opened{body, err}
+	}()
+	closeSource := func() {
+		if o := <-src; o.body != nil {
+			o.body.Close()
+		}
+	}
 	start := base.ResolveReference(&url.URL{Path: fmt.Sprintf("/v2/%s/blobs/uploads/", repo.RepositoryStr())})
 	resp, err = do(ctx, client, http.MethodPost, start.String(), nil)
 	if err != nil {
+		closeSource()
 		return false, classify(op, onDest, err)
 	}
 	resp.Body.Close()
 	if err := transport.CheckError(resp, http.StatusAccepted); err != nil {
+		closeSource()
 		return false, classify(op, onDest, err)
 	}
 	loc, err := uploadLocation(resp, desc.Digest)
 	if err != nil {
+		closeSource()
 		return false, &Error{Op: op, Code: string(transport.BlobUploadInvalidErrorCode), Status: resp.StatusCode, Err: err}
 	}
-
-	body, err := open()
-	if err != nil {
-		return false, err
+	o := <-src
+	if o.err != nil {
+		return false, o.err
 	}
+	body := o.body
 	req, err := http.NewRequestWithContext(ctx, http.MethodPut, loc, body)
 	if err != nil {
 		body.Close()
