@@ -7,6 +7,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"reflect"
 	"strings"
 
 	"github.com/aws/aws-sdk-go-v2/aws/retry"
@@ -38,11 +39,18 @@ func (a registryAuth) AuthorizationContext(ctx context.Context) (*authn.AuthConf
 // Transport wraps base so that a request the registry refuses because the token expired
 // (401 on a request that carried credentials, or 403 DENIED "…token has expired") is
 // retried once with a freshly issued token. A second refusal is returned as is.
+//
+// The same base gets the same RoundTripper back, so that callers caching clients by
+// transport (the engine reuses one per repository for a run) find it again.
 func (g *Registry) Transport(base http.RoundTripper) http.RoundTripper {
 	if base == nil {
 		base = http.DefaultTransport
 	}
-	return &refreshTransport{g: g, base: base}
+	if !reflect.TypeOf(base).Comparable() {
+		return &refreshTransport{g: g, base: base}
+	}
+	t, _ := g.transports.LoadOrStore(base, &refreshTransport{g: g, base: base})
+	return t.(*refreshTransport)
 }
 
 type refreshTransport struct {

@@ -220,6 +220,8 @@ type Registry struct {
 	secret  string
 	expires time.Time
 	known   map[string]bool // repositories known to exist
+
+	transports sync.Map // base http.RoundTripper → *refreshTransport
 }
 
 // Access returns what the registry was resolved from.

@@ -242,8 +242,11 @@ func TestSharedLayersCheckedOnce(t *testing.T) {
 		}
 	}
 	heads := map[string]int{}
-	uploads := 0
+	uploads, pings := 0, map[string]int{}
 	for _, e := range w.sb.AccessLogSince(mark) {
+		if e.Operation == "GET ping" {
+			pings[e.Account]++
+		}
 		if e.Account != sandbox.DestinationAccount {
 			continue
 		}
@@ -262,6 +265,12 @@ func TestSharedLayersCheckedOnce(t *testing.T) {
 	// 3 shared base layers + 10 own layers + 10 configs.
 	if uploads != 23 {
 		t.Errorf("%d uploads, want 23", uploads)
+	}
+	// The run keeps its registry clients: a ping (answered 401, the auth challenge) per
+	// client, not per image (source: manifest reads, referrers; destination: manifest
+	// reads, manifest writes, uploads).
+	if pings[sandbox.SourceAccount] > 2 || pings[sandbox.DestinationAccount] > 3 {
+		t.Errorf("pings per account for 10 images: %v, want at most 2 and 3", pings)
 	}
 	for i, d := range digests {
 		if got := w.destDigest(t, "svc", fmt.Sprintf("v%d", i)); got != d.String() {

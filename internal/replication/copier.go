@@ -324,9 +324,8 @@ type endpoint struct {
 	puller *remote.Puller
 	pusher *remote.Pusher // destination only
 
-	once   sync.Once
-	client *http.Client
-	err    error
+	clientMu sync.Mutex
+	client   *http.Client // see httpClient
 
 	pushMu sync.Mutex
 	push   *http.Client // destination only, see pushClient
@@ -393,18 +392,24 @@ func (c *Copier) endpoint(ep Endpoint, dest bool) (*endpoint, error) {
 	return e, nil
 }
 
-// httpClient is an authenticated pull client for hand-written requests.
+// httpClient is an authenticated pull client for hand-written requests. Built on first
+// use; a failed build (a ping cut short by a cancelled context) is not kept.
 func (e *endpoint) httpClient(ctx context.Context, backoff remote.Backoff) (*http.Client, error) {
-	e.once.Do(func() {
-		rt := transport.NewRetry(e.rt, transport.WithRetryBackoff(backoff),
-			transport.WithRetryStatusCodes(http.StatusRequestTimeout, http.StatusTooManyRequests,
-				http.StatusInternalServerError, http.StatusBadGateway, http.StatusServiceUnavailable, http.StatusGatewayTimeout))
-		rt = transport.NewUserAgent(rt, userAgent)
-		var tr http.RoundTripper
-		tr, e.err = transport.NewWithContext(ctx, e.repo.Registry, e.auth, rt, []string{e.repo.Scope(transport.PullScope)})
-		e.client = &http.Client{Transport: tr}
-	})
-	return e.client, e.err
+	e.clientMu.Lock()
+	defer e.clientMu.Unlock()
+	if e.client != nil {
+		return e.client, nil
+	}
+	rt := transport.NewRetry(e.rt, transport.WithRetryBackoff(backoff),
+		transport.WithRetryStatusCodes(http.StatusRequestTimeout, http.StatusTooManyRequests,
+			http.StatusInternalServerError, http.StatusBadGateway, http.StatusServiceUnavailable, http.StatusGatewayTimeout))
+	rt = transport.NewUserAgent(rt, userAgent)
+	tr, err := transport.NewWithContext(ctx, e.repo.Registry, e.auth, rt, []string{e.repo.Scope(transport.PullScope)})
+	if err != nil {
+		return nil, err
+	}
+	e.client = &http.Client{Transport: tr}
+	return e.client, nil
 }
 
 func (e *endpoint) key(h v1.Hash) string { return e.repo.String() + "@" + h.String() }
@@ -524,18 +529,28 @@ func (s *session) run(ctx context.Context, digest v1.Hash, res *Result) error {
 	if err != nil {
 		return err
 	}
-	g, gctx := errgroup.WithContext(ctx)
-	g.Go(func() error { return s.copyReferrersOf(gctx, w, 0) })
+	// Neither cancels the other: a tag that cannot be set (an IMMUTABLE conflict) does
+	// not stop the image's signatures from being copied.
+	var refErr, tagErr error
+	var wg sync.WaitGroup
+	wg.Go(func() { refErr = s.copyReferrersOf(ctx, w, 0) })
 	if res.Tag != "" && !s.tagPresent {
-		g.Go(func() error {
-			stale, err := s.converge(gctx, res.Tag, digest)
+		wg.Go(func() {
+			var stale string
+			stale, tagErr = s.converge(ctx, res.Tag, digest)
 			if stale != "" {
 				res.Reason = "stale tag: " + stale
 			}
-			return err
 		})
 	}
-	return g.Wait()
+	wg.Wait()
+	if IsRetryable(refErr) {
+		return refErr // a retry completes the referrers; the tag will answer the same then
+	}
+	if tagErr != nil {
+		return tagErr
+	}
+	return refErr
 }
 
 // resolveTag GETs the source manifest by tag: its digest is what the request copies,
