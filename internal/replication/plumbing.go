@@ -115,7 +115,7 @@ func (t *retryAfterTransport) RoundTrip(req *http.Request) (*http.Response, erro
 		case <-timer.C:
 		}
 		// A RoundTripper must not reuse a consumed body: rewind via GetBody
-		// (ggcr sets it for manifests and for blob PATCHes, where it
+		// (ggcr sets it for manifests; pushBlob for blob PUTs, where it
 		// re-opens the source stream).
 		next := req.Clone(req.Context())
 		if req.Body != nil {
