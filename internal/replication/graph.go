@@ -283,7 +283,9 @@ func (s *session) ensureBlob(ctx context.Context, desc v1.Descriptor) error {
 			}
 		}
 		open := func() (io.ReadCloser, error) {
-			rc, err := src.Compressed() // ggcr checks the digest and size as it reads
+			// ggcr checks the digest as it reads; the PUT's Content-Length holds the body to
+			// the manifest's size, and the registry checks the digest on commit.
+			rc, err := src.Compressed()
 			return rc, classify("get source blob "+desc.Digest.String(), onSource, err)
 		}
 		uploaded, err = s.pushBlob(ctx, v1.Descriptor{Digest: desc.Digest, Size: size}, open)

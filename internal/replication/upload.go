@@ -8,7 +8,6 @@ import (
 	"math/rand/v2"
 	"net/http"
 	"net/url"
-	"strconv"
 	"time"
 
 	v1 "github.com/google/go-containerregistry/pkg/v1"
@@ -17,31 +16,38 @@ import (
 
 // pushBlob makes one blob present in the destination repository: a HEAD, and only when
 // the blob is absent a monolithic upload — a POST that opens the upload and one PUT
-// carrying the whole body, streamed from open().
+// carrying the whole body, streamed from open() (OCI distribution spec, "Pushing a blob
+// monolithically", POST then PUT:
+// https://github.com/opencontainers/distribution-spec/blob/main/spec.md#pushing-a-blob-monolithically).
 //
 // This is written by hand rather than with ggcr's Pusher.Upload, which sends POST,
 // PATCH and PUT: the monolithic form is one request (and, on ECR, one UploadLayerPart
 // call) less per blob, and it is the form known to work on ECR for any size — ECR
 // refuses chunked parts under 5 MB and has dropped data from multi-PATCH uploads
 // (aws/containers-roadmap#2831; KitOps moved ECR pushes to a monolithic PUT, tested
-// with a 15 GB layer, kitops-ml/kitops PR #822). See docs/distribution-spec
-// "Pushing a blob monolithically" (POST then PUT).
+// with a 15 GB layer, kitops-ml/kitops PR #822).
 //
 // The whole sequence is retried, as ggcr retries uploadOne: a retryable failure
 // (5xx, 429, reset, EOF) starts over with a HEAD (the previous PUT may have landed) and
 // a fresh source stream, up to the Copier's backoff steps, sleeping in between while
-// honouring ctx. It reports whether this call uploaded the blob and how many bytes.
+// honouring ctx. It reports whether this call uploaded the blob.
 func (s *session) pushBlob(ctx context.Context, desc v1.Descriptor, open func() (io.ReadCloser, error)) (uploaded bool, err error) {
-	client, err := s.dst.pushClient(ctx)
-	if err != nil {
-		return false, classify("authenticate to destination", onDest, err)
-	}
 	b := s.c.backoff
 	wait := b.Duration
+	var sent bool // a PUT went out in some attempt
 	for attempt := 1; ; attempt++ {
-		uploaded, err = s.pushBlobOnce(ctx, client, desc, open)
-		if err == nil || !IsRetryable(err) || attempt >= max(b.Steps, 1) || ctx.Err() != nil {
-			return uploaded, err
+		var present bool
+		client, cerr := s.dst.pushClient(ctx)
+		if cerr != nil {
+			err = classify("authenticate to destination", onDest, cerr)
+		} else {
+			present, err = s.pushBlobOnce(ctx, client, desc, open, &sent)
+		}
+		if err == nil {
+			return !present || sent, nil
+		}
+		if !IsRetryable(err) || attempt >= max(b.Steps, 1) || ctx.Err() != nil {
+			return false, err
 		}
 		d := wait
 		if b.Jitter > 0 {
@@ -64,7 +70,8 @@ func (s *session) pushBlob(ctx context.Context, desc v1.Descriptor, open func() 
 	}
 }
 
-func (s *session) pushBlobOnce(ctx context.Context, client *http.Client, desc v1.Descriptor, open func() (io.ReadCloser, error)) (bool, error) {
+// pushBlobOnce is one attempt: present reports that the HEAD found the blob.
+func (s *session) pushBlobOnce(ctx context.Context, client *http.Client, desc v1.Descriptor, open func() (io.ReadCloser, error), sent *bool) (present bool, err error) {
 	op := "upload blob " + desc.Digest.String()
 	repo := s.dst.repo
 	base := &url.URL{Scheme: repo.Scheme(), Host: repo.RegistryStr()}
@@ -79,7 +86,7 @@ func (s *session) pushBlobOnce(ctx context.Context, client *http.Client, desc v1
 		return false, classify("head destination blob "+desc.Digest.String(), onDest, err)
 	}
 	if resp.StatusCode == http.StatusOK {
-		return false, nil
+		return true, nil
 	}
 
 	select {
@@ -136,7 +143,7 @@ func (s *session) pushBlobOnce(ctx context.Context, client *http.Client, desc v1
 	req.GetBody = open
 	req.ContentLength = desc.Size
 	req.Header.Set("Content-Type", "application/octet-stream")
-	req.Header.Set("Content-Length", strconv.FormatInt(desc.Size, 10))
+	*sent = true
 	resp, err = client.Do(req)
 	if err != nil {
 		return false, classify(op, onDest, err)
@@ -145,7 +152,7 @@ func (s *session) pushBlobOnce(ctx context.Context, client *http.Client, desc v1
 	if err := transport.CheckError(resp, http.StatusCreated); err != nil {
 		return false, classify(op, onDest, err)
 	}
-	return true, nil
+	return false, nil
 }
 
 func do(ctx context.Context, client *http.Client, method, u string, body io.Reader) (*http.Response, error) {
