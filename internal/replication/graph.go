@@ -272,22 +272,14 @@ func (s *session) ensureBlob(ctx context.Context, desc v1.Descriptor) error {
 	var uploaded bool
 	size := desc.Size
 	ran, err := s.c.blobs.do(ctx, s.dst.key(desc.Digest), func() error {
-		src, err := s.src.puller.Layer(ctx, s.src.repo.Digest(desc.Digest.String()))
-		if err != nil {
-			return classify("open source blob "+desc.Digest.String(), onSource, err)
-		}
+		var err error
 		if size <= 0 {
 			// Schema 1 manifests carry no sizes; the source's HEAD tells.
-			if size, err = src.Size(); err != nil {
-				return classify("head source blob "+desc.Digest.String(), onSource, err)
+			if size, err = s.sourceBlobSize(ctx, desc.Digest); err != nil {
+				return err
 			}
 		}
-		open := func() (io.ReadCloser, error) {
-			// ggcr checks the digest as it reads; the PUT's Content-Length holds the body to
-			// the manifest's size, and the registry checks the digest on commit.
-			rc, err := src.Compressed()
-			return rc, classify("get source blob "+desc.Digest.String(), onSource, err)
-		}
+		open := func() (io.ReadCloser, error) { return s.openSourceBlob(ctx, desc.Digest) }
 		uploaded, err = s.pushBlob(ctx, v1.Descriptor{Digest: desc.Digest, Size: size}, open)
 		return err
 	})

@@ -2,6 +2,7 @@ package replication
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"net/http"
 	"net/http/httptest"
@@ -137,5 +138,40 @@ func TestUploadLocation(t *testing.T) {
 		case tc.err == "" && (err != nil || got != tc.want):
 			t.Errorf("%q: %q %v, want %q", tc.loc, got, err, tc.want)
 		}
+	}
+}
+
+// TestCorruptSourceBlobIsRefused: the engine streams blobs without hashing them itself;
+// a source serving other bytes than the digest names is caught by the destination when
+// the upload is committed (PUT ?digest=), and nothing is tagged.
+func TestCorruptSourceBlobIsRefused(t *testing.T) {
+	e := newEnv(t)
+	img := must[v1.Image](t)(random.Image(4096, 1))
+	d := pushImage(t, e.srcRepo.Tag("v1"), img)
+	layer := must[[]v1.Layer](t)(img.Layers())[0]
+	ld := digestOf(t, layer)
+	e.src.setHook(func(w http.ResponseWriter, r *http.Request) bool {
+		if r.Method != http.MethodGet || !strings.HasSuffix(r.URL.Path, "/blobs/"+ld.String()) {
+			return false
+		}
+		rec := httptest.NewRecorder()
+		e.src.reg.ServeHTTP(rec, r)
+		body := rec.Body.Bytes()
+		body[len(body)/2] ^= 0xff // same length, other bytes
+		w.Header().Set("Content-Length", fmt.Sprint(len(body)))
+		w.WriteHeader(rec.Code)
+		w.Write(body)
+		return true
+	})
+	res := fastCopier().Copy(context.Background(), e.req(d, "v1"))
+	var re *Error
+	if res.Outcome != Failed || !errors.As(res.Err, &re) || re.Code != "DIGEST_INVALID" {
+		t.Fatalf("outcome %s, err %v: want the destination's DIGEST_INVALID", res.Outcome, res.Err)
+	}
+	if _, ok := headDigest(t, e.dstRepo.Tag("v1")); ok {
+		t.Fatal("tagged although a blob was refused")
+	}
+	if _, ok := headDigest(t, e.dstRepo.Digest(d.String())); ok {
+		t.Fatal("manifest written although a blob was refused")
 	}
 }
