@@ -600,7 +600,8 @@ func TestServerErrorThenSuccess(t *testing.T) {
 			writeRegError(w, http.StatusInternalServerError, "UNKNOWN", "boom")
 			return true
 		}
-		if r.Method == http.MethodPatch && blobFails == 0 {
+		// The blob upload's PUT, which carries the body (uploads are monolithic).
+		if r.Method == http.MethodPut && strings.Contains(r.URL.Path, "/blobs/uploads/") && blobFails == 0 {
 			blobFails++
 			_, _ = io.Copy(io.Discard, r.Body)
 			writeRegError(w, http.StatusServiceUnavailable, "UNAVAILABLE", "try again")
@@ -613,6 +614,11 @@ func TestServerErrorThenSuccess(t *testing.T) {
 	wantTag(t, e.dstRepo.Tag("v1"), d)
 	if res.BlobsCopied != 3 {
 		t.Fatalf("blobs copied %d, want 3", res.BlobsCopied)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if manifestFails != 1 || blobFails != 1 {
+		t.Fatalf("faults answered: %d manifest PUTs, %d blob uploads; want 1 and 1", manifestFails, blobFails)
 	}
 }
 
