@@ -103,12 +103,18 @@ func New(resolver *ecraccess.Resolver, copier *replication.Copier, opts ...Optio
 // Replicate copies src to every target in parallel and returns one result per target,
 // in the targets' order. Targets with a validation error are reported, not copied.
 func (m *Mirror) Replicate(ctx context.Context, src Source, targets []rules.Target) []Result {
+	return m.each(ctx, src, targets, m.replicateOne)
+}
+
+// each runs one per target, at most m.parallel at a time, and returns the results in
+// the targets' order.
+func (m *Mirror) each(ctx context.Context, src Source, targets []rules.Target, one func(context.Context, Source, rules.Target) Result) []Result {
 	results := make([]Result, len(targets))
 	g := new(errgroup.Group)
 	g.SetLimit(m.parallel)
 	for i, t := range targets {
 		g.Go(func() error {
-			results[i] = m.replicateOne(ctx, src, t)
+			results[i] = one(ctx, src, t)
 			return nil
 		})
 	}
@@ -237,17 +243,7 @@ func (m *Mirror) sourceSettings(ctx context.Context, srcReg *ecraccess.Registry,
 // tag is deleted only where it still points at the deleted digest, and only while the
 // source does not have it again (a late DELETE must not undo a newer push).
 func (m *Mirror) Delete(ctx context.Context, src Source, targets []rules.Target) []Result {
-	results := make([]Result, len(targets))
-	g := new(errgroup.Group)
-	g.SetLimit(m.parallel)
-	for i, t := range targets {
-		g.Go(func() error {
-			results[i] = m.deleteOne(ctx, src, t)
-			return nil
-		})
-	}
-	g.Wait()
-	return results
+	return m.each(ctx, src, targets, m.deleteOne)
 }
 
 func (m *Mirror) deleteOne(ctx context.Context, src Source, t rules.Target) Result {
