@@ -82,9 +82,7 @@ func TestPoliciesGrantOnlyWhatTheCodeUses(t *testing.T) {
 	mark := w.SB.AccessLogMark()
 	invoke := func(action, digest, tag string) {
 		t.Helper()
-		ev, _ := json.Marshal(map[string]any{"version": "0", "id": "e-" + action + tag, "detail-type": "ECR Image Action", "source": "aws.ecr",
-			"account": sandbox.SourceAccount, "region": sandbox.DefaultRegion, "time": "2026-11-27T00:00:00Z", "resources": []string{},
-			"detail": map[string]any{"result": "SUCCESS", "repository-name": "team-a/app", "image-digest": digest, "action-type": action, "image-tag": tag}})
+		ev := json.RawMessage(sandboxtest.ImageEvent("e-"+action+tag, action, "team-a/app", digest, tag))
 		out, err := handler.Handle(ctx, ev)
 		if err != nil {
 			t.Fatalf("%s %s: %v", action, tag, err)

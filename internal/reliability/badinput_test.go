@@ -13,6 +13,7 @@ import (
 	"github.com/ecr-replicator/ecr-replicator/internal/ecrevent"
 	"github.com/ecr-replicator/ecr-replicator/internal/replicator"
 	"github.com/ecr-replicator/ecr-replicator/internal/sandbox"
+	"github.com/ecr-replicator/ecr-replicator/internal/sandbox/sandboxtest"
 	"github.com/ecr-replicator/ecr-replicator/internal/wiring"
 )
 
@@ -37,20 +38,20 @@ func workItemBody(mut func(m map[string]any)) string {
 func badBodies() []struct{ name, body, want string } {
 	long := strings.Repeat("a", 257)
 	return []struct{ name, body, want string }{
-		{"repo-uppercase", imageEvent("e", "PUSH", "Team-A/app", goodDigest, "v1"), "repository-name"},
-		{"repo-dotdot", imageEvent("e", "PUSH", "team-a/../team-b/app", goodDigest, "v1"), "repository-name"},
-		{"repo-double-slash", imageEvent("e", "PUSH", "team-a//app", goodDigest, "v1"), "repository-name"},
-		{"repo-leading-slash", imageEvent("e", "PUSH", "/team-a/app", goodDigest, "v1"), "repository-name"},
-		{"repo-too-long", imageEvent("e", "PUSH", "team-a/"+long, goodDigest, "v1"), "repository-name"},
-		{"repo-host", imageEvent("e", "PUSH", "evil.example.com:5000/team-a/app", goodDigest, "v1"), "repository-name"},
-		{"tag-space", imageEvent("e", "PUSH", "team-a/app", goodDigest, "v 1"), "image-tag"},
-		{"tag-leading-dash", imageEvent("e", "PUSH", "team-a/app", goodDigest, "-v1"), "image-tag"},
-		{"tag-too-long", imageEvent("e", "PUSH", "team-a/app", goodDigest, strings.Repeat("v", 129)), "image-tag"},
-		{"tag-slash", imageEvent("e", "PUSH", "team-a/app", goodDigest, "v1/../x"), "image-tag"},
-		{"digest-short", imageEvent("e", "PUSH", "team-a/app", "sha256:abc", "v1"), "image-digest"},
-		{"digest-nonhex", imageEvent("e", "PUSH", "team-a/app", "sha256:"+strings.Repeat("z", 64), "v1"), "image-digest"},
-		{"digest-algorithm", imageEvent("e", "PUSH", "team-a/app", "md5:"+strings.Repeat("a", 32), "v1"), "image-digest"},
-		{"digest-uppercase", imageEvent("e", "PUSH", "team-a/app", strings.ToUpper(goodDigest), "v1"), "image-digest"},
+		{"repo-uppercase", sandboxtest.ImageEvent("e", "PUSH", "Team-A/app", goodDigest, "v1"), "repository-name"},
+		{"repo-dotdot", sandboxtest.ImageEvent("e", "PUSH", "team-a/../team-b/app", goodDigest, "v1"), "repository-name"},
+		{"repo-double-slash", sandboxtest.ImageEvent("e", "PUSH", "team-a//app", goodDigest, "v1"), "repository-name"},
+		{"repo-leading-slash", sandboxtest.ImageEvent("e", "PUSH", "/team-a/app", goodDigest, "v1"), "repository-name"},
+		{"repo-too-long", sandboxtest.ImageEvent("e", "PUSH", "team-a/"+long, goodDigest, "v1"), "repository-name"},
+		{"repo-host", sandboxtest.ImageEvent("e", "PUSH", "evil.example.com:5000/team-a/app", goodDigest, "v1"), "repository-name"},
+		{"tag-space", sandboxtest.ImageEvent("e", "PUSH", "team-a/app", goodDigest, "v 1"), "image-tag"},
+		{"tag-leading-dash", sandboxtest.ImageEvent("e", "PUSH", "team-a/app", goodDigest, "-v1"), "image-tag"},
+		{"tag-too-long", sandboxtest.ImageEvent("e", "PUSH", "team-a/app", goodDigest, strings.Repeat("v", 129)), "image-tag"},
+		{"tag-slash", sandboxtest.ImageEvent("e", "PUSH", "team-a/app", goodDigest, "v1/../x"), "image-tag"},
+		{"digest-short", sandboxtest.ImageEvent("e", "PUSH", "team-a/app", "sha256:abc", "v1"), "image-digest"},
+		{"digest-nonhex", sandboxtest.ImageEvent("e", "PUSH", "team-a/app", "sha256:"+strings.Repeat("z", 64), "v1"), "image-digest"},
+		{"digest-algorithm", sandboxtest.ImageEvent("e", "PUSH", "team-a/app", "md5:"+strings.Repeat("a", 32), "v1"), "image-digest"},
+		{"digest-uppercase", sandboxtest.ImageEvent("e", "PUSH", "team-a/app", strings.ToUpper(goodDigest), "v1"), "image-digest"},
 		{"not-json", `{"version":"0","detail-type":"ECR Image Action"`, ""},
 		{"oversized", `{"pad":"` + strings.Repeat("x", ecrevent.MaxBodySize) + `"}`, ""},
 		{"workitem-unknown-field", workItemBody(func(m map[string]any) { m["priority"] = 1 }), "unknown field"},
@@ -95,7 +96,7 @@ func TestBadInputRejectedBeforeNetwork(t *testing.T) {
 	for _, c := range cases {
 		bodies = append(bodies, c.body)
 	}
-	out, err := f.h.Handle(f.ctx, sqsBatch(f.records(bodies...), 1))
+	out, err := f.h.Handle(f.ctx, sandboxtest.SQSBatch(1, f.records(bodies...)...))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -141,7 +142,7 @@ func TestBadRulesRejectedBeforeNetwork(t *testing.T) {
 			if f.deps.RulesErr == nil && c.name == "prefix-too-long" {
 				// The prefix alone is valid; the names it makes are checked per target:
 				// the push is a permanent failure before any network call.
-				sum, err := f.direct(t, imageEvent("e", "PUSH", "team-a/app", goodDigest, "v1"))
+				sum, err := f.direct(t, sandboxtest.ImageEvent("e", "PUSH", "team-a/app", goodDigest, "v1"))
 				if err != nil || sum.Failed != 1 || sum.Retryable != 0 || !strings.Contains(sum.Results[0].Error, "256") {
 					t.Errorf("summary %+v, err %v", sum, err)
 				}
@@ -156,7 +157,7 @@ func TestBadRulesRejectedBeforeNetwork(t *testing.T) {
 			if f.deps.RulesErr == nil {
 				t.Fatal("the rules document was accepted")
 			}
-			_, err := f.h.Handle(f.ctx, sqsBatch(f.records(imageEvent("e", "PUSH", "team-a/app", goodDigest, "v1")), 1))
+			_, err := f.h.Handle(f.ctx, sandboxtest.SQSBatch(1, f.records(sandboxtest.ImageEvent("e", "PUSH", "team-a/app", goodDigest, "v1"))...))
 			if err == nil || !strings.Contains(err.Error(), "configuration error") {
 				t.Errorf("Handle: %v", err)
 			}

@@ -13,6 +13,7 @@ import (
 
 	"github.com/ecr-replicator/ecr-replicator/internal/backfill"
 	"github.com/ecr-replicator/ecr-replicator/internal/replicator"
+	"github.com/ecr-replicator/ecr-replicator/internal/sandbox/sandboxtest"
 	"github.com/ecr-replicator/ecr-replicator/internal/wiring"
 )
 
@@ -47,7 +48,7 @@ func TestDuplicateDeliveryConcurrent(t *testing.T) {
 	}
 	t.Run("one-batch", func(t *testing.T) {
 		digest := f.push(t, "team-a/one", "v1", f.image(t, 128<<10, 3))
-		ev := imageEvent("evt-dup", "PUSH", "team-a/one", digest, "v1")
+		ev := sandboxtest.ImageEvent("evt-dup", "PUSH", "team-a/one", digest, "v1")
 		mark := f.sb.AccessLogMark()
 		st := f.deliver(t, f.records(ev, ev, ev), nil)
 		if st.invocations != 1 {
@@ -61,7 +62,7 @@ func TestDuplicateDeliveryConcurrent(t *testing.T) {
 		t.Run(fmt.Sprintf("%d-environments", envs), func(t *testing.T) {
 			repo := fmt.Sprintf("team-a/conc%d", envs)
 			digest := f.push(t, repo, "v1", f.image(t, 128<<10, 3))
-			ev := imageEvent("evt-dup", "PUSH", repo, digest, "v1")
+			ev := sandboxtest.ImageEvent("evt-dup", "PUSH", repo, digest, "v1")
 			hs := []*replicator.Handler{f.h, f.h, f.h}
 			if envs == 3 {
 				hs = []*replicator.Handler{f.newHandler(t), f.newHandler(t), f.newHandler(t)}
@@ -140,7 +141,7 @@ func TestOutOfOrderTagMoves(t *testing.T) {
 	start := time.Now()
 	for k, i := range order {
 		e := evs[i]
-		recs := f.records(imageEvent(fmt.Sprintf("evt-%d", i), "PUSH", "team-a/app", e.digest, e.tag))
+		recs := f.records(sandboxtest.ImageEvent(fmt.Sprintf("evt-%d", i), "PUSH", "team-a/app", e.digest, e.tag))
 		time.Sleep(delays[k])
 		sem <- struct{}{}
 		wg.Add(1)
@@ -198,7 +199,7 @@ func TestBackfillRacesPushEvents(t *testing.T) {
 	for k, i := range f.rnd.Perm(len(evs)) {
 		e := evs[i]
 		repo, tag, _ := strings.Cut(e.tag, ":")
-		recs := f.records(imageEvent(fmt.Sprintf("evt-%d", k), "PUSH", repo, e.digest, tag))
+		recs := f.records(sandboxtest.ImageEvent(fmt.Sprintf("evt-%d", k), "PUSH", repo, e.digest, tag))
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
@@ -210,7 +211,7 @@ func TestBackfillRacesPushEvents(t *testing.T) {
 		if k == len(evs)/2 {
 			// A tag moves while both run.
 			f.push(t, "team-a/app", "t0", f.image(t, 4<<10, 1))
-			recs := f.records(imageEvent("evt-move", "PUSH", "team-a/app", f.w.Source.Digest(t, "team-a/app", "t0"), "t0"))
+			recs := f.records(sandboxtest.ImageEvent("evt-move", "PUSH", "team-a/app", f.w.Source.Digest(t, "team-a/app", "t0"), "t0"))
 			wg.Add(1)
 			go func() { defer wg.Done(); f.deliver(t, recs, nil) }()
 		}

@@ -15,6 +15,7 @@ import (
 
 	"github.com/ecr-replicator/ecr-replicator/internal/replicator"
 	"github.com/ecr-replicator/ecr-replicator/internal/sandbox"
+	"github.com/ecr-replicator/ecr-replicator/internal/sandbox/sandboxtest"
 )
 
 // faultScenario pushes team-a/app:v1 (layers × size bytes), arms the faults, delivers
@@ -26,7 +27,7 @@ func faultScenario(t *testing.T, seed int64, size, layers int64, arm func(f *fx)
 	before := f.sb.FaultsFired()
 	arm(f)
 	start := time.Now()
-	st := f.deliver(t, f.records(imageEvent("evt-1", "PUSH", "team-a/app", digest, "v1")), nil)
+	st := f.deliver(t, f.records(sandboxtest.ImageEvent("evt-1", "PUSH", "team-a/app", digest, "v1")), nil)
 	took := time.Since(start)
 	if n := f.sb.PendingFaults(); n > 0 {
 		t.Errorf("%d armed fault(s) never fired: the scenario did not exercise them", n)
@@ -125,7 +126,7 @@ func TestFaultAPIThrottling(t *testing.T) {
 func TestFaultRegistryTokenExpiresMidCopy(t *testing.T) {
 	f := newFx(t, 400)
 	d0 := f.push(t, "team-a/app", "warm", f.image(t, 1024, 1))
-	f.deliver(t, f.records(imageEvent("warm", "PUSH", "team-a/app", d0, "warm")), nil)
+	f.deliver(t, f.records(sandboxtest.ImageEvent("warm", "PUSH", "team-a/app", d0, "warm")), nil)
 	digest := f.push(t, "team-a/app", "v1", f.image(t, 1<<20, 6))
 	mark := f.sb.AccessLogMark()
 	var expiredAt atomic.Int64
@@ -149,7 +150,7 @@ func TestFaultRegistryTokenExpiresMidCopy(t *testing.T) {
 			}
 		}
 	}()
-	st := f.deliver(t, f.records(imageEvent("evt-1", "PUSH", "team-a/app", digest, "v1")), nil)
+	st := f.deliver(t, f.records(sandboxtest.ImageEvent("evt-1", "PUSH", "team-a/app", digest, "v1")), nil)
 	close(stop)
 	<-done
 	if expiredAt.Load() == 0 {
@@ -169,11 +170,11 @@ func TestAssumeRoleDenied(t *testing.T) {
 	f := newFx(t, 500, withRules(func(string) string { return rulesDoc("not-the-external-id", false) }))
 	digest := f.push(t, "team-a/app", "v1", f.image(t, 1024, 1))
 	mark := f.sb.AccessLogMark()
-	st := f.deliver(t, f.records(imageEvent("evt-1", "PUSH", "team-a/app", digest, "v1")), nil)
+	st := f.deliver(t, f.records(sandboxtest.ImageEvent("evt-1", "PUSH", "team-a/app", digest, "v1")), nil)
 	if st.invocations != 1 {
 		t.Errorf("a permanent failure was redelivered: %d invocations %v", st.invocations, st.failures)
 	}
-	sum, err := f.direct(t, imageEvent("evt-2", "PUSH", "team-a/app", digest, "v1"))
+	sum, err := f.direct(t, sandboxtest.ImageEvent("evt-2", "PUSH", "team-a/app", digest, "v1"))
 	if err != nil {
 		t.Fatalf("direct invocation answered an error (would make Lambda retry): %v", err)
 	}
@@ -200,12 +201,12 @@ func TestAssumeRoleDenied(t *testing.T) {
 func TestDeadlineMidCopy(t *testing.T) {
 	f := newFx(t, 600)
 	digest := f.push(t, "team-a/app", "v1", f.image(t, 2<<20, 4))
-	recs := f.records(imageEvent("evt-1", "PUSH", "team-a/app", digest, "v1"))
+	recs := f.records(sandboxtest.ImageEvent("evt-1", "PUSH", "team-a/app", digest, "v1"))
 	cut, tagged := 0, 0
 	var deadlines []string
 	for attempt, dl := 1, time.Millisecond; attempt <= 14; attempt, dl = attempt+1, dl*2 {
 		ctx, cancel := context.WithTimeout(f.ctx, dl)
-		out, err := f.h.Handle(ctx, sqsBatch(recs, attempt))
+		out, err := f.h.Handle(ctx, sandboxtest.SQSBatch(attempt, recs...))
 		cancel()
 		if err != nil {
 			t.Fatal(err)
@@ -246,11 +247,11 @@ func TestSourceDeletedBeforeReplication(t *testing.T) {
 	digest := f.push(t, "team-a/app", "v1", f.image(t, 1024, 1))
 	f.push(t, "team-a/app", "keep", f.image(t, 1024, 1)) // the repository stays
 	f.deleteSource(t, "team-a/app", ecrtypes.ImageIdentifier{ImageDigest: aws.String(digest)})
-	st := f.deliver(t, f.records(imageEvent("evt-1", "PUSH", "team-a/app", digest, "v1")), nil)
+	st := f.deliver(t, f.records(sandboxtest.ImageEvent("evt-1", "PUSH", "team-a/app", digest, "v1")), nil)
 	if st.invocations != 1 {
 		t.Errorf("redelivered: %v", st.failures)
 	}
-	sum, err := f.direct(t, imageEvent("evt-2", "PUSH", "team-a/app", digest, "v1"))
+	sum, err := f.direct(t, sandboxtest.ImageEvent("evt-2", "PUSH", "team-a/app", digest, "v1"))
 	if err != nil {
 		t.Fatalf("direct invocation answered an error (would make Lambda retry): %v", err)
 	}

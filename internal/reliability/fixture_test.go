@@ -4,7 +4,6 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"github.com/ecr-replicator/ecr-replicator/internal/ecrevent"
 	"math/rand"
 	"os"
 	"regexp"
@@ -12,7 +11,6 @@ import (
 	"sync"
 	"sync/atomic"
 	"testing"
-	"time"
 
 	"github.com/aws/aws-lambda-go/events"
 	"github.com/aws/aws-sdk-go-v2/aws"
@@ -141,37 +139,13 @@ func (f *fx) deleteSource(t testing.TB, repo string, id ecrtypes.ImageIdentifier
 	}
 }
 
-// imageEvent is an EventBridge ECR Image Action event, shaped like events/push.json,
-// pushed two seconds ago.
-func imageEvent(id, action, repo, digest, tag string) string {
-	return string(ecrevent.ImageAction{
-		EventID: id, Account: srcAcct, Region: region, Time: time.Now().Add(-2 * time.Second),
-		Repository: repo, Digest: digest, Tag: tag, ActionType: action,
-		ManifestMediaType: "application/vnd.oci.image.manifest.v1+json",
-	}.Event())
-}
-
-type record struct{ id, body string }
+type record = sandboxtest.SQSMessage
 
 func (f *fx) records(bodies ...string) []record {
 	out := make([]record, len(bodies))
 	for i, b := range bodies {
-		out[i] = record{id: fmt.Sprintf("msg-%d", f.msgN.Add(1)), body: b}
+		out[i] = record{ID: fmt.Sprintf("msg-%d", f.msgN.Add(1)), Body: b}
 	}
-	return out
-}
-
-func sqsBatch(recs []record, receive int) []byte {
-	var rs []map[string]any
-	for _, r := range recs {
-		rs = append(rs, map[string]any{
-			"messageId": r.id, "receiptHandle": "rh-" + r.id, "body": r.body,
-			"attributes":     map[string]string{"ApproximateReceiveCount": fmt.Sprint(receive)},
-			"eventSource":    "aws:sqs",
-			"eventSourceARN": "arn:aws:sqs:" + region + ":" + srcAcct + ":ecr-replicator-queue", "awsRegion": region,
-		})
-	}
-	out, _ := json.Marshal(map[string]any{"Records": rs})
 	return out
 }
 
@@ -201,7 +175,7 @@ func (f *fx) deliver(t testing.TB, recs []record, ctxFor func(attempt int) (cont
 		if ctxFor != nil {
 			ctx, cancel = ctxFor(attempt)
 		}
-		out, err := f.h.Handle(ctx, sqsBatch(pending, attempt))
+		out, err := f.h.Handle(ctx, sandboxtest.SQSBatch(attempt, pending...))
 		cancel()
 		st.invocations++
 		if err != nil {
@@ -222,9 +196,9 @@ func (f *fx) deliver(t testing.TB, recs []record, ctxFor func(attempt int) (cont
 		st.failures = append(st.failures, ids)
 		var next []record
 		for _, r := range pending {
-			if failed[r.id] {
+			if failed[r.ID] {
 				next = append(next, r)
-				delete(failed, r.id)
+				delete(failed, r.ID)
 			}
 		}
 		if len(failed) > 0 {

@@ -10,6 +10,7 @@ import (
 	"github.com/ecr-replicator/ecr-replicator/internal/mirror"
 	"github.com/ecr-replicator/ecr-replicator/internal/replicator"
 	"github.com/ecr-replicator/ecr-replicator/internal/rules"
+	"github.com/ecr-replicator/ecr-replicator/internal/sandbox/sandboxtest"
 )
 
 // countingMirror stands in for the network: it records what the handler asked of it.
@@ -37,14 +38,14 @@ func FuzzSQSBatch(f *testing.F) {
 	if err != nil {
 		f.Fatal(err)
 	}
-	ev := imageEvent("e", "PUSH", "team-a/app", goodDigest, "v1")
-	f.Add([]byte(sqsBatch([]record{{"m1", ev}}, 1)), "")
+	ev := sandboxtest.ImageEvent("e", "PUSH", "team-a/app", goodDigest, "v1")
+	f.Add([]byte(sandboxtest.SQSBatch(1, record{ID: "m1", Body: ev})), "")
 	f.Add([]byte(`{"Records":[{"messageId":"a","body":"{}"},{"messageId":"a","body":""}]}`), ev)
 	f.Add([]byte(`{"Records":null}`), workItemBody(nil))
 	f.Add([]byte(`{"Records":[1]}`), `{"kind":"ecr-replicator/work-item"}`)
-	f.Add([]byte(`[]`), imageEvent("e", "DELETE", "team-a/app", goodDigest, ""))
+	f.Add([]byte(`[]`), sandboxtest.ImageEvent("e", "DELETE", "team-a/app", goodDigest, ""))
 	f.Fuzz(func(t *testing.T, payload []byte, body string) {
-		for _, p := range [][]byte{payload, sqsBatch([]record{{"m1", body}, {"m2", body}}, 1)} {
+		for _, p := range [][]byte{payload, sandboxtest.SQSBatch(1, record{ID: "m1", Body: body}, record{ID: "m2", Body: body})} {
 			m := &countingMirror{}
 			h := replicator.New(replicator.Config{Rules: doc, NewMirror: func() replicator.Mirror { return m }})
 			out, err := h.Handle(context.Background(), json.RawMessage(p))

@@ -12,6 +12,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/sts"
 
 	"github.com/ecr-replicator/ecr-replicator/internal/sandbox"
+	"github.com/ecr-replicator/ecr-replicator/internal/sandbox/sandboxtest"
 )
 
 // Every scenario's fixture scans its JSON log sink for secrets when it ends
@@ -45,8 +46,8 @@ func TestNoSecretsInLogs(t *testing.T) {
 	f.sb.ExpireRegistryTokens(dstAcct)
 	f.sb.FailRegistryRequests(srcAcct, 2, 401, 0)
 	f.sb.ThrottleAPI("ecr", "GetAuthorizationToken", 4)
-	st := f.deliver(t, f.records(imageEvent("evt-1", "PUSH", "team-a/app", digest, "v1")), nil)
-	sum, _ := f.direct(t, imageEvent("evt-2", "PUSH", "team-a/app", digest, "v1"))
+	st := f.deliver(t, f.records(sandboxtest.ImageEvent("evt-1", "PUSH", "team-a/app", digest, "v1")), nil)
+	sum, _ := f.direct(t, sandboxtest.ImageEvent("evt-2", "PUSH", "team-a/app", digest, "v1"))
 	f.verify(t, "team-a/app", digest)
 	// The direct-invocation summary is output too.
 	assertNoSecrets(t, f, strings.Join([]string{f.logs.String(), toJSON(sum)}, "\n"))

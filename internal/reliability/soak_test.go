@@ -70,7 +70,7 @@ func TestSoak(t *testing.T) {
 			if id.ImageTag == nil {
 				dtag = ""
 			}
-			bodies = append(bodies, imageEvent(fmt.Sprintf("del-%d", i), "DELETE", repo, tags[tag], dtag))
+			bodies = append(bodies, sandboxtest.ImageEvent(fmt.Sprintf("del-%d", i), "DELETE", repo, tags[tag], dtag))
 		} else {
 			tag := fmt.Sprintf("t%d", f.rnd.Intn(4))
 			if f.rnd.Intn(8) == 0 {
@@ -78,7 +78,7 @@ func TestSoak(t *testing.T) {
 			}
 			d := f.push(t, repo, tag, imgs[repo][f.rnd.Intn(len(imgs[repo]))])
 			pushes++
-			bodies = append(bodies, imageEvent(fmt.Sprintf("push-%d", i), "PUSH", repo, d, tag))
+			bodies = append(bodies, sandboxtest.ImageEvent(fmt.Sprintf("push-%d", i), "PUSH", repo, d, tag))
 		}
 		if f.rnd.Intn(5) == 0 { // a duplicate delivery
 			bodies = append(bodies, bodies[0])
@@ -174,7 +174,7 @@ func (f *fx) deliverSoak(t *testing.T, recs []record, bound int) []record {
 		if attempt > 1 {
 			f.redeliveries.Add(int64(len(pending)))
 		}
-		out, err := f.h.Handle(f.ctx, sqsBatch(pending, attempt))
+		out, err := f.h.Handle(f.ctx, sandboxtest.SQSBatch(attempt, pending...))
 		if err != nil {
 			t.Errorf("Handle: %v", err)
 			return pending
@@ -185,7 +185,7 @@ func (f *fx) deliverSoak(t *testing.T, recs []record, bound int) []record {
 		}
 		var next []record
 		for _, r := range pending {
-			if failed[r.id] {
+			if failed[r.ID] {
 				next = append(next, r)
 			}
 		}

@@ -103,9 +103,9 @@ func TestEndToEndUnderRIE(t *testing.T) {
 		t.Fatal(err)
 	}
 	out, err = fn.Invoke(f.ctx, sqsBatch(
-		imageEvent("good", "PUSH", "team-a/app", good, "v2"),
+		sandboxtest.ImageEvent("good", "PUSH", "team-a/app", good, "v2"),
 		`{"version":"0","id":"poison","detail-type":"ECR Image Action","source":"aws.ecr"`,
-		imageEvent("throttled", "PUSH", "team-a/other", other, "v1"),
+		sandboxtest.ImageEvent("throttled", "PUSH", "team-a/other", other, "v1"),
 	))
 	if err != nil {
 		t.Fatalf("invoke batch: %v", err)
@@ -164,7 +164,7 @@ func TestEndToEndDeniedByDestinationRole(t *testing.T) {
 	f, fn := startDeployed(t, rulesDoc(true, false), deployedParams(), map[string]any{"CreateRepositories": "false"})
 	digest := f.push(t, "team-a/new", "v1")
 	mark := f.sb.AccessLogMark()
-	out, err := fn.Invoke(f.ctx, sqsBatch(imageEvent("denied", "PUSH", "team-a/new", digest, "v1")))
+	out, err := fn.Invoke(f.ctx, sqsBatch(sandboxtest.ImageEvent("denied", "PUSH", "team-a/new", digest, "v1")))
 	if err != nil {
 		t.Fatalf("invoke: %v", err)
 	}

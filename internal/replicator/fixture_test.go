@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/ecr"
@@ -14,7 +13,6 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/eventbridge"
 	"github.com/google/go-containerregistry/pkg/v1/random"
 
-	"github.com/ecr-replicator/ecr-replicator/internal/ecrevent"
 	"github.com/ecr-replicator/ecr-replicator/internal/metrics"
 	"github.com/ecr-replicator/ecr-replicator/internal/replicator"
 	"github.com/ecr-replicator/ecr-replicator/internal/sandbox"
@@ -83,29 +81,13 @@ func (f *fixture) destinationHead(t *testing.T, repo, tagOrDigest string) string
 	return f.w.Dest.Digest(t, repo, tagOrDigest)
 }
 
-// imageEvent is an EventBridge ECR Image Action event, shaped like events/push.json,
-// pushed two seconds ago.
-func imageEvent(id, action, repo, digest, tag string) string {
-	return string(ecrevent.ImageAction{
-		EventID: id, Account: srcAcct, Region: region, Time: time.Now().Add(-2 * time.Second),
-		Repository: repo, Digest: digest, Tag: tag, ActionType: action,
-		ManifestMediaType: "application/vnd.oci.image.manifest.v1+json",
-	}.Event())
-}
-
-// sqsBatch wraps bodies as SQS records with messageIds m0, m1…
+// sqsBatch wraps bodies as SQS records with messageIds m0, m1…, first received.
 func sqsBatch(bodies ...string) []byte {
-	var recs []map[string]any
+	msgs := make([]sandboxtest.SQSMessage, len(bodies))
 	for i, b := range bodies {
-		recs = append(recs, map[string]any{
-			"messageId": fmt.Sprintf("m%d", i), "receiptHandle": "rh", "body": b,
-			"attributes":     map[string]string{"ApproximateReceiveCount": "1"},
-			"eventSource":    "aws:sqs",
-			"eventSourceARN": "arn:aws:sqs:us-east-1:111111111111:ecr-replicator-queue", "awsRegion": region,
-		})
+		msgs[i] = sandboxtest.SQSMessage{ID: fmt.Sprintf("m%d", i), Body: b}
 	}
-	out, _ := json.Marshal(map[string]any{"Records": recs})
-	return out
+	return sandboxtest.SQSBatch(1, msgs...)
 }
 
 type lockedBuffer = sandboxtest.LogBuffer

@@ -10,6 +10,7 @@ import (
 
 	"github.com/ecr-replicator/ecr-replicator/internal/replicator"
 	"github.com/ecr-replicator/ecr-replicator/internal/sandbox"
+	"github.com/ecr-replicator/ecr-replicator/internal/sandbox/sandboxtest"
 )
 
 const destPrincipalPrefix = "arn:aws:sts::222222222222:assumed-role/ecr-replicator-destination/ecr-replicator-replicate-"
@@ -19,7 +20,7 @@ func TestDirectPushReplicatesDigestAndTag(t *testing.T) {
 	digest := f.push(t, "team-a/app", "v1.1.0")
 	h, logs := f.handler(t)
 	mark := f.sb.AccessLogMark()
-	out, err := h.Handle(f.ctx, json.RawMessage(imageEvent("evt-1", "PUSH", "team-a/app", digest, "v1.1.0")))
+	out, err := h.Handle(f.ctx, json.RawMessage(sandboxtest.ImageEvent("evt-1", "PUSH", "team-a/app", digest, "v1.1.0")))
 	if err != nil {
 		t.Fatalf("Handle: %v\n%s", err, logs)
 	}
@@ -97,10 +98,10 @@ func TestSQSBatchReturnsOnlyRetryable(t *testing.T) {
 	}
 	h, logs := f.handler(t)
 	batch := sqsBatch(
-		imageEvent("good", "PUSH", "team-a/app", good, "v1"),
+		sandboxtest.ImageEvent("good", "PUSH", "team-a/app", good, "v1"),
 		`{"version":"0","id":"poison","detail-type":"ECR Image Action","source":"aws.ecr","detail":{"repository-name":"team-a/app","image-digest":"sha256:zz"`,
-		imageEvent("throttled", "PUSH", "team-a/other", other, "v1"),
-		imageEvent("good-again", "PUSH", "team-a/app", good, "v1"), // duplicate: processed once
+		sandboxtest.ImageEvent("throttled", "PUSH", "team-a/other", other, "v1"),
+		sandboxtest.ImageEvent("good-again", "PUSH", "team-a/app", good, "v1"), // duplicate: processed once
 	)
 	out, err := h.Handle(f.ctx, batch)
 	if err != nil {
@@ -130,7 +131,7 @@ func TestDirectRetryableFailureIsAnError(t *testing.T) {
 	d := f.push(t, "team-a/app", "v1")
 	f.sb.ThrottleAPI("ecr", "CreateRepository", 5)
 	h, _ := f.handler(t)
-	_, err := h.Handle(f.ctx, json.RawMessage(imageEvent("e", "PUSH", "team-a/app", d, "v1")))
+	_, err := h.Handle(f.ctx, json.RawMessage(sandboxtest.ImageEvent("e", "PUSH", "team-a/app", d, "v1")))
 	if err == nil || !strings.Contains(err.Error(), "retryable") || !strings.Contains(err.Error(), "ThrottlingException") {
 		t.Fatalf("err = %v", err)
 	}
@@ -151,7 +152,7 @@ func TestDirectMalformedAndIgnored(t *testing.T) {
 		t.Errorf("summary JSON = %s", b)
 	}
 	// Another repository: ignored with one log line.
-	out, err = h.Handle(f.ctx, json.RawMessage(imageEvent("y", "PUSH", "team-b/app", "sha256:"+strings.Repeat("a", 64), "v1")))
+	out, err = h.Handle(f.ctx, json.RawMessage(sandboxtest.ImageEvent("y", "PUSH", "team-b/app", "sha256:"+strings.Repeat("a", 64), "v1")))
 	if err != nil || out.(replicator.Summary).Ignored != 1 {
 		t.Fatalf("out = %+v, %v", out, err)
 	}
@@ -163,7 +164,7 @@ func TestDirectMalformedAndIgnored(t *testing.T) {
 func TestInvalidRulesFailEveryInvocation(t *testing.T) {
 	f := newFixture(t, `{"rules":[{"name":"x","destinations":[{"accountId":"2222","region":"us-east-1"}]}]}`)
 	h, _ := f.handler(t)
-	for _, p := range [][]byte{[]byte(imageEvent("e", "PUSH", "team-a/app", "sha256:"+strings.Repeat("a", 64), "v1")), sqsBatch("{}")} {
+	for _, p := range [][]byte{[]byte(sandboxtest.ImageEvent("e", "PUSH", "team-a/app", "sha256:"+strings.Repeat("a", 64), "v1")), sqsBatch("{}")} {
 		_, err := h.Handle(f.ctx, p)
 		if err == nil || !strings.Contains(err.Error(), "rules[0].destinations[0].accountId") || !strings.Contains(err.Error(), "configuration") {
 			t.Errorf("err = %v", err)
@@ -176,7 +177,7 @@ func TestUntaggedFalseIgnoresDigestOnlyPush(t *testing.T) {
 	d := f.push(t, "team-a/app", "")
 	h, logs := f.handler(t)
 	mark := f.sb.AccessLogMark()
-	out, err := h.Handle(f.ctx, json.RawMessage(imageEvent("u", "PUSH", "team-a/app", d, "")))
+	out, err := h.Handle(f.ctx, json.RawMessage(sandboxtest.ImageEvent("u", "PUSH", "team-a/app", d, "")))
 	if err != nil || out.(replicator.Summary).Ignored != 1 || len(out.(replicator.Summary).Results) != 0 {
 		t.Fatalf("out = %+v, %v", out, err)
 	}
@@ -192,7 +193,7 @@ func TestDeleteWithMirrorDeletes(t *testing.T) {
 	f := newFixture(t, rulesDoc(true, true))
 	d := f.push(t, "team-a/app", "v1")
 	h, _ := f.handler(t)
-	if _, err := h.Handle(f.ctx, json.RawMessage(imageEvent("p", "PUSH", "team-a/app", d, "v1"))); err != nil {
+	if _, err := h.Handle(f.ctx, json.RawMessage(sandboxtest.ImageEvent("p", "PUSH", "team-a/app", d, "v1"))); err != nil {
 		t.Fatal(err)
 	}
 	if f.destinationHead(t, "mirror/team-a/app", "v1") != d {
@@ -202,7 +203,7 @@ func TestDeleteWithMirrorDeletes(t *testing.T) {
 	if _, err := ecrDelete(t, f, "team-a/app", d); err != nil {
 		t.Fatal(err)
 	}
-	out, err := h.Handle(f.ctx, json.RawMessage(imageEvent("del", "DELETE", "team-a/app", d, "v1")))
+	out, err := h.Handle(f.ctx, json.RawMessage(sandboxtest.ImageEvent("del", "DELETE", "team-a/app", d, "v1")))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -217,7 +218,7 @@ func TestDeleteWithMirrorDeletes(t *testing.T) {
 func TestDeleteWithoutMirrorDeletesIgnored(t *testing.T) {
 	f := newFixture(t, rulesDoc(true, false))
 	h, _ := f.handler(t)
-	out, err := h.Handle(f.ctx, json.RawMessage(imageEvent("del", "DELETE", "team-a/app", "sha256:"+strings.Repeat("b", 64), "v1")))
+	out, err := h.Handle(f.ctx, json.RawMessage(sandboxtest.ImageEvent("del", "DELETE", "team-a/app", "sha256:"+strings.Repeat("b", 64), "v1")))
 	if err != nil || out.(replicator.Summary).Ignored != 1 {
 		t.Fatalf("out = %+v, %v", out, err)
 	}
