@@ -556,13 +556,7 @@ func (s *session) run(ctx context.Context, digest v1.Hash, res *Result) error {
 // resolveTag GETs the source manifest by tag: its digest is what the request copies,
 // and its bytes are kept for the copy (one request instead of a HEAD and a GET).
 func (s *session) resolveTag(ctx context.Context, tag string) (*rawManifest, error) {
-	d, err := s.src.puller.Get(ctx, s.src.repo.Tag(tag))
-	if err != nil {
-		return nil, classify("get source tag "+tag, onSource, err)
-	}
-	m := &rawManifest{raw: d.Manifest, desc: d.Descriptor}
-	s.fetched.Store(d.Digest, m)
-	return m, nil
+	return s.getSource(ctx, s.src.repo.Tag(tag), "get source tag "+tag)
 }
 
 // destTag returns what the destination tag points at, or a not-found error. When the

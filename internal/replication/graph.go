@@ -180,12 +180,17 @@ func (s *session) fetch(ctx context.Context, h v1.Hash) (*rawManifest, error) {
 	if m, ok := s.fetched.Load(h); ok {
 		return m.(*rawManifest), nil
 	}
-	d, err := s.src.puller.Get(ctx, s.src.repo.Digest(h.String()))
+	return s.getSource(ctx, s.src.repo.Digest(h.String()), "get source manifest "+h.String())
+}
+
+// getSource GETs a source manifest by digest or tag and keeps it for this call, by digest.
+func (s *session) getSource(ctx context.Context, ref name.Reference, op string) (*rawManifest, error) {
+	d, err := s.src.puller.Get(ctx, ref)
 	if err != nil {
-		return nil, classify("get source manifest "+h.String(), onSource, err)
+		return nil, classify(op, onSource, err)
 	}
 	m := &rawManifest{raw: d.Manifest, desc: d.Descriptor}
-	s.fetched.Store(h, m)
+	s.fetched.Store(d.Digest, m)
 	return m, nil
 }
 
