@@ -5,14 +5,15 @@ import (
 	"context"
 	"errors"
 	"io"
-	"net"
 	"net/http"
 	"reflect"
 	"strings"
 
-	"github.com/aws/aws-sdk-go-v2/aws/retry"
+	awsretry "github.com/aws/aws-sdk-go-v2/aws/retry"
 	"github.com/aws/smithy-go"
 	"github.com/google/go-containerregistry/pkg/authn"
+
+	"github.com/ecr-replicator/ecr-replicator/internal/retry"
 )
 
 // Authenticator returns registry credentials for go-containerregistry, from the cached
@@ -118,6 +119,16 @@ func wrapAWS(op string, err error) error {
 	return e
 }
 
+// ErrorCode is the AWS error code, or the class of the failure that carried none
+// (retry.Code*); *Error is a retry.Classified.
+func (e *Error) ErrorCode() string {
+	if e.Code != "" {
+		return e.Code
+	}
+	code, _ := retry.Classify(e.Err)
+	return code
+}
+
 // Retryable reports whether trying again later may succeed: throttling, service-side
 // faults, timeouts and connection errors. Access denied, missing resources and invalid
 // input are permanent.
@@ -130,13 +141,9 @@ func (e *Error) Retryable() bool {
 			"IDPCommunicationError":
 			return true
 		}
-		return retry.IsErrorRetryables(retry.DefaultRetryables).IsErrorRetryable(e.Err).Bool()
+		return awsretry.IsErrorRetryables(awsretry.DefaultRetryables).IsErrorRetryable(e.Err).Bool()
 	}
-	var ne net.Error
-	if errors.As(e.Err, &ne) || errors.Is(e.Err, context.DeadlineExceeded) || errors.Is(e.Err, io.ErrUnexpectedEOF) {
-		return true
-	}
-	return retry.IsErrorRetryables(retry.DefaultRetryables).IsErrorRetryable(e.Err).Bool()
+	return awsretry.IsErrorRetryables(awsretry.DefaultRetryables).IsErrorRetryable(e.Err).Bool() || retry.IsRetryable(e.Err)
 }
 
 // ErrorCode returns the AWS error code of an SDK error, or "".

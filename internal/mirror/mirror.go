@@ -22,6 +22,7 @@ import (
 
 	"github.com/ecr-replicator/ecr-replicator/internal/ecraccess"
 	"github.com/ecr-replicator/ecr-replicator/internal/replication"
+	"github.com/ecr-replicator/ecr-replicator/internal/retry"
 	"github.com/ecr-replicator/ecr-replicator/internal/rules"
 )
 
@@ -332,18 +333,12 @@ func wrapAWS(op string, err error) error {
 	return &ecraccess.Error{Op: op, Code: ecraccess.ErrorCode(err), Err: err}
 }
 
-// Classify returns an error's code and whether it is retryable, whichever layer made it.
+// Classify returns an error's code and whether it is retryable, whichever layer made it
+// (retry.Classify); an error nobody classified is reported as InvalidInput, permanent.
 func Classify(err error) (code string, retryable bool) {
-	var re *replication.Error
-	if errors.As(err, &re) {
-		return re.Code, re.Retryable
+	code, retryable = retry.Classify(err)
+	if code == "" {
+		code = "InvalidInput"
 	}
-	var ae *ecraccess.Error
-	if errors.As(err, &ae) {
-		return ae.Code, ae.Retryable()
-	}
-	if errors.Is(err, context.DeadlineExceeded) || errors.Is(err, context.Canceled) {
-		return "Timeout", true
-	}
-	return "InvalidInput", false
+	return code, retryable
 }

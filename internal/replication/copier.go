@@ -34,6 +34,8 @@ import (
 	"github.com/google/go-containerregistry/pkg/v1/remote/transport"
 	"golang.org/x/sync/errgroup"
 	"golang.org/x/time/rate"
+
+	"github.com/ecr-replicator/ecr-replicator/internal/retry"
 )
 
 const userAgent = "ecr-replicator"
@@ -282,7 +284,7 @@ func (c *Copier) Copy(ctx context.Context, req Request) Result {
 		"digest", res.Digest, "tag", req.Tag, "outcome", res.Outcome, "reason", res.Reason,
 		"blobs_copied", res.BlobsCopied, "blobs_skipped", res.BlobsSkipped, "bytes_copied", res.BytesCopied,
 		"manifests_written", res.ManifestsWritten, "manifests_skipped", res.ManifestsSkipped,
-		"referrers_copied", res.ReferrersCopied, "duration", res.Duration, "retryable", IsRetryable(err), "err", err)
+		"referrers_copied", res.ReferrersCopied, "duration", res.Duration, "retryable", retry.IsRetryable(err), "err", err)
 	return res
 }
 
@@ -544,7 +546,7 @@ func (s *session) run(ctx context.Context, digest v1.Hash, res *Result) error {
 		})
 	}
 	wg.Wait()
-	if IsRetryable(refErr) {
+	if retry.IsRetryable(refErr) {
 		return refErr // a retry completes the referrers; the tag will answer the same then
 	}
 	if tagErr != nil {

@@ -25,6 +25,8 @@ import (
 	"github.com/google/go-containerregistry/pkg/v1/random"
 	"github.com/google/go-containerregistry/pkg/v1/remote"
 	"github.com/google/go-containerregistry/pkg/v1/types"
+
+	"github.com/ecr-replicator/ecr-replicator/internal/retry"
 )
 
 // hit is one request seen by a test registry.
@@ -443,7 +445,7 @@ func TestImmutableConflict(t *testing.T) {
 	res := fastCopier().Copy(context.Background(), e.req(d, "v1"))
 	wantOutcome(t, res, Conflict)
 	var re *Error
-	if !errors.As(res.Err, &re) || re.Code != "TAG_INVALID" || IsRetryable(res.Err) {
+	if !errors.As(res.Err, &re) || re.Code != "TAG_INVALID" || retry.IsRetryable(res.Err) {
 		t.Fatalf("err %v: want permanent TAG_INVALID", res.Err)
 	}
 	if n := e.dst.count(func(h hit) bool { return h.method == "PUT" && strings.HasSuffix(h.path, "/manifests/v1") }); n != 1 {
@@ -635,7 +637,7 @@ func TestPersistentThrottlingIsRetryable(t *testing.T) {
 	res := fastCopier().Copy(context.Background(), e.req(d, "v1"))
 	wantOutcome(t, res, Failed)
 	var re *Error
-	if !errors.As(res.Err, &re) || re.Code != "TOOMANYREQUESTS" || re.Status != 429 || !IsRetryable(res.Err) {
+	if !errors.As(res.Err, &re) || re.Code != "TOOMANYREQUESTS" || re.Status != 429 || !retry.IsRetryable(res.Err) {
 		t.Fatalf("err %#v: want retryable TOOMANYREQUESTS", res.Err)
 	}
 	if n := e.dst.count(method("PUT", "manifest")); n < 2 || n > 10 {
@@ -651,7 +653,7 @@ func TestPermanentErrors(t *testing.T) {
 		res := fastCopier().Copy(context.Background(), e.req(missing, ""))
 		wantOutcome(t, res, Failed)
 		var re *Error
-		if !errors.As(res.Err, &re) || re.Code != "MANIFEST_UNKNOWN" || re.Status != 404 || IsRetryable(res.Err) {
+		if !errors.As(res.Err, &re) || re.Code != "MANIFEST_UNKNOWN" || re.Status != 404 || retry.IsRetryable(res.Err) {
 			t.Fatalf("err %v: want permanent MANIFEST_UNKNOWN", res.Err)
 		}
 	})
@@ -660,7 +662,7 @@ func TestPermanentErrors(t *testing.T) {
 		missing := digestOf(t, must[v1.Image](t)(random.Image(64, 1)))
 		res := fastCopier().Copy(context.Background(), e.req(missing, ""))
 		var re *Error
-		if !errors.As(res.Err, &re) || re.Code != "NAME_UNKNOWN" || IsRetryable(res.Err) {
+		if !errors.As(res.Err, &re) || re.Code != "NAME_UNKNOWN" || retry.IsRetryable(res.Err) {
 			t.Fatalf("err %v: want permanent NAME_UNKNOWN", res.Err)
 		}
 	})
@@ -677,7 +679,7 @@ func TestPermanentErrors(t *testing.T) {
 		res := fastCopier().Copy(context.Background(), e.req(d, "v1"))
 		wantOutcome(t, res, Failed)
 		var re *Error
-		if !errors.As(res.Err, &re) || re.Code != "DENIED" || re.Status != 403 || IsRetryable(res.Err) {
+		if !errors.As(res.Err, &re) || re.Code != "DENIED" || re.Status != 403 || retry.IsRetryable(res.Err) {
 			t.Fatalf("err %v: want permanent DENIED", res.Err)
 		}
 	})
@@ -691,7 +693,7 @@ func TestPermanentErrors(t *testing.T) {
 		} {
 			res := fastCopier().Copy(context.Background(), r)
 			var re *Error
-			if res.Outcome != Failed || !errors.As(res.Err, &re) || re.Code != CodeInvalid || IsRetryable(res.Err) {
+			if res.Outcome != Failed || !errors.As(res.Err, &re) || re.Code != CodeInvalid || retry.IsRetryable(res.Err) {
 				t.Fatalf("%+v: %s %v", r, res.Outcome, res.Err)
 			}
 		}
@@ -732,7 +734,7 @@ func TestCancelMidCopyThenRerun(t *testing.T) {
 	res := c.Copy(ctx, e.req(d, "v1"))
 	wantOutcome(t, res, Failed)
 	var re *Error
-	if !IsRetryable(res.Err) || !errors.As(res.Err, &re) || re.Code != CodeCanceled {
+	if !retry.IsRetryable(res.Err) || !errors.As(res.Err, &re) || re.Code != retry.CodeCanceled {
 		t.Fatalf("err %v: want retryable CANCELED", res.Err)
 	}
 	if _, ok := headDigest(t, e.dstRepo.Tag("v1")); ok {
@@ -764,22 +766,22 @@ func TestClassify(t *testing.T) {
 		code      string
 		retryable bool
 	}{
-		{context.DeadlineExceeded, onDest, CodeDeadlineExceeded, true},
-		{fmt.Errorf("x: %w", context.Canceled), onSource, CodeCanceled, true},
-		{&net.OpError{Op: "read", Err: os.NewSyscallError("read", syscall.ECONNRESET)}, onDest, CodeConnReset, true},
-		{io.ErrUnexpectedEOF, onDest, CodeEOF, true},
+		{context.DeadlineExceeded, onDest, retry.CodeDeadlineExceeded, true},
+		{fmt.Errorf("x: %w", context.Canceled), onSource, retry.CodeCanceled, true},
+		{&net.OpError{Op: "read", Err: os.NewSyscallError("read", syscall.ECONNRESET)}, onDest, retry.CodeConnReset, true},
+		{io.ErrUnexpectedEOF, onDest, retry.CodeEOF, true},
 		{errors.New("mystery"), onDest, "", false},
 	} {
 		err := classify("op", tc.s, tc.err)
 		var e *Error
-		if !errors.As(err, &e) || e.Code != tc.code || e.Retryable != tc.retryable || IsRetryable(err) != tc.retryable {
+		if !errors.As(err, &e) || e.Code != tc.code || e.Transient != tc.retryable || retry.IsRetryable(err) != tc.retryable {
 			t.Errorf("%v: got %+v", tc.err, err)
 		}
 		if !errors.Is(err, tc.err) {
 			t.Errorf("%v: not unwrappable", tc.err)
 		}
 	}
-	if IsRetryable(errors.New("plain")) {
+	if retry.IsRetryable(errors.New("plain")) {
 		t.Error("unclassified error must not be retryable")
 	}
 }

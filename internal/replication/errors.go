@@ -1,40 +1,33 @@
 package replication
 
 import (
-	"context"
 	"errors"
 	"fmt"
-	"io"
-	"net"
 	"net/http"
-	"syscall"
+	"net/url"
 
 	"github.com/google/go-containerregistry/pkg/v1/remote/transport"
+
+	"github.com/ecr-replicator/ecr-replicator/internal/retry"
 )
 
-// Error codes that are not registry error codes but are useful to callers
-// deciding what to do with a failed copy.
+// Error codes of the engine's own failures (beside the registry's codes and retry's).
 const (
-	CodeInvalid          = "INVALID"           // bad request (digest/tag/repository), rejected before any network call
-	CodeDigestMismatch   = "DIGEST_MISMATCH"   // destination does not serve what we wrote
-	CodeTagUnstable      = "TAG_UNSTABLE"      // source tag kept moving while we converged
-	CodeDeadlineExceeded = "DEADLINE_EXCEEDED" // context deadline (e.g. the Lambda deadline)
-	CodeCanceled         = "CANCELED"
-	CodeEOF              = "EOF"
-	CodeConnReset        = "ECONNRESET"
-	CodeTimeout          = "TIMEOUT"
-	CodeNetwork          = "NETWORK"
+	CodeInvalid        = "INVALID"         // bad request (digest/tag/repository), rejected before any network call
+	CodeDigestMismatch = "DIGEST_MISMATCH" // destination does not serve what we wrote
+	CodeTagUnstable    = "TAG_UNSTABLE"    // source tag kept moving while we converged
 )
 
-// Error describes why one step of a copy failed. Code is the registry's error
-// code when it sent one (TAG_INVALID, MANIFEST_UNKNOWN, DENIED, ...), or one of
-// the Code* constants above. Retryable tells the caller whether re-delivering
-// the same event later can succeed.
+// Error describes why one step of a copy failed. Code is the registry's error code when
+// it sent one (TAG_INVALID, MANIFEST_UNKNOWN, DENIED, ...), the code of a classified
+// error it wraps (an ecraccess error from the token source), or one of the Code*
+// constants here and in package retry. Transient tells the caller whether re-delivering
+// the same event later can succeed; *Error is a retry.Classified.
 type Error struct {
 	Op        string // e.g. "get source manifest", "put destination tag"
 	Code      string
 	Status    int // HTTP status, 0 when no response was received
-	Retryable bool
+	Transient bool
 	Err       error
 }
 
@@ -52,14 +45,9 @@ func (e *Error) Error() string {
 	return s
 }
 
-func (e *Error) Unwrap() error { return e.Err }
-
-// IsRetryable reports whether err (or an error it wraps) is a classified
-// replication error that is worth retrying. Unclassified errors are not.
-func IsRetryable(err error) bool {
-	var e *Error
-	return errors.As(err, &e) && e.Retryable
-}
+func (e *Error) Unwrap() error     { return e.Err }
+func (e *Error) ErrorCode() string { return e.Code }
+func (e *Error) Retryable() bool   { return e.Transient }
 
 // side says which registry an operation talked to: a 404 from the source means
 // the image is gone (permanent), a 404 from the destination during a write is
@@ -71,8 +59,9 @@ const (
 	onDest
 )
 
-// classify wraps err into an *Error. Already classified errors pass through
-// unchanged so that the innermost, most precise Op wins.
+// classify wraps err into an *Error. Already classified errors pass through unchanged so
+// that the innermost, most precise Op wins; an error another layer classified (an
+// ecraccess error inside the *url.Error http.Client returns) keeps its code and class.
 func classify(op string, s side, err error) error {
 	if err == nil {
 		return nil
@@ -81,10 +70,14 @@ func classify(op string, s side, err error) error {
 	if errors.As(err, &e) {
 		return err
 	}
-	e = &Error{Op: op, Err: err}
-
-	var terr *transport.Error
+	e = &Error{Op: op, Err: redact(err)}
+	var (
+		terr *transport.Error
+		c    retry.Classified
+	)
 	switch {
+	case errors.As(err, &c):
+		e.Code, e.Transient = c.ErrorCode(), c.Retryable()
 	case errors.As(err, &terr):
 		e.Status = terr.StatusCode
 		if len(terr.Errors) > 0 {
@@ -93,25 +86,9 @@ func classify(op string, s side, err error) error {
 			// HEAD responses carry no body, so synthesize a code from the status.
 			e.Code = codeForStatus(terr.StatusCode)
 		}
-		e.Retryable = retryableRegistryError(e.Code, e.Status, s)
-	case errors.Is(err, context.DeadlineExceeded):
-		e.Code, e.Retryable = CodeDeadlineExceeded, true
-	case errors.Is(err, context.Canceled):
-		e.Code, e.Retryable = CodeCanceled, true
-	case errors.Is(err, syscall.ECONNRESET), errors.Is(err, syscall.EPIPE):
-		e.Code, e.Retryable = CodeConnReset, true
-	case errors.Is(err, io.EOF), errors.Is(err, io.ErrUnexpectedEOF):
-		// ECR ends the connection abruptly on some refusals (e.g. an upload
-		// into a repository that does not exist yet), which surfaces as EOF.
-		e.Code, e.Retryable = CodeEOF, true
+		e.Transient = retryableRegistryError(e.Code, e.Status, s)
 	default:
-		var nerr net.Error
-		if errors.As(err, &nerr) {
-			e.Code, e.Retryable = CodeNetwork, true
-			if nerr.Timeout() {
-				e.Code = CodeTimeout
-			}
-		}
+		e.Code, e.Transient = retry.Classify(err)
 	}
 	return e
 }
@@ -164,4 +141,44 @@ func retryableRegistryError(code string, status int, s side) bool {
 
 func invalid(format string, args ...any) *Error {
 	return &Error{Op: "validate request", Code: CodeInvalid, Err: fmt.Errorf(format, args...)}
+}
+
+// redact removes the query of every URL an error carries. Real ECR answers a blob GET
+// with a redirect to a presigned S3 URL whose query holds X-Amz-Credential,
+// X-Amz-Security-Token and X-Amz-Signature; when the request to it fails at the
+// connection level, Go's *url.Error prints that whole URL, and the error would travel
+// into log lines, the function's answer and result events on other accounts' buses.
+// go-containerregistry redacts only its own transport.Error. The error is changed in
+// place (http.Client made it for this request alone), so the chain keeps its types for
+// errors.Is and errors.As.
+func redact(err error) error {
+	switch e := err.(type) {
+	case nil:
+		return nil
+	case *url.Error:
+		e.URL = withoutQuery(e.URL)
+		redact(e.Err)
+	case interface{ Unwrap() []error }:
+		for _, inner := range e.Unwrap() {
+			redact(inner)
+		}
+	default:
+		redact(errors.Unwrap(err))
+	}
+	return err
+}
+
+// withoutQuery drops a URL's query and fragment (a presigned URL's credentials), and
+// anything that does not parse as a URL entirely.
+func withoutQuery(raw string) string {
+	u, err := url.Parse(raw)
+	if err != nil {
+		return "<url>"
+	}
+	if u.RawQuery != "" || u.ForceQuery {
+		u.RawQuery, u.ForceQuery = "", false
+		u.Fragment, u.RawFragment = "", ""
+		return u.String() + "?<redacted>"
+	}
+	return u.String()
 }

@@ -354,7 +354,7 @@ func (s *session) verify(ctx context.Context, ref name.Reference, want v1.Hash) 
 		return classify("verify "+ref.String(), onDest, err)
 	}
 	if d.Digest != want {
-		return &Error{Op: "verify " + ref.String(), Code: CodeDigestMismatch, Retryable: true,
+		return &Error{Op: "verify " + ref.String(), Code: CodeDigestMismatch, Transient: true,
 			Err: fmt.Errorf("destination serves %s, want %s", d.Digest, want)}
 	}
 	return nil
@@ -409,7 +409,7 @@ func (s *session) converge(ctx context.Context, tag string, want v1.Hash) (stale
 			return "source tag now points at " + cur.String(), nil
 		case cur != want:
 			if round > s.c.tagRounds {
-				return "", &Error{Op: "converge tag " + tag, Code: CodeTagUnstable, Retryable: true,
+				return "", &Error{Op: "converge tag " + tag, Code: CodeTagUnstable, Transient: true,
 					Err: fmt.Errorf("source tag still moving after %d rounds (now %s)", s.c.tagRounds, cur)}
 			}
 			s.log.Info("source tag moved while copying; following it", "tag", tag, "from", want.String(), "to", cur.String())

@@ -125,7 +125,7 @@ func (s *session) listReferrers(ctx context.Context, subject v1.Hash) ([]v1.Desc
 		}
 		if !supported {
 			if page > 0 {
-				return nil, nil, &Error{Op: op, Code: "UNSUPPORTED", Retryable: true, Err: fmt.Errorf("page %d is not an image index", page)}
+				return nil, nil, &Error{Op: op, Code: "UNSUPPORTED", Transient: true, Err: fmt.Errorf("page %d is not an image index", page)}
 			}
 			s.c.mu.Lock()
 			s.c.noReferrersAPI[host] = true // for the rest of the run
@@ -158,7 +158,7 @@ func (s *session) referrersPage(ctx context.Context, client *http.Client, u *url
 	}
 	im = &v1.IndexManifest{}
 	if err := json.NewDecoder(io.LimitReader(resp.Body, maxIndexBytes)).Decode(im); err != nil {
-		return nil, nil, false, &Error{Op: "decode referrers page", Code: string(transport.ManifestInvalidErrorCode), Retryable: true, Err: err}
+		return nil, nil, false, &Error{Op: "decode referrers page", Code: string(transport.ManifestInvalidErrorCode), Transient: true, Err: err}
 	}
 	next, err = nextLink(u, resp.Header.Values("Link"))
 	return im, next, true, err

@@ -12,6 +12,8 @@ import (
 
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/google/go-containerregistry/pkg/v1/random"
+
+	"github.com/ecr-replicator/ecr-replicator/internal/retry"
 )
 
 // TestTagRequestResolvesWithOneGet: a request naming only a tag copies what the tag
@@ -39,7 +41,7 @@ func TestTagRequestResolvesWithOneGet(t *testing.T) {
 	}
 
 	res = fastCopier().Copy(context.Background(), Request{Source: Endpoint{Repository: e.srcRepo}, Destination: Endpoint{Repository: e.dstRepo}, Tag: "nope"})
-	if res.Outcome != Failed || IsRetryable(res.Err) {
+	if res.Outcome != Failed || retry.IsRetryable(res.Err) {
 		t.Fatalf("missing source tag: %s %v, want a permanent failure", res.Outcome, res.Err)
 	}
 	if res := fastCopier().Copy(context.Background(), Request{Source: Endpoint{Repository: e.srcRepo}, Destination: Endpoint{Repository: e.dstRepo}}); res.Outcome != Failed || !strings.Contains(res.Err.Error(), "a digest or a tag is required") {

@@ -12,6 +12,8 @@ import (
 
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/google/go-containerregistry/pkg/v1/remote/transport"
+
+	"github.com/ecr-replicator/ecr-replicator/internal/retry"
 )
 
 // pushBlob makes one blob present in the destination repository: a HEAD, and only when
@@ -46,7 +48,7 @@ func (s *session) pushBlob(ctx context.Context, desc v1.Descriptor, open func() 
 		if err == nil {
 			return !present || sent, nil
 		}
-		if !IsRetryable(err) || attempt >= max(b.Steps, 1) || ctx.Err() != nil {
+		if !retry.IsRetryable(err) || attempt >= max(b.Steps, 1) || ctx.Err() != nil {
 			return false, err
 		}
 		d := wait
