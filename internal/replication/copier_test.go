@@ -156,7 +156,7 @@ func (tr *testRegistry) repo(t *testing.T, path string) name.Repository {
 
 func fastCopier(opts ...Option) *Copier {
 	return New(append([]Option{
-		WithBackoff(remote.Backoff{Duration: time.Millisecond, Factor: 2, Steps: 4}),
+		WithRetry(retry.Policy{Attempts: 4, Initial: time.Millisecond, Max: 10 * time.Millisecond}),
 		WithManifestRate(1000, 1000),
 	}, opts...)...)
 }
@@ -581,7 +581,7 @@ func TestThrottledManifestPutHonoursRetryAfter(t *testing.T) {
 	})
 	start := time.Now()
 	// A long backoff proves the wait came from Retry-After, not from backoff.
-	res := New(WithBackoff(remote.Backoff{Duration: time.Minute, Steps: 2})).Copy(context.Background(), e.req(d, "v1"))
+	res := New(WithRetry(retry.Policy{Attempts: 2, Initial: time.Minute, Max: time.Minute})).Copy(context.Background(), e.req(d, "v1"))
 	wantOutcome(t, res, Copied)
 	if el := time.Since(start); el < time.Second || el > 10*time.Second {
 		t.Fatalf("took %v, want about the 1s Retry-After", el)
