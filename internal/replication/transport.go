@@ -148,9 +148,9 @@ type statusError struct {
 	wait   time.Duration
 }
 
-func (e *statusError) Error() string              { return "HTTP " + strconv.Itoa(e.status) }
-func (e *statusError) ErrorCode() string          { return codeForStatus(e.status) }
-func (e *statusError) Retryable() bool            { return true }
+func (e *statusError) Error() string             { return "HTTP " + strconv.Itoa(e.status) }
+func (e *statusError) ErrorCode() string         { return codeForStatus(e.status) }
+func (e *statusError) Retryable() bool           { return true }
 func (e *statusError) RetryAfter() time.Duration { return e.wait }
 
 type cancelOnClose struct {
