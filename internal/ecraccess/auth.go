@@ -109,8 +109,8 @@ func tokenRefused(resp *http.Response) bool {
 	return false
 }
 
-// wrapAWS classifies an AWS SDK error, keeping its code.
-func wrapAWS(op string, err error) error {
+// WrapAWS classifies an AWS SDK error from op (e.g. "ecr:PutImage", "sqs:SendMessageBatch"), keeping its code: the project's one conversion of AWS errors into the retry model.
+func WrapAWS(op string, err error) error {
 	e := &Error{Op: op, Err: err}
 	var ae smithy.APIError
 	if errors.As(err, &ae) {

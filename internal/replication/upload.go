@@ -160,7 +160,7 @@ func (s *session) destRepositoryMissing(ctx context.Context, client *http.Client
 	err = transport.CheckError(resp, http.StatusOK)
 	var terr *transport.Error
 	if errors.As(err, &terr) && len(terr.Errors) > 0 && terr.Errors[0].Code == transport.NameUnknownErrorCode {
-		return &Error{Op: "upload blob", Code: string(transport.NameUnknownErrorCode), Status: terr.StatusCode,
+		return &Error{Op: "upload blob", Code: string(transport.NameUnknownErrorCode), Status: terr.StatusCode, AtDest: true,
 			Err: fmt.Errorf("the destination repository %s does not exist (the registry closed the connection when the upload was opened)", repo.RepositoryStr())}
 	}
 	return nil
