@@ -182,7 +182,7 @@ func (r *registry) createRepository(name, mutability string, exclusions []exclus
 	KmsKey         string `json:"kmsKey"`
 }, tags []resourceTag) (any, *apiError) {
 	if len(name) < 2 || len(name) > 256 || !repositoryNamePattern.MatchString(name) {
-		return nil, errorf(400, "InvalidParameterException", "Invalid parameter at 'repositoryName' failed to satisfy constraint: 'must satisfy regular expression '(?:[a-z0-9]+(?:[._-][a-z0-9]+)*/)*[a-z0-9]+(?:[._-][a-z0-9]+)*' and length between 2 and 256'")
+		return nil, errorf(400, "InvalidParameterException", "Invalid parameter at 'repositoryName' failed to satisfy constraint: 'must satisfy regular expression '"+ecrRepositoryPattern+"' and length between 2 and 256'")
 	}
 	switch mutability {
 	case "":
