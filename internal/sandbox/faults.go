@@ -339,7 +339,7 @@ func (rf *RegistryFault) matches(t faultTarget) bool {
 	}
 	if rf.Fault == FaultResetMidBody {
 		// The older form: request bodies, or the answer of a GET that has one.
-		return t.hasBody || (t.method == http.MethodGet && t.step != StepBlobGET && t.step != StepPing)
+		return t.hasBody || (t.method == http.MethodGet && (stepBodies[t.step].response || t.kind == "catalog"))
 	}
 	return true
 }
