@@ -11,6 +11,7 @@ import (
 	"sync"
 	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/aws/aws-lambda-go/events"
 	"github.com/aws/aws-sdk-go-v2/aws"
@@ -68,6 +69,7 @@ type fxOption struct {
 	rules      func(extID string) string
 	maxAttempt string
 	engine     []replication.Option
+	reserve    time.Duration
 }
 
 // newFx starts a scenario. seed drives every random choice in it.
@@ -103,6 +105,7 @@ func newFx(t testing.TB, seed int64, opts ...func(*fxOption)) *fx {
 		Rules: deps.Rules, RulesErr: deps.RulesErr,
 		NewMirror: func() replicator.Mirror { return deps.NewMirror(0) },
 		Log:       log,
+		Reserve:   o.reserve,
 	})
 	t.Cleanup(func() { assertNoSecrets(t, f, f.logs.String()) })
 	return f
@@ -110,6 +113,11 @@ func newFx(t testing.TB, seed int64, opts ...func(*fxOption)) *fx {
 
 func withEngine(opts ...replication.Option) func(*fxOption) {
 	return func(o *fxOption) { o.engine = opts }
+}
+
+// withReserve sets the handler's reserve before the deadline (replicator.Config.Reserve).
+func withReserve(d time.Duration) func(*fxOption) {
+	return func(o *fxOption) { o.reserve = d }
 }
 
 func withRules(r func(extID string) string) func(*fxOption) {

@@ -281,6 +281,38 @@ func (r *registry) ServeHTTP(w http.ResponseWriter, req *http.Request) {
 		rec.reply(w, head, false, 0)
 		return
 	}
+	// A fault answers after authentication, as a service does, except at the ping,
+	// which clients send without credentials: its faults answer the unauthenticated
+	// request (else a ping could never fail in a test).
+	cutting, cutAt := false, int64(0)
+	faulted := func() (answered bool) {
+		target := faultTarget{account: r.account, region: r.region, method: req.Method, kind: rt.kind, repo: rt.repo, step: step, hasBody: req.ContentLength != 0}
+		if f := r.sb.faults.takeRegistry(target); f != nil {
+			entry.Fault = faultLabel(step, f)
+			switch {
+			case f.Fault == FaultResetBeforeHeaders:
+				entry.ErrorCode = "CONNECTION_CLOSED"
+				panic(http.ErrAbortHandler)
+			case f.Fault == FaultSlow:
+				if !r.sb.slowRequest(req, f.Delay) {
+					entry.ErrorCode = "CLIENT_CLOSED"
+					panic(http.ErrAbortHandler)
+				}
+			case f.Fault == FaultResetMidBody && target.hasBody:
+				req.Body = &resettingBody{ReadCloser: req.Body, left: requestCut(f.ResetAfterBytes, req.ContentLength)}
+			case f.Fault == FaultResetMidBody:
+				cutting, cutAt = true, f.ResetAfterBytes
+			default:
+				r.faultAnswer(rec, &entry, f)
+				rec.reply(w, head, false, 0)
+				return true
+			}
+		}
+		return false
+	}
+	if step == StepPing && faulted() {
+		return
+	}
 	tok, rerr := r.authorize(req)
 	if tok != nil {
 		entry.Principal = tok.principal
@@ -297,28 +329,8 @@ func (r *registry) ServeHTTP(w http.ResponseWriter, req *http.Request) {
 		rec.reply(w, head, false, 0)
 		return
 	}
-	cutting, cutAt := false, int64(0)
-	target := faultTarget{account: r.account, region: r.region, method: req.Method, kind: rt.kind, repo: rt.repo, step: step, hasBody: req.ContentLength != 0}
-	if f := r.sb.faults.takeRegistry(target); f != nil {
-		entry.Fault = faultLabel(step, f)
-		switch {
-		case f.Fault == FaultResetBeforeHeaders:
-			entry.ErrorCode = "CONNECTION_CLOSED"
-			panic(http.ErrAbortHandler)
-		case f.Fault == FaultSlow:
-			if !r.sb.slowRequest(req, f.Delay) {
-				entry.ErrorCode = "CLIENT_CLOSED"
-				panic(http.ErrAbortHandler)
-			}
-		case f.Fault == FaultResetMidBody && target.hasBody:
-			req.Body = &resettingBody{ReadCloser: req.Body, left: requestCut(f.ResetAfterBytes, req.ContentLength)}
-		case f.Fault == FaultResetMidBody:
-			cutting, cutAt = true, f.ResetAfterBytes
-		default:
-			r.faultAnswer(rec, &entry, f)
-			rec.reply(w, head, false, 0)
-			return
-		}
+	if step != StepPing && faulted() {
+		return
 	}
 	var err *regError
 	switch rt.kind {
