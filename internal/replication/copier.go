@@ -269,10 +269,10 @@ func (c *Copier) Copy(ctx context.Context, req Request) Result {
 		res.Outcome = Failed
 	case written:
 		res.Outcome = Copied
-	case res.Reason != "":
-		res.Outcome = Skipped
 	case s != nil && s.tagWrites.Load() > 0:
 		res.Outcome = TagUpdated
+	case res.Reason != "":
+		res.Outcome = Skipped
 	default:
 		res.Outcome = AlreadyPresent
 	}

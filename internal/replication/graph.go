@@ -375,10 +375,16 @@ func (s *session) headSourceTag(ctx context.Context, tag string) (v1.Hash, bool,
 	return d.Digest, true, nil
 }
 
-// converge points the destination tag at want, provided the source tag still
-// points there; it returns a non-empty stale reason if it did not. After
-// writing it re-checks the source, and if the tag moved meanwhile copies the
-// source's current digest too, so the destination never ends behind.
+// converge points the destination tag where the source tag points now: at want if it
+// still points there, otherwise at the source's current digest, copied first. It returns
+// a non-empty stale reason when the source had moved on from want (a late event).
+// After writing it re-checks the source, and if the tag moved meanwhile follows it
+// again, so the destination never ends behind.
+//
+// A stale event is no reason to leave the destination tag alone: it may be the
+// redelivery of an invocation that was killed after writing an older digest under the
+// tag and before its re-check, while another wrote the newer one first — only this
+// handler can still repair that.
 func (s *session) converge(ctx context.Context, tag string, want v1.Hash) (stale string, err error) {
 	unlock, err := s.c.lockTag(ctx, s.dst.repo.Tag(tag).String())
 	if err != nil {
@@ -400,30 +406,32 @@ func (s *session) converge(ctx context.Context, tag string, want v1.Hash) (stale
 		}
 		switch {
 		case !found && round == 0:
+			// Deleted at the source: the delete event (and mirrorDeletes) decide.
 			return "source tag no longer exists", nil
 		case !found:
-			return "", nil // deleted after we wrote it: the delete event handles it
-		case cur != want && round == 0:
-			return "source tag now points at " + cur.String(), nil
+			return stale, nil // deleted after we wrote it: the delete event handles it
 		case cur != want:
 			if round > s.c.tagRounds {
-				return "", &Error{Op: "converge tag " + tag, Code: CodeTagUnstable, Transient: true,
+				return stale, &Error{Op: "converge tag " + tag, Code: CodeTagUnstable, Transient: true,
 					Err: fmt.Errorf("source tag still moving after %d rounds (now %s)", s.c.tagRounds, cur)}
 			}
-			s.log.Info("source tag moved while copying; following it", "tag", tag, "from", want.String(), "to", cur.String())
+			if round == 0 {
+				stale = "source tag now points at " + cur.String() + "; destination tag follows it"
+			}
+			s.log.Info("source tag moved; following it", "tag", tag, "from", want.String(), "to", cur.String())
 			if _, err := s.copyGraph(ctx, v1.Descriptor{Digest: cur}, 0); err != nil {
-				return "", err
+				return stale, err
 			}
 			want = cur
 		case round > 0:
-			return "", nil // source still where we put the destination
+			return stale, nil // source still where we put the destination
 		}
 		wrote, err := s.setDestTag(ctx, tag, want)
 		if err != nil {
-			return "", err
+			return stale, err
 		}
 		if !wrote {
-			return "", nil // nothing written, so nothing to re-check
+			return stale, nil // nothing written, so nothing to re-check
 		}
 	}
 }
