@@ -98,7 +98,6 @@ func newCopyCmd(a *app) *cobra.Command {
 			return nil
 		},
 		RunE: func(c *cobra.Command, args []string) error {
-			a.output = o.output
 			if err := checkOutput(o.output); err != nil {
 				return err
 			}
@@ -149,9 +148,9 @@ type endpointFor struct {
 	region   string
 }
 
-// resolveSide reaches repo as s says. roleFlag and externalIDFlag name the flags, for
-// messages.
-func resolveSide(ctx context.Context, sessions *awsSessions, repo name.Repository, s side, region string, flags string) (*endpointFor, error) {
+// resolveSide reaches repo as s says; region (empty: the host's) is where STS is asked.
+// externalIDFrom names where s.externalID came from, for messages.
+func resolveSide(ctx context.Context, sessions *awsSessions, repo name.Repository, s side, region string, externalIDFrom string) (*endpointFor, error) {
 	account, hostRegion, isECR := ecraccess.ParseRegistryHost(repo.RegistryStr())
 	if !isECR {
 		auth, err := authn.DefaultKeychain.Resolve(repo)
@@ -160,11 +159,15 @@ func resolveSide(ctx context.Context, sessions *awsSessions, repo name.Repositor
 		}
 		return &endpointFor{repo: repo, endpoint: replication.Endpoint{Repository: repo, Auth: auth}}, nil
 	}
-	sess, err := sessions.get(ctx, s.profile, hostRegion)
+	// The session's region is where STS is asked (--region); the registry's is its host's.
+	if region == "" {
+		region = hostRegion
+	}
+	sess, err := sessions.get(ctx, s.profile, region)
 	if err != nil {
 		return nil, err
 	}
-	reg, err := sess.assumeRole(ctx, ecraccess.Access{AccountID: account, Region: hostRegion, RoleARN: s.roleARN, ExternalID: s.externalID}, flags)
+	reg, err := sess.assumeRole(ctx, ecraccess.Access{AccountID: account, Region: hostRegion, RoleARN: s.roleARN, ExternalID: s.externalID}, externalIDFrom)
 	if err != nil {
 		return nil, err
 	}
