@@ -442,7 +442,11 @@ func reportPlan(w io.Writer, o syncOptions, plan *backfill.Response, dests []*de
 			line += fmt.Sprintf(", %d not planned (destination not listed)", plan.Unplanned)
 		}
 		if plan.Drift > 0 {
-			line += fmt.Sprintf("; about %s at ECR's default 10 PutImage/s", time.Duration(plan.EstimatedSecondsAtQuota*float64(time.Second)).Round(time.Second))
+			est := "under a second"
+			if d := time.Duration(plan.EstimatedSecondsAtQuota * float64(time.Second)).Round(time.Second); d >= time.Second {
+				est = "about " + d.String()
+			}
+			line += "; " + est + " at ECR's default 10 PutImage/s"
 		}
 		fmt.Fprintln(w, line)
 		printProblems(w, plan, dests)
