@@ -74,7 +74,7 @@ func TestDestinationRolePermissions(t *testing.T) {
 	always := []string{
 		"ecr:BatchCheckLayerAvailability", "ecr:InitiateLayerUpload", "ecr:UploadLayerPart",
 		"ecr:CompleteLayerUpload", "ecr:PutImage", "ecr:BatchGetImage", "ecr:DescribeImages",
-		"ecr:DescribeRepositories",
+		"ecr:DescribeRepositories", "ecr:ListImages",
 	}
 	create := []string{"ecr:CreateRepository", "ecr:TagResource", "ecr:PutLifecyclePolicy"}
 	for _, prefix := range []string{"", "mirror/"} {

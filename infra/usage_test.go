@@ -69,6 +69,14 @@ func TestPoliciesGrantOnlyWhatTheCodeUses(t *testing.T) {
 	w.Source.CreateRepository(t, ctx, &ecr.CreateRepositoryInput{RepositoryName: aws.String("team-a/old")})
 	img2, _ := random.Image(512, 2)
 	w.Source.Push(t, "team-a/old", "v0", img2)
+	// Enough tags of one repository that the engine lists the destination's tags once
+	// (ecr:ListImages) instead of asking tag by tag: a denial there would be swallowed
+	// (the engine falls back to HEADs), so only this test can see it.
+	w.Source.CreateRepository(t, ctx, &ecr.CreateRepositoryInput{RepositoryName: aws.String("team-a/many")})
+	img3, _ := random.Image(256, 1)
+	for i := range 16 {
+		w.Source.Push(t, "team-a/many", fmt.Sprintf("v%d", i), img3)
+	}
 
 	log := slog.New(slog.NewTextHandler(io.Discard, nil))
 	deps, err := wiring.Load(ctx, "replicate", log)
@@ -109,6 +117,18 @@ func TestPoliciesGrantOnlyWhatTheCodeUses(t *testing.T) {
 	}
 	if got := w.Dest.Digest(t, "mirror/team-a/old", "v0"); got == "" {
 		t.Fatal("the backfill did not copy team-a/old:v0")
+	}
+	if got := w.Dest.Digest(t, "mirror/team-a/many", "v15"); got == "" {
+		t.Fatal("the backfill did not copy team-a/many:v15")
+	}
+	listed := false
+	for _, e := range w.SB.AccessLogSince(mark) {
+		if e.Account == sandbox.DestinationAccount && e.Action == "ecr:ListImages" && e.Service == "registry" {
+			listed = true
+		}
+	}
+	if !listed {
+		t.Error("the engine never listed destination tags: the scenario no longer covers ecr:ListImages")
 	}
 
 	for _, e := range sandboxtest.Denials(w.SB, mark) {

@@ -10,6 +10,8 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -21,12 +23,14 @@ import (
 	ecrtypes "github.com/aws/aws-sdk-go-v2/service/ecr/types"
 	"github.com/aws/aws-sdk-go-v2/service/sqs"
 	sqstypes "github.com/aws/aws-sdk-go-v2/service/sqs/types"
+	"golang.org/x/sync/errgroup"
 
 	"github.com/ecr-replicator/ecr-replicator/internal/ecraccess"
 	"github.com/ecr-replicator/ecr-replicator/internal/ecrevent"
 	"github.com/ecr-replicator/ecr-replicator/internal/metrics"
 	"github.com/ecr-replicator/ecr-replicator/internal/mirror"
 	"github.com/ecr-replicator/ecr-replicator/internal/replication"
+	"github.com/ecr-replicator/ecr-replicator/internal/retry"
 	"github.com/ecr-replicator/ecr-replicator/internal/rules"
 )
 
@@ -68,9 +72,13 @@ type Backfill struct {
 	// Margin is how long before the context deadline to stop taking work. Zero: a fifth
 	// of the time left at the start, at most 30 seconds.
 	Margin time.Duration
-	// SendRetries bounds how often entries SQS refused are sent again (default 3).
-	SendRetries int
-	Log         *slog.Logger
+	// Reserve is how long before the context deadline copies in flight are cut, so the
+	// answer (and its continuation token) is delivered. Zero: a twentieth of the time
+	// left at the start, at least 1 s and at most 10 s.
+	Reserve time.Duration
+	// Retry is how SendMessageBatch calls (and the entries SQS refused) are retried.
+	Retry retry.Policy
+	Log   *slog.Logger
 	// Metrics, when set, receives the run's EMF metrics (flushed by the caller).
 	Metrics *metrics.Recorder
 	Now     func() time.Time
@@ -104,9 +112,12 @@ type Response struct {
 	InSync              int    `json:"inSync"`
 	// Drift is the work found (copies missing or wrong at a destination) in the scanned
 	// repositories.
-	Drift       int       `json:"drift"`
-	Enqueued    int       `json:"enqueued"`
+	Drift    int `json:"drift"`
+	Enqueued int `json:"enqueued"`
+	// Copied is work that wrote to a destination (content or a tag); Skipped is work
+	// that needed no write when its turn came (already there, or the source moved on).
 	Copied      int       `json:"copied"`
+	Skipped     int       `json:"skipped"`
 	Failed      int       `json:"failed"`
 	Failures    []Failure `json:"failures,omitempty"`
 	BytesCopied int64     `json:"bytesCopied"`
@@ -473,7 +484,7 @@ func (r *run) repository(ctx context.Context, api *ecr.Client, repo, cursor stri
 	if r.mode == ModeEnqueue {
 		return r.enqueue(ctx, work)
 	}
-	return r.inline(ctx, work)
+	return r.inline(ctx, work, cursor)
 }
 
 func (r *run) outstanding(w *Work, n int) {
@@ -492,14 +503,10 @@ func (r *run) workItem(w *Work) ecrevent.WorkItem {
 	}
 }
 
-// enqueue sends work in batches of 10. Entries SQS refuses are sent again a bounded
-// number of times, then reported as failed.
+// enqueue sends work in batches of 10 (SendMessageBatch's limit). A call that fails
+// retryably, and the entries SQS refused without blaming the sender, are sent again with
+// the backfill's retry policy; the rest are reported as failed.
 func (r *run) enqueue(ctx context.Context, work []Work) (string, bool) {
-	b, resp := r.b, r.resp
-	retries := b.SendRetries
-	if retries <= 0 {
-		retries = 3
-	}
 	last := ""
 	for start := 0; start < len(work); start += 10 {
 		if r.timeUp() {
@@ -519,54 +526,75 @@ func (r *run) enqueue(ctx context.Context, work []Work) (string, bool) {
 			pending[id] = w
 			entries = append(entries, sqstypes.SendMessageBatchRequestEntry{Id: aws.String(id), MessageBody: aws.String(string(body))})
 		}
-		for attempt := 0; len(entries) > 0; attempt++ {
-			out, err := b.Queue.SendMessageBatch(ctx, &sqs.SendMessageBatchInput{QueueUrl: aws.String(b.QueueURL), Entries: entries})
+		err := retry.Do(ctx, r.b.Retry, func(ctx context.Context) error {
+			out, err := r.b.Queue.SendMessageBatch(ctx, &sqs.SendMessageBatchInput{QueueUrl: aws.String(r.b.QueueURL), Entries: entries})
 			if err != nil {
-				if attempt >= retries || ctx.Err() != nil {
-					for _, e := range entries {
-						r.failed(pending[aws.ToString(e.Id)], "sqs:SendMessageBatch: "+err.Error())
-					}
-					break
-				}
-				sleep(ctx, backoff(attempt))
-				continue
+				return ecraccess.WrapAWS("sqs:SendMessageBatch", err)
 			}
-			for _, s := range out.Successful {
-				if w := pending[aws.ToString(s.Id)]; w != nil {
-					resp.Enqueued++
-					resp.Remaining--
-					delete(pending, aws.ToString(s.Id))
+			for _, ok := range out.Successful {
+				if pending[aws.ToString(ok.Id)] != nil {
+					r.mu.Lock()
+					r.resp.Enqueued++
+					r.resp.Remaining--
+					r.mu.Unlock()
+					delete(pending, aws.ToString(ok.Id))
 				}
+			}
+			refused := map[string]sqstypes.BatchResultErrorEntry{}
+			for _, f := range out.Failed {
+				refused[aws.ToString(f.Id)] = f
 			}
 			var again []sqstypes.SendMessageBatchRequestEntry
-			reasons := map[string]string{}
-			for _, f := range out.Failed {
-				reasons[aws.ToString(f.Id)] = aws.ToString(f.Code) + ": " + aws.ToString(f.Message)
-			}
 			for _, e := range entries {
 				id := aws.ToString(e.Id)
-				if pending[id] == nil {
+				w := pending[id]
+				if w == nil {
 					continue
 				}
-				if attempt >= retries {
-					reason, ok := reasons[id]
-					if !ok {
-						reason = "not acknowledged"
-					}
-					r.failed(pending[id], "sqs:SendMessageBatch: "+reason)
+				// An entry neither accepted nor refused is sent again too.
+				if f, ok := refused[id]; ok && f.SenderFault {
+					r.failed(w, "sqs:SendMessageBatch: "+aws.ToString(f.Code)+": "+aws.ToString(f.Message))
+					delete(pending, id)
 					continue
 				}
 				again = append(again, e)
 			}
 			entries = again
 			if len(entries) > 0 {
-				sleep(ctx, backoff(attempt))
+				why := map[string]bool{}
+				for _, e := range entries {
+					if f, ok := refused[aws.ToString(e.Id)]; ok {
+						why[aws.ToString(f.Code)+": "+aws.ToString(f.Message)] = true
+					}
+				}
+				return &unsentError{n: len(entries), why: slices.Sorted(maps.Keys(why))}
+			}
+			return nil
+		})
+		if err != nil {
+			for _, e := range entries {
+				if w := pending[aws.ToString(e.Id)]; w != nil {
+					r.failed(w, err.Error())
+				}
 			}
 		}
 		last = batch[len(batch)-1].key()
 	}
 	return last, true
 }
+
+// unsentError: SQS did not accept some entries of a batch, without blaming the sender
+// (SenderFault false: its side failed), so they are sent again.
+type unsentError struct {
+	n   int
+	why []string // SQS's codes and messages
+}
+
+func (e *unsentError) Error() string {
+	return fmt.Sprintf("sqs:SendMessageBatch: %d entries not accepted (%s)", e.n, strings.Join(e.why, "; "))
+}
+func (e *unsentError) ErrorCode() string { return "InternalError" }
+func (e *unsentError) Retryable() bool   { return true }
 
 func (r *run) failed(w *Work, reason string) {
 	r.mu.Lock()
@@ -576,27 +604,23 @@ func (r *run) failed(w *Work, reason string) {
 	r.resp.fail(Failure{Repository: w.Repository, Destination: w.Target.Key(), Digest: w.Digest, Tag: w.Tag, Reason: reason})
 }
 
-func backoff(attempt int) time.Duration { return time.Duration(50<<attempt) * time.Millisecond }
-
-func sleep(ctx context.Context, d time.Duration) {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-ctx.Done():
-	case <-t.C:
-	}
-}
-
 // inline copies work with bounded concurrency, in groups (every tag of one digest to one
 // destination, in sequence). Digest-only work goes first and is finished before tagged
 // work starts, so children and referrers land before what points at them. It stops
-// taking groups when time is up and waits for those in flight.
-func (r *run) inline(ctx context.Context, work []Work) (string, bool) {
+// taking groups when time is up, and cuts the copies still running at the hard stop
+// (ctx's deadline less the reserve) so the answer is delivered in time.
+//
+// It returns the cursor to continue after — the end of the longest run of work, from the
+// start, that is finished (copied, skipped or failed for good) — and whether all of it
+// is. Groups that finished after an unfinished one are done again on continuation,
+// which costs a HEAD each: copies are idempotent.
+func (r *run) inline(ctx context.Context, work []Work, cursor string) (string, bool) {
 	n := r.b.Concurrency
 	if n <= 0 {
 		n = 8
 	}
-	// Split into groups, then into the two phases.
+	copyCtx, cancel := r.b.copyContext(ctx)
+	defer cancel()
 	var groups [][]Work
 	for i := 0; i < len(work); {
 		j := i + 1
@@ -606,44 +630,57 @@ func (r *run) inline(ctx context.Context, work []Work) (string, bool) {
 		groups = append(groups, work[i:j])
 		i = j
 	}
-	phase := func(g []Work) int {
-		if g[0].Tag == "" {
-			return 0
-		}
-		return 1
-	}
-	last := ""
+	phase := func(g []Work) bool { return g[0].Tag != "" }
+	finished := make([]int, len(groups)) // per group: how many of its items, from the first, are finished
 	for i := 0; i < len(groups); {
 		j := i
 		for j < len(groups) && phase(groups[j]) == phase(groups[i]) {
 			j++
 		}
-		sem := make(chan struct{}, n)
-		var wg sync.WaitGroup
-		stopped := false
-		for _, g := range groups[i:j] {
-			if r.timeUp() {
-				stopped = true
+		eg := new(errgroup.Group)
+		eg.SetLimit(n)
+		for k := i; k < j; k++ {
+			if r.timeUp() || copyCtx.Err() != nil {
 				break
 			}
-			sem <- struct{}{}
-			wg.Add(1)
-			go func(g []Work) {
-				defer func() { <-sem; wg.Done() }()
-				r.copyGroup(ctx, g)
-			}(g)
-			last = g[len(g)-1].key()
+			eg.Go(func() error {
+				finished[k] = r.copyGroup(copyCtx, groups[k])
+				return nil
+			})
 		}
-		wg.Wait()
-		if stopped {
-			return last, false
+		eg.Wait()
+		if r.timeUp() || copyCtx.Err() != nil {
+			break
 		}
 		i = j
 	}
-	return last, true
+	for k, g := range groups {
+		if finished[k] > 0 {
+			cursor = g[finished[k]-1].key()
+		}
+		if finished[k] < len(g) {
+			return cursor, false
+		}
+	}
+	return cursor, true
 }
 
-func (r *run) copyGroup(ctx context.Context, g []Work) {
+// copyContext is ctx cut short by the reserve.
+func (b *Backfill) copyContext(ctx context.Context) (context.Context, context.CancelFunc) {
+	dl, ok := ctx.Deadline()
+	if !ok {
+		return context.WithCancel(ctx)
+	}
+	reserve := b.Reserve
+	if reserve <= 0 {
+		reserve = min(max(dl.Sub(b.now())/20, time.Second), 10*time.Second)
+	}
+	return context.WithDeadline(ctx, dl.Add(-reserve))
+}
+
+// copyGroup copies one group's items in order and returns how many are finished; it
+// stops at an item cut by ctx, which stays remaining.
+func (r *run) copyGroup(ctx context.Context, g []Work) int {
 	for i := range g {
 		w := &g[i]
 		src := mirror.Source{AccountID: r.srcAccount, Region: r.b.SourceRegion, Repository: w.Repository, Digest: w.Digest, Tag: w.Tag}
@@ -653,21 +690,34 @@ func (r *run) copyGroup(ctx context.Context, g []Work) {
 			continue
 		}
 		x := res[0]
-		if x.Outcome == replication.Failed {
+		if (x.Outcome == replication.Failed || x.Err != nil) && ctx.Err() != nil {
+			return i // cut at the hard stop: left for the continuation
+		}
+		switch x.Outcome {
+		case replication.Failed, replication.Conflict:
 			reason := x.Reason
 			if x.Err != nil {
 				reason = x.Err.Error()
+			}
+			if x.Outcome == replication.Conflict {
+				reason = "conflict: " + reason
 			}
 			r.failed(w, reason)
 			continue
 		}
 		r.mu.Lock()
-		r.resp.Copied++
+		switch x.Outcome {
+		case replication.Copied, replication.TagUpdated:
+			r.resp.Copied++
+		default: // already-present, skipped
+			r.resp.Skipped++
+		}
 		r.resp.Remaining--
 		r.resp.BytesCopied += x.BytesCopied
 		r.outstand[w.Target.Destination.AccountID+"/"+w.Target.Destination.Region]--
 		r.mu.Unlock()
 	}
+	return len(g)
 }
 
 // report writes the totals as one JSON log line and records the metrics.
@@ -675,7 +725,7 @@ func (b *Backfill) report(resp *Response) {
 	b.log().Info("backfill totals",
 		"mode", resp.Mode, "repositoriesScanned", resp.RepositoriesScanned, "imagesSeen", resp.ImagesSeen,
 		"skippedBeforeSince", resp.SkippedBeforeSince, "inSync", resp.InSync, "drift", resp.Drift,
-		"enqueued", resp.Enqueued, "copied", resp.Copied, "failed", resp.Failed, "bytesCopied", resp.BytesCopied,
+		"enqueued", resp.Enqueued, "copied", resp.Copied, "skipped", resp.Skipped, "failed", resp.Failed, "bytesCopied", resp.BytesCopied,
 		"remaining", resp.Remaining, "estimatedSecondsAtQuota", resp.EstimatedSecondsAtQuota,
 		"continues", resp.ContinuationToken != "", "durationMs", resp.DurationMs)
 	if m := b.Metrics; m != nil {

@@ -25,6 +25,7 @@ import (
 	"github.com/ecr-replicator/ecr-replicator/internal/ecraccess"
 	"github.com/ecr-replicator/ecr-replicator/internal/mirror"
 	"github.com/ecr-replicator/ecr-replicator/internal/replication"
+	"github.com/ecr-replicator/ecr-replicator/internal/retry"
 	"github.com/ecr-replicator/ecr-replicator/internal/rules"
 	"github.com/ecr-replicator/ecr-replicator/internal/sandbox"
 	"github.com/ecr-replicator/ecr-replicator/internal/sandbox/sandboxtest"
@@ -93,7 +94,8 @@ func (e *env) backfill() *backfill.Backfill {
 		NewReplicator: func() backfill.Replicator {
 			return mirror.New(e.resolver, replication.New(), mirror.WithLogger(slog.New(slog.DiscardHandler)))
 		},
-		Log: slog.New(slog.DiscardHandler),
+		Log:   slog.New(slog.DiscardHandler),
+		Retry: retry.Policy{Initial: time.Millisecond, Max: 10 * time.Millisecond},
 	}
 }
 

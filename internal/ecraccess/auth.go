@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"net/http"
 	"reflect"
@@ -39,7 +40,11 @@ func (a registryAuth) AuthorizationContext(ctx context.Context) (*authn.AuthConf
 
 // Transport wraps base so that a request the registry refuses because the token expired
 // (401 on a request that carried credentials, or 403 DENIED "…token has expired") is
-// retried once with a freshly issued token. A second refusal is returned as is.
+// retried once with a freshly issued token. A second refusal is returned as is. A
+// request whose body cannot be replayed (a streamed blob upload) is not sent again: the
+// token is renewed and the request fails with a retryable ExpiredToken error, so the
+// caller's retry starts over with the new token instead of taking the refusal as a
+// permanent denial.
 //
 // The same base gets the same RoundTripper back, so that callers caching clients by
 // transport (the engine reuses one per repository for a run) find it again.
@@ -64,29 +69,24 @@ func (t *refreshTransport) RoundTrip(req *http.Request) (*http.Response, error) 
 	if err != nil || req.Header.Get("Authorization") == "" || !tokenRefused(resp) {
 		return resp, err
 	}
-	if req.Body != nil && req.Body != http.NoBody && req.GetBody == nil {
-		return resp, nil // cannot replay a streamed body; the caller's retry starts over
-	}
 	_, used, _ := req.BasicAuth()
 	secret, terr := t.g.refresh(req.Context(), used)
 	if terr != nil {
 		return resp, nil
 	}
-	retry := req.Clone(req.Context())
-	if req.GetBody != nil {
-		body, berr := req.GetBody()
-		if berr != nil {
-			return resp, nil
-		}
-		retry.Body = body
+	t.g.resolver.log.Info("registry refused the token; retrying with a new one", "account", t.g.access.AccountID, "region", t.g.access.Region, "status", resp.StatusCode)
+	again, rerr := retry.Rewind(req)
+	if rerr != nil {
+		resp.Body.Close()
+		return nil, &Error{Op: "registry " + req.Method, Code: "ExpiredToken",
+			Err: fmt.Errorf("the registry refused the token (HTTP %d); a new one was issued for the next attempt", resp.StatusCode)}
 	}
 	resp.Body.Close()
 	t.g.mu.Lock()
 	user := t.g.user
 	t.g.mu.Unlock()
-	retry.SetBasicAuth(user, secret)
-	t.g.resolver.log.Info("registry refused the token; retrying once with a new one", "account", t.g.access.AccountID, "region", t.g.access.Region, "status", resp.StatusCode)
-	return t.base.RoundTrip(retry)
+	again.SetBasicAuth(user, secret)
+	return t.base.RoundTrip(again)
 }
 
 // tokenRefused recognises ECR's answers to a bad or expired token. The 401 is the
@@ -109,8 +109,8 @@ func tokenRefused(resp *http.Response) bool {
 	return false
 }
 
-// wrapAWS classifies an AWS SDK error, keeping its code.
-func wrapAWS(op string, err error) error {
+// WrapAWS classifies an AWS SDK error from op (e.g. "ecr:PutImage", "sqs:SendMessageBatch"), keeping its code: the project's one conversion of AWS errors into the retry model.
+func WrapAWS(op string, err error) error {
 	e := &Error{Op: op, Err: err}
 	var ae smithy.APIError
 	if errors.As(err, &ae) {

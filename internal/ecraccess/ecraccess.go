@@ -198,7 +198,7 @@ func (r *Resolver) CallerAccount(ctx context.Context) (string, error) {
 	}
 	out, err := sts.NewFromConfig(r.base).GetCallerIdentity(ctx, &sts.GetCallerIdentityInput{})
 	if err != nil {
-		return "", wrapAWS("sts:GetCallerIdentity", err)
+		return "", WrapAWS("sts:GetCallerIdentity", err)
 	}
 	if aws.ToString(out.Account) == "" {
 		return "", &Error{Op: "sts:GetCallerIdentity", Code: "NoAccount", Err: errors.New("the answer names no account")}
@@ -253,7 +253,7 @@ func (g *Registry) Host(ctx context.Context, repository string) (string, error) 
 		RepositoryNames: []string{repository},
 	})
 	if err != nil {
-		return "", wrapAWS("ecr:DescribeRepositories", err)
+		return "", WrapAWS("ecr:DescribeRepositories", err)
 	}
 	if len(out.Repositories) == 0 {
 		return "", &Error{Op: "ecr:DescribeRepositories", Code: "RepositoryNotFoundException", Err: fmt.Errorf("repository %s not found in %s", repository, g.access.AccountID)}
@@ -278,7 +278,7 @@ func (g *Registry) token(ctx context.Context, force bool) (string, error) {
 	// https://docs.aws.amazon.com/AmazonECR/latest/APIReference/API_GetAuthorizationToken.html
 	out, err := g.api.GetAuthorizationToken(ctx, &ecr.GetAuthorizationTokenInput{})
 	if err != nil {
-		return "", wrapAWS("ecr:GetAuthorizationToken", err)
+		return "", WrapAWS("ecr:GetAuthorizationToken", err)
 	}
 	if len(out.AuthorizationData) == 0 {
 		return "", &Error{Op: "ecr:GetAuthorizationToken", Code: "EmptyAuthorizationData", Err: errors.New("no authorization data returned")}

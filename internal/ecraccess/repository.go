@@ -27,7 +27,7 @@ func (g *Registry) ReadSettings(ctx context.Context, repository string, lifecycl
 	var s RepositorySettings
 	out, err := g.api.DescribeRepositories(ctx, &ecr.DescribeRepositoriesInput{RepositoryNames: []string{repository}})
 	if err != nil {
-		return s, wrapAWS("ecr:DescribeRepositories", err)
+		return s, WrapAWS("ecr:DescribeRepositories", err)
 	}
 	if len(out.Repositories) == 0 {
 		return s, &Error{Op: "ecr:DescribeRepositories", Code: "RepositoryNotFoundException", Err: errors.New("repository " + repository + " not found")}
@@ -48,7 +48,7 @@ func (g *Registry) ReadSettings(ctx context.Context, repository string, lifecycl
 		switch {
 		case errors.As(err, &nf):
 		case err != nil:
-			return s, wrapAWS("ecr:GetLifecyclePolicy", err)
+			return s, WrapAWS("ecr:GetLifecyclePolicy", err)
 		default:
 			s.LifecyclePolicy = aws.ToString(lp.LifecyclePolicyText)
 		}
@@ -56,7 +56,7 @@ func (g *Registry) ReadSettings(ctx context.Context, repository string, lifecycl
 	if tags {
 		tr, err := g.api.ListTagsForResource(ctx, &ecr.ListTagsForResourceInput{ResourceArn: r.RepositoryArn})
 		if err != nil {
-			return s, wrapAWS("ecr:ListTagsForResource", err)
+			return s, WrapAWS("ecr:ListTagsForResource", err)
 		}
 		s.Tags = tr.Tags
 	}
@@ -81,7 +81,7 @@ func (g *Registry) EnsureRepository(ctx context.Context, repository string, sett
 		g.remember(repository)
 		return false, nil
 	case !errors.As(err, &nf):
-		return false, wrapAWS("ecr:DescribeRepositories", err)
+		return false, WrapAWS("ecr:DescribeRepositories", err)
 	case !create:
 		return false, &Error{Op: "ecr:DescribeRepositories", Code: "RepositoryNotFoundException", Err: errors.New("destination repository " + repository + " does not exist and createRepository is false")}
 	}
@@ -102,13 +102,13 @@ func (g *Registry) EnsureRepository(ctx context.Context, repository string, sett
 	var exists *types.RepositoryAlreadyExistsException
 	created := err == nil
 	if err != nil && !errors.As(err, &exists) {
-		return false, wrapAWS("ecr:CreateRepository", err)
+		return false, WrapAWS("ecr:CreateRepository", err)
 	}
 	if created && settings.LifecyclePolicy != "" {
 		if _, err := g.api.PutLifecyclePolicy(ctx, &ecr.PutLifecyclePolicyInput{
 			RepositoryName: aws.String(repository), LifecyclePolicyText: aws.String(settings.LifecyclePolicy),
 		}); err != nil {
-			return true, wrapAWS("ecr:PutLifecyclePolicy", err)
+			return true, WrapAWS("ecr:PutLifecyclePolicy", err)
 		}
 	}
 	g.remember(repository)

@@ -361,3 +361,18 @@ func TestEventRoundTrip(t *testing.T) {
 		}
 	}
 }
+
+// TestRepositoryNamesECRAllows: ECR's current repository-name pattern allows '__' and runs
+// of '-' (API_InitiateLayerUpload, repositoryName); events for such repositories are
+// replicated, not rejected as malformed.
+func TestRepositoryNamesECRAllows(t *testing.T) {
+	for _, repo := range []string{"team--app", "my__app", "team-a/svc---x", "a.b/c__d"} {
+		m, err := Parse(event(t, map[string]any{"repository-name": repo}, nil))
+		if err != nil {
+			t.Fatalf("%s: %v", repo, err)
+		}
+		if m.Class != Push || m.Image.Repository != repo {
+			t.Fatalf("%s: class %v, repository %q", repo, m.Class, m.Image.Repository)
+		}
+	}
+}

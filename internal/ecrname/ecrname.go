@@ -54,9 +54,14 @@ func Quote(v string) string {
 	return strconv.Quote(v[:cut]) + "..."
 }
 
-// https://docs.aws.amazon.com/AmazonECR/latest/APIReference/API_CreateRepository.html
-// (repositoryName: length 2-256, this pattern).
-var repositoryRE = regexp.MustCompile(`^(?:[a-z0-9]+(?:[._-][a-z0-9]+)*/)*[a-z0-9]+(?:[._-][a-z0-9]+)*$`)
+// RepositoryPattern is ECR's current repository-name pattern (length 2-256), e.g.
+// https://docs.aws.amazon.com/AmazonECR/latest/APIReference/API_InitiateLayerUpload.html
+// (repositoryName): components of [a-z0-9] joined by '.', '_', '__' or runs of '-', so
+// "my__app" and "team--app" are valid — it is also the OCI distribution-spec name
+// grammar. The older [._-]-only pattern refused them.
+const RepositoryPattern = `[a-z0-9]+((\.|_|__|-+)[a-z0-9]+)*(\/[a-z0-9]+((\.|_|__|-+)[a-z0-9]+)*)*`
+
+var repositoryRE = regexp.MustCompile(`^` + RepositoryPattern + `$`)
 
 // MinRepositoryLen and MaxRepositoryLen are ECR's bounds on repository names.
 const (
@@ -70,7 +75,7 @@ func Repository(name string) error {
 		return invalid(name, "is not a valid ECR repository name (want 2-256 characters, got "+strconv.Itoa(len(name))+")")
 	}
 	if !repositoryRE.MatchString(name) {
-		return invalid(name, "is not a valid ECR repository name (want lowercase components of [a-z0-9] separated by '.', '_', '-' or '/')")
+		return invalid(name, "is not a valid ECR repository name (want [a-z0-9] words joined by '.', '_', '__' or dashes, split by '/')")
 	}
 	return nil
 }

@@ -25,14 +25,20 @@ func TestValidators(t *testing.T) {
 			{"ab", true, ""},
 			{"team-a/app", true, ""},
 			{"a/b/c.d_e-f", true, ""},
-			{"a__b", false, "lowercase components"}, // separators may not repeat
+			// ECR's current pattern (API_InitiateLayerUpload): '__' and runs of '-'.
+			{"my__app", true, ""},
+			{"team--app", true, ""},
+			{"team---a/my__app", true, ""},
+			{"a___b", false, "words joined by"}, // '_' or '__', never three
+			{"a._b", false, "words joined by"},  // separators do not combine
+			{"a..b", false, "words joined by"},
 			{strings.Repeat("a", 256), true, ""},
 			{strings.Repeat("a", 257), false, "2-256"},
 			{"a", false, "2-256"},
 			{"", false, "2-256"},
-			{"Team/app", false, "lowercase"},
-			{"/team", false, "lowercase"},
-			{"team/", false, "lowercase"},
+			{"Team/app", false, "[a-z0-9] words"},
+			{"/team", false, "[a-z0-9] words"},
+			{"team/", false, "[a-z0-9] words"},
 			{"team//app", false, ""},
 			{"team/-app", false, ""},
 			{"team app", false, ""},

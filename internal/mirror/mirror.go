@@ -188,8 +188,12 @@ func (m *Mirror) replicateOne(ctx context.Context, src Source, t rules.Target) R
 	res.Duration = time.Since(start)
 	if r.Err != nil {
 		res.Code, res.Retryable = Classify(r.Err)
-		if res.Code == "NAME_UNKNOWN" {
-			dstReg.Forget(t.Repository) // deleted under us: look again next time
+		var re *replication.Error
+		if errors.As(r.Err, &re) && re.AtDest && re.Code == "NAME_UNKNOWN" {
+			// The destination repository is gone (deleted under us, or never made):
+			// look again next time, and retry only if that next time creates it.
+			dstReg.Forget(t.Repository)
+			res.Retryable = d.CreateRepository
 		}
 	}
 	return res
@@ -294,7 +298,7 @@ func (m *Mirror) deleteOne(ctx context.Context, src Source, t rules.Target) Resu
 			return done(replication.Skipped, "destination repository does not exist", nil)
 		}
 		if err != nil {
-			return done("", "", wrapAWS("ecr:BatchGetImage", err))
+			return done("", "", ecraccess.WrapAWS("ecr:BatchGetImage", err))
 		}
 		if len(out.Images) == 0 {
 			return done(replication.Skipped, "destination tag already gone", nil)
@@ -309,7 +313,7 @@ func (m *Mirror) deleteOne(ctx context.Context, src Source, t rules.Target) Resu
 		return done(replication.Skipped, "destination repository does not exist", nil)
 	}
 	if err != nil {
-		return done("", "", wrapAWS("ecr:BatchDeleteImage", err))
+		return done("", "", ecraccess.WrapAWS("ecr:BatchDeleteImage", err))
 	}
 	if len(out.ImageIds) == 0 {
 		return done(replication.Skipped, "already absent from the destination", nil)
@@ -324,13 +328,9 @@ func imageExists(ctx context.Context, api *ecr.Client, repo string, id ecrtypes.
 		return false, nil
 	}
 	if err != nil {
-		return false, wrapAWS("ecr:BatchGetImage", err)
+		return false, ecraccess.WrapAWS("ecr:BatchGetImage", err)
 	}
 	return len(out.Images) > 0, nil
-}
-
-func wrapAWS(op string, err error) error {
-	return &ecraccess.Error{Op: op, Code: ecraccess.ErrorCode(err), Err: err}
 }
 
 // Classify returns an error's code and whether it is retryable, whichever layer made it

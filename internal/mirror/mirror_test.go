@@ -25,6 +25,7 @@ import (
 	"github.com/ecr-replicator/ecr-replicator/internal/ecraccess"
 	"github.com/ecr-replicator/ecr-replicator/internal/mirror"
 	"github.com/ecr-replicator/ecr-replicator/internal/replication"
+	"github.com/ecr-replicator/ecr-replicator/internal/retry"
 	"github.com/ecr-replicator/ecr-replicator/internal/rules"
 	"github.com/ecr-replicator/ecr-replicator/internal/sandbox"
 	"github.com/ecr-replicator/ecr-replicator/internal/sandbox/sandboxtest"
@@ -56,7 +57,7 @@ func newWorld(t *testing.T) *world {
 }
 
 func (w *world) mirror() *mirror.Mirror {
-	return mirror.New(w.resolver, replication.New(replication.WithBackoff(remote.Backoff{Duration: 10 * time.Millisecond, Factor: 2, Steps: 3})))
+	return mirror.New(w.resolver, replication.New(replication.WithRetry(retry.Policy{Attempts: 3, Initial: 10 * time.Millisecond, Max: 40 * time.Millisecond})))
 }
 
 func (w *world) createSourceRepo(t *testing.T, in *ecr.CreateRepositoryInput) {

@@ -109,12 +109,12 @@ type Copier struct {
 	jobs          int
 	rate          rate.Limit
 	burst         int
-	backoff       remote.Backoff
+	policy        retry.Policy
+	timeout       time.Duration
 	log           *slog.Logger
+	progress      func(Progress)
 	tagRounds     int
 	referrerDepth int
-	retryAfter    int
-	maxRetryAfter time.Duration
 
 	sem       chan struct{} // bounds concurrent blob transfers across all Copy calls
 	blobs     onceMap       // key: destination repo + blob digest
@@ -133,8 +133,8 @@ type Copier struct {
 	sourceTags, destTags tagIndex
 }
 
-// endpointKey identifies a reusable endpoint: one ggcr puller/pusher (and so one
-// registry ping and token) per repository and credentials, for the whole run.
+// endpointKey identifies a reusable endpoint: one authenticated client (one registry
+// ping and token) per repository and credentials, for the whole run.
 type endpointKey struct {
 	dest      bool
 	repo      string
@@ -177,23 +177,21 @@ func WithLogger(l *slog.Logger) Option {
 	}
 }
 
-// WithBackoff sets the backoff for throttled (429 without Retry-After), 5xx
-// and network-failed requests. It is handed to ggcr (remote.WithRetryBackoff),
-// which retries reads in its transport and retries blob uploads and manifest
-// PUTs as a whole. Default: 500ms doubling, 5 attempts.
-func WithBackoff(b remote.Backoff) Option {
-	return func(c *Copier) { c.backoff = b }
+// WithRetry sets how failed registry requests are retried: throttling (429, honouring
+// Retry-After up to the policy's Max), 5xx, connection errors and slow answers. Default:
+// 5 attempts, 500 ms doubling, ±20 % jitter, waits capped at 20 s. Unset fields take
+// these defaults.
+func WithRetry(p retry.Policy) Option {
+	return func(c *Copier) { c.policy = p }
 }
 
-// WithRetryAfter bounds how often a 429/503 carrying Retry-After is retried
-// and the longest wait honoured (default 5 attempts, 30s).
-func WithRetryAfter(attempts int, maxWait time.Duration) Option {
+// WithRequestTimeout bounds how long one request waits for the response headers after
+// it was sent (default 60 s; the body of a large blob is not counted). A registry that
+// does not answer in time is retried like a 503.
+func WithRequestTimeout(d time.Duration) Option {
 	return func(c *Copier) {
-		if attempts > 0 {
-			c.retryAfter = attempts
-		}
-		if maxWait > 0 {
-			c.maxRetryAfter = maxWait
+		if d > 0 {
+			c.timeout = d
 		}
 	}
 }
@@ -204,12 +202,10 @@ func New(opts ...Option) *Copier {
 		jobs:           8,
 		rate:           10,
 		burst:          10,
-		backoff:        remote.Backoff{Duration: 500 * time.Millisecond, Factor: 2, Jitter: 0.1, Steps: 5},
+		timeout:        60 * time.Second,
 		log:            slog.New(slog.DiscardHandler),
 		tagRounds:      3,
 		referrerDepth:  3,
-		retryAfter:     5,
-		maxRetryAfter:  30 * time.Second,
 		limiters:       map[string]*rate.Limiter{},
 		tagLocks:       map[string]chan struct{}{},
 		endpoints:      map[endpointKey]*endpoint{},
@@ -217,6 +213,10 @@ func New(opts ...Option) *Copier {
 	}
 	for _, o := range opts {
 		o(c)
+	}
+	log := c.log
+	c.policy.OnRetry = func(err error, attempt int, wait time.Duration) {
+		log.Debug("registry request failed; retrying", "attempt", attempt, "wait", wait, "err", err)
 	}
 	c.sem = make(chan struct{}, c.jobs)
 	return c
@@ -317,26 +317,32 @@ func (c *Copier) lockTag(ctx context.Context, key string) (func(), error) {
 	}
 }
 
-// endpoint is an Endpoint resolved for one Copy: ggcr clients plus the
-// pieces needed for the one hand-written call (referrers pagination).
+// endpoint is an Endpoint resolved for the run: its repository, and the authenticated
+// clients built on first use (a registry ping and a token each).
 type endpoint struct {
 	repo   name.Repository
 	auth   authn.Authenticator
-	rt     http.RoundTripper // base transport with Retry-After handling
+	rt     http.RoundTripper // retryTransport over Endpoint.Transport
+	scopes []string
+	opts   []remote.Option
+	dest   bool
+	policy retry.Policy
+
+	mu      sync.Mutex
+	clients *clients
+}
+
+// clients are one endpoint's authenticated clients, sharing one transport.
+type clients struct {
+	http   *http.Client // for the requests written by hand: blob uploads and downloads, referrers pages
 	puller *remote.Puller
 	pusher *remote.Pusher // destination only
-
-	clientMu sync.Mutex
-	client   *http.Client // see httpClient
-
-	pushMu sync.Mutex
-	push   *http.Client // destination only, see pushClient
 }
 
 // cachedEndpoint returns the run's endpoint for ep, building it once. Endpoints whose
 // credentials or transport cannot be compared (and Options, which cannot be) are not
 // shared.
-func (c *Copier) cachedEndpoint(ep Endpoint, dest bool) (*endpoint, error) {
+func (c *Copier) cachedEndpoint(ep Endpoint, dest bool) *endpoint {
 	if len(ep.Options) > 0 || !comparable(ep.Auth) || !comparable(ep.Transport) {
 		return c.endpoint(ep, dest)
 	}
@@ -344,74 +350,117 @@ func (c *Copier) cachedEndpoint(ep Endpoint, dest bool) (*endpoint, error) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if e, ok := c.endpoints[k]; ok {
-		return e, nil
+		return e
 	}
-	e, err := c.endpoint(ep, dest)
-	if err == nil {
-		c.endpoints[k] = e
-	}
-	return e, err
+	e := c.endpoint(ep, dest)
+	c.endpoints[k] = e
+	return e
 }
 
 func comparable(v any) bool { return v == nil || reflect.TypeOf(v).Comparable() }
 
-func (c *Copier) endpoint(ep Endpoint, dest bool) (*endpoint, error) {
+func (c *Copier) endpoint(ep Endpoint, dest bool) *endpoint {
 	base := ep.Transport
 	if base == nil {
 		base = remote.DefaultTransport
 	}
 	e := &endpoint{
-		repo: ep.Repository,
-		auth: ep.Auth,
-		rt:   &retryAfterTransport{inner: base, attempts: c.retryAfter, maxWait: c.maxRetryAfter},
+		repo:   ep.Repository,
+		auth:   ep.Auth,
+		rt:     transport.NewUserAgent(&retryTransport{inner: base, policy: c.policy, timeout: c.timeout}, userAgent),
+		scopes: []string{ep.Repository.Scope(transport.PullScope)},
+		dest:   dest,
+		policy: c.policy,
+		opts: append([]remote.Option{
+			remote.WithJobs(c.jobs),
+			// The Wrapper transport below makes ggcr skip its retry transport; this turns
+			// off its retry of whole manifest PUTs, which retryTransport already retries.
+			remote.WithRetryPredicate(func(error) bool { return false }),
+			// ggcr would otherwise maintain a sha256-<hex> fallback tag on
+			// destinations without the referrers API; we only copy the
+			// source's fallback tag when the source uses one.
+			remote.WithReferrersTagFallback(false),
+		}, ep.Options...),
 	}
 	if e.auth == nil {
 		e.auth = authn.Anonymous
 	}
-	opts := []remote.Option{
-		remote.WithTransport(e.rt),
-		remote.WithUserAgent(userAgent),
-		remote.WithJobs(c.jobs),
-		remote.WithRetryBackoff(c.backoff),
-		// ggcr would otherwise maintain a sha256-<hex> fallback tag on
-		// destinations without the referrers API; we only copy the
-		// source's fallback tag when the source uses one.
-		remote.WithReferrersTagFallback(false),
-	}
-	if ep.Auth != nil {
-		opts = append(opts, remote.WithAuth(ep.Auth))
-	}
-	opts = append(opts, ep.Options...)
-	var err error
-	if e.puller, err = remote.NewPuller(opts...); err != nil {
-		return nil, invalid("endpoint %s: %w", ep.Repository, err)
-	}
 	if dest {
-		if e.pusher, err = remote.NewPusher(opts...); err != nil {
-			return nil, invalid("endpoint %s: %w", ep.Repository, err)
-		}
+		e.scopes = []string{ep.Repository.Scope(transport.PushScope)} // push,pull
 	}
-	return e, nil
+	return e
 }
 
-// httpClient is an authenticated pull client for hand-written requests. Built on first
-// use; a failed build (a ping cut short by a cancelled context) is not kept.
-func (e *endpoint) httpClient(ctx context.Context, backoff remote.Backoff) (*http.Client, error) {
-	e.clientMu.Lock()
-	defer e.clientMu.Unlock()
-	if e.client != nil {
-		return e.client, nil
+// use returns the endpoint's clients, authenticating on first use. A failed attempt (a
+// ping cut short by a cancelled context, a token refused) is not kept: the next caller
+// tries again.
+func (e *endpoint) use(ctx context.Context) (*clients, error) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if e.clients != nil {
+		return e.clients, nil
 	}
-	rt := transport.NewRetry(e.rt, transport.WithRetryBackoff(backoff),
-		transport.WithRetryStatusCodes(http.StatusRequestTimeout, http.StatusTooManyRequests,
-			http.StatusInternalServerError, http.StatusBadGateway, http.StatusServiceUnavailable, http.StatusGatewayTimeout))
-	rt = transport.NewUserAgent(rt, userAgent)
-	tr, err := transport.NewWithContext(ctx, e.repo.Registry, e.auth, rt, []string{e.repo.Scope(transport.PullScope)})
+	rt, err := transport.NewWithContext(ctx, e.repo.Registry, e.auth, e.rt, e.scopes)
 	if err != nil {
 		return nil, err
 	}
-	e.client = &http.Client{Transport: tr}
-	return e.client, nil
+	opts := append([]remote.Option{remote.WithTransport(rt)}, e.opts...)
+	cl := &clients{http: &http.Client{Transport: rt}}
+	if cl.puller, err = remote.NewPuller(opts...); err != nil {
+		return nil, invalid("endpoint %s: %w", e.repo, err)
+	}
+	if e.dest {
+		if cl.pusher, err = remote.NewPusher(opts...); err != nil {
+			return nil, invalid("endpoint %s: %w", e.repo, err)
+		}
+	}
+	e.clients = cl
+	return cl, nil
+}
+
+// The verbs the engine uses, each authenticating on first use. Reads of a body are
+// retried when the body fails (readRetry).
+
+func (e *endpoint) head(ctx context.Context, ref name.Reference) (*v1.Descriptor, error) {
+	cl, err := e.use(ctx)
+	if err != nil {
+		return nil, err
+	}
+	return cl.puller.Head(ctx, ref)
+}
+
+func (e *endpoint) get(ctx context.Context, ref name.Reference) (*remote.Descriptor, error) {
+	cl, err := e.use(ctx)
+	if err != nil {
+		return nil, err
+	}
+	var d *remote.Descriptor
+	err = readRetry(ctx, e.policy, func(ctx context.Context) error {
+		d, err = cl.puller.Get(ctx, ref)
+		return err
+	})
+	return d, err
+}
+
+func (e *endpoint) list(ctx context.Context) ([]string, error) {
+	cl, err := e.use(ctx)
+	if err != nil {
+		return nil, err
+	}
+	var tags []string
+	err = readRetry(ctx, e.policy, func(ctx context.Context) error {
+		tags, err = cl.puller.List(ctx, e.repo)
+		return err
+	})
+	return tags, err
+}
+
+func (e *endpoint) put(ctx context.Context, ref name.Reference, t remote.Taggable) error {
+	cl, err := e.use(ctx)
+	if err != nil {
+		return err
+	}
+	return cl.pusher.Put(ctx, ref, t)
 }
 
 func (e *endpoint) key(h v1.Hash) string { return e.repo.String() + "@" + h.String() }
@@ -449,12 +498,8 @@ func (c *Copier) newSession(req Request) (*session, v1.Hash, error) {
 		return nil, h, err
 	}
 	s := &session{c: c, referrers: req.Referrers}
-	if s.src, err = c.cachedEndpoint(req.Source, false); err != nil {
-		return nil, h, err
-	}
-	if s.dst, err = c.cachedEndpoint(req.Destination, true); err != nil {
-		return nil, h, err
-	}
+	s.src = c.cachedEndpoint(req.Source, false)
+	s.dst = c.cachedEndpoint(req.Destination, true)
 	s.log = c.log.With("src", req.Source.Repository.String(), "dst", req.Destination.Repository.String())
 	if req.Digest != "" {
 		s.log = s.log.With("digest", req.Digest)
@@ -565,11 +610,11 @@ func (s *session) resolveTag(ctx context.Context, tag string) (*rawManifest, err
 // run has asked about enough tags of the repository, a tag absent from its listing is
 // not-found without a HEAD (see tagIndex).
 func (s *session) destTag(ctx context.Context, tag string) (v1.Hash, error) {
-	list := func(ctx context.Context) ([]string, error) { return s.dst.puller.List(ctx, s.dst.repo) }
+	list := s.dst.list
 	if !s.c.destTags.mayHave(ctx, s.dst.repo.String(), tag, list) {
 		return v1.Hash{}, &transport.Error{StatusCode: http.StatusNotFound}
 	}
-	d, err := s.dst.puller.Head(ctx, s.dst.repo.Tag(tag))
+	d, err := s.dst.head(ctx, s.dst.repo.Tag(tag))
 	if err != nil {
 		return v1.Hash{}, err
 	}

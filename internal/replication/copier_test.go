@@ -156,7 +156,7 @@ func (tr *testRegistry) repo(t *testing.T, path string) name.Repository {
 
 func fastCopier(opts ...Option) *Copier {
 	return New(append([]Option{
-		WithBackoff(remote.Backoff{Duration: time.Millisecond, Factor: 2, Steps: 4}),
+		WithRetry(retry.Policy{Attempts: 4, Initial: time.Millisecond, Max: 10 * time.Millisecond}),
 		WithManifestRate(1000, 1000),
 	}, opts...)...)
 }
@@ -581,7 +581,7 @@ func TestThrottledManifestPutHonoursRetryAfter(t *testing.T) {
 	})
 	start := time.Now()
 	// A long backoff proves the wait came from Retry-After, not from backoff.
-	res := New(WithBackoff(remote.Backoff{Duration: time.Minute, Steps: 2})).Copy(context.Background(), e.req(d, "v1"))
+	res := New(WithRetry(retry.Policy{Attempts: 2, Initial: time.Minute, Max: time.Minute})).Copy(context.Background(), e.req(d, "v1"))
 	wantOutcome(t, res, Copied)
 	if el := time.Since(start); el < time.Second || el > 10*time.Second {
 		t.Fatalf("took %v, want about the 1s Retry-After", el)
@@ -795,7 +795,54 @@ func TestNextLink(t *testing.T) {
 	if _, err := nextLink(cur, []string{`<http://evil.example/v2/x>; rel="next"`}); err == nil {
 		t.Fatal("cross-host Link followed")
 	}
+	tls := must[*url.URL](t)(url.Parse("https://registry.example/v2/r/referrers/sha256:x"))
+	if _, err := nextLink(tls, []string{`<http://registry.example/v2/r/referrers/sha256:x?last=a>; rel="next"`}); err == nil {
+		t.Fatal("a Link from https to http on the same host was followed")
+	}
 	if u, _ := nextLink(cur, nil); u != nil {
 		t.Fatal("no Link, yet a next page")
+	}
+}
+
+// recordingTransport answers every request with a connection error and remembers its URL.
+type recordingTransport struct {
+	mu   sync.Mutex
+	urls []string
+}
+
+func (r *recordingTransport) RoundTrip(req *http.Request) (*http.Response, error) {
+	r.mu.Lock()
+	r.urls = append(r.urls, req.URL.String())
+	r.mu.Unlock()
+	return nil, errors.New("recorded")
+}
+
+// TestPlainHTTPOnlyForLoopback: go-containerregistry guesses http for RFC 1918 addresses
+// and *.local / *.localhost names; the engine sends plain http to loopback only.
+func TestPlainHTTPOnlyForLoopback(t *testing.T) {
+	d := "sha256:" + strings.Repeat("a", 64)
+	for host, scheme := range map[string]string{
+		"10.1.2.3:5000": "https", "192.168.0.7": "https", "registry.localhost:5000": "https", "box.local": "https",
+		"127.0.0.1:5000": "http", "localhost:5000": "http",
+	} {
+		rt := &recordingTransport{}
+		src := must[name.Repository](t)(name.NewRepository(host + "/app"))
+		dst := must[name.Repository](t)(name.NewRepository("127.0.0.1:1/app"))
+		res := New(WithRetry(retry.Policy{Attempts: 1})).Copy(context.Background(), Request{
+			Source: Endpoint{Repository: src, Transport: rt}, Destination: Endpoint{Repository: dst, Transport: rt}, Digest: d,
+		})
+		if res.Outcome != Failed {
+			t.Fatalf("%s: outcome %s", host, res.Outcome)
+		}
+		rt.mu.Lock()
+		for _, u := range rt.urls {
+			if strings.Contains(u, host) && !strings.HasPrefix(u, scheme+"://") {
+				t.Errorf("%s: request %s, want %s only", host, u, scheme)
+			}
+		}
+		if len(rt.urls) == 0 {
+			t.Errorf("%s: no request made", host)
+		}
+		rt.mu.Unlock()
 	}
 }

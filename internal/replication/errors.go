@@ -26,7 +26,8 @@ const (
 type Error struct {
 	Op        string // e.g. "get source manifest", "put destination tag"
 	Code      string
-	Status    int // HTTP status, 0 when no response was received
+	Status    int  // HTTP status, 0 when no response was received
+	AtDest    bool // the destination registry failed (otherwise the source, or neither)
 	Transient bool
 	Err       error
 }
@@ -70,7 +71,7 @@ func classify(op string, s side, err error) error {
 	if errors.As(err, &e) {
 		return err
 	}
-	e = &Error{Op: op, Err: redact(err)}
+	e = &Error{Op: op, AtDest: s == onDest, Err: redact(err)}
 	var (
 		terr *transport.Error
 		c    retry.Classified

@@ -6,7 +6,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"net/http"
 	"strings"
 	"sync"
@@ -163,7 +162,7 @@ func (s *session) ensureManifest(ctx context.Context, desc v1.Descriptor, w *wal
 
 // destHasManifest HEADs the destination manifest by digest.
 func (s *session) destHasManifest(ctx context.Context, h v1.Hash) (bool, error) {
-	d, err := s.dst.puller.Head(ctx, s.dst.repo.Digest(h.String()))
+	d, err := s.dst.head(ctx, s.dst.repo.Digest(h.String()))
 	switch {
 	case err == nil:
 		return d.Digest == h, nil
@@ -185,7 +184,7 @@ func (s *session) fetch(ctx context.Context, h v1.Hash) (*rawManifest, error) {
 
 // getSource GETs a source manifest by digest or tag and keeps it for this call, by digest.
 func (s *session) getSource(ctx context.Context, ref name.Reference, op string) (*rawManifest, error) {
-	d, err := s.src.puller.Get(ctx, ref)
+	d, err := s.src.get(ctx, ref)
 	if err != nil {
 		return nil, classify(op, onSource, err)
 	}
@@ -200,7 +199,7 @@ func (s *session) manifestBytes(ctx context.Context, h v1.Hash) (*rawManifest, e
 	if m, ok := s.fetched.Load(h); ok {
 		return m.(*rawManifest), nil
 	}
-	d, err := s.dst.puller.Get(ctx, s.dst.repo.Digest(h.String()))
+	d, err := s.dst.get(ctx, s.dst.repo.Digest(h.String()))
 	if err != nil {
 		return nil, classify("get destination manifest "+h.String(), onDest, err)
 	}
@@ -284,8 +283,7 @@ func (s *session) ensureBlob(ctx context.Context, desc v1.Descriptor) error {
 				return err
 			}
 		}
-		open := func() (io.ReadCloser, error) { return s.openSourceBlob(ctx, desc.Digest) }
-		uploaded, err = s.pushBlob(ctx, v1.Descriptor{Digest: desc.Digest, Size: size}, open)
+		uploaded, err = s.pushBlob(ctx, v1.Descriptor{Digest: desc.Digest, Size: size})
 		return err
 	})
 	if err != nil {
@@ -335,7 +333,7 @@ func (s *session) put(ctx context.Context, ref name.Reference, m *rawManifest, o
 	if err := s.c.limiter(s.dst.repo.RegistryStr()).Wait(ctx); err != nil {
 		return classify(op, onDest, err)
 	}
-	err := s.dst.pusher.Put(ctx, ref, m)
+	err := s.dst.put(ctx, ref, m)
 	if err != nil && strings.Contains(err.Error(), "does not support the Referrers API") {
 		// With WithReferrersTagFallback(false), ggcr reports a destination
 		// without the referrers API *after* the PUT succeeded (it probes
@@ -349,7 +347,7 @@ func (s *session) put(ctx context.Context, ref name.Reference, m *rawManifest, o
 
 // verify HEADs the destination and checks it serves the digest we wrote.
 func (s *session) verify(ctx context.Context, ref name.Reference, want v1.Hash) error {
-	d, err := s.dst.puller.Head(ctx, ref)
+	d, err := s.dst.head(ctx, ref)
 	if err != nil {
 		return classify("verify "+ref.String(), onDest, err)
 	}
@@ -367,7 +365,7 @@ func isNotFound(err error) bool {
 
 // headSourceTag returns what the source tag points at now.
 func (s *session) headSourceTag(ctx context.Context, tag string) (v1.Hash, bool, error) {
-	d, err := s.src.puller.Head(ctx, s.src.repo.Tag(tag))
+	d, err := s.src.head(ctx, s.src.repo.Tag(tag))
 	if isNotFound(err) {
 		return v1.Hash{}, false, nil
 	}
@@ -435,7 +433,7 @@ func (s *session) converge(ctx context.Context, tag string, want v1.Hash) (stale
 // points elsewhere or nowhere.
 func (s *session) setDestTag(ctx context.Context, tag string, want v1.Hash) (bool, error) {
 	ref := s.dst.repo.Tag(tag)
-	d, err := s.dst.puller.Head(ctx, ref)
+	d, err := s.dst.head(ctx, ref)
 	switch {
 	case err == nil && d.Digest == want:
 		return false, nil

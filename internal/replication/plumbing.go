@@ -2,11 +2,7 @@ package replication
 
 import (
 	"context"
-	"io"
-	"net/http"
-	"strconv"
 	"sync"
-	"time"
 
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/google/go-containerregistry/pkg/v1/types"
@@ -77,67 +73,4 @@ func (o *onceMap) do(ctx context.Context, key string, fn func() error) (ran bool
 			return false, f.err
 		}
 	}
-}
-
-// retryAfterTransport honours Retry-After on 429 and 503 responses. ggcr's
-// retry transport backs off on those statuses but ignores the header, and its
-// *transport.Error does not keep response headers, so this has to happen
-// below ggcr, at the RoundTripper. Without a Retry-After header the response
-// passes through and ggcr's backoff (WithBackoff) applies.
-type retryAfterTransport struct {
-	inner    http.RoundTripper
-	attempts int
-	maxWait  time.Duration
-}
-
-func (t *retryAfterTransport) RoundTrip(req *http.Request) (*http.Response, error) {
-	for attempt := 1; ; attempt++ {
-		resp, err := t.inner.RoundTrip(req)
-		if err != nil || attempt >= t.attempts {
-			return resp, err
-		}
-		if resp.StatusCode != http.StatusTooManyRequests && resp.StatusCode != http.StatusServiceUnavailable {
-			return resp, nil
-		}
-		wait, ok := parseRetryAfter(resp.Header.Get("Retry-After"), time.Now())
-		if !ok || (req.Body != nil && req.GetBody == nil) {
-			return resp, nil
-		}
-		wait = min(wait, t.maxWait)
-		_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 64<<10))
-		resp.Body.Close()
-
-		timer := time.NewTimer(wait)
-		select {
-		case <-req.Context().Done():
-			timer.Stop()
-			return nil, req.Context().Err()
-		case <-timer.C:
-		}
-		// A RoundTripper must not reuse a consumed body: rewind via GetBody
-		// (ggcr sets it for manifests; pushBlob for blob PUTs, where it
-		// re-opens the source stream).
-		next := req.Clone(req.Context())
-		if req.Body != nil {
-			body, err := req.GetBody()
-			if err != nil {
-				return nil, err
-			}
-			next.Body = body
-		}
-		req = next
-	}
-}
-
-func parseRetryAfter(v string, now time.Time) (time.Duration, bool) {
-	if v == "" {
-		return 0, false
-	}
-	if secs, err := strconv.Atoi(v); err == nil && secs >= 0 {
-		return time.Duration(secs) * time.Second, true
-	}
-	if t, err := http.ParseTime(v); err == nil {
-		return max(t.Sub(now), 0), true
-	}
-	return 0, false
 }

@@ -90,7 +90,7 @@ func fallbackTag(subject v1.Hash) string { return strings.Replace(subject.String
 
 // listReferrers lists the source's referrers of subject.
 //
-// This is the one request written by hand: ggcr's remote.Referrers reads only
+// Written by hand (like the blob transfers in upload.go): ggcr's remote.Referrers reads only
 // the first page and ignores `Link: <...>; rel="next"`, so a subject with many
 // signatures/attestations would silently lose some. Like ggcr, a 404/400/406
 // or a non-index answer means "no referrers API": fall back to the
@@ -104,7 +104,7 @@ func (s *session) listReferrers(ctx context.Context, subject v1.Hash) ([]v1.Desc
 	if unsupported {
 		return s.fallbackReferrers(ctx, subject)
 	}
-	client, err := s.src.httpClient(ctx, s.c.backoff)
+	cl, err := s.src.use(ctx)
 	if err != nil {
 		return nil, nil, classify(op, onSource, err)
 	}
@@ -119,7 +119,16 @@ func (s *session) listReferrers(ctx context.Context, subject v1.Hash) ([]v1.Desc
 		if page == maxReferrerPages {
 			return nil, nil, &Error{Op: op, Code: "TOO_MANY_PAGES", Err: fmt.Errorf("more than %d pages", maxReferrerPages)}
 		}
-		im, link, supported, err := s.referrersPage(ctx, client, next)
+		var (
+			im        *v1.IndexManifest
+			link      *url.URL
+			supported bool
+		)
+		err := readRetry(ctx, s.c.policy, func(ctx context.Context) error {
+			var err error
+			im, link, supported, err = s.referrersPage(ctx, cl.http, next)
+			return err
+		})
 		if err != nil {
 			return nil, nil, classify(op, onSource, err)
 		}
@@ -187,8 +196,8 @@ func nextLink(cur *url.URL, headers []string) (*url.URL, error) {
 			if err != nil {
 				return nil, &Error{Op: "parse referrers Link", Code: "INVALID_LINK", Err: err}
 			}
-			if u.Host != cur.Host {
-				return nil, &Error{Op: "parse referrers Link", Code: "INVALID_LINK", Err: fmt.Errorf("next page on another host: %s", u.Host)}
+			if u.Host != cur.Host || u.Scheme != cur.Scheme {
+				return nil, &Error{Op: "parse referrers Link", Code: "INVALID_LINK", Err: fmt.Errorf("next page on another host or scheme: %s://%s", u.Scheme, u.Host)}
 			}
 			return u, nil
 		}
@@ -224,7 +233,5 @@ func (s *session) fallbackReferrers(ctx context.Context, subject v1.Hash) ([]v1.
 // fallback-schema tag): asked of every subject, answered from one listing once the run
 // has probed the repository a few times (see tagIndex).
 func (s *session) mayHaveSourceTag(ctx context.Context, tag string) bool {
-	return s.c.sourceTags.mayHave(ctx, s.src.repo.String(), tag, func(ctx context.Context) ([]string, error) {
-		return s.src.puller.List(ctx, s.src.repo)
-	})
+	return s.c.sourceTags.mayHave(ctx, s.src.repo.String(), tag, s.src.list)
 }

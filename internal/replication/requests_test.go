@@ -128,6 +128,8 @@ func TestUploadLocation(t *testing.T) {
 		{loc: "http://registry.example:5000/v2/app/blobs/uploads/abc", want: "http://registry.example:5000/v2/app/blobs/uploads/abc?digest=" + url.QueryEscape(d.String())},
 		{loc: "", err: "without a Location"},
 		{loc: "http://169.254.169.254/latest", err: "another host"},
+		// Same host, other scheme: an https registry must not be told to upload in clear.
+		{loc: "https://registry.example:5000/v2/app/blobs/uploads/abc", err: "another host or scheme"},
 	} {
 		resp := &http.Response{Request: req, Header: http.Header{}}
 		if tc.loc != "" {

@@ -5,10 +5,8 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"math/rand/v2"
 	"net/http"
 	"net/url"
-	"time"
 
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/google/go-containerregistry/pkg/v1/remote/transport"
@@ -18,8 +16,8 @@ import (
 
 // pushBlob makes one blob present in the destination repository: a HEAD, and only when
 // the blob is absent a monolithic upload — a POST that opens the upload and one PUT
-// carrying the whole body, streamed from open() (OCI distribution spec, "Pushing a blob
-// monolithically", POST then PUT:
+// carrying the whole body, streamed from the source (OCI distribution spec, "Pushing a
+// blob monolithically", POST then PUT:
 // https://github.com/opencontainers/distribution-spec/blob/main/spec.md#pushing-a-blob-monolithically).
 //
 // This is written by hand rather than with ggcr's Pusher.Upload, which sends POST,
@@ -29,65 +27,45 @@ import (
 // (aws/containers-roadmap#2831; KitOps moved ECR pushes to a monolithic PUT, tested
 // with a 15 GB layer, kitops-ml/kitops PR #822).
 //
-// The whole sequence is retried, as ggcr retries uploadOne: a retryable failure
-// (5xx, 429, reset, EOF) starts over with a HEAD (the previous PUT may have landed) and
-// a fresh source stream, up to the Copier's backoff steps, sleeping in between while
-// honouring ctx. It reports whether this call uploaded the blob.
-func (s *session) pushBlob(ctx context.Context, desc v1.Descriptor, open func() (io.ReadCloser, error)) (uploaded bool, err error) {
-	b := s.c.backoff
-	wait := b.Duration
+// The whole sequence is retried with the engine's policy (retry.Do), as ggcr retries
+// uploadOne: a retryable failure of any of its requests — the HEAD, the POST, the
+// source download, the PUT — starts over with a HEAD (the previous PUT may have landed)
+// and a fresh source stream. Its requests are therefore sent once each by the retry
+// transport (withoutRetry). It reports whether this call uploaded the blob.
+func (s *session) pushBlob(ctx context.Context, desc v1.Descriptor) (uploaded bool, err error) {
 	var sent bool // a PUT went out in some attempt
-	for attempt := 1; ; attempt++ {
-		var present bool
-		client, cerr := s.dst.pushClient(ctx)
-		if cerr != nil {
-			err = classify("authenticate to destination", onDest, cerr)
-		} else {
-			present, err = s.pushBlobOnce(ctx, client, desc, open, &sent)
+	err = retry.Do(ctx, s.c.policy, func(ctx context.Context) error {
+		cl, err := s.dst.use(ctx)
+		if err != nil {
+			return classify("authenticate to destination", onDest, err)
 		}
+		present, err := s.pushBlobOnce(withoutRetry(ctx), cl.http, desc, &sent)
 		if err == nil {
-			return !present || sent, nil
+			uploaded = !present || sent
 		}
-		if !retry.IsRetryable(err) || attempt >= max(b.Steps, 1) || ctx.Err() != nil {
-			return false, err
-		}
-		d := wait
-		if b.Jitter > 0 {
-			d += time.Duration(rand.Float64() * b.Jitter * float64(wait))
-		}
-		if b.Cap > 0 {
-			d = min(d, b.Cap)
-		}
-		s.log.Debug("blob upload failed; retrying", "blob", desc.Digest.String(), "attempt", attempt, "wait", d, "err", err)
-		t := time.NewTimer(d)
-		select {
-		case <-ctx.Done():
-			t.Stop()
-			return false, err
-		case <-t.C:
-		}
-		if b.Factor > 0 {
-			wait = time.Duration(float64(wait) * b.Factor)
-		}
-	}
+		return err
+	})
+	return uploaded, err
 }
 
 // pushBlobOnce is one attempt: present reports that the HEAD found the blob.
-func (s *session) pushBlobOnce(ctx context.Context, client *http.Client, desc v1.Descriptor, open func() (io.ReadCloser, error), sent *bool) (present bool, err error) {
+func (s *session) pushBlobOnce(ctx context.Context, client *http.Client, desc v1.Descriptor, sent *bool) (present bool, err error) {
 	op := "upload blob " + desc.Digest.String()
 	repo := s.dst.repo
 	base := &url.URL{Scheme: repo.Scheme(), Host: repo.RegistryStr()}
 	blobURL := base.ResolveReference(&url.URL{Path: fmt.Sprintf("/v2/%s/blobs/%s", repo.RepositoryStr(), desc.Digest)})
 
-	resp, err := do(ctx, client, http.MethodHead, blobURL.String(), nil)
+	resp, err := do(ctx, client, http.MethodHead, blobURL.String())
 	if err != nil {
 		return false, classify("head destination blob "+desc.Digest.String(), onDest, err)
 	}
+	err = transport.CheckError(resp, http.StatusOK, http.StatusNotFound)
 	resp.Body.Close()
-	if err := transport.CheckError(resp, http.StatusOK, http.StatusNotFound); err != nil {
+	if err != nil {
 		return false, classify("head destination blob "+desc.Digest.String(), onDest, err)
 	}
 	if resp.StatusCode == http.StatusOK {
+		s.c.report(Progress{Source: s.src.repo.String(), Destination: repo.String(), Blob: desc.Digest.String(), Size: desc.Size, Event: BlobSkipped})
 		return true, nil
 	}
 
@@ -106,7 +84,7 @@ func (s *session) pushBlobOnce(ctx context.Context, client *http.Client, desc v1
 	}
 	src := make(chan opened, 1)
 	go func() {
-		body, err := open()
+		body, err := s.openSourceBlob(ctx, desc.Digest)
 		src <- opened{body, err}
 	}()
 	closeSource := func() {
@@ -115,13 +93,23 @@ func (s *session) pushBlobOnce(ctx context.Context, client *http.Client, desc v1
 		}
 	}
 	start := base.ResolveReference(&url.URL{Path: fmt.Sprintf("/v2/%s/blobs/uploads/", repo.RepositoryStr())})
-	resp, err = do(ctx, client, http.MethodPost, start.String(), nil)
+	resp, err = do(ctx, client, http.MethodPost, start.String())
 	if err != nil {
 		closeSource()
+		if code, _ := retry.Classify(err); code == retry.CodeEOF {
+			// ECR closes the connection of an upload into a repository that does not
+			// exist (bitnami/charts-syncer PR #171; dotnet/sdk-container-builds PR #279):
+			// ask once whether that is it, so a missing repository is reported as such
+			// instead of retried as a network fault.
+			if missing := s.destRepositoryMissing(ctx, client); missing != nil {
+				return false, missing
+			}
+		}
 		return false, classify(op, onDest, err)
 	}
+	err = transport.CheckError(resp, http.StatusAccepted)
 	resp.Body.Close()
-	if err := transport.CheckError(resp, http.StatusAccepted); err != nil {
+	if err != nil {
 		closeSource()
 		return false, classify(op, onDest, err)
 	}
@@ -134,18 +122,17 @@ func (s *session) pushBlobOnce(ctx context.Context, client *http.Client, desc v1
 	if o.err != nil {
 		return false, o.err
 	}
-	body := o.body
-	req, err := http.NewRequestWithContext(ctx, http.MethodPut, loc, body)
+	progress := Progress{Source: s.src.repo.String(), Destination: repo.String(), Blob: desc.Digest.String(), Size: desc.Size}
+	req, err := http.NewRequestWithContext(ctx, http.MethodPut, loc, s.c.counting(o.body, progress))
 	if err != nil {
-		body.Close()
+		o.body.Close()
 		return false, classify(op, onDest, err)
 	}
-	// GetBody lets the transports below (a refreshed ECR token, a Retry-After) replay
-	// the PUT by re-opening the source stream.
-	req.GetBody = open
 	req.ContentLength = desc.Size
 	req.Header.Set("Content-Type", "application/octet-stream")
 	*sent = true
+	progress.Event = BlobStarted
+	s.c.report(progress)
 	resp, err = client.Do(req)
 	if err != nil {
 		return false, classify(op, onDest, err)
@@ -154,7 +141,29 @@ func (s *session) pushBlobOnce(ctx context.Context, client *http.Client, desc v1
 	if err := transport.CheckError(resp, http.StatusCreated); err != nil {
 		return false, classify(op, onDest, err)
 	}
+	progress.Event = BlobDone
+	s.c.report(progress)
 	return false, nil
+}
+
+// destRepositoryMissing asks the destination for one tag of the repository; a
+// NAME_UNKNOWN answer is returned as a permanent error (the caller decides whether the
+// repository will be created before a retry), anything else as nil.
+func (s *session) destRepositoryMissing(ctx context.Context, client *http.Client) error {
+	repo := s.dst.repo
+	u := url.URL{Scheme: repo.Scheme(), Host: repo.RegistryStr(), Path: fmt.Sprintf("/v2/%s/tags/list", repo.RepositoryStr()), RawQuery: "n=1"}
+	resp, err := do(ctx, client, http.MethodGet, u.String())
+	if err != nil {
+		return nil
+	}
+	defer resp.Body.Close()
+	err = transport.CheckError(resp, http.StatusOK)
+	var terr *transport.Error
+	if errors.As(err, &terr) && len(terr.Errors) > 0 && terr.Errors[0].Code == transport.NameUnknownErrorCode {
+		return &Error{Op: "upload blob", Code: string(transport.NameUnknownErrorCode), Status: terr.StatusCode, AtDest: true,
+			Err: fmt.Errorf("the destination repository %s does not exist (the registry closed the connection when the upload was opened)", repo.RepositoryStr())}
+	}
+	return nil
 }
 
 // openSourceBlob GETs a blob from the source (following a redirect to storage, as ECR
@@ -166,11 +175,11 @@ func (s *session) pushBlobOnce(ctx context.Context, client *http.Client, desc v1
 // the copy's CPU for a large image on this machine (bench scenario 1).
 func (s *session) openSourceBlob(ctx context.Context, h v1.Hash) (io.ReadCloser, error) {
 	op := "get source blob " + h.String()
-	client, err := s.src.httpClient(ctx, s.c.backoff)
+	cl, err := s.src.use(ctx)
 	if err != nil {
 		return nil, classify(op, onSource, err)
 	}
-	resp, err := do(ctx, client, http.MethodGet, s.sourceBlobURL(h), nil)
+	resp, err := do(ctx, cl.http, http.MethodGet, s.sourceBlobURL(h))
 	if err != nil {
 		return nil, classify(op, onSource, err)
 	}
@@ -184,16 +193,17 @@ func (s *session) openSourceBlob(ctx context.Context, h v1.Hash) (io.ReadCloser,
 // sourceBlobSize HEADs a source blob for its size.
 func (s *session) sourceBlobSize(ctx context.Context, h v1.Hash) (int64, error) {
 	op := "head source blob " + h.String()
-	client, err := s.src.httpClient(ctx, s.c.backoff)
+	cl, err := s.src.use(ctx)
 	if err != nil {
 		return 0, classify(op, onSource, err)
 	}
-	resp, err := do(ctx, client, http.MethodHead, s.sourceBlobURL(h), nil)
+	resp, err := do(ctx, cl.http, http.MethodHead, s.sourceBlobURL(h))
 	if err != nil {
 		return 0, classify(op, onSource, err)
 	}
+	err = transport.CheckError(resp, http.StatusOK)
 	resp.Body.Close()
-	if err := transport.CheckError(resp, http.StatusOK); err != nil {
+	if err != nil {
 		return 0, classify(op, onSource, err)
 	}
 	if resp.ContentLength < 0 {
@@ -208,8 +218,8 @@ func (s *session) sourceBlobURL(h v1.Hash) string {
 	return u.String()
 }
 
-func do(ctx context.Context, client *http.Client, method, u string, body io.Reader) (*http.Response, error) {
-	req, err := http.NewRequestWithContext(ctx, method, u, body)
+func do(ctx context.Context, client *http.Client, method, u string) (*http.Response, error) {
+	req, err := http.NewRequestWithContext(ctx, method, u, nil)
 	if err != nil {
 		return nil, err
 	}
@@ -218,8 +228,8 @@ func do(ctx context.Context, client *http.Client, method, u string, body io.Read
 
 // uploadLocation is where the blob's PUT goes: the POST's Location, resolved against
 // the request (registries may answer a bare path), with ?digest= added to whatever
-// query the registry put there. A Location on another host is refused: the client
-// carries the destination's credentials, and the registries we target (ECR among
+// query the registry put there. A Location on another host or scheme is refused: the
+// client carries the destination's credentials, and the registries we target (ECR among
 // them) upload to themselves.
 func uploadLocation(resp *http.Response, digest v1.Hash) (string, error) {
 	loc := resp.Header.Get("Location")
@@ -228,33 +238,14 @@ func uploadLocation(resp *http.Response, digest v1.Hash) (string, error) {
 	}
 	u, err := url.Parse(loc)
 	if err != nil {
-		return "", fmt.Errorf("upload Location %q: %w", loc, err)
+		return "", fmt.Errorf("upload Location is not a URL: %w", redact(err))
 	}
 	u = resp.Request.URL.ResolveReference(u)
-	if u.Host != resp.Request.URL.Host {
-		return "", fmt.Errorf("upload Location on another host (%s) refused", u.Host)
+	if u.Host != resp.Request.URL.Host || u.Scheme != resp.Request.URL.Scheme {
+		return "", fmt.Errorf("upload Location on another host or scheme (%s://%s) refused", u.Scheme, u.Host)
 	}
 	q := u.Query()
 	q.Set("digest", digest.String())
 	u.RawQuery = q.Encode()
 	return u.String(), nil
-}
-
-// pushClient is an authenticated client with push (and pull) scope on the destination
-// repository, for the blob uploads written by hand. It has no retry transport of its
-// own: pushBlob retries the whole upload (a PUT's streamed body cannot be re-sent by a
-// transport that does not know how to re-open it).
-func (e *endpoint) pushClient(ctx context.Context) (*http.Client, error) {
-	e.pushMu.Lock()
-	defer e.pushMu.Unlock()
-	if e.push != nil {
-		return e.push, nil
-	}
-	rt := transport.NewUserAgent(e.rt, userAgent)
-	tr, err := transport.NewWithContext(ctx, e.repo.Registry, e.auth, rt, []string{e.repo.Scope(transport.PushScope)})
-	if err != nil {
-		return nil, err // not kept: the next blob tries again
-	}
-	e.push = &http.Client{Transport: tr}
-	return e.push, nil
 }

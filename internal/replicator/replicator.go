@@ -22,6 +22,7 @@ import (
 	"github.com/ecr-replicator/ecr-replicator/internal/metrics"
 	"github.com/ecr-replicator/ecr-replicator/internal/mirror"
 	"github.com/ecr-replicator/ecr-replicator/internal/replication"
+	"github.com/ecr-replicator/ecr-replicator/internal/retry"
 	"github.com/ecr-replicator/ecr-replicator/internal/rules"
 )
 
@@ -65,6 +66,15 @@ type Config struct {
 	Parallel int
 	// Now is the clock (default time.Now).
 	Now func() time.Time
+	// Reserve is the time kept back before the invocation's deadline to answer: copies
+	// still running then are cut and their messages listed in batchItemFailures, and
+	// images not started are left for redelivery, so that the partial-batch answer is
+	// delivered. Lambda returns the whole batch to the queue — successes included, each
+	// counting toward maxReceiveCount — when a function times out instead ("Handling
+	// errors for an SQS event source in Lambda",
+	// https://docs.aws.amazon.com/lambda/latest/dg/services-sqs-errorhandling.html).
+	// Zero: a tenth of the time left, at least 2 s and at most 15 s.
+	Reserve time.Duration
 }
 
 // Handler handles invocations. It is safe for concurrent use.
@@ -258,14 +268,19 @@ func (h *Handler) run(ctx context.Context, msgs []message) runResult {
 		defer h.release()
 	}
 	results := make([][]mirror.Result, len(jobs))
+	workCtx, cancel := h.workContext(ctx)
+	defer cancel()
 	g := new(errgroup.Group)
 	g.SetLimit(h.c.Parallel)
 	for i, j := range jobs {
 		g.Go(func() error {
-			if j.delete {
-				results[i] = m.Delete(ctx, j.src, j.targets)
-			} else {
-				results[i] = m.Replicate(ctx, j.src, j.targets)
+			switch {
+			case workCtx.Err() != nil:
+				results[i] = notStarted(j)
+			case j.delete:
+				results[i] = m.Delete(workCtx, j.src, j.targets)
+			default:
+				results[i] = m.Replicate(workCtx, j.src, j.targets)
 			}
 			return nil
 		})
@@ -276,7 +291,7 @@ func (h *Handler) run(ctx context.Context, msgs []message) runResult {
 	done := h.c.Now()
 	for i, j := range jobs {
 		for _, r := range results[i] {
-			o := h.report(j, r, msgs, done)
+			o := h.report(ctx, j, r, msgs, done)
 			reports = append(reports, o)
 			switch {
 			case o.Retryable:
@@ -303,6 +318,41 @@ func (h *Handler) run(ctx context.Context, msgs []message) runResult {
 		if err := h.c.Metrics.Flush(); err != nil {
 			h.c.Log.Warn("writing metrics", "error", err.Error())
 		}
+	}
+	return out
+}
+
+// workContext is ctx shortened by the reserve, so the copies end in time for the answer.
+func (h *Handler) workContext(ctx context.Context) (context.Context, context.CancelFunc) {
+	dl, ok := ctx.Deadline()
+	if !ok {
+		return context.WithCancel(ctx)
+	}
+	reserve := h.c.Reserve
+	if reserve <= 0 {
+		reserve = min(max(time.Until(dl)/10, 2*time.Second), 15*time.Second)
+	}
+	return context.WithDeadline(ctx, dl.Add(-reserve))
+}
+
+// errNotStarted is the failure of an image the invocation had no time left to start.
+var errNotStarted = &notStartedError{}
+
+type notStartedError struct{}
+
+func (*notStartedError) Error() string {
+	return "not started: the invocation's deadline is near; left for redelivery"
+}
+func (*notStartedError) ErrorCode() string { return retry.CodeDeadlineExceeded }
+func (*notStartedError) Retryable() bool   { return true }
+
+// notStarted reports every target of a job the invocation did not start.
+func notStarted(j *job) []mirror.Result {
+	out := make([]mirror.Result, len(j.targets))
+	for i, t := range j.targets {
+		out[i] = mirror.Result{Rule: t.Rule, AccountID: t.Destination.AccountID, Region: t.Destination.Region, Repository: t.Repository,
+			Digest: j.src.Digest, Tag: j.src.Tag, Outcome: replication.Failed, Err: errNotStarted,
+			Code: retry.CodeDeadlineExceeded, Retryable: true}
 	}
 	return out
 }
@@ -391,7 +441,7 @@ func (h *Handler) planWorkItem(m message, w *ecrevent.WorkItem) (*job, []rules.T
 }
 
 // report logs one result, records its metrics and returns its summary entry.
-func (h *Handler) report(j *job, r mirror.Result, msgs []message, done time.Time) Outcome {
+func (h *Handler) report(ctx context.Context, j *job, r mirror.Result, msgs []message, done time.Time) Outcome {
 	action := "replicate"
 	if j.delete {
 		action = "delete"
@@ -442,7 +492,7 @@ func (h *Handler) report(j *job, r mirror.Result, msgs []message, done time.Time
 	if o.Error != "" {
 		attrs = append(attrs, slog.String("error", o.Error))
 	}
-	h.c.Log.LogAttrs(context.Background(), level, msg, attrs...)
+	h.c.Log.LogAttrs(ctx, level, msg, attrs...)
 
 	if mr := h.c.Metrics; mr != nil {
 		switch {

@@ -128,6 +128,8 @@ type Policy struct {
 	Multiplier float64
 	Jitter     float64
 	Max        time.Duration
+	// RetryIf, when set, replaces IsRetryable as the test of whether an error is retried.
+	RetryIf func(err error) bool
 	// OnRetry, when set, is told about each failure that will be retried.
 	OnRetry func(err error, attempt int, wait time.Duration)
 }
@@ -148,10 +150,13 @@ func (p Policy) withDefaults() Policy {
 	if p.Max <= 0 {
 		p.Max = 20 * time.Second
 	}
+	if p.RetryIf == nil {
+		p.RetryIf = IsRetryable
+	}
 	return p
 }
 
-// Do calls fn until it succeeds, fails permanently (Classify), runs out of attempts, or
+// Do calls fn until it succeeds, fails permanently (Classify, or Policy.RetryIf), runs out of attempts, or
 // the next wait would not end before ctx does. It returns fn's last error — never ctx's in
 // its place, so the caller reports what actually failed.
 //
@@ -167,7 +172,7 @@ func Do(ctx context.Context, p Policy, fn func(ctx context.Context) error) error
 		if err == nil {
 			return nil
 		}
-		if !IsRetryable(err) || attempt >= p.Attempts || ctx.Err() != nil {
+		if !p.RetryIf(err) || attempt >= p.Attempts || ctx.Err() != nil {
 			return err
 		}
 		wait := min(b.NextBackOff(), p.Max)

@@ -10,10 +10,12 @@ import (
 // Entry is one access-log record: one AWS API call or one registry request.
 type Entry struct {
 	Time time.Time `json:"time"`
-	// Service is "ecr", "sts", "sqs", "events" or "registry".
+	// Service is "ecr", "sts", "sqs", "events", "registry", or "s3" for the presigned
+	// storage blob GETs redirect to.
 	Service string `json:"service"`
 	// Operation is the API operation (PutImage, AssumeRole) or, for the registry,
-	// the method and kind of resource ("PUT manifest", "HEAD blob", "PATCH upload").
+	// the method and kind of resource ("PUT manifest", "HEAD blob", "PATCH upload"), or
+	// for storage "GET object" / "HEAD object".
 	Operation string `json:"operation"`
 	// Action is the IAM action the request needs (ecr:PutImage, sts:AssumeRole); for
 	// registry requests, the action ECR maps the request to.
@@ -28,11 +30,14 @@ type Entry struct {
 	CallerAccount string `json:"callerAccount,omitempty"`
 	Principal     string `json:"principal,omitempty"`
 	Repository    string `json:"repository,omitempty"`
-	// Reference is the tag or digest of a registry request, or the role of AssumeRole.
+	// Reference is the tag or digest of a registry or storage request, the tags and
+	// digests an ECR image operation names (comma-separated), or the role of AssumeRole.
 	Reference string `json:"reference,omitempty"`
 	Status    int    `json:"status"`
 	ErrorCode string `json:"errorCode,omitempty"`
-	// Bytes counts request body bytes received (uploads) or response body bytes sent (downloads).
+	// Bytes counts request body bytes received (uploads) or response body bytes sent
+	// (GETs). A blob's bytes are sent by storage ("s3", "GET object"): the registry's blob
+	// GET is a redirect without a body.
 	Bytes int64 `json:"bytes,omitempty"`
 	// Fault names the injected fault that answered this request, if any.
 	Fault string `json:"fault,omitempty"`

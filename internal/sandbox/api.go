@@ -100,6 +100,8 @@ func (s *Sandbox) serveAPI(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	entry.Status = http.StatusOK
+	// The operation's effect is applied: a hold pauses here, before the answer.
+	s.hold(holdTarget{account: entry.Account, operation: op, repo: entry.Repository, refs: splitRefs(entry.Reference)}, entry)
 	s.accessLog.add(entry)
 	s.writeAPIResponse(w, service, op, resp)
 }

@@ -115,6 +115,7 @@ func (s *Sandbox) ecrCall(_ context.Context, c *caller, op string, body []byte, 
 		in.RepositoryName = repoFromARN(in.ResourceArn)
 	}
 	entry.Repository = in.RepositoryName
+	entry.Reference = imageRefs(in.ImageTag, in.ImageDigest, in.ImageIDs)
 	switch op {
 	case "GetAuthorizationToken":
 		tok, exp := s.issueToken(c.cred, c.region)
@@ -144,6 +145,25 @@ func (s *Sandbox) ecrCall(_ context.Context, c *caller, op string, body []byte, 
 		return reg.repositorySetting(op, in.RepositoryName, in.LifecyclePolicy, in.PolicyText, in.Tags)
 	}
 	return nil, errorf(400, "UnknownOperationException", "the sandbox does not emulate ecr:%s", op)
+}
+
+// imageRefs lists the tags and digests an image operation names, comma-separated, for the
+// access log's Reference (and hold filters).
+func imageRefs(tag, digest string, ids []imageID) string {
+	var refs []string
+	for _, v := range []string{tag, digest} {
+		if v != "" {
+			refs = append(refs, v)
+		}
+	}
+	for _, id := range ids {
+		for _, v := range []string{id.Tag, id.Digest} {
+			if v != "" && !contains(refs, v) {
+				refs = append(refs, v)
+			}
+		}
+	}
+	return strings.Join(refs, ",")
 }
 
 func repoFromARN(arn string) string {
@@ -182,7 +202,7 @@ func (r *registry) createRepository(name, mutability string, exclusions []exclus
 	KmsKey         string `json:"kmsKey"`
 }, tags []resourceTag) (any, *apiError) {
 	if len(name) < 2 || len(name) > 256 || !repositoryNamePattern.MatchString(name) {
-		return nil, errorf(400, "InvalidParameterException", "Invalid parameter at 'repositoryName' failed to satisfy constraint: 'must satisfy regular expression '(?:[a-z0-9]+(?:[._-][a-z0-9]+)*/)*[a-z0-9]+(?:[._-][a-z0-9]+)*' and length between 2 and 256'")
+		return nil, errorf(400, "InvalidParameterException", "Invalid parameter at 'repositoryName' failed to satisfy constraint: 'must satisfy regular expression '"+ecrRepositoryPattern+"' and length between 2 and 256'")
 	}
 	switch mutability {
 	case "":

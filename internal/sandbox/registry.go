@@ -1,7 +1,9 @@
 package sandbox
 
 import (
+	"bytes"
 	"crypto/sha256"
+	"encoding"
 	"encoding/base64"
 	"encoding/hex"
 	"encoding/json"
@@ -117,38 +119,68 @@ func regErr(status int, code, format string, args ...any) *regError {
 	return &regError{status: status, code: code, message: fmt.Sprintf(format, args...)}
 }
 
-// recorder remembers what a handler answered, for the access log.
+// recorder holds a handler's answer until it is written: a hold pauses between the two,
+// and a reset-mid-body fault cuts the written answer knowing its full length. Registry
+// answers are small (manifests are at most 4 MiB; blob GETs redirect to storage), so
+// buffering them costs little.
 type recorder struct {
-	http.ResponseWriter
+	header http.Header
 	status int
-	bytes  int64
-	// resetAfter > 0 aborts the response after that many body bytes (a fault).
-	resetAfter int64
+	body   bytes.Buffer
+	sent   int64 // body bytes written to the client
 }
+
+func newRecorder() *recorder { return &recorder{header: http.Header{}} }
+
+func (w *recorder) Header() http.Header { return w.header }
 
 func (w *recorder) WriteHeader(code int) {
 	if w.status == 0 {
 		w.status = code
 	}
-	w.ResponseWriter.WriteHeader(code)
 }
 
 func (w *recorder) Write(b []byte) (int, error) {
 	if w.status == 0 {
 		w.status = http.StatusOK
 	}
-	if w.resetAfter > 0 && w.bytes+int64(len(b)) > w.resetAfter {
-		keep := w.resetAfter - w.bytes
-		n, _ := w.ResponseWriter.Write(b[:keep])
-		w.bytes += int64(n)
-		if f, ok := w.ResponseWriter.(http.Flusher); ok {
-			f.Flush()
-		}
-		panic(http.ErrAbortHandler)
+	return w.body.Write(b)
+}
+
+// reply writes the recorded answer (bodies not for HEAD). With cutting set, the
+// connection closes inside the body, after cutAt bytes (0: half; see cutPoint), with
+// Content-Length announcing the whole body (a fault).
+func (w *recorder) reply(rw http.ResponseWriter, head, cutting bool, cutAt int64) {
+	for k, v := range w.header {
+		rw.Header()[k] = v
 	}
-	n, err := w.ResponseWriter.Write(b)
-	w.bytes += int64(n)
-	return n, err
+	status := w.status
+	if status == 0 {
+		status = http.StatusOK
+	}
+	body := w.body.Bytes()
+	if head {
+		body = nil
+	} else if len(body) > 0 && rw.Header().Get("Content-Length") == "" {
+		rw.Header().Set("Content-Length", strconv.Itoa(len(body)))
+	}
+	if !cutting {
+		rw.WriteHeader(status)
+		n, _ := rw.Write(body)
+		w.sent += int64(n)
+		return
+	}
+	cut := cutPoint(cutAt, int64(len(body)))
+	if cut < 0 {
+		panic(http.ErrAbortHandler) // nothing to cut inside: close before the headers
+	}
+	rw.WriteHeader(status)
+	n, _ := rw.Write(body[:cut])
+	w.sent += int64(n)
+	if f, ok := rw.(http.Flusher); ok {
+		f.Flush()
+	}
+	panic(http.ErrAbortHandler)
 }
 
 // route is a parsed registry request path.
@@ -217,23 +249,22 @@ func actionFor(method, kind string) string {
 }
 
 func (r *registry) ServeHTTP(w http.ResponseWriter, req *http.Request) {
-	rec := &recorder{ResponseWriter: w}
+	rec := newRecorder()
 	rt, ok := parseRoute(req.URL.Path)
+	step := stepFor(req.Method, rt.kind)
 	entry := Entry{
 		Time: r.sb.now(), Service: "registry", Account: r.account, Region: r.region,
 		Operation: req.Method + " " + rt.kind, Action: actionFor(req.Method, rt.kind),
 		Repository: rt.repo, Reference: rt.ref,
 	}
-	var aborted bool
 	defer func() {
 		if entry.Status == 0 {
 			entry.Status = rec.status
 		}
 		if req.Method == http.MethodGet {
-			entry.Bytes = rec.bytes
+			entry.Bytes = rec.sent
 		}
 		if p := recover(); p != nil {
-			aborted = true
 			entry.Status = 0
 			if entry.ErrorCode == "" {
 				entry.ErrorCode = "CONNECTION_CLOSED"
@@ -241,13 +272,13 @@ func (r *registry) ServeHTTP(w http.ResponseWriter, req *http.Request) {
 			r.sb.accessLog.add(entry)
 			panic(p)
 		}
-		if !aborted {
-			r.sb.accessLog.add(entry)
-		}
+		r.sb.accessLog.add(entry)
 	}()
-	w.Header().Set("Docker-Distribution-API-Version", "registry/2.0")
+	rec.Header().Set("Docker-Distribution-API-Version", "registry/2.0")
+	head := req.Method == http.MethodHead
 	if !ok {
 		r.fail(rec, &entry, regErr(404, "NAME_INVALID", "invalid request path %q", req.URL.Path))
+		rec.reply(w, head, false, 0)
 		return
 	}
 	tok, rerr := r.authorize(req)
@@ -255,50 +286,37 @@ func (r *registry) ServeHTTP(w http.ResponseWriter, req *http.Request) {
 		entry.Principal = tok.principal
 		entry.CallerAccount = tok.account
 	}
+	if rerr == nil {
+		rerr = r.allowed(tok, rt, &entry, req)
+	}
 	if rerr != nil {
 		if rerr.status == http.StatusUnauthorized {
-			w.Header().Set("WWW-Authenticate", fmt.Sprintf(`Basic realm="https://%s/",service="ecr.amazonaws.com"`, r.host))
+			rec.Header().Set("WWW-Authenticate", fmt.Sprintf(`Basic realm="https://%s/",service="ecr.amazonaws.com"`, r.host))
 		}
 		r.fail(rec, &entry, rerr)
+		rec.reply(w, head, false, 0)
 		return
 	}
-	if rt.kind == "upload" && req.Method == http.MethodPut && req.ContentLength != 0 {
-		// A monolithic PUT carries the layer's data as well as completing the upload;
-		// ECR documents the push policy with both actions (image-push-iam.html), and
-		// which of them it checks for such a PUT is not documented: a guess, require both.
-		entry.AlsoAuthorized = append(entry.AlsoAuthorized, "ecr:UploadLayerPart")
-	}
-	// Each registry request needs the ECR action(s) it maps to, on the repository.
-	if tok.policies != nil && entry.Action != "" && rt.repo != "" {
-		res := repositoryARN(r.region, r.account, rt.repo)
-		for _, action := range append([]string{entry.Action}, entry.AlsoAuthorized...) {
-			if ok, why := decision(tok.policies, request{action: action, resource: res, principal: tok.principal}); !ok {
-				r.fail(rec, &entry, regErr(http.StatusForbidden, "DENIED", "%s", accessDeniedMessage(tok.principal, action, res, why)))
-				return
+	cutting, cutAt := false, int64(0)
+	target := faultTarget{account: r.account, region: r.region, method: req.Method, kind: rt.kind, repo: rt.repo, step: step, hasBody: req.ContentLength != 0}
+	if f := r.sb.faults.takeRegistry(target); f != nil {
+		entry.Fault = faultLabel(step, f)
+		switch {
+		case f.Fault == FaultResetBeforeHeaders:
+			entry.ErrorCode = "CONNECTION_CLOSED"
+			panic(http.ErrAbortHandler)
+		case f.Fault == FaultSlow:
+			if !r.sb.slowRequest(req, f.Delay) {
+				entry.ErrorCode = "CLIENT_CLOSED"
+				panic(http.ErrAbortHandler)
 			}
-		}
-	}
-	if f := r.sb.faults.takeRegistry(r.account, r.region, req.Method, rt.kind, rt.repo, req.ContentLength != 0); f != nil {
-		if f.ResetAfterBytes > 0 {
-			entry.Fault = fmt.Sprintf("reset after %d bytes", f.ResetAfterBytes)
-			if req.Method == http.MethodGet {
-				rec.resetAfter = f.ResetAfterBytes
-			} else {
-				req.Body = &resettingBody{ReadCloser: req.Body, left: f.ResetAfterBytes}
-			}
-		} else {
-			entry.Fault = fmt.Sprintf("status %d", f.Status)
-			if f.RetryAfter > 0 {
-				w.Header().Set("Retry-After", strconv.Itoa(int((f.RetryAfter+time.Second-1)/time.Second)))
-			}
-			code := "UNAVAILABLE"
-			switch {
-			case f.Status == http.StatusTooManyRequests:
-				code = "TOOMANYREQUESTS"
-			case f.Status == http.StatusInternalServerError:
-				code = "UNKNOWN"
-			}
-			r.fail(rec, &entry, regErr(f.Status, code, "injected fault"))
+		case f.Fault == FaultResetMidBody && target.hasBody:
+			req.Body = &resettingBody{ReadCloser: req.Body, left: requestCut(f.ResetAfterBytes, req.ContentLength)}
+		case f.Fault == FaultResetMidBody:
+			cutting, cutAt = true, f.ResetAfterBytes
+		default:
+			r.faultAnswer(rec, &entry, f)
+			rec.reply(w, head, false, 0)
 			return
 		}
 	}
@@ -311,7 +329,7 @@ func (r *registry) ServeHTTP(w http.ResponseWriter, req *http.Request) {
 	case "manifest":
 		err = r.manifest(rec, req, rt)
 	case "blob":
-		err = r.blob(rec, req, rt)
+		err = r.blob(rec, req, rt, tok)
 	case "upload":
 		err = r.upload(rec, req, rt, &entry)
 	case "tags":
@@ -322,6 +340,63 @@ func (r *registry) ServeHTTP(w http.ResponseWriter, req *http.Request) {
 	if err != nil {
 		r.fail(rec, &entry, err)
 	}
+	if step != "" && rec.status < 400 {
+		r.sb.hold(holdTarget{account: r.account, step: step, repo: rt.repo, refs: []string{rt.ref}}, entryWith(entry, rec.status, int64(rec.body.Len())))
+	}
+	rec.reply(w, head, cutting, cutAt)
+}
+
+// allowed checks that the token's principal may do what the request maps to.
+func (r *registry) allowed(tok *registryToken, rt route, entry *Entry, req *http.Request) *regError {
+	if rt.kind == "upload" && req.Method == http.MethodPut && req.ContentLength != 0 {
+		// A monolithic PUT carries the layer's data as well as completing the upload;
+		// ECR documents the push policy with both actions (image-push-iam.html), and
+		// which of them it checks for such a PUT is not documented: a guess, require both.
+		entry.AlsoAuthorized = append(entry.AlsoAuthorized, "ecr:UploadLayerPart")
+	}
+	// Each registry request needs the ECR action(s) it maps to, on the repository.
+	if tok.policies == nil || entry.Action == "" || rt.repo == "" {
+		return nil
+	}
+	res := repositoryARN(r.region, r.account, rt.repo)
+	for _, action := range append([]string{entry.Action}, entry.AlsoAuthorized...) {
+		if ok, why := decision(tok.policies, request{action: action, resource: res, principal: tok.principal}); !ok {
+			return regErr(http.StatusForbidden, "DENIED", "%s", accessDeniedMessage(tok.principal, action, res, why))
+		}
+	}
+	return nil
+}
+
+// faultAnswer answers with an injected status: the registry error body ECR uses for it
+// (UNKNOWN for 500, TOOMANYREQUESTS for 429, UNAVAILABLE otherwise), and Retry-After.
+func (r *registry) faultAnswer(rec *recorder, entry *Entry, f *RegistryFault) {
+	if f.RetryAfter > 0 {
+		rec.Header().Set("Retry-After", strconv.Itoa(int((f.RetryAfter+time.Second-1)/time.Second)))
+	}
+	code := "UNAVAILABLE"
+	switch f.Status {
+	case http.StatusTooManyRequests:
+		code = "TOOMANYREQUESTS"
+	case http.StatusInternalServerError:
+		code = "UNKNOWN"
+	}
+	r.fail(rec, entry, regErr(f.Status, code, "injected fault"))
+}
+
+// faultLabel is what the access log's Fault says of a fired fault.
+func faultLabel(step Step, f *RegistryFault) string {
+	kind := string(f.Fault)
+	if kind == "" {
+		kind = fmt.Sprintf("status %d", f.Status)
+	}
+	label := kind
+	if step != "" {
+		label = string(step) + ":" + kind
+	}
+	if f.Fault == FaultResetMidBody && f.ResetAfterBytes > 0 {
+		label += fmt.Sprintf(" after %d bytes", f.ResetAfterBytes)
+	}
+	return label
 }
 
 // resettingBody ends a request body with a connection reset after some bytes (a fault).
@@ -525,7 +600,9 @@ func (r *registry) putManifest(repoName, ref string, body []byte, contentType st
 	return rec.digest, nil
 }
 
-func (r *registry) blob(w *recorder, req *http.Request, rt route) *regError {
+// blob answers a blob HEAD itself and a blob GET with a 307 redirect to a presigned
+// storage URL, as ECR does (see storage.go); the bytes flow there.
+func (r *registry) blob(w *recorder, req *http.Request, rt route, tok *registryToken) *regError {
 	if req.Method != http.MethodGet && req.Method != http.MethodHead {
 		return regErr(http.StatusMethodNotAllowed, "UNSUPPORTED", "method %s not allowed on blobs", req.Method)
 	}
@@ -546,21 +623,17 @@ func (r *registry) blob(w *recorder, req *http.Request, rt route) *regError {
 	if !linked || !onDisk {
 		return regErr(http.StatusNotFound, "BLOB_UNKNOWN", "blob %s is not in repository %s", rt.ref, rt.repo)
 	}
-	w.Header().Set("Content-Length", strconv.FormatInt(size, 10))
-	w.Header().Set("Docker-Content-Digest", rt.ref)
-	w.Header().Set("Content-Type", "application/octet-stream")
 	if req.Method == http.MethodHead {
+		w.Header().Set("Content-Length", strconv.FormatInt(size, 10))
+		w.Header().Set("Docker-Content-Digest", rt.ref)
+		w.Header().Set("Content-Type", "application/octet-stream")
 		w.WriteHeader(http.StatusOK)
 		return nil
 	}
-	p, _ := r.blobs.path(rt.ref)
-	f, err := os.Open(p)
-	if err != nil {
-		return regErr(http.StatusInternalServerError, "UNKNOWN", "opening blob: %v", err)
-	}
-	defer f.Close()
-	w.WriteHeader(http.StatusOK)
-	io.Copy(w, f)
+	// Which headers ECR sends beside Location is not documented: a guess.
+	w.Header().Set("Location", r.sb.storage.presign(r.account, r.region, rt.repo, rt.ref, tok))
+	w.Header().Set("Docker-Content-Digest", rt.ref)
+	w.WriteHeader(http.StatusTemporaryRedirect)
 	return nil
 }
 
@@ -662,13 +735,26 @@ func (r *registry) appendPart(u *upload, body io.Reader, entry *Entry) (int64, *
 		return 0, regErr(http.StatusNotFound, "BLOB_UPLOAD_UNKNOWN", "upload gone: %v", err)
 	}
 	defer f.Close()
+	// A part that does not arrive whole is not kept (a reset fault panics mid-copy): the
+	// upload stays where it was, as the Range a client reads back says.
+	state, _ := u.hash.(encoding.BinaryMarshaler).MarshalBinary()
+	rollback := func() {
+		f.Truncate(u.size)
+		u.hash.(encoding.BinaryUnmarshaler).UnmarshalBinary(state)
+	}
+	defer func() {
+		if p := recover(); p != nil {
+			rollback()
+			panic(p)
+		}
+	}()
 	n, err := io.Copy(io.MultiWriter(f, u.hash), body)
 	entry.Bytes += n
-	u.size += n
 	if err != nil {
-		// A broken body leaves the upload unusable, as a client must restart it anyway.
+		rollback()
 		return n, regErr(http.StatusBadRequest, "BLOB_UPLOAD_INVALID", "reading the upload body: %v", err)
 	}
+	u.size += n
 	if n > 0 {
 		u.parts++
 		u.lastPart = n

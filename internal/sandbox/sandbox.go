@@ -8,8 +8,23 @@
 // registries are plain-http loopback endpoints, announced through ECR's own answers
 // (GetAuthorizationToken's proxyEndpoint, a repository's repositoryUri).
 //
+// Blob GETs redirect to presigned storage, as ECR's do: the registry answers GET
+// /v2/<repo>/blobs/<digest> with 307 and a Location on the sandbox's storage listener
+// (http://localhost:<port>/prod-<region>-starport-layer-bucket/<account>-<region>/<digest>),
+// whose query carries X-Amz-Algorithm=AWS4-HMAC-SHA256, X-Amz-Credential (a random key ID
+// per URL), X-Amz-Date, X-Amz-Expires (Config.PresignExpiry, default 3600 s: ECR's real
+// validity is not documented, a guess), X-Amz-SignedHeaders=host, X-Amz-Security-Token and
+// X-Amz-Signature (random per URL; all three are in IssuedSecrets). Storage checks the
+// signature and expiry, honours Range, refuses a request that also carries an
+// Authorization header (recorded in StorageViolations) and logs as service "s3", where the
+// blob's bytes are counted. Blob HEADs are still answered by the registry. See
+// docs/SANDBOX.md.
+//
+// Faults (RegistryFault with a Step and a FaultKind) and holds (HoldRequests, pausing a
+// request between its effect and its answer) let tests reach every step deterministically.
+//
 // What is emulated follows the AWS pages cited next to each behaviour; what is simplified
-// is said there too (see also README's "Sandbox" section).
+// is said there too (see also README's "Sandbox" section and docs/SANDBOX.md).
 package sandbox
 
 import (
@@ -47,6 +62,9 @@ type Config struct {
 	ReferrersPageSize int
 	// Now overrides the clock (tests). Nil: time.Now.
 	Now func() time.Time
+	// PresignExpiry is how long the presigned storage URLs blob GETs redirect to stay
+	// valid (X-Amz-Expires, whole seconds). Zero: one hour (ECR's is not documented).
+	PresignExpiry time.Duration
 }
 
 // AccountConfig is one emulated AWS account.
@@ -104,11 +122,14 @@ type Sandbox struct {
 
 	accessLog   *accessLog
 	faults      *faults
+	holds       holds
+	storage     *storage
 	sqsState    *sqsState
 	eventsState *eventsState
 
 	wg     sync.WaitGroup
 	closed bool
+	done   chan struct{} // closed by Close
 }
 
 type regionKey struct{ account, region string }
@@ -150,6 +171,7 @@ func New(cfg Config) (*Sandbox, error) {
 		keys:        map[string]*credential{},
 		tokens:      map[string]*registryToken{},
 		faults:      newFaults(),
+		done:        make(chan struct{}),
 		sqsState:    newSQSState(),
 		eventsState: &eventsState{},
 	}
@@ -234,7 +256,13 @@ func New(cfg Config) (*Sandbox, error) {
 	s.apiLn = ln
 	s.apiURL = "http://" + ln.Addr().String()
 	s.api = &http.Server{Handler: http.HandlerFunc(s.serveAPI), ReadHeaderTimeout: 10 * time.Second}
+	if s.storage, err = newStorage(s); err != nil {
+		ln.Close()
+		s.cleanup()
+		return nil, err
+	}
 	s.serve(s.api, ln)
+	s.serve(s.storage.server, s.storage.ln)
 	return s, nil
 }
 
@@ -286,6 +314,7 @@ func (s *Sandbox) Close() error {
 		return nil
 	}
 	s.closed = true
+	close(s.done)
 	regs := make([]*registry, 0, len(s.registries))
 	for _, r := range s.registries {
 		regs = append(regs, r)
@@ -293,7 +322,7 @@ func (s *Sandbox) Close() error {
 	s.mu.Unlock()
 	// Close, not Shutdown: clients keep idle keep-alive and never-used connections open,
 	// and a test sandbox has nothing in flight worth waiting for.
-	errs := []error{s.api.Close()}
+	errs := []error{s.api.Close(), s.storage.server.Close()}
 	for _, r := range regs {
 		errs = append(errs, r.server.Close())
 	}

@@ -18,7 +18,10 @@ import (
 // manifests and tags, and blobs on disk. Both the OCI endpoint and the ECR API read and
 // write it, so they always agree.
 
-var repositoryNamePattern = regexp.MustCompile(`^(?:[a-z0-9]+(?:[._-][a-z0-9]+)*/)*[a-z0-9]+(?:[._-][a-z0-9]+)*$`)
+var repositoryNamePattern = regexp.MustCompile(`^` + ecrRepositoryPattern + `$`)
+
+// ecrRepositoryPattern is ECR's repository-name pattern (API_CreateRepository, repositoryName).
+const ecrRepositoryPattern = `[a-z0-9]+((\.|_|__|-+)[a-z0-9]+)*(\/[a-z0-9]+((\.|_|__|-+)[a-z0-9]+)*)*`
 
 // Manifest media types ECR stores; anything else in an index is a blob.
 // https://docs.aws.amazon.com/AmazonECR/latest/userguide/image-manifest-formats.html

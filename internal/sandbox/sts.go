@@ -203,8 +203,9 @@ func (s *Sandbox) ExpireSessions(accountID string) {
 }
 
 // IssuedSecrets returns every secret the sandbox holds or has handed out — secret access
-// keys, session tokens, registry passwords and their base64 "AWS:password" form — so
-// tests can prove none of them reaches a log.
+// keys, session tokens, registry passwords and their base64 "AWS:password" form, and the
+// key ID, security token and signature of every presigned storage URL — so tests can
+// prove none of them reaches a log.
 func (s *Sandbox) IssuedSecrets() []string {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -218,5 +219,5 @@ func (s *Sandbox) IssuedSecrets() []string {
 	for tok := range s.tokens {
 		out = append(out, tok, base64.StdEncoding.EncodeToString([]byte("AWS:"+tok)))
 	}
-	return out
+	return append(out, s.storage.secrets()...)
 }
