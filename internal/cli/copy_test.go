@@ -2,8 +2,11 @@ package cli
 
 import (
 	"context"
+	"encoding/base64"
 	"encoding/json"
 	"fmt"
+	"os"
+	"path/filepath"
 	"regexp"
 	"strings"
 	"sync"
@@ -320,4 +323,43 @@ func (w *onWrite) String() string {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	return w.b.String()
+}
+
+// TestCopyToMissingRepositoryOnOtherRegistry: a registry that is not ECR (here the
+// sandbox's destination registry named by its loopback host, reached with Docker
+// credentials) closes the connection on an upload into a repository that does not
+// exist, as ECR does. The copy fails at once with NAME_UNKNOWN and says to create the
+// repository, instead of retrying EOF.
+func TestCopyToMissingRepositoryOnOtherRegistry(t *testing.T) {
+	w := sandboxtest.Start(t)
+	w.Source.CreateRepository(t, w.Ctx, &ecr.CreateRepositoryInput{RepositoryName: aws.String("team-a/app")})
+	img, _ := random.Image(1024, 2)
+	d := w.Source.Push(t, "team-a/app", "v1", img)
+	dir := t.TempDir()
+	ac, err := w.Dest.Auth.Authorization()
+	if err != nil {
+		t.Fatal(err)
+	}
+	auth := base64.StdEncoding.EncodeToString([]byte(ac.Username + ":" + ac.Password))
+	cfg := fmt.Sprintf(`{"auths": {%q: {"auth": %q}}}`, w.Dest.Host, auth)
+	if err := os.WriteFile(filepath.Join(dir, "config.json"), []byte(cfg), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	t.Setenv("DOCKER_CONFIG", dir)
+
+	mark := w.SB.AccessLogMark()
+	dst := w.Dest.Host + "/nosuch/app"
+	code, out, _ := run(t, w.Ctx, "copy", srcECR+"/team-a/app:v1", dst)
+	want := "failed          " + dst + ":v1@" + shortDigest(d.String()) + ": repository " + dst + " does not exist (NAME_UNKNOWN): create it there first; ecr-replicator creates repositories only on ECR registries\n1 tag: 1 failed; 0 B copied\n"
+	if code != ExitFailed || out != want {
+		t.Errorf("exit %d\n got  %q\n want %q", code, out, want)
+	}
+	posts := sandbox.Filter(w.SB.AccessLogSince(mark), func(e sandbox.Entry) bool {
+		return e.Service == "registry" && e.Operation == "POST upload"
+	})
+	// The image has three blobs (two layers, a config), uploaded in parallel: at most
+	// one upload POST each, none retried.
+	if len(posts) == 0 || len(posts) > 3 {
+		t.Errorf("%d upload POSTs into the missing repository, want 1 to 3 (no retry)", len(posts))
+	}
 }

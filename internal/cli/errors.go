@@ -111,6 +111,9 @@ func awsProblem(err error, what string) *problem {
 		subject = op
 	}
 	switch {
+	case expiredCodes[code] && strings.HasPrefix(op, "registry "):
+		// ecraccess: the registry refused a token again after it was renewed.
+		p.msg = fmt.Sprintf("the registry kept refusing its token (%s in %s) after a new one was issued: rerun", code, op)
 	case expiredCodes[code]:
 		p.exit = ExitUsage
 		p.msg = fmt.Sprintf("the AWS credentials have expired (%s in %s): get fresh ones (for example `aws sso login`, or a new session token) and rerun", code, op)
@@ -214,10 +217,6 @@ type copyFailure struct {
 	destECR     bool
 }
 
-// onSource says whether an engine step talked to the source registry: the engine
-// names its steps after the side ("get source manifest", "head destination blob").
-func onSource(op string) bool { return strings.Contains(op, "source") }
-
 // explainCopy is the one line said about a failed image.
 func explainCopy(f copyFailure) (code, msg string) {
 	var ae *ecraccess.Error
@@ -228,7 +227,7 @@ func explainCopy(f copyFailure) (code, msg string) {
 		return p.code, p.msg
 	}
 	code = re.Code
-	src := onSource(re.Op)
+	src := !re.AtDest // a registry code comes from one side or the other
 	ref := f.source
 	switch {
 	case f.tag != "":
@@ -238,7 +237,8 @@ func explainCopy(f copyFailure) (code, msg string) {
 	}
 	switch code {
 	case "MANIFEST_UNKNOWN", "NOT_FOUND":
-		if src && f.tag != "" && strings.Contains(re.Op, "tag") {
+		if src && f.tag != "" && f.digest == "" {
+			// The tag never resolved to a digest.
 			return code, fmt.Sprintf("tag %s not found in %s (%s)", f.tag, f.source, code)
 		}
 		if src {

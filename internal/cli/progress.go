@@ -131,7 +131,9 @@ func (p *progress) blobStarted(key string, size int64) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	p.hooked = true
-	if _, ok := p.blobs[key]; !ok {
+	if b, ok := p.blobs[key]; ok {
+		b.sent = 0 // the upload restarted from byte 0 (a retry)
+	} else {
 		p.blobs[key] = &blobState{size: size}
 	}
 	p.redraw()

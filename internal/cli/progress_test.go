@@ -4,6 +4,13 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/ecr"
+	"github.com/google/go-containerregistry/pkg/v1/random"
+
+	"github.com/ecr-replicator/ecr-replicator/internal/replication"
+	"github.com/ecr-replicator/ecr-replicator/internal/sandbox/sandboxtest"
 )
 
 // clockAt is a settable clock for the progress display.
@@ -114,5 +121,30 @@ func TestProgressFractionNeverMovesBack(t *testing.T) {
 	}
 	if before <= 0 || before > 0.25 {
 		t.Errorf("one of four items under way, its blob sent: fraction %v, want in (0, 0.25]", before)
+	}
+}
+
+// TestProgressFromEngine: the engine's blob events reach the display: every byte it
+// reports sent is counted, and no blob is left in flight after the copy.
+func TestProgressFromEngine(t *testing.T) {
+	w := sandboxtest.Start(t)
+	w.Source.CreateRepository(t, w.Ctx, &ecr.CreateRepositoryInput{RepositoryName: aws.String("team-a/app")})
+	w.Dest.CreateRepository(t, w.Ctx, &ecr.CreateRepositoryInput{RepositoryName: aws.String("mirror/app")})
+	img, _ := random.Image(3<<20, 3)
+	d := w.Source.Push(t, "team-a/app", "v1", img)
+	var out strings.Builder
+	p := newProgressTo(&out, progressLines, "tags", 1, time.Now)
+	p.itemStarted()
+	src, dst := w.Source.Ref(t, "team-a/app", "v1").Context(), w.Dest.Ref(t, "mirror/app", "v1").Context()
+	r := replication.New(progressOption(p)...).Copy(w.Ctx, replication.Request{
+		Source:      replication.Endpoint{Repository: src, Auth: w.Source.Auth},
+		Destination: replication.Endpoint{Repository: dst, Auth: w.Dest.Auth},
+		Digest:      d.String(), Tag: "v1",
+	})
+	if r.Err != nil || r.BytesCopied < 9<<20 {
+		t.Fatalf("copy: %+v", r)
+	}
+	if !p.hooked || p.blobSent != r.BytesCopied || len(p.blobs) != 0 || p.fraction() != 1 {
+		t.Errorf("progress: hooked %v, %d bytes sent of %d copied, %d blobs in flight, fraction %v", p.hooked, p.blobSent, r.BytesCopied, len(p.blobs), p.fraction())
 	}
 }
