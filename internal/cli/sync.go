@@ -299,6 +299,7 @@ func checkDestinations(ctx context.Context, sess *awsSession, doc *rules.Documen
 type destinationStatus struct {
 	Destination  string         `json:"destination"` // accountId/region
 	RoleARN      string         `json:"roleArn,omitempty"`
+	Rules        string         `json:"rules,omitempty"` // where the rules name it first: rules[i].destinations[j]
 	Listed       bool           `json:"listed"`
 	Repositories int            `json:"repositoriesNotListed,omitempty"`
 	Error        map[string]any `json:"error,omitempty"`
@@ -324,6 +325,7 @@ func destinationStatuses(doc *rules.Document, checks []*destinationCheck, failur
 	}
 	for _, c := range checks {
 		s := status(c.access)
+		s.Rules = c.path
 		if c.prob != nil {
 			s.Listed, s.msg, s.roleFailed = false, c.prob.msg, true
 			s.Error = map[string]any{"code": c.prob.code, "message": c.prob.msg, "operation": c.prob.op}
