@@ -109,7 +109,9 @@ func newCopyCmd(a *app) *cobra.Command {
 	f.StringVar(&o.profile, "profile", "", "AWS profile for ECR registries (default: the standard credential chain)")
 	f.StringVar(&o.destProfile, "dest-profile", "", "AWS profile for an ECR destination, when it is not --profile's")
 	f.StringVar(&o.sourceProfile, "source-profile", "", "AWS profile for an ECR source only")
-	_ = f.MarkDeprecated("source-profile", "use --profile (and --dest-profile for a destination with other credentials)")
+	// Deprecated, hidden from --help. Not cobra's MarkDeprecated: cobra prints its notice
+	// with Command.Print, on stdout when SetOut is set, which would break --output json.
+	_ = f.MarkHidden("source-profile")
 	f.StringVar(&o.region, "region", "", "region of the AWS calls not tied to a registry (STS); an ECR registry's region is the one in its host name")
 	f.StringVar(&o.sourceRole, "source-role-arn", "", "role to assume to read an ECR source (in SRC's account)")
 	f.StringVar(&o.destRole, "dest-role-arn", "", "role to assume to write an ECR destination (in DST's account)")
@@ -275,6 +277,7 @@ func runCopy(ctx context.Context, a *app, o copyOptions, srcArg, dstArg string) 
 	srcSide := side{profile: o.profile, roleARN: o.sourceRole}
 	dstSide := side{profile: o.profile, roleARN: o.destRole, externalID: o.externalID}
 	if o.sourceProfile != "" {
+		fmt.Fprintln(a.stderr, "ecr-replicator: --source-profile is deprecated: use --profile (and --dest-profile for a destination reached with other credentials)")
 		// The deprecated flag meant the source only: the destination kept the default chain.
 		srcSide.profile = o.sourceProfile
 		if o.profile == "" {

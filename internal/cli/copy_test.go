@@ -251,6 +251,14 @@ func TestCopyErrorMessages(t *testing.T) {
 			t.Errorf("exit %d %q", code, errOut)
 		}
 	})
+	t.Run("deprecated --source-profile", func(t *testing.T) {
+		// Still works (same meaning: the source's profile), with a notice.
+		code, _, errOut := run(t, w.Ctx, "copy", "--source-profile", "nosuch", src, dstECR+"/mirror/app")
+		if code != ExitUsage || !strings.HasPrefix(errOut, "ecr-replicator: --source-profile is deprecated: use --profile (and --dest-profile for a destination reached with other credentials)\n") ||
+			!strings.Contains(errOut, "ecr-replicator: AWS profile \"nosuch\" not found") {
+			t.Errorf("exit %d %q", code, errOut)
+		}
+	})
 	t.Run("expired session", func(t *testing.T) {
 		// Run with the temporary credentials of an assumed role, then let them expire.
 		out, err := sts.NewFromConfig(w.Config(t, sandbox.SourceAccount, sandbox.SourceUser)).AssumeRole(w.Ctx, &sts.AssumeRoleInput{
