@@ -2,6 +2,7 @@
 #   make soak  SOAK_DURATION=10m SOAK_SEED=1   random pushes, tag moves, deletes and faults
 #              against the sandbox, then reconciliation and a divergence check
 #   make fuzz  FUZZTIME=1m                     every fuzz target, one after the other
+#   make fault-matrix                          rerun the fault matrix and rewrite docs/FAULT_MATRIX.md
 
 SOAK_DURATION ?= 10m
 SOAK_SEED     ?= 1
@@ -17,7 +18,7 @@ FUZZ_TARGETS := \
 	./internal/backfill:FuzzRequest \
 	./internal/reliability:FuzzSQSBatch
 
-.PHONY: soak fuzz
+.PHONY: soak fuzz fault-matrix
 
 soak:
 	@# -timeout 0: the soak bounds itself by SOAK_DURATION (plus the final reconciliation).
@@ -30,3 +31,7 @@ fuzz:
 		echo "== $$pkg $$fn ($(FUZZTIME))"; \
 		$(GO) test -run '^$$' -fuzz "^$$fn$$" -fuzztime $(FUZZTIME) -fuzzminimizetime 5s $$pkg; \
 	done
+
+## fault-matrix: every registry step × every fault kind, written to docs/FAULT_MATRIX.md (also part of make test)
+fault-matrix:
+	FAULT_MATRIX_OUT=$(CURDIR)/docs/FAULT_MATRIX.md $(GO) test -count=1 -run '^TestFaultMatrix$$' ./internal/reliability/

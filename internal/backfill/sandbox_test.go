@@ -409,3 +409,42 @@ func TestDryRunFigures(t *testing.T) {
 		t.Fatalf("response JSON: %s", buf.String())
 	}
 }
+
+// TestInlineCopyCutAtHardStop: a copy in flight when time runs out must not overrun
+// the invocation (Lambda would discard the answer, and its continuation token with it),
+// and the work it was doing must stay in the continuation, not be skipped by it.
+func TestInlineCopyCutAtHardStop(t *testing.T) {
+	e := start(t, "")
+	repos := repoNames("cut", 2)
+	e.seed(t, repos, 3)
+	fault, err := e.sb.ArmRegistryFault(sandbox.RegistryFault{Account: sandbox.DestinationAccount, Repository: "mirror/" + repos[0],
+		Step: sandbox.StepUploadPUT, Fault: sandbox.FaultSlow, Delay: time.Minute, Count: -1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	b := e.backfill()
+	b.Margin = 2 * time.Second
+	deadline := time.Now().Add(5 * time.Second)
+	ctx, cancel := context.WithDeadline(e.ctx, deadline)
+	defer cancel()
+	resp, err := b.Run(ctx, backfill.Request{Mode: backfill.ModeInline})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if ctx.Err() != nil {
+		t.Fatalf("the run answered %v after its deadline: %+v", time.Since(deadline), resp)
+	}
+	if resp.ContinuationToken == "" || resp.Remaining == 0 {
+		t.Fatalf("a cut copy left no continuation: %+v", resp)
+	}
+	fault.Disarm()
+	for runs := 1; resp.ContinuationToken != ""; runs++ {
+		if runs > 5 {
+			t.Fatal("no convergence after 5 continuations")
+		}
+		if resp, err = b.Run(e.ctx, backfill.Request{Mode: backfill.ModeInline, ContinuationToken: resp.ContinuationToken}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	e.assertMirrored(t, repos)
+}

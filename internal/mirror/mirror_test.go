@@ -2,10 +2,12 @@ package mirror_test
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
 	"net/http"
+	"net/http/httptest"
 	"strings"
 	"testing"
 	"time"
@@ -441,5 +443,43 @@ func TestNoReplicationLoopsWithinOneRegistry(t *testing.T) {
 	}
 	if n := len(w.sb.AccessLogSince(mark)); n != 0 {
 		t.Errorf("a loop guard made %d requests", n)
+	}
+}
+
+// deniedAuth is a registry authenticator whose token source is denied, as
+// ecraccess's is when GetAuthorizationToken is refused.
+type deniedAuth struct{}
+
+func (deniedAuth) Authorization() (*authn.AuthConfig, error) {
+	return nil, &ecraccess.Error{Op: "ecr:GetAuthorizationToken", Code: "AccessDeniedException", Err: errors.New("not authorized to perform: ecr:GetAuthorizationToken")}
+}
+
+// TestDenialKeepsItsClassThroughTheEngine: http.Client wraps an authenticator's error in
+// a *url.Error (itself a net.Error); the engine must report the denial inside —
+// AccessDeniedException, permanent — not a retryable network error that loops to the
+// dead-letter queue.
+func TestDenialKeepsItsClassThroughTheEngine(t *testing.T) {
+	reg := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Header.Get("Authorization") == "" {
+			w.Header().Set("WWW-Authenticate", `Basic realm="test"`)
+			w.WriteHeader(http.StatusUnauthorized)
+			return
+		}
+		w.WriteHeader(http.StatusOK)
+	}))
+	defer reg.Close()
+	host := strings.TrimPrefix(reg.URL, "http://")
+	src, _ := name.NewRepository(host + "/src")
+	dst, _ := name.NewRepository(host + "/dst")
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	res := replication.New().Copy(ctx, replication.Request{
+		Source:      replication.Endpoint{Repository: src, Auth: deniedAuth{}},
+		Destination: replication.Endpoint{Repository: dst, Auth: deniedAuth{}},
+		Digest:      "sha256:" + strings.Repeat("b", 64), Tag: "v1",
+	})
+	code, retryable := mirror.Classify(res.Err)
+	if code != "AccessDeniedException" || retryable {
+		t.Fatalf("Classify(%v) = %q, retryable %v; want AccessDeniedException, permanent", res.Err, code, retryable)
 	}
 }

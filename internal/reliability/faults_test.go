@@ -199,7 +199,9 @@ func TestAssumeRoleDenied(t *testing.T) {
 // deadline reached mid-copy): after each, the destination tag is absent or points at
 // complete content, never at something missing; a later delivery completes the work.
 func TestDeadlineMidCopy(t *testing.T) {
-	f := newFx(t, 600)
+	// No reserve: the deadlines below (1 ms doubling) cut the copy itself at every point,
+	// which is what this test is for (the reserve has TestReserveBeforeDeadline).
+	f := newFx(t, 600, withReserve(time.Nanosecond))
 	digest := f.push(t, "team-a/app", "v1", f.image(t, 2<<20, 4))
 	recs := f.records(sandboxtest.ImageEvent("evt-1", "PUSH", "team-a/app", digest, "v1"))
 	cut, tagged := 0, 0

@@ -11,6 +11,7 @@ import (
 	"sync"
 	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/aws/aws-lambda-go/events"
 	"github.com/aws/aws-sdk-go-v2/aws"
@@ -22,6 +23,7 @@ import (
 	"github.com/google/go-containerregistry/pkg/v1/remote"
 	"github.com/google/go-containerregistry/pkg/v1/validate"
 
+	"github.com/ecr-replicator/ecr-replicator/internal/replication"
 	"github.com/ecr-replicator/ecr-replicator/internal/replicator"
 	"github.com/ecr-replicator/ecr-replicator/internal/sandbox"
 	"github.com/ecr-replicator/ecr-replicator/internal/sandbox/sandboxtest"
@@ -66,6 +68,8 @@ type fx struct {
 type fxOption struct {
 	rules      func(extID string) string
 	maxAttempt string
+	engine     []replication.Option
+	reserve    time.Duration
 }
 
 // newFx starts a scenario. seed drives every random choice in it.
@@ -95,14 +99,25 @@ func newFx(t testing.TB, seed int64, opts ...func(*fxOption)) *fx {
 	if err != nil {
 		t.Fatal(err)
 	}
+	deps.Engine = o.engine
 	f.deps = deps
 	f.h = replicator.New(replicator.Config{
 		Rules: deps.Rules, RulesErr: deps.RulesErr,
 		NewMirror: func() replicator.Mirror { return deps.NewMirror(0) },
 		Log:       log,
+		Reserve:   o.reserve,
 	})
 	t.Cleanup(func() { assertNoSecrets(t, f, f.logs.String()) })
 	return f
+}
+
+func withEngine(opts ...replication.Option) func(*fxOption) {
+	return func(o *fxOption) { o.engine = opts }
+}
+
+// withReserve sets the handler's reserve before the deadline (replicator.Config.Reserve).
+func withReserve(d time.Duration) func(*fxOption) {
+	return func(o *fxOption) { o.reserve = d }
 }
 
 func withRules(r func(extID string) string) func(*fxOption) {
@@ -322,6 +337,13 @@ func assertNoSecrets(t testing.TB, f *fx, logs string) {
 		if strings.Contains(logs, marker) {
 			t.Errorf("logs contain %q, the start of a credential", marker)
 		}
+	}
+	// A presigned URL's query (storage redirects) carries credentials; no URL query of
+	// that kind may reach a log line, whatever its values.
+	if i := strings.Index(logs, "X-Amz-"); i >= 0 {
+		// Show where, without the values: the line up to the query.
+		start := strings.LastIndex(logs[:i], "\n") + 1
+		t.Errorf("logs contain a presigned URL query (X-Amz-…): %.300s", logs[start:i])
 	}
 	// URL-encoded digests (sha256%3A<hex>) in request URLs are not secrets.
 	for _, m := range longSecretRun.FindAllString(encodedDigest.ReplaceAllString(logs, ""), -1) {

@@ -159,6 +159,16 @@ func redact(err error) error {
 	case *url.Error:
 		e.URL = withoutQuery(e.URL)
 		redact(e.Err)
+	case *transport.Error:
+		// ggcr prints the request URL with query values replaced by REDACTED, keys
+		// kept; the keys alone say a presigned URL was involved, so drop the query.
+		if e.Request != nil && e.Request.URL != nil && e.Request.URL.RawQuery != "" {
+			r := *e.Request
+			u := *r.URL
+			u.RawQuery = ""
+			r.URL = &u
+			e.Request = &r
+		}
 	case interface{ Unwrap() []error }:
 		for _, inner := range e.Unwrap() {
 			redact(inner)

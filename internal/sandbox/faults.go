@@ -155,6 +155,8 @@ type RegistryFault struct {
 	ResetAfterBytes int64
 	// Delay is how long FaultSlow holds the answer (default 30 s).
 	Delay time.Duration
+
+	answered int // requests this fault answered (ArmedFault.Answered)
 }
 
 // APIFault makes an AWS API operation fail. The default error is the service's
@@ -185,6 +187,42 @@ func (s *Sandbox) InjectRegistryFault(f RegistryFault) error {
 	defer s.faults.mu.Unlock()
 	s.faults.registry = append(s.faults.registry, &f)
 	return nil
+}
+
+// ArmedFault is one armed registry fault, for tests that run several at once.
+type ArmedFault struct {
+	sb *Sandbox
+	f  *RegistryFault
+}
+
+// ArmRegistryFault arms a registry fault and returns a handle on it.
+func (s *Sandbox) ArmRegistryFault(f RegistryFault) (*ArmedFault, error) {
+	if err := f.normalize(); err != nil {
+		return nil, err
+	}
+	s.faults.mu.Lock()
+	defer s.faults.mu.Unlock()
+	s.faults.registry = append(s.faults.registry, &f)
+	return &ArmedFault{sb: s, f: &f}, nil
+}
+
+// Answered is how many requests the fault has answered.
+func (a *ArmedFault) Answered() int {
+	a.sb.faults.mu.Lock()
+	defer a.sb.faults.mu.Unlock()
+	return a.f.answered
+}
+
+// Disarm stops the fault, persistent or not; what it answered stays counted.
+func (a *ArmedFault) Disarm() {
+	a.sb.faults.mu.Lock()
+	defer a.sb.faults.mu.Unlock()
+	for i, rf := range a.sb.faults.registry {
+		if rf == a.f {
+			a.sb.faults.registry = append(a.sb.faults.registry[:i], a.sb.faults.registry[i+1:]...)
+			return
+		}
+	}
 }
 
 // normalize checks a fault and fills in what the older form implies.
@@ -339,7 +377,7 @@ func (rf *RegistryFault) matches(t faultTarget) bool {
 	}
 	if rf.Fault == FaultResetMidBody {
 		// The older form: request bodies, or the answer of a GET that has one.
-		return t.hasBody || (t.method == http.MethodGet && t.step != StepBlobGET && t.step != StepPing)
+		return t.hasBody || (t.method == http.MethodGet && (stepBodies[t.step].response || t.kind == "catalog"))
 	}
 	return true
 }
@@ -358,6 +396,7 @@ func (f *faults) takeRegistry(t faultTarget) *RegistryFault {
 				f.registry = append(f.registry[:i], f.registry[i+1:]...)
 			}
 		}
+		rf.answered++
 		fired := *rf
 		f.count(fired, t)
 		return &fired

@@ -236,7 +236,7 @@ func actionFor(method, kind string) string {
 		return "ecr:GetDownloadUrlForLayer"
 	case "upload POST":
 		return "ecr:InitiateLayerUpload"
-	case "upload PATCH":
+	case "upload PATCH", "upload GET":
 		return "ecr:UploadLayerPart"
 	case "upload PUT":
 		return "ecr:CompleteLayerUpload"
@@ -281,6 +281,38 @@ func (r *registry) ServeHTTP(w http.ResponseWriter, req *http.Request) {
 		rec.reply(w, head, false, 0)
 		return
 	}
+	// A fault answers after authentication, as a service does, except at the ping,
+	// which clients send without credentials: its faults answer the unauthenticated
+	// request (else a ping could never fail in a test).
+	cutting, cutAt := false, int64(0)
+	faulted := func() (answered bool) {
+		target := faultTarget{account: r.account, region: r.region, method: req.Method, kind: rt.kind, repo: rt.repo, step: step, hasBody: req.ContentLength != 0}
+		if f := r.sb.faults.takeRegistry(target); f != nil {
+			entry.Fault = faultLabel(step, f)
+			switch {
+			case f.Fault == FaultResetBeforeHeaders:
+				entry.ErrorCode = "CONNECTION_CLOSED"
+				panic(http.ErrAbortHandler)
+			case f.Fault == FaultSlow:
+				if !r.sb.slowRequest(req, f.Delay) {
+					entry.ErrorCode = "CLIENT_CLOSED"
+					panic(http.ErrAbortHandler)
+				}
+			case f.Fault == FaultResetMidBody && target.hasBody:
+				req.Body = &resettingBody{ReadCloser: req.Body, left: requestCut(f.ResetAfterBytes, req.ContentLength)}
+			case f.Fault == FaultResetMidBody:
+				cutting, cutAt = true, f.ResetAfterBytes
+			default:
+				r.faultAnswer(rec, &entry, f)
+				rec.reply(w, head, false, 0)
+				return true
+			}
+		}
+		return false
+	}
+	if step == StepPing && faulted() {
+		return
+	}
 	tok, rerr := r.authorize(req)
 	if tok != nil {
 		entry.Principal = tok.principal
@@ -297,28 +329,8 @@ func (r *registry) ServeHTTP(w http.ResponseWriter, req *http.Request) {
 		rec.reply(w, head, false, 0)
 		return
 	}
-	cutting, cutAt := false, int64(0)
-	target := faultTarget{account: r.account, region: r.region, method: req.Method, kind: rt.kind, repo: rt.repo, step: step, hasBody: req.ContentLength != 0}
-	if f := r.sb.faults.takeRegistry(target); f != nil {
-		entry.Fault = faultLabel(step, f)
-		switch {
-		case f.Fault == FaultResetBeforeHeaders:
-			entry.ErrorCode = "CONNECTION_CLOSED"
-			panic(http.ErrAbortHandler)
-		case f.Fault == FaultSlow:
-			if !r.sb.slowRequest(req, f.Delay) {
-				entry.ErrorCode = "CLIENT_CLOSED"
-				panic(http.ErrAbortHandler)
-			}
-		case f.Fault == FaultResetMidBody && target.hasBody:
-			req.Body = &resettingBody{ReadCloser: req.Body, left: requestCut(f.ResetAfterBytes, req.ContentLength)}
-		case f.Fault == FaultResetMidBody:
-			cutting, cutAt = true, f.ResetAfterBytes
-		default:
-			r.faultAnswer(rec, &entry, f)
-			rec.reply(w, head, false, 0)
-			return
-		}
+	if step != StepPing && faulted() {
+		return
 	}
 	var err *regError
 	switch rt.kind {
@@ -710,6 +722,23 @@ func (r *registry) upload(w *recorder, req *http.Request, rt route, entry *Entry
 		// (dotnet/sdk-container-builds PR #279).
 		w.WriteHeader(http.StatusCreated)
 		return nil
+	case http.MethodGet:
+		// Upload status, as the distribution spec has it: 204 with the Range received.
+		// That ECR answers it (and with which IAM action) is a guess.
+		r.mu.Lock()
+		u := r.uploads[rt.ref]
+		r.mu.Unlock()
+		if u == nil || u.repo != rt.repo {
+			return regErr(http.StatusNotFound, "BLOB_UPLOAD_UNKNOWN", "upload %q unknown", rt.ref)
+		}
+		u.mu.Lock()
+		size := u.size
+		u.mu.Unlock()
+		w.Header().Set("Location", "/v2/"+rt.repo+"/blobs/uploads/"+rt.ref)
+		w.Header().Set("Docker-Upload-UUID", rt.ref)
+		w.Header().Set("Range", fmt.Sprintf("0-%d", max(size-1, 0)))
+		w.WriteHeader(http.StatusNoContent)
+		return nil
 	case http.MethodDelete:
 		r.mu.Lock()
 		u := r.uploads[rt.ref]
@@ -766,6 +795,13 @@ func (r *registry) finish(w *recorder, id string, u *upload, repoName, digest st
 	r.mu.Lock()
 	delete(r.uploads, id)
 	r.mu.Unlock()
+	if u.size == 0 {
+		// ECR has no zero-byte blobs: CompleteLayerUpload fails with EmptyUploadException,
+		// seen through the registry API as this 400 (radius-project/radius#7887;
+		// devcontainers/cli#814).
+		os.Remove(u.file)
+		return regErr(http.StatusBadRequest, "BLOB_UPLOAD_INVALID", "The upload with id '%s' in the repository with name '%s' in registry with id '%s' cannot be completed because it does not have any parts", id, repoName, r.account)
+	}
 	got := "sha256:" + hex.EncodeToString(u.hash.Sum(nil))
 	if !isDigest(digest) || digest != got {
 		os.Remove(u.file)

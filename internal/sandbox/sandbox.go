@@ -20,6 +20,10 @@
 // blob's bytes are counted. Blob HEADs are still answered by the registry. See
 // docs/SANDBOX.md.
 //
+// Manifests may reference non-distributable (foreign) layers that were never pushed, as
+// ECR accepts for Windows images; a zero-byte blob is refused, as ECR refuses it. The OCI
+// conformance suite runs against the sandbox (internal/sandbox/conformance).
+//
 // Faults (RegistryFault with a Step and a FaultKind) and holds (HoldRequests, pausing a
 // request between its effect and its answer) let tests reach every step deterministically.
 //

@@ -34,6 +34,17 @@ var manifestMediaTypes = map[string]bool{
 	"application/vnd.oci.image.index.v1+json":                   true,
 }
 
+// isNondistributable reports whether a layer media type is a non-distributable (foreign)
+// layer, which ECR accepts in a manifest without the blob having been pushed: Windows base
+// layers are restricted by license from being distributed, and clients fetch them from the
+// descriptor's urls. ECR User Guide, "Amazon ECR interface VPC endpoints", "Considerations
+// for Windows images" (https://docs.aws.amazon.com/AmazonECR/latest/userguide/vpc-endpoints.html);
+// moby/moby#34216.
+func isNondistributable(mt string) bool {
+	return mt == "application/vnd.docker.image.rootfs.foreign.diff.tar.gzip" ||
+		strings.HasPrefix(mt, "application/vnd.oci.image.layer.nondistributable.")
+}
+
 func isIndexType(mt string) bool {
 	return mt == "application/vnd.oci.image.index.v1+json" || mt == "application/vnd.docker.distribution.manifest.list.v2+json"
 }
@@ -196,10 +207,11 @@ func (r *repository) tagImmutable(tag string) bool {
 
 // missingReferences lists what a manifest references that the repository lacks: an
 // image's config and layers, an index's child manifests. ECR refuses such a push
-// (LayersNotFoundException, ReferencedImagesNotFoundException).
+// (LayersNotFoundException, ReferencedImagesNotFoundException). Non-distributable
+// (foreign) layers are not required: they live elsewhere, named by their urls.
 func (r *repository) missingReferences(rec *manifestRecord) (blobs, manifests []string) {
 	for _, b := range rec.blobs {
-		if _, ok := r.blobs[b.Digest]; !ok {
+		if _, ok := r.blobs[b.Digest]; !ok && !isNondistributable(b.MediaType) {
 			blobs = append(blobs, b.Digest)
 		}
 	}

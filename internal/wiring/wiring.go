@@ -44,6 +44,9 @@ type Deps struct {
 	// RulesErr is set when the rules document is invalid; the functions then fail every
 	// invocation with this one message.
 	RulesErr error
+	// Engine are extra options for every engine NewMirror builds (retry policy, request
+	// timeout, progress), after the defaults.
+	Engine []replication.Option
 }
 
 // Load reads the AWS configuration (standard SDK environment, including
@@ -69,6 +72,7 @@ func (d *Deps) NewMirror(jobs int) *mirror.Mirror {
 	if jobs > 0 {
 		opts = append(opts, replication.WithJobs(jobs))
 	}
+	opts = append(opts, d.Engine...)
 	var mopts []mirror.Option
 	mopts = append(mopts, mirror.WithLogger(d.Log))
 	if d.Rules != nil && d.Rules.SourceRoleARN() != "" {
