@@ -47,6 +47,14 @@ demo-bin:
 clean:
 	rm -rf bin .aws-sam .demo
 
+## help: this list: the targets with a "## target:" comment (in this file and the ones it includes), then the others
+.PHONY: help
+help:
+	@awk '/^## [A-Za-z0-9_-]+: /{sub(/^## /, ""); n=index($$0, ": "); printf "  %-14s %s\n", substr($$0, 1, n-1), substr($$0, n+2)}' $(MAKEFILE_LIST)
+	@documented="$$(grep -hoE '^## [A-Za-z0-9_-]+:' $(MAKEFILE_LIST) | sed 's/^## //; s/:$$//' | paste -sd'|' -)"; \
+	others="$$(grep -hoE '^[A-Za-z][A-Za-z0-9_-]*:([^=]|$$)' $(MAKEFILE_LIST) | cut -d: -f1 | sort -u | grep -vxE "$$documented" | paste -sd' ' -)"; \
+	printf '  %-14s %s\n' "(others)" "$$others"
+
 # SAM build/deploy targets (build-ReplicateFunction, build-BackfillFunction, deploy,
 # invoke-backfill) and the benchmarks.
 include sam.mk

@@ -12,7 +12,13 @@ import (
 )
 
 func main() {
+	// The first Ctrl-C (or SIGTERM) cancels the run, which then reports what is done and
+	// what is left and exits 130; a second one ends the process at once.
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	go func() {
+		<-ctx.Done()
+		stop()
+	}()
 	code := cli.Run(ctx, os.Args[1:], os.Stdout, os.Stderr)
 	stop()
 	os.Exit(code)

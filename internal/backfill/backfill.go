@@ -91,6 +91,8 @@ type Failure struct {
 	Digest      string `json:"digest,omitempty"`
 	Tag         string `json:"tag,omitempty"`
 	Reason      string `json:"reason"`
+	// Code is the AWS error code of a listing that failed (AccessDenied, …), when known.
+	Code string `json:"code,omitempty"`
 }
 
 // RepositoryPlan is the plan of one source repository to one destination repository.
@@ -121,6 +123,9 @@ type Response struct {
 	BytesCopied int64     `json:"bytesCopied"`
 	// Remaining is work found but neither enqueued nor copied by this invocation.
 	Remaining int `json:"remaining"`
+	// Unplanned counts the copies the rules ask for at destinations that could not be
+	// listed (each such destination is also in Failures): neither in sync nor drift.
+	Unplanned int `json:"unplanned,omitempty"`
 	// EstimatedSecondsAtQuota is how long the outstanding work known to this invocation
 	// (remaining, plus enqueued not yet consumed) takes at ECR's default PutImage quota
 	// of 10 per second per destination account and region; destinations run in
@@ -409,7 +414,7 @@ func (r *run) repository(ctx context.Context, api *ecr.Client, repo, cursor stri
 		return "", true // deleted since it was listed
 	}
 	if err != nil {
-		resp.fail(Failure{Repository: repo, Reason: "ecr:DescribeImages: " + err.Error()})
+		resp.fail(Failure{Repository: repo, Reason: "ecr:DescribeImages: " + err.Error(), Code: ecraccess.ErrorCode(err)})
 		return "", true
 	}
 	resp.RepositoriesScanned++
@@ -424,7 +429,7 @@ func (r *run) repository(ctx context.Context, api *ecr.Client, repo, cursor stri
 	for _, t := range ex.Targets {
 		l := dests.get(t.Key())
 		if l.err != nil {
-			resp.fail(Failure{Repository: repo, Destination: t.Key(), Reason: "listing the destination: " + l.err.Error()})
+			resp.fail(Failure{Repository: repo, Destination: t.Key(), Reason: "listing the destination: " + l.err.Error(), Code: ecraccess.ErrorCode(l.err)})
 			unlisted = append(unlisted, t.Key())
 			continue
 		}
@@ -444,6 +449,7 @@ func (r *run) repository(ctx context.Context, api *ecr.Client, repo, cursor stri
 				kept = append(kept, c)
 			}
 		}
+		resp.Unplanned += len(cands) - len(kept)
 		cands = kept
 	}
 	diff := DiffRepository(repo, cands, listings)

@@ -7,62 +7,120 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
+	"os"
 	"strings"
 
 	"github.com/spf13/cobra"
+	"golang.org/x/term"
 )
 
 // Exit codes, documented in every command's help.
 const (
-	ExitOK     = 0 // everything replicated
-	ExitFailed = 1 // some images failed (listed)
-	ExitUsage  = 2 // usage or configuration error
+	ExitOK     = 0 // everything replicated (or already present); a plan that could look everywhere
+	ExitFailed = 1 // some images failed (listed), or a plan could not look at some destination
+	ExitUsage  = 2 // usage, configuration or credentials: nothing was attempted
+	// ExitInterrupted is what a shell reports for a command ended by Ctrl-C (128 + SIGINT).
+	ExitInterrupted = 130
 )
+
+// With --detailed-exitcode (plan, sync --dry-run, copy --dry-run) the codes are those
+// of `terraform plan -detailed-exitcode`: 0 in sync, 1 error of any kind, 2 drift.
+const (
+	ExitDetailedError = 1
+	ExitDrift         = 2
+)
+
+const exitCodesHelp = `Exit codes: 0 everything replicated or already present; 1 some images failed (each is
+listed); 2 usage, configuration or credentials error (nothing was attempted); 130
+interrupted (Ctrl-C; rerun to resume).`
 
 // Version is set at build time with -ldflags "-X …/internal/cli.Version=…".
 var Version = "dev"
 
-// usageError marks errors that exit with ExitUsage.
-type usageError struct{ err error }
+// app is what every command shares: where output goes, the output format once a command
+// parsed it, and --debug.
+type app struct {
+	stdout, stderr io.Writer
+	debug          bool
+	output         string // "text" or "json", set by commands that have --output
+	args           []string
+}
 
-func (e usageError) Error() string { return e.err.Error() }
-func (e usageError) Unwrap() error { return e.err }
+// logger is the engine's logger: silent, or debug lines on stderr with --debug.
+func (a *app) logger() *slog.Logger {
+	if !a.debug {
+		return slog.New(slog.DiscardHandler)
+	}
+	return slog.New(slog.NewTextHandler(a.stderr, &slog.HandlerOptions{Level: slog.LevelDebug}))
+}
 
-func usagef(format string, args ...any) error { return usageError{fmt.Errorf(format, args...)} }
+// stderrIsTerminal reports whether progress can be drawn as a bar.
+func (a *app) stderrIsTerminal() bool {
+	f, ok := a.stderr.(*os.File)
+	return ok && term.IsTerminal(int(f.Fd()))
+}
 
-// failedError marks a run that completed with failures (ExitFailed); the details were
-// already printed.
-type failedError struct{ n int }
+// json reports whether the command's output is JSON: --output json, or, when the
+// command failed before its flags were parsed, the arguments say so.
+func (a *app) json() bool {
+	if a.output != "" {
+		return a.output == "json"
+	}
+	for i, arg := range a.args {
+		switch {
+		case arg == "--output=json", arg == "-ojson", arg == "-o=json":
+			return true
+		case (arg == "--output" || arg == "-o") && i+1 < len(a.args) && a.args[i+1] == "json":
+			return true
+		}
+	}
+	return false
+}
 
-func (e failedError) Error() string { return fmt.Sprintf("%d failed", e.n) }
+// exitError ends a command whose results were already printed, with an exit code.
+type exitError struct{ code int }
+
+func (e exitError) Error() string { return fmt.Sprintf("exit %d", e.code) }
 
 // Run executes the command line args and returns the process exit code.
 func Run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
-	root := newRoot(stdout, stderr)
+	a := &app{stdout: stdout, stderr: stderr, args: args}
+	root := newRoot(a)
 	root.SetArgs(args)
 	root.SetOut(stdout)
 	root.SetErr(stderr)
 	err := root.ExecuteContext(ctx)
+	return a.finish(ctx, err)
+}
+
+// finish prints err (one line, or a JSON object on stdout with --output json; the cause
+// too with --debug) and returns the exit code.
+func (a *app) finish(ctx context.Context, err error) int {
 	if err == nil {
 		return ExitOK
 	}
-	var fe failedError
-	if errors.As(err, &fe) {
-		return ExitFailed
+	var ee exitError
+	if errors.As(err, &ee) {
+		return ee.code
 	}
-	fmt.Fprintln(stderr, "ecr-replicator:", err)
-	var ue usageError
-	if errors.As(err, &ue) || isCobraUsage(err) {
-		return ExitUsage
+	p := explain(ctx, err)
+	if a.json() {
+		_ = writeJSONTo(a.stdout, map[string]any{"error": p.jsonObject(a.debug)})
+	} else {
+		fmt.Fprintln(a.stderr, "ecr-replicator: "+p.msg)
 	}
-	return ExitFailed
+	if a.debug && p.err != nil && !a.json() {
+		fmt.Fprintln(a.stderr, "ecr-replicator: debug: "+p.err.Error())
+	}
+	return p.exit
 }
 
 // isCobraUsage recognises cobra's own command and argument-count errors, which it
-// returns as plain errors.
+// returns as plain errors with no type to test.
 func isCobraUsage(err error) bool {
 	msg := err.Error()
-	for _, p := range []string{"unknown command", "accepts ", "requires at least", "requires at most", "invalid argument"} {
+	for _, p := range []string{"unknown command", "accepts ", "requires at least", "requires at most", "invalid argument", "unknown flag", "unknown shorthand flag", "flag needs an argument"} {
 		if strings.HasPrefix(msg, p) {
 			return true
 		}
@@ -70,7 +128,7 @@ func isCobraUsage(err error) bool {
 	return false
 }
 
-func newRoot(stdout, stderr io.Writer) *cobra.Command {
+func newRoot(a *app) *cobra.Command {
 	root := &cobra.Command{
 		Use:   "ecr-replicator",
 		Short: "Replicate container images between ECR registries, across accounts and regions",
@@ -78,22 +136,29 @@ func newRoot(stdout, stderr io.Writer) *cobra.Command {
 indexes, signatures and other referrers included, skipping what the destination already
 has, without a Docker daemon or local disk.
 
-Exit codes: 0 everything replicated, 1 some images failed (listed), 2 usage or
-configuration error.`,
+  copy SRC DST        one image, or every tag of a repository (--all-tags)
+  plan --rules FILE   what sync would copy, per repository and destination
+  sync --rules FILE   copy whatever the destinations lack (a migration, or a repair)
+  sandbox             a local two-account AWS emulation to try all of this safely
+
+` + exitCodesHelp,
+		Version:       Version,
 		SilenceUsage:  true,
 		SilenceErrors: true,
 	}
+	root.SetVersionTemplate("ecr-replicator {{.Version}}\n")
+	root.PersistentFlags().BoolVar(&a.debug, "debug", false, "print the full cause of an error, and the engine's debug log on stderr")
 	root.SetFlagErrorFunc(func(c *cobra.Command, err error) error {
-		return usageError{fmt.Errorf("%w\nRun '%s --help' for usage.", err, c.CommandPath())}
+		return usageProblem(fmt.Sprintf("%v (see '%s --help')", err, c.CommandPath()))
 	})
-	root.AddCommand(newCopyCmd(), newSyncCmd(), newPlanCmd(), newSandboxCmd(), newDemoCmd(), newVersionCmd())
+	root.AddCommand(newCopyCmd(a), newSyncCmd(a), newPlanCmd(a), newSandboxCmd(a), newDemoCmd(), newVersionCmd())
 	return root
 }
 
 func newVersionCmd() *cobra.Command {
 	return &cobra.Command{
 		Use:   "version",
-		Short: "Print the version",
+		Short: "Print the version (same as --version)",
 		Args:  cobra.NoArgs,
 		RunE: func(c *cobra.Command, _ []string) error {
 			fmt.Fprintln(c.OutOrStdout(), "ecr-replicator", Version)

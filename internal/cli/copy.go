@@ -5,21 +5,26 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"log/slog"
 	"math"
+	"net/http"
+	"sort"
 	"strings"
 	"sync"
 	"time"
 
-	"github.com/aws/aws-sdk-go-v2/config"
+	"github.com/aws/aws-sdk-go-v2/service/ecr"
+	ecrtypes "github.com/aws/aws-sdk-go-v2/service/ecr/types"
 	"github.com/google/go-containerregistry/pkg/authn"
 	"github.com/google/go-containerregistry/pkg/name"
 	"github.com/google/go-containerregistry/pkg/v1/remote"
+	"github.com/google/go-containerregistry/pkg/v1/remote/transport"
 	"github.com/spf13/cobra"
 	"golang.org/x/sync/errgroup"
 
 	"github.com/ecr-replicator/ecr-replicator/internal/ecraccess"
+	"github.com/ecr-replicator/ecr-replicator/internal/ecrname"
 	"github.com/ecr-replicator/ecr-replicator/internal/replication"
+	"github.com/ecr-replicator/ecr-replicator/internal/retry"
 )
 
 // side is how one end of a copy is reached.
@@ -30,114 +35,183 @@ type side struct {
 }
 
 type copyOptions struct {
-	src, dst   side
-	allTags    bool
-	referrers  bool
-	createRepo bool
-	jobs       int
-	parallel   int
-	output     string
+	profile, sourceProfile, destProfile string
+	region                              string
+	sourceRole, destRole, externalID    string
+	allTags, referrers, createRepo      bool
+	dryRun, detailed                    bool
+	jobs, concurrency                   int
+	output                              string
 }
 
-func newCopyCmd() *cobra.Command {
+const copyLong = `Copy SRC to DST registry-to-registry: the destination gets the same digest, multi-platform
+indexes with every platform, and (by default) signatures and other referrers. Nothing already
+in the destination is uploaded again; nothing goes through a Docker daemon or local disk.
+
+SRC is an image reference: REGISTRY/REPOSITORY:TAG or REGISTRY/REPOSITORY@sha256:… (no tag
+means :latest, as for docker pull); with --all-tags, a repository. DST is a repository, or
+the same reference with the same tag (copies keep tags and digests).
+
+ECR registries — ACCOUNT.dkr.ecr.REGION.amazonaws.com, and the China, FIPS and dual-stack
+host names — are reached through the AWS SDK: credentials from --profile (or the default
+chain: AWS_PROFILE, AWS_ACCESS_KEY_ID…, SSO, instance roles), the region from the host
+name, and --dest-role-arn/--external-id to act in another account (the role must be in
+DST's account). A missing ECR destination repository is created with the source's
+settings (tag mutability, scan on push, encryption). Other registries use your Docker
+credentials (~/.docker/config.json and credential helpers), and their repositories must
+exist.
+
+--dry-run resolves SRC and compares its tags and digests with DST's, and creates and
+copies nothing (referrers are not compared).
+
+` + exitCodesHelp + `
+With --dry-run --detailed-exitcode: 0 in sync, 1 error, 2 something to copy.`
+
+func newCopyCmd(a *app) *cobra.Command {
 	o := copyOptions{}
 	c := &cobra.Command{
 		Use:   "copy SRC DST",
 		Short: "Copy an image (or every tag of a repository) registry-to-registry, by digest",
-		Long: `Copy SRC to DST registry-to-registry: the destination gets the same digest, multi-platform
-indexes with every platform, and (by default) signatures and other referrers. Nothing already
-in the destination is uploaded again; nothing goes through a Docker daemon or local disk.
-
-SRC is an image reference (a tag or @digest; with --all-tags, a repository). DST is a
-repository, or a reference with the same tag. ECR registries
-(ACCOUNT.dkr.ecr.REGION.amazonaws.com, and China, FIPS and dual-stack hosts) are reached
-through the AWS SDK: credentials from the environment or --source-profile/--dest-profile,
-the region from the host, and --dest-role-arn/--external-id to act in another account.
-Missing ECR destination repositories are created with the source's settings. Other
-registries use your Docker credentials (~/.docker/config.json and credential helpers).
-
-Exit codes: 0 copied or already present, 1 some images failed (listed), 2 usage error.`,
+		Long:  copyLong,
 		Example: `  # one tag, same account, another region
   ecr-replicator copy 111111111111.dkr.ecr.us-east-1.amazonaws.com/team-a/app:v1.2.0 \
                       111111111111.dkr.ecr.eu-west-1.amazonaws.com/team-a/app
 
-  # every tag into another account, through its replication role
+  # every tag into another account, through its replication role; first see what would be copied
+  ecr-replicator copy --all-tags --dry-run 111111111111.dkr.ecr.us-east-1.amazonaws.com/team-a/app \
+                      222222222222.dkr.ecr.us-east-1.amazonaws.com/mirror/team-a/app \
+                      --dest-role-arn arn:aws:iam::222222222222:role/ecr-replicator-destination \
+                      --external-id my-external-id
   ecr-replicator copy --all-tags 111111111111.dkr.ecr.us-east-1.amazonaws.com/team-a/app \
                       222222222222.dkr.ecr.us-east-1.amazonaws.com/mirror/team-a/app \
                       --dest-role-arn arn:aws:iam::222222222222:role/ecr-replicator-destination \
-                      --external-id my-external-id --output json`,
+                      --external-id my-external-id --output json
+
+  # two accounts, one profile each
+  ecr-replicator copy --profile prod --dest-profile dr \
+                      111111111111.dkr.ecr.us-east-1.amazonaws.com/team-a/app:v1 \
+                      333333333333.dkr.ecr.us-west-2.amazonaws.com/team-a/app`,
 		Args: func(c *cobra.Command, args []string) error {
 			if len(args) != 2 {
-				return usagef("copy takes exactly two arguments, SRC and DST (got %d)\nRun 'ecr-replicator copy --help' for usage.", len(args))
+				return usagef("copy takes two arguments, SRC and DST (got %d); see 'ecr-replicator copy --help'", len(args))
 			}
 			return nil
 		},
 		RunE: func(c *cobra.Command, args []string) error {
-			if o.output != "text" && o.output != "json" {
-				return usagef("--output must be text or json, not %q", o.output)
+			if err := checkOutput(o.output); err != nil {
+				return err
 			}
-			return runCopy(c.Context(), o, args[0], args[1], c.OutOrStdout(), c.ErrOrStderr())
+			a.output = o.output
+			return runCopy(c.Context(), a, o, args[0], args[1])
 		},
 	}
 	f := c.Flags()
-	f.StringVar(&o.src.profile, "source-profile", "", "AWS profile for an ECR source (default: the standard credential chain)")
-	f.StringVar(&o.src.roleARN, "source-role-arn", "", "role to assume to read an ECR source")
-	f.StringVar(&o.dst.profile, "dest-profile", "", "AWS profile for an ECR destination")
-	f.StringVar(&o.dst.roleARN, "dest-role-arn", "", "role to assume in the destination account")
-	f.StringVar(&o.dst.externalID, "external-id", "", "external ID for --dest-role-arn")
+	f.StringVar(&o.profile, "profile", "", "AWS profile for ECR registries (default: the standard credential chain)")
+	f.StringVar(&o.destProfile, "dest-profile", "", "AWS profile for an ECR destination, when it is not --profile's")
+	f.StringVar(&o.sourceProfile, "source-profile", "", "AWS profile for an ECR source only")
+	// Deprecated, hidden from --help. Not cobra's MarkDeprecated: cobra prints its notice
+	// with Command.Print, on stdout when SetOut is set, which would break --output json.
+	_ = f.MarkHidden("source-profile")
+	f.StringVar(&o.region, "region", "", "region of the AWS calls not tied to a registry (STS); an ECR registry's region is the one in its host name")
+	f.StringVar(&o.sourceRole, "source-role-arn", "", "role to assume to read an ECR source (in SRC's account)")
+	f.StringVar(&o.destRole, "dest-role-arn", "", "role to assume to write an ECR destination (in DST's account)")
+	f.StringVar(&o.externalID, "external-id", "", "external ID for --dest-role-arn, as its trust policy requires")
 	f.BoolVar(&o.allTags, "all-tags", false, "copy every tag of the SRC repository")
 	f.BoolVar(&o.referrers, "referrers", true, "also copy OCI referrers and cosign sha256-*.sig/.att/.sbom tags")
 	f.BoolVar(&o.createRepo, "create-repository", true, "create a missing ECR destination repository, mirroring the source's settings")
-	f.IntVar(&o.jobs, "jobs", 8, "blobs transferred in parallel")
-	f.IntVar(&o.parallel, "concurrency", 8, "images copied in parallel (with --all-tags)")
+	f.BoolVar(&o.dryRun, "dry-run", false, "compare SRC with DST and say what would be copied; change nothing")
+	f.BoolVar(&o.detailed, "detailed-exitcode", false, "with --dry-run: exit 0 in sync, 1 on error, 2 when something would be copied")
+	f.IntVar(&o.jobs, "jobs", 8, "blobs transferred in parallel (1-256)")
+	f.IntVar(&o.concurrency, "concurrency", 8, "images copied in parallel with --all-tags (1-256)")
 	f.StringVarP(&o.output, "output", "o", "text", "output format: text or json")
 	return c
+}
+
+func checkOutput(format string) error {
+	if format != "text" && format != "json" {
+		return usagef("--output must be text or json, not %q", format)
+	}
+	return nil
+}
+
+func checkRange(flag string, v, lo, hi int) error {
+	if v < lo || v > hi {
+		return usagef("--%s must be between %d and %d (got %d)", flag, lo, hi, v)
+	}
+	return nil
 }
 
 // endpointFor reaches a repository: through ECR (SDK credentials, role, token) when the
 // host is an ECR registry, through the Docker keychain otherwise.
 type endpointFor struct {
-	repo     name.Repository
+	repo     name.Repository // as the user named it
 	endpoint replication.Endpoint
 	ecr      *ecraccess.Registry
+	region   string
 }
 
-func resolveSide(ctx context.Context, repo name.Repository, s side, actor string, log *slog.Logger) (*endpointFor, error) {
-	account, region, isECR := ecraccess.ParseRegistryHost(repo.RegistryStr())
+// resolveSide reaches repo as s says; region (empty: the host's) is where STS is asked.
+// externalIDFrom names where s.externalID came from, for messages.
+func resolveSide(ctx context.Context, sessions *awsSessions, repo name.Repository, s side, region string, externalIDFrom string) (*endpointFor, error) {
+	account, hostRegion, isECR := ecraccess.ParseRegistryHost(repo.RegistryStr())
 	if !isECR {
-		if s.roleARN != "" || s.profile != "" {
-			return nil, usagef("%s is not an ECR registry: --*-profile and --*-role-arn only apply to ECR", repo.RegistryStr())
-		}
 		auth, err := authn.DefaultKeychain.Resolve(repo)
 		if err != nil {
-			return nil, fmt.Errorf("credentials for %s: %w", repo.RegistryStr(), err)
+			return nil, configProblem(err, "Docker credentials for %s could not be read: %v", repo.RegistryStr(), err)
 		}
 		return &endpointFor{repo: repo, endpoint: replication.Endpoint{Repository: repo, Auth: auth}}, nil
 	}
-	var opts []func(*config.LoadOptions) error
-	if s.profile != "" {
-		opts = append(opts, config.WithSharedConfigProfile(s.profile))
+	// The session's region is where STS is asked (--region); the registry's is its host's.
+	if region == "" {
+		region = hostRegion
 	}
-	opts = append(opts, config.WithRegion(region))
-	cfg, err := config.LoadDefaultConfig(ctx, opts...)
+	sess, err := sessions.get(ctx, s.profile, region)
 	if err != nil {
-		return nil, usagef("AWS configuration for %s: %v", repo.RegistryStr(), err)
+		return nil, err
 	}
-	resolver := ecraccess.NewResolver(cfg, ecraccess.WithSessionName("ecr-replicator-"+actor), ecraccess.WithLogger(log))
-	reg, err := resolver.Registry(ctx, ecraccess.Access{AccountID: account, Region: region, RoleARN: s.roleARN, ExternalID: s.externalID})
+	reg, err := sess.assumeRole(ctx, ecraccess.Access{AccountID: account, Region: hostRegion, RoleARN: s.roleARN, ExternalID: s.externalID}, externalIDFrom)
 	if err != nil {
 		return nil, err
 	}
 	// The host to talk to comes from ECR's answers, not from the name the user typed.
 	host, err := reg.Host(ctx, repo.RepositoryStr())
 	if err != nil {
-		return nil, err
+		return nil, awsProblem(err, repo.String())
 	}
 	real, err := name.NewRepository(host + "/" + repo.RepositoryStr())
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("registry host %q from ECR: %w", host, err)
 	}
-	return &endpointFor{repo: repo, ecr: reg, endpoint: replication.Endpoint{Repository: real, Auth: reg.Authenticator(), Transport: reg.Transport(nil)}}, nil
+	return &endpointFor{repo: repo, ecr: reg, region: hostRegion, endpoint: replication.Endpoint{Repository: real, Auth: reg.Authenticator(), Transport: reg.Transport(nil)}}, nil
+}
+
+// checkSideFlags refuses ECR-only flags on another registry, and a role in another
+// account than the registry's: the role would act in its own account's registry, not
+// in the one the user named.
+func checkSideFlags(what string, repo name.Repository, profile, role, roleFlag string) error {
+	account, _, isECR := ecraccess.ParseRegistryHost(repo.RegistryStr())
+	if !isECR {
+		if role != "" || profile != "" {
+			flag := roleFlag
+			if role == "" {
+				flag = "profile"
+			}
+			return usagef("%s %s is not an ECR registry: --%s applies to ECR registries only (ACCOUNT.dkr.ecr.REGION.amazonaws.com)", what, repo.RegistryStr(), flag)
+		}
+		return nil
+	}
+	if role == "" {
+		return nil
+	}
+	roleAccount, err := ecrname.RoleAccount(role)
+	if err != nil {
+		return usagef("--%s: %v", roleFlag, err)
+	}
+	if roleAccount != account {
+		return usagef("--%s %s is in account %s, but %s %s is in account %s: a role acts in its own account's registry; name the registry of account %s, or a role in account %s",
+			roleFlag, role, roleAccount, what, repo.RegistryStr(), account, roleAccount, account)
+	}
+	return nil
 }
 
 // imageResult is one line of copy/sync output.
@@ -145,11 +219,12 @@ type imageResult struct {
 	Source      string `json:"source"`
 	Destination string `json:"destination"`
 	Tag         string `json:"tag,omitempty"`
-	Digest      string `json:"digest"`
+	Digest      string `json:"digest,omitempty"`
 	Outcome     string `json:"outcome"`
 	Reason      string `json:"reason,omitempty"`
 	Code        string `json:"code,omitempty"`
-	Error       string `json:"error,omitempty"`
+	Message     string `json:"message,omitempty"` // what went wrong and what to do, in one line
+	Error       string `json:"error,omitempty"`   // the full error, for a bug report
 	BytesCopied int64  `json:"bytesCopied"`
 	BlobsCopied int    `json:"blobsCopied"`
 	DurationMS  int64  `json:"durationMs"`
@@ -159,11 +234,34 @@ func (r imageResult) failed() bool {
 	return r.Outcome == string(replication.Failed) || r.Outcome == string(replication.Conflict)
 }
 
-func runCopy(ctx context.Context, o copyOptions, srcArg, dstArg string, stdout, stderr io.Writer) error {
-	log := slog.New(slog.NewTextHandler(io.Discard, nil))
-	srcRef, err := name.ParseReference(srcArg)
+// ref is the destination reference of the result: repository, tag, digest (when known).
+func (r imageResult) ref() string {
+	s := r.Destination
+	if r.Tag != "" {
+		s += ":" + r.Tag
+	}
+	if r.Digest != "" {
+		s += "@" + shortDigest(r.Digest)
+	}
+	return s
+}
+
+// copyItem is one tag or digest to copy.
+type copyItem struct{ tag, digest string }
+
+func runCopy(ctx context.Context, a *app, o copyOptions, srcArg, dstArg string) error {
+	if err := checkRange("jobs", o.jobs, 1, 256); err != nil {
+		return err
+	}
+	if err := checkRange("concurrency", o.concurrency, 1, 256); err != nil {
+		return err
+	}
+	if o.detailed && !o.dryRun {
+		return usagef("--detailed-exitcode goes with --dry-run (it reports drift)")
+	}
+	srcRef, err := parseReference("SRC", srcArg)
 	if err != nil {
-		return usagef("SRC %q: %v", srcArg, err)
+		return err
 	}
 	dstRepo, dstTag, err := parseDestination(dstArg)
 	if err != nil {
@@ -171,110 +269,228 @@ func runCopy(ctx context.Context, o copyOptions, srcArg, dstArg string, stdout, 
 	}
 	srcTag, isTag := srcRef.(name.Tag)
 	if dstTag != "" && (!isTag || dstTag != srcTag.TagStr()) {
-		return usagef("DST tag %q must be the SRC tag or omitted: copies keep tags (digests never change)", dstTag)
+		return usagef("DST tag %q must be SRC's tag or omitted: copies keep tags (and digests)", dstTag)
 	}
 	if o.allTags && strings.ContainsAny(srcArg[len(srcRef.Context().String()):], ":@") {
-		return usagef("with --all-tags, SRC is a repository, not %q", srcArg)
+		return usagef("with --all-tags, SRC is a repository without a tag or digest, not %q", srcArg)
 	}
-	src, err := resolveSide(ctx, srcRef.Context(), o.src, "cli", log)
-	if err != nil {
-		return err
-	}
-	dst, err := resolveSide(ctx, dstRepo, o.dst, "cli", log)
-	if err != nil {
-		return err
-	}
-	if dst.ecr != nil {
-		settings := ecraccess.RepositorySettings{}
-		if src.ecr != nil && o.createRepo {
-			if settings, err = src.ecr.ReadSettings(ctx, srcRef.Context().RepositoryStr(), false, false); err != nil {
-				return fmt.Errorf("reading source repository settings: %w", err)
-			}
-			settings.KMSKey = "" // a source key belongs to its own account and region
+	srcSide := side{profile: o.profile, roleARN: o.sourceRole}
+	dstSide := side{profile: o.profile, roleARN: o.destRole, externalID: o.externalID}
+	if o.sourceProfile != "" {
+		fmt.Fprintln(a.stderr, "ecr-replicator: --source-profile is deprecated: use --profile (and --dest-profile for a destination reached with other credentials)")
+		// The deprecated flag meant the source only: the destination kept the default chain.
+		srcSide.profile = o.sourceProfile
+		if o.profile == "" {
+			dstSide.profile = ""
 		}
-		if _, err := dst.ecr.EnsureRepository(ctx, dstRepo.RepositoryStr(), settings, o.createRepo); err != nil {
-			return err
+	}
+	if o.destProfile != "" {
+		dstSide.profile = o.destProfile
+	}
+	if err := checkSideFlags("SRC", srcRef.Context(), srcSide.profile, o.sourceRole, "source-role-arn"); err != nil {
+		return err
+	}
+	if err := checkSideFlags("DST", dstRepo, o.destProfile, o.destRole, "dest-role-arn"); err != nil {
+		return err
+	}
+	if o.externalID != "" && o.destRole == "" {
+		return usagef("--external-id goes with --dest-role-arn")
+	}
+
+	sessions := newAWSSessions(a.logger(), "ecr-replicator-cli")
+	src, err := resolveSide(ctx, sessions, srcRef.Context(), srcSide, o.region, "no external ID")
+	if err != nil {
+		return err
+	}
+	dst, err := resolveSide(ctx, sessions, dstRepo, dstSide, o.region, "--external-id")
+	if err != nil {
+		return err
+	}
+	settings := ecraccess.RepositorySettings{}
+	if src.ecr != nil {
+		// One DescribeRepositories: the source exists (a clear message now rather than one
+		// per image later), and its settings for a destination to create.
+		if settings, err = src.ecr.ReadSettings(ctx, srcRef.Context().RepositoryStr(), false, false); err != nil {
+			return repositoryProblem(err, "source", srcRef.Context(), src.region)
+		}
+		settings.KMSKey = "" // a source key belongs to its own account and region
+	}
+	destMissing := false
+	if dst.ecr != nil {
+		if o.dryRun {
+			destMissing, err = repositoryMissing(ctx, dst.ecr, dstRepo.RepositoryStr())
+		} else {
+			_, err = dst.ecr.EnsureRepository(ctx, dstRepo.RepositoryStr(), settings, o.createRepo)
+		}
+		if err != nil {
+			return repositoryProblem(err, "destination", dstRepo, dst.region)
 		}
 	}
 
-	type item struct{ tag, digest string }
-	var items []item
-	lookup := []remote.Option{remote.WithContext(ctx), remote.WithAuth(src.endpoint.Auth)}
-	if src.endpoint.Transport != nil {
-		lookup = append(lookup, remote.WithTransport(src.endpoint.Transport))
-	}
+	var items []copyItem
 	switch {
 	case o.allTags:
-		tags, err := remote.List(src.endpoint.Repository, lookup...)
+		tags, err := remote.List(src.endpoint.Repository, lookupOptions(ctx, src.endpoint)...)
 		if err != nil {
-			return fmt.Errorf("listing tags of %s: %w", srcRef.Context(), err)
+			return registryProblem(err, "listing the tags of", srcRef.Context())
 		}
 		for _, t := range tags {
-			items = append(items, item{tag: t})
+			items = append(items, copyItem{tag: t})
 		}
 	case isTag:
-		items = append(items, item{tag: srcTag.TagStr()})
+		items = append(items, copyItem{tag: srcTag.TagStr()})
 	default:
-		items = append(items, item{digest: srcRef.Identifier()})
+		items = append(items, copyItem{digest: srcRef.Identifier()})
+	}
+	unit := "tags"
+	if !o.allTags && !isTag {
+		unit = "images"
+	}
+	if o.dryRun {
+		return dryRunCopy(ctx, a, o, srcRef.Context(), src, dst, items, destMissing, unit)
 	}
 
-	copyOpts := []replication.Option{replication.WithJobs(o.jobs)}
+	log := a.logger()
+	copyOpts := []replication.Option{replication.WithJobs(o.jobs), replication.WithLogger(log)}
 	if dst.ecr == nil {
 		// Manifest writes are paced for ECR's PutImage quota; other registries publish
 		// none, and a 429 is still backed off.
 		copyOpts = append(copyOpts, replication.WithManifestRate(math.Inf(1), 1))
 	}
+	prog := newProgress(a, unit, len(items), func(imageResult) bool { return ctx.Err() != nil })
+	copyOpts = append(copyOpts, progressOption(prog)...)
 	copier := replication.New(copyOpts...)
-	prog := newProgress(stderr, len(items), o.output == "json")
 	results := make([]imageResult, len(items))
-	g, gctx := errgroup.WithContext(ctx)
-	g.SetLimit(max(o.parallel, 1))
+	g := errgroup.Group{}
+	g.SetLimit(o.concurrency)
 	var mu sync.Mutex
 	for i, it := range items {
 		g.Go(func() error {
 			res := imageResult{Source: srcRef.Context().String(), Destination: dstRepo.String(), Tag: it.tag, Digest: it.digest}
+			prog.itemStarted()
 			start := time.Now()
 			// A tag is resolved by the engine: one GET of the manifest by tag.
-			r := copier.Copy(gctx, replication.Request{Source: src.endpoint, Digest: it.digest, Tag: it.tag, Destination: dst.endpoint, Referrers: o.referrers})
-			res.Digest = r.Digest
+			r := copier.Copy(ctx, replication.Request{Source: src.endpoint, Digest: it.digest, Tag: it.tag, Destination: dst.endpoint, Referrers: o.referrers})
+			if r.Digest != "" {
+				res.Digest = r.Digest
+			}
 			res.Outcome, res.Reason, res.BytesCopied, res.BlobsCopied = string(r.Outcome), r.Reason, r.BytesCopied, r.BlobsCopied
 			res.DurationMS = time.Since(start).Milliseconds()
 			if r.Err != nil {
 				res.Error = r.Err.Error()
-				var re *replication.Error
-				if errors.As(r.Err, &re) {
-					res.Code = re.Code
-				}
+				res.Code, res.Message = explainCopy(copyFailure{err: r.Err, source: srcRef.Context().String(), destination: dstRepo.String(),
+					tag: it.tag, digest: res.Digest, destECR: dst.ecr != nil})
 			}
 			mu.Lock()
 			results[i] = res
 			mu.Unlock()
-			prog.done(res)
+			prog.itemDone(res)
 			return nil
 		})
 	}
 	g.Wait()
 	prog.finish()
-	return report(stdout, o.output, results)
+	if ctx.Err() != nil {
+		done := 0
+		for _, r := range results {
+			if r.Outcome != "" && !r.failed() {
+				done++
+			}
+		}
+		return interrupted(done, len(items)-done)
+	}
+	return report(a.stdout, o.output, unit, results)
+}
+
+func lookupOptions(ctx context.Context, e replication.Endpoint) []remote.Option {
+	opts := []remote.Option{remote.WithContext(ctx), remote.WithAuth(e.Auth)}
+	if e.Transport != nil {
+		opts = append(opts, remote.WithTransport(e.Transport))
+	}
+	return opts
+}
+
+// repositoryMissing asks ECR whether a repository exists, without creating it.
+func repositoryMissing(ctx context.Context, reg *ecraccess.Registry, repo string) (bool, error) {
+	_, err := reg.API().DescribeRepositories(ctx, &ecr.DescribeRepositoriesInput{RepositoryNames: []string{repo}})
+	var nf *ecrtypes.RepositoryNotFoundException
+	if errors.As(err, &nf) {
+		return true, nil
+	}
+	return false, err
+}
+
+// repositoryProblem explains a failed repository call on one side of a copy.
+func repositoryProblem(err error, which string, repo name.Repository, region string) error {
+	p := awsProblem(err, which+" repository "+repo.String())
+	if p.code == "RepositoryNotFoundException" {
+		p.exit = ExitUsage
+		if which == "source" {
+			p.msg = fmt.Sprintf("source repository %s not found (%s): check the name and the region in the host name; `aws ecr describe-repositories --region %s` lists them", repo, p.code, region)
+		} else {
+			p.msg = fmt.Sprintf("destination repository %s not found (%s) and --create-repository=false: create it, or let copy create it", repo, p.code)
+		}
+	}
+	return p
+}
+
+// registryProblem explains a failed registry request made by the CLI itself (not the
+// engine): listing tags, a dry run's lookups.
+func registryProblem(err error, doing string, repo name.Repository) error {
+	var te *transport.Error
+	code, _ := retry.Classify(err)
+	status := 0
+	if errors.As(err, &te) {
+		status = te.StatusCode
+		if len(te.Errors) > 0 {
+			code = string(te.Errors[0].Code)
+		}
+	}
+	p := &problem{code: code, err: err, exit: ExitFailed, op: doing}
+	switch {
+	case code == string(transport.NameUnknownErrorCode) || (code == "" && status == http.StatusNotFound):
+		p.exit = ExitUsage
+		p.msg = fmt.Sprintf("repository %s not found (%s): check the name (repository names are lowercase)", repo, orStatus(code, status))
+	case code == string(transport.UnauthorizedErrorCode) || code == string(transport.DeniedErrorCode) || status == http.StatusUnauthorized || status == http.StatusForbidden:
+		p.exit = ExitUsage
+		p.msg = fmt.Sprintf("%s refused %s %s (%s): log in to it first (docker login %s), or check the identity's permissions", repo.RegistryStr(), doing, repo, orStatus(code, status), repo.RegistryStr())
+	case ctxCanceled(err):
+		return err
+	default:
+		p.msg = fmt.Sprintf("%s %s failed (%s): %s", doing, repo, orStatus(code, status), apiMessage(err))
+	}
+	return p
+}
+
+func ctxCanceled(err error) bool { return errors.Is(err, context.Canceled) }
+
+func orStatus(code string, status int) string {
+	if code != "" {
+		return code
+	}
+	if status != 0 {
+		return fmt.Sprintf("HTTP %d", status)
+	}
+	return "no answer"
 }
 
 // parseDestination accepts a repository or a tagged reference.
 func parseDestination(arg string) (name.Repository, string, error) {
 	if strings.Contains(arg, "@") {
-		return name.Repository{}, "", usagef("DST %q: a destination cannot name a digest (the digest is the source's)", arg)
+		return name.Repository{}, "", usagef("DST %q names a digest: a destination is a repository (the digest is the source's)", arg)
 	}
 	if ref, err := name.NewTag(arg); err == nil && strings.HasSuffix(arg, ":"+ref.TagStr()) {
 		return ref.Context(), ref.TagStr(), nil
 	}
-	repo, err := name.NewRepository(arg)
+	repo, err := parseRepository("DST", arg)
 	if err != nil {
-		return name.Repository{}, "", usagef("DST %q: %v", arg, err)
+		return name.Repository{}, "", err
 	}
 	return repo, "", nil
 }
 
-// report prints the results and returns failedError when any failed.
-func report(w io.Writer, format string, results []imageResult) error {
+// report prints the results and returns exitError{ExitFailed} when any failed.
+func report(w io.Writer, format, unit string, results []imageResult) error {
 	failed := 0
 	counts := map[string]int{}
 	var bytes int64
@@ -286,28 +502,25 @@ func report(w io.Writer, format string, results []imageResult) error {
 		}
 	}
 	if format == "json" {
-		out := map[string]any{"results": results, "outcomes": counts, "failed": failed, "bytesCopied": bytes}
+		out := map[string]any{"counted": unit, "results": results, "outcomes": counts, "failed": failed, "bytesCopied": bytes}
 		if err := writeJSONTo(w, out); err != nil {
 			return err
 		}
 	} else {
 		for _, r := range results {
-			line := fmt.Sprintf("%-15s %s:%s@%s", r.Outcome, r.Destination, r.Tag, shortDigest(r.Digest))
-			if r.Tag == "" {
-				line = fmt.Sprintf("%-15s %s@%s", r.Outcome, r.Destination, shortDigest(r.Digest))
-			}
-			if r.Reason != "" {
+			line := fmt.Sprintf("%-15s %s", r.Outcome, r.ref())
+			switch {
+			case r.Message != "":
+				line += ": " + r.Message
+			case r.Reason != "":
 				line += " (" + r.Reason + ")"
-			}
-			if r.Error != "" {
-				line += ": " + r.Error
 			}
 			fmt.Fprintln(w, line)
 		}
-		fmt.Fprintf(w, "%d images: %s; %s copied\n", len(results), summarize(counts), humanBytes(bytes))
+		fmt.Fprintf(w, "%s: %s; %s copied\n", plural(len(results), unit), summarize(counts), humanBytes(bytes))
 	}
 	if failed > 0 {
-		return failedError{failed}
+		return exitError{ExitFailed}
 	}
 	return nil
 }
@@ -317,4 +530,151 @@ func shortDigest(d string) string {
 		return d[:19]
 	}
 	return d
+}
+
+// dryRunCopy compares SRC's tags (or digest) with DST's and prints what a copy would do.
+func dryRunCopy(ctx context.Context, a *app, o copyOptions, srcRepo name.Repository, src, dst *endpointFor, items []copyItem, destMissing bool, unit string) error {
+	type row struct {
+		item   copyItem
+		digest string
+		state  string // "in sync", "to copy", "failed"
+		why    string
+	}
+	rows := make([]row, len(items))
+	g := errgroup.Group{}
+	g.SetLimit(o.concurrency)
+	for i, it := range items {
+		g.Go(func() error {
+			r := row{item: it, digest: it.digest}
+			if it.tag != "" {
+				desc, err := remote.Head(src.endpoint.Repository.Tag(it.tag), lookupOptions(ctx, src.endpoint)...)
+				if err != nil {
+					r.state = "failed"
+					r.why = registryLookupMessage(err, it.tag, srcRepo)
+					rows[i] = r
+					return nil
+				}
+				r.digest = desc.Digest.String()
+			}
+			switch {
+			case destMissing:
+				r.state, r.why = "to copy", "repository missing"
+			case it.tag != "":
+				desc, err := remote.Head(dst.endpoint.Repository.Tag(it.tag), lookupOptions(ctx, dst.endpoint)...)
+				switch {
+				case err != nil && isNotFound(err):
+					r.state, r.why = "to copy", "tag missing"
+				case err != nil:
+					r.state, r.why = "failed", registryLookupMessage(err, it.tag, dst.repo)
+				case desc.Digest.String() != r.digest:
+					r.state, r.why = "to copy", "tag points to "+shortDigest(desc.Digest.String())
+				default:
+					r.state = "in sync"
+				}
+			default:
+				_, err := remote.Head(dst.endpoint.Repository.Digest(it.digest), lookupOptions(ctx, dst.endpoint)...)
+				switch {
+				case err != nil && isNotFound(err):
+					r.state, r.why = "to copy", "digest missing"
+				case err != nil:
+					r.state, r.why = "failed", registryLookupMessage(err, "", dst.repo)
+				default:
+					r.state = "in sync"
+				}
+			}
+			rows[i] = r
+			return nil
+		})
+	}
+	g.Wait()
+	if ctx.Err() != nil {
+		return interrupted(0, len(items))
+	}
+	sort.SliceStable(rows, func(i, j int) bool { return rows[i].item.tag < rows[j].item.tag })
+	counts := map[string]int{}
+	for _, r := range rows {
+		counts[r.state]++
+	}
+	if o.output == "json" {
+		type jsonRow struct {
+			Source      string `json:"source"`
+			Destination string `json:"destination"`
+			Tag         string `json:"tag,omitempty"`
+			Digest      string `json:"digest,omitempty"`
+			State       string `json:"state"`
+			Reason      string `json:"reason,omitempty"`
+		}
+		out := struct {
+			DryRun           bool      `json:"dryRun"`
+			Counted          string    `json:"counted"`
+			InSync           int       `json:"inSync"`
+			ToCopy           int       `json:"toCopy"`
+			Failed           int       `json:"failed"`
+			CreateRepository bool      `json:"createRepository,omitempty"`
+			Items            []jsonRow `json:"items"`
+		}{DryRun: true, Counted: unit, InSync: counts["in sync"], ToCopy: counts["to copy"], Failed: counts["failed"], CreateRepository: destMissing}
+		for _, r := range rows {
+			out.Items = append(out.Items, jsonRow{srcRepo.String(), dst.repo.String(), r.item.tag, r.digest, r.state, r.why})
+		}
+		if err := writeJSONTo(a.stdout, out); err != nil {
+			return err
+		}
+	} else {
+		for _, r := range rows {
+			line := fmt.Sprintf("%-8s %s", r.state, dst.repo.String())
+			if r.item.tag != "" {
+				line += ":" + r.item.tag
+			}
+			if r.digest != "" {
+				line += "@" + shortDigest(r.digest)
+			}
+			if r.why != "" {
+				line += " (" + r.why + ")"
+			}
+			fmt.Fprintln(a.stdout, line)
+		}
+		summary := fmt.Sprintf("%s: %d in sync, %d to copy", plural(len(rows), unit), counts["in sync"], counts["to copy"])
+		if counts["failed"] > 0 {
+			summary += fmt.Sprintf(", %d could not be looked up", counts["failed"])
+		}
+		if destMissing {
+			summary += fmt.Sprintf("; repository %s would be created", dst.repo.RepositoryStr())
+		}
+		fmt.Fprintln(a.stdout, summary+" (dry run: nothing was copied)")
+	}
+	switch {
+	case counts["failed"] > 0:
+		return exitError{ExitFailed}
+	case o.detailed && counts["to copy"] > 0:
+		return exitError{ExitDrift}
+	}
+	return nil
+}
+
+func isNotFound(err error) bool {
+	var te *transport.Error
+	if !errors.As(err, &te) {
+		return false
+	}
+	if te.StatusCode == http.StatusNotFound {
+		return true
+	}
+	for _, d := range te.Errors {
+		if d.Code == transport.ManifestUnknownErrorCode || d.Code == transport.NameUnknownErrorCode {
+			return true
+		}
+	}
+	return false
+}
+
+// registryLookupMessage explains a failed manifest HEAD of a dry run.
+func registryLookupMessage(err error, tag string, repo name.Repository) string {
+	if isNotFound(err) && tag != "" {
+		return fmt.Sprintf("tag %s not found in %s", tag, repo)
+	}
+	var p *problem
+	if errors.As(registryProblem(err, "reading", repo), &p) {
+		return p.msg
+	}
+	return apiMessage(err)
 }

@@ -23,7 +23,7 @@ tag, and stop everything. No AWS account, no Docker.
 		RunE: func(c *cobra.Command, _ []string) error {
 			bins := demo.BinariesIn(bin)
 			if err := bins.Check(); err != nil {
-				return usageError{err}
+				return configProblem(err, "%v", err)
 			}
 			rows, err := demo.Run(c.Context(), bins, c.OutOrStdout())
 			if err != nil {
@@ -36,7 +36,7 @@ tag, and stop everything. No AWS account, no Docker.
 				}
 			}
 			if failed > 0 {
-				return failedError{failed}
+				return exitError{ExitFailed}
 			}
 			return nil
 		},

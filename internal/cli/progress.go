@@ -10,62 +10,270 @@ import (
 	"sync"
 	"time"
 
-	"github.com/schollz/progressbar/v3"
 	"golang.org/x/term"
 )
 
-// progress reports images as they finish: a bar (images done/total, bytes, rate) on a
-// terminal, one plain line per image otherwise. JSON output keeps stderr quiet.
+type progressMode int
+
+const (
+	progressQuiet progressMode = iota // JSON output on a pipe: stderr stays quiet
+	progressLines                     // not a terminal: one line per item, and a bytes line while a long transfer runs
+	progressBar                       // a terminal: one line redrawn in place
+)
+
+// progress shows a run advancing. On a terminal it is one line redrawn in place — items
+// done of total, a bar, bytes sent, the rate and the elapsed time — that moves with
+// every blob's bytes and is redrawn every second, so the clock never stops. Elsewhere it
+// prints one line per finished item and, while a transfer is under way, a bytes line
+// every linesEvery.
 type progress struct {
-	mu    sync.Mutex
-	w     io.Writer
-	bar   *progressbar.ProgressBar
-	total int
-	n     int
-	bytes int64
-	start time.Time
-	quiet bool
+	mu       sync.Mutex
+	w        io.Writer
+	mode     progressMode
+	unit     string // what an item is: "tags", "images", "copies"
+	total    int
+	started  int
+	done     int
+	itemSent int64 // bytes of finished items (what counts before the engine reports blobs)
+	blobSent int64 // bytes the engine reported sending
+	hooked   bool  // the engine reports blobs
+	blobs    map[string]*blobState
+	doneSize int64 // sizes of the blobs finished
+	start    time.Time
+	now      func() time.Time
+	last     float64   // fraction last drawn: the bar never moves back
+	lastLine time.Time // progressLines: when the last line was printed
+	drawn    bool
+	width    int
+	quiet    func(imageResult) bool // results not to print (cancelled by Ctrl-C)
+
+	linesEvery time.Duration
+	stop       chan struct{}
+	stopped    chan struct{}
 }
 
-func newProgress(w io.Writer, total int, quiet bool) *progress {
-	p := &progress{w: w, total: total, start: time.Now(), quiet: quiet}
-	if f, ok := w.(*os.File); ok && term.IsTerminal(int(f.Fd())) && !quiet {
-		p.bar = progressbar.NewOptions(total,
-			progressbar.OptionSetWriter(w),
-			progressbar.OptionSetDescription("images"),
-			progressbar.OptionShowCount(),
-			progressbar.OptionSetElapsedTime(true),
-			progressbar.OptionSetPredictTime(true),
-			progressbar.OptionClearOnFinish(),
-		)
+type blobState struct {
+	size, sent int64
+}
+
+// newProgress starts a display of total items on a's stderr: a bar on a terminal (even
+// with --output json: stdout is the JSON), lines otherwise, nothing for JSON on a pipe.
+func newProgress(a *app, unit string, total int, quiet func(imageResult) bool) *progress {
+	mode := progressLines
+	switch {
+	case a.stderrIsTerminal():
+		mode = progressBar
+	case a.json():
+		mode = progressQuiet
+	}
+	p := newProgressTo(a.stderr, mode, unit, total, time.Now)
+	p.quiet = quiet
+	if mode == progressBar {
+		if f, ok := a.stderr.(*os.File); ok {
+			if w, _, err := term.GetSize(int(f.Fd())); err == nil && w > 20 {
+				p.width = w
+			}
+		}
+	}
+	if mode != progressQuiet {
+		p.stop, p.stopped = make(chan struct{}), make(chan struct{})
+		go p.ticker()
 	}
 	return p
 }
 
-func (p *progress) done(r imageResult) {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	p.n++
-	p.bytes += r.BytesCopied
-	switch {
-	case p.quiet:
-	case p.bar != nil:
-		rate := float64(p.bytes) / max(time.Since(p.start).Seconds(), 0.001)
-		p.bar.Describe(fmt.Sprintf("images (%s, %s/s)", humanBytes(p.bytes), humanBytes(int64(rate))))
-		p.bar.Add(1)
-	default:
-		ref := r.Tag
-		if ref == "" {
-			ref = shortDigest(r.Digest)
+// newProgressTo is a display with no ticker: tick is called by the caller (tests).
+func newProgressTo(w io.Writer, mode progressMode, unit string, total int, now func() time.Time) *progress {
+	start := now()
+	return &progress{w: w, mode: mode, unit: unit, total: total, blobs: map[string]*blobState{},
+		start: start, now: now, lastLine: start, linesEvery: 10 * time.Second, width: 100}
+}
+
+func (p *progress) ticker() {
+	defer close(p.stopped)
+	t := time.NewTicker(time.Second)
+	defer t.Stop()
+	for {
+		select {
+		case <-p.stop:
+			return
+		case <-t.C:
+			p.tick()
 		}
-		fmt.Fprintf(p.w, "[%d/%d] %s %s:%s %s\n", p.n, p.total, r.Outcome, r.Destination, ref, humanBytes(r.BytesCopied))
 	}
 }
 
-func (p *progress) finish() {
-	if p.bar != nil {
-		p.bar.Finish()
+// tick redraws the bar (the clock moves), or prints a bytes line when a transfer has
+// been running for linesEvery without an item finishing.
+func (p *progress) tick() {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	switch p.mode {
+	case progressBar:
+		p.draw()
+	case progressLines:
+		if len(p.blobs) > 0 && p.now().Sub(p.lastLine) >= p.linesEvery {
+			p.println(fmt.Sprintf("[%d/%d] %s", p.done, p.total, p.status()))
+		}
 	}
+}
+
+// itemStarted counts an item as under way.
+func (p *progress) itemStarted() {
+	p.mu.Lock()
+	p.started++
+	p.mu.Unlock()
+}
+
+// blobStarted, blobBytes, blobDone and blobSkipped are the engine's per-blob events;
+// key names a blob at a destination.
+func (p *progress) blobStarted(key string, size int64) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.hooked = true
+	if b, ok := p.blobs[key]; ok {
+		b.sent = 0 // the upload restarted from byte 0 (a retry)
+	} else {
+		p.blobs[key] = &blobState{size: size}
+	}
+	p.redraw()
+}
+
+func (p *progress) blobBytes(key string, n int64) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.hooked = true
+	p.blobSent += n
+	if b, ok := p.blobs[key]; ok {
+		b.sent += n
+	}
+	p.redraw()
+}
+
+func (p *progress) blobDone(key string) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if b, ok := p.blobs[key]; ok {
+		p.doneSize += b.size
+	}
+	delete(p.blobs, key)
+	p.redraw()
+}
+
+// itemDone counts a finished item and, off a terminal, prints it.
+func (p *progress) itemDone(r imageResult) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.done++
+	p.itemSent += r.BytesCopied
+	if p.quiet != nil && p.quiet(r) {
+		return
+	}
+	switch p.mode {
+	case progressBar:
+		p.draw()
+	case progressLines:
+		line := fmt.Sprintf("[%d/%d] %s %s", p.done, p.total, r.Outcome, r.ref())
+		if r.Code != "" {
+			line += " (" + r.Code + ")"
+		} else {
+			line += " " + humanBytes(r.BytesCopied)
+		}
+		p.println(line)
+	}
+}
+
+// finish stops the display and clears the bar.
+func (p *progress) finish() {
+	if p.stop != nil {
+		close(p.stop)
+		<-p.stopped
+		p.stop = nil
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.mode == progressBar && p.drawn {
+		fmt.Fprint(p.w, "\r\x1b[K")
+		p.drawn = false
+	}
+}
+
+func (p *progress) println(line string) {
+	fmt.Fprintln(p.w, line)
+	p.lastLine = p.now()
+}
+
+// redraw draws the bar after a blob event, at most every 100 ms.
+func (p *progress) redraw() {
+	if p.mode != progressBar {
+		return
+	}
+	if now := p.now(); now.Sub(p.lastLine) >= 100*time.Millisecond {
+		p.lastLine = now
+		p.draw()
+	}
+}
+
+func (p *progress) sent() int64 {
+	if p.hooked {
+		return p.blobSent
+	}
+	return p.itemSent
+}
+
+// fraction is how far the run is: items done, plus the items under way in proportion to
+// the bytes their blobs have sent. With one item it is that item's bytes.
+func (p *progress) fraction() float64 {
+	if p.total <= 0 || p.done >= p.total {
+		return 1
+	}
+	var size, sent int64
+	for _, b := range p.blobs {
+		size += b.size
+		sent += b.sent
+	}
+	f := float64(p.done) / float64(p.total)
+	switch {
+	case p.total == 1 && size+p.doneSize > 0:
+		f = float64(p.doneSize+sent) / float64(p.doneSize+size)
+	case size > 0:
+		inflight := max(p.started-p.done, 1)
+		f += float64(inflight) * float64(sent) / float64(size) / float64(p.total)
+	}
+	f = min(max(f, p.last), float64(p.done+max(p.started-p.done, 1))/float64(p.total), 1)
+	p.last = f
+	return f
+}
+
+// status is the part of a line after the counts: percentage, bytes, rate, clock.
+func (p *progress) status() string {
+	elapsed := p.now().Sub(p.start)
+	sent := p.sent()
+	rate := float64(sent) / max(elapsed.Seconds(), 0.001)
+	return fmt.Sprintf("%3.0f%%  %s sent  %s/s  %s", 100*p.fraction(), humanBytes(sent), humanBytes(int64(rate)), clock(elapsed))
+}
+
+// draw redraws the terminal line.
+func (p *progress) draw() {
+	const barWidth = 24
+	f := p.fraction()
+	filled := int(f * barWidth)
+	bar := strings.Repeat("█", filled) + strings.Repeat("░", barWidth-filled)
+	line := fmt.Sprintf("%d/%d %s [%s] %s", p.done, p.total, p.unit, bar, p.status())
+	if r := []rune(line); len(r) > p.width-1 {
+		line = string(r[:p.width-1])
+	}
+	fmt.Fprint(p.w, "\r"+line+"\x1b[K")
+	p.drawn = true
+}
+
+// clock formats an elapsed time as m:ss (h:mm:ss past an hour).
+func clock(d time.Duration) string {
+	s := int(d.Seconds())
+	if s >= 3600 {
+		return fmt.Sprintf("%d:%02d:%02d", s/3600, s/60%60, s%60)
+	}
+	return fmt.Sprintf("%d:%02d", s/60, s%60)
 }
 
 func humanBytes(n int64) string {
@@ -98,4 +306,15 @@ func writeJSONTo(w io.Writer, v any) error {
 	enc := json.NewEncoder(w)
 	enc.SetIndent("", "  ")
 	return enc.Encode(v)
+}
+
+// plural is "1 tag" or "3 tags" for unit "tags".
+func plural(n int, unit string) string {
+	if n == 1 {
+		unit = strings.TrimSuffix(unit, "s")
+		if strings.HasSuffix(unit, "ie") { // copies → copy
+			unit = strings.TrimSuffix(unit, "ie") + "y"
+		}
+	}
+	return fmt.Sprintf("%d %s", n, unit)
 }

@@ -189,12 +189,12 @@ func Run(ctx context.Context, bins Binaries, w io.Writer) ([]Row, error) {
 	if err != nil {
 		return nil, fmt.Errorf("backfill function: %w", err)
 	}
-	step("backfill (inline) answered %s", summarizeBackfill(out))
+	step("backfill (inline) answered %s", summarizeBackfill(out, false))
 	out, err = backfill.Invoke(ctx, []byte(`{"dryRun":true}`))
 	if err != nil {
 		return nil, fmt.Errorf("backfill function: %w", err)
 	}
-	step("backfill again (dry run): %s", summarizeBackfill(out))
+	step("backfill again (dry run): %s", summarizeBackfill(out, true))
 
 	after, err := dst.snapshot(ctx, []string{"mirror/team-a/app", "mirror/team-a/worker"})
 	if err != nil {
@@ -359,13 +359,20 @@ func compact(b []byte) string {
 	return s
 }
 
-func summarizeBackfill(b []byte) string {
+// summarizeBackfill says what a backfill answered, counting what it counts: images are
+// the source's digests it looked at; copies are one per tag (or untagged image) and
+// destination, and they are what is in sync, drifted or copied.
+func summarizeBackfill(b []byte, dryRun bool) string {
 	var r struct {
-		RepositoriesScanned, ImagesSeen, InSync, Drift, Copied, Failed int
+		RepositoriesScanned, ImagesSeen, InSync, Drift, Copied, Failed, Unplanned int
 	}
 	if json.Unmarshal(b, &r) != nil {
 		return compact(b)
 	}
-	return fmt.Sprintf("%d repositories, %d images seen: %d already in sync, %d drifted, %d copied, %d failed",
-		r.RepositoriesScanned, r.ImagesSeen, r.InSync, r.Drift, r.Copied, r.Failed)
+	s := fmt.Sprintf("%d repositories, %d images; %d copies (one per tag, or untagged image, and destination): ",
+		r.RepositoriesScanned, r.ImagesSeen, r.InSync+r.Drift+r.Unplanned)
+	if dryRun {
+		return s + fmt.Sprintf("%d in sync, %d to copy", r.InSync, r.Drift)
+	}
+	return s + fmt.Sprintf("%d already in sync, %d copied, %d failed", r.InSync, r.Copied, r.Failed)
 }

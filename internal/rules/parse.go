@@ -72,6 +72,9 @@ func Parse(data []byte) (*Document, error) {
 		if errors.Is(err, io.EOF) {
 			return nil, errors.New("rules document is empty")
 		}
+		if line, msg, ok := syntaxLine(data, err); ok {
+			return nil, fmt.Errorf("rules document: line %d: %s", line, msg)
+		}
 		return nil, yamlError(err)
 	}
 	var extra yaml.Node

@@ -16,6 +16,9 @@ func ClientEnv(s *Sandbox, region, externalID string) (map[string]string, error)
 	if err != nil {
 		return nil, err
 	}
+	// AWS CLI v1 reads the region from AWS_DEFAULT_REGION only
+	// (https://docs.aws.amazon.com/cli/v1/userguide/cli-configure-envvars.html).
+	env["AWS_DEFAULT_REGION"] = env["AWS_REGION"]
 	env["SANDBOX_SOURCE_ACCOUNT_ID"] = SourceAccount
 	env["SANDBOX_SOURCE_REGISTRY"] = srcHost
 	env["SANDBOX_DESTINATION_ACCOUNT_ID"] = DestinationAccount
