@@ -42,6 +42,7 @@ type env struct {
 	auth     authn.Authenticator
 	doc      *rules.Document
 	resolver *ecraccess.Resolver
+	w        *sandboxtest.World
 }
 
 // start starts the two-account sandbox; cfg may change its layout (sandboxtest.Deployed),
@@ -50,7 +51,7 @@ type env struct {
 func start(t *testing.T, rulesYAML string, cfg ...func(*sandbox.Config)) *env {
 	t.Helper()
 	w := sandboxtest.Start(t, cfg...)
-	e := &env{sb: w.SB, ctx: w.Ctx, host: w.Source.Host, auth: w.Source.Auth}
+	e := &env{sb: w.SB, ctx: w.Ctx, host: w.Source.Host, auth: w.Source.Auth, w: w}
 	e.src = w.Config(t, sandbox.SourceAccount, sandbox.SourceUser)
 	provider := stscreds.NewAssumeRoleProvider(sts.NewFromConfig(e.src), w.DestinationRoleARN(), func(o *stscreds.AssumeRoleOptions) {
 		o.ExternalID = aws.String(extID)
@@ -447,4 +448,28 @@ func TestInlineCopyCutAtHardStop(t *testing.T) {
 		}
 	}
 	e.assertMirrored(t, repos)
+}
+
+// TestInlineCountsOnlyWhatWasWritten: a copy the destination refuses (an IMMUTABLE tag
+// on another digest) is a failure, and work that needed no write is skipped — neither
+// counts as copied.
+func TestInlineCountsOnlyWhatWasWritten(t *testing.T) {
+	e := start(t, "")
+	repos := repoNames("count", 1)
+	e.seed(t, repos, 3)
+	// The destination has v1 on another digest, and its repository is IMMUTABLE.
+	e.w.Dest.CreateRepository(t, e.ctx, &ecr.CreateRepositoryInput{RepositoryName: aws.String("mirror/" + repos[0]),
+		ImageTagMutability: ecrtypes.ImageTagMutabilityImmutable})
+	other, err := random.Image(128, 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	e.w.Dest.Push(t, "mirror/"+repos[0], "v1", other)
+	resp, err := e.backfill().Run(e.ctx, backfill.Request{Mode: backfill.ModeInline})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if resp.Drift != 3 || resp.Copied != 2 || resp.Failed != 1 || !strings.Contains(resp.Failures[0].Reason, "conflict") {
+		t.Fatalf("copied %d, failed %d (drift %d): %+v", resp.Copied, resp.Failed, resp.Drift, resp)
+	}
 }

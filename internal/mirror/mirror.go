@@ -130,73 +130,179 @@ func newResult(src Source, t rules.Target) Result {
 func (m *Mirror) replicateOne(ctx context.Context, src Source, t rules.Target) Result {
 	start := time.Now()
 	res := newResult(src, t)
-	fail := func(err error) Result {
-		res.Outcome, res.Err, res.Duration = replication.Failed, err, time.Since(start)
-		res.Code, res.Retryable = Classify(err)
-		return res
-	}
 	if t.Err != nil {
-		return fail(t.Err)
+		return failed(res, start, t.Err)
 	}
 	if reason := replicaOfReplica(src, t); reason != "" {
 		res.Outcome, res.Reason, res.Duration = replication.Skipped, reason, time.Since(start)
 		return res
 	}
+	rt, err := m.route(ctx, src, t, t.Destination.CreateRepository)
+	res.Created = rt.created
+	if err != nil {
+		return failed(res, start, err)
+	}
+	r := m.copy(ctx, rt, src, t)
+	res.take(r)
+	var re *replication.Error
+	if errors.As(r.Err, &re) && re.AtDest && re.Code == "NAME_UNKNOWN" {
+		// The destination repository is gone (deleted under us, or never made): retry
+		// only if the next attempt creates it.
+		res.Retryable = t.Destination.CreateRepository
+	}
+	if r.Err == nil && r.SourceTagMissing && t.MirrorDeletes {
+		// The source deleted the tag (before this push event was handled, or while it
+		// was): the destination follows, as the tag's own DELETE event would — this
+		// handler may be the last one to look at the tag.
+		res = m.followSourceDelete(ctx, rt, src, t, firstNonEmpty(r.TagDigest, src.Digest), res)
+	}
+	res.Duration = time.Since(start)
+	return res
+}
+
+// route is where one image goes: both registries, resolved, the destination
+// repository ensured.
+type route struct {
+	srcReg, dstReg   *ecraccess.Registry
+	srcRepo, dstRepo name.Repository
+	created          bool
+}
+
+// route resolves both registries (assuming the destination role), makes sure the
+// destination repository exists (creating it with the source's settings when create),
+// and names both repositories for the engine.
+func (m *Mirror) route(ctx context.Context, src Source, t rules.Target, create bool) (route, error) {
+	var rt route
 	srcReg, err := m.resolver.Registry(ctx, ecraccess.Access{AccountID: src.AccountID, Region: src.Region, RoleARN: m.sourceRole})
 	if err != nil {
-		return fail(err)
+		return rt, err
 	}
 	srcHost, err := srcReg.Host(ctx, src.Repository)
 	if err != nil {
-		return fail(err)
+		return rt, err
 	}
 	d := t.Destination
 	dstReg, err := m.resolver.Registry(ctx, ecraccess.Access{AccountID: d.AccountID, Region: d.Region, RoleARN: d.RoleARN, ExternalID: d.ExternalID})
 	if err != nil {
-		return fail(err)
+		return rt, err
 	}
-	settings, err := m.sourceSettings(ctx, srcReg, src.Repository, d)
-	if err != nil {
-		return fail(err)
+	var settings ecraccess.RepositorySettings
+	if create {
+		if settings, err = m.sourceSettings(ctx, srcReg, src.Repository, d); err != nil {
+			return rt, err
+		}
 	}
-	created, err := dstReg.EnsureRepository(ctx, t.Repository, settings, d.CreateRepository)
-	res.Created = created
+	rt.created, err = dstReg.EnsureRepository(ctx, t.Repository, settings, create)
 	if err != nil {
-		return fail(err)
+		return rt, err
 	}
 	dstHost, err := dstReg.Host(ctx, t.Repository)
 	if err != nil {
-		return fail(err)
+		return rt, err
 	}
-	srcRepo, err := name.NewRepository(srcHost + "/" + src.Repository)
-	if err != nil {
-		return fail(fmt.Errorf("source repository %s/%s: %w", srcHost, src.Repository, err))
+	if rt.srcRepo, err = name.NewRepository(srcHost + "/" + src.Repository); err != nil {
+		return rt, fmt.Errorf("source repository %s/%s: %w", srcHost, src.Repository, err)
 	}
-	dstRepo, err := name.NewRepository(dstHost + "/" + t.Repository)
-	if err != nil {
-		return fail(fmt.Errorf("destination repository %s/%s: %w", dstHost, t.Repository, err))
+	if rt.dstRepo, err = name.NewRepository(dstHost + "/" + t.Repository); err != nil {
+		return rt, fmt.Errorf("destination repository %s/%s: %w", dstHost, t.Repository, err)
 	}
+	rt.srcReg, rt.dstReg = srcReg, dstReg
+	return rt, nil
+}
+
+// copy runs the engine for src along rt. A destination repository gone under us is
+// forgotten (looked for again next time) and retried only if the rule creates it.
+func (m *Mirror) copy(ctx context.Context, rt route, src Source, t rules.Target) replication.Result {
 	r := m.copier.Copy(ctx, replication.Request{
-		Source:      replication.Endpoint{Repository: srcRepo, Auth: srcReg.Authenticator(), Transport: srcReg.Transport(nil)},
+		Source:      replication.Endpoint{Repository: rt.srcRepo, Auth: rt.srcReg.Authenticator(), Transport: rt.srcReg.Transport(nil)},
 		Digest:      src.Digest,
 		Tag:         src.Tag,
-		Destination: replication.Endpoint{Repository: dstRepo, Auth: dstReg.Authenticator(), Transport: dstReg.Transport(nil)},
+		Destination: replication.Endpoint{Repository: rt.dstRepo, Auth: rt.dstReg.Authenticator(), Transport: rt.dstReg.Transport(nil)},
 		Referrers:   t.Referrers,
 	})
-	res.Outcome, res.Reason, res.Err = r.Outcome, r.Reason, r.Err
-	res.BytesCopied, res.BlobsCopied, res.BlobsSkipped = r.BytesCopied, r.BlobsCopied, r.BlobsSkipped
-	res.Duration = time.Since(start)
-	if r.Err != nil {
-		res.Code, res.Retryable = Classify(r.Err)
-		var re *replication.Error
-		if errors.As(r.Err, &re) && re.AtDest && re.Code == "NAME_UNKNOWN" {
-			// The destination repository is gone (deleted under us, or never made):
-			// look again next time, and retry only if that next time creates it.
-			dstReg.Forget(t.Repository)
-			res.Retryable = d.CreateRepository
+	var re *replication.Error
+	if errors.As(r.Err, &re) && re.AtDest && re.Code == "NAME_UNKNOWN" {
+		rt.dstReg.Forget(t.Repository)
+	}
+	return r
+}
+
+// followSourceDelete deletes the destination tag the source no longer has — by tag and
+// digest, so a tag a newer push moved is never removed (ECR refuses the mismatch with
+// ImageTagDoesNotMatchDigest, API_ImageFailure) — then looks at the source again: a tag
+// pushed back meanwhile is copied back, so the destination never ends behind, whatever
+// the interleaving. Bounded: a tag that keeps coming and going is left to its events.
+func (m *Mirror) followSourceDelete(ctx context.Context, rt route, src Source, t rules.Target, digest string, res Result) Result {
+	for round := 0; round < 3 && digest != ""; round++ {
+		o, reason, err := deleteImage(ctx, rt.dstReg, t.Repository, ecrtypes.ImageIdentifier{ImageTag: aws.String(src.Tag), ImageDigest: aws.String(digest)})
+		if err != nil {
+			return res.failedWith(err)
 		}
+		res.Outcome, res.Reason = o, reason
+		r := m.copy(ctx, rt, Source{AccountID: src.AccountID, Region: src.Region, Repository: src.Repository, Tag: src.Tag}, t)
+		if r.Err != nil && !r.SourceTagMissing {
+			return res.failedWith(r.Err)
+		}
+		if !r.SourceTagMissing {
+			res.take(r)
+			res.Reason = "the source has the tag again; the destination follows it"
+			return res
+		}
+		if r.TagDigest == digest || r.TagDigest == "" {
+			return res
+		}
+		digest = r.TagDigest // another digest arrived under the tag meanwhile
 	}
 	return res
+}
+
+// deleteImage is one BatchDeleteImage, its per-image failures read (deleteFailure).
+func deleteImage(ctx context.Context, reg *ecraccess.Registry, repo string, id ecrtypes.ImageIdentifier) (replication.Outcome, string, error) {
+	out, err := reg.API().BatchDeleteImage(ctx, &ecr.BatchDeleteImageInput{RepositoryName: aws.String(repo), ImageIds: []ecrtypes.ImageIdentifier{id}})
+	var nf *ecrtypes.RepositoryNotFoundException
+	if errors.As(err, &nf) {
+		return replication.Skipped, "destination repository does not exist", nil
+	}
+	if err != nil {
+		return "", "", ecraccess.WrapAWS("ecr:BatchDeleteImage", err)
+	}
+	for _, f := range out.Failures {
+		return deleteFailure(f)
+	}
+	if len(out.ImageIds) == 0 {
+		return replication.Skipped, "already absent from the destination", nil
+	}
+	return Deleted, "", nil
+}
+
+// take records an engine result.
+func (r *Result) take(x replication.Result) {
+	r.Outcome, r.Reason, r.Err = x.Outcome, x.Reason, x.Err
+	r.BytesCopied += x.BytesCopied
+	r.BlobsCopied += x.BlobsCopied
+	r.BlobsSkipped += x.BlobsSkipped
+	if x.Err != nil {
+		r.Code, r.Retryable = Classify(x.Err)
+	}
+}
+
+func (r Result) failedWith(err error) Result {
+	r.Outcome, r.Err = replication.Failed, err
+	r.Code, r.Retryable = Classify(err)
+	return r
+}
+
+func failed(res Result, start time.Time, err error) Result {
+	res = res.failedWith(err)
+	res.Duration = time.Since(start)
+	return res
+}
+
+func firstNonEmpty(a, b string) string {
+	if a != "" {
+		return a
+	}
+	return b
 }
 
 // replicaOfReplica stops replication loops within one registry: copying a repository
@@ -245,8 +351,9 @@ func (m *Mirror) sourceSettings(ctx context.Context, srcReg *ecraccess.Registry,
 }
 
 // Delete mirrors a source deletion to every target whose rule enables mirrorDeletes. A
-// tag is deleted only where it still points at the deleted digest, and only while the
-// source does not have it again (a late DELETE must not undo a newer push).
+// tag is deleted only where it still points at the deleted digest (one BatchDeleteImage
+// by tag and digest), and only while the source does not have it again (a late DELETE
+// must not undo a newer push).
 func (m *Mirror) Delete(ctx context.Context, src Source, targets []rules.Target) []Result {
 	return m.each(ctx, src, targets, m.deleteOne)
 }
@@ -254,72 +361,110 @@ func (m *Mirror) Delete(ctx context.Context, src Source, targets []rules.Target)
 func (m *Mirror) deleteOne(ctx context.Context, src Source, t rules.Target) Result {
 	start := time.Now()
 	res := newResult(src, t)
-	done := func(o replication.Outcome, reason string, err error) Result {
-		res.Outcome, res.Reason, res.Err, res.Duration = o, reason, err, time.Since(start)
-		if err != nil {
-			res.Outcome = replication.Failed
-			res.Code, res.Retryable = Classify(err)
-		}
-		return res
+	done := func(r Result) Result {
+		r.Duration = time.Since(start)
+		return r
 	}
 	if t.Err != nil {
-		return done("", "", t.Err)
+		return failed(res, start, t.Err)
 	}
 	if !t.MirrorDeletes {
-		return done(replication.Skipped, "mirrorDeletes is off for rule "+t.Rule, nil)
+		res.Outcome, res.Reason = replication.Skipped, "mirrorDeletes is off for rule "+t.Rule
+		return done(res)
 	}
+	if src.Tag == "" {
+		return done(m.deleteDigest(ctx, src, t, res))
+	}
+	rt, err := m.route(ctx, src, t, false)
+	var ae *ecraccess.Error
+	if errors.As(err, &ae) && ae.Code == "RepositoryNotFoundException" {
+		res.Outcome, res.Reason = replication.Skipped, "destination repository does not exist"
+		return done(res)
+	}
+	if err != nil {
+		return failed(res, start, err)
+	}
+	// The destination tag converges on the source's tag as it is now: gone (then it is
+	// deleted where it still points at the deleted digest), or back (then it is copied).
+	r := m.copy(ctx, rt, Source{AccountID: src.AccountID, Region: src.Region, Repository: src.Repository, Tag: src.Tag}, t)
+	if r.Err != nil && !r.SourceTagMissing {
+		return done(res.failedWith(r.Err))
+	}
+	if !r.SourceTagMissing {
+		res.take(r)
+		res.Reason = "the source has the tag again; the destination follows it"
+		return done(res)
+	}
+	return done(m.followSourceDelete(ctx, rt, src, t, src.Digest, res))
+}
+
+// deleteDigest mirrors the deletion of an image by digest (all its tags), unless the
+// source has the image again.
+func (m *Mirror) deleteDigest(ctx context.Context, src Source, t rules.Target, res Result) Result {
 	srcReg, err := m.resolver.Registry(ctx, ecraccess.Access{AccountID: src.AccountID, Region: src.Region, RoleARN: m.sourceRole})
 	if err != nil {
-		return done("", "", err)
+		return res.failedWith(err)
 	}
-	id := ecrtypes.ImageIdentifier{}
-	if src.Tag != "" {
-		id.ImageTag = aws.String(src.Tag)
-	} else {
-		id.ImageDigest = aws.String(src.Digest)
-	}
+	id := ecrtypes.ImageIdentifier{ImageDigest: aws.String(src.Digest)}
 	still, err := imageExists(ctx, srcReg.API(), src.Repository, id)
 	if err != nil {
-		return done("", "", err)
+		return res.failedWith(err)
 	}
 	if still {
-		return done(replication.Skipped, "the source has the image again; not deleting", nil)
+		res.Outcome, res.Reason = replication.Skipped, "the source has the image again; not deleting"
+		return res
 	}
 	d := t.Destination
 	dstReg, err := m.resolver.Registry(ctx, ecraccess.Access{AccountID: d.AccountID, Region: d.Region, RoleARN: d.RoleARN, ExternalID: d.ExternalID})
 	if err != nil {
-		return done("", "", err)
+		return res.failedWith(err)
 	}
-	if src.Tag != "" && src.Digest != "" {
-		// Only delete the destination tag while it points at the deleted digest.
-		out, err := dstReg.API().BatchGetImage(ctx, &ecr.BatchGetImageInput{RepositoryName: aws.String(t.Repository), ImageIds: []ecrtypes.ImageIdentifier{id}})
-		var nf *ecrtypes.RepositoryNotFoundException
-		if errors.As(err, &nf) {
-			return done(replication.Skipped, "destination repository does not exist", nil)
-		}
-		if err != nil {
-			return done("", "", ecraccess.WrapAWS("ecr:BatchGetImage", err))
-		}
-		if len(out.Images) == 0 {
-			return done(replication.Skipped, "destination tag already gone", nil)
-		}
-		if got := aws.ToString(out.Images[0].ImageId.ImageDigest); got != src.Digest {
-			return done(replication.Skipped, "destination tag points at "+got+", not the deleted digest", nil)
-		}
-	}
-	out, err := dstReg.API().BatchDeleteImage(ctx, &ecr.BatchDeleteImageInput{RepositoryName: aws.String(t.Repository), ImageIds: []ecrtypes.ImageIdentifier{id}})
-	var nf *ecrtypes.RepositoryNotFoundException
-	if errors.As(err, &nf) {
-		return done(replication.Skipped, "destination repository does not exist", nil)
-	}
+	o, reason, err := deleteImage(ctx, dstReg, t.Repository, id)
 	if err != nil {
-		return done("", "", ecraccess.WrapAWS("ecr:BatchDeleteImage", err))
+		return res.failedWith(err)
 	}
-	if len(out.ImageIds) == 0 {
-		return done(replication.Skipped, "already absent from the destination", nil)
-	}
-	return done(Deleted, "", nil)
+	res.Outcome, res.Reason = o, reason
+	return res
 }
+
+// deleteFailure maps one of BatchDeleteImage's failures (API_ImageFailure's codes) to
+// what the delete mirroring did: nothing left to do (skipped), or a failure with its
+// class.
+func deleteFailure(f ecrtypes.ImageFailure) (replication.Outcome, string, error) {
+	code := string(f.FailureCode)
+	fail := func(retryable bool) (replication.Outcome, string, error) {
+		return "", "", &deleteError{code: code, retryable: retryable, reason: aws.ToString(f.FailureReason)}
+	}
+	switch f.FailureCode {
+	case ecrtypes.ImageFailureCodeImageNotFound:
+		return replication.Skipped, "already absent from the destination", nil
+	case ecrtypes.ImageFailureCodeImageTagDoesNotMatchDigest:
+		return replication.Skipped, "the destination tag points at another digest (a newer push); not deleting", nil
+	case ecrtypes.ImageFailureCodeKmsError, ecrtypes.ImageFailureCodeUpstreamTooManyRequests, ecrtypes.ImageFailureCodeUpstreamUnavailable:
+		return fail(true)
+	case ecrtypes.ImageFailureCodeImageReferencedByManifestList:
+		// An index in the destination still uses the image. The source deleted it, so
+		// no index there uses it any more: the index's own DELETE event is on its way
+		// (events arrive in any order), and a retry after it succeeds. An index only the
+		// destination has ends in the dead-letter queue, visibly.
+		return fail(true)
+	}
+	// Invalid identifiers, upstream access denied, and codes added later: no retry fixes
+	// them.
+	return fail(false)
+}
+
+// deleteError is a failure BatchDeleteImage reported for the image (not the call).
+type deleteError struct {
+	code, reason string
+	retryable    bool
+}
+
+func (e *deleteError) Error() string {
+	return "ecr:BatchDeleteImage: " + e.code + ": " + e.reason
+}
+func (e *deleteError) ErrorCode() string { return e.code }
+func (e *deleteError) Retryable() bool   { return e.retryable }
 
 func imageExists(ctx context.Context, api *ecr.Client, repo string, id ecrtypes.ImageIdentifier) (bool, error) {
 	out, err := api.BatchGetImage(ctx, &ecr.BatchGetImageInput{RepositoryName: aws.String(repo), ImageIds: []ecrtypes.ImageIdentifier{id}})

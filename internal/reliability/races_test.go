@@ -2,8 +2,19 @@ package reliability_test
 
 import (
 	"context"
+	"encoding/json"
+	"strings"
+	"sync"
 	"testing"
+	"time"
 
+	"github.com/aws/aws-sdk-go-v2/aws"
+	ecrtypes "github.com/aws/aws-sdk-go-v2/service/ecr/types"
+	"github.com/google/go-containerregistry/pkg/v1/empty"
+	"github.com/google/go-containerregistry/pkg/v1/mutate"
+	"github.com/google/go-containerregistry/pkg/v1/types"
+
+	"github.com/ecr-replicator/ecr-replicator/internal/replicator"
 	"github.com/ecr-replicator/ecr-replicator/internal/sandbox"
 	"github.com/ecr-replicator/ecr-replicator/internal/sandbox/sandboxtest"
 )
@@ -59,4 +70,106 @@ func TestKilledInvocationLeavesNoOlderTag(t *testing.T) {
 	f.deliver(t, recs, nil)
 	f.verify(t, repo)
 	report(t, "A killed between its late tag PUT (v1→D1) and its re-check, after B wrote v1→D2: the redelivered stale event moved the destination to D2")
+}
+
+// TestDeleteNeverRemovesANewerTag: between the delete mirroring's check of the source
+// and its delete in the destination, a push moves the tag (source and destination) to a
+// new digest. The delete must go by tag and digest, so the newer tag survives (ECR
+// refuses the mismatch with ImageTagDoesNotMatchDigest).
+func TestDeleteNeverRemovesANewerTag(t *testing.T) {
+	f := newFx(t, 1600, withRules(func(e string) string { return rulesDoc(e, true) }))
+	const repo = "team-a/del"
+	d1 := f.push(t, repo, "v1", f.image(t, 2048, 1))
+	f.deliver(t, f.records(sandboxtest.ImageEvent("p1", "PUSH", repo, d1, "v1")), nil)
+	f.deleteSource(t, repo, ecrtypes.ImageIdentifier{ImageTag: aws.String("v1")})
+	img2 := f.image(t, 2048, 1)
+	b := f.newHandler(t)
+	mark := f.sb.AccessLogMark()
+	moved := false
+	// The delete mirroring asks the source for v1 and reads the destination's v1. The
+	// destination's answer is held until the source has answered "v1 is gone"; meanwhile
+	// v1 comes back on a new digest and is replicated. (The ECR API hold is where an
+	// engine that checks the destination with BatchGetImage would be.)
+	sourceAnswered := func() bool {
+		for _, e := range f.sb.AccessLogSince(mark) {
+			if e.Account == srcAcct && e.Repository == repo && e.Status == 404 && strings.Contains(e.Reference, "v1") ||
+				e.Account == srcAcct && e.Operation == "BatchGetImage" && e.Repository == repo {
+				return true
+			}
+		}
+		return false
+	}
+	fire := func(sandbox.Entry) {
+		for deadline := time.Now().Add(5 * time.Second); !sourceAnswered() && time.Now().Before(deadline); {
+			time.Sleep(5 * time.Millisecond)
+		}
+		d2 := f.push(t, repo, "v1", img2)
+		if _, err := b.Handle(f.ctx, sandboxtest.SQSBatch(1, f.records(sandboxtest.ImageEvent("p2", "PUSH", repo, d2, "v1"))...)); err != nil {
+			t.Error(err)
+		}
+		moved = f.w.Dest.Digest(t, prefix+repo, "v1") == d2
+	}
+	var once sync.Once
+	for _, h := range []sandbox.Hold{
+		{Account: dstAcct, Step: sandbox.StepManifestHEAD, Repository: prefix + repo, Reference: "v1"},
+		{Account: dstAcct, Operation: "BatchGetImage", Repository: prefix + repo},
+	} {
+		h.Reached = func(e sandbox.Entry) { once.Do(func() { fire(e) }) }
+		remove, err := f.sb.HoldRequests(h)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer remove()
+	}
+	out, err := f.h.Handle(f.ctx, json.RawMessage(sandboxtest.ImageEvent("d1", "DELETE", repo, d1, "v1")))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !moved {
+		t.Fatal("the tag was not moved during the delete's check: the interleaving did not happen")
+	}
+	f.verify(t, repo) // v1 → D2 on both sides
+	// A delete, if one was sent, named both: ECR's Reference holds the image IDs of the call.
+	for _, e := range f.sb.AccessLogSince(mark) {
+		if e.Operation == "BatchDeleteImage" && e.Account == dstAcct && !strings.Contains(e.Reference, "sha256:") {
+			t.Errorf("BatchDeleteImage by %q: want the tag and the digest", e.Reference)
+		}
+	}
+	report(t, "push moved v1 between the delete's source check and its delete: destination kept the newer v1 (%s)", toJSON(out.(replicator.Summary).Results))
+}
+
+// TestDeleteFailuresAreRead: BatchDeleteImage reports per-image failures in the answer,
+// not as an error. Deleting a child image out of order — the destination's index that
+// references it is deleted by a later event — fails with ImageReferencedByManifestList:
+// a retryable failure (the index's delete is on its way), not "already absent".
+func TestDeleteFailuresAreRead(t *testing.T) {
+	f := newFx(t, 1700, withRules(func(e string) string { return rulesDoc(e, true) }))
+	const repo = "team-a/kids"
+	child := f.image(t, 2048, 1)
+	c := f.push(t, repo, "c1", child)
+	idx := mutate.AppendManifests(mutate.IndexMediaType(empty.Index, types.OCIImageIndex), mutate.IndexAddendum{Add: child})
+	i := f.w.Source.Push(t, repo, "i1", idx).String()
+	f.deliver(t, f.records(sandboxtest.ImageEvent("pc", "PUSH", repo, c, "c1"), sandboxtest.ImageEvent("pi", "PUSH", repo, i, "i1")), nil)
+	// The source deletes the index, then the child.
+	f.deleteSource(t, repo, ecrtypes.ImageIdentifier{ImageDigest: aws.String(i)})
+	f.deleteSource(t, repo, ecrtypes.ImageIdentifier{ImageTag: aws.String("c1")})
+	// The child's DELETE event arrives first.
+	childDel := f.records(sandboxtest.ImageEvent("dc", "DELETE", repo, c, "c1"))
+	out, err := f.h.Handle(f.ctx, sandboxtest.SQSBatch(1, childDel...))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !batchFailures(t, out)[childDel[0].ID] {
+		t.Fatalf("the refused delete was acknowledged: %s\n%s", toJSON(out), lastLines(f.logs.String(), 2))
+	}
+	if !strings.Contains(f.logs.String(), `"error_code":"ImageReferencedByManifestList"`) {
+		t.Errorf("the log does not name ImageReferencedByManifestList")
+	}
+	// The index's delete, then the child's redelivery.
+	f.deliver(t, f.records(sandboxtest.ImageEvent("di", "DELETE", repo, i, "i1")), nil)
+	f.deliver(t, childDel, nil)
+	if tags := f.w.Dest.Tags(t, f.ctx, prefix+repo); len(tags) != 0 {
+		t.Fatalf("destination still has %v", tags)
+	}
+	report(t, "child deleted before its index: ImageReferencedByManifestList, retried; after the index's delete, the redelivery deleted it")
 }

@@ -99,6 +99,14 @@ type Result struct {
 	ManifestsSkipped          int
 	ReferrersCopied           int
 
+	// SourceTagMissing: the source no longer has Tag — deleted after the destination tag
+	// was written, or already before (with a Tag-only request, that is also the error:
+	// nothing to copy). The destination tag is left as it was: whether deletes are
+	// mirrored is the caller's decision.
+	SourceTagMissing bool
+	// TagDigest is where this copy last saw or put the destination tag (empty: unknown).
+	TagDigest string
+
 	Duration time.Duration
 	Err      error // *Error when classified
 }
@@ -533,6 +541,7 @@ func (s *session) run(ctx context.Context, digest v1.Hash, res *Result) error {
 			found   bool
 			present v1.Hash
 			destErr error
+			missing error // the source has no such tag (a request without a digest)
 		)
 		g, gctx := errgroup.WithContext(ctx)
 		g.Go(func() error {
@@ -542,6 +551,10 @@ func (s *session) run(ctx context.Context, digest v1.Hash, res *Result) error {
 		g.Go(func() error {
 			if digest == (v1.Hash{}) {
 				m, err := s.resolveTag(gctx, res.Tag)
+				if isMissing(err) {
+					missing = err
+					return nil
+				}
 				if err != nil {
 					return err
 				}
@@ -556,6 +569,15 @@ func (s *session) run(ctx context.Context, digest v1.Hash, res *Result) error {
 			return err
 		}
 		if digest == (v1.Hash{}) {
+			if !found {
+				// Nothing to copy: a failure for whoever asked for the tag (the CLI), and
+				// the answer a delete mirroring needs (SourceTagMissing).
+				res.SourceTagMissing = true
+				if destErr == nil {
+					res.TagDigest = present.String()
+				}
+				return missing
+			}
 			digest = cur
 			res.Digest = digest.String()
 			s.log = s.log.With("digest", res.Digest)
@@ -565,6 +587,7 @@ func (s *session) run(ctx context.Context, digest v1.Hash, res *Result) error {
 			switch {
 			case destErr == nil && present == digest:
 				s.tagPresent = true
+				res.TagDigest = digest.String()
 			case isNotFound(destErr):
 				// Absent: a new root goes in under the tag. (A tag pointing elsewhere
 				// moves in converge, which also reports an IMMUTABLE conflict.)
@@ -583,10 +606,14 @@ func (s *session) run(ctx context.Context, digest v1.Hash, res *Result) error {
 	wg.Go(func() { refErr = s.copyReferrersOf(ctx, w, 0) })
 	if res.Tag != "" && !s.tagPresent {
 		wg.Go(func() {
-			var stale string
-			stale, tagErr = s.converge(ctx, res.Tag, digest)
-			if stale != "" {
-				res.Reason = "stale tag: " + stale
+			var tr tagResult
+			tr, tagErr = s.converge(ctx, res.Tag, digest)
+			if tr.stale != "" {
+				res.Reason = "stale tag: " + tr.stale
+			}
+			res.SourceTagMissing = tr.missing
+			if tr.at != (v1.Hash{}) {
+				res.TagDigest = tr.at.String()
 			}
 		})
 	}

@@ -385,55 +385,71 @@ func (s *session) headSourceTag(ctx context.Context, tag string) (v1.Hash, bool,
 // redelivery of an invocation that was killed after writing an older digest under the
 // tag and before its re-check, while another wrote the newer one first — only this
 // handler can still repair that.
-func (s *session) converge(ctx context.Context, tag string, want v1.Hash) (stale string, err error) {
+func (s *session) converge(ctx context.Context, tag string, want v1.Hash) (tr tagResult, err error) {
 	unlock, err := s.c.lockTag(ctx, s.dst.repo.Tag(tag).String())
 	if err != nil {
-		return "", classify("lock tag "+tag, onDest, err)
+		return tr, classify("lock tag "+tag, onDest, err)
 	}
 	defer unlock()
 	start := 0
 	if s.rootTagged.Load() && want == s.rootDigest {
 		// Checked before, written and verified with the root manifest: what is left
 		// is the re-check of the source.
-		start = 1
+		start, tr.at = 1, want
 	}
 	for round := start; ; round++ {
 		cur, found := want, true
 		if round > 0 || !s.tagChecked || want != s.rootDigest {
 			if cur, found, err = s.headSourceTag(ctx, tag); err != nil {
-				return "", err
+				return tr, err
 			}
 		}
 		switch {
 		case !found && round == 0:
-			// Deleted at the source: the delete event (and mirrorDeletes) decide.
-			return "source tag no longer exists", nil
+			// Deleted at the source: mirrorDeletes decides (the caller).
+			tr.stale, tr.missing = "source tag no longer exists", true
+			return tr, nil
 		case !found:
-			return stale, nil // deleted after we wrote it: the delete event handles it
+			tr.missing = true // deleted after we wrote it
+			return tr, nil
 		case cur != want:
 			if round > s.c.tagRounds {
-				return stale, &Error{Op: "converge tag " + tag, Code: CodeTagUnstable, Transient: true,
+				return tr, &Error{Op: "converge tag " + tag, Code: CodeTagUnstable, Transient: true,
 					Err: fmt.Errorf("source tag still moving after %d rounds (now %s)", s.c.tagRounds, cur)}
 			}
 			if round == 0 {
-				stale = "source tag now points at " + cur.String() + "; destination tag follows it"
+				tr.stale = "source tag now points at " + cur.String() + "; destination tag follows it"
 			}
 			s.log.Info("source tag moved; following it", "tag", tag, "from", want.String(), "to", cur.String())
 			if _, err := s.copyGraph(ctx, v1.Descriptor{Digest: cur}, 0); err != nil {
-				return stale, err
+				return tr, err
 			}
 			want = cur
 		case round > 0:
-			return stale, nil // source still where we put the destination
+			return tr, nil // source still where we put the destination
 		}
 		wrote, err := s.setDestTag(ctx, tag, want)
 		if err != nil {
-			return stale, err
+			return tr, err
 		}
+		tr.at = want
 		if !wrote {
-			return stale, nil // nothing written, so nothing to re-check
+			return tr, nil // nothing written, so nothing to re-check
 		}
 	}
+}
+
+// tagResult is what converge did to one tag.
+type tagResult struct {
+	stale   string  // why the event was stale, when it was
+	missing bool    // the source no longer has the tag
+	at      v1.Hash // where the destination tag was last seen or put
+}
+
+// isMissing: the source answered that the manifest (or its repository) does not exist.
+func isMissing(err error) bool {
+	var e *Error
+	return errors.As(err, &e) && e.Status == http.StatusNotFound && !e.AtDest
 }
 
 // setDestTag HEADs the destination tag first — IMMUTABLE repositories refuse

@@ -531,17 +531,35 @@ func (repo *repository) deleteImage(id imageID) string {
 	if m == nil {
 		return code
 	}
+	if id.Tag != "" && len(repo.tagsOf(m.digest)) > 1 {
+		delete(repo.tagIndex, id.Tag)
+		return ""
+	}
+	// The image itself goes: ECR refuses while an index in the repository references it
+	// (ImageFailureCode ImageReferencedByManifestList, API_ImageFailure).
+	for _, other := range repo.manifests {
+		for _, c := range other.children {
+			if c.Digest == m.digest {
+				return "ImageReferencedByManifestList"
+			}
+		}
+	}
 	if id.Tag != "" {
 		delete(repo.tagIndex, id.Tag)
-		if len(repo.tagsOf(m.digest)) > 0 {
-			return ""
-		}
 	}
 	for _, t := range repo.tagsOf(m.digest) {
 		delete(repo.tagIndex, t)
 	}
 	delete(repo.manifests, m.digest)
 	return ""
+}
+
+// failureReasons are ECR's wordings of BatchDeleteImage's failure codes (the last one's
+// wording is a guess).
+var failureReasons = map[string]string{
+	"ImageNotFound":                 "Requested image not found",
+	"ImageTagDoesNotMatchDigest":    "Invalid image digest. The image tag does not match the digest",
+	"ImageReferencedByManifestList": "Requested image is referenced by a manifest list",
 }
 
 // BatchDeleteImage: https://docs.aws.amazon.com/AmazonECR/latest/APIReference/API_BatchDeleteImage.html
@@ -560,7 +578,7 @@ func (r *registry) batchDeleteImage(name string, ids []imageID) (any, *apiError)
 	for _, id := range ids {
 		m, _, _ := repo.resolve(id)
 		if code := repo.deleteImage(id); code != "" {
-			failures = append(failures, imageFailure{ImageID: id, FailureCode: code, FailureReason: "Requested image not found"})
+			failures = append(failures, imageFailure{ImageID: id, FailureCode: code, FailureReason: failureReasons[code]})
 			continue
 		}
 		deleted = append(deleted, imageID{Digest: m.digest, Tag: id.Tag})
