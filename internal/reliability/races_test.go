@@ -4,7 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"strings"
-	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -109,12 +109,16 @@ func TestDeleteNeverRemovesANewerTag(t *testing.T) {
 		}
 		moved = f.w.Dest.Digest(t, prefix+repo, "v1") == d2
 	}
-	var once sync.Once
+	var fired atomic.Bool // the first held request acts; the others (B's own among them) pass
 	for _, h := range []sandbox.Hold{
 		{Account: dstAcct, Step: sandbox.StepManifestHEAD, Repository: prefix + repo, Reference: "v1"},
 		{Account: dstAcct, Operation: "BatchGetImage", Repository: prefix + repo},
 	} {
-		h.Reached = func(e sandbox.Entry) { once.Do(func() { fire(e) }) }
+		h.Reached = func(e sandbox.Entry) {
+			if fired.CompareAndSwap(false, true) {
+				fire(e)
+			}
+		}
 		remove, err := f.sb.HoldRequests(h)
 		if err != nil {
 			t.Fatal(err)
