@@ -26,6 +26,7 @@ func (f *fx) newHandler(t testing.TB) *replicator.Handler {
 	if err != nil {
 		t.Fatal(err)
 	}
+	deps.Engine = f.deps.Engine
 	return replicator.New(replicator.Config{
 		Rules: deps.Rules, RulesErr: deps.RulesErr,
 		NewMirror: func() replicator.Mirror { return deps.NewMirror(0) }, Log: log,

@@ -390,3 +390,48 @@ func toJSON(v any) string {
 	b, _ := json.Marshal(v)
 	return string(b)
 }
+
+// assertNoIncompleteTags: every destination tag of repo points at content that is all
+// there (an index with every child, every image with its config and layers).
+func (f *fx) assertNoIncompleteTags(t testing.TB, repo string) {
+	t.Helper()
+	d := f.dest(t)
+	for tag, digest := range f.w.Dest.Tags(t, f.ctx, prefix+repo) {
+		desc, err := remote.Get(d.Ref(t, prefix+repo, digest), remote.WithAuth(d.Auth), remote.WithContext(f.ctx))
+		if err != nil {
+			t.Errorf("destination tag %s → %s: %v", tag, digest, err)
+			continue
+		}
+		if desc.MediaType.IsIndex() {
+			idx, err := desc.ImageIndex()
+			if err == nil {
+				err = validate.Index(idx)
+			}
+			if err != nil {
+				t.Errorf("destination tag %s → index %s is incomplete: %v", tag, digest, err)
+			}
+			continue
+		}
+		img, err := desc.Image()
+		if err == nil {
+			err = validate.Image(img)
+		}
+		if err != nil {
+			t.Errorf("destination tag %s → %s is incomplete: %v", tag, digest, err)
+		}
+	}
+}
+
+// batchFailures returns the message IDs an SQS answer lists in batchItemFailures.
+func batchFailures(t testing.TB, out any) map[string]bool {
+	t.Helper()
+	resp, ok := out.(events.SQSEventResponse)
+	if !ok {
+		t.Fatalf("Handle answered %T to an SQS batch", out)
+	}
+	failed := map[string]bool{}
+	for _, fi := range resp.BatchItemFailures {
+		failed[fi.ItemIdentifier] = true
+	}
+	return failed
+}
