@@ -365,4 +365,3 @@ func writeMatrix(t *testing.T, path string, rows []cellResult) {
 		t.Error(err)
 	}
 }
-
