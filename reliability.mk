@@ -1,11 +1,13 @@
 # Reliability targets, included by the main Makefile.
 #   make soak  SOAK_DURATION=10m SOAK_SEED=1   random pushes, tag moves, deletes and faults
-#              against the sandbox, then reconciliation and a divergence check
+#              against the sandbox, then reconciliation and a divergence check; then
+#              INTERLEAVE_SCHEDULES (default 10000) interleavings of racing, killed invocations
 #   make fuzz  FUZZTIME=1m                     every fuzz target, one after the other
 #   make fault-matrix                          rerun the fault matrix and rewrite docs/FAULT_MATRIX.md
 
 SOAK_DURATION ?= 10m
 SOAK_SEED     ?= 1
+INTERLEAVE_SCHEDULES ?= 10000
 FUZZTIME      ?= 1m
 
 # package:FuzzTarget
@@ -23,7 +25,9 @@ FUZZ_TARGETS := \
 soak:
 	@# -timeout 0: the soak bounds itself by SOAK_DURATION (plus the final reconciliation).
 	SOAK_DURATION=$(SOAK_DURATION) SOAK_SEED=$(SOAK_SEED) $(GO) test -count=1 -v -timeout 0 \
-		-run '^TestSoak$$' ./internal/reliability/ 2>&1 | grep -E '^(SOAK|---|ok|FAIL|PASS)|OBSERVED|divergence|Error'; exit $${PIPESTATUS[0]}
+		-run '^TestSoak$$' ./internal/reliability/ 2>&1 | grep -E '^(SOAK|---|ok|FAIL|PASS)|OBSERVED|divergence|Error'; test $${PIPESTATUS[0]} -eq 0
+	INTERLEAVE_SCHEDULES=$(INTERLEAVE_SCHEDULES) INTERLEAVE_SEED=$(SOAK_SEED) $(GO) test -count=1 -v -timeout 0 \
+		-run '^TestInterleavings$$' ./internal/reliability/ 2>&1 | grep -E '^(---|ok|FAIL|PASS)|OBSERVED|Error'; exit $${PIPESTATUS[0]}
 
 fuzz:
 	@set -e; for t in $(FUZZ_TARGETS); do \

@@ -6,6 +6,7 @@ import (
 	"math/rand"
 	"os"
 	"strconv"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -50,10 +51,10 @@ func (s *interleaveStats) add(f func(*interleaveStats)) {
 // with no reconcile run — the destination's tags must equal the source's, and every
 // tagged manifest must be complete.
 //
-// INTERLEAVE_SCHEDULES (default 150) and INTERLEAVE_SEED (default 1) set the run; make
+// INTERLEAVE_SCHEDULES (default 200) and INTERLEAVE_SEED (default 1) set the run; make
 // soak runs 10,000 schedules.
 func TestInterleavings(t *testing.T) {
-	schedules := envInt("INTERLEAVE_SCHEDULES", 150)
+	schedules := envInt("INTERLEAVE_SCHEDULES", 200)
 	seed := int64(envInt("INTERLEAVE_SEED", 1))
 	f := newFx(t, seed, withEngine(matrixEngine()...), withRules(func(e string) string { return rulesDoc(e, true) }))
 	workers := []*replicator.Handler{f.newHandler(t), f.newHandler(t), f.newHandler(t)}
@@ -116,13 +117,16 @@ func runSchedule(t *testing.T, f *fx, workers []*replicator.Handler, imgs []v1.I
 			}
 		}
 	}
-	killAll := func() {
+	// killOne kills one of the invocations in flight (the held request's, or another
+	// caught at whatever point it is: either way a kill at a random point).
+	killOne := func() {
 		mu.Lock()
 		defer mu.Unlock()
 		for id, cancel := range inflight {
 			cancel()
 			delete(inflight, id)
 			st.add(func(s *interleaveStats) { s.kills++ })
+			return
 		}
 	}
 	// Kill points: each armed for one request at a time, re-armed at random below.
@@ -135,7 +139,7 @@ func runSchedule(t *testing.T, f *fx, workers []*replicator.Handler, imgs []v1.I
 			{Account: dstAcct, Operation: "BatchDeleteImage", Repository: prefix + repo},
 		}
 		h := holds[random(len(holds))]
-		h.Reached = func(sandbox.Entry) { killAll() }
+		h.Reached = func(sandbox.Entry) { killOne() }
 		remove, err := f.sb.HoldRequests(h)
 		if err != nil {
 			t.Error(err)
@@ -217,11 +221,11 @@ func runSchedule(t *testing.T, f *fx, workers []*replicator.Handler, imgs []v1.I
 				nextInv++
 				inflight[id] = cancel
 				mu.Unlock()
-				if random(3) == 0 {
+				if random(5) == 0 {
 					arm()
 				}
 				var timer *time.Timer
-				if random(8) == 0 {
+				if random(10) == 0 {
 					timer = time.AfterFunc(time.Duration(random(20))*time.Millisecond, func() {
 						mu.Lock()
 						if c, ok := inflight[id]; ok {
@@ -243,7 +247,13 @@ func runSchedule(t *testing.T, f *fx, workers []*replicator.Handler, imgs []v1.I
 						}
 					})
 					if q.deliveries > maxMessageDeliveries {
-						t.Errorf("schedule %d: message %s delivered %d times", n, q.rec.Body, q.deliveries)
+						var last []string
+						for _, l := range strings.Split(f.logs.String(), "\n") {
+							if strings.Contains(l, repo+`"`) && strings.Contains(l, "failed") {
+								last = append(last, l)
+							}
+						}
+						t.Errorf("schedule %d: message %s delivered %d times; last failures:\n%s", n, q.rec.Body, q.deliveries, strings.Join(last[max(0, len(last)-3):], "\n"))
 						mu.Lock()
 						srcDone, pool = true, nil
 						mu.Unlock()

@@ -6,6 +6,7 @@ package sandboxtest
 import (
 	"bytes"
 	"context"
+	"errors"
 	"strings"
 	"sync"
 	"testing"
@@ -15,6 +16,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/config"
 	"github.com/aws/aws-sdk-go-v2/credentials"
 	"github.com/aws/aws-sdk-go-v2/service/ecr"
+	ecrtypes "github.com/aws/aws-sdk-go-v2/service/ecr/types"
 	"github.com/google/go-containerregistry/pkg/authn"
 	"github.com/google/go-containerregistry/pkg/name"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
@@ -207,6 +209,10 @@ func (s Side) Tags(t testing.TB, ctx context.Context, repo string) map[string]st
 	p := ecr.NewListImagesPaginator(ecr.NewFromConfig(s.Config), &ecr.ListImagesInput{RepositoryName: aws.String(repo)})
 	for p.HasMorePages() {
 		page, err := p.NextPage(ctx)
+		var nf *ecrtypes.RepositoryNotFoundException
+		if errors.As(err, &nf) {
+			return out // a repository that does not exist has no tags
+		}
 		if err != nil {
 			t.Fatalf("listing %s: %v", repo, err)
 		}
