@@ -1,6 +1,7 @@
 # bench.mk — `make bench`: ecr-replicator against crane, regctl and skopeo (issue 8).
-# Included by the main Makefile; not part of `make test`. Everything it needs is pinned in
-# go.mod (tool directives) or comes from Debian (skopeo, via scripts/install-skopeo.sh).
+# Included by the main Makefile; not part of `make test`. The benchmark is its own module
+# (bench/go.mod): the registry, crane and regctl are pinned there as tools, so the
+# product's go.mod does not carry them; skopeo comes from Debian (scripts/install-skopeo.sh).
 #
 #   make bench                                  # full size, 5 runs, 0 ms and 25 ms
 #   make bench BENCH_SCALE=0.1 BENCH_RUNS=2     # quick: 100 MiB image, 2 MiB base
@@ -21,9 +22,9 @@ BENCH_BIN     := $(CURDIR)/bench/work/bin
 ## bench-tools: build the registry, crane, regctl (pinned Go tools), ecr-replicator and the bench program
 bench-tools:
 	mkdir -p $(BENCH_BIN)
-	$(GO) build -o $(BENCH_BIN)/ github.com/distribution/distribution/v3/cmd/registry github.com/google/go-containerregistry/cmd/crane github.com/regclient/regclient/cmd/regctl
+	$(GO) -C bench build -o $(BENCH_BIN)/ github.com/distribution/distribution/v3/cmd/registry github.com/google/go-containerregistry/cmd/crane github.com/regclient/regclient/cmd/regctl
 	$(GO) build -trimpath -o $(BENCH_BIN)/ecr-replicator ./cmd/ecr-replicator
-	$(GO) build -o $(BENCH_BIN)/bench ./bench
+	$(GO) -C bench build -o $(BENCH_BIN)/bench .
 
 ## bench-skopeo: install skopeo from Debian when possible (otherwise its rows say unavailable)
 bench-skopeo:
