@@ -18,10 +18,10 @@ import (
 	"github.com/google/go-containerregistry/pkg/v1/random"
 
 	"github.com/ecr-replicator/ecr-replicator/internal/backfill"
+	"github.com/ecr-replicator/ecr-replicator/internal/eventhandler"
 	"github.com/ecr-replicator/ecr-replicator/internal/metrics"
-	"github.com/ecr-replicator/ecr-replicator/internal/replicator"
 	"github.com/ecr-replicator/ecr-replicator/internal/sandbox"
-	"github.com/ecr-replicator/ecr-replicator/internal/sandbox/sandboxtest"
+	"github.com/ecr-replicator/ecr-replicator/internal/testing/sandboxtest"
 	"github.com/ecr-replicator/ecr-replicator/internal/wiring"
 )
 
@@ -83,8 +83,8 @@ func TestPoliciesGrantOnlyWhatTheCodeUses(t *testing.T) {
 	if err != nil || deps.RulesErr != nil {
 		t.Fatal(err, deps.RulesErr)
 	}
-	handler := replicator.New(replicator.Config{
-		Rules: deps.Rules, NewMirror: func() replicator.Mirror { return deps.NewMirror(0) }, Log: log,
+	handler := eventhandler.New(eventhandler.Config{
+		Rules: deps.Rules, NewMirror: func() eventhandler.Mirror { return deps.NewMirror(0) }, Log: log,
 		Metrics: metrics.New(io.Discard, "test"), Events: eventbridge.NewFromConfig(deps.AWS), EventBus: busARN,
 	})
 	mark := w.SB.AccessLogMark()

@@ -10,8 +10,8 @@ import (
 	"github.com/aws/aws-lambda-go/lambda"
 	"github.com/aws/aws-sdk-go-v2/service/eventbridge"
 
+	"github.com/ecr-replicator/ecr-replicator/internal/eventhandler"
 	"github.com/ecr-replicator/ecr-replicator/internal/metrics"
-	"github.com/ecr-replicator/ecr-replicator/internal/replicator"
 	"github.com/ecr-replicator/ecr-replicator/internal/wiring"
 )
 
@@ -28,15 +28,15 @@ func main() {
 	} else {
 		log.Info("rules loaded", "rules", deps.Rules.String())
 	}
-	cfg := replicator.Config{
+	cfg := eventhandler.Config{
 		Rules:     deps.Rules,
 		RulesErr:  deps.RulesErr,
-		NewMirror: func() replicator.Mirror { return deps.NewMirror(0) },
+		NewMirror: func() eventhandler.Mirror { return deps.NewMirror(0) },
 		Log:       log,
 		Metrics:   metrics.New(os.Stdout, metrics.Namespace(os.Getenv)),
 	}
-	if bus := os.Getenv(replicator.EnvResultEventBus); bus != "" {
+	if bus := os.Getenv(eventhandler.EnvResultEventBus); bus != "" {
 		cfg.Events, cfg.EventBus = eventbridge.NewFromConfig(deps.AWS), bus
 	}
-	lambda.Start(replicator.New(cfg).Handle)
+	lambda.Start(eventhandler.New(cfg).Handle)
 }

@@ -25,11 +25,11 @@ import (
 	sqstypes "github.com/aws/aws-sdk-go-v2/service/sqs/types"
 	"golang.org/x/sync/errgroup"
 
+	"github.com/ecr-replicator/ecr-replicator/internal/copyengine"
+	"github.com/ecr-replicator/ecr-replicator/internal/destinations"
 	"github.com/ecr-replicator/ecr-replicator/internal/ecraccess"
 	"github.com/ecr-replicator/ecr-replicator/internal/ecrevent"
 	"github.com/ecr-replicator/ecr-replicator/internal/metrics"
-	"github.com/ecr-replicator/ecr-replicator/internal/mirror"
-	"github.com/ecr-replicator/ecr-replicator/internal/replication"
 	"github.com/ecr-replicator/ecr-replicator/internal/retry"
 	"github.com/ecr-replicator/ecr-replicator/internal/rules"
 )
@@ -44,9 +44,9 @@ const MaxPlanItems = 100
 // maxFailures bounds the failure reasons returned.
 const maxFailures = 100
 
-// Replicator copies one source image to targets: *mirror.Mirror.
+// Replicator copies one source image to targets: *destinations.Mirror.
 type Replicator interface {
-	Replicate(ctx context.Context, src mirror.Source, targets []rules.Target) []mirror.Result
+	Replicate(ctx context.Context, src destinations.Source, targets []rules.Target) []destinations.Result
 }
 
 // Queue is the part of the SQS client the enqueue mode uses.
@@ -683,23 +683,23 @@ func (b *Backfill) copyContext(ctx context.Context) (context.Context, context.Ca
 func (r *run) copyGroup(ctx context.Context, g []Work) int {
 	for i := range g {
 		w := &g[i]
-		src := mirror.Source{AccountID: r.srcAccount, Region: r.b.SourceRegion, Repository: w.Repository, Digest: w.Digest, Tag: w.Tag}
+		src := destinations.Source{AccountID: r.srcAccount, Region: r.b.SourceRegion, Repository: w.Repository, Digest: w.Digest, Tag: w.Tag}
 		res := r.rep.Replicate(ctx, src, []rules.Target{w.Target})
 		if len(res) != 1 {
 			r.failed(w, fmt.Sprintf("replicator returned %d results for one target", len(res)))
 			continue
 		}
 		x := res[0]
-		if (x.Outcome == replication.Failed || x.Err != nil) && ctx.Err() != nil {
+		if (x.Outcome == copyengine.Failed || x.Err != nil) && ctx.Err() != nil {
 			return i // cut at the hard stop: left for the continuation
 		}
 		switch x.Outcome {
-		case replication.Failed, replication.Conflict:
+		case copyengine.Failed, copyengine.Conflict:
 			reason := x.Reason
 			if x.Err != nil {
 				reason = x.Err.Error()
 			}
-			if x.Outcome == replication.Conflict {
+			if x.Outcome == copyengine.Conflict {
 				reason = "conflict: " + reason
 			}
 			r.failed(w, reason)
@@ -707,7 +707,7 @@ func (r *run) copyGroup(ctx context.Context, g []Work) int {
 		}
 		r.mu.Lock()
 		switch x.Outcome {
-		case replication.Copied, replication.TagUpdated:
+		case copyengine.Copied, copyengine.TagUpdated:
 			r.resp.Copied++
 		default: // already-present, skipped
 			r.resp.Skipped++

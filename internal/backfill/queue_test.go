@@ -17,13 +17,13 @@ import (
 	smithyhttp "github.com/aws/smithy-go/transport/http"
 
 	"github.com/ecr-replicator/ecr-replicator/internal/backfill"
+	"github.com/ecr-replicator/ecr-replicator/internal/copyengine"
+	"github.com/ecr-replicator/ecr-replicator/internal/destinations"
 	"github.com/ecr-replicator/ecr-replicator/internal/ecrevent"
-	"github.com/ecr-replicator/ecr-replicator/internal/lambdatest"
-	"github.com/ecr-replicator/ecr-replicator/internal/mirror"
-	"github.com/ecr-replicator/ecr-replicator/internal/replication"
-	"github.com/ecr-replicator/ecr-replicator/internal/replicator"
+	"github.com/ecr-replicator/ecr-replicator/internal/eventhandler"
 	"github.com/ecr-replicator/ecr-replicator/internal/sandbox"
-	"github.com/ecr-replicator/ecr-replicator/internal/sandbox/sandboxtest"
+	"github.com/ecr-replicator/ecr-replicator/internal/testing/lambdatest"
+	"github.com/ecr-replicator/ecr-replicator/internal/testing/sandboxtest"
 )
 
 func TestMain(m *testing.M) { lambdatest.Main(m) }
@@ -73,9 +73,9 @@ func TestEnqueueDrainedByReplicate(t *testing.T) {
 	}
 
 	// Drain into the replicate function's handler.
-	h := replicator.New(replicator.Config{
+	h := eventhandler.New(eventhandler.Config{
 		Rules:     e.doc,
-		NewMirror: func() replicator.Mirror { return mirror.New(e.resolver, replication.New()) },
+		NewMirror: func() eventhandler.Mirror { return destinations.New(e.resolver, copyengine.New()) },
 		Log:       slog.New(slog.DiscardHandler),
 	})
 	for range 20 {

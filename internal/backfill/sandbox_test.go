@@ -22,13 +22,13 @@ import (
 	"github.com/google/go-containerregistry/pkg/v1/remote"
 
 	"github.com/ecr-replicator/ecr-replicator/internal/backfill"
+	"github.com/ecr-replicator/ecr-replicator/internal/copyengine"
+	"github.com/ecr-replicator/ecr-replicator/internal/destinations"
 	"github.com/ecr-replicator/ecr-replicator/internal/ecraccess"
-	"github.com/ecr-replicator/ecr-replicator/internal/mirror"
-	"github.com/ecr-replicator/ecr-replicator/internal/replication"
 	"github.com/ecr-replicator/ecr-replicator/internal/retry"
 	"github.com/ecr-replicator/ecr-replicator/internal/rules"
 	"github.com/ecr-replicator/ecr-replicator/internal/sandbox"
-	"github.com/ecr-replicator/ecr-replicator/internal/sandbox/sandboxtest"
+	"github.com/ecr-replicator/ecr-replicator/internal/testing/sandboxtest"
 )
 
 const extID = sandboxtest.ExternalID
@@ -93,7 +93,7 @@ func (e *env) backfill() *backfill.Backfill {
 		SourceAccountID: sandbox.SourceAccount,
 		SourceRegion:    sandbox.DefaultRegion,
 		NewReplicator: func() backfill.Replicator {
-			return mirror.New(e.resolver, replication.New(), mirror.WithLogger(slog.New(slog.DiscardHandler)))
+			return destinations.New(e.resolver, copyengine.New(), destinations.WithLogger(slog.New(slog.DiscardHandler)))
 		},
 		Log:   slog.New(slog.DiscardHandler),
 		Retry: retry.Policy{Initial: time.Millisecond, Max: 10 * time.Millisecond},
@@ -331,7 +331,7 @@ type slow struct {
 	d time.Duration
 }
 
-func (s slow) Replicate(ctx context.Context, src mirror.Source, targets []rules.Target) []mirror.Result {
+func (s slow) Replicate(ctx context.Context, src destinations.Source, targets []rules.Target) []destinations.Result {
 	time.Sleep(s.d)
 	return s.Replicator.Replicate(ctx, src, targets)
 }

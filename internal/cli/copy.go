@@ -21,9 +21,9 @@ import (
 	"github.com/spf13/cobra"
 	"golang.org/x/sync/errgroup"
 
+	"github.com/ecr-replicator/ecr-replicator/internal/copyengine"
 	"github.com/ecr-replicator/ecr-replicator/internal/ecraccess"
 	"github.com/ecr-replicator/ecr-replicator/internal/ecrname"
-	"github.com/ecr-replicator/ecr-replicator/internal/replication"
 	"github.com/ecr-replicator/ecr-replicator/internal/retry"
 )
 
@@ -145,7 +145,7 @@ func checkRange(flag string, v, lo, hi int) error {
 // host is an ECR registry, through the Docker keychain otherwise.
 type endpointFor struct {
 	repo     name.Repository // as the user named it
-	endpoint replication.Endpoint
+	endpoint copyengine.Endpoint
 	ecr      *ecraccess.Registry
 	region   string
 }
@@ -159,7 +159,7 @@ func resolveSide(ctx context.Context, sessions *awsSessions, repo name.Repositor
 		if err != nil {
 			return nil, configProblem(err, "Docker credentials for %s could not be read: %v", repo.RegistryStr(), err)
 		}
-		return &endpointFor{repo: repo, endpoint: replication.Endpoint{Repository: repo, Auth: auth}}, nil
+		return &endpointFor{repo: repo, endpoint: copyengine.Endpoint{Repository: repo, Auth: auth}}, nil
 	}
 	// The session's region is where STS is asked (--region); the registry's is its host's.
 	if region == "" {
@@ -182,7 +182,7 @@ func resolveSide(ctx context.Context, sessions *awsSessions, repo name.Repositor
 	if err != nil {
 		return nil, fmt.Errorf("registry host %q from ECR: %w", host, err)
 	}
-	return &endpointFor{repo: repo, ecr: reg, region: hostRegion, endpoint: replication.Endpoint{Repository: real, Auth: reg.Authenticator(), Transport: reg.Transport(nil)}}, nil
+	return &endpointFor{repo: repo, ecr: reg, region: hostRegion, endpoint: copyengine.Endpoint{Repository: real, Auth: reg.Authenticator(), Transport: reg.Transport(nil)}}, nil
 }
 
 // checkSideFlags refuses ECR-only flags on another registry, and a role in another
@@ -231,7 +231,7 @@ type imageResult struct {
 }
 
 func (r imageResult) failed() bool {
-	return r.Outcome == string(replication.Failed) || r.Outcome == string(replication.Conflict)
+	return r.Outcome == string(copyengine.Failed) || r.Outcome == string(copyengine.Conflict)
 }
 
 // ref is the destination reference of the result: repository, tag, digest (when known).
@@ -351,15 +351,15 @@ func runCopy(ctx context.Context, a *app, o copyOptions, srcArg, dstArg string) 
 	}
 
 	log := a.logger()
-	copyOpts := []replication.Option{replication.WithJobs(o.jobs), replication.WithLogger(log)}
+	copyOpts := []copyengine.Option{copyengine.WithJobs(o.jobs), copyengine.WithLogger(log)}
 	if dst.ecr == nil {
 		// Manifest writes are paced for ECR's PutImage quota; other registries publish
 		// none, and a 429 is still backed off.
-		copyOpts = append(copyOpts, replication.WithManifestRate(math.Inf(1), 1))
+		copyOpts = append(copyOpts, copyengine.WithManifestRate(math.Inf(1), 1))
 	}
 	prog := newProgress(a, unit, len(items), func(imageResult) bool { return ctx.Err() != nil })
 	copyOpts = append(copyOpts, progressOption(prog)...)
-	copier := replication.New(copyOpts...)
+	copier := copyengine.New(copyOpts...)
 	results := make([]imageResult, len(items))
 	g := errgroup.Group{}
 	g.SetLimit(o.concurrency)
@@ -370,7 +370,7 @@ func runCopy(ctx context.Context, a *app, o copyOptions, srcArg, dstArg string) 
 			prog.itemStarted()
 			start := time.Now()
 			// A tag is resolved by the engine: one GET of the manifest by tag.
-			r := copier.Copy(ctx, replication.Request{Source: src.endpoint, Digest: it.digest, Tag: it.tag, Destination: dst.endpoint, Referrers: o.referrers})
+			r := copier.Copy(ctx, copyengine.Request{Source: src.endpoint, Digest: it.digest, Tag: it.tag, Destination: dst.endpoint, Referrers: o.referrers})
 			if r.Digest != "" {
 				res.Digest = r.Digest
 			}
@@ -402,7 +402,7 @@ func runCopy(ctx context.Context, a *app, o copyOptions, srcArg, dstArg string) 
 	return report(a.stdout, o.output, unit, results)
 }
 
-func lookupOptions(ctx context.Context, e replication.Endpoint) []remote.Option {
+func lookupOptions(ctx context.Context, e copyengine.Endpoint) []remote.Option {
 	opts := []remote.Option{remote.WithContext(ctx), remote.WithAuth(e.Auth)}
 	if e.Transport != nil {
 		opts = append(opts, remote.WithTransport(e.Transport))

@@ -19,7 +19,7 @@ import (
 	"github.com/google/go-containerregistry/pkg/v1/random"
 
 	"github.com/ecr-replicator/ecr-replicator/internal/sandbox"
-	"github.com/ecr-replicator/ecr-replicator/internal/sandbox/sandboxtest"
+	"github.com/ecr-replicator/ecr-replicator/internal/testing/sandboxtest"
 )
 
 const (

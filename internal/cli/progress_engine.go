@@ -1,21 +1,21 @@
 package cli
 
-import "github.com/ecr-replicator/ecr-replicator/internal/replication"
+import "github.com/ecr-replicator/ecr-replicator/internal/copyengine"
 
 // progressOption connects the engine's per-blob events to the display, so the bar moves
 // with bytes, not only when an image finishes.
-func progressOption(p *progress) []replication.Option {
+func progressOption(p *progress) []copyengine.Option {
 	if p == nil || p.mode == progressQuiet {
 		return nil
 	}
-	return []replication.Option{replication.WithProgress(func(e replication.Progress) {
+	return []copyengine.Option{copyengine.WithProgress(func(e copyengine.Progress) {
 		key := e.Destination + "@" + e.Blob
 		switch e.Event {
-		case replication.BlobStarted:
+		case copyengine.BlobStarted:
 			p.blobStarted(key, e.Size)
-		case replication.BlobBytes:
+		case copyengine.BlobBytes:
 			p.blobBytes(key, e.Bytes)
-		case replication.BlobDone:
+		case copyengine.BlobDone:
 			p.blobDone(key)
 		}
 	})}

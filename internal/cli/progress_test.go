@@ -9,8 +9,8 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/ecr"
 	"github.com/google/go-containerregistry/pkg/v1/random"
 
-	"github.com/ecr-replicator/ecr-replicator/internal/replication"
-	"github.com/ecr-replicator/ecr-replicator/internal/sandbox/sandboxtest"
+	"github.com/ecr-replicator/ecr-replicator/internal/copyengine"
+	"github.com/ecr-replicator/ecr-replicator/internal/testing/sandboxtest"
 )
 
 // clockAt is a settable clock for the progress display.
@@ -136,9 +136,9 @@ func TestProgressFromEngine(t *testing.T) {
 	p := newProgressTo(&out, progressLines, "tags", 1, time.Now)
 	p.itemStarted()
 	src, dst := w.Source.Ref(t, "team-a/app", "v1").Context(), w.Dest.Ref(t, "mirror/app", "v1").Context()
-	r := replication.New(progressOption(p)...).Copy(w.Ctx, replication.Request{
-		Source:      replication.Endpoint{Repository: src, Auth: w.Source.Auth},
-		Destination: replication.Endpoint{Repository: dst, Auth: w.Dest.Auth},
+	r := copyengine.New(progressOption(p)...).Copy(w.Ctx, copyengine.Request{
+		Source:      copyengine.Endpoint{Repository: src, Auth: w.Source.Auth},
+		Destination: copyengine.Endpoint{Repository: dst, Auth: w.Dest.Auth},
 		Digest:      d.String(), Tag: "v1",
 	})
 	if r.Err != nil || r.BytesCopied < 9<<20 {

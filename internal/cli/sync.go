@@ -15,10 +15,10 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/ecr-replicator/ecr-replicator/internal/backfill"
+	"github.com/ecr-replicator/ecr-replicator/internal/copyengine"
+	"github.com/ecr-replicator/ecr-replicator/internal/destinations"
 	"github.com/ecr-replicator/ecr-replicator/internal/ecraccess"
 	"github.com/ecr-replicator/ecr-replicator/internal/ecrname"
-	"github.com/ecr-replicator/ecr-replicator/internal/mirror"
-	"github.com/ecr-replicator/ecr-replicator/internal/replication"
 	"github.com/ecr-replicator/ecr-replicator/internal/rules"
 )
 
@@ -214,13 +214,13 @@ func runSync(ctx context.Context, a *app, o syncOptions) error {
 		Rules: doc, Resolver: sess.resolver, SourceAccountID: srcAccount, SourceRegion: sess.cfg.Region,
 		Concurrency: o.concurrency, Log: log,
 		NewReplicator: func() backfill.Replicator {
-			var mopts []mirror.Option
+			var mopts []destinations.Option
 			if doc.SourceRoleARN() != "" {
-				mopts = append(mopts, mirror.WithSourceRole(doc.SourceRoleARN()))
+				mopts = append(mopts, destinations.WithSourceRole(doc.SourceRoleARN()))
 			}
-			mopts = append(mopts, mirror.WithLogger(log))
-			copyOpts := append([]replication.Option{replication.WithJobs(o.jobs), replication.WithLogger(log)}, progressOption(prog)...)
-			return &progressReplicator{m: mirror.New(sess.resolver, replication.New(copyOpts...), mopts...), prog: prog, explained: &explained}
+			mopts = append(mopts, destinations.WithLogger(log))
+			copyOpts := append([]copyengine.Option{copyengine.WithJobs(o.jobs), copyengine.WithLogger(log)}, progressOption(prog)...)
+			return &progressReplicator{m: destinations.New(sess.resolver, copyengine.New(copyOpts...), mopts...), prog: prog, explained: &explained}
 		},
 	}
 	plan, err := b.Run(ctx, req)
@@ -566,12 +566,12 @@ func failureKey(dest, digest, tag string) string { return dest + "|" + digest + 
 
 // progressReplicator reports each copy to the progress display, and explains failures.
 type progressReplicator struct {
-	m         *mirror.Mirror
+	m         *destinations.Mirror
 	prog      *progress
 	explained *sync.Map
 }
 
-func (p *progressReplicator) Replicate(ctx context.Context, src mirror.Source, targets []rules.Target) []mirror.Result {
+func (p *progressReplicator) Replicate(ctx context.Context, src destinations.Source, targets []rules.Target) []destinations.Result {
 	if p.prog != nil {
 		p.prog.itemStarted()
 	}

@@ -11,9 +11,9 @@ import (
 
 	"github.com/ecr-replicator/ecr-replicator/internal/backfill"
 	"github.com/ecr-replicator/ecr-replicator/internal/ecrevent"
-	"github.com/ecr-replicator/ecr-replicator/internal/replicator"
+	"github.com/ecr-replicator/ecr-replicator/internal/eventhandler"
 	"github.com/ecr-replicator/ecr-replicator/internal/sandbox"
-	"github.com/ecr-replicator/ecr-replicator/internal/sandbox/sandboxtest"
+	"github.com/ecr-replicator/ecr-replicator/internal/testing/sandboxtest"
 	"github.com/ecr-replicator/ecr-replicator/internal/wiring"
 )
 
@@ -206,6 +206,6 @@ func TestBadBackfillRequestRejectedBeforeNetwork(t *testing.T) {
 }
 
 var (
-	_ = replicator.Summary{}
+	_ = eventhandler.Summary{}
 	_ = wiring.Logger
 )

@@ -12,14 +12,14 @@ import (
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 
 	"github.com/ecr-replicator/ecr-replicator/internal/backfill"
-	"github.com/ecr-replicator/ecr-replicator/internal/replicator"
-	"github.com/ecr-replicator/ecr-replicator/internal/sandbox/sandboxtest"
+	"github.com/ecr-replicator/ecr-replicator/internal/eventhandler"
+	"github.com/ecr-replicator/ecr-replicator/internal/testing/sandboxtest"
 	"github.com/ecr-replicator/ecr-replicator/internal/wiring"
 )
 
 // newHandler builds another handler from the environment, as a second Lambda execution
 // environment would (its own credentials and token caches).
-func (f *fx) newHandler(t testing.TB) *replicator.Handler {
+func (f *fx) newHandler(t testing.TB) *eventhandler.Handler {
 	t.Helper()
 	log := wiring.Logger(f.logs, func(string) string { return "debug" })
 	deps, err := wiring.Load(f.ctx, "replicate", log)
@@ -27,9 +27,9 @@ func (f *fx) newHandler(t testing.TB) *replicator.Handler {
 		t.Fatal(err)
 	}
 	deps.Engine = f.deps.Engine
-	return replicator.New(replicator.Config{
+	return eventhandler.New(eventhandler.Config{
 		Rules: deps.Rules, RulesErr: deps.RulesErr,
-		NewMirror: func() replicator.Mirror { return deps.NewMirror(0) }, Log: log,
+		NewMirror: func() eventhandler.Mirror { return deps.NewMirror(0) }, Log: log,
 	})
 }
 
@@ -64,9 +64,9 @@ func TestDuplicateDeliveryConcurrent(t *testing.T) {
 			repo := fmt.Sprintf("team-a/conc%d", envs)
 			digest := f.push(t, repo, "v1", f.image(t, 128<<10, 3))
 			ev := sandboxtest.ImageEvent("evt-dup", "PUSH", repo, digest, "v1")
-			hs := []*replicator.Handler{f.h, f.h, f.h}
+			hs := []*eventhandler.Handler{f.h, f.h, f.h}
 			if envs == 3 {
-				hs = []*replicator.Handler{f.newHandler(t), f.newHandler(t), f.newHandler(t)}
+				hs = []*eventhandler.Handler{f.newHandler(t), f.newHandler(t), f.newHandler(t)}
 			}
 			mark := f.sb.AccessLogMark()
 			var wg sync.WaitGroup
@@ -80,7 +80,7 @@ func TestDuplicateDeliveryConcurrent(t *testing.T) {
 						results[i] = "error: " + err.Error()
 						return
 					}
-					s := out.(replicator.Summary)
+					s := out.(eventhandler.Summary)
 					results[i] = s.Results[0].Outcome
 				}()
 			}

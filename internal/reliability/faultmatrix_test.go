@@ -18,10 +18,10 @@ import (
 	"github.com/google/go-containerregistry/pkg/v1/partial"
 	"github.com/google/go-containerregistry/pkg/v1/types"
 
-	"github.com/ecr-replicator/ecr-replicator/internal/replication"
+	"github.com/ecr-replicator/ecr-replicator/internal/copyengine"
 	"github.com/ecr-replicator/ecr-replicator/internal/retry"
 	"github.com/ecr-replicator/ecr-replicator/internal/sandbox"
-	"github.com/ecr-replicator/ecr-replicator/internal/sandbox/sandboxtest"
+	"github.com/ecr-replicator/ecr-replicator/internal/testing/sandboxtest"
 )
 
 // matrixTags is how many tags of one index a cell's batch carries: enough that the
@@ -60,12 +60,12 @@ var bodyless = map[sandbox.Step]bool{
 
 // matrixEngine: the engine's production retry model, with short waits so the matrix
 // fits in make test; the request timeout is below the sandbox's slow answers.
-func matrixEngine() []replication.Option {
-	return []replication.Option{
-		replication.WithRetry(retry.Policy{Attempts: 4, Initial: 2 * time.Millisecond, Max: 20 * time.Millisecond}),
-		replication.WithRequestTimeout(300 * time.Millisecond),
+func matrixEngine() []copyengine.Option {
+	return []copyengine.Option{
+		copyengine.WithRetry(retry.Policy{Attempts: 4, Initial: 2 * time.Millisecond, Max: 20 * time.Millisecond}),
+		copyengine.WithRequestTimeout(300 * time.Millisecond),
 		// ECR's PutImage pacing (10/s) is shared by every cell: the sandbox does not throttle.
-		replication.WithManifestRate(1000, 1000),
+		copyengine.WithManifestRate(1000, 1000),
 	}
 }
 

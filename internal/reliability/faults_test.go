@@ -13,9 +13,9 @@ import (
 	"github.com/aws/aws-sdk-go-v2/aws"
 	ecrtypes "github.com/aws/aws-sdk-go-v2/service/ecr/types"
 
-	"github.com/ecr-replicator/ecr-replicator/internal/replicator"
+	"github.com/ecr-replicator/ecr-replicator/internal/eventhandler"
 	"github.com/ecr-replicator/ecr-replicator/internal/sandbox"
-	"github.com/ecr-replicator/ecr-replicator/internal/sandbox/sandboxtest"
+	"github.com/ecr-replicator/ecr-replicator/internal/testing/sandboxtest"
 )
 
 // faultScenario pushes team-a/app:v1 (layers × size bytes), arms the faults, delivers
@@ -267,4 +267,4 @@ func TestSourceDeletedBeforeReplication(t *testing.T) {
 	report(t, "%d invocation(s), acknowledged; outcome %s", st.invocations, b)
 }
 
-var _ = replicator.Summary{}
+var _ = eventhandler.Summary{}

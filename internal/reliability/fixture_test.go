@@ -23,10 +23,10 @@ import (
 	"github.com/google/go-containerregistry/pkg/v1/remote"
 	"github.com/google/go-containerregistry/pkg/v1/validate"
 
-	"github.com/ecr-replicator/ecr-replicator/internal/replication"
-	"github.com/ecr-replicator/ecr-replicator/internal/replicator"
+	"github.com/ecr-replicator/ecr-replicator/internal/copyengine"
+	"github.com/ecr-replicator/ecr-replicator/internal/eventhandler"
 	"github.com/ecr-replicator/ecr-replicator/internal/sandbox"
-	"github.com/ecr-replicator/ecr-replicator/internal/sandbox/sandboxtest"
+	"github.com/ecr-replicator/ecr-replicator/internal/testing/sandboxtest"
 	"github.com/ecr-replicator/ecr-replicator/internal/wiring"
 )
 
@@ -58,7 +58,7 @@ type fx struct {
 	ctx  context.Context
 	logs *lockedBuffer
 	deps *wiring.Deps
-	h    *replicator.Handler
+	h    *eventhandler.Handler
 	rnd  *rand.Rand
 	msgN atomic.Int64
 	// redeliveries counts the simulated SQS redeliveries of this scenario.
@@ -68,7 +68,7 @@ type fx struct {
 type fxOption struct {
 	rules      func(extID string) string
 	maxAttempt string
-	engine     []replication.Option
+	engine     []copyengine.Option
 	reserve    time.Duration
 }
 
@@ -101,9 +101,9 @@ func newFx(t testing.TB, seed int64, opts ...func(*fxOption)) *fx {
 	}
 	deps.Engine = o.engine
 	f.deps = deps
-	f.h = replicator.New(replicator.Config{
+	f.h = eventhandler.New(eventhandler.Config{
 		Rules: deps.Rules, RulesErr: deps.RulesErr,
-		NewMirror: func() replicator.Mirror { return deps.NewMirror(0) },
+		NewMirror: func() eventhandler.Mirror { return deps.NewMirror(0) },
 		Log:       log,
 		Reserve:   o.reserve,
 	})
@@ -111,11 +111,11 @@ func newFx(t testing.TB, seed int64, opts ...func(*fxOption)) *fx {
 	return f
 }
 
-func withEngine(opts ...replication.Option) func(*fxOption) {
+func withEngine(opts ...copyengine.Option) func(*fxOption) {
 	return func(o *fxOption) { o.engine = opts }
 }
 
-// withReserve sets the handler's reserve before the deadline (replicator.Config.Reserve).
+// withReserve sets the handler's reserve before the deadline (eventhandler.Config.Reserve).
 func withReserve(d time.Duration) func(*fxOption) {
 	return func(o *fxOption) { o.reserve = d }
 }
@@ -225,13 +225,13 @@ func (f *fx) deliver(t testing.TB, recs []record, ctxFor func(attempt int) (cont
 }
 
 // direct invokes the handler directly with one event and returns the summary or error.
-func (f *fx) direct(t testing.TB, body string) (replicator.Summary, error) {
+func (f *fx) direct(t testing.TB, body string) (eventhandler.Summary, error) {
 	t.Helper()
 	out, err := f.h.Handle(f.ctx, json.RawMessage(body))
 	if err != nil {
-		return replicator.Summary{}, err
+		return eventhandler.Summary{}, err
 	}
-	return out.(replicator.Summary), nil
+	return out.(eventhandler.Summary), nil
 }
 
 // destAuth logs in to the destination registry as its admin (afresh: tests expire tokens).

@@ -7,25 +7,25 @@ import (
 
 	"github.com/aws/aws-lambda-go/events"
 
-	"github.com/ecr-replicator/ecr-replicator/internal/mirror"
-	"github.com/ecr-replicator/ecr-replicator/internal/replicator"
+	"github.com/ecr-replicator/ecr-replicator/internal/destinations"
+	"github.com/ecr-replicator/ecr-replicator/internal/eventhandler"
 	"github.com/ecr-replicator/ecr-replicator/internal/rules"
-	"github.com/ecr-replicator/ecr-replicator/internal/sandbox/sandboxtest"
+	"github.com/ecr-replicator/ecr-replicator/internal/testing/sandboxtest"
 )
 
 // countingMirror stands in for the network: it records what the handler asked of it.
 type countingMirror struct{ calls int }
 
-func (m *countingMirror) Replicate(_ context.Context, src mirror.Source, ts []rules.Target) []mirror.Result {
+func (m *countingMirror) Replicate(_ context.Context, src destinations.Source, ts []rules.Target) []destinations.Result {
 	m.calls++
-	out := make([]mirror.Result, len(ts))
+	out := make([]destinations.Result, len(ts))
 	for i, t := range ts {
-		out[i] = mirror.Result{Rule: t.Rule, AccountID: t.Destination.AccountID, Region: t.Destination.Region, Repository: t.Repository, Outcome: "copied", Digest: src.Digest, Tag: src.Tag}
+		out[i] = destinations.Result{Rule: t.Rule, AccountID: t.Destination.AccountID, Region: t.Destination.Region, Repository: t.Repository, Outcome: "copied", Digest: src.Digest, Tag: src.Tag}
 	}
 	return out
 }
 
-func (m *countingMirror) Delete(ctx context.Context, src mirror.Source, ts []rules.Target) []mirror.Result {
+func (m *countingMirror) Delete(ctx context.Context, src destinations.Source, ts []rules.Target) []destinations.Result {
 	return m.Replicate(ctx, src, ts)
 }
 
@@ -47,7 +47,7 @@ func FuzzSQSBatch(f *testing.F) {
 	f.Fuzz(func(t *testing.T, payload []byte, body string) {
 		for _, p := range [][]byte{payload, sandboxtest.SQSBatch(1, record{ID: "m1", Body: body}, record{ID: "m2", Body: body})} {
 			m := &countingMirror{}
-			h := replicator.New(replicator.Config{Rules: doc, NewMirror: func() replicator.Mirror { return m }})
+			h := eventhandler.New(eventhandler.Config{Rules: doc, NewMirror: func() eventhandler.Mirror { return m }})
 			out, err := h.Handle(context.Background(), json.RawMessage(p))
 			var probe struct{ Records []struct{ MessageID string } }
 			isBatch := json.Unmarshal(p, &probe) == nil && len(probe.Records) > 0

@@ -20,9 +20,9 @@ import (
 	"github.com/google/go-containerregistry/pkg/v1/mutate"
 	"github.com/google/go-containerregistry/pkg/v1/types"
 
-	"github.com/ecr-replicator/ecr-replicator/internal/replicator"
+	"github.com/ecr-replicator/ecr-replicator/internal/eventhandler"
 	"github.com/ecr-replicator/ecr-replicator/internal/sandbox"
-	"github.com/ecr-replicator/ecr-replicator/internal/sandbox/sandboxtest"
+	"github.com/ecr-replicator/ecr-replicator/internal/testing/sandboxtest"
 )
 
 // interleaveStats are the totals of TestInterleavings.
@@ -57,7 +57,7 @@ func TestInterleavings(t *testing.T) {
 	schedules := envInt("INTERLEAVE_SCHEDULES", 200)
 	seed := int64(envInt("INTERLEAVE_SEED", 1))
 	f := newFx(t, seed, withEngine(matrixEngine()...), withRules(func(e string) string { return rulesDoc(e, true) }))
-	workers := []*replicator.Handler{f.newHandler(t), f.newHandler(t), f.newHandler(t)}
+	workers := []*eventhandler.Handler{f.newHandler(t), f.newHandler(t), f.newHandler(t)}
 	imgs := []v1.Image{f.image(t, 512, 1), f.image(t, 512, 1)}
 	idx := mutate.IndexMediaType(empty.Index, types.OCIImageIndex)
 	for _, img := range []v1.Image{f.image(t, 256, 1), f.image(t, 256, 1)} {
@@ -92,7 +92,7 @@ type queued struct {
 // maxReceiveCount would send it to the dead-letter queue: here, a failure).
 const maxMessageDeliveries = 25
 
-func runSchedule(t *testing.T, f *fx, workers []*replicator.Handler, imgs []v1.Image, idx v1.ImageIndex, rnd *rand.Rand, n int, st *interleaveStats) {
+func runSchedule(t *testing.T, f *fx, workers []*eventhandler.Handler, imgs []v1.Image, idx v1.ImageIndex, rnd *rand.Rand, n int, st *interleaveStats) {
 	repo := fmt.Sprintf("team-a/il-%d", n)
 	if _, err := ecr.NewFromConfig(f.w.Source.Config).CreateRepository(f.ctx, &ecr.CreateRepositoryInput{RepositoryName: aws.String(repo)}); err != nil {
 		t.Fatal(err)

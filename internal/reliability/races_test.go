@@ -14,9 +14,9 @@ import (
 	"github.com/google/go-containerregistry/pkg/v1/mutate"
 	"github.com/google/go-containerregistry/pkg/v1/types"
 
-	"github.com/ecr-replicator/ecr-replicator/internal/replicator"
+	"github.com/ecr-replicator/ecr-replicator/internal/eventhandler"
 	"github.com/ecr-replicator/ecr-replicator/internal/sandbox"
-	"github.com/ecr-replicator/ecr-replicator/internal/sandbox/sandboxtest"
+	"github.com/ecr-replicator/ecr-replicator/internal/testing/sandboxtest"
 )
 
 // TestKilledInvocationLeavesNoOlderTag: invocation A handles v1→D1. While A copies, the
@@ -139,7 +139,7 @@ func TestDeleteNeverRemovesANewerTag(t *testing.T) {
 			t.Errorf("BatchDeleteImage by %q: want the tag and the digest", e.Reference)
 		}
 	}
-	report(t, "push moved v1 between the delete's source check and its delete: destination kept the newer v1 (%s)", toJSON(out.(replicator.Summary).Results))
+	report(t, "push moved v1 between the delete's source check and its delete: destination kept the newer v1 (%s)", toJSON(out.(eventhandler.Summary).Results))
 }
 
 // TestDeleteFailuresAreRead: BatchDeleteImage reports per-image failures in the answer,

@@ -8,8 +8,9 @@ import (
 	"regexp"
 	"strings"
 
-	"github.com/ecr-replicator/ecr-replicator/internal/ecrname"
 	"go.yaml.in/yaml/v3"
+
+	"github.com/ecr-replicator/ecr-replicator/internal/ecrname"
 )
 
 // MaxDocumentSize bounds the rules document. 256 KiB is far more than any

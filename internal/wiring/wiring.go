@@ -14,9 +14,9 @@ import (
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/config"
 
+	"github.com/ecr-replicator/ecr-replicator/internal/copyengine"
+	"github.com/ecr-replicator/ecr-replicator/internal/destinations"
 	"github.com/ecr-replicator/ecr-replicator/internal/ecraccess"
-	"github.com/ecr-replicator/ecr-replicator/internal/mirror"
-	"github.com/ecr-replicator/ecr-replicator/internal/replication"
 	"github.com/ecr-replicator/ecr-replicator/internal/rules"
 )
 
@@ -46,7 +46,7 @@ type Deps struct {
 	RulesErr error
 	// Engine are extra options for every engine NewMirror builds (retry policy, request
 	// timeout, progress), after the defaults.
-	Engine []replication.Option
+	Engine []copyengine.Option
 }
 
 // Load reads the AWS configuration (standard SDK environment, including
@@ -67,16 +67,16 @@ func Load(ctx context.Context, actor string, log *slog.Logger) (*Deps, error) {
 // NewMirror returns a Mirror for one run (one invocation, one CLI command): a fresh
 // engine, so its per-run blob cache does not outlive the run, over the long-lived
 // resolver, whose credentials and tokens do.
-func (d *Deps) NewMirror(jobs int) *mirror.Mirror {
-	opts := []replication.Option{replication.WithLogger(d.Log)}
+func (d *Deps) NewMirror(jobs int) *destinations.Mirror {
+	opts := []copyengine.Option{copyengine.WithLogger(d.Log)}
 	if jobs > 0 {
-		opts = append(opts, replication.WithJobs(jobs))
+		opts = append(opts, copyengine.WithJobs(jobs))
 	}
 	opts = append(opts, d.Engine...)
-	var mopts []mirror.Option
-	mopts = append(mopts, mirror.WithLogger(d.Log))
+	var mopts []destinations.Option
+	mopts = append(mopts, destinations.WithLogger(d.Log))
 	if d.Rules != nil && d.Rules.SourceRoleARN() != "" {
-		mopts = append(mopts, mirror.WithSourceRole(d.Rules.SourceRoleARN()))
+		mopts = append(mopts, destinations.WithSourceRole(d.Rules.SourceRoleARN()))
 	}
-	return mirror.New(d.Resolver, replication.New(opts...), mopts...)
+	return destinations.New(d.Resolver, copyengine.New(opts...), mopts...)
 }

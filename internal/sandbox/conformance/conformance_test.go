@@ -16,7 +16,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/ecr"
 
 	"github.com/ecr-replicator/ecr-replicator/internal/sandbox"
-	"github.com/ecr-replicator/ecr-replicator/internal/sandbox/sandboxtest"
+	"github.com/ecr-replicator/ecr-replicator/internal/testing/sandboxtest"
 )
 
 // suite is the conformance suite's package, pinned in tools/go.mod.

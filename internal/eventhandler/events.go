@@ -1,4 +1,4 @@
-package replicator
+package eventhandler
 
 import (
 	"context"

@@ -1,4 +1,4 @@
-package replicator_test
+package eventhandler_test
 
 import (
 	"encoding/json"
@@ -10,9 +10,9 @@ import (
 
 	"github.com/aws/aws-lambda-go/events"
 
-	"github.com/ecr-replicator/ecr-replicator/internal/lambdatest"
 	"github.com/ecr-replicator/ecr-replicator/internal/sandbox"
-	"github.com/ecr-replicator/ecr-replicator/internal/sandbox/sandboxtest"
+	"github.com/ecr-replicator/ecr-replicator/internal/testing/lambdatest"
+	"github.com/ecr-replicator/ecr-replicator/internal/testing/sandboxtest"
 )
 
 func TestMain(m *testing.M) { lambdatest.Main(m) }

@@ -1,4 +1,4 @@
-package replicator_test
+package eventhandler_test
 
 import (
 	"context"
@@ -13,10 +13,10 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/eventbridge"
 	"github.com/google/go-containerregistry/pkg/v1/random"
 
+	"github.com/ecr-replicator/ecr-replicator/internal/eventhandler"
 	"github.com/ecr-replicator/ecr-replicator/internal/metrics"
-	"github.com/ecr-replicator/ecr-replicator/internal/replicator"
 	"github.com/ecr-replicator/ecr-replicator/internal/sandbox"
-	"github.com/ecr-replicator/ecr-replicator/internal/sandbox/sandboxtest"
+	"github.com/ecr-replicator/ecr-replicator/internal/testing/sandboxtest"
 	"github.com/ecr-replicator/ecr-replicator/internal/wiring"
 )
 
@@ -93,7 +93,7 @@ func sqsBatch(bodies ...string) []byte {
 type lockedBuffer = sandboxtest.LogBuffer
 
 // handler builds the handler the way functions/replicate does, from the environment.
-func (f *fixture) handler(t *testing.T) (*replicator.Handler, *lockedBuffer) {
+func (f *fixture) handler(t *testing.T) (*eventhandler.Handler, *lockedBuffer) {
 	t.Helper()
 	out := &lockedBuffer{}
 	log := wiring.Logger(out, func(string) string { return "" })
@@ -101,9 +101,9 @@ func (f *fixture) handler(t *testing.T) (*replicator.Handler, *lockedBuffer) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	return replicator.New(replicator.Config{
+	return eventhandler.New(eventhandler.Config{
 		Rules: deps.Rules, RulesErr: deps.RulesErr,
-		NewMirror: func() replicator.Mirror { return deps.NewMirror(0) },
+		NewMirror: func() eventhandler.Mirror { return deps.NewMirror(0) },
 		Log:       log,
 		Metrics:   metrics.New(out, "ECRReplicator"),
 		Events:    eventbridge.NewFromConfig(deps.AWS), EventBus: bus,

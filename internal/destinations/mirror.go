@@ -3,7 +3,7 @@
 // destination repositories with settings mirrored from the source, runs the replication
 // engine for each destination in parallel, and reports one result per destination. The
 // replicate function, the backfill and the CLI all go through it.
-package mirror
+package destinations
 
 import (
 	"context"
@@ -20,8 +20,8 @@ import (
 	"github.com/google/go-containerregistry/pkg/name"
 	"golang.org/x/sync/errgroup"
 
+	"github.com/ecr-replicator/ecr-replicator/internal/copyengine"
 	"github.com/ecr-replicator/ecr-replicator/internal/ecraccess"
-	"github.com/ecr-replicator/ecr-replicator/internal/replication"
 	"github.com/ecr-replicator/ecr-replicator/internal/retry"
 	"github.com/ecr-replicator/ecr-replicator/internal/rules"
 )
@@ -36,7 +36,7 @@ type Source struct {
 }
 
 // Deleted is an outcome of Delete, beside the engine's outcomes.
-const Deleted replication.Outcome = "deleted"
+const Deleted copyengine.Outcome = "deleted"
 
 // Result is what happened at one destination.
 type Result struct {
@@ -44,7 +44,7 @@ type Result struct {
 	AccountID    string
 	Region       string
 	Repository   string
-	Outcome      replication.Outcome
+	Outcome      copyengine.Outcome
 	Digest       string
 	Tag          string
 	Reason       string
@@ -64,7 +64,7 @@ func (r Result) Destination() string { return r.AccountID + "/" + r.Region + "/"
 // Mirror runs replications. It is safe for concurrent use.
 type Mirror struct {
 	resolver   *ecraccess.Resolver
-	copier     *replication.Copier
+	copier     *copyengine.Copier
 	sourceRole string
 	parallel   int
 	log        *slog.Logger
@@ -93,7 +93,7 @@ func WithDestinationParallelism(n int) Option {
 func WithLogger(l *slog.Logger) Option { return func(m *Mirror) { m.log = l } }
 
 // New returns a Mirror that resolves access with resolver and copies with copier.
-func New(resolver *ecraccess.Resolver, copier *replication.Copier, opts ...Option) *Mirror {
+func New(resolver *ecraccess.Resolver, copier *copyengine.Copier, opts ...Option) *Mirror {
 	m := &Mirror{resolver: resolver, copier: copier, parallel: 4, log: slog.Default(), settings: map[string]ecraccess.RepositorySettings{}}
 	for _, o := range opts {
 		o(m)
@@ -134,7 +134,7 @@ func (m *Mirror) replicateOne(ctx context.Context, src Source, t rules.Target) R
 		return failed(res, start, t.Err)
 	}
 	if reason := replicaOfReplica(src, t); reason != "" {
-		res.Outcome, res.Reason, res.Duration = replication.Skipped, reason, time.Since(start)
+		res.Outcome, res.Reason, res.Duration = copyengine.Skipped, reason, time.Since(start)
 		return res
 	}
 	rt, err := m.route(ctx, src, t, t.Destination.CreateRepository)
@@ -144,7 +144,7 @@ func (m *Mirror) replicateOne(ctx context.Context, src Source, t rules.Target) R
 	}
 	r := m.copy(ctx, rt, src, t)
 	res.take(r)
-	var re *replication.Error
+	var re *copyengine.Error
 	if errors.As(r.Err, &re) && re.AtDest && re.Code == "NAME_UNKNOWN" {
 		// The destination repository is gone (deleted under us, or never made): retry
 		// only if the next attempt creates it.
@@ -212,15 +212,15 @@ func (m *Mirror) route(ctx context.Context, src Source, t rules.Target, create b
 
 // copy runs the engine for src along rt. A destination repository gone under us is
 // forgotten (looked for again next time) and retried only if the rule creates it.
-func (m *Mirror) copy(ctx context.Context, rt route, src Source, t rules.Target) replication.Result {
-	r := m.copier.Copy(ctx, replication.Request{
-		Source:      replication.Endpoint{Repository: rt.srcRepo, Auth: rt.srcReg.Authenticator(), Transport: rt.srcReg.Transport(nil)},
+func (m *Mirror) copy(ctx context.Context, rt route, src Source, t rules.Target) copyengine.Result {
+	r := m.copier.Copy(ctx, copyengine.Request{
+		Source:      copyengine.Endpoint{Repository: rt.srcRepo, Auth: rt.srcReg.Authenticator(), Transport: rt.srcReg.Transport(nil)},
 		Digest:      src.Digest,
 		Tag:         src.Tag,
-		Destination: replication.Endpoint{Repository: rt.dstRepo, Auth: rt.dstReg.Authenticator(), Transport: rt.dstReg.Transport(nil)},
+		Destination: copyengine.Endpoint{Repository: rt.dstRepo, Auth: rt.dstReg.Authenticator(), Transport: rt.dstReg.Transport(nil)},
 		Referrers:   t.Referrers,
 	})
-	var re *replication.Error
+	var re *copyengine.Error
 	if errors.As(r.Err, &re) && re.AtDest && re.Code == "NAME_UNKNOWN" {
 		rt.dstReg.Forget(t.Repository)
 	}
@@ -257,11 +257,11 @@ func (m *Mirror) followSourceDelete(ctx context.Context, rt route, src Source, t
 }
 
 // deleteImage is one BatchDeleteImage, its per-image failures read (deleteFailure).
-func deleteImage(ctx context.Context, reg *ecraccess.Registry, repo string, id ecrtypes.ImageIdentifier) (replication.Outcome, string, error) {
+func deleteImage(ctx context.Context, reg *ecraccess.Registry, repo string, id ecrtypes.ImageIdentifier) (copyengine.Outcome, string, error) {
 	out, err := reg.API().BatchDeleteImage(ctx, &ecr.BatchDeleteImageInput{RepositoryName: aws.String(repo), ImageIds: []ecrtypes.ImageIdentifier{id}})
 	var nf *ecrtypes.RepositoryNotFoundException
 	if errors.As(err, &nf) {
-		return replication.Skipped, "destination repository does not exist", nil
+		return copyengine.Skipped, "destination repository does not exist", nil
 	}
 	if err != nil {
 		return "", "", ecraccess.WrapAWS("ecr:BatchDeleteImage", err)
@@ -270,13 +270,13 @@ func deleteImage(ctx context.Context, reg *ecraccess.Registry, repo string, id e
 		return deleteFailure(f)
 	}
 	if len(out.ImageIds) == 0 {
-		return replication.Skipped, "already absent from the destination", nil
+		return copyengine.Skipped, "already absent from the destination", nil
 	}
 	return Deleted, "", nil
 }
 
 // take records an engine result.
-func (r *Result) take(x replication.Result) {
+func (r *Result) take(x copyengine.Result) {
 	r.Outcome, r.Reason, r.Err = x.Outcome, x.Reason, x.Err
 	r.BytesCopied += x.BytesCopied
 	r.BlobsCopied += x.BlobsCopied
@@ -287,7 +287,7 @@ func (r *Result) take(x replication.Result) {
 }
 
 func (r Result) failedWith(err error) Result {
-	r.Outcome, r.Err = replication.Failed, err
+	r.Outcome, r.Err = copyengine.Failed, err
 	r.Code, r.Retryable = Classify(err)
 	return r
 }
@@ -369,7 +369,7 @@ func (m *Mirror) deleteOne(ctx context.Context, src Source, t rules.Target) Resu
 		return failed(res, start, t.Err)
 	}
 	if !t.MirrorDeletes {
-		res.Outcome, res.Reason = replication.Skipped, "mirrorDeletes is off for rule "+t.Rule
+		res.Outcome, res.Reason = copyengine.Skipped, "mirrorDeletes is off for rule "+t.Rule
 		return done(res)
 	}
 	if src.Tag == "" {
@@ -378,7 +378,7 @@ func (m *Mirror) deleteOne(ctx context.Context, src Source, t rules.Target) Resu
 	rt, err := m.route(ctx, src, t, false)
 	var ae *ecraccess.Error
 	if errors.As(err, &ae) && ae.Code == "RepositoryNotFoundException" {
-		res.Outcome, res.Reason = replication.Skipped, "destination repository does not exist"
+		res.Outcome, res.Reason = copyengine.Skipped, "destination repository does not exist"
 		return done(res)
 	}
 	if err != nil {
@@ -411,7 +411,7 @@ func (m *Mirror) deleteDigest(ctx context.Context, src Source, t rules.Target, r
 		return res.failedWith(err)
 	}
 	if still {
-		res.Outcome, res.Reason = replication.Skipped, "the source has the image again; not deleting"
+		res.Outcome, res.Reason = copyengine.Skipped, "the source has the image again; not deleting"
 		return res
 	}
 	d := t.Destination
@@ -430,16 +430,16 @@ func (m *Mirror) deleteDigest(ctx context.Context, src Source, t rules.Target, r
 // deleteFailure maps one of BatchDeleteImage's failures (API_ImageFailure's codes) to
 // what the delete mirroring did: nothing left to do (skipped), or a failure with its
 // class.
-func deleteFailure(f ecrtypes.ImageFailure) (replication.Outcome, string, error) {
+func deleteFailure(f ecrtypes.ImageFailure) (copyengine.Outcome, string, error) {
 	code := string(f.FailureCode)
-	fail := func(retryable bool) (replication.Outcome, string, error) {
+	fail := func(retryable bool) (copyengine.Outcome, string, error) {
 		return "", "", &deleteError{code: code, retryable: retryable, reason: aws.ToString(f.FailureReason)}
 	}
 	switch f.FailureCode {
 	case ecrtypes.ImageFailureCodeImageNotFound:
-		return replication.Skipped, "already absent from the destination", nil
+		return copyengine.Skipped, "already absent from the destination", nil
 	case ecrtypes.ImageFailureCodeImageTagDoesNotMatchDigest:
-		return replication.Skipped, "the destination tag points at another digest (a newer push); not deleting", nil
+		return copyengine.Skipped, "the destination tag points at another digest (a newer push); not deleting", nil
 	case ecrtypes.ImageFailureCodeKmsError, ecrtypes.ImageFailureCodeUpstreamTooManyRequests, ecrtypes.ImageFailureCodeUpstreamUnavailable:
 		return fail(true)
 	case ecrtypes.ImageFailureCodeImageReferencedByManifestList:

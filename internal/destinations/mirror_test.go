@@ -1,4 +1,4 @@
-package mirror_test
+package destinations_test
 
 import (
 	"context"
@@ -24,13 +24,13 @@ import (
 	"github.com/google/go-containerregistry/pkg/v1/remote"
 	"github.com/google/go-containerregistry/pkg/v1/types"
 
+	"github.com/ecr-replicator/ecr-replicator/internal/copyengine"
+	"github.com/ecr-replicator/ecr-replicator/internal/destinations"
 	"github.com/ecr-replicator/ecr-replicator/internal/ecraccess"
-	"github.com/ecr-replicator/ecr-replicator/internal/mirror"
-	"github.com/ecr-replicator/ecr-replicator/internal/replication"
 	"github.com/ecr-replicator/ecr-replicator/internal/retry"
 	"github.com/ecr-replicator/ecr-replicator/internal/rules"
 	"github.com/ecr-replicator/ecr-replicator/internal/sandbox"
-	"github.com/ecr-replicator/ecr-replicator/internal/sandbox/sandboxtest"
+	"github.com/ecr-replicator/ecr-replicator/internal/testing/sandboxtest"
 )
 
 const extID = sandboxtest.ExternalID
@@ -58,8 +58,8 @@ func newWorld(t *testing.T) *world {
 	return w
 }
 
-func (w *world) mirror() *mirror.Mirror {
-	return mirror.New(w.resolver, replication.New(replication.WithRetry(retry.Policy{Attempts: 3, Initial: 10 * time.Millisecond, Max: 40 * time.Millisecond})))
+func (w *world) mirror() *destinations.Mirror {
+	return destinations.New(w.resolver, copyengine.New(copyengine.WithRetry(retry.Policy{Attempts: 3, Initial: 10 * time.Millisecond, Max: 40 * time.Millisecond})))
 }
 
 func (w *world) createSourceRepo(t *testing.T, in *ecr.CreateRepositoryInput) {
@@ -111,7 +111,7 @@ func targetFor(prefix, repo string) rules.Target {
 	return t
 }
 
-func one(t *testing.T, rs []mirror.Result) mirror.Result {
+func one(t *testing.T, rs []destinations.Result) destinations.Result {
 	t.Helper()
 	if len(rs) != 1 {
 		t.Fatalf("%d results, want 1", len(rs))
@@ -149,12 +149,12 @@ func TestReplicateImageIndexAndReferrers(t *testing.T) {
 	m := w.mirror()
 	mark := w.sb.AccessLogMark()
 	tg := targetFor("mirror/", "team-a/app")
-	r := one(t, m.Replicate(w.ctx, mirror.Source{AccountID: sandbox.SourceAccount, Region: sandbox.DefaultRegion, Repository: "team-a/app", Digest: imgDigest.String(), Tag: "v1"}, []rules.Target{tg}))
-	if r.Outcome != replication.Copied || r.Err != nil || !r.Created {
+	r := one(t, m.Replicate(w.ctx, destinations.Source{AccountID: sandbox.SourceAccount, Region: sandbox.DefaultRegion, Repository: "team-a/app", Digest: imgDigest.String(), Tag: "v1"}, []rules.Target{tg}))
+	if r.Outcome != copyengine.Copied || r.Err != nil || !r.Created {
 		t.Fatalf("image: %+v", r)
 	}
-	r = one(t, m.Replicate(w.ctx, mirror.Source{AccountID: sandbox.SourceAccount, Region: sandbox.DefaultRegion, Repository: "team-a/app", Digest: idxDigest.String(), Tag: "v2"}, []rules.Target{tg}))
-	if r.Outcome != replication.Copied || r.Err != nil {
+	r = one(t, m.Replicate(w.ctx, destinations.Source{AccountID: sandbox.SourceAccount, Region: sandbox.DefaultRegion, Repository: "team-a/app", Digest: idxDigest.String(), Tag: "v2"}, []rules.Target{tg}))
+	if r.Outcome != copyengine.Copied || r.Err != nil {
 		t.Fatalf("index: %+v", r)
 	}
 	replicated := w.sb.AccessLogSince(mark)
@@ -199,12 +199,12 @@ func TestReplicateImageIndexAndReferrers(t *testing.T) {
 	// Copying again writes nothing: no upload, no manifest PUT.
 	mark = w.sb.AccessLogMark()
 	m2 := w.mirror()
-	for _, src := range []mirror.Source{
+	for _, src := range []destinations.Source{
 		{AccountID: sandbox.SourceAccount, Region: sandbox.DefaultRegion, Repository: "team-a/app", Digest: imgDigest.String(), Tag: "v1"},
 		{AccountID: sandbox.SourceAccount, Region: sandbox.DefaultRegion, Repository: "team-a/app", Digest: idxDigest.String(), Tag: "v2"},
 	} {
 		r := one(t, m2.Replicate(w.ctx, src, []rules.Target{tg}))
-		if r.Outcome != replication.AlreadyPresent {
+		if r.Outcome != copyengine.AlreadyPresent {
 			t.Errorf("second copy of %s: %s %v", src.Tag, r.Outcome, r.Err)
 		}
 	}
@@ -239,7 +239,7 @@ func TestSharedLayersCheckedOnce(t *testing.T) {
 	mark := w.sb.AccessLogMark()
 	tg := targetFor("", "svc")
 	for i, d := range digests {
-		r := one(t, m.Replicate(w.ctx, mirror.Source{AccountID: sandbox.SourceAccount, Region: sandbox.DefaultRegion, Repository: "svc", Digest: d.String(), Tag: fmt.Sprintf("v%d", i)}, []rules.Target{tg}))
+		r := one(t, m.Replicate(w.ctx, destinations.Source{AccountID: sandbox.SourceAccount, Region: sandbox.DefaultRegion, Repository: "svc", Digest: d.String(), Tag: fmt.Sprintf("v%d", i)}, []rules.Target{tg}))
 		if r.Err != nil {
 			t.Fatal(r.Err)
 		}
@@ -291,15 +291,15 @@ func TestTagsConvergeAndConflicts(t *testing.T) {
 	newD := w.push(t, "app", "latest", newer) // the tag moved on
 	m := w.mirror()
 	tg := targetFor("", "app")
-	src := func(d v1.Hash) mirror.Source {
-		return mirror.Source{AccountID: sandbox.SourceAccount, Region: sandbox.DefaultRegion, Repository: "app", Digest: d.String(), Tag: "latest"}
+	src := func(d v1.Hash) destinations.Source {
+		return destinations.Source{AccountID: sandbox.SourceAccount, Region: sandbox.DefaultRegion, Repository: "app", Digest: d.String(), Tag: "latest"}
 	}
 	// Newest first, then the stale event: the tag must stay at the newest digest.
 	if r := one(t, m.Replicate(w.ctx, src(newD), []rules.Target{tg})); r.Err != nil {
 		t.Fatal(r.Err)
 	}
 	r := one(t, m.Replicate(w.ctx, src(oldD), []rules.Target{tg}))
-	if r.Err != nil || r.Outcome == replication.Failed {
+	if r.Err != nil || r.Outcome == copyengine.Failed {
 		t.Fatalf("stale event: %+v", r)
 	}
 	if got := w.destDigest(t, "app", "latest"); got != newD.String() {
@@ -315,8 +315,8 @@ func TestTagsConvergeAndConflicts(t *testing.T) {
 	}
 	w.createSourceRepo(t, &ecr.CreateRepositoryInput{RepositoryName: aws.String("frozen")})
 	v1d := w.push(t, "frozen", "v1", newer)
-	r = one(t, m.Replicate(w.ctx, mirror.Source{AccountID: sandbox.SourceAccount, Region: sandbox.DefaultRegion, Repository: "frozen", Digest: v1d.String(), Tag: "v1"}, []rules.Target{targetFor("", "frozen")}))
-	if r.Outcome != replication.Conflict || r.Retryable {
+	r = one(t, m.Replicate(w.ctx, destinations.Source{AccountID: sandbox.SourceAccount, Region: sandbox.DefaultRegion, Repository: "frozen", Digest: v1d.String(), Tag: "v1"}, []rules.Target{targetFor("", "frozen")}))
+	if r.Outcome != copyengine.Conflict || r.Retryable {
 		t.Fatalf("immutable conflict: %+v", r)
 	}
 	// The same digest already tagged in an immutable repository is simply present.
@@ -324,8 +324,8 @@ func TestTagsConvergeAndConflicts(t *testing.T) {
 		t.Fatal(err)
 	}
 	w.push(t, "frozen", "v2", newer)
-	r = one(t, m.Replicate(w.ctx, mirror.Source{AccountID: sandbox.SourceAccount, Region: sandbox.DefaultRegion, Repository: "frozen", Digest: v1d.String(), Tag: "v2"}, []rules.Target{targetFor("", "frozen")}))
-	if r.Err != nil || r.Outcome != replication.AlreadyPresent {
+	r = one(t, m.Replicate(w.ctx, destinations.Source{AccountID: sandbox.SourceAccount, Region: sandbox.DefaultRegion, Repository: "frozen", Digest: v1d.String(), Tag: "v2"}, []rules.Target{targetFor("", "frozen")}))
+	if r.Err != nil || r.Outcome != copyengine.AlreadyPresent {
 		t.Fatalf("same digest under an immutable tag: %+v", r)
 	}
 }
@@ -335,13 +335,13 @@ func TestFaultClassification(t *testing.T) {
 	w.createSourceRepo(t, &ecr.CreateRepositoryInput{RepositoryName: aws.String("app")})
 	img, _ := random.Image(64<<10, 2)
 	d := w.push(t, "app", "v1", img)
-	src := mirror.Source{AccountID: sandbox.SourceAccount, Region: sandbox.DefaultRegion, Repository: "app", Digest: d.String(), Tag: "v1"}
+	src := destinations.Source{AccountID: sandbox.SourceAccount, Region: sandbox.DefaultRegion, Repository: "app", Digest: d.String(), Tag: "v1"}
 	tg := targetFor("", "app")
 
 	t.Run("destination keeps answering 503: retryable", func(t *testing.T) {
 		w.sb.FailRegistryRequests(sandbox.DestinationAccount, 200, http.StatusServiceUnavailable, 0)
 		r := one(t, w.mirror().Replicate(w.ctx, src, []rules.Target{tg}))
-		if r.Outcome != replication.Failed || !r.Retryable {
+		if r.Outcome != copyengine.Failed || !r.Retryable {
 			t.Fatalf("persistent 503: %+v", r)
 		}
 	})
@@ -351,7 +351,7 @@ func TestFaultClassification(t *testing.T) {
 		w.sb.ResetBlobUploads(sandbox.DestinationAccount, 1000, 1)
 		w.sb.ResetBlobDownloads(sandbox.SourceAccount, 1000, 1)
 		r := one(t, w.mirror().Replicate(w.ctx, src, []rules.Target{tg}))
-		if r.Err != nil || r.Outcome != replication.Copied {
+		if r.Err != nil || r.Outcome != copyengine.Copied {
 			t.Fatalf("after resets: %+v", r)
 		}
 		if got := w.destDigest(t, "app", "v1"); got != d.String() {
@@ -371,8 +371,8 @@ func TestFaultClassification(t *testing.T) {
 		one(t, m.Replicate(w.ctx, src, []rules.Target{tg}))
 		w.sb.ExpireRegistryTokens(sandbox.DestinationAccount)
 		mark := w.sb.AccessLogMark()
-		r := one(t, m.Replicate(w.ctx, mirror.Source{AccountID: sandbox.SourceAccount, Region: sandbox.DefaultRegion, Repository: "app", Digest: d2.String(), Tag: "v2"}, []rules.Target{tg}))
-		if r.Err != nil || r.Outcome != replication.Copied {
+		r := one(t, m.Replicate(w.ctx, destinations.Source{AccountID: sandbox.SourceAccount, Region: sandbox.DefaultRegion, Repository: "app", Digest: d2.String(), Tag: "v2"}, []rules.Target{tg}))
+		if r.Err != nil || r.Outcome != copyengine.Copied {
 			t.Fatalf("after token expiry: %+v", r)
 		}
 		tokens := sandbox.Filter(w.sb.AccessLogSince(mark), func(e sandbox.Entry) bool {
@@ -384,9 +384,9 @@ func TestFaultClassification(t *testing.T) {
 	})
 
 	t.Run("source image deleted: permanent", func(t *testing.T) {
-		gone := mirror.Source{AccountID: sandbox.SourceAccount, Region: sandbox.DefaultRegion, Repository: "app", Digest: "sha256:" + strings.Repeat("ab", 32), Tag: ""}
+		gone := destinations.Source{AccountID: sandbox.SourceAccount, Region: sandbox.DefaultRegion, Repository: "app", Digest: "sha256:" + strings.Repeat("ab", 32), Tag: ""}
 		r := one(t, w.mirror().Replicate(w.ctx, gone, []rules.Target{tg}))
-		if r.Outcome != replication.Failed || r.Retryable {
+		if r.Outcome != copyengine.Failed || r.Retryable {
 			t.Fatalf("missing source image: %+v", r)
 		}
 	})
@@ -395,7 +395,7 @@ func TestFaultClassification(t *testing.T) {
 		bad := tg
 		bad.Destination.ExternalID = "wrong"
 		r := one(t, w.mirror().Replicate(w.ctx, src, []rules.Target{bad}))
-		if r.Outcome != replication.Failed || r.Retryable || r.Code != "AccessDenied" {
+		if r.Outcome != copyengine.Failed || r.Retryable || r.Code != "AccessDenied" {
 			t.Fatalf("denied AssumeRole: %+v (code %s)", r, r.Code)
 		}
 	})
@@ -436,8 +436,8 @@ func TestNoReplicationLoopsWithinOneRegistry(t *testing.T) {
 	self.Repository, self.Destination.RepositoryPrefix = "mirror/app", ""
 	mark := w.sb.AccessLogMark()
 	for _, tg := range []rules.Target{same, self} {
-		r := one(t, w.mirror().Replicate(w.ctx, mirror.Source{AccountID: sandbox.SourceAccount, Region: sandbox.DefaultRegion, Repository: "mirror/app", Digest: d.String(), Tag: "v1"}, []rules.Target{tg}))
-		if r.Outcome != replication.Skipped || r.Reason == "" {
+		r := one(t, w.mirror().Replicate(w.ctx, destinations.Source{AccountID: sandbox.SourceAccount, Region: sandbox.DefaultRegion, Repository: "mirror/app", Digest: d.String(), Tag: "v1"}, []rules.Target{tg}))
+		if r.Outcome != copyengine.Skipped || r.Reason == "" {
 			t.Errorf("%s: %+v, want skipped with a reason", tg.Repository, r)
 		}
 	}
@@ -473,12 +473,12 @@ func TestDenialKeepsItsClassThroughTheEngine(t *testing.T) {
 	dst, _ := name.NewRepository(host + "/dst")
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
-	res := replication.New().Copy(ctx, replication.Request{
-		Source:      replication.Endpoint{Repository: src, Auth: deniedAuth{}},
-		Destination: replication.Endpoint{Repository: dst, Auth: deniedAuth{}},
+	res := copyengine.New().Copy(ctx, copyengine.Request{
+		Source:      copyengine.Endpoint{Repository: src, Auth: deniedAuth{}},
+		Destination: copyengine.Endpoint{Repository: dst, Auth: deniedAuth{}},
 		Digest:      "sha256:" + strings.Repeat("b", 64), Tag: "v1",
 	})
-	code, retryable := mirror.Classify(res.Err)
+	code, retryable := destinations.Classify(res.Err)
 	if code != "AccessDeniedException" || retryable {
 		t.Fatalf("Classify(%v) = %q, retryable %v; want AccessDeniedException, permanent", res.Err, code, retryable)
 	}

@@ -7,7 +7,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/ecr-replicator/ecr-replicator/internal/cfn"
+	"github.com/ecr-replicator/ecr-replicator/internal/testing/cfn"
 )
 
 var (

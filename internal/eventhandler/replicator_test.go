@@ -1,4 +1,4 @@
-package replicator_test
+package eventhandler_test
 
 import (
 	"encoding/json"
@@ -8,9 +8,9 @@ import (
 
 	"github.com/aws/aws-lambda-go/events"
 
-	"github.com/ecr-replicator/ecr-replicator/internal/replicator"
+	"github.com/ecr-replicator/ecr-replicator/internal/eventhandler"
 	"github.com/ecr-replicator/ecr-replicator/internal/sandbox"
-	"github.com/ecr-replicator/ecr-replicator/internal/sandbox/sandboxtest"
+	"github.com/ecr-replicator/ecr-replicator/internal/testing/sandboxtest"
 )
 
 const destPrincipalPrefix = "arn:aws:sts::222222222222:assumed-role/ecr-replicator-destination/ecr-replicator-replicate-"
@@ -24,7 +24,7 @@ func TestDirectPushReplicatesDigestAndTag(t *testing.T) {
 	if err != nil {
 		t.Fatalf("Handle: %v\n%s", err, logs)
 	}
-	sum := out.(replicator.Summary)
+	sum := out.(eventhandler.Summary)
 	if len(sum.Results) != 1 || sum.Succeeded != 1 || sum.Results[0].Outcome != "copied" || sum.Results[0].Destination != dstAcct+"/"+region+"/mirror/team-a/app" {
 		t.Fatalf("summary = %+v", sum)
 	}
@@ -144,7 +144,7 @@ func TestDirectMalformedAndIgnored(t *testing.T) {
 	if err != nil {
 		t.Fatalf("malformed direct event must not be an error: %v", err)
 	}
-	if sum := out.(replicator.Summary); len(sum.Malformed) != 1 || !strings.Contains(sum.Malformed[0].Error, "digest") {
+	if sum := out.(eventhandler.Summary); len(sum.Malformed) != 1 || !strings.Contains(sum.Malformed[0].Error, "digest") {
 		t.Errorf("summary = %+v", sum)
 	}
 	b, _ := json.Marshal(out)
@@ -153,7 +153,7 @@ func TestDirectMalformedAndIgnored(t *testing.T) {
 	}
 	// Another repository: ignored with one log line.
 	out, err = h.Handle(f.ctx, json.RawMessage(sandboxtest.ImageEvent("y", "PUSH", "team-b/app", "sha256:"+strings.Repeat("a", 64), "v1")))
-	if err != nil || out.(replicator.Summary).Ignored != 1 {
+	if err != nil || out.(eventhandler.Summary).Ignored != 1 {
 		t.Fatalf("out = %+v, %v", out, err)
 	}
 	if strings.Count(logs.String(), `"msg":"event ignored"`) != 1 {
@@ -178,7 +178,7 @@ func TestUntaggedFalseIgnoresDigestOnlyPush(t *testing.T) {
 	h, logs := f.handler(t)
 	mark := f.sb.AccessLogMark()
 	out, err := h.Handle(f.ctx, json.RawMessage(sandboxtest.ImageEvent("u", "PUSH", "team-a/app", d, "")))
-	if err != nil || out.(replicator.Summary).Ignored != 1 || len(out.(replicator.Summary).Results) != 0 {
+	if err != nil || out.(eventhandler.Summary).Ignored != 1 || len(out.(eventhandler.Summary).Results) != 0 {
 		t.Fatalf("out = %+v, %v", out, err)
 	}
 	if n := len(sandbox.Filter(f.sb.AccessLogSince(mark), func(e sandbox.Entry) bool { return e.Account == dstAcct })); n != 0 {
@@ -207,7 +207,7 @@ func TestDeleteWithMirrorDeletes(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if sum := out.(replicator.Summary); len(sum.Results) != 1 || sum.Results[0].Outcome != "deleted" {
+	if sum := out.(eventhandler.Summary); len(sum.Results) != 1 || sum.Results[0].Outcome != "deleted" {
 		t.Fatalf("summary = %+v", sum)
 	}
 	if got := f.destinationHead(t, "mirror/team-a/app", "v1"); got != "" {
@@ -219,7 +219,7 @@ func TestDeleteWithoutMirrorDeletesIgnored(t *testing.T) {
 	f := newFixture(t, rulesDoc(true, false))
 	h, _ := f.handler(t)
 	out, err := h.Handle(f.ctx, json.RawMessage(sandboxtest.ImageEvent("del", "DELETE", "team-a/app", "sha256:"+strings.Repeat("b", 64), "v1")))
-	if err != nil || out.(replicator.Summary).Ignored != 1 {
+	if err != nil || out.(eventhandler.Summary).Ignored != 1 {
 		t.Fatalf("out = %+v, %v", out, err)
 	}
 }
@@ -242,10 +242,10 @@ func TestWorkItems(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if sum := out.(replicator.Summary); len(sum.Malformed) != 1 || !strings.Contains(sum.Malformed[0].Error, replicator.ErrNoRuleAllows.Error()) {
+	if sum := out.(eventhandler.Summary); len(sum.Malformed) != 1 || !strings.Contains(sum.Malformed[0].Error, eventhandler.ErrNoRuleAllows.Error()) {
 		t.Errorf("summary = %+v", sum)
 	}
-	if !errors.Is(replicator.ErrNoRuleAllows, replicator.ErrNoRuleAllows) {
+	if !errors.Is(eventhandler.ErrNoRuleAllows, eventhandler.ErrNoRuleAllows) {
 		t.Fatal()
 	}
 }

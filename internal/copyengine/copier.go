@@ -14,7 +14,7 @@
 //
 // The engine does not create repositories and does not do registry auth:
 // callers do both with the ECR API and hand in an authn.Authenticator.
-package replication
+package copyengine
 
 import (
 	"context"

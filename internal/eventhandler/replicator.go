@@ -3,7 +3,7 @@
 // "ECR Image Action" event or a backfill work item), works out where each image goes
 // from the rules, replicates or deletes through the mirror, and reports through logs,
 // EMF metrics, optional result events and the invocation's answer.
-package replicator
+package eventhandler
 
 import (
 	"context"
@@ -18,10 +18,10 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/eventbridge"
 	"golang.org/x/sync/errgroup"
 
+	"github.com/ecr-replicator/ecr-replicator/internal/copyengine"
+	"github.com/ecr-replicator/ecr-replicator/internal/destinations"
 	"github.com/ecr-replicator/ecr-replicator/internal/ecrevent"
 	"github.com/ecr-replicator/ecr-replicator/internal/metrics"
-	"github.com/ecr-replicator/ecr-replicator/internal/mirror"
-	"github.com/ecr-replicator/ecr-replicator/internal/replication"
 	"github.com/ecr-replicator/ecr-replicator/internal/retry"
 	"github.com/ecr-replicator/ecr-replicator/internal/rules"
 )
@@ -44,10 +44,10 @@ type EventPublisher interface {
 	PutEvents(ctx context.Context, in *eventbridge.PutEventsInput, optFns ...func(*eventbridge.Options)) (*eventbridge.PutEventsOutput, error)
 }
 
-// Mirror is what the handler needs of a mirror.Mirror.
+// Mirror is what the handler needs of a destinations.Mirror.
 type Mirror interface {
-	Replicate(ctx context.Context, src mirror.Source, targets []rules.Target) []mirror.Result
-	Delete(ctx context.Context, src mirror.Source, targets []rules.Target) []mirror.Result
+	Replicate(ctx context.Context, src destinations.Source, targets []rules.Target) []destinations.Result
+	Delete(ctx context.Context, src destinations.Source, targets []rules.Target) []destinations.Result
 }
 
 // Config is what a Handler is built from. Rules/RulesErr come from wiring.Deps.
@@ -206,7 +206,7 @@ type message struct {
 // job is one image action to one set of targets; several messages may share it.
 type job struct {
 	delete   bool
-	src      mirror.Source
+	src      destinations.Source
 	eventID  string
 	at       time.Time // event time, for latency
 	targets  []rules.Target
@@ -267,7 +267,7 @@ func (h *Handler) run(ctx context.Context, msgs []message) runResult {
 		m = h.acquire()
 		defer h.release()
 	}
-	results := make([][]mirror.Result, len(jobs))
+	results := make([][]destinations.Result, len(jobs))
 	workCtx, cancel := h.workContext(ctx)
 	defer cancel()
 	g := new(errgroup.Group)
@@ -300,7 +300,7 @@ func (h *Handler) run(ctx context.Context, msgs []message) runResult {
 				for _, mi := range j.messages {
 					failedMsg[mi] = true
 				}
-			case o.Outcome == string(replication.Failed) || o.Outcome == string(replication.Conflict):
+			case o.Outcome == string(copyengine.Failed) || o.Outcome == string(copyengine.Conflict):
 				out.summary.Failed++
 			default:
 				out.summary.Succeeded++
@@ -347,11 +347,11 @@ func (*notStartedError) ErrorCode() string { return retry.CodeDeadlineExceeded }
 func (*notStartedError) Retryable() bool   { return true }
 
 // notStarted reports every target of a job the invocation did not start.
-func notStarted(j *job) []mirror.Result {
-	out := make([]mirror.Result, len(j.targets))
+func notStarted(j *job) []destinations.Result {
+	out := make([]destinations.Result, len(j.targets))
 	for i, t := range j.targets {
-		out[i] = mirror.Result{Rule: t.Rule, AccountID: t.Destination.AccountID, Region: t.Destination.Region, Repository: t.Repository,
-			Digest: j.src.Digest, Tag: j.src.Tag, Outcome: replication.Failed, Err: errNotStarted,
+		out[i] = destinations.Result{Rule: t.Rule, AccountID: t.Destination.AccountID, Region: t.Destination.Region, Repository: t.Repository,
+			Digest: j.src.Digest, Tag: j.src.Tag, Outcome: copyengine.Failed, Err: errNotStarted,
 			Code: retry.CodeDeadlineExceeded, Retryable: true}
 	}
 	return out
@@ -391,7 +391,7 @@ func (h *Handler) plan(m message) (*job, []rules.Target, error) {
 	}
 	j := &job{
 		delete:  msg.Class == ecrevent.Delete,
-		src:     mirror.Source{AccountID: a.Account, Region: a.Region, Repository: a.Repository, Digest: a.Digest, Tag: a.Tag},
+		src:     destinations.Source{AccountID: a.Account, Region: a.Region, Repository: a.Repository, Digest: a.Digest, Tag: a.Tag},
 		eventID: a.EventID,
 		at:      a.Time,
 	}
@@ -423,7 +423,7 @@ func (h *Handler) plan(m message) (*job, []rules.Target, error) {
 func (h *Handler) planWorkItem(m message, w *ecrevent.WorkItem) (*job, []rules.Target, error) {
 	j := &job{
 		delete:  w.Action == ecrevent.WorkDelete,
-		src:     mirror.Source{AccountID: w.Source.AccountID, Region: w.Source.Region, Repository: w.Source.Repository, Digest: w.Source.Digest, Tag: w.Source.Tag},
+		src:     destinations.Source{AccountID: w.Source.AccountID, Region: w.Source.Region, Repository: w.Source.Repository, Digest: w.Source.Digest, Tag: w.Source.Tag},
 		eventID: "work-item:" + w.Rule,
 		at:      w.CreatedAt,
 	}
@@ -441,7 +441,7 @@ func (h *Handler) planWorkItem(m message, w *ecrevent.WorkItem) (*job, []rules.T
 }
 
 // report logs one result, records its metrics and returns its summary entry.
-func (h *Handler) report(ctx context.Context, j *job, r mirror.Result, msgs []message, done time.Time) Outcome {
+func (h *Handler) report(ctx context.Context, j *job, r destinations.Result, msgs []message, done time.Time) Outcome {
 	action := "replicate"
 	if j.delete {
 		action = "delete"
@@ -455,14 +455,14 @@ func (h *Handler) report(ctx context.Context, j *job, r mirror.Result, msgs []me
 	if len(j.messages) > 0 {
 		o.MessageID = msgs[j.messages[0]].id
 	}
-	failed := r.Err != nil || r.Outcome == replication.Failed || r.Outcome == replication.Conflict
+	failed := r.Err != nil || r.Outcome == copyengine.Failed || r.Outcome == copyengine.Conflict
 	if failed {
 		if o.Outcome == "" {
-			o.Outcome = string(replication.Failed)
+			o.Outcome = string(copyengine.Failed)
 		}
 		if o.Code == "" {
 			o.Code = string(r.Outcome)
-			if r.Outcome == "" || r.Outcome == replication.Failed {
+			if r.Outcome == "" || r.Outcome == copyengine.Failed {
 				o.Code = "Unknown"
 			}
 		}
