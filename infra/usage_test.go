@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"os"
 	"sort"
 	"strings"
 	"testing"
@@ -19,7 +18,6 @@ import (
 
 	"github.com/ecr-replicator/ecr-replicator/internal/backfill"
 	"github.com/ecr-replicator/ecr-replicator/internal/eventhandler"
-	"github.com/ecr-replicator/ecr-replicator/internal/metrics"
 	"github.com/ecr-replicator/ecr-replicator/internal/sandbox"
 	"github.com/ecr-replicator/ecr-replicator/internal/testing/sandboxtest"
 	"github.com/ecr-replicator/ecr-replicator/internal/wiring"
@@ -83,9 +81,8 @@ func TestPoliciesGrantOnlyWhatTheCodeUses(t *testing.T) {
 	if err != nil || deps.RulesErr != nil {
 		t.Fatal(err, deps.RulesErr)
 	}
-	handler := eventhandler.New(eventhandler.Config{
-		Rules: deps.Rules, NewMirror: func() eventhandler.Mirror { return deps.NewMirror(0) }, Log: log,
-		Metrics: metrics.New(io.Discard, "test"), Events: eventbridge.NewFromConfig(deps.AWS), EventBus: busARN,
+	handler := sandboxtest.ReplicateHandler(deps, eventhandler.Config{
+		Log: log, EMF: io.Discard, Namespace: "test", Events: eventbridge.NewFromConfig(deps.AWS), EventBus: busARN,
 	})
 	mark := w.SB.AccessLogMark()
 	invoke := func(action, digest, tag string) {
@@ -109,7 +106,7 @@ func TestPoliciesGrantOnlyWhatTheCodeUses(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	bf := backfill.FromDeps(bdeps, os.Getenv, io.Discard)
+	bf := sandboxtest.BackfillFunction(bdeps, nil)
 	for _, req := range []string{`{"dryRun":true}`, `{"mode":"enqueue"}`, `{"mode":"inline"}`} {
 		if _, err := bf.Handle(ctx, json.RawMessage(req)); err != nil {
 			t.Fatalf("backfill %s: %v", req, err)

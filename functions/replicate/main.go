@@ -1,10 +1,9 @@
 // Command replicate is the replicate Lambda function (provided.al2023, `bootstrap`):
-// wiring only; the logic is in internal/replicator.
+// wiring only; the logic is in internal/eventhandler.
 package main
 
 import (
 	"context"
-	"encoding/json"
 	"os"
 
 	"github.com/aws/aws-lambda-go/lambda"
@@ -19,21 +18,18 @@ func main() {
 	log := wiring.Logger(os.Stdout, os.Getenv)
 	deps, err := wiring.Load(context.Background(), "replicate", log)
 	if err != nil {
-		log.Error("cold start failed", "error", err.Error())
-		lambda.Start(func(context.Context, json.RawMessage) (any, error) { return nil, err })
+		lambda.Start(wiring.ColdStartFailed(log, err))
 		return
+	}
+	cfg := eventhandler.Config{
+		Rules: deps.Rules, RulesErr: deps.RulesErr, Log: log,
+		EMF: os.Stdout, Namespace: metrics.Namespace(os.Getenv),
 	}
 	if deps.RulesErr != nil {
 		log.Error("invalid rules document", "error", deps.RulesErr.Error())
 	} else {
 		log.Info("rules loaded", "rules", deps.Rules.String())
-	}
-	cfg := eventhandler.Config{
-		Rules:     deps.Rules,
-		RulesErr:  deps.RulesErr,
-		NewMirror: func() eventhandler.Mirror { return deps.NewMirror(0) },
-		Log:       log,
-		Metrics:   metrics.New(os.Stdout, metrics.Namespace(os.Getenv)),
+		cfg.Start = func() eventhandler.Run { return deps.Replicator.Start() }
 	}
 	if bus := os.Getenv(eventhandler.EnvResultEventBus); bus != "" {
 		cfg.Events, cfg.EventBus = eventbridge.NewFromConfig(deps.AWS), bus

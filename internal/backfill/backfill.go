@@ -9,6 +9,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"maps"
 	"slices"
@@ -29,6 +30,7 @@ import (
 	"github.com/ecr-replicator/ecr-replicator/internal/destinations"
 	"github.com/ecr-replicator/ecr-replicator/internal/ecraccess"
 	"github.com/ecr-replicator/ecr-replicator/internal/ecrevent"
+	"github.com/ecr-replicator/ecr-replicator/internal/ecrname"
 	"github.com/ecr-replicator/ecr-replicator/internal/metrics"
 	"github.com/ecr-replicator/ecr-replicator/internal/retry"
 	"github.com/ecr-replicator/ecr-replicator/internal/rules"
@@ -44,8 +46,8 @@ const MaxPlanItems = 100
 // maxFailures bounds the failure reasons returned.
 const maxFailures = 100
 
-// Replicator copies one source image to targets: *destinations.Mirror.
-type Replicator interface {
+// Run copies images to their destinations for one invocation: a *destinations.Run.
+type Run interface {
 	Replicate(ctx context.Context, src destinations.Source, targets []rules.Target) []destinations.Result
 }
 
@@ -58,15 +60,16 @@ type Queue interface {
 // (a warm Lambda reuses it).
 type Backfill struct {
 	Rules    *rules.Document
+	RulesErr error // an invalid rules document: every invocation fails with it
 	Resolver *ecraccess.Resolver
 	// SourceAccountID and SourceRegion name the source registry. An empty
 	// SourceAccountID is source.roleArn's account, or the caller's (SourceAccount).
 	SourceAccountID string
 	SourceRegion    string
-	// NewReplicator returns the engine for one inline run (wiring.Deps.NewMirror).
-	NewReplicator func() Replicator
-	Queue         Queue
-	QueueURL      string // REPLICATION_QUEUE_URL; empty: default mode inline
+	// Start begins the run an inline backfill copies with ((*destinations.Replicator).Start).
+	Start    func() Run
+	Queue    Queue
+	QueueURL string // REPLICATION_QUEUE_URL; empty: default mode inline
 	// Concurrency bounds inline copies in flight (default 8).
 	Concurrency int
 	// Margin is how long before the context deadline to stop taking work. Zero: a fifth
@@ -79,9 +82,11 @@ type Backfill struct {
 	// Retry is how SendMessageBatch calls (and the entries SQS refused) are retried.
 	Retry retry.Policy
 	Log   *slog.Logger
-	// Metrics, when set, receives the run's EMF metrics (flushed by the caller).
-	Metrics *metrics.Recorder
-	Now     func() time.Time
+	// EMF, when set, receives each invocation's metrics (CloudWatch Embedded Metric
+	// Format, namespace Namespace), written once at its end.
+	EMF       io.Writer
+	Namespace string
+	Now       func() time.Time
 }
 
 // Failure is one thing that went wrong.
@@ -137,6 +142,11 @@ type Response struct {
 	WorkItems         []ecrevent.WorkItem `json:"workItems,omitempty"`
 	ContinuationToken string              `json:"continuationToken,omitempty"`
 	DurationMs        int64               `json:"durationMs"`
+
+	// Work is, in a dry run, every work item found (the answer carries the first
+	// MaxPlanItems as WorkItems): what Execute copies.
+	Work   []Work           `json:"-"`
+	source ecrname.Registry // the source registry the plan was made of
 }
 
 func (r *Response) fail(f Failure) {
@@ -155,20 +165,57 @@ type run struct {
 	mode       string
 	stopAt     time.Time
 	resp       *Response
-	outstand   map[string]int // destination account/region → outstanding copies
-	rep        Replicator
+	outstand   map[ecrname.Registry]int // outstanding copies per destination registry
+	copies     Run
 	mu         sync.Mutex
 }
 
 // Run executes one backfill invocation.
 func (b *Backfill) Run(ctx context.Context, req Request) (*Response, error) {
 	start := b.now()
+	r, pos, err := b.newRun(ctx, req)
+	if err != nil {
+		return nil, err
+	}
+	// The destinations' sessions (AssumeRole) are opened while the source is being
+	// listed, not after: an in-sync run is a few list calls, and each round trip counts.
+	defer b.warmDestinations(ctx, r.doc)()
+	if err := r.scan(ctx, pos); err != nil {
+		return nil, err
+	}
+	return b.finish(r, start), nil
+}
+
+// Execute copies the work a dry run planned (plan.Work), inline, as an inline run would
+// have — without listing anything again — and returns the plan's totals with what the
+// copies did.
+func (b *Backfill) Execute(ctx context.Context, plan *Response) *Response {
+	start := b.now()
+	resp := *plan
+	resp.Mode, resp.Plan, resp.WorkItems, resp.Work = ModeInline, nil, nil, nil
+	resp.Remaining, resp.ContinuationToken = len(plan.Work), ""
+	r := &run{b: b, mode: ModeInline, resp: &resp, outstand: map[ecrname.Registry]int{}, srcAccount: plan.source.AccountID}
+	r.stopAt = b.stopAt(ctx)
+	r.copies = b.Start()
+	for i := range plan.Work {
+		r.outstanding(&plan.Work[i], 1)
+	}
+	if cursor, done := r.inline(ctx, plan.Work, ""); !done {
+		resp.ContinuationToken = encodeToken(position{After: cursor})
+	}
+	return b.finish(r, start)
+}
+
+// newRun validates a request and sets up its run: the narrowed rules, the mode, the
+// position to resume at.
+func (b *Backfill) newRun(ctx context.Context, req Request) (*run, position, error) {
+	var pos position
 	if b.Rules == nil {
-		return nil, errors.New("backfill: no rules document")
+		return nil, pos, errors.New("backfill: no rules document")
 	}
 	doc, err := b.Rules.Narrow(req.Repositories, req.Tags)
 	if err != nil {
-		return nil, fmt.Errorf("backfill request: %w", err)
+		return nil, pos, fmt.Errorf("backfill request: %w", err)
 	}
 	mode := req.Mode
 	if mode == "" {
@@ -178,42 +225,45 @@ func (b *Backfill) Run(ctx context.Context, req Request) (*Response, error) {
 		}
 	}
 	if mode == ModeEnqueue && !req.DryRun && (b.QueueURL == "" || b.Queue == nil) {
-		return nil, errors.New("backfill request: mode: enqueue needs REPLICATION_QUEUE_URL")
+		return nil, pos, errors.New("backfill request: mode: enqueue needs REPLICATION_QUEUE_URL")
 	}
 	if req.DryRun {
 		mode = "dryRun"
 	}
-	var pos position
 	if req.ContinuationToken != "" {
 		if pos, err = decodeToken(req.ContinuationToken); err != nil {
-			return nil, fmt.Errorf("backfill request: continuationToken: %w", err)
+			return nil, pos, fmt.Errorf("backfill request: continuationToken: %w", err)
 		}
 	}
-	r := &run{b: b, doc: doc, req: req, mode: mode, resp: &Response{Mode: mode}, outstand: map[string]int{}}
+	r := &run{b: b, doc: doc, req: req, mode: mode, resp: &Response{Mode: mode}, outstand: map[ecrname.Registry]int{}}
 	r.stopAt = b.stopAt(ctx)
 	if mode == ModeInline {
-		r.rep = b.NewReplicator()
+		r.copies = b.Start()
 	}
-	// The destinations' sessions (AssumeRole) are opened while the source is being
-	// listed, not after: an in-sync run is a few list calls, and each round trip counts.
-	defer b.warmDestinations(ctx, doc)()
+	return r, pos, nil
+}
 
+// scan lists the source's repositories in scope and plans and acts on each from pos,
+// until done or time is up (then the response carries the continuation token).
+func (r *run) scan(ctx context.Context, pos position) error {
+	b := r.b
 	r.srcAccount = b.SourceAccountID
 	if r.srcAccount == "" {
-		if r.srcAccount, err = SourceAccount(ctx, b.Resolver, doc); err != nil {
-			return nil, err
+		var err error
+		if r.srcAccount, err = SourceAccount(ctx, b.Resolver, r.doc); err != nil {
+			return err
 		}
 	}
-	src, err := b.Resolver.Registry(ctx, ecraccess.Access{AccountID: r.srcAccount, Region: b.SourceRegion, RoleARN: doc.SourceRoleARN()})
+	src, err := b.Resolver.Registry(ctx, ecraccess.Access{AccountID: r.srcAccount, Region: b.SourceRegion, RoleARN: r.doc.SourceRoleARN()})
 	if err != nil {
-		return nil, err
+		return err
 	}
 	repos, err := r.listRepositories(ctx, src.API())
 	if err != nil {
-		return nil, err
+		return err
 	}
 	startIdx := 0
-	if req.ContinuationToken != "" {
+	if r.req.ContinuationToken != "" {
 		// Resume at the named repository, or where it would sort if it is gone.
 		startIdx = sort.SearchStrings(repos, pos.Repository)
 		if startIdx >= len(repos) || repos[startIdx] != pos.Repository {
@@ -229,12 +279,18 @@ func (b *Backfill) Run(ctx context.Context, req Request) (*Response, error) {
 			r.resp.ContinuationToken = encodeToken(position{RepoIndex: i, Repository: repos[i], After: cursor})
 			break
 		}
+		r.resp.source = ecrname.Registry{AccountID: r.srcAccount, Region: b.SourceRegion}
 		last, done := r.repository(ctx, src.API(), repos[i], cursor)
 		if !done {
 			r.resp.ContinuationToken = encodeToken(position{RepoIndex: i, Repository: repos[i], After: last})
 			break
 		}
 	}
+	return nil
+}
+
+// finish completes the response's totals and reports them (a log line, the metrics).
+func (b *Backfill) finish(r *run, start time.Time) *Response {
 	resp := r.resp
 	busiest := 0
 	for _, n := range r.outstand {
@@ -242,8 +298,17 @@ func (b *Backfill) Run(ctx context.Context, req Request) (*Response, error) {
 	}
 	resp.EstimatedSecondsAtQuota = float64(busiest) / PutImageQuota
 	resp.DurationMs = b.now().Sub(start).Milliseconds()
-	b.report(resp)
-	return resp, nil
+	var mr *metrics.Recorder
+	if b.EMF != nil {
+		mr = metrics.New(b.EMF, b.Namespace)
+	}
+	b.report(resp, mr)
+	if mr != nil {
+		if err := mr.Flush(); err != nil {
+			b.log().Warn("writing metrics", "error", err.Error())
+		}
+	}
+	return resp
 }
 
 func (b *Backfill) now() time.Time {
@@ -257,7 +322,7 @@ func (b *Backfill) log() *slog.Logger {
 	if b.Log != nil {
 		return b.Log
 	}
-	return slog.Default()
+	return slog.New(slog.DiscardHandler)
 }
 
 func (b *Backfill) stopAt(ctx context.Context) time.Time {
@@ -278,11 +343,11 @@ func (r *run) timeUp() bool { return !r.stopAt.IsZero() && !r.b.now().Before(r.s
 // (asked once per Resolver).
 func SourceAccount(ctx context.Context, resolver *ecraccess.Resolver, doc *rules.Document) (string, error) {
 	if arn := doc.SourceRoleARN(); arn != "" {
-		// arn:aws:iam::ACCOUNT:role/NAME
-		if parts := strings.Split(arn, ":"); len(parts) >= 5 && parts[4] != "" {
-			return parts[4], nil
+		acct, err := ecrname.RoleAccount(arn)
+		if err != nil {
+			return "", fmt.Errorf("source.roleArn: %w", err)
 		}
-		return "", fmt.Errorf("source.roleArn %q: no account ID", arn)
+		return acct, nil
 	}
 	return resolver.CallerAccount(ctx)
 }
@@ -294,7 +359,7 @@ func (b *Backfill) warmDestinations(ctx context.Context, doc *rules.Document) (w
 	seen := map[ecraccess.Access]bool{}
 	for _, rule := range doc.Rules {
 		for _, d := range rule.Destinations {
-			a := ecraccess.Access{AccountID: d.AccountID, Region: d.Region, RoleARN: d.RoleARN, ExternalID: d.ExternalID}
+			a := d.Access()
 			if seen[a] {
 				continue
 			}
@@ -348,45 +413,42 @@ func describeImages(ctx context.Context, api *ecr.Client, registryID, repo strin
 	return imgs, true, nil
 }
 
-// destinationListings are a repository's destinations being listed concurrently.
-type destinationListings struct {
-	wg sync.WaitGroup
-	m  map[string]*destinationListing // by Target.Key
-}
-
-type destinationListing struct {
-	images []Image
-	found  bool
-	err    error
-}
-
-func listDestinations(ctx context.Context, resolver *ecraccess.Resolver, targets []rules.Target) *destinationListings {
-	ls := &destinationListings{m: make(map[string]*destinationListing, len(targets))}
+// listDestinations lists, concurrently, every destination repository of targets; wait
+// returns the listings by destination repository (an entry with Err: not listed; none:
+// the repository does not exist).
+func listDestinations(ctx context.Context, resolver *ecraccess.Resolver, targets []rules.Target) (wait func() map[ecrname.Repo]*Listing) {
+	var (
+		wg  sync.WaitGroup
+		mu  sync.Mutex
+		out = make(map[ecrname.Repo]*Listing, len(targets))
+	)
 	for _, t := range targets {
 		if t.Err != nil {
 			continue // reported by Expand if an image needs it
 		}
-		l := &destinationListing{}
-		ls.m[t.Key()] = l
-		ls.wg.Go(func() {
-			d := t.Destination
-			reg, err := resolver.Registry(ctx, ecraccess.Access{AccountID: d.AccountID, Region: d.Region, RoleARN: d.RoleARN, ExternalID: d.ExternalID})
+		wg.Go(func() {
+			reg, err := resolver.Registry(ctx, t.Destination.Access())
+			var (
+				imgs  []Image
+				found bool
+			)
 			if err == nil {
-				l.images, l.found, err = describeImages(ctx, reg.API(), d.AccountID, t.Repository)
+				imgs, found, err = describeImages(ctx, reg.API(), t.Destination.AccountID, t.Repository)
 			}
-			l.err = err
+			mu.Lock()
+			defer mu.Unlock()
+			switch {
+			case err != nil:
+				out[t.Repo()] = &Listing{Err: err}
+			case found:
+				out[t.Repo()] = listingOf(imgs)
+			}
 		})
 	}
-	return ls
-}
-
-// get waits for the listings and returns the one of a target key.
-func (ls *destinationListings) get(key string) *destinationListing {
-	ls.wg.Wait()
-	if l, ok := ls.m[key]; ok {
-		return l
+	return func() map[ecrname.Repo]*Listing {
+		wg.Wait()
+		return out
 	}
-	return &destinationListing{err: fmt.Errorf("%s was not listed", key)}
 }
 
 func listingOf(imgs []Image) *Listing {
@@ -400,16 +462,17 @@ func listingOf(imgs []Image) *Listing {
 	return l
 }
 
-// repository plans one source repository and acts on its work after cursor. It returns
-// the key of the last work item handled and whether the repository is done.
+// repository plans one source repository (Plan, over the listings of its source and
+// every destination) and acts on its work after cursor. It returns the key of the last
+// work item handled and whether the repository is done.
 func (r *run) repository(ctx context.Context, api *ecr.Client, repo, cursor string) (string, bool) {
-	b, resp := r.b, r.resp
+	resp := r.resp
 	// Every destination a rule could send this repository to is listed while the source
 	// is described: one round trip instead of two. A destination no image turns out to
 	// need costs one unneeded list call.
-	dests := listDestinations(ctx, b.Resolver, r.doc.RepositoryTargets(repo))
-	defer dests.wg.Wait()
+	listings := listDestinations(ctx, r.b.Resolver, r.doc.RepositoryTargets(repo))
 	imgs, found, err := describeImages(ctx, api, r.srcAccount, repo)
+	dests := listings()
 	if err == nil && !found {
 		return "", true // deleted since it was listed
 	}
@@ -417,63 +480,10 @@ func (r *run) repository(ctx context.Context, api *ecr.Client, repo, cursor stri
 		resp.fail(Failure{Repository: repo, Reason: "ecr:DescribeImages: " + err.Error(), Code: ecraccess.ErrorCode(err)})
 		return "", true
 	}
-	resp.RepositoriesScanned++
-	ex := Expand(r.doc, repo, imgs, r.req.Since)
-	resp.ImagesSeen += ex.ImagesSeen
-	resp.SkippedBeforeSince += ex.SkippedBefore
-	for _, reason := range ex.Invalid {
-		resp.fail(Failure{Repository: repo, Reason: reason})
-	}
-	listings := map[string]*Listing{}
-	var unlisted []string // destinations that could not be listed
-	for _, t := range ex.Targets {
-		l := dests.get(t.Key())
-		if l.err != nil {
-			resp.fail(Failure{Repository: repo, Destination: t.Key(), Reason: "listing the destination: " + l.err.Error(), Code: ecraccess.ErrorCode(l.err)})
-			unlisted = append(unlisted, t.Key())
-			continue
-		}
-		if l.found {
-			listings[t.Key()] = listingOf(l.images)
-		}
-	}
-	cands := ex.Candidates
-	if len(unlisted) > 0 {
-		skip := map[string]bool{}
-		for _, k := range unlisted {
-			skip[k] = true
-		}
-		kept := cands[:0:0]
-		for _, c := range cands {
-			if !skip[c.Target.Key()] {
-				kept = append(kept, c)
-			}
-		}
-		resp.Unplanned += len(cands) - len(kept)
-		cands = kept
-	}
-	diff := DiffRepository(repo, cands, listings)
-	resp.InSync += diff.InSync
-	resp.Drift += len(diff.Work)
-	if len(diff.Work) > 0 {
-		b.log().Info("backfill drift", "repository", repo, "work", len(diff.Work), "inSync", diff.InSync)
-	}
+	ex, diff := Plan(r.doc, repo, imgs, r.req.Since, dests)
+	r.account(repo, ex, diff, dests)
 	if r.mode == "dryRun" {
-		keys := make([]string, 0, len(diff.PerTarget))
-		for k := range diff.PerTarget {
-			keys = append(keys, k)
-		}
-		sort.Strings(keys)
-		for _, k := range keys {
-			resp.Plan = append(resp.Plan, RepositoryPlan{Repository: repo, Destination: k, TargetTotals: *diff.PerTarget[k]})
-		}
-		resp.Remaining += len(diff.Work)
-		for i := range diff.Work {
-			r.outstanding(&diff.Work[i], 1)
-			if len(resp.WorkItems) < MaxPlanItems {
-				resp.WorkItems = append(resp.WorkItems, r.workItem(&diff.Work[i]))
-			}
-		}
+		r.describe(repo, diff)
 		return "", true
 	}
 	work := after(diff.Work, cursor)
@@ -487,9 +497,52 @@ func (r *run) repository(ctx context.Context, api *ecr.Client, repo, cursor stri
 	return r.inline(ctx, work, cursor)
 }
 
+// account adds one repository's plan to the response's totals and failures.
+func (r *run) account(repo string, ex Expansion, diff Diff, dests map[ecrname.Repo]*Listing) {
+	resp := r.resp
+	resp.RepositoriesScanned++
+	resp.ImagesSeen += ex.ImagesSeen
+	resp.SkippedBeforeSince += ex.SkippedBefore
+	for _, reason := range ex.Invalid {
+		resp.fail(Failure{Repository: repo, Reason: reason})
+	}
+	for _, t := range ex.Targets {
+		if l := dests[t.Repo()]; l != nil && l.Err != nil {
+			resp.fail(Failure{Repository: repo, Destination: t.Repo().String(), Reason: "listing the destination: " + l.Err.Error(), Code: ecraccess.ErrorCode(l.Err)})
+		}
+	}
+	resp.Unplanned += diff.Unplanned
+	resp.InSync += diff.InSync
+	resp.Drift += len(diff.Work)
+	if len(diff.Work) > 0 {
+		r.b.log().Info("backfill drift", "repository", repo, "work", len(diff.Work), "inSync", diff.InSync)
+	}
+}
+
+// describe adds one repository's plan to a dry run's answer.
+func (r *run) describe(repo string, diff Diff) {
+	resp := r.resp
+	dsts := make([]ecrname.Repo, 0, len(diff.PerTarget))
+	for k := range diff.PerTarget {
+		dsts = append(dsts, k)
+	}
+	sort.Slice(dsts, func(i, j int) bool { return dsts[i].String() < dsts[j].String() })
+	for _, k := range dsts {
+		resp.Plan = append(resp.Plan, RepositoryPlan{Repository: repo, Destination: k.String(), TargetTotals: *diff.PerTarget[k]})
+	}
+	resp.Remaining += len(diff.Work)
+	resp.Work = append(resp.Work, diff.Work...)
+	for i := range diff.Work {
+		r.outstanding(&diff.Work[i], 1)
+		if len(resp.WorkItems) < MaxPlanItems {
+			resp.WorkItems = append(resp.WorkItems, r.workItem(&diff.Work[i]))
+		}
+	}
+}
+
 func (r *run) outstanding(w *Work, n int) {
 	r.mu.Lock()
-	r.outstand[w.Target.Destination.AccountID+"/"+w.Target.Destination.Region] += n
+	r.outstand[w.Target.Destination.Registry()] += n
 	r.mu.Unlock()
 }
 
@@ -497,7 +550,7 @@ func (r *run) workItem(w *Work) ecrevent.WorkItem {
 	return ecrevent.WorkItem{
 		Kind: ecrevent.WorkItemKind, Version: ecrevent.WorkItemVersion, Action: ecrevent.WorkCopy, Rule: w.Target.Rule,
 		Source:      ecrevent.ImageRef{AccountID: r.srcAccount, Region: r.b.SourceRegion, Repository: w.Repository, Digest: w.Digest, Tag: w.Tag},
-		Destination: ecrevent.RepositoryRef{AccountID: w.Target.Destination.AccountID, Region: w.Target.Destination.Region, Repository: w.Target.Repository},
+		Destination: ecrevent.RefTo(w.Target.Repo()),
 		Reason:      "backfill: " + w.Reason,
 		CreatedAt:   r.b.now().UTC().Truncate(time.Second),
 	}
@@ -600,8 +653,8 @@ func (r *run) failed(w *Work, reason string) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	r.resp.Remaining--
-	r.outstand[w.Target.Destination.AccountID+"/"+w.Target.Destination.Region]--
-	r.resp.fail(Failure{Repository: w.Repository, Destination: w.Target.Key(), Digest: w.Digest, Tag: w.Tag, Reason: reason})
+	r.outstand[w.Target.Destination.Registry()]--
+	r.resp.fail(Failure{Repository: w.Repository, Destination: w.Target.Repo().String(), Digest: w.Digest, Tag: w.Tag, Reason: reason})
 }
 
 // inline copies work with bounded concurrency, in groups (every tag of one digest to one
@@ -683,8 +736,8 @@ func (b *Backfill) copyContext(ctx context.Context) (context.Context, context.Ca
 func (r *run) copyGroup(ctx context.Context, g []Work) int {
 	for i := range g {
 		w := &g[i]
-		src := destinations.Source{AccountID: r.srcAccount, Region: r.b.SourceRegion, Repository: w.Repository, Digest: w.Digest, Tag: w.Tag}
-		res := r.rep.Replicate(ctx, src, []rules.Target{w.Target})
+		src := destinations.Source{Repo: ecrname.Repo{Registry: ecrname.Registry{AccountID: r.srcAccount, Region: r.b.SourceRegion}, Name: w.Repository}, Digest: w.Digest, Tag: w.Tag}
+		res := r.copies.Replicate(ctx, src, []rules.Target{w.Target})
 		if len(res) != 1 {
 			r.failed(w, fmt.Sprintf("replicator returned %d results for one target", len(res)))
 			continue
@@ -714,21 +767,21 @@ func (r *run) copyGroup(ctx context.Context, g []Work) int {
 		}
 		r.resp.Remaining--
 		r.resp.BytesCopied += x.BytesCopied
-		r.outstand[w.Target.Destination.AccountID+"/"+w.Target.Destination.Region]--
+		r.outstand[w.Target.Destination.Registry()]--
 		r.mu.Unlock()
 	}
 	return len(g)
 }
 
 // report writes the totals as one JSON log line and records the metrics.
-func (b *Backfill) report(resp *Response) {
+func (b *Backfill) report(resp *Response, mr *metrics.Recorder) {
 	b.log().Info("backfill totals",
 		"mode", resp.Mode, "repositoriesScanned", resp.RepositoriesScanned, "imagesSeen", resp.ImagesSeen,
 		"skippedBeforeSince", resp.SkippedBeforeSince, "inSync", resp.InSync, "drift", resp.Drift,
 		"enqueued", resp.Enqueued, "copied", resp.Copied, "skipped", resp.Skipped, "failed", resp.Failed, "bytesCopied", resp.BytesCopied,
 		"remaining", resp.Remaining, "estimatedSecondsAtQuota", resp.EstimatedSecondsAtQuota,
 		"continues", resp.ContinuationToken != "", "durationMs", resp.DurationMs)
-	if m := b.Metrics; m != nil {
+	if m := mr; m != nil {
 		m.Add("Drift", metrics.Count, float64(resp.Drift))
 		m.Add("ImagesEnqueued", metrics.Count, float64(resp.Enqueued))
 		m.Add("ImagesCopied", metrics.Count, float64(resp.Copied))

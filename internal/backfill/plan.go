@@ -5,6 +5,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/ecr-replicator/ecr-replicator/internal/ecrname"
 	"github.com/ecr-replicator/ecr-replicator/internal/rules"
 )
 
@@ -23,6 +24,9 @@ type Listing struct {
 	Exists  bool              // false: RepositoryNotFoundException, the repository is to be created
 	Digests map[string]bool   // every digest present
 	Tags    map[string]string // tag → digest
+	// Err: the destination could not be listed (its role cannot be assumed, say); what
+	// the rules ask of it is not planned (Diff.Unplanned).
+	Err error
 }
 
 // Work is one copy to make: a source digest (and tag) to one destination repository.
@@ -46,7 +50,7 @@ func (w *Work) key() string {
 	if w.Tag == "" {
 		group = "0"
 	}
-	return group + "|" + w.Digest + "|" + w.Target.Key() + "|" + w.Tag
+	return group + "|" + w.Digest + "|" + w.Target.Repo().String() + "|" + w.Tag
 }
 
 // groupKey is the unit of inline copying: every tag of one digest to one destination,
@@ -56,22 +60,21 @@ func (w *Work) groupKey() string {
 	if w.Tag == "" {
 		group = "0"
 	}
-	return group + "|" + w.Digest + "|" + w.Target.Key()
+	return group + "|" + w.Digest + "|" + w.Target.Repo().String()
 }
 
 // Candidate is one (digest, tag, target) the rules ask for, before looking at the
 // destination.
 type Candidate struct {
-	Digest    string
-	Tag       string
-	Target    rules.Target
-	TargetKey string // Target.Key()
+	Digest string
+	Tag    string
+	Target rules.Target
 }
 
 // Expansion is what the rules ask for in one source repository.
 type Expansion struct {
 	Candidates    []Candidate
-	Targets       []rules.Target // distinct destinations (by Key), in first-seen order
+	Targets       []rules.Target // distinct destinations (by Repo), in first-seen order
 	ImagesSeen    int
 	SkippedBefore int      // pushed before since
 	Invalid       []string // reasons: targets whose destination name is invalid
@@ -84,24 +87,24 @@ type Expansion struct {
 // Images pushed before since (when set) are skipped.
 func Expand(doc *rules.Document, repo string, images []Image, since time.Time) Expansion {
 	var ex Expansion
-	seenTarget := map[string]bool{}
-	invalidSeen := map[string]bool{}
+	seenTarget := map[ecrname.Repo]bool{}
+	invalidSeen := map[ecrname.Repo]bool{}
 	// accept records a target of a candidate, or its validation error once; it says
 	// whether the target is usable.
-	accept := func(t rules.Target) (string, bool) {
-		k := t.Key()
+	accept := func(t rules.Target) bool {
+		k := t.Repo()
 		if t.Err != nil {
 			if !invalidSeen[k] {
 				invalidSeen[k] = true
 				ex.Invalid = append(ex.Invalid, t.Err.Error())
 			}
-			return k, false
+			return false
 		}
 		if !seenTarget[k] {
 			seenTarget[k] = true
 			ex.Targets = append(ex.Targets, t)
 		}
-		return k, true
+		return true
 	}
 	// Targets per tag are the same for every image carrying the tag, and most tags are
 	// unique; cache the digest-only answer, which every untagged image shares.
@@ -136,21 +139,18 @@ func Expand(doc *rules.Document, repo string, images []Image, since time.Time) E
 				continue
 			}
 			for _, t := range untagged {
-				k, ok := accept(t)
-				if !ok {
-					continue
+				if accept(t) {
+					ex.Candidates = append(ex.Candidates, Candidate{Digest: img.Digest, Target: t})
 				}
-				ex.Candidates = append(ex.Candidates, Candidate{Digest: img.Digest, Target: t, TargetKey: k})
 			}
 			continue
 		}
 		for _, tag := range img.Tags {
 			for _, t := range doc.Targets(repo, tag) {
-				k, ok := accept(t)
-				if !ok {
+				if !accept(t) {
 					continue
 				}
-				ex.Candidates = append(ex.Candidates, Candidate{Digest: img.Digest, Tag: tag, Target: t, TargetKey: k})
+				ex.Candidates = append(ex.Candidates, Candidate{Digest: img.Digest, Tag: tag, Target: t})
 				if t.Referrers && subjectTargets != nil {
 					subjectTargets[img.Digest] = appendTarget(subjectTargets[img.Digest], t)
 				}
@@ -159,7 +159,7 @@ func Expand(doc *rules.Document, repo string, images []Image, since time.Time) E
 	}
 	for _, img := range referrers {
 		for _, t := range subjectTargets[img.Subject] {
-			ex.Candidates = append(ex.Candidates, Candidate{Digest: img.Digest, Target: t, TargetKey: t.Key()})
+			ex.Candidates = append(ex.Candidates, Candidate{Digest: img.Digest, Target: t})
 		}
 	}
 	return ex
@@ -167,7 +167,7 @@ func Expand(doc *rules.Document, repo string, images []Image, since time.Time) E
 
 func appendTarget(ts []rules.Target, t rules.Target) []rules.Target {
 	for _, x := range ts {
-		if x.Key() == t.Key() {
+		if x.Repo() == t.Repo() {
 			return ts
 		}
 	}
@@ -175,13 +175,13 @@ func appendTarget(ts []rules.Target, t rules.Target) []rules.Target {
 }
 
 // Diff is the work for one repository: candidates the destinations lack, sorted by key.
-// listings maps Target.Key() to the destination's listing; a missing entry means the
-// destination repository does not exist.
 type Diff struct {
 	Work   []Work
 	InSync int
-	// PerTarget counts, by Target.Key(): [in sync, work].
-	PerTarget map[string]*TargetTotals
+	// Unplanned counts the candidates of destinations that could not be listed.
+	Unplanned int
+	// PerTarget counts per destination repository: in sync, work.
+	PerTarget map[ecrname.Repo]*TargetTotals
 }
 
 // TargetTotals are the plan totals of one destination repository.
@@ -199,23 +199,26 @@ const (
 	ReasonTagElsewhere      = "tag points to another digest"
 )
 
-// DiffRepository compares candidates with destination listings. It is pure: planning a
-// registry is Expand + DiffRepository per repository, over listings fetched once.
-func DiffRepository(repo string, cands []Candidate, listings map[string]*Listing) Diff {
-	d := Diff{PerTarget: map[string]*TargetTotals{}}
+// DiffRepository compares candidates with destination listings (by destination
+// repository; a missing entry means the repository does not exist, one with Err that it
+// could not be listed). It is pure: planning a registry is Expand + DiffRepository per
+// repository, over listings fetched once.
+func DiffRepository(repo string, cands []Candidate, listings map[ecrname.Repo]*Listing) Diff {
+	d := Diff{PerTarget: map[ecrname.Repo]*TargetTotals{}}
 	seen := make(map[string]bool, len(cands))
 	for i := range cands {
 		c := &cands[i]
-		k := c.TargetKey
-		if k == "" {
-			k = c.Target.Key()
+		k := c.Target.Repo()
+		l := listings[k]
+		if l != nil && l.Err != nil {
+			d.Unplanned++
+			continue
 		}
 		tt := d.PerTarget[k]
 		if tt == nil {
 			tt = &TargetTotals{}
 			d.PerTarget[k] = tt
 		}
-		l := listings[k]
 		reason := ""
 		switch {
 		case l == nil || !l.Exists:
@@ -257,8 +260,9 @@ func DiffRepository(repo string, cands []Candidate, listings map[string]*Listing
 	return d
 }
 
-// Plan is Expand followed by DiffRepository.
-func Plan(doc *rules.Document, repo string, images []Image, since time.Time, listings map[string]*Listing) (Expansion, Diff) {
+// Plan is Expand followed by DiffRepository: what one source repository needs at its
+// destinations.
+func Plan(doc *rules.Document, repo string, images []Image, since time.Time, listings map[ecrname.Repo]*Listing) (Expansion, Diff) {
 	ex := Expand(doc, repo, images, since)
 	return ex, DiffRepository(repo, ex.Candidates, listings)
 }

@@ -6,6 +6,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/ecr-replicator/ecr-replicator/internal/ecrname"
 	"github.com/ecr-replicator/ecr-replicator/internal/rules"
 )
 
@@ -43,8 +44,8 @@ func TestDiffCases(t *testing.T) {
 		{Digest: dg(7), Tags: []string{"sha256-" + strings.Repeat("a", 64) + ".sig"}, PushedAt: now},
 		{Digest: dg(8), Tags: []string{"v8"}, PushedAt: now.Add(-48 * time.Hour)}, // before since
 	}
-	eu := "222222222222/eu-west-1/m/team/app"
-	listings := map[string]*Listing{
+	eu := ecrname.Repo{Registry: ecrname.Registry{AccountID: "222222222222", Region: "eu-west-1"}, Name: "m/team/app"}
+	listings := map[ecrname.Repo]*Listing{
 		eu: {Exists: true, Digests: map[string]bool{dg(1): true, dg(3): true, dg(9): true}, Tags: map[string]string{"v1": dg(1), "v4": dg(9)}},
 		// 333333333333: repository missing
 	}
@@ -69,7 +70,7 @@ func TestDiffCases(t *testing.T) {
 	if fmt.Sprint(got) != fmt.Sprint(want) {
 		t.Fatalf("work:\n got %v\nwant %v", got, want)
 	}
-	if d.InSync != 1 || !d.PerTarget["333333333333/us-east-1/team/app"].CreateRepository || d.PerTarget[eu].Work != 5 {
+	if d.InSync != 1 || !d.PerTarget[ecrname.Repo{Registry: ecrname.Registry{AccountID: "333333333333", Region: "us-east-1"}, Name: "team/app"}].CreateRepository || d.PerTarget[eu].Work != 5 {
 		t.Fatalf("totals: %d %+v", d.InSync, d.PerTarget)
 	}
 	// Digest-only work sorts first (children and referrers before what points at them).
@@ -148,7 +149,7 @@ rules:
 			}
 		}
 	}
-	listings := map[string]*Listing{"222222222222/eu-west-1/app": l}
+	listings := map[ecrname.Repo]*Listing{{Registry: ecrname.Registry{AccountID: "222222222222", Region: "eu-west-1"}, Name: "app"}: l}
 	b.ReportAllocs()
 	for b.Loop() {
 		_, d := Plan(doc, "app", imgs, time.Time{}, listings)

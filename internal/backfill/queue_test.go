@@ -74,9 +74,9 @@ func TestEnqueueDrainedByReplicate(t *testing.T) {
 
 	// Drain into the replicate function's handler.
 	h := eventhandler.New(eventhandler.Config{
-		Rules:     e.doc,
-		NewMirror: func() eventhandler.Mirror { return destinations.New(e.resolver, copyengine.New()) },
-		Log:       slog.New(slog.DiscardHandler),
+		Rules: e.doc,
+		Start: func() eventhandler.Run { return destinations.New(e.resolver, copyengine.New()).Start() },
+		Log:   slog.New(slog.DiscardHandler),
 	})
 	for range 20 {
 		out, err := client.ReceiveMessage(e.ctx, &sqs.ReceiveMessageInput{QueueUrl: q.QueueUrl, MaxNumberOfMessages: 10, VisibilityTimeout: 60})

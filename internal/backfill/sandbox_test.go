@@ -87,16 +87,15 @@ rules:
 `
 
 func (e *env) backfill() *backfill.Backfill {
+	replicator := destinations.New(e.resolver, copyengine.New())
 	return &backfill.Backfill{
 		Rules:           e.doc,
 		Resolver:        e.resolver,
 		SourceAccountID: sandbox.SourceAccount,
 		SourceRegion:    sandbox.DefaultRegion,
-		NewReplicator: func() backfill.Replicator {
-			return destinations.New(e.resolver, copyengine.New(), destinations.WithLogger(slog.New(slog.DiscardHandler)))
-		},
-		Log:   slog.New(slog.DiscardHandler),
-		Retry: retry.Policy{Initial: time.Millisecond, Max: 10 * time.Millisecond},
+		Start:           func() backfill.Run { return replicator.Start() },
+		Log:             slog.New(slog.DiscardHandler),
+		Retry:           retry.Policy{Initial: time.Millisecond, Max: 10 * time.Millisecond},
 	}
 }
 
@@ -327,13 +326,13 @@ func TestInlineCopyConverges(t *testing.T) {
 
 // slow delays every copy, so a short deadline interrupts the run.
 type slow struct {
-	backfill.Replicator
+	backfill.Run
 	d time.Duration
 }
 
 func (s slow) Replicate(ctx context.Context, src destinations.Source, targets []rules.Target) []destinations.Result {
 	time.Sleep(s.d)
-	return s.Replicator.Replicate(ctx, src, targets)
+	return s.Run.Replicate(ctx, src, targets)
 }
 
 func TestDeadlineContinuation(t *testing.T) {
@@ -341,8 +340,8 @@ func TestDeadlineContinuation(t *testing.T) {
 	repos := repoNames("big", 4)
 	e.seed(t, repos, 10)
 	b := e.backfill()
-	inner := b.NewReplicator
-	b.NewReplicator = func() backfill.Replicator { return slow{inner(), 100 * time.Millisecond} }
+	inner := b.Start
+	b.Start = func() backfill.Run { return slow{inner(), 100 * time.Millisecond} }
 	b.Concurrency = 2
 	b.Margin = 300 * time.Millisecond
 	ctx, cancel := context.WithDeadline(e.ctx, time.Now().Add(1200*time.Millisecond))

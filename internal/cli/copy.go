@@ -359,7 +359,7 @@ func runCopy(ctx context.Context, a *app, o copyOptions, srcArg, dstArg string) 
 	}
 	prog := newProgress(a, unit, len(items), func(imageResult) bool { return ctx.Err() != nil })
 	copyOpts = append(copyOpts, progressOption(prog)...)
-	copier := copyengine.New(copyOpts...)
+	copier := copyengine.New(copyOpts...).Start()
 	results := make([]imageResult, len(items))
 	g := errgroup.Group{}
 	g.SetLimit(o.concurrency)

@@ -136,7 +136,7 @@ func TestProgressFromEngine(t *testing.T) {
 	p := newProgressTo(&out, progressLines, "tags", 1, time.Now)
 	p.itemStarted()
 	src, dst := w.Source.Ref(t, "team-a/app", "v1").Context(), w.Dest.Ref(t, "mirror/app", "v1").Context()
-	r := copyengine.New(progressOption(p)...).Copy(w.Ctx, copyengine.Request{
+	r := copyengine.New(progressOption(p)...).Start().Copy(w.Ctx, copyengine.Request{
 		Source:      copyengine.Endpoint{Repository: src, Auth: w.Source.Auth},
 		Destination: copyengine.Endpoint{Repository: dst, Auth: w.Dest.Auth},
 		Digest:      d.String(), Tag: "v1",

@@ -210,17 +210,21 @@ func runSync(ctx context.Context, a *app, o syncOptions) error {
 
 	var prog *progress
 	var explained sync.Map // failure key → one-line explanation of a failed copy
+	var mopts []destinations.Option
+	if doc.SourceRoleARN() != "" {
+		mopts = append(mopts, destinations.WithSourceRole(doc.SourceRoleARN()))
+	}
+	mopts = append(mopts, destinations.WithLogger(log))
+	// The engine lives for the command; the progress display it reports to is made once
+	// the plan says how much there is to copy.
+	engine := copyengine.New(append([]copyengine.Option{copyengine.WithJobs(o.jobs), copyengine.WithLogger(log)},
+		copyengine.WithProgress(func(p copyengine.Progress) { progressTo(prog, p) }))...)
+	replicator := destinations.New(sess.resolver, engine, mopts...)
 	b := &backfill.Backfill{
 		Rules: doc, Resolver: sess.resolver, SourceAccountID: srcAccount, SourceRegion: sess.cfg.Region,
 		Concurrency: o.concurrency, Log: log,
-		NewReplicator: func() backfill.Replicator {
-			var mopts []destinations.Option
-			if doc.SourceRoleARN() != "" {
-				mopts = append(mopts, destinations.WithSourceRole(doc.SourceRoleARN()))
-			}
-			mopts = append(mopts, destinations.WithLogger(log))
-			copyOpts := append([]copyengine.Option{copyengine.WithJobs(o.jobs), copyengine.WithLogger(log)}, progressOption(prog)...)
-			return &progressReplicator{m: destinations.New(sess.resolver, copyengine.New(copyOpts...), mopts...), prog: prog, explained: &explained}
+		Start: func() backfill.Run {
+			return &progressRun{run: replicator.Start(), prog: prog, explained: &explained}
 		},
 	}
 	plan, err := b.Run(ctx, req)
@@ -237,18 +241,11 @@ func runSync(ctx context.Context, a *app, o syncOptions) error {
 	resp := plan
 	if plan.Drift > 0 {
 		prog = newProgress(a, "copies", plan.Drift, func(imageResult) bool { return ctx.Err() != nil })
-		req.DryRun = false
-		resp, err = b.Run(ctx, req)
+		// The copies the plan found, without listing again.
+		resp = b.Execute(ctx, plan)
 		prog.finish()
 		if ctx.Err() != nil {
-			done := 0
-			if resp != nil {
-				done = resp.Copied
-			}
-			return interrupted(done, max(plan.Drift-done, 0))
-		}
-		if err != nil {
-			return awsProblem(err, "listing the source")
+			return interrupted(resp.Copied, max(plan.Drift-resp.Copied, 0))
 		}
 		dests = destinationStatuses(narrowed, checks, resp.Failures)
 	} else {
@@ -274,7 +271,7 @@ func checkDestinations(ctx context.Context, sess *awsSession, doc *rules.Documen
 	seen := map[ecraccess.Access]bool{}
 	for i, r := range doc.Rules {
 		for j, d := range r.Destinations {
-			acc := ecraccess.Access{AccountID: d.AccountID, Region: d.Region, RoleARN: d.RoleARN, ExternalID: d.ExternalID}
+			acc := d.Access()
 			if seen[acc] {
 				continue
 			}
@@ -337,9 +334,8 @@ func destinationStatuses(doc *rules.Document, checks []*destinationCheck, failur
 		}
 		var a ecraccess.Access
 		for _, t := range doc.RepositoryTargets(f.Repository) {
-			if t.Key() == f.Destination {
-				d := t.Destination
-				a = ecraccess.Access{AccountID: d.AccountID, Region: d.Region, RoleARN: d.RoleARN, ExternalID: d.ExternalID}
+			if t.Repo().String() == f.Destination {
+				a = t.Destination.Access()
 				break
 			}
 		}
@@ -564,23 +560,23 @@ func reportSync(w io.Writer, o syncOptions, resp *backfill.Response, dests []*de
 
 func failureKey(dest, digest, tag string) string { return dest + "|" + digest + "|" + tag }
 
-// progressReplicator reports each copy to the progress display, and explains failures.
-type progressReplicator struct {
-	m         *destinations.Mirror
+// progressRun reports each copy of a run to the progress display, and explains failures.
+type progressRun struct {
+	run       *destinations.Run
 	prog      *progress
 	explained *sync.Map
 }
 
-func (p *progressReplicator) Replicate(ctx context.Context, src destinations.Source, targets []rules.Target) []destinations.Result {
+func (p *progressRun) Replicate(ctx context.Context, src destinations.Source, targets []rules.Target) []destinations.Result {
 	if p.prog != nil {
 		p.prog.itemStarted()
 	}
-	results := p.m.Replicate(ctx, src, targets)
+	results := p.run.Replicate(ctx, src, targets)
 	for _, r := range results {
-		res := imageResult{Source: src.Repository, Destination: r.Destination(), Tag: r.Tag, Digest: r.Digest, Outcome: string(r.Outcome), BytesCopied: r.BytesCopied, Code: r.Code}
+		res := imageResult{Source: src.Repo.Name, Destination: r.Destination.String(), Tag: r.Tag, Digest: r.Digest, Outcome: string(r.Outcome), BytesCopied: r.BytesCopied, Code: r.Code}
 		if r.Err != nil {
-			res.Code, res.Message = explainCopy(copyFailure{err: r.Err, source: src.Repository, destination: r.Repository, tag: r.Tag, digest: r.Digest, destECR: true})
-			p.explained.Store(failureKey(r.Destination(), r.Digest, r.Tag), res.Message)
+			res.Code, res.Message = explainCopy(copyFailure{err: r.Err, source: src.Repo.Name, destination: r.Destination.Name, tag: r.Tag, digest: r.Digest, destECR: true})
+			p.explained.Store(failureKey(r.Destination.String(), r.Digest, r.Tag), res.Message)
 		}
 		if p.prog != nil {
 			p.prog.itemDone(res)

@@ -268,7 +268,7 @@ func (s *session) copyDeps(ctx context.Context, m *rawManifest, w *walk) error {
 	return g.Wait()
 }
 
-// ensureBlob makes one blob present in the destination. The Copier-wide onceMap makes
+// ensureBlob makes one blob present in the destination. The run-wide onceMap makes
 // it at most one HEAD and one upload per destination repository and digest for the
 // whole run; pushBlob HEADs and, only if absent, streams the source response body into
 // a monolithic upload (WithJobs bounds the uploads in flight, not the HEADs).

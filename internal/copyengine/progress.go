@@ -29,17 +29,17 @@ type Progress struct {
 // WithProgress has fn told about every blob transfer as it happens. fn is called from
 // the goroutines doing the transfers: it must be quick and safe for concurrent use.
 func WithProgress(fn func(Progress)) Option {
-	return func(c *Copier) { c.progress = fn }
+	return func(c *Engine) { c.progress = fn }
 }
 
-func (c *Copier) report(p Progress) {
+func (c *Engine) report(p Progress) {
 	if c.progress != nil {
 		c.progress(p)
 	}
 }
 
 // counting reports the bytes read from body as BlobBytes events.
-func (c *Copier) counting(body io.ReadCloser, p Progress) io.ReadCloser {
+func (c *Engine) counting(body io.ReadCloser, p Progress) io.ReadCloser {
 	if c.progress == nil {
 		return body
 	}
@@ -49,7 +49,7 @@ func (c *Copier) counting(body io.ReadCloser, p Progress) io.ReadCloser {
 
 type countingBody struct {
 	io.ReadCloser
-	c *Copier
+	c *Engine
 	p Progress
 }
 

@@ -98,9 +98,9 @@ func fallbackTag(subject v1.Hash) string { return strings.Replace(subject.String
 func (s *session) listReferrers(ctx context.Context, subject v1.Hash) ([]v1.Descriptor, *v1.Descriptor, error) {
 	op := "list source referrers of " + subject.String()
 	host := s.src.repo.RegistryStr()
-	s.c.mu.Lock()
+	s.c.runMu.Lock()
 	unsupported := s.c.noReferrersAPI[host]
-	s.c.mu.Unlock()
+	s.c.runMu.Unlock()
 	if unsupported {
 		return s.fallbackReferrers(ctx, subject)
 	}
@@ -136,9 +136,9 @@ func (s *session) listReferrers(ctx context.Context, subject v1.Hash) ([]v1.Desc
 			if page > 0 {
 				return nil, nil, &Error{Op: op, Code: "UNSUPPORTED", Transient: true, Err: fmt.Errorf("page %d is not an image index", page)}
 			}
-			s.c.mu.Lock()
+			s.c.runMu.Lock()
 			s.c.noReferrersAPI[host] = true // for the rest of the run
-			s.c.mu.Unlock()
+			s.c.runMu.Unlock()
 			return s.fallbackReferrers(ctx, subject)
 		}
 		out = append(out, im.Manifests...)

@@ -73,7 +73,7 @@ func WithSessionDuration(d time.Duration) Option { return func(r *Resolver) { r.
 // (default 5 minutes).
 func WithTokenRefreshSkew(d time.Duration) Option { return func(r *Resolver) { r.refreshSkew = d } }
 
-// WithLogger sets the logger (never given secrets).
+// WithLogger sets the logger (default: discard; never given secrets).
 func WithLogger(l *slog.Logger) Option { return func(r *Resolver) { r.log = l } }
 
 // NewResolver returns a Resolver acting with base's credentials.
@@ -83,7 +83,7 @@ func NewResolver(base aws.Config, opts ...Option) *Resolver {
 		sessionName: "ecr-replicator",
 		duration:    time.Hour,
 		refreshSkew: 5 * time.Minute,
-		log:         slog.Default(),
+		log:         slog.New(slog.DiscardHandler),
 		registries:  map[string]*Registry{},
 		roles:       map[string]aws.CredentialsProvider{},
 	}

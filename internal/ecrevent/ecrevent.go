@@ -354,3 +354,9 @@ func (a ImageAction) Event() []byte {
 	})
 	return b
 }
+
+// Repo is the repository the event is about: the envelope's account and region (ECR
+// Image Action events carry no repository ARN), the detail's repository name.
+func (a *ImageAction) Repo() ecrname.Repo {
+	return ecrname.Repo{Registry: ecrname.Registry{AccountID: a.Account, Region: a.Region}, Name: a.Repository}
+}

@@ -171,3 +171,18 @@ func (w *WorkItem) String() string {
 		w.Source.AccountID, w.Source.Region, w.Source.Repository, w.Source.Digest,
 		w.Destination.AccountID, w.Destination.Region, w.Destination.Repository, w.Rule)
 }
+
+// Repo is the image's repository.
+func (r ImageRef) Repo() ecrname.Repo {
+	return ecrname.Repo{Registry: ecrname.Registry{AccountID: r.AccountID, Region: r.Region}, Name: r.Repository}
+}
+
+// Repo is the repository.
+func (r RepositoryRef) Repo() ecrname.Repo {
+	return ecrname.Repo{Registry: ecrname.Registry{AccountID: r.AccountID, Region: r.Region}, Name: r.Repository}
+}
+
+// RefTo is the RepositoryRef of a repository.
+func RefTo(r ecrname.Repo) RepositoryRef {
+	return RepositoryRef{AccountID: r.AccountID, Region: r.Region, Repository: r.Name}
+}

@@ -1,7 +1,8 @@
-// Package ecrname validates the identifiers ecr-replicator accepts from
-// configuration, events and requests: repository names, tags, digests,
-// account IDs, regions, IAM role ARNs, STS external IDs and repository
-// prefixes.
+// Package ecrname names what ecr-replicator works with — a registry (account and
+// region) and a repository in it, as one value type (Registry, Repo) — and validates
+// the identifiers it accepts from configuration, events and requests: repository
+// names, tags, digests, account IDs, regions, IAM role ARNs, STS external IDs and
+// repository prefixes.
 //
 // Every check runs before an identifier is used to build a URL, an ARN or a
 // destination repository name, so a hostile or mistyped value is rejected at

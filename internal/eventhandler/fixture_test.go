@@ -14,7 +14,6 @@ import (
 	"github.com/google/go-containerregistry/pkg/v1/random"
 
 	"github.com/ecr-replicator/ecr-replicator/internal/eventhandler"
-	"github.com/ecr-replicator/ecr-replicator/internal/metrics"
 	"github.com/ecr-replicator/ecr-replicator/internal/sandbox"
 	"github.com/ecr-replicator/ecr-replicator/internal/testing/sandboxtest"
 	"github.com/ecr-replicator/ecr-replicator/internal/wiring"
@@ -101,12 +100,9 @@ func (f *fixture) handler(t *testing.T) (*eventhandler.Handler, *lockedBuffer) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	return eventhandler.New(eventhandler.Config{
-		Rules: deps.Rules, RulesErr: deps.RulesErr,
-		NewMirror: func() eventhandler.Mirror { return deps.NewMirror(0) },
-		Log:       log,
-		Metrics:   metrics.New(out, "ECRReplicator"),
-		Events:    eventbridge.NewFromConfig(deps.AWS), EventBus: bus,
+	return sandboxtest.ReplicateHandler(deps, eventhandler.Config{
+		Log: log, EMF: out, Namespace: "ECRReplicator",
+		Events: eventbridge.NewFromConfig(deps.AWS), EventBus: bus,
 	}), out
 }
 

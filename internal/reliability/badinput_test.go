@@ -3,13 +3,11 @@ package reliability_test
 import (
 	"encoding/json"
 	"fmt"
-	"io"
 	"strings"
 	"testing"
 
 	"github.com/aws/aws-lambda-go/events"
 
-	"github.com/ecr-replicator/ecr-replicator/internal/backfill"
 	"github.com/ecr-replicator/ecr-replicator/internal/ecrevent"
 	"github.com/ecr-replicator/ecr-replicator/internal/eventhandler"
 	"github.com/ecr-replicator/ecr-replicator/internal/sandbox"
@@ -176,7 +174,7 @@ func TestBadRulesRejectedBeforeNetwork(t *testing.T) {
 // carry unknown fields are refused with a clear error before any network call.
 func TestBadBackfillRequestRejectedBeforeNetwork(t *testing.T) {
 	f := newFx(t, 1300)
-	bf := backfill.FromDeps(f.deps, func(string) string { return "" }, io.Discard)
+	bf := sandboxtest.BackfillFunction(f.deps, func(string) string { return "" })
 	for _, c := range []struct{ name, body, want string }{
 		{"unknown-field", `{"repositorys":["team-a/*"]}`, "unknown field"},
 		{"bad-mode", `{"mode":"turbo"}`, "mode"},

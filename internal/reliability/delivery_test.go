@@ -3,7 +3,6 @@ package reliability_test
 import (
 	"encoding/json"
 	"fmt"
-	"io"
 	"strings"
 	"sync"
 	"testing"
@@ -22,15 +21,11 @@ import (
 func (f *fx) newHandler(t testing.TB) *eventhandler.Handler {
 	t.Helper()
 	log := wiring.Logger(f.logs, func(string) string { return "debug" })
-	deps, err := wiring.Load(f.ctx, "replicate", log)
+	deps, err := wiring.Load(f.ctx, "replicate", log, f.engine...)
 	if err != nil {
 		t.Fatal(err)
 	}
-	deps.Engine = f.deps.Engine
-	return eventhandler.New(eventhandler.Config{
-		Rules: deps.Rules, RulesErr: deps.RulesErr,
-		NewMirror: func() eventhandler.Mirror { return deps.NewMirror(0) }, Log: log,
-	})
+	return sandboxtest.ReplicateHandler(deps, eventhandler.Config{Log: log})
 }
 
 // TestDuplicateDeliveryConcurrent: the same push event delivered 3 times at once. In
@@ -174,7 +169,7 @@ func TestBackfillRacesPushEvents(t *testing.T) {
 			evs = append(evs, pushEvent{e.digest, repo + ":" + e.tag})
 		}
 	}
-	bf := backfill.FromDeps(f.deps, func(string) string { return "" }, io.Discard)
+	bf := sandboxtest.BackfillFunction(f.deps, func(string) string { return "" })
 	var wg sync.WaitGroup
 	var bfResp []*backfill.Response
 	var bfErr error

@@ -53,14 +53,15 @@ type lockedBuffer = sandboxtest.LogBuffer
 // fx is one scenario: a sandbox, a handler built the way functions/replicate builds it,
 // and a JSON log sink that is scanned for secrets when the test ends.
 type fx struct {
-	w    *sandboxtest.World
-	sb   *sandbox.Sandbox
-	ctx  context.Context
-	logs *lockedBuffer
-	deps *wiring.Deps
-	h    *eventhandler.Handler
-	rnd  *rand.Rand
-	msgN atomic.Int64
+	w      *sandboxtest.World
+	sb     *sandbox.Sandbox
+	ctx    context.Context
+	logs   *lockedBuffer
+	deps   *wiring.Deps
+	h      *eventhandler.Handler
+	rnd    *rand.Rand
+	msgN   atomic.Int64
+	engine []copyengine.Option // the engine options every handler of the scenario gets
 	// redeliveries counts the simulated SQS redeliveries of this scenario.
 	redeliveries atomic.Int64
 }
@@ -95,18 +96,12 @@ func newFx(t testing.TB, seed int64, opts ...func(*fxOption)) *fx {
 		}
 		return ""
 	})
-	deps, err := wiring.Load(f.ctx, "replicate", log)
+	deps, err := wiring.Load(f.ctx, "replicate", log, o.engine...)
 	if err != nil {
 		t.Fatal(err)
 	}
-	deps.Engine = o.engine
-	f.deps = deps
-	f.h = eventhandler.New(eventhandler.Config{
-		Rules: deps.Rules, RulesErr: deps.RulesErr,
-		NewMirror: func() eventhandler.Mirror { return deps.NewMirror(0) },
-		Log:       log,
-		Reserve:   o.reserve,
-	})
+	f.deps, f.engine = deps, o.engine
+	f.h = sandboxtest.ReplicateHandler(deps, eventhandler.Config{Log: log, Reserve: o.reserve})
 	t.Cleanup(func() { assertNoSecrets(t, f, f.logs.String()) })
 	return f
 }

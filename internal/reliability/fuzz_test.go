@@ -7,6 +7,7 @@ import (
 
 	"github.com/aws/aws-lambda-go/events"
 
+	"github.com/ecr-replicator/ecr-replicator/internal/copyengine"
 	"github.com/ecr-replicator/ecr-replicator/internal/destinations"
 	"github.com/ecr-replicator/ecr-replicator/internal/eventhandler"
 	"github.com/ecr-replicator/ecr-replicator/internal/rules"
@@ -20,7 +21,7 @@ func (m *countingMirror) Replicate(_ context.Context, src destinations.Source, t
 	m.calls++
 	out := make([]destinations.Result, len(ts))
 	for i, t := range ts {
-		out[i] = destinations.Result{Rule: t.Rule, AccountID: t.Destination.AccountID, Region: t.Destination.Region, Repository: t.Repository, Outcome: "copied", Digest: src.Digest, Tag: src.Tag}
+		out[i] = destinations.Result{Result: copyengine.Result{Outcome: copyengine.Copied, Digest: src.Digest, Tag: src.Tag}, Rule: t.Rule, Destination: t.Repo()}
 	}
 	return out
 }
@@ -47,7 +48,7 @@ func FuzzSQSBatch(f *testing.F) {
 	f.Fuzz(func(t *testing.T, payload []byte, body string) {
 		for _, p := range [][]byte{payload, sandboxtest.SQSBatch(1, record{ID: "m1", Body: body}, record{ID: "m2", Body: body})} {
 			m := &countingMirror{}
-			h := eventhandler.New(eventhandler.Config{Rules: doc, NewMirror: func() eventhandler.Mirror { return m }})
+			h := eventhandler.New(eventhandler.Config{Rules: doc, Start: func() eventhandler.Run { return m }})
 			out, err := h.Handle(context.Background(), json.RawMessage(p))
 			var probe struct{ Records []struct{ MessageID string } }
 			isBatch := json.Unmarshal(p, &probe) == nil && len(probe.Records) > 0

@@ -25,6 +25,7 @@ import (
 	"regexp"
 	"strings"
 
+	"github.com/ecr-replicator/ecr-replicator/internal/ecraccess"
 	"github.com/ecr-replicator/ecr-replicator/internal/ecrname"
 )
 
@@ -79,11 +80,14 @@ func (d Destination) RepositoryFor(sourceRepository string) string {
 	return d.RepositoryPrefix + sourceRepository
 }
 
-// Key identifies the destination repository for a source repository:
-// "accountId/region/repository". Two targets with the same key are the same
-// copy.
-func (d Destination) Key(sourceRepository string) string {
-	return d.AccountID + "/" + d.Region + "/" + d.RepositoryFor(sourceRepository)
+// Registry is the destination's registry.
+func (d Destination) Registry() ecrname.Registry {
+	return ecrname.Registry{AccountID: d.AccountID, Region: d.Region}
+}
+
+// Access is how to reach the destination: its registry, through its role.
+func (d Destination) Access() ecraccess.Access {
+	return ecraccess.Access{AccountID: d.AccountID, Region: d.Region, RoleARN: d.RoleARN, ExternalID: d.ExternalID}
 }
 
 // Target is one copy to make: an image in a source repository goes to
@@ -101,9 +105,9 @@ type Target struct {
 	Err error
 }
 
-// Key is Destination.Key for this target: "accountId/region/repository".
-func (t Target) Key() string {
-	return t.Destination.AccountID + "/" + t.Destination.Region + "/" + t.Repository
+// Repo is the destination repository. Two targets with the same Repo are the same copy.
+func (t Target) Repo() ecrname.Repo {
+	return ecrname.Repo{Registry: t.Destination.Registry(), Name: t.Repository}
 }
 
 // SourceRoleARN returns source.roleArn, or "" to use the caller's own

@@ -10,6 +10,8 @@ import (
 	"unicode/utf8"
 
 	"go.yaml.in/yaml/v3"
+
+	"github.com/ecr-replicator/ecr-replicator/internal/ecrname"
 )
 
 const hex64 = "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef"
@@ -212,7 +214,7 @@ rules:
 	keys := func(ts []Target) string {
 		var s []string
 		for _, t := range ts {
-			s = append(s, t.Rule+":"+t.Key())
+			s = append(s, t.Rule+":"+t.Repo().String())
 		}
 		return strings.Join(s, " ")
 	}
@@ -238,7 +240,7 @@ rules:
 		}
 	}
 	ts := d.Targets("team-a/app", "v1")
-	if !ts[0].MirrorDeletes || ts[0].Untagged || !ts[0].Referrers || ts[0].Repository != "mirror/team-a/app" || ts[0].Destination.Key("team-a/app") != ts[0].Key() {
+	if !ts[0].MirrorDeletes || ts[0].Untagged || !ts[0].Referrers || ts[0].Repository != "mirror/team-a/app" || (ts[0].Repo() != ecrname.Repo{Registry: ts[0].Destination.Registry(), Name: ts[0].Destination.RepositoryFor("team-a/app")}) {
 		t.Errorf("target fields: %+v", ts[0])
 	}
 }

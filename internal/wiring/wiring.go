@@ -1,10 +1,11 @@
-// Package wiring builds, from the environment, the dependencies every entry point shares
-// — the Lambda functions' main.go and the CLI: logger, AWS configuration, the rules
-// document, and a Mirror (registry access + replication engine). Entry points stay thin.
+// Package wiring builds, from the environment, the dependencies the Lambda functions'
+// main.go share: logger, AWS configuration, the rules document, and the replicator
+// (registry access + copy engine). Entry points stay thin.
 package wiring
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"io"
 	"log/slog"
@@ -35,25 +36,27 @@ func Logger(w io.Writer, getenv func(string) string) *slog.Logger {
 	return slog.New(slog.NewJSONHandler(w, &slog.HandlerOptions{Level: level}))
 }
 
-// Deps is what a replicating entry point needs.
+// Deps is what a replicating entry point needs. Everything in it is long-lived: a warm
+// Lambda keeps credentials, registry tokens, the engine's pacing and its retry state
+// across invocations; each invocation starts its own run (Replicator.Start).
 type Deps struct {
 	AWS      aws.Config
 	Rules    *rules.Document
 	Resolver *ecraccess.Resolver
-	Log      *slog.Logger
+	// Replicator copies images to their destinations (nil when the rules are invalid).
+	Replicator *destinations.Replicator
+	Log        *slog.Logger
 	// RulesErr is set when the rules document is invalid; the functions then fail every
 	// invocation with this one message.
 	RulesErr error
-	// Engine are extra options for every engine NewMirror builds (retry policy, request
-	// timeout, progress), after the defaults.
-	Engine []copyengine.Option
 }
 
 // Load reads the AWS configuration (standard SDK environment, including
 // AWS_ENDPOINT_URL_<SERVICE>) and the rules document (REPLICATION_RULES or
-// REPLICATION_RULES_FILE). actor names who acts in RoleSessionName
-// ("replicate", "backfill", "cli").
-func Load(ctx context.Context, actor string, log *slog.Logger) (*Deps, error) {
+// REPLICATION_RULES_FILE), and builds the replicator. actor names who acts in
+// RoleSessionName ("replicate", "backfill", "cli"); engine are extra copy-engine options
+// (tests shorten waits with them).
+func Load(ctx context.Context, actor string, log *slog.Logger, engine ...copyengine.Option) (*Deps, error) {
 	cfg, err := config.LoadDefaultConfig(ctx)
 	if err != nil {
 		return nil, fmt.Errorf("AWS configuration: %w", err)
@@ -61,22 +64,24 @@ func Load(ctx context.Context, actor string, log *slog.Logger) (*Deps, error) {
 	d := &Deps{AWS: cfg, Log: log}
 	d.Rules, d.RulesErr = rules.Load(os.Getenv, os.ReadFile)
 	d.Resolver = ecraccess.NewResolver(cfg, ecraccess.WithSessionName("ecr-replicator-"+actor), ecraccess.WithLogger(log))
+	if d.RulesErr == nil {
+		opts := []destinations.Option{destinations.WithLogger(log)}
+		if arn := d.Rules.SourceRoleARN(); arn != "" {
+			opts = append(opts, destinations.WithSourceRole(arn))
+		}
+		e := copyengine.New(append([]copyengine.Option{copyengine.WithLogger(log)}, engine...)...)
+		d.Replicator = destinations.New(d.Resolver, e, opts...)
+	}
 	return d, nil
 }
 
-// NewMirror returns a Mirror for one run (one invocation, one CLI command): a fresh
-// engine, so its per-run blob cache does not outlive the run, over the long-lived
-// resolver, whose credentials and tokens do.
-func (d *Deps) NewMirror(jobs int) *destinations.Mirror {
-	opts := []copyengine.Option{copyengine.WithLogger(d.Log)}
-	if jobs > 0 {
-		opts = append(opts, copyengine.WithJobs(jobs))
+// ColdStartFailed is the handler a function starts with when its cold start failed (no
+// AWS configuration): every invocation logs and answers the error, which Lambda reports
+// as a function error (retried, then alarmed), rather than an init crash loop that says
+// nothing. Both functions use it.
+func ColdStartFailed(log *slog.Logger, err error) func(context.Context, json.RawMessage) (any, error) {
+	return func(context.Context, json.RawMessage) (any, error) {
+		log.Error("cold start failed", "error", err.Error())
+		return nil, fmt.Errorf("cold start failed: %w", err)
 	}
-	opts = append(opts, d.Engine...)
-	var mopts []destinations.Option
-	mopts = append(mopts, destinations.WithLogger(d.Log))
-	if d.Rules != nil && d.Rules.SourceRoleARN() != "" {
-		mopts = append(mopts, destinations.WithSourceRole(d.Rules.SourceRoleARN()))
-	}
-	return destinations.New(d.Resolver, copyengine.New(opts...), mopts...)
 }

@@ -11,8 +11,8 @@ import (
 )
 
 var (
-	source      = filepath.Join("..", "..", "template.yaml")
-	destination = filepath.Join("..", "..", "infra", "destination-role.yaml")
+	source      = filepath.Join("..", "..", "..", "template.yaml")
+	destination = filepath.Join("..", "..", "..", "infra", "destination-role.yaml")
 )
 
 const queueARN = "arn:aws:sqs:us-east-1:111111111111:ecr-replicator-queue"

@@ -12,6 +12,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/ecr-replicator/ecr-replicator/internal/ecrname"
+
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/ecr"
 	ecrtypes "github.com/aws/aws-sdk-go-v2/service/ecr/types"
@@ -58,8 +60,14 @@ func newWorld(t *testing.T) *world {
 	return w
 }
 
-func (w *world) mirror() *destinations.Mirror {
-	return destinations.New(w.resolver, copyengine.New(copyengine.WithRetry(retry.Policy{Attempts: 3, Initial: 10 * time.Millisecond, Max: 40 * time.Millisecond})))
+// mirror starts a run of a replicator with short waits.
+func (w *world) mirror() *destinations.Run {
+	return destinations.New(w.resolver, copyengine.New(copyengine.WithRetry(retry.Policy{Attempts: 3, Initial: 10 * time.Millisecond, Max: 40 * time.Millisecond}))).Start()
+}
+
+// srcRepo is a source repository of the sandbox.
+func srcRepo(name string) ecrname.Repo {
+	return ecrname.Repo{Registry: ecrname.Registry{AccountID: sandbox.SourceAccount, Region: sandbox.DefaultRegion}, Name: name}
 }
 
 func (w *world) createSourceRepo(t *testing.T, in *ecr.CreateRepositoryInput) {
@@ -149,11 +157,11 @@ func TestReplicateImageIndexAndReferrers(t *testing.T) {
 	m := w.mirror()
 	mark := w.sb.AccessLogMark()
 	tg := targetFor("mirror/", "team-a/app")
-	r := one(t, m.Replicate(w.ctx, destinations.Source{AccountID: sandbox.SourceAccount, Region: sandbox.DefaultRegion, Repository: "team-a/app", Digest: imgDigest.String(), Tag: "v1"}, []rules.Target{tg}))
+	r := one(t, m.Replicate(w.ctx, destinations.Source{Repo: srcRepo("team-a/app"), Digest: imgDigest.String(), Tag: "v1"}, []rules.Target{tg}))
 	if r.Outcome != copyengine.Copied || r.Err != nil || !r.Created {
 		t.Fatalf("image: %+v", r)
 	}
-	r = one(t, m.Replicate(w.ctx, destinations.Source{AccountID: sandbox.SourceAccount, Region: sandbox.DefaultRegion, Repository: "team-a/app", Digest: idxDigest.String(), Tag: "v2"}, []rules.Target{tg}))
+	r = one(t, m.Replicate(w.ctx, destinations.Source{Repo: srcRepo("team-a/app"), Digest: idxDigest.String(), Tag: "v2"}, []rules.Target{tg}))
 	if r.Outcome != copyengine.Copied || r.Err != nil {
 		t.Fatalf("index: %+v", r)
 	}
@@ -200,8 +208,8 @@ func TestReplicateImageIndexAndReferrers(t *testing.T) {
 	mark = w.sb.AccessLogMark()
 	m2 := w.mirror()
 	for _, src := range []destinations.Source{
-		{AccountID: sandbox.SourceAccount, Region: sandbox.DefaultRegion, Repository: "team-a/app", Digest: imgDigest.String(), Tag: "v1"},
-		{AccountID: sandbox.SourceAccount, Region: sandbox.DefaultRegion, Repository: "team-a/app", Digest: idxDigest.String(), Tag: "v2"},
+		{Repo: srcRepo("team-a/app"), Digest: imgDigest.String(), Tag: "v1"},
+		{Repo: srcRepo("team-a/app"), Digest: idxDigest.String(), Tag: "v2"},
 	} {
 		r := one(t, m2.Replicate(w.ctx, src, []rules.Target{tg}))
 		if r.Outcome != copyengine.AlreadyPresent {
@@ -239,7 +247,7 @@ func TestSharedLayersCheckedOnce(t *testing.T) {
 	mark := w.sb.AccessLogMark()
 	tg := targetFor("", "svc")
 	for i, d := range digests {
-		r := one(t, m.Replicate(w.ctx, destinations.Source{AccountID: sandbox.SourceAccount, Region: sandbox.DefaultRegion, Repository: "svc", Digest: d.String(), Tag: fmt.Sprintf("v%d", i)}, []rules.Target{tg}))
+		r := one(t, m.Replicate(w.ctx, destinations.Source{Repo: srcRepo("svc"), Digest: d.String(), Tag: fmt.Sprintf("v%d", i)}, []rules.Target{tg}))
 		if r.Err != nil {
 			t.Fatal(r.Err)
 		}
@@ -292,7 +300,7 @@ func TestTagsConvergeAndConflicts(t *testing.T) {
 	m := w.mirror()
 	tg := targetFor("", "app")
 	src := func(d v1.Hash) destinations.Source {
-		return destinations.Source{AccountID: sandbox.SourceAccount, Region: sandbox.DefaultRegion, Repository: "app", Digest: d.String(), Tag: "latest"}
+		return destinations.Source{Repo: srcRepo("app"), Digest: d.String(), Tag: "latest"}
 	}
 	// Newest first, then the stale event: the tag must stay at the newest digest.
 	if r := one(t, m.Replicate(w.ctx, src(newD), []rules.Target{tg})); r.Err != nil {
@@ -315,7 +323,7 @@ func TestTagsConvergeAndConflicts(t *testing.T) {
 	}
 	w.createSourceRepo(t, &ecr.CreateRepositoryInput{RepositoryName: aws.String("frozen")})
 	v1d := w.push(t, "frozen", "v1", newer)
-	r = one(t, m.Replicate(w.ctx, destinations.Source{AccountID: sandbox.SourceAccount, Region: sandbox.DefaultRegion, Repository: "frozen", Digest: v1d.String(), Tag: "v1"}, []rules.Target{targetFor("", "frozen")}))
+	r = one(t, m.Replicate(w.ctx, destinations.Source{Repo: srcRepo("frozen"), Digest: v1d.String(), Tag: "v1"}, []rules.Target{targetFor("", "frozen")}))
 	if r.Outcome != copyengine.Conflict || r.Retryable {
 		t.Fatalf("immutable conflict: %+v", r)
 	}
@@ -324,7 +332,7 @@ func TestTagsConvergeAndConflicts(t *testing.T) {
 		t.Fatal(err)
 	}
 	w.push(t, "frozen", "v2", newer)
-	r = one(t, m.Replicate(w.ctx, destinations.Source{AccountID: sandbox.SourceAccount, Region: sandbox.DefaultRegion, Repository: "frozen", Digest: v1d.String(), Tag: "v2"}, []rules.Target{targetFor("", "frozen")}))
+	r = one(t, m.Replicate(w.ctx, destinations.Source{Repo: srcRepo("frozen"), Digest: v1d.String(), Tag: "v2"}, []rules.Target{targetFor("", "frozen")}))
 	if r.Err != nil || r.Outcome != copyengine.AlreadyPresent {
 		t.Fatalf("same digest under an immutable tag: %+v", r)
 	}
@@ -335,7 +343,7 @@ func TestFaultClassification(t *testing.T) {
 	w.createSourceRepo(t, &ecr.CreateRepositoryInput{RepositoryName: aws.String("app")})
 	img, _ := random.Image(64<<10, 2)
 	d := w.push(t, "app", "v1", img)
-	src := destinations.Source{AccountID: sandbox.SourceAccount, Region: sandbox.DefaultRegion, Repository: "app", Digest: d.String(), Tag: "v1"}
+	src := destinations.Source{Repo: srcRepo("app"), Digest: d.String(), Tag: "v1"}
 	tg := targetFor("", "app")
 
 	t.Run("destination keeps answering 503: retryable", func(t *testing.T) {
@@ -371,7 +379,7 @@ func TestFaultClassification(t *testing.T) {
 		one(t, m.Replicate(w.ctx, src, []rules.Target{tg}))
 		w.sb.ExpireRegistryTokens(sandbox.DestinationAccount)
 		mark := w.sb.AccessLogMark()
-		r := one(t, m.Replicate(w.ctx, destinations.Source{AccountID: sandbox.SourceAccount, Region: sandbox.DefaultRegion, Repository: "app", Digest: d2.String(), Tag: "v2"}, []rules.Target{tg}))
+		r := one(t, m.Replicate(w.ctx, destinations.Source{Repo: srcRepo("app"), Digest: d2.String(), Tag: "v2"}, []rules.Target{tg}))
 		if r.Err != nil || r.Outcome != copyengine.Copied {
 			t.Fatalf("after token expiry: %+v", r)
 		}
@@ -384,7 +392,7 @@ func TestFaultClassification(t *testing.T) {
 	})
 
 	t.Run("source image deleted: permanent", func(t *testing.T) {
-		gone := destinations.Source{AccountID: sandbox.SourceAccount, Region: sandbox.DefaultRegion, Repository: "app", Digest: "sha256:" + strings.Repeat("ab", 32), Tag: ""}
+		gone := destinations.Source{Repo: srcRepo("app"), Digest: "sha256:" + strings.Repeat("ab", 32), Tag: ""}
 		r := one(t, w.mirror().Replicate(w.ctx, gone, []rules.Target{tg}))
 		if r.Outcome != copyengine.Failed || r.Retryable {
 			t.Fatalf("missing source image: %+v", r)
@@ -436,7 +444,7 @@ func TestNoReplicationLoopsWithinOneRegistry(t *testing.T) {
 	self.Repository, self.Destination.RepositoryPrefix = "mirror/app", ""
 	mark := w.sb.AccessLogMark()
 	for _, tg := range []rules.Target{same, self} {
-		r := one(t, w.mirror().Replicate(w.ctx, destinations.Source{AccountID: sandbox.SourceAccount, Region: sandbox.DefaultRegion, Repository: "mirror/app", Digest: d.String(), Tag: "v1"}, []rules.Target{tg}))
+		r := one(t, w.mirror().Replicate(w.ctx, destinations.Source{Repo: srcRepo("mirror/app"), Digest: d.String(), Tag: "v1"}, []rules.Target{tg}))
 		if r.Outcome != copyengine.Skipped || r.Reason == "" {
 			t.Errorf("%s: %+v, want skipped with a reason", tg.Repository, r)
 		}
@@ -473,7 +481,7 @@ func TestDenialKeepsItsClassThroughTheEngine(t *testing.T) {
 	dst, _ := name.NewRepository(host + "/dst")
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
-	res := copyengine.New().Copy(ctx, copyengine.Request{
+	res := copyengine.New().Start().Copy(ctx, copyengine.Request{
 		Source:      copyengine.Endpoint{Repository: src, Auth: deniedAuth{}},
 		Destination: copyengine.Endpoint{Repository: dst, Auth: deniedAuth{}},
 		Digest:      "sha256:" + strings.Repeat("b", 64), Tag: "v1",

@@ -1,19 +1,22 @@
-// Package replication is the engine core of ecr-replicator: it copies one
-// image (by digest, byte for byte) from a source repository to a destination
-// repository registry-to-registry, with its blobs streamed from one registry
-// into the other and never through a daemon or local disk.
+// Package copyengine is the engine core of ecr-replicator: it copies one image (by
+// digest, byte for byte) from a source repository to a destination repository
+// registry-to-registry, with its blobs streamed from one registry into the other and
+// never through a daemon or local disk.
 //
-// It is built on go-containerregistry's remote package and reads like it: a
-// Copier configured with functional options, Endpoints carrying remote.Options
-// for auth and transport, and errors that carry the registry's error code.
+// It is built on go-containerregistry's remote package and reads like it: an Engine
+// configured with functional options, Endpoints carrying auth and transport, and errors
+// that carry the registry's error code (retry.Classified).
 //
-// A Copier is one run (one Lambda invocation, one CLI sync). It remembers,
-// per destination repository, which blobs and manifests it has seen present,
-// so each blob is HEAD-checked and uploaded at most once per run however many
-// tags, platforms or concurrent Copy calls share it.
+// An Engine is long-lived (a warm Lambda keeps it): options, the retry policy, the
+// manifest-write pacing per registry host and the bound on blob transfers. A Run is one
+// unit of work (one invocation, one CLI command): it remembers, per destination
+// repository, which blobs and manifests it has seen present, so each blob is HEAD-checked
+// and uploaded at most once per run however many tags, platforms or concurrent Copy calls
+// share it — and forgets it all when the run ends, so a cache never outlives what a
+// registry may have changed since.
 //
-// The engine does not create repositories and does not do registry auth:
-// callers do both with the ECR API and hand in an authn.Authenticator.
+// The engine does not create repositories and does not do registry auth: callers do
+// both with the ECR API and hand in an authn.Authenticator.
 package copyengine
 
 import (
@@ -111,9 +114,9 @@ type Result struct {
 	Err      error // *Error when classified
 }
 
-// Copier copies images. It is safe for concurrent use; see the package doc
-// for what it caches.
-type Copier struct {
+// Engine copies images. It is long-lived and safe for concurrent use; its runs (Start)
+// hold the caches.
+type Engine struct {
 	jobs          int
 	rate          rate.Limit
 	burst         int
@@ -124,13 +127,22 @@ type Copier struct {
 	tagRounds     int
 	referrerDepth int
 
-	sem       chan struct{} // bounds concurrent blob transfers across all Copy calls
-	blobs     onceMap       // key: destination repo + blob digest
-	manifests onceMap       // key: destination repo + manifest digest
+	sem chan struct{} // bounds concurrent blob transfers across all runs
 
-	mu        sync.Mutex
-	limiters  map[string]*rate.Limiter // per destination registry host
-	tagLocks  map[string]chan struct{} // per destination repo:tag
+	mu       sync.Mutex
+	limiters map[string]*rate.Limiter // per destination registry host
+	tagLocks map[string]chan struct{} // per destination repo:tag
+}
+
+// Run is one unit of work of an Engine: its Copy calls share what they learn about
+// the registries (see the package doc). Safe for concurrent use; dropped when done.
+type Run struct {
+	*Engine
+
+	blobs     onceMap // key: destination repo + blob digest
+	manifests onceMap // key: destination repo + manifest digest
+
+	runMu     sync.Mutex
 	endpoints map[endpointKey]*endpoint
 	// noReferrersAPI marks source registries that answered the referrers API with "not
 	// supported" in this run, so later subjects go straight to the tag schema.
@@ -139,6 +151,11 @@ type Copier struct {
 	// listing once a run has asked often enough (cosign tags at the source, tags about
 	// to be written at the destination).
 	sourceTags, destTags tagIndex
+}
+
+// Start begins a run.
+func (e *Engine) Start() *Run {
+	return &Run{Engine: e, endpoints: map[endpointKey]*endpoint{}, noReferrersAPI: map[string]bool{}}
 }
 
 // endpointKey identifies a reusable endpoint: one authenticated client (one registry
@@ -150,13 +167,13 @@ type endpointKey struct {
 	transport any
 }
 
-// Option configures a Copier.
-type Option func(*Copier)
+// Option configures an Engine.
+type Option func(*Engine)
 
 // WithJobs bounds how many blobs are transferred concurrently (default 8),
-// across all Copy calls on the Copier.
+// across all runs of the Engine.
 func WithJobs(n int) Option {
-	return func(c *Copier) {
+	return func(c *Engine) {
 		if n > 0 {
 			c.jobs = n
 		}
@@ -166,7 +183,7 @@ func WithJobs(n int) Option {
 // WithManifestRate paces manifest writes per destination registry host
 // (default 10/s, burst 10: ECR's PutImage quota).
 func WithManifestRate(perSecond float64, burst int) Option {
-	return func(c *Copier) {
+	return func(c *Engine) {
 		if perSecond > 0 {
 			c.rate = rate.Limit(perSecond)
 		}
@@ -178,7 +195,7 @@ func WithManifestRate(perSecond float64, burst int) Option {
 
 // WithLogger sets the logger (default: discard).
 func WithLogger(l *slog.Logger) Option {
-	return func(c *Copier) {
+	return func(c *Engine) {
 		if l != nil {
 			c.log = l
 		}
@@ -190,34 +207,32 @@ func WithLogger(l *slog.Logger) Option {
 // 5 attempts, 500 ms doubling, ±20 % jitter, waits capped at 20 s. Unset fields take
 // these defaults.
 func WithRetry(p retry.Policy) Option {
-	return func(c *Copier) { c.policy = p }
+	return func(c *Engine) { c.policy = p }
 }
 
 // WithRequestTimeout bounds how long one request waits for the response headers after
 // it was sent (default 60 s; the body of a large blob is not counted). A registry that
 // does not answer in time is retried like a 503.
 func WithRequestTimeout(d time.Duration) Option {
-	return func(c *Copier) {
+	return func(c *Engine) {
 		if d > 0 {
 			c.timeout = d
 		}
 	}
 }
 
-// New returns a Copier for one run.
-func New(opts ...Option) *Copier {
-	c := &Copier{
-		jobs:           8,
-		rate:           10,
-		burst:          10,
-		timeout:        60 * time.Second,
-		log:            slog.New(slog.DiscardHandler),
-		tagRounds:      3,
-		referrerDepth:  3,
-		limiters:       map[string]*rate.Limiter{},
-		tagLocks:       map[string]chan struct{}{},
-		endpoints:      map[endpointKey]*endpoint{},
-		noReferrersAPI: map[string]bool{},
+// New returns an Engine.
+func New(opts ...Option) *Engine {
+	c := &Engine{
+		jobs:          8,
+		rate:          10,
+		burst:         10,
+		timeout:       60 * time.Second,
+		log:           slog.New(slog.DiscardHandler),
+		tagRounds:     3,
+		referrerDepth: 3,
+		limiters:      map[string]*rate.Limiter{},
+		tagLocks:      map[string]chan struct{}{},
 	}
 	for _, o := range opts {
 		o(c)
@@ -258,7 +273,7 @@ func validate(req Request) (v1.Hash, error) {
 // Copy copies req.Digest and everything it references from the source to the
 // destination, then (if req.Tag is set) converges the destination tag on the
 // source tag. It never returns an error directly: Result.Err carries it.
-func (c *Copier) Copy(ctx context.Context, req Request) Result {
+func (c *Run) Copy(ctx context.Context, req Request) Result {
 	start := time.Now()
 	res := Result{Digest: req.Digest, Tag: req.Tag}
 	s, digest, err := c.newSession(req)
@@ -296,7 +311,7 @@ func (c *Copier) Copy(ctx context.Context, req Request) Result {
 	return res
 }
 
-func (c *Copier) limiter(host string) *rate.Limiter {
+func (c *Engine) limiter(host string) *rate.Limiter {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	l, ok := c.limiters[host]
@@ -309,7 +324,7 @@ func (c *Copier) limiter(host string) *rate.Limiter {
 
 // lockTag serialises tag convergence for one destination tag within the run,
 // so two events for the same tag don't interleave their HEAD/PUT/re-check.
-func (c *Copier) lockTag(ctx context.Context, key string) (func(), error) {
+func (c *Engine) lockTag(ctx context.Context, key string) (func(), error) {
 	c.mu.Lock()
 	ch, ok := c.tagLocks[key]
 	if !ok {
@@ -350,13 +365,13 @@ type clients struct {
 // cachedEndpoint returns the run's endpoint for ep, building it once. Endpoints whose
 // credentials or transport cannot be compared (and Options, which cannot be) are not
 // shared.
-func (c *Copier) cachedEndpoint(ep Endpoint, dest bool) *endpoint {
+func (c *Run) cachedEndpoint(ep Endpoint, dest bool) *endpoint {
 	if len(ep.Options) > 0 || !comparable(ep.Auth) || !comparable(ep.Transport) {
 		return c.endpoint(ep, dest)
 	}
 	k := endpointKey{dest: dest, repo: ep.Repository.String(), auth: ep.Auth, transport: ep.Transport}
-	c.mu.Lock()
-	defer c.mu.Unlock()
+	c.runMu.Lock()
+	defer c.runMu.Unlock()
 	if e, ok := c.endpoints[k]; ok {
 		return e
 	}
@@ -367,7 +382,7 @@ func (c *Copier) cachedEndpoint(ep Endpoint, dest bool) *endpoint {
 
 func comparable(v any) bool { return v == nil || reflect.TypeOf(v).Comparable() }
 
-func (c *Copier) endpoint(ep Endpoint, dest bool) *endpoint {
+func (c *Engine) endpoint(ep Endpoint, dest bool) *endpoint {
 	base := ep.Transport
 	if base == nil {
 		base = remote.DefaultTransport
@@ -475,7 +490,7 @@ func (e *endpoint) key(h v1.Hash) string { return e.repo.String() + "@" + h.Stri
 
 // session is the state of one Copy call.
 type session struct {
-	c         *Copier
+	c         *Run
 	src, dst  *endpoint
 	referrers bool
 	log       *slog.Logger
@@ -500,7 +515,7 @@ type session struct {
 	verifyErr error
 }
 
-func (c *Copier) newSession(req Request) (*session, v1.Hash, error) {
+func (c *Run) newSession(req Request) (*session, v1.Hash, error) {
 	h, err := validate(req)
 	if err != nil {
 		return nil, h, err

@@ -154,11 +154,12 @@ func (tr *testRegistry) repo(t *testing.T, path string) name.Repository {
 	return r
 }
 
-func fastCopier(opts ...Option) *Copier {
+// fastCopier is one run of an engine with short waits.
+func fastCopier(opts ...Option) *Run {
 	return New(append([]Option{
 		WithRetry(retry.Policy{Attempts: 4, Initial: time.Millisecond, Max: 10 * time.Millisecond}),
 		WithManifestRate(1000, 1000),
-	}, opts...)...)
+	}, opts...)...).Start()
 }
 
 func must[T any](t *testing.T) func(T, error) T {
@@ -316,7 +317,7 @@ func TestCopyTwiceDoesNothingTheSecondTime(t *testing.T) {
 
 	e.src.reset()
 	e.dst.reset()
-	res := New().Copy(context.Background(), req) // a new run: nothing cached
+	res := New().Start().Copy(context.Background(), req) // a new run: nothing cached
 	wantOutcome(t, res, AlreadyPresent)
 	t.Logf("second run: src %v", e.src.summary())
 	t.Logf("second run: dst %v", e.dst.summary())
@@ -581,7 +582,7 @@ func TestThrottledManifestPutHonoursRetryAfter(t *testing.T) {
 	})
 	start := time.Now()
 	// A long backoff proves the wait came from Retry-After, not from backoff.
-	res := New(WithRetry(retry.Policy{Attempts: 2, Initial: time.Minute, Max: time.Minute})).Copy(context.Background(), e.req(d, "v1"))
+	res := New(WithRetry(retry.Policy{Attempts: 2, Initial: time.Minute, Max: time.Minute})).Start().Copy(context.Background(), e.req(d, "v1"))
 	wantOutcome(t, res, Copied)
 	if el := time.Since(start); el < time.Second || el > 10*time.Second {
 		t.Fatalf("took %v, want about the 1s Retry-After", el)
@@ -837,7 +838,7 @@ func TestPlainHTTPOnlyForLoopback(t *testing.T) {
 		rt := &recordingTransport{}
 		src := must[name.Repository](t)(name.NewRepository(host + "/app"))
 		dst := must[name.Repository](t)(name.NewRepository("127.0.0.1:1/app"))
-		res := New(WithRetry(retry.Policy{Attempts: 1})).Copy(context.Background(), Request{
+		res := New(WithRetry(retry.Policy{Attempts: 1})).Start().Copy(context.Background(), Request{
 			Source: Endpoint{Repository: src, Transport: rt}, Destination: Endpoint{Repository: dst, Transport: rt}, Digest: d,
 		})
 		if res.Outcome != Failed {

@@ -1,0 +1,179 @@
+package destinations
+
+import (
+	"context"
+	"errors"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/ecr"
+	ecrtypes "github.com/aws/aws-sdk-go-v2/service/ecr/types"
+
+	"github.com/ecr-replicator/ecr-replicator/internal/copyengine"
+	"github.com/ecr-replicator/ecr-replicator/internal/ecraccess"
+	"github.com/ecr-replicator/ecr-replicator/internal/rules"
+)
+
+// deleteOne mirrors a deletion. A tag's deletion converges the destination tag on the
+// source's as it is now: gone (then it is deleted where it still points at the deleted
+// digest: one BatchDeleteImage by tag and digest), or back (then it is copied) — a late
+// DELETE never undoes a newer push. A digest's deletion deletes the image unless the
+// source has it again.
+func (r *Run) deleteOne(ctx context.Context, src Source, t rules.Target) Result {
+	res := newResult(src, t)
+	if t.Err != nil {
+		return res.failed(t.Err)
+	}
+	if !t.MirrorDeletes {
+		res.Outcome, res.Reason = copyengine.Skipped, "mirrorDeletes is off for rule "+t.Rule
+		return res
+	}
+	if src.Tag == "" {
+		return r.deleteDigest(ctx, src, t, res)
+	}
+	rt, err := r.route(ctx, src, t, false)
+	var ae *ecraccess.Error
+	if errors.As(err, &ae) && ae.Code == "RepositoryNotFoundException" {
+		res.Outcome, res.Reason = copyengine.Skipped, "destination repository does not exist"
+		return res
+	}
+	if err != nil {
+		return res.failed(err)
+	}
+	c := r.copy(ctx, rt, Source{Repo: src.Repo, Tag: src.Tag}, t)
+	if c.Err != nil && !c.SourceTagMissing {
+		return res.failed(c.Err)
+	}
+	if !c.SourceTagMissing {
+		res.take(c)
+		res.Reason = "the source has the tag again; the destination follows it"
+		return res
+	}
+	return r.followSourceDelete(ctx, rt, src, t, src.Digest, res)
+}
+
+// followSourceDelete deletes the destination tag the source no longer has — by tag and
+// digest, so a tag a newer push moved is never removed (ECR refuses the mismatch with
+// ImageTagDoesNotMatchDigest, API_ImageFailure) — then looks at the source again: a tag
+// pushed back meanwhile is copied back, so the destination never ends behind, whatever
+// the interleaving. Bounded: a tag that keeps coming and going is left to its events.
+func (r *Run) followSourceDelete(ctx context.Context, rt route, src Source, t rules.Target, digest string, res Result) Result {
+	for round := 0; round < 3 && digest != ""; round++ {
+		o, reason, err := deleteImage(ctx, rt.dstReg, t.Repository, ecrtypes.ImageIdentifier{ImageTag: aws.String(src.Tag), ImageDigest: aws.String(digest)})
+		if err != nil {
+			return res.failed(err)
+		}
+		res.Outcome, res.Reason = o, reason
+		c := r.copy(ctx, rt, Source{Repo: src.Repo, Tag: src.Tag}, t)
+		if c.Err != nil && !c.SourceTagMissing {
+			return res.failed(c.Err)
+		}
+		if !c.SourceTagMissing {
+			res.take(c)
+			res.Reason = "the source has the tag again; the destination follows it"
+			return res
+		}
+		if c.TagDigest == digest || c.TagDigest == "" {
+			return res
+		}
+		digest = c.TagDigest // another digest arrived under the tag meanwhile
+	}
+	return res
+}
+
+// deleteDigest mirrors the deletion of an image by digest (all its tags), unless the
+// source has the image again.
+func (r *Run) deleteDigest(ctx context.Context, src Source, t rules.Target, res Result) Result {
+	srcReg, err := r.resolver.Registry(ctx, ecraccess.Access{AccountID: src.Repo.AccountID, Region: src.Repo.Region, RoleARN: r.sourceRole})
+	if err != nil {
+		return res.failed(err)
+	}
+	id := ecrtypes.ImageIdentifier{ImageDigest: aws.String(src.Digest)}
+	still, err := imageExists(ctx, srcReg.API(), src.Repo.Name, id)
+	if err != nil {
+		return res.failed(err)
+	}
+	if still {
+		res.Outcome, res.Reason = copyengine.Skipped, "the source has the image again; not deleting"
+		return res
+	}
+	dstReg, err := r.resolver.Registry(ctx, t.Destination.Access())
+	if err != nil {
+		return res.failed(err)
+	}
+	o, reason, err := deleteImage(ctx, dstReg, t.Repository, id)
+	if err != nil {
+		return res.failed(err)
+	}
+	res.Outcome, res.Reason = o, reason
+	return res
+}
+
+// deleteImage is one BatchDeleteImage, its per-image failures read (deleteFailure).
+func deleteImage(ctx context.Context, reg *ecraccess.Registry, repo string, id ecrtypes.ImageIdentifier) (copyengine.Outcome, string, error) {
+	out, err := reg.API().BatchDeleteImage(ctx, &ecr.BatchDeleteImageInput{RepositoryName: aws.String(repo), ImageIds: []ecrtypes.ImageIdentifier{id}})
+	var nf *ecrtypes.RepositoryNotFoundException
+	if errors.As(err, &nf) {
+		return copyengine.Skipped, "destination repository does not exist", nil
+	}
+	if err != nil {
+		return "", "", ecraccess.WrapAWS("ecr:BatchDeleteImage", err)
+	}
+	for _, f := range out.Failures {
+		return deleteFailure(f)
+	}
+	if len(out.ImageIds) == 0 {
+		return copyengine.Skipped, "already absent from the destination", nil
+	}
+	return Deleted, "", nil
+}
+
+// deleteFailure maps one of BatchDeleteImage's failures (API_ImageFailure's codes) to
+// what the delete mirroring did: nothing left to do (skipped), or a failure with its
+// class.
+func deleteFailure(f ecrtypes.ImageFailure) (copyengine.Outcome, string, error) {
+	code := string(f.FailureCode)
+	fail := func(retryable bool) (copyengine.Outcome, string, error) {
+		return "", "", &deleteError{code: code, retryable: retryable, reason: aws.ToString(f.FailureReason)}
+	}
+	switch f.FailureCode {
+	case ecrtypes.ImageFailureCodeImageNotFound:
+		return copyengine.Skipped, "already absent from the destination", nil
+	case ecrtypes.ImageFailureCodeImageTagDoesNotMatchDigest:
+		return copyengine.Skipped, "the destination tag points at another digest (a newer push); not deleting", nil
+	case ecrtypes.ImageFailureCodeKmsError, ecrtypes.ImageFailureCodeUpstreamTooManyRequests, ecrtypes.ImageFailureCodeUpstreamUnavailable:
+		return fail(true)
+	case ecrtypes.ImageFailureCodeImageReferencedByManifestList:
+		// An index in the destination still uses the image. The source deleted it, so
+		// no index there uses it any more: the index's own DELETE event is on its way
+		// (events arrive in any order), and a retry after it succeeds. An index only the
+		// destination has ends in the dead-letter queue, visibly.
+		return fail(true)
+	}
+	// Invalid identifiers, upstream access denied, and codes added later: no retry fixes
+	// them.
+	return fail(false)
+}
+
+// deleteError is a failure BatchDeleteImage reported for the image (not the call).
+type deleteError struct {
+	code, reason string
+	retryable    bool
+}
+
+func (e *deleteError) Error() string {
+	return "ecr:BatchDeleteImage: " + e.code + ": " + e.reason
+}
+func (e *deleteError) ErrorCode() string { return e.code }
+func (e *deleteError) Retryable() bool   { return e.retryable }
+
+func imageExists(ctx context.Context, api *ecr.Client, repo string, id ecrtypes.ImageIdentifier) (bool, error) {
+	out, err := api.BatchGetImage(ctx, &ecr.BatchGetImageInput{RepositoryName: aws.String(repo), ImageIds: []ecrtypes.ImageIdentifier{id}})
+	var nf *ecrtypes.RepositoryNotFoundException
+	if errors.As(err, &nf) {
+		return false, nil
+	}
+	if err != nil {
+		return false, ecraccess.WrapAWS("ecr:BatchGetImage", err)
+	}
+	return len(out.Images) > 0, nil
+}

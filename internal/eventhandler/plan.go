@@ -1,0 +1,170 @@
+package eventhandler
+
+import (
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/ecr-replicator/ecr-replicator/internal/destinations"
+	"github.com/ecr-replicator/ecr-replicator/internal/ecrevent"
+	"github.com/ecr-replicator/ecr-replicator/internal/ecrname"
+	"github.com/ecr-replicator/ecr-replicator/internal/metrics"
+	"github.com/ecr-replicator/ecr-replicator/internal/rules"
+)
+
+// ErrNoRuleAllows is the permanent failure of a work item whose destination is not a
+// target of the rules for its source.
+var ErrNoRuleAllows = errors.New("work item names a destination no rule allows")
+
+type message struct {
+	id   string // SQS messageId; "" when invoked directly
+	body []byte
+}
+
+// job is one image action to one set of targets; several messages may share it.
+type job struct {
+	delete   bool
+	src      destinations.Source
+	eventID  string
+	at       time.Time // event time, for latency
+	targets  []rules.Target
+	messages []int // indexes into the batch
+}
+
+// plan is what an invocation will do: the jobs, and what it will not do and why.
+type plan struct {
+	jobs       []*job
+	ignored    int
+	malformed  []Problem
+	duplicates int
+}
+
+// jobKey identifies one action on one image at one destination: the same key in one
+// batch is done once.
+type jobKey struct {
+	delete      bool
+	src         ecrname.Repo
+	digest, tag string
+	dst         ecrname.Repo
+}
+
+// plan parses the messages into jobs, deduplicated per (action, image, destination).
+// Malformed messages and messages no rule allows are permanent failures, acknowledged
+// and reported; ignored ones are logged.
+func (h *Handler) plan(msgs []message, mr *metrics.Recorder) plan {
+	var p plan
+	seen := map[jobKey]*job{}
+	for i, m := range msgs {
+		j, err := h.planMessage(m)
+		if err != nil {
+			h.c.Log.Error("message not processed (permanent failure, acknowledged)", "message_id", m.id, "error", err.Error())
+			p.malformed = append(p.malformed, Problem{MessageID: m.id, Error: err.Error()})
+			if mr != nil {
+				reason := "Malformed"
+				if errors.Is(err, ErrNoRuleAllows) {
+					reason = "NotAllowed"
+				}
+				mr.Add("ReplicationFailures", metrics.Count, 1, "Reason", reason)
+			}
+			continue
+		}
+		if j == nil {
+			p.ignored++
+			continue
+		}
+		var fresh []rules.Target
+		for _, t := range j.targets {
+			k := jobKey{delete: j.delete, src: j.src.Repo, digest: j.src.Digest, tag: j.src.Tag, dst: t.Repo()}
+			if prev, ok := seen[k]; ok {
+				prev.messages = appendUnique(prev.messages, i)
+				p.duplicates++
+				continue
+			}
+			fresh = append(fresh, t)
+			seen[k] = j
+		}
+		if len(fresh) == 0 {
+			continue
+		}
+		j.targets, j.messages = fresh, []int{i}
+		p.jobs = append(p.jobs, j)
+	}
+	return p
+}
+
+func appendUnique(s []int, v int) []int {
+	for _, x := range s {
+		if x == v {
+			return s
+		}
+	}
+	return append(s, v)
+}
+
+// planMessage parses one message into its job: nil job and nil error when it is ignored
+// (logged here), an error when it is a permanent failure.
+func (h *Handler) planMessage(m message) (*job, error) {
+	msg, err := ecrevent.Parse(m.body)
+	if err != nil {
+		return nil, err
+	}
+	switch msg.Kind {
+	case ecrevent.KindWorkItem:
+		return h.planWorkItem(msg.WorkItem)
+	case ecrevent.KindImageAction:
+	default:
+		return nil, fmt.Errorf("%w: unknown message kind", ecrevent.ErrMalformed)
+	}
+	a := msg.Image
+	if msg.Class == ecrevent.Ignored {
+		attrs := []any{"message_id", m.id, "reason", msg.IgnoredReason}
+		if a != nil {
+			attrs = append(attrs, "event_id", a.EventID, "repository", a.Repository, "digest", a.Digest, "tag", a.Tag, "action_type", a.ActionType)
+		}
+		h.c.Log.Info("event ignored", attrs...)
+		return nil, nil
+	}
+	j := &job{
+		delete:  msg.Class == ecrevent.Delete,
+		src:     destinations.Source{Repo: a.Repo(), Digest: a.Digest, Tag: a.Tag},
+		eventID: a.EventID,
+		at:      a.Time,
+	}
+	ok, invalid := rules.Split(h.c.Rules.Targets(a.Repository, a.Tag))
+	for _, t := range append(ok, invalid...) {
+		if !j.delete || t.MirrorDeletes {
+			j.targets = append(j.targets, t)
+		}
+	}
+	if len(j.targets) == 0 {
+		reason := "no rule selects this repository and tag"
+		switch {
+		case j.delete:
+			reason = "no rule mirrors deletes for this repository and tag"
+		case a.Tag == "":
+			reason = "no rule selects this digest-only image (untagged: false, or no rule for the repository)"
+		}
+		h.c.Log.Info("event ignored", "message_id", m.id, "event_id", a.EventID, "repository", a.Repository, "digest", a.Digest, "tag", a.Tag, "action_type", a.ActionType, "reason", reason)
+		return nil, nil
+	}
+	return j, nil
+}
+
+// planWorkItem accepts a backfill work item only for a destination the rules give its
+// source.
+func (h *Handler) planWorkItem(w *ecrevent.WorkItem) (*job, error) {
+	j := &job{
+		delete:  w.Action == ecrevent.WorkDelete,
+		src:     destinations.Source{Repo: w.Source.Repo(), Digest: w.Source.Digest, Tag: w.Source.Tag},
+		eventID: "work-item:" + w.Rule,
+		at:      w.CreatedAt,
+	}
+	want := w.Destination.Repo()
+	for _, t := range h.c.Rules.Targets(w.Source.Repository, w.Source.Tag) {
+		if t.Repo() == want && (!j.delete || t.MirrorDeletes) {
+			j.targets = []rules.Target{t}
+			return j, nil
+		}
+	}
+	return nil, fmt.Errorf("%w: %s (%s)", ErrNoRuleAllows, want, w.String())
+}
