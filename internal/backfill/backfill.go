@@ -556,9 +556,7 @@ func (r *run) workItem(w *Work) ecrevent.WorkItem {
 	}
 }
 
-// enqueue sends work in batches of 10 (SendMessageBatch's limit). A call that fails
-// retryably, and the entries SQS refused without blaming the sender, are sent again with
-// the backfill's retry policy; the rest are reported as failed.
+// enqueue sends work in batches of 10 (SendMessageBatch's limit), until time is up.
 func (r *run) enqueue(ctx context.Context, work []Work) (string, bool) {
 	last := ""
 	for start := 0; start < len(work); start += 10 {
@@ -566,74 +564,93 @@ func (r *run) enqueue(ctx context.Context, work []Work) (string, bool) {
 			return last, false
 		}
 		batch := work[start:min(start+10, len(work))]
-		pending := map[string]*Work{}
-		var entries []sqstypes.SendMessageBatchRequestEntry
-		for i := range batch {
-			w := &batch[i]
-			body, err := ecrevent.Marshal(r.workItem(w))
-			if err != nil {
-				r.failed(w, "work item: "+err.Error())
-				continue
-			}
-			id := strconv.Itoa(i)
-			pending[id] = w
-			entries = append(entries, sqstypes.SendMessageBatchRequestEntry{Id: aws.String(id), MessageBody: aws.String(string(body))})
-		}
-		err := retry.Do(ctx, r.b.Retry, func(ctx context.Context) error {
-			out, err := r.b.Queue.SendMessageBatch(ctx, &sqs.SendMessageBatchInput{QueueUrl: aws.String(r.b.QueueURL), Entries: entries})
-			if err != nil {
-				return ecraccess.WrapAWS("sqs:SendMessageBatch", err)
-			}
-			for _, ok := range out.Successful {
-				if pending[aws.ToString(ok.Id)] != nil {
-					r.mu.Lock()
-					r.resp.Enqueued++
-					r.resp.Remaining--
-					r.mu.Unlock()
-					delete(pending, aws.ToString(ok.Id))
-				}
-			}
-			refused := map[string]sqstypes.BatchResultErrorEntry{}
-			for _, f := range out.Failed {
-				refused[aws.ToString(f.Id)] = f
-			}
-			var again []sqstypes.SendMessageBatchRequestEntry
-			for _, e := range entries {
-				id := aws.ToString(e.Id)
-				w := pending[id]
-				if w == nil {
-					continue
-				}
-				// An entry neither accepted nor refused is sent again too.
-				if f, ok := refused[id]; ok && f.SenderFault {
-					r.failed(w, "sqs:SendMessageBatch: "+aws.ToString(f.Code)+": "+aws.ToString(f.Message))
-					delete(pending, id)
-					continue
-				}
-				again = append(again, e)
-			}
-			entries = again
-			if len(entries) > 0 {
-				why := map[string]bool{}
-				for _, e := range entries {
-					if f, ok := refused[aws.ToString(e.Id)]; ok {
-						why[aws.ToString(f.Code)+": "+aws.ToString(f.Message)] = true
-					}
-				}
-				return &unsentError{n: len(entries), why: slices.Sorted(maps.Keys(why))}
-			}
-			return nil
-		})
-		if err != nil {
-			for _, e := range entries {
-				if w := pending[aws.ToString(e.Id)]; w != nil {
-					r.failed(w, err.Error())
-				}
-			}
-		}
+		r.sendBatch(ctx, batch)
 		last = batch[len(batch)-1].key()
 	}
 	return last, true
+}
+
+// sendBatch sends one batch of work items. A call that fails retryably, and the entries
+// SQS refused without blaming the sender, are sent again with the backfill's retry
+// policy; the rest are reported as failed.
+func (r *run) sendBatch(ctx context.Context, batch []Work) {
+	pending := map[string]*Work{}
+	var entries []sqstypes.SendMessageBatchRequestEntry
+	for i := range batch {
+		w := &batch[i]
+		body, err := ecrevent.Marshal(r.workItem(w))
+		if err != nil {
+			r.failed(w, "work item: "+err.Error())
+			continue
+		}
+		id := strconv.Itoa(i)
+		pending[id] = w
+		entries = append(entries, sqstypes.SendMessageBatchRequestEntry{Id: aws.String(id), MessageBody: aws.String(string(body))})
+	}
+	err := retry.Do(ctx, r.b.Retry, func(ctx context.Context) error {
+		out, err := r.b.Queue.SendMessageBatch(ctx, &sqs.SendMessageBatchInput{QueueUrl: aws.String(r.b.QueueURL), Entries: entries})
+		if err != nil {
+			return ecraccess.WrapAWS("sqs:SendMessageBatch", err)
+		}
+		entries = r.sent(out, entries, pending)
+		if len(entries) > 0 {
+			return unsent(out, entries)
+		}
+		return nil
+	})
+	if err != nil {
+		for _, e := range entries {
+			if w := pending[aws.ToString(e.Id)]; w != nil {
+				r.failed(w, err.Error())
+			}
+		}
+	}
+}
+
+// sent counts what SQS accepted, fails what it refused blaming the sender, and returns
+// the entries to send again (refused otherwise, or neither accepted nor refused).
+func (r *run) sent(out *sqs.SendMessageBatchOutput, entries []sqstypes.SendMessageBatchRequestEntry, pending map[string]*Work) []sqstypes.SendMessageBatchRequestEntry {
+	for _, ok := range out.Successful {
+		if pending[aws.ToString(ok.Id)] != nil {
+			r.mu.Lock()
+			r.resp.Enqueued++
+			r.resp.Remaining--
+			r.mu.Unlock()
+			delete(pending, aws.ToString(ok.Id))
+		}
+	}
+	refused := map[string]sqstypes.BatchResultErrorEntry{}
+	for _, f := range out.Failed {
+		refused[aws.ToString(f.Id)] = f
+	}
+	var again []sqstypes.SendMessageBatchRequestEntry
+	for _, e := range entries {
+		id := aws.ToString(e.Id)
+		w := pending[id]
+		if w == nil {
+			continue
+		}
+		if f, ok := refused[id]; ok && f.SenderFault {
+			r.failed(w, "sqs:SendMessageBatch: "+aws.ToString(f.Code)+": "+aws.ToString(f.Message))
+			delete(pending, id)
+			continue
+		}
+		again = append(again, e)
+	}
+	return again
+}
+
+// unsent is the retryable error of entries SQS did not accept, with its reasons.
+func unsent(out *sqs.SendMessageBatchOutput, entries []sqstypes.SendMessageBatchRequestEntry) error {
+	why := map[string]bool{}
+	for _, f := range out.Failed {
+		for _, e := range entries {
+			if aws.ToString(f.Id) == aws.ToString(e.Id) {
+				why[aws.ToString(f.Code)+": "+aws.ToString(f.Message)] = true
+			}
+		}
+	}
+	return &unsentError{n: len(entries), why: slices.Sorted(maps.Keys(why))}
 }
 
 // unsentError: SQS did not accept some entries of a batch, without blaming the sender

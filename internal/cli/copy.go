@@ -9,7 +9,6 @@ import (
 	"net/http"
 	"sort"
 	"strings"
-	"sync"
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/service/ecr"
@@ -250,146 +249,31 @@ func (r imageResult) ref() string {
 type copyItem struct{ tag, digest string }
 
 func runCopy(ctx context.Context, a *app, o copyOptions, srcArg, dstArg string) error {
-	if err := checkRange("jobs", o.jobs, 1, 256); err != nil {
-		return err
-	}
-	if err := checkRange("concurrency", o.concurrency, 1, 256); err != nil {
-		return err
-	}
-	if o.detailed && !o.dryRun {
-		return usagef("--detailed-exitcode goes with --dry-run (it reports drift)")
-	}
-	srcRef, err := parseReference("SRC", srcArg)
+	args, err := parseCopyArgs(a, o, srcArg, dstArg)
 	if err != nil {
 		return err
 	}
-	dstRepo, dstTag, err := parseDestination(dstArg)
-	if err != nil {
-		return err
-	}
-	srcTag, isTag := srcRef.(name.Tag)
-	if dstTag != "" && (!isTag || dstTag != srcTag.TagStr()) {
-		return usagef("DST tag %q must be SRC's tag or omitted: copies keep tags (and digests)", dstTag)
-	}
-	if o.allTags && strings.ContainsAny(srcArg[len(srcRef.Context().String()):], ":@") {
-		return usagef("with --all-tags, SRC is a repository without a tag or digest, not %q", srcArg)
-	}
-	srcSide := side{profile: o.profile, roleARN: o.sourceRole}
-	dstSide := side{profile: o.profile, roleARN: o.destRole, externalID: o.externalID}
-	if o.sourceProfile != "" {
-		fmt.Fprintln(a.stderr, "ecr-replicator: --source-profile is deprecated: use --profile (and --dest-profile for a destination reached with other credentials)")
-		// The deprecated flag meant the source only: the destination kept the default chain.
-		srcSide.profile = o.sourceProfile
-		if o.profile == "" {
-			dstSide.profile = ""
-		}
-	}
-	if o.destProfile != "" {
-		dstSide.profile = o.destProfile
-	}
-	if err := checkSideFlags("SRC", srcRef.Context(), srcSide.profile, o.sourceRole, "source-role-arn"); err != nil {
-		return err
-	}
-	if err := checkSideFlags("DST", dstRepo, o.destProfile, o.destRole, "dest-role-arn"); err != nil {
-		return err
-	}
-	if o.externalID != "" && o.destRole == "" {
-		return usagef("--external-id goes with --dest-role-arn")
-	}
-
 	sessions := newAWSSessions(a.logger(), "ecr-replicator-cli")
-	src, err := resolveSide(ctx, sessions, srcRef.Context(), srcSide, o.region, "no external ID")
+	src, err := resolveSide(ctx, sessions, args.srcRef.Context(), args.srcSide, o.region, "no external ID")
 	if err != nil {
 		return err
 	}
-	dst, err := resolveSide(ctx, sessions, dstRepo, dstSide, o.region, "--external-id")
+	dst, err := resolveSide(ctx, sessions, args.dstRepo, args.dstSide, o.region, "--external-id")
 	if err != nil {
 		return err
 	}
-	settings := ecraccess.RepositorySettings{}
-	if src.ecr != nil {
-		// One DescribeRepositories: the source exists (a clear message now rather than one
-		// per image later), and its settings for a destination to create.
-		if settings, err = src.ecr.ReadSettings(ctx, srcRef.Context().RepositoryStr(), false, false); err != nil {
-			return repositoryProblem(err, "source", srcRef.Context(), src.region)
-		}
-		settings.KMSKey = "" // a source key belongs to its own account and region
+	destMissing, err := prepareDestination(ctx, o, args, src, dst)
+	if err != nil {
+		return err
 	}
-	destMissing := false
-	if dst.ecr != nil {
-		if o.dryRun {
-			destMissing, err = repositoryMissing(ctx, dst.ecr, dstRepo.RepositoryStr())
-		} else {
-			_, err = dst.ecr.EnsureRepository(ctx, dstRepo.RepositoryStr(), settings, o.createRepo)
-		}
-		if err != nil {
-			return repositoryProblem(err, "destination", dstRepo, dst.region)
-		}
-	}
-
-	var items []copyItem
-	switch {
-	case o.allTags:
-		tags, err := remote.List(src.endpoint.Repository, lookupOptions(ctx, src.endpoint)...)
-		if err != nil {
-			return registryProblem(err, "listing the tags of", srcRef.Context())
-		}
-		for _, t := range tags {
-			items = append(items, copyItem{tag: t})
-		}
-	case isTag:
-		items = append(items, copyItem{tag: srcTag.TagStr()})
-	default:
-		items = append(items, copyItem{digest: srcRef.Identifier()})
-	}
-	unit := "tags"
-	if !o.allTags && !isTag {
-		unit = "images"
+	items, unit, err := copyItems(ctx, o, args, src)
+	if err != nil {
+		return err
 	}
 	if o.dryRun {
-		return dryRunCopy(ctx, a, o, srcRef.Context(), src, dst, items, destMissing, unit)
+		return dryRunCopy(ctx, a, o, args.srcRef.Context(), src, dst, items, destMissing, unit)
 	}
-
-	log := a.logger()
-	copyOpts := []copyengine.Option{copyengine.WithJobs(o.jobs), copyengine.WithLogger(log)}
-	if dst.ecr == nil {
-		// Manifest writes are paced for ECR's PutImage quota; other registries publish
-		// none, and a 429 is still backed off.
-		copyOpts = append(copyOpts, copyengine.WithManifestRate(math.Inf(1), 1))
-	}
-	prog := newProgress(a, unit, len(items), func(imageResult) bool { return ctx.Err() != nil })
-	copyOpts = append(copyOpts, progressOption(prog)...)
-	copier := copyengine.New(copyOpts...).Start()
-	results := make([]imageResult, len(items))
-	g := errgroup.Group{}
-	g.SetLimit(o.concurrency)
-	var mu sync.Mutex
-	for i, it := range items {
-		g.Go(func() error {
-			res := imageResult{Source: srcRef.Context().String(), Destination: dstRepo.String(), Tag: it.tag, Digest: it.digest}
-			prog.itemStarted()
-			start := time.Now()
-			// A tag is resolved by the engine: one GET of the manifest by tag.
-			r := copier.Copy(ctx, copyengine.Request{Source: src.endpoint, Digest: it.digest, Tag: it.tag, Destination: dst.endpoint, Referrers: o.referrers})
-			if r.Digest != "" {
-				res.Digest = r.Digest
-			}
-			res.Outcome, res.Reason, res.BytesCopied, res.BlobsCopied = string(r.Outcome), r.Reason, r.BytesCopied, r.BlobsCopied
-			res.DurationMS = time.Since(start).Milliseconds()
-			if r.Err != nil {
-				res.Error = r.Err.Error()
-				res.Code, res.Message = explainCopy(copyFailure{err: r.Err, source: srcRef.Context().String(), destination: dstRepo.String(),
-					tag: it.tag, digest: res.Digest, destECR: dst.ecr != nil})
-			}
-			mu.Lock()
-			results[i] = res
-			mu.Unlock()
-			prog.itemDone(res)
-			return nil
-		})
-	}
-	g.Wait()
-	prog.finish()
+	results := executeCopy(ctx, a, o, args, src, dst, items, unit)
 	if ctx.Err() != nil {
 		done := 0
 		for _, r := range results {
@@ -400,6 +284,162 @@ func runCopy(ctx context.Context, a *app, o copyOptions, srcArg, dstArg string) 
 		return interrupted(done, len(items)-done)
 	}
 	return report(a.stdout, o.output, unit, results)
+}
+
+// copyArgs are copy's arguments, checked.
+type copyArgs struct {
+	srcRef           name.Reference
+	srcTag           name.Tag
+	isTag            bool
+	dstRepo          name.Repository
+	srcSide, dstSide side
+}
+
+// parseCopyArgs checks copy's flags and arguments before anything is reached: usage
+// errors name what was wrong.
+func parseCopyArgs(a *app, o copyOptions, srcArg, dstArg string) (copyArgs, error) {
+	var c copyArgs
+	if err := checkRange("jobs", o.jobs, 1, 256); err != nil {
+		return c, err
+	}
+	if err := checkRange("concurrency", o.concurrency, 1, 256); err != nil {
+		return c, err
+	}
+	if o.detailed && !o.dryRun {
+		return c, usagef("--detailed-exitcode goes with --dry-run (it reports drift)")
+	}
+	srcRef, err := parseReference("SRC", srcArg)
+	if err != nil {
+		return c, err
+	}
+	dstRepo, dstTag, err := parseDestination(dstArg)
+	if err != nil {
+		return c, err
+	}
+	srcTag, isTag := srcRef.(name.Tag)
+	if dstTag != "" && (!isTag || dstTag != srcTag.TagStr()) {
+		return c, usagef("DST tag %q must be SRC's tag or omitted: copies keep tags (and digests)", dstTag)
+	}
+	if o.allTags && strings.ContainsAny(srcArg[len(srcRef.Context().String()):], ":@") {
+		return c, usagef("with --all-tags, SRC is a repository without a tag or digest, not %q", srcArg)
+	}
+	c = copyArgs{srcRef: srcRef, srcTag: srcTag, isTag: isTag, dstRepo: dstRepo,
+		srcSide: side{profile: o.profile, roleARN: o.sourceRole},
+		dstSide: side{profile: o.profile, roleARN: o.destRole, externalID: o.externalID}}
+	if o.sourceProfile != "" {
+		fmt.Fprintln(a.stderr, "ecr-replicator: --source-profile is deprecated: use --profile (and --dest-profile for a destination reached with other credentials)")
+		// The deprecated flag meant the source only: the destination kept the default chain.
+		c.srcSide.profile = o.sourceProfile
+		if o.profile == "" {
+			c.dstSide.profile = ""
+		}
+	}
+	if o.destProfile != "" {
+		c.dstSide.profile = o.destProfile
+	}
+	if err := checkSideFlags("SRC", srcRef.Context(), c.srcSide.profile, o.sourceRole, "source-role-arn"); err != nil {
+		return c, err
+	}
+	if err := checkSideFlags("DST", dstRepo, o.destProfile, o.destRole, "dest-role-arn"); err != nil {
+		return c, err
+	}
+	if o.externalID != "" && o.destRole == "" {
+		return c, usagef("--external-id goes with --dest-role-arn")
+	}
+	return c, nil
+}
+
+// prepareDestination checks the source repository exists (one DescribeRepositories:
+// a clear message now rather than one per image later) and makes sure the destination
+// repository does (creating it with the source's settings), or, for a dry run, says
+// whether it is missing.
+func prepareDestination(ctx context.Context, o copyOptions, c copyArgs, src, dst *endpointFor) (destMissing bool, err error) {
+	settings := ecraccess.RepositorySettings{}
+	if src.ecr != nil {
+		if settings, err = src.ecr.ReadSettings(ctx, c.srcRef.Context().RepositoryStr(), false, false); err != nil {
+			return false, repositoryProblem(err, "source", c.srcRef.Context(), src.region)
+		}
+		settings.KMSKey = "" // a source key belongs to its own account and region
+	}
+	if dst.ecr == nil {
+		return false, nil
+	}
+	if o.dryRun {
+		destMissing, err = repositoryMissing(ctx, dst.ecr, c.dstRepo.RepositoryStr())
+	} else {
+		_, err = dst.ecr.EnsureRepository(ctx, c.dstRepo.RepositoryStr(), settings, o.createRepo)
+	}
+	if err != nil {
+		return false, repositoryProblem(err, "destination", c.dstRepo, dst.region)
+	}
+	return destMissing, nil
+}
+
+// copyItems is what to copy: every tag (--all-tags), the tag, or the digest; and what
+// the counts count.
+func copyItems(ctx context.Context, o copyOptions, c copyArgs, src *endpointFor) ([]copyItem, string, error) {
+	switch {
+	case o.allTags:
+		tags, err := remote.List(src.endpoint.Repository, lookupOptions(ctx, src.endpoint)...)
+		if err != nil {
+			return nil, "", registryProblem(err, "listing the tags of", c.srcRef.Context())
+		}
+		items := make([]copyItem, len(tags))
+		for i, t := range tags {
+			items[i] = copyItem{tag: t}
+		}
+		return items, "tags", nil
+	case c.isTag:
+		return []copyItem{{tag: c.srcTag.TagStr()}}, "tags", nil
+	}
+	return []copyItem{{digest: c.srcRef.Identifier()}}, "images", nil
+}
+
+// executeCopy copies the items, o.concurrency at a time, in one engine run, with a
+// progress display; it returns one result per item.
+func executeCopy(ctx context.Context, a *app, o copyOptions, c copyArgs, src, dst *endpointFor, items []copyItem, unit string) []imageResult {
+	copyOpts := []copyengine.Option{copyengine.WithJobs(o.jobs), copyengine.WithLogger(a.logger())}
+	if dst.ecr == nil {
+		// Manifest writes are paced for ECR's PutImage quota; other registries publish
+		// none, and a 429 is still backed off.
+		copyOpts = append(copyOpts, copyengine.WithManifestRate(math.Inf(1), 1))
+	}
+	prog := newProgress(a, unit, len(items), func(imageResult) bool { return ctx.Err() != nil })
+	copyOpts = append(copyOpts, progressOption(prog)...)
+	run := copyengine.New(copyOpts...).Start()
+	results := make([]imageResult, len(items))
+	g := errgroup.Group{}
+	g.SetLimit(o.concurrency)
+	for i, it := range items {
+		g.Go(func() error {
+			prog.itemStarted()
+			results[i] = copyOne(ctx, run, o, c, src, dst, it)
+			prog.itemDone(results[i])
+			return nil
+		})
+	}
+	g.Wait()
+	prog.finish()
+	return results
+}
+
+// copyOne copies one item and explains a failure.
+func copyOne(ctx context.Context, run *copyengine.Run, o copyOptions, c copyArgs, src, dst *endpointFor, it copyItem) imageResult {
+	res := imageResult{Source: c.srcRef.Context().String(), Destination: c.dstRepo.String(), Tag: it.tag, Digest: it.digest}
+	start := time.Now()
+	// A tag is resolved by the engine: one GET of the manifest by tag.
+	r := run.Copy(ctx, copyengine.Request{Source: src.endpoint, Digest: it.digest, Tag: it.tag, Destination: dst.endpoint, Referrers: o.referrers})
+	if r.Digest != "" {
+		res.Digest = r.Digest
+	}
+	res.Outcome, res.Reason, res.BytesCopied, res.BlobsCopied = string(r.Outcome), r.Reason, r.BytesCopied, r.BlobsCopied
+	res.DurationMS = time.Since(start).Milliseconds()
+	if r.Err != nil {
+		res.Error = r.Err.Error()
+		res.Code, res.Message = explainCopy(copyFailure{err: r.Err, source: c.srcRef.Context().String(), destination: c.dstRepo.String(),
+			tag: it.tag, digest: res.Digest, destECR: dst.ecr != nil})
+	}
+	return res
 }
 
 func lookupOptions(ctx context.Context, e copyengine.Endpoint) []remote.Option {

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"io/fs"
+	"log/slog"
 	"os"
 	"sort"
 	"strings"
@@ -151,82 +152,22 @@ type destinationCheck struct {
 }
 
 func runSync(ctx context.Context, a *app, o syncOptions) error {
-	if err := checkOutput(o.output); err != nil {
-		return err
-	}
-	if o.rulesFile == "" {
-		return usagef("--rules FILE is required: the rules document that says what goes where (README \"Configuration\"); see 'ecr-replicator %s --help'", o.command)
-	}
-	if err := checkRange("concurrency", o.concurrency, 1, 256); err != nil {
-		return err
-	}
-	if err := checkRange("jobs", o.jobs, 1, 256); err != nil {
-		return err
-	}
-	if o.detailed && !o.dryRun {
-		return usagef("--detailed-exitcode goes with --dry-run (or use 'ecr-replicator plan')")
-	}
-	data, err := os.ReadFile(o.rulesFile)
+	doc, narrowed, req, err := loadSyncRules(o)
 	if err != nil {
-		var pe *fs.PathError
-		if errors.As(err, &pe) {
-			return configProblem(err, "--rules %s: %v", o.rulesFile, pe.Err)
-		}
-		return configProblem(err, "--rules %s: %v", o.rulesFile, err)
-	}
-	doc, err := rules.Parse(data)
-	if err != nil {
-		return configProblem(err, "%s: %v", o.rulesFile, err)
-	}
-	req := backfill.Request{Repositories: o.repositories, Tags: o.tags, DryRun: true, Mode: backfill.ModeInline}
-	if o.since != "" {
-		if req.Since, err = time.Parse(time.RFC3339, o.since); err != nil {
-			return usagef("--since %q is not an RFC 3339 time (like 2024-01-01T00:00:00Z)", o.since)
-		}
-	}
-	narrowed, err := doc.Narrow(o.repositories, o.tags)
-	if err != nil {
-		return usagef("%v", err)
+		return err
 	}
 	log := a.logger()
-	sessions := newAWSSessions(log, "ecr-replicator-cli")
-	sess, err := sessions.get(ctx, o.profile, o.region)
+	sess, srcAccount, err := syncSession(ctx, o, log, narrowed)
 	if err != nil {
 		return err
-	}
-	srcAccount := sess.account
-	if arn := narrowed.SourceRoleARN(); arn != "" {
-		if srcAccount, err = ecrname.RoleAccount(arn); err != nil {
-			return configProblem(err, "%s: source.roleArn: %v", o.rulesFile, err)
-		}
-		if _, err := sess.assumeRole(ctx, ecraccess.Access{AccountID: srcAccount, Region: sess.cfg.Region, RoleARN: arn}, "none: a source role takes none"); err != nil {
-			return err
-		}
 	}
 	checks := checkDestinations(ctx, sess, narrowed)
 	if ctx.Err() != nil {
 		return interruptedPlanning()
 	}
-
 	var prog *progress
 	var explained sync.Map // failure key → one-line explanation of a failed copy
-	var mopts []destinations.Option
-	if doc.SourceRoleARN() != "" {
-		mopts = append(mopts, destinations.WithSourceRole(doc.SourceRoleARN()))
-	}
-	mopts = append(mopts, destinations.WithLogger(log))
-	// The engine lives for the command; the progress display it reports to is made once
-	// the plan says how much there is to copy.
-	engine := copyengine.New(append([]copyengine.Option{copyengine.WithJobs(o.jobs), copyengine.WithLogger(log)},
-		copyengine.WithProgress(func(p copyengine.Progress) { progressTo(prog, p) }))...)
-	replicator := destinations.New(sess.resolver, engine, mopts...)
-	b := &backfill.Backfill{
-		Rules: doc, Resolver: sess.resolver, SourceAccountID: srcAccount, SourceRegion: sess.cfg.Region,
-		Concurrency: o.concurrency, Log: log,
-		Start: func() backfill.Run {
-			return &progressRun{run: replicator.Start(), prog: prog, explained: &explained}
-		},
-	}
+	b := syncBackfill(o, log, doc, sess, srcAccount, &prog, &explained)
 	plan, err := b.Run(ctx, req)
 	if ctx.Err() != nil {
 		return interruptedPlanning()
@@ -238,23 +179,99 @@ func runSync(ctx context.Context, a *app, o syncOptions) error {
 	if o.dryRun {
 		return reportPlan(a.stdout, o, plan, dests)
 	}
-	resp := plan
-	if plan.Drift > 0 {
-		prog = newProgress(a, "copies", plan.Drift, func(imageResult) bool { return ctx.Err() != nil })
-		// The copies the plan found, without listing again.
-		resp = b.Execute(ctx, plan)
-		prog.finish()
-		if ctx.Err() != nil {
-			return interrupted(resp.Copied, max(plan.Drift-resp.Copied, 0))
-		}
-		dests = destinationStatuses(narrowed, checks, resp.Failures)
-	} else {
+	if plan.Drift == 0 {
 		// In sync: the plan's list calls were all it took; report it as the sync it was.
 		in := *plan
 		in.Mode, in.Plan, in.WorkItems = backfill.ModeInline, nil, nil
-		resp = &in
+		return reportSync(a.stdout, o, &in, dests, &explained)
 	}
-	return reportSync(a.stdout, o, resp, dests, &explained)
+	prog = newProgress(a, "copies", plan.Drift, func(imageResult) bool { return ctx.Err() != nil })
+	// The copies the plan found, without listing again.
+	resp := b.Execute(ctx, plan)
+	prog.finish()
+	if ctx.Err() != nil {
+		return interrupted(resp.Copied, max(plan.Drift-resp.Copied, 0))
+	}
+	return reportSync(a.stdout, o, resp, destinationStatuses(narrowed, checks, resp.Failures), &explained)
+}
+
+// loadSyncRules checks sync's and plan's flags, reads the rules document and narrows it
+// to the request (a dry run, planned whole).
+func loadSyncRules(o syncOptions) (doc, narrowed *rules.Document, req backfill.Request, err error) {
+	if err := checkOutput(o.output); err != nil {
+		return nil, nil, req, err
+	}
+	if o.rulesFile == "" {
+		return nil, nil, req, usagef("--rules FILE is required: the rules document that says what goes where (README \"Configuration\"); see 'ecr-replicator %s --help'", o.command)
+	}
+	if err := checkRange("concurrency", o.concurrency, 1, 256); err != nil {
+		return nil, nil, req, err
+	}
+	if err := checkRange("jobs", o.jobs, 1, 256); err != nil {
+		return nil, nil, req, err
+	}
+	if o.detailed && !o.dryRun {
+		return nil, nil, req, usagef("--detailed-exitcode goes with --dry-run (or use 'ecr-replicator plan')")
+	}
+	data, err := os.ReadFile(o.rulesFile)
+	if err != nil {
+		var pe *fs.PathError
+		if errors.As(err, &pe) {
+			return nil, nil, req, configProblem(err, "--rules %s: %v", o.rulesFile, pe.Err)
+		}
+		return nil, nil, req, configProblem(err, "--rules %s: %v", o.rulesFile, err)
+	}
+	if doc, err = rules.Parse(data); err != nil {
+		return nil, nil, req, configProblem(err, "%s: %v", o.rulesFile, err)
+	}
+	req = backfill.Request{Repositories: o.repositories, Tags: o.tags, DryRun: true, Mode: backfill.ModeInline}
+	if o.since != "" {
+		if req.Since, err = time.Parse(time.RFC3339, o.since); err != nil {
+			return nil, nil, req, usagef("--since %q is not an RFC 3339 time (like 2024-01-01T00:00:00Z)", o.since)
+		}
+	}
+	if narrowed, err = doc.Narrow(o.repositories, o.tags); err != nil {
+		return nil, nil, req, usagef("%v", err)
+	}
+	return doc, narrowed, req, nil
+}
+
+// syncSession opens the AWS session sync works with and names the source account (the
+// caller's, or source.roleArn's, whose role is assumed now to explain a failure early).
+func syncSession(ctx context.Context, o syncOptions, log *slog.Logger, narrowed *rules.Document) (*awsSession, string, error) {
+	sess, err := newAWSSessions(log, "ecr-replicator-cli").get(ctx, o.profile, o.region)
+	if err != nil {
+		return nil, "", err
+	}
+	srcAccount := sess.account
+	if arn := narrowed.SourceRoleARN(); arn != "" {
+		if srcAccount, err = ecrname.RoleAccount(arn); err != nil {
+			return nil, "", configProblem(err, "%s: source.roleArn: %v", o.rulesFile, err)
+		}
+		if _, err := sess.assumeRole(ctx, ecraccess.Access{AccountID: srcAccount, Region: sess.cfg.Region, RoleARN: arn}, "none: a source role takes none"); err != nil {
+			return nil, "", err
+		}
+	}
+	return sess, srcAccount, nil
+}
+
+// syncBackfill is the backfill sync runs: one engine for the command, reporting to the
+// progress display *prog (made once the plan says how much there is to copy).
+func syncBackfill(o syncOptions, log *slog.Logger, doc *rules.Document, sess *awsSession, srcAccount string, prog **progress, explained *sync.Map) *backfill.Backfill {
+	mopts := []destinations.Option{destinations.WithLogger(log)}
+	if doc.SourceRoleARN() != "" {
+		mopts = append(mopts, destinations.WithSourceRole(doc.SourceRoleARN()))
+	}
+	engine := copyengine.New(copyengine.WithJobs(o.jobs), copyengine.WithLogger(log),
+		copyengine.WithProgress(func(p copyengine.Progress) { progressTo(*prog, p) }))
+	replicator := destinations.New(sess.resolver, engine, mopts...)
+	return &backfill.Backfill{
+		Rules: doc, Resolver: sess.resolver, SourceAccountID: srcAccount, SourceRegion: sess.cfg.Region,
+		Concurrency: o.concurrency, Log: log,
+		Start: func() backfill.Run {
+			return &progressRun{run: replicator.Start(), prog: *prog, explained: explained}
+		},
+	}
 }
 
 func interruptedPlanning() *problem {

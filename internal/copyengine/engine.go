@@ -551,63 +551,10 @@ func (s *session) fill(r *Result) {
 // the source) runs alongside the copying of referrers.
 func (s *session) run(ctx context.Context, digest v1.Hash, res *Result) error {
 	if res.Tag != "" {
-		var (
-			cur     v1.Hash
-			found   bool
-			present v1.Hash
-			destErr error
-			missing error // the source has no such tag (a request without a digest)
-		)
-		g, gctx := errgroup.WithContext(ctx)
-		g.Go(func() error {
-			present, destErr = s.destTag(gctx, res.Tag)
-			return nil
-		})
-		g.Go(func() error {
-			if digest == (v1.Hash{}) {
-				m, err := s.resolveTag(gctx, res.Tag)
-				if isMissing(err) {
-					missing = err
-					return nil
-				}
-				if err != nil {
-					return err
-				}
-				cur, found = m.desc.Digest, true
-				return nil
-			}
-			var err error
-			cur, found, err = s.headSourceTag(gctx, res.Tag)
+		var missing bool
+		var err error
+		if digest, missing, err = s.readTags(ctx, digest, res); err != nil || missing {
 			return err
-		})
-		if err := g.Wait(); err != nil {
-			return err
-		}
-		if digest == (v1.Hash{}) {
-			if !found {
-				// Nothing to copy: a failure for whoever asked for the tag (the CLI), and
-				// the answer a delete mirroring needs (SourceTagMissing).
-				res.SourceTagMissing = true
-				if destErr == nil {
-					res.TagDigest = present.String()
-				}
-				return missing
-			}
-			digest = cur
-			res.Digest = digest.String()
-			s.log = s.log.With("digest", res.Digest)
-		}
-		if found && cur == digest {
-			s.tagChecked, s.rootDigest = true, digest
-			switch {
-			case destErr == nil && present == digest:
-				s.tagPresent = true
-				res.TagDigest = digest.String()
-			case isNotFound(destErr):
-				// Absent: a new root goes in under the tag. (A tag pointing elsewhere
-				// moves in converge, which also reports an IMMUTABLE conflict.)
-				s.rootTag = res.Tag
-			}
 		}
 	}
 	_, w, err := s.copyContent(ctx, v1.Descriptor{Digest: digest})
@@ -640,6 +587,72 @@ func (s *session) run(ctx context.Context, digest v1.Hash, res *Result) error {
 		return tagErr
 	}
 	return refErr
+}
+
+// readTags reads the source tag (resolving the digest when the request has none) and
+// the destination tag at once, and decides how the root goes in: already there under the
+// tag, new under the tag (one PUT), or by digest with the tag converged after. missing:
+// a request without a digest whose source tag does not exist (then err says so).
+func (s *session) readTags(ctx context.Context, digest v1.Hash, res *Result) (v1.Hash, bool, error) {
+	var (
+		cur     v1.Hash
+		found   bool
+		present v1.Hash
+		destErr error
+		absent  error // the source has no such tag (a request without a digest)
+	)
+	g, gctx := errgroup.WithContext(ctx)
+	g.Go(func() error {
+		present, destErr = s.destTag(gctx, res.Tag)
+		return nil
+	})
+	g.Go(func() error {
+		if digest == (v1.Hash{}) {
+			m, err := s.resolveTag(gctx, res.Tag)
+			if isMissing(err) {
+				absent = err
+				return nil
+			}
+			if err != nil {
+				return err
+			}
+			cur, found = m.desc.Digest, true
+			return nil
+		}
+		var err error
+		cur, found, err = s.headSourceTag(gctx, res.Tag)
+		return err
+	})
+	if err := g.Wait(); err != nil {
+		return digest, false, err
+	}
+	if digest == (v1.Hash{}) {
+		if !found {
+			// Nothing to copy: a failure for whoever asked for the tag (the CLI), and
+			// the answer a delete mirroring needs (SourceTagMissing).
+			res.SourceTagMissing = true
+			if destErr == nil {
+				res.TagDigest = present.String()
+			}
+			return digest, true, absent
+		}
+		digest = cur
+		res.Digest = digest.String()
+		s.log = s.log.With("digest", res.Digest)
+	}
+	if found && cur == digest {
+		s.tagChecked, s.rootDigest = true, digest
+		switch {
+		case destErr == nil && present == digest:
+			s.tagPresent = true
+			res.TagDigest = digest.String()
+		case isNotFound(destErr):
+			// Absent: a new root goes in under the tag. (A tag pointing elsewhere
+			// moves in converge, which also reports an IMMUTABLE conflict.)
+			s.rootTag = res.Tag
+		}
+	}
+	return digest, false, nil
 }
 
 // resolveTag GETs the source manifest by tag: its digest is what the request copies,

@@ -209,13 +209,15 @@ func (s *session) manifestBytes(ctx context.Context, h v1.Hash) (*rawManifest, e
 func (s *session) copyDeps(ctx context.Context, m *rawManifest, w *walk) error {
 	mt := m.desc.MediaType
 	g, gctx := errgroup.WithContext(ctx)
+	// Bounded like the transfers: an image with hundreds of layers starts no more
+	// goroutines (and HEADs) at once than the engine moves blobs.
+	g.SetLimit(s.c.jobs)
 	switch {
 	case mt.IsIndex():
 		im, err := v1.ParseIndexManifest(bytes.NewReader(m.raw))
 		if err != nil {
 			return &Error{Op: "parse source index " + m.desc.Digest.String(), Code: string(transport.ManifestInvalidErrorCode), Err: err}
 		}
-		g.SetLimit(s.c.jobs)
 		for _, child := range im.Manifests {
 			g.Go(func() error {
 				if child.MediaType.IsIndex() || child.MediaType.IsImage() || child.MediaType.IsSchema1() {

@@ -28,7 +28,7 @@ func (a registryAuth) Authorization() (*authn.AuthConfig, error) {
 }
 
 func (a registryAuth) AuthorizationContext(ctx context.Context) (*authn.AuthConfig, error) {
-	secret, err := a.g.token(ctx, false)
+	secret, err := a.g.token(ctx, "")
 	if err != nil {
 		return nil, err
 	}

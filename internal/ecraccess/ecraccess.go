@@ -214,7 +214,8 @@ type Registry struct {
 	api      *ecr.Client
 	foreign  bool // another account's registry, reached without a role
 
-	mu      sync.Mutex
+	fetchMu sync.Mutex // held across GetAuthorizationToken: one fetch at a time
+	mu      sync.Mutex // guards the fields below; never held across a call
 	host    string
 	user    string
 	secret  string
@@ -235,7 +236,7 @@ func (g *Registry) API() *ecr.Client { return g.api }
 // hostname template, so China, GovCloud, FIPS and dual-stack endpoints work.
 func (g *Registry) Host(ctx context.Context, repository string) (string, error) {
 	if !g.foreign {
-		if _, err := g.token(ctx, false); err != nil {
+		if _, err := g.token(ctx, ""); err != nil {
 			return "", err
 		}
 		g.mu.Lock()
@@ -267,12 +268,26 @@ func (g *Registry) Host(ctx context.Context, repository string) (string, error) 
 }
 
 // token returns the registry password, fetching a new one when none is cached, it is
-// within the refresh skew of expiresAt, or force is set.
-func (g *Registry) token(ctx context.Context, force bool) (string, error) {
-	g.mu.Lock()
-	defer g.mu.Unlock()
-	if !force && g.secret != "" && time.Until(g.expires) > g.resolver.refreshSkew {
-		return g.secret, nil
+// within the refresh skew of expiresAt, or it is refused (the password a registry
+// refused). One GetAuthorizationToken runs at a time (fetchMu) and the others wait for
+// its answer; the fields' lock (mu) is never held across the call, so readers of the
+// cached host and user do not wait on the network.
+func (g *Registry) token(ctx context.Context, refused string) (string, error) {
+	usable := func() (string, bool) {
+		g.mu.Lock()
+		defer g.mu.Unlock()
+		if g.secret != "" && g.secret != refused && time.Until(g.expires) > g.resolver.refreshSkew {
+			return g.secret, true
+		}
+		return "", false
+	}
+	if s, ok := usable(); ok {
+		return s, nil
+	}
+	g.fetchMu.Lock()
+	defer g.fetchMu.Unlock()
+	if s, ok := usable(); ok {
+		return s, nil // another caller fetched it meanwhile
 	}
 	// registryIds is deprecated: the token covers every registry the principal may reach.
 	// https://docs.aws.amazon.com/AmazonECR/latest/APIReference/API_GetAuthorizationToken.html
@@ -292,32 +307,32 @@ func (g *Registry) token(ctx context.Context, force bool) (string, error) {
 	if !ok {
 		return "", &Error{Op: "ecr:GetAuthorizationToken", Code: "MalformedToken", Err: errors.New("authorization token is not user:password")}
 	}
+	var host string
 	if !g.foreign {
 		u, err := url.Parse(aws.ToString(d.ProxyEndpoint))
 		if err != nil || u.Host == "" {
 			return "", &Error{Op: "ecr:GetAuthorizationToken", Code: "MalformedProxyEndpoint", Err: fmt.Errorf("proxyEndpoint %q is not a URL", aws.ToString(d.ProxyEndpoint))}
 		}
-		g.host = u.Host
+		host = u.Host
 	}
-	g.user, g.secret = user, secret
-	g.expires = aws.ToTime(d.ExpiresAt)
-	if g.expires.IsZero() {
-		g.expires = time.Now().Add(time.Hour)
+	expires := aws.ToTime(d.ExpiresAt)
+	if expires.IsZero() {
+		expires = time.Now().Add(time.Hour)
 	}
-	g.resolver.log.Debug("registry token issued", "account", g.access.AccountID, "region", g.access.Region, "expires", g.expires)
-	return g.secret, nil
+	g.mu.Lock()
+	if host != "" {
+		g.host = host
+	}
+	g.user, g.secret, g.expires = user, secret, expires
+	g.mu.Unlock()
+	g.resolver.log.Debug("registry token issued", "account", g.access.AccountID, "region", g.access.Region, "expires", expires)
+	return secret, nil
 }
 
 // refresh replaces a refused token, unless another request already did (then the
 // current one is returned), so a burst of refusals costs one GetAuthorizationToken.
 func (g *Registry) refresh(ctx context.Context, refused string) (string, error) {
-	g.mu.Lock()
-	current := g.secret
-	g.mu.Unlock()
-	if current != "" && current != refused {
-		return current, nil
-	}
-	return g.token(ctx, true)
+	return g.token(ctx, refused)
 }
 
 // Error is an AWS API error seen while resolving access, with its code.

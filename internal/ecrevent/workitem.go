@@ -11,7 +11,7 @@ import (
 )
 
 // Work item discriminator and format version. The kind field tells a work
-// item apart from an EventBridge event (contract-notes.md, "Backfill").
+// item apart from an EventBridge event (docs/CONTRACT.md, "Backfill").
 const (
 	WorkItemKind    = "ecr-replicator/work-item"
 	WorkItemVersion = 1

@@ -56,7 +56,7 @@ func (g *glob) match(name string) bool {
 }
 
 // globSet is an include/exclude list: excludes win, and no includes means
-// "everything not excluded" (contract-notes.md, "Globs").
+// "everything not excluded" (docs/CONTRACT.md, "Globs").
 type globSet struct {
 	include []glob
 	exclude []glob

@@ -8,7 +8,7 @@
 // e.g. `rules[0].destinations[1].accountId: "2222" is not a 12-digit AWS
 // account ID`.
 //
-// Globs (contract-notes.md, "Globs") use doublestar syntax against the
+// Globs (docs/CONTRACT.md, "Globs") use doublestar syntax against the
 // whole repository name or tag: "*" stays within one path segment, "**"
 // crosses segments, "?" is one character, "{a,b}" and "[a-z]" work too. A
 // leading "!" excludes, excludes win, and a list without includes means
@@ -40,7 +40,7 @@ type Document struct {
 // Source describes how to read the source registry.
 type Source struct {
 	// RoleARN, if set, is assumed to read the source repositories. It lives
-	// in the source account (contract-notes.md, "Credentials and names").
+	// in the source account (docs/CONTRACT.md, "Credentials and names").
 	RoleARN string `yaml:"roleArn,omitempty" json:"roleArn,omitempty"`
 }
 

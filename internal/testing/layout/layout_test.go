@@ -1,0 +1,49 @@
+// Package layout holds the test that keeps the product apart from its tooling.
+package layout
+
+import (
+	"os/exec"
+	"strings"
+	"testing"
+)
+
+const module = "github.com/ecr-replicator/ecr-replicator/"
+
+// deps lists the project's packages a program links (go list -deps).
+func deps(t *testing.T, pkg string) []string {
+	t.Helper()
+	out, err := exec.Command("go", "list", "-deps", "-f", "{{.ImportPath}}", pkg).CombinedOutput()
+	if err != nil {
+		t.Fatalf("go list -deps %s: %v\n%s", pkg, err, out)
+	}
+	var own []string
+	for _, p := range strings.Fields(string(out)) {
+		if strings.HasPrefix(p, module) {
+			own = append(own, strings.TrimPrefix(p, module))
+		}
+	}
+	return own
+}
+
+// TestFunctionsLinkOnlyProduct: the Lambda functions link the product — never the
+// sandbox (the offline AWS), the demo, or anything only tests use.
+func TestFunctionsLinkOnlyProduct(t *testing.T) {
+	for _, fn := range []string{"functions/replicate", "functions/backfill"} {
+		for _, p := range deps(t, "../../../"+fn) {
+			if strings.HasPrefix(p, "internal/sandbox") || strings.HasPrefix(p, "internal/demo") ||
+				strings.HasPrefix(p, "internal/testing") || p == "internal/lambdarun" || p == "internal/cli" {
+				t.Errorf("%s links %s", fn, p)
+			}
+		}
+	}
+}
+
+// TestCLILinksNoTestPackages: the CLI carries the sandbox and the demo (commands of
+// their own: try the product with no AWS account), never what only tests use.
+func TestCLILinksNoTestPackages(t *testing.T) {
+	for _, p := range deps(t, "../../../cmd/ecr-replicator") {
+		if strings.HasPrefix(p, "internal/testing") {
+			t.Errorf("the CLI links %s", p)
+		}
+	}
+}
