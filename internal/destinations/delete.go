@@ -39,16 +39,27 @@ func (r *Run) deleteOne(ctx context.Context, src Source, t rules.Target) Result 
 	if err != nil {
 		return res.failed(err)
 	}
-	c := r.copy(ctx, rt, Source{Repo: src.Repo, Tag: src.Tag}, t)
-	if c.Err != nil && !c.SourceTagMissing {
-		return res.failed(c.Err)
-	}
-	if !c.SourceTagMissing {
-		res.take(c)
-		res.Reason = "the source has the tag again; the destination follows it"
+	if back, _ := r.recheck(ctx, rt, src, t, &res); back {
 		return res
 	}
 	return r.followSourceDelete(ctx, rt, src, t, src.Digest, res)
+}
+
+// recheck copies src's tag as the source has it now. back: the source has the tag
+// (res holds that copy's result, or its failure); otherwise tagDigest is where the
+// destination tag was seen.
+func (r *Run) recheck(ctx context.Context, rt route, src Source, t rules.Target, res *Result) (back bool, tagDigest string) {
+	c := r.copy(ctx, rt, Source{Repo: src.Repo, Tag: src.Tag}, t)
+	switch {
+	case c.Err != nil && !c.SourceTagMissing:
+		*res = res.failed(c.Err)
+		return true, ""
+	case !c.SourceTagMissing:
+		res.take(c)
+		res.Reason = "the source has the tag again; the destination follows it"
+		return true, ""
+	}
+	return false, c.TagDigest
 }
 
 // followSourceDelete deletes the destination tag the source no longer has — by tag and
@@ -63,19 +74,11 @@ func (r *Run) followSourceDelete(ctx context.Context, rt route, src Source, t ru
 			return res.failed(err)
 		}
 		res.Outcome, res.Reason = o, reason
-		c := r.copy(ctx, rt, Source{Repo: src.Repo, Tag: src.Tag}, t)
-		if c.Err != nil && !c.SourceTagMissing {
-			return res.failed(c.Err)
-		}
-		if !c.SourceTagMissing {
-			res.take(c)
-			res.Reason = "the source has the tag again; the destination follows it"
+		back, at := r.recheck(ctx, rt, src, t, &res)
+		if back || at == digest || at == "" {
 			return res
 		}
-		if c.TagDigest == digest || c.TagDigest == "" {
-			return res
-		}
-		digest = c.TagDigest // another digest arrived under the tag meanwhile
+		digest = at // another digest arrived under the tag meanwhile
 	}
 	return res
 }
