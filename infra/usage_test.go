@@ -16,7 +16,6 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/sqs"
 	"github.com/google/go-containerregistry/pkg/v1/random"
 
-	"github.com/ecr-replicator/ecr-replicator/internal/backfill"
 	"github.com/ecr-replicator/ecr-replicator/internal/eventhandler"
 	"github.com/ecr-replicator/ecr-replicator/internal/sandbox"
 	"github.com/ecr-replicator/ecr-replicator/internal/testing/sandboxtest"
@@ -54,7 +53,7 @@ func TestPoliciesGrantOnlyWhatTheCodeUses(t *testing.T) {
 		t.Setenv(k, v)
 	}
 	t.Setenv("REPLICATION_RULES", rules)
-	t.Setenv(backfill.EnvQueueURL, aws.ToString(queue.QueueUrl))
+	t.Setenv(wiring.EnvQueueURL, aws.ToString(queue.QueueUrl))
 
 	// The source: a repository with a lifecycle policy and tags, two images.
 	w.Source.CreateRepository(t, ctx, &ecr.CreateRepositoryInput{RepositoryName: aws.String("team-a/app"), Tags: []ecrtypes.Tag{{Key: aws.String("team"), Value: aws.String("a")}}})

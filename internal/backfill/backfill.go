@@ -51,9 +51,10 @@ type Run interface {
 	Replicate(ctx context.Context, src destinations.Source, targets []rules.Target) []destinations.Result
 }
 
-// Queue is the part of the SQS client the enqueue mode uses.
+// Queue is the part of the SQS client the enqueue and reconcile modes use.
 type Queue interface {
 	SendMessageBatch(ctx context.Context, in *sqs.SendMessageBatchInput, opts ...func(*sqs.Options)) (*sqs.SendMessageBatchOutput, error)
+	GetQueueAttributes(ctx context.Context, in *sqs.GetQueueAttributesInput, opts ...func(*sqs.Options)) (*sqs.GetQueueAttributesOutput, error)
 }
 
 // Backfill plans and runs backfills. Fields are set once; Run is safe to call again
@@ -70,6 +71,9 @@ type Backfill struct {
 	Start    func() Run
 	Queue    Queue
 	QueueURL string // REPLICATION_QUEUE_URL; empty: default mode inline
+	// ReconcileQueueURL (RECONCILE_QUEUE_URL), when set, makes reconcile the default
+	// mode: the run fans out over the reconcile queue (see reconcile.go).
+	ReconcileQueueURL string
 	// Concurrency bounds inline copies in flight (default 8).
 	Concurrency int
 	// Margin is how long before the context deadline to stop taking work. Zero: a fifth
@@ -110,11 +114,17 @@ type RepositoryPlan struct {
 // Response is the backfill result. Totals count copies: one (digest, tag, destination)
 // each, so an image with two tags going to two destinations counts four.
 type Response struct {
-	Mode                string `json:"mode"` // dryRun, enqueue or inline
-	RepositoriesScanned int    `json:"repositoriesScanned"`
-	ImagesSeen          int    `json:"imagesSeen"`
-	SkippedBeforeSince  int    `json:"skippedBeforeSince,omitempty"`
-	InSync              int    `json:"inSync"`
+	Mode string `json:"mode"` // dryRun, enqueue, inline or reconcile
+	// Run identifies a reconcile run (its start, RFC 3339); PreviousRunIncomplete says
+	// the previous one had not ended when it started; ScanContinued that the listing
+	// goes on in a scan item.
+	Run                   string `json:"run,omitempty"`
+	PreviousRunIncomplete bool   `json:"previousRunIncomplete,omitempty"`
+	ScanContinued         bool   `json:"scanContinued,omitempty"`
+	RepositoriesScanned   int    `json:"repositoriesScanned"`
+	ImagesSeen            int    `json:"imagesSeen"`
+	SkippedBeforeSince    int    `json:"skippedBeforeSince,omitempty"`
+	InSync                int    `json:"inSync"`
 	// Drift is the work found (copies missing or wrong at a destination) in the scanned
 	// repositories.
 	Drift    int `json:"drift"`
@@ -160,6 +170,7 @@ func (r *Response) fail(f Failure) {
 type run struct {
 	b          *Backfill
 	srcAccount string
+	srcRegion  string
 	doc        *rules.Document
 	req        Request
 	mode       string
@@ -173,6 +184,9 @@ type run struct {
 // Run executes one backfill invocation.
 func (b *Backfill) Run(ctx context.Context, req Request) (*Response, error) {
 	start := b.now()
+	if req.Mode == ModeReconcile || (req.Mode == "" && !req.DryRun && b.ReconcileQueueURL != "") {
+		return b.reconcile(ctx, req, start)
+	}
 	r, pos, err := b.newRun(ctx, req)
 	if err != nil {
 		return nil, err
@@ -194,7 +208,7 @@ func (b *Backfill) Execute(ctx context.Context, plan *Response) *Response {
 	resp := *plan
 	resp.Mode, resp.Plan, resp.WorkItems, resp.Work = ModeInline, nil, nil, nil
 	resp.Remaining, resp.ContinuationToken = len(plan.Work), ""
-	r := &run{b: b, mode: ModeInline, resp: &resp, outstand: map[ecrname.Registry]int{}, srcAccount: plan.source.AccountID}
+	r := &run{b: b, mode: ModeInline, resp: &resp, outstand: map[ecrname.Registry]int{}, srcAccount: plan.source.AccountID, srcRegion: plan.source.Region}
 	r.stopAt = b.stopAt(ctx)
 	r.copies = b.Start()
 	for i := range plan.Work {
@@ -235,7 +249,7 @@ func (b *Backfill) newRun(ctx context.Context, req Request) (*run, position, err
 			return nil, pos, fmt.Errorf("backfill request: continuationToken: %w", err)
 		}
 	}
-	r := &run{b: b, doc: doc, req: req, mode: mode, resp: &Response{Mode: mode}, outstand: map[ecrname.Registry]int{}}
+	r := &run{b: b, doc: doc, req: req, mode: mode, resp: &Response{Mode: mode}, outstand: map[ecrname.Registry]int{}, srcRegion: b.SourceRegion}
 	r.stopAt = b.stopAt(ctx)
 	if mode == ModeInline {
 		r.copies = b.Start()
@@ -491,8 +505,20 @@ func (r *run) repository(ctx context.Context, api *ecr.Client, repo, cursor stri
 	for i := range work {
 		r.outstanding(&work[i], 1)
 	}
-	if r.mode == ModeEnqueue {
-		return r.enqueue(ctx, work)
+	switch r.mode {
+	case ModeEnqueue:
+		return r.enqueue(ctx, work, r.b.QueueURL)
+	case modeReconcileRepository:
+		// Copy what fits; send the rest as work items, whatever the time: the item is
+		// acknowledged, so nothing may be left behind.
+		last, done := r.inline(ctx, work, cursor)
+		if !done {
+			rest := after(work, last)
+			for start := 0; start < len(rest); start += 10 {
+				r.sendBatch(ctx, rest[start:min(start+10, len(rest))], r.b.ReconcileQueueURL)
+			}
+		}
+		return "", true
 	}
 	return r.inline(ctx, work, cursor)
 }
@@ -549,7 +575,7 @@ func (r *run) outstanding(w *Work, n int) {
 func (r *run) workItem(w *Work) ecrevent.WorkItem {
 	return ecrevent.WorkItem{
 		Kind: ecrevent.WorkItemKind, Version: ecrevent.WorkItemVersion, Action: ecrevent.WorkCopy, Rule: w.Target.Rule,
-		Source:      ecrevent.ImageRef{AccountID: r.srcAccount, Region: r.b.SourceRegion, Repository: w.Repository, Digest: w.Digest, Tag: w.Tag},
+		Source:      ecrevent.ImageRef{AccountID: r.srcAccount, Region: r.srcRegion, Repository: w.Repository, Digest: w.Digest, Tag: w.Tag},
 		Destination: ecrevent.RefTo(w.Target.Repo()),
 		Reason:      "backfill: " + w.Reason,
 		CreatedAt:   r.b.now().UTC().Truncate(time.Second),
@@ -557,14 +583,14 @@ func (r *run) workItem(w *Work) ecrevent.WorkItem {
 }
 
 // enqueue sends work in batches of 10 (SendMessageBatch's limit), until time is up.
-func (r *run) enqueue(ctx context.Context, work []Work) (string, bool) {
+func (r *run) enqueue(ctx context.Context, work []Work, queueURL string) (string, bool) {
 	last := ""
 	for start := 0; start < len(work); start += 10 {
 		if r.timeUp() {
 			return last, false
 		}
 		batch := work[start:min(start+10, len(work))]
-		r.sendBatch(ctx, batch)
+		r.sendBatch(ctx, batch, queueURL)
 		last = batch[len(batch)-1].key()
 	}
 	return last, true
@@ -573,7 +599,7 @@ func (r *run) enqueue(ctx context.Context, work []Work) (string, bool) {
 // sendBatch sends one batch of work items. A call that fails retryably, and the entries
 // SQS refused without blaming the sender, are sent again with the backfill's retry
 // policy; the rest are reported as failed.
-func (r *run) sendBatch(ctx context.Context, batch []Work) {
+func (r *run) sendBatch(ctx context.Context, batch []Work, queueURL string) {
 	pending := map[string]*Work{}
 	var entries []sqstypes.SendMessageBatchRequestEntry
 	for i := range batch {
@@ -588,7 +614,7 @@ func (r *run) sendBatch(ctx context.Context, batch []Work) {
 		entries = append(entries, sqstypes.SendMessageBatchRequestEntry{Id: aws.String(id), MessageBody: aws.String(string(body))})
 	}
 	err := retry.Do(ctx, r.b.Retry, func(ctx context.Context) error {
-		out, err := r.b.Queue.SendMessageBatch(ctx, &sqs.SendMessageBatchInput{QueueUrl: aws.String(r.b.QueueURL), Entries: entries})
+		out, err := r.b.Queue.SendMessageBatch(ctx, &sqs.SendMessageBatchInput{QueueUrl: aws.String(queueURL), Entries: entries})
 		if err != nil {
 			return ecraccess.WrapAWS("sqs:SendMessageBatch", err)
 		}
@@ -753,7 +779,7 @@ func (b *Backfill) copyContext(ctx context.Context) (context.Context, context.Ca
 func (r *run) copyGroup(ctx context.Context, g []Work) int {
 	for i := range g {
 		w := &g[i]
-		src := destinations.Source{Repo: ecrname.Repo{Registry: ecrname.Registry{AccountID: r.srcAccount, Region: r.b.SourceRegion}, Name: w.Repository}, Digest: w.Digest, Tag: w.Tag}
+		src := destinations.Source{Repo: ecrname.Repo{Registry: ecrname.Registry{AccountID: r.srcAccount, Region: r.srcRegion}, Name: w.Repository}, Digest: w.Digest, Tag: w.Tag}
 		res := r.copies.Replicate(ctx, src, []rules.Target{w.Target})
 		if len(res) != 1 {
 			r.failed(w, fmt.Sprintf("replicator returned %d results for one target", len(res)))

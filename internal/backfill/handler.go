@@ -6,12 +6,6 @@ import (
 	"fmt"
 )
 
-// Environment variables the backfill function reads (functions/backfill).
-const (
-	EnvQueueURL    = "REPLICATION_QUEUE_URL"
-	EnvConcurrency = "BACKFILL_CONCURRENCY" // inline copies in flight (default 8)
-)
-
 // Handle is the Lambda entry point: it parses the request and runs the backfill. An
 // invalid request or rules document is an error; the outcome of the work, failures
 // included, is the response.

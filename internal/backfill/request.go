@@ -12,8 +12,9 @@ import (
 
 // Modes.
 const (
-	ModeEnqueue = "enqueue"
-	ModeInline  = "inline"
+	ModeEnqueue   = "enqueue"
+	ModeInline    = "inline"
+	ModeReconcile = "reconcile" // fan out one reconcile item per repository (Reconcile)
 )
 
 // Request is the backfill invocation payload; every field is optional.
@@ -71,10 +72,10 @@ func ParseRequest(data []byte) (Request, error) {
 		req.Since = t
 	}
 	switch raw.Mode {
-	case "", ModeEnqueue, ModeInline:
+	case "", ModeEnqueue, ModeInline, ModeReconcile:
 		req.Mode = raw.Mode
 	default:
-		return req, fmt.Errorf("backfill request: mode: %q is neither %q nor %q", raw.Mode, ModeEnqueue, ModeInline)
+		return req, fmt.Errorf("backfill request: mode: %q is not %q, %q or %q", raw.Mode, ModeReconcile, ModeEnqueue, ModeInline)
 	}
 	if req.ContinuationToken != "" {
 		if _, err := decodeToken(req.ContinuationToken); err != nil {

@@ -130,7 +130,7 @@ type Engine struct {
 	sem chan struct{} // bounds concurrent blob transfers across all runs
 
 	mu       sync.Mutex
-	limiters map[string]*rate.Limiter // per destination registry host
+	pacers   map[string]*pacer         // manifest writes, per destination registry host
 	tagLocks map[string]chan struct{} // per destination repo:tag
 }
 
@@ -180,8 +180,9 @@ func WithJobs(n int) Option {
 	}
 }
 
-// WithManifestRate paces manifest writes per destination registry host
-// (default 10/s, burst 10: ECR's PutImage quota).
+// WithManifestRate sets the ceiling of manifest writes per destination registry host
+// (default 10/s, burst 10: ECR's default PutImage quota); the pace adapts below it to
+// throttling (see pacer).
 func WithManifestRate(perSecond float64, burst int) Option {
 	return func(c *Engine) {
 		if perSecond > 0 {
@@ -231,7 +232,7 @@ func New(opts ...Option) *Engine {
 		log:           slog.New(slog.DiscardHandler),
 		tagRounds:     3,
 		referrerDepth: 3,
-		limiters:      map[string]*rate.Limiter{},
+		pacers:        map[string]*pacer{},
 		tagLocks:      map[string]chan struct{}{},
 	}
 	for _, o := range opts {
@@ -311,16 +312,6 @@ func (c *Run) Copy(ctx context.Context, req Request) Result {
 	return res
 }
 
-func (c *Engine) limiter(host string) *rate.Limiter {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	l, ok := c.limiters[host]
-	if !ok {
-		l = rate.NewLimiter(c.rate, c.burst)
-		c.limiters[host] = l
-	}
-	return l
-}
 
 // lockTag serialises tag convergence for one destination tag within the run,
 // so two events for the same tag don't interleave their HEAD/PUT/re-check.
@@ -390,7 +381,7 @@ func (c *Engine) endpoint(ep Endpoint, dest bool) *endpoint {
 	e := &endpoint{
 		repo:   ep.Repository,
 		auth:   ep.Auth,
-		rt:     transport.NewUserAgent(&retryTransport{inner: base, policy: c.policy, timeout: c.timeout}, userAgent),
+		rt:     transport.NewUserAgent(&retryTransport{inner: base, policy: c.policy, timeout: c.timeout, pace: c.pacerFor}, userAgent),
 		scopes: []string{ep.Repository.Scope(transport.PullScope)},
 		dest:   dest,
 		policy: c.policy,

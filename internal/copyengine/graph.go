@@ -329,12 +329,9 @@ func isTagConflict(err error) bool {
 	return errors.As(err, &e) && (e.Code == "TAG_EXISTS" || e.Code == "TAG_INVALID")
 }
 
-// put writes manifest bytes by digest or tag, paced per destination host
-// (ECR's PutImage quota). ggcr retries the PUT on 429/5xx with our backoff.
+// put writes manifest bytes by digest or tag; the retry transport paces every attempt
+// per destination host (pacer) and retries 429/5xx.
 func (s *session) put(ctx context.Context, ref name.Reference, m *rawManifest, op string) error {
-	if err := s.c.limiter(s.dst.repo.RegistryStr()).Wait(ctx); err != nil {
-		return classify(op, onDest, err)
-	}
 	err := s.dst.put(ctx, ref, m)
 	if err != nil && strings.Contains(err.Error(), "does not support the Referrers API") {
 		// With WithReferrersTagFallback(false), ggcr reports a destination

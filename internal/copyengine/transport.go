@@ -37,6 +37,9 @@ type retryTransport struct {
 	inner   http.RoundTripper
 	policy  retry.Policy
 	timeout time.Duration // per attempt, from the request written to the response headers
+	// pace returns the pacer of a request that writes a manifest (nil: not paced); each
+	// attempt waits for it, and tells it whether the registry throttled.
+	pace func(*http.Request) *pacer
 }
 
 type noRetryKey struct{}
@@ -82,9 +85,32 @@ func (t *retryTransport) RoundTrip(req *http.Request) (*http.Response, error) {
 	return nil, &exhausted{err}
 }
 
-// attempt sends req once, cutting it when the response headers take longer than the
-// timeout after the request was written (a large upload's body does not count).
+// attempt sends req once — paced, if it writes a manifest — cutting it when the
+// response headers take longer than the timeout after the request was written (a large
+// upload's body does not count).
 func (t *retryTransport) attempt(req *http.Request) (*http.Response, error) {
+	var p *pacer
+	if t.pace != nil {
+		p = t.pace(req)
+	}
+	if p == nil {
+		return t.timed(req)
+	}
+	if err := p.wait(req.Context()); err != nil {
+		return nil, err
+	}
+	resp, err := t.timed(req)
+	switch {
+	case err != nil:
+	case resp.StatusCode == http.StatusTooManyRequests:
+		p.throttled()
+	case resp.StatusCode < 300:
+		p.accepted()
+	}
+	return resp, err
+}
+
+func (t *retryTransport) timed(req *http.Request) (*http.Response, error) {
 	if t.timeout <= 0 {
 		return t.inner.RoundTrip(req)
 	}

@@ -47,6 +47,7 @@ type Kind int
 const (
 	KindImageAction Kind = iota + 1 // EventBridge ECR Image Action
 	KindWorkItem                    // backfill work item
+	KindReconcile                   // a piece of a distributed reconcile run
 )
 
 func (k Kind) String() string {
@@ -55,6 +56,8 @@ func (k Kind) String() string {
 		return "image-action"
 	case KindWorkItem:
 		return "work-item"
+	case KindReconcile:
+		return "reconcile"
 	}
 	return fmt.Sprintf("Kind(%d)", int(k))
 }
@@ -91,6 +94,8 @@ type Message struct {
 	Image *ImageAction
 	// WorkItem is set for KindWorkItem.
 	WorkItem *WorkItem
+	// Reconcile is set for KindReconcile.
+	Reconcile *Reconcile
 }
 
 // ImageAction is the normalized content of an ECR Image Action event.
@@ -176,6 +181,8 @@ func Parse(body []byte) (Message, error) {
 		return Message{}, jsonError("body", err)
 	}
 	switch {
+	case probe.Kind != nil && *probe.Kind == ReconcileKind:
+		return parseReconcile(body)
 	case probe.Kind != nil:
 		return parseWorkItem(body)
 	case probe.DetailType != nil:

@@ -29,6 +29,8 @@ func (h *Handler) execute(ctx context.Context, jobs []*job) [][]destinations.Res
 			switch {
 			case workCtx.Err() != nil:
 				results[i] = notStarted(j)
+			case j.reconcile != nil:
+				results[i] = []destinations.Result{h.reconcile(workCtx, j, run)}
 			case j.delete:
 				results[i] = run.Delete(workCtx, j.src, j.targets)
 			default:
@@ -39,6 +41,18 @@ func (h *Handler) execute(ctx context.Context, jobs []*job) [][]destinations.Res
 	}
 	g.Wait()
 	return results
+}
+
+// reconcile runs one reconcile item; its result is reported like a copy's.
+func (h *Handler) reconcile(ctx context.Context, j *job, run Run) destinations.Result {
+	start := time.Now()
+	res := destinations.Result{Result: copyengine.Result{Outcome: "reconciled"}}
+	if err := h.c.Reconcile(ctx, j.reconcile, run); err != nil {
+		res.Outcome, res.Err = copyengine.Failed, err
+		res.Code, res.Retryable = destinations.Classify(err)
+	}
+	res.Duration = time.Since(start)
+	return res
 }
 
 // workContext is ctx shortened by the reserve, so the copies end in time for the answer.
@@ -68,6 +82,10 @@ func (*notStartedError) Retryable() bool   { return true }
 // notStarted reports every target of a job the invocation did not start.
 func notStarted(j *job) []destinations.Result {
 	out := make([]destinations.Result, len(j.targets))
+	if j.reconcile != nil {
+		return []destinations.Result{{Result: copyengine.Result{Outcome: copyengine.Failed, Err: errNotStarted},
+			Code: retry.CodeDeadlineExceeded, Retryable: true}}
+	}
 	for i, t := range j.targets {
 		out[i] = destinations.Result{
 			Result: copyengine.Result{Outcome: copyengine.Failed, Digest: j.src.Digest, Tag: j.src.Tag, Err: errNotStarted},

@@ -19,6 +19,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/eventbridge"
 
 	"github.com/ecr-replicator/ecr-replicator/internal/destinations"
+	"github.com/ecr-replicator/ecr-replicator/internal/ecrevent"
 	"github.com/ecr-replicator/ecr-replicator/internal/metrics"
 	"github.com/ecr-replicator/ecr-replicator/internal/rules"
 )
@@ -51,7 +52,10 @@ type Config struct {
 	// behind it (engine, limiters, credentials), the run holding what one invocation
 	// caches.
 	Start func() Run
-	Log   *slog.Logger // default: discard
+	// Reconcile handles a reconcile item with the invocation's run
+	// ((*backfill.Backfill).Reconcile); nil: reconcile items are refused.
+	Reconcile func(ctx context.Context, item *ecrevent.Reconcile, run Run) error
+	Log       *slog.Logger // default: discard
 	// EMF, when set, receives the invocation's metrics (CloudWatch Embedded Metric
 	// Format, namespace Namespace), written once at its end.
 	EMF       io.Writer

@@ -87,7 +87,10 @@ func (h *Handler) report(ctx context.Context, p plan, results [][]destinations.R
 // outcome logs one result, records its metrics and returns its summary entry.
 func (h *Handler) outcome(ctx context.Context, j *job, r destinations.Result, msgs []message, done time.Time, mr *metrics.Recorder) Outcome {
 	action := "replicate"
-	if j.delete {
+	switch {
+	case j.reconcile != nil:
+		action = "reconcile"
+	case j.delete:
 		action = "delete"
 	}
 	o := Outcome{
@@ -120,6 +123,8 @@ func (h *Handler) outcome(ctx context.Context, j *job, r destinations.Result, ms
 		level, msg = slog.LevelWarn, "image replication failed (will retry)"
 	case failed:
 		level, msg = slog.LevelError, "image replication failed (permanent)"
+	case j.reconcile != nil:
+		msg = "reconcile item done"
 	case j.delete:
 		msg = "image deletion mirrored"
 	}
@@ -141,6 +146,8 @@ func (h *Handler) outcome(ctx context.Context, j *job, r destinations.Result, ms
 		switch {
 		case failed:
 			mr.Add("ReplicationFailures", metrics.Count, 1, "Reason", o.Code)
+		case j.reconcile != nil:
+			// Reconcile reports its own metrics.
 		case j.delete:
 			mr.Add("ImagesDeleted", metrics.Count, 1)
 		default:

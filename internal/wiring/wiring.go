@@ -10,7 +10,16 @@ import (
 	"io"
 	"log/slog"
 	"os"
+	"strconv"
 	"strings"
+
+	"github.com/aws/aws-sdk-go-v2/service/eventbridge"
+	"github.com/aws/aws-sdk-go-v2/service/sqs"
+
+	"github.com/ecr-replicator/ecr-replicator/internal/backfill"
+	"github.com/ecr-replicator/ecr-replicator/internal/ecrevent"
+	"github.com/ecr-replicator/ecr-replicator/internal/eventhandler"
+	"github.com/ecr-replicator/ecr-replicator/internal/metrics"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/config"
@@ -84,4 +93,52 @@ func ColdStartFailed(log *slog.Logger, err error) func(context.Context, json.Raw
 		log.Error("cold start failed", "error", err.Error())
 		return nil, fmt.Errorf("cold start failed: %w", err)
 	}
+}
+
+// Environment the backfill reads (both functions: the replicate function handles the
+// reconcile queue's items with it).
+const (
+	EnvQueueURL          = "REPLICATION_QUEUE_URL"
+	EnvReconcileQueueURL = "RECONCILE_QUEUE_URL"
+	EnvConcurrency       = "BACKFILL_CONCURRENCY" // inline copies in flight (default 8)
+)
+
+// Backfill builds the backfill from deps and the environment; EMF metrics go to emf.
+func (d *Deps) Backfill(getenv func(string) string, emf io.Writer) *backfill.Backfill {
+	b := &backfill.Backfill{
+		Rules: d.Rules, RulesErr: d.RulesErr, Resolver: d.Resolver, SourceRegion: d.AWS.Region, Log: d.Log,
+		QueueURL: getenv(EnvQueueURL), ReconcileQueueURL: getenv(EnvReconcileQueueURL),
+		EMF: emf, Namespace: metrics.Namespace(getenv),
+	}
+	if d.Replicator != nil {
+		b.Start = func() backfill.Run { return d.Replicator.Start() }
+	}
+	if b.QueueURL != "" || b.ReconcileQueueURL != "" {
+		b.Queue = sqs.NewFromConfig(d.AWS)
+	}
+	if n, err := strconv.Atoi(getenv(EnvConcurrency)); err == nil && n > 0 {
+		b.Concurrency = n
+	}
+	return b
+}
+
+// Handler builds the replicate function's handler from deps and the environment
+// (result events, the reconcile queue's items); EMF metrics go to emf. Tests adjust the
+// configuration with adjust.
+func (d *Deps) Handler(getenv func(string) string, emf io.Writer, adjust ...func(*eventhandler.Config)) *eventhandler.Handler {
+	c := eventhandler.Config{Rules: d.Rules, RulesErr: d.RulesErr, Log: d.Log, EMF: emf, Namespace: metrics.Namespace(getenv)}
+	if d.Replicator != nil {
+		c.Start = func() eventhandler.Run { return d.Replicator.Start() }
+		b := d.Backfill(getenv, emf)
+		c.Reconcile = func(ctx context.Context, item *ecrevent.Reconcile, run eventhandler.Run) error {
+			return b.Reconcile(ctx, item, run)
+		}
+	}
+	if bus := getenv(eventhandler.EnvResultEventBus); bus != "" {
+		c.Events, c.EventBus = eventbridge.NewFromConfig(d.AWS), bus
+	}
+	for _, a := range adjust {
+		a(&c)
+	}
+	return eventhandler.New(c)
 }
