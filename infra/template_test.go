@@ -47,11 +47,13 @@ func TestTemplateStructure(t *testing.T) {
 		"ReplicatorRole":               "AWS::IAM::Role",
 		"ImageActionRule":              "AWS::Events::Rule",
 		"ReplicationQueue":             "AWS::SQS::Queue",
+		"ReconcileQueue":               "AWS::SQS::Queue",
 		"DeadLetterQueue":              "AWS::SQS::Queue",
 		"ReplicationQueuePolicy":       "AWS::SQS::QueuePolicy",
 		"DeadLetterQueueAlarm":         "AWS::CloudWatch::Alarm",
 		"ReplicateFunctionErrorsAlarm": "AWS::CloudWatch::Alarm",
 		"BackfillFunctionErrorsAlarm":  "AWS::CloudWatch::Alarm",
+		"ReconcileOverrunAlarm":        "AWS::CloudWatch::Alarm",
 	}
 	got := map[string]string{}
 	for name, res := range r.section(r.raw, "Resources") {
@@ -212,13 +214,14 @@ func TestFunctionEnvironment(t *testing.T) {
 	r := render(t, sourceTemplate, destination(nil))
 	for _, name := range []string{"ReplicateFunction", "BackfillFunction"} {
 		env := r.function(name).Environment.Variables
-		want := []string{"LOG_LEVEL", "METRICS_NAMESPACE", "REPLICATION_QUEUE_URL", "REPLICATION_RULES", "RESULT_EVENT_BUS"}
+		want := []string{"LOG_LEVEL", "METRICS_NAMESPACE", "PUT_IMAGE_RATE", "RECONCILE_QUEUE_URL", "REPLICATION_QUEUE_URL", "REPLICATION_RULES", "RESULT_EVENT_BUS"}
 		if got := keys(env); !reflect.DeepEqual(got, want) {
 			t.Errorf("%s: environment %v, want exactly %v", name, got, want)
 		}
 		for k, v := range map[string]string{
 			"LOG_LEVEL": "info", "METRICS_NAMESPACE": "ECRReplicator",
 			"REPLICATION_QUEUE_URL": "ref:ReplicationQueue", "RESULT_EVENT_BUS": "",
+			"RECONCILE_QUEUE_URL": "ref:ReconcileQueue",
 		} {
 			if env[k] != v {
 				t.Errorf("%s: %s = %v, want %q", name, k, env[k], v)
@@ -330,13 +333,15 @@ func TestRulesDocument(t *testing.T) {
 func TestReplicateQueueEvent(t *testing.T) {
 	r := render(t, sourceTemplate, destination(nil))
 	f := r.function("ReplicateFunction")
-	if len(f.Events) != 1 {
-		t.Fatalf("ReplicateFunction events = %v, want only the queue", f.Events)
+	if len(f.Events) != 2 {
+		t.Fatalf("ReplicateFunction events = %v, want the replication and reconcile queues", f.Events)
 	}
+	wantQueue := map[string]string{"ReplicationQueue": "getatt:ReplicationQueue.Arn", "ReconcileQueue": "getatt:ReconcileQueue.Arn"}
+	wantBatch := map[string]float64{"ReplicationQueue": 5, "ReconcileQueue": 10}
 	for name, ev := range f.Events {
 		p := ev.Properties
-		if ev.Type != "SQS" || p["Queue"] != "getatt:ReplicationQueue.Arn" {
-			t.Errorf("event %s = %+v, want SQS from ReplicationQueue", name, ev)
+		if ev.Type != "SQS" || p["Queue"] != wantQueue[name] {
+			t.Errorf("event %s = %+v, want SQS from %s", name, ev, wantQueue[name])
 		}
 		if !reflect.DeepEqual(p["FunctionResponseTypes"], []any{"ReportBatchItemFailures"}) {
 			t.Errorf("FunctionResponseTypes = %v", p["FunctionResponseTypes"])
@@ -345,11 +350,11 @@ func TestReplicateQueueEvent(t *testing.T) {
 		if mc := number(t, "MaximumConcurrency", sc["MaximumConcurrency"]); mc != 10 {
 			t.Errorf("ScalingConfig.MaximumConcurrency = %v, want the parameter's default 10", mc)
 		}
-		if bs := number(t, "BatchSize", p["BatchSize"]); bs != 5 {
-			t.Errorf("BatchSize = %v, want 5", bs)
+		if bs := number(t, "BatchSize", p["BatchSize"]); bs != wantBatch[name] {
+			t.Errorf("%s BatchSize = %v, want %v", name, bs, wantBatch[name])
 		}
 	}
-	r = render(t, sourceTemplate, destination(map[string]any{"MaximumConcurrency": 2, "BatchSize": 1}))
+	r = render(t, sourceTemplate, destination(map[string]any{"MaximumConcurrency": 2, "BatchSize": 1, "ReconcileMaximumConcurrency": 2, "ReconcileBatchSize": 1}))
 	for _, ev := range r.function("ReplicateFunction").Events {
 		sc, _ := ev.Properties["ScalingConfig"].(map[string]any)
 		if number(t, "MaximumConcurrency", sc["MaximumConcurrency"]) != 2 || number(t, "BatchSize", ev.Properties["BatchSize"]) != 1 {
@@ -520,7 +525,7 @@ func TestImageActionRule(t *testing.T) {
 
 func TestReplicatorRole(t *testing.T) {
 	ecrRead := "arn:aws:ecr:us-east-1:111111111111:repository/*"
-	queue := []string{"getatt:ReplicationQueue.Arn"}
+	queue := []string{"getatt:ReplicationQueue.Arn", "getatt:ReconcileQueue.Arn"}
 	base := map[string][]string{
 		"ecr:GetAuthorizationToken":   {"*"},
 		"ecr:BatchGetImage":           {ecrRead},
@@ -636,6 +641,7 @@ func TestAlarms(t *testing.T) {
 		"DeadLetterQueueAlarm":         {"AWS/SQS", "ApproximateNumberOfMessagesVisible", "QueueName", "getatt:DeadLetterQueue.QueueName"},
 		"ReplicateFunctionErrorsAlarm": {"AWS/Lambda", "Errors", "FunctionName", "ref:ReplicateFunction"},
 		"BackfillFunctionErrorsAlarm":  {"AWS/Lambda", "Errors", "FunctionName", "ref:BackfillFunction"},
+		"ReconcileOverrunAlarm":        {"ECRReplicator", "ReconcileOverrun", "", ""},
 	}
 	topic := "arn:aws:sns:us-east-1:111111111111:ops"
 	for _, withTopic := range []bool{false, true} {
@@ -652,8 +658,8 @@ func TestAlarms(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			if a.Namespace == nil || *a.Namespace != w[0] || a.MetricName == nil || *a.MetricName != w[1] ||
-				len(a.Dimensions) != 1 || a.Dimensions[0].Name != w[2] || a.Dimensions[0].Value != w[3] {
+			dimsOK := (w[2] == "" && len(a.Dimensions) == 0) || (len(a.Dimensions) == 1 && a.Dimensions[0].Name == w[2] && a.Dimensions[0].Value == w[3])
+			if a.Namespace == nil || *a.Namespace != w[0] || a.MetricName == nil || *a.MetricName != w[1] || !dimsOK {
 				t.Errorf("%s watches %v %v %+v, want %v", name, a.Namespace, a.MetricName, a.Dimensions, w)
 			}
 			if a.ComparisonOperator != "GreaterThanThreshold" || a.Threshold == nil || *a.Threshold != 0 || a.EvaluationPeriods < 1 {

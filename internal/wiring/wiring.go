@@ -78,7 +78,11 @@ func Load(ctx context.Context, actor string, log *slog.Logger, engine ...copyeng
 		if arn := d.Rules.SourceRoleARN(); arn != "" {
 			opts = append(opts, destinations.WithSourceRole(arn))
 		}
-		e := copyengine.New(append([]copyengine.Option{copyengine.WithLogger(log)}, engine...)...)
+		base := []copyengine.Option{copyengine.WithLogger(log)}
+		if r, err := strconv.ParseFloat(os.Getenv(EnvPutImageRate), 64); err == nil && r > 0 {
+			base = append(base, copyengine.WithManifestRate(r, max(1, int(r))))
+		}
+		e := copyengine.New(append(base, engine...)...)
 		d.Replicator = destinations.New(d.Resolver, e, opts...)
 	}
 	return d, nil
@@ -101,6 +105,9 @@ const (
 	EnvQueueURL          = "REPLICATION_QUEUE_URL"
 	EnvReconcileQueueURL = "RECONCILE_QUEUE_URL"
 	EnvConcurrency       = "BACKFILL_CONCURRENCY" // inline copies in flight (default 8)
+	// EnvPutImageRate is the manifest writes per second a destination accepts (ECR's
+	// PutImage quota; default 10).
+	EnvPutImageRate = "PUT_IMAGE_RATE"
 )
 
 // Backfill builds the backfill from deps and the environment; EMF metrics go to emf.

@@ -26,6 +26,8 @@ const (
 	StackName = "ecr-replicator"
 	// QueueName is the name of the stack's ReplicationQueue (and its Fn::GetAtt Arn).
 	QueueName = "ecr-replicator-queue"
+	// ReconcileQueueName is the name of the stack's ReconcileQueue.
+	ReconcileQueueName = "ecr-replicator-reconcile"
 	// DeadLetterQueueName is the name of the stack's DeadLetterQueue.
 	DeadLetterQueueName = "ecr-replicator-dlq"
 )
@@ -59,7 +61,7 @@ func repoRoot() string {
 //     stack parameters of the same meaning); dest overrides any of them.
 //
 // Resource references resolve to the sandbox's names: ReplicationQueue.Arn to
-// QueueARN(QueueName), ReplicatorRole.Arn to FunctionRoleARN(). The admin users stay
+// QueueARN(QueueName), ReconcileQueue.Arn to QueueARN(ReconcileQueueName), ReplicatorRole.Arn to FunctionRoleARN(). The admin users stay
 // unrestricted; so does the source "replicator" user, which deployed functions do not use.
 func Deployed(t testing.TB, params map[string]any, dest ...map[string]any) func(*sandbox.Config) {
 	t.Helper()
@@ -68,6 +70,8 @@ func Deployed(t testing.TB, params map[string]any, dest ...map[string]any) func(
 		switch ref {
 		case "ReplicationQueue.Arn":
 			return QueueARN(QueueName), true
+		case "ReconcileQueue.Arn":
+			return QueueARN(ReconcileQueueName), true
 		case "DeadLetterQueue.Arn":
 			return QueueARN(DeadLetterQueueName), true
 		case "ReplicatorRole.Arn":
