@@ -177,7 +177,7 @@ func New(cfg Config) (*Sandbox, error) {
 		faults:      newFaults(),
 		done:        make(chan struct{}),
 		sqsState:    newSQSState(),
-		eventsState: &eventsState{},
+		eventsState: newEventsState(),
 	}
 	if s.now == nil {
 		s.now = time.Now
@@ -267,6 +267,8 @@ func New(cfg Config) (*Sandbox, error) {
 	}
 	s.serve(s.api, ln)
 	s.serve(s.storage.server, s.storage.ln)
+	s.wg.Add(1)
+	go s.deliverEvents()
 	return s, nil
 }
 
