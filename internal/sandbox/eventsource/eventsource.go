@@ -49,6 +49,8 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
+	"net/http"
 	"strconv"
 	"strings"
 	"sync"
@@ -243,8 +245,36 @@ func New(client *sqs.Client, cfg Config) (*EventSource, error) {
 	case cfg.FunctionTimeout < 0 || cfg.FunctionTimeout > MaxFunctionTimeout:
 		return nil, fmt.Errorf("eventsource: FunctionTimeout %s is not between 0 and %s", cfg.FunctionTimeout, MaxFunctionTimeout)
 	}
+	client = sqs.New(client.Options(), func(o *sqs.Options) {
+		if o.HTTPClient != nil {
+			o.HTTPClient = readOnlyBodies{o.HTTPClient}
+		}
+	})
 	return &EventSource{client: client, cfg: cfg}, nil
 }
+
+// readOnlyBodies hides the io.WriterTo of request bodies from net/http. smithy-go closes
+// a request body as soon as the response's headers arrive, and the closed body's WriteTo
+// answers io.EOF, which net/http's write loop, still checking the body for bytes beyond
+// its Content-Length, takes as an error: it closes the connection the response is being
+// read from ("use of closed network connection", aws/aws-sdk-go-v2#2737). The SDK then
+// retries the call; for ReceiveMessage the messages the lost answer carried stay in
+// flight until their visibility timeout. Against the in-process sandbox, which answers
+// at once, this happened to one large ReceiveMessage in two; with plain Read, an
+// exhausted or closed body reads as io.EOF and nothing breaks.
+type readOnlyBodies struct{ next sqs.HTTPClient }
+
+func (c readOnlyBodies) Do(req *http.Request) (*http.Response, error) {
+	if req.Body != nil && req.Body != http.NoBody {
+		req.Body = readOnlyBody{req.Body}
+	}
+	return c.next.Do(req)
+}
+
+type readOnlyBody struct{ rc io.ReadCloser }
+
+func (b readOnlyBody) Read(p []byte) (int, error) { return b.rc.Read(p) }
+func (b readOnlyBody) Close() error               { return b.rc.Close() }
 
 // Run polls cfg.QueueURL and invokes cfg.Invoke until ctx ends; see New and EventSource.Run.
 func Run(ctx context.Context, client *sqs.Client, cfg Config) error {
