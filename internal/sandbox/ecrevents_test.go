@@ -101,6 +101,7 @@ func TestECRImageActionEvents(t *testing.T) {
 			t.Fatalf("%d events, want 1: %+v", len(evs), evs)
 		}
 		ev := evs[0]
+		t.Logf("event: %s", ev.Event)
 		if ev.Source != "aws.ecr" || ev.DetailType != "ECR Image Action" || ev.Account != sandbox.SourceAccount ||
 			ev.Region != sandbox.DefaultRegion || ev.EventBus != "default" || ev.Dropped || ev.Principal != "" {
 			t.Fatalf("event: %+v", ev)

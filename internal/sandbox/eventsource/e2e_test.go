@@ -93,6 +93,7 @@ func TestPushReachesTheFunction(t *testing.T) {
 			defer mu.Unlock()
 			if firstAt.IsZero() {
 				firstAt = time.Now()
+				t.Logf("first payload: %s", payload)
 			}
 			for _, r := range batch.Records {
 				var ev ecrEvent
