@@ -9,7 +9,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/ecr-replicator/ecr-replicator/internal/eventpattern"
+	"github.com/ecr-replicator/ecr-replicator/internal/sandbox/eventpattern"
 )
 
 // Single-destination parameters most tests deploy with.

@@ -582,6 +582,7 @@ func (r *registry) batchDeleteImage(name string, ids []imageID) (any, *apiError)
 			continue
 		}
 		deleted = append(deleted, imageID{Digest: m.digest, Tag: id.Tag})
+		r.emitDelete(name, m.digest, id.Tag)
 	}
 	return map[string]any{"imageIds": deleted, "failures": failures}, nil
 }

@@ -11,13 +11,15 @@ import (
 	"time"
 )
 
-// Amazon EventBridge over AWS JSON 1.1 (X-Amz-Target: AWSEvents.<Op>): PutEvents only,
-// recording what it accepts.
+// Amazon EventBridge over AWS JSON 1.1 (X-Amz-Target: AWSEvents.<Op>): PutEvents, which
+// records what it accepts, and rules on event buses whose SQS targets receive the events
+// that match (eventrules.go). Amazon ECR sends its "ECR Image Action" events to the
+// default bus of its account and region (ecrevents.go).
 // https://docs.aws.amazon.com/eventbridge/latest/APIReference/API_PutEvents.html
 //
 // Simplifications: every event bus exists (there is no CreateEventBus; any valid name or
-// ARN is accepted and recorded as given, with no resource policy checks); no rules or
-// targets run; EndpointId (global endpoints) is not supported.
+// ARN is accepted and recorded as given, with no resource policy checks); EndpointId
+// (global endpoints) is not supported; only SQS queues of the sandbox are targets.
 
 const (
 	eventsMaxEntries = 10
@@ -42,13 +44,41 @@ type RecordedEvent struct {
 	Detail     json.RawMessage
 	Resources  []string
 	Time       time.Time
-	// Principal is the caller that put the event.
+	// Principal is the caller that put the event; empty for events AWS services sent.
 	Principal string
+	// Event is the whole event as EventBridge hands it to targets (the envelope with
+	// version, id, detail-type, source, account, time, region, resources and detail):
+	// what an SQS target receives as the message body.
+	Event json.RawMessage
+	// Dropped is set on a service event the sandbox did not deliver to EventBridge (a
+	// best-effort fault, see DropEvents): no rule saw it.
+	Dropped bool
+}
+
+func (e RecordedEvent) clone() RecordedEvent {
+	e.Detail = append(json.RawMessage(nil), e.Detail...)
+	e.Event = append(json.RawMessage(nil), e.Event...)
+	e.Resources = append([]string(nil), e.Resources...)
+	return e
 }
 
 type eventsState struct {
 	mu     sync.Mutex
-	events []RecordedEvent
+	events []RecordedEvent // accepted by PutEvents
+	// emitted lists the events AWS services (ECR) sent, dropped ones included.
+	emitted []RecordedEvent
+	rules   map[busKey]map[string]*ebRule
+	// pending are events waiting for the deliverer (rule matching and SQS sends), oldest
+	// first; delivering is set while it works on one.
+	pending    []RecordedEvent
+	delivering bool
+	wake       chan struct{} // buffered(1): pending grew
+	deliveries []Delivery
+	drop       dropState
+}
+
+func newEventsState() *eventsState {
+	return &eventsState{rules: map[busKey]map[string]*ebRule{}, wake: make(chan struct{}, 1)}
 }
 
 func (s *Sandbox) events() *eventsState { return s.eventsState }
@@ -60,9 +90,7 @@ func (s *Sandbox) PutEvents() []RecordedEvent {
 	defer st.mu.Unlock()
 	out := make([]RecordedEvent, len(st.events))
 	for i, e := range st.events {
-		e.Detail = append(json.RawMessage(nil), e.Detail...)
-		e.Resources = append([]string(nil), e.Resources...)
-		out[i] = e
+		out[i] = e.clone()
 	}
 	return out
 }
@@ -86,7 +114,7 @@ type putEventsResultEntry struct {
 // eventsCall emulates Amazon EventBridge (AWS JSON 1.1, X-Amz-Target: AWSEvents.<Op>).
 func (s *Sandbox) eventsCall(c *caller, op string, body []byte, entry *Entry) (any, *apiError) {
 	if op != "PutEvents" {
-		return nil, errorf(400, "UnknownOperationException", "the sandbox does not emulate events:%s", op)
+		return s.rulesCall(c, op, body, entry)
 	}
 	var in struct {
 		Entries    []putEventsEntry `json:"Entries"`
@@ -141,6 +169,10 @@ func (s *Sandbox) eventsCall(c *caller, op string, body []byte, entry *Entry) (a
 	st.mu.Lock()
 	st.events = append(st.events, accepted...)
 	st.mu.Unlock()
+	// Events put by clients go through the bus's rules as well.
+	for _, ev := range accepted {
+		s.enqueueEvent(ev)
+	}
 	return out, nil
 }
 
@@ -189,7 +221,29 @@ func (s *Sandbox) checkEvent(c *caller, e putEventsEntry, now time.Time) (Record
 		ev.Time = time.Unix(int64(sec), int64(frac*1e9)).UTC()
 	}
 	ev.EventID = newUUID()
+	ev.Event = eventEnvelope(ev)
 	return ev, "", ""
+}
+
+// eventEnvelope renders an event as EventBridge delivers it to targets.
+// https://docs.aws.amazon.com/eventbridge/latest/userguide/eb-events-structure.html
+func eventEnvelope(ev RecordedEvent) json.RawMessage {
+	resources := ev.Resources
+	if resources == nil {
+		resources = []string{}
+	}
+	b, _ := json.Marshal(struct {
+		Version    string          `json:"version"`
+		ID         string          `json:"id"`
+		DetailType string          `json:"detail-type"`
+		Source     string          `json:"source"`
+		Account    string          `json:"account"`
+		Time       string          `json:"time"`
+		Region     string          `json:"region"`
+		Resources  []string        `json:"resources"`
+		Detail     json.RawMessage `json:"detail"`
+	}{"0", ev.EventID, ev.DetailType, ev.Source, ev.Account, ev.Time.UTC().Format(time.RFC3339), ev.Region, resources, ev.Detail})
+	return b
 }
 
 func deref(p *string) string {

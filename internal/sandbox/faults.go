@@ -320,18 +320,21 @@ func (s *Sandbox) ThrottleAPI(service, operation string, n int) error {
 	return s.InjectAPIFault(APIFault{Service: service, Operation: operation, Count: n})
 }
 
-// ClearFaults disarms every registry and API fault, persistent ones included (tests turn
-// a persistent fault off before a redelivery). What already fired stays counted.
+// ClearFaults disarms every registry and API fault and the event drops (DropEvents,
+// DropEventFraction), persistent ones included (tests turn a persistent fault off before
+// a redelivery). What already fired stays counted.
 func (s *Sandbox) ClearFaults() {
 	s.faults.mu.Lock()
-	defer s.faults.mu.Unlock()
 	s.faults.registry, s.faults.api = nil, nil
+	s.faults.mu.Unlock()
+	s.clearDrops()
 }
 
 // FaultsFired reports how many requests each kind of fault has answered, keyed like
 // "registry:status:503", "registry:reset:upload", "api:ecr:ThrottlingException" and, per
 // step, "registry:<step>:<kind>" (e.g. "registry:storage-get:reset-mid-body"). A registry
-// fault counts under both of its keys.
+// fault counts under both of its keys. ECR events lost to DropEvents or
+// DropEventFraction count under "events:dropped".
 func (s *Sandbox) FaultsFired() map[string]int {
 	s.faults.mu.Lock()
 	defer s.faults.mu.Unlock()
@@ -342,11 +345,19 @@ func (s *Sandbox) FaultsFired() map[string]int {
 	return out
 }
 
-// PendingFaults counts armed faults that have not fired yet (persistent ones included).
+// PendingFaults counts armed faults that have not fired yet (persistent ones included;
+// a DropEvents count not used up counts as one).
 func (s *Sandbox) PendingFaults() int {
+	st := s.events()
+	st.mu.Lock()
+	drops := 0
+	if st.drop.next > 0 {
+		drops = 1
+	}
+	st.mu.Unlock()
 	s.faults.mu.Lock()
 	defer s.faults.mu.Unlock()
-	return len(s.faults.registry) + len(s.faults.api)
+	return len(s.faults.registry) + len(s.faults.api) + drops
 }
 
 // faultTarget describes a request faults are matched against.

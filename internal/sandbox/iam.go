@@ -338,8 +338,21 @@ func apiResources(c *caller, service, op string, body []byte) []string {
 			Entries []struct {
 				EventBusName string `json:"EventBusName"`
 			} `json:"Entries"`
+			Name         string `json:"Name"`
+			Rule         string `json:"Rule"`
+			EventBusName string `json:"EventBusName"`
 		}
 		json.Unmarshal(body, &in)
+		if op != "PutEvents" {
+			// Rule operations are authorized on the rule's ARN; ListRules on "*" (guess).
+			// https://docs.aws.amazon.com/service-authorization/latest/reference/list_amazoneventbridge.html
+			k, aerr := busFor(c, in.EventBusName)
+			name := in.Name + in.Rule
+			if aerr != nil || op == "ListRules" || name == "" {
+				return []string{"*"}
+			}
+			return []string{ruleARN(k, name)}
+		}
 		seen := map[string]bool{}
 		var out []string
 		for _, e := range in.Entries {

@@ -550,9 +550,11 @@ func (r *registry) manifest(w *recorder, req *http.Request, rt route) *regError 
 		} else {
 			id.Tag = rt.ref
 		}
+		m, _, _ := repo.resolve(id)
 		if f := repo.deleteImage(id); f != "" {
 			return regErr(http.StatusNotFound, "MANIFEST_UNKNOWN", "Requested image not found")
 		}
+		r.emitDelete(rt.repo, m.digest, id.Tag)
 		w.WriteHeader(http.StatusAccepted)
 		return nil
 	}
@@ -606,9 +608,12 @@ func (r *registry) putManifest(repoName, ref string, body []byte, contentType st
 		rec.pushedAt = r.sb.now()
 	}
 	repo.manifests[rec.digest] = rec
+	tag := ""
 	if isTag {
 		repo.tagIndex[ref] = rec.digest
+		tag = ref
 	}
+	r.emitPush(repoName, rec, tag)
 	return rec.digest, nil
 }
 

@@ -1,8 +1,11 @@
 // Package sandbox emulates, in-process and on 127.0.0.1 only, the parts of AWS that
 // ecr-replicator talks to: for any number of accounts, an ECR registry per account and
 // region (OCI distribution API behind ECR's rules), the ECR API (AWS JSON 1.1), STS
-// (query protocol) with SigV4 checked on every call, SQS and an EventBridge PutEvents
-// recorder. It keeps an access log tests can read and offers fault hooks.
+// (query protocol) with SigV4 checked on every call, SQS and EventBridge: ECR emits its
+// "ECR Image Action" events to the default bus, and rules deliver matching events (those
+// clients put too) to SQS queues (ecrevents.go, eventrules.go; the eventsource
+// subpackage then plays Lambda's SQS event source mapping). It keeps an access log tests
+// can read and offers fault hooks.
 //
 // The real AWS SDK for Go v2 talks to it unchanged through AWS_ENDPOINT_URL_<SERVICE>;
 // registries are plain-http loopback endpoints, announced through ECR's own answers
@@ -177,7 +180,7 @@ func New(cfg Config) (*Sandbox, error) {
 		faults:      newFaults(),
 		done:        make(chan struct{}),
 		sqsState:    newSQSState(),
-		eventsState: &eventsState{},
+		eventsState: newEventsState(),
 	}
 	if s.now == nil {
 		s.now = time.Now
@@ -267,6 +270,8 @@ func New(cfg Config) (*Sandbox, error) {
 	}
 	s.serve(s.api, ln)
 	s.serve(s.storage.server, s.storage.ln)
+	s.wg.Add(1)
+	go s.deliverEvents()
 	return s, nil
 }
 

@@ -297,7 +297,7 @@ func (s *Sandbox) sqsCall(ctx context.Context, c *caller, op string, body []byte
 		q.messages = q.messages[:0]
 		return struct{}{}, nil
 	case "SendMessage":
-		m, aerr := s.newMessage(c, q, in.MessageBody, in.DelaySeconds, in.MessageAttributes, now)
+		m, aerr := s.newMessage(c.cred.accessKeyID, q, in.MessageBody, in.DelaySeconds, in.MessageAttributes, now)
 		if aerr != nil {
 			return nil, aerr
 		}
@@ -610,8 +610,8 @@ func knownQueueAttribute(n string) bool {
 	return false
 }
 
-// newMessage validates a message as SendMessage(Batch) does.
-func (s *Sandbox) newMessage(c *caller, q *sqsQueue, body *string, delay *int, attrs map[string]msgAttr, now time.Time) (*sqsMessage, *apiError) {
+// newMessage validates a message as SendMessage(Batch) does; sender is its SenderId.
+func (s *Sandbox) newMessage(sender string, q *sqsQueue, body *string, delay *int, attrs map[string]msgAttr, now time.Time) (*sqsMessage, *apiError) {
 	if body == nil || *body == "" {
 		return nil, errorf(400, "MissingParameter", "The request must contain the parameter MessageBody.")
 	}
@@ -638,7 +638,7 @@ func (s *Sandbox) newMessage(c *caller, q *sqsQueue, body *string, delay *int, a
 		body:      *body,
 		md5Body:   hex.EncodeToString(sum[:]),
 		attrs:     attrs,
-		sender:    c.cred.accessKeyID,
+		sender:    sender,
 		sent:      now,
 		visibleAt: now.Add(time.Duration(d) * time.Second),
 	}, nil
@@ -758,7 +758,7 @@ func (s *Sandbox) sendMessageBatch(st *sqsState, c *caller, q *sqsQueue, entries
 	}
 	out := newBatchResult()
 	for _, e := range entries {
-		m, aerr := s.newMessage(c, q, e.MessageBody, e.DelaySeconds, e.MessageAttributes, now)
+		m, aerr := s.newMessage(c.cred.accessKeyID, q, e.MessageBody, e.DelaySeconds, e.MessageAttributes, now)
 		if aerr != nil {
 			out.Failed = append(out.Failed, batchError(e.ID, aerr))
 			continue
@@ -934,6 +934,28 @@ func (st *sqsState) take(s *Sandbox, q *sqsQueue, max int, visibility *int, sysN
 	clear(q.messages[len(keep):])
 	q.messages = keep
 	return out
+}
+
+// sendInternal is SendMessage on behalf of an AWS service (EventBridge delivering to a
+// rule's target): the same checks and limits as a caller's SendMessage, no access-log
+// entry, no caller. It returns the message ID.
+func (s *Sandbox) sendInternal(queueARN, sender, body string) (string, *apiError) {
+	st := s.sqs()
+	st.mu.Lock()
+	defer st.mu.Unlock()
+	q := st.queueByARN(queueARN)
+	if q == nil {
+		return "", sqsErr("QueueDoesNotExist", "The specified queue does not exist.")
+	}
+	now := s.now()
+	q.expire(now)
+	m, aerr := s.newMessage(sender, q, &body, nil, nil, now)
+	if aerr != nil {
+		return "", aerr
+	}
+	q.messages = append(q.messages, m)
+	st.signal()
+	return m.id, nil
 }
 
 func (st *sqsState) queueByARN(arn string) *sqsQueue {

@@ -158,7 +158,7 @@ func TestSampleEvents(t *testing.T) {
 		"delete.json":        {false, true},
 	}
 	for file, want := range cases {
-		data, err := os.ReadFile(filepath.Join("..", "..", "events", file))
+		data, err := os.ReadFile(filepath.Join("..", "..", "..", "events", file))
 		if err != nil {
 			t.Fatal(err)
 		}
