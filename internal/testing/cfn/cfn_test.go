@@ -15,14 +15,20 @@ var (
 	destination = filepath.Join("..", "..", "..", "infra", "destination-role.yaml")
 )
 
-const queueARN = "arn:aws:sqs:us-east-1:111111111111:ecr-replicator-queue"
+const (
+	queueARN          = "arn:aws:sqs:us-east-1:111111111111:ecr-replicator-queue"
+	reconcileQueueARN = "arn:aws:sqs:us-east-1:111111111111:ecr-replicator-reconcile"
+)
 
 func opts(params map[string]any, resolve bool) cfn.Options {
 	o := cfn.Options{Parameters: params, Region: "us-east-1", AccountID: "111111111111", StackName: "ecr-replicator"}
 	if resolve {
 		o.Resolve = func(ref string) (string, bool) {
-			if ref == "ReplicationQueue.Arn" {
+			switch ref {
+			case "ReplicationQueue.Arn":
 				return queueARN, true
+			case "ReconcileQueue.Arn":
+				return reconcileQueueARN, true
 			}
 			return "", false
 		}
@@ -68,7 +74,7 @@ func TestRolePoliciesResolveReferences(t *testing.T) {
 		}
 		all := strings.Join(docs, "\n")
 		for _, want := range []string{
-			`"Resource":"` + queueARN + `"`,
+			`"Resource":["` + queueARN + `","` + reconcileQueueARN + `"]`,
 			`"Resource":["arn:aws:iam::222222222222:role/ecr-replicator-destination"]`,
 			`"Resource":"arn:aws:ecr:us-east-1:111111111111:repository/*"`,
 		} {
