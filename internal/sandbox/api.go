@@ -49,6 +49,7 @@ func (s *Sandbox) serveAPI(w http.ResponseWriter, r *http.Request) {
 	if err != nil {
 		return
 	}
+	s.delay(r.Context())
 	scope, scopeErr := parseAuthorization(r.Header.Get("Authorization"))
 	service := scope.service
 	if service == "" {
@@ -77,6 +78,10 @@ func (s *Sandbox) serveAPI(w http.ResponseWriter, r *http.Request) {
 	}
 	if aerr == nil {
 		aerr = s.authorizeAPI(c, service, op, body, &entry)
+	}
+	if aerr == nil && service == "ecr" && op == "PutImage" && !s.quotas.allowPutImage(c.cred.account, scope.region) {
+		s.faults.count1("quota:PutImage")
+		aerr = errorf(400, "ThrottlingException", "Rate exceeded")
 	}
 	var resp any
 	if aerr == nil {

@@ -534,3 +534,10 @@ func (s *Sandbox) slowRequest(req *http.Request, d time.Duration) bool {
 	}
 	return s.slow(req, d)
 }
+
+// count1 counts one event under key in FaultsFired (a quota refusal, say).
+func (f *faults) count1(key string) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.fired[key]++
+}

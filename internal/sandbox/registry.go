@@ -249,6 +249,7 @@ func actionFor(method, kind string) string {
 }
 
 func (r *registry) ServeHTTP(w http.ResponseWriter, req *http.Request) {
+	r.sb.delay(req.Context())
 	rec := newRecorder()
 	rt, ok := parseRoute(req.URL.Path)
 	step := stepFor(req.Method, rt.kind)
@@ -330,6 +331,14 @@ func (r *registry) ServeHTTP(w http.ResponseWriter, req *http.Request) {
 		return
 	}
 	if step != StepPing && faulted() {
+		return
+	}
+	if step == StepManifestPUT && !r.sb.quotas.allowPutImage(r.account, r.region) {
+		// ECR's registry answers a throttled push with 429 (the body's code and wording
+		// are a guess: TOOMANYREQUESTS, as distribution names it).
+		r.sb.faults.count1("quota:PutImage")
+		r.fail(rec, &entry, regErr(http.StatusTooManyRequests, "TOOMANYREQUESTS", "Rate exceeded"))
+		rec.reply(w, head, false, 0)
 		return
 	}
 	var err *regError

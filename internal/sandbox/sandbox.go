@@ -47,6 +47,8 @@ import (
 	"strings"
 	"sync"
 	"time"
+
+	"golang.org/x/time/rate"
 )
 
 // Config describes the accounts the sandbox emulates.
@@ -72,6 +74,14 @@ type Config struct {
 	// PresignExpiry is how long the presigned storage URLs blob GETs redirect to stay
 	// valid (X-Amz-Expires, whole seconds). Zero: one hour (ECR's is not documented).
 	PresignExpiry time.Duration
+	// Latency delays every API, registry and storage request by this much before it is
+	// handled, as a region away would (benchmarks). Zero: none.
+	Latency time.Duration
+	// PutImageRate is ECR's PutImage quota per account and region (manifest writes per
+	// second, through the API or the registry; ECR's default is 10). Zero: no quota.
+	// Writes over it are refused as ECR throttles: ThrottlingException from the API, 429
+	// TOOMANYREQUESTS from the registry.
+	PutImageRate float64
 }
 
 // AccountConfig is one emulated AWS account.
@@ -130,6 +140,8 @@ type Sandbox struct {
 	accessLog   *accessLog
 	faults      *faults
 	holds       holds
+	quotas      *quotas
+	latency     time.Duration
 	storage     *storage
 	sqsState    *sqsState
 	eventsState *eventsState
@@ -172,6 +184,8 @@ func New(cfg Config) (*Sandbox, error) {
 	s := &Sandbox{
 		cfg:         cfg,
 		now:         cfg.Now,
+		quotas:      &quotas{rate: cfg.PutImageRate, buckets: map[string]*rate.Limiter{}},
+		latency:     cfg.Latency,
 		log:         cfg.Logger,
 		accounts:    map[string]*account{},
 		registries:  map[regionKey]*registry{},

@@ -211,6 +211,7 @@ func (st *storage) fail(w http.ResponseWriter, entry *Entry, e *s3Error) {
 }
 
 func (st *storage) ServeHTTP(w http.ResponseWriter, req *http.Request) {
+	st.sb.delay(req.Context())
 	sw := &storageWriter{ResponseWriter: w, cut: -1}
 	sw.Header().Set("X-Amz-Request-Id", randomString(16, upperAlnum))
 	entry := Entry{Time: st.sb.now(), Service: "s3", Operation: req.Method + " object"}
