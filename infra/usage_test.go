@@ -52,8 +52,13 @@ func TestPoliciesGrantOnlyWhatTheCodeUses(t *testing.T) {
 	for k, v := range w.FunctionEnv(t) {
 		t.Setenv(k, v)
 	}
+	rq, err := sqs.NewFromConfig(w.Source.Config).CreateQueue(ctx, &sqs.CreateQueueInput{QueueName: aws.String(sandboxtest.ReconcileQueueName)})
+	if err != nil {
+		t.Fatal(err)
+	}
 	t.Setenv("REPLICATION_RULES", rules)
 	t.Setenv(wiring.EnvQueueURL, aws.ToString(queue.QueueUrl))
+	t.Setenv(wiring.EnvReconcileQueueURL, aws.ToString(rq.QueueUrl))
 
 	// The source: a repository with a lifecycle policy and tags, two images.
 	w.Source.CreateRepository(t, ctx, &ecr.CreateRepositoryInput{RepositoryName: aws.String("team-a/app"), Tags: []ecrtypes.Tag{{Key: aws.String("team"), Value: aws.String("a")}}})
@@ -106,9 +111,33 @@ func TestPoliciesGrantOnlyWhatTheCodeUses(t *testing.T) {
 		t.Fatal(err)
 	}
 	bf := sandboxtest.BackfillFunction(bdeps, nil)
-	for _, req := range []string{`{"dryRun":true}`, `{"mode":"enqueue"}`, `{"mode":"inline"}`} {
+	for _, req := range []string{`{"dryRun":true}`, `{"mode":"enqueue"}`, `{"mode":"inline"}`, `{}`} {
 		if _, err := bf.Handle(ctx, json.RawMessage(req)); err != nil {
 			t.Fatalf("backfill %s: %v", req, err)
+		}
+	}
+	// `{}` started a reconcile run: the replicate function handles its items, as the
+	// reconcile queue's event source mapping would hand them over.
+	for range 5 {
+		out, err := sqs.NewFromConfig(w.Source.Config).ReceiveMessage(ctx, &sqs.ReceiveMessageInput{QueueUrl: rq.QueueUrl, MaxNumberOfMessages: 10})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(out.Messages) == 0 {
+			break
+		}
+		var recs []sandboxtest.SQSMessage
+		for _, m := range out.Messages {
+			recs = append(recs, sandboxtest.SQSMessage{ID: aws.ToString(m.MessageId), Body: aws.ToString(m.Body)})
+		}
+		resp, err := handler.Handle(ctx, sandboxtest.SQSBatch(1, recs...))
+		if b, _ := json.Marshal(resp); err != nil || !strings.Contains(string(b), `"batchItemFailures":[]`) {
+			t.Fatalf("reconcile items: %s %v", b, err)
+		}
+		for _, m := range out.Messages {
+			if _, err := sqs.NewFromConfig(w.Source.Config).DeleteMessage(ctx, &sqs.DeleteMessageInput{QueueUrl: rq.QueueUrl, ReceiptHandle: m.ReceiptHandle}); err != nil {
+				t.Fatal(err)
+			}
 		}
 	}
 	if got := w.Dest.Digest(t, "mirror/team-a/old", "v0"); got == "" {
