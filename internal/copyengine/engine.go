@@ -130,7 +130,7 @@ type Engine struct {
 	sem chan struct{} // bounds concurrent blob transfers across all runs
 
 	mu       sync.Mutex
-	pacers   map[string]*pacer         // manifest writes, per destination registry host
+	pacers   map[string]*pacer        // manifest writes, per destination registry host
 	tagLocks map[string]chan struct{} // per destination repo:tag
 }
 
@@ -311,7 +311,6 @@ func (c *Run) Copy(ctx context.Context, req Request) Result {
 		"referrers_copied", res.ReferrersCopied, "duration", res.Duration, "retryable", retry.IsRetryable(err), "err", err)
 	return res
 }
-
 
 // lockTag serialises tag convergence for one destination tag within the run,
 // so two events for the same tag don't interleave their HEAD/PUT/re-check.
