@@ -29,6 +29,7 @@ fmt-check:
 
 vet:
 	$(GO) vet ./...
+	$(GO) -C bench vet ./...
 
 lint: fmt-check vet
 

@@ -17,7 +17,7 @@ BENCH_SCENARIOS ?= 1,2,3,4
 BENCH_FLAGS   ?=
 BENCH_BIN     := $(CURDIR)/bench/work/bin
 
-.PHONY: bench bench-tools bench-skopeo bench-clean
+.PHONY: bench bench-tools bench-skopeo bench-clean bench-scale
 
 ## bench-tools: build the registry, crane, regctl (pinned Go tools), ecr-replicator and the bench program
 bench-tools:
@@ -35,6 +35,25 @@ bench: bench-tools bench-skopeo
 	$(BENCH_BIN)/bench -bin $(BENCH_BIN) -work $(CURDIR)/bench/work -runs $(BENCH_RUNS) \
 		-scale $(BENCH_SCALE) -tags $(BENCH_TAGS) -delays $(BENCH_DELAYS) \
 		-scenarios $(BENCH_SCENARIOS) -out $(CURDIR)/bench/RESULTS.md $(BENCH_FLAGS)
+
+# `make bench-scale` (issue 15): a reconcile run at organisation scale in the sandbox —
+# SCALE_REPOS repositories × SCALE_IMAGES images, SCALE_DRIFT of them missing at the
+# destination, SCALE_LATENCY per request, SCALE_CONCURRENCY reconcile invocations at once
+# — then the inline backfill of SCALE_INLINE tags under the PutImage quota. Appends to
+# bench/RESULTS.md; docs/SCALE.md reads the figures.
+SCALE_REPOS       ?= 10000
+SCALE_IMAGES      ?= 10
+SCALE_DRIFT       ?= 0.01
+SCALE_LATENCY     ?= 25ms
+SCALE_CONCURRENCY ?= 50
+SCALE_INLINE      ?= 60
+
+## bench-scale: reconcile 10,000 repositories in the sandbox (minutes; see docs/SCALE.md), then an inline backfill under the quota
+bench-scale:
+	$(GO) -C bench build -o $(BENCH_BIN)/scale ./scale
+	$(BENCH_BIN)/scale -repos $(SCALE_REPOS) -images $(SCALE_IMAGES) -drift $(SCALE_DRIFT) -latency $(SCALE_LATENCY) \
+		-concurrency $(SCALE_CONCURRENCY) -out $(CURDIR)/bench/RESULTS.md
+	$(BENCH_BIN)/scale -inline $(SCALE_INLINE) -latency $(SCALE_LATENCY) -out $(CURDIR)/bench/RESULTS.md
 
 bench-clean:
 	rm -rf bench/work

@@ -3,6 +3,7 @@ package infra
 import (
 	"bytes"
 	"encoding/json"
+	"fmt"
 	"os"
 	"path/filepath"
 	"reflect"
@@ -48,6 +49,7 @@ func TestTemplateStructure(t *testing.T) {
 		"ImageActionRule":              "AWS::Events::Rule",
 		"ReplicationQueue":             "AWS::SQS::Queue",
 		"ReconcileQueue":               "AWS::SQS::Queue",
+		"CopyQueue":                    "AWS::SQS::Queue",
 		"DeadLetterQueue":              "AWS::SQS::Queue",
 		"ReplicationQueuePolicy":       "AWS::SQS::QueuePolicy",
 		"DeadLetterQueueAlarm":         "AWS::CloudWatch::Alarm",
@@ -214,16 +216,26 @@ func TestFunctionEnvironment(t *testing.T) {
 	r := render(t, sourceTemplate, destination(nil))
 	for _, name := range []string{"ReplicateFunction", "BackfillFunction"} {
 		env := r.function(name).Environment.Variables
-		want := []string{"LOG_LEVEL", "METRICS_NAMESPACE", "PUT_IMAGE_RATE", "RECONCILE_QUEUE_URL", "REPLICATION_QUEUE_URL", "REPLICATION_RULES", "RESULT_EVENT_BUS"}
+		want := []string{"COPY_QUEUE_URL", "LOG_LEVEL", "METRICS_NAMESPACE", "PUT_IMAGE_RATE", "RECONCILE_QUEUE_URL", "REPLICATION_QUEUE_URL", "REPLICATION_RULES", "RESULT_EVENT_BUS"}
+		// The replicate function's invocations start at their share of the quota: the
+		// copy queue's concurrency is how many write at once. The backfill function is
+		// one invocation.
+		if name == "ReplicateFunction" {
+			want = []string{"COPY_QUEUE_URL", "LOG_LEVEL", "METRICS_NAMESPACE", "PUT_IMAGE_RATE", "PUT_IMAGE_WRITERS", "RECONCILE_QUEUE_URL", "REPLICATION_QUEUE_URL", "REPLICATION_RULES", "RESULT_EVENT_BUS"}
+			if fmt.Sprint(env["PUT_IMAGE_WRITERS"]) != "2" {
+				t.Errorf("PUT_IMAGE_WRITERS = %v, want CopyConcurrency's default 2", env["PUT_IMAGE_WRITERS"])
+			}
+		}
 		if got := keys(env); !reflect.DeepEqual(got, want) {
 			t.Errorf("%s: environment %v, want exactly %v", name, got, want)
 		}
 		for k, v := range map[string]string{
 			"LOG_LEVEL": "info", "METRICS_NAMESPACE": "ECRReplicator",
 			"REPLICATION_QUEUE_URL": "ref:ReplicationQueue", "RESULT_EVENT_BUS": "",
-			"RECONCILE_QUEUE_URL": "ref:ReconcileQueue",
+			"RECONCILE_QUEUE_URL": "ref:ReconcileQueue", "COPY_QUEUE_URL": "ref:CopyQueue",
+			"PUT_IMAGE_RATE": "10",
 		} {
-			if env[k] != v {
+			if fmt.Sprint(env[k]) != v {
 				t.Errorf("%s: %s = %v, want %q", name, k, env[k], v)
 			}
 		}
@@ -333,11 +345,13 @@ func TestRulesDocument(t *testing.T) {
 func TestReplicateQueueEvent(t *testing.T) {
 	r := render(t, sourceTemplate, destination(nil))
 	f := r.function("ReplicateFunction")
-	if len(f.Events) != 2 {
-		t.Fatalf("ReplicateFunction events = %v, want the replication and reconcile queues", f.Events)
+	if len(f.Events) != 3 {
+		t.Fatalf("ReplicateFunction events = %v, want the replication, reconcile and copy queues", f.Events)
 	}
-	wantQueue := map[string]string{"ReplicationQueue": "getatt:ReplicationQueue.Arn", "ReconcileQueue": "getatt:ReconcileQueue.Arn"}
-	wantBatch := map[string]float64{"ReplicationQueue": 5, "ReconcileQueue": 10}
+	wantQueue := map[string]string{"ReplicationQueue": "getatt:ReplicationQueue.Arn", "ReconcileQueue": "getatt:ReconcileQueue.Arn", "CopyQueue": "getatt:CopyQueue.Arn"}
+	wantBatch := map[string]float64{"ReplicationQueue": 5, "ReconcileQueue": 10, "CopyQueue": 10}
+	// Copies are few at once: their writers share the destinations' PutImage quota.
+	wantConcurrency := map[string]float64{"ReplicationQueue": 10, "ReconcileQueue": 10, "CopyQueue": 2}
 	for name, ev := range f.Events {
 		p := ev.Properties
 		if ev.Type != "SQS" || p["Queue"] != wantQueue[name] {
@@ -347,14 +361,14 @@ func TestReplicateQueueEvent(t *testing.T) {
 			t.Errorf("FunctionResponseTypes = %v", p["FunctionResponseTypes"])
 		}
 		sc, _ := p["ScalingConfig"].(map[string]any)
-		if mc := number(t, "MaximumConcurrency", sc["MaximumConcurrency"]); mc != 10 {
-			t.Errorf("ScalingConfig.MaximumConcurrency = %v, want the parameter's default 10", mc)
+		if mc := number(t, "MaximumConcurrency", sc["MaximumConcurrency"]); mc != wantConcurrency[name] {
+			t.Errorf("%s ScalingConfig.MaximumConcurrency = %v, want the parameter's default %v", name, mc, wantConcurrency[name])
 		}
 		if bs := number(t, "BatchSize", p["BatchSize"]); bs != wantBatch[name] {
 			t.Errorf("%s BatchSize = %v, want %v", name, bs, wantBatch[name])
 		}
 	}
-	r = render(t, sourceTemplate, destination(map[string]any{"MaximumConcurrency": 2, "BatchSize": 1, "ReconcileMaximumConcurrency": 2, "ReconcileBatchSize": 1}))
+	r = render(t, sourceTemplate, destination(map[string]any{"MaximumConcurrency": 2, "BatchSize": 1, "ReconcileMaximumConcurrency": 2, "ReconcileBatchSize": 1, "CopyConcurrency": 2, "CopyBatchSize": 1}))
 	for _, ev := range r.function("ReplicateFunction").Events {
 		sc, _ := ev.Properties["ScalingConfig"].(map[string]any)
 		if number(t, "MaximumConcurrency", sc["MaximumConcurrency"]) != 2 || number(t, "BatchSize", ev.Properties["BatchSize"]) != 1 {
@@ -525,7 +539,7 @@ func TestImageActionRule(t *testing.T) {
 
 func TestReplicatorRole(t *testing.T) {
 	ecrRead := "arn:aws:ecr:us-east-1:111111111111:repository/*"
-	queue := []string{"getatt:ReplicationQueue.Arn", "getatt:ReconcileQueue.Arn"}
+	queue := []string{"getatt:ReplicationQueue.Arn", "getatt:ReconcileQueue.Arn", "getatt:CopyQueue.Arn"}
 	base := map[string][]string{
 		"ecr:GetAuthorizationToken":   {"*"},
 		"ecr:BatchGetImage":           {ecrRead},
@@ -683,6 +697,8 @@ func TestOutputs(t *testing.T) {
 		"ReplicateFunctionArn": "getatt:ReplicateFunction.Arn",
 		"BackfillFunctionArn":  "getatt:BackfillFunction.Arn",
 		"ReplicationQueueUrl":  "ref:ReplicationQueue",
+		"ReconcileQueueUrl":    "ref:ReconcileQueue",
+		"CopyQueueUrl":         "ref:CopyQueue",
 		"DeadLetterQueueUrl":   "ref:DeadLetterQueue",
 	}
 	got := map[string]string{}

@@ -56,9 +56,14 @@ func TestPoliciesGrantOnlyWhatTheCodeUses(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	cq, err := sqs.NewFromConfig(w.Source.Config).CreateQueue(ctx, &sqs.CreateQueueInput{QueueName: aws.String(sandboxtest.CopyQueueName)})
+	if err != nil {
+		t.Fatal(err)
+	}
 	t.Setenv("REPLICATION_RULES", rules)
 	t.Setenv(wiring.EnvQueueURL, aws.ToString(queue.QueueUrl))
 	t.Setenv(wiring.EnvReconcileQueueURL, aws.ToString(rq.QueueUrl))
+	t.Setenv(wiring.EnvCopyQueueURL, aws.ToString(cq.QueueUrl))
 
 	// The source: a repository with a lifecycle policy and tags, two images.
 	w.Source.CreateRepository(t, ctx, &ecr.CreateRepositoryInput{RepositoryName: aws.String("team-a/app"), Tags: []ecrtypes.Tag{{Key: aws.String("team"), Value: aws.String("a")}}})
@@ -116,15 +121,16 @@ func TestPoliciesGrantOnlyWhatTheCodeUses(t *testing.T) {
 			t.Fatalf("backfill %s: %v", req, err)
 		}
 	}
-	// `{}` started a reconcile run: the replicate function handles its items, as the
-	// reconcile queue's event source mapping would hand them over.
-	for range 5 {
-		out, err := sqs.NewFromConfig(w.Source.Config).ReceiveMessage(ctx, &sqs.ReceiveMessageInput{QueueUrl: rq.QueueUrl, MaxNumberOfMessages: 10})
+	// `{}` started a reconcile run: the replicate function handles its items, then the
+	// copies they sent, as the queues' event source mappings would hand them over.
+	for i := range 10 {
+		q := []*string{rq.QueueUrl, cq.QueueUrl}[i%2]
+		out, err := sqs.NewFromConfig(w.Source.Config).ReceiveMessage(ctx, &sqs.ReceiveMessageInput{QueueUrl: q, MaxNumberOfMessages: 10})
 		if err != nil {
 			t.Fatal(err)
 		}
 		if len(out.Messages) == 0 {
-			break
+			continue
 		}
 		var recs []sandboxtest.SQSMessage
 		for _, m := range out.Messages {
@@ -132,10 +138,10 @@ func TestPoliciesGrantOnlyWhatTheCodeUses(t *testing.T) {
 		}
 		resp, err := handler.Handle(ctx, sandboxtest.SQSBatch(1, recs...))
 		if b, _ := json.Marshal(resp); err != nil || !strings.Contains(string(b), `"batchItemFailures":[]`) {
-			t.Fatalf("reconcile items: %s %v", b, err)
+			t.Fatalf("queued items: %s %v", b, err)
 		}
 		for _, m := range out.Messages {
-			if _, err := sqs.NewFromConfig(w.Source.Config).DeleteMessage(ctx, &sqs.DeleteMessageInput{QueueUrl: rq.QueueUrl, ReceiptHandle: m.ReceiptHandle}); err != nil {
+			if _, err := sqs.NewFromConfig(w.Source.Config).DeleteMessage(ctx, &sqs.DeleteMessageInput{QueueUrl: q, ReceiptHandle: m.ReceiptHandle}); err != nil {
 				t.Fatal(err)
 			}
 		}

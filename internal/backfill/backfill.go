@@ -6,6 +6,7 @@
 package backfill
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -68,9 +69,13 @@ type Backfill struct {
 	SourceAccountID string
 	SourceRegion    string
 	// Start begins the run an inline backfill copies with ((*destinations.Replicator).Start).
-	Start    func() Run
-	Queue    Queue
-	QueueURL string // REPLICATION_QUEUE_URL; empty: default mode inline
+	Start func() Run
+	Queue Queue
+	// CopyQueueURL (COPY_QUEUE_URL) is where work items go — enqueue mode and reconcile
+	// runs: the queue whose consumers are few enough to share the destinations' PutImage
+	// quota (see reconcile.go). Empty: QueueURL.
+	CopyQueueURL string
+	QueueURL     string // REPLICATION_QUEUE_URL; with no queue, the default mode is inline
 	// ReconcileQueueURL (RECONCILE_QUEUE_URL), when set, makes reconcile the default
 	// mode: the run fans out over the reconcile queue (see reconcile.go).
 	ReconcileQueueURL string
@@ -179,6 +184,7 @@ type run struct {
 	outstand   map[ecrname.Registry]int // outstanding copies per destination registry
 	copies     Run
 	mu         sync.Mutex
+	sendErr    error // the first SendMessageBatch failure (after retries)
 }
 
 // Run executes one backfill invocation.
@@ -234,12 +240,12 @@ func (b *Backfill) newRun(ctx context.Context, req Request) (*run, position, err
 	mode := req.Mode
 	if mode == "" {
 		mode = ModeInline
-		if b.QueueURL != "" {
+		if b.workQueue() != "" {
 			mode = ModeEnqueue
 		}
 	}
-	if mode == ModeEnqueue && !req.DryRun && (b.QueueURL == "" || b.Queue == nil) {
-		return nil, pos, errors.New("backfill request: mode: enqueue needs REPLICATION_QUEUE_URL")
+	if mode == ModeEnqueue && !req.DryRun && (b.workQueue() == "" || b.Queue == nil) {
+		return nil, pos, errors.New("backfill request: mode: enqueue needs COPY_QUEUE_URL or REPLICATION_QUEUE_URL")
 	}
 	if req.DryRun {
 		mode = "dryRun"
@@ -505,20 +511,8 @@ func (r *run) repository(ctx context.Context, api *ecr.Client, repo, cursor stri
 	for i := range work {
 		r.outstanding(&work[i], 1)
 	}
-	switch r.mode {
-	case ModeEnqueue:
-		return r.enqueue(ctx, work, r.b.QueueURL)
-	case modeReconcileRepository:
-		// Copy what fits; send the rest as work items, whatever the time: the item is
-		// acknowledged, so nothing may be left behind.
-		last, done := r.inline(ctx, work, cursor)
-		if !done {
-			rest := after(work, last)
-			for start := 0; start < len(rest); start += 10 {
-				r.sendBatch(ctx, rest[start:min(start+10, len(rest))], r.b.ReconcileQueueURL)
-			}
-		}
-		return "", true
+	if r.mode == ModeEnqueue {
+		return r.enqueue(ctx, work, r.b.workQueue())
 	}
 	return r.inline(ctx, work, cursor)
 }
@@ -578,15 +572,25 @@ func (r *run) workItem(w *Work) ecrevent.WorkItem {
 		Source:      ecrevent.ImageRef{AccountID: r.srcAccount, Region: r.srcRegion, Repository: w.Repository, Digest: w.Digest, Tag: w.Tag},
 		Destination: ecrevent.RefTo(w.Target.Repo()),
 		Reason:      "backfill: " + w.Reason,
+		Run:         r.resp.Run,
 		CreatedAt:   r.b.now().UTC().Truncate(time.Second),
 	}
 }
 
-// enqueue sends work in batches of 10 (SendMessageBatch's limit), until time is up.
+// workQueue is the queue work items go to.
+func (b *Backfill) workQueue() string {
+	if b.CopyQueueURL != "" {
+		return b.CopyQueueURL
+	}
+	return b.QueueURL
+}
+
+// enqueue sends work in batches of 10 (SendMessageBatch's limit), until time is up —
+// at least one batch, so a continuation always moves on.
 func (r *run) enqueue(ctx context.Context, work []Work, queueURL string) (string, bool) {
 	last := ""
 	for start := 0; start < len(work); start += 10 {
-		if r.timeUp() {
+		if start > 0 && r.timeUp() {
 			return last, false
 		}
 		batch := work[start:min(start+10, len(work))]
@@ -625,6 +629,9 @@ func (r *run) sendBatch(ctx context.Context, batch []Work, queueURL string) {
 		return nil
 	})
 	if err != nil {
+		r.mu.Lock()
+		r.sendErr = cmp.Or(r.sendErr, err)
+		r.mu.Unlock()
 		for _, e := range entries {
 			if w := pending[aws.ToString(e.Id)]; w != nil {
 				r.failed(w, err.Error())

@@ -22,26 +22,34 @@ import (
 	"github.com/ecr-replicator/ecr-replicator/internal/retry"
 )
 
-// A reconcile run is the scheduled repair of everything in scope, spread over Lambda:
+// A reconcile run is the scheduled repair of everything in scope, spread over Lambda
+// through three queues, each consumed by the replicate function with its own
+// concurrency:
 //
 //  1. The backfill function (the schedule's target) checks that the previous run has
-//     ended — the reconcile queue is empty — then lists the source's repositories a page
-//     at a time and sends one reconcile item per repository in scope to the reconcile
-//     queue (FanOut). If its time runs short, the rest of the listing goes as one scan
-//     item.
-//  2. The replicate function consumes the reconcile queue (its own event source mapping,
-//     so pushes never wait behind a reconcile): for a repository item it lists the source
-//     repository and every destination, plans by diff and copies what it can before its
-//     reserve; what does not fit is sent back as per-image copy work items, and the item
-//     is acknowledged — a repository of any size makes progress without cycling into the
-//     dead-letter queue. A scan item continues the listing.
+//     ended — the reconcile and copy queues are empty — then lists the source's
+//     repositories a page at a time and sends one reconcile item per repository in scope
+//     to the reconcile queue (FanOut). If its time runs short, the rest of the listing
+//     goes as one scan item.
+//  2. Reconcile items are list calls only, so their queue runs wide (tens of invocations
+//     at once): a repository item lists the source repository and every destination,
+//     plans by diff and sends each image to copy as a work item to the copy queue; if
+//     its time runs short, the rest of its plan goes back as the same item with a cursor.
+//     A repository of any size makes progress and is acknowledged, never cycling into
+//     the dead-letter queue. A scan item continues the listing.
+//  3. Work items are copies, and copies write manifests, which a destination accepts at
+//     its PutImage quota (10 per second per account and region by default) whoever
+//     calls. The copy queue runs narrow (CopyConcurrency invocations), and each
+//     invocation's engine starts at its share of the quota and adapts to throttling (see
+//     copyengine's pacer): the quota is shared, not multiplied by the fleet.
 //
 // No function sends messages to itself in a loop: the chain is schedule → backfill →
-// reconcile queue → replicate (→ reconcile queue → replicate, for copy items, which never
-// enqueue). Lambda stops a Lambda→SQS→Lambda chain after about 16 invocations unless the
-// function's RecursiveLoop is Allow ("Use Lambda recursive loop detection to prevent
-// infinite loops", https://docs.aws.amazon.com/lambda/latest/dg/invocation-recursion.html);
-// the deepest chain here is a scan continued a few times for a registry of ~100,000
+// reconcile queue → replicate (→ reconcile queue, for a scan or a repository's rest →
+// replicate) → copy queue → replicate, which never enqueues. Lambda stops a
+// Lambda→SQS→Lambda chain after about 16 invocations unless the function's
+// RecursiveLoop is Allow ("Use Lambda recursive loop detection to prevent infinite
+// loops", https://docs.aws.amazon.com/lambda/latest/dg/invocation-recursion.html); the
+// deepest chain here is a scan continued a few times for a registry of ~100,000
 // repositories, so the template keeps the default (Terminate), which also stops a loop
 // nobody intended.
 
@@ -56,8 +64,8 @@ type FanOutResult struct {
 
 // reconcileResponse completes a backfill response in reconcile mode.
 func (b *Backfill) reconcile(ctx context.Context, req Request, start time.Time) (*Response, error) {
-	if b.ReconcileQueueURL == "" || b.Queue == nil {
-		return nil, errors.New("backfill request: mode: reconcile needs RECONCILE_QUEUE_URL")
+	if b.ReconcileQueueURL == "" || b.workQueue() == "" || b.Queue == nil {
+		return nil, errors.New("backfill request: mode: reconcile needs RECONCILE_QUEUE_URL and COPY_QUEUE_URL (or REPLICATION_QUEUE_URL)")
 	}
 	doc, err := b.Rules.Narrow(req.Repositories, req.Tags)
 	if err != nil {
@@ -65,7 +73,8 @@ func (b *Backfill) reconcile(ctx context.Context, req Request, start time.Time) 
 	}
 	resp := &Response{Mode: ModeReconcile, Run: start.UTC().Truncate(time.Second).Format(time.RFC3339)}
 	mr := b.recorder()
-	// The previous run has ended when nothing of it is left in the reconcile queue.
+	// The previous run has ended when nothing of it is left in the reconcile and copy
+	// queues (a manual backfill's work items count too: they compete for the same quota).
 	pending, err := b.queued(ctx)
 	switch {
 	case err != nil:
@@ -104,18 +113,21 @@ func (b *Backfill) reconcile(ctx context.Context, req Request, start time.Time) 
 	return resp, nil
 }
 
-// queued is how many messages the reconcile queue holds: visible, in flight, delayed.
+// queued is how many messages the reconcile and copy queues hold: visible, in flight,
+// delayed.
 func (b *Backfill) queued(ctx context.Context) (int, error) {
-	out, err := b.Queue.GetQueueAttributes(ctx, &sqs.GetQueueAttributesInput{QueueUrl: aws.String(b.ReconcileQueueURL),
-		AttributeNames: []sqstypes.QueueAttributeName{sqstypes.QueueAttributeNameApproximateNumberOfMessages,
-			sqstypes.QueueAttributeNameApproximateNumberOfMessagesNotVisible, sqstypes.QueueAttributeNameApproximateNumberOfMessagesDelayed}})
-	if err != nil {
-		return 0, ecraccess.WrapAWS("sqs:GetQueueAttributes", err)
-	}
 	n := 0
-	for _, v := range out.Attributes {
-		c, _ := strconv.Atoi(v)
-		n += c
+	for _, q := range []string{b.ReconcileQueueURL, b.workQueue()} {
+		out, err := b.Queue.GetQueueAttributes(ctx, &sqs.GetQueueAttributesInput{QueueUrl: aws.String(q),
+			AttributeNames: []sqstypes.QueueAttributeName{sqstypes.QueueAttributeNameApproximateNumberOfMessages,
+				sqstypes.QueueAttributeNameApproximateNumberOfMessagesNotVisible, sqstypes.QueueAttributeNameApproximateNumberOfMessagesDelayed}})
+		if err != nil {
+			return 0, ecraccess.WrapAWS("sqs:GetQueueAttributes", err)
+		}
+		for _, v := range out.Attributes {
+			c, _ := strconv.Atoi(v)
+			n += c
+		}
 	}
 	return n, nil
 }
@@ -234,17 +246,18 @@ func (b *Backfill) sendReconcile(ctx context.Context, items []ecrevent.Reconcile
 }
 
 // Reconcile handles one reconcile item in the replicate function: a scan item continues
-// the listing (FanOut); a repository item is planned by diff and brought in sync with
-// run's copies until the soft stop (Margin before ctx's deadline), and what remains is
-// sent as copy work items to the reconcile queue, so the item is done either way. An
-// error is the item's failure (retry.Classify says whether to redeliver it).
-func (b *Backfill) Reconcile(ctx context.Context, item *ecrevent.Reconcile, copies Run) error {
+// the listing (FanOut); a repository item is planned by diff and its work sent to the
+// copy queue, from its cursor on, until the soft stop (Margin before ctx's deadline); the
+// rest goes back to the reconcile queue as the same item with a new cursor, so the item
+// is done either way. An error is the item's failure (retry.Classify says whether to
+// redeliver it).
+func (b *Backfill) Reconcile(ctx context.Context, item *ecrevent.Reconcile) error {
 	if item.Scan != nil {
 		_, err := b.FanOut(ctx, *item, item.Scan.After)
 		return err
 	}
 	start := b.now()
-	req := Request{Repositories: item.Scope.Repositories, Tags: item.Scope.Tags, Mode: modeReconcileRepository}
+	req := Request{Repositories: item.Scope.Repositories, Tags: item.Scope.Tags, Mode: ModeEnqueue}
 	if item.Scope.Since != nil {
 		req.Since = *item.Scope.Since
 	}
@@ -252,40 +265,46 @@ func (b *Backfill) Reconcile(ctx context.Context, item *ecrevent.Reconcile, copi
 	if err != nil {
 		return fmt.Errorf("reconcile scope: %w", err)
 	}
-	r := &run{b: b, doc: doc, req: req, mode: modeReconcileRepository, resp: &Response{Mode: ModeReconcile, Run: item.Run},
-		outstand: map[ecrname.Registry]int{}, srcAccount: item.Source.AccountID, copies: copies, srcRegion: item.Source.Region}
+	if b.workQueue() == "" || b.Queue == nil {
+		return errors.New("reconcile item: needs COPY_QUEUE_URL (or REPLICATION_QUEUE_URL)")
+	}
+	if !doc.RepositoryInScope(item.Repository) {
+		return nil // the rules changed since the item was sent
+	}
+	r := &run{b: b, doc: doc, req: req, mode: ModeEnqueue, resp: &Response{Mode: ModeReconcile, Run: item.Run},
+		outstand: map[ecrname.Registry]int{}, srcAccount: item.Source.AccountID, srcRegion: item.Source.Region}
 	r.stopAt = b.stopAt(ctx)
 	src, err := b.Resolver.Registry(ctx, ecraccess.Access{AccountID: item.Source.AccountID, Region: item.Source.Region, RoleARN: doc.SourceRoleARN()})
 	if err != nil {
 		return err
 	}
-	if !doc.RepositoryInScope(item.Repository) {
-		return nil // the rules changed since the item was sent
-	}
-	r.repository(ctx, src.API(), item.Repository, "")
+	last, done := r.repository(ctx, src.API(), item.Repository, item.Cursor)
 	resp := r.resp
+	if !done && r.sendErr == nil {
+		rest := *item
+		rest.Cursor = last
+		if err := b.sendReconcile(ctx, []ecrevent.Reconcile{rest}); err != nil {
+			// What was sent stays sent; the redelivered item plans it again, and copies
+			// of what the destination has are skipped.
+			return err
+		}
+		resp.Remaining = 0
+	}
 	resp.DurationMs = b.now().Sub(start).Milliseconds()
 	b.log().Info("reconcile repository", "run", item.Run, "repository", item.Repository, "imagesSeen", resp.ImagesSeen,
-		"inSync", resp.InSync, "drift", resp.Drift, "copied", resp.Copied, "skipped", resp.Skipped, "enqueued", resp.Enqueued,
-		"failed", resp.Failed, "remaining", resp.Remaining, "bytesCopied", resp.BytesCopied, "durationMs", resp.DurationMs)
+		"inSync", resp.InSync, "drift", resp.Drift, "enqueued", resp.Enqueued, "failed", resp.Failed,
+		"continued", !done, "durationMs", resp.DurationMs)
 	if mr := b.recorder(); mr != nil {
 		mr.Add("RepositoriesReconciled", metrics.Count, 1)
 		mr.Add("Drift", metrics.Count, float64(resp.Drift))
-		mr.Add("ImagesCopied", metrics.Count, float64(resp.Copied))
 		mr.Add("ImagesEnqueued", metrics.Count, float64(resp.Enqueued))
 		mr.Add("BackfillFailures", metrics.Count, float64(resp.Failed))
-		mr.Add("BytesCopied", metrics.Bytes, float64(resp.BytesCopied))
 		b.flush(mr)
 	}
-	if resp.Remaining > 0 {
-		// Neither copied nor sent as work items (the queue refused them): redeliver.
-		return &unsentError{n: resp.Remaining, why: []string{"work left in " + item.Repository}}
-	}
-	return nil
+	// Work the copy queue did not take: the item's failure, redelivered if SQS's was
+	// transient (the redelivery plans again and sends what is still missing).
+	return r.sendErr
 }
-
-// modeReconcileRepository: a repository item's run copies inline, then sends what is left.
-const modeReconcileRepository = "reconcile-repository"
 
 func (b *Backfill) recorder() *metrics.Recorder {
 	if b.EMF == nil {

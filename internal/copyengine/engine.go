@@ -120,6 +120,7 @@ type Engine struct {
 	jobs          int
 	rate          rate.Limit
 	burst         int
+	writers       int
 	policy        retry.Policy
 	timeout       time.Duration
 	log           *slog.Logger
@@ -190,6 +191,17 @@ func WithManifestRate(perSecond float64, burst int) Option {
 		}
 		if burst > 0 {
 			c.burst = burst
+		}
+	}
+}
+
+// WithWriters says how many engines may write manifests to one destination at once (a
+// fleet of Lambda execution environments): each starts at its share of the manifest
+// rate and adapts from there (see pacer). Default 1: start at the full rate.
+func WithWriters(n int) Option {
+	return func(c *Engine) {
+		if n > 0 {
+			c.writers = n
 		}
 	}
 }

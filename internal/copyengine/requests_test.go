@@ -9,6 +9,7 @@ import (
 	"net/url"
 	"strings"
 	"testing"
+	"time"
 
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/google/go-containerregistry/pkg/v1/random"
@@ -177,5 +178,25 @@ func TestCorruptSourceBlobIsRefused(t *testing.T) {
 	}
 	if _, ok := headDigest(t, e.dstRepo.Digest(d.String())); ok {
 		t.Fatal("manifest written although a blob was refused")
+	}
+}
+
+// TestPacedWriteOutOfTimeIsRetryable: when the destination's write rate leaves no turn
+// before the invocation's deadline, the copy is out of time — retryable, as a deadline
+// is — not refused as bad input. (golang.org/x/time/rate's Wait answers such a wait with
+// an error of its own that wraps nothing.)
+func TestPacedWriteOutOfTimeIsRetryable(t *testing.T) {
+	e := newEnv(t)
+	img := must[v1.Image](t)(random.Image(256, 1))
+	pushImage(t, e.srcRepo.Tag("v1"), img)
+	pushImage(t, e.srcRepo.Tag("v2"), img)
+	run := fastCopier(WithManifestRate(0.1, 1)) // one write, then the next in 10 s
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
+	wantOutcome(t, run.Copy(ctx, Request{Source: Endpoint{Repository: e.srcRepo}, Destination: Endpoint{Repository: e.dstRepo}, Tag: "v1"}), Copied)
+	res := run.Copy(ctx, Request{Source: Endpoint{Repository: e.srcRepo}, Destination: Endpoint{Repository: e.dstRepo}, Tag: "v2"})
+	if code, retryable := retry.Classify(res.Err); res.Outcome != Failed || !retryable || code != retry.CodeDeadlineExceeded {
+		t.Fatalf("copy with no turn to write before the deadline: outcome %s, code %q, retryable %v (%v); want a retryable %s",
+			res.Outcome, code, retryable, res.Err, retry.CodeDeadlineExceeded)
 	}
 }

@@ -99,13 +99,14 @@ func (t *retryTransport) attempt(req *http.Request) (*http.Response, error) {
 	if err := p.wait(req.Context()); err != nil {
 		return nil, err
 	}
+	sent := time.Now()
 	resp, err := t.timed(req)
 	switch {
 	case err != nil:
 	case resp.StatusCode == http.StatusTooManyRequests:
-		p.throttled()
+		p.throttled(sent, time.Now())
 	case resp.StatusCode < 300:
-		p.accepted()
+		p.accepted(time.Now())
 	}
 	return resp, err
 }

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"os"
 	"path/filepath"
+	"reflect"
 	"strings"
 	"testing"
 	"time"
@@ -160,6 +161,9 @@ func TestWorkItemRoundTrip(t *testing.T) {
 	for _, action := range []string{WorkCopy, WorkDelete} {
 		w := workItem()
 		w.Action = action
+		if action == WorkCopy {
+			w.Run = "2026-03-05T09:00:00Z" // found by a reconcile run
+		}
 		b, err := Marshal(w)
 		if err != nil {
 			t.Fatal(err)
@@ -204,6 +208,7 @@ func TestWorkItemErrors(t *testing.T) {
 		{mutate(func(w *WorkItem) { w.Destination.Repository = "a//b" }), "destination.repository:"},
 		{mutate(func(w *WorkItem) { w.Reason = strings.Repeat("x", 2000) }), "reason:"},
 		{mutate(func(w *WorkItem) { w.CreatedAt = time.Time{} }), "createdAt: required"},
+		{mutate(func(w *WorkItem) { w.Run = "yesterday" }), `run: "yesterday"`},
 	}
 	for _, c := range cases {
 		_, err := Marshal(c.w)
@@ -310,6 +315,8 @@ func FuzzParse(f *testing.F) {
 	f.Add(event(f, map[string]any{"image-tag": nil, "action-type": "DELETE"}, nil))
 	good, _ := Marshal(workItem())
 	f.Add(good)
+	rec, _ := MarshalReconcile(reconcileItem())
+	f.Add(rec)
 	f.Add([]byte(`{"kind":1}`))
 	f.Fuzz(func(t *testing.T, body []byte) {
 		m, err := Parse(body)
@@ -327,6 +334,14 @@ func FuzzParse(f *testing.F) {
 			b, err := Marshal(*m.WorkItem)
 			if err != nil {
 				t.Fatal(err)
+			}
+			if _, err := Parse(b); err != nil {
+				t.Fatalf("re-parse: %v", err)
+			}
+		case m.Kind == KindReconcile:
+			b, err := MarshalReconcile(*m.Reconcile)
+			if err != nil {
+				t.Fatalf("parsed reconcile item invalid: %v", err)
 			}
 			if _, err := Parse(b); err != nil {
 				t.Fatalf("re-parse: %v", err)
@@ -374,5 +389,63 @@ func TestRepositoryNamesECRAllows(t *testing.T) {
 		if m.Class != Push || m.Image.Repository != repo {
 			t.Fatalf("%s: class %v, repository %q", repo, m.Class, m.Image.Repository)
 		}
+	}
+}
+
+func reconcileItem() Reconcile {
+	return Reconcile{Run: "2026-12-01T10:00:00Z", Source: SourceRegistry{AccountID: "111111111111", Region: "us-east-1"},
+		Repository: "team-a/app", Cursor: "1|sha256:" + strings.Repeat("a", 64) + "|222222222222/us-east-1/mirror/team-a/app|v1",
+		Scope: Scope{Repositories: []string{"team-a/*"}}, CreatedAt: time.Date(2026, 12, 1, 10, 0, 3, 0, time.UTC)}
+}
+
+func TestReconcileRoundTrip(t *testing.T) {
+	scan := reconcileItem()
+	scan.Repository, scan.Cursor, scan.Scan = "", "", &Scan{After: "team-a/app"}
+	for _, r := range []Reconcile{reconcileItem(), scan} {
+		b, err := MarshalReconcile(r)
+		if err != nil {
+			t.Fatal(err)
+		}
+		m, err := Parse(b)
+		if err != nil {
+			t.Fatalf("Parse(%s): %v", b, err)
+		}
+		if m.Kind != KindReconcile || m.Reconcile == nil {
+			t.Fatalf("message = %+v", m)
+		}
+		r.Kind, r.Version = ReconcileKind, ReconcileVersion
+		if !reflect.DeepEqual(*m.Reconcile, r) {
+			t.Errorf("round trip:\n got %+v\nwant %+v", *m.Reconcile, r)
+		}
+	}
+}
+
+func TestReconcileErrors(t *testing.T) {
+	mutate := func(f func(*Reconcile)) Reconcile { r := reconcileItem(); f(&r); return r }
+	for _, c := range []struct {
+		r    Reconcile
+		want string
+	}{
+		{mutate(func(r *Reconcile) { r.Run = "now" }), `run: "now"`},
+		{mutate(func(r *Reconcile) { r.Source.AccountID = "1" }), "source.accountId:"},
+		{mutate(func(r *Reconcile) { r.Source.Region = "x" }), "source.region:"},
+		{mutate(func(r *Reconcile) { r.Repository = "" }), "repository: exactly one of repository and scan"},
+		{mutate(func(r *Reconcile) { r.Scan = &Scan{} }), "repository: exactly one of repository and scan"},
+		{mutate(func(r *Reconcile) { r.Repository = "A" }), "repository:"},
+		{mutate(func(r *Reconcile) { r.Cursor = strings.Repeat("x", 1025) }), "cursor: longer than 1024"},
+		{mutate(func(r *Reconcile) { r.Repository, r.Scan = "", &Scan{After: "x"} }), "cursor: only a repository item"},
+		{mutate(func(r *Reconcile) { r.Repository, r.Cursor, r.Scan = "", "", &Scan{After: "B"} }), "scan.after:"},
+		{mutate(func(r *Reconcile) { r.Scope.Tags = make([]string, 101) }), "scope: more than 100 globs"},
+		{mutate(func(r *Reconcile) { r.CreatedAt = time.Time{} }), "createdAt: required"},
+	} {
+		_, err := MarshalReconcile(c.r)
+		if !errors.Is(err, ErrMalformed) || !strings.Contains(err.Error(), c.want) {
+			t.Errorf("MarshalReconcile err = %v, want %q", err, c.want)
+		}
+	}
+	good, _ := MarshalReconcile(reconcileItem())
+	_, err := Parse([]byte(strings.Replace(string(good), `"cursor"`, `"cursr"`, 1)))
+	if !errors.Is(err, ErrMalformed) || !strings.Contains(err.Error(), `unknown field "cursr"`) {
+		t.Errorf("unknown field: %v", err)
 	}
 }

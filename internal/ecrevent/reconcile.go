@@ -27,18 +27,25 @@ const (
 //	 "scope":{"repositories":["team-a/*"],"tags":["v*"]},
 //	 "createdAt":"2026-12-01T10:00:03Z"}
 //
-// or, instead of "repository", "scan":{"after":"team-a/app"}. Unknown fields are
-// rejected, as for work items.
+// or, instead of "repository", "scan":{"after":"team-a/app"}. A repository item whose
+// plan did not fit one invocation comes back with "cursor". Unknown fields are rejected,
+// as for work items.
 type Reconcile struct {
 	Kind       string         `json:"kind"`
 	Version    int            `json:"version"`
 	Run        string         `json:"run"` // the run's id: when its trigger started it (RFC 3339)
 	Source     SourceRegistry `json:"source"`
 	Repository string         `json:"repository,omitempty"`
-	Scan       *Scan          `json:"scan,omitempty"`
-	Scope      Scope          `json:"scope"`
-	CreatedAt  time.Time      `json:"createdAt"`
+	// Cursor, in a repository item, is where its plan continues: the key of the last
+	// work item a previous invocation sent.
+	Cursor    string    `json:"cursor,omitempty"`
+	Scan      *Scan     `json:"scan,omitempty"`
+	Scope     Scope     `json:"scope"`
+	CreatedAt time.Time `json:"createdAt"`
 }
+
+// maxCursor bounds a cursor: a work item's key is a digest, a destination and a tag.
+const maxCursor = 1024
 
 // SourceRegistry names the source registry of a reconcile run.
 type SourceRegistry struct {
@@ -87,6 +94,11 @@ func (r *Reconcile) Validate() error {
 		if err := ecrname.Repository(r.Repository); err != nil {
 			return malformed("repository", "%v", err)
 		}
+		if len(r.Cursor) > maxCursor {
+			return malformed("cursor", "longer than %d characters", maxCursor)
+		}
+	case r.Cursor != "":
+		return malformed("cursor", "only a repository item has one")
 	case r.Scan.After != "":
 		if err := ecrname.Repository(r.Scan.After); err != nil {
 			return malformed("scan.after", "%v", err)

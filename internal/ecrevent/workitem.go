@@ -44,7 +44,10 @@ type WorkItem struct {
 	Source      ImageRef      `json:"source"`
 	Destination RepositoryRef `json:"destination"`
 	Reason      string        `json:"reason,omitempty"` // why the backfill queued it, for logs
-	CreatedAt   time.Time     `json:"createdAt"`
+	// Run is the reconcile run that found the work (RFC 3339), if one did: the copy's log
+	// line says so (event_id "reconcile:<run>").
+	Run       string    `json:"run,omitempty"`
+	CreatedAt time.Time `json:"createdAt"`
 }
 
 // ImageRef names an image: a digest in a repository, optionally a tag.
@@ -108,6 +111,9 @@ func (w *WorkItem) Validate() error {
 	}
 	if len(w.Reason) > maxReason {
 		return malformed("reason", "longer than %d bytes", maxReason)
+	}
+	if _, err := time.Parse(time.RFC3339, w.Run); w.Run != "" && err != nil {
+		return malformed("run", "%s is not an RFC 3339 timestamp", ecrname.Quote(w.Run))
 	}
 	if w.CreatedAt.IsZero() {
 		return malformed("createdAt", "required")

@@ -120,6 +120,13 @@ func TestEndToEndUnderRIE(t *testing.T) {
 	if got := f.destinationHead(t, "mirror/team-a/app", "v2"); got != good {
 		t.Errorf("good record not replicated")
 	}
+	// What Lambda would report as Max Memory Used: the bootstrap's own, not the
+	// emulator's — a Go binary that copied images is megabytes, not kilobytes or gigabytes.
+	if used, err := fn.MaxMemoryUsed(); err != nil || used < 4<<20 || used > 512<<20 {
+		t.Errorf("max memory used %d bytes (%v)", used, err)
+	} else {
+		t.Logf("max memory used: %.1f MiB", float64(used)/(1<<20))
+	}
 
 	// Result events recorded by the sandbox's EventBridge.
 	evs := f.sb.PutEvents()

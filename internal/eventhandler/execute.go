@@ -30,7 +30,7 @@ func (h *Handler) execute(ctx context.Context, jobs []*job) [][]destinations.Res
 			case workCtx.Err() != nil:
 				results[i] = notStarted(j)
 			case j.reconcile != nil:
-				results[i] = []destinations.Result{h.reconcile(workCtx, j, run)}
+				results[i] = []destinations.Result{h.reconcile(workCtx, j)}
 			case j.delete:
 				results[i] = run.Delete(workCtx, j.src, j.targets)
 			default:
@@ -44,10 +44,10 @@ func (h *Handler) execute(ctx context.Context, jobs []*job) [][]destinations.Res
 }
 
 // reconcile runs one reconcile item; its result is reported like a copy's.
-func (h *Handler) reconcile(ctx context.Context, j *job, run Run) destinations.Result {
+func (h *Handler) reconcile(ctx context.Context, j *job) destinations.Result {
 	start := time.Now()
 	res := destinations.Result{Result: copyengine.Result{Outcome: "reconciled"}}
-	if err := h.c.Reconcile(ctx, j.reconcile, run); err != nil {
+	if err := h.c.Reconcile(ctx, j.reconcile); err != nil {
 		res.Outcome, res.Err = copyengine.Failed, err
 		res.Code, res.Retryable = destinations.Classify(err)
 	}

@@ -52,9 +52,9 @@ type Config struct {
 	// behind it (engine, limiters, credentials), the run holding what one invocation
 	// caches.
 	Start func() Run
-	// Reconcile handles a reconcile item with the invocation's run
-	// ((*backfill.Backfill).Reconcile); nil: reconcile items are refused.
-	Reconcile func(ctx context.Context, item *ecrevent.Reconcile, run Run) error
+	// Reconcile handles a reconcile item ((*backfill.Backfill).Reconcile); nil:
+	// reconcile items are refused.
+	Reconcile func(ctx context.Context, item *ecrevent.Reconcile) error
 	Log       *slog.Logger // default: discard
 	// EMF, when set, receives the invocation's metrics (CloudWatch Embedded Metric
 	// Format, namespace Namespace), written once at its end.

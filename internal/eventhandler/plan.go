@@ -172,6 +172,9 @@ func (h *Handler) planWorkItem(w *ecrevent.WorkItem) (*job, error) {
 		eventID: "work-item:" + w.Rule,
 		at:      w.CreatedAt,
 	}
+	if w.Run != "" {
+		j.eventID = "reconcile:" + w.Run // as the run's reconcile items: one filter finds both
+	}
 	want := w.Destination.Repo()
 	for _, t := range h.c.Rules.Targets(w.Source.Repository, w.Source.Tag) {
 		if t.Repo() == want && (!j.delete || t.MirrorDeletes) {

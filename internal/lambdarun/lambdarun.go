@@ -243,3 +243,40 @@ func (s *syncBuffer) String() string {
 	defer s.mu.Unlock()
 	return s.b.String()
 }
+
+// MaxMemoryUsed is the bootstrap's peak resident set so far, in bytes: what Lambda's
+// REPORT line calls Max Memory Used (the emulator prints a placeholder there). It is
+// read from /proc — the bootstrap is the emulator's child — so it needs Linux, and an
+// invocation to have started the bootstrap.
+func (f *Function) MaxMemoryUsed() (int64, error) {
+	rie := f.cmd.Process.Pid
+	stats, err := filepath.Glob("/proc/[0-9]*/stat")
+	if err != nil {
+		return 0, err
+	}
+	for _, stat := range stats {
+		b, err := os.ReadFile(stat)
+		if err != nil {
+			continue // exited since the listing
+		}
+		// pid (comm) state ppid …: comm may hold spaces, so split after its ')'.
+		fields := strings.Fields(string(b[bytes.LastIndexByte(b, ')')+1:]))
+		if len(fields) < 2 || fields[1] != fmt.Sprint(rie) {
+			continue
+		}
+		status, err := os.ReadFile(filepath.Join(filepath.Dir(stat), "status"))
+		if err != nil {
+			return 0, err
+		}
+		for _, line := range strings.Split(string(status), "\n") {
+			if kb, ok := strings.CutPrefix(line, "VmHWM:"); ok {
+				var n int64
+				if _, err := fmt.Sscanf(strings.TrimSpace(kb), "%d kB", &n); err != nil {
+					return 0, fmt.Errorf("VmHWM %q: %w", kb, err)
+				}
+				return n << 10, nil
+			}
+		}
+	}
+	return 0, errors.New("lambdarun: no bootstrap process under the emulator")
+}

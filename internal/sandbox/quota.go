@@ -45,13 +45,17 @@ func (q *quotas) allowPutImage(account, region string) bool {
 	return b.Allow()
 }
 
+// SetLatency changes Config.Latency from now on: benchmarks seed without it.
+func (s *Sandbox) SetLatency(d time.Duration) { s.latency.Store(int64(d)) }
+
 // delay holds a request for the configured latency, as a request to a region far away
 // takes that long (scale and latency benchmarks); it gives up when the client does.
 func (s *Sandbox) delay(ctx context.Context) {
-	if s.latency <= 0 {
+	d := time.Duration(s.latency.Load())
+	if d <= 0 {
 		return
 	}
-	t := time.NewTimer(s.latency)
+	t := time.NewTimer(d)
 	defer t.Stop()
 	select {
 	case <-t.C:

@@ -46,6 +46,7 @@ import (
 	"sort"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"golang.org/x/time/rate"
@@ -141,7 +142,7 @@ type Sandbox struct {
 	faults      *faults
 	holds       holds
 	quotas      *quotas
-	latency     time.Duration
+	latency     atomic.Int64 // time.Duration
 	storage     *storage
 	sqsState    *sqsState
 	eventsState *eventsState
@@ -185,7 +186,6 @@ func New(cfg Config) (*Sandbox, error) {
 		cfg:         cfg,
 		now:         cfg.Now,
 		quotas:      &quotas{rate: cfg.PutImageRate, buckets: map[string]*rate.Limiter{}},
-		latency:     cfg.Latency,
 		log:         cfg.Logger,
 		accounts:    map[string]*account{},
 		registries:  map[regionKey]*registry{},
@@ -196,6 +196,7 @@ func New(cfg Config) (*Sandbox, error) {
 		sqsState:    newSQSState(),
 		eventsState: newEventsState(),
 	}
+	s.latency.Store(int64(cfg.Latency))
 	if s.now == nil {
 		s.now = time.Now
 	}

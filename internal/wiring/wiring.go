@@ -17,7 +17,6 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/sqs"
 
 	"github.com/ecr-replicator/ecr-replicator/internal/backfill"
-	"github.com/ecr-replicator/ecr-replicator/internal/ecrevent"
 	"github.com/ecr-replicator/ecr-replicator/internal/eventhandler"
 	"github.com/ecr-replicator/ecr-replicator/internal/metrics"
 
@@ -82,6 +81,9 @@ func Load(ctx context.Context, actor string, log *slog.Logger, engine ...copyeng
 		if r, err := strconv.ParseFloat(os.Getenv(EnvPutImageRate), 64); err == nil && r > 0 {
 			base = append(base, copyengine.WithManifestRate(r, max(1, int(r))))
 		}
+		if n, err := strconv.Atoi(os.Getenv(EnvWriters)); err == nil && n > 0 {
+			base = append(base, copyengine.WithWriters(n))
+		}
 		e := copyengine.New(append(base, engine...)...)
 		d.Replicator = destinations.New(d.Resolver, e, opts...)
 	}
@@ -103,24 +105,28 @@ func ColdStartFailed(log *slog.Logger, err error) func(context.Context, json.Raw
 // reconcile queue's items with it).
 const (
 	EnvQueueURL          = "REPLICATION_QUEUE_URL"
+	EnvCopyQueueURL      = "COPY_QUEUE_URL"
 	EnvReconcileQueueURL = "RECONCILE_QUEUE_URL"
 	EnvConcurrency       = "BACKFILL_CONCURRENCY" // inline copies in flight (default 8)
 	// EnvPutImageRate is the manifest writes per second a destination accepts (ECR's
 	// PutImage quota; default 10).
 	EnvPutImageRate = "PUT_IMAGE_RATE"
+	// EnvWriters is how many execution environments may write to a destination at once
+	// (the copy queue's maximum concurrency): each starts at its share of the rate.
+	EnvWriters = "PUT_IMAGE_WRITERS"
 )
 
 // Backfill builds the backfill from deps and the environment; EMF metrics go to emf.
 func (d *Deps) Backfill(getenv func(string) string, emf io.Writer) *backfill.Backfill {
 	b := &backfill.Backfill{
 		Rules: d.Rules, RulesErr: d.RulesErr, Resolver: d.Resolver, SourceRegion: d.AWS.Region, Log: d.Log,
-		QueueURL: getenv(EnvQueueURL), ReconcileQueueURL: getenv(EnvReconcileQueueURL),
+		QueueURL: getenv(EnvQueueURL), CopyQueueURL: getenv(EnvCopyQueueURL), ReconcileQueueURL: getenv(EnvReconcileQueueURL),
 		EMF: emf, Namespace: metrics.Namespace(getenv),
 	}
 	if d.Replicator != nil {
 		b.Start = func() backfill.Run { return d.Replicator.Start() }
 	}
-	if b.QueueURL != "" || b.ReconcileQueueURL != "" {
+	if b.QueueURL != "" || b.CopyQueueURL != "" || b.ReconcileQueueURL != "" {
 		b.Queue = sqs.NewFromConfig(d.AWS)
 	}
 	if n, err := strconv.Atoi(getenv(EnvConcurrency)); err == nil && n > 0 {
@@ -136,10 +142,7 @@ func (d *Deps) Handler(getenv func(string) string, emf io.Writer, adjust ...func
 	c := eventhandler.Config{Rules: d.Rules, RulesErr: d.RulesErr, Log: d.Log, EMF: emf, Namespace: metrics.Namespace(getenv)}
 	if d.Replicator != nil {
 		c.Start = func() eventhandler.Run { return d.Replicator.Start() }
-		b := d.Backfill(getenv, emf)
-		c.Reconcile = func(ctx context.Context, item *ecrevent.Reconcile, run eventhandler.Run) error {
-			return b.Reconcile(ctx, item, run)
-		}
+		c.Reconcile = d.Backfill(getenv, emf).Reconcile
 	}
 	if bus := getenv(eventhandler.EnvResultEventBus); bus != "" {
 		c.Events, c.EventBus = eventbridge.NewFromConfig(d.AWS), bus

@@ -656,28 +656,35 @@ func (es *EventSource) delete(ctx context.Context, recs []Record) []string {
 	return deleted
 }
 
-// WaitIdle returns once the queue has no message visible, in flight or delayed
-// (ApproximateNumberOfMessages, …NotVisible and …Delayed all 0), or when ctx ends, with
-// its error. Messages on their way to the queue (an event EventBridge has not delivered
-// yet) are not seen: wait for those first (Sandbox.WaitEventsDelivered).
-func WaitIdle(ctx context.Context, client *sqs.Client, queueURL string) error {
+// WaitIdle returns once the queues have no message visible, in flight or delayed
+// (ApproximateNumberOfMessages, …NotVisible and …Delayed all 0) — all of them in one
+// pass, as the consumer of one may send to another (a reconcile item's copies) — or
+// when ctx ends, with its error. Messages on their way to a queue (an event EventBridge
+// has not delivered yet) are not seen: wait for those first
+// (Sandbox.WaitEventsDelivered).
+func WaitIdle(ctx context.Context, client *sqs.Client, queueURLs ...string) error {
 	names := []types.QueueAttributeName{
 		types.QueueAttributeNameApproximateNumberOfMessages,
 		types.QueueAttributeNameApproximateNumberOfMessagesNotVisible,
 		types.QueueAttributeNameApproximateNumberOfMessagesDelayed,
 	}
 	for {
-		out, err := client.GetQueueAttributes(ctx, &sqs.GetQueueAttributesInput{QueueUrl: aws.String(queueURL), AttributeNames: names})
-		if err != nil {
-			if ctx.Err() != nil {
-				return ctx.Err()
-			}
-			return fmt.Errorf("eventsource: reading %s: %w", queueURL, err)
-		}
 		idle := true
-		for _, n := range names {
-			if out.Attributes[string(n)] != "0" {
-				idle = false
+		for _, q := range queueURLs {
+			out, err := client.GetQueueAttributes(ctx, &sqs.GetQueueAttributesInput{QueueUrl: aws.String(q), AttributeNames: names})
+			if err != nil {
+				if ctx.Err() != nil {
+					return ctx.Err()
+				}
+				return fmt.Errorf("eventsource: reading %s: %w", q, err)
+			}
+			for _, n := range names {
+				if out.Attributes[string(n)] != "0" {
+					idle = false
+				}
+			}
+			if !idle {
+				break
 			}
 		}
 		if idle {

@@ -18,6 +18,7 @@ var (
 const (
 	queueARN          = "arn:aws:sqs:us-east-1:111111111111:ecr-replicator-queue"
 	reconcileQueueARN = "arn:aws:sqs:us-east-1:111111111111:ecr-replicator-reconcile"
+	copyQueueARN      = "arn:aws:sqs:us-east-1:111111111111:ecr-replicator-copy"
 )
 
 func opts(params map[string]any, resolve bool) cfn.Options {
@@ -29,6 +30,8 @@ func opts(params map[string]any, resolve bool) cfn.Options {
 				return queueARN, true
 			case "ReconcileQueue.Arn":
 				return reconcileQueueARN, true
+			case "CopyQueue.Arn":
+				return copyQueueARN, true
 			}
 			return "", false
 		}
@@ -74,7 +77,7 @@ func TestRolePoliciesResolveReferences(t *testing.T) {
 		}
 		all := strings.Join(docs, "\n")
 		for _, want := range []string{
-			`"Resource":["` + queueARN + `","` + reconcileQueueARN + `"]`,
+			`"Resource":["` + queueARN + `","` + reconcileQueueARN + `","` + copyQueueARN + `"]`,
 			`"Resource":["arn:aws:iam::222222222222:role/ecr-replicator-destination"]`,
 			`"Resource":"arn:aws:ecr:us-east-1:111111111111:repository/*"`,
 		} {

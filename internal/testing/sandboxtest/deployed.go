@@ -28,6 +28,8 @@ const (
 	QueueName = "ecr-replicator-queue"
 	// ReconcileQueueName is the name of the stack's ReconcileQueue.
 	ReconcileQueueName = "ecr-replicator-reconcile"
+	// CopyQueueName is the name of the stack's CopyQueue.
+	CopyQueueName = "ecr-replicator-copy"
 	// DeadLetterQueueName is the name of the stack's DeadLetterQueue.
 	DeadLetterQueueName = "ecr-replicator-dlq"
 )
@@ -61,7 +63,8 @@ func repoRoot() string {
 //     stack parameters of the same meaning); dest overrides any of them.
 //
 // Resource references resolve to the sandbox's names: ReplicationQueue.Arn to
-// QueueARN(QueueName), ReconcileQueue.Arn to QueueARN(ReconcileQueueName), ReplicatorRole.Arn to FunctionRoleARN(). The admin users stay
+// QueueARN(QueueName), ReconcileQueue.Arn to QueueARN(ReconcileQueueName), CopyQueue.Arn
+// to QueueARN(CopyQueueName), ReplicatorRole.Arn to FunctionRoleARN(). The admin users stay
 // unrestricted; so does the source "replicator" user, which deployed functions do not use.
 func Deployed(t testing.TB, params map[string]any, dest ...map[string]any) func(*sandbox.Config) {
 	t.Helper()
@@ -72,6 +75,8 @@ func Deployed(t testing.TB, params map[string]any, dest ...map[string]any) func(
 			return QueueARN(QueueName), true
 		case "ReconcileQueue.Arn":
 			return QueueARN(ReconcileQueueName), true
+		case "CopyQueue.Arn":
+			return QueueARN(CopyQueueName), true
 		case "DeadLetterQueue.Arn":
 			return QueueARN(DeadLetterQueueName), true
 		case "ReplicatorRole.Arn":
