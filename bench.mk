@@ -57,3 +57,7 @@ bench-scale:
 
 bench-clean:
 	rm -rf bench/work
+
+# The latency and memory benchmarks have their own files.
+-include bench-latency.mk
+-include bench-memory.mk

@@ -793,17 +793,16 @@ func (r *run) copyGroup(ctx context.Context, g []Work) int {
 			continue
 		}
 		x := res[0]
-		if (x.Outcome == copyengine.Failed || x.Err != nil) && ctx.Err() != nil {
+		if x.Outcome == copyengine.Failed && x.Retryable && ctx.Err() != nil {
 			return i // cut at the hard stop: left for the continuation
 		}
-		switch x.Outcome {
-		case copyengine.Failed, copyengine.Conflict:
+		if x.Outcome.Failure() || x.Err != nil {
 			reason := x.Reason
 			if x.Err != nil {
 				reason = x.Err.Error()
 			}
-			if x.Outcome == copyengine.Conflict {
-				reason = "conflict: " + reason
+			if x.Outcome != copyengine.Failed {
+				reason = string(x.Outcome) + ": " + reason
 			}
 			r.failed(w, reason)
 			continue

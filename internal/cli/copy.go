@@ -230,7 +230,7 @@ type imageResult struct {
 }
 
 func (r imageResult) failed() bool {
-	return r.Outcome == string(copyengine.Failed) || r.Outcome == string(copyengine.Conflict)
+	return copyengine.Outcome(r.Outcome).Failure()
 }
 
 // ref is the destination reference of the result: repository, tag, digest (when known).

@@ -85,8 +85,15 @@ const (
 	TagUpdated     Outcome = "tag-updated"     // content was there, only the tag moved
 	Skipped        Outcome = "skipped"         // stale event: the source tag moved on, nothing written
 	Conflict       Outcome = "conflict"        // the destination refused the tag (immutable), permanent
-	Failed         Outcome = "failed"          // see Result.Err and IsRetryable
+	// TooLarge: a layer cannot be uploaded within one run of a function with a deadline
+	// (CodeTooLarge); permanent, copy it with the CLI.
+	TooLarge Outcome = "too-large-for-function"
+	Failed   Outcome = "failed" // see Result.Err and IsRetryable
 )
+
+// Failure reports whether the outcome is a failure: Result.Err says why, and whether
+// it is worth another delivery.
+func (o Outcome) Failure() bool { return o == Failed || o == Conflict || o == TooLarge }
 
 // Result reports one Copy. Counters are exact: a blob or manifest counts once
 // per Copy, as copied when this call wrote it, as skipped otherwise.
@@ -129,16 +136,23 @@ type Engine struct {
 	referrerDepth int
 
 	sem chan struct{} // bounds concurrent blob transfers across all runs
+	// uploads joins overlapping runs' uploads of one blob to one destination repository
+	// (key as Run.blobs); each run still remembers its own.
+	uploads onceMap
 
-	mu       sync.Mutex
-	pacers   map[string]*pacer        // manifest writes, per destination registry host
-	tagLocks map[string]chan struct{} // per destination repo:tag
+	mu         sync.Mutex
+	pacers     map[string]*pacer        // manifest writes, per destination registry host
+	throughput throughput               // blob uploads, measured
+	tagLocks   map[string]chan struct{} // per destination repo:tag
 }
 
 // Run is one unit of work of an Engine: its Copy calls share what they learn about
 // the registries (see the package doc). Safe for concurrent use; dropped when done.
 type Run struct {
 	*Engine
+	// started is when the run began: with a context deadline, the time a whole run has
+	// (an invocation's), against which uploads are weighed (budget.go).
+	started time.Time
 
 	blobs     onceMap // key: destination repo + blob digest
 	manifests onceMap // key: destination repo + manifest digest
@@ -156,7 +170,7 @@ type Run struct {
 
 // Start begins a run.
 func (e *Engine) Start() *Run {
-	return &Run{Engine: e, endpoints: map[endpointKey]*endpoint{}, noReferrersAPI: map[string]bool{}}
+	return &Run{Engine: e, started: time.Now(), endpoints: map[endpointKey]*endpoint{}, noReferrersAPI: map[string]bool{}}
 }
 
 // endpointKey identifies a reusable endpoint: one authenticated client (one registry
@@ -246,6 +260,7 @@ func New(opts ...Option) *Engine {
 		referrerDepth: 3,
 		pacers:        map[string]*pacer{},
 		tagLocks:      map[string]chan struct{}{},
+		uploads:       onceMap{inFlightOnly: true},
 	}
 	for _, o := range opts {
 		o(c)
@@ -301,6 +316,8 @@ func (c *Run) Copy(ctx context.Context, req Request) Result {
 	switch {
 	case errors.As(err, &e) && e.Code == string(transport.TagInvalidErrorCode):
 		res.Outcome = Conflict
+	case errors.As(err, &e) && e.Code == CodeTooLarge:
+		res.Outcome = TooLarge
 	case err != nil:
 		res.Outcome = Failed
 	case written:
@@ -494,6 +511,7 @@ func (e *endpoint) key(h v1.Hash) string { return e.repo.String() + "@" + h.Stri
 type session struct {
 	c         *Run
 	src, dst  *endpoint
+	image     string // the source image as the CLI names it (repository:tag or @digest)
 	referrers bool
 	log       *slog.Logger
 
@@ -523,6 +541,10 @@ func (c *Run) newSession(req Request) (*session, v1.Hash, error) {
 		return nil, h, err
 	}
 	s := &session{c: c, referrers: req.Referrers}
+	s.image = req.Source.Repository.String() + "@" + req.Digest
+	if req.Tag != "" {
+		s.image = req.Source.Repository.String() + ":" + req.Tag
+	}
 	s.src = c.cachedEndpoint(req.Source, false)
 	s.dst = c.cachedEndpoint(req.Destination, true)
 	s.log = c.log.With("src", req.Source.Repository.String(), "dst", req.Destination.Repository.String())

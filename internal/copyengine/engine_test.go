@@ -375,6 +375,65 @@ func TestSharedLayersUploadedOnce(t *testing.T) {
 	}
 }
 
+// TestOverlappingRunsUploadOnce: two runs of one Engine (two invocations overlapping in
+// one execution environment) copy the same image. The first blob upload is held until
+// the other run asks for that blob too (or 500 ms pass): the other run must wait for the
+// upload in flight, not HEAD a blob not yet there and upload it again.
+func TestOverlappingRunsUploadOnce(t *testing.T) {
+	e := newEnv(t)
+	d := pushImage(t, e.srcRepo.Tag("v1"), must[v1.Image](t)(random.Image(64<<10, 2)))
+	e.dst.reset()
+	var (
+		mu        sync.Mutex
+		heads     = map[string]int{}
+		holding   bool
+		askedToo  = make(chan struct{})
+		firstPost sync.Once
+	)
+	e.dst.setHook(func(w http.ResponseWriter, r *http.Request) bool {
+		switch {
+		case r.Method == http.MethodHead && strings.Contains(r.URL.Path, "/blobs/"):
+			mu.Lock()
+			heads[r.URL.Path]++
+			if heads[r.URL.Path] == 2 && holding {
+				holding = false
+				close(askedToo) // a blob asked for twice: the other run is racing
+			}
+			mu.Unlock()
+		case r.Method == http.MethodPost && strings.HasSuffix(r.URL.Path, "/blobs/uploads/"):
+			firstPost.Do(func() {
+				mu.Lock()
+				holding = true
+				mu.Unlock()
+				select {
+				case <-askedToo:
+				case <-time.After(500 * time.Millisecond):
+				}
+			})
+		}
+		return false
+	})
+	eng := New(WithRetry(retry.Policy{Attempts: 4, Initial: time.Millisecond, Max: 10 * time.Millisecond}), WithManifestRate(1000, 1000))
+	results := make([]Result, 2)
+	var wg sync.WaitGroup
+	for i := range results {
+		wg.Go(func() { results[i] = eng.Start().Copy(context.Background(), e.req(d, "v1")) })
+	}
+	wg.Wait()
+	for _, r := range results {
+		if r.Err != nil {
+			t.Fatalf("outcome %s: %v", r.Outcome, r.Err)
+		}
+	}
+	wantTag(t, e.dstRepo.Tag("v1"), d)
+	commits := e.dst.count(func(x hit) bool { return x.method == "PUT" && strings.Contains(x.query, "digest=") })
+	// 2 layers and a config.
+	if commits != 3 || results[0].BlobsCopied+results[1].BlobsCopied != 3 {
+		t.Fatalf("%d blob uploads committed (copied %d + %d) for 3 blobs; want each once across overlapping runs",
+			commits, results[0].BlobsCopied, results[1].BlobsCopied)
+	}
+}
+
 func TestOutOfOrderTagEvents(t *testing.T) {
 	e := newEnv(t)
 	d1 := pushImage(t, e.srcRepo.Tag("latest"), must[v1.Image](t)(random.Image(128, 1)))

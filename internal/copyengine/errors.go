@@ -16,6 +16,12 @@ const (
 	CodeInvalid        = "INVALID"         // bad request (digest/tag/repository), rejected before any network call
 	CodeDigestMismatch = "DIGEST_MISMATCH" // destination does not serve what we wrote
 	CodeTagUnstable    = "TAG_UNSTABLE"    // source tag kept moving while we converged
+	// CodeTooLarge: a layer that cannot be uploaded within a whole run (the function's
+	// timeout) at the measured throughput: permanent, copy it with the CLI (budget.go).
+	CodeTooLarge = "TOO_LARGE_FOR_FUNCTION"
+	// CodeNoTimeLeft: a layer that cannot be uploaded in what is left of this run:
+	// retryable, the next delivery has a whole run.
+	CodeNoTimeLeft = "NO_TIME_LEFT"
 )
 
 // Error describes why one step of a copy failed. Code is the registry's error code when

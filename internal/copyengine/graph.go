@@ -285,7 +285,13 @@ func (s *session) ensureBlob(ctx context.Context, desc v1.Descriptor) error {
 				return err
 			}
 		}
-		uploaded, err = s.pushBlob(ctx, v1.Descriptor{Digest: desc.Digest, Size: size})
+		// Another run uploading the same blob now is waited for, not raced: it then
+		// counts as skipped here (ran false).
+		_, err = s.c.uploads.do(ctx, s.dst.key(desc.Digest), func() error {
+			var err error
+			uploaded, err = s.pushBlob(ctx, v1.Descriptor{Digest: desc.Digest, Size: size})
+			return err
+		})
 		return err
 	})
 	if err != nil {

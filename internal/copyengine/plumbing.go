@@ -27,7 +27,15 @@ func (m *rawManifest) MediaType() (types.MediaType, error) { return m.desc.Media
 // what makes "HEAD at most once, upload at most once per destination
 // repository and digest" hold across concurrent Copy calls in one run.
 // A failed execution is forgotten so a later caller can try again.
+//
+// With inFlightOnly, a successful execution is forgotten too once it ends: the map then
+// only joins callers that overlap. The Engine keeps one such map for blob uploads, so
+// overlapping runs (concurrent invocations of one execution environment, parallel CLI
+// copies) upload a blob once, without the Engine remembering what it learnt beyond the
+// runs that learnt it — a blob there an hour ago may have been deleted since.
 type onceMap struct {
+	inFlightOnly bool
+
 	mu sync.Mutex
 	m  map[string]*flight
 }
@@ -52,7 +60,7 @@ func (o *onceMap) do(ctx context.Context, key string, fn func() error) (ran bool
 			o.m[key] = f
 			o.mu.Unlock()
 			f.err = fn()
-			if f.err != nil {
+			if f.err != nil || o.inFlightOnly {
 				o.mu.Lock()
 				delete(o.m, key)
 				o.mu.Unlock()

@@ -7,6 +7,8 @@ import (
 	"io"
 	"net/http"
 	"net/url"
+	"sync/atomic"
+	"time"
 
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/google/go-containerregistry/pkg/v1/remote/transport"
@@ -34,7 +36,14 @@ import (
 // transport (withoutRetry). It reports whether this call uploaded the blob.
 func (s *session) pushBlob(ctx context.Context, desc v1.Descriptor) (uploaded bool, err error) {
 	var sent bool // a PUT went out in some attempt
-	err = retry.Do(ctx, s.c.policy, func(ctx context.Context) error {
+	policy := s.c.policy
+	policy.RetryIf = func(err error) bool {
+		// Time only runs out: an upload that does not fit what is left of the run is
+		// for the next delivery, not for another attempt now.
+		code, retryable := retry.Classify(err)
+		return retryable && code != CodeNoTimeLeft
+	}
+	err = retry.Do(ctx, policy, func(ctx context.Context) error {
 		cl, err := s.dst.use(ctx)
 		if err != nil {
 			return classify("authenticate to destination", onDest, err)
@@ -75,6 +84,9 @@ func (s *session) pushBlobOnce(ctx context.Context, client *http.Client, desc v1
 		return false, classify(op, onDest, ctx.Err())
 	}
 	defer func() { <-s.c.sem }()
+	if err := s.fitUpload(ctx, desc.Size); err != nil {
+		return false, err
+	}
 
 	// The source download starts while the upload is being opened: both are a round
 	// trip, and the PUT needs both.
@@ -123,7 +135,9 @@ func (s *session) pushBlobOnce(ctx context.Context, client *http.Client, desc v1
 		return false, o.err
 	}
 	progress := Progress{Source: s.src.repo.String(), Destination: repo.String(), Blob: desc.Digest.String(), Size: desc.Size}
-	req, err := http.NewRequestWithContext(ctx, http.MethodPut, loc, s.c.counting(o.body, progress))
+	var read atomic.Int64
+	body := countingReader{ReadCloser: s.c.counting(o.body, progress), n: &read}
+	req, err := http.NewRequestWithContext(ctx, http.MethodPut, loc, body)
 	if err != nil {
 		o.body.Close()
 		return false, classify(op, onDest, err)
@@ -133,14 +147,16 @@ func (s *session) pushBlobOnce(ctx context.Context, client *http.Client, desc v1
 	*sent = true
 	progress.Event = BlobStarted
 	s.c.report(progress)
+	began := time.Now()
 	resp, err = client.Do(req)
 	if err != nil {
-		return false, classify(op, onDest, err)
+		return false, s.cutUpload(ctx, desc.Size, read.Load(), time.Since(began), classify(op, onDest, err))
 	}
 	defer resp.Body.Close()
 	if err := transport.CheckError(resp, http.StatusCreated); err != nil {
 		return false, classify(op, onDest, err)
 	}
+	s.c.throughput.observe(desc.Size, time.Since(began))
 	progress.Event = BlobDone
 	s.c.report(progress)
 	return false, nil

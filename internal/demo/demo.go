@@ -1,19 +1,27 @@
 // Package demo runs the whole product on one machine, with no AWS account and no Docker:
-// a sandbox with a source and a destination account, images pushed into the source, the
-// replicate function's real bootstrap under the Lambda Runtime Interface Emulator fed
-// with the push events, the backfill function for what was pushed before, and a
-// before/after table of digests per tag.
+// a sandbox with a source and a destination account; older images pushed into the
+// source; then the push path deployed as template.yaml deploys it (internal/sandbox/stack:
+// the ImageActionRule sends ECR's push events to the ReplicationQueue, whose event source
+// invokes the replicate function's real bootstrap under the Lambda Runtime Interface
+// Emulator, one emulator per execution environment); pushes made as a user makes them
+// (go-containerregistry's remote.Write and remote.WriteIndex, which crane uses, and the
+// ECR API's PutImage moving a tag) that arrive in the destination by themselves; the
+// backfill function for what was pushed before; and a before/after table of digests per
+// tag.
 package demo
 
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"os"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strings"
+	"sync"
 	"text/tabwriter"
 	"time"
 
@@ -21,6 +29,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/config"
 	"github.com/aws/aws-sdk-go-v2/credentials"
 	"github.com/aws/aws-sdk-go-v2/service/ecr"
+	ecrtypes "github.com/aws/aws-sdk-go-v2/service/ecr/types"
 	"github.com/google/go-containerregistry/pkg/authn"
 	"github.com/google/go-containerregistry/pkg/name"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
@@ -31,10 +40,14 @@ import (
 	"github.com/google/go-containerregistry/pkg/v1/types"
 
 	"github.com/ecr-replicator/ecr-replicator/internal/ecraccess"
-	"github.com/ecr-replicator/ecr-replicator/internal/ecrevent"
 	"github.com/ecr-replicator/ecr-replicator/internal/lambdarun"
 	"github.com/ecr-replicator/ecr-replicator/internal/sandbox"
+	"github.com/ecr-replicator/ecr-replicator/internal/sandbox/eventsource"
+	"github.com/ecr-replicator/ecr-replicator/internal/sandbox/stack"
 )
+
+// ReplicaTimeout bounds the wait for each push's replica in the destination.
+const ReplicaTimeout = 60 * time.Second
 
 // Binaries are what the demo runs: the two functions' bootstraps (built for this host)
 // and the Runtime Interface Emulator.
@@ -72,13 +85,22 @@ type Row struct {
 // OK says the destination ended with the source's digest.
 func (r Row) OK() bool { return r.After == r.Source }
 
+// What the COPIED BY column says.
+const (
+	viaPush     = "replicate (push events)"
+	viaBackfill = "backfill"
+)
+
 // Run runs the demo, printing what happens to w, and returns the final table.
 func Run(ctx context.Context, bins Binaries, w io.Writer) ([]Row, error) {
 	if err := bins.Check(); err != nil {
 		return nil, err
 	}
 	start := time.Now()
+	var outMu sync.Mutex // the event source reports invocations from its own goroutines
 	step := func(format string, args ...any) {
+		outMu.Lock()
+		defer outMu.Unlock()
 		fmt.Fprintf(w, "[%5.1fs] %s\n", time.Since(start).Seconds(), fmt.Sprintf(format, args...))
 	}
 	const extID = "demo-external-id"
@@ -106,7 +128,8 @@ func Run(ctx context.Context, bins Binaries, w io.Writer) ([]Row, error) {
 		return nil, err
 	}
 
-	// Images that exist before replication is configured: only a backfill copies them.
+	// Images that exist before replication is deployed: their push events reach no rule,
+	// so only a backfill copies them. latest is moved later, by the API.
 	for _, repo := range []string{"team-a/app", "team-a/worker"} {
 		if _, err := src.api.CreateRepository(ctx, &ecr.CreateRepositoryInput{RepositoryName: aws.String(repo)}); err != nil {
 			return nil, err
@@ -120,9 +143,24 @@ func Run(ctx context.Context, bins Binaries, w io.Writer) ([]Row, error) {
 			return nil, err
 		}
 		old[p.repo][p.tag] = d
+		if p.tag == "v0.9.0" {
+			if _, err := src.push(p.repo, "latest", img); err != nil {
+				return nil, err
+			}
+		}
 	}
-	step("pushed 3 older images into the source (team-a/app:v0.9.0, team-a/worker:v1, v2)")
+	step("pushed 3 older images into the source (team-a/app:v0.9.0, also tagged latest; team-a/worker:v1, v2): nothing listens yet")
 
+	before, err := dst.snapshot(ctx, []string{"mirror/team-a/app", "mirror/team-a/worker"})
+	if err != nil {
+		return nil, err
+	}
+
+	// The push path, as template.yaml deploys it, at its defaults.
+	st, err := stack.Deploy(ctx, sb, stack.Options{})
+	if err != nil {
+		return nil, err
+	}
 	rules := fmt.Sprintf(`{"rules":[{"name":"demo","repositories":["team-a/**"],"destinations":[{"accountId":%q,"region":%q,"roleArn":%q,"externalId":%q,"repositoryPrefix":"mirror/"}]}]}`,
 		sandbox.DestinationAccount, sandbox.DefaultRegion, sandbox.RoleARN(sandbox.DestinationAccount, sandbox.DestinationRole), extID)
 	fnEnv := map[string]string{"REPLICATION_RULES": rules, "AWS_CONFIG_FILE": os.DevNull, "AWS_SHARED_CREDENTIALS_FILE": os.DevNull}
@@ -134,58 +172,109 @@ func Run(ctx context.Context, bins Binaries, w io.Writer) ([]Row, error) {
 		return nil, err
 	}
 	defer os.RemoveAll(dir)
-	os.MkdirAll(filepath.Join(dir, "replicate"), 0o755)
-	os.MkdirAll(filepath.Join(dir, "backfill"), 0o755)
-	replicate, err := lambdarun.Start(bins.RIE, bins.Replicate, filepath.Join(dir, "replicate"), "ecr-replicator-replicate", fnEnv)
+	replicateEnv := map[string]string{}
+	for _, m := range []map[string]string{fnEnv, st.FunctionEnv()} {
+		for k, v := range m {
+			replicateEnv[k] = v
+		}
+	}
+	pool := lambdarun.NewPool(bins.RIE, bins.Replicate, dir, "ecr-replicator-replicate", replicateEnv)
+	defer pool.Stop()
+	envs := eventsource.NewEnvironments(func() (eventsource.Handler, error) {
+		f, err := pool.New()
+		if err != nil {
+			return nil, err
+		}
+		return f, nil
+	})
+	var invMu sync.Mutex
+	var invocations, messages, failed int
+	es, stopEvents, err := st.Start(ctx, stack.Mapping{
+		Invoke: envs.Invoke,
+		OnInvoke: func(inv eventsource.Invocation) {
+			invMu.Lock()
+			invocations++
+			messages += len(inv.Records)
+			failed += len(inv.Failed)
+			invMu.Unlock()
+			answer := compact(inv.Response)
+			if inv.Err != nil {
+				answer = "error: " + inv.Err.Error()
+			}
+			step("  replicate invocation: %s in %d ms -> %s", describeBatch(inv.Records), inv.Duration.Milliseconds(), answer)
+		},
+	})
 	if err != nil {
 		return nil, err
 	}
-	defer replicate.Stop()
-	backfill, err := lambdarun.Start(bins.RIE, bins.Backfill, filepath.Join(dir, "backfill"), "ecr-replicator-backfill", fnEnv)
+	defer stopEvents()
+	bdir := filepath.Join(dir, "backfill")
+	if err := os.MkdirAll(bdir, 0o755); err != nil {
+		return nil, err
+	}
+	backfill, err := lambdarun.Start(bins.RIE, bins.Backfill, bdir, "ecr-replicator-backfill", fnEnv)
 	if err != nil {
 		return nil, err
 	}
 	defer backfill.Stop()
-	step("replicate and backfill functions running under the Lambda Runtime Interface Emulator")
+	step("deployed the push path as template.yaml does: %s (ECR pushes) -> %s (dead-letter queue after %d receives) -> event source (batches of up to %d, up to %d at once) -> replicate function's bootstrap under the Lambda Runtime Interface Emulator, one per execution environment",
+		stack.RuleName, stack.QueueName, stack.MaxReceiveCount, stack.BatchSize, stack.MaximumConcurrency)
 
-	before, err := dst.snapshot(ctx, []string{"mirror/team-a/app", "mirror/team-a/worker"})
+	// Pushes as users make them; each arrives in the destination by itself.
+	idle := func() error { return st.WaitIdle(ctx, es) }
+	img, err := random.Image(256<<10, 2)
 	if err != nil {
 		return nil, err
 	}
+	imgDigest, _ := img.Digest()
+	mark := sb.AccessLogMark()
+	if err := src.write("team-a/worker", "v3", img); err != nil {
+		return nil, err
+	}
+	pushedAt := time.Now()
+	step("pushed team-a/worker:v3, an image, with go-containerregistry's remote.Write (as crane push does)")
+	if err := awaitReplica(ctx, sb, dst, idle, mark, pushedAt, "team-a/worker", "v3", imgDigest.String(), step); err != nil {
+		return nil, err
+	}
 
-	// A multi-platform push, as buildx makes it: child manifests by digest, then the
-	// tagged index; ECR sends one push event per manifest.
 	idx, platforms, err := multiPlatformIndex()
 	if err != nil {
 		return nil, err
 	}
-	var events []string
-	children, _ := idx.IndexManifest()
-	for _, c := range children.Manifests {
-		img, _ := idx.Image(c.Digest)
-		if _, err := src.push("team-a/app", "", img); err != nil {
-			return nil, err
-		}
-		events = append(events, pushEvent("team-a/app", c.Digest.String(), "", string(c.MediaType)))
+	idxDigest, _ := idx.Digest()
+	mark = sb.AccessLogMark()
+	if err := src.write("team-a/app", "v1.0.0", idx); err != nil {
+		return nil, err
 	}
-	idxDigest, err := src.push("team-a/app", "v1.0.0", idx)
+	pushedAt = time.Now()
+	step("pushed team-a/app:v1.0.0, a %d-platform index (%s), with remote.WriteIndex: the platforms by digest, then the index (%d push events)",
+		len(platforms), strings.Join(platforms, ", "), len(platforms)+1)
+	if err := awaitReplica(ctx, sb, dst, idle, mark, pushedAt, "team-a/app", "v1.0.0", idxDigest.String(), step); err != nil {
+		return nil, err
+	}
+
+	mark = sb.AccessLogMark()
+	if err := src.retag(ctx, "team-a/app", "v1.0.0", "latest"); err != nil {
+		return nil, err
+	}
+	pushedAt = time.Now()
+	step("moved team-a/app:latest from v0.9.0 to v1.0.0 with the ECR API (BatchGetImage, then PutImage with the tag)")
+	if err := awaitReplica(ctx, sb, dst, idle, mark, pushedAt, "team-a/app", "latest", idxDigest.String(), step); err != nil {
+		return nil, err
+	}
+	if err := stopEvents(); err != nil {
+		return nil, err
+	}
+	dead, err := st.DeadLetters(ctx)
 	if err != nil {
 		return nil, err
 	}
-	if _, err := src.push("team-a/app", "latest", idx); err != nil {
-		return nil, err
-	}
-	events = append(events, pushEvent("team-a/app", idxDigest.String(), "v1.0.0", string(types.OCIImageIndex)),
-		pushEvent("team-a/app", idxDigest.String(), "latest", string(types.OCIImageIndex)))
-	step("pushed team-a/app:v1.0.0 and :latest, a %d-platform index (%s); %d push events", len(platforms), strings.Join(platforms, ", "), len(events))
+	invMu.Lock()
+	step("queue drained: %d events in %d invocations, %d execution environments, %d messages failed; %d in the dead-letter queue",
+		messages, invocations, envs.Made(), failed, dead)
+	invMu.Unlock()
 
-	out, err := replicate.Invoke(ctx, sqsBatch(events))
-	if err != nil {
-		return nil, fmt.Errorf("replicate function: %w", err)
-	}
-	step("replicate function (SQS batch of %d) answered %s", len(events), compact(out))
-
-	out, err = backfill.Invoke(ctx, []byte(`{"mode":"inline"}`))
+	out, err := backfill.Invoke(ctx, []byte(`{"mode":"inline"}`))
 	if err != nil {
 		return nil, fmt.Errorf("backfill function: %w", err)
 	}
@@ -207,17 +296,90 @@ func Run(ctx context.Context, bins Binaries, w io.Writer) ([]Row, error) {
 	var rows []Row
 	for key, d := range srcTags {
 		repo, tag, _ := strings.Cut(key, ":")
-		via := "replicate (push events)"
+		via := viaPush
 		if _, ok := old[repo][tag]; ok {
-			via = "backfill"
+			via = viaBackfill
 		}
 		rows = append(rows, Row{Repository: repo, Tag: tag, Source: d, Before: before["mirror/"+key], After: after["mirror/"+key], Via: via})
 	}
 	sort.Slice(rows, func(i, j int) bool { return rows[i].Repository+":"+rows[i].Tag < rows[j].Repository+":"+rows[j].Tag })
+	outMu.Lock()
 	fmt.Fprintln(w)
 	PrintTable(w, rows)
+	outMu.Unlock()
 	step("done; stopping the functions and the sandbox")
 	return rows, nil
+}
+
+// awaitReplica waits (at most ReplicaTimeout) until the destination's mirror of repo has
+// tag at digest, then until the queue is idle (so that the invocations this push caused
+// are reported first), and says how long after pushedAt the replica was written: the
+// destination's write of the tag in the sandbox's access log (entries after mark), or
+// when the poll saw it if the log has no such write.
+func awaitReplica(ctx context.Context, sb *sandbox.Sandbox, dst *side, idle func() error, mark int, pushedAt time.Time, repo, tag, digest string, step func(string, ...any)) error {
+	seen, err := dst.waitFor(ctx, "mirror/"+repo, tag, digest, ReplicaTimeout)
+	if err != nil {
+		return fmt.Errorf("no replica of %s:%s: %w", repo, tag, err)
+	}
+	if at, ok := tagWrite(sb.AccessLogSince(mark), sandbox.DestinationAccount, "mirror/"+repo, tag); ok {
+		seen = at
+	}
+	if err := idle(); err != nil {
+		return fmt.Errorf("waiting for the queue: %w", err)
+	}
+	step("  -> mirror/%s:%s in the destination, %.2f s after the push", repo, tag, seen.Sub(pushedAt).Seconds())
+	return nil
+}
+
+// tagWrite finds the first accepted write of tag to repository in account: a registry
+// manifest PUT by tag, or PutImage with the tag.
+func tagWrite(entries []sandbox.Entry, account, repository, tag string) (time.Time, bool) {
+	for _, e := range entries {
+		if e.Account != account || e.Repository != repository || e.Status >= 300 {
+			continue
+		}
+		if (e.Operation == "PUT manifest" || e.Operation == "PutImage") && slices.Contains(strings.Split(e.Reference, ","), tag) {
+			return e.Time, true
+		}
+	}
+	return time.Time{}, false
+}
+
+// describeBatch names the events of an invocation's records: repository:tag, or
+// repository@digest for a push by digest.
+func describeBatch(recs []eventsource.Record) string {
+	var names []string
+	for _, r := range recs {
+		var ev struct {
+			Detail struct {
+				Repository string `json:"repository-name"`
+				Digest     string `json:"image-digest"`
+				Action     string `json:"action-type"`
+				Tag        string `json:"image-tag"`
+			} `json:"detail"`
+		}
+		if json.Unmarshal([]byte(r.Body), &ev) != nil {
+			names = append(names, "(unreadable)")
+			continue
+		}
+		ref := ev.Detail.Repository + ":" + ev.Detail.Tag
+		if ev.Detail.Tag == "" {
+			ref = ev.Detail.Repository + "@" + shortDigest(ev.Detail.Digest)
+		}
+		names = append(names, ref)
+	}
+	noun := "events"
+	if len(recs) == 1 {
+		noun = "event"
+	}
+	return fmt.Sprintf("%d %s (%s)", len(recs), noun, strings.Join(names, ", "))
+}
+
+func shortDigest(d string) string {
+	if len(d) > 19 {
+		return d[:19]
+	}
+	return d
 }
 
 // PrintTable prints the before/after table.
@@ -288,6 +450,70 @@ func (s *side) push(repo, tag string, t remote.Taggable) (v1.Hash, error) {
 	return d, remote.Push(r, t, remote.WithAuth(s.auth))
 }
 
+// write pushes an image with remote.Write, or an index with remote.WriteIndex, by tag:
+// what crane push does (children by digest first, then the index).
+func (s *side) write(repo, tag string, t remote.Taggable) error {
+	ref, err := name.ParseReference(s.host + "/" + repo + ":" + tag)
+	if err != nil {
+		return err
+	}
+	switch x := t.(type) {
+	case v1.ImageIndex:
+		return remote.WriteIndex(ref, x, remote.WithAuth(s.auth))
+	case v1.Image:
+		return remote.Write(ref, x, remote.WithAuth(s.auth))
+	}
+	return fmt.Errorf("cannot push a %T", t)
+}
+
+// retag points tag at what from points at, with the ECR API as the user guide's
+// "Retagging an image" does: BatchGetImage the manifest, PutImage it with the new tag
+// (https://docs.aws.amazon.com/AmazonECR/latest/userguide/image-retag.html).
+func (s *side) retag(ctx context.Context, repo, from, tag string) error {
+	got, err := s.api.BatchGetImage(ctx, &ecr.BatchGetImageInput{
+		RepositoryName: aws.String(repo), ImageIds: []ecrtypes.ImageIdentifier{{ImageTag: aws.String(from)}},
+		AcceptedMediaTypes: []string{string(types.OCIImageIndex), string(types.OCIManifestSchema1), string(types.DockerManifestList), string(types.DockerManifestSchema2)},
+	})
+	if err != nil {
+		return err
+	}
+	if len(got.Images) != 1 {
+		return fmt.Errorf("BatchGetImage %s:%s: %d images, failures %v", repo, from, len(got.Images), got.Failures)
+	}
+	im := got.Images[0]
+	_, err = s.api.PutImage(ctx, &ecr.PutImageInput{
+		RepositoryName: aws.String(repo), ImageManifest: im.ImageManifest, ImageManifestMediaType: im.ImageManifestMediaType, ImageTag: aws.String(tag),
+	})
+	return err
+}
+
+// waitFor polls until repo:tag is digest, for at most timeout, and returns when it saw it.
+func (s *side) waitFor(ctx context.Context, repo, tag, digest string, timeout time.Duration) (time.Time, error) {
+	ctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	tick := time.NewTicker(10 * time.Millisecond)
+	defer tick.Stop()
+	last := "not found"
+	for {
+		out, err := s.api.DescribeImages(ctx, &ecr.DescribeImagesInput{RepositoryName: aws.String(repo), ImageIds: []ecrtypes.ImageIdentifier{{ImageTag: aws.String(tag)}}})
+		var nf1 *ecrtypes.RepositoryNotFoundException
+		var nf2 *ecrtypes.ImageNotFoundException
+		switch {
+		case err == nil && len(out.ImageDetails) == 1 && aws.ToString(out.ImageDetails[0].ImageDigest) == digest:
+			return time.Now(), nil
+		case err == nil && len(out.ImageDetails) == 1:
+			last = "at " + aws.ToString(out.ImageDetails[0].ImageDigest)
+		case err != nil && !errors.As(err, &nf1) && !errors.As(err, &nf2) && ctx.Err() == nil:
+			return time.Time{}, err
+		}
+		select {
+		case <-ctx.Done():
+			return time.Time{}, fmt.Errorf("%s:%s still %s after %v", repo, tag, last, timeout)
+		case <-tick.C:
+		}
+	}
+}
+
 // snapshot maps "repo:tag" to digest for the given repositories (missing ones: none).
 func (s *side) snapshot(ctx context.Context, repos []string) (map[string]string, error) {
 	out := map[string]string{}
@@ -327,28 +553,6 @@ func multiPlatformIndex() (v1.ImageIndex, []string, error) {
 		names = append(names, strings.TrimSuffix(p.OS+"/"+p.Architecture+"/"+p.Variant, "/"))
 	}
 	return idx, names, nil
-}
-
-// pushEvent is an "ECR Image Action" PUSH event as ECR sends it to EventBridge.
-func pushEvent(repo, digest, tag, mediaType string) string {
-	return string(ecrevent.ImageAction{
-		EventID: fmt.Sprintf("demo-%s-%s", digest[7:19], tag), Account: sandbox.SourceAccount, Region: sandbox.DefaultRegion,
-		Time: time.Now(), Repository: repo, Digest: digest, Tag: tag, ActionType: ecrevent.ActionPush, ManifestMediaType: mediaType,
-	}.Event())
-}
-
-// sqsBatch wraps event bodies as the SQS event Lambda's event source mapping delivers.
-func sqsBatch(bodies []string) []byte {
-	var recs []map[string]any
-	for i, b := range bodies {
-		recs = append(recs, map[string]any{
-			"messageId": fmt.Sprintf("msg-%d", i), "receiptHandle": fmt.Sprintf("rh-%d", i), "body": b,
-			"attributes": map[string]string{"ApproximateReceiveCount": "1"}, "messageAttributes": map[string]any{},
-			"eventSource": "aws:sqs", "eventSourceARN": "arn:aws:sqs:us-east-1:" + sandbox.SourceAccount + ":ecr-replicator-queue", "awsRegion": sandbox.DefaultRegion,
-		})
-	}
-	b, _ := json.Marshal(map[string]any{"Records": recs})
-	return b
 }
 
 func compact(b []byte) string {

@@ -37,8 +37,8 @@ func TestDemo(t *testing.T) {
 		t.Fatalf("demo: %v\n%s", err, out.String())
 	}
 	t.Log("\n" + out.String())
-	if len(rows) != 5 {
-		t.Fatalf("%d rows, want 5", len(rows))
+	if len(rows) != 6 {
+		t.Fatalf("%d rows, want 6", len(rows))
 	}
 	via := map[string]int{}
 	for _, r := range rows {
@@ -47,16 +47,21 @@ func TestDemo(t *testing.T) {
 		}
 		via[r.Via]++
 	}
-	if via["backfill"] != 3 || via["replicate (push events)"] != 2 {
+	if via["backfill"] != 3 || via["replicate (push events)"] != 3 {
 		t.Errorf("copied by: %v", via)
 	}
-	// The counts add up: 8 images (v0.9.0, worker v1 and v2, the index and its 4
-	// children) are 9 copies (the index has two tags); 3 of them the backfill copies, the
-	// 6 the push events brought are in sync; then all 9 are.
+	// The counts add up: 9 images (v0.9.0, worker v1, v2 and v3, the index and its 4
+	// children) are 10 copies (the index has two tags); the backfill copies the 3 pushed
+	// before the push path was deployed, the 7 the push events brought are in sync; then
+	// all 10 are. Every push arrived by itself, nothing in the dead-letter queue.
 	for _, want := range []string{
 		`{"batchItemFailures":[]}`,
-		"backfill (inline) answered 2 repositories, 8 images; 9 copies (one per tag, or untagged image, and destination): 6 already in sync, 3 copied, 0 failed",
-		"backfill again (dry run): 2 repositories, 8 images; 9 copies (one per tag, or untagged image, and destination): 9 in sync, 0 to copy",
+		"-> mirror/team-a/worker:v3 in the destination",
+		"-> mirror/team-a/app:v1.0.0 in the destination",
+		"-> mirror/team-a/app:latest in the destination",
+		"0 messages failed; 0 in the dead-letter queue",
+		"backfill (inline) answered 2 repositories, 9 images; 10 copies (one per tag, or untagged image, and destination): 7 already in sync, 3 copied, 0 failed",
+		"backfill again (dry run): 2 repositories, 9 images; 10 copies (one per tag, or untagged image, and destination): 10 in sync, 0 to copy",
 	} {
 		if !strings.Contains(out.String(), want) {
 			t.Errorf("demo output lacks %q:\n%s", want, out.String())

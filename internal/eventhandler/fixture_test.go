@@ -13,6 +13,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/eventbridge"
 	"github.com/google/go-containerregistry/pkg/v1/random"
 
+	"github.com/ecr-replicator/ecr-replicator/internal/copyengine"
 	"github.com/ecr-replicator/ecr-replicator/internal/eventhandler"
 	"github.com/ecr-replicator/ecr-replicator/internal/sandbox"
 	"github.com/ecr-replicator/ecr-replicator/internal/testing/sandboxtest"
@@ -92,11 +93,11 @@ func sqsBatch(bodies ...string) []byte {
 type lockedBuffer = sandboxtest.LogBuffer
 
 // handler builds the handler the way functions/replicate does, from the environment.
-func (f *fixture) handler(t *testing.T) (*eventhandler.Handler, *lockedBuffer) {
+func (f *fixture) handler(t *testing.T, engine ...copyengine.Option) (*eventhandler.Handler, *lockedBuffer) {
 	t.Helper()
 	out := &lockedBuffer{}
 	log := wiring.Logger(out, func(string) string { return "" })
-	deps, err := wiring.Load(f.ctx, "replicate", log)
+	deps, err := wiring.Load(f.ctx, "replicate", log, engine...)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -1,13 +1,18 @@
 package eventhandler_test
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/aws/aws-lambda-go/events"
+	"github.com/google/go-containerregistry/pkg/v1/random"
 
+	"github.com/ecr-replicator/ecr-replicator/internal/copyengine"
 	"github.com/ecr-replicator/ecr-replicator/internal/eventhandler"
 	"github.com/ecr-replicator/ecr-replicator/internal/sandbox"
 	"github.com/ecr-replicator/ecr-replicator/internal/testing/sandboxtest"
@@ -247,5 +252,49 @@ func TestWorkItems(t *testing.T) {
 	}
 	if !errors.Is(eventhandler.ErrNoRuleAllows, eventhandler.ErrNoRuleAllows) {
 		t.Fatal()
+	}
+}
+
+// TestLayerTooLargeForTheFunction: an image with a layer that cannot be uploaded within
+// one invocation at the throughput the function has measured is acknowledged with the
+// outcome too-large-for-function — explained, with the CLI command that copies it, and
+// counted — not listed for redelivery: each delivery would restart the upload at byte 0
+// until the dead-letter queue.
+func TestLayerTooLargeForTheFunction(t *testing.T) {
+	f := newFixture(t, rulesDoc(true, false))
+	f.w.Source.EnsureRepository(t, f.ctx, "team-a/big")
+	img, err := random.Image(8<<20, 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	digest := f.w.Source.Push(t, "team-a/big", "v1", img).String()
+	h, logs := f.handler(t, copyengine.WithTransferRate(1<<20)) // as measured: 8 s for the layer
+	ctx, cancel := context.WithTimeout(f.ctx, 5*time.Second)    // the invocation's deadline
+	defer cancel()
+	out, err := h.Handle(ctx, sqsBatch(sandboxtest.ImageEvent("big", "PUSH", "team-a/big", digest, "v1")))
+	if err != nil {
+		t.Fatalf("Handle: %v", err)
+	}
+	if resp := out.(events.SQSEventResponse); len(resp.BatchItemFailures) != 0 {
+		t.Fatalf("batchItemFailures = %+v: a layer too large for the function must not come back\n%s", resp.BatchItemFailures, logs)
+	}
+	var line map[string]any
+	for _, l := range jsonLines(logs.String()) {
+		if l["outcome"] == "too-large-for-function" {
+			line = l
+		}
+	}
+	if line == nil || line["retryable"] != false || line["error_code"] != "TOO_LARGE_FOR_FUNCTION" ||
+		!strings.Contains(fmt.Sprint(line["error"]), "ecr-replicator copy ") {
+		t.Fatalf("no explained too-large-for-function outcome:\n%s", logs)
+	}
+	if !strings.Contains(logs.String(), `"Reason":"TOO_LARGE_FOR_FUNCTION"`) {
+		t.Errorf("not counted in ReplicationFailures:\n%s", logs)
+	}
+	if evs := f.sb.PutEvents(); len(evs) != 1 || !strings.Contains(string(evs[0].Detail), `"outcome":"too-large-for-function"`) {
+		t.Errorf("result events: %+v", evs)
+	}
+	if got := f.destinationHead(t, "mirror/team-a/big", "v1"); got != "" {
+		t.Errorf("destination has %s: nothing should have been written", got)
 	}
 }

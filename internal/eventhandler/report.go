@@ -102,7 +102,7 @@ func (h *Handler) outcome(ctx context.Context, j *job, r destinations.Result, ms
 	if len(j.messages) > 0 {
 		o.MessageID = msgs[j.messages[0]].id
 	}
-	failed := r.Err != nil || r.Outcome == copyengine.Failed || r.Outcome == copyengine.Conflict
+	failed := r.Err != nil || r.Outcome.Failure()
 	if failed {
 		if o.Outcome == "" {
 			o.Outcome = string(copyengine.Failed)

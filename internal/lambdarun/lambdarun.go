@@ -165,6 +165,82 @@ func (f *Function) Invoke(ctx context.Context, payload []byte) ([]byte, error) {
 	return body, nil
 }
 
+// Handle invokes the function as an execution environment of an in-process event
+// source does (eventsource.Handler): the answer is the function's JSON.
+func (f *Function) Handle(ctx context.Context, payload json.RawMessage) (any, error) {
+	out, err := f.Invoke(ctx, payload)
+	if err != nil {
+		return nil, err
+	}
+	return json.RawMessage(out), nil
+}
+
+// Pool starts a function's execution environments: each one its own emulator and
+// bootstrap, as Lambda gives each concurrent invocation an environment of its own (the
+// emulator runs one invocation at a time). Use New as an eventsource.Environments'
+// newEnv; Stop ends them all.
+type Pool struct {
+	rie, bootstrap, dir, name string
+	env                       map[string]string
+
+	mu      sync.Mutex
+	made    int // environments asked for, each numbering its directory
+	started []*Function
+	stopped bool
+}
+
+// NewPool returns a pool of bootstrap under rie with env as each function's environment
+// (see Start); each environment gets a directory of its own under dir.
+func NewPool(rie, bootstrap, dir, name string, env map[string]string) *Pool {
+	return &Pool{rie: rie, bootstrap: bootstrap, dir: dir, name: name, env: env}
+}
+
+// New starts one more environment.
+func (p *Pool) New() (*Function, error) {
+	p.mu.Lock()
+	if p.stopped {
+		p.mu.Unlock()
+		return nil, errors.New("lambdarun: pool stopped")
+	}
+	p.made++
+	n := p.made
+	p.mu.Unlock()
+	dir := filepath.Join(p.dir, fmt.Sprintf("%s-%d", p.name, n))
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return nil, err
+	}
+	f, err := Start(p.rie, p.bootstrap, dir, p.name, p.env)
+	if err != nil {
+		return nil, err
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.stopped {
+		f.Stop()
+		return nil, errors.New("lambdarun: pool stopped")
+	}
+	p.started = append(p.started, f)
+	return f, nil
+}
+
+// Functions returns the environments started so far, oldest first.
+func (p *Pool) Functions() []*Function {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return append([]*Function(nil), p.started...)
+}
+
+// Stop stops every environment; New fails afterwards.
+func (p *Pool) Stop() {
+	p.mu.Lock()
+	fns := p.started
+	p.started, p.stopped = nil, true
+	p.mu.Unlock()
+	for _, f := range fns {
+		f.Stop()
+	}
+}
+
 // Stdout returns what the function (and RIE) wrote to stdout so far.
 func (f *Function) Stdout() string { return f.out.String() }
 

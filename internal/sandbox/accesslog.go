@@ -41,6 +41,11 @@ type Entry struct {
 	Bytes int64 `json:"bytes,omitempty"`
 	// Fault names the injected fault that answered this request, if any.
 	Fault string `json:"fault,omitempty"`
+	// Duration is how long the request was handled, measured from Time (after
+	// Config.Latency): for registry and storage requests until the answer was written, so
+	// that a blob upload or download counts the time its bytes took; for API calls until
+	// the effect was applied (the answer is written after the entry is logged).
+	Duration time.Duration `json:"duration,omitempty"`
 }
 
 type accessLog struct {

@@ -56,6 +56,7 @@ func (s *Sandbox) serveAPI(w http.ResponseWriter, r *http.Request) {
 		service = guessService(r)
 	}
 	op := operationName(service, r, body)
+	began := time.Now()
 	entry := Entry{Time: s.now(), Service: service, Operation: op, Action: service + ":" + iamAction(service, op), Region: scope.region}
 	var c *caller
 	var aerr *apiError
@@ -100,6 +101,7 @@ func (s *Sandbox) serveAPI(w http.ResponseWriter, r *http.Request) {
 	}
 	if aerr != nil {
 		entry.Status, entry.ErrorCode = aerr.Status, aerr.Code
+		entry.Duration = time.Since(began)
 		s.accessLog.add(entry)
 		s.writeAPIError(w, service, aerr)
 		return
@@ -107,6 +109,7 @@ func (s *Sandbox) serveAPI(w http.ResponseWriter, r *http.Request) {
 	entry.Status = http.StatusOK
 	// The operation's effect is applied: a hold pauses here, before the answer.
 	s.hold(holdTarget{account: entry.Account, operation: op, repo: entry.Repository, refs: splitRefs(entry.Reference)}, entry)
+	entry.Duration = time.Since(began)
 	s.accessLog.add(entry)
 	s.writeAPIResponse(w, service, op, resp)
 }

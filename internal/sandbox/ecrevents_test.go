@@ -21,6 +21,7 @@ import (
 	"github.com/google/go-containerregistry/pkg/v1/remote"
 
 	"github.com/ecr-replicator/ecr-replicator/internal/sandbox"
+	"github.com/ecr-replicator/ecr-replicator/internal/sandbox/stack"
 )
 
 // imageAction is the detail of an ECR Image Action event, with image-tag told apart
@@ -254,16 +255,9 @@ func TestECRImageActionEvents(t *testing.T) {
 }
 
 // templatePattern is the pattern of template.yaml's ImageActionRule with a
-// RepositoryPrefixFilter of "team-a/" and MirrorDeletes on.
-const templatePattern = `{
-  "source": ["aws.ecr"],
-  "detail-type": ["ECR Image Action"],
-  "detail": {
-    "result": ["SUCCESS"],
-    "action-type": ["PUSH", "DELETE"],
-    "repository-name": [{"prefix": "team-a/"}]
-  }
-}`
+// RepositoryPrefixFilter of "team-a/" and MirrorDeletes on (stack_test.go checks it is
+// the template's).
+var templatePattern = stack.ImageActionPattern(true, "team-a/")
 
 func createQueue(t *testing.T, e *env, client *sqs.Client, name string) (url, arn string) {
 	t.Helper()

@@ -253,6 +253,7 @@ func (r *registry) ServeHTTP(w http.ResponseWriter, req *http.Request) {
 	rec := newRecorder()
 	rt, ok := parseRoute(req.URL.Path)
 	step := stepFor(req.Method, rt.kind)
+	began := time.Now()
 	entry := Entry{
 		Time: r.sb.now(), Service: "registry", Account: r.account, Region: r.region,
 		Operation: req.Method + " " + rt.kind, Action: actionFor(req.Method, rt.kind),
@@ -265,6 +266,7 @@ func (r *registry) ServeHTTP(w http.ResponseWriter, req *http.Request) {
 		if req.Method == http.MethodGet {
 			entry.Bytes = rec.sent
 		}
+		entry.Duration = time.Since(began)
 		if p := recover(); p != nil {
 			entry.Status = 0
 			if entry.ErrorCode == "" {

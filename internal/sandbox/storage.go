@@ -214,6 +214,7 @@ func (st *storage) ServeHTTP(w http.ResponseWriter, req *http.Request) {
 	st.sb.delay(req.Context())
 	sw := &storageWriter{ResponseWriter: w, cut: -1}
 	sw.Header().Set("X-Amz-Request-Id", randomString(16, upperAlnum))
+	began := time.Now()
 	entry := Entry{Time: st.sb.now(), Service: "s3", Operation: req.Method + " object"}
 	account, region, digest, pathOK := parseObjectPath(req.URL.Path)
 	entry.Account, entry.Region, entry.Reference = account, region, digest
@@ -225,6 +226,7 @@ func (st *storage) ServeHTTP(w http.ResponseWriter, req *http.Request) {
 			entry.Status = sw.status
 		}
 		entry.Bytes = sw.bytes
+		entry.Duration = time.Since(began)
 		if p := recover(); p != nil {
 			entry.Status = 0
 			if entry.ErrorCode == "" {

@@ -24,12 +24,12 @@ import (
 
 	"github.com/ecr-replicator/ecr-replicator/internal/sandbox"
 	"github.com/ecr-replicator/ecr-replicator/internal/sandbox/eventsource"
+	"github.com/ecr-replicator/ecr-replicator/internal/sandbox/stack"
 )
 
 // imageActionPattern is template.yaml's ImageActionRule pattern with RepositoryPrefixFilter
-// "team-a/" and MirrorDeletes on.
-const imageActionPattern = `{"source":["aws.ecr"],"detail-type":["ECR Image Action"],
-  "detail":{"result":["SUCCESS"],"action-type":["PUSH","DELETE"],"repository-name":[{"prefix":"team-a/"}]}}`
+// "team-a/" and MirrorDeletes on (the stack package checks it is the template's).
+var imageActionPattern = stack.ImageActionPattern(true, "team-a/")
 
 // ecrEvent is what the test's function reads of an ECR Image Action event.
 type ecrEvent struct {

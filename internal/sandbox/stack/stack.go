@@ -1,0 +1,234 @@
+// Package stack deploys into a sandbox the push path template.yaml deploys in the source
+// account — the DeadLetterQueue, the ReplicationQueue redriving to it, the
+// ImageActionRule sending ECR's "ECR Image Action" events to the queue — and drives the
+// queue into a function as ReplicateFunction's ReplicationQueue event source does, with
+// the template's settings. The demo and the latency benchmark run the product through it,
+// so what they show is what a deployment does: nobody hands the function an event.
+//
+// What the template sets is written here once, in Go; stack_test.go renders template.yaml
+// (internal/testing/cfn) and checks that both say the same.
+package stack
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/config"
+	"github.com/aws/aws-sdk-go-v2/credentials"
+	"github.com/aws/aws-sdk-go-v2/service/sqs"
+	"github.com/aws/aws-sdk-go-v2/service/sqs/types"
+
+	"github.com/ecr-replicator/ecr-replicator/internal/sandbox"
+	"github.com/ecr-replicator/ecr-replicator/internal/sandbox/eventsource"
+	"github.com/ecr-replicator/ecr-replicator/internal/wiring"
+)
+
+// template.yaml's defaults for the push path.
+const (
+	// QueueName and DeadLetterQueueName are the queues' names in the sandbox (CloudFormation
+	// would name them after the stack; the sandbox's other helpers use these).
+	QueueName           = "ecr-replicator-queue"
+	DeadLetterQueueName = "ecr-replicator-dlq"
+	// RuleName is the rule's logical ID.
+	RuleName = "ImageActionRule"
+	// BatchSize and MaximumConcurrency are the parameters of the same names: messages per
+	// invocation and most invocations at once of the ReplicationQueue event source. The
+	// template sets no MaximumBatchingWindowInSeconds: Lambda's default for SQS is 0, an
+	// invocation as soon as a poll returns messages
+	// (https://docs.aws.amazon.com/lambda/latest/dg/services-sqs-configure.html).
+	BatchSize          = 5
+	MaximumConcurrency = 10
+	// MaxReceiveCount is the ReplicationQueue's redrive policy: receives before a message
+	// moves to the DeadLetterQueue.
+	MaxReceiveCount = 5
+	// ReplicateTimeout is the ReplicateFunction's timeout.
+	ReplicateTimeout = 300 * time.Second
+	// CopyConcurrency and PutImageRate are the parameters the ReplicateFunction's
+	// environment carries as PUT_IMAGE_WRITERS and PUT_IMAGE_RATE; LogLevel as LOG_LEVEL.
+	CopyConcurrency = 2
+	PutImageRate    = 10
+	LogLevel        = "info"
+)
+
+// VisibilityTimeout is the ReplicationQueue's visibility timeout for a function timeout:
+// six times it (the template's QueueVisibilityTimeout mapping), as Lambda's guide
+// recommends for a queue that is an event source
+// (https://docs.aws.amazon.com/lambda/latest/dg/services-sqs-configure.html).
+func VisibilityTimeout(replicateTimeout time.Duration) time.Duration { return 6 * replicateTimeout }
+
+// ImageActionPattern is ImageActionRule's event pattern for the template parameters
+// MirrorDeletes and RepositoryPrefixFilter: successful pushes (and deletes) of ECR, of
+// repositories starting with the prefix when one is given.
+func ImageActionPattern(mirrorDeletes bool, repositoryPrefixFilter string) string {
+	actions := []string{"PUSH"}
+	if mirrorDeletes {
+		actions = append(actions, "DELETE")
+	}
+	detail := map[string]any{"result": []string{"SUCCESS"}, "action-type": actions}
+	if repositoryPrefixFilter != "" {
+		detail["repository-name"] = []any{map[string]string{"prefix": repositoryPrefixFilter}}
+	}
+	b, err := json.Marshal(map[string]any{"source": []string{"aws.ecr"}, "detail-type": []string{"ECR Image Action"}, "detail": detail})
+	if err != nil {
+		panic(err) // strings, lists and maps of them
+	}
+	return string(b)
+}
+
+// Options are the template parameters the push path depends on (zero: their defaults).
+type Options struct {
+	MirrorDeletes          bool
+	RepositoryPrefixFilter string
+	ReplicateTimeout       time.Duration
+	MaxReceiveCount        int
+}
+
+// Stack is the push path deployed in a sandbox's source account and default region.
+type Stack struct {
+	// SQS is a client of the source account's admin.
+	SQS                                    *sqs.Client
+	QueueURL, QueueARN                     string
+	DeadLetterQueueURL, DeadLetterQueueARN string
+
+	sb   *sandbox.Sandbox
+	opts Options
+}
+
+// Deploy creates the queues and the rule in sb's source account.
+func Deploy(ctx context.Context, sb *sandbox.Sandbox, opts Options) (*Stack, error) {
+	if opts.ReplicateTimeout == 0 {
+		opts.ReplicateTimeout = ReplicateTimeout
+	}
+	if opts.MaxReceiveCount == 0 {
+		opts.MaxReceiveCount = MaxReceiveCount
+	}
+	key, secret, err := sb.Credentials(sandbox.SourceAccount, sandbox.AdminUser)
+	if err != nil {
+		return nil, err
+	}
+	cfg, err := config.LoadDefaultConfig(ctx, config.WithRegion(sandbox.DefaultRegion),
+		config.WithCredentialsProvider(credentials.NewStaticCredentialsProvider(key, secret, "")),
+		config.WithBaseEndpoint(sb.APIURL()))
+	if err != nil {
+		return nil, err
+	}
+	s := &Stack{SQS: sqs.NewFromConfig(cfg), sb: sb, opts: opts}
+	s.DeadLetterQueueURL, s.DeadLetterQueueARN, err = s.createQueue(ctx, DeadLetterQueueName, nil)
+	if err != nil {
+		return nil, err
+	}
+	redrive, _ := json.Marshal(map[string]string{"deadLetterTargetArn": s.DeadLetterQueueARN, "maxReceiveCount": strconv.Itoa(opts.MaxReceiveCount)})
+	s.QueueURL, s.QueueARN, err = s.createQueue(ctx, QueueName, map[string]string{
+		"VisibilityTimeout": strconv.Itoa(int(VisibilityTimeout(opts.ReplicateTimeout).Seconds())),
+		"RedrivePolicy":     string(redrive),
+	})
+	if err != nil {
+		return nil, err
+	}
+	// The rule's target DeadLetterConfig (events EventBridge could not deliver) is stored,
+	// not used, by the sandbox (docs/SANDBOX.md): it is left out.
+	err = sb.PutRule(sandbox.SourceAccount, sandbox.DefaultRegion, sandbox.Rule{
+		Name: RuleName, EventPattern: ImageActionPattern(opts.MirrorDeletes, opts.RepositoryPrefixFilter), Targets: []string{s.QueueARN},
+	})
+	if err != nil {
+		return nil, err
+	}
+	return s, nil
+}
+
+func (s *Stack) createQueue(ctx context.Context, name string, attrs map[string]string) (url, arn string, err error) {
+	out, err := s.SQS.CreateQueue(ctx, &sqs.CreateQueueInput{QueueName: aws.String(name), Attributes: attrs})
+	if err != nil {
+		return "", "", fmt.Errorf("creating queue %s: %w", name, err)
+	}
+	a, err := s.SQS.GetQueueAttributes(ctx, &sqs.GetQueueAttributesInput{QueueUrl: out.QueueUrl, AttributeNames: []types.QueueAttributeName{types.QueueAttributeNameQueueArn}})
+	if err != nil {
+		return "", "", fmt.Errorf("reading queue %s: %w", name, err)
+	}
+	return aws.ToString(out.QueueUrl), a.Attributes[string(types.QueueAttributeNameQueueArn)], nil
+}
+
+// FunctionEnv is what the template puts in ReplicateFunction's environment for the push
+// path at its defaults (the rules document and the AWS endpoints and credentials are the
+// caller's), plus the function timeout for the emulator.
+func (s *Stack) FunctionEnv() map[string]string {
+	return map[string]string{
+		wiring.EnvQueueURL:            s.QueueURL,
+		wiring.EnvPutImageRate:        strconv.Itoa(PutImageRate),
+		wiring.EnvWriters:             strconv.Itoa(CopyConcurrency),
+		"LOG_LEVEL":                   LogLevel,
+		"AWS_LAMBDA_FUNCTION_TIMEOUT": strconv.Itoa(int(s.opts.ReplicateTimeout.Seconds())),
+	}
+}
+
+// Mapping is the ReplicationQueue event source of ReplicateFunction; zero fields take the
+// template's values.
+type Mapping struct {
+	BatchSize             int
+	MaximumBatchingWindow time.Duration
+	MaximumConcurrency    int
+	// Invoke runs the function (eventsource.Config.Invoke); OnInvoke, when set, hears of
+	// each invocation once settled.
+	Invoke   func(ctx context.Context, payload []byte) ([]byte, error)
+	OnInvoke func(eventsource.Invocation)
+}
+
+// Start runs the event source on the ReplicationQueue until stop is called (or ctx
+// ends); stop (idempotent) waits for the invocations under way and returns the error Run ended with
+// (nil, unless the queue could not be read).
+func (s *Stack) Start(ctx context.Context, m Mapping) (es *eventsource.EventSource, stop func() error, err error) {
+	if m.BatchSize == 0 {
+		m.BatchSize = BatchSize
+	}
+	if m.MaximumConcurrency == 0 {
+		m.MaximumConcurrency = MaximumConcurrency
+	}
+	es, err = eventsource.New(s.SQS, eventsource.Config{
+		QueueURL: s.QueueURL, BatchSize: m.BatchSize, MaximumBatchingWindow: m.MaximumBatchingWindow,
+		MaximumConcurrency: m.MaximumConcurrency, FunctionTimeout: s.opts.ReplicateTimeout,
+		ReportBatchItemFailures: true, Invoke: m.Invoke, OnInvoke: m.OnInvoke,
+	})
+	if err != nil {
+		return nil, nil, err
+	}
+	ctx, cancel := context.WithCancel(ctx)
+	done := make(chan error, 1)
+	go func() { done <- es.Run(ctx) }()
+	// Safe to call again (a deferred stop after an explicit one): the same answer.
+	stop = sync.OnceValue(func() error { cancel(); return <-done })
+	return es, stop, nil
+}
+
+// WaitIdle returns once every event emitted so far has been delivered by the rule and
+// the event source has handled the queue (its invocations settled), or when ctx ends.
+func (s *Stack) WaitIdle(ctx context.Context, es *eventsource.EventSource) error {
+	if err := s.sb.WaitEventsDelivered(ctx); err != nil {
+		return err
+	}
+	return es.WaitIdle(ctx)
+}
+
+// DeadLetters counts the messages in the DeadLetterQueue (visible or in flight).
+func (s *Stack) DeadLetters(ctx context.Context) (int, error) {
+	out, err := s.SQS.GetQueueAttributes(ctx, &sqs.GetQueueAttributesInput{QueueUrl: aws.String(s.DeadLetterQueueURL), AttributeNames: []types.QueueAttributeName{
+		types.QueueAttributeNameApproximateNumberOfMessages, types.QueueAttributeNameApproximateNumberOfMessagesNotVisible,
+	}})
+	if err != nil {
+		return 0, err
+	}
+	n := 0
+	for _, v := range out.Attributes {
+		c, err := strconv.Atoi(v)
+		if err != nil {
+			return 0, errors.New("stack: unreadable queue attribute " + v)
+		}
+		n += c
+	}
+	return n, nil
+}
