@@ -120,6 +120,7 @@ func main() {
 
 	var sections []string
 	var evals []evaluation
+	others := appendedSections(*out)
 	for _, sc := range scs {
 		if !want[sc.id] && !(sc.ecr && want["4"]) {
 			continue
@@ -136,13 +137,13 @@ func main() {
 			sections = append(sections, sec)
 			evals = append(evals, evaluate(sc, d, res)...)
 			// Written after every table, so an interrupted run still leaves a report.
-			partial := b.header(*tags, ds) + strings.Join(sections, "\n") + "\n" + targetsSection(evals)
+			partial := b.header(*tags, ds) + strings.Join(sections, "\n") + "\n" + targetsSection(evals) + others
 			if err := os.WriteFile(*out, []byte(partial), 0o644); err != nil {
 				log.Fatal(err)
 			}
 		}
 	}
-	report := b.header(*tags, ds) + strings.Join(sections, "\n") + "\n" + targetsSection(evals)
+	report := b.header(*tags, ds) + strings.Join(sections, "\n") + "\n" + targetsSection(evals) + others
 	fmt.Println(targetsSection(evals))
 	if err := os.WriteFile(*out, []byte(report), 0o644); err != nil {
 		log.Fatal(err)
@@ -676,4 +677,24 @@ func memTotal() string {
 func scaled(n int64, f float64) int64 {
 	v := int64(float64(n) * f)
 	return max(v, 4096)
+}
+
+// appendedSections returns what other benchmarks (make bench-scale, bench-memory,
+// bench-latency) appended to the report at path after this program's Targets section,
+// so that rewriting the side-by-side tables keeps them.
+func appendedSections(path string) string {
+	old, err := os.ReadFile(path)
+	if err != nil {
+		return ""
+	}
+	s := string(old)
+	t := strings.Index(s, "\n## Targets")
+	if t < 0 {
+		return ""
+	}
+	next := strings.Index(s[t+1:], "\n## ")
+	if next < 0 {
+		return ""
+	}
+	return s[t+1+next:]
 }

@@ -75,7 +75,8 @@ func (s *awsSessions) get(ctx context.Context, profile, region string) (*awsSess
 	}
 	sess := &awsSession{
 		cfg: cfg, profile: profile, callerARN: aws.ToString(out.Arn), account: aws.ToString(out.Account),
-		resolver: ecraccess.NewResolver(cfg, ecraccess.WithSessionName(s.sessionName), ecraccess.WithLogger(s.log)),
+		resolver: ecraccess.NewResolver(cfg, ecraccess.WithSessionName(s.sessionName), ecraccess.WithLogger(s.log),
+			ecraccess.WithCallerAccount(aws.ToString(out.Account))),
 	}
 	s.open[key] = sess
 	return sess, nil

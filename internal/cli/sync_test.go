@@ -107,6 +107,15 @@ team-a/web  222222222222/us-east-1/mirror/team-a/web        0        3  reposito
 	if n := len(sandbox.Filter(w.SB.AccessLogSince(mark), func(e sandbox.Entry) bool { return e.Service == "registry" })); n != 0 {
 		t.Errorf("an in-sync scope cost %d registry requests", n)
 	}
+	// And the fewest API calls: the credentials checked once (the resolver is told the
+	// account), one role assumed, one repository listing, one image listing per side.
+	calls := map[string]int{}
+	for _, e := range w.SB.AccessLogSince(mark) {
+		calls[e.Service+":"+e.Operation]++
+	}
+	if want := map[string]int{"sts:GetCallerIdentity": 1, "sts:AssumeRole": 1, "ecr:DescribeRepositories": 1, "ecr:DescribeImages": 4}; fmt.Sprint(calls) != fmt.Sprint(want) {
+		t.Errorf("an in-sync scope made API calls %v, want %v", calls, want)
+	}
 	if code, out, _ := run(t, w.Ctx, "plan", "--rules", rules, "--detailed-exitcode"); code != ExitOK || !strings.Contains(out, ": 10 in sync, 0 to copy\n") {
 		t.Errorf("plan --detailed-exitcode in sync: exit %d\n%s", code, out)
 	}

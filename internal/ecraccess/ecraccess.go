@@ -73,6 +73,11 @@ func WithSessionDuration(d time.Duration) Option { return func(r *Resolver) { r.
 // (default 5 minutes).
 func WithTokenRefreshSkew(d time.Duration) Option { return func(r *Resolver) { r.refreshSkew = d } }
 
+// WithCallerAccount tells the Resolver the account of its own credentials, when the
+// caller has already asked STS (the CLI checks the credentials first): CallerAccount
+// then answers without a second sts:GetCallerIdentity round trip.
+func WithCallerAccount(account string) Option { return func(r *Resolver) { r.callerAcct = account } }
+
 // WithLogger sets the logger (default: discard; never given secrets).
 func WithLogger(l *slog.Logger) Option { return func(r *Resolver) { r.log = l } }
 
