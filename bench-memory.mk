@@ -20,7 +20,7 @@
 MEMORY_LAYER    ?= 4GiB
 MEMORY_PLATFORM ?= 1GiB
 MEMORY_LIMIT    ?= 128MiB
-MEMORY_DATA     ?= $(CURDIR)/bench/work
+MEMORY_DATA     ?= $(CURDIR)/bench/_work
 MEMORY_FLAGS    ?=
 
 .PHONY: bench-memory
