@@ -32,23 +32,17 @@ import (
 	"log"
 	"os"
 	"os/signal"
-	"path/filepath"
-	"runtime"
 	"slices"
-	"strconv"
 	"strings"
 	"syscall"
 	"time"
 
-	"github.com/ecr-replicator/ecr-replicator/internal/lambdarun"
+	"github.com/ecr-replicator/ecr-replicator/bench/internal/harness"
 	"github.com/ecr-replicator/ecr-replicator/internal/sandbox/stack"
 )
 
 const (
 	extID = "bench-latency"
-	kib   = 1 << 10
-	mib   = 1 << 20
-	gib   = 1 << 30
 	// target is the README's latency goal: p99 of push → replica at most this plus the
 	// time the bytes take.
 	target = 2 * time.Second
@@ -93,14 +87,14 @@ type options struct {
 }
 
 func main() {
-	o := options{small: mib, big: 100 * mib, platformSize: 256 * kib}
+	o := options{small: harness.MiB, big: 100 * harness.MiB, platformSize: 256 * harness.KiB}
 	flag.IntVar(&o.pushes, "pushes", 50, "pushes per image kind and configuration")
 	flag.DurationVar(&o.latency, "latency", 25*time.Millisecond, "delay of every API, registry and storage request to the sandbox")
 	flag.DurationVar(&o.timeout, "timeout", 2*time.Minute, "most time one push may take, from the push to its replica and an idle queue; past it the run fails")
-	flag.Var((*size)(&o.small), "small", "size of image (a), one layer")
-	flag.Var((*size)(&o.big), "big", "size of image (b), split over -big-layers layers")
+	flag.Var((*harness.Size)(&o.small), "small", "size of image (a), one layer")
+	flag.Var((*harness.Size)(&o.big), "big", "size of image (b), split over -big-layers layers")
 	flag.IntVar(&o.bigLayers, "big-layers", 2, "layers of image (b)")
-	flag.Var((*size)(&o.platformSize), "platform-size", "size of each platform's single layer in index (c)")
+	flag.Var((*harness.Size)(&o.platformSize), "platform-size", "size of each platform's single layer in index (c)")
 	flag.IntVar(&o.platforms, "platforms", 4, "platforms in index (c)")
 	kinds := flag.String("kinds", "small,big,index", "image kinds to push, comma-separated: small, big, index")
 	sides := flag.String("configs", "default,window", "Lambda-side configurations, comma-separated: default (BatchSize 5, no batching window), window (BatchSize 10, MaximumBatchingWindow 1 s)")
@@ -136,11 +130,11 @@ func split(s string) []string {
 
 // bench is what the configurations share.
 type bench struct {
-	o              options
-	dir            string // removed at the end
-	rie, bootstrap string
-	kinds          []kind
-	sides          []lambdaSide
+	o   options
+	dir string // removed at the end
+	harness.Binaries
+	kinds []kind
+	sides []lambdaSide
 }
 
 func run(ctx context.Context, o options) (err error) {
@@ -160,7 +154,7 @@ func run(ctx context.Context, o options) (err error) {
 		}
 	}()
 	log.Printf("data in %s", b.dir)
-	if err := b.build(ctx); err != nil {
+	if b.Binaries, err = harness.BuildReplicate(ctx, o.root, b.dir); err != nil {
 		return err
 	}
 	var results []result
@@ -171,7 +165,7 @@ func run(ctx context.Context, o options) (err error) {
 		}
 		results = append(results, rs...)
 	}
-	return report(o.out, b.report(results))
+	return harness.Report(o.out, b.report(results))
 }
 
 // check validates the flags before anything is built.
@@ -184,9 +178,9 @@ func (b *bench) check() error {
 		return errors.New("-big must be at least a byte per layer")
 	}
 	all := []kind{
-		{name: "small", repo: "bench/small", label: fmt.Sprintf("(a) %s, 1 layer", human(o.small)), layers: 1, layerBytes: o.small},
-		{name: "big", repo: "bench/big", label: fmt.Sprintf("(b) %s, %d layers", human(o.big), o.bigLayers), layers: o.bigLayers, layerBytes: o.big, big: true},
-		{name: "index", repo: "bench/index", label: fmt.Sprintf("(c) index, %d platforms × %s", o.platforms, human(o.platformSize)), index: true, layers: 1, layerBytes: o.platformSize, platforms: o.platforms},
+		{name: "small", repo: "bench/small", label: fmt.Sprintf("(a) %s, 1 layer", harness.Human(o.small)), layers: 1, layerBytes: o.small},
+		{name: "big", repo: "bench/big", label: fmt.Sprintf("(b) %s, %d layers", harness.Human(o.big), o.bigLayers), layers: o.bigLayers, layerBytes: o.big, big: true},
+		{name: "index", repo: "bench/index", label: fmt.Sprintf("(c) index, %d platforms × %s", o.platforms, harness.Human(o.platformSize)), index: true, layers: 1, layerBytes: o.platformSize, platforms: o.platforms},
 	}
 	for _, k := range all {
 		if slices.Contains(o.kinds, k.name) {
@@ -212,103 +206,4 @@ func (b *bench) check() error {
 		return errors.New("nothing to run: -kinds and -configs name none")
 	}
 	return nil
-}
-
-// build compiles the emulator and the replicate function's bootstrap for this machine,
-// as the demo's test does.
-func (b *bench) build(ctx context.Context) error {
-	root := b.o.root
-	if root == "" {
-		r, err := lambdarun.ModuleRoot()
-		if err != nil {
-			return err
-		}
-		// From bench/, the module found is the benchmark's.
-		for _, c := range []string{r, filepath.Dir(r)} {
-			if _, err := os.Stat(filepath.Join(c, "functions", "replicate")); err == nil {
-				root = c
-				break
-			}
-		}
-		if root == "" {
-			return fmt.Errorf("no functions/replicate in or above %s: pass -root", r)
-		}
-	}
-	bin := filepath.Join(b.dir, "bin")
-	if err := os.MkdirAll(bin, 0o755); err != nil {
-		return err
-	}
-	b.rie, b.bootstrap = filepath.Join(bin, "aws-lambda-rie"), filepath.Join(bin, "bootstrap")
-	if err := lambdarun.Build(ctx, root, lambdarun.RIEPackage, b.rie, false); err != nil {
-		return err
-	}
-	return lambdarun.Build(ctx, root, "./functions/replicate", b.bootstrap, true)
-}
-
-// report prints the report and appends it to out, if set.
-func report(out, text string) error {
-	fmt.Print(text)
-	if out == "" {
-		return nil
-	}
-	f, err := os.OpenFile(out, os.O_APPEND|os.O_CREATE|os.O_WRONLY, 0o644)
-	if err != nil {
-		return err
-	}
-	if _, err := f.WriteString(text); err != nil {
-		f.Close()
-		return err
-	}
-	return f.Close()
-}
-
-// size is a byte count flag: 100MiB, 256KiB, 1GiB or bytes.
-type size int64
-
-func (s *size) String() string { return human(int64(*s)) }
-
-func (s *size) Set(v string) error {
-	mult := int64(1)
-	for _, u := range []struct {
-		suffix string
-		mult   int64
-	}{{"GiB", gib}, {"MiB", mib}, {"KiB", kib}, {"B", 1}} {
-		if n, ok := strings.CutSuffix(v, u.suffix); ok {
-			v, mult = n, u.mult
-			break
-		}
-	}
-	n, err := strconv.ParseInt(strings.TrimSpace(v), 10, 64)
-	if err != nil || n <= 0 {
-		return fmt.Errorf("%q: want a positive size such as 100MiB, 256KiB or bytes", v)
-	}
-	*s = size(n * mult)
-	return nil
-}
-
-func human(n int64) string {
-	switch {
-	case n >= gib && n%gib == 0:
-		return fmt.Sprintf("%d GiB", n/gib)
-	case n >= mib && n%mib == 0:
-		return fmt.Sprintf("%d MiB", n/mib)
-	case n >= mib:
-		return fmt.Sprintf("%.1f MiB", float64(n)/mib)
-	case n >= kib && n%kib == 0:
-		return fmt.Sprintf("%d KiB", n/kib)
-	}
-	return fmt.Sprintf("%d bytes", n)
-}
-
-func oneLine(s string) string {
-	s = strings.Join(strings.Fields(s), " ")
-	if len(s) > 400 {
-		s = s[:400] + "…"
-	}
-	return s
-}
-
-// machine describes where the figures come from.
-func machine() string {
-	return fmt.Sprintf("%d cores (%s), %s", runtime.NumCPU(), runtime.GOARCH, runtime.Version())
 }

@@ -7,6 +7,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/ecr-replicator/ecr-replicator/bench/internal/harness"
 	"github.com/ecr-replicator/ecr-replicator/internal/sandbox/stack"
 )
 
@@ -71,7 +72,7 @@ func (b *bench) report(results []result) string {
 	o := b.o
 	var s strings.Builder
 	fmt.Fprintf(&s, "\n## Push-to-replica latency — %s\n\n", time.Now().UTC().Format("2006-01-02 15:04 UTC"))
-	fmt.Fprintf(&s, "Machine: %s; sandbox latency %v per API, registry and storage request. Written by `make bench-latency` (bench/latency).\n\n", machine(), o.latency)
+	fmt.Fprintf(&s, "Machine: %s; sandbox latency %v per API, registry and storage request. Written by `make bench-latency` (bench/latency).\n\n", harness.Machine(), o.latency)
 	fmt.Fprintf(&s, "Everything on 127.0.0.1 in the sandbox (ECR API, registries, presigned blob storage, STS, SQS, EventBridge; blobs on disk). "+
 		"The push path as template.yaml deploys it (internal/sandbox/stack): ECR's push events → %s → %s (dead-letter queue after %d receives) → the event source, at most %d invocations at once → the replicate function's bootstrap under the Lambda Runtime Interface Emulator, one emulator per execution environment; "+
 		"a fresh sandbox and fresh environments per configuration. "+

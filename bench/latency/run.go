@@ -18,6 +18,7 @@ import (
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/google/go-containerregistry/pkg/v1/remote"
 
+	"github.com/ecr-replicator/ecr-replicator/bench/internal/harness"
 	"github.com/ecr-replicator/ecr-replicator/internal/lambdarun"
 	"github.com/ecr-replicator/ecr-replicator/internal/sandbox"
 	"github.com/ecr-replicator/ecr-replicator/internal/sandbox/eventsource"
@@ -94,7 +95,7 @@ func (b *bench) runSide(ctx context.Context, ls lambdaSide) (results []result, e
 	if err := os.MkdirAll(fnDir, 0o755); err != nil {
 		return nil, err
 	}
-	r.pool = lambdarun.NewPool(b.rie, b.bootstrap, fnDir, "ecr-replicator-replicate", env)
+	r.pool = lambdarun.NewPool(b.RIE, b.Bootstrap, fnDir, "ecr-replicator-replicate", env)
 	defer r.pool.Stop()
 	r.envs = eventsource.NewEnvironments(func() (eventsource.Handler, error) {
 		f, err := r.pool.New()
@@ -252,7 +253,7 @@ func (r *sideRun) awaitReplica(ctx context.Context, mark int, repo, tag string) 
 			for _, rec := range inv.Records {
 				if ev, ok := parseEvent(rec.Body); ok && ev.is(repo, tag) && (inv.Err != nil || slices.Contains(inv.Failed, rec.MessageID)) {
 					return fmt.Errorf("the invocation carrying %s:%s failed (%v, answer %s); function output:\n%s",
-						repo, tag, inv.Err, oneLine(string(inv.Response)), r.functionTail())
+						repo, tag, inv.Err, harness.OneLine(string(inv.Response), 400), r.functionTail())
 				}
 			}
 		}

@@ -48,6 +48,7 @@ import (
 	"github.com/google/go-containerregistry/pkg/v1/remote"
 	"golang.org/x/sys/unix"
 
+	"github.com/ecr-replicator/ecr-replicator/bench/internal/harness"
 	"github.com/ecr-replicator/ecr-replicator/internal/ecrevent"
 	"github.com/ecr-replicator/ecr-replicator/internal/lambdarun"
 	"github.com/ecr-replicator/ecr-replicator/internal/sandbox"
@@ -61,8 +62,6 @@ const (
 	// allocated in proportion to memory
 	// (https://docs.aws.amazon.com/lambda/latest/dg/configuration-memory.html).
 	lambdaMBPerVCPU = 1769
-	mib             = 1 << 20
-	gib             = 1 << 30
 )
 
 type options struct {
@@ -75,11 +74,11 @@ type options struct {
 }
 
 func main() {
-	o := options{layer: 4 * gib, platformSize: gib, limit: 128 * mib}
-	flag.Var((*size)(&o.layer), "layer", "size of image (a)'s single layer (e.g. 4GiB, 512MiB)")
-	flag.Var((*size)(&o.platformSize), "platform-size", "size of each platform's single layer in index (b)")
+	o := options{layer: 4 * harness.GiB, platformSize: harness.GiB, limit: 128 * harness.MiB}
+	flag.Var((*harness.Size)(&o.layer), "layer", "size of image (a)'s single layer (e.g. 4GiB, 512MiB)")
+	flag.Var((*harness.Size)(&o.platformSize), "platform-size", "size of each platform's single layer in index (b)")
 	flag.IntVar(&o.platforms, "platforms", 4, "platforms in index (b)")
-	flag.Var((*size)(&o.limit), "limit", "the cgroup's memory limit; the function's AWS_LAMBDA_FUNCTION_MEMORY_SIZE is this in MiB")
+	flag.Var((*harness.Size)(&o.limit), "limit", "the cgroup's memory limit; the function's AWS_LAMBDA_FUNCTION_MEMORY_SIZE is this in MiB")
 	// Lambda's maximum timeout is 900 s (https://docs.aws.amazon.com/lambda/latest/dg/configuration-timeout.html).
 	flag.DurationVar(&o.timeout, "timeout", 900*time.Second, "the function's timeout (AWS_LAMBDA_FUNCTION_TIMEOUT), and crane's")
 	flag.StringVar(&o.crane, "crane", "", "the crane binary (default: crane next to this program)")
@@ -107,16 +106,17 @@ func main() {
 
 // bench is what a run shares.
 type bench struct {
-	o                     options
-	dir                   string
-	mem, cpu              hierarchy
-	sb                    *sandbox.Sandbox
-	src, dst              aws.Config // admins of the two accounts
-	srcHost, dstHost      string
-	srcAuth, dstAuth      authn.Authenticator
-	rie, bootstrap, crane string
-	fnEnv                 map[string]string
-	n                     int // cgroups made, for their names
+	o                options
+	dir              string
+	mem, cpu         hierarchy
+	sb               *sandbox.Sandbox
+	src, dst         aws.Config // admins of the two accounts
+	srcHost, dstHost string
+	srcAuth, dstAuth authn.Authenticator
+	harness.Binaries
+	crane string
+	fnEnv map[string]string
+	n     int // cgroups made, for their names
 }
 
 func run(ctx context.Context, o options) (err error) {
@@ -133,7 +133,7 @@ func run(ctx context.Context, o options) (err error) {
 		}
 	}()
 	log.Printf("data in %s", b.dir)
-	if err := b.build(ctx); err != nil {
+	if b.Binaries, err = harness.BuildReplicate(ctx, o.root, b.dir); err != nil {
 		return err
 	}
 
@@ -169,7 +169,7 @@ func run(ctx context.Context, o options) (err error) {
 			continue
 		}
 		for _, img := range images {
-			log.Printf("%s: %s:%s (%.1f GiB)", tool, img.repo, img.tag, float64(img.bytes)/gib)
+			log.Printf("%s: %s:%s (%.1f GiB)", tool, img.repo, img.tag, float64(img.bytes)/harness.GiB)
 			var r result
 			var err error
 			if tool == "replicate" {
@@ -181,11 +181,11 @@ func run(ctx context.Context, o options) (err error) {
 				return fmt.Errorf("%s %s: %w", tool, img.repo, err)
 			}
 			log.Printf("%s: %s in %.1f s, peak RSS %.1f MiB, cgroup peak %.1f MiB, CPU %.2f s, OOM kills %d",
-				tool, r.outcome, r.wall.Seconds(), float64(r.rss)/mib, float64(r.use.peak)/mib, r.use.cpu.Seconds(), r.use.oomKills)
+				tool, r.outcome, r.wall.Seconds(), float64(r.rss)/harness.MiB, float64(r.use.peak)/harness.MiB, r.use.cpu.Seconds(), r.use.oomKills)
 			runs = append(runs, r)
 		}
 	}
-	return report(o.out, b.report(images, runs))
+	return harness.Report(o.out, b.report(images, runs))
 }
 
 // preflight checks what the benchmark needs before it spends minutes seeding.
@@ -237,43 +237,6 @@ func (b *bench) preflight() error {
 	return c.remove()
 }
 
-// build compiles the emulator and the replicate function's bootstrap as sam.mk builds it
-// for Lambda (static, stripped, lambda.norpc), for this machine's architecture.
-func (b *bench) build(ctx context.Context) error {
-	root := b.o.root
-	if root == "" {
-		r, err := lambdarun.ModuleRoot()
-		if err != nil {
-			return err
-		}
-		// From bench/, the module found is the benchmark's.
-		for _, c := range []string{r, filepath.Dir(r)} {
-			if exists(filepath.Join(c, "functions", "replicate")) {
-				root = c
-				break
-			}
-		}
-		if root == "" {
-			return fmt.Errorf("no functions/replicate in or above %s: pass -root", r)
-		}
-	}
-	bin := filepath.Join(b.dir, "bin")
-	if err := os.MkdirAll(bin, 0o755); err != nil {
-		return err
-	}
-	b.rie, b.bootstrap = filepath.Join(bin, "aws-lambda-rie"), filepath.Join(bin, "bootstrap")
-	if err := lambdarun.Build(ctx, root, lambdarun.RIEPackage, b.rie, false); err != nil {
-		return err
-	}
-	cmd := exec.CommandContext(ctx, "go", "build", "-trimpath", "-ldflags", "-s -w", "-tags", "lambda.norpc", "-o", b.bootstrap, "./functions/replicate")
-	cmd.Dir = root
-	cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
-	if out, err := cmd.CombinedOutput(); err != nil {
-		return fmt.Errorf("build the replicate function: %v\n%s", err, out)
-	}
-	return nil
-}
-
 // seed creates the source repositories and pushes the two images.
 func (b *bench) seed(ctx context.Context) ([]image, error) {
 	api := ecr.NewFromConfig(b.src)
@@ -282,10 +245,10 @@ func (b *bench) seed(ctx context.Context) ([]image, error) {
 		repo, label string
 		push        func(*pusher) (v1.Descriptor, int64, error)
 	}{
-		{"bench/large", fmt.Sprintf("(a) %s, 1 layer", human(b.o.layer)), func(p *pusher) (v1.Descriptor, int64, error) {
+		{"bench/large", fmt.Sprintf("(a) %s, 1 layer", harness.Human(b.o.layer)), func(p *pusher) (v1.Descriptor, int64, error) {
 			return p.singleImage(ctx, "large", b.o.layer, platforms[0], "v1")
 		}},
-		{"bench/multi", fmt.Sprintf("(b) index, %d × %s", b.o.platforms, human(b.o.platformSize)), func(p *pusher) (v1.Descriptor, int64, error) {
+		{"bench/multi", fmt.Sprintf("(b) index, %d × %s", b.o.platforms, harness.Human(b.o.platformSize)), func(p *pusher) (v1.Descriptor, int64, error) {
 			return p.index(ctx, "multi", b.o.platforms, b.o.platformSize, "v1")
 		}},
 	} {
@@ -301,7 +264,7 @@ func (b *bench) seed(ctx context.Context) ([]image, error) {
 		if err != nil {
 			return nil, fmt.Errorf("%s: %w", img.repo, err)
 		}
-		log.Printf("seeded %s:v1 %s (%.1f GiB) in %.1f s", img.repo, desc.Digest, float64(n)/gib, time.Since(t0).Seconds())
+		log.Printf("seeded %s:v1 %s (%.1f GiB) in %.1f s", img.repo, desc.Digest, float64(n)/harness.GiB, time.Since(t0).Seconds())
 		images = append(images, image{label: img.label, repo: img.repo, tag: "v1", digest: desc.Digest.String(), mediaType: desc.MediaType, bytes: n})
 	}
 	return images, nil
@@ -329,7 +292,7 @@ func (b *bench) functionEnv() error {
 		"REPLICATION_RULES": string(rules), "AWS_CONFIG_FILE": os.DevNull, "AWS_SHARED_CREDENTIALS_FILE": os.DevNull,
 		wiring.EnvPutImageRate: "10", wiring.EnvWriters: "2", "LOG_LEVEL": "info",
 		"AWS_LAMBDA_FUNCTION_TIMEOUT":     strconv.Itoa(int(b.o.timeout.Seconds())),
-		"AWS_LAMBDA_FUNCTION_MEMORY_SIZE": strconv.FormatInt(b.o.limit/mib, 10),
+		"AWS_LAMBDA_FUNCTION_MEMORY_SIZE": strconv.FormatInt(b.o.limit/harness.MiB, 10),
 	}
 	for k, v := range sbEnv {
 		b.fnEnv[k] = v
@@ -370,15 +333,15 @@ func (b *bench) replicate(ctx context.Context, img image) (r result, err error) 
 		return r, err
 	}
 	wrapper := filepath.Join(dir, "rie-in-cgroup")
-	if err := cg.wrapper(wrapper, b.rie); err != nil {
+	if err := cg.wrapper(wrapper, b.RIE); err != nil {
 		return r, err
 	}
-	if err := dropCache(b.rie); err != nil {
+	if err := dropCache(b.RIE); err != nil {
 		return r, err
 	}
 	smp := cg.sample()
 	defer smp.finish(ctx)
-	fn, err := lambdarun.Start(wrapper, b.bootstrap, dir, "ecr-replicator-replicate", b.fnEnv)
+	fn, err := lambdarun.Start(wrapper, b.Bootstrap, dir, "ecr-replicator-replicate", b.fnEnv)
 	if err != nil {
 		return r, err
 	}
@@ -429,9 +392,9 @@ func (b *bench) replicate(ctx context.Context, img image) (r result, err error) 
 	}
 	switch {
 	case ierr != nil:
-		r.outcome = "failed: " + oneLine(ierr.Error())
+		r.outcome = "failed: " + harness.OneLine(ierr.Error(), 300)
 	case json.Unmarshal(answer, &partial) != nil:
-		r.outcome = "failed: answer " + oneLine(string(answer))
+		r.outcome = "failed: answer " + harness.OneLine(string(answer), 300)
 	case len(partial.Failures) > 0:
 		r.outcome = "failed: the message is in batchItemFailures"
 		if line != nil {
@@ -525,7 +488,7 @@ func (b *bench) craneCopy(ctx context.Context, img image) (r result, err error) 
 	// vfork, so the child's maxrss starts at the benchmark's own resident set.
 	r.rss = r.hwm["crane"]
 	if cerr != nil {
-		r.outcome = "failed: " + oneLine(cerr.Error()) + ": " + oneLine(tail(out.String(), 300))
+		r.outcome = "failed: " + harness.OneLine(cerr.Error(), 300) + ": " + harness.OneLine(tail(out.String(), 300), 300)
 		log.Printf("crane output (tail):\n%s", tail(out.String(), 4096))
 		return r, nil
 	}
@@ -562,7 +525,7 @@ func (b *bench) verify(ctx context.Context, repo string, img image) (bool, strin
 	}
 	desc, err := remote.Head(ref, remote.WithAuth(b.dstAuth), remote.WithContext(ctx))
 	if err != nil {
-		return false, "failed: destination: " + oneLine(err.Error())
+		return false, "failed: destination: " + harness.OneLine(err.Error(), 300)
 	}
 	if desc.Digest.String() != img.digest {
 		return false, fmt.Sprintf("failed: destination digest %s, source %s", desc.Digest, img.digest)
@@ -594,7 +557,7 @@ func sqsBatch(img image) []byte {
 // report is the Markdown section.
 func (b *bench) report(images []image, runs []result) string {
 	var s strings.Builder
-	limitMB := b.o.limit / mib
+	limitMB := b.o.limit / harness.MiB
 	fmt.Fprintf(&s, "\n## The smallest Lambda: %d MB — %s\n\n", limitMB, time.Now().UTC().Format("2006-01-02 15:04 UTC"))
 	kernel, _ := os.ReadFile("/proc/sys/kernel/osrelease")
 	fmt.Fprintf(&s, "Machine: %d cores (%s), Linux %s; %s. Written by `make bench-memory` (bench/memory).\n\n",
@@ -604,7 +567,7 @@ func (b *bench) report(images []image, runs []result) string {
 		if i > 0 {
 			s.WriteString("; ")
 		}
-		fmt.Fprintf(&s, "%s (`%s`, %.2f GiB in all)", img.label, img.mediaType, float64(img.bytes)/gib)
+		fmt.Fprintf(&s, "%s (`%s`, %.2f GiB in all)", img.label, img.mediaType, float64(img.bytes)/harness.GiB)
 	}
 	fmt.Fprintf(&s, "; uncompressed random bytes. Every copy runs in a cgroup v1 memory cgroup limited to %d MiB (memory+swap too where accounted) and a cpuacct cgroup of its own: "+
 		"the replicate function's bootstrap (built as sam.mk builds it) under the Lambda Runtime Interface Emulator, both in the cgroup, a fresh execution environment per image invoked once "+
@@ -625,7 +588,7 @@ func (b *bench) report(images []image, runs []result) string {
 			oom += fmt.Sprintf("; limit reached %d×", r.use.failcnt)
 		}
 		fmt.Fprintf(&s, "| %s | %s | %s | %.1f | %.1f / %.1f | %.2f | %.2f | %s |\n", r.tool, r.image, strings.ReplaceAll(res, "|", "\\|"),
-			r.wall.Seconds(), float64(r.rss)/mib, float64(r.use.peak)/mib, r.use.cpu.Seconds(), r.use.cpu.Seconds()/(float64(r.bytes)/gib), oom)
+			r.wall.Seconds(), float64(r.rss)/harness.MiB, float64(r.use.peak)/harness.MiB, r.use.cpu.Seconds(), r.use.cpu.Seconds()/(float64(r.bytes)/harness.GiB), oom)
 	}
 	s.WriteString("\nWall time: the invocation (the environment's cold start included) or crane's run. Peak RSS: the bootstrap's VmHWM, what Lambda reports as Max Memory Used, or crane's (sampled every 50 ms). " +
 		"The cgroup's peak (memory.max_usage_in_bytes) also counts the emulator, page cache and kernel memory charged to the group. Where it went, at the highest usage sampled every 50 ms:\n\n")
@@ -634,10 +597,10 @@ func (b *bench) report(images []image, runs []result) string {
 	for _, r := range runs {
 		var procs []string
 		for _, comm := range r.seen {
-			procs = append(procs, fmt.Sprintf("%s %.1f (%.1f)", comm, float64(r.hwm[comm])/mib, float64(r.anon[comm])/mib))
+			procs = append(procs, fmt.Sprintf("%s %.1f (%.1f)", comm, float64(r.hwm[comm])/harness.MiB, float64(r.anon[comm])/harness.MiB))
 		}
 		fmt.Fprintf(&s, "| %s | %s | %s | %.1f / %.1f / %.1f | %.2f / %.2f | %.0f |\n", r.tool, r.image, strings.Join(procs, ", "),
-			float64(r.atPeak["rss"])/mib, float64(r.atPeak["cache"])/mib, float64(max(r.atPeak["kmem"], 0))/mib,
+			float64(r.atPeak["rss"])/harness.MiB, float64(r.atPeak["cache"])/harness.MiB, float64(max(r.atPeak["kmem"], 0))/harness.MiB,
 			r.use.user.Seconds(), r.use.sys.Seconds(), r.use.cpu.Seconds()*floor)
 	}
 	fmt.Fprintf(&s, "\nThe binaries' pages are dropped from the page cache before each run, so the code a process runs is charged to its cgroup. "+
@@ -655,23 +618,6 @@ func craneVersion(path string) string {
 		return "crane, version unknown"
 	}
 	return "crane " + strings.TrimSpace(string(out))
-}
-
-// report prints the report and appends it to out, if set.
-func report(out, text string) error {
-	fmt.Print(text)
-	if out == "" {
-		return nil
-	}
-	f, err := os.OpenFile(out, os.O_APPEND|os.O_CREATE|os.O_WRONLY, 0o644)
-	if err != nil {
-		return err
-	}
-	if _, err := f.WriteString(text); err != nil {
-		f.Close()
-		return err
-	}
-	return f.Close()
 }
 
 func awsConfig(ctx context.Context, sb *sandbox.Sandbox, account string) (aws.Config, error) {
@@ -706,50 +652,6 @@ func login(ctx context.Context, cfg aws.Config) (string, authn.Authenticator, er
 	}
 	user, pass, _ := strings.Cut(string(tok), ":")
 	return strings.TrimPrefix(aws.ToString(d.ProxyEndpoint), "http://"), &authn.Basic{Username: user, Password: pass}, nil
-}
-
-// size is a byte count flag: 4GiB, 512MiB, 64KiB or bytes.
-type size int64
-
-func (s *size) String() string { return human(int64(*s)) }
-
-func (s *size) Set(v string) error {
-	mult := int64(1)
-	for _, u := range []struct {
-		suffix string
-		mult   int64
-	}{{"GiB", gib}, {"MiB", mib}, {"KiB", 1 << 10}, {"B", 1}} {
-		if n, ok := strings.CutSuffix(v, u.suffix); ok {
-			v, mult = n, u.mult
-			break
-		}
-	}
-	n, err := strconv.ParseInt(strings.TrimSpace(v), 10, 64)
-	if err != nil || n <= 0 {
-		return fmt.Errorf("%q: want a positive size such as 4GiB, 512MiB, 64KiB or bytes", v)
-	}
-	*s = size(n * mult)
-	return nil
-}
-
-func human(n int64) string {
-	switch {
-	case n >= gib && n%gib == 0:
-		return fmt.Sprintf("%d GiB", n/gib)
-	case n >= gib:
-		return fmt.Sprintf("%.1f GiB", float64(n)/gib)
-	case n >= mib:
-		return fmt.Sprintf("%.0f MiB", float64(n)/mib)
-	}
-	return fmt.Sprintf("%d bytes", n)
-}
-
-func oneLine(s string) string {
-	s = strings.Join(strings.Fields(s), " ")
-	if len(s) > 300 {
-		s = s[:300] + "…"
-	}
-	return s
 }
 
 func tail(s string, n int) string {

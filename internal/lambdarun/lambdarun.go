@@ -39,11 +39,13 @@ func ModuleRoot() (string, error) {
 }
 
 // Build compiles pkg (an import path, or "./functions/x" relative to root) for the host
-// with CGO off — a function with -tags lambda.norpc, as provided.al2023 runs it.
+// with CGO off — a function as sam.mk builds it for provided.al2023 (-trimpath, stripped,
+// -tags lambda.norpc), so that what the tests and benchmarks run is what is deployed,
+// down to the binary's size in memory.
 func Build(ctx context.Context, root, pkg, out string, function bool) error {
 	args := []string{"build", "-o", out}
 	if function {
-		args = append(args, "-tags", "lambda.norpc")
+		args = append(args, "-trimpath", "-ldflags", "-s -w", "-tags", "lambda.norpc")
 	}
 	args = append(args, pkg)
 	cmd := exec.CommandContext(ctx, "go", args...)
