@@ -1,10 +1,7 @@
 package ecrevent
 
 import (
-	"bytes"
-	"encoding/json"
 	"fmt"
-	"strings"
 	"time"
 
 	"github.com/ecr-replicator/ecr-replicator/internal/ecrname"
@@ -122,21 +119,13 @@ func MarshalReconcile(r Reconcile) ([]byte, error) {
 	if r.Version == 0 {
 		r.Version = ReconcileVersion
 	}
-	if err := r.Validate(); err != nil {
-		return nil, err
-	}
-	return json.Marshal(r)
+	return marshalValid(&r)
 }
 
 func parseReconcile(body []byte) (Message, error) {
-	dec := json.NewDecoder(bytes.NewReader(body))
-	dec.DisallowUnknownFields()
 	var r Reconcile
-	if err := dec.Decode(&r); err != nil {
-		if msg := err.Error(); strings.HasPrefix(msg, "json: unknown field ") {
-			return Message{}, malformed("reconcile item", "unknown field %s", strings.TrimPrefix(msg, "json: unknown field "))
-		}
-		return Message{}, jsonError("", err)
+	if err := decodeStrict(body, "reconcile item", &r); err != nil {
+		return Message{}, err
 	}
 	if err := r.Validate(); err != nil {
 		return Message{}, err

@@ -130,10 +130,29 @@ func Marshal(w WorkItem) ([]byte, error) {
 	if w.Version == 0 {
 		w.Version = WorkItemVersion
 	}
-	if err := w.Validate(); err != nil {
+	return marshalValid(&w)
+}
+
+// marshalValid returns v's JSON form if v is valid.
+func marshalValid(v interface{ Validate() error }) ([]byte, error) {
+	if err := v.Validate(); err != nil {
 		return nil, err
 	}
-	return json.Marshal(w)
+	return json.Marshal(v)
+}
+
+// decodeStrict decodes body into v, refusing unknown fields by name (what names the
+// message kind in the error).
+func decodeStrict(body []byte, what string, v any) error {
+	dec := json.NewDecoder(bytes.NewReader(body))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(v); err != nil {
+		if msg := err.Error(); strings.HasPrefix(msg, "json: unknown field ") {
+			return malformed(what, "unknown field %s", strings.TrimPrefix(msg, "json: unknown field "))
+		}
+		return jsonError("", err)
+	}
+	return nil
 }
 
 // rawWorkItem decodes createdAt as a string so a bad timestamp is reported
@@ -144,14 +163,9 @@ type rawWorkItem struct {
 }
 
 func parseWorkItem(body []byte) (Message, error) {
-	dec := json.NewDecoder(bytes.NewReader(body))
-	dec.DisallowUnknownFields()
 	var raw rawWorkItem
-	if err := dec.Decode(&raw); err != nil {
-		if msg := err.Error(); strings.HasPrefix(msg, "json: unknown field ") {
-			return Message{}, malformed("work item", "unknown field %s", strings.TrimPrefix(msg, "json: unknown field "))
-		}
-		return Message{}, jsonError("", err)
+	if err := decodeStrict(body, "work item", &raw); err != nil {
+		return Message{}, err
 	}
 	w := raw.WorkItem
 	if raw.CreatedAt != nil {
