@@ -572,57 +572,22 @@ func shortDigest(d string) string {
 	return d
 }
 
+// dryRunRow is what a copy would do with one item.
+type dryRunRow struct {
+	item   copyItem
+	digest string
+	state  string // "in sync", "to copy", "failed"
+	why    string
+}
+
 // dryRunCopy compares SRC's tags (or digest) with DST's and prints what a copy would do.
 func dryRunCopy(ctx context.Context, a *app, o copyOptions, srcRepo name.Repository, src, dst *endpointFor, items []copyItem, destMissing bool, unit string) error {
-	type row struct {
-		item   copyItem
-		digest string
-		state  string // "in sync", "to copy", "failed"
-		why    string
-	}
-	rows := make([]row, len(items))
+	rows := make([]dryRunRow, len(items))
 	g := errgroup.Group{}
 	g.SetLimit(o.concurrency)
 	for i, it := range items {
 		g.Go(func() error {
-			r := row{item: it, digest: it.digest}
-			if it.tag != "" {
-				desc, err := remote.Head(src.endpoint.Repository.Tag(it.tag), lookupOptions(ctx, src.endpoint)...)
-				if err != nil {
-					r.state = "failed"
-					r.why = registryLookupMessage(err, it.tag, srcRepo)
-					rows[i] = r
-					return nil
-				}
-				r.digest = desc.Digest.String()
-			}
-			switch {
-			case destMissing:
-				r.state, r.why = "to copy", "repository missing"
-			case it.tag != "":
-				desc, err := remote.Head(dst.endpoint.Repository.Tag(it.tag), lookupOptions(ctx, dst.endpoint)...)
-				switch {
-				case err != nil && isNotFound(err):
-					r.state, r.why = "to copy", "tag missing"
-				case err != nil:
-					r.state, r.why = "failed", registryLookupMessage(err, it.tag, dst.repo)
-				case desc.Digest.String() != r.digest:
-					r.state, r.why = "to copy", "tag points to "+shortDigest(desc.Digest.String())
-				default:
-					r.state = "in sync"
-				}
-			default:
-				_, err := remote.Head(dst.endpoint.Repository.Digest(it.digest), lookupOptions(ctx, dst.endpoint)...)
-				switch {
-				case err != nil && isNotFound(err):
-					r.state, r.why = "to copy", "digest missing"
-				case err != nil:
-					r.state, r.why = "failed", registryLookupMessage(err, "", dst.repo)
-				default:
-					r.state = "in sync"
-				}
-			}
-			rows[i] = r
+			rows[i] = lookupDryRun(ctx, srcRepo, src, dst, it, destMissing)
 			return nil
 		})
 	}
@@ -635,6 +600,60 @@ func dryRunCopy(ctx context.Context, a *app, o copyOptions, srcRepo name.Reposit
 	for _, r := range rows {
 		counts[r.state]++
 	}
+	if err := writeDryRun(a, o, srcRepo, dst, rows, counts, destMissing, unit); err != nil {
+		return err
+	}
+	switch {
+	case counts["failed"] > 0:
+		return exitError{ExitFailed}
+	case o.detailed && counts["to copy"] > 0:
+		return exitError{ExitDrift}
+	}
+	return nil
+}
+
+// lookupDryRun resolves one item at the source and looks for it at the destination.
+func lookupDryRun(ctx context.Context, srcRepo name.Repository, src, dst *endpointFor, it copyItem, destMissing bool) dryRunRow {
+	r := dryRunRow{item: it, digest: it.digest}
+	if it.tag != "" {
+		desc, err := remote.Head(src.endpoint.Repository.Tag(it.tag), lookupOptions(ctx, src.endpoint)...)
+		if err != nil {
+			r.state, r.why = "failed", registryLookupMessage(err, it.tag, srcRepo)
+			return r
+		}
+		r.digest = desc.Digest.String()
+	}
+	switch {
+	case destMissing:
+		r.state, r.why = "to copy", "repository missing"
+	case it.tag != "":
+		desc, err := remote.Head(dst.endpoint.Repository.Tag(it.tag), lookupOptions(ctx, dst.endpoint)...)
+		switch {
+		case err != nil && isNotFound(err):
+			r.state, r.why = "to copy", "tag missing"
+		case err != nil:
+			r.state, r.why = "failed", registryLookupMessage(err, it.tag, dst.repo)
+		case desc.Digest.String() != r.digest:
+			r.state, r.why = "to copy", "tag points to "+shortDigest(desc.Digest.String())
+		default:
+			r.state = "in sync"
+		}
+	default:
+		_, err := remote.Head(dst.endpoint.Repository.Digest(it.digest), lookupOptions(ctx, dst.endpoint)...)
+		switch {
+		case err != nil && isNotFound(err):
+			r.state, r.why = "to copy", "digest missing"
+		case err != nil:
+			r.state, r.why = "failed", registryLookupMessage(err, "", dst.repo)
+		default:
+			r.state = "in sync"
+		}
+	}
+	return r
+}
+
+// writeDryRun prints the dry run's rows and totals, as JSON with -o json.
+func writeDryRun(a *app, o copyOptions, srcRepo name.Repository, dst *endpointFor, rows []dryRunRow, counts map[string]int, destMissing bool, unit string) error {
 	if o.output == "json" {
 		type jsonRow struct {
 			Source      string `json:"source"`
@@ -656,38 +675,29 @@ func dryRunCopy(ctx context.Context, a *app, o copyOptions, srcRepo name.Reposit
 		for _, r := range rows {
 			out.Items = append(out.Items, jsonRow{srcRepo.String(), dst.repo.String(), r.item.tag, r.digest, r.state, r.why})
 		}
-		if err := writeJSONTo(a.stdout, out); err != nil {
-			return err
-		}
-	} else {
-		for _, r := range rows {
-			line := fmt.Sprintf("%-8s %s", r.state, dst.repo.String())
-			if r.item.tag != "" {
-				line += ":" + r.item.tag
-			}
-			if r.digest != "" {
-				line += "@" + shortDigest(r.digest)
-			}
-			if r.why != "" {
-				line += " (" + r.why + ")"
-			}
-			fmt.Fprintln(a.stdout, line)
-		}
-		summary := fmt.Sprintf("%s: %d in sync, %d to copy", plural(len(rows), unit), counts["in sync"], counts["to copy"])
-		if counts["failed"] > 0 {
-			summary += fmt.Sprintf(", %d could not be looked up", counts["failed"])
-		}
-		if destMissing {
-			summary += fmt.Sprintf("; repository %s would be created", dst.repo.RepositoryStr())
-		}
-		fmt.Fprintln(a.stdout, summary+" (dry run: nothing was copied)")
+		return writeJSONTo(a.stdout, out)
 	}
-	switch {
-	case counts["failed"] > 0:
-		return exitError{ExitFailed}
-	case o.detailed && counts["to copy"] > 0:
-		return exitError{ExitDrift}
+	for _, r := range rows {
+		line := fmt.Sprintf("%-8s %s", r.state, dst.repo.String())
+		if r.item.tag != "" {
+			line += ":" + r.item.tag
+		}
+		if r.digest != "" {
+			line += "@" + shortDigest(r.digest)
+		}
+		if r.why != "" {
+			line += " (" + r.why + ")"
+		}
+		fmt.Fprintln(a.stdout, line)
 	}
+	summary := fmt.Sprintf("%s: %d in sync, %d to copy", plural(len(rows), unit), counts["in sync"], counts["to copy"])
+	if counts["failed"] > 0 {
+		summary += fmt.Sprintf(", %d could not be looked up", counts["failed"])
+	}
+	if destMissing {
+		summary += fmt.Sprintf("; repository %s would be created", dst.repo.RepositoryStr())
+	}
+	fmt.Fprintln(a.stdout, summary+" (dry run: nothing was copied)")
 	return nil
 }
 

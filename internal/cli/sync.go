@@ -161,14 +161,16 @@ func runSync(ctx context.Context, a *app, o syncOptions) error {
 	if err != nil {
 		return err
 	}
-	checks := checkDestinations(ctx, sess, narrowed)
-	if ctx.Err() != nil {
-		return interruptedPlanning()
-	}
+	// The destinations' roles are assumed while the source is listed: the plan waits
+	// for the same cached credentials, and the checks' explanations are only needed
+	// for the report.
+	checked := make(chan []*destinationCheck, 1)
+	go func() { checked <- checkDestinations(ctx, sess, narrowed) }()
 	var prog *progress
 	var explained sync.Map // failure key → one-line explanation of a failed copy
 	b := syncBackfill(o, log, doc, sess, srcAccount, &prog, &explained)
 	plan, err := b.Run(ctx, req)
+	checks := <-checked
 	if ctx.Err() != nil {
 		return interruptedPlanning()
 	}

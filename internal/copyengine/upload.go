@@ -62,20 +62,12 @@ func (s *session) pushBlobOnce(ctx context.Context, client *http.Client, desc v1
 	op := "upload blob " + desc.Digest.String()
 	repo := s.dst.repo
 	base := &url.URL{Scheme: repo.Scheme(), Host: repo.RegistryStr()}
-	blobURL := base.ResolveReference(&url.URL{Path: fmt.Sprintf("/v2/%s/blobs/%s", repo.RepositoryStr(), desc.Digest)})
 
-	resp, err := do(ctx, client, http.MethodHead, blobURL.String())
-	if err != nil {
-		return false, classify("head destination blob "+desc.Digest.String(), onDest, err)
-	}
-	err = transport.CheckError(resp, http.StatusOK, http.StatusNotFound)
-	resp.Body.Close()
-	if err != nil {
-		return false, classify("head destination blob "+desc.Digest.String(), onDest, err)
-	}
-	if resp.StatusCode == http.StatusOK {
-		s.c.report(Progress{Source: s.src.repo.String(), Destination: repo.String(), Blob: desc.Digest.String(), Size: desc.Size, Event: BlobSkipped})
-		return true, nil
+	if present, err := s.destHasBlob(ctx, client, base, desc.Digest); err != nil || present {
+		if present {
+			s.c.report(Progress{Source: s.src.repo.String(), Destination: repo.String(), Blob: desc.Digest.String(), Size: desc.Size, Event: BlobSkipped})
+		}
+		return present, err
 	}
 
 	select {
@@ -104,31 +96,10 @@ func (s *session) pushBlobOnce(ctx context.Context, client *http.Client, desc v1
 			o.body.Close()
 		}
 	}
-	start := base.ResolveReference(&url.URL{Path: fmt.Sprintf("/v2/%s/blobs/uploads/", repo.RepositoryStr())})
-	resp, err = do(ctx, client, http.MethodPost, start.String())
+	loc, err := s.startUpload(ctx, client, base, desc.Digest)
 	if err != nil {
 		closeSource()
-		if code, _ := retry.Classify(err); code == retry.CodeEOF {
-			// ECR closes the connection of an upload into a repository that does not
-			// exist (bitnami/charts-syncer PR #171; dotnet/sdk-container-builds PR #279):
-			// ask once whether that is it, so a missing repository is reported as such
-			// instead of retried as a network fault.
-			if missing := s.destRepositoryMissing(ctx, client); missing != nil {
-				return false, missing
-			}
-		}
-		return false, classify(op, onDest, err)
-	}
-	err = transport.CheckError(resp, http.StatusAccepted)
-	resp.Body.Close()
-	if err != nil {
-		closeSource()
-		return false, classify(op, onDest, err)
-	}
-	loc, err := uploadLocation(resp, desc.Digest)
-	if err != nil {
-		closeSource()
-		return false, &Error{Op: op, Code: string(transport.BlobUploadInvalidErrorCode), Status: resp.StatusCode, Err: err}
+		return false, err
 	}
 	o := <-src
 	if o.err != nil {
@@ -148,7 +119,7 @@ func (s *session) pushBlobOnce(ctx context.Context, client *http.Client, desc v1
 	progress.Event = BlobStarted
 	s.c.report(progress)
 	began := time.Now()
-	resp, err = client.Do(req)
+	resp, err := client.Do(req)
 	if err != nil {
 		return false, s.cutUpload(ctx, desc.Size, read.Load(), time.Since(began), classify(op, onDest, err))
 	}
@@ -160,6 +131,51 @@ func (s *session) pushBlobOnce(ctx context.Context, client *http.Client, desc v1
 	progress.Event = BlobDone
 	s.c.report(progress)
 	return false, nil
+}
+
+// destHasBlob HEADs the blob in the destination repository.
+func (s *session) destHasBlob(ctx context.Context, client *http.Client, base *url.URL, digest v1.Hash) (bool, error) {
+	op := "head destination blob " + digest.String()
+	blobURL := base.ResolveReference(&url.URL{Path: fmt.Sprintf("/v2/%s/blobs/%s", s.dst.repo.RepositoryStr(), digest)})
+	resp, err := do(ctx, client, http.MethodHead, blobURL.String())
+	if err != nil {
+		return false, classify(op, onDest, err)
+	}
+	err = transport.CheckError(resp, http.StatusOK, http.StatusNotFound)
+	resp.Body.Close()
+	if err != nil {
+		return false, classify(op, onDest, err)
+	}
+	return resp.StatusCode == http.StatusOK, nil
+}
+
+// startUpload opens an upload session (POST) and returns where to PUT the blob.
+func (s *session) startUpload(ctx context.Context, client *http.Client, base *url.URL, digest v1.Hash) (string, error) {
+	op := "upload blob " + digest.String()
+	start := base.ResolveReference(&url.URL{Path: fmt.Sprintf("/v2/%s/blobs/uploads/", s.dst.repo.RepositoryStr())})
+	resp, err := do(ctx, client, http.MethodPost, start.String())
+	if err != nil {
+		if code, _ := retry.Classify(err); code == retry.CodeEOF {
+			// ECR closes the connection of an upload into a repository that does not
+			// exist (bitnami/charts-syncer PR #171; dotnet/sdk-container-builds PR #279):
+			// ask once whether that is it, so a missing repository is reported as such
+			// instead of retried as a network fault.
+			if missing := s.destRepositoryMissing(ctx, client); missing != nil {
+				return "", missing
+			}
+		}
+		return "", classify(op, onDest, err)
+	}
+	err = transport.CheckError(resp, http.StatusAccepted)
+	resp.Body.Close()
+	if err != nil {
+		return "", classify(op, onDest, err)
+	}
+	loc, err := uploadLocation(resp, digest)
+	if err != nil {
+		return "", &Error{Op: op, Code: string(transport.BlobUploadInvalidErrorCode), Status: resp.StatusCode, Err: err}
+	}
+	return loc, nil
 }
 
 // destRepositoryMissing asks the destination for one tag of the repository; a
