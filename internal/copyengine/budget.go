@@ -33,12 +33,22 @@ const (
 // (0: none measured yet). The best, not the average: refusing a layer for good on a
 // pessimistic estimate would drop an image that could have been copied.
 type throughput struct {
+	// minBytes and minTime: what a transfer must reach to count (minMeasuredBytes and
+	// minMeasuredTime; tests lower them to keep their images small).
+	minBytes int64
+	minTime  time.Duration
+
 	mu   sync.Mutex
 	best float64
 }
 
+// counts says whether a transfer of bytes in d measures the throughput.
+func (t *throughput) counts(bytes int64, d time.Duration) bool {
+	return bytes >= t.minBytes && d >= t.minTime
+}
+
 func (t *throughput) observe(bytes int64, d time.Duration) {
-	if bytes < minMeasuredBytes || d < minMeasuredTime {
+	if !t.counts(bytes, d) {
 		return
 	}
 	r := float64(bytes) / d.Seconds()
@@ -83,7 +93,7 @@ func (s *session) fitUpload(ctx context.Context, size int64) error {
 // large for any run at that rate, or worth another try.
 func (s *session) cutUpload(ctx context.Context, size, sent int64, elapsed time.Duration, cause error) error {
 	dl, ok := ctx.Deadline()
-	if !ok || ctx.Err() == nil || sent < minMeasuredBytes || elapsed < minMeasuredTime {
+	if !ok || ctx.Err() == nil || !s.c.throughput.counts(sent, elapsed) {
 		return cause
 	}
 	rate := float64(sent) / elapsed.Seconds()

@@ -57,19 +57,22 @@ func uploads(tr *testRegistry) int {
 // the same layer before sending a byte.
 func TestLayerTooLargeForTheRunIsFinal(t *testing.T) {
 	e := newEnv(t)
-	img := must[v1.Image](t)(random.Image(96<<20, 1)) // needs 3 s at 32 MiB/s
+	img := must[v1.Image](t)(random.Image(24<<20, 1)) // needs 6 s at 4 MiB/s
 	d := pushImage(t, e.srcRepo.Tag("big"), img)
-	slowUploads(e.dst, 32<<20)
+	slowUploads(e.dst, 4<<20)
 	engine := New(WithRetry(retry.Policy{Attempts: 4, Initial: time.Millisecond, Max: 10 * time.Millisecond}), WithManifestRate(1000, 1000))
+	// A 2 MiB transfer measures here (32 MiB in production): the cut upload counts
+	// however slowly a busy machine starts it.
+	engine.throughput.minBytes = 2 << 20
 
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
 	defer cancel()
 	res := engine.Start().Copy(ctx, e.req(d, "big"))
 	code, retryable := retry.Classify(res.Err)
 	if res.Outcome != TooLarge || code != CodeTooLarge || retryable {
 		t.Fatalf("cut upload: outcome %s, code %q, retryable %v (%v); want a permanent %s", res.Outcome, code, retryable, res.Err, CodeTooLarge)
 	}
-	if msg := res.Err.Error(); !strings.Contains(msg, "ecr-replicator copy "+e.srcRepo.String()+":big "+e.dstRepo.String()) || !strings.Contains(msg, "96.0 MiB") {
+	if msg := res.Err.Error(); !strings.Contains(msg, "ecr-replicator copy "+e.srcRepo.String()+":big "+e.dstRepo.String()) || !strings.Contains(msg, "24.0 MiB") {
 		t.Errorf("the error does not say what to do: %s", msg)
 	}
 	if n := uploads(e.dst); n != 2 {
@@ -78,7 +81,7 @@ func TestLayerTooLargeForTheRunIsFinal(t *testing.T) {
 
 	// Redelivered: refused before the upload starts.
 	e.dst.reset()
-	ctx2, cancel2 := context.WithTimeout(context.Background(), 2*time.Second)
+	ctx2, cancel2 := context.WithTimeout(context.Background(), 3*time.Second)
 	defer cancel2()
 	res = engine.Start().Copy(ctx2, e.req(d, "big"))
 	if res.Outcome != TooLarge {

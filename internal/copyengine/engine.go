@@ -261,6 +261,7 @@ func New(opts ...Option) *Engine {
 		pacers:        map[string]*pacer{},
 		tagLocks:      map[string]chan struct{}{},
 		uploads:       onceMap{inFlightOnly: true},
+		throughput:    throughput{minBytes: minMeasuredBytes, minTime: minMeasuredTime},
 	}
 	for _, o := range opts {
 		o(c)

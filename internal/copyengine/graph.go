@@ -9,12 +9,15 @@ import (
 	"net/http"
 	"strings"
 	"sync"
+	"sync/atomic"
 
 	"github.com/google/go-containerregistry/pkg/name"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/google/go-containerregistry/pkg/v1/remote/transport"
 	"github.com/google/go-containerregistry/pkg/v1/types"
 	"golang.org/x/sync/errgroup"
+
+	"github.com/ecr-replicator/ecr-replicator/internal/retry"
 )
 
 // walk collects the manifest digests one graph copy looked at, so their
@@ -208,10 +211,11 @@ func (s *session) manifestBytes(ctx context.Context, h v1.Hash) (*rawManifest, e
 
 func (s *session) copyDeps(ctx context.Context, m *rawManifest, w *walk) error {
 	mt := m.desc.MediaType
-	g, gctx := errgroup.WithContext(ctx)
+	eg, gctx := errgroup.WithContext(ctx)
 	// Bounded like the transfers: an image with hundreds of layers starts no more
 	// goroutines (and HEADs) at once than the engine moves blobs.
-	g.SetLimit(s.c.jobs)
+	eg.SetLimit(s.c.jobs)
+	g := &depGroup{Group: eg}
 	switch {
 	case mt.IsIndex():
 		im, err := v1.ParseIndexManifest(bytes.NewReader(m.raw))
@@ -268,6 +272,32 @@ func (s *session) copyDeps(ctx context.Context, m *rawManifest, w *walk) error {
 		}
 	}
 	return g.Wait()
+}
+
+// depGroup runs a manifest's dependencies. Its error is the first one, unless a
+// dependency is too large for the run: when the deadline cuts several uploads at once,
+// which one ends first is chance, and only that one says no delivery will ever fit.
+type depGroup struct {
+	*errgroup.Group
+	tooLarge atomic.Pointer[error]
+}
+
+func (g *depGroup) Go(f func() error) {
+	g.Group.Go(func() error {
+		err := f()
+		if code, _ := retry.Classify(err); code == CodeTooLarge {
+			g.tooLarge.CompareAndSwap(nil, &err)
+		}
+		return err
+	})
+}
+
+func (g *depGroup) Wait() error {
+	err := g.Group.Wait()
+	if tl := g.tooLarge.Load(); tl != nil {
+		return *tl
+	}
+	return err
 }
 
 // ensureBlob makes one blob present in the destination. The run-wide onceMap makes
