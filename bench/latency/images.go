@@ -3,17 +3,13 @@ package main
 import (
 	"context"
 	crand "crypto/rand"
-	"encoding/base64"
 	"errors"
 	"fmt"
 	"math/rand/v2"
 	"os"
 	"path/filepath"
-	"strings"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
-	"github.com/aws/aws-sdk-go-v2/config"
-	"github.com/aws/aws-sdk-go-v2/credentials"
 	"github.com/aws/aws-sdk-go-v2/service/ecr"
 	ecrtypes "github.com/aws/aws-sdk-go-v2/service/ecr/types"
 	"github.com/google/go-containerregistry/pkg/authn"
@@ -26,6 +22,7 @@ import (
 	"github.com/google/go-containerregistry/pkg/v1/types"
 
 	"github.com/ecr-replicator/ecr-replicator/internal/sandbox"
+	"github.com/ecr-replicator/ecr-replicator/internal/sandbox/signin"
 )
 
 // side is one account's registry as its admin sees it.
@@ -37,34 +34,11 @@ type side struct {
 }
 
 func newSide(ctx context.Context, sb *sandbox.Sandbox, account string) (*side, error) {
-	key, secret, err := sb.Credentials(account, sandbox.AdminUser)
+	reg, err := signin.Login(ctx, sb, account)
 	if err != nil {
 		return nil, err
 	}
-	cfg, err := config.LoadDefaultConfig(ctx, config.WithRegion(sandbox.DefaultRegion),
-		config.WithCredentialsProvider(credentials.NewStaticCredentialsProvider(key, secret, "")),
-		config.WithBaseEndpoint(sb.APIURL()))
-	if err != nil {
-		return nil, err
-	}
-	s := &side{account: account, api: ecr.NewFromConfig(cfg)}
-	// Log in as `aws ecr get-login-password` does: the host from proxyEndpoint.
-	out, err := s.api.GetAuthorizationToken(ctx, &ecr.GetAuthorizationTokenInput{})
-	if err != nil {
-		return nil, err
-	}
-	if len(out.AuthorizationData) == 0 {
-		return nil, errors.New("GetAuthorizationToken: no authorization data")
-	}
-	d := out.AuthorizationData[0]
-	tok, err := base64.StdEncoding.DecodeString(aws.ToString(d.AuthorizationToken))
-	if err != nil {
-		return nil, err
-	}
-	user, pass, _ := strings.Cut(string(tok), ":")
-	s.host = strings.TrimPrefix(aws.ToString(d.ProxyEndpoint), "http://")
-	s.auth = &authn.Basic{Username: user, Password: pass}
-	return s, nil
+	return &side{account: account, api: reg.API, host: reg.Host, auth: reg.Auth}, nil
 }
 
 // write pushes an image with remote.Write, or an index with remote.WriteIndex, by tag:

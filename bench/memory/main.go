@@ -40,7 +40,6 @@ import (
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
-	"github.com/aws/aws-sdk-go-v2/config"
 	"github.com/aws/aws-sdk-go-v2/service/ecr"
 	"github.com/google/go-containerregistry/pkg/authn"
 	"github.com/google/go-containerregistry/pkg/name"
@@ -53,6 +52,7 @@ import (
 	"github.com/ecr-replicator/ecr-replicator/internal/lambdarun"
 	"github.com/ecr-replicator/ecr-replicator/internal/sandbox"
 	"github.com/ecr-replicator/ecr-replicator/internal/sandbox/eventsource"
+	"github.com/ecr-replicator/ecr-replicator/internal/sandbox/signin"
 	"github.com/ecr-replicator/ecr-replicator/internal/wiring"
 )
 
@@ -143,17 +143,22 @@ func run(ctx context.Context, o options) (err error) {
 		return err
 	}
 	defer b.sb.Close()
-	if b.src, err = awsConfig(ctx, b.sb, sandbox.SourceAccount); err != nil {
+	if b.src, err = signin.Config(ctx, b.sb, sandbox.SourceAccount); err != nil {
 		return err
 	}
-	if b.dst, err = awsConfig(ctx, b.sb, sandbox.DestinationAccount); err != nil {
+	if b.dst, err = signin.Config(ctx, b.sb, sandbox.DestinationAccount); err != nil {
 		return err
 	}
-	if b.srcHost, b.srcAuth, err = login(ctx, b.src); err != nil {
-		return err
-	}
-	if b.dstHost, b.dstAuth, err = login(ctx, b.dst); err != nil {
-		return err
+	for _, l := range []struct {
+		account string
+		host    *string
+		auth    *authn.Authenticator
+	}{{sandbox.SourceAccount, &b.srcHost, &b.srcAuth}, {sandbox.DestinationAccount, &b.dstHost, &b.dstAuth}} {
+		reg, err := signin.Login(ctx, b.sb, l.account)
+		if err != nil {
+			return err
+		}
+		*l.host, *l.auth = reg.Host, reg.Auth
 	}
 
 	images, err := b.seed(ctx)
@@ -618,40 +623,6 @@ func craneVersion(path string) string {
 		return "crane, version unknown"
 	}
 	return "crane " + strings.TrimSpace(string(out))
-}
-
-func awsConfig(ctx context.Context, sb *sandbox.Sandbox, account string) (aws.Config, error) {
-	key, secret, err := sb.Credentials(account, sandbox.AdminUser)
-	if err != nil {
-		return aws.Config{}, err
-	}
-	env, err := sb.Env(account, sandbox.AdminUser, sandbox.DefaultRegion)
-	if err != nil {
-		return aws.Config{}, err
-	}
-	return config.LoadDefaultConfig(ctx, config.WithRegion(sandbox.DefaultRegion),
-		config.WithBaseEndpoint(env["AWS_ENDPOINT_URL_ECR"]),
-		config.WithCredentialsProvider(aws.CredentialsProviderFunc(func(context.Context) (aws.Credentials, error) {
-			return aws.Credentials{AccessKeyID: key, SecretAccessKey: secret}, nil
-		})))
-}
-
-// login reads an account's registry host and credentials from ECR's GetAuthorizationToken.
-func login(ctx context.Context, cfg aws.Config) (string, authn.Authenticator, error) {
-	out, err := ecr.NewFromConfig(cfg).GetAuthorizationToken(ctx, &ecr.GetAuthorizationTokenInput{})
-	if err != nil {
-		return "", nil, err
-	}
-	if len(out.AuthorizationData) == 0 {
-		return "", nil, errors.New("GetAuthorizationToken: no authorization data")
-	}
-	d := out.AuthorizationData[0]
-	tok, err := base64.StdEncoding.DecodeString(aws.ToString(d.AuthorizationToken))
-	if err != nil {
-		return "", nil, err
-	}
-	user, pass, _ := strings.Cut(string(tok), ":")
-	return strings.TrimPrefix(aws.ToString(d.ProxyEndpoint), "http://"), &authn.Basic{Username: user, Password: pass}, nil
 }
 
 func tail(s string, n int) string {

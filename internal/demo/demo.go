@@ -26,8 +26,6 @@ import (
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
-	"github.com/aws/aws-sdk-go-v2/config"
-	"github.com/aws/aws-sdk-go-v2/credentials"
 	"github.com/aws/aws-sdk-go-v2/service/ecr"
 	ecrtypes "github.com/aws/aws-sdk-go-v2/service/ecr/types"
 	"github.com/google/go-containerregistry/pkg/authn"
@@ -39,10 +37,10 @@ import (
 	"github.com/google/go-containerregistry/pkg/v1/remote"
 	"github.com/google/go-containerregistry/pkg/v1/types"
 
-	"github.com/ecr-replicator/ecr-replicator/internal/ecraccess"
 	"github.com/ecr-replicator/ecr-replicator/internal/lambdarun"
 	"github.com/ecr-replicator/ecr-replicator/internal/sandbox"
 	"github.com/ecr-replicator/ecr-replicator/internal/sandbox/eventsource"
+	"github.com/ecr-replicator/ecr-replicator/internal/sandbox/signin"
 	"github.com/ecr-replicator/ecr-replicator/internal/sandbox/stack"
 )
 
@@ -410,25 +408,11 @@ type side struct {
 }
 
 func newSide(ctx context.Context, sb *sandbox.Sandbox, account string) (*side, error) {
-	key, secret, err := sb.Credentials(account, sandbox.AdminUser)
+	reg, err := signin.Login(ctx, sb, account)
 	if err != nil {
 		return nil, err
 	}
-	cfg, err := config.LoadDefaultConfig(ctx, config.WithRegion(sandbox.DefaultRegion),
-		config.WithCredentialsProvider(credentials.NewStaticCredentialsProvider(key, secret, "")))
-	if err != nil {
-		return nil, err
-	}
-	// Log in the way the replicator does: the host from proxyEndpoint, a cached token.
-	reg, err := ecraccess.NewResolver(cfg).Registry(ctx, ecraccess.Access{Region: cfg.Region})
-	if err != nil {
-		return nil, err
-	}
-	host, err := reg.Host(ctx, "")
-	if err != nil {
-		return nil, err
-	}
-	return &side{api: reg.API(), host: host, auth: reg.Authenticator()}, nil
+	return &side{api: reg.API, host: reg.Host, auth: reg.Auth}, nil
 }
 
 func (s *side) push(repo, tag string, t remote.Taggable) (v1.Hash, error) {

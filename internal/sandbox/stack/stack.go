@@ -19,13 +19,12 @@ import (
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
-	"github.com/aws/aws-sdk-go-v2/config"
-	"github.com/aws/aws-sdk-go-v2/credentials"
 	"github.com/aws/aws-sdk-go-v2/service/sqs"
 	"github.com/aws/aws-sdk-go-v2/service/sqs/types"
 
 	"github.com/ecr-replicator/ecr-replicator/internal/sandbox"
 	"github.com/ecr-replicator/ecr-replicator/internal/sandbox/eventsource"
+	"github.com/ecr-replicator/ecr-replicator/internal/sandbox/signin"
 	"github.com/ecr-replicator/ecr-replicator/internal/wiring"
 )
 
@@ -108,13 +107,7 @@ func Deploy(ctx context.Context, sb *sandbox.Sandbox, opts Options) (*Stack, err
 	if opts.MaxReceiveCount == 0 {
 		opts.MaxReceiveCount = MaxReceiveCount
 	}
-	key, secret, err := sb.Credentials(sandbox.SourceAccount, sandbox.AdminUser)
-	if err != nil {
-		return nil, err
-	}
-	cfg, err := config.LoadDefaultConfig(ctx, config.WithRegion(sandbox.DefaultRegion),
-		config.WithCredentialsProvider(credentials.NewStaticCredentialsProvider(key, secret, "")),
-		config.WithBaseEndpoint(sb.APIURL()))
+	cfg, err := signin.Config(ctx, sb, sandbox.SourceAccount)
 	if err != nil {
 		return nil, err
 	}
