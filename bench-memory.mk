@@ -1,4 +1,4 @@
-# bench-memory.mk — `make bench-memory`: the smallest Lambda (issue 16). Included by
+# bench-memory.mk — `make bench-memory`: the smallest Lambda. Included by
 # bench.mk; not part of `make test`.
 #
 # The replicate function's real bootstrap, under the Lambda Runtime Interface Emulator,

@@ -1,4 +1,4 @@
-# bench.mk — `make bench`: ecr-replicator against crane, regctl and skopeo (issue 8).
+# bench.mk — `make bench`: ecr-replicator against crane, regctl and skopeo.
 # Included by the main Makefile; not part of `make test`. The benchmark is its own module
 # (bench/go.mod): the registry, crane and regctl are pinned there as tools, so the
 # product's go.mod does not carry them; skopeo comes from Debian (scripts/install-skopeo.sh).
@@ -37,7 +37,7 @@ bench: bench-tools bench-skopeo
 		-scale $(BENCH_SCALE) -tags $(BENCH_TAGS) -delays $(BENCH_DELAYS) \
 		-scenarios $(BENCH_SCENARIOS) -out $(CURDIR)/bench/RESULTS.md $(BENCH_FLAGS)
 
-# `make bench-scale` (issue 15): a reconcile run at organisation scale in the sandbox —
+# `make bench-scale`: a reconcile run at organisation scale in the sandbox —
 # SCALE_REPOS repositories × SCALE_IMAGES images, SCALE_DRIFT of them missing at the
 # destination, SCALE_LATENCY per request, SCALE_CONCURRENCY reconcile invocations at once
 # — then the inline backfill of SCALE_INLINE tags under the PutImage quota. Appends to

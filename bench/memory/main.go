@@ -1,4 +1,4 @@
-// Command memory measures the smallest Lambda (`make bench-memory`, issue 16): whether
+// Command memory measures the smallest Lambda (`make bench-memory`): whether
 // the replicate function copies big images within Lambda's smallest memory setting,
 // 128 MB, and what it costs in CPU.
 //
