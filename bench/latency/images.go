@@ -12,7 +12,6 @@ import (
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/ecr"
 	ecrtypes "github.com/aws/aws-sdk-go-v2/service/ecr/types"
-	"github.com/google/go-containerregistry/pkg/authn"
 	"github.com/google/go-containerregistry/pkg/name"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/google/go-containerregistry/pkg/v1/empty"
@@ -28,9 +27,7 @@ import (
 // side is one account's registry as its admin sees it.
 type side struct {
 	account string
-	api     *ecr.Client
-	host    string
-	auth    authn.Authenticator
+	*signin.Registry
 }
 
 func newSide(ctx context.Context, sb *sandbox.Sandbox, account string) (*side, error) {
@@ -38,17 +35,17 @@ func newSide(ctx context.Context, sb *sandbox.Sandbox, account string) (*side, e
 	if err != nil {
 		return nil, err
 	}
-	return &side{account: account, api: reg.API, host: reg.Host, auth: reg.Auth}, nil
+	return &side{account: account, Registry: reg}, nil
 }
 
 // write pushes an image with remote.Write, or an index with remote.WriteIndex, by tag:
 // what crane push does (an index's children by digest first, then the index).
 func (s *side) write(ctx context.Context, repo, tag string, t remote.Taggable) error {
-	ref, err := name.ParseReference(s.host+"/"+repo+":"+tag, name.Insecure)
+	ref, err := name.ParseReference(s.Host+"/"+repo+":"+tag, name.Insecure)
 	if err != nil {
 		return err
 	}
-	opts := []remote.Option{remote.WithAuth(s.auth), remote.WithContext(ctx)}
+	opts := []remote.Option{remote.WithAuth(s.Auth), remote.WithContext(ctx)}
 	switch x := t.(type) {
 	case v1.ImageIndex:
 		return remote.WriteIndex(ref, x, opts...)
@@ -60,7 +57,7 @@ func (s *side) write(ctx context.Context, repo, tag string, t remote.Taggable) e
 
 // digestOf is the tag's digest in repo ("" when there is no such image).
 func (s *side) digestOf(ctx context.Context, repo, tag string) (string, error) {
-	out, err := s.api.DescribeImages(ctx, &ecr.DescribeImagesInput{RepositoryName: aws.String(repo), ImageIds: []ecrtypes.ImageIdentifier{{ImageTag: aws.String(tag)}}})
+	out, err := s.API.DescribeImages(ctx, &ecr.DescribeImagesInput{RepositoryName: aws.String(repo), ImageIds: []ecrtypes.ImageIdentifier{{ImageTag: aws.String(tag)}}})
 	var nf *ecrtypes.ImageNotFoundException
 	var rnf *ecrtypes.RepositoryNotFoundException
 	switch {
@@ -77,7 +74,7 @@ func (s *side) digestOf(ctx context.Context, repo, tag string) (string, error) {
 // remove deletes repo:tag with the ECR API's BatchDeleteImage, then the files of its
 // blobs from the sandbox's data directory (see dropBlobs).
 func (s *side) remove(ctx context.Context, dataDir, repo, tag string, blobs []v1.Hash) (int64, error) {
-	out, err := s.api.BatchDeleteImage(ctx, &ecr.BatchDeleteImageInput{RepositoryName: aws.String(repo), ImageIds: []ecrtypes.ImageIdentifier{{ImageTag: aws.String(tag)}}})
+	out, err := s.API.BatchDeleteImage(ctx, &ecr.BatchDeleteImageInput{RepositoryName: aws.String(repo), ImageIds: []ecrtypes.ImageIdentifier{{ImageTag: aws.String(tag)}}})
 	if err != nil {
 		return 0, err
 	}

@@ -142,21 +142,12 @@ func run(ctx context.Context, o options) (err error) {
 	if err := b.check(); err != nil {
 		return err
 	}
-	if err := os.MkdirAll(o.data, 0o755); err != nil {
+	dir, bins, cleanup, err := harness.Workspace(ctx, o.root, o.data, "bench-latency")
+	if err != nil {
 		return err
 	}
-	if b.dir, err = os.MkdirTemp(o.data, "bench-latency-"); err != nil {
-		return err
-	}
-	defer func() {
-		if rerr := os.RemoveAll(b.dir); rerr != nil {
-			log.Printf("remove %s: %v", b.dir, rerr)
-		}
-	}()
-	log.Printf("data in %s", b.dir)
-	if b.Binaries, err = harness.BuildReplicate(ctx, o.root, b.dir); err != nil {
-		return err
-	}
+	defer cleanup()
+	b.dir, b.Binaries = dir, bins
 	var results []result
 	for _, side := range b.sides {
 		rs, err := b.runSide(ctx, side)

@@ -78,7 +78,7 @@ func (b *bench) runSide(ctx context.Context, ls lambdaSide) (results []result, e
 		return nil, err
 	}
 	for _, k := range b.kinds {
-		if _, err := r.src.api.CreateRepository(ctx, &ecr.CreateRepositoryInput{RepositoryName: aws.String(k.repo)}); err != nil {
+		if _, err := r.src.API.CreateRepository(ctx, &ecr.CreateRepositoryInput{RepositoryName: aws.String(k.repo)}); err != nil {
 			return nil, err
 		}
 	}

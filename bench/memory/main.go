@@ -106,13 +106,11 @@ func main() {
 
 // bench is what a run shares.
 type bench struct {
-	o                options
-	dir              string
-	mem, cpu         hierarchy
-	sb               *sandbox.Sandbox
-	src, dst         aws.Config // admins of the two accounts
-	srcHost, dstHost string
-	srcAuth, dstAuth authn.Authenticator
+	o        options
+	dir      string
+	mem, cpu hierarchy
+	sb       *sandbox.Sandbox
+	src, dst *signin.Registry // the two accounts, as their admins
 	harness.Binaries
 	crane string
 	fnEnv map[string]string
@@ -124,18 +122,12 @@ func run(ctx context.Context, o options) (err error) {
 	if err := b.preflight(); err != nil {
 		return err
 	}
-	if b.dir, err = os.MkdirTemp(o.data, "bench-memory-"); err != nil {
+	dir, bins, cleanup, err := harness.Workspace(ctx, o.root, o.data, "bench-memory")
+	if err != nil {
 		return err
 	}
-	defer func() {
-		if rerr := os.RemoveAll(b.dir); rerr != nil {
-			log.Printf("remove %s: %v", b.dir, rerr)
-		}
-	}()
-	log.Printf("data in %s", b.dir)
-	if b.Binaries, err = harness.BuildReplicate(ctx, o.root, b.dir); err != nil {
-		return err
-	}
+	defer cleanup()
+	b.dir, b.Binaries = dir, bins
 
 	cfg := sandbox.TwoAccounts(extID)
 	cfg.DataDir = filepath.Join(b.dir, "sandbox")
@@ -143,22 +135,11 @@ func run(ctx context.Context, o options) (err error) {
 		return err
 	}
 	defer b.sb.Close()
-	if b.src, err = signin.Config(ctx, b.sb, sandbox.SourceAccount); err != nil {
+	if b.src, err = signin.Login(ctx, b.sb, sandbox.SourceAccount); err != nil {
 		return err
 	}
-	if b.dst, err = signin.Config(ctx, b.sb, sandbox.DestinationAccount); err != nil {
+	if b.dst, err = signin.Login(ctx, b.sb, sandbox.DestinationAccount); err != nil {
 		return err
-	}
-	for _, l := range []struct {
-		account string
-		host    *string
-		auth    *authn.Authenticator
-	}{{sandbox.SourceAccount, &b.srcHost, &b.srcAuth}, {sandbox.DestinationAccount, &b.dstHost, &b.dstAuth}} {
-		reg, err := signin.Login(ctx, b.sb, l.account)
-		if err != nil {
-			return err
-		}
-		*l.host, *l.auth = reg.Host, reg.Auth
 	}
 
 	images, err := b.seed(ctx)
@@ -244,7 +225,7 @@ func (b *bench) preflight() error {
 
 // seed creates the source repositories and pushes the two images.
 func (b *bench) seed(ctx context.Context) ([]image, error) {
-	api := ecr.NewFromConfig(b.src)
+	api := b.src.API
 	var images []image
 	for _, img := range []struct {
 		repo, label string
@@ -260,7 +241,7 @@ func (b *bench) seed(ctx context.Context) ([]image, error) {
 		if _, err := api.CreateRepository(ctx, &ecr.CreateRepositoryInput{RepositoryName: aws.String(img.repo)}); err != nil {
 			return nil, err
 		}
-		p, err := newPusher(ctx, b.srcHost, b.srcAuth, img.repo)
+		p, err := newPusher(ctx, b.src.Host, b.src.Auth, img.repo)
 		if err != nil {
 			return nil, err
 		}
@@ -325,6 +306,19 @@ func (b *bench) newCgroup() (*cgroup, error) {
 	return newCgroup(b.mem, b.cpu, fmt.Sprintf("ecr-replicator-bench-memory-%d-%d", os.Getpid(), b.n), b.o.limit)
 }
 
+// confine writes dir/name, a wrapper that runs program inside cg, and drops program's
+// pages from the page cache so that the code it runs is charged to the cgroup.
+func confine(cg *cgroup, dir, name, program string) (string, error) {
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return "", err
+	}
+	wrapper := filepath.Join(dir, name)
+	if err := cg.wrapper(wrapper, program); err != nil {
+		return "", err
+	}
+	return wrapper, dropCache(program)
+}
+
 // replicate runs one invocation of a fresh replicate environment in a fresh cgroup.
 func (b *bench) replicate(ctx context.Context, img image) (r result, err error) {
 	r = result{tool: "ecr-replicator (replicate function)", image: img.label, bytes: img.bytes}
@@ -334,14 +328,8 @@ func (b *bench) replicate(ctx context.Context, img image) (r result, err error) 
 	}
 	defer func() { err = errors.Join(err, cg.remove()) }()
 	dir := filepath.Join(b.dir, fmt.Sprintf("replicate-%d", b.n))
-	if err := os.MkdirAll(dir, 0o755); err != nil {
-		return r, err
-	}
-	wrapper := filepath.Join(dir, "rie-in-cgroup")
-	if err := cg.wrapper(wrapper, b.RIE); err != nil {
-		return r, err
-	}
-	if err := dropCache(b.RIE); err != nil {
+	wrapper, err := confine(cg, dir, "rie-in-cgroup", b.RIE)
+	if err != nil {
 		return r, err
 	}
 	smp := cg.sample()
@@ -447,7 +435,7 @@ func replicationLine(lines []map[string]any) map[string]any {
 func (b *bench) craneCopy(ctx context.Context, img image) (r result, err error) {
 	r = result{tool: "crane copy", image: img.label, bytes: img.bytes}
 	dstRepo := "crane/" + img.repo
-	if _, err := ecr.NewFromConfig(b.dst).CreateRepository(ctx, &ecr.CreateRepositoryInput{RepositoryName: aws.String(dstRepo)}); err != nil {
+	if _, err := b.dst.API.CreateRepository(ctx, &ecr.CreateRepositoryInput{RepositoryName: aws.String(dstRepo)}); err != nil {
 		return r, err
 	}
 	cg, err := b.newCgroup()
@@ -459,11 +447,8 @@ func (b *bench) craneCopy(ctx context.Context, img image) (r result, err error) 
 	if err := b.dockerConfig(ctx, filepath.Join(dir, ".docker")); err != nil {
 		return r, err
 	}
-	wrapper := filepath.Join(dir, "crane-in-cgroup")
-	if err := cg.wrapper(wrapper, b.crane); err != nil {
-		return r, err
-	}
-	if err := dropCache(b.crane); err != nil {
+	wrapper, err := confine(cg, dir, "crane-in-cgroup", b.crane)
+	if err != nil {
 		return r, err
 	}
 	smp := cg.sample()
@@ -471,7 +456,7 @@ func (b *bench) craneCopy(ctx context.Context, img image) (r result, err error) 
 	cctx, cancel := context.WithTimeout(ctx, b.o.timeout)
 	defer cancel()
 	// Plain http on loopback: --insecure.
-	cmd := exec.CommandContext(cctx, wrapper, "copy", "--insecure", b.srcHost+"/"+img.repo+":"+img.tag, b.dstHost+"/"+dstRepo+":"+img.tag)
+	cmd := exec.CommandContext(cctx, wrapper, "copy", "--insecure", b.src.Host+"/"+img.repo+":"+img.tag, b.dst.Host+"/"+dstRepo+":"+img.tag)
 	cmd.Dir = dir
 	cmd.Env = []string{"PATH=" + os.Getenv("PATH"), "HOME=" + dir, "TMPDIR=" + dir, "DOCKER_CONFIG=" + filepath.Join(dir, ".docker")}
 	var out bytes.Buffer
@@ -508,7 +493,7 @@ func (b *bench) dockerConfig(ctx context.Context, dir string) error {
 	for _, side := range []struct {
 		host string
 		auth authn.Authenticator
-	}{{b.srcHost, b.srcAuth}, {b.dstHost, b.dstAuth}} {
+	}{{b.src.Host, b.src.Auth}, {b.dst.Host, b.dst.Auth}} {
 		c, err := side.auth.Authorization()
 		if err != nil {
 			return err
@@ -524,11 +509,11 @@ func (b *bench) dockerConfig(ctx context.Context, dir string) error {
 
 // verify compares the destination's digest for the tag with the source's.
 func (b *bench) verify(ctx context.Context, repo string, img image) (bool, string) {
-	ref, err := name.ParseReference(b.dstHost+"/"+repo+":"+img.tag, name.Insecure)
+	ref, err := name.ParseReference(b.dst.Host+"/"+repo+":"+img.tag, name.Insecure)
 	if err != nil {
 		return false, "failed: " + err.Error()
 	}
-	desc, err := remote.Head(ref, remote.WithAuth(b.dstAuth), remote.WithContext(ctx))
+	desc, err := remote.Head(ref, remote.WithAuth(b.dst.Auth), remote.WithContext(ctx))
 	if err != nil {
 		return false, "failed: destination: " + harness.OneLine(err.Error(), 300)
 	}

@@ -28,7 +28,6 @@ import (
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/ecr"
 	ecrtypes "github.com/aws/aws-sdk-go-v2/service/ecr/types"
-	"github.com/google/go-containerregistry/pkg/authn"
 	"github.com/google/go-containerregistry/pkg/name"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/google/go-containerregistry/pkg/v1/empty"
@@ -129,7 +128,7 @@ func Run(ctx context.Context, bins Binaries, w io.Writer) ([]Row, error) {
 	// Images that exist before replication is deployed: their push events reach no rule,
 	// so only a backfill copies them. latest is moved later, by the API.
 	for _, repo := range []string{"team-a/app", "team-a/worker"} {
-		if _, err := src.api.CreateRepository(ctx, &ecr.CreateRepositoryInput{RepositoryName: aws.String(repo)}); err != nil {
+		if _, err := src.API.CreateRepository(ctx, &ecr.CreateRepositoryInput{RepositoryName: aws.String(repo)}); err != nil {
 			return nil, err
 		}
 	}
@@ -401,18 +400,14 @@ func PrintTable(w io.Writer, rows []Row) {
 }
 
 // side is one account's registry as its admin sees it.
-type side struct {
-	api  *ecr.Client
-	host string
-	auth authn.Authenticator
-}
+type side struct{ *signin.Registry }
 
 func newSide(ctx context.Context, sb *sandbox.Sandbox, account string) (*side, error) {
 	reg, err := signin.Login(ctx, sb, account)
 	if err != nil {
 		return nil, err
 	}
-	return &side{api: reg.API, host: reg.Host, auth: reg.Auth}, nil
+	return &side{reg}, nil
 }
 
 func (s *side) push(repo, tag string, t remote.Taggable) (v1.Hash, error) {
@@ -423,29 +418,29 @@ func (s *side) push(repo, tag string, t remote.Taggable) (v1.Hash, error) {
 	case v1.Image:
 		d, _ = x.Digest()
 	}
-	ref := s.host + "/" + repo + "@" + d.String()
+	ref := s.Host + "/" + repo + "@" + d.String()
 	if tag != "" {
-		ref = s.host + "/" + repo + ":" + tag
+		ref = s.Host + "/" + repo + ":" + tag
 	}
 	r, err := name.ParseReference(ref)
 	if err != nil {
 		return d, err
 	}
-	return d, remote.Push(r, t, remote.WithAuth(s.auth))
+	return d, remote.Push(r, t, remote.WithAuth(s.Auth))
 }
 
 // write pushes an image with remote.Write, or an index with remote.WriteIndex, by tag:
 // what crane push does (children by digest first, then the index).
 func (s *side) write(repo, tag string, t remote.Taggable) error {
-	ref, err := name.ParseReference(s.host + "/" + repo + ":" + tag)
+	ref, err := name.ParseReference(s.Host + "/" + repo + ":" + tag)
 	if err != nil {
 		return err
 	}
 	switch x := t.(type) {
 	case v1.ImageIndex:
-		return remote.WriteIndex(ref, x, remote.WithAuth(s.auth))
+		return remote.WriteIndex(ref, x, remote.WithAuth(s.Auth))
 	case v1.Image:
-		return remote.Write(ref, x, remote.WithAuth(s.auth))
+		return remote.Write(ref, x, remote.WithAuth(s.Auth))
 	}
 	return fmt.Errorf("cannot push a %T", t)
 }
@@ -454,7 +449,7 @@ func (s *side) write(repo, tag string, t remote.Taggable) error {
 // "Retagging an image" does: BatchGetImage the manifest, PutImage it with the new tag
 // (https://docs.aws.amazon.com/AmazonECR/latest/userguide/image-retag.html).
 func (s *side) retag(ctx context.Context, repo, from, tag string) error {
-	got, err := s.api.BatchGetImage(ctx, &ecr.BatchGetImageInput{
+	got, err := s.API.BatchGetImage(ctx, &ecr.BatchGetImageInput{
 		RepositoryName: aws.String(repo), ImageIds: []ecrtypes.ImageIdentifier{{ImageTag: aws.String(from)}},
 		AcceptedMediaTypes: []string{string(types.OCIImageIndex), string(types.OCIManifestSchema1), string(types.DockerManifestList), string(types.DockerManifestSchema2)},
 	})
@@ -465,7 +460,7 @@ func (s *side) retag(ctx context.Context, repo, from, tag string) error {
 		return fmt.Errorf("BatchGetImage %s:%s: %d images, failures %v", repo, from, len(got.Images), got.Failures)
 	}
 	im := got.Images[0]
-	_, err = s.api.PutImage(ctx, &ecr.PutImageInput{
+	_, err = s.API.PutImage(ctx, &ecr.PutImageInput{
 		RepositoryName: aws.String(repo), ImageManifest: im.ImageManifest, ImageManifestMediaType: im.ImageManifestMediaType, ImageTag: aws.String(tag),
 	})
 	return err
@@ -479,7 +474,7 @@ func (s *side) waitFor(ctx context.Context, repo, tag, digest string, timeout ti
 	defer tick.Stop()
 	last := "not found"
 	for {
-		out, err := s.api.DescribeImages(ctx, &ecr.DescribeImagesInput{RepositoryName: aws.String(repo), ImageIds: []ecrtypes.ImageIdentifier{{ImageTag: aws.String(tag)}}})
+		out, err := s.API.DescribeImages(ctx, &ecr.DescribeImagesInput{RepositoryName: aws.String(repo), ImageIds: []ecrtypes.ImageIdentifier{{ImageTag: aws.String(tag)}}})
 		var nf1 *ecrtypes.RepositoryNotFoundException
 		var nf2 *ecrtypes.ImageNotFoundException
 		switch {
@@ -502,7 +497,7 @@ func (s *side) waitFor(ctx context.Context, repo, tag, digest string, timeout ti
 func (s *side) snapshot(ctx context.Context, repos []string) (map[string]string, error) {
 	out := map[string]string{}
 	for _, repo := range repos {
-		p := ecr.NewListImagesPaginator(s.api, &ecr.ListImagesInput{RepositoryName: aws.String(repo)})
+		p := ecr.NewListImagesPaginator(s.API, &ecr.ListImagesInput{RepositoryName: aws.String(repo)})
 		for p.HasMorePages() {
 			page, err := p.NextPage(ctx)
 			if err != nil {

@@ -6,6 +6,7 @@ package harness
 import (
 	"context"
 	"fmt"
+	"log"
 	"os"
 	"path/filepath"
 	"runtime"
@@ -52,6 +53,28 @@ func BuildReplicate(ctx context.Context, root, dir string) (Binaries, error) {
 		return Binaries{}, err
 	}
 	return b, lambdarun.Build(ctx, root, "./functions/replicate", b.Bootstrap, true)
+}
+
+// Workspace makes a run's directory under data (named after prefix; cleanup removes
+// it) and builds the replicate function into it (BuildReplicate).
+func Workspace(ctx context.Context, root, data, prefix string) (dir string, b Binaries, cleanup func(), err error) {
+	if err := os.MkdirAll(data, 0o755); err != nil {
+		return "", Binaries{}, nil, err
+	}
+	if dir, err = os.MkdirTemp(data, prefix+"-"); err != nil {
+		return "", Binaries{}, nil, err
+	}
+	cleanup = func() {
+		if err := os.RemoveAll(dir); err != nil {
+			log.Printf("remove %s: %v", dir, err)
+		}
+	}
+	log.Printf("data in %s", dir)
+	if b, err = BuildReplicate(ctx, root, dir); err != nil {
+		cleanup()
+		return "", Binaries{}, nil, err
+	}
+	return dir, b, cleanup, nil
 }
 
 // Size is a byte-count flag: 4GiB, 100MiB, 256KiB or bytes.
