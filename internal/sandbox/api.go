@@ -71,10 +71,20 @@ func (s *Sandbox) serveAPI(w http.ResponseWriter, r *http.Request) {
 	if c != nil {
 		entry.CallerAccount, entry.Principal, entry.Account = c.cred.account, c.cred.principalARN, c.cred.account
 	}
+	var fault *APIFault
 	if aerr == nil {
-		if f := s.faults.takeAPI(service, op, entry.CallerAccount); f != nil {
-			entry.Fault = f.Code
-			aerr = errorf(faultStatus(f.Code), f.Code, "Rate exceeded")
+		fault = s.faults.takeAPI(apiCall{service: service, operation: op, account: entry.CallerAccount,
+			region: scope.region, resources: apiResources(c, service, op, body)})
+		switch {
+		case fault == nil, fault.Entries > 0, fault.LostAnswer:
+		case fault.Reset:
+			entry.Fault, entry.ErrorCode = "reset", "CONNECTION_CLOSED"
+			entry.Duration = time.Since(began)
+			s.accessLog.add(entry)
+			panic(http.ErrAbortHandler) // closes the connection before the answer
+		default:
+			entry.Fault = fault.Code
+			aerr = errorf(faultStatus(fault.Code), fault.Code, "%s", faultMessage(fault.Code))
 		}
 	}
 	if aerr == nil {
@@ -92,7 +102,7 @@ func (s *Sandbox) serveAPI(w http.ResponseWriter, r *http.Request) {
 		case "sts":
 			resp, aerr = s.stsCall(c, op, body, &entry)
 		case "sqs":
-			resp, aerr = s.sqsCall(r.Context(), c, op, body, &entry)
+			resp, aerr = s.sqsCall(r.Context(), c, op, body, &entry, fault)
 		case "events":
 			resp, aerr = s.eventsCall(c, op, body, &entry)
 		default:
@@ -110,6 +120,11 @@ func (s *Sandbox) serveAPI(w http.ResponseWriter, r *http.Request) {
 	// The operation's effect is applied: a hold pauses here, before the answer.
 	s.hold(holdTarget{account: entry.Account, operation: op, repo: entry.Repository, refs: splitRefs(entry.Reference)}, entry)
 	entry.Duration = time.Since(began)
+	if fault != nil && fault.LostAnswer {
+		entry.Fault, entry.ErrorCode = "lost-answer", "CONNECTION_CLOSED"
+		s.accessLog.add(entry)
+		panic(http.ErrAbortHandler) // applied, and the answer never leaves
+	}
 	s.accessLog.add(entry)
 	s.writeAPIResponse(w, service, op, resp)
 }
@@ -122,6 +137,19 @@ func faultStatus(code string) int {
 		return http.StatusInternalServerError
 	}
 	return http.StatusBadRequest
+}
+
+// faultMessage is the message AWS sends with an error code a fault answers with.
+func faultMessage(code string) string {
+	switch {
+	case strings.Contains(code, "Throttl"), code == "TooManyRequestsException", code == "RequestLimitExceeded":
+		return "Rate exceeded"
+	case strings.HasPrefix(code, "AccessDenied"):
+		return "User is not authorized to perform this action (injected fault)"
+	case code == "RepositoryNotFoundException":
+		return "The repository does not exist (injected fault)"
+	}
+	return "injected fault: " + code
 }
 
 func guessService(r *http.Request) string {

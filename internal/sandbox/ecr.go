@@ -6,6 +6,7 @@ import (
 	"encoding/base64"
 	"encoding/json"
 	"fmt"
+	"hash/fnv"
 	"regexp"
 	"sort"
 	"strconv"
@@ -278,6 +279,13 @@ func pageBounds(total int, maxResults *int, nextToken string, defaultMax int) (i
 	return start, end, next, nil
 }
 
+// listingOrder is where a repository comes in DescribeRepositories' listing.
+func listingOrder(name string) uint64 {
+	h := fnv.New64a()
+	h.Write([]byte(name))
+	return h.Sum64()
+}
+
 func withToken(m map[string]any, next string) map[string]any {
 	if next != "" {
 		m["nextToken"] = next
@@ -305,7 +313,12 @@ func (r *registry) describeRepositories(names []string, maxResults *int, token s
 		for _, repo := range r.repos {
 			repos = append(repos, repo)
 		}
-		sort.Slice(repos, func(i, j int) bool { return repos[i].name < repos[j].name })
+		// ECR documents no order for DescribeRepositories' results, only nextToken to
+		// continue (https://docs.aws.amazon.com/AmazonECR/latest/APIReference/API_DescribeRepositories.html).
+		// The sandbox lists in an order that is neither by name nor by creation (a hash of
+		// the name, stable between calls), so code that assumes an order fails here as it
+		// could on AWS.
+		sort.Slice(repos, func(i, j int) bool { return listingOrder(repos[i].name) < listingOrder(repos[j].name) })
 	}
 	start, end, next, err := pageBounds(len(repos), maxResults, token, 100)
 	if err != nil {

@@ -160,15 +160,35 @@ type RegistryFault struct {
 }
 
 // APIFault makes an AWS API operation fail. The default error is the service's
-// throttling error (ECR: ThrottlingException; STS: Throttling).
+// throttling error (ECR: ThrottlingException; STS: Throttling). Zero-valued selectors
+// match anything.
 type APIFault struct {
 	Service   string // "ecr", "sts", "sqs", "events"
 	Operation string // e.g. "GetAuthorizationToken", "AssumeRole"; empty: any
 	Account   string // caller account; empty: any
-	Count     int
-	Code      string // error code to answer with; empty: throttling
-}
+	Region    string // the request's region; empty: any
+	// Resource, an IAM-style glob (* matches any run of characters), selects calls by the
+	// resource they act on: a repository ARN (ECR), a role ARN (sts:AssumeRole), a queue
+	// ARN (SQS). Empty: any.
+	Resource string
+	// Count is how many matching calls the fault answers (0: 1; -1: until ClearFaults
+	// or Disarm).
+	Count int
+	Code  string // error code to answer with; empty: throttling
+	// Reset closes the connection before any byte of the answer, instead of answering
+	// with Code. Nothing is applied, unless LostAnswer is set too: then the call takes
+	// effect and only its answer is lost (a client that retries repeats it).
+	Reset      bool
+	LostAnswer bool
+	// Entries, for SQS batch sends (SendMessageBatch), fails that many entries of each
+	// matching call, from the last, with Code (default InternalError) and SenderFault
+	// false, as SQS reports a failure on its side; the other entries are sent. With
+	// SenderFault the entries are refused as the sender's fault (SenderFault true).
+	Entries     int
+	SenderFault bool
 
+	answered int
+}
 type faults struct {
 	mu       sync.Mutex
 	registry []*RegistryFault
@@ -303,16 +323,59 @@ func (s *Sandbox) ResetBlobDownloads(accountID string, afterBytes int64, n int) 
 
 // InjectAPIFault arms an API fault.
 func (s *Sandbox) InjectAPIFault(f APIFault) error {
+	_, err := s.ArmAPIFault(f)
+	return err
+}
+
+// ArmedAPIFault is one armed API fault.
+type ArmedAPIFault struct {
+	sb *Sandbox
+	f  *APIFault
+}
+
+// ArmAPIFault arms an API fault and returns a handle on it.
+func (s *Sandbox) ArmAPIFault(f APIFault) (*ArmedAPIFault, error) {
 	if f.Service == "" {
-		return fmt.Errorf("sandbox: API fault needs a service")
+		return nil, fmt.Errorf("sandbox: API fault needs a service")
 	}
-	if f.Count < 1 {
+	if f.Count == 0 {
 		f.Count = 1
+	}
+	if f.Count < -1 {
+		return nil, fmt.Errorf("sandbox: API fault count %d (want > 0, or -1 for persistent)", f.Count)
+	}
+	if f.Entries > 0 && (f.Service != "sqs" || (f.Operation != "" && f.Operation != "SendMessageBatch")) {
+		return nil, fmt.Errorf("sandbox: entry faults apply to sqs:SendMessageBatch only")
+	}
+	if f.Entries > 0 && f.Reset {
+		return nil, fmt.Errorf("sandbox: an API fault fails entries or resets the connection, not both")
+	}
+	if f.LostAnswer && !f.Reset {
+		return nil, fmt.Errorf("sandbox: LostAnswer needs Reset")
 	}
 	s.faults.mu.Lock()
 	defer s.faults.mu.Unlock()
 	s.faults.api = append(s.faults.api, &f)
-	return nil
+	return &ArmedAPIFault{sb: s, f: &f}, nil
+}
+
+// Answered is how many calls the fault has answered.
+func (a *ArmedAPIFault) Answered() int {
+	a.sb.faults.mu.Lock()
+	defer a.sb.faults.mu.Unlock()
+	return a.f.answered
+}
+
+// Disarm stops the fault, persistent or not; what it answered stays counted.
+func (a *ArmedAPIFault) Disarm() {
+	a.sb.faults.mu.Lock()
+	defer a.sb.faults.mu.Unlock()
+	for i, af := range a.sb.faults.api {
+		if af == a.f {
+			a.sb.faults.api = append(a.sb.faults.api[:i], a.sb.faults.api[i+1:]...)
+			return
+		}
+	}
 }
 
 // ThrottleAPI answers the next n calls of an operation with the service's throttling error.
@@ -433,26 +496,69 @@ func (f *faults) count(rf RegistryFault, t faultTarget) {
 	f.fired["registry:"+string(t.step)+":"+kind]++
 }
 
-func (f *faults) takeAPI(service, operation, callerAccount string) *APIFault {
+// apiCall describes an API call faults are matched against.
+type apiCall struct {
+	service, operation, account, region string
+	resources                           []string
+}
+
+// takeAPI consumes one use of the first API fault matching the call.
+func (f *faults) takeAPI(call apiCall) *APIFault {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	for i, af := range f.api {
-		if af.Service != service || (af.Operation != "" && af.Operation != operation) ||
-			(af.Account != "" && af.Account != callerAccount) {
+		if !af.matches(call) {
 			continue
 		}
-		af.Count--
-		if af.Count <= 0 {
-			f.api = append(f.api[:i], f.api[i+1:]...)
+		if af.Count > 0 {
+			af.Count--
+			if af.Count == 0 {
+				f.api = append(f.api[:i], f.api[i+1:]...)
+			}
 		}
+		af.answered++
 		fired := *af
-		if fired.Code == "" {
-			fired.Code = throttlingCode(service)
+		switch {
+		case fired.Reset && fired.LostAnswer:
+			f.fired["api:"+call.service+":lost-answer"]++
+		case fired.Reset:
+			f.fired["api:"+call.service+":reset"]++
+		default:
+			if fired.Code == "" {
+				fired.Code = throttlingCode(call.service)
+				if fired.Entries > 0 {
+					fired.Code = "InternalError"
+				}
+			}
+			key := "api:" + call.service + ":" + fired.Code
+			if fired.Entries > 0 {
+				key += ":entries"
+			}
+			f.fired[key]++
 		}
-		f.fired["api:"+service+":"+fired.Code]++
 		return &fired
 	}
 	return nil
+}
+
+func (af *APIFault) matches(call apiCall) bool {
+	if af.Service != call.service || (af.Operation != "" && af.Operation != call.operation) ||
+		(af.Account != "" && af.Account != call.account) || (af.Region != "" && af.Region != call.region) {
+		return false
+	}
+	if af.Entries > 0 && call.operation != "SendMessageBatch" {
+		return false
+	}
+	return af.Resource == "" || anyResource(af.Resource, call.resources)
+}
+
+func anyResource(pattern string, resources []string) bool {
+	for _, r := range resources {
+		if globMatch(pattern, r, false) {
+			return true
+		}
+	}
+	return false
 }
 
 // throttlingCode is the error code each service uses when it throttles a caller.

@@ -235,7 +235,9 @@ func (q *sqsQueue) expire(now time.Time) {
 	q.messages = keep
 }
 
-func (s *Sandbox) sqsCall(ctx context.Context, c *caller, op string, body []byte, entry *Entry) (any, *apiError) {
+// sqsCall serves one SQS call; fault, when it fails entries, applies to a
+// SendMessageBatch.
+func (s *Sandbox) sqsCall(ctx context.Context, c *caller, op string, body []byte, entry *Entry, fault *APIFault) (any, *apiError) {
 	var in sqsInput
 	if aerr := decodeInput(body, &in); aerr != nil {
 		return nil, aerr
@@ -305,7 +307,7 @@ func (s *Sandbox) sqsCall(ctx context.Context, c *caller, op string, body []byte
 		st.signal()
 		return sendResult(m), nil
 	case "SendMessageBatch":
-		return s.sendMessageBatch(st, c, q, in.Entries, now)
+		return s.sendMessageBatch(st, c, q, in.Entries, now, fault)
 	case "DeleteMessage":
 		if aerr := q.deleteMessage(in.ReceiptHandle); aerr != nil {
 			return nil, aerr
@@ -737,7 +739,7 @@ func checkBatch(n int, id func(int) string) *apiError {
 	return nil
 }
 
-func (s *Sandbox) sendMessageBatch(st *sqsState, c *caller, q *sqsQueue, entries []sqsBatchInEntry, now time.Time) (any, *apiError) {
+func (s *Sandbox) sendMessageBatch(st *sqsState, c *caller, q *sqsQueue, entries []sqsBatchInEntry, now time.Time, fault *APIFault) (any, *apiError) {
 	if aerr := checkBatch(len(entries), func(i int) string { return entries[i].ID }); aerr != nil {
 		return nil, aerr
 	}
@@ -757,7 +759,18 @@ func (s *Sandbox) sendMessageBatch(st *sqsState, c *caller, q *sqsQueue, entries
 		return nil, sqsErr("BatchRequestTooLong", "Batch requests cannot be longer than %d bytes. You have sent %d bytes.", sqsMaxMessageSize, total)
 	}
 	out := newBatchResult()
-	for _, e := range entries {
+	failFrom := len(entries) // entries from here on are failed by an injected fault
+	if fault != nil && fault.Entries > 0 {
+		failFrom = max(0, len(entries)-fault.Entries)
+	}
+	for i, e := range entries {
+		if i >= failFrom {
+			// A batch answer lists each entry's failure; SenderFault false means SQS's
+			// side failed and the entry may be sent again
+			// (https://docs.aws.amazon.com/AWSSimpleQueueService/latest/APIReference/API_BatchResultErrorEntry.html).
+			out.Failed = append(out.Failed, batchErrorEntry{ID: e.ID, SenderFault: fault.SenderFault, Code: fault.Code, Message: "injected fault"})
+			continue
+		}
 		m, aerr := s.newMessage(c.cred.accessKeyID, q, e.MessageBody, e.DelaySeconds, e.MessageAttributes, now)
 		if aerr != nil {
 			out.Failed = append(out.Failed, batchError(e.ID, aerr))
