@@ -111,6 +111,25 @@ func decision(policies []PolicyDocument, r request) (allowed bool, why string) {
 	return true, ""
 }
 
+// decideSession is decision with a role session's session policy: a request is allowed
+// only when the identity's policies allow it and, when the session was given a policy at
+// AssumeRole, that policy allows it too ("Session policies",
+// https://docs.aws.amazon.com/IAM/latest/UserGuide/access_policies.html#policies_session).
+// nil policies: unrestricted.
+func decideSession(policies, session []PolicyDocument, r request) (bool, string) {
+	if policies != nil {
+		if ok, why := decision(policies, r); !ok {
+			return false, why
+		}
+	}
+	if session != nil {
+		if ok, _ := decision(session, r); !ok {
+			return false, "no session policy allows the " + r.action + " action"
+		}
+	}
+	return true, ""
+}
+
 // trusts evaluates a role's trust policy for sts:AssumeRole.
 func trusts(p PolicyDocument, callerPrincipal, callerRole, callerAccount string, ctx map[string]string) bool {
 	allow := false
@@ -246,7 +265,7 @@ func (s *Sandbox) authorizeAPI(c *caller, service, op string, body []byte, entry
 			entry.AlsoAuthorized = actions[1:]
 		}
 	}
-	if c.cred.policies == nil || (service == "sts" && op == "GetCallerIdentity") {
+	if (c.cred.policies == nil && c.cred.session == nil) || (service == "sts" && op == "GetCallerIdentity") {
 		return nil
 	}
 	for _, action := range actions {
@@ -259,7 +278,7 @@ func (s *Sandbox) authorizeAPI(c *caller, service, op string, body []byte, entry
 
 func (s *Sandbox) authorizeAction(c *caller, service, op, action string, body []byte) *apiError {
 	for _, res := range apiResources(c, service, op, body) {
-		if ok, why := decision(c.cred.policies, request{action: action, resource: res, principal: c.cred.principalARN}); !ok {
+		if ok, why := decideSession(c.cred.policies, c.cred.session, request{action: action, resource: res, principal: c.cred.principalARN}); !ok {
 			msg := accessDeniedMessage(c.cred.principalARN, action, res, why)
 			switch service {
 			case "sts":

@@ -96,6 +96,29 @@ func TestIAMEnforcement(t *testing.T) {
 	if _, err := pusher.CreateRepository(e.ctx, &ecr.CreateRepositoryInput{RepositoryName: aws.String("elsewhere")}); errorCode(err) != "AccessDeniedException" {
 		t.Errorf("CreateRepository outside mirror/: %v", err)
 	}
+	// A session policy narrows the session to what both it and the role allow: API calls
+	// and registry requests alike.
+	readOnly := reader.Copy()
+	readOnly.Credentials = aws.NewCredentialsCache(stscreds.NewAssumeRoleProvider(sts.NewFromConfig(reader), sandbox.RoleARN(sandbox.DestinationAccount, "pusher"), func(o *stscreds.AssumeRoleOptions) {
+		o.ExternalID = aws.String("xyz")
+		o.Policy = aws.String(`{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Action":["ecr:DescribeRepositories","ecr:GetAuthorizationToken","ecr:CreateRepository"],"Resource":"*"}]}`)
+	}))
+	narrowed := ecr.NewFromConfig(readOnly)
+	if _, err := narrowed.DescribeRepositories(e.ctx, &ecr.DescribeRepositoriesInput{RepositoryNames: []string{"mirror/app"}}); err != nil {
+		t.Errorf("DescribeRepositories allowed by both: %v", err)
+	}
+	if _, err := narrowed.CreateRepository(e.ctx, &ecr.CreateRepositoryInput{RepositoryName: aws.String("elsewhere")}); errorCode(err) != "AccessDeniedException" {
+		t.Errorf("CreateRepository the role does not allow, the session policy does: %v", err)
+	}
+	if _, err := narrowed.PutImage(e.ctx, &ecr.PutImageInput{RepositoryName: aws.String("mirror/app"), ImageManifest: aws.String("{}"), ImageTag: aws.String("x")}); errorCode(err) != "AccessDeniedException" {
+		t.Errorf("PutImage the role allows, the session policy does not: %v", err)
+	}
+	dhost, dauth := registryAuth(t, e.ctx, readOnly)
+	err = remote.Write(ref(t, dhost, "mirror/app", "v1"), img, remote.WithAuth(dauth), remote.WithRetryBackoff(remote.Backoff{Steps: 1}))
+	if !errors.As(err, &terr) || terr.StatusCode != http.StatusForbidden {
+		t.Errorf("registry push outside the session policy: %v, want 403", err)
+	}
+
 	// An identity policy without sts:AssumeRole on a role refuses it before the trust policy.
 	_, err = sts.NewFromConfig(reader).AssumeRole(e.ctx, &sts.AssumeRoleInput{RoleArn: aws.String(sandbox.RoleARN(sandbox.DestinationAccount, "other")), RoleSessionName: aws.String("x1")})
 	if errorCode(err) != "AccessDenied" {

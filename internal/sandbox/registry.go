@@ -50,6 +50,7 @@ type upload struct {
 type registryToken struct {
 	account, region, principal string
 	policies                   []PolicyDocument // the principal's; nil: unrestricted
+	session                    []PolicyDocument // the session policy of a role session; nil: none
 	expires                    time.Time
 	expired                    bool
 }
@@ -90,7 +91,7 @@ func (s *Sandbox) issueToken(c *credential, region string) (string, time.Time) {
 	tok := randomString(48, secretAlphabet)
 	exp := s.now().Add(tokenLifetime)
 	s.mu.Lock()
-	s.tokens[tok] = &registryToken{account: c.account, region: region, principal: c.principalARN, policies: c.policies, expires: exp}
+	s.tokens[tok] = &registryToken{account: c.account, region: region, principal: c.principalARN, policies: c.policies, session: c.session, expires: exp}
 	s.mu.Unlock()
 	return base64.StdEncoding.EncodeToString([]byte("AWS:" + tok)), exp
 }
@@ -378,12 +379,12 @@ func (r *registry) allowed(tok *registryToken, rt route, entry *Entry, req *http
 		entry.AlsoAuthorized = append(entry.AlsoAuthorized, "ecr:UploadLayerPart")
 	}
 	// Each registry request needs the ECR action(s) it maps to, on the repository.
-	if tok.policies == nil || entry.Action == "" || rt.repo == "" {
+	if (tok.policies == nil && tok.session == nil) || entry.Action == "" || rt.repo == "" {
 		return nil
 	}
 	res := repositoryARN(r.region, r.account, rt.repo)
 	for _, action := range append([]string{entry.Action}, entry.AlsoAuthorized...) {
-		if ok, why := decision(tok.policies, request{action: action, resource: res, principal: tok.principal}); !ok {
+		if ok, why := decideSession(tok.policies, tok.session, request{action: action, resource: res, principal: tok.principal}); !ok {
 			return regErr(http.StatusForbidden, "DENIED", "%s", accessDeniedMessage(tok.principal, action, res, why))
 		}
 	}

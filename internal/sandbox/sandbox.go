@@ -173,8 +173,11 @@ type credential struct {
 	roleARN      string // for sessions: the role assumed
 	// policies restrict what the principal may do; nil means unrestricted.
 	policies []PolicyDocument
-	expires  time.Time
-	expired  bool // forced by ExpireSessions
+	// session is the session policy a role session was given at AssumeRole (nil: none):
+	// it narrows policies further.
+	session []PolicyDocument
+	expires time.Time
+	expired bool // forced by ExpireSessions
 }
 
 // New starts a sandbox. Every listener is bound to 127.0.0.1.

@@ -162,6 +162,20 @@ func (s *Sandbox) assumeRole(c *caller, form url.Values, entry *Entry) (any, *ap
 	if c.cred.roleARN != "" && duration > time.Hour {
 		return nil, errorf(400, "ValidationError", "The requested DurationSeconds exceeds the 1 hour session limit for roles assumed by role chaining.")
 	}
+	// A session policy narrows the session's permissions to what both it and the role's
+	// policies allow; its plain-text form is limited to 2,048 characters
+	// (https://docs.aws.amazon.com/STS/latest/APIReference/API_AssumeRole.html, Policy).
+	var session []PolicyDocument
+	if doc := form.Get("Policy"); doc != "" {
+		if len(doc) > 2048 {
+			return nil, errorf(400, "PackedPolicyTooLarge", "Serialized policy size exceeds the 2048 characters allowed.")
+		}
+		p, err := ParsePolicy(doc)
+		if err != nil {
+			return nil, errorf(400, "MalformedPolicyDocument", "the session policy is not a valid policy document: %v", err)
+		}
+		session = []PolicyDocument{p}
+	}
 	now := s.now()
 	roleID := "AROA" + strings.ToUpper(randomString(17, upperAlnum))
 	cred := &credential{
@@ -172,6 +186,7 @@ func (s *Sandbox) assumeRole(c *caller, form url.Values, entry *Entry) (any, *ap
 		principalARN: fmt.Sprintf("arn:aws:sts::%s:assumed-role/%s/%s", acct.id, role.Name, sessionName),
 		roleARN:      RoleARN(acct.id, role.Name),
 		policies:     acct.rolePolicies[role.Name],
+		session:      session,
 		expires:      now.Add(duration),
 	}
 	s.mu.Lock()
