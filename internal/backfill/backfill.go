@@ -1,33 +1,28 @@
 // Package backfill migrates whole repositories: it plans by diff (source listings
 // against destination listings, ECR API only), then reports the plan (dry run), sends
-// work items to the replication queue (enqueue) or copies them here (inline), stopping
-// before the deadline and handing back a continuation token. Run on a schedule it is the
-// reconciler: the work it finds is drift.
+// work items to the copy queue (enqueue) or copies them here (inline), stopping before
+// the deadline and handing back a continuation token. Its planning (Plan, Images,
+// ListDestinations, WorkItem) is also what the scheduled reconcile (internal/reconcile)
+// plans each repository with.
 package backfill
 
 import (
-	"cmp"
 	"context"
 	"errors"
 	"fmt"
 	"io"
 	"log/slog"
-	"maps"
-	"slices"
 	"sort"
-	"strconv"
-	"strings"
 	"sync"
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/ecr"
 	ecrtypes "github.com/aws/aws-sdk-go-v2/service/ecr/types"
-	"github.com/aws/aws-sdk-go-v2/service/sqs"
-	sqstypes "github.com/aws/aws-sdk-go-v2/service/sqs/types"
 	"golang.org/x/sync/errgroup"
 
 	"github.com/ecr-replicator/ecr-replicator/internal/copyengine"
+	"github.com/ecr-replicator/ecr-replicator/internal/deadline"
 	"github.com/ecr-replicator/ecr-replicator/internal/destinations"
 	"github.com/ecr-replicator/ecr-replicator/internal/ecraccess"
 	"github.com/ecr-replicator/ecr-replicator/internal/ecrevent"
@@ -35,6 +30,7 @@ import (
 	"github.com/ecr-replicator/ecr-replicator/internal/metrics"
 	"github.com/ecr-replicator/ecr-replicator/internal/retry"
 	"github.com/ecr-replicator/ecr-replicator/internal/rules"
+	"github.com/ecr-replicator/ecr-replicator/internal/sqssend"
 )
 
 // PutImageQuota is ECR's default rate of manifest writes (PutImage) per second per
@@ -52,12 +48,6 @@ type Run interface {
 	Replicate(ctx context.Context, src destinations.Source, targets []rules.Target) []destinations.Result
 }
 
-// Queue is the part of the SQS client the enqueue and reconcile modes use.
-type Queue interface {
-	SendMessageBatch(ctx context.Context, in *sqs.SendMessageBatchInput, opts ...func(*sqs.Options)) (*sqs.SendMessageBatchOutput, error)
-	GetQueueAttributes(ctx context.Context, in *sqs.GetQueueAttributesInput, opts ...func(*sqs.Options)) (*sqs.GetQueueAttributesOutput, error)
-}
-
 // Backfill plans and runs backfills. Fields are set once; Run is safe to call again
 // (a warm Lambda reuses it).
 type Backfill struct {
@@ -70,27 +60,19 @@ type Backfill struct {
 	SourceRegion    string
 	// Start begins the run an inline backfill copies with ((*destinations.Replicator).Start).
 	Start func() Run
-	Queue Queue
-	// CopyQueueURL (COPY_QUEUE_URL) is where work items go — enqueue mode and reconcile
-	// runs: the queue whose consumers are few enough to share the destinations' PutImage
-	// quota (see reconcile.go). Empty: QueueURL.
+	// Sender sends work items (enqueue mode).
+	Sender *sqssend.Sender
+	// CopyQueueURL (COPY_QUEUE_URL) is where work items go in enqueue mode: the queue
+	// whose consumers are few enough to share the destinations' PutImage quota.
+	// Empty: QueueURL.
 	CopyQueueURL string
 	QueueURL     string // REPLICATION_QUEUE_URL; with no queue, the default mode is inline
-	// ReconcileQueueURL (RECONCILE_QUEUE_URL), when set, makes reconcile the default
-	// mode: the run fans out over the reconcile queue (see reconcile.go).
-	ReconcileQueueURL string
 	// Concurrency bounds inline copies in flight (default 8).
 	Concurrency int
-	// Margin is how long before the context deadline to stop taking work. Zero: a fifth
-	// of the time left at the start, at most 30 seconds.
-	Margin time.Duration
-	// Reserve is how long before the context deadline copies in flight are cut, so the
-	// answer (and its continuation token) is delivered. Zero: a twentieth of the time
-	// left at the start, at least 1 s and at most 10 s.
-	Reserve time.Duration
-	// Retry is how SendMessageBatch calls (and the entries SQS refused) are retried.
-	Retry retry.Policy
-	Log   *slog.Logger
+	// Time divides each invocation's time (deadline.Options: the soft stop, after which
+	// no work starts, and the reserve kept to answer; zero: the defaults).
+	Time deadline.Options
+	Log  *slog.Logger
 	// EMF, when set, receives each invocation's metrics (CloudWatch Embedded Metric
 	// Format, namespace Namespace), written once at its end.
 	EMF       io.Writer
@@ -119,14 +101,8 @@ type RepositoryPlan struct {
 // Response is the backfill result. Totals count copies: one (digest, tag, destination)
 // each, so an image with two tags going to two destinations counts four.
 type Response struct {
-	Mode string `json:"mode"` // dryRun, enqueue, inline or reconcile
-	// Run identifies a reconcile run (its start, RFC 3339); PreviousRunIncomplete says
-	// the previous one had not ended when it started; ScanContinued that the listing
-	// goes on in a scan item.
-	Run                   string `json:"run,omitempty"`
-	PreviousRunIncomplete bool   `json:"previousRunIncomplete,omitempty"`
-	ScanContinued         bool   `json:"scanContinued,omitempty"`
-	RepositoriesScanned   int    `json:"repositoriesScanned"`
+	Mode                string `json:"mode"` // dryRun, enqueue or inline
+	RepositoriesScanned int    `json:"repositoriesScanned"`
 	ImagesSeen            int    `json:"imagesSeen"`
 	SkippedBeforeSince    int    `json:"skippedBeforeSince,omitempty"`
 	InSync                int    `json:"inSync"`
@@ -179,19 +155,18 @@ type run struct {
 	doc        *rules.Document
 	req        Request
 	mode       string
-	stopAt     time.Time
+	time       deadline.Budget
 	resp       *Response
 	outstand   map[ecrname.Registry]int // outstanding copies per destination registry
 	copies     Run
 	mu         sync.Mutex
-	sendErr    error // the first SendMessageBatch failure (after retries)
 }
 
 // Run executes one backfill invocation.
 func (b *Backfill) Run(ctx context.Context, req Request) (*Response, error) {
 	start := b.now()
-	if req.Mode == ModeReconcile || (req.Mode == "" && !req.DryRun && b.ReconcileQueueURL != "") {
-		return b.reconcile(ctx, req, start)
+	if req.Mode == ModeReconcile {
+		return nil, errors.New("backfill request: mode: reconcile runs are ReconcileFunction's: invoke it with the same scope ({\"repositories\": […], \"tags\": […], \"since\": …})")
 	}
 	r, pos, err := b.newRun(ctx, req)
 	if err != nil {
@@ -215,7 +190,7 @@ func (b *Backfill) Execute(ctx context.Context, plan *Response) *Response {
 	resp.Mode, resp.Plan, resp.WorkItems, resp.Work = ModeInline, nil, nil, nil
 	resp.Remaining, resp.ContinuationToken = len(plan.Work), ""
 	r := &run{b: b, mode: ModeInline, resp: &resp, outstand: map[ecrname.Registry]int{}, srcAccount: plan.source.AccountID, srcRegion: plan.source.Region}
-	r.stopAt = b.stopAt(ctx)
+	r.time = deadline.New(ctx, b.now(), b.Time)
 	r.copies = b.Start()
 	for i := range plan.Work {
 		r.outstanding(&plan.Work[i], 1)
@@ -244,7 +219,7 @@ func (b *Backfill) newRun(ctx context.Context, req Request) (*run, position, err
 			mode = ModeEnqueue
 		}
 	}
-	if mode == ModeEnqueue && !req.DryRun && (b.workQueue() == "" || b.Queue == nil) {
+	if mode == ModeEnqueue && !req.DryRun && (b.workQueue() == "" || b.Sender == nil) {
 		return nil, pos, errors.New("backfill request: mode: enqueue needs COPY_QUEUE_URL or REPLICATION_QUEUE_URL")
 	}
 	if req.DryRun {
@@ -256,7 +231,7 @@ func (b *Backfill) newRun(ctx context.Context, req Request) (*run, position, err
 		}
 	}
 	r := &run{b: b, doc: doc, req: req, mode: mode, resp: &Response{Mode: mode}, outstand: map[ecrname.Registry]int{}, srcRegion: b.SourceRegion}
-	r.stopAt = b.stopAt(ctx)
+	r.time = deadline.New(ctx, b.now(), b.Time)
 	if mode == ModeInline {
 		r.copies = b.Start()
 	}
@@ -345,19 +320,7 @@ func (b *Backfill) log() *slog.Logger {
 	return slog.New(slog.DiscardHandler)
 }
 
-func (b *Backfill) stopAt(ctx context.Context) time.Time {
-	dl, ok := ctx.Deadline()
-	if !ok {
-		return time.Time{}
-	}
-	margin := b.Margin
-	if margin <= 0 {
-		margin = min(30*time.Second, dl.Sub(b.now())/5)
-	}
-	return dl.Add(-margin)
-}
-
-func (r *run) timeUp() bool { return !r.stopAt.IsZero() && !r.b.now().Before(r.stopAt) }
+func (r *run) timeUp() bool { return r.time.SoftStopped(r.b.now()) }
 
 // SourceAccount is source.roleArn's account when the rules name one, or the caller's
 // (asked once per Resolver).
@@ -409,9 +372,9 @@ func (r *run) listRepositories(ctx context.Context, api *ecr.Client) ([]string, 
 	return names, nil
 }
 
-// describeImages lists every image of a repository. found is false when the repository
-// does not exist.
-func describeImages(ctx context.Context, api *ecr.Client, registryID, repo string) (imgs []Image, found bool, err error) {
+// Images lists every image of a repository (ecr:DescribeImages). found is false when
+// the repository does not exist; an error is classified (ecraccess.WrapAWS).
+func Images(ctx context.Context, api ecr.DescribeImagesAPIClient, registryID, repo string) (imgs []Image, found bool, err error) {
 	p := ecr.NewDescribeImagesPaginator(api, &ecr.DescribeImagesInput{RegistryId: aws.String(registryID), RepositoryName: aws.String(repo), MaxResults: aws.Int32(1000)})
 	for p.HasMorePages() {
 		out, err := p.NextPage(ctx)
@@ -420,7 +383,7 @@ func describeImages(ctx context.Context, api *ecr.Client, registryID, repo strin
 			return nil, false, nil
 		}
 		if err != nil {
-			return nil, true, err
+			return nil, true, ecraccess.WrapAWS("ecr:DescribeImages", err)
 		}
 		for _, d := range out.ImageDetails {
 			imgs = append(imgs, Image{
@@ -433,10 +396,11 @@ func describeImages(ctx context.Context, api *ecr.Client, registryID, repo strin
 	return imgs, true, nil
 }
 
-// listDestinations lists, concurrently, every destination repository of targets; wait
+// ListDestinations lists, concurrently, every destination repository of targets; wait
 // returns the listings by destination repository (an entry with Err: not listed; none:
-// the repository does not exist).
-func listDestinations(ctx context.Context, resolver *ecraccess.Resolver, targets []rules.Target) (wait func() map[ecrname.Repo]*Listing) {
+// the repository does not exist). listOnly resolves the destinations' roles to sessions
+// that may only list (ecraccess.Access.ListOnly).
+func ListDestinations(ctx context.Context, resolver *ecraccess.Resolver, targets []rules.Target, listOnly bool) (wait func() map[ecrname.Repo]*Listing) {
 	var (
 		wg  sync.WaitGroup
 		mu  sync.Mutex
@@ -447,13 +411,15 @@ func listDestinations(ctx context.Context, resolver *ecraccess.Resolver, targets
 			continue // reported by Expand if an image needs it
 		}
 		wg.Go(func() {
-			reg, err := resolver.Registry(ctx, t.Destination.Access())
+			a := t.Destination.Access()
+			a.ListOnly = listOnly
+			reg, err := resolver.Registry(ctx, a)
 			var (
 				imgs  []Image
 				found bool
 			)
 			if err == nil {
-				imgs, found, err = describeImages(ctx, reg.API(), t.Destination.AccountID, t.Repository)
+				imgs, found, err = Images(ctx, reg.API(), t.Destination.AccountID, t.Repository)
 			}
 			mu.Lock()
 			defer mu.Unlock()
@@ -490,14 +456,15 @@ func (r *run) repository(ctx context.Context, api *ecr.Client, repo, cursor stri
 	// Every destination a rule could send this repository to is listed while the source
 	// is described: one round trip instead of two. A destination no image turns out to
 	// need costs one unneeded list call.
-	listings := listDestinations(ctx, r.b.Resolver, r.doc.RepositoryTargets(repo))
-	imgs, found, err := describeImages(ctx, api, r.srcAccount, repo)
+	listings := ListDestinations(ctx, r.b.Resolver, r.doc.RepositoryTargets(repo), false)
+	imgs, found, err := Images(ctx, api, r.srcAccount, repo)
 	dests := listings()
 	if err == nil && !found {
 		return "", true // deleted since it was listed
 	}
 	if err != nil {
-		resp.fail(Failure{Repository: repo, Reason: "ecr:DescribeImages: " + err.Error(), Code: ecraccess.ErrorCode(err)})
+		code, _ := retry.Classify(err)
+		resp.fail(Failure{Repository: repo, Reason: err.Error(), Code: code})
 		return "", true
 	}
 	ex, diff := Plan(r.doc, repo, imgs, r.req.Since, dests)
@@ -506,13 +473,13 @@ func (r *run) repository(ctx context.Context, api *ecr.Client, repo, cursor stri
 		r.describe(repo, diff)
 		return "", true
 	}
-	work := after(diff.Work, cursor)
+	work := After(diff.Work, cursor)
 	resp.Remaining += len(work)
 	for i := range work {
 		r.outstanding(&work[i], 1)
 	}
 	if r.mode == ModeEnqueue {
-		return r.enqueue(ctx, work, r.b.workQueue())
+		return r.enqueue(ctx, work)
 	}
 	return r.inline(ctx, work, cursor)
 }
@@ -528,7 +495,8 @@ func (r *run) account(repo string, ex Expansion, diff Diff, dests map[ecrname.Re
 	}
 	for _, t := range ex.Targets {
 		if l := dests[t.Repo()]; l != nil && l.Err != nil {
-			resp.fail(Failure{Repository: repo, Destination: t.Repo().String(), Reason: "listing the destination: " + l.Err.Error(), Code: ecraccess.ErrorCode(l.Err)})
+			code, _ := retry.Classify(l.Err)
+			resp.fail(Failure{Repository: repo, Destination: t.Repo().String(), Reason: "listing the destination: " + l.Err.Error(), Code: code})
 		}
 	}
 	resp.Unplanned += diff.Unplanned
@@ -567,13 +535,23 @@ func (r *run) outstanding(w *Work, n int) {
 }
 
 func (r *run) workItem(w *Work) ecrevent.WorkItem {
+	return WorkItem(w, ecrname.Registry{AccountID: r.srcAccount, Region: r.srcRegion}, "", r.b.now())
+}
+
+// WorkItem is the work item that asks the replicate function to make w's copy: from
+// the source registry, found by the reconcile run run ("": a backfill).
+func WorkItem(w *Work, source ecrname.Registry, run string, now time.Time) ecrevent.WorkItem {
+	reason := "backfill: " + w.Reason
+	if run != "" {
+		reason = "reconcile: " + w.Reason
+	}
 	return ecrevent.WorkItem{
 		Kind: ecrevent.WorkItemKind, Version: ecrevent.WorkItemVersion, Action: ecrevent.WorkCopy, Rule: w.Target.Rule,
-		Source:      ecrevent.ImageRef{AccountID: r.srcAccount, Region: r.srcRegion, Repository: w.Repository, Digest: w.Digest, Tag: w.Tag},
+		Source:      ecrevent.ImageRef{AccountID: source.AccountID, Region: source.Region, Repository: w.Repository, Digest: w.Digest, Tag: w.Tag},
 		Destination: ecrevent.RefTo(w.Target.Repo()),
-		Reason:      "backfill: " + w.Reason,
-		Run:         r.resp.Run,
-		CreatedAt:   r.b.now().UTC().Truncate(time.Second),
+		Reason:      reason,
+		Run:         run,
+		CreatedAt:   now.UTC().Truncate(time.Second),
 	}
 }
 
@@ -585,126 +563,52 @@ func (b *Backfill) workQueue() string {
 	return b.QueueURL
 }
 
-// enqueue sends work in batches of 10 (SendMessageBatch's limit), until time is up —
-// at least one batch, so a continuation always moves on.
-func (r *run) enqueue(ctx context.Context, work []Work, queueURL string) (string, bool) {
+// enqueueChunk is how much work one Send carries: ten batches, sent a few at once.
+const enqueueChunk = 10 * sqssend.MaxBatch
+
+// enqueue sends work as work items until time is up — at least one chunk, so a
+// continuation always moves on. What SQS did not take is a failure in the response
+// (with SQS's code); an on-demand backfill is rerun with its continuation token.
+func (r *run) enqueue(ctx context.Context, work []Work) (string, bool) {
 	last := ""
-	for start := 0; start < len(work); start += 10 {
+	for start := 0; start < len(work); start += enqueueChunk {
 		if start > 0 && r.timeUp() {
 			return last, false
 		}
-		batch := work[start:min(start+10, len(work))]
-		r.sendBatch(ctx, batch, queueURL)
-		last = batch[len(batch)-1].key()
-	}
-	return last, true
-}
-
-// sendBatch sends one batch of work items. A call that fails retryably, and the entries
-// SQS refused without blaming the sender, are sent again with the backfill's retry
-// policy; the rest are reported as failed.
-func (r *run) sendBatch(ctx context.Context, batch []Work, queueURL string) {
-	pending := map[string]*Work{}
-	var entries []sqstypes.SendMessageBatchRequestEntry
-	for i := range batch {
-		w := &batch[i]
-		body, err := ecrevent.Marshal(r.workItem(w))
-		if err != nil {
-			r.failed(w, "work item: "+err.Error())
-			continue
-		}
-		id := strconv.Itoa(i)
-		pending[id] = w
-		entries = append(entries, sqstypes.SendMessageBatchRequestEntry{Id: aws.String(id), MessageBody: aws.String(string(body))})
-	}
-	err := retry.Do(ctx, r.b.Retry, func(ctx context.Context) error {
-		out, err := r.b.Queue.SendMessageBatch(ctx, &sqs.SendMessageBatchInput{QueueUrl: aws.String(queueURL), Entries: entries})
-		if err != nil {
-			return ecraccess.WrapAWS("sqs:SendMessageBatch", err)
-		}
-		entries = r.sent(out, entries, pending)
-		if len(entries) > 0 {
-			return unsent(out, entries)
-		}
-		return nil
-	})
-	if err != nil {
-		r.mu.Lock()
-		r.sendErr = cmp.Or(r.sendErr, err)
-		r.mu.Unlock()
-		for _, e := range entries {
-			if w := pending[aws.ToString(e.Id)]; w != nil {
-				r.failed(w, err.Error())
+		chunk := work[start:min(start+enqueueChunk, len(work))]
+		msgs := make([]sqssend.Message, 0, len(chunk))
+		sent := make([]*Work, 0, len(chunk))
+		for i := range chunk {
+			body, err := ecrevent.Marshal(r.workItem(&chunk[i]))
+			if err != nil {
+				r.failed(&chunk[i], "work item: "+err.Error(), "")
+				continue
 			}
+			msgs, sent = append(msgs, sqssend.Message{Body: string(body)}), append(sent, &chunk[i])
 		}
-	}
-}
-
-// sent counts what SQS accepted, fails what it refused blaming the sender, and returns
-// the entries to send again (refused otherwise, or neither accepted nor refused).
-func (r *run) sent(out *sqs.SendMessageBatchOutput, entries []sqstypes.SendMessageBatchRequestEntry, pending map[string]*Work) []sqstypes.SendMessageBatchRequestEntry {
-	for _, ok := range out.Successful {
-		if pending[aws.ToString(ok.Id)] != nil {
+		for i, err := range r.b.Sender.Send(ctx, r.b.workQueue(), msgs) {
+			if err != nil {
+				code, _ := retry.Classify(err)
+				r.failed(sent[i], err.Error(), code)
+				continue
+			}
 			r.mu.Lock()
 			r.resp.Enqueued++
 			r.resp.Remaining--
 			r.mu.Unlock()
-			delete(pending, aws.ToString(ok.Id))
 		}
+		last = chunk[len(chunk)-1].Key()
 	}
-	refused := map[string]sqstypes.BatchResultErrorEntry{}
-	for _, f := range out.Failed {
-		refused[aws.ToString(f.Id)] = f
-	}
-	var again []sqstypes.SendMessageBatchRequestEntry
-	for _, e := range entries {
-		id := aws.ToString(e.Id)
-		w := pending[id]
-		if w == nil {
-			continue
-		}
-		if f, ok := refused[id]; ok && f.SenderFault {
-			r.failed(w, "sqs:SendMessageBatch: "+aws.ToString(f.Code)+": "+aws.ToString(f.Message))
-			delete(pending, id)
-			continue
-		}
-		again = append(again, e)
-	}
-	return again
+	return last, true
 }
 
-// unsent is the retryable error of entries SQS did not accept, with its reasons.
-func unsent(out *sqs.SendMessageBatchOutput, entries []sqstypes.SendMessageBatchRequestEntry) error {
-	why := map[string]bool{}
-	for _, f := range out.Failed {
-		for _, e := range entries {
-			if aws.ToString(f.Id) == aws.ToString(e.Id) {
-				why[aws.ToString(f.Code)+": "+aws.ToString(f.Message)] = true
-			}
-		}
-	}
-	return &unsentError{n: len(entries), why: slices.Sorted(maps.Keys(why))}
-}
-
-// unsentError: SQS did not accept some entries of a batch, without blaming the sender
-// (SenderFault false: its side failed), so they are sent again.
-type unsentError struct {
-	n   int
-	why []string // SQS's codes and messages
-}
-
-func (e *unsentError) Error() string {
-	return fmt.Sprintf("sqs:SendMessageBatch: %d entries not accepted (%s)", e.n, strings.Join(e.why, "; "))
-}
-func (e *unsentError) ErrorCode() string { return "InternalError" }
-func (e *unsentError) Retryable() bool   { return true }
-
-func (r *run) failed(w *Work, reason string) {
+// failed records w as failed, for reason (code: its error code, when it has one).
+func (r *run) failed(w *Work, reason, code string) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	r.resp.Remaining--
 	r.outstand[w.Target.Destination.Registry()]--
-	r.resp.fail(Failure{Repository: w.Repository, Destination: w.Target.Repo().String(), Digest: w.Digest, Tag: w.Tag, Reason: reason})
+	r.resp.fail(Failure{Repository: w.Repository, Destination: w.Target.Repo().String(), Digest: w.Digest, Tag: w.Tag, Reason: reason, Code: code})
 }
 
 // inline copies work with bounded concurrency, in groups (every tag of one digest to one
@@ -722,7 +626,7 @@ func (r *run) inline(ctx context.Context, work []Work, cursor string) (string, b
 	if n <= 0 {
 		n = 8
 	}
-	copyCtx, cancel := r.b.copyContext(ctx)
+	copyCtx, cancel := r.time.Work(ctx)
 	defer cancel()
 	var groups [][]Work
 	for i := 0; i < len(work); {
@@ -759,26 +663,13 @@ func (r *run) inline(ctx context.Context, work []Work, cursor string) (string, b
 	}
 	for k, g := range groups {
 		if finished[k] > 0 {
-			cursor = g[finished[k]-1].key()
+			cursor = g[finished[k]-1].Key()
 		}
 		if finished[k] < len(g) {
 			return cursor, false
 		}
 	}
 	return cursor, true
-}
-
-// copyContext is ctx cut short by the reserve.
-func (b *Backfill) copyContext(ctx context.Context) (context.Context, context.CancelFunc) {
-	dl, ok := ctx.Deadline()
-	if !ok {
-		return context.WithCancel(ctx)
-	}
-	reserve := b.Reserve
-	if reserve <= 0 {
-		reserve = min(max(dl.Sub(b.now())/20, time.Second), 10*time.Second)
-	}
-	return context.WithDeadline(ctx, dl.Add(-reserve))
 }
 
 // copyGroup copies one group's items in order and returns how many are finished; it
@@ -789,7 +680,7 @@ func (r *run) copyGroup(ctx context.Context, g []Work) int {
 		src := destinations.Source{Repo: ecrname.Repo{Registry: ecrname.Registry{AccountID: r.srcAccount, Region: r.srcRegion}, Name: w.Repository}, Digest: w.Digest, Tag: w.Tag}
 		res := r.copies.Replicate(ctx, src, []rules.Target{w.Target})
 		if len(res) != 1 {
-			r.failed(w, fmt.Sprintf("replicator returned %d results for one target", len(res)))
+			r.failed(w, fmt.Sprintf("replicator returned %d results for one target", len(res)), "")
 			continue
 		}
 		x := res[0]
@@ -804,7 +695,7 @@ func (r *run) copyGroup(ctx context.Context, g []Work) int {
 			if x.Outcome != copyengine.Failed {
 				reason = string(x.Outcome) + ": " + reason
 			}
-			r.failed(w, reason)
+			r.failed(w, reason, x.Code)
 			continue
 		}
 		r.mu.Lock()

@@ -36,13 +36,13 @@ type Work struct {
 	Tag        string // "" for a digest-only copy
 	Target     rules.Target
 	Reason     string
-	k          string // key(), computed once
+	k          string // Key(), computed once
 }
 
 // key orders work deterministically within a repository: digest-only copies first (a
 // child of an index, or a referrer, lands before what points at it), then by digest, tag
 // and destination. The continuation token resumes after a key.
-func (w *Work) key() string {
+func (w *Work) Key() string {
 	if w.k != "" {
 		return w.k
 	}
@@ -69,6 +69,12 @@ type Candidate struct {
 	Digest string
 	Tag    string
 	Target rules.Target
+	// Subject and SubjectTag are set for a referrer (a signature, an SBOM) that goes to
+	// Target only because its subject does: the rule copies referrers but not untagged
+	// images. It is present when Digest is; when it is missing, the work is to copy the
+	// subject under SubjectTag — the copy brings the subject's referrers — since the
+	// replicate function accepts work only for what the rules select.
+	Subject, SubjectTag string
 }
 
 // Expansion is what the rules ask for in one source repository.
@@ -110,12 +116,12 @@ func Expand(doc *rules.Document, repo string, images []Image, since time.Time) E
 	// unique; cache the digest-only answer, which every untagged image shares.
 	var untagged []rules.Target
 	untaggedDone := false
-	// subject digest → referrer-copying targets; only built when some untagged image is
-	// a referrer.
-	var subjectTargets map[string][]rules.Target
+	// subject digest → referrer-copying targets (and a tag of the subject that selects
+	// each); only built when some untagged image is a referrer.
+	var subjectTargets map[string][]Candidate
 	for i := range images {
 		if len(images[i].Tags) == 0 && images[i].Subject != "" {
-			subjectTargets = map[string][]rules.Target{}
+			subjectTargets = map[string][]Candidate{}
 			break
 		}
 	}
@@ -152,26 +158,27 @@ func Expand(doc *rules.Document, repo string, images []Image, since time.Time) E
 				}
 				ex.Candidates = append(ex.Candidates, Candidate{Digest: img.Digest, Tag: tag, Target: t})
 				if t.Referrers && subjectTargets != nil {
-					subjectTargets[img.Digest] = appendTarget(subjectTargets[img.Digest], t)
+					subjectTargets[img.Digest] = appendTarget(subjectTargets[img.Digest], Candidate{Digest: img.Digest, Tag: tag, Target: t})
 				}
 			}
 		}
 	}
 	for _, img := range referrers {
-		for _, t := range subjectTargets[img.Subject] {
-			ex.Candidates = append(ex.Candidates, Candidate{Digest: img.Digest, Target: t})
+		for _, via := range subjectTargets[img.Subject] {
+			ex.Candidates = append(ex.Candidates, Candidate{Digest: img.Digest, Target: via.Target, Subject: via.Digest, SubjectTag: via.Tag})
 		}
 	}
 	return ex
 }
 
-func appendTarget(ts []rules.Target, t rules.Target) []rules.Target {
-	for _, x := range ts {
-		if x.Repo() == t.Repo() {
-			return ts
+// appendTarget adds c unless a candidate for the same destination repository is there.
+func appendTarget(cs []Candidate, c Candidate) []Candidate {
+	for _, x := range cs {
+		if x.Target.Repo() == c.Target.Repo() {
+			return cs
 		}
 	}
-	return append(ts, t)
+	return append(cs, c)
 }
 
 // Diff is the work for one repository: candidates the destinations lack, sorted by key.
@@ -197,6 +204,7 @@ const (
 	ReasonDigestMissing     = "digest missing"
 	ReasonTagMissing        = "tag missing"
 	ReasonTagElsewhere      = "tag points to another digest"
+	ReasonReferrerMissing   = "a referrer of the tag's image is missing"
 )
 
 // DiffRepository compares candidates with destination listings (by destination
@@ -247,7 +255,10 @@ func DiffRepository(repo string, cands []Candidate, listings map[ecrname.Repo]*L
 		}
 		// Several rules can produce the same copy; keep one.
 		w := Work{Repository: repo, Digest: c.Digest, Tag: c.Tag, Target: c.Target, Reason: reason}
-		w.k = w.key()
+		if c.Subject != "" {
+			w.Digest, w.Tag, w.Reason = c.Subject, c.SubjectTag, ReasonReferrerMissing+" ("+c.Digest+")"
+		}
+		w.k = w.Key()
 		wk := w.k
 		if seen[wk] {
 			continue
@@ -267,11 +278,11 @@ func Plan(doc *rules.Document, repo string, images []Image, since time.Time, lis
 	return ex, DiffRepository(repo, ex.Candidates, listings)
 }
 
-// after returns the work whose key sorts after cursor (all of it when cursor is "").
-func after(work []Work, cursor string) []Work {
+// After returns the work whose key sorts after cursor (all of it when cursor is "").
+func After(work []Work, cursor string) []Work {
 	if cursor == "" {
 		return work
 	}
-	i := sort.Search(len(work), func(i int) bool { return strings.Compare(work[i].key(), cursor) > 0 })
+	i := sort.Search(len(work), func(i int) bool { return strings.Compare(work[i].Key(), cursor) > 0 })
 	return work[i:]
 }

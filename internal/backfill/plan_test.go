@@ -43,6 +43,7 @@ func TestDiffCases(t *testing.T) {
 		{Digest: dg(6), PushedAt: now, Subject: dg(2), ArtifactMediaType: "sig"}, // referrer of v2
 		{Digest: dg(7), Tags: []string{"sha256-" + strings.Repeat("a", 64) + ".sig"}, PushedAt: now},
 		{Digest: dg(8), Tags: []string{"v8"}, PushedAt: now.Add(-48 * time.Hour)}, // before since
+		{Digest: dg(10), PushedAt: now, Subject: dg(1), ArtifactMediaType: "sig"},  // referrer of v1, pushed later
 	}
 	eu := ecrname.Repo{Registry: ecrname.Registry{AccountID: "222222222222", Region: "eu-west-1"}, Name: "m/team/app"}
 	listings := map[ecrname.Repo]*Listing{
@@ -50,21 +51,24 @@ func TestDiffCases(t *testing.T) {
 		// 333333333333: repository missing
 	}
 	ex, d := Plan(doc, "team/app", imgs, now.Add(-time.Hour), listings)
-	if ex.ImagesSeen != 8 || ex.SkippedBefore != 1 {
+	if ex.ImagesSeen != 9 || ex.SkippedBefore != 1 {
 		t.Fatalf("expansion: %+v", ex)
 	}
 	got := map[string]string{}
 	for _, w := range d.Work {
 		got[w.Target.Destination.AccountID+" "+w.Digest[len(w.Digest)-1:]+" "+w.Tag] = w.Reason
 	}
+	// A referrer the destination lacks is work on its subject's tag (the rule copies
+	// referrers, not untagged images: the copy of the tag brings them); v2's referrer
+	// rides with v2's own copy.
 	want := map[string]string{
+		"222222222222 1 v1": ReasonReferrerMissing + " (" + dg(10) + ")",
 		"222222222222 2 v2": ReasonDigestMissing,
 		"222222222222 3 v3": ReasonTagMissing,
 		"222222222222 4 v4": ReasonTagElsewhere,
-		"222222222222 6 ":   ReasonDigestMissing,
 		"222222222222 7 sha256-" + strings.Repeat("a", 64) + ".sig": ReasonDigestMissing,
 	}
-	for _, dd := range []string{"1 v1", "2 v2", "3 v3", "4 v4", "6 ", "7 sha256-" + strings.Repeat("a", 64) + ".sig"} {
+	for _, dd := range []string{"1 v1", "2 v2", "3 v3", "4 v4", "7 sha256-" + strings.Repeat("a", 64) + ".sig"} {
 		want["333333333333 "+dd] = ReasonRepositoryMissing
 	}
 	if fmt.Sprint(got) != fmt.Sprint(want) {
@@ -74,11 +78,13 @@ func TestDiffCases(t *testing.T) {
 		t.Fatalf("totals: %d %+v", d.InSync, d.PerTarget)
 	}
 	// Digest-only work sorts first (children and referrers before what points at them).
-	if d.Work[0].Tag != "" {
-		t.Fatalf("first work item is tagged: %+v", d.Work[0])
+	for i := range d.Work[1:] {
+		if d.Work[i].Tag != "" && d.Work[i+1].Tag == "" {
+			t.Fatalf("digest-only work after tagged work: %+v", d.Work)
+		}
 	}
 	// Resuming after a key skips exactly the work up to it.
-	if rest := after(d.Work, d.Work[3].key()); len(rest) != len(d.Work)-4 {
+	if rest := After(d.Work, d.Work[3].Key()); len(rest) != len(d.Work)-4 {
 		t.Fatalf("after: %d of %d", len(rest), len(d.Work))
 	}
 }

@@ -9,6 +9,7 @@ import (
 	"strings"
 	"syscall"
 	"testing"
+	"time"
 
 	"github.com/aws/aws-lambda-go/events"
 	"github.com/aws/aws-sdk-go-v2/aws"
@@ -21,7 +22,9 @@ import (
 	"github.com/ecr-replicator/ecr-replicator/internal/destinations"
 	"github.com/ecr-replicator/ecr-replicator/internal/ecrevent"
 	"github.com/ecr-replicator/ecr-replicator/internal/eventhandler"
+	"github.com/ecr-replicator/ecr-replicator/internal/retry"
 	"github.com/ecr-replicator/ecr-replicator/internal/sandbox"
+	"github.com/ecr-replicator/ecr-replicator/internal/sqssend"
 	"github.com/ecr-replicator/ecr-replicator/internal/testing/lambdatest"
 	"github.com/ecr-replicator/ecr-replicator/internal/testing/sandboxtest"
 )
@@ -42,7 +45,7 @@ func TestEnqueueDrainedByReplicate(t *testing.T) {
 		t.Fatal(err)
 	}
 	b := e.backfill()
-	b.Queue, b.QueueURL = client, aws.ToString(q.QueueUrl)
+	b.Sender, b.QueueURL = sqssend.New(client), aws.ToString(q.QueueUrl)
 	mark := e.sb.AccessLogMark()
 	resp, err := b.Run(e.ctx, backfill.Request{}) // mode defaults to enqueue
 	if err != nil {
@@ -127,11 +130,14 @@ type flaky struct {
 	limit    int
 	sent     []string
 	calls    int
+	// resetFirst fails the first call whole, as a connection reset the SDK did not ride
+	// over (it retries resets itself; the sender does not retry a failed call again).
+	resetFirst bool
 }
 
 func (f *flaky) SendMessageBatch(_ context.Context, in *sqs.SendMessageBatchInput, _ ...func(*sqs.Options)) (*sqs.SendMessageBatchOutput, error) {
 	f.calls++
-	if f.calls == 1 {
+	if f.calls == 1 && f.resetFirst {
 		// What the SDK returns for a connection reset while sending.
 		return nil, &smithyhttp.RequestSendError{Err: &net.OpError{Op: "read", Net: "tcp", Err: syscall.ECONNRESET}}
 	}
@@ -159,10 +165,12 @@ func TestEnqueueRetriesRefusedEntries(t *testing.T) {
 	e.seed(t, []string{"r/a"}, 12)
 	for _, tc := range []struct {
 		limit, enqueued, failed int
-	}{{limit: 2, enqueued: 12}, {limit: 100, enqueued: 6, failed: 6}} {
-		f := &flaky{refusals: map[string]int{}, victim: map[string]bool{}, limit: tc.limit}
+		resetFirst              bool
+		code                    string
+	}{{limit: 2, enqueued: 12}, {limit: 100, enqueued: 6, failed: 6, code: "InternalError"}, {limit: 0, enqueued: 2, failed: 10, resetFirst: true, code: "ECONNRESET"}} {
+		f := &flaky{refusals: map[string]int{}, victim: map[string]bool{}, limit: tc.limit, resetFirst: tc.resetFirst}
 		b := e.backfill()
-		b.Queue, b.QueueURL = f, "https://sqs.example/q"
+		b.Sender, b.QueueURL = sqssend.New(f, sqssend.WithParallel(1), sqssend.WithResend(retry.Policy{Attempts: 5, Initial: time.Millisecond})), "https://sqs.example/q"
 		resp, err := b.Run(e.ctx, backfill.Request{})
 		if err != nil {
 			t.Fatal(err)
@@ -170,8 +178,8 @@ func TestEnqueueRetriesRefusedEntries(t *testing.T) {
 		if resp.Enqueued != tc.enqueued || resp.Failed != tc.failed || len(f.sent) != tc.enqueued {
 			t.Fatalf("limit %d: %+v, sent %d", tc.limit, resp, len(f.sent))
 		}
-		if tc.failed > 0 && !strings.Contains(resp.Failures[0].Reason, "InternalError") {
-			t.Fatalf("failure reason: %+v", resp.Failures[0])
+		if tc.failed > 0 && (resp.Failures[0].Code != tc.code || !strings.Contains(resp.Failures[0].Reason, "sqs:SendMessageBatch")) {
+			t.Fatalf("failure: %+v, want code %s", resp.Failures[0], tc.code)
 		}
 	}
 }

@@ -25,7 +25,6 @@ import (
 	"github.com/ecr-replicator/ecr-replicator/internal/copyengine"
 	"github.com/ecr-replicator/ecr-replicator/internal/destinations"
 	"github.com/ecr-replicator/ecr-replicator/internal/ecraccess"
-	"github.com/ecr-replicator/ecr-replicator/internal/retry"
 	"github.com/ecr-replicator/ecr-replicator/internal/rules"
 	"github.com/ecr-replicator/ecr-replicator/internal/sandbox"
 	"github.com/ecr-replicator/ecr-replicator/internal/testing/sandboxtest"
@@ -95,7 +94,6 @@ func (e *env) backfill() *backfill.Backfill {
 		SourceRegion:    sandbox.DefaultRegion,
 		Start:           func() backfill.Run { return replicator.Start() },
 		Log:             slog.New(slog.DiscardHandler),
-		Retry:           retry.Policy{Initial: time.Millisecond, Max: 10 * time.Millisecond},
 	}
 }
 
@@ -343,7 +341,7 @@ func TestDeadlineContinuation(t *testing.T) {
 	inner := b.Start
 	b.Start = func() backfill.Run { return slow{inner(), 100 * time.Millisecond} }
 	b.Concurrency = 2
-	b.Margin = 300 * time.Millisecond
+	b.Time.Margin = 300 * time.Millisecond
 	ctx, cancel := context.WithDeadline(e.ctx, time.Now().Add(1200*time.Millisecond))
 	defer cancel()
 	resp, err := b.Run(ctx, backfill.Request{})
@@ -423,7 +421,7 @@ func TestInlineCopyCutAtHardStop(t *testing.T) {
 		t.Fatal(err)
 	}
 	b := e.backfill()
-	b.Margin = 2 * time.Second
+	b.Time.Margin = 2 * time.Second
 	deadline := time.Now().Add(5 * time.Second)
 	ctx, cancel := context.WithDeadline(e.ctx, deadline)
 	defer cancel()

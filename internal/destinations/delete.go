@@ -32,7 +32,7 @@ func (r *Run) deleteOne(ctx context.Context, src Source, t rules.Target) Result 
 	}
 	rt, err := r.route(ctx, src, t, false)
 	var ae *ecraccess.Error
-	if errors.As(err, &ae) && ae.Code == "RepositoryNotFoundException" {
+	if errors.As(err, &ae) && ae.Code == ecraccess.CodeRepositoryNotFound {
 		res.Outcome, res.Reason = copyengine.Skipped, "destination repository does not exist"
 		return res
 	}

@@ -36,11 +36,20 @@ type Access struct {
 	// the resolver's own credentials (same account, or a cross-account repository policy).
 	RoleARN    string
 	ExternalID string
+	// ListOnly asks STS for a session that may only list (DescribeImages,
+	// DescribeRepositories): the role's permissions narrowed by a session policy, for a
+	// caller that must never write with the role (the reconcile).
+	ListOnly bool
 }
 
 func (a Access) key() string {
-	return a.AccountID + "|" + a.Region + "|" + a.RoleARN + "|" + a.ExternalID
+	return fmt.Sprintf("%s|%s|%s|%s|%t", a.AccountID, a.Region, a.RoleARN, a.ExternalID, a.ListOnly)
 }
+
+// listOnlyPolicy is the session policy of a ListOnly session. A session's permissions are
+// what both the role's policies and this allow ("Session policies",
+// https://docs.aws.amazon.com/IAM/latest/UserGuide/access_policies.html#policies_session).
+const listOnlyPolicy = `{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Action":["ecr:DescribeImages","ecr:DescribeRepositories"],"Resource":"*"}]}`
 
 // Resolver hands out Registries, caching them and their credentials.
 type Resolver struct {
@@ -147,7 +156,7 @@ func (r *Resolver) Registry(ctx context.Context, a Access) (*Registry, error) {
 	cfg := r.base.Copy()
 	cfg.Region = a.Region
 	if a.RoleARN != "" {
-		cfg.Credentials = r.roleCredentials(a.RoleARN, a.ExternalID)
+		cfg.Credentials = r.roleCredentials(a.RoleARN, a.ExternalID, a.ListOnly)
 	}
 	reg = &Registry{
 		access:   a,
@@ -174,8 +183,8 @@ func (r *Resolver) Warm(ctx context.Context, a Access) {
 
 // roleCredentials returns a cached credentials provider for an assumed role. The cache
 // refreshes the session before it expires (aws.CredentialsCache).
-func (r *Resolver) roleCredentials(roleARN, externalID string) aws.CredentialsProvider {
-	k := roleARN + "|" + externalID
+func (r *Resolver) roleCredentials(roleARN, externalID string, listOnly bool) aws.CredentialsProvider {
+	k := fmt.Sprintf("%s|%s|%t", roleARN, externalID, listOnly)
 	if p, ok := r.roles[k]; ok {
 		return p
 	}
@@ -184,6 +193,9 @@ func (r *Resolver) roleCredentials(roleARN, externalID string) aws.CredentialsPr
 		o.Duration = r.duration
 		if externalID != "" {
 			o.ExternalID = aws.String(externalID)
+		}
+		if listOnly {
+			o.Policy = aws.String(listOnlyPolicy)
 		}
 	})
 	p := aws.NewCredentialsCache(provider, func(o *aws.CredentialsCacheOptions) {
@@ -262,7 +274,7 @@ func (g *Registry) Host(ctx context.Context, repository string) (string, error) 
 		return "", WrapAWS("ecr:DescribeRepositories", err)
 	}
 	if len(out.Repositories) == 0 {
-		return "", &Error{Op: "ecr:DescribeRepositories", Code: "RepositoryNotFoundException", Err: fmt.Errorf("repository %s not found in %s", repository, g.access.AccountID)}
+		return "", &Error{Op: "ecr:DescribeRepositories", Code: CodeRepositoryNotFound, Err: fmt.Errorf("repository %s not found in %s", repository, g.access.AccountID)}
 	}
 	uri := aws.ToString(out.Repositories[0].RepositoryUri)
 	host, _, _ = strings.Cut(uri, "/")

@@ -30,7 +30,7 @@ func (g *Registry) ReadSettings(ctx context.Context, repository string, lifecycl
 		return s, WrapAWS("ecr:DescribeRepositories", err)
 	}
 	if len(out.Repositories) == 0 {
-		return s, &Error{Op: "ecr:DescribeRepositories", Code: "RepositoryNotFoundException", Err: errors.New("repository " + repository + " not found")}
+		return s, &Error{Op: "ecr:DescribeRepositories", Code: CodeRepositoryNotFound, Err: errors.New("repository " + repository + " not found")}
 	}
 	r := out.Repositories[0]
 	s.TagMutability = r.ImageTagMutability
@@ -83,7 +83,7 @@ func (g *Registry) EnsureRepository(ctx context.Context, repository string, sett
 	case !errors.As(err, &nf):
 		return false, WrapAWS("ecr:DescribeRepositories", err)
 	case !create:
-		return false, &Error{Op: "ecr:DescribeRepositories", Code: "RepositoryNotFoundException", Err: errors.New("destination repository " + repository + " does not exist and createRepository is false")}
+		return false, &Error{Op: "ecr:DescribeRepositories", Code: CodeRepositoryNotFound, Err: errors.New("destination repository " + repository + " does not exist and createRepository is false")}
 	}
 	in := &ecr.CreateRepositoryInput{
 		RepositoryName:                     aws.String(repository),

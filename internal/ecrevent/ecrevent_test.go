@@ -400,8 +400,12 @@ func reconcileItem() Reconcile {
 
 func TestReconcileRoundTrip(t *testing.T) {
 	scan := reconcileItem()
-	scan.Repository, scan.Cursor, scan.Scan = "", "", &Scan{After: "team-a/app"}
-	for _, r := range []Reconcile{reconcileItem(), scan} {
+	scan.Repository, scan.Cursor, scan.Scan = "", "", &Scan{Token: "opaque+/=", Skip: 40, Next: "team-b/web"}
+	first := scan
+	first.Scan, first.Hops = &Scan{}, 3
+	retried := reconcileItem()
+	retried.Attempt, retried.Destinations = 2, []SourceRegistry{{AccountID: "222222222222", Region: "eu-west-1"}}
+	for _, r := range []Reconcile{reconcileItem(), scan, first, retried} {
 		b, err := MarshalReconcile(r)
 		if err != nil {
 			t.Fatal(err)
@@ -433,8 +437,14 @@ func TestReconcileErrors(t *testing.T) {
 		{mutate(func(r *Reconcile) { r.Scan = &Scan{} }), "repository: exactly one of repository and scan"},
 		{mutate(func(r *Reconcile) { r.Repository = "A" }), "repository:"},
 		{mutate(func(r *Reconcile) { r.Cursor = strings.Repeat("x", 1025) }), "cursor: longer than 1024"},
-		{mutate(func(r *Reconcile) { r.Repository, r.Scan = "", &Scan{After: "x"} }), "cursor: only a repository item"},
+		{mutate(func(r *Reconcile) { r.Repository, r.Scan = "", &Scan{} }), "cursor: only a repository item"},
 		{mutate(func(r *Reconcile) { r.Repository, r.Cursor, r.Scan = "", "", &Scan{After: "B"} }), "scan.after:"},
+		{mutate(func(r *Reconcile) { r.Repository, r.Cursor, r.Scan = "", "", &Scan{Skip: 3} }), "scan.next: required with skip"},
+		{mutate(func(r *Reconcile) { r.Repository, r.Cursor, r.Scan = "", "", &Scan{Skip: 1001, Next: "a/b"} }), "scan.skip:"},
+		{mutate(func(r *Reconcile) { r.Repository, r.Cursor, r.Scan = "", "", &Scan{Token: strings.Repeat("t", 4097)} }), "scan.token: longer"},
+		{mutate(func(r *Reconcile) { r.Destinations = []SourceRegistry{{AccountID: "2", Region: "us-east-1"}} }), "destinations[0].accountId:"},
+		{mutate(func(r *Reconcile) { r.Attempt = MaxAttempts + 1 }), "attempt:"},
+		{mutate(func(r *Reconcile) { r.Hops = MaxHops + 1 }), "hops:"},
 		{mutate(func(r *Reconcile) { r.Scope.Tags = make([]string, 101) }), "scope: more than 100 globs"},
 		{mutate(func(r *Reconcile) { r.CreatedAt = time.Time{} }), "createdAt: required"},
 	} {

@@ -2,11 +2,11 @@ package eventhandler
 
 import (
 	"context"
-	"time"
 
 	"golang.org/x/sync/errgroup"
 
 	"github.com/ecr-replicator/ecr-replicator/internal/copyengine"
+	"github.com/ecr-replicator/ecr-replicator/internal/deadline"
 	"github.com/ecr-replicator/ecr-replicator/internal/destinations"
 	"github.com/ecr-replicator/ecr-replicator/internal/retry"
 )
@@ -20,7 +20,7 @@ func (h *Handler) execute(ctx context.Context, jobs []*job) [][]destinations.Res
 		return results
 	}
 	run := h.c.Start()
-	workCtx, cancel := h.workContext(ctx)
+	workCtx, cancel := deadline.New(ctx, h.c.Now(), deadline.Options{Reserve: h.c.Reserve}).Work(ctx)
 	defer cancel()
 	g := new(errgroup.Group)
 	g.SetLimit(h.c.Parallel)
@@ -29,8 +29,6 @@ func (h *Handler) execute(ctx context.Context, jobs []*job) [][]destinations.Res
 			switch {
 			case workCtx.Err() != nil:
 				results[i] = notStarted(j)
-			case j.reconcile != nil:
-				results[i] = []destinations.Result{h.reconcile(workCtx, j)}
 			case j.delete:
 				results[i] = run.Delete(workCtx, j.src, j.targets)
 			default:
@@ -41,31 +39,6 @@ func (h *Handler) execute(ctx context.Context, jobs []*job) [][]destinations.Res
 	}
 	g.Wait()
 	return results
-}
-
-// reconcile runs one reconcile item; its result is reported like a copy's.
-func (h *Handler) reconcile(ctx context.Context, j *job) destinations.Result {
-	start := time.Now()
-	res := destinations.Result{Result: copyengine.Result{Outcome: "reconciled"}}
-	if err := h.c.Reconcile(ctx, j.reconcile); err != nil {
-		res.Outcome, res.Err = copyengine.Failed, err
-		res.Code, res.Retryable = destinations.Classify(err)
-	}
-	res.Duration = time.Since(start)
-	return res
-}
-
-// workContext is ctx shortened by the reserve, so the copies end in time for the answer.
-func (h *Handler) workContext(ctx context.Context) (context.Context, context.CancelFunc) {
-	dl, ok := ctx.Deadline()
-	if !ok {
-		return context.WithCancel(ctx)
-	}
-	reserve := h.c.Reserve
-	if reserve <= 0 {
-		reserve = min(max(time.Until(dl)/10, 2*time.Second), 15*time.Second)
-	}
-	return context.WithDeadline(ctx, dl.Add(-reserve))
 }
 
 // errNotStarted is the failure of an image the invocation had no time left to start.
@@ -82,10 +55,6 @@ func (*notStartedError) Retryable() bool   { return true }
 // notStarted reports every target of a job the invocation did not start.
 func notStarted(j *job) []destinations.Result {
 	out := make([]destinations.Result, len(j.targets))
-	if j.reconcile != nil {
-		return []destinations.Result{{Result: copyengine.Result{Outcome: copyengine.Failed, Err: errNotStarted},
-			Code: retry.CodeDeadlineExceeded, Retryable: true}}
-	}
 	for i, t := range j.targets {
 		out[i] = destinations.Result{
 			Result: copyengine.Result{Outcome: copyengine.Failed, Digest: j.src.Digest, Tag: j.src.Tag, Err: errNotStarted},

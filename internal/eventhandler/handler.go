@@ -1,9 +1,9 @@
 // Package eventhandler is the replicate function's logic, plain Go so it can be tested
 // without Lambda: it takes a raw invocation payload (an SQS batch, a direct EventBridge
-// "ECR Image Action" event or a backfill work item), works out where each image goes
-// from the rules (plan), replicates or deletes through its destinations (execute), and
-// reports through logs, EMF metrics, optional result events and the invocation's answer
-// (report).
+// "ECR Image Action" event or a work item from a backfill or a reconcile), works out
+// where each image goes from the rules (plan), replicates or deletes through its
+// destinations (execute), and reports through logs, EMF metrics, optional result events
+// and the invocation's answer (report).
 package eventhandler
 
 import (
@@ -19,7 +19,6 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/eventbridge"
 
 	"github.com/ecr-replicator/ecr-replicator/internal/destinations"
-	"github.com/ecr-replicator/ecr-replicator/internal/ecrevent"
 	"github.com/ecr-replicator/ecr-replicator/internal/metrics"
 	"github.com/ecr-replicator/ecr-replicator/internal/rules"
 )
@@ -52,10 +51,7 @@ type Config struct {
 	// behind it (engine, limiters, credentials), the run holding what one invocation
 	// caches.
 	Start func() Run
-	// Reconcile handles a reconcile item ((*backfill.Backfill).Reconcile); nil:
-	// reconcile items are refused.
-	Reconcile func(ctx context.Context, item *ecrevent.Reconcile) error
-	Log       *slog.Logger // default: discard
+	Log *slog.Logger // default: discard
 	// EMF, when set, receives the invocation's metrics (CloudWatch Embedded Metric
 	// Format, namespace Namespace), written once at its end.
 	EMF       io.Writer
@@ -70,11 +66,7 @@ type Config struct {
 	// Reserve is the time kept back before the invocation's deadline to answer: copies
 	// still running then are cut and their messages listed in batchItemFailures, and
 	// images not started are left for redelivery, so that the partial-batch answer is
-	// delivered. Lambda returns the whole batch to the queue — successes included, each
-	// counting toward maxReceiveCount — when a function times out instead ("Handling
-	// errors for an SQS event source in Lambda",
-	// https://docs.aws.amazon.com/lambda/latest/dg/services-sqs-errorhandling.html).
-	// Zero: a tenth of the time left, at least 2 s and at most 15 s.
+	// delivered (internal/deadline says why). Zero: deadline's default.
 	Reserve time.Duration
 }
 

@@ -21,11 +21,9 @@ type message struct {
 	body []byte
 }
 
-// job is one image action to one set of targets, or one reconcile item; several
-// messages may share it.
+// job is one image action to one set of targets; several messages may share it.
 type job struct {
-	reconcile *ecrevent.Reconcile
-	delete    bool
+	delete bool
 	src       destinations.Source
 	eventID   string
 	at        time.Time // event time, for latency
@@ -74,11 +72,6 @@ func (h *Handler) plan(msgs []message, mr *metrics.Recorder) plan {
 			p.ignored++
 			continue
 		}
-		if j.reconcile != nil {
-			j.messages = []int{i}
-			p.jobs = append(p.jobs, j)
-			continue
-		}
 		var fresh []rules.Target
 		for _, t := range j.targets {
 			k := jobKey{delete: j.delete, src: j.src.Repo, digest: j.src.Digest, tag: j.src.Tag, dst: t.Repo()}
@@ -119,11 +112,7 @@ func (h *Handler) planMessage(m message) (*job, error) {
 	case ecrevent.KindWorkItem:
 		return h.planWorkItem(msg.WorkItem)
 	case ecrevent.KindReconcile:
-		if h.c.Reconcile == nil {
-			return nil, fmt.Errorf("%w: a reconcile item, and this function does not reconcile", ecrevent.ErrMalformed)
-		}
-		r := msg.Reconcile
-		return &job{reconcile: r, eventID: "reconcile:" + r.Run, src: destinations.Source{Repo: ecrname.Repo{Registry: r.Registry(), Name: r.Repository}}}, nil
+		return nil, fmt.Errorf("%w: a reconcile item: reconcile items are ReconcileFunction's, not this function's (is the reconcile queue mapped to the wrong function?)", ecrevent.ErrMalformed)
 	case ecrevent.KindImageAction:
 	default:
 		return nil, fmt.Errorf("%w: unknown message kind", ecrevent.ErrMalformed)

@@ -87,10 +87,7 @@ func (h *Handler) report(ctx context.Context, p plan, results [][]destinations.R
 // outcome logs one result, records its metrics and returns its summary entry.
 func (h *Handler) outcome(ctx context.Context, j *job, r destinations.Result, msgs []message, done time.Time, mr *metrics.Recorder) Outcome {
 	action := "replicate"
-	switch {
-	case j.reconcile != nil:
-		action = "reconcile"
-	case j.delete:
+	if j.delete {
 		action = "delete"
 	}
 	o := Outcome{
@@ -123,8 +120,6 @@ func (h *Handler) outcome(ctx context.Context, j *job, r destinations.Result, ms
 		level, msg = slog.LevelWarn, "image replication failed (will retry)"
 	case failed:
 		level, msg = slog.LevelError, "image replication failed (permanent)"
-	case j.reconcile != nil:
-		msg = "reconcile item done"
 	case j.delete:
 		msg = "image deletion mirrored"
 	}
@@ -141,24 +136,26 @@ func (h *Handler) outcome(ctx context.Context, j *job, r destinations.Result, ms
 		attrs = append(attrs, slog.String("error", o.Error))
 	}
 	h.c.Log.LogAttrs(ctx, level, msg, attrs...)
-
 	if mr != nil {
-		switch {
-		case failed:
-			mr.Add("ReplicationFailures", metrics.Count, 1, "Reason", o.Code)
-		case j.reconcile != nil:
-			// Reconcile reports its own metrics.
-		case j.delete:
-			mr.Add("ImagesDeleted", metrics.Count, 1)
-		default:
-			mr.Add("ImagesReplicated", metrics.Count, 1)
-			mr.Add("BytesCopied", metrics.Bytes, float64(r.BytesCopied))
-			if !j.at.IsZero() {
-				mr.Add("ReplicationLatency", metrics.Milliseconds, float64(done.Sub(j.at).Milliseconds()))
-			}
-		}
+		record(mr, j, o, r, failed, done)
 	}
 	return o
+}
+
+// record adds one result's metrics.
+func record(mr *metrics.Recorder, j *job, o Outcome, r destinations.Result, failed bool, done time.Time) {
+	switch {
+	case failed:
+		mr.Add("ReplicationFailures", metrics.Count, 1, "Reason", o.Code)
+	case j.delete:
+		mr.Add("ImagesDeleted", metrics.Count, 1)
+	default:
+		mr.Add("ImagesReplicated", metrics.Count, 1)
+		mr.Add("BytesCopied", metrics.Bytes, float64(r.BytesCopied))
+		if !j.at.IsZero() {
+			mr.Add("ReplicationLatency", metrics.Milliseconds, float64(done.Sub(j.at).Milliseconds()))
+		}
+	}
 }
 
 // resultDetail reuses the field names of ECR's "ECR Replication Action" event.

@@ -136,7 +136,9 @@ func (r *Recorder) Flush() error {
 	}
 	// Undimensioned metrics ride in the first line, beside the first dimensioned
 	// group, under their own directive with an empty dimension set.
-	if len(groups) > 1 && len(groups[0].dims) == 0 {
+	// A metric recorded both in all and by a dimension (an alarmed total beside its
+	// breakdown) cannot share a line: one name holds one value per line.
+	if len(groups) > 1 && len(groups[0].dims) == 0 && !sharesName(groups[0].keys, groups[1].keys) {
 		groups[1].keys = append(groups[0].keys, groups[1].keys...)
 		groups = groups[1:]
 	}
@@ -188,4 +190,15 @@ func (r *Recorder) Flush() error {
 		}
 	}
 	return nil
+}
+
+func sharesName(a, b []metricKey) bool {
+	for _, x := range a {
+		for _, y := range b {
+			if x.name == y.name {
+				return true
+			}
+		}
+	}
+	return false
 }

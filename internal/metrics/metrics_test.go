@@ -70,3 +70,26 @@ func TestFlushDimensions(t *testing.T) {
 		t.Errorf("line 1: %s", lines[1])
 	}
 }
+
+// TestFlushTotalBesideBreakdown: a metric recorded in all and by a dimension goes out as
+// two lines, each with its own value: one name holds one value per line.
+func TestFlushTotalBesideBreakdown(t *testing.T) {
+	var buf bytes.Buffer
+	r := New(&buf, DefaultNamespace)
+	r.Add("ReconcileFailures", Count, 1)
+	r.Add("ReconcileFailures", Count, 1, "Code", "AccessDeniedException")
+	r.Add("ReconcileFailures", Count, 1)
+	if err := r.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	lines := strings.Split(strings.TrimSpace(buf.String()), "\n")
+	if len(lines) != 2 {
+		t.Fatalf("want two lines, got %s", buf.String())
+	}
+	if !strings.Contains(lines[0], `"ReconcileFailures":[1,1]`) || strings.Contains(lines[0], `"Code"`) {
+		t.Errorf("total: %s", lines[0])
+	}
+	if !strings.Contains(lines[1], `"ReconcileFailures":1`) || !strings.Contains(lines[1], `"Code":"AccessDeniedException"`) {
+		t.Errorf("breakdown: %s", lines[1])
+	}
+}

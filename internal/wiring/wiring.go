@@ -1,6 +1,6 @@
 // Package wiring builds, from the environment, the dependencies the Lambda functions'
-// main.go share: logger, AWS configuration, the rules document, and the replicator
-// (registry access + copy engine). Entry points stay thin.
+// main.go share: logger, AWS configuration, the rules document, the replicator (registry
+// access + copy engine), the backfill and the reconcile. Entry points stay thin.
 package wiring
 
 import (
@@ -19,6 +19,8 @@ import (
 	"github.com/ecr-replicator/ecr-replicator/internal/backfill"
 	"github.com/ecr-replicator/ecr-replicator/internal/eventhandler"
 	"github.com/ecr-replicator/ecr-replicator/internal/metrics"
+	"github.com/ecr-replicator/ecr-replicator/internal/reconcile"
+	"github.com/ecr-replicator/ecr-replicator/internal/sqssend"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/config"
@@ -60,17 +62,23 @@ type Deps struct {
 }
 
 // Load reads the AWS configuration (standard SDK environment, including
-// AWS_ENDPOINT_URL_<SERVICE>) and the rules document (REPLICATION_RULES or
-// REPLICATION_RULES_FILE), and builds the replicator. actor names who acts in
-// RoleSessionName ("replicate", "backfill", "cli"); engine are extra copy-engine options
-// (tests shorten waits with them).
+// AWS_ENDPOINT_URL_<SERVICE>) and builds the dependencies from the process's
+// environment (New). actor names who acts in RoleSessionName ("replicate", "backfill",
+// "reconcile", "cli"); engine are extra copy-engine options (tests shorten waits with
+// them).
 func Load(ctx context.Context, actor string, log *slog.Logger, engine ...copyengine.Option) (*Deps, error) {
 	cfg, err := config.LoadDefaultConfig(ctx)
 	if err != nil {
 		return nil, fmt.Errorf("AWS configuration: %w", err)
 	}
+	return New(cfg, actor, log, os.Getenv, engine...), nil
+}
+
+// New builds the dependencies from an AWS configuration and an environment: the rules
+// document (REPLICATION_RULES or REPLICATION_RULES_FILE) and the replicator.
+func New(cfg aws.Config, actor string, log *slog.Logger, getenv func(string) string, engine ...copyengine.Option) *Deps {
 	d := &Deps{AWS: cfg, Log: log}
-	d.Rules, d.RulesErr = rules.Load(os.Getenv, os.ReadFile)
+	d.Rules, d.RulesErr = rules.Load(getenv, os.ReadFile)
 	d.Resolver = ecraccess.NewResolver(cfg, ecraccess.WithSessionName("ecr-replicator-"+actor), ecraccess.WithLogger(log))
 	if d.RulesErr == nil {
 		opts := []destinations.Option{destinations.WithLogger(log)}
@@ -78,16 +86,16 @@ func Load(ctx context.Context, actor string, log *slog.Logger, engine ...copyeng
 			opts = append(opts, destinations.WithSourceRole(arn))
 		}
 		base := []copyengine.Option{copyengine.WithLogger(log)}
-		if r, err := strconv.ParseFloat(os.Getenv(EnvPutImageRate), 64); err == nil && r > 0 {
+		if r, err := strconv.ParseFloat(getenv(EnvPutImageRate), 64); err == nil && r > 0 {
 			base = append(base, copyengine.WithManifestRate(r, max(1, int(r))))
 		}
-		if n, err := strconv.Atoi(os.Getenv(EnvWriters)); err == nil && n > 0 {
+		if n, err := strconv.Atoi(getenv(EnvWriters)); err == nil && n > 0 {
 			base = append(base, copyengine.WithWriters(n))
 		}
 		e := copyengine.New(append(base, engine...)...)
 		d.Replicator = destinations.New(d.Resolver, e, opts...)
 	}
-	return d, nil
+	return d
 }
 
 // ColdStartFailed is the handler a function starts with when its cold start failed (no
@@ -101,8 +109,7 @@ func ColdStartFailed(log *slog.Logger, err error) func(context.Context, json.Raw
 	}
 }
 
-// Environment the backfill reads (both functions: the replicate function handles the
-// reconcile queue's items with it).
+// Environment the backfill and the reconcile read.
 const (
 	EnvQueueURL          = "REPLICATION_QUEUE_URL"
 	EnvCopyQueueURL      = "COPY_QUEUE_URL"
@@ -120,14 +127,14 @@ const (
 func (d *Deps) Backfill(getenv func(string) string, emf io.Writer) *backfill.Backfill {
 	b := &backfill.Backfill{
 		Rules: d.Rules, RulesErr: d.RulesErr, Resolver: d.Resolver, SourceRegion: d.AWS.Region, Log: d.Log,
-		QueueURL: getenv(EnvQueueURL), CopyQueueURL: getenv(EnvCopyQueueURL), ReconcileQueueURL: getenv(EnvReconcileQueueURL),
+		QueueURL: getenv(EnvQueueURL), CopyQueueURL: getenv(EnvCopyQueueURL),
 		EMF: emf, Namespace: metrics.Namespace(getenv),
 	}
 	if d.Replicator != nil {
 		b.Start = func() backfill.Run { return d.Replicator.Start() }
 	}
-	if b.QueueURL != "" || b.CopyQueueURL != "" || b.ReconcileQueueURL != "" {
-		b.Queue = sqs.NewFromConfig(d.AWS)
+	if b.QueueURL != "" || b.CopyQueueURL != "" {
+		b.Sender = sqssend.New(sqs.NewFromConfig(d.AWS))
 	}
 	if n, err := strconv.Atoi(getenv(EnvConcurrency)); err == nil && n > 0 {
 		b.Concurrency = n
@@ -142,7 +149,6 @@ func (d *Deps) Handler(getenv func(string) string, emf io.Writer, adjust ...func
 	c := eventhandler.Config{Rules: d.Rules, RulesErr: d.RulesErr, Log: d.Log, EMF: emf, Namespace: metrics.Namespace(getenv)}
 	if d.Replicator != nil {
 		c.Start = func() eventhandler.Run { return d.Replicator.Start() }
-		c.Reconcile = d.Backfill(getenv, emf).Reconcile
 	}
 	if bus := getenv(eventhandler.EnvResultEventBus); bus != "" {
 		c.Events, c.EventBus = eventbridge.NewFromConfig(d.AWS), bus
@@ -151,4 +157,20 @@ func (d *Deps) Handler(getenv func(string) string, emf io.Writer, adjust ...func
 		a(&c)
 	}
 	return eventhandler.New(c)
+}
+
+// Reconciler builds the reconcile function from deps and the environment (the reconcile
+// and copy queues); EMF metrics go to emf. Tests adjust the configuration with adjust.
+func (d *Deps) Reconciler(getenv func(string) string, emf io.Writer, adjust ...func(*reconcile.Config)) *reconcile.Reconciler {
+	q := sqs.NewFromConfig(d.AWS)
+	c := reconcile.Config{
+		Rules: d.Rules, RulesErr: d.RulesErr, Resolver: d.Resolver, SourceRegion: d.AWS.Region,
+		Sender: sqssend.New(q), Queues: q,
+		ReconcileQueueURL: getenv(EnvReconcileQueueURL), CopyQueueURL: getenv(EnvCopyQueueURL),
+		Log: d.Log, EMF: emf, Namespace: metrics.Namespace(getenv),
+	}
+	for _, a := range adjust {
+		a(&c)
+	}
+	return reconcile.New(c)
 }
