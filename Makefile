@@ -43,6 +43,7 @@ demo-bin:
 	@mkdir -p $(DEMO_BIN)
 	CGO_ENABLED=0 $(GO) build -tags lambda.norpc -o $(DEMO_BIN)/replicate-bootstrap ./functions/replicate
 	CGO_ENABLED=0 $(GO) build -tags lambda.norpc -o $(DEMO_BIN)/backfill-bootstrap ./functions/backfill
+	CGO_ENABLED=0 $(GO) build -tags lambda.norpc -o $(DEMO_BIN)/reconcile-bootstrap ./functions/reconcile
 	CGO_ENABLED=0 $(GO) build -o $(DEMO_BIN)/aws-lambda-rie github.com/aws/aws-lambda-runtime-interface-emulator/cmd/aws-lambda-rie
 
 clean:
@@ -56,8 +57,8 @@ help:
 	others="$$(grep -hoE '^[A-Za-z][A-Za-z0-9_-]*:([^=]|$$)' $(MAKEFILE_LIST) | cut -d: -f1 | sort -u | grep -vxE "$$documented" | paste -sd' ' -)"; \
 	printf '  %-14s %s\n' "(others)" "$$others"
 
-# SAM build/deploy targets (build-ReplicateFunction, build-BackfillFunction, deploy,
-# invoke-backfill) and the benchmarks.
+# SAM build/deploy targets (build-ReplicateFunction, build-BackfillFunction,
+# build-ReconcileFunction, deploy, invoke-backfill, invoke-reconcile) and the benchmarks.
 include sam.mk
 include bench.mk
 include reliability.mk

@@ -40,14 +40,17 @@ func TestSamMakefileRecipes(t *testing.T) {
 	}{
 		{[]string{"build-ReplicateFunction", "ARTIFACTS_DIR=/tmp/art"}, []string{goBuild + "/tmp/art/bootstrap ./functions/replicate"}},
 		{[]string{"build-BackfillFunction", "ARTIFACTS_DIR=/tmp/art"}, []string{goBuild + "/tmp/art/bootstrap ./functions/backfill"}},
+		{[]string{"build-ReconcileFunction", "ARTIFACTS_DIR=/tmp/art"}, []string{goBuild + "/tmp/art/bootstrap ./functions/reconcile"}},
 		{[]string{"build-ReplicateFunction", "ARTIFACTS_DIR=/tmp/art", "ARCH=amd64", "GO=go1.26"},
 			[]string{`GOARCH=amd64 go1.26 build`}},
 		{[]string{"build-functions", "SAM_BUILD_DIR=/tmp/b"}, []string{
 			goBuild + "/tmp/b/ReplicateFunction/bootstrap ./functions/replicate",
 			goBuild + "/tmp/b/BackfillFunction/bootstrap ./functions/backfill",
+			goBuild + "/tmp/b/ReconcileFunction/bootstrap ./functions/reconcile",
 		}},
 		{[]string{"deploy", "SAM_DEPLOYED=/nonexistent/marker"}, []string{"sam build", "sam deploy --guided", "/nonexistent/marker"}},
 		{[]string{"invoke-backfill"}, []string{"sam remote invoke BackfillFunction --event-file events/backfill.json"}},
+		{[]string{"invoke-reconcile"}, []string{"sam remote invoke ReconcileFunction --event-file events/reconcile.json"}},
 	}
 	for _, tc := range cases {
 		cmd := makeCmd(t, append([]string{"-n"}, tc.args...)...)
@@ -80,6 +83,7 @@ func TestBuildBootstrap(t *testing.T) {
 	for _, fn := range []struct{ target, pkg string }{
 		{"build-ReplicateFunction", "replicate"},
 		{"build-BackfillFunction", "backfill"},
+		{"build-ReconcileFunction", "reconcile"},
 	} {
 		t.Run(fn.target, func(t *testing.T) {
 			if _, err := os.Stat(filepath.Join(repoRoot, "functions", fn.pkg, "main.go")); os.IsNotExist(err) {

@@ -41,11 +41,14 @@ func TestTemplateStructure(t *testing.T) {
 	wantTypes := map[string]string{
 		"ReplicateFunction":            "AWS::Serverless::Function",
 		"BackfillFunction":             "AWS::Serverless::Function",
+		"ReconcileFunction":            "AWS::Serverless::Function",
 		"ReplicateLogGroup":            "AWS::Logs::LogGroup",
 		"BackfillLogGroup":             "AWS::Logs::LogGroup",
+		"ReconcileLogGroup":            "AWS::Logs::LogGroup",
 		"ReconcileScheduleRule":        "AWS::Events::Rule",
 		"ReconcileSchedulePermission":  "AWS::Lambda::Permission",
 		"ReplicatorRole":               "AWS::IAM::Role",
+		"ReconcilerRole":               "AWS::IAM::Role",
 		"ImageActionRule":              "AWS::Events::Rule",
 		"ReplicationQueue":             "AWS::SQS::Queue",
 		"ReconcileQueue":               "AWS::SQS::Queue",
@@ -56,6 +59,8 @@ func TestTemplateStructure(t *testing.T) {
 		"ReplicateFunctionErrorsAlarm": "AWS::CloudWatch::Alarm",
 		"BackfillFunctionErrorsAlarm":  "AWS::CloudWatch::Alarm",
 		"ReconcileOverrunAlarm":        "AWS::CloudWatch::Alarm",
+		"ReconcileFailuresAlarm":       "AWS::CloudWatch::Alarm",
+		"ReconcileFunctionErrorsAlarm": "AWS::CloudWatch::Alarm",
 	}
 	got := map[string]string{}
 	for name, res := range r.section(r.raw, "Resources") {
@@ -63,15 +68,6 @@ func TestTemplateStructure(t *testing.T) {
 	}
 	if !reflect.DeepEqual(got, wantTypes) {
 		t.Errorf("resources = %v\nwant %v", got, wantTypes)
-	}
-	roles := 0
-	for _, res := range got {
-		if res == "AWS::IAM::Role" {
-			roles++
-		}
-	}
-	if roles != 1 {
-		t.Errorf("%d IAM roles, want exactly one shared role", roles)
 	}
 
 	// Parameter constraints the event source mapping and Lambda impose.
@@ -160,7 +156,7 @@ func TestFunctions(t *testing.T) {
 			want = arch
 		}
 		r := render(t, sourceTemplate, params)
-		for _, name := range []string{"ReplicateFunction", "BackfillFunction"} {
+		for _, name := range []string{"ReplicateFunction", "BackfillFunction", "ReconcileFunction"} {
 			f := r.function(name)
 			if f.Runtime != "provided.al2023" || f.Handler != "bootstrap" || f.CodeUri != "." {
 				t.Errorf("%s: Runtime %q Handler %q CodeUri %q", name, f.Runtime, f.Handler, f.CodeUri)
@@ -178,14 +174,20 @@ func TestFunctions(t *testing.T) {
 			if f.LoggingConfig["LogGroup"] != "ref:"+logGroup {
 				t.Errorf("%s: LoggingConfig.LogGroup = %v, want ref:%s", name, f.LoggingConfig["LogGroup"], logGroup)
 			}
-			if f.Role != "getatt:ReplicatorRole.Arn" {
-				t.Errorf("%s: Role = %q, want the shared ReplicatorRole", name, f.Role)
+			// The copying functions share the role destination roles trust to write; the
+			// reconcile has its own, which lists and sends only.
+			role := "getatt:ReplicatorRole.Arn"
+			if name == "ReconcileFunction" {
+				role = "getatt:ReconcilerRole.Arn"
+			}
+			if f.Role != role {
+				t.Errorf("%s: Role = %q, want %s", name, f.Role, role)
 			}
 		}
 	}
 
 	r := render(t, sourceTemplate, destination(nil))
-	sizes := map[string][2]float64{"ReplicateFunction": {1024, 300}, "BackfillFunction": {512, 900}}
+	sizes := map[string][2]float64{"ReplicateFunction": {1024, 300}, "BackfillFunction": {512, 900}, "ReconcileFunction": {256, 300}}
 	for name, want := range sizes {
 		f := r.function(name)
 		if m, to := number(t, name+" MemorySize", f.MemorySize), number(t, name+" Timeout", f.Timeout); m != want[0] || to != want[1] {
@@ -194,8 +196,9 @@ func TestFunctions(t *testing.T) {
 	}
 	r = render(t, sourceTemplate, destination(map[string]any{
 		"ReplicateMemorySize": 2048, "ReplicateTimeout": 600, "BackfillMemorySize": 256, "BackfillTimeout": 120,
+		"ReconcileMemorySize": 512, "ReconcileTimeout": 900,
 	}))
-	sizes = map[string][2]float64{"ReplicateFunction": {2048, 600}, "BackfillFunction": {256, 120}}
+	sizes = map[string][2]float64{"ReplicateFunction": {2048, 600}, "BackfillFunction": {256, 120}, "ReconcileFunction": {512, 900}}
 	for name, want := range sizes {
 		f := r.function(name)
 		if m, to := number(t, name+" MemorySize", f.MemorySize), number(t, name+" Timeout", f.Timeout); m != want[0] || to != want[1] {
@@ -204,7 +207,7 @@ func TestFunctions(t *testing.T) {
 	}
 
 	lg := r.typed().Resources
-	for _, name := range []string{"ReplicateLogGroup", "BackfillLogGroup"} {
+	for _, name := range []string{"ReplicateLogGroup", "BackfillLogGroup", "ReconcileLogGroup"} {
 		g, err := r.typed().GetLogsLogGroupWithName(name)
 		if err != nil || g.RetentionInDays == nil || *g.RetentionInDays != 30 || g.LogGroupName == nil {
 			t.Errorf("%s = %+v (%v), want a named group with 30 days retention", name, lg[name], err)
@@ -214,16 +217,22 @@ func TestFunctions(t *testing.T) {
 
 func TestFunctionEnvironment(t *testing.T) {
 	r := render(t, sourceTemplate, destination(nil))
-	for _, name := range []string{"ReplicateFunction", "BackfillFunction"} {
+	for _, name := range []string{"ReplicateFunction", "BackfillFunction", "ReconcileFunction"} {
 		env := r.function(name).Environment.Variables
-		want := []string{"COPY_QUEUE_URL", "LOG_LEVEL", "METRICS_NAMESPACE", "PUT_IMAGE_RATE", "RECONCILE_QUEUE_URL", "REPLICATION_QUEUE_URL", "REPLICATION_RULES", "RESULT_EVENT_BUS"}
-		// The replicate function's invocations start at their share of the quota: the
-		// copy queue's concurrency is how many write at once. The backfill function is
-		// one invocation.
-		if name == "ReplicateFunction" {
-			want = []string{"COPY_QUEUE_URL", "LOG_LEVEL", "METRICS_NAMESPACE", "PUT_IMAGE_RATE", "PUT_IMAGE_WRITERS", "RECONCILE_QUEUE_URL", "REPLICATION_QUEUE_URL", "REPLICATION_RULES", "RESULT_EVENT_BUS"}
+		want := []string{"COPY_QUEUE_URL", "LOG_LEVEL", "METRICS_NAMESPACE", "PUT_IMAGE_RATE", "REPLICATION_QUEUE_URL", "REPLICATION_RULES", "RESULT_EVENT_BUS"}
+		switch name {
+		case "ReplicateFunction":
+			// Its invocations start at their share of the quota: the copy queue's
+			// concurrency is how many write at once. The backfill function is one
+			// invocation.
+			want = []string{"COPY_QUEUE_URL", "LOG_LEVEL", "METRICS_NAMESPACE", "PUT_IMAGE_RATE", "PUT_IMAGE_WRITERS", "REPLICATION_QUEUE_URL", "REPLICATION_RULES", "RESULT_EVENT_BUS"}
 			if fmt.Sprint(env["PUT_IMAGE_WRITERS"]) != "2" {
 				t.Errorf("PUT_IMAGE_WRITERS = %v, want CopyConcurrency's default 2", env["PUT_IMAGE_WRITERS"])
+			}
+		case "ReconcileFunction":
+			want = []string{"COPY_QUEUE_URL", "LOG_LEVEL", "METRICS_NAMESPACE", "PUT_IMAGE_RATE", "RECONCILE_QUEUE_URL", "REPLICATION_QUEUE_URL", "REPLICATION_RULES", "RESULT_EVENT_BUS"}
+			if env["RECONCILE_QUEUE_URL"] != "ref:ReconcileQueue" {
+				t.Errorf("RECONCILE_QUEUE_URL = %v, want ref:ReconcileQueue", env["RECONCILE_QUEUE_URL"])
 			}
 		}
 		if got := keys(env); !reflect.DeepEqual(got, want) {
@@ -232,7 +241,7 @@ func TestFunctionEnvironment(t *testing.T) {
 		for k, v := range map[string]string{
 			"LOG_LEVEL": "info", "METRICS_NAMESPACE": "ECRReplicator",
 			"REPLICATION_QUEUE_URL": "ref:ReplicationQueue", "RESULT_EVENT_BUS": "",
-			"RECONCILE_QUEUE_URL": "ref:ReconcileQueue", "COPY_QUEUE_URL": "ref:CopyQueue",
+			"COPY_QUEUE_URL": "ref:CopyQueue",
 			"PUT_IMAGE_RATE": "10",
 		} {
 			if fmt.Sprint(env[k]) != v {
@@ -334,7 +343,7 @@ func TestRulesDocument(t *testing.T) {
 		r := render(t, sourceTemplate, map[string]any{
 			"ReplicationRules": doc, "DestinationRoleArns": "arn:aws:iam::222222222222:role/a",
 		})
-		for _, name := range []string{"ReplicateFunction", "BackfillFunction"} {
+		for _, name := range []string{"ReplicateFunction", "BackfillFunction", "ReconcileFunction"} {
 			if got := r.function(name).Environment.Variables["REPLICATION_RULES"]; got != doc {
 				t.Errorf("%s: REPLICATION_RULES = %q, want the ReplicationRules parameter", name, got)
 			}
@@ -344,15 +353,27 @@ func TestRulesDocument(t *testing.T) {
 
 func TestReplicateQueueEvent(t *testing.T) {
 	r := render(t, sourceTemplate, destination(nil))
-	f := r.function("ReplicateFunction")
-	if len(f.Events) != 3 {
-		t.Fatalf("ReplicateFunction events = %v, want the replication, reconcile and copy queues", f.Events)
+	events := r.function("ReplicateFunction").Events
+	if len(events) != 2 {
+		t.Fatalf("ReplicateFunction events = %v, want the replication and copy queues", events)
+	}
+	// The reconcile queue is the reconcile function's alone.
+	rec := r.function("ReconcileFunction").Events
+	if len(rec) != 1 {
+		t.Fatalf("ReconcileFunction events = %v, want the reconcile queue", rec)
+	}
+	events["ReconcileQueue"] = rec["ReconcileQueue"]
+	if f := r.resource("ReconcileFunction", "AWS::Serverless::Function"); f["RecursiveLoop"] != "Allow" {
+		t.Errorf("ReconcileFunction RecursiveLoop = %v, want Allow (its chains are bounded by hops)", f["RecursiveLoop"])
+	}
+	if f := r.resource("ReplicateFunction", "AWS::Serverless::Function"); f["RecursiveLoop"] != nil {
+		t.Errorf("ReplicateFunction RecursiveLoop = %v, want the default (Terminate): it sends to no queue it consumes", f["RecursiveLoop"])
 	}
 	wantQueue := map[string]string{"ReplicationQueue": "getatt:ReplicationQueue.Arn", "ReconcileQueue": "getatt:ReconcileQueue.Arn", "CopyQueue": "getatt:CopyQueue.Arn"}
 	wantBatch := map[string]float64{"ReplicationQueue": 5, "ReconcileQueue": 10, "CopyQueue": 10}
 	// Copies are few at once: their writers share the destinations' PutImage quota.
 	wantConcurrency := map[string]float64{"ReplicationQueue": 10, "ReconcileQueue": 10, "CopyQueue": 2}
-	for name, ev := range f.Events {
+	for name, ev := range events {
 		p := ev.Properties
 		if ev.Type != "SQS" || p["Queue"] != wantQueue[name] {
 			t.Errorf("event %s = %+v, want SQS from %s", name, ev, wantQueue[name])
@@ -369,7 +390,9 @@ func TestReplicateQueueEvent(t *testing.T) {
 		}
 	}
 	r = render(t, sourceTemplate, destination(map[string]any{"MaximumConcurrency": 2, "BatchSize": 1, "ReconcileMaximumConcurrency": 2, "ReconcileBatchSize": 1, "CopyConcurrency": 2, "CopyBatchSize": 1}))
-	for _, ev := range r.function("ReplicateFunction").Events {
+	overridden := r.function("ReplicateFunction").Events
+	overridden["ReconcileQueue"] = r.function("ReconcileFunction").Events["ReconcileQueue"]
+	for _, ev := range overridden {
 		sc, _ := ev.Properties["ScalingConfig"].(map[string]any)
 		if number(t, "MaximumConcurrency", sc["MaximumConcurrency"]) != 2 || number(t, "BatchSize", ev.Properties["BatchSize"]) != 1 {
 			t.Errorf("overrides not applied: %v", ev.Properties)
@@ -382,35 +405,42 @@ func TestReplicateQueueEvent(t *testing.T) {
 
 func TestQueueVisibilityTimeout(t *testing.T) {
 	base := render(t, sourceTemplate, destination(nil))
-	allowed := base.typed().Parameters["ReplicateTimeout"].AllowedValues
-	if len(allowed) == 0 {
-		t.Fatal("ReplicateTimeout has no AllowedValues; the visibility timeout mapping needs them")
-	}
-	values := append([]any{nil}, allowed...) // nil: the default
-	for _, v := range values {
-		params := destination(nil)
-		if v != nil {
-			params["ReplicateTimeout"] = v
+	// Each queue's visibility timeout is six times the timeout of the function that
+	// consumes it.
+	for _, c := range []struct{ param, function, queue string }{
+		{"ReplicateTimeout", "ReplicateFunction", "ReplicationQueue"},
+		{"ReplicateTimeout", "ReplicateFunction", "CopyQueue"},
+		{"ReconcileTimeout", "ReconcileFunction", "ReconcileQueue"},
+	} {
+		allowed := base.typed().Parameters[c.param].AllowedValues
+		if len(allowed) == 0 {
+			t.Fatalf("%s has no AllowedValues; the visibility timeout mapping needs them", c.param)
 		}
-		r := render(t, sourceTemplate, params)
-		timeout := number(t, "Timeout", r.function("ReplicateFunction").Timeout)
-		q, err := r.typed().GetSQSQueueWithName("ReplicationQueue")
-		if err != nil {
-			t.Fatal(err)
+		for _, v := range append([]any{nil}, allowed...) { // nil: the default
+			params := destination(nil)
+			if v != nil {
+				params[c.param] = v
+			}
+			r := render(t, sourceTemplate, params)
+			timeout := number(t, "Timeout", r.function(c.function).Timeout)
+			q, err := r.typed().GetSQSQueueWithName(c.queue)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if q.VisibilityTimeout == nil {
+				t.Fatalf("%s=%v: %s has no VisibilityTimeout", c.param, v, c.queue)
+			}
+			vt := float64(*q.VisibilityTimeout)
+			if vt < 6*timeout || vt > 43200 {
+				t.Errorf("%s=%v: %s VisibilityTimeout %v, want >= 6 x %v and <= 43200", c.param, v, c.queue, vt, timeout)
+			}
+			if timeout > 900 {
+				t.Errorf("%s %v exceeds Lambda's 900 s", c.param, timeout)
+			}
 		}
-		if q.VisibilityTimeout == nil {
-			t.Fatalf("ReplicateTimeout=%v: no VisibilityTimeout", v)
+		if q, _ := base.typed().GetSQSQueueWithName(c.queue); *q.VisibilityTimeout != 1800 {
+			t.Errorf("%s default VisibilityTimeout = %d, want 1800", c.queue, *q.VisibilityTimeout)
 		}
-		vt := float64(*q.VisibilityTimeout)
-		if vt < 6*timeout || vt > 43200 {
-			t.Errorf("ReplicateTimeout=%v: VisibilityTimeout %v, want >= 6 x %v and <= 43200", v, vt, timeout)
-		}
-		if timeout > 900 {
-			t.Errorf("ReplicateTimeout %v exceeds Lambda's 900 s", timeout)
-		}
-	}
-	if q, _ := base.typed().GetSQSQueueWithName("ReplicationQueue"); *q.VisibilityTimeout != 1800 {
-		t.Errorf("default VisibilityTimeout = %d, want 1800", *q.VisibilityTimeout)
 	}
 }
 
@@ -539,7 +569,7 @@ func TestImageActionRule(t *testing.T) {
 
 func TestReplicatorRole(t *testing.T) {
 	ecrRead := "arn:aws:ecr:us-east-1:111111111111:repository/*"
-	queue := []string{"getatt:ReplicationQueue.Arn", "getatt:ReconcileQueue.Arn", "getatt:CopyQueue.Arn"}
+	queue := []string{"getatt:ReplicationQueue.Arn", "getatt:CopyQueue.Arn"}
 	base := map[string][]string{
 		"ecr:GetAuthorizationToken":   {"*"},
 		"ecr:BatchGetImage":           {ecrRead},
@@ -549,11 +579,20 @@ func TestReplicatorRole(t *testing.T) {
 		"ecr:DescribeRepositories":    {ecrRead},
 		"ecr:GetLifecyclePolicy":      {ecrRead},
 		"ecr:ListTagsForResource":     {ecrRead},
-		"sqs:SendMessage":             queue,
+		"sqs:SendMessage":             {"getatt:CopyQueue.Arn"}, // a backfill in mode enqueue
 		"sqs:ReceiveMessage":          queue,
 		"sqs:DeleteMessage":           queue,
 		"sqs:GetQueueAttributes":      queue,
 		"sqs:ChangeMessageVisibility": queue,
+	}
+	reconciler := map[string][]string{
+		"ecr:DescribeRepositories":    {ecrRead},
+		"ecr:DescribeImages":          {ecrRead},
+		"sqs:SendMessage":             {"getatt:ReconcileQueue.Arn", "getatt:CopyQueue.Arn"},
+		"sqs:ReceiveMessage":          {"getatt:ReconcileQueue.Arn"},
+		"sqs:DeleteMessage":           {"getatt:ReconcileQueue.Arn"},
+		"sqs:ChangeMessageVisibility": {"getatt:ReconcileQueue.Arn"},
+		"sqs:GetQueueAttributes":      {"getatt:ReconcileQueue.Arn", "getatt:CopyQueue.Arn"},
 	}
 	with := func(extra map[string][]string) map[string][]string {
 		out := map[string][]string{}
@@ -588,37 +627,51 @@ func TestReplicatorRole(t *testing.T) {
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
-			role, err := render(t, sourceTemplate, tc.params).typed().GetIAMRoleWithName("ReplicatorRole")
-			if err != nil {
-				t.Fatal(err)
+			checkRole(t, render(t, sourceTemplate, tc.params), "ReplicatorRole", tc.want)
+			// The reconcile's role lists and sends; it assumes the same destination roles
+			// (for list-only sessions) and writes to no registry.
+			want := map[string][]string{"sts:AssumeRole": tc.want["sts:AssumeRole"]}
+			for k, v := range reconciler {
+				want[k] = v
 			}
-			trust := statements(t, role.AssumeRolePolicyDocument)
-			if len(trust) != 1 || !reflect.DeepEqual(trust[0].Principal, map[string]any{"Service": "lambda.amazonaws.com"}) ||
-				!reflect.DeepEqual(trust[0].Action, []string{"sts:AssumeRole"}) || trust[0].Condition != nil {
-				t.Errorf("trust policy = %+v, want Lambda only", trust)
-			}
-			if want := []string{"arn:aws:iam::aws:policy/service-role/AWSLambdaBasicExecutionRole"}; !reflect.DeepEqual(role.ManagedPolicyArns, want) {
-				t.Errorf("ManagedPolicyArns = %v, want %v", role.ManagedPolicyArns, want)
-			}
-			var all []statement
-			for _, p := range role.Policies {
-				all = append(all, statements(t, p.PolicyDocument)...)
-			}
-			got := actions(t, all)
-			if !reflect.DeepEqual(keys(got), keys(tc.want)) {
-				t.Errorf("actions = %v\nwant      %v", keys(got), keys(tc.want))
-			}
-			for a, res := range tc.want {
-				if g, ok := got[a]; ok && !reflect.DeepEqual(sorted(g), sorted(res)) {
-					t.Errorf("%s on %v, want %v", a, g, res)
-				}
-			}
-			for _, s := range all {
-				if s.Condition != nil || s.Principal != nil {
-					t.Errorf("statement %s has Condition/Principal", s.Sid)
-				}
-			}
+			checkRole(t, render(t, sourceTemplate, tc.params), "ReconcilerRole", want)
 		})
+	}
+}
+
+// checkRole checks a function role: trusted by Lambda only, the basic execution policy,
+// and exactly the actions of want on exactly their resources.
+func checkRole(t *testing.T, r *rendered, name string, want map[string][]string) {
+	t.Helper()
+	role, err := r.typed().GetIAMRoleWithName(name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	trust := statements(t, role.AssumeRolePolicyDocument)
+	if len(trust) != 1 || !reflect.DeepEqual(trust[0].Principal, map[string]any{"Service": "lambda.amazonaws.com"}) ||
+		!reflect.DeepEqual(trust[0].Action, []string{"sts:AssumeRole"}) || trust[0].Condition != nil {
+		t.Errorf("%s: trust policy = %+v, want Lambda only", name, trust)
+	}
+	if w := []string{"arn:aws:iam::aws:policy/service-role/AWSLambdaBasicExecutionRole"}; !reflect.DeepEqual(role.ManagedPolicyArns, w) {
+		t.Errorf("%s: ManagedPolicyArns = %v, want %v", name, role.ManagedPolicyArns, w)
+	}
+	var all []statement
+	for _, p := range role.Policies {
+		all = append(all, statements(t, p.PolicyDocument)...)
+	}
+	got := actions(t, all)
+	if !reflect.DeepEqual(keys(got), keys(want)) {
+		t.Errorf("%s: actions = %v\nwant      %v", name, keys(got), keys(want))
+	}
+	for a, res := range want {
+		if g, ok := got[a]; ok && !reflect.DeepEqual(sorted(g), sorted(res)) {
+			t.Errorf("%s: %s on %v, want %v", name, a, g, res)
+		}
+	}
+	for _, s := range all {
+		if s.Condition != nil || s.Principal != nil {
+			t.Errorf("%s: statement %s has Condition/Principal", name, s.Sid)
+		}
 	}
 }
 
@@ -636,7 +689,8 @@ func TestReconcileSchedule(t *testing.T) {
 		t.Fatal(err)
 	}
 	if rule.AWSCloudFormationCondition != "HasReconcileSchedule" || rule.ScheduleExpression == nil || *rule.ScheduleExpression != "rate(1 day)" ||
-		len(rule.Targets) != 1 || rule.Targets[0].Arn != "getatt:BackfillFunction.Arn" || rule.EventPattern != nil {
+		len(rule.Targets) != 1 || rule.Targets[0].Arn != "getatt:ReconcileFunction.Arn" || rule.EventPattern != nil ||
+		rule.Targets[0].Input != nil {
 		t.Errorf("schedule rule = %+v", rule)
 	}
 	perm, err := tmpl.GetLambdaPermissionWithName("ReconcileSchedulePermission")
@@ -644,7 +698,7 @@ func TestReconcileSchedule(t *testing.T) {
 		t.Fatal(err)
 	}
 	if perm.AWSCloudFormationCondition != "HasReconcileSchedule" || perm.Action != "lambda:InvokeFunction" ||
-		perm.FunctionName != "ref:BackfillFunction" || perm.Principal != "events.amazonaws.com" ||
+		perm.FunctionName != "ref:ReconcileFunction" || perm.Principal != "events.amazonaws.com" ||
 		perm.SourceArn == nil || *perm.SourceArn != "getatt:ReconcileScheduleRule.Arn" {
 		t.Errorf("permission = %+v", perm)
 	}
@@ -656,6 +710,8 @@ func TestAlarms(t *testing.T) {
 		"ReplicateFunctionErrorsAlarm": {"AWS/Lambda", "Errors", "FunctionName", "ref:ReplicateFunction"},
 		"BackfillFunctionErrorsAlarm":  {"AWS/Lambda", "Errors", "FunctionName", "ref:BackfillFunction"},
 		"ReconcileOverrunAlarm":        {"ECRReplicator", "ReconcileOverrun", "", ""},
+		"ReconcileFailuresAlarm":       {"ECRReplicator", "ReconcileFailures", "", ""},
+		"ReconcileFunctionErrorsAlarm": {"AWS/Lambda", "Errors", "FunctionName", "ref:ReconcileFunction"},
 	}
 	topic := "arn:aws:sns:us-east-1:111111111111:ops"
 	for _, withTopic := range []bool{false, true} {
@@ -694,6 +750,8 @@ func TestOutputs(t *testing.T) {
 	tmpl := render(t, sourceTemplate, destination(nil)).typed()
 	want := map[string]string{
 		"ReplicatorRoleArn":    "getatt:ReplicatorRole.Arn",
+		"ReconcilerRoleArn":    "getatt:ReconcilerRole.Arn",
+		"ReconcileFunctionArn": "getatt:ReconcileFunction.Arn",
 		"ReplicateFunctionArn": "getatt:ReplicateFunction.Arn",
 		"BackfillFunctionArn":  "getatt:BackfillFunction.Arn",
 		"ReplicationQueueUrl":  "ref:ReplicationQueue",

@@ -1,21 +1,26 @@
 package infra
 
 import (
+	"context"
 	"encoding/json"
 	"fmt"
 	"io"
 	"log/slog"
+	"os"
 	"sort"
 	"strings"
 	"testing"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/config"
+	"github.com/aws/aws-sdk-go-v2/credentials"
 	"github.com/aws/aws-sdk-go-v2/service/ecr"
 	ecrtypes "github.com/aws/aws-sdk-go-v2/service/ecr/types"
 	"github.com/aws/aws-sdk-go-v2/service/eventbridge"
 	"github.com/aws/aws-sdk-go-v2/service/sqs"
 	"github.com/google/go-containerregistry/pkg/v1/random"
 
+	"github.com/ecr-replicator/ecr-replicator/internal/ecraccess"
 	"github.com/ecr-replicator/ecr-replicator/internal/eventhandler"
 	"github.com/ecr-replicator/ecr-replicator/internal/sandbox"
 	"github.com/ecr-replicator/ecr-replicator/internal/testing/sandboxtest"
@@ -31,9 +36,10 @@ var eventSourceMappingActions = map[string]bool{
 
 // TestPoliciesGrantOnlyWhatTheCodeUses deploys both templates with every feature on
 // (repository creation with mirrored lifecycle policy and tags, delete mirroring, result
-// events, enqueue and inline backfill), runs the replicate and backfill handlers as the
-// deployed roles, and compares what the access log shows them doing with what the
-// policies grant: nothing used is denied, and nothing granted goes unused.
+// events, enqueue and inline backfill, a reconcile run), runs the replicate, backfill and
+// reconcile handlers as the deployed roles, and compares what the access log shows them
+// doing with what the policies grant: nothing used is denied, and nothing granted goes
+// unused.
 func TestPoliciesGrantOnlyWhatTheCodeUses(t *testing.T) {
 	busARN := fmt.Sprintf("arn:aws:events:%s:%s:event-bus/results", sandbox.DefaultRegion, sandbox.SourceAccount)
 	params := map[string]any{
@@ -116,13 +122,21 @@ func TestPoliciesGrantOnlyWhatTheCodeUses(t *testing.T) {
 		t.Fatal(err)
 	}
 	bf := sandboxtest.BackfillFunction(bdeps, nil)
-	for _, req := range []string{`{"dryRun":true}`, `{"mode":"enqueue"}`, `{"mode":"inline"}`, `{}`} {
+	for _, req := range []string{`{"dryRun":true}`, `{"mode":"enqueue"}`, `{"mode":"inline"}`} {
 		if _, err := bf.Handle(ctx, json.RawMessage(req)); err != nil {
 			t.Fatalf("backfill %s: %v", req, err)
 		}
 	}
-	// `{}` started a reconcile run: the replicate function handles its items, then the
-	// copies they sent, as the queues' event source mappings would hand them over.
+	// A reconcile run, as ReconcilerRole: the trigger, then the reconcile function takes
+	// its items and the replicate function the copies they sent, as the queues' event
+	// source mappings would hand them over.
+	reconciler := reconcilerAs(t, w, log)
+	if _, err := reconciler.Handle(ctx, json.RawMessage(`{}`)); err != nil {
+		t.Fatalf("reconcile trigger: %v", err)
+	}
+	handlers := map[*string]interface {
+		Handle(context.Context, json.RawMessage) (any, error)
+	}{rq.QueueUrl: reconciler, cq.QueueUrl: handler}
 	for i := range 10 {
 		q := []*string{rq.QueueUrl, cq.QueueUrl}[i%2]
 		out, err := sqs.NewFromConfig(w.Source.Config).ReceiveMessage(ctx, &sqs.ReceiveMessageInput{QueueUrl: q, MaxNumberOfMessages: 10})
@@ -136,7 +150,7 @@ func TestPoliciesGrantOnlyWhatTheCodeUses(t *testing.T) {
 		for _, m := range out.Messages {
 			recs = append(recs, sandboxtest.SQSMessage{ID: aws.ToString(m.MessageId), Body: aws.ToString(m.Body)})
 		}
-		resp, err := handler.Handle(ctx, sandboxtest.SQSBatch(1, recs...))
+		resp, err := handlers[q].Handle(ctx, sandboxtest.SQSBatch(1, recs...))
 		if b, _ := json.Marshal(resp); err != nil || !strings.Contains(string(b), `"batchItemFailures":[]`) {
 			t.Fatalf("queued items: %s %v", b, err)
 		}
@@ -165,8 +179,13 @@ func TestPoliciesGrantOnlyWhatTheCodeUses(t *testing.T) {
 	for _, e := range sandboxtest.Denials(w.SB, mark) {
 		t.Errorf("denied under the deployed policies: %s %s by %s: %s", e.Action, e.Repository, e.Principal, e.ErrorCode)
 	}
-	used := map[string]map[string]bool{sandboxtest.FunctionRole: {}, sandbox.DestinationRole: {}}
+	used := map[string]map[string]bool{sandboxtest.FunctionRole: {}, sandboxtest.ReconcilerRole: {}, sandbox.DestinationRole: {}}
 	for _, e := range w.SB.AccessLogSince(mark) {
+		// The reconcile's sessions of the destination role only list.
+		if strings.Contains(e.Principal, ":assumed-role/"+sandbox.DestinationRole+"/ecr-replicator-reconcile-") &&
+			e.Action != "ecr:DescribeImages" && e.Action != "ecr:DescribeRepositories" {
+			t.Errorf("the reconcile's destination session did %s %s", e.Action, e.Repository)
+		}
 		for role := range used {
 			// Authorized is what counts: a HEAD answered 404 still needed its action.
 			if strings.Contains(e.Principal, ":assumed-role/"+role+"/") && e.Action != "" && !denied(e) {
@@ -177,12 +196,13 @@ func TestPoliciesGrantOnlyWhatTheCodeUses(t *testing.T) {
 			}
 		}
 	}
-	for role, account := range map[string]string{sandboxtest.FunctionRole: sandbox.SourceAccount, sandbox.DestinationRole: sandbox.DestinationAccount} {
+	for role, account := range map[string]string{sandboxtest.FunctionRole: sandbox.SourceAccount, sandboxtest.ReconcilerRole: sandbox.SourceAccount, sandbox.DestinationRole: sandbox.DestinationAccount} {
 		var unused []string
 		for _, p := range w.SB.RolePolicies(account, role) {
 			for _, st := range p.Statement {
 				for _, a := range st.Action {
-					if !used[role][a] && !(role == sandboxtest.FunctionRole && eventSourceMappingActions[a]) && !unusedByDesign[a] {
+					consumer := role == sandboxtest.FunctionRole || role == sandboxtest.ReconcilerRole
+					if !used[role][a] && !(consumer && eventSourceMappingActions[a]) && !unusedByDesign[a] {
 						unused = append(unused, a)
 					}
 				}
@@ -193,6 +213,16 @@ func TestPoliciesGrantOnlyWhatTheCodeUses(t *testing.T) {
 			t.Errorf("%s grants actions the code never used: %v (used: %v)", role, unused, keys(used[role]))
 		}
 	}
+	// The list-only session the reconcile asks for cannot write, whatever the role allows.
+	listOnly, err := ecraccess.NewResolver(deps.AWS).Registry(ctx, ecraccess.Access{AccountID: sandbox.DestinationAccount,
+		Region: sandbox.DefaultRegion, RoleARN: w.DestinationRoleARN(), ExternalID: sandboxtest.ExternalID, ListOnly: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = listOnly.API().PutImage(ctx, &ecr.PutImageInput{RepositoryName: aws.String("mirror/team-a/app"), ImageManifest: aws.String("{}"), ImageTag: aws.String("x")})
+	if code := ecraccess.ErrorCode(err); code != ecraccess.CodeAccessDeniedException {
+		t.Errorf("a list-only session's PutImage answered %v, want %s", err, ecraccess.CodeAccessDeniedException)
+	}
 }
 
 func denied(e sandbox.Entry) bool {
@@ -201,3 +231,20 @@ func denied(e sandbox.Entry) bool {
 
 // unusedByDesign are granted for paths this run does not take.
 var unusedByDesign = map[string]bool{}
+
+// reconcilerAs builds the reconcile function as it runs deployed: as ReconcilerRole, with
+// the process's environment (rules, queues).
+func reconcilerAs(t *testing.T, w *sandboxtest.World, log *slog.Logger) interface {
+	Handle(context.Context, json.RawMessage) (any, error)
+} {
+	t.Helper()
+	cr, err := sandboxtest.RoleSession(w.Ctx, w.SB, sandboxtest.ReconcilerRole, "ecr-replicator-reconciler")
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg, err := config.LoadDefaultConfig(w.Ctx, config.WithCredentialsProvider(credentials.StaticCredentialsProvider{Value: cr}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return wiring.New(cfg, "reconcile", log, os.Getenv).Reconciler(os.Getenv, io.Discard)
+}

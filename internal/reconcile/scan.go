@@ -46,15 +46,14 @@ func (r *Reconciler) scan(ctx context.Context, inv *invocation, messageID string
 			repos, at = append(repos, repo), append(at, i)
 		}
 	}
-	errs := r.sendItems(ctx, repos, nil)
-	sent, unsent := r.settleSends(inv, messageID, item, errs)
+	sent, unsent, sendErr := r.fanOut(ctx, inv, messageID, item, repos)
 	var conts []continuation
 	switch {
 	case unsent < len(repos):
 		// The rest of this page later; its retry continues the listing when it is done.
 		rest := *item
 		rest.Scan = &ecrevent.Scan{Token: item.Scan.Token, Skip: at[unsent], Next: p.names[at[unsent]]}
-		conts = append(conts, r.retryOf(rest, errs[unsent]))
+		conts = append(conts, r.retryOf(rest, sendErr))
 	case p.next != "":
 		next := *item
 		next.Scan, next.Attempt, next.Hops = &ecrevent.Scan{Token: p.next}, 0, item.Hops+1
@@ -66,6 +65,23 @@ func (r *Reconciler) scan(ctx context.Context, inv *invocation, messageID string
 		inv.mr.Add("RepositoriesInScope", metrics.Count, float64(sent))
 	}
 	return r.continueWith(ctx, inv, messageID, item, conts)
+}
+
+// fanOut sends repository items sendChunk at a time and stops at the first chunk with
+// an item that may still be sent: it answers how many were sent, the index of that item
+// (len(repos) when all were settled) and its error. Stopping there bounds what its retry
+// sends again to the chunk's later batches.
+func (r *Reconciler) fanOut(ctx context.Context, inv *invocation, messageID string, item *ecrevent.Reconcile, repos []ecrevent.Reconcile) (sent, unsent int, err error) {
+	for start := 0; start < len(repos); start += sendChunk {
+		chunk := repos[start:min(start+sendChunk, len(repos))]
+		errs := r.sendItems(ctx, chunk, nil)
+		n, k := r.settleSends(inv, messageID, item, errs)
+		sent += n
+		if k < len(chunk) {
+			return sent, start + k, errs[k]
+		}
+	}
+	return sent, len(repos), nil
 }
 
 // listPage lists the page item.Scan names.

@@ -28,7 +28,7 @@ func deps(t *testing.T, pkg string) []string {
 // TestFunctionsLinkOnlyProduct: the Lambda functions link the product — never the
 // sandbox (the offline AWS), the demo, or anything only tests use.
 func TestFunctionsLinkOnlyProduct(t *testing.T) {
-	for _, fn := range []string{"functions/replicate", "functions/backfill"} {
+	for _, fn := range []string{"functions/replicate", "functions/backfill", "functions/reconcile"} {
 		for _, p := range deps(t, "../../../"+fn) {
 			if strings.HasPrefix(p, "internal/sandbox") || strings.HasPrefix(p, "internal/demo") ||
 				strings.HasPrefix(p, "internal/testing") || p == "internal/lambdarun" || p == "internal/cli" {

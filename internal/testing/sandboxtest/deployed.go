@@ -19,9 +19,11 @@ import (
 
 // What Deployed stands in for in the source account.
 const (
-	// FunctionRole is the role both functions run as: template.yaml's ReplicatorRole, named
-	// as a deployment of the stack "ecr-replicator" would show it.
+	// FunctionRole is the role the copying functions run as: template.yaml's
+	// ReplicatorRole, named as a deployment of the stack "ecr-replicator" would show it.
 	FunctionRole = "ecr-replicator-functions"
+	// ReconcilerRole is the role the reconcile function runs as: ReconcilerRole.
+	ReconcilerRole = "ecr-replicator-reconciler"
 	// StackName is the source stack's name (AWS::StackName) when templates are rendered.
 	StackName = "ecr-replicator"
 	// QueueName is the name of the stack's ReplicationQueue (and its Fn::GetAtt Arn).
@@ -36,6 +38,9 @@ const (
 
 // FunctionRoleARN is the ARN of FunctionRole (the stack's ReplicatorRoleArn output).
 func FunctionRoleARN() string { return sandbox.RoleARN(sandbox.SourceAccount, FunctionRole) }
+
+// ReconcilerRoleARN is the ARN of ReconcilerRole (the stack's ReconcilerRoleArn output).
+func ReconcilerRoleARN() string { return sandbox.RoleARN(sandbox.SourceAccount, ReconcilerRole) }
 
 // QueueARN is the ARN of a source-account queue in the default region.
 func QueueARN(name string) string {
@@ -53,12 +58,14 @@ func repoRoot() string {
 // destination account, with enforcement on:
 //
 //   - the source account gets FunctionRole with the rendered inline policies of
-//     ReplicatorRole (the managed AWSLambdaBasicExecutionRole, logs only, is not modelled).
+//     ReplicatorRole, and ReconcilerRole with ReconcilerRole's (the managed
+//     AWSLambdaBasicExecutionRole, logs only, is not modelled).
 //     Its trust policy allows the source account's admin user instead of the template's
 //     lambda.amazonaws.com service principal, which cannot call AssumeRole here; the
 //     test plays Lambda with FunctionEnv/FunctionSession.
 //   - the destination role (sandbox.DestinationRole) gets the rendered policies and trust
-//     policy of DestinationRole, for ReplicatorRoleArn = FunctionRoleARN(), ExternalId,
+//     policy of DestinationRole, for ReplicatorRoleArn = FunctionRoleARN(),
+//     ReconcilerRoleArn = ReconcilerRoleARN(), ExternalId,
 //     RepositoryPrefix, CreateRepositories and MirrorDeletes taken from params (source
 //     stack parameters of the same meaning); dest overrides any of them.
 //
@@ -81,6 +88,8 @@ func Deployed(t testing.TB, params map[string]any, dest ...map[string]any) func(
 			return QueueARN(DeadLetterQueueName), true
 		case "ReplicatorRole.Arn":
 			return FunctionRoleARN(), true
+		case "ReconcilerRole.Arn":
+			return ReconcilerRoleARN(), true
 		}
 		return "", false
 	}
@@ -95,8 +104,12 @@ func Deployed(t testing.TB, params map[string]any, dest ...map[string]any) func(
 	if err != nil {
 		t.Fatal(err)
 	}
+	reconcilerPolicies, err := src.RolePolicies("ReconcilerRole")
+	if err != nil {
+		t.Fatal(err)
+	}
 
-	dparams := map[string]any{"ReplicatorRoleArn": FunctionRoleARN()}
+	dparams := map[string]any{"ReplicatorRoleArn": FunctionRoleARN(), "ReconcilerRoleArn": ReconcilerRoleARN()}
 	for from, to := range map[string]string{
 		"ExternalId": "ExternalId", "DestinationRepositoryPrefix": "RepositoryPrefix",
 		"CreateRepositories": "CreateRepositories", "MirrorDeletes": "MirrorDeletes",
@@ -139,7 +152,8 @@ func Deployed(t testing.TB, params map[string]any, dest ...map[string]any) func(
 			a := &c.Accounts[i]
 			switch a.ID {
 			case sandbox.SourceAccount:
-				a.Roles = append(a.Roles, sandbox.RoleConfig{Name: FunctionRole, Policies: srcPolicies, TrustPolicy: srcTrust})
+				a.Roles = append(a.Roles, sandbox.RoleConfig{Name: FunctionRole, Policies: srcPolicies, TrustPolicy: srcTrust},
+					sandbox.RoleConfig{Name: ReconcilerRole, Policies: reconcilerPolicies, TrustPolicy: srcTrust})
 			case sandbox.DestinationAccount:
 				found := false
 				for j := range a.Roles {
@@ -159,6 +173,12 @@ func Deployed(t testing.TB, params map[string]any, dest ...map[string]any) func(
 // FunctionSession assumes FunctionRole as the source account's admin, as Lambda does for
 // a function, and returns the session's credentials.
 func FunctionSession(ctx context.Context, sb *sandbox.Sandbox) (aws.Credentials, error) {
+	return RoleSession(ctx, sb, FunctionRole, "ecr-replicator-function")
+}
+
+// RoleSession assumes a role of the source account (FunctionRole, ReconcilerRole) as its
+// admin, as Lambda does for a function, and returns the session's credentials.
+func RoleSession(ctx context.Context, sb *sandbox.Sandbox, role, sessionName string) (aws.Credentials, error) {
 	key, secret, err := sb.Credentials(sandbox.SourceAccount, sandbox.AdminUser)
 	if err != nil {
 		return aws.Credentials{}, err
@@ -169,11 +189,12 @@ func FunctionSession(ctx context.Context, sb *sandbox.Sandbox) (aws.Credentials,
 	if err != nil {
 		return aws.Credentials{}, err
 	}
+	arn := sandbox.RoleARN(sandbox.SourceAccount, role)
 	out, err := sts.NewFromConfig(cfg).AssumeRole(ctx, &sts.AssumeRoleInput{
-		RoleArn: aws.String(FunctionRoleARN()), RoleSessionName: aws.String("ecr-replicator-function"),
+		RoleArn: aws.String(arn), RoleSessionName: aws.String(sessionName),
 	})
 	if err != nil {
-		return aws.Credentials{}, fmt.Errorf("assuming %s: %w", FunctionRoleARN(), err)
+		return aws.Credentials{}, fmt.Errorf("assuming %s: %w", arn, err)
 	}
 	cr := out.Credentials
 	return aws.Credentials{
