@@ -103,9 +103,9 @@ type RepositoryPlan struct {
 type Response struct {
 	Mode                string `json:"mode"` // dryRun, enqueue or inline
 	RepositoriesScanned int    `json:"repositoriesScanned"`
-	ImagesSeen            int    `json:"imagesSeen"`
-	SkippedBeforeSince    int    `json:"skippedBeforeSince,omitempty"`
-	InSync                int    `json:"inSync"`
+	ImagesSeen          int    `json:"imagesSeen"`
+	SkippedBeforeSince  int    `json:"skippedBeforeSince,omitempty"`
+	InSync              int    `json:"inSync"`
 	// Drift is the work found (copies missing or wrong at a destination) in the scanned
 	// repositories.
 	Drift    int `json:"drift"`

@@ -43,7 +43,7 @@ func TestDiffCases(t *testing.T) {
 		{Digest: dg(6), PushedAt: now, Subject: dg(2), ArtifactMediaType: "sig"}, // referrer of v2
 		{Digest: dg(7), Tags: []string{"sha256-" + strings.Repeat("a", 64) + ".sig"}, PushedAt: now},
 		{Digest: dg(8), Tags: []string{"v8"}, PushedAt: now.Add(-48 * time.Hour)}, // before since
-		{Digest: dg(10), PushedAt: now, Subject: dg(1), ArtifactMediaType: "sig"},  // referrer of v1, pushed later
+		{Digest: dg(10), PushedAt: now, Subject: dg(1), ArtifactMediaType: "sig"}, // referrer of v1, pushed later
 	}
 	eu := ecrname.Repo{Registry: ecrname.Registry{AccountID: "222222222222", Region: "eu-west-1"}, Name: "m/team/app"}
 	listings := map[ecrname.Repo]*Listing{

@@ -198,7 +198,7 @@ func TestEndToEndUnderRIE(t *testing.T) {
 	}))
 	repos := repoNames("e2e", 2)
 	e.seed(t, repos, 5)
-	q, err := sqs.NewFromConfig(e.src).CreateQueue(e.ctx, &sqs.CreateQueueInput{QueueName: aws.String(sandboxtest.QueueName)})
+	q, err := sqs.NewFromConfig(e.src).CreateQueue(e.ctx, &sqs.CreateQueueInput{QueueName: aws.String(sandboxtest.CopyQueueName)})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -207,7 +207,7 @@ func TestEndToEndUnderRIE(t *testing.T) {
 		t.Fatal(err)
 	}
 	env["REPLICATION_RULES"] = strings.NewReplacer("ROLE", sandbox.RoleARN(sandbox.DestinationAccount, sandbox.DestinationRole), "EXTID", extID).Replace(defaultRules)
-	env["REPLICATION_QUEUE_URL"] = aws.ToString(q.QueueUrl)
+	env["COPY_QUEUE_URL"] = aws.ToString(q.QueueUrl)
 	env = sandboxtest.FunctionEnvFor(t, e.ctx, e.sb, env)
 	fn := lambdatest.Start(t, "github.com/ecr-replicator/ecr-replicator/functions/backfill", env)
 	defer func() {
@@ -266,7 +266,7 @@ func TestEndToEndUnderRIE(t *testing.T) {
 	if resp["mode"] != "enqueue" || resp["drift"] != 1.0 || resp["enqueued"] != 1.0 || resp["failed"] != 0.0 {
 		t.Fatalf("enqueue: %v", resp)
 	}
-	msgs, err := e.sb.QueueMessages(sandbox.SourceAccount, sandbox.DefaultRegion, sandboxtest.QueueName)
+	msgs, err := e.sb.QueueMessages(sandbox.SourceAccount, sandbox.DefaultRegion, sandboxtest.CopyQueueName)
 	if err != nil || len(msgs) != 1 {
 		t.Fatalf("queued %d messages: %v", len(msgs), err)
 	}

@@ -51,7 +51,7 @@ type Config struct {
 	// behind it (engine, limiters, credentials), the run holding what one invocation
 	// caches.
 	Start func() Run
-	Log *slog.Logger // default: discard
+	Log   *slog.Logger // default: discard
 	// EMF, when set, receives the invocation's metrics (CloudWatch Embedded Metric
 	// Format, namespace Namespace), written once at its end.
 	EMF       io.Writer

@@ -23,12 +23,12 @@ type message struct {
 
 // job is one image action to one set of targets; several messages may share it.
 type job struct {
-	delete bool
-	src       destinations.Source
-	eventID   string
-	at        time.Time // event time, for latency
-	targets   []rules.Target
-	messages  []int // indexes into the batch
+	delete   bool
+	src      destinations.Source
+	eventID  string
+	at       time.Time // event time, for latency
+	targets  []rules.Target
+	messages []int // indexes into the batch
 }
 
 // plan is what an invocation will do: the jobs, and what it will not do and why.

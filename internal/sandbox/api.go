@@ -74,7 +74,7 @@ func (s *Sandbox) serveAPI(w http.ResponseWriter, r *http.Request) {
 	var fault *APIFault
 	if aerr == nil {
 		fault = s.faults.takeAPI(apiCall{service: service, operation: op, account: entry.CallerAccount,
-			region: scope.region, resources: apiResources(c, service, op, body)})
+			region: scope.region, principal: entry.Principal, resources: apiResources(c, service, op, body)})
 		switch {
 		case fault == nil, fault.Entries > 0, fault.LostAnswer:
 		case fault.Reset:

@@ -53,6 +53,19 @@ func TestAPIFaultForms(t *testing.T) {
 		}
 	})
 
+	t.Run("principal", func(t *testing.T) {
+		if err := e.sb.InjectAPIFault(sandbox.APIFault{Service: "ecr", Principal: "*:user/" + sandbox.AdminUser, Code: "ServerException"}); err != nil {
+			t.Fatal(err)
+		}
+		if err := describe("team/a"); err != nil {
+			t.Fatalf("a fault for another principal answered: %v", err)
+		}
+		admin := ecr.NewFromConfig(e.userConfig(t, sandbox.SourceAccount, sandbox.AdminUser), noRetry)
+		if _, err := admin.DescribeImages(e.ctx, &ecr.DescribeImagesInput{RepositoryName: aws.String("team/a")}); errorCode(err) != "ServerException" {
+			t.Fatalf("the principal's call answered %v", err)
+		}
+	})
+
 	t.Run("region", func(t *testing.T) {
 		if err := e.sb.InjectAPIFault(sandbox.APIFault{Service: "ecr", Region: "eu-west-1", Code: "ServerException"}); err != nil {
 			t.Fatal(err)

@@ -171,6 +171,9 @@ type APIFault struct {
 	// resource they act on: a repository ARN (ECR), a role ARN (sts:AssumeRole), a queue
 	// ARN (SQS). Empty: any.
 	Resource string
+	// Principal, an IAM-style glob, selects calls by who makes them (a user or
+	// assumed-role session ARN). Empty: any.
+	Principal string
 	// Count is how many matching calls the fault answers (0: 1; -1: until ClearFaults
 	// or Disarm).
 	Count int
@@ -498,8 +501,8 @@ func (f *faults) count(rf RegistryFault, t faultTarget) {
 
 // apiCall describes an API call faults are matched against.
 type apiCall struct {
-	service, operation, account, region string
-	resources                           []string
+	service, operation, account, region, principal string
+	resources                                      []string
 }
 
 // takeAPI consumes one use of the first API fault matching the call.
@@ -547,6 +550,9 @@ func (af *APIFault) matches(call apiCall) bool {
 		return false
 	}
 	if af.Entries > 0 && call.operation != "SendMessageBatch" {
+		return false
+	}
+	if af.Principal != "" && !globMatch(af.Principal, call.principal, false) {
 		return false
 	}
 	return af.Resource == "" || anyResource(af.Resource, call.resources)

@@ -207,7 +207,13 @@ func RoleSession(ctx context.Context, sb *sandbox.Sandbox, role, sessionName str
 // FunctionRole session's, so a function started with it runs as its deployed role.
 func FunctionEnvFor(t testing.TB, ctx context.Context, sb *sandbox.Sandbox, env map[string]string) map[string]string {
 	t.Helper()
-	cr, err := FunctionSession(ctx, sb)
+	return RoleEnvFor(t, ctx, sb, FunctionRole, env)
+}
+
+// RoleEnvFor is FunctionEnvFor for another role of the source account (ReconcilerRole).
+func RoleEnvFor(t testing.TB, ctx context.Context, sb *sandbox.Sandbox, role string, env map[string]string) map[string]string {
+	t.Helper()
+	cr, err := RoleSession(ctx, sb, role, "ecr-replicator-"+role)
 	if err != nil {
 		t.Fatal(err)
 	}
