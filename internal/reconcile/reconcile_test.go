@@ -171,9 +171,18 @@ func TestTriggerRequests(t *testing.T) {
 	if started := out.(*reconcile.Started); started.Run != "2026-12-07T03:00:00Z" {
 		t.Errorf("run %q, want the scheduled event's time", started.Run)
 	}
+	// A second run while the first one's item waits: the previous run has not ended
+	// (ReconcileOverrun, alarmed).
+	out, err = f.r.Handle(f.w.Ctx, json.RawMessage(`{}`))
+	if err != nil || !out.(*reconcile.Started).PreviousRunIncomplete || !strings.Contains(f.emf.String(), `"ReconcileOverrun":1`) {
+		t.Errorf("second trigger: %+v %v, want the previous run incomplete\n%s", out, err, f.emf.String())
+	}
 	items := f.take(t, "reconcile")
-	if len(items) != 1 || item(t, items[0]).Scan == nil || item(t, items[0]).Scan.Token != "" {
-		t.Fatalf("the trigger sent %v, want the scan of the first page", items)
+	if len(items) != 2 || item(t, items[0]).Scan == nil || item(t, items[0]).Scan.Token != "" {
+		t.Fatalf("the triggers sent %v, want the scan of the first page each", items)
+	}
+	if out, err := f.r.Handle(f.w.Ctx, json.RawMessage(`{}`)); err != nil || out.(*reconcile.Started).PreviousRunIncomplete {
+		t.Errorf("a run after the queues emptied: %+v %v", out, err)
 	}
 }
 

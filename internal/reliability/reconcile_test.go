@@ -30,12 +30,18 @@ func reconcileRules(w *sandboxtest.World, extra string) string {
 // destination, each with v1 on both sides and v2 in the source only: n tags of drift.
 func seedDrift(t *testing.T, w *sandboxtest.World, n int) []string {
 	t.Helper()
-	ctx := w.Ctx
-	src, dst := ecr.NewFromConfig(w.Source.Config), ecr.NewFromConfig(w.Dest.Config)
 	base, err := random.Image(256, 1)
 	if err != nil {
 		t.Fatal(err)
 	}
+	return seedDriftOf(t, w, n, base)
+}
+
+// seedDriftOf is seedDrift with the image the repositories' manifests share.
+func seedDriftOf(t *testing.T, w *sandboxtest.World, n int, base v1.Image) []string {
+	t.Helper()
+	ctx := w.Ctx
+	src := ecr.NewFromConfig(w.Source.Config)
 	raw, _ := base.RawManifest()
 	mt, _ := base.MediaType()
 	names := make([]string, n)
@@ -58,7 +64,6 @@ func seedDrift(t *testing.T, w *sandboxtest.World, n int) []string {
 		})
 	}
 	wg.Wait()
-	_ = dst
 	if t.Failed() {
 		t.FailNow()
 	}
