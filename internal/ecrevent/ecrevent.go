@@ -247,24 +247,8 @@ func parseEvent(body []byte) (Message, error) {
 		msg.IgnoredReason = fmt.Sprintf("detail-type %s is not %q", ecrname.Quote(env.DetailType), DetailTypeImage)
 		return msg, nil
 	}
-	if env.Time != "" {
-		t, err := time.Parse(time.RFC3339, env.Time)
-		if err != nil {
-			return Message{}, malformed("time", "%s is not an RFC 3339 timestamp", ecrname.Quote(env.Time))
-		}
-		a.Time = t
-	}
-	if env.Account == "" {
-		return Message{}, malformed("account", "required")
-	}
-	if err := ecrname.AccountID(env.Account); err != nil {
-		return Message{}, malformed("account", "%v", err)
-	}
-	if env.Region == "" {
-		return Message{}, malformed("region", "required")
-	}
-	if err := ecrname.Region(env.Region); err != nil {
-		return Message{}, malformed("region", "%v", err)
+	if err := env.validate(a); err != nil {
+		return Message{}, err
 	}
 	if len(env.Detail) == 0 || string(env.Detail) == "null" {
 		return Message{}, malformed("detail", "required")
@@ -311,6 +295,30 @@ func parseEvent(body []byte) (Message, error) {
 		return Message{}, err
 	}
 	return msg, nil
+}
+
+// validate checks the envelope's time, account and region, and sets a's time.
+func (env *envelope) validate(a *ImageAction) error {
+	if env.Time != "" {
+		t, err := time.Parse(time.RFC3339, env.Time)
+		if err != nil {
+			return malformed("time", "%s is not an RFC 3339 timestamp", ecrname.Quote(env.Time))
+		}
+		a.Time = t
+	}
+	if env.Account == "" {
+		return malformed("account", "required")
+	}
+	if err := ecrname.AccountID(env.Account); err != nil {
+		return malformed("account", "%v", err)
+	}
+	if env.Region == "" {
+		return malformed("region", "required")
+	}
+	if err := ecrname.Region(env.Region); err != nil {
+		return malformed("region", "%v", err)
+	}
+	return nil
 }
 
 // jsonError names the field of a JSON type error; prefix is the path of

@@ -116,69 +116,9 @@ func (r *Recorder) Flush() error {
 	order, all := r.order, r.series
 	r.order, r.series = nil, map[metricKey]*series{}
 	r.mu.Unlock()
-	if len(order) == 0 {
-		return nil
-	}
-	type group struct {
-		dims map[string]string
-		keys []metricKey
-	}
-	var groups []*group
-	byDims := map[string]*group{}
-	for _, k := range order {
-		g, ok := byDims[k.dims]
-		if !ok {
-			g = &group{dims: all[k].dims}
-			byDims[k.dims] = g
-			groups = append(groups, g)
-		}
-		g.keys = append(g.keys, k)
-	}
-	// Undimensioned metrics ride in the first line, beside the first dimensioned
-	// group, under their own directive with an empty dimension set.
-	// A metric recorded both in all and by a dimension (an alarmed total beside its
-	// breakdown) cannot share a line: one name holds one value per line.
-	if len(groups) > 1 && len(groups[0].dims) == 0 && !sharesName(groups[0].keys, groups[1].keys) {
-		groups[1].keys = append(groups[0].keys, groups[1].keys...)
-		groups = groups[1:]
-	}
 	ts := r.now().UnixMilli()
-	for _, g := range groups {
-		doc := map[string]any{}
-		var plain, dimmed []metricDef
-		for _, k := range g.keys {
-			s := all[k]
-			v := s.values
-			if len(v) > MaxValues {
-				v = v[:MaxValues]
-			}
-			if len(v) == 1 {
-				doc[k.name] = v[0]
-			} else {
-				doc[k.name] = v
-			}
-			def := metricDef{Name: k.name, Unit: s.unit}
-			if len(s.dims) == 0 {
-				plain = append(plain, def)
-			} else {
-				dimmed = append(dimmed, def)
-			}
-		}
-		var dirs []directive
-		if len(plain) > 0 {
-			dirs = append(dirs, directive{Namespace: r.namespace, Dimensions: [][]string{{}}, Metrics: plain})
-		}
-		if len(dimmed) > 0 {
-			names := make([]string, 0, len(g.dims))
-			for k, v := range g.dims {
-				names = append(names, k)
-				doc[k] = v
-			}
-			sort.Strings(names)
-			dirs = append(dirs, directive{Namespace: r.namespace, Dimensions: [][]string{names}, Metrics: dimmed})
-		}
-		doc["_aws"] = map[string]any{"Timestamp": ts, "CloudWatchMetrics": dirs}
-		line, err := json.Marshal(doc)
+	for _, g := range groupByDimensions(order, all) {
+		line, err := json.Marshal(r.document(g, all, ts))
 		if err != nil {
 			return err
 		}
@@ -190,6 +130,75 @@ func (r *Recorder) Flush() error {
 		}
 	}
 	return nil
+}
+
+// group is the metrics of one EMF line: those with the same dimension values.
+type group struct {
+	dims map[string]string
+	keys []metricKey
+}
+
+// groupByDimensions groups keys by dimension values, in the order first recorded.
+// Undimensioned metrics ride in the first line, beside the first dimensioned group, under
+// their own directive with an empty dimension set — unless a metric is recorded both in
+// all and by a dimension (an alarmed total beside its breakdown): one name holds one
+// value per line.
+func groupByDimensions(order []metricKey, all map[metricKey]*series) []*group {
+	var groups []*group
+	byDims := map[string]*group{}
+	for _, k := range order {
+		g, ok := byDims[k.dims]
+		if !ok {
+			g = &group{dims: all[k].dims}
+			byDims[k.dims] = g
+			groups = append(groups, g)
+		}
+		g.keys = append(g.keys, k)
+	}
+	if len(groups) > 1 && len(groups[0].dims) == 0 && !sharesName(groups[0].keys, groups[1].keys) {
+		groups[1].keys = append(groups[0].keys, groups[1].keys...)
+		groups = groups[1:]
+	}
+	return groups
+}
+
+// document is one group's EMF document: the values, the dimensions, the directives.
+func (r *Recorder) document(g *group, all map[metricKey]*series, ts int64) map[string]any {
+	doc := map[string]any{}
+	var plain, dimmed []metricDef
+	for _, k := range g.keys {
+		s := all[k]
+		v := s.values
+		if len(v) > MaxValues {
+			v = v[:MaxValues]
+		}
+		if len(v) == 1 {
+			doc[k.name] = v[0]
+		} else {
+			doc[k.name] = v
+		}
+		def := metricDef{Name: k.name, Unit: s.unit}
+		if len(s.dims) == 0 {
+			plain = append(plain, def)
+		} else {
+			dimmed = append(dimmed, def)
+		}
+	}
+	var dirs []directive
+	if len(plain) > 0 {
+		dirs = append(dirs, directive{Namespace: r.namespace, Dimensions: [][]string{{}}, Metrics: plain})
+	}
+	if len(dimmed) > 0 {
+		names := make([]string, 0, len(g.dims))
+		for k, v := range g.dims {
+			names = append(names, k)
+			doc[k] = v
+		}
+		sort.Strings(names)
+		dirs = append(dirs, directive{Namespace: r.namespace, Dimensions: [][]string{names}, Metrics: dimmed})
+	}
+	doc["_aws"] = map[string]any{"Timestamp": ts, "CloudWatchMetrics": dirs}
+	return doc
 }
 
 func sharesName(a, b []metricKey) bool {
