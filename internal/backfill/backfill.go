@@ -426,7 +426,7 @@ func describeImages(ctx context.Context, api *ecr.Client, registryID, repo strin
 			imgs = append(imgs, Image{
 				Digest: aws.ToString(d.ImageDigest), Tags: d.ImageTags, PushedAt: aws.ToTime(d.ImagePushedAt),
 				MediaType: aws.ToString(d.ImageManifestMediaType), ArtifactMediaType: aws.ToString(d.ArtifactMediaType),
-				Subject: aws.ToString(d.SubjectManifestDigest),
+				Subject: aws.ToString(d.SubjectManifestDigest), Size: aws.ToInt64(d.ImageSizeInBytes),
 			})
 		}
 	}
