@@ -96,6 +96,10 @@ type Backfill struct {
 	EMF       io.Writer
 	Namespace string
 	Now       func() time.Time
+	// Listed, when set, is told each source repository's images as listed, before they
+	// are planned (the CLI finds the rules that select nothing). Called from one
+	// goroutine at a time.
+	Listed func(repository string, images []Image)
 }
 
 // Failure is one thing that went wrong.
@@ -499,6 +503,9 @@ func (r *run) repository(ctx context.Context, api *ecr.Client, repo, cursor stri
 	if err != nil {
 		resp.fail(Failure{Repository: repo, Reason: "ecr:DescribeImages: " + err.Error(), Code: ecraccess.ErrorCode(err)})
 		return "", true
+	}
+	if r.b.Listed != nil {
+		r.b.Listed(repo, imgs)
 	}
 	ex, diff := Plan(r.doc, repo, imgs, r.req.Since, dests)
 	r.account(repo, ex, diff, dests)

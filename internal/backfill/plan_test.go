@@ -169,7 +169,7 @@ func TestWorkSize(t *testing.T) {
 		{Digest: dg(1), Tags: []string{"v1"}, PushedAt: now, Size: 100},
 		{Digest: dg(2), Tags: []string{"v2"}, PushedAt: now, Size: 200},
 		{Digest: dg(3), Tags: []string{"v3"}, PushedAt: now, Size: 300, MediaType: index}, // largest platform: 300
-		{Digest: dg(4), PushedAt: now, Size: 300},                                          // a platform of v3
+		{Digest: dg(4), PushedAt: now, Size: 300},                                         // a platform of v3
 	}
 	eu := ecrname.Repo{Registry: ecrname.Registry{AccountID: "222222222222", Region: "eu-west-1"}, Name: "m/team/app"}
 	us := ecrname.Repo{Registry: ecrname.Registry{AccountID: "333333333333", Region: "us-east-1"}, Name: "team/app"}
