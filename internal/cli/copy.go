@@ -124,6 +124,7 @@ func addOutputFlags(f *pflag.FlagSet, output *string, quiet, noProgress *bool) {
 type copyItem struct{ tag, digest string }
 
 func runCopy(ctx context.Context, a *app, o copyOptions, srcArg, dstArg string) error {
+	start := time.Now()
 	args, err := parseCopyArgs(a, o, srcArg, dstArg)
 	if err != nil {
 		return err
@@ -153,14 +154,15 @@ func runCopy(ctx context.Context, a *app, o copyOptions, srcArg, dstArg string) 
 		}
 		return dryRunCopy(ctx, a, o, args.srcRef.Context(), src, dst, items, destMissing, unit)
 	}
-	start := time.Now()
 	// A tag or digest the source lacks fails here, before the destination repository is
 	// created: a failed first copy leaves nothing behind.
-	if missing, ok := sourceLacks(ctx, args, src, dst, items); ok {
+	if missing, err := sourceLacks(ctx, args, src, dst, items); err != nil {
+		return err
+	} else if missing != nil {
 		if !a.json() {
 			fmt.Fprintln(a.stdout, missing.line(a))
 		}
-		return reportCopy(a, unit, []imageResult{missing}, start, false)
+		return reportCopy(a, unit, []imageResult{*missing}, start, false)
 	}
 	created, err := ensureDestination(ctx, o, args, dst, settings, len(items) > 0)
 	if err != nil {
@@ -228,7 +230,7 @@ func parseCopyArgs(a *app, o copyOptions, srcArg, dstArg string) (copyArgs, erro
 		srcSide: side{which: "source", profile: o.profile, roleARN: o.sourceRole},
 		dstSide: side{which: "destination", profile: o.profile, roleARN: o.destRole, externalID: o.externalID}}
 	if o.sourceProfile != "" {
-		fmt.Fprintln(a.stderr, "ecr-replicator: --source-profile is deprecated: use --profile (and --dest-profile for a destination reached with other credentials)")
+		a.warn("--source-profile is deprecated: use --profile (and --dest-profile for a destination reached with other credentials)")
 		// The deprecated flag meant the source only: the destination kept the default chain.
 		c.srcSide.profile = o.sourceProfile
 		if o.profile == "" {

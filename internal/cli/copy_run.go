@@ -144,11 +144,12 @@ func copyItems(ctx context.Context, o copyOptions, c copyArgs, src *endpointFor)
 }
 
 // sourceLacks reads the one tag or digest a copy names (a listed tag exists) and, when
-// the source answers that it has no such manifest, returns that failure. Any other
-// answer is left to the copy, which retries what may pass.
-func sourceLacks(ctx context.Context, c copyArgs, src, dst *endpointFor, items []copyItem) (imageResult, bool) {
+// the source answers that it has no such manifest, returns that failure; a source host
+// that does not resolve is a usage error. Any other answer is left to the copy, which
+// retries what may pass.
+func sourceLacks(ctx context.Context, c copyArgs, src, dst *endpointFor, items []copyItem) (*imageResult, error) {
 	if len(items) != 1 || (c.isTag && items[0].tag != c.srcTag.TagStr()) {
-		return imageResult{}, false
+		return nil, nil
 	}
 	it := items[0]
 	ref := src.endpoint.Repository.Digest(it.digest).String()
@@ -157,12 +158,15 @@ func sourceLacks(ctx context.Context, c copyArgs, src, dst *endpointFor, items [
 	}
 	r, err := name.ParseReference(ref)
 	if err != nil {
-		return imageResult{}, false
+		return nil, nil
 	}
 	_, err = remote.Get(r, lookupOptions(ctx, src.endpoint)...)
+	if _, ok := unresolvable(err); ok {
+		return nil, registryProblem(err, "reading", c.srcRef.Context())
+	}
 	var te *transport.Error
 	if !errors.As(err, &te) || !isNotFound(err) {
-		return imageResult{}, false
+		return nil, nil
 	}
 	code := string(transport.ManifestUnknownErrorCode)
 	if len(te.Errors) > 0 {
@@ -171,7 +175,7 @@ func sourceLacks(ctx context.Context, c copyArgs, src, dst *endpointFor, items [
 	res := imageResult{Source: c.srcRef.Context().String(), Destination: c.dstRepo.String(), Tag: it.tag, Digest: it.digest, Outcome: string(copyengine.Failed)}
 	res.Err = &copyengine.Error{Op: "get source manifest", Code: code, Status: te.StatusCode, Err: err}
 	res.Code, res.Message = explainCopy(copyFailure{err: res.Err, source: res.Source, destination: res.Destination, tag: it.tag, digest: it.digest, destECR: dst.ecr != nil})
-	return res, true
+	return &res, nil
 }
 
 // executeCopy copies the items, o.concurrency at a time, in one engine run, with a
@@ -260,7 +264,11 @@ func reportCopy(a *app, unit string, results []imageResult, start time.Time, cre
 			return err
 		}
 	} else {
-		fmt.Fprintf(a.stdout, "%s: %s; %s copied\n", plural(len(results), unit), summarize(counts), humanBytes(bytes))
+		if len(results) == 0 {
+			fmt.Fprintf(a.stdout, "0 %s: nothing to copy\n", unit)
+		} else {
+			fmt.Fprintf(a.stdout, "%s: %s; %s copied\n", plural(len(results), unit), summarize(counts), humanBytes(bytes))
+		}
 	}
 	if failed > 0 {
 		return exitError{ExitFailed}
@@ -311,7 +319,11 @@ func registryProblem(err error, doing string, repo name.Repository) error {
 		}
 	}
 	p := &problem{code: code, err: err, exit: ExitFailed, op: doing}
+	host, dnsFailed := unresolvable(err)
 	switch {
+	case dnsFailed:
+		p.exit = ExitUsage
+		p.msg = unresolvableMessage(host)
 	case code == string(transport.NameUnknownErrorCode) || (code == "" && status == http.StatusNotFound):
 		p.exit = ExitUsage
 		p.msg = fmt.Sprintf("repository %s not found (%s): check the name (repository names are lowercase)", repo, orStatus(code, status))

@@ -259,7 +259,7 @@ func TestCopyErrorMessages(t *testing.T) {
 	t.Run("deprecated --source-profile", func(t *testing.T) {
 		// Still works (same meaning: the source's profile), with a notice.
 		code, _, errOut := run(t, w.Ctx, "copy", "--source-profile", "nosuch", src, dstECR+"/mirror/app")
-		if code != ExitUsage || !strings.HasPrefix(errOut, "ecr-replicator: --source-profile is deprecated: use --profile (and --dest-profile for a destination reached with other credentials)\n") ||
+		if code != ExitUsage || !strings.HasPrefix(errOut, "ecr-replicator: warning: --source-profile is deprecated: use --profile (and --dest-profile for a destination reached with other credentials)\n") ||
 			!strings.Contains(errOut, "ecr-replicator: AWS profile \"nosuch\" not found") {
 			t.Errorf("exit %d %q", code, errOut)
 		}

@@ -90,7 +90,7 @@ func TestCLIRegionIsUsage(t *testing.T) {
 
 // TestCLIFailedFirstCopyCreatesNothing: a copy whose source tag (or digest) does not
 // exist fails that image without creating the destination repository it would have
-// filled.
+// filled; --all-tags of an empty repository creates nothing either.
 func TestCLIFailedFirstCopyCreatesNothing(t *testing.T) {
 	w := sandboxtest.Start(t)
 	w.Source.CreateRepository(t, w.Ctx, &ecr.CreateRepositoryInput{RepositoryName: aws.String("team-a/app")})
@@ -110,6 +110,13 @@ func TestCLIFailedFirstCopyCreatesNothing(t *testing.T) {
 		if !errors.As(err, &nf) {
 			t.Errorf("%s: the failed copy left repository new/app (DescribeRepositories: %v)", tc.src, err)
 		}
+	}
+	w.Source.CreateRepository(t, w.Ctx, &ecr.CreateRepositoryInput{RepositoryName: aws.String("team-a/empty")})
+	r := runCLI(t, w.Ctx, nil, append([]string{"copy", "--all-tags", srcECR + "/team-a/empty", dstECR + "/new/empty"}, role...)...)
+	_, err := ecr.NewFromConfig(w.Dest.Config).DescribeRepositories(w.Ctx, &ecr.DescribeRepositoriesInput{RepositoryNames: []string{"new/empty"}})
+	var nf *ecrtypes.RepositoryNotFoundException
+	if r.code != ExitOK || r.stdout != "0 tags: nothing to copy\n" || !errors.As(err, &nf) {
+		t.Errorf("--all-tags of an empty repository:\n%s\n(DescribeRepositories new/empty: %v)", r, err)
 	}
 }
 
