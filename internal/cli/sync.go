@@ -77,7 +77,7 @@ repositories to create. Only list calls are made; no image is read and nothing i
 and why. --output json always has them (docs/CLI-JSON.md).
 
 Bytes to upload are ECR's imageSizeInBytes of each image the destination lacks: the
-compressed layers of one manifest, counted once per destination repository. A layer two
+compressed layers of one manifest, once per digest and destination repository. A layer two
 images share is counted for each (the copy uploads it once), and a layer the destination
 already has is counted too, so single images are over-counted; an index counts nothing
 when the rule copies its platforms, which a listing shows as untagged images of their
@@ -97,7 +97,8 @@ account; each destination through the role the rules name.
 ` + countedHelp + `
 
 Exit codes: 0 the plan is complete; 1 some destination or repository could not be listed
-(the plan is incomplete); 2 usage, configuration or credentials error; 130 interrupted (143 for SIGTERM).
+(the plan is incomplete); 2 usage, configuration or credentials error; 130 interrupted
+(Ctrl-C), 143 terminated (SIGTERM).
 With --detailed-exitcode, for CI (as terraform plan -detailed-exitcode): 0 complete and in
 sync, 1 error of any kind (a rule that selects no image included), 2 complete with copies
 to make.`
