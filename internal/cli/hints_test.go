@@ -40,6 +40,15 @@ func TestCLICrossAccountHints(t *testing.T) {
 		t.Errorf("source in another account:\n%s\nwant stderr\n%s", r, want)
 	}
 
+	// plan: a destination of the rules in another account, without a roleArn.
+	rules := rulesFile(t, "      - accountId: \"222222222222\"\n        region: us-east-1\n        repositoryPrefix: mirror/\n")
+	r = runCLI(t, w.Ctx, nil, "plan", "--rules", rules)
+	want = "destination 222222222222/us-east-1 (1 repository not listed): listing 222222222222/us-east-1/mirror/team-a/app was denied (AccessDeniedException): " +
+		"it is in account 222222222222, and this identity in account 111111111111; give rules[0].destinations[0] a roleArn of account 222222222222 that account 111111111111 may assume (and its externalId)\n"
+	if r.code != ExitFailed || !strings.Contains(r.stdout, want) {
+		t.Errorf("plan, destination in another account without a role:\n%s\nwant the line\n%s", r, want)
+	}
+
 	// The same registry, reached with a role: no hint, it works.
 	r = runCLI(t, w.Ctx, nil, append([]string{"copy", srcECR + "/team-a/app:v1", dstECR + "/mirror/app"}, role...)...)
 	if r.code != ExitOK || w.Dest.Digest(t, "mirror/app", "v1") == "" {
