@@ -11,11 +11,13 @@ TEST_TIMEOUT ?= 9m
 
 .PHONY: all build cli test lint fmt-check vet clean demo demo-bin
 
+## all: the default target: build
 all: build
 
 ## build: the CLI into ./bin and both Lambda bootstraps into .aws-sam/build/<Function>/
 build: cli build-functions
 
+## cli: the CLI into ./bin/ecr-replicator (version from git describe)
 cli:
 	$(GO) build -trimpath -ldflags "$(LDFLAGS)" -o bin/ecr-replicator ./cmd/ecr-replicator
 
@@ -23,14 +25,17 @@ cli:
 test: fmt-check vet
 	$(GO) test -count=1 -timeout $(TEST_TIMEOUT) ./...
 
+## fmt-check: fail listing the Go files gofmt would change
 fmt-check:
 	@out=$$(gofmt -l $$(git ls-files -co --exclude-standard '*.go')); \
 	if [ -n "$$out" ]; then echo "gofmt would change:"; echo "$$out"; exit 1; fi
 
+## vet: go vet, of the module and of bench/
 vet:
 	$(GO) vet ./...
 	$(GO) -C bench vet ./...
 
+## lint: fmt-check and vet, without the tests
 lint: fmt-check vet
 
 DEMO_BIN := .demo/bin
@@ -39,6 +44,7 @@ DEMO_BIN := .demo/bin
 demo: demo-bin
 	$(GO) run ./cmd/ecr-replicator demo --bin $(DEMO_BIN)
 
+## demo-bin: the two bootstraps and the Lambda RIE for this machine, into .demo/bin (make demo builds them)
 demo-bin:
 	@mkdir -p $(DEMO_BIN)
 	CGO_ENABLED=0 $(GO) build -tags lambda.norpc -o $(DEMO_BIN)/replicate-bootstrap ./functions/replicate
@@ -46,16 +52,17 @@ demo-bin:
 	CGO_ENABLED=0 $(GO) build -tags lambda.norpc -o $(DEMO_BIN)/reconcile-bootstrap ./functions/reconcile
 	CGO_ENABLED=0 $(GO) build -o $(DEMO_BIN)/aws-lambda-rie github.com/aws/aws-lambda-runtime-interface-emulator/cmd/aws-lambda-rie
 
+## clean: remove bin/, .aws-sam/ (and the first-deploy marker) and .demo/
 clean:
 	rm -rf bin .aws-sam .demo
 
-## help: this list: the targets with a "## target:" comment (in this file and the ones it includes), then the others
+## help: this list: every target, with its "## target:" comment (in this file and the ones it includes)
 .PHONY: help
 help:
-	@awk '/^## [A-Za-z0-9_-]+: /{sub(/^## /, ""); n=index($$0, ": "); printf "  %-14s %s\n", substr($$0, 1, n-1), substr($$0, n+2)}' $(MAKEFILE_LIST)
+	@awk '/^## [A-Za-z0-9_-]+: /{sub(/^## /, ""); n=index($$0, ": "); printf "  %-24s %s\n", substr($$0, 1, n-1), substr($$0, n+2)}' $(MAKEFILE_LIST)
 	@documented="$$(grep -hoE '^## [A-Za-z0-9_-]+:' $(MAKEFILE_LIST) | sed 's/^## //; s/:$$//' | paste -sd'|' -)"; \
 	others="$$(grep -hoE '^[A-Za-z][A-Za-z0-9_-]*:([^=]|$$)' $(MAKEFILE_LIST) | cut -d: -f1 | sort -u | grep -vxE "$$documented" | paste -sd' ' -)"; \
-	printf '  %-14s %s\n' "(others)" "$$others"
+	if [ -n "$$others" ]; then printf '  %-24s %s\n' "(undescribed)" "$$others"; fi
 
 # SAM build/deploy targets (build-ReplicateFunction, build-BackfillFunction,
 # build-ReconcileFunction, deploy, invoke-backfill, invoke-reconcile) and the benchmarks.

@@ -56,6 +56,7 @@ bench-scale:
 		-concurrency $(SCALE_CONCURRENCY) -out $(CURDIR)/bench/RESULTS.md
 	$(BENCH_BIN)/scale -inline $(SCALE_INLINE) -latency $(SCALE_LATENCY) -out $(CURDIR)/bench/RESULTS.md
 
+## bench-clean: remove bench/_work (the benchmarks' binaries and scratch space)
 bench-clean:
 	rm -rf bench/_work
 

@@ -26,6 +26,7 @@ FUZZ_TARGETS := \
 
 .PHONY: soak fuzz fault-matrix reconcile-matrix
 
+## soak: 10 minutes of random pushes, moves, deletes and faults, then 10,000 interleavings of racing, killed invocations (SOAK_DURATION, SOAK_SEED)
 soak:
 	@# -timeout 0: the soak bounds itself by SOAK_DURATION (plus the final reconciliation).
 	SOAK_DURATION=$(SOAK_DURATION) SOAK_SEED=$(SOAK_SEED) $(GO) test -count=1 -v -timeout 0 \
@@ -35,6 +36,7 @@ soak:
 	INTERLEAVE_SCHEDULES=$(INTERLEAVE_SCHEDULES) INTERLEAVE_SEED=$(SOAK_SEED) $(GO) test -count=1 -v -timeout 0 \
 		-run '^TestInterleavings$$' ./internal/reliability/ 2>&1 | grep -E '^(---|ok|FAIL|PASS)|OBSERVED|Error'; exit $${PIPESTATUS[0]}
 
+## fuzz: every fuzz target for FUZZTIME (1m) each, one after the other
 fuzz:
 	@set -e; for t in $(FUZZ_TARGETS); do \
 		pkg=$${t%%:*}; fn=$${t##*:}; \

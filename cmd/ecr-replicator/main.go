@@ -6,6 +6,7 @@ import (
 	"context"
 	"os"
 	"os/signal"
+	"sync/atomic"
 	"syscall"
 
 	"github.com/ecr-replicator/ecr-replicator/internal/cli"
@@ -13,13 +14,21 @@ import (
 
 func main() {
 	// The first Ctrl-C (or SIGTERM) cancels the run, which then reports what is done and
-	// what is left and exits 130; a second one ends the process at once.
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	// what is left and exits 130 (143 for SIGTERM: 128 + the signal, as a shell reports a
+	// process the signal ended); a second one ends the process at once.
+	ctx, cancel := context.WithCancel(context.Background())
+	sigs := make(chan os.Signal, 1)
+	signal.Notify(sigs, os.Interrupt, syscall.SIGTERM)
+	var terminated atomic.Bool
 	go func() {
-		<-ctx.Done()
-		stop()
+		sig := <-sigs
+		terminated.Store(sig == syscall.SIGTERM)
+		signal.Reset(os.Interrupt, syscall.SIGTERM)
+		cancel()
 	}()
 	code := cli.Run(ctx, os.Args[1:], os.Stdout, os.Stderr)
-	stop()
+	if code == cli.ExitInterrupted && terminated.Load() {
+		code = cli.ExitTerminated
+	}
 	os.Exit(code)
 }

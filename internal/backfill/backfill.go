@@ -78,6 +78,10 @@ type Backfill struct {
 	EMF       io.Writer
 	Namespace string
 	Now       func() time.Time
+	// Listed, when set, is told each source repository's images as listed, before they
+	// are planned (the CLI finds the rules that select nothing). Called from one
+	// goroutine at a time.
+	Listed func(repository string, images []Image)
 }
 
 // Failure is one thing that went wrong.
@@ -389,7 +393,7 @@ func Images(ctx context.Context, api ecr.DescribeImagesAPIClient, registryID, re
 			imgs = append(imgs, Image{
 				Digest: aws.ToString(d.ImageDigest), Tags: d.ImageTags, PushedAt: aws.ToTime(d.ImagePushedAt),
 				MediaType: aws.ToString(d.ImageManifestMediaType), ArtifactMediaType: aws.ToString(d.ArtifactMediaType),
-				Subject: aws.ToString(d.SubjectManifestDigest),
+				Subject: aws.ToString(d.SubjectManifestDigest), Size: aws.ToInt64(d.ImageSizeInBytes),
 			})
 		}
 	}
@@ -466,6 +470,9 @@ func (r *run) repository(ctx context.Context, api *ecr.Client, repo, cursor stri
 		code, _ := retry.Classify(err)
 		resp.fail(Failure{Repository: repo, Reason: err.Error(), Code: code})
 		return "", true
+	}
+	if r.b.Listed != nil {
+		r.b.Listed(repo, imgs)
 	}
 	ex, diff := Plan(r.doc, repo, imgs, r.req.Since, dests)
 	r.account(repo, ex, diff, dests)

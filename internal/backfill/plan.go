@@ -1,9 +1,12 @@
 package backfill
 
 import (
+	"slices"
 	"sort"
 	"strings"
 	"time"
+
+	"github.com/google/go-containerregistry/pkg/v1/types"
 
 	"github.com/ecr-replicator/ecr-replicator/internal/ecrname"
 	"github.com/ecr-replicator/ecr-replicator/internal/rules"
@@ -17,6 +20,11 @@ type Image struct {
 	MediaType         string // imageManifestMediaType
 	ArtifactMediaType string
 	Subject           string // subjectManifestDigest: an OCI referrer (signature, SBOM, …)
+	// Size is imageSizeInBytes: the compressed layers of one image manifest (the bytes
+	// a registry stores for it, shared layers included); for an index, its largest
+	// platform's, not the sum
+	// (https://docs.aws.amazon.com/AmazonECR/latest/APIReference/API_ImageDetail.html).
+	Size int64
 }
 
 // Listing is what a destination repository holds, from DescribeImages.
@@ -36,7 +44,12 @@ type Work struct {
 	Tag        string // "" for a digest-only copy
 	Target     rules.Target
 	Reason     string
-	k          string // Key(), computed once
+	// Size is what the copy may upload, from the listing: the image's Size when the
+	// destination lacks the digest, 0 when only a tag is written. An index counts 0 when
+	// its platforms are copies of their own (the rule replicates untagged images, which
+	// is how a listing shows them); otherwise its Size, the largest platform only.
+	Size int64
+	k    string // Key(), computed once
 }
 
 // key orders work deterministically within a repository: digest-only copies first (a
@@ -75,6 +88,7 @@ type Candidate struct {
 	// subject under SubjectTag — the copy brings the subject's referrers — since the
 	// replicate function accepts work only for what the rules select.
 	Subject, SubjectTag string
+	Size                int64 // the image's Size, or 0 for an index whose platforms are candidates too
 }
 
 // Expansion is what the rules ask for in one source repository.
@@ -146,7 +160,7 @@ func Expand(doc *rules.Document, repo string, images []Image, since time.Time) E
 			}
 			for _, t := range untagged {
 				if accept(t) {
-					ex.Candidates = append(ex.Candidates, Candidate{Digest: img.Digest, Target: t})
+					ex.Candidates = append(ex.Candidates, Candidate{Digest: img.Digest, Target: t, Size: img.Size})
 				}
 			}
 			continue
@@ -156,7 +170,16 @@ func Expand(doc *rules.Document, repo string, images []Image, since time.Time) E
 				if !accept(t) {
 					continue
 				}
-				ex.Candidates = append(ex.Candidates, Candidate{Digest: img.Digest, Tag: tag, Target: t})
+				size := img.Size
+				if types.MediaType(img.MediaType).IsIndex() {
+					if !untaggedDone {
+						untagged, untaggedDone = doc.Targets(repo, ""), true
+					}
+					if slices.ContainsFunc(untagged, func(u rules.Target) bool { return u.Repo() == t.Repo() }) {
+						size = 0 // its platforms, untagged in the listing, are candidates of their own
+					}
+				}
+				ex.Candidates = append(ex.Candidates, Candidate{Digest: img.Digest, Tag: tag, Target: t, Size: size})
 				if t.Referrers && subjectTargets != nil {
 					subjectTargets[img.Digest] = appendTarget(subjectTargets[img.Digest], Candidate{Digest: img.Digest, Tag: tag, Target: t})
 				}
@@ -165,7 +188,7 @@ func Expand(doc *rules.Document, repo string, images []Image, since time.Time) E
 	}
 	for _, img := range referrers {
 		for _, via := range subjectTargets[img.Subject] {
-			ex.Candidates = append(ex.Candidates, Candidate{Digest: img.Digest, Target: via.Target, Subject: via.Digest, SubjectTag: via.Tag})
+			ex.Candidates = append(ex.Candidates, Candidate{Digest: img.Digest, Target: via.Target, Subject: via.Digest, SubjectTag: via.Tag, Size: img.Size})
 		}
 	}
 	return ex
@@ -228,6 +251,7 @@ func DiffRepository(repo string, cands []Candidate, listings map[ecrname.Repo]*L
 			d.PerTarget[k] = tt
 		}
 		reason := ""
+		missing := l == nil || !l.Exists || !l.Digests[c.Digest]
 		switch {
 		case l == nil || !l.Exists:
 			reason = ReasonRepositoryMissing
@@ -255,6 +279,9 @@ func DiffRepository(repo string, cands []Candidate, listings map[ecrname.Repo]*L
 		}
 		// Several rules can produce the same copy; keep one.
 		w := Work{Repository: repo, Digest: c.Digest, Tag: c.Tag, Target: c.Target, Reason: reason}
+		if missing {
+			w.Size = c.Size
+		}
 		if c.Subject != "" {
 			w.Digest, w.Tag, w.Reason = c.Subject, c.SubjectTag, ReasonReferrerMissing+" ("+c.Digest+")"
 		}

@@ -164,3 +164,39 @@ rules:
 		}
 	}
 }
+
+// TestWorkSize: a copy's Size is the listing's imageSizeInBytes when the destination
+// lacks the digest, 0 when only a tag is written, and 0 for an index whose platforms
+// (untagged in the listing) are copies of their own.
+func TestWorkSize(t *testing.T) {
+	const index = "application/vnd.oci.image.index.v1+json"
+	now := time.Now()
+	imgs := []Image{
+		{Digest: dg(1), Tags: []string{"v1"}, PushedAt: now, Size: 100},
+		{Digest: dg(2), Tags: []string{"v2"}, PushedAt: now, Size: 200},
+		{Digest: dg(3), Tags: []string{"v3"}, PushedAt: now, Size: 300, MediaType: index}, // largest platform: 300
+		{Digest: dg(4), PushedAt: now, Size: 300},                                         // a platform of v3
+	}
+	eu := ecrname.Repo{Registry: ecrname.Registry{AccountID: "222222222222", Region: "eu-west-1"}, Name: "m/team/app"}
+	us := ecrname.Repo{Registry: ecrname.Registry{AccountID: "333333333333", Region: "us-east-1"}, Name: "team/app"}
+	for _, tc := range []struct {
+		untagged bool
+		want     map[string]int64 // account digest tag → size
+	}{
+		{true, map[string]int64{"2 1 v1": 0, "2 2 v2": 200, "2 3 v3": 0, "2 4 ": 300, "3 1 v1": 100, "3 2 v2": 200, "3 3 v3": 0, "3 4 ": 300}},
+		{false, map[string]int64{"2 1 v1": 0, "2 2 v2": 200, "2 3 v3": 300, "3 1 v1": 100, "3 2 v2": 200, "3 3 v3": 300}},
+	} {
+		listings := map[ecrname.Repo]*Listing{
+			eu: {Exists: true, Digests: map[string]bool{dg(1): true}, Tags: map[string]string{}}, // v1's digest is there, untagged
+			us: {Exists: true, Digests: map[string]bool{}, Tags: map[string]string{}},
+		}
+		_, d := Plan(mustRules(t, tc.untagged, true), "team/app", imgs, time.Time{}, listings)
+		got := map[string]int64{}
+		for _, w := range d.Work {
+			got[w.Target.Destination.AccountID[:1]+" "+w.Digest[len(w.Digest)-1:]+" "+w.Tag] = w.Size
+		}
+		if fmt.Sprint(got) != fmt.Sprint(tc.want) {
+			t.Errorf("untagged %v: sizes\n got %v\nwant %v", tc.untagged, got, tc.want)
+		}
+	}
+}

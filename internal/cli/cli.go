@@ -20,8 +20,10 @@ const (
 	ExitOK     = 0 // everything replicated (or already present); a plan that could look everywhere
 	ExitFailed = 1 // some images failed (listed), or a plan could not look at some destination
 	ExitUsage  = 2 // usage, configuration or credentials: nothing was attempted
-	// ExitInterrupted is what a shell reports for a command ended by Ctrl-C (128 + SIGINT).
+	// ExitInterrupted is what a shell reports for a command ended by Ctrl-C (128 + SIGINT);
+	// main turns it into ExitTerminated when SIGTERM ended the run.
 	ExitInterrupted = 130
+	ExitTerminated  = 143 // 128 + SIGTERM
 )
 
 // With --detailed-exitcode (plan, sync --dry-run, copy --dry-run) the codes are those
@@ -33,18 +35,34 @@ const (
 
 const exitCodesHelp = `Exit codes: 0 everything replicated or already present; 1 some images failed (each is
 listed); 2 usage, configuration or credentials error (nothing was attempted); 130
-interrupted (Ctrl-C; rerun to resume).`
+interrupted (Ctrl-C), 143 terminated (SIGTERM): rerun to resume.`
 
 // Version is set at build time with -ldflags "-X …/internal/cli.Version=…".
 var Version = "dev"
 
-// app is what every command shares: where output goes, the output format once a command
-// parsed it, and --debug.
+// app is what every command shares: where output goes, the output format and the
+// progress flags once a command parsed them, --debug, and the warnings said so far.
 type app struct {
 	stdout, stderr io.Writer
+	getenv         func(string) string
 	debug          bool
 	output         string // "text" or "json", set by commands that have --output
+	quiet          bool   // --quiet: failures and the summary only, no progress
+	noProgress     bool   // --no-progress
+	command        string // "copy", "plan" or "sync", for the JSON document
 	args           []string
+	warnings       []string // said on stderr (text) or in the JSON document
+}
+
+// warn says something the user should know that does not stop the command: on stderr
+// at once, or in the JSON document's warnings.
+func (a *app) warn(format string, args ...any) {
+	msg := fmt.Sprintf(format, args...)
+	if a.json() {
+		a.warnings = append(a.warnings, msg)
+		return
+	}
+	fmt.Fprintln(a.stderr, "ecr-replicator: warning: "+msg)
 }
 
 // logger is the engine's logger: silent, or debug lines on stderr with --debug.
@@ -55,9 +73,21 @@ func (a *app) logger() *slog.Logger {
 	return slog.New(slog.NewTextHandler(a.stderr, &slog.HandlerOptions{Level: slog.LevelDebug}))
 }
 
-// stderrIsTerminal reports whether progress can be drawn as a bar.
-func (a *app) stderrIsTerminal() bool {
-	f, ok := a.stderr.(*os.File)
+// showProgress reports whether a progress bar is drawn: only where a person watches — on
+// a terminal that can redraw a line (not TERM=dumb) — and not with --quiet or
+// --no-progress.
+func (a *app) showProgress() bool {
+	return !a.quiet && !a.noProgress && a.getenv("TERM") != "dumb" && isTerminal(a.stderr)
+}
+
+// colour reports whether result lines are coloured: on a terminal, unless NO_COLOR is
+// set to anything (https://no-color.org) or TERM=dumb.
+func (a *app) colour() bool {
+	return !a.json() && a.getenv("NO_COLOR") == "" && a.getenv("TERM") != "dumb" && isTerminal(a.stdout)
+}
+
+func isTerminal(w io.Writer) bool {
+	f, ok := w.(*os.File)
 	return ok && term.IsTerminal(int(f.Fd()))
 }
 
@@ -85,12 +115,17 @@ func (e exitError) Error() string { return fmt.Sprintf("exit %d", e.code) }
 
 // Run executes the command line args and returns the process exit code.
 func Run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
-	a := &app{stdout: stdout, stderr: stderr, args: args}
+	a := &app{stdout: stdout, stderr: stderr, args: args, getenv: os.Getenv}
 	root := newRoot(a)
 	root.SetArgs(args)
 	root.SetOut(stdout)
 	root.SetErr(stderr)
 	err := root.ExecuteContext(ctx)
+	if a.command == "" {
+		if c, _, ferr := root.Find(args); ferr == nil && c != root {
+			a.command = c.Name()
+		}
+	}
 	return a.finish(ctx, err)
 }
 
@@ -106,7 +141,7 @@ func (a *app) finish(ctx context.Context, err error) int {
 	}
 	p := explain(ctx, err)
 	if a.json() {
-		_ = writeJSONTo(a.stdout, map[string]any{"error": p.jsonObject(a.debug)})
+		_ = writeJSONTo(a.stdout, errorDocument{SchemaVersion: schemaVersion, Command: a.command, Error: p.jsonObject(a.debug), Warnings: a.warnings})
 	} else {
 		fmt.Fprintln(a.stderr, "ecr-replicator: "+p.msg)
 	}
@@ -147,6 +182,7 @@ has, without a Docker daemon or local disk.
 		SilenceErrors: true,
 	}
 	root.SetVersionTemplate("ecr-replicator {{.Version}}\n")
+	root.PersistentPreRun = func(c *cobra.Command, _ []string) { a.command = c.Name() }
 	root.PersistentFlags().BoolVar(&a.debug, "debug", false, "print the full cause of an error, and the engine's debug log on stderr")
 	root.SetFlagErrorFunc(func(c *cobra.Command, err error) error {
 		return usageProblem(fmt.Sprintf("%v (see '%s --help')", err, c.CommandPath()))

@@ -54,13 +54,14 @@ func TestCopyBetweenAccounts(t *testing.T) {
 	}
 	var rep struct {
 		Counted string
-		Results []imageResult
-		Failed  int
+		Items   []struct{ State, Digest, Tag, Destination string }
+		Totals  struct{ Copied, Failed int }
 	}
 	if err := json.Unmarshal([]byte(out), &rep); err != nil {
 		t.Fatalf("JSON output: %v\n%s", err, out)
 	}
-	if len(rep.Results) != 1 || rep.Results[0].Outcome != "copied" || rep.Results[0].Digest != idxDigest.String() || rep.Counted != "tags" {
+	if len(rep.Items) != 1 || rep.Items[0].State != "copied" || rep.Items[0].Digest != idxDigest.String() || rep.Items[0].Destination != dstECR+"/mirror/team-a/app" ||
+		rep.Totals.Copied != 1 || rep.Counted != "copies: one per tag, to the destination repository" {
 		t.Fatalf("results: %+v", rep)
 	}
 	if errOut != "" {
@@ -78,8 +79,8 @@ func TestCopyBetweenAccounts(t *testing.T) {
 	// A dry run says what --all-tags would copy, and copies nothing.
 	code, out, _ = run(t, w.Ctx, append([]string{"copy", "--all-tags", "--dry-run", "--detailed-exitcode", srcECR + "/team-a/app", dstECR + "/mirror/team-a/app"}, role...)...)
 	if code != ExitDrift || !strings.Contains(out, "5 tags: 1 in sync, 4 to copy (dry run: nothing was copied)\n") ||
-		!strings.Contains(out, "in sync  "+dstECR+"/mirror/team-a/app:v1@"+shortDigest(idxDigest.String())+"\n") ||
-		!strings.Contains(out, "to copy  "+dstECR+"/mirror/team-a/app:t0@"+shortDigest(digests[0])+" (tag missing)\n") {
+		!strings.Contains(out, "in-sync         "+dstECR+"/mirror/team-a/app:v1@"+shortDigest(idxDigest.String())+"\n") ||
+		!strings.Contains(out, "to-copy         "+dstECR+"/mirror/team-a/app:t0@"+shortDigest(digests[0])+" (tag missing)\n") {
 		t.Errorf("dry run: exit %d\n%s", code, out)
 	}
 	if got := w.Dest.Digest(t, "mirror/team-a/app", "t0"); got != "" {
@@ -99,15 +100,15 @@ func TestCopyBetweenAccounts(t *testing.T) {
 			t.Errorf("t%d = %q, want %s", i, got, d)
 		}
 	}
-	// Off a terminal, one progress line per tag on stderr.
-	lineRE := regexp.MustCompile(`^\[[1-5]/5\] (copied|already-present) ` + regexp.QuoteMeta(dstECR+"/mirror/team-a/app:") + `(v1|t[0-3])@sha256:[0-9a-f]{12} [0-9.]+ (B|KiB)$`)
-	lines := strings.Split(strings.TrimSpace(errOut), "\n")
-	if len(lines) != 5 {
-		t.Errorf("progress: %d lines, want 5: %q", len(lines), errOut)
+	// Off a terminal, one line per tag on stdout, and no progress on stderr.
+	lineRE := regexp.MustCompile(`^(copied|already-present) +` + regexp.QuoteMeta(dstECR+"/mirror/team-a/app:") + `(v1|t[0-3])@sha256:[0-9a-f]{12}$`)
+	lines := strings.Split(strings.TrimSpace(out), "\n")
+	if len(lines) != 6 || errOut != "" {
+		t.Errorf("output: %d lines, want 5 and the summary: %q; stderr %q", len(lines), out, errOut)
 	}
-	for i, l := range lines {
-		if !lineRE.MatchString(l) || !strings.HasPrefix(l, fmt.Sprintf("[%d/5] ", i+1)) {
-			t.Errorf("progress line %q", l)
+	for _, l := range lines[:len(lines)-1] {
+		if !lineRE.MatchString(l) {
+			t.Errorf("result line %q", l)
 		}
 	}
 
@@ -205,11 +206,15 @@ func TestCopyErrorMessages(t *testing.T) {
 
 	// --output json: the error is a JSON object on stdout, stderr stays empty.
 	code, out, errOut := run(t, w.Ctx, "copy", src, dstECR+"/mirror/app", "--dest-role-arn", w.DestinationRoleARN(), "--external-id", "wrong-id", "-o", "json")
-	var obj map[string]map[string]any
-	if code != ExitUsage || errOut != "" || json.Unmarshal([]byte(out), &obj) != nil {
+	var obj struct {
+		SchemaVersion int
+		Command       string
+		Error         map[string]any
+	}
+	if code != ExitUsage || errOut != "" || json.Unmarshal([]byte(out), &obj) != nil || obj.SchemaVersion != 1 || obj.Command != "copy" {
 		t.Fatalf("JSON error: exit %d, stdout %q, stderr %q", code, out, errOut)
 	}
-	if e := obj["error"]; e["code"] != "AccessDenied" || e["message"] != denied || e["exitCode"] != float64(ExitUsage) || e["operation"] != "sts:AssumeRole" || len(e) != 4 {
+	if e := obj.Error; e["code"] != "AccessDenied" || e["message"] != denied || e["exitCode"] != float64(ExitUsage) || e["operation"] != "sts:AssumeRole" || len(e) != 4 {
 		t.Errorf("JSON error object: %v", e)
 	}
 	// A usage error found while parsing flags is JSON too when -o json was asked for.
@@ -254,7 +259,7 @@ func TestCopyErrorMessages(t *testing.T) {
 	t.Run("deprecated --source-profile", func(t *testing.T) {
 		// Still works (same meaning: the source's profile), with a notice.
 		code, _, errOut := run(t, w.Ctx, "copy", "--source-profile", "nosuch", src, dstECR+"/mirror/app")
-		if code != ExitUsage || !strings.HasPrefix(errOut, "ecr-replicator: --source-profile is deprecated: use --profile (and --dest-profile for a destination reached with other credentials)\n") ||
+		if code != ExitUsage || !strings.HasPrefix(errOut, "ecr-replicator: warning: --source-profile is deprecated: use --profile (and --dest-profile for a destination reached with other credentials)\n") ||
 			!strings.Contains(errOut, "ecr-replicator: AWS profile \"nosuch\" not found") {
 			t.Errorf("exit %d %q", code, errOut)
 		}
@@ -292,18 +297,18 @@ func TestCopyInterrupted(t *testing.T) {
 	ctx, cancel := context.WithCancel(w.Ctx)
 	defer cancel()
 	// Ctrl-C as the first tag is reported done: the next tag starts interrupted.
-	stderr := &onWrite{match: "[1/5] ", fn: cancel}
-	var out strings.Builder
-	code := Run(ctx, args, &out, stderr)
-	if code != ExitInterrupted || out.String() != "" {
-		t.Fatalf("exit %d, stdout %q, stderr %q", code, out.String(), stderr.String())
+	stdout := &onWrite{match: "copied ", fn: cancel}
+	var stderr strings.Builder
+	code := Run(ctx, args, stdout, &stderr)
+	if code != ExitInterrupted || len(strings.Split(strings.TrimSpace(stdout.String()), "\n")) != 1 {
+		t.Fatalf("exit %d, stdout %q, stderr %q", code, stdout.String(), stderr.String())
 	}
-	if lines := strings.Split(strings.TrimSpace(stderr.String()), "\n"); len(lines) != 2 || lines[1] != "ecr-replicator: interrupted: 1 done, 4 left, rerun to resume" {
+	if stderr.String() != "ecr-replicator: interrupted: 1 done, 4 left, rerun to resume\n" {
 		t.Errorf("stderr: %q", stderr.String())
 	}
-	code, stdout, _ := run(t, w.Ctx, args...)
-	if code != ExitOK || !strings.Contains(stdout, "5 tags: 1 already-present, 4 copied") {
-		t.Errorf("rerun: exit %d %s", code, stdout)
+	code, out, _ := run(t, w.Ctx, args...)
+	if code != ExitOK || !strings.Contains(out, "5 tags: 1 already-present, 4 copied") {
+		t.Errorf("rerun: exit %d %s", code, out)
 	}
 }
 

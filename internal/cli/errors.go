@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net"
 	"strings"
 
 	"github.com/aws/smithy-go"
@@ -228,6 +229,9 @@ func explainCopy(f copyFailure) (code, msg string) {
 	}
 	code = re.Code
 	src := !re.AtDest // a registry code comes from one side or the other
+	if host, ok := unresolvable(f.err); ok {
+		return code, unresolvableMessage(host)
+	}
 	ref := f.source
 	switch {
 	case f.tag != "":
@@ -288,4 +292,18 @@ func sideRepo(src bool, f copyFailure) string {
 func registryOf(repo string) string {
 	host, _, _ := strings.Cut(repo, "/")
 	return host
+}
+
+// unresolvable reports whether err is a DNS answer that the host does not exist
+// (NXDOMAIN): not transient (retry.Classify agrees), so "rerun" would be the wrong advice.
+func unresolvable(err error) (string, bool) {
+	var dns *net.DNSError
+	if errors.As(err, &dns) && dns.IsNotFound {
+		return dns.Name, true
+	}
+	return "", false
+}
+
+func unresolvableMessage(host string) string {
+	return fmt.Sprintf("registry host %s does not resolve (DNS: no such host): check the host name (or the DNS or VPN it needs)", host)
 }

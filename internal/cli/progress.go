@@ -1,7 +1,6 @@
 package cli
 
 import (
-	"encoding/json"
 	"fmt"
 	"io"
 	"os"
@@ -16,19 +15,20 @@ import (
 type progressMode int
 
 const (
-	progressQuiet progressMode = iota // JSON output on a pipe: stderr stays quiet
-	progressLines                     // not a terminal: one line per item, and a bytes line while a long transfer runs
-	progressBar                       // a terminal: one line redrawn in place
+	progressNone progressMode = iota // not a terminal, or --quiet/--no-progress/TERM=dumb
+	progressBar                      // a terminal: one line redrawn in place
 )
 
-// progress shows a run advancing. On a terminal it is one line redrawn in place — items
-// done of total, a bar, bytes sent, the rate and the elapsed time — that moves with
-// every blob's bytes and is redrawn every second, so the clock never stops. Elsewhere it
-// prints one line per finished item and, while a transfer is under way, a bytes line
-// every linesEvery.
+// progress shows a run advancing and prints its results. On a terminal (stderr) it is one
+// line redrawn in place — items done of total, a bar, bytes sent, the rate and the elapsed
+// time — that moves with every blob's bytes and is redrawn every second, so the clock
+// never stops. Elsewhere it draws nothing: progress is for a person watching. Result
+// lines go to results (stdout; nil for JSON) one per finished item, the bar cleared
+// around them, wherever stdout goes.
 type progress struct {
 	mu       sync.Mutex
-	w        io.Writer
+	w        io.Writer // the bar's: stderr
+	results  io.Writer // result lines: stdout, or nil
 	mode     progressMode
 	unit     string // what an item is: "tags", "images", "copies"
 	total    int
@@ -42,40 +42,36 @@ type progress struct {
 	start    time.Time
 	now      func() time.Time
 	last     float64   // fraction last drawn: the bar never moves back
-	lastLine time.Time // progressLines: when the last line was printed
+	lastDraw time.Time // when the bar was last drawn after a blob event
 	drawn    bool
 	width    int
-	quiet    func(imageResult) bool // results not to print (cancelled by Ctrl-C)
 
-	linesEvery time.Duration
-	stop       chan struct{}
-	stopped    chan struct{}
+	stop    chan struct{}
+	stopped chan struct{}
 }
 
 type blobState struct {
 	size, sent int64
 }
 
-// newProgress starts a display of total items on a's stderr: a bar on a terminal (even
-// with --output json: stdout is the JSON), lines otherwise, nothing for JSON on a pipe.
-func newProgress(a *app, unit string, total int, quiet func(imageResult) bool) *progress {
-	mode := progressLines
-	switch {
-	case a.stderrIsTerminal():
+// newProgress starts a display of total items on a's stderr — a bar where a person
+// watches (app.showProgress), nothing elsewhere — printing result lines on stdout unless
+// the output is JSON.
+func newProgress(a *app, unit string, total int) *progress {
+	mode := progressNone
+	if a.showProgress() {
 		mode = progressBar
-	case a.json():
-		mode = progressQuiet
 	}
 	p := newProgressTo(a.stderr, mode, unit, total, time.Now)
-	p.quiet = quiet
+	if !a.json() {
+		p.results = a.stdout
+	}
 	if mode == progressBar {
 		if f, ok := a.stderr.(*os.File); ok {
 			if w, _, err := term.GetSize(int(f.Fd())); err == nil && w > 20 {
 				p.width = w
 			}
 		}
-	}
-	if mode != progressQuiet {
 		p.stop, p.stopped = make(chan struct{}), make(chan struct{})
 		go p.ticker()
 	}
@@ -86,7 +82,7 @@ func newProgress(a *app, unit string, total int, quiet func(imageResult) bool) *
 func newProgressTo(w io.Writer, mode progressMode, unit string, total int, now func() time.Time) *progress {
 	start := now()
 	return &progress{w: w, mode: mode, unit: unit, total: total, blobs: map[string]*blobState{},
-		start: start, now: now, lastLine: start, linesEvery: 10 * time.Second, width: 100}
+		start: start, now: now, lastDraw: start, width: 100}
 }
 
 func (p *progress) ticker() {
@@ -103,18 +99,12 @@ func (p *progress) ticker() {
 	}
 }
 
-// tick redraws the bar (the clock moves), or prints a bytes line when a transfer has
-// been running for linesEvery without an item finishing.
+// tick redraws the bar: the clock moves.
 func (p *progress) tick() {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	switch p.mode {
-	case progressBar:
+	if p.mode == progressBar {
 		p.draw()
-	case progressLines:
-		if len(p.blobs) > 0 && p.now().Sub(p.lastLine) >= p.linesEvery {
-			p.println(fmt.Sprintf("[%d/%d] %s", p.done, p.total, p.status()))
-		}
 	}
 }
 
@@ -160,26 +150,26 @@ func (p *progress) blobDone(key string) {
 	p.redraw()
 }
 
-// itemDone counts a finished item and, off a terminal, prints it.
-func (p *progress) itemDone(r imageResult) {
+// itemDone counts a finished item and prints its line (none when line is "").
+func (p *progress) itemDone(bytes int64, line string) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	p.done++
-	p.itemSent += r.BytesCopied
-	if p.quiet != nil && p.quiet(r) {
-		return
+	p.itemSent += bytes
+	if line != "" && p.results != nil {
+		p.clear()
+		fmt.Fprintln(p.results, line)
 	}
-	switch p.mode {
-	case progressBar:
+	if p.mode == progressBar {
 		p.draw()
-	case progressLines:
-		line := fmt.Sprintf("[%d/%d] %s %s", p.done, p.total, r.Outcome, r.ref())
-		if r.Code != "" {
-			line += " (" + r.Code + ")"
-		} else {
-			line += " " + humanBytes(r.BytesCopied)
-		}
-		p.println(line)
+	}
+}
+
+// clear erases the bar, so that a line printed next starts on a clean line.
+func (p *progress) clear() {
+	if p.drawn {
+		fmt.Fprint(p.w, "\r\x1b[K")
+		p.drawn = false
 	}
 }
 
@@ -192,15 +182,7 @@ func (p *progress) finish() {
 	}
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	if p.mode == progressBar && p.drawn {
-		fmt.Fprint(p.w, "\r\x1b[K")
-		p.drawn = false
-	}
-}
-
-func (p *progress) println(line string) {
-	fmt.Fprintln(p.w, line)
-	p.lastLine = p.now()
+	p.clear()
 }
 
 // redraw draws the bar after a blob event, at most every 100 ms.
@@ -208,8 +190,8 @@ func (p *progress) redraw() {
 	if p.mode != progressBar {
 		return
 	}
-	if now := p.now(); now.Sub(p.lastLine) >= 100*time.Millisecond {
-		p.lastLine = now
+	if now := p.now(); now.Sub(p.lastDraw) >= 100*time.Millisecond {
+		p.lastDraw = now
 		p.draw()
 	}
 }
@@ -300,12 +282,6 @@ func summarize(counts map[string]int) string {
 		parts = append(parts, fmt.Sprintf("%d %s", counts[k], k))
 	}
 	return strings.Join(parts, ", ")
-}
-
-func writeJSONTo(w io.Writer, v any) error {
-	enc := json.NewEncoder(w)
-	enc.SetIndent("", "  ")
-	return enc.Encode(v)
 }
 
 // plural is "1 tag" or "3 tags" for unit "tags".

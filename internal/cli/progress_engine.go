@@ -4,15 +4,15 @@ import "github.com/ecr-replicator/ecr-replicator/internal/copyengine"
 
 // progressOption has the engine report its blob transfers to p.
 func progressOption(p *progress) []copyengine.Option {
-	if p == nil || p.mode == progressQuiet {
+	if p == nil || p.mode == progressNone {
 		return nil
 	}
 	return []copyengine.Option{copyengine.WithProgress(func(e copyengine.Progress) { progressTo(p, e) })}
 }
 
-// progressTo moves p by one engine event; a nil or quiet display ignores it.
+// progressTo moves p by one engine event; a nil display, or one that draws nothing, ignores it.
 func progressTo(p *progress, e copyengine.Progress) {
-	if p == nil || p.mode == progressQuiet {
+	if p == nil || p.mode == progressNone {
 		return
 	}
 	key := e.Destination + "@" + e.Blob

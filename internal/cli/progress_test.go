@@ -20,55 +20,44 @@ func (c *clockAt) now() time.Time           { return c.t }
 func (c *clockAt) advance(d time.Duration)  { c.t = c.t.Add(d) }
 func newClock() *clockAt                    { return &clockAt{t: time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)} }
 func drained(b *strings.Builder) (s string) { s = b.String(); b.Reset(); return s }
-func result(outcome string, n int64) imageResult {
-	return imageResult{Destination: "reg.example/mirror/app", Tag: "v1", Digest: "sha256:" + strings.Repeat("ab", 32), Outcome: outcome, BytesCopied: n}
-}
 
-// TestProgressLines: off a terminal, a line per finished item and, while a transfer runs
-// without an item finishing, a bytes line every linesEvery — never silence for the whole
-// of a long copy.
-func TestProgressLines(t *testing.T) {
-	var out strings.Builder
+// TestProgressResultLines: a result line goes to the results writer, the bar (on the
+// other writer, the same terminal) cleared before it and drawn again after; with no bar,
+// the line alone.
+func TestProgressResultLines(t *testing.T) {
+	var bar, out strings.Builder
 	c := newClock()
-	p := newProgressTo(&out, progressLines, "tags", 2, c.now)
-
+	p := newProgressTo(&bar, progressBar, "tags", 2, c.now)
+	p.results = &out
 	p.itemStarted()
-	p.blobStarted("blob-a", 1<<30)
-	p.blobBytes("blob-a", 256<<20)
-	c.advance(5 * time.Second)
 	p.tick()
+	if s := drained(&bar); !strings.HasPrefix(s, "\r0/2 tags [") {
+		t.Fatalf("bar: %q", s)
+	}
+	p.itemDone(10, "copied          reg.example/app:v1")
+	if s := drained(&bar); !strings.HasPrefix(s, "\r\x1b[K\r1/2 tags [") {
+		t.Errorf("the bar is not cleared and redrawn around a result line: %q", s)
+	}
+	if s := drained(&out); s != "copied          reg.example/app:v1\n" {
+		t.Errorf("result line: %q", s)
+	}
+	p.itemDone(0, "") // not printed (Ctrl-C cut it, or --quiet)
 	if s := drained(&out); s != "" {
-		t.Errorf("a bytes line before linesEvery: %q", s)
+		t.Errorf("an empty line was printed: %q", s)
 	}
-	c.advance(5 * time.Second)
-	p.tick()
-	if s := drained(&out); s != "[0/2]  12%  256.0 MiB sent  25.6 MiB/s  0:10\n" {
-		t.Errorf("bytes line: %q", s)
-	}
-	p.blobBytes("blob-a", 768<<20)
-	p.blobDone("blob-a")
-	p.itemDone(result("copied", 1<<30))
-	if s := drained(&out); s != "[1/2] copied reg.example/mirror/app:v1@sha256:abababababab 1.0 GiB\n" {
-		t.Errorf("item line: %q", s)
-	}
-	c.advance(30 * time.Second)
-	p.tick()
-	if s := drained(&out); s != "" {
-		t.Errorf("a bytes line with nothing in flight: %q", s)
-	}
-	r := result("failed", 0)
-	r.Code = "MANIFEST_UNKNOWN"
-	p.itemDone(r)
-	if s := drained(&out); s != "[2/2] failed reg.example/mirror/app:v1@sha256:abababababab (MANIFEST_UNKNOWN)\n" {
-		t.Errorf("failed item line: %q", s)
-	}
+	drained(&bar)
 
-	// Items cancelled by Ctrl-C are not printed one by one.
-	p = newProgressTo(&out, progressLines, "tags", 1, c.now)
-	p.quiet = func(imageResult) bool { return true }
-	p.itemDone(result("failed", 0))
-	if s := drained(&out); s != "" {
-		t.Errorf("a quiet result was printed: %q", s)
+	p = newProgressTo(&bar, progressNone, "tags", 1, c.now)
+	p.results = &out
+	p.itemStarted()
+	p.tick()
+	p.itemDone(10, "copied          reg.example/app:v1")
+	p.finish()
+	if s := drained(&bar); s != "" {
+		t.Errorf("no bar, yet: %q", s)
+	}
+	if s := drained(&out); s != "copied          reg.example/app:v1\n" {
+		t.Errorf("result line without a bar: %q", s)
 	}
 }
 
@@ -96,7 +85,7 @@ func TestProgressBar(t *testing.T) {
 	if s := drained(&out); !strings.HasSuffix(s, " 1:03\x1b[K") {
 		t.Errorf("the clock did not move: %q", s)
 	}
-	p.itemDone(result("copied", 4000))
+	p.itemDone(4000, "")
 	if s := drained(&out); !strings.Contains(s, "1/1 tags [████████████████████████] 100%") {
 		t.Errorf("bar when done: %q", s)
 	}
@@ -133,7 +122,7 @@ func TestProgressFromEngine(t *testing.T) {
 	img, _ := random.Image(3<<20, 3)
 	d := w.Source.Push(t, "team-a/app", "v1", img)
 	var out strings.Builder
-	p := newProgressTo(&out, progressLines, "tags", 1, time.Now)
+	p := newProgressTo(&out, progressBar, "tags", 1, time.Now)
 	p.itemStarted()
 	src, dst := w.Source.Ref(t, "team-a/app", "v1").Context(), w.Dest.Ref(t, "mirror/app", "v1").Context()
 	r := copyengine.New(progressOption(p)...).Start().Copy(w.Ctx, copyengine.Request{

@@ -55,16 +55,31 @@ func destination(w *sandboxtest.World, prefix, externalID string) string {
 
 const counted = "(one per tag, or untagged image, and destination)"
 
+// toUpload is what a plan counts to upload for a source repository none of whose images
+// the destination has: every image's imageSizeInBytes but the index's, whose platforms
+// are images of their own.
+func toUpload(t *testing.T, w *sandboxtest.World, repo string, want map[string]map[string]string) int64 {
+	var n int64
+	for d, size := range sourceSizes(t, w, repo) {
+		if d != want[repo]["multi"] {
+			n += size
+		}
+	}
+	return n
+}
+
 func TestSyncAndPlan(t *testing.T) {
 	w, want := syncWorld(t)
 	rules := rulesFile(t, destination(w, "mirror/", w.ExternalID))
 
 	code, out, errOut := run(t, w.Ctx, "plan", "--rules", rules)
-	wantPlan := `REPOSITORY  DESTINATION                               IN SYNC  TO COPY
-team-a/api  222222222222/us-east-1/mirror/team-a/api        0        7  repository to create
-team-a/web  222222222222/us-east-1/mirror/team-a/web        0        3  repository to create
-2 repositories, 10 images; 10 copies ` + counted + `: 0 in sync, 10 to copy; about 1s at ECR's default 10 PutImage/s
-`
+	api, web := toUpload(t, w, "team-a/api", want), toUpload(t, w, "team-a/web", want)
+	wantPlan := fmt.Sprintf(`REPOSITORY  DESTINATION                               IN SYNC  TO COPY  TO UPLOAD
+team-a/api  222222222222/us-east-1/mirror/team-a/api        0        7  %9s  repository to create
+team-a/web  222222222222/us-east-1/mirror/team-a/web        0        3  %9s  repository to create
+2 repositories, 10 images; 10 copies `+counted+`: 0 in sync, 10 to copy
+to copy: %s of layers and 10 manifest writes: about 1s (%[3]s at an assumed 100 MiB/s: under a second; 10 writes at ECR's default 10 PutImage/s: about 1s)
+`, humanBytes(api), humanBytes(web), humanBytes(api+web))
 	if code != ExitOK || out != wantPlan || errOut != "" {
 		t.Fatalf("plan: exit %d\n%s\nwant\n%s%s", code, out, wantPlan, errOut)
 	}
@@ -81,10 +96,11 @@ team-a/web  222222222222/us-east-1/mirror/team-a/web        0        3  reposito
 		t.Fatalf("sync: exit %d\n%s%s", code, out, errOut)
 	}
 	var resp struct {
-		Copied, Failed, InSync int
-		Counted                string
+		Totals  struct{ Copied, Failed, InSync int }
+		Items   []struct{ State string }
+		Counted string
 	}
-	if err := json.Unmarshal([]byte(out), &resp); err != nil || resp.Copied != 10 || resp.Failed != 0 || resp.Counted == "" {
+	if err := json.Unmarshal([]byte(out), &resp); err != nil || resp.Totals.Copied != 10 || resp.Totals.Failed != 0 || resp.Counted == "" || len(resp.Items) != 10 {
 		t.Fatalf("sync output %v: %s", err, out)
 	}
 	for _, repo := range []string{"team-a/api", "team-a/web"} {
@@ -121,7 +137,7 @@ team-a/web  222222222222/us-east-1/mirror/team-a/web        0        3  reposito
 	}
 	// Narrowing flags.
 	code, out, _ = run(t, w.Ctx, "plan", "--rules", rules, "--repositories", "team-a/web", "--output", "json")
-	if code != ExitOK || !strings.Contains(out, `"repositoriesScanned": 1`) || !strings.Contains(out, `"complete": true`) {
+	if code != ExitOK || !strings.Contains(out, `"repositories": 1,`) || !strings.Contains(out, `"complete": true`) {
 		t.Errorf("narrowed plan: exit %d %s", code, out)
 	}
 }
@@ -134,13 +150,15 @@ func TestPlanFailingDestination(t *testing.T) {
 	denied := "destination 222222222222/us-east-1 (2 repositories not listed): cannot assume arn:aws:iam::222222222222:role/ecr-replicator-destination (AccessDenied): check that the external ID (externalId of rules[0].destinations[1]) matches the sts:ExternalId condition of the role's trust policy, and that the trust policy allows arn:aws:iam::111111111111:user/replicator to assume it\n"
 
 	code, out, errOut := run(t, w.Ctx, "plan", "--rules", rules)
-	wantPlan := `REPOSITORY  DESTINATION                               IN SYNC  TO COPY
-team-a/api  222222222222/us-east-1/backup/team-a/api        -        -  NOT LISTED (see below)
-team-a/api  222222222222/us-east-1/mirror/team-a/api        0        7  repository to create
-team-a/web  222222222222/us-east-1/backup/team-a/web        -        -  NOT LISTED (see below)
-team-a/web  222222222222/us-east-1/mirror/team-a/web        0        3  repository to create
-2 repositories, 10 images; 20 copies ` + counted + `: 0 in sync, 10 to copy, 10 not planned (destination not listed); about 1s at ECR's default 10 PutImage/s
-` + denied + `plan incomplete: 1 of 2 destinations could not be listed; fix the above and rerun
+	api, web := toUpload(t, w, "team-a/api", want), toUpload(t, w, "team-a/web", want)
+	wantPlan := fmt.Sprintf(`REPOSITORY  DESTINATION                               IN SYNC  TO COPY  TO UPLOAD
+team-a/api  222222222222/us-east-1/backup/team-a/api        -        -          -  NOT LISTED (see below)
+team-a/api  222222222222/us-east-1/mirror/team-a/api        0        7  %9s  repository to create
+team-a/web  222222222222/us-east-1/backup/team-a/web        -        -          -  NOT LISTED (see below)
+team-a/web  222222222222/us-east-1/mirror/team-a/web        0        3  %9s  repository to create
+2 repositories, 10 images; 20 copies `+counted+`: 0 in sync, 10 to copy, 10 not planned (destination not listed)
+to copy: %s of layers and 10 manifest writes: about 1s (%[3]s at an assumed 100 MiB/s: under a second; 10 writes at ECR's default 10 PutImage/s: about 1s)
+`, humanBytes(api), humanBytes(web), humanBytes(api+web)) + denied + `plan incomplete: 1 of 2 destinations could not be listed; fix the above and rerun
 `
 	if code != ExitFailed || out != wantPlan || errOut != "" {
 		t.Errorf("plan: exit %d\n%s\nwant\n%s%s", code, out, wantPlan, errOut)
@@ -152,22 +170,22 @@ team-a/web  222222222222/us-east-1/mirror/team-a/web        0        3  reposito
 	}
 	_, out, _ = run(t, w.Ctx, "plan", "--rules", rules, "-o", "json")
 	var plan struct {
-		Failed, Unplanned int
-		Complete          bool
-		Destinations      []struct {
-			Destination string
-			Listed      bool
-			Error       struct{ Code, Message, Operation string }
+		Totals       struct{ NotPlanned int }
+		Complete     bool
+		Destinations []struct {
+			Account, Region string
+			Listed          bool
+			Error           struct{ Code, Message, Operation string }
 		}
 	}
-	if err := json.Unmarshal([]byte(out), &plan); err != nil || plan.Complete || plan.Unplanned != 10 || len(plan.Destinations) != 2 {
+	if err := json.Unmarshal([]byte(out), &plan); err != nil || plan.Complete || plan.Totals.NotPlanned != 10 || len(plan.Destinations) != 2 {
 		t.Fatalf("JSON plan %v: %s", err, out)
 	}
 	var bad int
 	for _, d := range plan.Destinations {
 		if !d.Listed {
 			bad++
-			if d.Error.Code != "AccessDenied" || d.Error.Operation != "sts:AssumeRole" || "destination "+d.Destination+" (2 repositories not listed): "+d.Error.Message+"\n" != denied {
+			if d.Error.Code != "AccessDenied" || d.Error.Operation != "sts:AssumeRole" || "destination "+d.Account+"/"+d.Region+" (2 repositories not listed): "+d.Error.Message+"\n" != denied {
 				t.Errorf("JSON destination: %+v", d)
 			}
 		}
@@ -178,7 +196,8 @@ team-a/web  222222222222/us-east-1/mirror/team-a/web        0        3  reposito
 
 	// sync copies to the destination it can reach and reports the other: exit 1.
 	code, out, _ = run(t, w.Ctx, "sync", "--rules", rules)
-	if code != ExitFailed || !strings.HasPrefix(out, "2 repositories, 10 images; 20 copies "+counted+": 0 already in sync, 10 copied, 0 failed, 10 not attempted (destination not listed); ") ||
+	if code != ExitFailed || !strings.Contains(out, "\n2 repositories, 10 images; 20 copies "+counted+": 0 already in sync, 10 copied, 0 failed, 10 not attempted (destination not listed); ") ||
+		len(strings.Split(out, "\n")) != 13 ||
 		!strings.HasSuffix(out, denied) {
 		t.Errorf("sync: exit %d\n%s", code, out)
 	}
@@ -229,16 +248,15 @@ func TestSyncInterrupted(t *testing.T) {
 	rules := rulesFile(t, destination(w, "mirror/", w.ExternalID))
 	ctx, cancel := context.WithCancel(w.Ctx)
 	defer cancel()
-	stderr := &onWrite{match: "[1/10] ", fn: cancel}
-	var out strings.Builder
-	code := Run(ctx, []string{"sync", "--rules", rules, "--concurrency", "1"}, &out, stderr)
-	lines := strings.Split(strings.TrimSpace(stderr.String()), "\n")
-	if code != ExitInterrupted || out.String() != "" || len(lines) != 2 || lines[1] != "ecr-replicator: interrupted: 1 done, 9 left, rerun to resume" {
-		t.Fatalf("exit %d, stdout %q, stderr %q", code, out.String(), stderr.String())
+	stdout := &onWrite{match: "copied ", fn: cancel}
+	var stderr strings.Builder
+	code := Run(ctx, []string{"sync", "--rules", rules, "--concurrency", "1"}, stdout, &stderr)
+	if code != ExitInterrupted || len(strings.Split(strings.TrimSpace(stdout.String()), "\n")) != 1 || stderr.String() != "ecr-replicator: interrupted: 1 done, 9 left, rerun to resume\n" {
+		t.Fatalf("exit %d, stdout %q, stderr %q", code, stdout.String(), stderr.String())
 	}
-	code, stdout, _ := run(t, w.Ctx, "sync", "--rules", rules)
-	if code != ExitOK || !strings.Contains(stdout, ": 1 already in sync, 9 copied, 0 failed") {
-		t.Errorf("rerun: exit %d %s", code, stdout)
+	code, out, _ := run(t, w.Ctx, "sync", "--rules", rules)
+	if code != ExitOK || !strings.Contains(out, ": 1 already in sync, 9 copied, 0 failed") {
+		t.Errorf("rerun: exit %d %s", code, out)
 	}
 }
 

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"regexp"
+	"strconv"
 	"strings"
 
 	"go.yaml.in/yaml/v3"
@@ -76,7 +77,7 @@ func Parse(data []byte) (*Document, error) {
 		if line, msg, ok := syntaxLine(data, err); ok {
 			return nil, fmt.Errorf("rules document: line %d: %s", line, msg)
 		}
-		return nil, yamlError(err)
+		return nil, yamlError(data, err)
 	}
 	var extra yaml.Node
 	if err := dec.Decode(&extra); !errors.Is(err, io.EOF) {
@@ -164,8 +165,9 @@ var (
 )
 
 // yamlError rewrites yaml.v3's errors, which name Go types, into the
-// document's vocabulary: `line 7: unknown field "acountId"`.
-func yamlError(err error) error {
+// document's vocabulary: `line 7: unknown field "acountId"`, `line 3: tags must be a
+// list, e.g. tags: ["v*"]`.
+func yamlError(data []byte, err error) error {
 	var te *yaml.TypeError
 	if !errors.As(err, &te) {
 		return fmt.Errorf("rules document: %s", strings.TrimPrefix(err.Error(), "yaml: "))
@@ -174,10 +176,62 @@ func yamlError(err error) error {
 	for i, m := range te.Errors {
 		if sm := unknownFieldRE.FindStringSubmatch(m); sm != nil {
 			m = fmt.Sprintf("line %s: unknown field %s in %s", sm[1], ecrname.Quote(sm[2]), sm[3])
+		} else if sm := typeErrorRE.FindStringSubmatch(m); sm != nil {
+			if said, ok := typeMismatch(data, sm[1], sm[2], sm[3], sm[4]); ok {
+				m = said
+			}
 		}
 		msgs[i] = typeNames.Replace(m)
 	}
 	return fmt.Errorf("rules document: %s", strings.Join(msgs, "; "))
+}
+
+// typeErrorRE is yaml.v3's "line 3: cannot unmarshal !!str `v*` into []string".
+var typeErrorRE = regexp.MustCompile("^line (\\d+): cannot unmarshal !!(\\w+)(?: `(.*)`)? into (\\S+)$")
+
+// listExamples are the example values of the list fields.
+var listExamples = map[string]string{"repositories": "team-a/*", "tags": "v*"}
+
+// typeMismatch says what a field written with the wrong YAML type must be, naming the
+// key written on that line with its value (a collection on lines of its own is not
+// named: yaml reports its first line, which holds its first entry, not the field).
+func typeMismatch(data []byte, line, tag, value, into string) (string, bool) {
+	n, err := strconv.Atoi(line)
+	lines := strings.Split(string(data), "\n")
+	if err != nil || n < 1 || n > len(lines) {
+		return "", false
+	}
+	text := strings.TrimPrefix(strings.TrimSpace(lines[n-1]), "- ")
+	key, rest, ok := strings.Cut(text, ":")
+	if !ok || strings.TrimSpace(rest) == "" || strings.ContainsAny(key, "{[\"' ") {
+		return "", false
+	}
+	scalar := tag == "str" || tag == "int" || tag == "bool" || tag == "float"
+	if v := strings.TrimSpace(rest); !scalar && !strings.HasPrefix(v, "{") && !strings.HasPrefix(v, "[") {
+		return "", false // a block collection: the line is its first entry's, not the field's
+	}
+	switch {
+	case into == "[]string":
+		example := listExamples[key]
+		if scalar {
+			example = value
+		}
+		if example == "" {
+			example = "…"
+		}
+		return fmt.Sprintf("line %s: %s must be a list, e.g. %s: [%q]", line, key, key, example), true
+	case into == "[]*rules.rawDestination":
+		return fmt.Sprintf(`line %s: %s must be a list of destinations, e.g. %s: [{accountId: "222222222222", region: us-east-1}]`, line, key, key), true
+	case into == "[]*rules.rawRule":
+		return fmt.Sprintf(`line %s: %s must be a list of rules, each a mapping (repositories:, destinations:, …)`, line, key), true
+	case (into == "string" || into == "bool") && !scalar:
+		kind := "a list"
+		if tag == "map" {
+			kind = "a mapping"
+		}
+		return fmt.Sprintf("line %s: %s must be a single value, not %s", line, key, kind), true
+	}
+	return "", false
 }
 
 // ruleNameRE keeps rule names safe to put in logs, metrics dimensions and

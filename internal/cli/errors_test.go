@@ -1,0 +1,42 @@
+package cli
+
+import (
+	"net"
+	"net/url"
+	"strings"
+	"testing"
+
+	"github.com/google/go-containerregistry/pkg/name"
+
+	"github.com/ecr-replicator/ecr-replicator/internal/copyengine"
+	"github.com/ecr-replicator/ecr-replicator/internal/retry"
+)
+
+// TestUnresolvableHost: a registry host DNS says does not exist (NXDOMAIN) is named as
+// such — check the name — and not "did not answer after retries: rerun"; the CLI's own
+// lookups make it a usage error. A resolver that did not answer is still transient. (No
+// DNS here: the errors are the ones net returns, built by hand.)
+func TestUnresolvableHost(t *testing.T) {
+	failure := func(dns *net.DNSError) error {
+		return &url.Error{Op: "Get", URL: "https://registry.example.invalid/v2/", Err: &net.OpError{Op: "dial", Net: "tcp", Err: dns}}
+	}
+	nx := failure(&net.DNSError{Err: "no such host", Name: "registry.example.invalid", IsNotFound: true})
+	timeout := failure(&net.DNSError{Err: "i/o timeout", Name: "registry.example.invalid", IsTimeout: true})
+	const want = "registry host registry.example.invalid does not resolve (DNS: no such host): check the host name (or the DNS or VPN it needs)"
+	repo, _ := name.NewRepository("registry.example.invalid/app")
+
+	if code, retryable := retry.Classify(nx); code != retry.CodeNetwork || retryable {
+		t.Errorf("NXDOMAIN classified %s retryable=%v, want NETWORK permanent", code, retryable)
+	}
+	f := copyFailure{err: &copyengine.Error{Op: "get source manifest", Code: retry.CodeNetwork, Err: nx}, source: repo.String(), destination: "reg.example/app", tag: "v1"}
+	if _, msg := explainCopy(f); msg != want {
+		t.Errorf("copy failure: %q, want %q", msg, want)
+	}
+	if p, ok := registryProblem(nx, "listing the tags of", repo).(*problem); !ok || p.exit != ExitUsage || p.msg != want {
+		t.Errorf("listing: %+v", p)
+	}
+	f.err = &copyengine.Error{Op: "get source manifest", Code: retry.CodeNetwork, Transient: true, Err: timeout}
+	if _, msg := explainCopy(f); !strings.Contains(msg, "did not answer (NETWORK) after retries") {
+		t.Errorf("a resolver timeout: %q", msg)
+	}
+}
