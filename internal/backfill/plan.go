@@ -106,92 +106,99 @@ type Expansion struct {
 // images still follows its subject to every destination whose rule copies referrers.
 // Images pushed before since (when set) are skipped.
 func Expand(doc *rules.Document, repo string, images []Image, since time.Time) Expansion {
-	var ex Expansion
-	seenTarget := map[ecrname.Repo]bool{}
-	invalidSeen := map[ecrname.Repo]bool{}
-	// accept records a target of a candidate, or its validation error once; it says
-	// whether the target is usable.
-	accept := func(t rules.Target) bool {
-		k := t.Repo()
-		if t.Err != nil {
-			if !invalidSeen[k] {
-				invalidSeen[k] = true
-				ex.Invalid = append(ex.Invalid, t.Err.Error())
-			}
-			return false
-		}
-		if !seenTarget[k] {
-			seenTarget[k] = true
-			ex.Targets = append(ex.Targets, t)
-		}
-		return true
-	}
-	// Targets per tag are the same for every image carrying the tag, and most tags are
-	// unique; cache the digest-only answer, which every untagged image shares.
-	var untagged []rules.Target
-	untaggedDone := false
-	// subject digest → referrer-copying targets (and a tag of the subject that selects
-	// each); only built when some untagged image is a referrer.
-	var subjectTargets map[string][]Candidate
+	x := &expander{doc: doc, repo: repo, seen: map[ecrname.Repo]bool{}, invalid: map[ecrname.Repo]bool{}}
 	for i := range images {
+		// subject digest → referrer-copying targets (and a tag of the subject that
+		// selects each); only kept when some untagged image is a referrer.
 		if len(images[i].Tags) == 0 && images[i].Subject != "" {
-			subjectTargets = map[string][]Candidate{}
+			x.subjects = map[string][]Candidate{}
 			break
 		}
 	}
 	var referrers []Image
-	ex.Candidates = make([]Candidate, 0, len(images))
+	x.ex.Candidates = make([]Candidate, 0, len(images))
 	for i := range images {
 		img := &images[i]
-		ex.ImagesSeen++
-		if !since.IsZero() && !img.PushedAt.IsZero() && img.PushedAt.Before(since) {
-			ex.SkippedBefore++
-			continue
-		}
-		if len(img.Tags) == 0 {
-			if !untaggedDone {
-				untagged, untaggedDone = doc.Targets(repo, ""), true
-			}
-			if len(untagged) == 0 {
-				if img.Subject != "" {
-					referrers = append(referrers, *img)
-				}
-				continue
-			}
-			for _, t := range untagged {
-				if accept(t) {
-					ex.Candidates = append(ex.Candidates, Candidate{Digest: img.Digest, Target: t, Size: img.Size})
+		x.ex.ImagesSeen++
+		switch {
+		case !since.IsZero() && !img.PushedAt.IsZero() && img.PushedAt.Before(since):
+			x.ex.SkippedBefore++
+		case len(img.Tags) > 0:
+			x.tagged(img)
+		case len(x.untagged()) > 0:
+			for _, t := range x.untagged() {
+				if x.accept(t) {
+					x.ex.Candidates = append(x.ex.Candidates, Candidate{Digest: img.Digest, Target: t, Size: img.Size})
 				}
 			}
-			continue
-		}
-		for _, tag := range img.Tags {
-			for _, t := range doc.Targets(repo, tag) {
-				if !accept(t) {
-					continue
-				}
-				size := img.Size
-				if types.MediaType(img.MediaType).IsIndex() {
-					if !untaggedDone {
-						untagged, untaggedDone = doc.Targets(repo, ""), true
-					}
-					if slices.ContainsFunc(untagged, func(u rules.Target) bool { return u.Repo() == t.Repo() }) {
-						size = 0 // its platforms, untagged in the listing, are candidates of their own
-					}
-				}
-				ex.Candidates = append(ex.Candidates, Candidate{Digest: img.Digest, Tag: tag, Target: t, Size: size})
-				if t.Referrers && subjectTargets != nil {
-					subjectTargets[img.Digest] = appendTarget(subjectTargets[img.Digest], Candidate{Digest: img.Digest, Tag: tag, Target: t})
-				}
-			}
+		case img.Subject != "":
+			referrers = append(referrers, *img)
 		}
 	}
 	for _, img := range referrers {
-		for _, via := range subjectTargets[img.Subject] {
-			ex.Candidates = append(ex.Candidates, Candidate{Digest: img.Digest, Target: via.Target, Subject: via.Digest, SubjectTag: via.Tag, Size: img.Size})
+		for _, via := range x.subjects[img.Subject] {
+			x.ex.Candidates = append(x.ex.Candidates, Candidate{Digest: img.Digest, Target: via.Target, Subject: via.Digest, SubjectTag: via.Tag, Size: img.Size})
 		}
 	}
-	return ex
+	return x.ex
+}
+
+// expander is Expand's state over one repository's listing.
+type expander struct {
+	doc           *rules.Document
+	repo          string
+	ex            Expansion
+	seen, invalid map[ecrname.Repo]bool
+	// digestOnly caches Targets(repo, ""), which every untagged image shares (most tags,
+	// on the other hand, are unique).
+	digestOnly     []rules.Target
+	digestOnlyDone bool
+	subjects       map[string][]Candidate
+}
+
+func (x *expander) untagged() []rules.Target {
+	if !x.digestOnlyDone {
+		x.digestOnly, x.digestOnlyDone = x.doc.Targets(x.repo, ""), true
+	}
+	return x.digestOnly
+}
+
+// accept records a target of a candidate, or its validation error once; it says whether
+// the target is usable.
+func (x *expander) accept(t rules.Target) bool {
+	k := t.Repo()
+	if t.Err != nil {
+		if !x.invalid[k] {
+			x.invalid[k] = true
+			x.ex.Invalid = append(x.ex.Invalid, t.Err.Error())
+		}
+		return false
+	}
+	if !x.seen[k] {
+		x.seen[k] = true
+		x.ex.Targets = append(x.ex.Targets, t)
+	}
+	return true
+}
+
+// tagged adds the candidates of a tagged image: each tag where the rules send it.
+func (x *expander) tagged(img *Image) {
+	for _, tag := range img.Tags {
+		for _, t := range x.doc.Targets(x.repo, tag) {
+			if !x.accept(t) {
+				continue
+			}
+			size := img.Size
+			if types.MediaType(img.MediaType).IsIndex() &&
+				slices.ContainsFunc(x.untagged(), func(u rules.Target) bool { return u.Repo() == t.Repo() }) {
+				size = 0 // its platforms, untagged in the listing, are candidates of their own
+			}
+			x.ex.Candidates = append(x.ex.Candidates, Candidate{Digest: img.Digest, Tag: tag, Target: t, Size: size})
+			if t.Referrers && x.subjects != nil {
+				x.subjects[img.Digest] = appendTarget(x.subjects[img.Digest], Candidate{Digest: img.Digest, Tag: tag, Target: t})
+			}
+		}
+	}
 }
 
 // appendTarget adds c unless a candidate for the same destination repository is there.

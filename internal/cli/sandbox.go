@@ -12,14 +12,8 @@ import (
 	"github.com/ecr-replicator/ecr-replicator/internal/sandbox"
 )
 
-func newSandboxCmd(a *app) *cobra.Command {
-	var (
-		apiAddr, externalID, region, accessLog, envFile string
-	)
-	c := &cobra.Command{
-		Use:   "sandbox",
-		Short: "Run a local emulation of two AWS accounts (ECR, STS, SQS) on 127.0.0.1",
-		Long: `Start the sandbox: a source account (` + sandbox.SourceAccount + `) and a destination account
+// sandboxLong is the sandbox command's help.
+const sandboxLong = `Start the sandbox: a source account (` + sandbox.SourceAccount + `) and a destination account
 (` + sandbox.DestinationAccount + `), each with an ECR registry per region, the ECR API, STS and SQS, SigV4
 checked on every call, IAM policies enforced. No AWS account or Docker needed; it runs
 until interrupted (Ctrl-C).
@@ -39,8 +33,9 @@ the destination role's ARN and the external ID its trust policy requires.
 Registries are plain http on 127.0.0.1. Tools that name an ECR registry by its host name
 (ecr-replicator: ACCOUNT.dkr.ecr.REGION.amazonaws.com) reach it through the ECR API, which
 answers with the loopback host; registry clients (crane, docker, skopeo) use the
-SANDBOX_*_REGISTRY hosts directly.`,
-		Example: `  # start it in the background and wait for the environment (race-free)
+SANDBOX_*_REGISTRY hosts directly.`
+
+const sandboxExample = `  # start it in the background and wait for the environment (race-free)
   rm -f /tmp/sandbox.env
   ecr-replicator sandbox --env-file /tmp/sandbox.env &
   until [ -f /tmp/sandbox.env ]; do sleep 0.2; done
@@ -48,62 +43,78 @@ SANDBOX_*_REGISTRY hosts directly.`,
   aws ecr create-repository --repository-name team-a/app
 
   # or in one shell, printing the environment for another
-  ecr-replicator sandbox --external-id my-id`,
-		Args: cobra.NoArgs,
-		RunE: func(c *cobra.Command, _ []string) error {
-			if externalID == "" {
-				externalID = "sandbox-" + randomSuffix()
-			}
-			if envFile != "" {
-				// A file left by a sandbox that did not stop cleanly must not be taken
-				// for this one's.
-				if err := os.Remove(envFile); err != nil && !os.IsNotExist(err) {
-					return configProblem(err, "--env-file %s: %v", envFile, err)
-				}
-			}
-			cfg := sandbox.TwoAccounts(externalID)
-			cfg.APIAddr = apiAddr
-			if accessLog != "" {
-				f, err := os.Create(accessLog)
-				if err != nil {
-					return configProblem(err, "--access-log: %v", err)
-				}
-				defer f.Close()
-				cfg.AccessLog = f
-			}
-			sb, err := sandbox.New(cfg)
-			if err != nil {
-				return usageProblem(err.Error())
-			}
-			defer sb.Close()
-			env, err := sandbox.ClientEnv(sb, region, externalID)
-			if err != nil {
-				return usageProblem(err.Error())
-			}
-			script := exportScript(env)
-			out := c.OutOrStdout()
-			if envFile != "" {
-				if err := writeFileAtomic(envFile, []byte(script)); err != nil {
-					return configProblem(err, "--env-file %s: %v", envFile, err)
-				}
-				defer os.Remove(envFile)
-				fmt.Fprintf(c.ErrOrStderr(), "# sandbox ready: source account %s (registry %s), destination account %s (registry %s)\n# environment in %s: . %s\n",
-					env["SANDBOX_SOURCE_ACCOUNT_ID"], env["SANDBOX_SOURCE_REGISTRY"], env["SANDBOX_DESTINATION_ACCOUNT_ID"], env["SANDBOX_DESTINATION_REGISTRY"], envFile, envFile)
-			} else {
-				fmt.Fprint(out, script)
-			}
-			fmt.Fprintln(c.ErrOrStderr(), "# sandbox running; interrupt (Ctrl-C) to stop")
-			<-c.Context().Done()
-			fmt.Fprintln(c.ErrOrStderr(), "# sandbox stopped")
-			return nil
-		},
+  ecr-replicator sandbox --external-id my-id`
+
+// sandboxOptions are the sandbox command's flags.
+type sandboxOptions struct {
+	apiAddr, externalID, region, accessLog, envFile string
+}
+
+func newSandboxCmd(a *app) *cobra.Command {
+	var o sandboxOptions
+	c := &cobra.Command{
+		Use:     "sandbox",
+		Short:   "Run a local emulation of two AWS accounts (ECR, STS, SQS) on 127.0.0.1",
+		Long:    sandboxLong,
+		Example: sandboxExample,
+		Args:    cobra.NoArgs,
+		RunE:    func(c *cobra.Command, _ []string) error { return o.run(c) },
 	}
-	c.Flags().StringVar(&envFile, "env-file", "", "write the environment to this file once ready (atomically), instead of printing it; removed on exit")
-	c.Flags().StringVar(&apiAddr, "api-addr", "127.0.0.1:0", "listen address of the AWS API endpoint (loopback only)")
-	c.Flags().StringVar(&externalID, "external-id", "", "external ID the destination role requires (default: random)")
-	c.Flags().StringVar(&region, "region", sandbox.DefaultRegion, "region printed as AWS_REGION and AWS_DEFAULT_REGION")
-	c.Flags().StringVar(&accessLog, "access-log", "", "also write the access log to this file, one JSON line per request")
+	c.Flags().StringVar(&o.envFile, "env-file", "", "write the environment to this file once ready (atomically), instead of printing it; removed on exit")
+	c.Flags().StringVar(&o.apiAddr, "api-addr", "127.0.0.1:0", "listen address of the AWS API endpoint (loopback only)")
+	c.Flags().StringVar(&o.externalID, "external-id", "", "external ID the destination role requires (default: random)")
+	c.Flags().StringVar(&o.region, "region", sandbox.DefaultRegion, "region printed as AWS_REGION and AWS_DEFAULT_REGION")
+	c.Flags().StringVar(&o.accessLog, "access-log", "", "also write the access log to this file, one JSON line per request")
 	return c
+}
+
+// run starts the sandbox, hands out its environment and waits for the interrupt.
+func (o *sandboxOptions) run(c *cobra.Command) error {
+	if o.externalID == "" {
+		o.externalID = "sandbox-" + randomSuffix()
+	}
+	if o.envFile != "" {
+		// A file left by a sandbox that did not stop cleanly must not be taken
+		// for this one's.
+		if err := os.Remove(o.envFile); err != nil && !os.IsNotExist(err) {
+			return configProblem(err, "--env-file %s: %v", o.envFile, err)
+		}
+	}
+	cfg := sandbox.TwoAccounts(o.externalID)
+	cfg.APIAddr = o.apiAddr
+	if o.accessLog != "" {
+		f, err := os.Create(o.accessLog)
+		if err != nil {
+			return configProblem(err, "--access-log: %v", err)
+		}
+		defer f.Close()
+		cfg.AccessLog = f
+	}
+	sb, err := sandbox.New(cfg)
+	if err != nil {
+		return usageProblem(err.Error())
+	}
+	defer sb.Close()
+	env, err := sandbox.ClientEnv(sb, o.region, o.externalID)
+	if err != nil {
+		return usageProblem(err.Error())
+	}
+	script := exportScript(env)
+	out := c.OutOrStdout()
+	if o.envFile != "" {
+		if err := writeFileAtomic(o.envFile, []byte(script)); err != nil {
+			return configProblem(err, "--env-file %s: %v", o.envFile, err)
+		}
+		defer os.Remove(o.envFile)
+		fmt.Fprintf(c.ErrOrStderr(), "# sandbox ready: source account %s (registry %s), destination account %s (registry %s)\n# environment in %s: . %s\n",
+			env["SANDBOX_SOURCE_ACCOUNT_ID"], env["SANDBOX_SOURCE_REGISTRY"], env["SANDBOX_DESTINATION_ACCOUNT_ID"], env["SANDBOX_DESTINATION_REGISTRY"], o.envFile, o.envFile)
+	} else {
+		fmt.Fprint(out, script)
+	}
+	fmt.Fprintln(c.ErrOrStderr(), "# sandbox running; interrupt (Ctrl-C) to stop")
+	<-c.Context().Done()
+	fmt.Fprintln(c.ErrOrStderr(), "# sandbox stopped")
+	return nil
 }
 
 // exportScript is the environment as POSIX shell lines, sorted.
