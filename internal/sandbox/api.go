@@ -74,7 +74,7 @@ func (s *Sandbox) serveAPI(w http.ResponseWriter, r *http.Request) {
 	if aerr == nil {
 		if f := s.faults.takeAPI(service, op, entry.CallerAccount); f != nil {
 			entry.Fault = f.Code
-			aerr = errorf(faultStatus(f.Code), f.Code, "Rate exceeded")
+			aerr = errorf(faultStatus(f.Code), f.Code, "%s", faultMessage(f.Code))
 		}
 	}
 	if aerr == nil {
@@ -122,6 +122,20 @@ func faultStatus(code string) int {
 		return http.StatusInternalServerError
 	}
 	return http.StatusBadRequest
+}
+
+// faultMessage is the message an injected error code carries: the services' wordings
+// where documented, "Rate exceeded" (the throttling wording) otherwise.
+func faultMessage(code string) string {
+	switch code {
+	case "LimitExceededException":
+		// ECR API, Common Errors / LimitExceededException (API_CreateRepository,
+		// API_PutImage): a service quota, not a throttle.
+		return "The operation did not succeed because it would have exceeded a service limit for your account."
+	case "KmsException":
+		return "The operation failed due to a KMS exception."
+	}
+	return "Rate exceeded"
 }
 
 func guessService(r *http.Request) string {
