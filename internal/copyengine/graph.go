@@ -421,11 +421,16 @@ func (s *session) headSourceTag(ctx context.Context, tag string) (v1.Hash, bool,
 // tag and before its re-check, while another wrote the newer one first — only this
 // handler can still repair that.
 func (s *session) converge(ctx context.Context, tag string, want v1.Hash) (tr tagResult, err error) {
-	unlock, err := s.c.lockTag(ctx, s.dst.repo.Tag(tag).String())
+	ctx, unlock, held, err := s.c.lockTag(ctx, s.dst.repo.Tag(tag).String())
 	if err != nil {
 		return tr, classify("lock tag "+tag, onDest, err)
 	}
 	defer unlock()
+	if held {
+		// Converging this tag is what this call is doing further up (a cosign tag that
+		// points at its own subject): that convergence sets it, after this returns.
+		return tr, nil
+	}
 	start := 0
 	if s.rootTagged.Load() && want == s.rootDigest {
 		// Checked before, written and verified with the root manifest: what is left
