@@ -140,10 +140,10 @@ type Engine struct {
 	// (key as Run.blobs); each run still remembers its own.
 	uploads onceMap
 
-	mu         sync.Mutex
-	pacers     map[string]*pacer   // manifest writes, per destination registry host
-	throughput throughput          // blob uploads, measured
-	tagLocks   map[string]*tagLock // per destination repo:tag, while held or awaited
+	mu       sync.Mutex
+	pacers   map[string]*pacer   // manifest writes, per destination registry host
+	link     link                // what uploads move together, measured (budget.go)
+	tagLocks map[string]*tagLock // per destination repo:tag, while held or awaited
 }
 
 // Run is one unit of work of an Engine: its Copy calls share what they learn about
@@ -261,7 +261,7 @@ func New(opts ...Option) *Engine {
 		pacers:        map[string]*pacer{},
 		tagLocks:      map[string]*tagLock{},
 		uploads:       onceMap{inFlightOnly: true},
-		throughput:    throughput{minBytes: minMeasuredBytes, minTime: minMeasuredTime},
+		link:          link{minBytes: minMeasuredBytes, minTime: minMeasuredTime},
 	}
 	for _, o := range opts {
 		o(c)

@@ -7,8 +7,6 @@ import (
 	"io"
 	"net/http"
 	"net/url"
-	"sync/atomic"
-	"time"
 
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/google/go-containerregistry/pkg/v1/remote/transport"
@@ -106,8 +104,7 @@ func (s *session) pushBlobOnce(ctx context.Context, client *http.Client, desc v1
 		return false, o.err
 	}
 	progress := Progress{Source: s.src.repo.String(), Destination: repo.String(), Blob: desc.Digest.String(), Size: desc.Size}
-	var read atomic.Int64
-	body := countingReader{ReadCloser: s.c.counting(o.body, progress), n: &read}
+	body := linkReader{ReadCloser: s.c.counting(o.body, progress), link: &s.c.link}
 	req, err := http.NewRequestWithContext(ctx, http.MethodPut, loc, body)
 	if err != nil {
 		o.body.Close()
@@ -118,16 +115,16 @@ func (s *session) pushBlobOnce(ctx context.Context, client *http.Client, desc v1
 	*sent = true
 	progress.Event = BlobStarted
 	s.c.report(progress)
-	began := time.Now()
+	s.c.link.begin()
 	resp, err := client.Do(req)
+	s.c.link.end()
 	if err != nil {
-		return false, s.cutUpload(ctx, desc.Size, read.Load(), time.Since(began), classify(op, onDest, err))
+		return false, s.cutUpload(ctx, desc.Size, classify(op, onDest, err))
 	}
 	defer resp.Body.Close()
 	if err := transport.CheckError(resp, http.StatusCreated); err != nil {
 		return false, classify(op, onDest, err)
 	}
-	s.c.throughput.observe(desc.Size, time.Since(began))
 	progress.Event = BlobDone
 	s.c.report(progress)
 	return false, nil
