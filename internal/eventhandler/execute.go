@@ -61,11 +61,26 @@ func (h *Handler) workContext(ctx context.Context) (context.Context, context.Can
 	if !ok {
 		return context.WithCancel(ctx)
 	}
-	reserve := h.c.Reserve
-	if reserve <= 0 {
-		reserve = min(max(time.Until(dl)/10, 2*time.Second), 15*time.Second)
+	return context.WithDeadline(ctx, dl.Add(-h.reserve(dl)))
+}
+
+func (h *Handler) reserve(dl time.Time) time.Duration {
+	if h.c.Reserve > 0 {
+		return h.c.Reserve
 	}
-	return context.WithDeadline(ctx, dl.Add(-reserve))
+	return min(max(time.Until(dl)/10, 2*time.Second), 15*time.Second)
+}
+
+// publishContext bounds the publication of result events, which comes after the copies:
+// it may use the first half of the reserve, never the second, so an EventBridge endpoint
+// that does not answer (a function in a VPC without a route to it) costs the events, not
+// the invocation's answer.
+func (h *Handler) publishContext(ctx context.Context) (context.Context, context.CancelFunc) {
+	dl, ok := ctx.Deadline()
+	if !ok {
+		return context.WithCancel(ctx)
+	}
+	return context.WithDeadline(ctx, dl.Add(-h.reserve(dl)/2))
 }
 
 // errNotStarted is the failure of an image the invocation had no time left to start.

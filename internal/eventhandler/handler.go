@@ -142,10 +142,13 @@ func (h *Handler) invoke(ctx context.Context, msgs []message) invocation {
 	if h.c.EMF != nil {
 		mr = metrics.New(h.c.EMF, h.c.Namespace)
 	}
+	// Bounded now, as the work is (execute): half the reserve before the deadline.
+	pubCtx, cancel := h.publishContext(ctx)
+	defer cancel()
 	p := h.plan(msgs, mr)
 	results := h.execute(ctx, p.jobs)
 	out := h.report(ctx, p, results, msgs, mr)
-	h.publish(ctx, out.summary.Results)
+	h.publish(pubCtx, out.summary.Results)
 	if mr != nil {
 		if err := mr.Flush(); err != nil {
 			h.c.Log.Warn("writing metrics", "error", err.Error())
