@@ -177,3 +177,39 @@ func TestDeleteFailuresAreRead(t *testing.T) {
 	}
 	report(t, "child deleted before its index: ImageReferencedByManifestList, retried; after the index's delete, the redelivery deleted it")
 }
+
+// TestDeleteRecheckReadsFailures: before mirroring a delete by digest, the source is
+// asked whether it has the image again (BatchGetImage). That answer reports per-image
+// failures (KmsError, UpstreamUnavailable: API_ImageFailure), not as an error; a
+// transient one must not read as "gone". It did, and a mirrored delete removed a
+// destination image the source still had.
+func TestDeleteRecheckReadsFailures(t *testing.T) {
+	f := newFx(t, 1800, withRules(func(e string) string { return rulesDoc(e, true) }))
+	const repo = "team-a/kept"
+	img := f.image(t, 2048, 1)
+	d := f.push(t, repo, "v1", img)
+	f.deliver(t, f.records(sandboxtest.ImageEvent("p", "PUSH", repo, d, "v1")), nil)
+	// The source deletes the image and pushes it back before the DELETE event is handled.
+	f.deleteSource(t, repo, ecrtypes.ImageIdentifier{ImageDigest: aws.String(d)})
+	f.push(t, repo, "v1", img)
+	if err := f.sb.InjectAPIFault(sandbox.APIFault{Service: "ecr", Operation: "BatchGetImage", Account: srcAcct, ImageFailure: "KmsError", Count: 1}); err != nil {
+		t.Fatal(err)
+	}
+	del := f.records(sandboxtest.ImageEvent("d", "DELETE", repo, d, ""))
+	out, err := f.h.Handle(f.ctx, sandboxtest.SQSBatch(1, del...))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := f.w.Dest.Digest(t, prefix+repo, d); got != d {
+		t.Fatalf("the destination image was deleted while the source still has it (the re-check failed with KmsError): %s", lastLines(f.logs.String(), 2))
+	}
+	if !batchFailures(t, out)[del[0].ID] {
+		t.Fatalf("the failed re-check was acknowledged: %s", toJSON(out))
+	}
+	if !strings.Contains(f.logs.String(), `"error_code":"KmsError"`) {
+		t.Errorf("the log does not name KmsError")
+	}
+	f.deliver(t, del, nil) // the redelivery sees the image: not deleted
+	f.verify(t, repo)
+	report(t, "DELETE by digest, source re-pushed it, its BatchGetImage re-check failed with KmsError: retried, destination kept the image")
+}

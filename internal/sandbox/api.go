@@ -71,8 +71,12 @@ func (s *Sandbox) serveAPI(w http.ResponseWriter, r *http.Request) {
 	if c != nil {
 		entry.CallerAccount, entry.Principal, entry.Account = c.cred.account, c.cred.principalARN, c.cred.account
 	}
+	ctx := r.Context()
 	if aerr == nil {
-		if f := s.faults.takeAPI(service, op, entry.CallerAccount); f != nil {
+		if f := s.faults.takeAPI(service, op, entry.CallerAccount); f != nil && f.ImageFailure != "" {
+			entry.Fault = "image:" + f.ImageFailure
+			ctx = context.WithValue(ctx, imageFailureKey{}, f.ImageFailure)
+		} else if f != nil {
 			entry.Fault = f.Code
 			aerr = errorf(faultStatus(f.Code), f.Code, "%s", faultMessage(f.Code))
 		}
@@ -88,7 +92,7 @@ func (s *Sandbox) serveAPI(w http.ResponseWriter, r *http.Request) {
 	if aerr == nil {
 		switch service {
 		case "ecr":
-			resp, aerr = s.ecrCall(r.Context(), c, op, body, &entry)
+			resp, aerr = s.ecrCall(ctx, c, op, body, &entry)
 		case "sts":
 			resp, aerr = s.stsCall(c, op, body, &entry)
 		case "sqs":

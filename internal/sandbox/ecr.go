@@ -70,7 +70,24 @@ func decodeInput(body []byte, v any) *apiError {
 	return nil
 }
 
-func (s *Sandbox) ecrCall(_ context.Context, c *caller, op string, body []byte, entry *Entry) (any, *apiError) {
+// imageFailureKey carries an injected per-image failure code (APIFault.ImageFailure).
+type imageFailureKey struct{}
+
+// injectedImageFailure is the per-image failure a fault asks for, with ECR's wording where
+// known (the rest: a guess).
+func injectedImageFailure(ctx context.Context, id imageID) (imageFailure, bool) {
+	code, _ := ctx.Value(imageFailureKey{}).(string)
+	if code == "" {
+		return imageFailure{}, false
+	}
+	reason := failureReasons[code]
+	if reason == "" {
+		reason = "injected failure " + code
+	}
+	return imageFailure{ImageID: id, FailureCode: code, FailureReason: reason}, true
+}
+
+func (s *Sandbox) ecrCall(ctx context.Context, c *caller, op string, body []byte, entry *Entry) (any, *apiError) {
 	var in struct {
 		RegistryID      string                     `json:"registryId"`
 		RepositoryName  string                     `json:"repositoryName"`
@@ -135,11 +152,11 @@ func (s *Sandbox) ecrCall(_ context.Context, c *caller, op string, body []byte, 
 	case "DescribeImages":
 		return reg.describeImages(in.RepositoryName, in.ImageIDs, in.Filter.TagStatus, in.MaxResults, in.NextToken)
 	case "BatchGetImage":
-		return reg.batchGetImage(in.RepositoryName, in.ImageIDs, in.AcceptedTypes)
+		return reg.batchGetImage(ctx, in.RepositoryName, in.ImageIDs, in.AcceptedTypes)
 	case "PutImage":
 		return reg.putImage(in.RepositoryName, in.ImageManifest, in.ManifestType, in.ImageTag, in.ImageDigest)
 	case "BatchDeleteImage":
-		return reg.batchDeleteImage(in.RepositoryName, in.ImageIDs)
+		return reg.batchDeleteImage(ctx, in.RepositoryName, in.ImageIDs)
 	case "GetLifecyclePolicy", "PutLifecyclePolicy", "DeleteLifecyclePolicy",
 		"GetRepositoryPolicy", "SetRepositoryPolicy", "ListTagsForResource", "TagResource":
 		return reg.repositorySetting(op, in.RepositoryName, in.LifecyclePolicy, in.PolicyText, in.Tags)
@@ -429,7 +446,7 @@ func (r *registry) describeImages(name string, ids []imageID, tagStatus string, 
 }
 
 // BatchGetImage: https://docs.aws.amazon.com/AmazonECR/latest/APIReference/API_BatchGetImage.html
-func (r *registry) batchGetImage(name string, ids []imageID, accepted []string) (any, *apiError) {
+func (r *registry) batchGetImage(ctx context.Context, name string, ids []imageID, accepted []string) (any, *apiError) {
 	if len(ids) == 0 || len(ids) > 100 {
 		return nil, errorf(400, "InvalidParameterException", "imageIds must hold between 1 and 100 items")
 	}
@@ -442,6 +459,10 @@ func (r *registry) batchGetImage(name string, ids []imageID, accepted []string) 
 	images := []map[string]any{}
 	failures := []imageFailure{}
 	for _, id := range ids {
+		if f, ok := injectedImageFailure(ctx, id); ok {
+			failures = append(failures, f)
+			continue
+		}
 		m, code, msg := repo.resolve(id)
 		if m == nil {
 			failures = append(failures, imageFailure{ImageID: id, FailureCode: code, FailureReason: msg})
@@ -560,10 +581,11 @@ var failureReasons = map[string]string{
 	"ImageNotFound":                 "Requested image not found",
 	"ImageTagDoesNotMatchDigest":    "Invalid image digest. The image tag does not match the digest",
 	"ImageReferencedByManifestList": "Requested image is referenced by a manifest list",
+	"KmsError":                      "The KMS key used to encrypt the image could not be used (guess at ECR's wording)",
 }
 
 // BatchDeleteImage: https://docs.aws.amazon.com/AmazonECR/latest/APIReference/API_BatchDeleteImage.html
-func (r *registry) batchDeleteImage(name string, ids []imageID) (any, *apiError) {
+func (r *registry) batchDeleteImage(ctx context.Context, name string, ids []imageID) (any, *apiError) {
 	if len(ids) == 0 || len(ids) > 100 {
 		return nil, errorf(400, "InvalidParameterException", "imageIds must hold between 1 and 100 items")
 	}
@@ -576,6 +598,10 @@ func (r *registry) batchDeleteImage(name string, ids []imageID) (any, *apiError)
 	deleted := []imageID{}
 	failures := []imageFailure{}
 	for _, id := range ids {
+		if f, ok := injectedImageFailure(ctx, id); ok {
+			failures = append(failures, f)
+			continue
+		}
 		m, _, _ := repo.resolve(id)
 		if code := repo.deleteImage(id); code != "" {
 			failures = append(failures, imageFailure{ImageID: id, FailureCode: code, FailureReason: failureReasons[code]})

@@ -167,6 +167,10 @@ type APIFault struct {
 	Account   string // caller account; empty: any
 	Count     int
 	Code      string // error code to answer with; empty: throttling
+	// ImageFailure, when set, lets the call succeed but fails every image it names with
+	// this ImageFailure code (BatchGetImage and BatchDeleteImage answer per image:
+	// KmsError, UpstreamUnavailable, … API_ImageFailure) instead of answering Code.
+	ImageFailure string
 }
 
 type faults struct {
@@ -446,6 +450,10 @@ func (f *faults) takeAPI(service, operation, callerAccount string) *APIFault {
 			f.api = append(f.api[:i], f.api[i+1:]...)
 		}
 		fired := *af
+		if fired.ImageFailure != "" {
+			f.fired["api:"+service+":"+operation+":image:"+fired.ImageFailure]++
+			return &fired
+		}
 		if fired.Code == "" {
 			fired.Code = throttlingCode(service)
 		}
