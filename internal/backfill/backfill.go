@@ -105,7 +105,7 @@ type Failure struct {
 	Digest      string `json:"digest,omitempty"`
 	Tag         string `json:"tag,omitempty"`
 	Reason      string `json:"reason"`
-	// Code is the AWS error code of a listing that failed (AccessDenied, …), when known.
+	// Code is the error code of a listing or copy that failed (AccessDenied, …), when known.
 	Code string `json:"code,omitempty"`
 }
 
@@ -183,8 +183,11 @@ type run struct {
 	resp       *Response
 	outstand   map[ecrname.Registry]int // outstanding copies per destination registry
 	copies     Run
-	mu         sync.Mutex
-	sendErr    error // the first SendMessageBatch failure (after retries)
+	// from is the position the run continues from; at maxStalls, retryable copy failures
+	// are final (see inline).
+	from    position
+	mu      sync.Mutex
+	sendErr error // the first SendMessageBatch failure (after retries)
 }
 
 // Run executes one backfill invocation.
@@ -221,7 +224,7 @@ func (b *Backfill) Execute(ctx context.Context, plan *Response) *Response {
 		r.outstanding(&plan.Work[i], 1)
 	}
 	if cursor, done := r.inline(ctx, plan.Work, ""); !done {
-		resp.ContinuationToken = encodeToken(position{After: cursor})
+		resp.ContinuationToken = r.token(position{After: cursor})
 	}
 	return b.finish(r, start)
 }
@@ -255,7 +258,7 @@ func (b *Backfill) newRun(ctx context.Context, req Request) (*run, position, err
 			return nil, pos, fmt.Errorf("backfill request: continuationToken: %w", err)
 		}
 	}
-	r := &run{b: b, doc: doc, req: req, mode: mode, resp: &Response{Mode: mode}, outstand: map[ecrname.Registry]int{}, srcRegion: b.SourceRegion}
+	r := &run{b: b, doc: doc, req: req, mode: mode, resp: &Response{Mode: mode}, outstand: map[ecrname.Registry]int{}, srcRegion: b.SourceRegion, from: pos}
 	r.stopAt = b.stopAt(ctx)
 	if mode == ModeInline {
 		r.copies = b.Start()
@@ -296,13 +299,13 @@ func (r *run) scan(ctx context.Context, pos position) error {
 			cursor = pos.After
 		}
 		if r.timeUp() {
-			r.resp.ContinuationToken = encodeToken(position{RepoIndex: i, Repository: repos[i], After: cursor})
+			r.resp.ContinuationToken = r.token(position{RepoIndex: i, Repository: repos[i], After: cursor})
 			break
 		}
 		r.resp.source = ecrname.Registry{AccountID: r.srcAccount, Region: b.SourceRegion}
 		last, done := r.repository(ctx, src.API(), repos[i], cursor)
 		if !done {
-			r.resp.ContinuationToken = encodeToken(position{RepoIndex: i, Repository: repos[i], After: last})
+			r.resp.ContinuationToken = r.token(position{RepoIndex: i, Repository: repos[i], After: last})
 			break
 		}
 	}
@@ -358,6 +361,15 @@ func (b *Backfill) stopAt(ctx context.Context) time.Time {
 }
 
 func (r *run) timeUp() bool { return !r.stopAt.IsZero() && !r.b.now().Before(r.stopAt) }
+
+// token is the continuation token for p, counting the runs in a row that ended where
+// this one started.
+func (r *run) token(p position) string {
+	if p.Repository == r.from.Repository && p.After == r.from.After {
+		p.Stalls = r.from.Stalls + 1
+	}
+	return encodeToken(p)
+}
 
 // SourceAccount is source.roleArn's account when the rules name one, or the caller's
 // (asked once per Resolver).
@@ -795,6 +807,20 @@ func (r *run) copyGroup(ctx context.Context, g []Work) int {
 		x := res[0]
 		if x.Outcome == copyengine.Failed && x.Retryable && ctx.Err() != nil {
 			return i // cut at the hard stop: left for the continuation
+		}
+		if x.Outcome == copyengine.Failed && x.Retryable && r.from.Stalls < maxStalls {
+			// Another run may succeed (throttling, a layer that needs a whole run:
+			// NO_TIME_LEFT): reported, and left for the continuation, which does not move
+			// past it (until it has stalled there maxStalls times).
+			reason := x.Reason
+			if x.Err != nil {
+				reason = x.Err.Error()
+			}
+			r.mu.Lock()
+			r.resp.fail(Failure{Repository: w.Repository, Destination: w.Target.Repo().String(), Digest: w.Digest, Tag: w.Tag,
+				Reason: reason + " (retryable: left for the continuation)", Code: x.Code})
+			r.mu.Unlock()
+			return i
 		}
 		if x.Outcome.Failure() || x.Err != nil {
 			reason := x.Reason

@@ -472,3 +472,50 @@ func TestInlineCountsOnlyWhatWasWritten(t *testing.T) {
 		t.Fatalf("copied %d, failed %d (drift %d): %+v", resp.Copied, resp.Failed, resp.Drift, resp)
 	}
 }
+
+// TestInlineRetryableFailureIsNotPassed: an inline copy that fails retryably (the
+// destination keeps answering 503 past the engine's retries; a layer that does not fit
+// what is left of the run) is reported and left for the continuation, which does not
+// move past it. It was counted finished, the continuation moved past it, and the backfill
+// answered "done" with the image missing. A position that makes no progress in three runs
+// in a row lets its retryable failures go as failures, so a caller looping on the token
+// always ends.
+func TestInlineRetryableFailureIsNotPassed(t *testing.T) {
+	e := start(t, "")
+	repos := repoNames("retry", 1)
+	e.seed(t, repos, 3)
+	fault, err := e.sb.ArmRegistryFault(sandbox.RegistryFault{Account: sandbox.DestinationAccount, Repository: "mirror/" + repos[0],
+		Step: sandbox.StepUploadPUT, Status: 503, Count: -1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	b := e.backfill()
+	replicator := destinations.New(e.resolver, copyengine.New(copyengine.WithRetry(retry.Policy{Attempts: 2, Initial: time.Millisecond, Max: 5 * time.Millisecond})))
+	b.Start = func() backfill.Run { return replicator.Start() }
+	resp, err := b.Run(e.ctx, backfill.Request{Mode: backfill.ModeInline})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if resp.ContinuationToken == "" || resp.Failed == 0 || resp.Remaining == 0 {
+		t.Fatalf("retryable failures: token %q, failed %d, remaining %d; want them reported and left for the continuation: %+v",
+			resp.ContinuationToken, resp.Failed, resp.Remaining, resp)
+	}
+	runs := 1
+	for ; resp.ContinuationToken != ""; runs++ {
+		if runs > 5 {
+			t.Fatal("the continuation never ends while the failure persists")
+		}
+		if resp, err = b.Run(e.ctx, backfill.Request{Mode: backfill.ModeInline, ContinuationToken: resp.ContinuationToken}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if resp.Failed == 0 || !strings.Contains(resp.Failures[0].Reason, "UNAVAILABLE") {
+		t.Fatalf("the last run passed the failures without reporting them: %+v", resp)
+	}
+	fault.Disarm()
+	if resp, err = b.Run(e.ctx, backfill.Request{Mode: backfill.ModeInline}); err != nil || resp.ContinuationToken != "" {
+		t.Fatalf("after the fault: %v %+v", err, resp)
+	}
+	e.assertMirrored(t, repos)
+	t.Logf("persistent 503: %d runs until the position gave up (failures reported); after the fault, one run copied all", runs)
+}
