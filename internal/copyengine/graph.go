@@ -306,20 +306,13 @@ func (g *depGroup) Wait() error {
 // a monolithic upload (WithJobs bounds the uploads in flight, not the HEADs).
 func (s *session) ensureBlob(ctx context.Context, desc v1.Descriptor) error {
 	var uploaded bool
-	size := desc.Size
+	size := desc.Size // unknown (0) in a Docker schema 1 manifest: pushBlob learns it
 	ran, err := s.c.blobs.do(ctx, s.dst.key(desc.Digest), func() error {
-		var err error
-		if size <= 0 {
-			// Schema 1 manifests carry no sizes; the source's HEAD tells.
-			if size, err = s.sourceBlobSize(ctx, desc.Digest); err != nil {
-				return err
-			}
-		}
 		// Another run uploading the same blob now is waited for, not raced: it then
 		// counts as skipped here (ran false).
-		_, err = s.c.uploads.do(ctx, s.dst.key(desc.Digest), func() error {
+		_, err := s.c.uploads.do(ctx, s.dst.key(desc.Digest), func() error {
 			var err error
-			uploaded, err = s.pushBlob(ctx, v1.Descriptor{Digest: desc.Digest, Size: size})
+			uploaded, size, err = s.pushBlob(ctx, v1.Descriptor{Digest: desc.Digest, Size: desc.Size})
 			return err
 		})
 		return err
