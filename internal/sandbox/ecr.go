@@ -17,6 +17,8 @@ import (
 // answering from the same content the registry serves.
 // https://docs.aws.amazon.com/AmazonECR/latest/APIReference/API_Operations.html
 
+// tagPattern is what PutImage accepts: 1-300 characters (API_PutImage, imageTag); the
+// registry API takes at most registryTagMax of them.
 var tagPattern = regexp.MustCompile(`^[a-zA-Z0-9_][a-zA-Z0-9._-]{0,299}$`)
 
 type imageID struct {

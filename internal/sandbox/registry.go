@@ -501,7 +501,18 @@ func acceptable(accept []string, mt string) bool {
 	return false
 }
 
+// registryTagMax is the longest tag the registry API carries: the OCI distribution spec's
+// tag grammar, [a-zA-Z0-9_][a-zA-Z0-9._-]{0,127}
+// (https://github.com/opencontainers/distribution-spec/blob/main/spec.md#pulling-manifests).
+// ECR's PutImage accepts tags of up to 300 characters (API_PutImage, imageTag); such a tag
+// can only be read and written through the ECR API. How ECR's registry answers a longer one
+// is not documented: 400 TAG_INVALID is a guess.
+const registryTagMax = 128
+
 func (r *registry) manifest(w *recorder, req *http.Request, rt route) *regError {
+	if !isDigest(rt.ref) && len(rt.ref) > registryTagMax {
+		return regErr(http.StatusBadRequest, "TAG_INVALID", "tag of %d characters: the registry API takes at most %d (longer tags: the ECR API)", len(rt.ref), registryTagMax)
+	}
 	switch req.Method {
 	case http.MethodGet, http.MethodHead:
 		r.mu.Lock()
