@@ -129,7 +129,11 @@ type Response struct {
 	RepositoriesScanned   int    `json:"repositoriesScanned"`
 	ImagesSeen            int    `json:"imagesSeen"`
 	SkippedBeforeSince    int    `json:"skippedBeforeSince,omitempty"`
-	InSync                int    `json:"inSync"`
+	// ArchivedAtSource counts source images in the archive storage class (ARCHIVED, or
+	// ACTIVATING while restored): they cannot be pulled, so they are not copied; the
+	// first run after their restore copies what the destinations lack.
+	ArchivedAtSource int `json:"archivedAtSource,omitempty"`
+	InSync           int `json:"inSync"`
 	// Drift is the work found (copies missing or wrong at a destination) in the scanned
 	// repositories.
 	Drift    int `json:"drift"`
@@ -421,10 +425,13 @@ func (r *run) listRepositories(ctx context.Context, api *ecr.Client) ([]string, 
 	return names, nil
 }
 
-// describeImages lists every image of a repository. found is false when the repository
-// does not exist.
+// describeImages lists every image of a repository, in every storage status: without the
+// filter DescribeImages lists ACTIVE images only (DescribeImagesFilter,
+// https://docs.aws.amazon.com/AmazonECR/latest/APIReference/API_DescribeImagesFilter.html).
+// found is false when the repository does not exist.
 func describeImages(ctx context.Context, api *ecr.Client, registryID, repo string) (imgs []Image, found bool, err error) {
-	p := ecr.NewDescribeImagesPaginator(api, &ecr.DescribeImagesInput{RegistryId: aws.String(registryID), RepositoryName: aws.String(repo), MaxResults: aws.Int32(1000)})
+	p := ecr.NewDescribeImagesPaginator(api, &ecr.DescribeImagesInput{RegistryId: aws.String(registryID), RepositoryName: aws.String(repo), MaxResults: aws.Int32(1000),
+		Filter: &ecrtypes.DescribeImagesFilter{ImageStatus: ecrtypes.ImageStatusFilterAny}})
 	for p.HasMorePages() {
 		out, err := p.NextPage(ctx)
 		var nf *ecrtypes.RepositoryNotFoundException
@@ -438,7 +445,7 @@ func describeImages(ctx context.Context, api *ecr.Client, registryID, repo strin
 			imgs = append(imgs, Image{
 				Digest: aws.ToString(d.ImageDigest), Tags: d.ImageTags, PushedAt: aws.ToTime(d.ImagePushedAt),
 				MediaType: aws.ToString(d.ImageManifestMediaType), ArtifactMediaType: aws.ToString(d.ArtifactMediaType),
-				Subject: aws.ToString(d.SubjectManifestDigest),
+				Subject: aws.ToString(d.SubjectManifestDigest), Status: string(d.ImageStatus),
 			})
 		}
 	}
@@ -535,6 +542,7 @@ func (r *run) account(repo string, ex Expansion, diff Diff, dests map[ecrname.Re
 	resp.RepositoriesScanned++
 	resp.ImagesSeen += ex.ImagesSeen
 	resp.SkippedBeforeSince += ex.SkippedBefore
+	resp.ArchivedAtSource += ex.Archived
 	for _, reason := range ex.Invalid {
 		resp.fail(Failure{Repository: repo, Reason: reason})
 	}
@@ -852,7 +860,7 @@ func (r *run) copyGroup(ctx context.Context, g []Work) int {
 func (b *Backfill) report(resp *Response, mr *metrics.Recorder) {
 	b.log().Info("backfill totals",
 		"mode", resp.Mode, "repositoriesScanned", resp.RepositoriesScanned, "imagesSeen", resp.ImagesSeen,
-		"skippedBeforeSince", resp.SkippedBeforeSince, "inSync", resp.InSync, "drift", resp.Drift,
+		"skippedBeforeSince", resp.SkippedBeforeSince, "archivedAtSource", resp.ArchivedAtSource, "inSync", resp.InSync, "drift", resp.Drift,
 		"enqueued", resp.Enqueued, "copied", resp.Copied, "skipped", resp.Skipped, "failed", resp.Failed, "bytesCopied", resp.BytesCopied,
 		"remaining", resp.Remaining, "estimatedSecondsAtQuota", resp.EstimatedSecondsAtQuota,
 		"continues", resp.ContinuationToken != "", "durationMs", resp.DurationMs)

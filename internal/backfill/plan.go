@@ -17,9 +17,18 @@ type Image struct {
 	MediaType         string // imageManifestMediaType
 	ArtifactMediaType string
 	Subject           string // subjectManifestDigest: an OCI referrer (signature, SBOM, …)
+	// Status is the image's storage status (imageStatus): ACTIVE, or ARCHIVED or
+	// ACTIVATING for an image in (or leaving) the archive storage class, which cannot be
+	// pulled (archive-image.html). Empty: ACTIVE.
+	Status string
 }
 
-// Listing is what a destination repository holds, from DescribeImages.
+// pullable: an image that is not archived (nor still being restored).
+func (img *Image) pullable() bool { return img.Status == "" || img.Status == "ACTIVE" }
+
+// Listing is what a destination repository holds, from DescribeImages (every status:
+// an image its lifecycle archived is present, not drift — copying it again would restore
+// it at the destination's expense).
 type Listing struct {
 	Exists  bool              // false: RepositoryNotFoundException, the repository is to be created
 	Digests map[string]bool   // every digest present
@@ -77,6 +86,7 @@ type Expansion struct {
 	Targets       []rules.Target // distinct destinations (by Repo), in first-seen order
 	ImagesSeen    int
 	SkippedBefore int      // pushed before since
+	Archived      int      // archived (or being restored) at the source: cannot be pulled, so no work
 	Invalid       []string // reasons: targets whose destination name is invalid
 }
 
@@ -124,6 +134,10 @@ func Expand(doc *rules.Document, repo string, images []Image, since time.Time) E
 	for i := range images {
 		img := &images[i]
 		ex.ImagesSeen++
+		if !img.pullable() {
+			ex.Archived++ // copied by the first reconcile after its restore
+			continue
+		}
 		if !since.IsZero() && !img.PushedAt.IsZero() && img.PushedAt.Before(since) {
 			ex.SkippedBefore++
 			continue

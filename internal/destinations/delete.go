@@ -59,6 +59,16 @@ func (r *Run) recheck(ctx context.Context, rt route, src Source, t rules.Target,
 		res.Reason = "the source has the tag again; the destination follows it"
 		return true, ""
 	}
+	// The registry answered 404 for the tag: deleted, or its image archived (archived.go).
+	st, err := archivedStatus(ctx, rt.srcReg.API(), src.Repo.Name, sourceID(Source{Tag: src.Tag}))
+	switch {
+	case err != nil:
+		*res = res.failed(err)
+		return true, ""
+	case st != "":
+		res.Outcome, res.Reason = copyengine.Skipped, "the source tag's image is "+string(st)+" (archive storage class), not deleted: the destination keeps it"
+		return true, ""
+	}
 	return false, c.TagDigest
 }
 
@@ -187,7 +197,13 @@ func imageExists(ctx context.Context, api *ecr.Client, repo string, id ecrtypes.
 		return true, nil
 	}
 	for _, f := range out.Failures {
-		if f.FailureCode != ecrtypes.ImageFailureCodeImageNotFound {
+		switch f.FailureCode {
+		case ecrtypes.ImageFailureCodeImageNotFound:
+		case ecrtypes.ImageFailureCodeImageInaccessible:
+			// It exists and cannot be pulled: archived (archived.go; that BatchGetImage
+			// reports an archived image with this code is a guess).
+			return true, nil
+		default:
 			return false, imageFailure("ecr:BatchGetImage", f)
 		}
 	}

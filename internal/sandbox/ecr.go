@@ -60,6 +60,8 @@ type imageDetail struct {
 	ArtifactMediaType      string   `json:"artifactMediaType,omitempty"`
 	SubjectManifestDigest  string   `json:"subjectManifestDigest,omitempty"`
 	ImageStatus            string   `json:"imageStatus"`
+	LastArchivedAt         *epoch   `json:"lastArchivedAt,omitempty"`
+	LastActivatedAt        *epoch   `json:"lastActivatedAt,omitempty"`
 }
 
 func decodeInput(body []byte, v any) *apiError {
@@ -91,19 +93,21 @@ func injectedImageFailure(ctx context.Context, id imageID) (imageFailure, bool) 
 
 func (s *Sandbox) ecrCall(ctx context.Context, c *caller, op string, body []byte, entry *Entry) (any, *apiError) {
 	var in struct {
-		RegistryID      string                     `json:"registryId"`
-		RepositoryName  string                     `json:"repositoryName"`
-		RepositoryNames []string                   `json:"repositoryNames"`
-		ImageIDs        []imageID                  `json:"imageIds"`
-		MaxResults      *int                       `json:"maxResults"`
-		NextToken       string                     `json:"nextToken"`
-		Filter          struct{ TagStatus string } `json:"filter"`
-		ImageManifest   string                     `json:"imageManifest"`
-		ManifestType    string                     `json:"imageManifestMediaType"`
-		ImageTag        string                     `json:"imageTag"`
-		ImageDigest     string                     `json:"imageDigest"`
-		Mutability      string                     `json:"imageTagMutability"`
-		Exclusions      []exclusionFilter          `json:"imageTagMutabilityExclusionFilters"`
+		RegistryID      string                                  `json:"registryId"`
+		RepositoryName  string                                  `json:"repositoryName"`
+		RepositoryNames []string                                `json:"repositoryNames"`
+		ImageIDs        []imageID                               `json:"imageIds"`
+		MaxResults      *int                                    `json:"maxResults"`
+		NextToken       string                                  `json:"nextToken"`
+		Filter          struct{ TagStatus, ImageStatus string } `json:"filter"`
+		ImageID         *imageID                                `json:"imageId"`
+		TargetClass     string                                  `json:"targetStorageClass"`
+		ImageManifest   string                                  `json:"imageManifest"`
+		ManifestType    string                                  `json:"imageManifestMediaType"`
+		ImageTag        string                                  `json:"imageTag"`
+		ImageDigest     string                                  `json:"imageDigest"`
+		Mutability      string                                  `json:"imageTagMutability"`
+		Exclusions      []exclusionFilter                       `json:"imageTagMutabilityExclusionFilters"`
 		Scanning        *struct {
 			ScanOnPush bool `json:"scanOnPush"`
 		} `json:"imageScanningConfiguration"`
@@ -150,9 +154,11 @@ func (s *Sandbox) ecrCall(ctx context.Context, c *caller, op string, body []byte
 	case "DeleteRepository":
 		return reg.deleteRepository(in.RepositoryName, in.Force)
 	case "ListImages":
-		return reg.listImages(in.RepositoryName, in.Filter.TagStatus, in.MaxResults, in.NextToken)
+		return reg.listImages(in.RepositoryName, in.Filter.TagStatus, in.Filter.ImageStatus, in.MaxResults, in.NextToken)
 	case "DescribeImages":
-		return reg.describeImages(in.RepositoryName, in.ImageIDs, in.Filter.TagStatus, in.MaxResults, in.NextToken)
+		return reg.describeImages(in.RepositoryName, in.ImageIDs, in.Filter.TagStatus, in.Filter.ImageStatus, in.MaxResults, in.NextToken)
+	case "UpdateImageStorageClass":
+		return reg.updateImageStorageClass(in.RepositoryName, in.ImageID, in.TargetClass)
 	case "BatchGetImage":
 		return reg.batchGetImage(ctx, in.RepositoryName, in.ImageIDs, in.AcceptedTypes)
 	case "PutImage":
@@ -352,7 +358,10 @@ func (r *registry) deleteRepository(name string, force bool) (any, *apiError) {
 }
 
 // ListImages lists one identifier per tag, and the digest alone for untagged images.
-func (r *registry) listImages(name, tagStatus string, maxResults *int, token string) (any, *apiError) {
+func (r *registry) listImages(name, tagStatus, imageStatus string, maxResults *int, token string) (any, *apiError) {
+	if aerr := checkStatusFilter(imageStatus); aerr != nil {
+		return nil, aerr
+	}
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	repo, ok := r.repos[name]
@@ -361,6 +370,9 @@ func (r *registry) listImages(name, tagStatus string, maxResults *int, token str
 	}
 	var ids []imageID
 	for _, d := range repo.sortedDigests() {
+		if !r.statusMatches(repo.manifests[d], imageStatus) {
+			continue
+		}
 		tags := repo.tagsOf(d)
 		if len(tags) == 0 && tagStatus != "TAGGED" {
 			ids = append(ids, imageID{Digest: d})
@@ -384,8 +396,18 @@ func (r *registry) detail(repo *repository, m *manifestRecord) imageDetail {
 		RegistryID: r.account, RepositoryName: repo.name, ImageDigest: m.digest,
 		ImageTags: repo.tagsOf(m.digest), ImageSizeInBytes: repo.imageSize(m),
 		ImagePushedAt: epoch(m.pushedAt), ImageManifestMediaType: m.mediaType,
-		ArtifactMediaType: m.artifactType, SubjectManifestDigest: m.subject, ImageStatus: "ACTIVE",
+		ArtifactMediaType: m.artifactType, SubjectManifestDigest: m.subject, ImageStatus: r.status(m),
+		LastArchivedAt: epochPtr(m.lastArchivedAt), LastActivatedAt: epochPtr(m.lastActivatedAt),
 	}
+}
+
+// checkStatusFilter refuses an imageStatus filter DescribeImagesFilter does not know.
+func checkStatusFilter(f string) *apiError {
+	switch f {
+	case "", statusActive, statusArchived, statusActivating, "ANY":
+		return nil
+	}
+	return errorf(400, "InvalidParameterException", "Invalid parameter at 'filter.imageStatus': %q is not one of ACTIVE, ARCHIVED, ACTIVATING, ANY", f)
 }
 
 // resolve finds the manifest an image ID names; a tag and digest that disagree fail.
@@ -409,7 +431,10 @@ func (repo *repository) resolve(id imageID) (*manifestRecord, string, string) {
 }
 
 // DescribeImages: https://docs.aws.amazon.com/AmazonECR/latest/APIReference/API_DescribeImages.html
-func (r *registry) describeImages(name string, ids []imageID, tagStatus string, maxResults *int, token string) (any, *apiError) {
+func (r *registry) describeImages(name string, ids []imageID, tagStatus, imageStatus string, maxResults *int, token string) (any, *apiError) {
+	if aerr := checkStatusFilter(imageStatus); aerr != nil {
+		return nil, aerr
+	}
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	repo, ok := r.repos[name]
@@ -435,7 +460,7 @@ func (r *registry) describeImages(name string, ids []imageID, tagStatus string, 
 	}
 	for _, d := range repo.sortedDigests() {
 		tagged := len(repo.tagsOf(d)) > 0
-		if (tagStatus == "TAGGED" && !tagged) || (tagStatus == "UNTAGGED" && tagged) {
+		if (tagStatus == "TAGGED" && !tagged) || (tagStatus == "UNTAGGED" && tagged) || !r.statusMatches(repo.manifests[d], imageStatus) {
 			continue
 		}
 		details = append(details, r.detail(repo, repo.manifests[d]))
@@ -470,6 +495,10 @@ func (r *registry) batchGetImage(ctx context.Context, name string, ids []imageID
 			failures = append(failures, imageFailure{ImageID: id, FailureCode: code, FailureReason: msg})
 			continue
 		}
+		if !r.pullable(m) {
+			failures = append(failures, imageFailure{ImageID: id, FailureCode: "ImageInaccessible", FailureReason: "The image is " + r.status(m) + " and cannot be pulled (archive storage class)"})
+			continue
+		}
 		if len(accepted) > 0 && !acceptable(accepted, m.mediaType) {
 			failures = append(failures, imageFailure{ImageID: id, FailureCode: "UnsupportedImageType", FailureReason: "the stored manifest type " + m.mediaType + " is not among acceptedMediaTypes"})
 			continue
@@ -496,8 +525,12 @@ func (r *registry) putImage(name, manifest, mediaType, tag, digest string) (any,
 	r.mu.Lock()
 	repo, ok := r.repos[name]
 	var before string
+	archived := false // a re-push restores an archived image (archive.go): no ImageAlreadyExists
 	if ok && tag != "" {
 		before = repo.tagIndex[tag]
+		if m := repo.manifests[before]; m != nil {
+			archived = !r.pullable(m)
+		}
 	}
 	r.mu.Unlock()
 	if !ok {
@@ -513,7 +546,7 @@ func (r *registry) putImage(name, manifest, mediaType, tag, digest string) (any,
 	if ref == "" {
 		ref = rec.digest
 	}
-	if tag != "" && before == rec.digest {
+	if tag != "" && before == rec.digest && !archived {
 		r.mu.Lock()
 		immutable := repo.tagImmutable(tag)
 		r.mu.Unlock()

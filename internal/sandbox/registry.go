@@ -510,7 +510,7 @@ func acceptable(accept []string, mt string) bool {
 const registryTagMax = 128
 
 func (r *registry) manifest(w *recorder, req *http.Request, rt route) *regError {
-	if !isDigest(rt.ref) && len(rt.ref) > registryTagMax {
+	if !strings.Contains(rt.ref, ":") && len(rt.ref) > registryTagMax { // a tag, not a digest of any algorithm
 		return regErr(http.StatusBadRequest, "TAG_INVALID", "tag of %d characters: the registry API takes at most %d (longer tags: the ECR API)", len(rt.ref), registryTagMax)
 	}
 	switch req.Method {
@@ -526,9 +526,15 @@ func (r *registry) manifest(w *recorder, req *http.Request, rt route) *regError 
 			digest = repo.tagIndex[rt.ref]
 		}
 		m := repo.manifests[digest]
+		pullable := m != nil && r.pullable(m)
 		r.mu.Unlock()
 		if m == nil {
 			return regErr(http.StatusNotFound, "MANIFEST_UNKNOWN", "Requested image not found")
+		}
+		if !pullable {
+			// "Archived images cannot be pulled. Requests to pull the archived image will
+			// fail with a 404 error." (archive-image.html)
+			return regErr(http.StatusNotFound, "MANIFEST_UNKNOWN", "The image is archived and cannot be pulled; restore it first")
 		}
 		if !acceptable(req.Header.Values("Accept"), m.mediaType) {
 			return regErr(http.StatusNotFound, "MANIFEST_UNKNOWN", "the stored manifest type %s is not in Accept (ECR would convert it and change its digest)", m.mediaType)
@@ -626,6 +632,10 @@ func (r *registry) putManifest(repoName, ref string, body []byte, contentType st
 	}
 	if old, ok := repo.manifests[rec.digest]; ok {
 		rec.pushedAt = old.pushedAt
+		// Pushing an archived image again restores it (archive.go).
+		rec.lastArchivedAt, rec.lastActivatedAt = old.lastArchivedAt, old.lastActivatedAt
+		rec.status, rec.activatingSince = old.status, old.activatingSince
+		r.restored(rec)
 	} else {
 		rec.pushedAt = r.sb.now()
 	}
@@ -934,7 +944,7 @@ func (r *registry) referrers(w *recorder, req *http.Request, rt route) *regError
 	if ok {
 		for _, d := range repo.sortedDigests() {
 			m := repo.manifests[d]
-			if m.subject != rt.ref || (filter != "" && m.artifactType != filter) {
+			if m.subject != rt.ref || (filter != "" && m.artifactType != filter) || !r.pullable(m) {
 				continue
 			}
 			descs = append(descs, descriptor{MediaType: m.mediaType, Digest: m.digest, Size: int64(len(m.body)), ArtifactType: m.artifactType, Annotations: m.annotations})

@@ -83,6 +83,10 @@ type Config struct {
 	// Writes over it are refused as ECR throttles: ThrottlingException from the API, 429
 	// TOOMANYREQUESTS from the registry.
 	PutImageRate float64
+	// RestoreDuration is how long an archived image stays ACTIVATING after a restore
+	// (UpdateImageStorageClass to STANDARD) before it is ACTIVE. Zero: until
+	// CompleteRestores (ECR documents no duration).
+	RestoreDuration time.Duration
 }
 
 // AccountConfig is one emulated AWS account.

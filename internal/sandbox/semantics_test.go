@@ -1,6 +1,7 @@
 package sandbox_test
 
 import (
+	"encoding/json"
 	"net/http"
 	"strings"
 	"testing"
@@ -9,6 +10,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/ecr"
 	ecrtypes "github.com/aws/aws-sdk-go-v2/service/ecr/types"
 	"github.com/google/go-containerregistry/pkg/authn"
+	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/google/go-containerregistry/pkg/v1/random"
 	"github.com/google/go-containerregistry/pkg/v1/remote"
 
@@ -66,5 +68,114 @@ func TestLongTags(t *testing.T) {
 		if resp.StatusCode != http.StatusBadRequest {
 			t.Errorf("%s of a 129-character tag through the registry: HTTP %d, want 400", method, resp.StatusCode)
 		}
+	}
+}
+
+// TestArchiveStorageClass: archive-image.html and the API reference, as archive.go lists.
+func TestArchiveStorageClass(t *testing.T) {
+	e := start(t)
+	src := e.userConfig(t, sandbox.SourceAccount, sandbox.SourceUser)
+	client := ecr.NewFromConfig(src)
+	const repo = "team-a/cold"
+	createRepo(t, e.ctx, src, repo, "")
+	host, auth := registryAuth(t, e.ctx, src)
+	a, _ := random.Image(256, 1)
+	b, _ := random.Image(256, 1)
+	for tag, img := range map[string]v1.Image{"v1": a, "v2": b} {
+		if err := remote.Write(ref(t, host, repo, tag), img, remote.WithAuth(auth)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	da, _ := a.Digest()
+	setClass := func(target ecrtypes.TargetStorageClass) ecrtypes.ImageStatus {
+		t.Helper()
+		out, err := client.UpdateImageStorageClass(e.ctx, &ecr.UpdateImageStorageClassInput{RepositoryName: aws.String(repo),
+			ImageId: &ecrtypes.ImageIdentifier{ImageTag: aws.String("v1")}, TargetStorageClass: target})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return out.ImageStatus
+	}
+	statuses := func(filter ecrtypes.ImageStatusFilter) map[string]ecrtypes.ImageStatus {
+		t.Helper()
+		in := &ecr.DescribeImagesInput{RepositoryName: aws.String(repo)}
+		if filter != "" {
+			in.Filter = &ecrtypes.DescribeImagesFilter{ImageStatus: filter}
+		}
+		out, err := client.DescribeImages(e.ctx, in)
+		if err != nil {
+			t.Fatal(err)
+		}
+		m := map[string]ecrtypes.ImageStatus{}
+		for _, d := range out.ImageDetails {
+			m[d.ImageTags[0]] = d.ImageStatus
+		}
+		return m
+	}
+	pullable := func(tagOrDigest string) bool {
+		_, err := remote.Head(ref(t, host, repo, tagOrDigest), remote.WithAuth(auth))
+		return err == nil
+	}
+
+	if st := setClass(ecrtypes.TargetStorageClassArchive); st != ecrtypes.ImageStatusArchived {
+		t.Fatalf("archived: status %s", st)
+	}
+	if got := statuses(""); len(got) != 1 || got["v2"] != ecrtypes.ImageStatusActive {
+		t.Errorf("DescribeImages without a filter lists only ACTIVE images: %v", got)
+	}
+	if got := statuses(ecrtypes.ImageStatusFilterArchived); len(got) != 1 || got["v1"] != ecrtypes.ImageStatusArchived {
+		t.Errorf("filter ARCHIVED: %v", got)
+	}
+	if got := statuses(ecrtypes.ImageStatusFilterAny); len(got) != 2 {
+		t.Errorf("filter ANY: %v", got)
+	}
+	li, err := client.ListImages(e.ctx, &ecr.ListImagesInput{RepositoryName: aws.String(repo)})
+	if err != nil || len(li.ImageIds) != 1 {
+		t.Errorf("ListImages without a filter: %+v %v", li, err)
+	}
+	byID, err := client.DescribeImages(e.ctx, &ecr.DescribeImagesInput{RepositoryName: aws.String(repo), ImageIds: []ecrtypes.ImageIdentifier{{ImageDigest: aws.String(da.String())}}})
+	if err != nil || len(byID.ImageDetails) != 1 || byID.ImageDetails[0].ImageStatus != ecrtypes.ImageStatusArchived || byID.ImageDetails[0].LastArchivedAt == nil {
+		t.Errorf("DescribeImages by ID describes an archived image: %+v %v", byID, err)
+	}
+	if pullable("v1") || pullable(da.String()) {
+		t.Error("an archived image can be pulled")
+	}
+	bg, err := client.BatchGetImage(e.ctx, &ecr.BatchGetImageInput{RepositoryName: aws.String(repo), ImageIds: []ecrtypes.ImageIdentifier{{ImageTag: aws.String("v1")}}})
+	if err != nil || len(bg.Images) != 0 || len(bg.Failures) != 1 || bg.Failures[0].FailureCode != ecrtypes.ImageFailureCodeImageInaccessible {
+		t.Errorf("BatchGetImage of an archived image: %+v %v", bg, err)
+	}
+
+	if st := setClass(ecrtypes.TargetStorageClassStandard); st != ecrtypes.ImageStatusActivating {
+		t.Fatalf("restoring: status %s", st)
+	}
+	if pullable("v1") || statuses(ecrtypes.ImageStatusFilterActivating)["v1"] != ecrtypes.ImageStatusActivating {
+		t.Error("an activating image can be pulled, or is not listed as ACTIVATING")
+	}
+	e.sb.CompleteRestores()
+	if !pullable("v1") || statuses("")["v1"] != ecrtypes.ImageStatusActive {
+		t.Error("a restored image is not ACTIVE")
+	}
+
+	// Pushing it again restores it too.
+	setClass(ecrtypes.TargetStorageClassArchive)
+	if err := remote.Write(ref(t, host, repo, "v1"), a, remote.WithAuth(auth)); err != nil {
+		t.Fatal(err)
+	}
+	if !pullable("v1") {
+		t.Error("a re-pushed image is still archived")
+	}
+	var classes []string
+	for _, ev := range e.sb.ECREvents() {
+		var d struct {
+			Action string `json:"action-type"`
+			Target string `json:"target-storage-class"`
+		}
+		json.Unmarshal(ev.Detail, &d)
+		if d.Action == "UPDATE_STORAGE_CLASS" {
+			classes = append(classes, d.Target)
+		}
+	}
+	if strings.Join(classes, ",") != "ARCHIVE,STANDARD,ARCHIVE" {
+		t.Errorf("UPDATE_STORAGE_CLASS events: %v", classes)
 	}
 }
