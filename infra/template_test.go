@@ -56,6 +56,7 @@ func TestTemplateStructure(t *testing.T) {
 		"ReplicateFunctionErrorsAlarm": "AWS::CloudWatch::Alarm",
 		"BackfillFunctionErrorsAlarm":  "AWS::CloudWatch::Alarm",
 		"ReconcileOverrunAlarm":        "AWS::CloudWatch::Alarm",
+		"ReplicatorPullTimeExclusion":  "AWS::ECR::PullTimeUpdateExclusion",
 	}
 	got := map[string]string{}
 	for name, res := range r.section(r.raw, "Resources") {

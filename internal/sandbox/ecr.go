@@ -60,6 +60,7 @@ type imageDetail struct {
 	ArtifactMediaType      string   `json:"artifactMediaType,omitempty"`
 	SubjectManifestDigest  string   `json:"subjectManifestDigest,omitempty"`
 	ImageStatus            string   `json:"imageStatus"`
+	LastRecordedPullTime   *epoch   `json:"lastRecordedPullTime,omitempty"`
 	LastArchivedAt         *epoch   `json:"lastArchivedAt,omitempty"`
 	LastActivatedAt        *epoch   `json:"lastActivatedAt,omitempty"`
 }
@@ -121,6 +122,7 @@ func (s *Sandbox) ecrCall(ctx context.Context, c *caller, op string, body []byte
 		PolicyText      string        `json:"policyText"`
 		ResourceArn     string        `json:"resourceArn"`
 		AcceptedTypes   []string      `json:"acceptedMediaTypes"`
+		PrincipalArn    string        `json:"principalArn"`
 	}
 	if err := decodeInput(body, &in); err != nil {
 		return nil, err
@@ -160,7 +162,9 @@ func (s *Sandbox) ecrCall(ctx context.Context, c *caller, op string, body []byte
 	case "UpdateImageStorageClass":
 		return reg.updateImageStorageClass(in.RepositoryName, in.ImageID, in.TargetClass)
 	case "BatchGetImage":
-		return reg.batchGetImage(ctx, in.RepositoryName, in.ImageIDs, in.AcceptedTypes)
+		return reg.batchGetImage(ctx, c, in.RepositoryName, in.ImageIDs, in.AcceptedTypes)
+	case "RegisterPullTimeUpdateExclusion", "DeregisterPullTimeUpdateExclusion", "ListPullTimeUpdateExclusions":
+		return s.pullTimeExclusionCall(c, op, in.PrincipalArn, in.MaxResults, in.NextToken)
 	case "PutImage":
 		return reg.putImage(in.RepositoryName, in.ImageManifest, in.ManifestType, in.ImageTag, in.ImageDigest)
 	case "BatchDeleteImage":
@@ -397,7 +401,7 @@ func (r *registry) detail(repo *repository, m *manifestRecord) imageDetail {
 		ImageTags: repo.tagsOf(m.digest), ImageSizeInBytes: repo.imageSize(m),
 		ImagePushedAt: epoch(m.pushedAt), ImageManifestMediaType: m.mediaType,
 		ArtifactMediaType: m.artifactType, SubjectManifestDigest: m.subject, ImageStatus: r.status(m),
-		LastArchivedAt: epochPtr(m.lastArchivedAt), LastActivatedAt: epochPtr(m.lastActivatedAt),
+		LastArchivedAt: epochPtr(m.lastArchivedAt), LastActivatedAt: epochPtr(m.lastActivatedAt), LastRecordedPullTime: epochPtr(m.lastPulledAt),
 	}
 }
 
@@ -473,7 +477,7 @@ func (r *registry) describeImages(name string, ids []imageID, tagStatus, imageSt
 }
 
 // BatchGetImage: https://docs.aws.amazon.com/AmazonECR/latest/APIReference/API_BatchGetImage.html
-func (r *registry) batchGetImage(ctx context.Context, name string, ids []imageID, accepted []string) (any, *apiError) {
+func (r *registry) batchGetImage(ctx context.Context, c *caller, name string, ids []imageID, accepted []string) (any, *apiError) {
 	if len(ids) == 0 || len(ids) > 100 {
 		return nil, errorf(400, "InvalidParameterException", "imageIds must hold between 1 and 100 items")
 	}
@@ -503,6 +507,7 @@ func (r *registry) batchGetImage(ctx context.Context, name string, ids []imageID
 			failures = append(failures, imageFailure{ImageID: id, FailureCode: "UnsupportedImageType", FailureReason: "the stored manifest type " + m.mediaType + " is not among acceptedMediaTypes"})
 			continue
 		}
+		r.recordPull(m, &registryToken{account: c.cred.account, region: c.region, principal: c.cred.principalARN, role: c.cred.roleARN})
 		images = append(images, map[string]any{
 			"registryId": r.account, "repositoryName": name,
 			"imageId":                imageID{Digest: m.digest, Tag: id.Tag},

@@ -49,6 +49,7 @@ type upload struct {
 
 type registryToken struct {
 	account, region, principal string
+	role                       string           // a session's role ARN
 	policies                   []PolicyDocument // the principal's; nil: unrestricted
 	expires                    time.Time
 	expired                    bool
@@ -90,7 +91,7 @@ func (s *Sandbox) issueToken(c *credential, region string) (string, time.Time) {
 	tok := randomString(48, secretAlphabet)
 	exp := s.now().Add(tokenLifetime)
 	s.mu.Lock()
-	s.tokens[tok] = &registryToken{account: c.account, region: region, principal: c.principalARN, policies: c.policies, expires: exp}
+	s.tokens[tok] = &registryToken{account: c.account, region: region, principal: c.principalARN, role: c.roleARN, policies: c.policies, expires: exp}
 	s.mu.Unlock()
 	return base64.StdEncoding.EncodeToString([]byte("AWS:" + tok)), exp
 }
@@ -350,7 +351,7 @@ func (r *registry) ServeHTTP(w http.ResponseWriter, req *http.Request) {
 	case "catalog":
 		err = r.catalog(rec, req)
 	case "manifest":
-		err = r.manifest(rec, req, rt)
+		err = r.manifest(rec, req, rt, tok)
 	case "blob":
 		err = r.blob(rec, req, rt, tok)
 	case "upload":
@@ -509,7 +510,7 @@ func acceptable(accept []string, mt string) bool {
 // is not documented: 400 TAG_INVALID is a guess.
 const registryTagMax = 128
 
-func (r *registry) manifest(w *recorder, req *http.Request, rt route) *regError {
+func (r *registry) manifest(w *recorder, req *http.Request, rt route, tok *registryToken) *regError {
 	if !strings.Contains(rt.ref, ":") && len(rt.ref) > registryTagMax { // a tag, not a digest of any algorithm
 		return regErr(http.StatusBadRequest, "TAG_INVALID", "tag of %d characters: the registry API takes at most %d (longer tags: the ECR API)", len(rt.ref), registryTagMax)
 	}
@@ -527,6 +528,9 @@ func (r *registry) manifest(w *recorder, req *http.Request, rt route) *regError 
 		}
 		m := repo.manifests[digest]
 		pullable := m != nil && r.pullable(m)
+		if pullable && req.Method == http.MethodGet && acceptable(req.Header.Values("Accept"), m.mediaType) {
+			r.recordPull(m, tok)
+		}
 		r.mu.Unlock()
 		if m == nil {
 			return regErr(http.StatusNotFound, "MANIFEST_UNKNOWN", "Requested image not found")

@@ -94,6 +94,8 @@ type AccountConfig struct {
 	ID    string // 12 digits
 	Users []UserConfig
 	Roles []RoleConfig
+	// PullTimeUpdateExclusions are registered when the sandbox starts (pulltime.go).
+	PullTimeUpdateExclusions []PullTimeUpdateExclusion
 }
 
 // UserConfig is an IAM user with a long-lived access key.
@@ -141,6 +143,8 @@ type Sandbox struct {
 	registries map[regionKey]*registry
 	keys       map[string]*credential // access key ID → credential
 	tokens     map[string]*registryToken
+	// pullExclusions: per registry, the principals whose pulls leave pull times alone.
+	pullExclusions map[regionKey]map[string]time.Time
 
 	accessLog   *accessLog
 	faults      *faults
@@ -187,18 +191,19 @@ func New(cfg Config) (*Sandbox, error) {
 		return nil, errors.New("sandbox: no accounts configured")
 	}
 	s := &Sandbox{
-		cfg:         cfg,
-		now:         cfg.Now,
-		quotas:      &quotas{rate: cfg.PutImageRate, buckets: map[string]*rate.Limiter{}},
-		log:         cfg.Logger,
-		accounts:    map[string]*account{},
-		registries:  map[regionKey]*registry{},
-		keys:        map[string]*credential{},
-		tokens:      map[string]*registryToken{},
-		faults:      newFaults(),
-		done:        make(chan struct{}),
-		sqsState:    newSQSState(),
-		eventsState: newEventsState(),
+		cfg:            cfg,
+		now:            cfg.Now,
+		quotas:         &quotas{rate: cfg.PutImageRate, buckets: map[string]*rate.Limiter{}},
+		log:            cfg.Logger,
+		accounts:       map[string]*account{},
+		registries:     map[regionKey]*registry{},
+		keys:           map[string]*credential{},
+		tokens:         map[string]*registryToken{},
+		pullExclusions: map[regionKey]map[string]time.Time{},
+		faults:         newFaults(),
+		done:           make(chan struct{}),
+		sqsState:       newSQSState(),
+		eventsState:    newEventsState(),
 	}
 	s.latency.Store(int64(cfg.Latency))
 	if s.now == nil {
@@ -261,6 +266,9 @@ func New(cfg Config) (*Sandbox, error) {
 			}
 		}
 		s.accounts[ac.ID] = a
+		if err := s.registerPullExclusions(ac.ID, ac.PullTimeUpdateExclusions); err != nil {
+			return nil, err
+		}
 	}
 	s.dataDir = cfg.DataDir
 	if s.dataDir == "" {

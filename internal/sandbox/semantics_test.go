@@ -2,6 +2,7 @@ package sandbox_test
 
 import (
 	"encoding/json"
+	"fmt"
 	"net/http"
 	"strings"
 	"testing"
@@ -177,5 +178,59 @@ func TestArchiveStorageClass(t *testing.T) {
 	}
 	if strings.Join(classes, ",") != "ARCHIVE,STANDARD,ARCHIVE" {
 		t.Errorf("UPDATE_STORAGE_CLASS events: %v", classes)
+	}
+}
+
+// TestPullTimeUpdateExclusions: pulls record lastRecordedPullTime, except by an excluded
+// principal (a role's sessions included): pulltime.go.
+func TestPullTimeUpdateExclusions(t *testing.T) {
+	e := start(t)
+	admin := e.userConfig(t, sandbox.SourceAccount, sandbox.SourceUser)
+	client := ecr.NewFromConfig(admin)
+	const repo = "team-a/pulled"
+	createRepo(t, e.ctx, admin, repo, "")
+	host, auth := registryAuth(t, e.ctx, admin)
+	img, _ := random.Image(256, 1)
+	if err := remote.Write(ref(t, host, repo, "v1"), img, remote.WithAuth(auth)); err != nil {
+		t.Fatal(err)
+	}
+	pulled := func() bool {
+		t.Helper()
+		out, err := client.DescribeImages(e.ctx, &ecr.DescribeImagesInput{RepositoryName: aws.String(repo)})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return out.ImageDetails[0].LastRecordedPullTime != nil
+	}
+	if pulled() {
+		t.Fatal("pushed, never pulled, yet a pull time")
+	}
+	if _, err := remote.Head(ref(t, host, repo, "v1"), remote.WithAuth(auth)); err != nil || pulled() {
+		t.Fatalf("a HEAD recorded a pull (%v)", err)
+	}
+
+	// The source account's replicator user is excluded; its pulls leave the time alone.
+	userARN := fmt.Sprintf("arn:aws:iam::%s:user/%s", sandbox.SourceAccount, sandbox.SourceUser)
+	if _, err := client.RegisterPullTimeUpdateExclusion(e.ctx, &ecr.RegisterPullTimeUpdateExclusionInput{PrincipalArn: aws.String(userARN)}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := client.RegisterPullTimeUpdateExclusion(e.ctx, &ecr.RegisterPullTimeUpdateExclusionInput{PrincipalArn: aws.String(userARN)}); errorCode(err) != "ExclusionAlreadyExistsException" {
+		t.Fatalf("registered twice: %v", err)
+	}
+	list, err := client.ListPullTimeUpdateExclusions(e.ctx, &ecr.ListPullTimeUpdateExclusionsInput{})
+	if err != nil || len(list.PullTimeUpdateExclusions) != 1 || list.PullTimeUpdateExclusions[0] != userARN {
+		t.Fatalf("exclusions: %+v %v", list, err)
+	}
+	if _, err := remote.Get(ref(t, host, repo, "v1"), remote.WithAuth(auth)); err != nil || pulled() {
+		t.Fatalf("an excluded principal's pull recorded a pull time (%v)", err)
+	}
+	if _, err := client.DeregisterPullTimeUpdateExclusion(e.ctx, &ecr.DeregisterPullTimeUpdateExclusionInput{PrincipalArn: aws.String(userARN)}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := client.BatchGetImage(e.ctx, &ecr.BatchGetImageInput{RepositoryName: aws.String(repo), ImageIds: []ecrtypes.ImageIdentifier{{ImageTag: aws.String("v1")}}}); err != nil || !pulled() {
+		t.Fatalf("a pull after the exclusion was removed recorded nothing (%v)", err)
+	}
+	if _, err := client.DeregisterPullTimeUpdateExclusion(e.ctx, &ecr.DeregisterPullTimeUpdateExclusionInput{PrincipalArn: aws.String(userARN)}); errorCode(err) != "ExclusionNotFoundException" {
+		t.Fatalf("deregistered twice: %v", err)
 	}
 }

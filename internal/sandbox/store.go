@@ -95,6 +95,7 @@ type manifestRecord struct {
 	status                          string
 	lastArchivedAt, lastActivatedAt time.Time
 	activatingSince                 time.Time
+	lastPulledAt                    time.Time // lastRecordedPullTime (pulltime.go)
 }
 
 type descriptor struct {

@@ -197,3 +197,29 @@ func TestErrors(t *testing.T) {
 		t.Errorf("condition cycle: %v", err)
 	}
 }
+
+// TestResourceTypesNewerThanGoformation: a resource type goformation's schema does not
+// know (AWS::ECR::PullTimeUpdateExclusion) renders like any other — its condition
+// applied, its references resolved — and Typed leaves it out instead of failing.
+func TestResourceTypesNewerThanGoformation(t *testing.T) {
+	for _, exclude := range []string{"true", "false"} {
+		o := opts(map[string]any{"DestinationAccountId": "222222222222", "ExcludeReplicatorPulls": exclude}, true)
+		o.Resolve = func(ref string) (string, bool) {
+			return "arn:aws:iam::111111111111:role/ecr-replicator-functions", ref == "ReplicatorRole.Arn"
+		}
+		r, err := cfn.RenderFile(source, o)
+		if err != nil {
+			t.Fatal(err)
+		}
+		props, err := r.Resource("ReplicatorPullTimeExclusion", "AWS::ECR::PullTimeUpdateExclusion")
+		switch {
+		case exclude == "true" && (err != nil || props["PrincipalArn"] != "arn:aws:iam::111111111111:role/ecr-replicator-functions"):
+			t.Errorf("ExcludeReplicatorPulls=true: %v %v", props, err)
+		case exclude == "false" && err == nil:
+			t.Errorf("ExcludeReplicatorPulls=false: the exclusion is still created: %v", props)
+		}
+		if _, err := r.Typed(); err != nil {
+			t.Errorf("Typed: %v", err)
+		}
+	}
+}

@@ -57,6 +57,8 @@ func repoRoot() string {
 //     Its trust policy allows the source account's admin user instead of the template's
 //     lambda.amazonaws.com service principal, which cannot call AssumeRole here; the
 //     test plays Lambda with FunctionEnv/FunctionSession.
+//   - the source account's registry (default region) has the template's
+//     AWS::ECR::PullTimeUpdateExclusion resources registered;
 //   - the destination role (sandbox.DestinationRole) gets the rendered policies and trust
 //     policy of DestinationRole, for ReplicatorRoleArn = FunctionRoleARN(), ExternalId,
 //     RepositoryPrefix, CreateRepositories and MirrorDeletes taken from params (source
@@ -94,6 +96,19 @@ func Deployed(t testing.TB, params map[string]any, dest ...map[string]any) func(
 	srcPolicies, err := src.RolePolicies("ReplicatorRole")
 	if err != nil {
 		t.Fatal(err)
+	}
+	// The pull-time update exclusions the stack registers in its registry.
+	var exclusions []sandbox.PullTimeUpdateExclusion
+	for name, res := range src.Resources() {
+		if res["Type"] != "AWS::ECR::PullTimeUpdateExclusion" {
+			continue
+		}
+		props, _ := res["Properties"].(map[string]any)
+		principal, ok := props["PrincipalArn"].(string)
+		if !ok || !strings.HasPrefix(principal, "arn:") {
+			t.Fatalf("template.yaml: %s: PrincipalArn %v does not render to an ARN", name, props["PrincipalArn"])
+		}
+		exclusions = append(exclusions, sandbox.PullTimeUpdateExclusion{Region: sandbox.DefaultRegion, PrincipalARN: principal})
 	}
 
 	dparams := map[string]any{"ReplicatorRoleArn": FunctionRoleARN()}
@@ -140,6 +155,7 @@ func Deployed(t testing.TB, params map[string]any, dest ...map[string]any) func(
 			switch a.ID {
 			case sandbox.SourceAccount:
 				a.Roles = append(a.Roles, sandbox.RoleConfig{Name: FunctionRole, Policies: srcPolicies, TrustPolicy: srcTrust})
+				a.PullTimeUpdateExclusions = append(a.PullTimeUpdateExclusions, exclusions...)
 			case sandbox.DestinationAccount:
 				found := false
 				for j := range a.Roles {
