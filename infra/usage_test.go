@@ -30,8 +30,8 @@ var eventSourceMappingActions = map[string]bool{
 }
 
 // TestPoliciesGrantOnlyWhatTheCodeUses deploys both templates with every feature on
-// (repository creation with mirrored lifecycle policy and tags, delete mirroring, result
-// events, enqueue and inline backfill), runs the replicate and backfill handlers as the
+// (repository creation with mirrored lifecycle policy and tags and a customer managed KMS
+// key, delete mirroring, result events, enqueue and inline backfill), runs the replicate and backfill handlers as the
 // deployed roles, and compares what the access log shows them doing with what the
 // policies grant: nothing used is denied, and nothing granted goes unused.
 func TestPoliciesGrantOnlyWhatTheCodeUses(t *testing.T) {
@@ -41,14 +41,17 @@ func TestPoliciesGrantOnlyWhatTheCodeUses(t *testing.T) {
 		"ExternalId": sandboxtest.ExternalID, "DestinationRepositoryPrefix": "mirror/", "CreateRepositories": "true",
 		"MirrorDeletes": "true", "ResultEventBus": busARN,
 	}
-	w := sandboxtest.Start(t, sandboxtest.Deployed(t, params))
+	// The destinations' repositories are created encrypted with a customer managed key,
+	// which the destination stack grants (KmsKeyArns).
+	kmsKey := fmt.Sprintf("arn:aws:kms:%s:%s:key/1234abcd-12ab-34cd-56ef-1234567890ab", sandbox.DefaultRegion, sandbox.DestinationAccount)
+	w := sandboxtest.Start(t, sandboxtest.Deployed(t, params, map[string]any{"KmsKeyArns": kmsKey}))
 	ctx := w.Ctx
 	queue, err := sqs.NewFromConfig(w.Source.Config).CreateQueue(ctx, &sqs.CreateQueueInput{QueueName: aws.String(sandboxtest.QueueName)})
 	if err != nil {
 		t.Fatal(err)
 	}
-	rules := fmt.Sprintf(`{"rules":[{"name":"all","repositories":["team-a/**"],"mirrorDeletes":true,"destinations":[{"accountId":%q,"region":%q,"roleArn":%q,"externalId":%q,"repositoryPrefix":"mirror/","mirrorLifecyclePolicy":true,"mirrorRepositoryTags":true}]}]}`,
-		sandbox.DestinationAccount, sandbox.DefaultRegion, w.DestinationRoleARN(), sandboxtest.ExternalID)
+	rules := fmt.Sprintf(`{"rules":[{"name":"all","repositories":["team-a/**"],"mirrorDeletes":true,"destinations":[{"accountId":%q,"region":%q,"roleArn":%q,"externalId":%q,"repositoryPrefix":"mirror/","mirrorLifecyclePolicy":true,"mirrorRepositoryTags":true,"kmsKey":%q}]}]}`,
+		sandbox.DestinationAccount, sandbox.DefaultRegion, w.DestinationRoleARN(), sandboxtest.ExternalID, kmsKey)
 	for k, v := range w.FunctionEnv(t) {
 		t.Setenv(k, v)
 	}
@@ -196,7 +199,7 @@ func TestPoliciesGrantOnlyWhatTheCodeUses(t *testing.T) {
 }
 
 func denied(e sandbox.Entry) bool {
-	return strings.HasPrefix(e.ErrorCode, "AccessDenied") || (e.ErrorCode == "DENIED" && e.Status == 403)
+	return strings.HasPrefix(e.ErrorCode, "AccessDenied") || (e.ErrorCode == "DENIED" && e.Status == 403) || e.DeniedAction != ""
 }
 
 // unusedByDesign are granted for paths this run does not take.

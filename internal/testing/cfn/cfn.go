@@ -329,6 +329,10 @@ func (r *Template) condition(name string, seen []string) (bool, error) {
 }
 
 func (r *Template) evalCondition(expr any, seen []string) (bool, error) {
+	if name, ok := expr.(string); ok {
+		// goformation expands the short form `!Condition X` to the bare name "X".
+		return r.condition(name, seen)
+	}
 	m, ok := expr.(map[string]any)
 	if !ok || len(m) != 1 {
 		return false, fmt.Errorf("bad condition expression %v", expr)

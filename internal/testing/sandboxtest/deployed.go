@@ -224,7 +224,8 @@ func (w *World) FunctionEnv(t testing.TB) map[string]string {
 }
 
 // Denials are the access-log entries since mark that IAM refused: API calls answered
-// AccessDenied(Exception) and registry requests answered DENIED by a policy. Storage's
+// AccessDenied(Exception), registry requests answered DENIED by a policy, and requests
+// refused under another code for want of an action (DeniedAction: a kms: grant). Storage's
 // AccessDenied (an expired presigned URL) is not an IAM decision and is left out.
 func Denials(sb *sandbox.Sandbox, mark int) []sandbox.Entry {
 	var out []sandbox.Entry
@@ -232,7 +233,7 @@ func Denials(sb *sandbox.Sandbox, mark int) []sandbox.Entry {
 		if e.Service == "s3" {
 			continue
 		}
-		if strings.HasPrefix(e.ErrorCode, "AccessDenied") || (e.ErrorCode == "DENIED" && e.Status == 403 && e.Action != "") {
+		if strings.HasPrefix(e.ErrorCode, "AccessDenied") || (e.ErrorCode == "DENIED" && e.Status == 403 && e.Action != "") || e.DeniedAction != "" {
 			out = append(out, e)
 		}
 	}
