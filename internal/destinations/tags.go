@@ -47,7 +47,12 @@ func (r repositoryTags) GetTag(ctx context.Context, tag string) ([]byte, string,
 		return []byte(aws.ToString(img.ImageManifest)), aws.ToString(img.ImageManifestMediaType), true, nil
 	}
 	for _, f := range out.Failures {
-		if f.FailureCode != ecrtypes.ImageFailureCodeImageNotFound {
+		switch f.FailureCode {
+		case ecrtypes.ImageFailureCodeImageNotFound:
+		case ecrtypes.ImageFailureCodeImageInaccessible:
+			// Archived: it cannot be pulled, as the registry's 404 says of a shorter tag;
+			// the caller asks the ECR API what that 404 means (archived.go).
+		default:
 			return nil, "", false, imageFailure("ecr:BatchGetImage", f)
 		}
 	}
