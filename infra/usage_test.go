@@ -114,6 +114,30 @@ func TestPoliciesGrantOnlyWhatTheCodeUses(t *testing.T) {
 	}
 	invoke("DELETE", d1.String(), "v1")
 
+	// A tag longer than the registry API takes goes through the ECR API on both sides
+	// (BatchGetImage, PutImage); once the source image is archived, a late event for it
+	// asks the source's ECR API what its 404 means (DescribeImages) instead of deleting.
+	srcAPI := ecr.NewFromConfig(w.Source.Config)
+	img4, _ := random.Image(256, 1)
+	d4 := w.Source.Push(t, "team-a/app", "", img4)
+	raw4, _ := img4.RawManifest()
+	mt4, _ := img4.MediaType()
+	long := "release-" + strings.Repeat("x", 192)
+	if _, err := srcAPI.PutImage(ctx, &ecr.PutImageInput{RepositoryName: aws.String("team-a/app"), ImageManifest: aws.String(string(raw4)),
+		ImageManifestMediaType: aws.String(string(mt4)), ImageTag: aws.String(long)}); err != nil {
+		t.Fatal(err)
+	}
+	invoke("PUSH", d4.String(), long)
+	if _, err := srcAPI.UpdateImageStorageClass(ctx, &ecr.UpdateImageStorageClassInput{RepositoryName: aws.String("team-a/app"),
+		ImageId: &ecrtypes.ImageIdentifier{ImageDigest: aws.String(d4.String())}, TargetStorageClass: ecrtypes.TargetStorageClassArchive}); err != nil {
+		t.Fatal(err)
+	}
+	invoke("PUSH", d4.String(), long)
+	if got, err := ecr.NewFromConfig(w.Dest.Config).BatchGetImage(ctx, &ecr.BatchGetImageInput{RepositoryName: aws.String("mirror/team-a/app"),
+		ImageIds: []ecrtypes.ImageIdentifier{{ImageTag: aws.String(long)}}}); err != nil || len(got.Images) != 1 {
+		t.Fatalf("the long tag is not at the destination (or was deleted when its source image was archived): %+v %v", got, err)
+	}
+
 	bdeps, err := wiring.Load(ctx, "backfill", log)
 	if err != nil {
 		t.Fatal(err)
