@@ -354,66 +354,6 @@ func (c *Run) Copy(ctx context.Context, req Request) Result {
 	return res
 }
 
-// tagLock serialises the convergence of one destination tag; it is in Engine.tagLocks
-// only while someone holds or waits for it, so a warm engine does not keep one per tag it
-// ever wrote.
-type tagLock struct {
-	ch    chan struct{}
-	users int // holders and waiters
-}
-
-// heldTags are the tag locks the convergences up a call's stack hold (a context value).
-type heldTags struct {
-	key    string
-	parent *heldTags
-}
-
-type heldTagsKey struct{}
-
-func (h *heldTags) has(key string) bool {
-	for ; h != nil; h = h.parent {
-		if h.key == key {
-			return true
-		}
-	}
-	return false
-}
-
-// lockTag serialises tag convergence for one destination tag, so two events for the same
-// tag don't interleave their HEAD/PUT/re-check. A convergence reached while converging
-// the same tag further up the same call (following the tag copies the image it points
-// at, whose cosign tag may be that very tag) is told so (held) instead of waiting for
-// itself: the outer one puts the tag where the source has it once it is done. The
-// returned context carries the lock for that purpose.
-func (c *Engine) lockTag(ctx context.Context, key string) (_ context.Context, unlock func(), held bool, _ error) {
-	outer, _ := ctx.Value(heldTagsKey{}).(*heldTags)
-	if outer.has(key) {
-		return ctx, func() {}, true, nil
-	}
-	c.mu.Lock()
-	l, ok := c.tagLocks[key]
-	if !ok {
-		l = &tagLock{ch: make(chan struct{}, 1)}
-		c.tagLocks[key] = l
-	}
-	l.users++
-	c.mu.Unlock()
-	release := func() {
-		c.mu.Lock()
-		if l.users--; l.users == 0 {
-			delete(c.tagLocks, key)
-		}
-		c.mu.Unlock()
-	}
-	select {
-	case l.ch <- struct{}{}:
-		return context.WithValue(ctx, heldTagsKey{}, &heldTags{key: key, parent: outer}), func() { <-l.ch; release() }, false, nil
-	case <-ctx.Done():
-		release()
-		return ctx, nil, false, ctx.Err()
-	}
-}
-
 // endpoint is an Endpoint resolved for the run: its repository, and the authenticated
 // clients built on first use (a registry ping and a token each).
 type endpoint struct {
