@@ -425,14 +425,14 @@ func (s *session) headSourceTag(ctx context.Context, tag string) (v1.Hash, bool,
 // tag and before its re-check, while another wrote the newer one first — only this
 // handler can still repair that.
 func (s *session) converge(ctx context.Context, tag string, want v1.Hash) (tr tagResult, err error) {
-	ctx, unlock, held, err := s.c.lockTag(ctx, s.dst.repo.Tag(tag).String())
+	ctx, unlock, skip, err := s.c.lockTag(ctx, s.dst.repo.Tag(tag).String())
 	if err != nil {
 		return tr, classify("lock tag "+tag, onDest, err)
 	}
 	defer unlock()
-	if held {
-		// Converging this tag is what this call is doing further up (a cosign tag that
-		// points at its own subject): that convergence sets it, after this returns.
+	if skip {
+		// Another convergence holds the tag (this call's own, further up, or one that may
+		// be waiting for ours): it sets the tag, after its own re-check (lockTag).
 		return tr, nil
 	}
 	start := 0

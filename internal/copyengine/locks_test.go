@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net/http"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -99,4 +100,81 @@ func TestRetryObserverKept(t *testing.T) {
 	if observed.Load() == 0 {
 		t.Fatal("the caller's OnRetry was never called: New replaced it")
 	}
+}
+
+// TestCosignTagsPointingAtEachOthersSubjects: two cosign-style tags that point at each
+// other's subject (sha256-X.sig → Y, sha256-Y.sig → X), each converged by a late event
+// at the same time: each convergence, holding its tag's lock, follows its tag to the
+// other image, whose cosign tag is the other convergence's. Waiting there for the lock
+// the other holds, while it waits for ours, deadlocked both until the deadline.
+func TestCosignTagsPointingAtEachOthersSubjects(t *testing.T) {
+	e := newEnv(t)
+	x := must[v1.Image](t)(random.Image(256, 1))
+	y := must[v1.Image](t)(random.Image(256, 1))
+	dx, dy := digestOf(t, x), digestOf(t, y)
+	tx, ty := fallbackTag(dx)+".sig", fallbackTag(dy)+".sig"
+	oldX := pushImage(t, e.srcRepo.Tag(tx), must[v1.Image](t)(random.Image(256, 1)))
+	oldY := pushImage(t, e.srcRepo.Tag(ty), must[v1.Image](t)(random.Image(256, 1)))
+	for tag, img := range map[string]v1.Image{tx: y, ty: x} {
+		if err := remote.Write(e.srcRepo.Tag(tag), img); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// Both convergences hold their tag's lock before either follows its tag: the second
+	// HEAD of each tag (the first is the copy's own look before converging) waits for
+	// the other's.
+	var mu sync.Mutex
+	heads := map[string]int{}
+	arrived := make(chan struct{}, 2)
+	release := make(chan struct{})
+	var once sync.Once
+	e.src.setHook(func(w http.ResponseWriter, r *http.Request) bool {
+		if r.Method != http.MethodHead {
+			return false
+		}
+		for _, tag := range []string{tx, ty} {
+			if strings.HasSuffix(r.URL.Path, "/manifests/"+tag) {
+				mu.Lock()
+				heads[tag]++
+				second := heads[tag] == 2
+				mu.Unlock()
+				if second {
+					arrived <- struct{}{}
+					select {
+					case <-release:
+					case <-time.After(5 * time.Second):
+					}
+				}
+			}
+		}
+		return false
+	})
+	go func() {
+		<-arrived
+		<-arrived
+		once.Do(func() { close(release) })
+	}()
+	run := fastCopier().Engine.Start()
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	results := make(chan Result, 2)
+	for tag, old := range map[string]v1.Hash{tx: oldX, ty: oldY} {
+		go func() {
+			req := e.req(old, tag)
+			req.Referrers = true
+			results <- run.Copy(ctx, req)
+		}()
+	}
+	for range 2 {
+		select {
+		case res := <-results:
+			if res.Err != nil {
+				t.Fatalf("%s: %v", res.Tag, res.Err)
+			}
+		case <-time.After(12 * time.Second):
+			t.Fatal("the two convergences wait for each other's tag lock")
+		}
+	}
+	wantTag(t, e.dstRepo.Tag(tx), dy)
+	wantTag(t, e.dstRepo.Tag(ty), dx)
 }

@@ -28,12 +28,18 @@ func (h *heldTags) has(key string) bool {
 }
 
 // lockTag serialises tag convergence for one destination tag, so two events for the same
-// tag don't interleave their HEAD/PUT/re-check. A convergence reached while converging
-// the same tag further up the same call (following the tag copies the image it points
-// at, whose cosign tag may be that very tag) is told so (held) instead of waiting for
-// itself: the outer one puts the tag where the source has it once it is done. The
-// returned context carries the lock for that purpose.
-func (c *Engine) lockTag(ctx context.Context, key string) (_ context.Context, unlock func(), held bool, _ error) {
+// tag don't interleave their HEAD/PUT/re-check. Following a tag copies the image it
+// points at, whose cosign tags are converged in turn, so a convergence can reach another
+// while holding its own lock; it then never waits (skip):
+//   - for its own tag (a cosign tag that points at its own subject): it would wait for
+//     itself;
+//   - for a tag another convergence holds: that one may be waiting for ours (two cosign
+//     tags pointing at each other's subjects).
+//
+// Either way the holder puts the tag where the source has it once it is done, after its
+// own re-check of the source, which is what this convergence would have done. Only a
+// convergence that holds no lock waits. The returned context carries the locks held.
+func (c *Engine) lockTag(ctx context.Context, key string) (_ context.Context, unlock func(), skip bool, _ error) {
 	outer, _ := ctx.Value(heldTagsKey{}).(*heldTags)
 	if outer.has(key) {
 		return ctx, func() {}, true, nil
@@ -53,9 +59,21 @@ func (c *Engine) lockTag(ctx context.Context, key string) (_ context.Context, un
 		}
 		c.mu.Unlock()
 	}
+	acquired := func() (context.Context, func(), bool, error) {
+		return context.WithValue(ctx, heldTagsKey{}, &heldTags{key: key, parent: outer}), func() { <-l.ch; release() }, false, nil
+	}
+	if outer != nil {
+		select {
+		case l.ch <- struct{}{}:
+			return acquired()
+		default:
+			release()
+			return ctx, func() {}, true, nil
+		}
+	}
 	select {
 	case l.ch <- struct{}{}:
-		return context.WithValue(ctx, heldTagsKey{}, &heldTags{key: key, parent: outer}), func() { <-l.ch; release() }, false, nil
+		return acquired()
 	case <-ctx.Done():
 		release()
 		return ctx, nil, false, ctx.Err()
