@@ -99,7 +99,7 @@ type position struct {
 
 // maxStalls is how many runs in a row may end at the same position before the next one
 // lets retryable copy failures there go as failures (reported, the position moving on):
-// a caller looping on the continuation token always ends.
+// retryable failures cannot hold a caller looping on the continuation token forever.
 const maxStalls = 2
 
 func encodeToken(p position) string {

@@ -478,8 +478,8 @@ func TestInlineCountsOnlyWhatWasWritten(t *testing.T) {
 // what is left of the run) is reported and left for the continuation, which does not
 // move past it. It was counted finished, the continuation moved past it, and the backfill
 // answered "done" with the image missing. A position that makes no progress in three runs
-// in a row lets its retryable failures go as failures, so a caller looping on the token
-// always ends.
+// in a row lets its retryable failures go as failures, so they cannot hold a caller
+// looping on the token forever.
 func TestInlineRetryableFailureIsNotPassed(t *testing.T) {
 	e := start(t, "")
 	repos := repoNames("retry", 1)
