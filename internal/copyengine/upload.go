@@ -84,62 +84,82 @@ func (s *session) pushBlobOnce(ctx context.Context, client *http.Client, desc v1
 	}
 	defer func() { <-s.c.sem }()
 
-	// The source download starts while the upload is being opened: both are a round
-	// trip, and the PUT needs both. A blob of unknown size is downloaded first: its
-	// answer says the size, which the upload is weighed by and declares.
-	type opened struct {
-		body io.ReadCloser
-		size int64
-		err  error
-	}
-	src := make(chan opened, 1)
-	open := func() {
-		body, n, err := s.openSourceBlob(ctx, desc.Digest)
-		src <- opened{body, n, err}
-	}
-	closeSource := func() {
-		if o := <-src; o.body != nil {
-			o.body.Close()
-		}
-	}
-	size = desc.Size
-	if size <= 0 {
-		open()
-		o := <-src
-		if o.err != nil {
-			return false, 0, o.err
-		}
-		if size = o.size; size < 0 {
-			o.body.Close()
-			return false, 0, &Error{Op: "get source blob " + desc.Digest.String(), Code: string(transport.SizeInvalidErrorCode),
-				Err: errors.New("the manifest declares no size and the download no Content-Length")}
-		}
-		src <- o
-	}
-	if err := s.fitUpload(ctx, size); err != nil {
-		if desc.Size <= 0 {
-			closeSource()
-		}
+	src, size, err := s.sourceForUpload(ctx, desc)
+	if err != nil {
 		return false, size, err
-	}
-	if desc.Size > 0 {
-		go open()
 	}
 	loc, err := s.startUpload(ctx, client, base, desc.Digest)
 	if err != nil {
-		closeSource()
+		src.close()
 		return false, size, err
 	}
 	o := <-src
 	if o.err != nil {
 		return false, size, o.err
 	}
-	progress := Progress{Source: s.src.repo.String(), Destination: repo.String(), Blob: desc.Digest.String(), Size: size}
-	body := linkReader{ReadCloser: s.c.counting(o.body, progress), link: &s.c.link}
+	return false, size, s.putBlob(ctx, client, loc, o.body, desc.Digest, size, sent)
+}
+
+// sourceDownload is a source blob download started for an upload.
+type sourceDownload chan openedBlob
+
+type openedBlob struct {
+	body io.ReadCloser
+	size int64 // Content-Length, -1 unknown
+	err  error
+}
+
+func (d sourceDownload) close() {
+	if o := <-d; o.body != nil {
+		o.body.Close()
+	}
+}
+
+// sourceForUpload starts the source download of an upload and weighs the upload against
+// the deadline (fitUpload). The download of a blob of known size runs while the upload is
+// opened: both are a round trip, and the PUT needs both. A blob of unknown size is
+// downloaded first: its answer says the size, which the upload is weighed by and declares.
+func (s *session) sourceForUpload(ctx context.Context, desc v1.Descriptor) (sourceDownload, int64, error) {
+	src := make(sourceDownload, 1)
+	open := func() {
+		body, n, err := s.openSourceBlob(ctx, desc.Digest)
+		src <- openedBlob{body, n, err}
+	}
+	if desc.Size > 0 {
+		if err := s.fitUpload(ctx, desc.Size); err != nil {
+			return nil, desc.Size, err
+		}
+		go open()
+		return src, desc.Size, nil
+	}
+	open()
+	o := <-src
+	if o.err != nil {
+		return nil, 0, o.err
+	}
+	if o.size < 0 {
+		o.body.Close()
+		return nil, 0, &Error{Op: "get source blob " + desc.Digest.String(), Code: string(transport.SizeInvalidErrorCode),
+			Err: errors.New("the manifest declares no size and the download no Content-Length")}
+	}
+	if err := s.fitUpload(ctx, o.size); err != nil {
+		o.body.Close()
+		return nil, o.size, err
+	}
+	src <- o
+	return src, o.size, nil
+}
+
+// putBlob sends body (the source download) to the upload's location in one PUT of size
+// bytes, counted on the link, and classifies a deadline cut (cutUpload).
+func (s *session) putBlob(ctx context.Context, client *http.Client, loc string, src io.ReadCloser, digest v1.Hash, size int64, sent *bool) error {
+	op := "upload blob " + digest.String()
+	progress := Progress{Source: s.src.repo.String(), Destination: s.dst.repo.String(), Blob: digest.String(), Size: size}
+	body := linkReader{ReadCloser: s.c.counting(src, progress), link: &s.c.link}
 	req, err := http.NewRequestWithContext(ctx, http.MethodPut, loc, body)
 	if err != nil {
-		o.body.Close()
-		return false, size, classify(op, onDest, err)
+		src.Close()
+		return classify(op, onDest, err)
 	}
 	req.ContentLength = size
 	req.Header.Set("Content-Type", "application/octet-stream")
@@ -150,15 +170,15 @@ func (s *session) pushBlobOnce(ctx context.Context, client *http.Client, desc v1
 	resp, err := client.Do(req)
 	s.c.link.end()
 	if err != nil {
-		return false, size, s.cutUpload(ctx, size, classify(op, onDest, err))
+		return s.cutUpload(ctx, size, classify(op, onDest, err))
 	}
 	defer resp.Body.Close()
 	if err := transport.CheckError(resp, http.StatusCreated); err != nil {
-		return false, size, classify(op, onDest, err)
+		return classify(op, onDest, err)
 	}
 	progress.Event = BlobDone
 	s.c.report(progress)
-	return false, size, nil
+	return nil
 }
 
 // destHasBlob HEADs the blob in the destination repository; size is its Content-Length
