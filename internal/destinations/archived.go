@@ -12,6 +12,7 @@ import (
 
 	"github.com/ecr-replicator/ecr-replicator/internal/copyengine"
 	"github.com/ecr-replicator/ecr-replicator/internal/ecraccess"
+	"github.com/ecr-replicator/ecr-replicator/internal/rules"
 )
 
 // An image in the archive storage class (ARCHIVED, or ACTIVATING while it is restored)
@@ -58,16 +59,32 @@ func archivedStatus(ctx context.Context, api *ecr.Client, repo string, id ecrtyp
 	return "", nil
 }
 
+// archivedSource looks at what a 404 from the source means after a copy (c): when the
+// copied image is archived, the copy's failure is ImageArchived; when the image the source
+// tag points at is archived, its tag is not mirrored as deleted (done: res is the answer).
+func (r *Run) archivedSource(ctx context.Context, rt route, src Source, t rules.Target, c copyengine.Result, res Result) (done bool, _ Result) {
+	failed := sourceMissing(c.Err)
+	if !failed && (c.Err != nil || !c.SourceTagMissing || !t.MirrorDeletes) {
+		return false, res
+	}
+	id := ecrtypes.ImageIdentifier{ImageTag: aws.String(src.Tag)} // what the tag points at
+	if failed && src.Digest != "" {
+		id = ecrtypes.ImageIdentifier{ImageDigest: aws.String(src.Digest)} // what was copied
+	}
+	switch st, err := archivedStatus(ctx, rt.srcReg.API(), src.Repo.Name, id); {
+	case err != nil && !failed:
+		return true, res.failed(err) // nothing is deleted on a guess
+	case st != "" && failed:
+		return true, res.failed(&archivedError{status: st})
+	case st != "":
+		res.Reason = "the source image is " + string(st) + " (archive storage class): its tag is kept"
+		return true, res
+	}
+	return false, res
+}
+
 // sourceMissing: the copy failed because the source answered 404.
 func sourceMissing(err error) bool {
 	var e *copyengine.Error
 	return errors.As(err, &e) && !e.AtDest && e.Status == http.StatusNotFound
-}
-
-// sourceID names src's image for DescribeImages: by tag when it has one.
-func sourceID(src Source) ecrtypes.ImageIdentifier {
-	if src.Tag != "" {
-		return ecrtypes.ImageIdentifier{ImageTag: aws.String(src.Tag)}
-	}
-	return ecrtypes.ImageIdentifier{ImageDigest: aws.String(src.Digest)}
 }

@@ -60,7 +60,7 @@ func (r *Run) recheck(ctx context.Context, rt route, src Source, t rules.Target,
 		return true, ""
 	}
 	// The registry answered 404 for the tag: deleted, or its image archived (archived.go).
-	st, err := archivedStatus(ctx, rt.srcReg.API(), src.Repo.Name, sourceID(Source{Tag: src.Tag}))
+	st, err := archivedStatus(ctx, rt.srcReg.API(), src.Repo.Name, ecrtypes.ImageIdentifier{ImageTag: aws.String(src.Tag)})
 	switch {
 	case err != nil:
 		*res = res.failed(err)

@@ -167,25 +167,8 @@ func (r *Run) replicateOne(ctx context.Context, src Source, t rules.Target) Resu
 		// only if the next attempt creates it.
 		res.Retryable = t.Destination.CreateRepository
 	}
-	if sourceMissing(c.Err) || (c.Err == nil && c.SourceTagMissing && t.MirrorDeletes) {
-		// A 404 from the source may be an archived image (archived.go): the image copied,
-		// or the one the tag points at.
-		id := sourceID(Source{Tag: src.Tag})
-		if c.Err != nil {
-			id = sourceID(Source{Digest: src.Digest, Tag: src.Tag})
-			if src.Digest != "" {
-				id = sourceID(Source{Digest: src.Digest})
-			}
-		}
-		switch st, err := archivedStatus(ctx, rt.srcReg.API(), src.Repo.Name, id); {
-		case err != nil && c.Err == nil:
-			return res.failed(err) // nothing is deleted on a guess
-		case st != "" && c.Err != nil:
-			return res.failed(&archivedError{status: st})
-		case st != "":
-			res.Reason = "the source image is " + string(st) + " (archive storage class): its tag is kept"
-			return res
-		}
+	if done, archived := r.archivedSource(ctx, rt, src, t, c, res); done {
+		return archived
 	}
 	if c.Err == nil && c.SourceTagMissing && t.MirrorDeletes {
 		// The source deleted the tag (before this push event was handled, or while it
