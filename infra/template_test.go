@@ -61,6 +61,7 @@ func TestTemplateStructure(t *testing.T) {
 		"ReconcileOverrunAlarm":        "AWS::CloudWatch::Alarm",
 		"ReconcileFailuresAlarm":       "AWS::CloudWatch::Alarm",
 		"ReconcileFunctionErrorsAlarm": "AWS::CloudWatch::Alarm",
+		"ReplicatorPullTimeExclusion":  "AWS::ECR::PullTimeUpdateExclusion",
 	}
 	got := map[string]string{}
 	for name, res := range r.section(r.raw, "Resources") {

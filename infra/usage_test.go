@@ -35,11 +35,11 @@ var eventSourceMappingActions = map[string]bool{
 }
 
 // TestPoliciesGrantOnlyWhatTheCodeUses deploys both templates with every feature on
-// (repository creation with mirrored lifecycle policy and tags, delete mirroring, result
-// events, enqueue and inline backfill, a reconcile run), runs the replicate, backfill and
-// reconcile handlers as the deployed roles, and compares what the access log shows them
-// doing with what the policies grant: nothing used is denied, and nothing granted goes
-// unused.
+// (repository creation with mirrored lifecycle policy and tags and a customer managed KMS
+// key, delete mirroring, result events, enqueue and inline backfill, a reconcile run),
+// runs the replicate, backfill and reconcile handlers as the deployed roles, and compares
+// what the access log shows them doing with what the policies grant: nothing used is
+// denied, and nothing granted goes unused.
 func TestPoliciesGrantOnlyWhatTheCodeUses(t *testing.T) {
 	busARN := fmt.Sprintf("arn:aws:events:%s:%s:event-bus/results", sandbox.DefaultRegion, sandbox.SourceAccount)
 	params := map[string]any{
@@ -47,14 +47,17 @@ func TestPoliciesGrantOnlyWhatTheCodeUses(t *testing.T) {
 		"ExternalId": sandboxtest.ExternalID, "DestinationRepositoryPrefix": "mirror/", "CreateRepositories": "true",
 		"MirrorDeletes": "true", "ResultEventBus": busARN,
 	}
-	w := sandboxtest.Start(t, sandboxtest.Deployed(t, params))
+	// The destinations' repositories are created encrypted with a customer managed key,
+	// which the destination stack grants (KmsKeyArns).
+	kmsKey := fmt.Sprintf("arn:aws:kms:%s:%s:key/1234abcd-12ab-34cd-56ef-1234567890ab", sandbox.DefaultRegion, sandbox.DestinationAccount)
+	w := sandboxtest.Start(t, sandboxtest.Deployed(t, params, map[string]any{"KmsKeyArns": kmsKey}))
 	ctx := w.Ctx
 	queue, err := sqs.NewFromConfig(w.Source.Config).CreateQueue(ctx, &sqs.CreateQueueInput{QueueName: aws.String(sandboxtest.QueueName)})
 	if err != nil {
 		t.Fatal(err)
 	}
-	rules := fmt.Sprintf(`{"rules":[{"name":"all","repositories":["team-a/**"],"mirrorDeletes":true,"destinations":[{"accountId":%q,"region":%q,"roleArn":%q,"externalId":%q,"repositoryPrefix":"mirror/","mirrorLifecyclePolicy":true,"mirrorRepositoryTags":true}]}]}`,
-		sandbox.DestinationAccount, sandbox.DefaultRegion, w.DestinationRoleARN(), sandboxtest.ExternalID)
+	rules := fmt.Sprintf(`{"rules":[{"name":"all","repositories":["team-a/**"],"mirrorDeletes":true,"destinations":[{"accountId":%q,"region":%q,"roleArn":%q,"externalId":%q,"repositoryPrefix":"mirror/","mirrorLifecyclePolicy":true,"mirrorRepositoryTags":true,"kmsKey":%q}]}]}`,
+		sandbox.DestinationAccount, sandbox.DefaultRegion, w.DestinationRoleARN(), sandboxtest.ExternalID, kmsKey)
 	for k, v := range w.FunctionEnv(t) {
 		t.Setenv(k, v)
 	}
@@ -116,6 +119,30 @@ func TestPoliciesGrantOnlyWhatTheCodeUses(t *testing.T) {
 		t.Fatal(err)
 	}
 	invoke("DELETE", d1.String(), "v1")
+
+	// A tag longer than the registry API takes goes through the ECR API on both sides
+	// (BatchGetImage, PutImage); once the source image is archived, a late event for it
+	// asks the source's ECR API what its 404 means (DescribeImages) instead of deleting.
+	srcAPI := ecr.NewFromConfig(w.Source.Config)
+	img4, _ := random.Image(256, 1)
+	d4 := w.Source.Push(t, "team-a/app", "", img4)
+	raw4, _ := img4.RawManifest()
+	mt4, _ := img4.MediaType()
+	long := "release-" + strings.Repeat("x", 192)
+	if _, err := srcAPI.PutImage(ctx, &ecr.PutImageInput{RepositoryName: aws.String("team-a/app"), ImageManifest: aws.String(string(raw4)),
+		ImageManifestMediaType: aws.String(string(mt4)), ImageTag: aws.String(long)}); err != nil {
+		t.Fatal(err)
+	}
+	invoke("PUSH", d4.String(), long)
+	if _, err := srcAPI.UpdateImageStorageClass(ctx, &ecr.UpdateImageStorageClassInput{RepositoryName: aws.String("team-a/app"),
+		ImageId: &ecrtypes.ImageIdentifier{ImageDigest: aws.String(d4.String())}, TargetStorageClass: ecrtypes.TargetStorageClassArchive}); err != nil {
+		t.Fatal(err)
+	}
+	invoke("PUSH", d4.String(), long)
+	if got, err := ecr.NewFromConfig(w.Dest.Config).BatchGetImage(ctx, &ecr.BatchGetImageInput{RepositoryName: aws.String("mirror/team-a/app"),
+		ImageIds: []ecrtypes.ImageIdentifier{{ImageTag: aws.String(long)}}}); err != nil || len(got.Images) != 1 {
+		t.Fatalf("the long tag is not at the destination (or was deleted when its source image was archived): %+v %v", got, err)
+	}
 
 	bdeps, err := wiring.Load(ctx, "backfill", log)
 	if err != nil {
@@ -226,7 +253,7 @@ func TestPoliciesGrantOnlyWhatTheCodeUses(t *testing.T) {
 }
 
 func denied(e sandbox.Entry) bool {
-	return strings.HasPrefix(e.ErrorCode, "AccessDenied") || (e.ErrorCode == "DENIED" && e.Status == 403)
+	return strings.HasPrefix(e.ErrorCode, "AccessDenied") || (e.ErrorCode == "DENIED" && e.Status == 403) || e.DeniedAction != ""
 }
 
 // unusedByDesign are granted for paths this run does not take.

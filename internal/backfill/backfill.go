@@ -91,7 +91,7 @@ type Failure struct {
 	Digest      string `json:"digest,omitempty"`
 	Tag         string `json:"tag,omitempty"`
 	Reason      string `json:"reason"`
-	// Code is the AWS error code of a listing that failed (AccessDenied, …), when known.
+	// Code is the error code of a listing or copy that failed (AccessDenied, …), when known.
 	Code string `json:"code,omitempty"`
 }
 
@@ -109,7 +109,11 @@ type Response struct {
 	RepositoriesScanned int    `json:"repositoriesScanned"`
 	ImagesSeen          int    `json:"imagesSeen"`
 	SkippedBeforeSince  int    `json:"skippedBeforeSince,omitempty"`
-	InSync              int    `json:"inSync"`
+	// ArchivedAtSource counts source images in the archive storage class (ARCHIVED, or
+	// ACTIVATING while restored): they cannot be pulled, so they are not copied; the
+	// first run after their restore copies what the destinations lack.
+	ArchivedAtSource int `json:"archivedAtSource,omitempty"`
+	InSync           int `json:"inSync"`
 	// Drift is the work found (copies missing or wrong at a destination) in the scanned
 	// repositories.
 	Drift    int `json:"drift"`
@@ -163,7 +167,10 @@ type run struct {
 	resp       *Response
 	outstand   map[ecrname.Registry]int // outstanding copies per destination registry
 	copies     Run
-	mu         sync.Mutex
+	// from is the position the run continues from; at maxStalls, retryable copy failures
+	// are final (see inline).
+	from position
+	mu   sync.Mutex
 }
 
 // Run executes one backfill invocation.
@@ -200,7 +207,7 @@ func (b *Backfill) Execute(ctx context.Context, plan *Response) *Response {
 		r.outstanding(&plan.Work[i], 1)
 	}
 	if cursor, done := r.inline(ctx, plan.Work, ""); !done {
-		resp.ContinuationToken = encodeToken(position{After: cursor})
+		resp.ContinuationToken = r.token(position{After: cursor})
 	}
 	return b.finish(r, start)
 }
@@ -234,7 +241,7 @@ func (b *Backfill) newRun(ctx context.Context, req Request) (*run, position, err
 			return nil, pos, fmt.Errorf("backfill request: continuationToken: %w", err)
 		}
 	}
-	r := &run{b: b, doc: doc, req: req, mode: mode, resp: &Response{Mode: mode}, outstand: map[ecrname.Registry]int{}, srcRegion: b.SourceRegion}
+	r := &run{b: b, doc: doc, req: req, mode: mode, resp: &Response{Mode: mode}, outstand: map[ecrname.Registry]int{}, srcRegion: b.SourceRegion, from: pos}
 	r.time = deadline.New(ctx, b.now(), b.Time)
 	if mode == ModeInline {
 		r.copies = b.Start()
@@ -275,13 +282,13 @@ func (r *run) scan(ctx context.Context, pos position) error {
 			cursor = pos.After
 		}
 		if r.timeUp() {
-			r.resp.ContinuationToken = encodeToken(position{RepoIndex: i, Repository: repos[i], After: cursor})
+			r.resp.ContinuationToken = r.token(position{RepoIndex: i, Repository: repos[i], After: cursor})
 			break
 		}
 		r.resp.source = ecrname.Registry{AccountID: r.srcAccount, Region: b.SourceRegion}
 		last, done := r.repository(ctx, src.API(), repos[i], cursor)
 		if !done {
-			r.resp.ContinuationToken = encodeToken(position{RepoIndex: i, Repository: repos[i], After: last})
+			r.resp.ContinuationToken = r.token(position{RepoIndex: i, Repository: repos[i], After: last})
 			break
 		}
 	}
@@ -325,6 +332,15 @@ func (b *Backfill) log() *slog.Logger {
 }
 
 func (r *run) timeUp() bool { return r.time.SoftStopped(r.b.now()) }
+
+// token is the continuation token for p, counting the runs in a row that ended where
+// this one started.
+func (r *run) token(p position) string {
+	if p.Repository == r.from.Repository && p.After == r.from.After {
+		p.Stalls = r.from.Stalls + 1
+	}
+	return encodeToken(p)
+}
 
 // SourceAccount is source.roleArn's account when the rules name one, or the caller's
 // (asked once per Resolver).
@@ -376,10 +392,14 @@ func (r *run) listRepositories(ctx context.Context, api *ecr.Client) ([]string, 
 	return names, nil
 }
 
-// Images lists every image of a repository (ecr:DescribeImages). found is false when
-// the repository does not exist; an error is classified (ecraccess.WrapAWS).
+// Images lists every image of a repository (ecr:DescribeImages), in every storage
+// status: without the filter DescribeImages lists ACTIVE images only
+// (DescribeImagesFilter, https://docs.aws.amazon.com/AmazonECR/latest/APIReference/API_DescribeImagesFilter.html).
+// found is false when the repository does not exist; an error is classified
+// (ecraccess.WrapAWS).
 func Images(ctx context.Context, api ecr.DescribeImagesAPIClient, registryID, repo string) (imgs []Image, found bool, err error) {
-	p := ecr.NewDescribeImagesPaginator(api, &ecr.DescribeImagesInput{RegistryId: aws.String(registryID), RepositoryName: aws.String(repo), MaxResults: aws.Int32(1000)})
+	p := ecr.NewDescribeImagesPaginator(api, &ecr.DescribeImagesInput{RegistryId: aws.String(registryID), RepositoryName: aws.String(repo), MaxResults: aws.Int32(1000),
+		Filter: &ecrtypes.DescribeImagesFilter{ImageStatus: ecrtypes.ImageStatusFilterAny}})
 	for p.HasMorePages() {
 		out, err := p.NextPage(ctx)
 		var nf *ecrtypes.RepositoryNotFoundException
@@ -393,7 +413,7 @@ func Images(ctx context.Context, api ecr.DescribeImagesAPIClient, registryID, re
 			imgs = append(imgs, Image{
 				Digest: aws.ToString(d.ImageDigest), Tags: d.ImageTags, PushedAt: aws.ToTime(d.ImagePushedAt),
 				MediaType: aws.ToString(d.ImageManifestMediaType), ArtifactMediaType: aws.ToString(d.ArtifactMediaType),
-				Subject: aws.ToString(d.SubjectManifestDigest), Size: aws.ToInt64(d.ImageSizeInBytes),
+				Subject: aws.ToString(d.SubjectManifestDigest), Size: aws.ToInt64(d.ImageSizeInBytes), Status: string(d.ImageStatus),
 			})
 		}
 	}
@@ -497,6 +517,7 @@ func (r *run) account(repo string, ex Expansion, diff Diff, dests map[ecrname.Re
 	resp.RepositoriesScanned++
 	resp.ImagesSeen += ex.ImagesSeen
 	resp.SkippedBeforeSince += ex.SkippedBefore
+	resp.ArchivedAtSource += ex.Archived
 	for _, reason := range ex.Invalid {
 		resp.fail(Failure{Repository: repo, Reason: reason})
 	}
@@ -694,6 +715,20 @@ func (r *run) copyGroup(ctx context.Context, g []Work) int {
 		if x.Outcome == copyengine.Failed && x.Retryable && ctx.Err() != nil {
 			return i // cut at the hard stop: left for the continuation
 		}
+		if x.Outcome == copyengine.Failed && x.Retryable && r.from.Stalls < maxStalls {
+			// Another run may succeed (throttling, a layer that needs a whole run:
+			// NO_TIME_LEFT): reported, and left for the continuation, which does not move
+			// past it (until it has stalled there maxStalls times).
+			reason := x.Reason
+			if x.Err != nil {
+				reason = x.Err.Error()
+			}
+			r.mu.Lock()
+			r.resp.fail(Failure{Repository: w.Repository, Destination: w.Target.Repo().String(), Digest: w.Digest, Tag: w.Tag,
+				Reason: reason + " (retryable: left for the continuation)", Code: x.Code})
+			r.mu.Unlock()
+			return i
+		}
 		if x.Outcome.Failure() || x.Err != nil {
 			reason := x.Reason
 			if x.Err != nil {
@@ -724,7 +759,7 @@ func (r *run) copyGroup(ctx context.Context, g []Work) int {
 func (b *Backfill) report(resp *Response, mr *metrics.Recorder) {
 	b.log().Info("backfill totals",
 		"mode", resp.Mode, "repositoriesScanned", resp.RepositoriesScanned, "imagesSeen", resp.ImagesSeen,
-		"skippedBeforeSince", resp.SkippedBeforeSince, "inSync", resp.InSync, "drift", resp.Drift,
+		"skippedBeforeSince", resp.SkippedBeforeSince, "archivedAtSource", resp.ArchivedAtSource, "inSync", resp.InSync, "drift", resp.Drift,
 		"enqueued", resp.Enqueued, "copied", resp.Copied, "skipped", resp.Skipped, "failed", resp.Failed, "bytesCopied", resp.BytesCopied,
 		"remaining", resp.Remaining, "estimatedSecondsAtQuota", resp.EstimatedSecondsAtQuota,
 		"continues", resp.ContinuationToken != "", "durationMs", resp.DurationMs)

@@ -25,9 +25,18 @@ type Image struct {
 	// platform's, not the sum
 	// (https://docs.aws.amazon.com/AmazonECR/latest/APIReference/API_ImageDetail.html).
 	Size int64
+	// Status is the image's storage status (imageStatus): ACTIVE, or ARCHIVED or
+	// ACTIVATING for an image in (or leaving) the archive storage class, which cannot be
+	// pulled (archive-image.html). Empty: ACTIVE.
+	Status string
 }
 
-// Listing is what a destination repository holds, from DescribeImages.
+// pullable: an image that is not archived (nor still being restored).
+func (img *Image) pullable() bool { return img.Status == "" || img.Status == "ACTIVE" }
+
+// Listing is what a destination repository holds, from DescribeImages (every status:
+// an image its lifecycle archived is present, not drift — copying it again would restore
+// it at the destination's expense).
 type Listing struct {
 	Exists  bool              // false: RepositoryNotFoundException, the repository is to be created
 	Digests map[string]bool   // every digest present
@@ -97,6 +106,7 @@ type Expansion struct {
 	Targets       []rules.Target // distinct destinations (by Repo), in first-seen order
 	ImagesSeen    int
 	SkippedBefore int      // pushed before since
+	Archived      int      // archived (or being restored) at the source: cannot be pulled, so no work
 	Invalid       []string // reasons: targets whose destination name is invalid
 }
 
@@ -121,6 +131,8 @@ func Expand(doc *rules.Document, repo string, images []Image, since time.Time) E
 		img := &images[i]
 		x.ex.ImagesSeen++
 		switch {
+		case !img.pullable():
+			x.ex.Archived++ // copied by the first reconcile after its restore
 		case !since.IsZero() && !img.PushedAt.IsZero() && img.PushedAt.Before(since):
 			x.ex.SkippedBefore++
 		case len(img.Tags) > 0:

@@ -86,14 +86,21 @@ func ParseRequest(data []byte) (Request, error) {
 }
 
 // position is what a continuation token encodes: the repository to resume in (its index
-// in the sorted scope, and its name, which wins if the scope changed) and the key of the
-// last work item handled there.
+// in the sorted scope, and its name, which wins if the scope changed), the key of the
+// last work item handled there, and how many runs in a row ended at this same position
+// (an inline copy failing retryably holds it there; see maxStalls).
 type position struct {
 	V          int    `json:"v"`
 	RepoIndex  int    `json:"i"`
 	Repository string `json:"r"`
 	After      string `json:"a,omitempty"`
+	Stalls     int    `json:"s,omitempty"`
 }
+
+// maxStalls is how many runs in a row may end at the same position before the next one
+// lets retryable copy failures there go as failures (reported, the position moving on):
+// retryable failures cannot hold a caller looping on the continuation token forever.
+const maxStalls = 2
 
 func encodeToken(p position) string {
 	p.V = 1

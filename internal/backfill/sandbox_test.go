@@ -25,6 +25,7 @@ import (
 	"github.com/ecr-replicator/ecr-replicator/internal/copyengine"
 	"github.com/ecr-replicator/ecr-replicator/internal/destinations"
 	"github.com/ecr-replicator/ecr-replicator/internal/ecraccess"
+	"github.com/ecr-replicator/ecr-replicator/internal/retry"
 	"github.com/ecr-replicator/ecr-replicator/internal/rules"
 	"github.com/ecr-replicator/ecr-replicator/internal/sandbox"
 	"github.com/ecr-replicator/ecr-replicator/internal/testing/sandboxtest"
@@ -469,4 +470,121 @@ func TestInlineCountsOnlyWhatWasWritten(t *testing.T) {
 	if resp.Drift != 3 || resp.Copied != 2 || resp.Failed != 1 || !strings.Contains(resp.Failures[0].Reason, "conflict") {
 		t.Fatalf("copied %d, failed %d (drift %d): %+v", resp.Copied, resp.Failed, resp.Drift, resp)
 	}
+}
+
+// TestInlineRetryableFailureIsNotPassed: an inline copy that fails retryably (the
+// destination keeps answering 503 past the engine's retries; a layer that does not fit
+// what is left of the run) is reported and left for the continuation, which does not
+// move past it. It was counted finished, the continuation moved past it, and the backfill
+// answered "done" with the image missing. A position that makes no progress in three runs
+// in a row lets its retryable failures go as failures, so they cannot hold a caller
+// looping on the token forever.
+func TestInlineRetryableFailureIsNotPassed(t *testing.T) {
+	e := start(t, "")
+	repos := repoNames("retry", 1)
+	e.seed(t, repos, 3)
+	fault, err := e.sb.ArmRegistryFault(sandbox.RegistryFault{Account: sandbox.DestinationAccount, Repository: "mirror/" + repos[0],
+		Step: sandbox.StepUploadPUT, Status: 503, Count: -1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	b := e.backfill()
+	replicator := destinations.New(e.resolver, copyengine.New(copyengine.WithRetry(retry.Policy{Attempts: 2, Initial: time.Millisecond, Max: 5 * time.Millisecond})))
+	b.Start = func() backfill.Run { return replicator.Start() }
+	resp, err := b.Run(e.ctx, backfill.Request{Mode: backfill.ModeInline})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if resp.ContinuationToken == "" || resp.Failed == 0 || resp.Remaining == 0 {
+		t.Fatalf("retryable failures: token %q, failed %d, remaining %d; want them reported and left for the continuation: %+v",
+			resp.ContinuationToken, resp.Failed, resp.Remaining, resp)
+	}
+	runs := 1
+	for ; resp.ContinuationToken != ""; runs++ {
+		if runs > 5 {
+			t.Fatal("the continuation never ends while the failure persists")
+		}
+		if resp, err = b.Run(e.ctx, backfill.Request{Mode: backfill.ModeInline, ContinuationToken: resp.ContinuationToken}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if resp.Failed == 0 || !strings.Contains(resp.Failures[0].Reason, "UNAVAILABLE") {
+		t.Fatalf("the last run passed the failures without reporting them: %+v", resp)
+	}
+	fault.Disarm()
+	if resp, err = b.Run(e.ctx, backfill.Request{Mode: backfill.ModeInline}); err != nil || resp.ContinuationToken != "" {
+		t.Fatalf("after the fault: %v %+v", err, resp)
+	}
+	e.assertMirrored(t, repos)
+	t.Logf("persistent 503: %d runs until the position gave up (failures reported); after the fault, one run copied all", runs)
+}
+
+// archive moves an image of cfg's registry to the archive storage class (or back).
+func archive(t *testing.T, ctx context.Context, cfg aws.Config, repo, tag string, target ecrtypes.TargetStorageClass) {
+	t.Helper()
+	if _, err := ecr.NewFromConfig(cfg).UpdateImageStorageClass(ctx, &ecr.UpdateImageStorageClassInput{RepositoryName: aws.String(repo),
+		ImageId: &ecrtypes.ImageIdentifier{ImageTag: aws.String(tag)}, TargetStorageClass: target}); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// TestArchivedImagesInThePlan: DescribeImages lists only ACTIVE images unless asked
+// (DescribeImagesFilter.imageStatus). An image the destination's lifecycle archived is
+// present there — ARCHIVED or being restored (ACTIVATING) — not drift: it was invisible
+// to the plan, and every reconcile pushed it again, restoring it from the archive at the
+// destination's expense. An image archived at the source cannot be pulled: it is not
+// work, and the plan counts it (archivedAtSource).
+func TestArchivedImagesInThePlan(t *testing.T) {
+	e := start(t, "")
+	repos := repoNames("cold", 1)
+	e.seed(t, repos, 3)
+	if resp, err := e.backfill().Run(e.ctx, backfill.Request{Mode: backfill.ModeInline}); err != nil || resp.Copied != 3 {
+		t.Fatalf("first run: %v %+v", err, resp)
+	}
+	dst := e.w.Dest.Config
+	archive(t, e.ctx, dst, "mirror/"+repos[0], "v0", ecrtypes.TargetStorageClassArchive)
+	archive(t, e.ctx, dst, "mirror/"+repos[0], "v1", ecrtypes.TargetStorageClassArchive)
+	archive(t, e.ctx, dst, "mirror/"+repos[0], "v1", ecrtypes.TargetStorageClassStandard) // ACTIVATING
+	mark := e.sb.AccessLogMark()
+	resp, err := e.backfill().Run(e.ctx, backfill.Request{Mode: backfill.ModeInline})
+	if err != nil {
+		t.Fatal(err)
+	}
+	puts := count(e.sb.AccessLogSince(mark), func(en sandbox.Entry) bool {
+		return en.Account == sandbox.DestinationAccount && en.Action == "ecr:PutImage"
+	})
+	if resp.Drift != 0 || resp.InSync != 3 || puts != 0 {
+		t.Fatalf("archived destination images: drift %d, in sync %d, %d manifests written (restoring them): %+v", resp.Drift, resp.InSync, puts, resp)
+	}
+	st := imageStatuses(t, e.ctx, dst, "mirror/"+repos[0])
+	if st["v0"] != ecrtypes.ImageStatusArchived || st["v1"] != ecrtypes.ImageStatusActivating {
+		t.Fatalf("destination statuses %v: the run restored them", st)
+	}
+
+	// Archived at the source, missing at the destination: reported, not copied.
+	e.seed(t, repoNames("frozen", 1), 2)
+	archive(t, e.ctx, e.src, "frozen/app-00", "v1", ecrtypes.TargetStorageClassArchive)
+	resp, err = e.backfill().Run(e.ctx, backfill.Request{Mode: backfill.ModeInline, Repositories: []string{"frozen/**"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if resp.Drift != 1 || resp.Copied != 1 || resp.Failed != 0 || resp.ArchivedAtSource != 1 {
+		t.Fatalf("archived source image: %+v", resp)
+	}
+}
+
+func imageStatuses(t *testing.T, ctx context.Context, cfg aws.Config, repo string) map[string]ecrtypes.ImageStatus {
+	t.Helper()
+	out, err := ecr.NewFromConfig(cfg).DescribeImages(ctx, &ecr.DescribeImagesInput{RepositoryName: aws.String(repo),
+		Filter: &ecrtypes.DescribeImagesFilter{ImageStatus: ecrtypes.ImageStatusFilterAny}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	m := map[string]ecrtypes.ImageStatus{}
+	for _, d := range out.ImageDetails {
+		for _, tag := range d.ImageTags {
+			m[tag] = d.ImageStatus
+		}
+	}
+	return m
 }

@@ -2,14 +2,23 @@ package copyengine
 
 import (
 	"context"
+	"errors"
 	"io"
+	"log"
+	"net"
 	"net/http"
+	"net/http/httptest"
 	"strings"
+	"sync"
+	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 
+	"github.com/google/go-containerregistry/pkg/registry"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/google/go-containerregistry/pkg/v1/random"
+	"golang.org/x/time/rate"
 
 	"github.com/ecr-replicator/ecr-replicator/internal/retry"
 )
@@ -63,7 +72,7 @@ func TestLayerTooLargeForTheRunIsFinal(t *testing.T) {
 	engine := New(WithRetry(retry.Policy{Attempts: 4, Initial: time.Millisecond, Max: 10 * time.Millisecond}), WithManifestRate(1000, 1000))
 	// A 2 MiB transfer measures here (32 MiB in production): the cut upload counts
 	// however slowly a busy machine starts it.
-	engine.throughput.minBytes = 2 << 20
+	engine.link.minBytes = 2 << 20
 
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
 	defer cancel()
@@ -117,4 +126,125 @@ func TestLayerThatFitsAWholeRunWaitsForOne(t *testing.T) {
 	}
 	res = engine.Start().Copy(context.Background(), e.req(d, "v1"))
 	wantOutcome(t, res, Copied)
+}
+
+// sharedLink makes the destination take every upload body through one link of
+// bytesPerSecond, however many uploads share it, and reports the most that were in
+// flight at once.
+func sharedLink(tr *testRegistry, bytesPerSecond int) (peak func() int32) {
+	lim := rate.NewLimiter(rate.Limit(bytesPerSecond), 64<<10)
+	var inFlight, most atomic.Int32
+	tr.setHook(func(w http.ResponseWriter, r *http.Request) bool {
+		if r.Method == http.MethodPut && strings.Contains(r.URL.Path, "/blobs/uploads/") {
+			n := inFlight.Add(1)
+			for m := most.Load(); n > m && !most.CompareAndSwap(m, n); m = most.Load() {
+			}
+			r.Body = &linkBody{ReadCloser: r.Body, lim: lim, ctx: r.Context(), done: func() { inFlight.Add(-1) }}
+		}
+		return false
+	})
+	return most.Load
+}
+
+type linkBody struct {
+	io.ReadCloser
+	lim  *rate.Limiter
+	ctx  context.Context
+	done func()
+	once sync.Once
+}
+
+func (b *linkBody) Read(p []byte) (int, error) {
+	p = p[:min(len(p), 64<<10)]
+	n, err := b.ReadCloser.Read(p)
+	if n > 0 {
+		if werr := b.lim.WaitN(b.ctx, n); werr != nil {
+			return n, werr
+		}
+	}
+	if err != nil {
+		b.once.Do(b.done)
+	}
+	return n, err
+}
+
+// TestContendedUploadsDoNotShrinkTheBudget: uploads that share the link each see a share
+// of it; the budget must weigh a layer against the link (what all uploads moved
+// together), not against one contended stream. Eight layers uploaded at once on a 16 MiB/s
+// link each ran at a share of it (the fastest at about 8 MiB/s), that rate was kept as the
+// engine's best, and the warm engine then refused up front — permanently,
+// TOO_LARGE_FOR_FUNCTION, the push acknowledged and lost — a 24 MiB layer that the same
+// link uploads in 1.5 s of a 2.5-second run.
+func TestContendedUploadsDoNotShrinkTheBudget(t *testing.T) {
+	e := &env{src: newRegistry(t), dst: newSmallBufferRegistry(t)}
+	e.srcRepo = e.src.repo(t, "team/app")
+	e.dstRepo = e.dst.repo(t, "mirror/team/app")
+	peak := sharedLink(e.dst, 16<<20)
+	req := func(d v1.Hash, tag string) Request {
+		r := e.req(d, tag)
+		r.Destination.Transport = smallBufferTransport()
+		return r
+	}
+	engine := New(WithRetry(retry.Policy{Attempts: 4, Initial: time.Millisecond, Max: 10 * time.Millisecond}), WithManifestRate(1000, 1000))
+	// Transfers of 1 MiB over 200 ms measure here (32 MiB and 1 s in production), so
+	// that the images stay small.
+	engine.link.minBytes, engine.link.minTime = 1<<20, 200*time.Millisecond
+
+	eight := must[v1.Image](t)(random.Image(2<<20, 8))
+	d8 := pushImage(t, e.srcRepo.Tag("eight"), eight)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	wantOutcome(t, engine.Start().Copy(ctx, req(d8, "eight")), Copied)
+	if p := peak(); p < 6 {
+		t.Fatalf("at most %d uploads shared the link; the scenario needs them concurrent", p)
+	}
+
+	if best := engine.link.rate() / (1 << 20); best < 12 || best > 24 {
+		t.Fatalf("the link's best after the contended uploads: %.1f MiB/s, want about the link's 16", best)
+	} else {
+		t.Logf("the link's best after 8 uploads shared it: %.1f MiB/s (link 16 MiB/s)", best)
+	}
+	big := must[v1.Image](t)(random.Image(24<<20, 1))
+	d1 := pushImage(t, e.srcRepo.Tag("big"), big)
+	run := engine.Start()
+	ctx2, cancel2 := context.WithDeadline(context.Background(), run.started.Add(2500*time.Millisecond))
+	defer cancel2()
+	res := run.Copy(ctx2, req(d1, "big"))
+	if res.Outcome != Copied {
+		t.Fatalf("outcome %s (%v): a layer the link uploads in 1.5 s of a 2.5-second run was refused", res.Outcome, res.Err)
+	}
+	wantTag(t, e.dstRepo.Tag("big"), d1)
+}
+
+// newSmallBufferRegistry is a test registry whose connections buffer little (64 KiB of
+// socket receive buffer), and smallBufferTransport a client whose connections buffer
+// little on the sending side: on loopback, megabytes of socket buffers would otherwise
+// take an upload's first bytes at memory speed, whatever the link.
+func newSmallBufferRegistry(t *testing.T) *testRegistry {
+	t.Helper()
+	tr := &testRegistry{reg: registry.New(registry.WithReferrersSupport(true), registry.Logger(log.New(io.Discard, "", 0)))}
+	tr.srv = httptest.NewUnstartedServer(http.HandlerFunc(tr.serve))
+	tr.srv.Listener = smallBufferListener{tr.srv.Listener}
+	tr.srv.Start()
+	t.Cleanup(tr.srv.Close)
+	return tr
+}
+
+type smallBufferListener struct{ net.Listener }
+
+func (l smallBufferListener) Accept() (net.Conn, error) {
+	c, err := l.Listener.Accept()
+	if tc, ok := c.(*net.TCPConn); ok {
+		tc.SetReadBuffer(64 << 10)
+	}
+	return c, err
+}
+
+func smallBufferTransport() http.RoundTripper {
+	d := &net.Dialer{Control: func(_, _ string, c syscall.RawConn) error {
+		var serr error
+		err := c.Control(func(fd uintptr) { serr = syscall.SetsockoptInt(int(fd), syscall.SOL_SOCKET, syscall.SO_SNDBUF, 64<<10) })
+		return errors.Join(err, serr)
+	}}
+	return &http.Transport{DialContext: d.DialContext}
 }

@@ -25,7 +25,6 @@ import (
 	"log/slog"
 	"net/http"
 	"reflect"
-	"regexp"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -38,6 +37,7 @@ import (
 	"golang.org/x/sync/errgroup"
 	"golang.org/x/time/rate"
 
+	"github.com/ecr-replicator/ecr-replicator/internal/ecrname"
 	"github.com/ecr-replicator/ecr-replicator/internal/retry"
 )
 
@@ -58,6 +58,10 @@ type Endpoint struct {
 	// Options are extra remote options (user agent, platform, ...). They
 	// are applied after the engine's own, so they win.
 	Options []remote.Option
+	// Tags reads and writes this repository's tags of 129-300 characters, which ECR's
+	// PutImage accepts and the registry API cannot carry (TagAPI). Without it, a request
+	// for such a tag is refused.
+	Tags TagAPI
 }
 
 // Request asks for one digest to be copied (and optionally tagged).
@@ -140,10 +144,10 @@ type Engine struct {
 	// (key as Run.blobs); each run still remembers its own.
 	uploads onceMap
 
-	mu         sync.Mutex
-	pacers     map[string]*pacer        // manifest writes, per destination registry host
-	throughput throughput               // blob uploads, measured
-	tagLocks   map[string]chan struct{} // per destination repo:tag
+	mu       sync.Mutex
+	pacers   map[string]*pacer   // manifest writes, per destination registry host
+	link     link                // what uploads move together, measured (budget.go)
+	tagLocks map[string]*tagLock // per destination repo:tag, while held or awaited
 }
 
 // Run is one unit of work of an Engine: its Copy calls share what they learn about
@@ -180,6 +184,7 @@ type endpointKey struct {
 	repo      string
 	auth      any
 	transport any
+	tags      any
 }
 
 // Option configures an Engine.
@@ -259,29 +264,36 @@ func New(opts ...Option) *Engine {
 		tagRounds:     3,
 		referrerDepth: 3,
 		pacers:        map[string]*pacer{},
-		tagLocks:      map[string]chan struct{}{},
+		tagLocks:      map[string]*tagLock{},
 		uploads:       onceMap{inFlightOnly: true},
-		throughput:    throughput{minBytes: minMeasuredBytes, minTime: minMeasuredTime},
+		link:          link{minBytes: minMeasuredBytes, minTime: minMeasuredTime},
 	}
 	for _, o := range opts {
 		o(c)
 	}
-	log := c.log
+	log, observe := c.log, c.policy.OnRetry
 	c.policy.OnRetry = func(err error, attempt int, wait time.Duration) {
 		log.Debug("registry request failed; retrying", "attempt", attempt, "wait", wait, "err", err)
+		if observe != nil {
+			observe(err, attempt, wait) // the caller's (WithRetry), kept
+		}
 	}
 	c.sem = make(chan struct{}, c.jobs)
 	return c
 }
 
-var tagRE = regexp.MustCompile(`^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$`)
-
 func validate(req Request) (v1.Hash, error) {
 	if req.Source.Repository.RepositoryStr() == "" || req.Destination.Repository.RepositoryStr() == "" {
 		return v1.Hash{}, invalid("source and destination repositories are required")
 	}
-	if req.Tag != "" && !tagRE.MatchString(req.Tag) {
-		return v1.Hash{}, invalid("tag %q is not a valid tag", req.Tag)
+	if req.Tag != "" {
+		if err := ecrname.Tag(req.Tag); err != nil {
+			return v1.Hash{}, invalid("%w", err)
+		}
+		if apiTag(req.Tag) && (req.Source.Tags == nil || req.Destination.Tags == nil) {
+			return v1.Hash{}, invalid("a tag of %d characters (over the registry API's %d) is copied through the ECR API: both endpoints need Tags",
+				len(req.Tag), ecrname.MaxRegistryTagLen)
+		}
 	}
 	if req.Digest == "" {
 		if req.Tag == "" {
@@ -342,28 +354,11 @@ func (c *Run) Copy(ctx context.Context, req Request) Result {
 	return res
 }
 
-// lockTag serialises tag convergence for one destination tag within the run,
-// so two events for the same tag don't interleave their HEAD/PUT/re-check.
-func (c *Engine) lockTag(ctx context.Context, key string) (func(), error) {
-	c.mu.Lock()
-	ch, ok := c.tagLocks[key]
-	if !ok {
-		ch = make(chan struct{}, 1)
-		c.tagLocks[key] = ch
-	}
-	c.mu.Unlock()
-	select {
-	case ch <- struct{}{}:
-		return func() { <-ch }, nil
-	case <-ctx.Done():
-		return nil, ctx.Err()
-	}
-}
-
 // endpoint is an Endpoint resolved for the run: its repository, and the authenticated
 // clients built on first use (a registry ping and a token each).
 type endpoint struct {
 	repo   name.Repository
+	tags   TagAPI
 	auth   authn.Authenticator
 	rt     http.RoundTripper // retryTransport over Endpoint.Transport
 	scopes []string
@@ -386,10 +381,10 @@ type clients struct {
 // credentials or transport cannot be compared (and Options, which cannot be) are not
 // shared.
 func (c *Run) cachedEndpoint(ep Endpoint, dest bool) *endpoint {
-	if len(ep.Options) > 0 || !comparable(ep.Auth) || !comparable(ep.Transport) {
+	if len(ep.Options) > 0 || !comparable(ep.Auth) || !comparable(ep.Transport) || !comparable(ep.Tags) {
 		return c.endpoint(ep, dest)
 	}
-	k := endpointKey{dest: dest, repo: ep.Repository.String(), auth: ep.Auth, transport: ep.Transport}
+	k := endpointKey{dest: dest, repo: ep.Repository.String(), auth: ep.Auth, transport: ep.Transport, tags: ep.Tags}
 	c.runMu.Lock()
 	defer c.runMu.Unlock()
 	if e, ok := c.endpoints[k]; ok {
@@ -409,6 +404,7 @@ func (c *Engine) endpoint(ep Endpoint, dest bool) *endpoint {
 	}
 	e := &endpoint{
 		repo:   ep.Repository,
+		tags:   ep.Tags,
 		auth:   ep.Auth,
 		rt:     transport.NewUserAgent(&retryTransport{inner: base, policy: c.policy, timeout: c.timeout, pace: c.pacerFor}, userAgent),
 		scopes: []string{ep.Repository.Scope(transport.PullScope)},
@@ -683,6 +679,16 @@ func (s *session) readTags(ctx context.Context, digest v1.Hash, res *Result) (v1
 // resolveTag GETs the source manifest by tag: its digest is what the request copies,
 // and its bytes are kept for the copy (one request instead of a HEAD and a GET).
 func (s *session) resolveTag(ctx context.Context, tag string) (*rawManifest, error) {
+	if apiTag(tag) {
+		m, err := s.getAPITag(ctx, s.src, tag)
+		if errors.Is(err, errNoTag) {
+			return nil, &Error{Op: "get source tag " + tag, Code: string(transport.ManifestUnknownErrorCode), Status: http.StatusNotFound, Err: errors.New("no such tag")}
+		}
+		if err == nil {
+			s.fetched.Store(m.desc.Digest, m)
+		}
+		return m, err
+	}
 	return s.getSource(ctx, s.src.repo.Tag(tag), "get source tag "+tag)
 }
 
@@ -690,6 +696,9 @@ func (s *session) resolveTag(ctx context.Context, tag string) (*rawManifest, err
 // run has asked about enough tags of the repository, a tag absent from its listing is
 // not-found without a HEAD (see tagIndex).
 func (s *session) destTag(ctx context.Context, tag string) (v1.Hash, error) {
+	if apiTag(tag) {
+		return s.headDestTag(ctx, tag)
+	}
 	list := s.dst.list
 	if !s.c.destTags.mayHave(ctx, s.dst.repo.String(), tag, list) {
 		return v1.Hash{}, &transport.Error{StatusCode: http.StatusNotFound}

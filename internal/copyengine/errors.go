@@ -17,7 +17,8 @@ const (
 	CodeDigestMismatch = "DIGEST_MISMATCH" // destination does not serve what we wrote
 	CodeTagUnstable    = "TAG_UNSTABLE"    // source tag kept moving while we converged
 	// CodeTooLarge: a layer that cannot be uploaded within a whole run (the function's
-	// timeout) at the measured throughput: permanent, copy it with the CLI (budget.go).
+	// timeout) at the best rate the link has shown: permanent, copy it with the CLI
+	// (budget.go).
 	CodeTooLarge = "TOO_LARGE_FOR_FUNCTION"
 	// CodeNoTimeLeft: a layer that cannot be uploaded in what is left of this run:
 	// retryable, the next delivery has a whole run.

@@ -59,13 +59,14 @@ func (s *session) copyContent(ctx context.Context, desc v1.Descriptor) (bool, *w
 	if err != nil {
 		return false, w, err
 	}
-	taggedRoot := s.rootTagged.Load() && desc.Digest == s.rootDigest
-	if wrote || taggedRoot {
-		ref := name.Reference(s.dst.repo.Digest(desc.Digest.String()))
-		if taggedRoot {
-			ref = s.dst.repo.Tag(s.rootTag) // one HEAD checks the tag and the digest
+	switch {
+	case s.rootTagged.Load() && desc.Digest == s.rootDigest:
+		// One HEAD checks the tag and the digest.
+		if err := s.verifyTag(ctx, s.rootTag, desc.Digest); err != nil {
+			return wrote, w, err
 		}
-		if err := s.verify(ctx, ref, desc.Digest); err != nil {
+	case wrote:
+		if err := s.verify(ctx, s.dst.repo.Digest(desc.Digest.String()), desc.Digest); err != nil {
 			return wrote, w, err
 		}
 	}
@@ -306,20 +307,13 @@ func (g *depGroup) Wait() error {
 // a monolithic upload (WithJobs bounds the uploads in flight, not the HEADs).
 func (s *session) ensureBlob(ctx context.Context, desc v1.Descriptor) error {
 	var uploaded bool
-	size := desc.Size
+	size := desc.Size // unknown (0) in a Docker schema 1 manifest: pushBlob learns it
 	ran, err := s.c.blobs.do(ctx, s.dst.key(desc.Digest), func() error {
-		var err error
-		if size <= 0 {
-			// Schema 1 manifests carry no sizes; the source's HEAD tells.
-			if size, err = s.sourceBlobSize(ctx, desc.Digest); err != nil {
-				return err
-			}
-		}
 		// Another run uploading the same blob now is waited for, not raced: it then
 		// counts as skipped here (ran false).
-		_, err = s.c.uploads.do(ctx, s.dst.key(desc.Digest), func() error {
+		_, err := s.c.uploads.do(ctx, s.dst.key(desc.Digest), func() error {
 			var err error
-			uploaded, err = s.pushBlob(ctx, v1.Descriptor{Digest: desc.Digest, Size: size})
+			uploaded, size, err = s.pushBlob(ctx, v1.Descriptor{Digest: desc.Digest, Size: desc.Size})
 			return err
 		})
 		return err
@@ -348,8 +342,7 @@ func (s *session) ensureBlob(ctx context.Context, desc v1.Descriptor) error {
 // converge, holding the tag lock, may wait on that section): a concurrent writer of
 // the same tag is caught by converge's re-check of the source, which follows it.
 func (s *session) putRootByTag(ctx context.Context, m *rawManifest) error {
-	ref := s.dst.repo.Tag(s.rootTag)
-	if err := s.put(ctx, ref, m, "put destination tag"); err != nil {
+	if err := s.putTag(ctx, s.rootTag, m, "put destination tag"); err != nil {
 		return err
 	}
 	s.rootTagged.Store(true)
@@ -400,6 +393,17 @@ func isNotFound(err error) bool {
 
 // headSourceTag returns what the source tag points at now.
 func (s *session) headSourceTag(ctx context.Context, tag string) (v1.Hash, bool, error) {
+	if apiTag(tag) {
+		m, err := s.getAPITag(ctx, s.src, tag)
+		if errors.Is(err, errNoTag) {
+			return v1.Hash{}, false, nil
+		}
+		if err != nil {
+			return v1.Hash{}, false, err
+		}
+		s.fetched.Store(m.desc.Digest, m)
+		return m.desc.Digest, true, nil
+	}
 	d, err := s.src.head(ctx, s.src.repo.Tag(tag))
 	if isNotFound(err) {
 		return v1.Hash{}, false, nil
@@ -421,11 +425,16 @@ func (s *session) headSourceTag(ctx context.Context, tag string) (v1.Hash, bool,
 // tag and before its re-check, while another wrote the newer one first — only this
 // handler can still repair that.
 func (s *session) converge(ctx context.Context, tag string, want v1.Hash) (tr tagResult, err error) {
-	unlock, err := s.c.lockTag(ctx, s.dst.repo.Tag(tag).String())
+	ctx, unlock, skip, err := s.c.lockTag(ctx, s.dst.repo.Tag(tag).String())
 	if err != nil {
 		return tr, classify("lock tag "+tag, onDest, err)
 	}
 	defer unlock()
+	if skip {
+		// Another convergence holds the tag (this call's own, further up, or one that may
+		// be waiting for ours): it sets the tag, after its own re-check (lockTag).
+		return tr, nil
+	}
 	start := 0
 	if s.rootTagged.Load() && want == s.rootDigest {
 		// Checked before, written and verified with the root manifest: what is left
@@ -491,10 +500,9 @@ func isMissing(err error) bool {
 // re-pushing an existing tag even with the same digest — and PUTs only when it
 // points elsewhere or nowhere.
 func (s *session) setDestTag(ctx context.Context, tag string, want v1.Hash) (bool, error) {
-	ref := s.dst.repo.Tag(tag)
-	d, err := s.dst.head(ctx, ref)
+	at, err := s.headDestTag(ctx, tag)
 	switch {
-	case err == nil && d.Digest == want:
+	case err == nil && at == want:
 		return false, nil
 	case err != nil && !isNotFound(err):
 		return false, classify("head destination tag "+tag, onDest, err)
@@ -503,10 +511,27 @@ func (s *session) setDestTag(ctx context.Context, tag string, want v1.Hash) (boo
 	if err != nil {
 		return false, err
 	}
-	if err := s.put(ctx, ref, m, "put destination tag"); err != nil {
+	if err := s.putTag(ctx, tag, m, "put destination tag"); err != nil {
 		return false, err
 	}
 	s.tagWrites.Add(1)
 	s.c.destTags.add(s.dst.repo.String(), tag)
-	return true, s.verify(ctx, ref, want)
+	return true, s.verifyTag(ctx, tag, want)
+}
+
+// headDestTag returns what the destination tag points at (a HEAD, or the ECR API for a
+// tag the registry cannot carry), or a not-found error.
+func (s *session) headDestTag(ctx context.Context, tag string) (v1.Hash, error) {
+	if apiTag(tag) {
+		m, err := s.getAPITag(ctx, s.dst, tag)
+		if err != nil {
+			return v1.Hash{}, err
+		}
+		return m.desc.Digest, nil
+	}
+	d, err := s.dst.head(ctx, s.dst.repo.Tag(tag))
+	if err != nil {
+		return v1.Hash{}, err
+	}
+	return d.Digest, nil
 }

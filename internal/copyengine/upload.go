@@ -7,8 +7,6 @@ import (
 	"io"
 	"net/http"
 	"net/url"
-	"sync/atomic"
-	"time"
 
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/google/go-containerregistry/pkg/v1/remote/transport"
@@ -33,8 +31,13 @@ import (
 // uploadOne: a retryable failure of any of its requests — the HEAD, the POST, the
 // source download, the PUT — starts over with a HEAD (the previous PUT may have landed)
 // and a fresh source stream. Its requests are therefore sent once each by the retry
-// transport (withoutRetry). It reports whether this call uploaded the blob.
-func (s *session) pushBlob(ctx context.Context, desc v1.Descriptor) (uploaded bool, err error) {
+// transport (withoutRetry). It reports whether this call uploaded the blob, and its size:
+// desc.Size, or when that is unknown (a Docker schema 1 manifest declares none) what the
+// registry said — the destination's HEAD when it has the blob, else the source download's
+// Content-Length. The source's blobs are never HEADed: that needs
+// ecr:BatchCheckLayerAvailability there, which a read-only source policy need not grant,
+// and the download that follows says the same.
+func (s *session) pushBlob(ctx context.Context, desc v1.Descriptor) (uploaded bool, size int64, err error) {
 	var sent bool // a PUT went out in some attempt
 	policy := s.c.policy
 	policy.RetryIf = func(err error) bool {
@@ -48,105 +51,151 @@ func (s *session) pushBlob(ctx context.Context, desc v1.Descriptor) (uploaded bo
 		if err != nil {
 			return classify("authenticate to destination", onDest, err)
 		}
-		present, err := s.pushBlobOnce(withoutRetry(ctx), cl.http, desc, &sent)
+		present, n, err := s.pushBlobOnce(withoutRetry(ctx), cl.http, desc, &sent)
 		if err == nil {
-			uploaded = !present || sent
+			uploaded, size = !present || sent, n
 		}
 		return err
 	})
-	return uploaded, err
+	return uploaded, size, err
 }
 
-// pushBlobOnce is one attempt: present reports that the HEAD found the blob.
-func (s *session) pushBlobOnce(ctx context.Context, client *http.Client, desc v1.Descriptor, sent *bool) (present bool, err error) {
+// pushBlobOnce is one attempt: present reports that the HEAD found the blob; size is the
+// blob's (see pushBlob).
+func (s *session) pushBlobOnce(ctx context.Context, client *http.Client, desc v1.Descriptor, sent *bool) (present bool, size int64, err error) {
 	op := "upload blob " + desc.Digest.String()
 	repo := s.dst.repo
 	base := &url.URL{Scheme: repo.Scheme(), Host: repo.RegistryStr()}
 
-	if present, err := s.destHasBlob(ctx, client, base, desc.Digest); err != nil || present {
-		if present {
-			s.c.report(Progress{Source: s.src.repo.String(), Destination: repo.String(), Blob: desc.Digest.String(), Size: desc.Size, Event: BlobSkipped})
+	if present, n, err := s.destHasBlob(ctx, client, base, desc.Digest); err != nil || present {
+		if desc.Size > 0 {
+			n = desc.Size
 		}
-		return present, err
+		if present {
+			s.c.report(Progress{Source: s.src.repo.String(), Destination: repo.String(), Blob: desc.Digest.String(), Size: n, Event: BlobSkipped})
+		}
+		return present, n, err
 	}
 
 	select {
 	case s.c.sem <- struct{}{}:
 	case <-ctx.Done():
-		return false, classify(op, onDest, ctx.Err())
+		return false, 0, classify(op, onDest, ctx.Err())
 	}
 	defer func() { <-s.c.sem }()
-	if err := s.fitUpload(ctx, desc.Size); err != nil {
-		return false, err
-	}
 
-	// The source download starts while the upload is being opened: both are a round
-	// trip, and the PUT needs both.
-	type opened struct {
-		body io.ReadCloser
-		err  error
-	}
-	src := make(chan opened, 1)
-	go func() {
-		body, err := s.openSourceBlob(ctx, desc.Digest)
-		src <- opened{body, err}
-	}()
-	closeSource := func() {
-		if o := <-src; o.body != nil {
-			o.body.Close()
-		}
+	src, size, err := s.sourceForUpload(ctx, desc)
+	if err != nil {
+		return false, size, err
 	}
 	loc, err := s.startUpload(ctx, client, base, desc.Digest)
 	if err != nil {
-		closeSource()
-		return false, err
+		src.close()
+		return false, size, err
 	}
 	o := <-src
 	if o.err != nil {
-		return false, o.err
+		return false, size, o.err
 	}
-	progress := Progress{Source: s.src.repo.String(), Destination: repo.String(), Blob: desc.Digest.String(), Size: desc.Size}
-	var read atomic.Int64
-	body := countingReader{ReadCloser: s.c.counting(o.body, progress), n: &read}
+	return false, size, s.putBlob(ctx, client, loc, o.body, desc.Digest, size, sent)
+}
+
+// sourceDownload is a source blob download started for an upload.
+type sourceDownload chan openedBlob
+
+type openedBlob struct {
+	body io.ReadCloser
+	size int64 // Content-Length, -1 unknown
+	err  error
+}
+
+func (d sourceDownload) close() {
+	if o := <-d; o.body != nil {
+		o.body.Close()
+	}
+}
+
+// sourceForUpload starts the source download of an upload and weighs the upload against
+// the deadline (fitUpload). The download of a blob of known size runs while the upload is
+// opened: both are a round trip, and the PUT needs both. A blob of unknown size is
+// downloaded first: its answer says the size, which the upload is weighed by and declares.
+func (s *session) sourceForUpload(ctx context.Context, desc v1.Descriptor) (sourceDownload, int64, error) {
+	src := make(sourceDownload, 1)
+	open := func() {
+		body, n, err := s.openSourceBlob(ctx, desc.Digest)
+		src <- openedBlob{body, n, err}
+	}
+	if desc.Size > 0 {
+		if err := s.fitUpload(ctx, desc.Size); err != nil {
+			return nil, desc.Size, err
+		}
+		go open()
+		return src, desc.Size, nil
+	}
+	open()
+	o := <-src
+	if o.err != nil {
+		return nil, 0, o.err
+	}
+	if o.size < 0 {
+		o.body.Close()
+		return nil, 0, &Error{Op: "get source blob " + desc.Digest.String(), Code: string(transport.SizeInvalidErrorCode),
+			Err: errors.New("the manifest declares no size and the download no Content-Length")}
+	}
+	if err := s.fitUpload(ctx, o.size); err != nil {
+		o.body.Close()
+		return nil, o.size, err
+	}
+	src <- o
+	return src, o.size, nil
+}
+
+// putBlob sends body (the source download) to the upload's location in one PUT of size
+// bytes, counted on the link, and classifies a deadline cut (cutUpload).
+func (s *session) putBlob(ctx context.Context, client *http.Client, loc string, src io.ReadCloser, digest v1.Hash, size int64, sent *bool) error {
+	op := "upload blob " + digest.String()
+	progress := Progress{Source: s.src.repo.String(), Destination: s.dst.repo.String(), Blob: digest.String(), Size: size}
+	body := linkReader{ReadCloser: s.c.counting(src, progress), link: &s.c.link}
 	req, err := http.NewRequestWithContext(ctx, http.MethodPut, loc, body)
 	if err != nil {
-		o.body.Close()
-		return false, classify(op, onDest, err)
+		src.Close()
+		return classify(op, onDest, err)
 	}
-	req.ContentLength = desc.Size
+	req.ContentLength = size
 	req.Header.Set("Content-Type", "application/octet-stream")
 	*sent = true
 	progress.Event = BlobStarted
 	s.c.report(progress)
-	began := time.Now()
+	s.c.link.begin()
 	resp, err := client.Do(req)
+	s.c.link.end()
 	if err != nil {
-		return false, s.cutUpload(ctx, desc.Size, read.Load(), time.Since(began), classify(op, onDest, err))
+		return s.cutUpload(ctx, size, classify(op, onDest, err))
 	}
 	defer resp.Body.Close()
 	if err := transport.CheckError(resp, http.StatusCreated); err != nil {
-		return false, classify(op, onDest, err)
+		return classify(op, onDest, err)
 	}
-	s.c.throughput.observe(desc.Size, time.Since(began))
 	progress.Event = BlobDone
 	s.c.report(progress)
-	return false, nil
+	return nil
 }
 
-// destHasBlob HEADs the blob in the destination repository.
-func (s *session) destHasBlob(ctx context.Context, client *http.Client, base *url.URL, digest v1.Hash) (bool, error) {
+// destHasBlob HEADs the blob in the destination repository; size is its Content-Length
+// when present (-1 unknown).
+func (s *session) destHasBlob(ctx context.Context, client *http.Client, base *url.URL, digest v1.Hash) (present bool, size int64, _ error) {
 	op := "head destination blob " + digest.String()
 	blobURL := base.ResolveReference(&url.URL{Path: fmt.Sprintf("/v2/%s/blobs/%s", s.dst.repo.RepositoryStr(), digest)})
 	resp, err := do(ctx, client, http.MethodHead, blobURL.String())
 	if err != nil {
-		return false, classify(op, onDest, err)
+		return false, 0, classify(op, onDest, err)
 	}
 	err = transport.CheckError(resp, http.StatusOK, http.StatusNotFound)
 	resp.Body.Close()
 	if err != nil {
-		return false, classify(op, onDest, err)
+		return false, 0, classify(op, onDest, err)
 	}
-	return resp.StatusCode == http.StatusOK, nil
+	return resp.StatusCode == http.StatusOK, resp.ContentLength, nil
 }
 
 // startUpload opens an upload session (POST) and returns where to PUT the blob.
@@ -199,49 +248,28 @@ func (s *session) destRepositoryMissing(ctx context.Context, client *http.Client
 }
 
 // openSourceBlob GETs a blob from the source (following a redirect to storage, as ECR
-// answers). The body is streamed into the destination's PUT as is: the destination
-// checks the digest when the upload is committed (PUT ?digest=; ECR answers a mismatch
-// with InvalidLayerException, API_CompleteLayerUpload.html; distribution with
-// DIGEST_INVALID) and the PUT's Content-Length holds it to the manifest's size, so
-// hashing it here as well (as ggcr's layer reader does) would only spend CPU — half of
-// the copy's CPU for a large image on this machine (bench scenario 1).
-func (s *session) openSourceBlob(ctx context.Context, h v1.Hash) (io.ReadCloser, error) {
+// answers) and returns its body and Content-Length (-1 unknown). The body is streamed
+// into the destination's PUT as is: the destination checks the digest when the upload is
+// committed (PUT ?digest=; ECR answers a mismatch with InvalidLayerException,
+// API_CompleteLayerUpload.html; distribution with DIGEST_INVALID) and the PUT's
+// Content-Length holds it to the manifest's size, so hashing it here as well (as ggcr's
+// layer reader does) would only spend CPU — half of the copy's CPU for a large image on
+// this machine (bench scenario 1).
+func (s *session) openSourceBlob(ctx context.Context, h v1.Hash) (io.ReadCloser, int64, error) {
 	op := "get source blob " + h.String()
 	cl, err := s.src.use(ctx)
 	if err != nil {
-		return nil, classify(op, onSource, err)
+		return nil, 0, classify(op, onSource, err)
 	}
 	resp, err := do(ctx, cl.http, http.MethodGet, s.sourceBlobURL(h))
 	if err != nil {
-		return nil, classify(op, onSource, err)
+		return nil, 0, classify(op, onSource, err)
 	}
 	if err := transport.CheckError(resp, http.StatusOK); err != nil {
 		resp.Body.Close()
-		return nil, classify(op, onSource, err)
+		return nil, 0, classify(op, onSource, err)
 	}
-	return resp.Body, nil
-}
-
-// sourceBlobSize HEADs a source blob for its size.
-func (s *session) sourceBlobSize(ctx context.Context, h v1.Hash) (int64, error) {
-	op := "head source blob " + h.String()
-	cl, err := s.src.use(ctx)
-	if err != nil {
-		return 0, classify(op, onSource, err)
-	}
-	resp, err := do(ctx, cl.http, http.MethodHead, s.sourceBlobURL(h))
-	if err != nil {
-		return 0, classify(op, onSource, err)
-	}
-	err = transport.CheckError(resp, http.StatusOK)
-	resp.Body.Close()
-	if err != nil {
-		return 0, classify(op, onSource, err)
-	}
-	if resp.ContentLength < 0 {
-		return 0, &Error{Op: op, Code: string(transport.SizeInvalidErrorCode), Err: errors.New("no Content-Length")}
-	}
-	return resp.ContentLength, nil
+	return resp.Body, resp.ContentLength, nil
 }
 
 func (s *session) sourceBlobURL(h v1.Hash) string {

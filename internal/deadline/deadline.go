@@ -14,7 +14,7 @@ import (
 // Budget is one invocation's division of its time. The zero Budget (no deadline) never
 // stops anything.
 type Budget struct {
-	soft, hard time.Time
+	soft, hard, end time.Time
 }
 
 // Options override the defaults; zero values keep them.
@@ -43,7 +43,7 @@ func New(ctx context.Context, now time.Time, o Options) Budget {
 	if margin <= 0 {
 		margin = max(min(left/5, 30*time.Second), reserve)
 	}
-	return Budget{soft: dl.Add(-margin), hard: dl.Add(-reserve)}
+	return Budget{soft: dl.Add(-margin), hard: dl.Add(-reserve), end: dl}
 }
 
 // SoftStopped reports whether no new work should start at now.
@@ -58,4 +58,14 @@ func (b Budget) Work(ctx context.Context) (context.Context, context.CancelFunc) 
 		return context.WithCancel(ctx)
 	}
 	return context.WithDeadline(ctx, b.hard)
+}
+
+// Late is ctx cut halfway through the reserve: for what follows the work and may be
+// dropped (result events), so that a call that never answers costs itself, never the
+// answer.
+func (b Budget) Late(ctx context.Context) (context.Context, context.CancelFunc) {
+	if b.end.IsZero() {
+		return context.WithCancel(ctx)
+	}
+	return context.WithDeadline(ctx, b.hard.Add(b.end.Sub(b.hard)/2))
 }

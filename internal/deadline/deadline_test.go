@@ -40,6 +40,11 @@ func TestBudget(t *testing.T) {
 			if got, _ := wctx.Deadline(); !got.Equal(b.hard) {
 				t.Errorf("work deadline %v, want %v", got, b.hard)
 			}
+			lctx, lcancel := b.Late(ctx)
+			defer lcancel()
+			if got, _ := lctx.Deadline(); !got.Equal(dl.Add(-c.wantHd / 2)) {
+				t.Errorf("late deadline %v before the deadline, want %v", dl.Sub(got), c.wantHd/2)
+			}
 		})
 	}
 	var none Budget = New(context.Background(), now, Options{})

@@ -59,6 +59,16 @@ func (r *Run) recheck(ctx context.Context, rt route, src Source, t rules.Target,
 		res.Reason = "the source has the tag again; the destination follows it"
 		return true, ""
 	}
+	// The registry answered 404 for the tag: deleted, or its image archived (archived.go).
+	st, err := archivedStatus(ctx, rt.srcReg.API(), src.Repo.Name, ecrtypes.ImageIdentifier{ImageTag: aws.String(src.Tag)})
+	switch {
+	case err != nil:
+		*res = res.failed(err)
+		return true, ""
+	case st != "":
+		res.Outcome, res.Reason = copyengine.Skipped, "the source tag's image is "+string(st)+" (archive storage class), not deleted: the destination keeps it"
+		return true, ""
+	}
 	return false, c.TagDigest
 }
 
@@ -134,41 +144,46 @@ func deleteImage(ctx context.Context, reg *ecraccess.Registry, repo string, id e
 // what the delete mirroring did: nothing left to do (skipped), or a failure with its
 // class.
 func deleteFailure(f ecrtypes.ImageFailure) (copyengine.Outcome, string, error) {
-	code := string(f.FailureCode)
-	fail := func(retryable bool) (copyengine.Outcome, string, error) {
-		return "", "", &deleteError{code: code, retryable: retryable, reason: aws.ToString(f.FailureReason)}
-	}
 	switch f.FailureCode {
 	case ecrtypes.ImageFailureCodeImageNotFound:
 		return copyengine.Skipped, "already absent from the destination", nil
 	case ecrtypes.ImageFailureCodeImageTagDoesNotMatchDigest:
 		return copyengine.Skipped, "the destination tag points at another digest (a newer push); not deleting", nil
-	case ecrtypes.ImageFailureCodeKmsError, ecrtypes.ImageFailureCodeUpstreamTooManyRequests, ecrtypes.ImageFailureCodeUpstreamUnavailable:
-		return fail(true)
-	case ecrtypes.ImageFailureCodeImageReferencedByManifestList:
-		// An index in the destination still uses the image. The source deleted it, so
-		// no index there uses it any more: the index's own DELETE event is on its way
-		// (events arrive in any order), and a retry after it succeeds. An index only the
-		// destination has ends in the dead-letter queue, visibly.
-		return fail(true)
 	}
-	// Invalid identifiers, upstream access denied, and codes added later: no retry fixes
-	// them.
-	return fail(false)
+	return "", "", imageFailure("ecr:BatchDeleteImage", f)
 }
 
-// deleteError is a failure BatchDeleteImage reported for the image (not the call).
-type deleteError struct {
-	code, reason string
-	retryable    bool
+// imageFailure is one of the per-image failures BatchGetImage and BatchDeleteImage report
+// (API_ImageFailure's codes), classified: KMS and upstream trouble pass; so does an index
+// that still references an image being deleted — the source deleted the image, so no index
+// there uses it any more: the index's own DELETE event is on its way (events arrive in any
+// order), and a retry after it succeeds (an index only the destination has ends in the
+// dead-letter queue, visibly). Invalid identifiers, upstream access denied, and codes added
+// later: no retry fixes them.
+func imageFailure(op string, f ecrtypes.ImageFailure) error {
+	e := &imageError{op: op, code: string(f.FailureCode), reason: aws.ToString(f.FailureReason)}
+	switch f.FailureCode {
+	case ecrtypes.ImageFailureCodeKmsError, ecrtypes.ImageFailureCodeUpstreamTooManyRequests, ecrtypes.ImageFailureCodeUpstreamUnavailable,
+		ecrtypes.ImageFailureCodeImageReferencedByManifestList:
+		e.retryable = true
+	}
+	return e
 }
 
-func (e *deleteError) Error() string {
-	return "ecr:BatchDeleteImage: " + e.code + ": " + e.reason
+// imageError is a failure an ECR batch call reported for the image (not the call).
+type imageError struct {
+	op, code, reason string
+	retryable        bool
 }
-func (e *deleteError) ErrorCode() string { return e.code }
-func (e *deleteError) Retryable() bool   { return e.retryable }
 
+func (e *imageError) Error() string     { return e.op + ": " + e.code + ": " + e.reason }
+func (e *imageError) ErrorCode() string { return e.code }
+func (e *imageError) Retryable() bool   { return e.retryable }
+
+// imageExists asks the source whether it has the image. BatchGetImage answers a missing
+// image with a per-image failure, ImageNotFound, and reports the others there too
+// (API_ImageFailure): a transient one (KmsError, UpstreamUnavailable, …) is no answer, and
+// reading it as "gone" would delete a destination image the source still has.
 func imageExists(ctx context.Context, api *ecr.Client, repo string, id ecrtypes.ImageIdentifier) (bool, error) {
 	out, err := api.BatchGetImage(ctx, &ecr.BatchGetImageInput{RepositoryName: aws.String(repo), ImageIds: []ecrtypes.ImageIdentifier{id}})
 	var nf *ecrtypes.RepositoryNotFoundException
@@ -178,5 +193,19 @@ func imageExists(ctx context.Context, api *ecr.Client, repo string, id ecrtypes.
 	if err != nil {
 		return false, ecraccess.WrapAWS("ecr:BatchGetImage", err)
 	}
-	return len(out.Images) > 0, nil
+	if len(out.Images) > 0 {
+		return true, nil
+	}
+	for _, f := range out.Failures {
+		switch f.FailureCode {
+		case ecrtypes.ImageFailureCodeImageNotFound:
+		case ecrtypes.ImageFailureCodeImageInaccessible:
+			// It exists and cannot be pulled: archived (archived.go; that BatchGetImage
+			// reports an archived image with this code is a guess).
+			return true, nil
+		default:
+			return false, imageFailure("ecr:BatchGetImage", f)
+		}
+	}
+	return false, nil
 }

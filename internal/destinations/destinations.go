@@ -167,6 +167,9 @@ func (r *Run) replicateOne(ctx context.Context, src Source, t rules.Target) Resu
 		// only if the next attempt creates it.
 		res.Retryable = t.Destination.CreateRepository
 	}
+	if done, archived := r.archivedSource(ctx, rt, src, t, c, res); done {
+		return archived
+	}
 	if c.Err == nil && c.SourceTagMissing && t.MirrorDeletes {
 		// The source deleted the tag (before this push event was handled, or while it
 		// was): the destination follows, as the tag's own DELETE event would — this
@@ -229,11 +232,13 @@ func (r *Run) route(ctx context.Context, src Source, t rules.Target, create bool
 // forgotten (looked for again next time).
 func (r *Run) copy(ctx context.Context, rt route, src Source, t rules.Target) copyengine.Result {
 	c := r.copies.Copy(ctx, copyengine.Request{
-		Source:      copyengine.Endpoint{Repository: rt.srcRepo, Auth: rt.srcReg.Authenticator(), Transport: rt.srcReg.Transport(nil)},
-		Digest:      src.Digest,
-		Tag:         src.Tag,
-		Destination: copyengine.Endpoint{Repository: rt.dstRepo, Auth: rt.dstReg.Authenticator(), Transport: rt.dstReg.Transport(nil)},
-		Referrers:   t.Referrers,
+		Source: copyengine.Endpoint{Repository: rt.srcRepo, Auth: rt.srcReg.Authenticator(), Transport: rt.srcReg.Transport(nil),
+			Tags: repositoryTags{api: rt.srcReg.API(), repo: src.Repo.Name}},
+		Digest: src.Digest,
+		Tag:    src.Tag,
+		Destination: copyengine.Endpoint{Repository: rt.dstRepo, Auth: rt.dstReg.Authenticator(), Transport: rt.dstReg.Transport(nil),
+			Tags: repositoryTags{api: rt.dstReg.API(), repo: t.Repository}},
+		Referrers: t.Referrers,
 	})
 	var re *copyengine.Error
 	if errors.As(c.Err, &re) && re.AtDest && re.Code == "NAME_UNKNOWN" {

@@ -408,6 +408,19 @@ func TestFaultClassification(t *testing.T) {
 		}
 	})
 
+	// A quota reached (here the registry's repository quota) is no throttle: retrying
+	// cannot help, and it cycled to the dead-letter queue.
+	t.Run("LimitExceededException: permanent", func(t *testing.T) {
+		if err := w.sb.InjectAPIFault(sandbox.APIFault{Service: "ecr", Operation: "CreateRepository", Code: "LimitExceededException", Count: 10}); err != nil {
+			t.Fatal(err)
+		}
+		defer w.sb.ClearFaults()
+		r := one(t, w.mirror().Replicate(w.ctx, src, []rules.Target{targetFor("quota/", "app")}))
+		if r.Outcome != copyengine.Failed || r.Retryable || r.Code != "LimitExceededException" {
+			t.Fatalf("LimitExceededException: outcome %s, code %s, retryable %v (%v); want a permanent failure", r.Outcome, r.Code, r.Retryable, r.Err)
+		}
+	})
+
 	t.Run("ECR API throttled: retried by the SDK", func(t *testing.T) {
 		w.sb.ThrottleAPI("ecr", "CreateRepository", 1)
 		r := one(t, w.mirror().Replicate(w.ctx, src, []rules.Target{targetFor("throttled/", "app")}))

@@ -135,6 +135,13 @@ func (e *Error) ErrorCode() string {
 func (e *Error) Retryable() bool {
 	if e.Code != "" {
 		switch e.Code {
+		case "LimitExceededException":
+			// "The operation did not succeed because it would have exceeded a service
+			// limit for your account" (ECR API, e.g. API_CreateRepository, API_PutImage): a
+			// quota reached, not a throttle, so retrying cannot help — though the SDK's
+			// retryer counts it among the throttling codes (aws/retry
+			// DefaultThrottleErrorCodes) and would send it round to the dead-letter queue.
+			return false
 		case "ThrottlingException", "Throttling", "TooManyRequestsException", "RequestLimitExceeded",
 			"ServiceUnavailable", "ServiceUnavailableException", "ServerException", "InternalFailure",
 			"InternalError", "RequestTimeout", "RequestTimeoutException", "ExpiredToken", "ExpiredTokenException",

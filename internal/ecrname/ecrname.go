@@ -81,14 +81,23 @@ func Repository(name string) error {
 	return nil
 }
 
-// OCI distribution spec, "Pulling manifests": tags match this pattern.
-// https://github.com/opencontainers/distribution-spec/blob/main/spec.md
-var tagRE = regexp.MustCompile(`^[a-zA-Z0-9_][a-zA-Z0-9._-]{0,127}$`)
+// Tag lengths: ECR's PutImage takes tags of 1-300 characters (API_PutImage, imageTag,
+// https://docs.aws.amazon.com/AmazonECR/latest/APIReference/API_PutImage.html); the
+// registry API, whose tag grammar is the OCI distribution spec's ("Pulling manifests",
+// [a-zA-Z0-9_][a-zA-Z0-9._-]{0,127},
+// https://github.com/opencontainers/distribution-spec/blob/main/spec.md), at most 128: a
+// longer tag is read and written through the ECR API.
+const (
+	MaxTagLen         = 300
+	MaxRegistryTagLen = 128
+)
+
+var tagRE = regexp.MustCompile(`^[a-zA-Z0-9_][a-zA-Z0-9._-]{0,299}$`)
 
 // Tag validates an image tag.
 func Tag(tag string) error {
 	if !tagRE.MatchString(tag) {
-		return invalid(tag, "is not a valid image tag (want [a-zA-Z0-9_][a-zA-Z0-9._-]{0,127})")
+		return invalid(tag, "is not a valid image tag (want [a-zA-Z0-9_][a-zA-Z0-9._-]{0,299})")
 	}
 	return nil
 }

@@ -14,13 +14,13 @@ import (
 // execute runs the jobs in one run, at most Parallel at a time, within the invocation's
 // deadline less the reserve; jobs not started by then are reported as such. It returns
 // each job's results, in order.
-func (h *Handler) execute(ctx context.Context, jobs []*job) [][]destinations.Result {
+func (h *Handler) execute(ctx context.Context, budget deadline.Budget, jobs []*job) [][]destinations.Result {
 	results := make([][]destinations.Result, len(jobs))
 	if len(jobs) == 0 {
 		return results
 	}
 	run := h.c.Start()
-	workCtx, cancel := deadline.New(ctx, h.c.Now(), deadline.Options{Reserve: h.c.Reserve}).Work(ctx)
+	workCtx, cancel := budget.Work(ctx)
 	defer cancel()
 	g := new(errgroup.Group)
 	g.SetLimit(h.c.Parallel)

@@ -18,6 +18,7 @@ import (
 	"github.com/aws/aws-lambda-go/events"
 	"github.com/aws/aws-sdk-go-v2/service/eventbridge"
 
+	"github.com/ecr-replicator/ecr-replicator/internal/deadline"
 	"github.com/ecr-replicator/ecr-replicator/internal/destinations"
 	"github.com/ecr-replicator/ecr-replicator/internal/metrics"
 	"github.com/ecr-replicator/ecr-replicator/internal/rules"
@@ -134,10 +135,14 @@ func (h *Handler) invoke(ctx context.Context, msgs []message) invocation {
 	if h.c.EMF != nil {
 		mr = metrics.New(h.c.EMF, h.c.Namespace)
 	}
+	// The work ends at the reserve; result events, after it, within its first half.
+	budget := deadline.New(ctx, h.c.Now(), deadline.Options{Reserve: h.c.Reserve})
+	pubCtx, cancel := budget.Late(ctx)
+	defer cancel()
 	p := h.plan(msgs, mr)
-	results := h.execute(ctx, p.jobs)
+	results := h.execute(ctx, budget, p.jobs)
 	out := h.report(ctx, p, results, msgs, mr)
-	h.publish(ctx, out.summary.Results)
+	h.publish(pubCtx, out.summary.Results)
 	if mr != nil {
 		if err := mr.Flush(); err != nil {
 			h.c.Log.Warn("writing metrics", "error", err.Error())

@@ -44,7 +44,7 @@ func badBodies() []struct{ name, body, want string } {
 		{"repo-host", sandboxtest.ImageEvent("e", "PUSH", "evil.example.com:5000/team-a/app", goodDigest, "v1"), "repository-name"},
 		{"tag-space", sandboxtest.ImageEvent("e", "PUSH", "team-a/app", goodDigest, "v 1"), "image-tag"},
 		{"tag-leading-dash", sandboxtest.ImageEvent("e", "PUSH", "team-a/app", goodDigest, "-v1"), "image-tag"},
-		{"tag-too-long", sandboxtest.ImageEvent("e", "PUSH", "team-a/app", goodDigest, strings.Repeat("v", 129)), "image-tag"},
+		{"tag-too-long", sandboxtest.ImageEvent("e", "PUSH", "team-a/app", goodDigest, strings.Repeat("v", 301)), "image-tag"},
 		{"tag-slash", sandboxtest.ImageEvent("e", "PUSH", "team-a/app", goodDigest, "v1/../x"), "image-tag"},
 		{"digest-short", sandboxtest.ImageEvent("e", "PUSH", "team-a/app", "sha256:abc", "v1"), "image-digest"},
 		{"digest-nonhex", sandboxtest.ImageEvent("e", "PUSH", "team-a/app", "sha256:"+strings.Repeat("z", 64), "v1"), "image-digest"},

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/ecr"
 	ecrtypes "github.com/aws/aws-sdk-go-v2/service/ecr/types"
 	"github.com/google/go-containerregistry/pkg/v1/empty"
 	"github.com/google/go-containerregistry/pkg/v1/mutate"
@@ -176,4 +177,83 @@ func TestDeleteFailuresAreRead(t *testing.T) {
 		t.Fatalf("destination still has %v", tags)
 	}
 	report(t, "child deleted before its index: ImageReferencedByManifestList, retried; after the index's delete, the redelivery deleted it")
+}
+
+// TestDeleteRecheckReadsFailures: before mirroring a delete by digest, the source is
+// asked whether it has the image again (BatchGetImage). That answer reports per-image
+// failures (KmsError, UpstreamUnavailable: API_ImageFailure), not as an error; a
+// transient one must not read as "gone". It did, and a mirrored delete removed a
+// destination image the source still had.
+func TestDeleteRecheckReadsFailures(t *testing.T) {
+	f := newFx(t, 1800, withRules(func(e string) string { return rulesDoc(e, true) }))
+	const repo = "team-a/kept"
+	img := f.image(t, 2048, 1)
+	d := f.push(t, repo, "v1", img)
+	f.deliver(t, f.records(sandboxtest.ImageEvent("p", "PUSH", repo, d, "v1")), nil)
+	// The source deletes the image and pushes it back before the DELETE event is handled.
+	f.deleteSource(t, repo, ecrtypes.ImageIdentifier{ImageDigest: aws.String(d)})
+	f.push(t, repo, "v1", img)
+	if err := f.sb.InjectAPIFault(sandbox.APIFault{Service: "ecr", Operation: "BatchGetImage", Account: srcAcct, ImageFailure: "KmsError", Count: 1}); err != nil {
+		t.Fatal(err)
+	}
+	del := f.records(sandboxtest.ImageEvent("d", "DELETE", repo, d, ""))
+	out, err := f.h.Handle(f.ctx, sandboxtest.SQSBatch(1, del...))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := f.w.Dest.Digest(t, prefix+repo, d); got != d {
+		t.Fatalf("the destination image was deleted while the source still has it (the re-check failed with KmsError): %s", lastLines(f.logs.String(), 2))
+	}
+	if !batchFailures(t, out)[del[0].ID] {
+		t.Fatalf("the failed re-check was acknowledged: %s", toJSON(out))
+	}
+	if !strings.Contains(f.logs.String(), `"error_code":"KmsError"`) {
+		t.Errorf("the log does not name KmsError")
+	}
+	f.deliver(t, del, nil) // the redelivery sees the image: not deleted
+	f.verify(t, repo)
+	report(t, "DELETE by digest, source re-pushed it, its BatchGetImage re-check failed with KmsError: retried, destination kept the image")
+}
+
+// TestArchivedSourceImage: an image archived at the source cannot be pulled (404,
+// archive-image.html) but is still the source's. A late push event for it (a redelivery,
+// a work item sent before the archive) never deletes: with mirrorDeletes the source tag
+// answered 404, was read as deleted, and the destination's tag was deleted. And one the
+// destination lacks is a permanent failure that says why (ImageArchived), not a retry.
+func TestArchivedSourceImage(t *testing.T) {
+	f := newFx(t, 1900, withRules(func(e string) string { return rulesDoc(e, true) }))
+	const repo = "team-a/cold"
+	archive := func(tag string) {
+		if _, err := ecr.NewFromConfig(f.w.Source.Config).UpdateImageStorageClass(f.ctx, &ecr.UpdateImageStorageClassInput{RepositoryName: aws.String(repo),
+			ImageId: &ecrtypes.ImageIdentifier{ImageTag: aws.String(tag)}, TargetStorageClass: ecrtypes.TargetStorageClassArchive}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	d1 := f.push(t, repo, "v1", f.image(t, 2048, 1))
+	ev1 := sandboxtest.ImageEvent("p1", "PUSH", repo, d1, "v1")
+	f.deliver(t, f.records(ev1), nil)
+	d2 := f.push(t, repo, "v2", f.image(t, 2048, 1)) // its event is late
+	archive("v1")
+	archive("v2")
+	late := f.records(ev1, sandboxtest.ImageEvent("p2", "PUSH", repo, d2, "v2"))
+	out, err := f.h.Handle(f.ctx, sandboxtest.SQSBatch(2, late...))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := f.w.Dest.Digest(t, prefix+repo, "v1"); got != d1 {
+		t.Fatalf("the destination tag was deleted because the source image is archived: %s", lastLines(f.logs.String(), 2))
+	}
+	if len(batchFailures(t, out)) != 0 {
+		t.Fatalf("an archived source image is retried: %s", toJSON(out))
+	}
+	logs := f.logs.String()
+	if !strings.Contains(logs, `"error_code":"ImageArchived"`) || !strings.Contains(logs, "(archive storage class): its tag is kept") {
+		t.Errorf("the outcomes do not say the source images are archived: %s", lastLines(logs, 2))
+	}
+	// A DELETE event of the tag (a stale one: the tag is still the source's, archived).
+	f.deliver(t, f.records(sandboxtest.ImageEvent("d1", "DELETE", repo, d1, "v1")), nil)
+	if got := f.w.Dest.Digest(t, prefix+repo, "v1"); got != d1 {
+		t.Fatalf("a stale DELETE deleted the tag of an archived source image: %s", lastLines(f.logs.String(), 1))
+	}
+	report(t, "late push events of images archived at the source (mirrorDeletes on): the one at the destination kept its tag; the missing one failed for good with ImageArchived; a stale DELETE left the tag")
 }

@@ -16,6 +16,8 @@ import (
 	"errors"
 	"io"
 	"net"
+	"regexp"
+	"strings"
 	"syscall"
 	"time"
 
@@ -31,6 +33,9 @@ const (
 	CodeTimeout          = "TIMEOUT"
 	CodeNetwork          = "NETWORK"
 	CodeTLS              = "TLS"
+	// CodeHTTP2 prefixes the HTTP/2 error code of a stream reset or a GOAWAY (RFC 9113,
+	// section 7), e.g. HTTP2_REFUSED_STREAM.
+	CodeHTTP2 = "HTTP2_"
 )
 
 // Classified is implemented by every error type the project makes.
@@ -99,7 +104,44 @@ func classifyStd(err error) (string, bool) {
 	case errors.As(err, &op):
 		return CodeNetwork, true
 	}
-	return "", false
+	return classifyHTTP2(err)
+}
+
+// HTTP/2 failures that net/http's transport reports. Its HTTP/2 error types are
+// unexported (the bundled copy of golang.org/x/net/http2), and a stream reset on a
+// request whose body was already sent is reported as text only ("cannot retry err [...]
+// after Request.Body was written", formatted with %v), so the error's text is all there
+// is to read: "stream error: stream ID 3; REFUSED_STREAM; received from peer" and "http2:
+// server sent GOAWAY and closed the connection; LastStreamID=1, ErrCode=INTERNAL_ERROR".
+var (
+	http2StreamRE = regexp.MustCompile(`stream error: stream ID \d+; ([A-Z_0-9]+)`)
+	http2GoAwayRE = regexp.MustCompile(`http2: server sent GOAWAY and closed the connection; LastStreamID=\d+, ErrCode=([A-Z_0-9]+)`)
+)
+
+// classifyHTTP2 classifies a stream reset (RST_STREAM) or a connection the server ended
+// (GOAWAY). A server that resets a stream with INTERNAL_ERROR failed as with a 500;
+// REFUSED_STREAM says it processed nothing, so another attempt is safe (RFC 9113, 8.7);
+// ENHANCE_YOUR_CALM is HTTP/2's throttling; a GOAWAY ends one connection, not the
+// service. What is permanent is a protocol violation between the two ends (PROTOCOL,
+// FRAME_SIZE, COMPRESSION), an insecure connection or a server that wants HTTP/1.1: the
+// same client would meet it again. https://www.rfc-editor.org/rfc/rfc9113#section-7
+func classifyHTTP2(err error) (string, bool) {
+	msg := err.Error()
+	if m := http2GoAwayRE.FindStringSubmatch(msg); m != nil {
+		return CodeHTTP2 + "GOAWAY", true
+	}
+	if strings.Contains(msg, "http2: client connection lost") || strings.Contains(msg, "http2: Transport received Server's graceful shutdown GOAWAY") {
+		return CodeHTTP2 + "GOAWAY", true
+	}
+	m := http2StreamRE.FindStringSubmatch(msg)
+	if m == nil {
+		return "", false
+	}
+	switch m[1] {
+	case "PROTOCOL_ERROR", "FRAME_SIZE_ERROR", "COMPRESSION_ERROR", "INADEQUATE_SECURITY", "HTTP_1_1_REQUIRED":
+		return CodeHTTP2 + m[1], false
+	}
+	return CodeHTTP2 + m[1], true
 }
 
 // Waiter is implemented by errors that carry the wait a server asked for (HTTP

@@ -238,10 +238,8 @@ func typeMismatch(data []byte, line, tag, value, into string) (string, bool) {
 // work items. AWS imposes nothing here; the limit is our choice.
 var ruleNameRE = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$`)
 
-// kmsARNRE is a guess at the KMS key/alias ARN shape; key IDs and
-// "alias/…" names are accepted unchecked beyond the character set.
-var kmsARNRE = regexp.MustCompile(`^arn:aws[a-z-]*:kms:([a-z0-9-]+):([0-9]{12}):(?:key|alias)/[A-Za-z0-9/_+=,.@-]+$`)
-var kmsRefRE = regexp.MustCompile(`^[A-Za-z0-9/_+=,.@:-]+$`)
+// kmsKeyARNRE is a KMS key ARN (AWS KMS developer guide, "Key identifiers (KeyId)").
+var kmsKeyARNRE = regexp.MustCompile(`^arn:aws[a-z-]*:kms:([a-z0-9-]+):([0-9]{12}):key/[A-Za-z0-9-]+$`)
 
 // Validate checks the document, applies rule-name defaults ("rule-<index>")
 // and compiles the patterns. Parse calls it; call it yourself on a
@@ -329,21 +327,20 @@ func (dst *Destination) validate(path string) error {
 		return fmt.Errorf("%s.repositoryPrefix: %w", path, err)
 	}
 	if dst.KMSKey != "" {
-		// 2048 is CreateRepository's kmsKey length limit.
-		if len(dst.KMSKey) > 2048 || !kmsRefRE.MatchString(dst.KMSKey) {
-			return fmt.Errorf("%s.kmsKey: %s is not a KMS key ID, alias or ARN", path, ecrname.Quote(dst.KMSKey))
+		// A key ARN only: creating a repository encrypted with a customer managed key
+		// needs kms:CreateGrant, kms:RetireGrant and kms:DescribeKey on that key
+		// (encryption-at-rest.html), and the destination role grants them on the ARNs it
+		// is given (infra/destination-role.yaml, KmsKeyArns); an alias or a key ID cannot
+		// be matched against them. 2048 is CreateRepository's kmsKey length limit.
+		m := kmsKeyARNRE.FindStringSubmatch(dst.KMSKey)
+		if len(dst.KMSKey) > 2048 || m == nil {
+			return fmt.Errorf("%s.kmsKey: %s is not a KMS key ARN (want arn:<partition>:kms:<region>:<account>:key/<id>, the ARN the destination role's KmsKeyArns grants)", path, ecrname.Quote(dst.KMSKey))
 		}
 		// "The KMS key must exist in the same Region as the repository"
 		// (https://docs.aws.amazon.com/AmazonECR/latest/APIReference/API_EncryptionConfiguration.html);
 		// checking now beats a KmsException on first push.
-		if strings.HasPrefix(dst.KMSKey, "arn:") {
-			m := kmsARNRE.FindStringSubmatch(dst.KMSKey)
-			if m == nil {
-				return fmt.Errorf("%s.kmsKey: %s is not a valid KMS key ARN (want arn:<partition>:kms:<region>:<account>:key/<id>)", path, ecrname.Quote(dst.KMSKey))
-			}
-			if m[1] != dst.Region {
-				return fmt.Errorf("%s.kmsKey: key is in region %s, but the destination region is %s (ECR needs a key in the repository's region)", path, m[1], dst.Region)
-			}
+		if m[1] != dst.Region {
+			return fmt.Errorf("%s.kmsKey: key is in region %s, but the destination region is %s (ECR needs a key in the repository's region)", path, m[1], dst.Region)
 		}
 	}
 	// Settings that only apply to repositories we create do nothing when

@@ -35,6 +35,9 @@ type Entry struct {
 	Reference string `json:"reference,omitempty"`
 	Status    int    `json:"status"`
 	ErrorCode string `json:"errorCode,omitempty"`
+	// DeniedAction is the IAM action a policy refused when the request failed for want of
+	// it under another service's error code (ECR's KmsException for a kms: action).
+	DeniedAction string `json:"deniedAction,omitempty"`
 	// Bytes counts request body bytes received (uploads) or response body bytes sent
 	// (GETs). A blob's bytes are sent by storage ("s3", "GET object"): the registry's blob
 	// GET is a redirect without a body.

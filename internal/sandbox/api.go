@@ -72,11 +72,15 @@ func (s *Sandbox) serveAPI(w http.ResponseWriter, r *http.Request) {
 		entry.CallerAccount, entry.Principal, entry.Account = c.cred.account, c.cred.principalARN, c.cred.account
 	}
 	var fault *APIFault
+	ctx := r.Context()
 	if aerr == nil {
 		fault = s.faults.takeAPI(apiCall{service: service, operation: op, account: entry.CallerAccount,
 			region: scope.region, principal: entry.Principal, resources: apiResources(c, service, op, body)})
 		switch {
 		case fault == nil, fault.Entries > 0, fault.LostAnswer:
+		case fault.ImageFailure != "":
+			entry.Fault = "image:" + fault.ImageFailure
+			ctx = context.WithValue(ctx, imageFailureKey{}, fault.ImageFailure)
 		case fault.Reset:
 			entry.Fault, entry.ErrorCode = "reset", "CONNECTION_CLOSED"
 			entry.Duration = time.Since(began)
@@ -98,7 +102,7 @@ func (s *Sandbox) serveAPI(w http.ResponseWriter, r *http.Request) {
 	if aerr == nil {
 		switch service {
 		case "ecr":
-			resp, aerr = s.ecrCall(r.Context(), c, op, body, &entry)
+			resp, aerr = s.ecrCall(ctx, c, op, body, &entry)
 		case "sts":
 			resp, aerr = s.stsCall(c, op, body, &entry)
 		case "sqs":
@@ -139,9 +143,16 @@ func faultStatus(code string) int {
 	return http.StatusBadRequest
 }
 
-// faultMessage is the message AWS sends with an error code a fault answers with.
+// faultMessage is the message an injected error code carries: the services' wordings
+// where documented, a plain one otherwise.
 func faultMessage(code string) string {
 	switch {
+	case code == "LimitExceededException":
+		// ECR API, Common Errors / LimitExceededException (API_CreateRepository,
+		// API_PutImage): a service quota, not a throttle.
+		return "The operation did not succeed because it would have exceeded a service limit for your account."
+	case code == "KmsException":
+		return "The operation failed due to a KMS exception."
 	case strings.Contains(code, "Throttl"), code == "TooManyRequestsException", code == "RequestLimitExceeded":
 		return "Rate exceeded"
 	case strings.HasPrefix(code, "AccessDenied"):

@@ -18,6 +18,8 @@ import (
 // answering from the same content the registry serves.
 // https://docs.aws.amazon.com/AmazonECR/latest/APIReference/API_Operations.html
 
+// tagPattern is what PutImage accepts: 1-300 characters (API_PutImage, imageTag); the
+// registry API takes at most registryTagMax of them.
 var tagPattern = regexp.MustCompile(`^[a-zA-Z0-9_][a-zA-Z0-9._-]{0,299}$`)
 
 type imageID struct {
@@ -59,6 +61,9 @@ type imageDetail struct {
 	ArtifactMediaType      string   `json:"artifactMediaType,omitempty"`
 	SubjectManifestDigest  string   `json:"subjectManifestDigest,omitempty"`
 	ImageStatus            string   `json:"imageStatus"`
+	LastRecordedPullTime   *epoch   `json:"lastRecordedPullTime,omitempty"`
+	LastArchivedAt         *epoch   `json:"lastArchivedAt,omitempty"`
+	LastActivatedAt        *epoch   `json:"lastActivatedAt,omitempty"`
 }
 
 func decodeInput(body []byte, v any) *apiError {
@@ -71,21 +76,40 @@ func decodeInput(body []byte, v any) *apiError {
 	return nil
 }
 
-func (s *Sandbox) ecrCall(_ context.Context, c *caller, op string, body []byte, entry *Entry) (any, *apiError) {
+// imageFailureKey carries an injected per-image failure code (APIFault.ImageFailure).
+type imageFailureKey struct{}
+
+// injectedImageFailure is the per-image failure a fault asks for, with ECR's wording where
+// known (the rest: a guess).
+func injectedImageFailure(ctx context.Context, id imageID) (imageFailure, bool) {
+	code, _ := ctx.Value(imageFailureKey{}).(string)
+	if code == "" {
+		return imageFailure{}, false
+	}
+	reason := failureReasons[code]
+	if reason == "" {
+		reason = "injected failure " + code
+	}
+	return imageFailure{ImageID: id, FailureCode: code, FailureReason: reason}, true
+}
+
+func (s *Sandbox) ecrCall(ctx context.Context, c *caller, op string, body []byte, entry *Entry) (any, *apiError) {
 	var in struct {
-		RegistryID      string                     `json:"registryId"`
-		RepositoryName  string                     `json:"repositoryName"`
-		RepositoryNames []string                   `json:"repositoryNames"`
-		ImageIDs        []imageID                  `json:"imageIds"`
-		MaxResults      *int                       `json:"maxResults"`
-		NextToken       string                     `json:"nextToken"`
-		Filter          struct{ TagStatus string } `json:"filter"`
-		ImageManifest   string                     `json:"imageManifest"`
-		ManifestType    string                     `json:"imageManifestMediaType"`
-		ImageTag        string                     `json:"imageTag"`
-		ImageDigest     string                     `json:"imageDigest"`
-		Mutability      string                     `json:"imageTagMutability"`
-		Exclusions      []exclusionFilter          `json:"imageTagMutabilityExclusionFilters"`
+		RegistryID      string                                  `json:"registryId"`
+		RepositoryName  string                                  `json:"repositoryName"`
+		RepositoryNames []string                                `json:"repositoryNames"`
+		ImageIDs        []imageID                               `json:"imageIds"`
+		MaxResults      *int                                    `json:"maxResults"`
+		NextToken       string                                  `json:"nextToken"`
+		Filter          struct{ TagStatus, ImageStatus string } `json:"filter"`
+		ImageID         *imageID                                `json:"imageId"`
+		TargetClass     string                                  `json:"targetStorageClass"`
+		ImageManifest   string                                  `json:"imageManifest"`
+		ManifestType    string                                  `json:"imageManifestMediaType"`
+		ImageTag        string                                  `json:"imageTag"`
+		ImageDigest     string                                  `json:"imageDigest"`
+		Mutability      string                                  `json:"imageTagMutability"`
+		Exclusions      []exclusionFilter                       `json:"imageTagMutabilityExclusionFilters"`
 		Scanning        *struct {
 			ScanOnPush bool `json:"scanOnPush"`
 		} `json:"imageScanningConfiguration"`
@@ -99,6 +123,7 @@ func (s *Sandbox) ecrCall(_ context.Context, c *caller, op string, body []byte, 
 		PolicyText      string        `json:"policyText"`
 		ResourceArn     string        `json:"resourceArn"`
 		AcceptedTypes   []string      `json:"acceptedMediaTypes"`
+		PrincipalArn    string        `json:"principalArn"`
 	}
 	if err := decodeInput(body, &in); err != nil {
 		return nil, err
@@ -132,15 +157,19 @@ func (s *Sandbox) ecrCall(_ context.Context, c *caller, op string, body []byte, 
 	case "DeleteRepository":
 		return reg.deleteRepository(in.RepositoryName, in.Force)
 	case "ListImages":
-		return reg.listImages(in.RepositoryName, in.Filter.TagStatus, in.MaxResults, in.NextToken)
+		return reg.listImages(in.RepositoryName, in.Filter.TagStatus, in.Filter.ImageStatus, in.MaxResults, in.NextToken)
 	case "DescribeImages":
-		return reg.describeImages(in.RepositoryName, in.ImageIDs, in.Filter.TagStatus, in.MaxResults, in.NextToken)
+		return reg.describeImages(in.RepositoryName, in.ImageIDs, in.Filter.TagStatus, in.Filter.ImageStatus, in.MaxResults, in.NextToken)
+	case "UpdateImageStorageClass":
+		return reg.updateImageStorageClass(in.RepositoryName, in.ImageID, in.TargetClass)
 	case "BatchGetImage":
-		return reg.batchGetImage(in.RepositoryName, in.ImageIDs, in.AcceptedTypes)
+		return reg.batchGetImage(ctx, c, in.RepositoryName, in.ImageIDs, in.AcceptedTypes)
+	case "RegisterPullTimeUpdateExclusion", "DeregisterPullTimeUpdateExclusion", "ListPullTimeUpdateExclusions":
+		return s.pullTimeExclusionCall(c, op, in.PrincipalArn, in.MaxResults, in.NextToken)
 	case "PutImage":
 		return reg.putImage(in.RepositoryName, in.ImageManifest, in.ManifestType, in.ImageTag, in.ImageDigest)
 	case "BatchDeleteImage":
-		return reg.batchDeleteImage(in.RepositoryName, in.ImageIDs)
+		return reg.batchDeleteImage(ctx, in.RepositoryName, in.ImageIDs)
 	case "GetLifecyclePolicy", "PutLifecyclePolicy", "DeleteLifecyclePolicy",
 		"GetRepositoryPolicy", "SetRepositoryPolicy", "ListTagsForResource", "TagResource":
 		return reg.repositorySetting(op, in.RepositoryName, in.LifecyclePolicy, in.PolicyText, in.Tags)
@@ -346,7 +375,10 @@ func (r *registry) deleteRepository(name string, force bool) (any, *apiError) {
 }
 
 // ListImages lists one identifier per tag, and the digest alone for untagged images.
-func (r *registry) listImages(name, tagStatus string, maxResults *int, token string) (any, *apiError) {
+func (r *registry) listImages(name, tagStatus, imageStatus string, maxResults *int, token string) (any, *apiError) {
+	if aerr := checkStatusFilter(imageStatus); aerr != nil {
+		return nil, aerr
+	}
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	repo, ok := r.repos[name]
@@ -355,6 +387,9 @@ func (r *registry) listImages(name, tagStatus string, maxResults *int, token str
 	}
 	var ids []imageID
 	for _, d := range repo.sortedDigests() {
+		if !r.statusMatches(repo.manifests[d], imageStatus) {
+			continue
+		}
 		tags := repo.tagsOf(d)
 		if len(tags) == 0 && tagStatus != "TAGGED" {
 			ids = append(ids, imageID{Digest: d})
@@ -378,8 +413,18 @@ func (r *registry) detail(repo *repository, m *manifestRecord) imageDetail {
 		RegistryID: r.account, RepositoryName: repo.name, ImageDigest: m.digest,
 		ImageTags: repo.tagsOf(m.digest), ImageSizeInBytes: repo.imageSize(m),
 		ImagePushedAt: epoch(m.pushedAt), ImageManifestMediaType: m.mediaType,
-		ArtifactMediaType: m.artifactType, SubjectManifestDigest: m.subject, ImageStatus: "ACTIVE",
+		ArtifactMediaType: m.artifactType, SubjectManifestDigest: m.subject, ImageStatus: r.status(m),
+		LastArchivedAt: epochPtr(m.lastArchivedAt), LastActivatedAt: epochPtr(m.lastActivatedAt), LastRecordedPullTime: epochPtr(m.lastPulledAt),
 	}
+}
+
+// checkStatusFilter refuses an imageStatus filter DescribeImagesFilter does not know.
+func checkStatusFilter(f string) *apiError {
+	switch f {
+	case "", statusActive, statusArchived, statusActivating, "ANY":
+		return nil
+	}
+	return errorf(400, "InvalidParameterException", "Invalid parameter at 'filter.imageStatus': %q is not one of ACTIVE, ARCHIVED, ACTIVATING, ANY", f)
 }
 
 // resolve finds the manifest an image ID names; a tag and digest that disagree fail.
@@ -403,7 +448,10 @@ func (repo *repository) resolve(id imageID) (*manifestRecord, string, string) {
 }
 
 // DescribeImages: https://docs.aws.amazon.com/AmazonECR/latest/APIReference/API_DescribeImages.html
-func (r *registry) describeImages(name string, ids []imageID, tagStatus string, maxResults *int, token string) (any, *apiError) {
+func (r *registry) describeImages(name string, ids []imageID, tagStatus, imageStatus string, maxResults *int, token string) (any, *apiError) {
+	if aerr := checkStatusFilter(imageStatus); aerr != nil {
+		return nil, aerr
+	}
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	repo, ok := r.repos[name]
@@ -429,7 +477,7 @@ func (r *registry) describeImages(name string, ids []imageID, tagStatus string, 
 	}
 	for _, d := range repo.sortedDigests() {
 		tagged := len(repo.tagsOf(d)) > 0
-		if (tagStatus == "TAGGED" && !tagged) || (tagStatus == "UNTAGGED" && tagged) {
+		if (tagStatus == "TAGGED" && !tagged) || (tagStatus == "UNTAGGED" && tagged) || !r.statusMatches(repo.manifests[d], imageStatus) {
 			continue
 		}
 		details = append(details, r.detail(repo, repo.manifests[d]))
@@ -442,7 +490,7 @@ func (r *registry) describeImages(name string, ids []imageID, tagStatus string, 
 }
 
 // BatchGetImage: https://docs.aws.amazon.com/AmazonECR/latest/APIReference/API_BatchGetImage.html
-func (r *registry) batchGetImage(name string, ids []imageID, accepted []string) (any, *apiError) {
+func (r *registry) batchGetImage(ctx context.Context, c *caller, name string, ids []imageID, accepted []string) (any, *apiError) {
 	if len(ids) == 0 || len(ids) > 100 {
 		return nil, errorf(400, "InvalidParameterException", "imageIds must hold between 1 and 100 items")
 	}
@@ -455,15 +503,24 @@ func (r *registry) batchGetImage(name string, ids []imageID, accepted []string) 
 	images := []map[string]any{}
 	failures := []imageFailure{}
 	for _, id := range ids {
+		if f, ok := injectedImageFailure(ctx, id); ok {
+			failures = append(failures, f)
+			continue
+		}
 		m, code, msg := repo.resolve(id)
 		if m == nil {
 			failures = append(failures, imageFailure{ImageID: id, FailureCode: code, FailureReason: msg})
+			continue
+		}
+		if !r.pullable(m) {
+			failures = append(failures, imageFailure{ImageID: id, FailureCode: "ImageInaccessible", FailureReason: "The image is " + r.status(m) + " and cannot be pulled (archive storage class)"})
 			continue
 		}
 		if len(accepted) > 0 && !acceptable(accepted, m.mediaType) {
 			failures = append(failures, imageFailure{ImageID: id, FailureCode: "UnsupportedImageType", FailureReason: "the stored manifest type " + m.mediaType + " is not among acceptedMediaTypes"})
 			continue
 		}
+		r.recordPull(m, &registryToken{account: c.cred.account, region: c.region, principal: c.cred.principalARN, role: c.cred.roleARN})
 		images = append(images, map[string]any{
 			"registryId": r.account, "repositoryName": name,
 			"imageId":                imageID{Digest: m.digest, Tag: id.Tag},
@@ -486,8 +543,12 @@ func (r *registry) putImage(name, manifest, mediaType, tag, digest string) (any,
 	r.mu.Lock()
 	repo, ok := r.repos[name]
 	var before string
+	archived := false // a re-push restores an archived image (archive.go): no ImageAlreadyExists
 	if ok && tag != "" {
 		before = repo.tagIndex[tag]
+		if m := repo.manifests[before]; m != nil {
+			archived = !r.pullable(m)
+		}
 	}
 	r.mu.Unlock()
 	if !ok {
@@ -503,7 +564,7 @@ func (r *registry) putImage(name, manifest, mediaType, tag, digest string) (any,
 	if ref == "" {
 		ref = rec.digest
 	}
-	if tag != "" && before == rec.digest {
+	if tag != "" && before == rec.digest && !archived {
 		r.mu.Lock()
 		immutable := repo.tagImmutable(tag)
 		r.mu.Unlock()
@@ -573,10 +634,11 @@ var failureReasons = map[string]string{
 	"ImageNotFound":                 "Requested image not found",
 	"ImageTagDoesNotMatchDigest":    "Invalid image digest. The image tag does not match the digest",
 	"ImageReferencedByManifestList": "Requested image is referenced by a manifest list",
+	"KmsError":                      "The KMS key used to encrypt the image could not be used (guess at ECR's wording)",
 }
 
 // BatchDeleteImage: https://docs.aws.amazon.com/AmazonECR/latest/APIReference/API_BatchDeleteImage.html
-func (r *registry) batchDeleteImage(name string, ids []imageID) (any, *apiError) {
+func (r *registry) batchDeleteImage(ctx context.Context, name string, ids []imageID) (any, *apiError) {
 	if len(ids) == 0 || len(ids) > 100 {
 		return nil, errorf(400, "InvalidParameterException", "imageIds must hold between 1 and 100 items")
 	}
@@ -589,6 +651,10 @@ func (r *registry) batchDeleteImage(name string, ids []imageID) (any, *apiError)
 	deleted := []imageID{}
 	failures := []imageFailure{}
 	for _, id := range ids {
+		if f, ok := injectedImageFailure(ctx, id); ok {
+			failures = append(failures, f)
+			continue
+		}
 		m, _, _ := repo.resolve(id)
 		if code := repo.deleteImage(id); code != "" {
 			failures = append(failures, imageFailure{ImageID: id, FailureCode: code, FailureReason: failureReasons[code]})

@@ -3,6 +3,7 @@ package sandbox
 import (
 	"encoding/json"
 	"math/rand/v2"
+	"time"
 )
 
 // Amazon ECR sends an "ECR Image Action" event to the default event bus of its account
@@ -53,6 +54,9 @@ type imageActionDetail struct {
 	ImageTag          string `json:"image-tag,omitempty"`
 	ManifestMediaType string `json:"manifest-media-type,omitempty"`
 	ArtifactMediaType string `json:"artifact-media-type,omitempty"`
+	// UPDATE_STORAGE_CLASS (archive and restore) only.
+	TargetStorageClass string `json:"target-storage-class,omitempty"`
+	LastActivatedAt    string `json:"last-activated-at,omitempty"`
 }
 
 // emitPush sends the PUSH event of a stored manifest (tag "" for a push by digest).
@@ -72,6 +76,18 @@ func (r *registry) emitDelete(repo, digest, tag string) {
 	r.sb.emitServiceEvent(r.account, r.region, ecrEventSource, ecrImageActionType, imageActionDetail{
 		Result: ecrResultSuccess, RepositoryName: repo, ImageDigest: digest, ActionType: ecrActionDelete, ImageTag: tag,
 	})
+}
+
+// emitStorageClass sends the UPDATE_STORAGE_CLASS event of an archive (target ARCHIVE) or
+// a restore (STANDARD, with the last activation's time when there was one: a guess at
+// when ECR sets it).
+func (r *registry) emitStorageClass(repo, digest, tag, target string, lastActivated time.Time) {
+	d := imageActionDetail{Result: ecrResultSuccess, RepositoryName: repo, ImageDigest: digest, ActionType: "UPDATE_STORAGE_CLASS",
+		ImageTag: tag, TargetStorageClass: target}
+	if target == "STANDARD" && !lastActivated.IsZero() {
+		d.LastActivatedAt = lastActivated.UTC().Format(time.RFC3339)
+	}
+	r.sb.emitServiceEvent(r.account, r.region, ecrEventSource, ecrImageActionType, d)
 }
 
 // emitServiceEvent records an event an AWS service sends to the default bus of an

@@ -189,6 +189,10 @@ type APIFault struct {
 	// SenderFault the entries are refused as the sender's fault (SenderFault true).
 	Entries     int
 	SenderFault bool
+	// ImageFailure, when set, lets the call succeed but fails every image it names with
+	// this ImageFailure code (BatchGetImage and BatchDeleteImage answer per image:
+	// KmsError, UpstreamUnavailable, … API_ImageFailure) instead of answering Code.
+	ImageFailure string
 
 	answered int
 }
@@ -522,6 +526,8 @@ func (f *faults) takeAPI(call apiCall) *APIFault {
 		af.answered++
 		fired := *af
 		switch {
+		case fired.ImageFailure != "":
+			f.fired["api:"+call.service+":"+call.operation+":image:"+fired.ImageFailure]++
 		case fired.Reset && fired.LostAnswer:
 			f.fired["api:"+call.service+":lost-answer"]++
 		case fired.Reset:

@@ -254,15 +254,28 @@ func accessDeniedMessage(principal, action, resource, why string) string {
 // policies are unrestricted. GetCallerIdentity needs no permission (STS docs).
 func (s *Sandbox) authorizeAPI(c *caller, service, op string, body []byte, entry *Entry) *apiError {
 	actions := []string{service + ":" + iamAction(service, op)}
+	kmsKey := ""
 	// Tagging on creation also needs ecr:TagResource.
 	// https://docs.aws.amazon.com/AmazonECR/latest/userguide/ecr-using-tags.html
 	if service == "ecr" && op == "CreateRepository" {
 		var in struct {
-			Tags []json.RawMessage `json:"tags"`
+			Tags       []json.RawMessage `json:"tags"`
+			Encryption *struct {
+				EncryptionType string `json:"encryptionType"`
+				KmsKey         string `json:"kmsKey"`
+			} `json:"encryptionConfiguration"`
 		}
-		if json.Unmarshal(body, &in) == nil && len(in.Tags) > 0 {
-			actions = append(actions, "ecr:TagResource")
-			entry.AlsoAuthorized = actions[1:]
+		if json.Unmarshal(body, &in) == nil {
+			if len(in.Tags) > 0 {
+				actions = append(actions, "ecr:TagResource")
+			}
+			if in.Encryption != nil && strings.HasPrefix(in.Encryption.EncryptionType, "KMS") {
+				kmsKey = customerKeyARN(c.region, c.cred.account, in.Encryption.KmsKey)
+			}
+		}
+		entry.AlsoAuthorized = actions[1:]
+		if kmsKey != "" {
+			entry.AlsoAuthorized = append(entry.AlsoAuthorized, kmsGrantActions...)
 		}
 	}
 	if (c.cred.policies == nil && c.cred.session == nil) || (service == "sts" && op == "GetCallerIdentity") {
@@ -271,6 +284,47 @@ func (s *Sandbox) authorizeAPI(c *caller, service, op string, body []byte, entry
 	for _, action := range actions {
 		if aerr := s.authorizeAction(c, service, op, action, body); aerr != nil {
 			return aerr
+		}
+	}
+	if kmsKey != "" {
+		return authorizeKMSGrant(c, kmsKey, entry)
+	}
+	return nil
+}
+
+// kmsGrantActions are what creating a repository encrypted with a customer managed KMS
+// key needs of its caller: ECR describes the key and creates grants on it for the
+// repository, and retires them when the repository goes, on the caller's behalf
+// (https://docs.aws.amazon.com/AmazonECR/latest/userguide/encryption-at-rest.html,
+// "Required IAM permissions"), so KMS evaluates them with kms:ViaService set to ECR's
+// endpoint. A repository encrypted with the AWS managed key (aws/ecr) needs none of them
+// from the caller: that key's policy allows the account's principals through ECR
+// (inferred from AWS managed keys' key policies).
+var kmsGrantActions = []string{"kms:CreateGrant", "kms:RetireGrant", "kms:DescribeKey"}
+
+// customerKeyARN is the ARN IAM authorizes a repository's kmsKey against ("": the AWS
+// managed key). A key ID becomes its key ARN; an alias stays an alias ARN (real KMS
+// resolves it to its key: not emulated).
+func customerKeyARN(region, account, key string) string {
+	switch {
+	case key == "", key == "alias/aws/ecr", strings.HasSuffix(key, ":alias/aws/ecr"):
+		return ""
+	case strings.HasPrefix(key, "arn:"):
+		return key
+	case strings.HasPrefix(key, "alias/"):
+		return fmt.Sprintf("arn:aws:kms:%s:%s:%s", region, account, key)
+	}
+	return fmt.Sprintf("arn:aws:kms:%s:%s:key/%s", region, account, key)
+}
+
+// authorizeKMSGrant checks the caller may have ECR use the key for it. ECR reports KMS's
+// refusal as its own KmsException (API_CreateRepository's errors; the wording is a guess).
+func authorizeKMSGrant(c *caller, keyARN string, entry *Entry) *apiError {
+	ctx := map[string]string{"kms:viaservice": "ecr." + c.region + ".amazonaws.com", "kms:calleraccount": c.cred.account}
+	for _, action := range kmsGrantActions {
+		if ok, why := decision(c.cred.policies, request{action: action, resource: keyARN, principal: c.cred.principalARN, context: ctx}); !ok {
+			entry.DeniedAction = action
+			return errorf(400, "KmsException", "KMS refused the key for the repository (AccessDeniedException: %s)", accessDeniedMessage(c.cred.principalARN, action, keyARN, why))
 		}
 	}
 	return nil

@@ -49,6 +49,7 @@ type upload struct {
 
 type registryToken struct {
 	account, region, principal string
+	role                       string           // a session's role ARN
 	policies                   []PolicyDocument // the principal's; nil: unrestricted
 	session                    []PolicyDocument // the session policy of a role session; nil: none
 	expires                    time.Time
@@ -91,7 +92,7 @@ func (s *Sandbox) issueToken(c *credential, region string) (string, time.Time) {
 	tok := randomString(48, secretAlphabet)
 	exp := s.now().Add(tokenLifetime)
 	s.mu.Lock()
-	s.tokens[tok] = &registryToken{account: c.account, region: region, principal: c.principalARN, policies: c.policies, session: c.session, expires: exp}
+	s.tokens[tok] = &registryToken{account: c.account, region: region, principal: c.principalARN, role: c.roleARN, policies: c.policies, session: c.session, expires: exp}
 	s.mu.Unlock()
 	return base64.StdEncoding.EncodeToString([]byte("AWS:" + tok)), exp
 }
@@ -351,7 +352,7 @@ func (r *registry) ServeHTTP(w http.ResponseWriter, req *http.Request) {
 	case "catalog":
 		err = r.catalog(rec, req)
 	case "manifest":
-		err = r.manifest(rec, req, rt)
+		err = r.manifest(rec, req, rt, tok)
 	case "blob":
 		err = r.blob(rec, req, rt, tok)
 	case "upload":
@@ -502,7 +503,18 @@ func acceptable(accept []string, mt string) bool {
 	return false
 }
 
-func (r *registry) manifest(w *recorder, req *http.Request, rt route) *regError {
+// registryTagMax is the longest tag the registry API carries: the OCI distribution spec's
+// tag grammar, [a-zA-Z0-9_][a-zA-Z0-9._-]{0,127}
+// (https://github.com/opencontainers/distribution-spec/blob/main/spec.md#pulling-manifests).
+// ECR's PutImage accepts tags of up to 300 characters (API_PutImage, imageTag); such a tag
+// can only be read and written through the ECR API. How ECR's registry answers a longer one
+// is not documented: 400 TAG_INVALID is a guess.
+const registryTagMax = 128
+
+func (r *registry) manifest(w *recorder, req *http.Request, rt route, tok *registryToken) *regError {
+	if !strings.Contains(rt.ref, ":") && len(rt.ref) > registryTagMax { // a tag, not a digest of any algorithm
+		return regErr(http.StatusBadRequest, "TAG_INVALID", "tag of %d characters: the registry API takes at most %d (longer tags: the ECR API)", len(rt.ref), registryTagMax)
+	}
 	switch req.Method {
 	case http.MethodGet, http.MethodHead:
 		r.mu.Lock()
@@ -516,9 +528,18 @@ func (r *registry) manifest(w *recorder, req *http.Request, rt route) *regError 
 			digest = repo.tagIndex[rt.ref]
 		}
 		m := repo.manifests[digest]
+		pullable := m != nil && r.pullable(m)
+		if pullable && req.Method == http.MethodGet && acceptable(req.Header.Values("Accept"), m.mediaType) {
+			r.recordPull(m, tok)
+		}
 		r.mu.Unlock()
 		if m == nil {
 			return regErr(http.StatusNotFound, "MANIFEST_UNKNOWN", "Requested image not found")
+		}
+		if !pullable {
+			// "Archived images cannot be pulled. Requests to pull the archived image will
+			// fail with a 404 error." (archive-image.html)
+			return regErr(http.StatusNotFound, "MANIFEST_UNKNOWN", "The image is archived and cannot be pulled; restore it first")
 		}
 		if !acceptable(req.Header.Values("Accept"), m.mediaType) {
 			return regErr(http.StatusNotFound, "MANIFEST_UNKNOWN", "the stored manifest type %s is not in Accept (ECR would convert it and change its digest)", m.mediaType)
@@ -616,6 +637,10 @@ func (r *registry) putManifest(repoName, ref string, body []byte, contentType st
 	}
 	if old, ok := repo.manifests[rec.digest]; ok {
 		rec.pushedAt = old.pushedAt
+		// Pushing an archived image again restores it (archive.go).
+		rec.lastArchivedAt, rec.lastActivatedAt = old.lastArchivedAt, old.lastActivatedAt
+		rec.status, rec.activatingSince = old.status, old.activatingSince
+		r.restored(rec)
 	} else {
 		rec.pushedAt = r.sb.now()
 	}
@@ -924,7 +949,7 @@ func (r *registry) referrers(w *recorder, req *http.Request, rt route) *regError
 	if ok {
 		for _, d := range repo.sortedDigests() {
 			m := repo.manifests[d]
-			if m.subject != rt.ref || (filter != "" && m.artifactType != filter) {
+			if m.subject != rt.ref || (filter != "" && m.artifactType != filter) || !r.pullable(m) {
 				continue
 			}
 			descs = append(descs, descriptor{MediaType: m.mediaType, Digest: m.digest, Size: int64(len(m.body)), ArtifactType: m.artifactType, Annotations: m.annotations})

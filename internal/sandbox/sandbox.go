@@ -83,6 +83,10 @@ type Config struct {
 	// Writes over it are refused as ECR throttles: ThrottlingException from the API, 429
 	// TOOMANYREQUESTS from the registry.
 	PutImageRate float64
+	// RestoreDuration is how long an archived image stays ACTIVATING after a restore
+	// (UpdateImageStorageClass to STANDARD) before it is ACTIVE. Zero: until
+	// CompleteRestores (ECR documents no duration).
+	RestoreDuration time.Duration
 }
 
 // AccountConfig is one emulated AWS account.
@@ -90,6 +94,8 @@ type AccountConfig struct {
 	ID    string // 12 digits
 	Users []UserConfig
 	Roles []RoleConfig
+	// PullTimeUpdateExclusions are registered when the sandbox starts (pulltime.go).
+	PullTimeUpdateExclusions []PullTimeUpdateExclusion
 }
 
 // UserConfig is an IAM user with a long-lived access key.
@@ -137,6 +143,8 @@ type Sandbox struct {
 	registries map[regionKey]*registry
 	keys       map[string]*credential // access key ID → credential
 	tokens     map[string]*registryToken
+	// pullExclusions: per registry, the principals whose pulls leave pull times alone.
+	pullExclusions map[regionKey]map[string]time.Time
 
 	accessLog   *accessLog
 	faults      *faults
@@ -186,18 +194,19 @@ func New(cfg Config) (*Sandbox, error) {
 		return nil, errors.New("sandbox: no accounts configured")
 	}
 	s := &Sandbox{
-		cfg:         cfg,
-		now:         cfg.Now,
-		quotas:      &quotas{rate: cfg.PutImageRate, buckets: map[string]*rate.Limiter{}},
-		log:         cfg.Logger,
-		accounts:    map[string]*account{},
-		registries:  map[regionKey]*registry{},
-		keys:        map[string]*credential{},
-		tokens:      map[string]*registryToken{},
-		faults:      newFaults(),
-		done:        make(chan struct{}),
-		sqsState:    newSQSState(),
-		eventsState: newEventsState(),
+		cfg:            cfg,
+		now:            cfg.Now,
+		quotas:         &quotas{rate: cfg.PutImageRate, buckets: map[string]*rate.Limiter{}},
+		log:            cfg.Logger,
+		accounts:       map[string]*account{},
+		registries:     map[regionKey]*registry{},
+		keys:           map[string]*credential{},
+		tokens:         map[string]*registryToken{},
+		pullExclusions: map[regionKey]map[string]time.Time{},
+		faults:         newFaults(),
+		done:           make(chan struct{}),
+		sqsState:       newSQSState(),
+		eventsState:    newEventsState(),
 	}
 	s.latency.Store(int64(cfg.Latency))
 	if s.now == nil {
@@ -260,6 +269,9 @@ func New(cfg Config) (*Sandbox, error) {
 			}
 		}
 		s.accounts[ac.ID] = a
+		if err := s.registerPullExclusions(ac.ID, ac.PullTimeUpdateExclusions); err != nil {
+			return nil, err
+		}
 	}
 	s.dataDir = cfg.DataDir
 	if s.dataDir == "" {

@@ -90,6 +90,12 @@ type manifestRecord struct {
 	annotations  map[string]string
 	blobs        []descriptor // config + layers (images), non-manifest children (indexes)
 	children     []descriptor // manifests an index references
+
+	// The archive storage class (archive.go): status "" is ACTIVE.
+	status                          string
+	lastArchivedAt, lastActivatedAt time.Time
+	activatingSince                 time.Time
+	lastPulledAt                    time.Time // lastRecordedPullTime (pulltime.go)
 }
 
 type descriptor struct {

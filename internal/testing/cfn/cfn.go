@@ -329,6 +329,10 @@ func (r *Template) condition(name string, seen []string) (bool, error) {
 }
 
 func (r *Template) evalCondition(expr any, seen []string) (bool, error) {
+	if name, ok := expr.(string); ok {
+		// goformation expands the short form `!Condition X` to the bare name "X".
+		return r.condition(name, seen)
+	}
 	m, ok := expr.(map[string]any)
 	if !ok || len(m) != 1 {
 		return false, fmt.Errorf("bad condition expression %v", expr)
@@ -434,7 +438,9 @@ func (r *Template) Resource(name, typ string) (map[string]any, error) {
 
 // Typed parses the rendered template with goformation's typed resources. SAM resources and
 // Globals are left out: goformation's SAM types predate LoggingConfig, ScalingConfig and
-// FunctionResponseTypes and reject them.
+// FunctionResponseTypes and reject them. So are resource types newer than goformation's
+// schema (AWS::ECR::PullTimeUpdateExclusion, 2025), which it cannot parse at all; Doc and
+// Resources keep every resource.
 func (r *Template) Typed() (*cloudformation.Template, error) {
 	doc := map[string]any{}
 	for k, v := range r.Doc {
@@ -443,8 +449,10 @@ func (r *Template) Typed() (*cloudformation.Template, error) {
 		}
 	}
 	res := map[string]any{}
+	known := cloudformation.AllResources()
 	for name, v := range Section(r.Doc, "Resources") {
-		if typ, _ := v.(map[string]any)["Type"].(string); !strings.HasPrefix(typ, "AWS::Serverless::") {
+		typ, _ := v.(map[string]any)["Type"].(string)
+		if _, ok := known[typ]; ok && !strings.HasPrefix(typ, "AWS::Serverless::") {
 			res[name] = v
 		}
 	}

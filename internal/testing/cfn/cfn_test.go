@@ -77,13 +77,20 @@ func TestRolePoliciesResolveReferences(t *testing.T) {
 		}
 		all := strings.Join(docs, "\n")
 		for _, want := range []string{
-			`"Resource":["` + queueARN + `","` + reconcileQueueARN + `","` + copyQueueARN + `"]`,
+			`"Resource":["` + queueARN + `","` + copyQueueARN + `"]`,
 			`"Resource":["arn:aws:iam::222222222222:role/ecr-replicator-destination"]`,
 			`"Resource":"arn:aws:ecr:us-east-1:111111111111:repository/*"`,
 		} {
 			if !strings.Contains(all, want) {
 				t.Errorf("policies lack %s:\n%s", want, all)
 			}
+		}
+		rdocs, err := r.RolePolicies("ReconcilerRole")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if rall := strings.Join(rdocs, "\n"); !strings.Contains(rall, `"Resource":["`+reconcileQueueARN+`","`+copyQueueARN+`"]`) {
+			t.Errorf("ReconcilerRole's policies lack the reconcile and copy queues:\n%s", rall)
 		}
 		if tc.bus != "" && !strings.Contains(all, `"Resource":"`+bus+`"`) {
 			t.Errorf("no PutEvents on %s:\n%s", bus, all)
@@ -195,5 +202,31 @@ func TestErrors(t *testing.T) {
 	bad := []byte("Conditions:\n  A: !Condition B\n  B: !Condition A\nResources: {}\n")
 	if _, err := cfn.Render("cycle.yaml", bad, opts(nil, false)); err == nil || !strings.Contains(err.Error(), "cycle") {
 		t.Errorf("condition cycle: %v", err)
+	}
+}
+
+// TestResourceTypesNewerThanGoformation: a resource type goformation's schema does not
+// know (AWS::ECR::PullTimeUpdateExclusion) renders like any other — its condition
+// applied, its references resolved — and Typed leaves it out instead of failing.
+func TestResourceTypesNewerThanGoformation(t *testing.T) {
+	for _, exclude := range []string{"true", "false"} {
+		o := opts(map[string]any{"DestinationAccountId": "222222222222", "ExcludeReplicatorPulls": exclude}, true)
+		o.Resolve = func(ref string) (string, bool) {
+			return "arn:aws:iam::111111111111:role/ecr-replicator-functions", ref == "ReplicatorRole.Arn"
+		}
+		r, err := cfn.RenderFile(source, o)
+		if err != nil {
+			t.Fatal(err)
+		}
+		props, err := r.Resource("ReplicatorPullTimeExclusion", "AWS::ECR::PullTimeUpdateExclusion")
+		switch {
+		case exclude == "true" && (err != nil || props["PrincipalArn"] != "arn:aws:iam::111111111111:role/ecr-replicator-functions"):
+			t.Errorf("ExcludeReplicatorPulls=true: %v %v", props, err)
+		case exclude == "false" && err == nil:
+			t.Errorf("ExcludeReplicatorPulls=false: the exclusion is still created: %v", props)
+		}
+		if _, err := r.Typed(); err != nil {
+			t.Errorf("Typed: %v", err)
+		}
 	}
 }

@@ -63,6 +63,8 @@ func repoRoot() string {
 //     Its trust policy allows the source account's admin user instead of the template's
 //     lambda.amazonaws.com service principal, which cannot call AssumeRole here; the
 //     test plays Lambda with FunctionEnv/FunctionSession.
+//   - the source account's registry (default region) has the template's
+//     AWS::ECR::PullTimeUpdateExclusion resources registered;
 //   - the destination role (sandbox.DestinationRole) gets the rendered policies and trust
 //     policy of DestinationRole, for ReplicatorRoleArn = FunctionRoleARN(),
 //     ReconcilerRoleArn = ReconcilerRoleARN(), ExternalId,
@@ -107,6 +109,19 @@ func Deployed(t testing.TB, params map[string]any, dest ...map[string]any) func(
 	reconcilerPolicies, err := src.RolePolicies("ReconcilerRole")
 	if err != nil {
 		t.Fatal(err)
+	}
+	// The pull-time update exclusions the stack registers in its registry.
+	var exclusions []sandbox.PullTimeUpdateExclusion
+	for name, res := range src.Resources() {
+		if res["Type"] != "AWS::ECR::PullTimeUpdateExclusion" {
+			continue
+		}
+		props, _ := res["Properties"].(map[string]any)
+		principal, ok := props["PrincipalArn"].(string)
+		if !ok || !strings.HasPrefix(principal, "arn:") {
+			t.Fatalf("template.yaml: %s: PrincipalArn %v does not render to an ARN", name, props["PrincipalArn"])
+		}
+		exclusions = append(exclusions, sandbox.PullTimeUpdateExclusion{Region: sandbox.DefaultRegion, PrincipalARN: principal})
 	}
 
 	dparams := map[string]any{"ReplicatorRoleArn": FunctionRoleARN(), "ReconcilerRoleArn": ReconcilerRoleARN()}
@@ -154,6 +169,7 @@ func Deployed(t testing.TB, params map[string]any, dest ...map[string]any) func(
 			case sandbox.SourceAccount:
 				a.Roles = append(a.Roles, sandbox.RoleConfig{Name: FunctionRole, Policies: srcPolicies, TrustPolicy: srcTrust},
 					sandbox.RoleConfig{Name: ReconcilerRole, Policies: reconcilerPolicies, TrustPolicy: srcTrust})
+				a.PullTimeUpdateExclusions = append(a.PullTimeUpdateExclusions, exclusions...)
 			case sandbox.DestinationAccount:
 				found := false
 				for j := range a.Roles {
@@ -235,7 +251,8 @@ func (w *World) FunctionEnv(t testing.TB) map[string]string {
 }
 
 // Denials are the access-log entries since mark that IAM refused: API calls answered
-// AccessDenied(Exception) and registry requests answered DENIED by a policy. Storage's
+// AccessDenied(Exception), registry requests answered DENIED by a policy, and requests
+// refused under another code for want of an action (DeniedAction: a kms: grant). Storage's
 // AccessDenied (an expired presigned URL) is not an IAM decision and is left out.
 func Denials(sb *sandbox.Sandbox, mark int) []sandbox.Entry {
 	var out []sandbox.Entry
@@ -243,7 +260,7 @@ func Denials(sb *sandbox.Sandbox, mark int) []sandbox.Entry {
 		if e.Service == "s3" {
 			continue
 		}
-		if strings.HasPrefix(e.ErrorCode, "AccessDenied") || (e.ErrorCode == "DENIED" && e.Status == 403 && e.Action != "") {
+		if strings.HasPrefix(e.ErrorCode, "AccessDenied") || (e.ErrorCode == "DENIED" && e.Status == 403 && e.Action != "") || e.DeniedAction != "" {
 			out = append(out, e)
 		}
 	}

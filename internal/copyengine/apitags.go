@@ -1,0 +1,98 @@
+package copyengine
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"net/http"
+
+	v1 "github.com/google/go-containerregistry/pkg/v1"
+	"github.com/google/go-containerregistry/pkg/v1/remote/transport"
+	"github.com/google/go-containerregistry/pkg/v1/types"
+
+	"github.com/ecr-replicator/ecr-replicator/internal/ecrname"
+	"github.com/ecr-replicator/ecr-replicator/internal/retry"
+)
+
+// TagAPI reads and writes the tags of one repository that the registry API cannot carry:
+// ECR's PutImage takes tags of up to 300 characters, the OCI distribution API at most
+// 128 (ecrname.MaxRegistryTagLen). It is the ECR API (BatchGetImage, PutImage) for the
+// endpoint's repository; errors carry the API's codes (retry.Classified).
+type TagAPI interface {
+	// GetTag returns the manifest tag points at, exactly as stored; found is false when
+	// the repository has no such tag.
+	GetTag(ctx context.Context, tag string) (manifest []byte, mediaType string, found bool, err error)
+	// PutTag writes manifest (whose digest is digest) under tag.
+	PutTag(ctx context.Context, tag string, manifest []byte, mediaType, digest string) error
+}
+
+// apiTag reports whether tag is one only the ECR API carries.
+func apiTag(tag string) bool { return len(tag) > ecrname.MaxRegistryTagLen }
+
+// errNoTag is the not-found a tag read through the API answers: the registry's 404, so that
+// every caller tells an absent tag the same way (isNotFound).
+var errNoTag = &transport.Error{StatusCode: http.StatusNotFound}
+
+// getAPITag reads a tag through ep's TagAPI: the manifest, or errNoTag.
+func (s *session) getAPITag(ctx context.Context, ep *endpoint, tag string) (*rawManifest, error) {
+	side, op := onSource, "get source tag "+tag
+	if ep.dest {
+		side, op = onDest, "get destination tag "+tag
+	}
+	raw, mt, found, err := ep.tags.GetTag(ctx, tag)
+	if err != nil {
+		return nil, classify(op, side, err)
+	}
+	if !found {
+		return nil, errNoTag
+	}
+	h, n, err := v1.SHA256(bytes.NewReader(raw))
+	if err != nil {
+		return nil, classify(op, side, err)
+	}
+	return &rawManifest{raw: raw, desc: v1.Descriptor{Digest: h, Size: n, MediaType: types.MediaType(mt)}}, nil
+}
+
+// putAPITag writes m under tag through the destination's TagAPI. ECR's answers are read
+// as the registry's would be: a tag already there on this manifest is done
+// (ImageAlreadyExistsException), an IMMUTABLE tag elsewhere is the registry's TAG_INVALID
+// conflict (ImageTagAlreadyExistsException; API_PutImage).
+func (s *session) putAPITag(ctx context.Context, tag string, m *rawManifest, op string) error {
+	err := s.dst.tags.PutTag(ctx, tag, m.raw, string(m.desc.MediaType), m.desc.Digest.String())
+	switch code, _ := retry.Classify(err); {
+	case err == nil, code == "ImageAlreadyExistsException":
+		return nil
+	case code == "ImageTagAlreadyExistsException":
+		return &Error{Op: op + " " + tag, Code: string(transport.TagInvalidErrorCode), Status: http.StatusBadRequest, AtDest: true, Err: err}
+	}
+	return classify(op+" "+tag, onDest, err)
+}
+
+// putTag writes m under a destination tag: by the registry, or through the ECR API for a
+// tag the registry cannot carry (not paced: the SDK retries PutImage's throttling).
+func (s *session) putTag(ctx context.Context, tag string, m *rawManifest, op string) error {
+	if apiTag(tag) {
+		return s.putAPITag(ctx, tag, m, op)
+	}
+	return s.put(ctx, s.dst.repo.Tag(tag), m, op)
+}
+
+// verifyTag checks the destination tag serves the digest we wrote.
+func (s *session) verifyTag(ctx context.Context, tag string, want v1.Hash) error {
+	if !apiTag(tag) {
+		return s.verify(ctx, s.dst.repo.Tag(tag), want)
+	}
+	m, err := s.getAPITag(ctx, s.dst, tag)
+	if errors.Is(err, errNoTag) {
+		return &Error{Op: "verify tag " + tag, Code: CodeDigestMismatch, AtDest: true, Transient: true, Err: errors.New("the destination has no such tag")}
+	}
+	if err != nil {
+		return err
+	}
+	if m.desc.Digest != want {
+		return &Error{Op: "verify tag " + tag, Code: CodeDigestMismatch, AtDest: true, Transient: true,
+			Err: fmt.Errorf("destination serves %s, want %s", m.desc.Digest, want)}
+	}
+	return nil
+}

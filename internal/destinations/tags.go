@@ -1,0 +1,69 @@
+package destinations
+
+import (
+	"context"
+	"errors"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/ecr"
+	ecrtypes "github.com/aws/aws-sdk-go-v2/service/ecr/types"
+
+	"github.com/ecr-replicator/ecr-replicator/internal/ecraccess"
+)
+
+// manifestTypes are every manifest media type ECR stores: BatchGetImage converts a
+// manifest whose type the caller does not accept, which changes its digest
+// (https://docs.aws.amazon.com/AmazonECR/latest/userguide/image-manifest-formats.html).
+var manifestTypes = []string{
+	"application/vnd.docker.distribution.manifest.v1+json",
+	"application/vnd.docker.distribution.manifest.v1+prettyjws",
+	"application/vnd.docker.distribution.manifest.v2+json",
+	"application/vnd.docker.distribution.manifest.list.v2+json",
+	"application/vnd.oci.image.manifest.v1+json",
+	"application/vnd.oci.image.index.v1+json",
+}
+
+// repositoryTags is one repository's tags through the ECR API (copyengine.TagAPI): tags of
+// 129-300 characters, which PutImage accepts and the registry API cannot carry. Reading
+// is ecr:BatchGetImage and writing ecr:PutImage, which the deployed policies grant for
+// the registry's own requests already.
+type repositoryTags struct {
+	api  *ecr.Client
+	repo string
+}
+
+func (r repositoryTags) GetTag(ctx context.Context, tag string) ([]byte, string, bool, error) {
+	out, err := r.api.BatchGetImage(ctx, &ecr.BatchGetImageInput{RepositoryName: aws.String(r.repo),
+		ImageIds: []ecrtypes.ImageIdentifier{{ImageTag: aws.String(tag)}}, AcceptedMediaTypes: manifestTypes})
+	var nf *ecrtypes.RepositoryNotFoundException
+	if errors.As(err, &nf) {
+		return nil, "", false, nil
+	}
+	if err != nil {
+		return nil, "", false, ecraccess.WrapAWS("ecr:BatchGetImage", err)
+	}
+	if len(out.Images) > 0 {
+		img := out.Images[0]
+		return []byte(aws.ToString(img.ImageManifest)), aws.ToString(img.ImageManifestMediaType), true, nil
+	}
+	for _, f := range out.Failures {
+		switch f.FailureCode {
+		case ecrtypes.ImageFailureCodeImageNotFound:
+		case ecrtypes.ImageFailureCodeImageInaccessible:
+			// Archived: it cannot be pulled, as the registry's 404 says of a shorter tag;
+			// the caller asks the ECR API what that 404 means (archived.go).
+		default:
+			return nil, "", false, imageFailure("ecr:BatchGetImage", f)
+		}
+	}
+	return nil, "", false, nil
+}
+
+func (r repositoryTags) PutTag(ctx context.Context, tag string, manifest []byte, mediaType, digest string) error {
+	_, err := r.api.PutImage(ctx, &ecr.PutImageInput{RepositoryName: aws.String(r.repo), ImageManifest: aws.String(string(manifest)),
+		ImageManifestMediaType: aws.String(mediaType), ImageTag: aws.String(tag), ImageDigest: aws.String(digest)})
+	if err != nil {
+		return ecraccess.WrapAWS("ecr:PutImage", err)
+	}
+	return nil
+}
