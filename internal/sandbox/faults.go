@@ -162,7 +162,7 @@ type RegistryFault struct {
 // APIFault makes an AWS API operation fail. The default error is the service's
 // throttling error (ECR: ThrottlingException; STS: Throttling).
 type APIFault struct {
-	Service   string // "ecr", "sts", "sqs", "events"
+	Service   string // "ecr", "sts", "sqs", "events", "ssm"
 	Operation string // e.g. "GetAuthorizationToken", "AssumeRole"; empty: any
 	Account   string // caller account; empty: any
 	Count     int

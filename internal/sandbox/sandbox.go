@@ -146,6 +146,7 @@ type Sandbox struct {
 	storage     *storage
 	sqsState    *sqsState
 	eventsState *eventsState
+	ssmState    *ssmState
 
 	wg     sync.WaitGroup
 	closed bool
@@ -195,6 +196,7 @@ func New(cfg Config) (*Sandbox, error) {
 		done:        make(chan struct{}),
 		sqsState:    newSQSState(),
 		eventsState: newEventsState(),
+		ssmState:    newSSMState(),
 	}
 	s.latency.Store(int64(cfg.Latency))
 	if s.now == nil {
@@ -406,6 +408,7 @@ func (s *Sandbox) Env(accountID, user, region string) (map[string]string, error)
 		"AWS_ENDPOINT_URL_STS":         s.apiURL,
 		"AWS_ENDPOINT_URL_SQS":         s.apiURL,
 		"AWS_ENDPOINT_URL_EVENTBRIDGE": s.apiURL,
+		"AWS_ENDPOINT_URL_SSM":         s.apiURL,
 		"AWS_ACCESS_KEY_ID":            key,
 		"AWS_SECRET_ACCESS_KEY":        secret,
 		"AWS_REGION":                   region,
