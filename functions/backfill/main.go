@@ -4,6 +4,7 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"os"
 
 	"github.com/aws/aws-lambda-go/lambda"
@@ -18,10 +19,8 @@ func main() {
 		lambda.Start(wiring.ColdStartFailed(log, err))
 		return
 	}
-	if deps.RulesErr != nil {
-		log.Error("invalid rules document", "error", deps.RulesErr.Error())
-	} else {
-		log.Info("rules loaded", "rules", deps.Rules.String())
-	}
-	lambda.Start(deps.Backfill(os.Getenv, os.Stdout).Handle)
+	lambda.Start(deps.Serve(os.Getenv, os.Stdout, func(d *wiring.Deps) wiring.HandlerFunc {
+		b := d.Backfill(os.Getenv, os.Stdout)
+		return func(ctx context.Context, payload json.RawMessage) (any, error) { return b.Handle(ctx, payload) }
+	}))
 }

@@ -18,10 +18,7 @@ func main() {
 		lambda.Start(wiring.ColdStartFailed(log, err))
 		return
 	}
-	if deps.RulesErr != nil {
-		log.Error("invalid rules document", "error", deps.RulesErr.Error())
-	} else {
-		log.Info("rules loaded", "rules", deps.Rules.String())
-	}
-	lambda.Start(deps.Handler(os.Getenv, os.Stdout).Handle)
+	lambda.Start(deps.Serve(os.Getenv, os.Stdout, func(d *wiring.Deps) wiring.HandlerFunc {
+		return d.Handler(os.Getenv, os.Stdout).Handle
+	}))
 }

@@ -1,6 +1,7 @@
 // Package wiring builds, from the environment, the dependencies the Lambda functions'
-// main.go share: logger, AWS configuration, the rules document, and the replicator
-// (registry access + copy engine). Entry points stay thin.
+// main.go share: logger, AWS configuration, the rules document (internal/rulesource), and
+// the replicator (registry access + copy engine), and serves invocations with the rules
+// document kept current (Serve). Entry points stay thin.
 package wiring
 
 import (
@@ -12,9 +13,11 @@ import (
 	"os"
 	"strconv"
 	"strings"
+	"sync"
 
 	"github.com/aws/aws-sdk-go-v2/service/eventbridge"
 	"github.com/aws/aws-sdk-go-v2/service/sqs"
+	"github.com/aws/aws-sdk-go-v2/service/ssm"
 
 	"github.com/ecr-replicator/ecr-replicator/internal/backfill"
 	"github.com/ecr-replicator/ecr-replicator/internal/eventhandler"
@@ -27,6 +30,7 @@ import (
 	"github.com/ecr-replicator/ecr-replicator/internal/destinations"
 	"github.com/ecr-replicator/ecr-replicator/internal/ecraccess"
 	"github.com/ecr-replicator/ecr-replicator/internal/rules"
+	"github.com/ecr-replicator/ecr-replicator/internal/rulesource"
 )
 
 // Logger returns a JSON logger at the level named by LOG_LEVEL (debug, info, warn,
@@ -54,41 +58,104 @@ type Deps struct {
 	// Replicator copies images to their destinations (nil when the rules are invalid).
 	Replicator *destinations.Replicator
 	Log        *slog.Logger
-	// RulesErr is set when the rules document is invalid; the functions then fail every
-	// invocation with this one message.
+	// RulesErr is set when there is no usable rules document (cold start); the functions
+	// then fail every invocation with this one message.
 	RulesErr error
+	// Source keeps the rules document current (Serve reads it before each invocation).
+	Source *rulesource.Source
+
+	engine *copyengine.Engine
 }
 
 // Load reads the AWS configuration (standard SDK environment, including
-// AWS_ENDPOINT_URL_<SERVICE>) and the rules document (REPLICATION_RULES or
-// REPLICATION_RULES_FILE), and builds the replicator. actor names who acts in
-// RoleSessionName ("replicate", "backfill", "cli"); engine are extra copy-engine options
-// (tests shorten waits with them).
+// AWS_ENDPOINT_URL_<SERVICE>) and the rules document (REPLICATION_RULES_PARAMETER,
+// REPLICATION_RULES or REPLICATION_RULES_FILE: internal/rulesource), and builds the
+// replicator. actor names who acts in RoleSessionName ("replicate", "backfill", "cli");
+// engine are extra copy-engine options (tests shorten waits with them).
 func Load(ctx context.Context, actor string, log *slog.Logger, engine ...copyengine.Option) (*Deps, error) {
 	cfg, err := config.LoadDefaultConfig(ctx)
 	if err != nil {
 		return nil, fmt.Errorf("AWS configuration: %w", err)
 	}
 	d := &Deps{AWS: cfg, Log: log}
-	d.Rules, d.RulesErr = rules.Load(os.Getenv, os.ReadFile)
+	opts := []rulesource.Option{rulesource.WithLogger(log)}
+	if os.Getenv(rulesource.EnvParameter) != "" {
+		opts = append(opts, rulesource.WithParameterReader(ssm.NewFromConfig(cfg)))
+	}
+	d.Source = rulesource.New(os.Getenv, os.ReadFile, opts...)
 	d.Resolver = ecraccess.NewResolver(cfg, ecraccess.WithSessionName("ecr-replicator-"+actor), ecraccess.WithLogger(log))
-	if d.RulesErr == nil {
-		opts := []destinations.Option{destinations.WithLogger(log)}
-		if arn := d.Rules.SourceRoleARN(); arn != "" {
-			opts = append(opts, destinations.WithSourceRole(arn))
-		}
-		base := []copyengine.Option{copyengine.WithLogger(log)}
-		if r, err := strconv.ParseFloat(os.Getenv(EnvPutImageRate), 64); err == nil && r > 0 {
-			base = append(base, copyengine.WithManifestRate(r, max(1, int(r))))
-		}
-		if n, err := strconv.Atoi(os.Getenv(EnvWriters)); err == nil && n > 0 {
-			base = append(base, copyengine.WithWriters(n))
-		}
-		e := copyengine.New(append(base, engine...)...)
-		d.Replicator = destinations.New(d.Resolver, e, opts...)
+	base := []copyengine.Option{copyengine.WithLogger(log)}
+	if r, err := strconv.ParseFloat(os.Getenv(EnvPutImageRate), 64); err == nil && r > 0 {
+		base = append(base, copyengine.WithManifestRate(r, max(1, int(r))))
+	}
+	if n, err := strconv.Atoi(os.Getenv(EnvWriters)); err == nil && n > 0 {
+		base = append(base, copyengine.WithWriters(n))
+	}
+	d.engine = copyengine.New(append(base, engine...)...)
+	doc, err := d.Source.Current(ctx)
+	if err != nil {
+		d.RulesErr = err
+	} else {
+		d.use(doc)
 	}
 	return d, nil
 }
+
+// use makes doc the rules the functions work with. The replicator (and its engine, with
+// its pacing and caches) is kept unless the document reads the source through another
+// role.
+func (d *Deps) use(doc *rules.Document) {
+	if d.Replicator == nil || d.Rules == nil || d.Rules.SourceRoleARN() != doc.SourceRoleARN() {
+		opts := []destinations.Option{destinations.WithLogger(d.Log)}
+		if arn := doc.SourceRoleARN(); arn != "" {
+			opts = append(opts, destinations.WithSourceRole(arn))
+		}
+		d.Replicator = destinations.New(d.Resolver, d.engine, opts...)
+	}
+	d.Rules, d.RulesErr = doc, nil
+}
+
+// HandlerFunc is a function's invocation handler, as lambda.Start takes it.
+type HandlerFunc func(ctx context.Context, payload json.RawMessage) (any, error)
+
+// Serve returns the function's handler: before each invocation the rules document is
+// brought up to date (a new version of a rules parameter is picked up within the check
+// interval) and, when it changed, the handler is built again by build, from deps holding
+// the new document. Without a usable document — invalid, naming a role the function may
+// not assume, or unreadable — the invocation fails with the reason, logged and counted in
+// the ConfigurationErrors metric (EMF, to emf), which template.yaml alarms on.
+func (d *Deps) Serve(getenv func(string) string, emf io.Writer, build func(*Deps) HandlerFunc) HandlerFunc {
+	var (
+		mu    sync.Mutex
+		h     HandlerFunc
+		built *rules.Document
+	)
+	return func(ctx context.Context, payload json.RawMessage) (any, error) {
+		mu.Lock()
+		doc, err := d.Source.Current(ctx)
+		if err != nil {
+			mu.Unlock()
+			d.Log.Error("configuration error: no usable rules document; every invocation fails until it is fixed", "error", err.Error())
+			mr := metrics.New(emf, metrics.Namespace(getenv))
+			mr.Add(MetricConfigurationErrors, metrics.Count, 1)
+			if ferr := mr.Flush(); ferr != nil {
+				d.Log.Warn("writing metrics", "error", ferr.Error())
+			}
+			return nil, fmt.Errorf("configuration error: %w", err)
+		}
+		if h == nil || doc != built {
+			d.use(doc)
+			h, built = build(d), doc
+		}
+		serve := h
+		mu.Unlock()
+		return serve(ctx, payload)
+	}
+}
+
+// MetricConfigurationErrors counts invocations refused for want of a usable rules
+// document.
+const MetricConfigurationErrors = "ConfigurationErrors"
 
 // ColdStartFailed is the handler a function starts with when its cold start failed (no
 // AWS configuration): every invocation logs and answers the error, which Lambda reports
