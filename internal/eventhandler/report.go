@@ -143,22 +143,35 @@ func (h *Handler) outcome(ctx context.Context, j *job, r destinations.Result, ms
 	h.c.Log.LogAttrs(ctx, level, msg, attrs...)
 
 	if mr != nil {
-		switch {
-		case failed:
-			mr.Add("ReplicationFailures", metrics.Count, 1, "Reason", o.Code)
-		case j.reconcile != nil:
-			// Reconcile reports its own metrics.
-		case j.delete:
-			mr.Add("ImagesDeleted", metrics.Count, 1)
-		default:
-			mr.Add("ImagesReplicated", metrics.Count, 1)
-			mr.Add("BytesCopied", metrics.Bytes, float64(r.BytesCopied))
-			if !j.at.IsZero() {
-				mr.Add("ReplicationLatency", metrics.Milliseconds, float64(done.Sub(j.at).Milliseconds()))
-			}
-		}
+		h.record(mr, j, r, o.Code, failed, done)
 	}
 	return o
+}
+
+// record adds one result's metrics. Replications, failures and throttled manifest writes
+// are also counted per destination registry (Destination = "account/region", as few
+// values as the rules have destinations), for the dashboard's per-destination widgets.
+func (h *Handler) record(mr *metrics.Recorder, j *job, r destinations.Result, code string, failed bool, done time.Time) {
+	dst := r.Destination.Registry.String()
+	if j.reconcile == nil && !j.delete {
+		mr.Add("PutImageThrottled", metrics.Count, float64(r.ManifestsThrottled), "Destination", dst)
+	}
+	switch {
+	case failed:
+		mr.Add("ReplicationFailures", metrics.Count, 1, "Reason", code)
+		mr.Add("ReplicationFailures", metrics.Count, 1, "Destination", dst)
+	case j.reconcile != nil:
+		// Reconcile reports its own metrics.
+	case j.delete:
+		mr.Add("ImagesDeleted", metrics.Count, 1)
+	default:
+		mr.Add("ImagesReplicated", metrics.Count, 1)
+		mr.Add("ImagesReplicated", metrics.Count, 1, "Destination", dst)
+		mr.Add("BytesCopied", metrics.Bytes, float64(r.BytesCopied))
+		if !j.at.IsZero() {
+			mr.Add("ReplicationLatency", metrics.Milliseconds, float64(done.Sub(j.at).Milliseconds()))
+		}
+	}
 }
 
 // resultDetail reuses the field names of ECR's "ECR Replication Action" event.
