@@ -15,6 +15,7 @@ import (
 	"strings"
 	"sync"
 
+	"github.com/aws/aws-lambda-go/lambda"
 	"github.com/aws/aws-sdk-go-v2/service/eventbridge"
 	"github.com/aws/aws-sdk-go-v2/service/sqs"
 	"github.com/aws/aws-sdk-go-v2/service/ssm"
@@ -156,6 +157,37 @@ func (d *Deps) Serve(getenv func(string) string, emf io.Writer, build func(*Deps
 // MetricConfigurationErrors counts invocations refused for want of a usable rules
 // document.
 const MetricConfigurationErrors = "ConfigurationErrors"
+
+// functions are the handlers the bootstraps serve, by function name.
+var functions = map[string]func(d *Deps) HandlerFunc{
+	"replicate": func(d *Deps) HandlerFunc { return d.Handler(os.Getenv, os.Stdout).Handle },
+	"backfill": func(d *Deps) HandlerFunc {
+		b := d.Backfill(os.Getenv, os.Stdout)
+		return func(ctx context.Context, payload json.RawMessage) (any, error) { return b.Handle(ctx, payload) }
+	},
+}
+
+// EnvServe, in the CLI's environment, names the function the CLI binary runs as instead
+// of a command: the demo runs the binary as the functions' bootstraps wherever it is,
+// without the repository to build them from.
+const EnvServe = "ECR_REPLICATOR_SERVE"
+
+// Start runs the named function ("replicate", "backfill") in a Lambda execution
+// environment, as its bootstrap (functions/<name>) does; an unknown name exits 2.
+func Start(name string) {
+	log := Logger(os.Stdout, os.Getenv)
+	build, ok := functions[name]
+	if !ok {
+		log.Error("no such function (replicate, backfill)", "function", name)
+		os.Exit(2)
+	}
+	deps, err := Load(context.Background(), name, log)
+	if err != nil {
+		lambda.Start(ColdStartFailed(log, err))
+		return
+	}
+	lambda.Start(deps.Serve(os.Getenv, os.Stdout, build))
+}
 
 // ColdStartFailed is the handler a function starts with when its cold start failed (no
 // AWS configuration): every invocation logs and answers the error, which Lambda reports
