@@ -31,7 +31,7 @@
 // request between its effect and its answer) let tests reach every step deterministically.
 //
 // What is emulated follows the AWS pages cited next to each behaviour; what is simplified
-// is said there too (see also README's "Sandbox" section and docs/SANDBOX.md).
+// is said there too (see also docs/SANDBOX.md).
 package sandbox
 
 import (
