@@ -81,6 +81,7 @@ type Source struct {
 	doc     *rules.Document
 	err     error
 	version int64     // the parameter version doc (or err) is of; 0: none read yet
+	value   string    // and its text
 	next    time.Time // when the parameter is read again
 }
 
@@ -197,10 +198,11 @@ func (s *Source) read(ctx context.Context) {
 	}
 	s.next = s.now().Add(s.interval)
 	p := out.Parameter
-	if p.Version == s.version {
+	// The text too: a parameter deleted and created again starts over at version 1.
+	if p.Version == s.version && aws.ToString(p.Value) == s.value {
 		return // unchanged: the document (or the error) read before stands
 	}
-	s.version = p.Version
+	s.version, s.value = p.Version, aws.ToString(p.Value)
 	doc, err := rules.Parse([]byte(aws.ToString(p.Value)))
 	if err == nil {
 		err = s.covered(doc)

@@ -217,6 +217,25 @@ func TestParameterOutage(t *testing.T) {
 	if d, err := src.Current(ctx); err != nil || d.Rules[0].Name != "v2" {
 		t.Fatalf("next check: %v, %v", d, err)
 	}
+	// Deleted and created again with another document: version 1 again, a new document.
+	w.clock.add(rulesource.DefaultCheckInterval)
+	if err := w.sb.DeleteParameter(sandbox.SourceAccount, sandbox.DefaultRegion, param); err != nil {
+		t.Fatal(err)
+	}
+	w.put(t, doc("recreated", destRole))
+	fresh := w.source(nil)
+	if d, err := fresh.Current(ctx); err != nil || d.Rules[0].Name != "recreated" {
+		t.Fatalf("a new environment: %v, %v", d, err)
+	}
+	if err := w.sb.DeleteParameter(sandbox.SourceAccount, sandbox.DefaultRegion, param); err != nil {
+		t.Fatal(err)
+	}
+	w.put(t, doc("recreated-again", destRole))
+	w.clock.add(rulesource.DefaultCheckInterval)
+	if d, err := fresh.Current(ctx); err != nil || d.Rules[0].Name != "recreated-again" {
+		t.Fatalf("the parameter deleted and created again (version 1 both times): %v, %v; want the new document", d, err)
+	}
+
 	// A parameter that does not exist (or that the function may not read) is as loud.
 	gone := rulesource.New(env(map[string]string{rulesource.EnvParameter: "/nosuch"}), os.ReadFile, rulesource.WithParameterReader(w.ssm))
 	if _, err := gone.Current(ctx); err == nil || !strings.Contains(err.Error(), "ParameterNotFound") {

@@ -11,10 +11,12 @@ import (
 )
 
 // Systems Manager Parameter Store (AWS JSON 1.1, X-Amz-Target AmazonSSM.<Operation>): what
-// a deployment that keeps its rules document in a parameter needs — PutParameter and
-// GetParameter, versions, tiers and their size limits, IAM on the parameter's ARN.
+// a deployment that keeps its rules document in a parameter needs — PutParameter,
+// GetParameter and DeleteParameter, versions, tiers and their size limits, IAM on the
+// parameter's ARN.
 // https://docs.aws.amazon.com/systems-manager/latest/APIReference/API_PutParameter.html
 // https://docs.aws.amazon.com/systems-manager/latest/APIReference/API_GetParameter.html
+// https://docs.aws.amazon.com/systems-manager/latest/APIReference/API_DeleteParameter.html
 
 // Parameter tiers and their value limits: 4 KB standard, 8 KB advanced; the API's message
 // counts characters ("Standard tier parameters support a maximum parameter value of 4096
@@ -96,6 +98,8 @@ func (s *Sandbox) ssmCall(c *caller, op string, body []byte, entry *Entry) (any,
 		return st.put(key, &in, s.now())
 	case "GetParameter":
 		return st.get(key, selector, in.WithDecryption)
+	case "DeleteParameter":
+		return st.delete(key)
 	}
 	return nil, errorf(400, "UnknownOperationException", "the sandbox does not emulate ssm:%s", op)
 }
@@ -165,6 +169,16 @@ func (st *ssmState) put(key ssmKey, in *ssmInput, now time.Time) (any, *apiError
 	return map[string]any{"Version": p.latest, "Tier": tier}, nil
 }
 
+// delete removes a parameter with its history: one created again under the name starts
+// over at version 1 (guess: a new parameter; the API reference does not say).
+func (st *ssmState) delete(key ssmKey) (any, *apiError) {
+	if st.params[key] == nil {
+		return nil, errorf(400, "ParameterNotFound", "")
+	}
+	delete(st.params, key)
+	return struct{}{}, nil
+}
+
 func (st *ssmState) get(key ssmKey, selector string, decrypt bool) (any, *apiError) {
 	p := st.params[key]
 	if p == nil {
@@ -197,6 +211,17 @@ func (st *ssmState) get(key ssmKey, selector string, decrypt bool) (any, *apiErr
 		"Value":            value,
 		"Version":          version,
 	}}, nil
+}
+
+// DeleteParameter deletes a parameter as that account's DeleteParameter would.
+func (s *Sandbox) DeleteParameter(accountID, region, name string) error {
+	st := s.ssm()
+	st.mu.Lock()
+	defer st.mu.Unlock()
+	if _, aerr := st.delete(ssmKey{accountID, region, name}); aerr != nil {
+		return aerr
+	}
+	return nil
 }
 
 // PutParameter stores a parameter in an account and region as that account's PutParameter

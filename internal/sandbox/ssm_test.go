@@ -98,6 +98,17 @@ func TestParameterStore(t *testing.T) {
 		t.Errorf("SecureString with decryption: %+v %v", dec, err)
 	}
 
+	// Deleted and created again: a new parameter, at version 1.
+	if _, err := admin.DeleteParameter(e.ctx, &ssm.DeleteParameterInput{Name: aws.String("/other")}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := admin.DeleteParameter(e.ctx, &ssm.DeleteParameterInput{Name: aws.String("/other")}); errorCode(err) != "ParameterNotFound" {
+		t.Errorf("deleting a deleted parameter: %v", err)
+	}
+	if out, err := put("/other", "y", "", false); err != nil || out.Version != 1 {
+		t.Errorf("created again: %+v %v", out, err)
+	}
+
 	// What tests and the demo use.
 	if v, err := sb.PutParameter(sandbox.SourceAccount, sandbox.DefaultRegion, name, "rules: v3", "", true); err != nil || v != 3 {
 		t.Errorf("PutParameter: %d %v", v, err)
