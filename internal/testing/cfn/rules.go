@@ -111,41 +111,45 @@ func (r *Template) evalRule(expr any) (bool, error) {
 			if len(args) != 2 {
 				return false, fmt.Errorf("%s of %v", fn, arg)
 			}
-			list, err := r.ruleList(args[0])
-			if err != nil {
-				return false, err
-			}
-			switch fn {
-			case "Fn::Contains":
-				v, err := r.condValue(args[1])
-				return slices.Contains(list, fmt.Sprint(v)), err
-			case "Fn::EachMemberEquals":
-				v, err := r.condValue(args[1])
-				if err != nil {
-					return false, err
-				}
-				for _, e := range list {
-					if e != fmt.Sprint(v) {
-						return false, nil
-					}
-				}
-				return true, nil
-			default:
-				allowed, err := r.ruleList(args[1])
-				if err != nil {
-					return false, err
-				}
-				for _, e := range list {
-					if !slices.Contains(allowed, e) {
-						return false, nil
-					}
-				}
-				return true, nil
-			}
+			return r.evalMembers(fn, args[0], args[1])
 		}
 		return false, fmt.Errorf("unsupported rule function %s", fn)
 	}
 	return false, nil
+}
+
+// evalMembers evaluates the rule functions on a list: whether it contains a value, whether
+// each member equals one, whether each member is in another list.
+func (r *Template) evalMembers(fn string, listArg, other any) (bool, error) {
+	list, err := r.ruleList(listArg)
+	if err != nil {
+		return false, err
+	}
+	if fn == "Fn::EachMemberIn" {
+		allowed, err := r.ruleList(other)
+		if err != nil {
+			return false, err
+		}
+		for _, e := range list {
+			if !slices.Contains(allowed, e) {
+				return false, nil
+			}
+		}
+		return true, nil
+	}
+	v, err := r.condValue(other)
+	if err != nil {
+		return false, err
+	}
+	if fn == "Fn::Contains" {
+		return slices.Contains(list, fmt.Sprint(v)), nil
+	}
+	for _, e := range list {
+		if e != fmt.Sprint(v) {
+			return false, nil
+		}
+	}
+	return true, nil
 }
 
 // ruleList resolves a list operand: a literal list, or a Ref to a list parameter (a
