@@ -9,7 +9,7 @@ VERSION      ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo
 LDFLAGS      := -s -w -X github.com/ecr-replicator/ecr-replicator/internal/cli.Version=$(VERSION)
 TEST_TIMEOUT ?= 9m
 
-.PHONY: all build cli test lint fmt-check vet clean demo demo-bin
+.PHONY: all build cli test lint fmt-check vet cfn-lint clean demo demo-bin
 
 ## all: the default target: build
 all: build
@@ -21,8 +21,8 @@ build: cli build-functions
 cli:
 	$(GO) build -trimpath -ldflags "$(LDFLAGS)" -o bin/ecr-replicator ./cmd/ecr-replicator
 
-## test: gofmt check, go vet, and every test (unit, integration against the sandbox, short fuzz seeds)
-test: fmt-check vet
+## test: gofmt check, go vet, cfn-lint where installed, and every test (unit, integration against the sandbox, short fuzz seeds)
+test: fmt-check vet cfn-lint
 	$(GO) test -count=1 -timeout $(TEST_TIMEOUT) ./...
 
 ## fmt-check: fail listing the Go files gofmt would change
@@ -35,8 +35,22 @@ vet:
 	$(GO) vet ./...
 	$(GO) -C bench vet ./...
 
-## lint: fmt-check and vet, without the tests
-lint: fmt-check vet
+## lint: fmt-check, vet and cfn-lint, without the tests
+lint: fmt-check vet cfn-lint
+
+# cfn-lint is AWS's CloudFormation linter (it applies the SAM transform, as `sam validate
+# --lint` does); -c I includes its informational checks (-I only turns on its logging). It
+# is Python, not a Go tool, so it is not pinned: where it is not installed, the templates
+# are not linted and this says so.
+CFN_LINT ?= cfn-lint
+TEMPLATES := template.yaml infra/destination-role.yaml
+## cfn-lint: lint both templates with AWS's linter (informational checks on), where it is installed
+cfn-lint:
+	@if command -v $(CFN_LINT) >/dev/null 2>&1; then \
+		echo "$(CFN_LINT) -c I -- $(TEMPLATES)"; $(CFN_LINT) -c I -- $(TEMPLATES); \
+	else \
+		echo "cfn-lint is not installed: the templates were NOT linted (pip install cfn-lint)"; \
+	fi
 
 DEMO_BIN := .demo/bin
 

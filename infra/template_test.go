@@ -62,6 +62,8 @@ func TestTemplateStructure(t *testing.T) {
 		"ReconcileFailuresAlarm":       "AWS::CloudWatch::Alarm",
 		"ReconcileFunctionErrorsAlarm": "AWS::CloudWatch::Alarm",
 		"ReplicatorPullTimeExclusion":  "AWS::ECR::PullTimeUpdateExclusion",
+		"ConfigurationErrorsAlarm":     "AWS::CloudWatch::Alarm",
+		"Dashboard":                    "AWS::CloudWatch::Dashboard",
 	}
 	got := map[string]string{}
 	for name, res := range r.section(r.raw, "Resources") {
@@ -209,9 +211,11 @@ func TestFunctions(t *testing.T) {
 
 	lg := r.typed().Resources
 	for _, name := range []string{"ReplicateLogGroup", "BackfillLogGroup", "ReconcileLogGroup"} {
+		// Named by CloudFormation: a group kept from a deleted stack must not collide
+		// with the one a new stack of the same name creates (the outputs give the name).
 		g, err := r.typed().GetLogsLogGroupWithName(name)
-		if err != nil || g.RetentionInDays == nil || *g.RetentionInDays != 30 || g.LogGroupName == nil {
-			t.Errorf("%s = %+v (%v), want a named group with 30 days retention", name, lg[name], err)
+		if err != nil || g.RetentionInDays == nil || *g.RetentionInDays != 30 || g.LogGroupName != nil {
+			t.Errorf("%s = %+v (%v), want a group named by CloudFormation with 30 days retention", name, lg[name], err)
 		}
 	}
 }
@@ -220,18 +224,18 @@ func TestFunctionEnvironment(t *testing.T) {
 	r := render(t, sourceTemplate, destination(nil))
 	for _, name := range []string{"ReplicateFunction", "BackfillFunction", "ReconcileFunction"} {
 		env := r.function(name).Environment.Variables
-		want := []string{"COPY_QUEUE_URL", "LOG_LEVEL", "METRICS_NAMESPACE", "PUT_IMAGE_RATE", "REPLICATION_QUEUE_URL", "REPLICATION_RULES", "RESULT_EVENT_BUS"}
+		want := []string{"COPY_QUEUE_URL", "DESTINATION_ROLE_ARNS", "LOG_LEVEL", "METRICS_NAMESPACE", "PUT_IMAGE_RATE", "REPLICATION_QUEUE_URL", "REPLICATION_RULES", "REPLICATION_RULES_CHECK_SECONDS", "REPLICATION_RULES_PARAMETER", "RESULT_EVENT_BUS"}
 		switch name {
 		case "ReplicateFunction":
 			// Its invocations start at their share of the quota: the copy queue's
 			// concurrency is how many write at once. The backfill function is one
 			// invocation.
-			want = []string{"COPY_QUEUE_URL", "LOG_LEVEL", "METRICS_NAMESPACE", "PUT_IMAGE_RATE", "PUT_IMAGE_WRITERS", "REPLICATION_QUEUE_URL", "REPLICATION_RULES", "RESULT_EVENT_BUS"}
+			want = []string{"COPY_QUEUE_URL", "DESTINATION_ROLE_ARNS", "LOG_LEVEL", "METRICS_NAMESPACE", "PUT_IMAGE_RATE", "PUT_IMAGE_WRITERS", "REPLICATION_QUEUE_URL", "REPLICATION_RULES", "REPLICATION_RULES_CHECK_SECONDS", "REPLICATION_RULES_PARAMETER", "RESULT_EVENT_BUS"}
 			if fmt.Sprint(env["PUT_IMAGE_WRITERS"]) != "2" {
 				t.Errorf("PUT_IMAGE_WRITERS = %v, want CopyConcurrency's default 2", env["PUT_IMAGE_WRITERS"])
 			}
 		case "ReconcileFunction":
-			want = []string{"COPY_QUEUE_URL", "LOG_LEVEL", "METRICS_NAMESPACE", "PUT_IMAGE_RATE", "RECONCILE_QUEUE_URL", "REPLICATION_QUEUE_URL", "REPLICATION_RULES", "RESULT_EVENT_BUS"}
+			want = []string{"COPY_QUEUE_URL", "DESTINATION_ROLE_ARNS", "LOG_LEVEL", "METRICS_NAMESPACE", "PUT_IMAGE_RATE", "RECONCILE_QUEUE_URL", "REPLICATION_QUEUE_URL", "REPLICATION_RULES", "REPLICATION_RULES_CHECK_SECONDS", "REPLICATION_RULES_PARAMETER", "RESULT_EVENT_BUS"}
 			if env["RECONCILE_QUEUE_URL"] != "ref:ReconcileQueue" {
 				t.Errorf("RECONCILE_QUEUE_URL = %v, want ref:ReconcileQueue", env["RECONCILE_QUEUE_URL"])
 			}
@@ -243,7 +247,7 @@ func TestFunctionEnvironment(t *testing.T) {
 			"LOG_LEVEL": "info", "METRICS_NAMESPACE": "ECRReplicator",
 			"REPLICATION_QUEUE_URL": "ref:ReplicationQueue", "RESULT_EVENT_BUS": "",
 			"COPY_QUEUE_URL": "ref:CopyQueue",
-			"PUT_IMAGE_RATE": "10",
+			"PUT_IMAGE_RATE": "10", "REPLICATION_RULES_PARAMETER": "", "REPLICATION_RULES_CHECK_SECONDS": "60",
 		} {
 			if fmt.Sprint(env[k]) != v {
 				t.Errorf("%s: %s = %v, want %q", name, k, env[k], v)
@@ -339,14 +343,12 @@ func TestRulesDocument(t *testing.T) {
 		})
 	}
 
-	t.Run("override", func(t *testing.T) {
-		doc := "rules:\n  - name: prod\n    destinations: []\n"
-		r := render(t, sourceTemplate, map[string]any{
-			"ReplicationRules": doc, "DestinationRoleArns": "arn:aws:iam::222222222222:role/a",
-		})
+	t.Run("parameter", func(t *testing.T) {
+		r := render(t, sourceTemplate, map[string]any{"RulesParameterName": "/ecr-replicator/rules", "RulesCheckSeconds": 30})
 		for _, name := range []string{"ReplicateFunction", "BackfillFunction", "ReconcileFunction"} {
-			if got := r.function(name).Environment.Variables["REPLICATION_RULES"]; got != doc {
-				t.Errorf("%s: REPLICATION_RULES = %q, want the ReplicationRules parameter", name, got)
+			env := r.function(name).Environment.Variables
+			if env["REPLICATION_RULES"] != "" || env["REPLICATION_RULES_PARAMETER"] != "/ecr-replicator/rules" || fmt.Sprint(env["REPLICATION_RULES_CHECK_SECONDS"]) != "30" {
+				t.Errorf("%s: environment %v, want the parameter's name and no document", name, env)
 			}
 		}
 	})
@@ -618,24 +620,37 @@ func TestReplicatorRole(t *testing.T) {
 		}), with(map[string][]string{
 			"sts:AssumeRole":   {"arn:aws:iam::222222222222:role/custom"},
 			"events:PutEvents": {bus}})},
-		{"rules override", map[string]any{
-			"ReplicationRules":    "rules: []",
+		{"rules parameter", map[string]any{
+			"RulesParameterName":  "/ecr-replicator/rules",
 			"DestinationRoleArns": "arn:aws:iam::222222222222:role/a,arn:aws:iam::333333333333:role/b",
 		}, with(map[string][]string{
-			"sts:AssumeRole": {"arn:aws:iam::222222222222:role/a", "arn:aws:iam::333333333333:role/b"}})},
-		{"rules override, standard role name", map[string]any{"ReplicationRules": "rules: []"}, with(map[string][]string{
-			"sts:AssumeRole": {"arn:aws:iam::*:role/ecr-replicator-destination"}})},
+			"sts:AssumeRole":   {"arn:aws:iam::222222222222:role/a", "arn:aws:iam::333333333333:role/b"},
+			"ssm:GetParameter": {"arn:aws:ssm:us-east-1:111111111111:parameter/ecr-replicator/rules"}})},
+		{"rules parameter, the StackSet's role name", map[string]any{"RulesParameterName": "/platform/ecr/rules"}, with(map[string][]string{
+			"sts:AssumeRole":   {"arn:aws:iam::*:role/ecr-replicator-destination"},
+			"ssm:GetParameter": {"arn:aws:ssm:us-east-1:111111111111:parameter/platform/ecr/rules"}})},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
-			checkRole(t, render(t, sourceTemplate, tc.params), "ReplicatorRole", tc.want)
+			r := render(t, sourceTemplate, tc.params)
+			checkRole(t, r, "ReplicatorRole", tc.want)
 			// The reconcile's role lists and sends; it assumes the same destination roles
-			// (for list-only sessions) and writes to no registry.
+			// (for list-only sessions), reads the same rules, and writes to no registry.
 			want := map[string][]string{"sts:AssumeRole": tc.want["sts:AssumeRole"]}
+			if g, ok := tc.want["ssm:GetParameter"]; ok {
+				want["ssm:GetParameter"] = g
+			}
 			for k, v := range reconciler {
 				want[k] = v
 			}
-			checkRole(t, render(t, sourceTemplate, tc.params), "ReconcilerRole", want)
+			checkRole(t, r, "ReconcilerRole", want)
+			// The functions check a rules document against the same list.
+			for _, name := range []string{"ReplicateFunction", "BackfillFunction", "ReconcileFunction"} {
+				env, _ := r.function(name).Environment.Variables["DESTINATION_ROLE_ARNS"].(string)
+				if !reflect.DeepEqual(sorted(strings.Split(env, ",")), sorted(tc.want["sts:AssumeRole"])) {
+					t.Errorf("%s: DESTINATION_ROLE_ARNS = %q, want the sts:AssumeRole grant %v", name, env, tc.want["sts:AssumeRole"])
+				}
+			}
 		})
 	}
 }
@@ -713,6 +728,7 @@ func TestAlarms(t *testing.T) {
 		"ReconcileOverrunAlarm":        {"ECRReplicator", "ReconcileOverrun", "", ""},
 		"ReconcileFailuresAlarm":       {"ECRReplicator", "ReconcileFailures", "", ""},
 		"ReconcileFunctionErrorsAlarm": {"AWS/Lambda", "Errors", "FunctionName", "ref:ReconcileFunction"},
+		"ConfigurationErrorsAlarm":     {"ECRReplicator", "ConfigurationErrors", "", ""},
 	}
 	topic := "arn:aws:sns:us-east-1:111111111111:ops"
 	for _, withTopic := range []bool{false, true} {
@@ -750,15 +766,24 @@ func TestAlarms(t *testing.T) {
 func TestOutputs(t *testing.T) {
 	tmpl := render(t, sourceTemplate, destination(nil)).typed()
 	want := map[string]string{
-		"ReplicatorRoleArn":    "getatt:ReplicatorRole.Arn",
-		"ReconcilerRoleArn":    "getatt:ReconcilerRole.Arn",
-		"ReconcileFunctionArn": "getatt:ReconcileFunction.Arn",
-		"ReplicateFunctionArn": "getatt:ReplicateFunction.Arn",
-		"BackfillFunctionArn":  "getatt:BackfillFunction.Arn",
-		"ReplicationQueueUrl":  "ref:ReplicationQueue",
-		"ReconcileQueueUrl":    "ref:ReconcileQueue",
-		"CopyQueueUrl":         "ref:CopyQueue",
-		"DeadLetterQueueUrl":   "ref:DeadLetterQueue",
+		"ReplicatorRoleArn":     "getatt:ReplicatorRole.Arn",
+		"ReplicateFunctionArn":  "getatt:ReplicateFunction.Arn",
+		"BackfillFunctionArn":   "getatt:BackfillFunction.Arn",
+		"ReplicationQueueUrl":   "ref:ReplicationQueue",
+		"ReconcileQueueUrl":     "ref:ReconcileQueue",
+		"CopyQueueUrl":          "ref:CopyQueue",
+		"DeadLetterQueueUrl":    "ref:DeadLetterQueue",
+		"ReplicationQueueArn":   "getatt:ReplicationQueue.Arn",
+		"ReconcileQueueArn":     "getatt:ReconcileQueue.Arn",
+		"CopyQueueArn":          "getatt:CopyQueue.Arn",
+		"DeadLetterQueueArn":    "getatt:DeadLetterQueue.Arn",
+		"ReplicateLogGroupName": "ref:ReplicateLogGroup",
+		"BackfillLogGroupName":  "ref:BackfillLogGroup",
+		"DashboardName":         "ref:Dashboard",
+		"DashboardUrl":          "https://us-east-1.console.aws.amazon.com/cloudwatch/home?region=us-east-1#dashboards:name=ref:Dashboard",
+		"ReconcilerRoleArn":     "getatt:ReconcilerRole.Arn",
+		"ReconcileFunctionArn":  "getatt:ReconcileFunction.Arn",
+		"ReconcileLogGroupName": "ref:ReconcileLogGroup",
 	}
 	got := map[string]string{}
 	for name, o := range tmpl.Outputs {

@@ -273,5 +273,5 @@ func reconcilerAs(t *testing.T, w *sandboxtest.World, log *slog.Logger) interfac
 	if err != nil {
 		t.Fatal(err)
 	}
-	return wiring.New(cfg, "reconcile", log, os.Getenv).Reconciler(os.Getenv, io.Discard)
+	return wiring.New(w.Ctx, cfg, "reconcile", log, os.Getenv).Reconciler(os.Getenv, io.Discard)
 }

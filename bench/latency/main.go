@@ -43,7 +43,7 @@ import (
 
 const (
 	extID = "bench-latency"
-	// target is the README's latency goal: p99 of push → replica at most this plus the
+	// target is the latency goal (docs/PERFORMANCE.md): p99 of push → replica at most this plus the
 	// time the bytes take.
 	target = 2 * time.Second
 )

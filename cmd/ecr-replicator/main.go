@@ -10,9 +10,15 @@ import (
 	"syscall"
 
 	"github.com/ecr-replicator/ecr-replicator/internal/cli"
+	"github.com/ecr-replicator/ecr-replicator/internal/wiring"
 )
 
 func main() {
+	// Run as a function's bootstrap (the demo, where the bootstraps are not built).
+	if name := os.Getenv(wiring.EnvServe); name != "" {
+		wiring.Start(name)
+		return
+	}
 	// The first Ctrl-C (or SIGTERM) cancels the run, which then reports what is done and
 	// what is left and exits 130 (143 for SIGTERM: 128 + the signal, as a shell reports a
 	// process the signal ended); a second one ends the process at once.

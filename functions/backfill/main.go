@@ -2,26 +2,6 @@
 // wiring only; the logic is in internal/backfill.
 package main
 
-import (
-	"context"
-	"os"
+import "github.com/ecr-replicator/ecr-replicator/internal/wiring"
 
-	"github.com/aws/aws-lambda-go/lambda"
-
-	"github.com/ecr-replicator/ecr-replicator/internal/wiring"
-)
-
-func main() {
-	log := wiring.Logger(os.Stdout, os.Getenv)
-	deps, err := wiring.Load(context.Background(), "backfill", log)
-	if err != nil {
-		lambda.Start(wiring.ColdStartFailed(log, err))
-		return
-	}
-	if deps.RulesErr != nil {
-		log.Error("invalid rules document", "error", deps.RulesErr.Error())
-	} else {
-		log.Info("rules loaded", "rules", deps.Rules.String())
-	}
-	lambda.Start(deps.Backfill(os.Getenv, os.Stdout).Handle)
-}
+func main() { wiring.Start("backfill") }

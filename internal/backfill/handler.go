@@ -11,7 +11,7 @@ import (
 // included, is the response.
 func (b *Backfill) Handle(ctx context.Context, payload json.RawMessage) (*Response, error) {
 	if b.RulesErr != nil {
-		b.log().Error("invalid rules document; fix the configuration (REPLICATION_RULES)", "error", b.RulesErr.Error())
+		b.log().Error("invalid rules document; fix the configuration (the rules document or its parameter)", "error", b.RulesErr.Error())
 		return nil, fmt.Errorf("configuration error: invalid rules document: %w", b.RulesErr)
 	}
 	req, err := ParseRequest(payload)

@@ -25,7 +25,7 @@ wait for the file and source it without racing the start-up.
 
 The environment: AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY of the source account's
 "replicator" user; AWS_REGION and AWS_DEFAULT_REGION (AWS CLI v1 reads only the latter);
-AWS_ENDPOINT_URL_ECR, _STS, _SQS and _EVENTBRIDGE, which the AWS SDKs and the AWS CLI
+AWS_ENDPOINT_URL_ECR, _STS, _SQS, _EVENTBRIDGE and _SSM, which the AWS SDKs and the AWS CLI
 v2.13.0+ and v1.29.0+ honour (older CLIs need --endpoint-url "$AWS_ENDPOINT_URL_ECR" on
 every command); and SANDBOX_* variables: each account's ID and loopback registry host,
 the destination role's ARN and the external ID its trust policy requires.

@@ -112,6 +112,10 @@ type Result struct {
 	ManifestsWritten          int
 	ManifestsSkipped          int
 	ReferrersCopied           int
+	// ManifestsThrottled counts the manifest writes the destination refused with 429
+	// (ECR's PutImage quota) and that were sent again: pressure on the quota, whether or
+	// not the copy then succeeded.
+	ManifestsThrottled int
 
 	// SourceTagMissing: the source no longer has Tag — deleted after the destination tag
 	// was written, or already before (with a Tag-only request, that is also the error:
@@ -317,11 +321,13 @@ func validate(req Request) (v1.Hash, error) {
 func (c *Run) Copy(ctx context.Context, req Request) Result {
 	start := time.Now()
 	res := Result{Digest: req.Digest, Tag: req.Tag}
+	ctx, throttled := countThrottles(ctx)
 	s, digest, err := c.newSession(req)
 	if err == nil {
 		err = s.run(ctx, digest, &res)
 		s.fill(&res)
 	}
+	res.ManifestsThrottled = int(throttled.Load())
 	res.Duration = time.Since(start)
 	res.Err = err
 	written := res.BlobsCopied > 0 || res.ManifestsWritten > 0

@@ -647,6 +647,9 @@ func TestThrottledManifestPutHonoursRetryAfter(t *testing.T) {
 		t.Fatalf("took %v, want about the 1s Retry-After", el)
 	}
 	wantTag(t, e.dstRepo.Tag("v1"), d)
+	if res.ManifestsThrottled != 1 {
+		t.Errorf("ManifestsThrottled = %d, want the one 429 (the PutImage throttling metric counts it)", res.ManifestsThrottled)
+	}
 }
 
 func TestServerErrorThenSuccess(t *testing.T) {
@@ -702,6 +705,8 @@ func TestPersistentThrottlingIsRetryable(t *testing.T) {
 	}
 	if n := e.dst.count(method("PUT", "manifest")); n < 2 || n > 10 {
 		t.Fatalf("manifest PUT attempts %d: want bounded retries", n)
+	} else if res.ManifestsThrottled != n {
+		t.Errorf("ManifestsThrottled = %d, want every one of the %d refused writes", res.ManifestsThrottled, n)
 	}
 }
 

@@ -10,6 +10,7 @@ import (
 	"net/http/httptrace"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/ecr-replicator/ecr-replicator/internal/retry"
@@ -43,6 +44,15 @@ type retryTransport struct {
 }
 
 type noRetryKey struct{}
+
+// throttleCountKey holds, in a copy's context, the count of its throttled manifest writes
+// (Result.ManifestsThrottled).
+type throttleCountKey struct{}
+
+func countThrottles(ctx context.Context) (context.Context, *atomic.Int64) {
+	n := new(atomic.Int64)
+	return context.WithValue(ctx, throttleCountKey{}, n), n
+}
 
 // withoutRetry marks requests the retry transport sends only once.
 func withoutRetry(ctx context.Context) context.Context {
@@ -105,6 +115,9 @@ func (t *retryTransport) attempt(req *http.Request) (*http.Response, error) {
 	case err != nil:
 	case resp.StatusCode == http.StatusTooManyRequests:
 		p.throttled(sent, time.Now())
+		if n, ok := req.Context().Value(throttleCountKey{}).(*atomic.Int64); ok {
+			n.Add(1)
+		}
 	case resp.StatusCode < 300:
 		p.accepted(time.Now())
 	}

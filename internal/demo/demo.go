@@ -37,6 +37,7 @@ import (
 	"github.com/google/go-containerregistry/pkg/v1/types"
 
 	"github.com/ecr-replicator/ecr-replicator/internal/lambdarun"
+	"github.com/ecr-replicator/ecr-replicator/internal/rulesource"
 	"github.com/ecr-replicator/ecr-replicator/internal/sandbox"
 	"github.com/ecr-replicator/ecr-replicator/internal/sandbox/eventsource"
 	"github.com/ecr-replicator/ecr-replicator/internal/sandbox/signin"
@@ -46,10 +47,16 @@ import (
 // ReplicaTimeout bounds the wait for each push's replica in the destination.
 const ReplicaTimeout = 60 * time.Second
 
+// RulesParameter is the Systems Manager parameter the demo keeps its rules in.
+const RulesParameter = "/ecr-replicator/rules"
+
 // Binaries are what the demo runs: the two functions' bootstraps (built for this host)
 // and the Runtime Interface Emulator.
 type Binaries struct {
 	Replicate, Backfill, RIE string
+	// Serve: the bootstraps are this program, told which function to be by
+	// wiring.EnvServe (Locate).
+	Serve bool
 }
 
 // BinariesIn names the binaries `make demo` builds into dir.
@@ -158,9 +165,16 @@ func Run(ctx context.Context, bins Binaries, w io.Writer) ([]Row, error) {
 	if err != nil {
 		return nil, err
 	}
-	rules := fmt.Sprintf(`{"rules":[{"name":"demo","repositories":["team-a/**"],"destinations":[{"accountId":%q,"region":%q,"roleArn":%q,"externalId":%q,"repositoryPrefix":"mirror/"}]}]}`,
+	// The rules, as a platform team keeps them: a Systems Manager parameter the functions
+	// read (template.yaml's RulesParameterName).
+	rules := fmt.Sprintf("rules:\n  - name: demo\n    repositories: [\"team-a/**\"]\n    destinations:\n      - {accountId: %q, region: %s, roleArn: %s, externalId: %s, repositoryPrefix: mirror/}\n",
 		sandbox.DestinationAccount, sandbox.DefaultRegion, sandbox.RoleARN(sandbox.DestinationAccount, sandbox.DestinationRole), extID)
-	fnEnv := map[string]string{"REPLICATION_RULES": rules, "AWS_CONFIG_FILE": os.DevNull, "AWS_SHARED_CREDENTIALS_FILE": os.DevNull}
+	version, err := sb.PutParameter(sandbox.SourceAccount, sandbox.DefaultRegion, RulesParameter, rules, "", false)
+	if err != nil {
+		return nil, err
+	}
+	step("rules document in the source account's Parameter Store: %s (version %d), read by the functions at cold start", RulesParameter, version)
+	fnEnv := map[string]string{rulesource.EnvParameter: RulesParameter, "AWS_CONFIG_FILE": os.DevNull, "AWS_SHARED_CREDENTIALS_FILE": os.DevNull}
 	for k, v := range env {
 		fnEnv[k] = v
 	}
@@ -175,7 +189,7 @@ func Run(ctx context.Context, bins Binaries, w io.Writer) ([]Row, error) {
 			replicateEnv[k] = v
 		}
 	}
-	pool := lambdarun.NewPool(bins.RIE, bins.Replicate, dir, "ecr-replicator-replicate", replicateEnv)
+	pool := lambdarun.NewPool(bins.RIE, bins.Replicate, dir, "ecr-replicator-replicate", bins.serveEnv("replicate", replicateEnv))
 	defer pool.Stop()
 	envs := eventsource.NewEnvironments(func() (eventsource.Handler, error) {
 		f, err := pool.New()
@@ -209,7 +223,7 @@ func Run(ctx context.Context, bins Binaries, w io.Writer) ([]Row, error) {
 	if err := os.MkdirAll(bdir, 0o755); err != nil {
 		return nil, err
 	}
-	backfill, err := lambdarun.Start(bins.RIE, bins.Backfill, bdir, "ecr-replicator-backfill", fnEnv)
+	backfill, err := lambdarun.Start(bins.RIE, bins.Backfill, bdir, "ecr-replicator-backfill", bins.serveEnv("backfill", fnEnv))
 	if err != nil {
 		return nil, err
 	}

@@ -95,7 +95,7 @@ func New(c Config) *Handler {
 // failed. An invalid rules document fails every invocation.
 func (h *Handler) Handle(ctx context.Context, payload json.RawMessage) (any, error) {
 	if h.c.RulesErr != nil {
-		h.c.Log.Error("invalid rules document; fix the configuration (REPLICATION_RULES)", "error", h.c.RulesErr.Error())
+		h.c.Log.Error("invalid rules document; fix the configuration (the rules document or its parameter)", "error", h.c.RulesErr.Error())
 		return nil, fmt.Errorf("configuration error: invalid rules document: %w", h.c.RulesErr)
 	}
 	if h.c.Rules == nil {

@@ -76,6 +76,18 @@ func TestDirectPushReplicatesDigestAndTag(t *testing.T) {
 	if !strings.Contains(logs.String(), `"ImagesReplicated":1`) || !strings.Contains(logs.String(), `"CloudWatchMetrics"`) || !strings.Contains(logs.String(), `"ReplicationLatency"`) {
 		t.Errorf("no EMF line:\n%s", logs)
 	}
+	// The dashboard's per-destination widgets: the same count with the Destination
+	// dimension, and the destination's throttled manifest writes (none here).
+	perDestination := false
+	for _, l := range jsonLines(logs.String()) {
+		if l["Destination"] == dstAcct+"/"+region && l["ImagesReplicated"] == 1.0 && l["PutImageThrottled"] == 0.0 &&
+			strings.Contains(l["_raw"].(string), `"Dimensions":[["Destination"]]`) {
+			perDestination = true
+		}
+	}
+	if !perDestination {
+		t.Errorf("no EMF line with ImagesReplicated and PutImageThrottled by Destination:\n%s", logs)
+	}
 	evs := f.sb.PutEvents()
 	if len(evs) != 1 || evs[0].Source != "ecr-replicator" || evs[0].DetailType != "ECR Image Replication" || evs[0].EventBus != bus {
 		t.Fatalf("result events = %+v", evs)
@@ -290,6 +302,13 @@ func TestLayerTooLargeForTheFunction(t *testing.T) {
 	}
 	if !strings.Contains(logs.String(), `"Reason":"TOO_LARGE_FOR_FUNCTION"`) {
 		t.Errorf("not counted in ReplicationFailures:\n%s", logs)
+	}
+	failedAt := false
+	for _, l := range jsonLines(logs.String()) {
+		failedAt = failedAt || (l["Destination"] == dstAcct+"/"+region && l["ReplicationFailures"] == 1.0)
+	}
+	if !failedAt {
+		t.Errorf("not counted in ReplicationFailures by Destination:\n%s", logs)
 	}
 	if evs := f.sb.PutEvents(); len(evs) != 1 || !strings.Contains(string(evs[0].Detail), `"outcome":"too-large-for-function"`) {
 		t.Errorf("result events: %+v", evs)

@@ -137,20 +137,28 @@ func (h *Handler) outcome(ctx context.Context, j *job, r destinations.Result, ms
 	}
 	h.c.Log.LogAttrs(ctx, level, msg, attrs...)
 	if mr != nil {
-		record(mr, j, o, r, failed, done)
+		record(mr, j, r, o.Code, failed, done)
 	}
 	return o
 }
 
-// record adds one result's metrics.
-func record(mr *metrics.Recorder, j *job, o Outcome, r destinations.Result, failed bool, done time.Time) {
+// record adds one result's metrics. Replications, failures and throttled manifest writes
+// are also counted per destination registry (Destination = "account/region", as few
+// values as the rules have destinations), for the dashboard's per-destination widgets.
+func record(mr *metrics.Recorder, j *job, r destinations.Result, code string, failed bool, done time.Time) {
+	dst := r.Destination.Registry.String()
+	if !j.delete {
+		mr.Add("PutImageThrottled", metrics.Count, float64(r.ManifestsThrottled), "Destination", dst)
+	}
 	switch {
 	case failed:
-		mr.Add("ReplicationFailures", metrics.Count, 1, "Reason", o.Code)
+		mr.Add("ReplicationFailures", metrics.Count, 1, "Reason", code)
+		mr.Add("ReplicationFailures", metrics.Count, 1, "Destination", dst)
 	case j.delete:
 		mr.Add("ImagesDeleted", metrics.Count, 1)
 	default:
 		mr.Add("ImagesReplicated", metrics.Count, 1)
+		mr.Add("ImagesReplicated", metrics.Count, 1, "Destination", dst)
 		mr.Add("BytesCopied", metrics.Bytes, float64(r.BytesCopied))
 		if !j.at.IsZero() {
 			mr.Add("ReplicationLatency", metrics.Milliseconds, float64(done.Sub(j.at).Milliseconds()))

@@ -25,6 +25,10 @@ import (
 // RIEPackage is the emulator's main package, pinned in go.mod as a tool.
 const RIEPackage = "github.com/aws/aws-lambda-runtime-interface-emulator/cmd/aws-lambda-rie"
 
+// RIEVersion is the version go.mod pins (a test keeps them equal): what `go install
+// RIEPackage@RIEVersion` builds where there is no module to build it in.
+const RIEVersion = "v0.0.0-20261030222936-bef5c4ba774d"
+
 // ModuleRoot is the directory of the main module's go.mod.
 func ModuleRoot() (string, error) {
 	b, err := exec.Command("go", "env", "GOMOD").Output()
@@ -297,7 +301,12 @@ func freeAddr() (string, error) {
 	return l.Addr().String(), nil
 }
 
+// copyFile puts from at to: a symbolic link where it can (the CLI binary the demo runs as
+// its functions' bootstraps is tens of megabytes), a copy otherwise.
 func copyFile(from, to string) error {
+	if abs, err := filepath.Abs(from); err == nil && os.Symlink(abs, to) == nil {
+		return nil
+	}
 	b, err := os.ReadFile(from)
 	if err != nil {
 		return err

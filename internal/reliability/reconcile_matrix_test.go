@@ -290,10 +290,10 @@ func (c *matrixCell) start(t *testing.T, w *sandboxtest.World) {
 	t.Cleanup(stop)
 	for url, fn := range map[string]func() (eventsource.Handler, error){
 		c.env[wiring.EnvReconcileQueueURL]: func() (eventsource.Handler, error) {
-			return wiring.New(c.cfg, "reconcile", log, c.getenv).Reconciler(c.getenv, c.emf, fastRetries), nil
+			return wiring.New(w.Ctx, c.cfg, "reconcile", log, c.getenv).Reconciler(c.getenv, c.emf, fastRetries), nil
 		},
 		c.env[wiring.EnvCopyQueueURL]: func() (eventsource.Handler, error) {
-			return wiring.New(c.cfg, "replicate", log, c.getenv).Handler(c.getenv, c.emf), nil
+			return wiring.New(w.Ctx, c.cfg, "replicate", log, c.getenv).Handler(c.getenv, c.emf), nil
 		},
 	} {
 		batch, conc := 10, 10
@@ -314,7 +314,7 @@ func (c *matrixCell) trigger(t *testing.T, w *sandboxtest.World) {
 			time.Sleep(time.Duration(attempt) * time.Second)
 		}
 		ctx, cancel := context.WithTimeout(w.Ctx, 5*time.Second)
-		_, err := wiring.New(c.cfg, "reconcile", log, c.getenv).Reconciler(c.getenv, c.emf, fastRetries).Handle(ctx, json.RawMessage(`{}`))
+		_, err := wiring.New(w.Ctx, c.cfg, "reconcile", log, c.getenv).Reconciler(c.getenv, c.emf, fastRetries).Handle(ctx, json.RawMessage(`{}`))
 		cancel()
 		if err == nil {
 			return

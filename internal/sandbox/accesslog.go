@@ -10,7 +10,7 @@ import (
 // Entry is one access-log record: one AWS API call or one registry request.
 type Entry struct {
 	Time time.Time `json:"time"`
-	// Service is "ecr", "sts", "sqs", "events", "registry", or "s3" for the presigned
+	// Service is "ecr", "sts", "sqs", "events", "ssm", "registry", or "s3" for the presigned
 	// storage blob GETs redirect to.
 	Service string `json:"service"`
 	// Operation is the API operation (PutImage, AssumeRole) or, for the registry,

@@ -109,6 +109,8 @@ func (s *Sandbox) serveAPI(w http.ResponseWriter, r *http.Request) {
 			resp, aerr = s.sqsCall(r.Context(), c, op, body, &entry, fault)
 		case "events":
 			resp, aerr = s.eventsCall(c, op, body, &entry)
+		case "ssm":
+			resp, aerr = s.ssmCall(c, op, body, &entry)
 		default:
 			aerr = errorf(400, "UnknownOperationException", "the sandbox does not emulate service %q", service)
 		}
@@ -137,7 +139,7 @@ func faultStatus(code string) int {
 	if code == "ServiceUnavailableException" || code == "ServiceUnavailable" {
 		return http.StatusServiceUnavailable
 	}
-	if code == "InternalFailure" || code == "ServerException" || code == "InternalError" {
+	if code == "InternalFailure" || code == "ServerException" || code == "InternalError" || code == "InternalServerError" {
 		return http.StatusInternalServerError
 	}
 	return http.StatusBadRequest
@@ -172,6 +174,8 @@ func guessService(r *http.Request) string {
 		return "sqs"
 	case strings.HasPrefix(target, "AWSEvents."):
 		return "events"
+	case strings.HasPrefix(target, "AmazonSSM."):
+		return "ssm"
 	}
 	return "sts"
 }

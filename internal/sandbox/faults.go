@@ -163,7 +163,7 @@ type RegistryFault struct {
 // throttling error (ECR: ThrottlingException; STS: Throttling). Zero-valued selectors
 // match anything.
 type APIFault struct {
-	Service   string // "ecr", "sts", "sqs", "events"
+	Service   string // "ecr", "sts", "sqs", "events", "ssm"
 	Operation string // e.g. "GetAuthorizationToken", "AssumeRole"; empty: any
 	Account   string // caller account; empty: any
 	Region    string // the request's region; empty: any

@@ -406,6 +406,13 @@ func apiResources(c *caller, service, op string, body []byte) []string {
 			}
 		}
 		return []string{fmt.Sprintf("arn:aws:sqs:%s:%s:%s", region, owner, name)}
+	case "ssm":
+		var in struct {
+			Name string `json:"Name"`
+		}
+		json.Unmarshal(body, &in)
+		name, _, _ := strings.Cut(in.Name, ":")
+		return []string{ssmParameterARN(region, acct, name)}
 	case "events":
 		var in struct {
 			Entries []struct {

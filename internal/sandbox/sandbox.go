@@ -31,7 +31,7 @@
 // request between its effect and its answer) let tests reach every step deterministically.
 //
 // What is emulated follows the AWS pages cited next to each behaviour; what is simplified
-// is said there too (see also README's "Sandbox" section and docs/SANDBOX.md).
+// is said there too (see also docs/SANDBOX.md).
 package sandbox
 
 import (
@@ -154,6 +154,7 @@ type Sandbox struct {
 	storage     *storage
 	sqsState    *sqsState
 	eventsState *eventsState
+	ssmState    *ssmState
 
 	wg     sync.WaitGroup
 	closed bool
@@ -207,6 +208,7 @@ func New(cfg Config) (*Sandbox, error) {
 		done:           make(chan struct{}),
 		sqsState:       newSQSState(),
 		eventsState:    newEventsState(),
+		ssmState:       newSSMState(),
 	}
 	s.latency.Store(int64(cfg.Latency))
 	if s.now == nil {
@@ -421,6 +423,7 @@ func (s *Sandbox) Env(accountID, user, region string) (map[string]string, error)
 		"AWS_ENDPOINT_URL_STS":         s.apiURL,
 		"AWS_ENDPOINT_URL_SQS":         s.apiURL,
 		"AWS_ENDPOINT_URL_EVENTBRIDGE": s.apiURL,
+		"AWS_ENDPOINT_URL_SSM":         s.apiURL,
 		"AWS_ACCESS_KEY_ID":            key,
 		"AWS_SECRET_ACCESS_KEY":        secret,
 		"AWS_REGION":                   region,

@@ -1,6 +1,7 @@
 // Package wiring builds, from the environment, the dependencies the Lambda functions'
-// main.go share: logger, AWS configuration, the rules document, the replicator (registry
-// access + copy engine), the backfill and the reconcile. Entry points stay thin.
+// main.go share: logger, AWS configuration, the rules document (internal/rulesource), the
+// replicator (registry access + copy engine), the backfill and the reconcile, and serves
+// invocations with the rules document kept current (Serve). Entry points stay thin.
 package wiring
 
 import (
@@ -12,9 +13,12 @@ import (
 	"os"
 	"strconv"
 	"strings"
+	"sync"
 
+	"github.com/aws/aws-lambda-go/lambda"
 	"github.com/aws/aws-sdk-go-v2/service/eventbridge"
 	"github.com/aws/aws-sdk-go-v2/service/sqs"
+	"github.com/aws/aws-sdk-go-v2/service/ssm"
 
 	"github.com/ecr-replicator/ecr-replicator/internal/backfill"
 	"github.com/ecr-replicator/ecr-replicator/internal/eventhandler"
@@ -29,6 +33,7 @@ import (
 	"github.com/ecr-replicator/ecr-replicator/internal/destinations"
 	"github.com/ecr-replicator/ecr-replicator/internal/ecraccess"
 	"github.com/ecr-replicator/ecr-replicator/internal/rules"
+	"github.com/ecr-replicator/ecr-replicator/internal/rulesource"
 )
 
 // Logger returns a JSON logger at the level named by LOG_LEVEL (debug, info, warn,
@@ -56,9 +61,13 @@ type Deps struct {
 	// Replicator copies images to their destinations (nil when the rules are invalid).
 	Replicator *destinations.Replicator
 	Log        *slog.Logger
-	// RulesErr is set when the rules document is invalid; the functions then fail every
-	// invocation with this one message.
+	// RulesErr is set when there is no usable rules document (cold start); the functions
+	// then fail every invocation with this one message.
 	RulesErr error
+	// Source keeps the rules document current (Serve reads it before each invocation).
+	Source *rulesource.Source
+
+	engine *copyengine.Engine
 }
 
 // Load reads the AWS configuration (standard SDK environment, including
@@ -71,31 +80,123 @@ func Load(ctx context.Context, actor string, log *slog.Logger, engine ...copyeng
 	if err != nil {
 		return nil, fmt.Errorf("AWS configuration: %w", err)
 	}
-	return New(cfg, actor, log, os.Getenv, engine...), nil
+	return New(ctx, cfg, actor, log, os.Getenv, engine...), nil
 }
 
 // New builds the dependencies from an AWS configuration and an environment: the rules
-// document (REPLICATION_RULES or REPLICATION_RULES_FILE) and the replicator.
-func New(cfg aws.Config, actor string, log *slog.Logger, getenv func(string) string, engine ...copyengine.Option) *Deps {
+// document (internal/rulesource: REPLICATION_RULES_PARAMETER, REPLICATION_RULES or
+// REPLICATION_RULES_FILE) and the replicator.
+func New(ctx context.Context, cfg aws.Config, actor string, log *slog.Logger, getenv func(string) string, engine ...copyengine.Option) *Deps {
 	d := &Deps{AWS: cfg, Log: log}
-	d.Rules, d.RulesErr = rules.Load(getenv, os.ReadFile)
+	opts := []rulesource.Option{rulesource.WithLogger(log)}
+	if getenv(rulesource.EnvParameter) != "" {
+		opts = append(opts, rulesource.WithParameterReader(ssm.NewFromConfig(cfg)))
+	}
+	d.Source = rulesource.New(getenv, os.ReadFile, opts...)
 	d.Resolver = ecraccess.NewResolver(cfg, ecraccess.WithSessionName("ecr-replicator-"+actor), ecraccess.WithLogger(log))
-	if d.RulesErr == nil {
-		opts := []destinations.Option{destinations.WithLogger(log)}
-		if arn := d.Rules.SourceRoleARN(); arn != "" {
-			opts = append(opts, destinations.WithSourceRole(arn))
-		}
-		base := []copyengine.Option{copyengine.WithLogger(log)}
-		if r, err := strconv.ParseFloat(getenv(EnvPutImageRate), 64); err == nil && r > 0 {
-			base = append(base, copyengine.WithManifestRate(r, max(1, int(r))))
-		}
-		if n, err := strconv.Atoi(getenv(EnvWriters)); err == nil && n > 0 {
-			base = append(base, copyengine.WithWriters(n))
-		}
-		e := copyengine.New(append(base, engine...)...)
-		d.Replicator = destinations.New(d.Resolver, e, opts...)
+	base := []copyengine.Option{copyengine.WithLogger(log)}
+	if r, err := strconv.ParseFloat(getenv(EnvPutImageRate), 64); err == nil && r > 0 {
+		base = append(base, copyengine.WithManifestRate(r, max(1, int(r))))
+	}
+	if n, err := strconv.Atoi(getenv(EnvWriters)); err == nil && n > 0 {
+		base = append(base, copyengine.WithWriters(n))
+	}
+	d.engine = copyengine.New(append(base, engine...)...)
+	doc, err := d.Source.Current(ctx)
+	if err != nil {
+		d.RulesErr = err
+	} else {
+		d.use(doc)
 	}
 	return d
+}
+
+// use makes doc the rules the functions work with. The replicator (and its engine, with
+// its pacing and caches) is kept unless the document reads the source through another
+// role.
+func (d *Deps) use(doc *rules.Document) {
+	if d.Replicator == nil || d.Rules == nil || d.Rules.SourceRoleARN() != doc.SourceRoleARN() {
+		opts := []destinations.Option{destinations.WithLogger(d.Log)}
+		if arn := doc.SourceRoleARN(); arn != "" {
+			opts = append(opts, destinations.WithSourceRole(arn))
+		}
+		d.Replicator = destinations.New(d.Resolver, d.engine, opts...)
+	}
+	d.Rules, d.RulesErr = doc, nil
+}
+
+// HandlerFunc is a function's invocation handler, as lambda.Start takes it.
+type HandlerFunc func(ctx context.Context, payload json.RawMessage) (any, error)
+
+// Serve returns the function's handler: before each invocation the rules document is
+// brought up to date (a new version of a rules parameter is picked up within the check
+// interval) and, when it changed, the handler is built again by build, from deps holding
+// the new document. Without a usable document — invalid, naming a role the function may
+// not assume, or unreadable — the invocation fails with the reason, logged and counted in
+// the ConfigurationErrors metric (EMF, to emf), which template.yaml alarms on.
+func (d *Deps) Serve(getenv func(string) string, emf io.Writer, build func(*Deps) HandlerFunc) HandlerFunc {
+	var (
+		mu    sync.Mutex
+		h     HandlerFunc
+		built *rules.Document
+	)
+	return func(ctx context.Context, payload json.RawMessage) (any, error) {
+		mu.Lock()
+		doc, err := d.Source.Current(ctx)
+		if err != nil {
+			mu.Unlock()
+			d.Log.Error("configuration error: no usable rules document; every invocation fails until it is fixed", "error", err.Error())
+			mr := metrics.New(emf, metrics.Namespace(getenv))
+			mr.Add(MetricConfigurationErrors, metrics.Count, 1)
+			if ferr := mr.Flush(); ferr != nil {
+				d.Log.Warn("writing metrics", "error", ferr.Error())
+			}
+			return nil, fmt.Errorf("configuration error: %w", err)
+		}
+		if h == nil || doc != built {
+			d.use(doc)
+			h, built = build(d), doc
+		}
+		serve := h
+		mu.Unlock()
+		return serve(ctx, payload)
+	}
+}
+
+// MetricConfigurationErrors counts invocations refused for want of a usable rules
+// document.
+const MetricConfigurationErrors = "ConfigurationErrors"
+
+// functions are the handlers the bootstraps serve, by function name.
+var functions = map[string]func(d *Deps) HandlerFunc{
+	"replicate": func(d *Deps) HandlerFunc { return d.Handler(os.Getenv, os.Stdout).Handle },
+	"backfill": func(d *Deps) HandlerFunc {
+		b := d.Backfill(os.Getenv, os.Stdout)
+		return func(ctx context.Context, payload json.RawMessage) (any, error) { return b.Handle(ctx, payload) }
+	},
+	"reconcile": func(d *Deps) HandlerFunc { return d.Reconciler(os.Getenv, os.Stdout).Handle },
+}
+
+// EnvServe, in the CLI's environment, names the function the CLI binary runs as instead
+// of a command: the demo runs the binary as the functions' bootstraps wherever it is,
+// without the repository to build them from.
+const EnvServe = "ECR_REPLICATOR_SERVE"
+
+// Start runs the named function ("replicate", "backfill", "reconcile") in a Lambda execution
+// environment, as its bootstrap (functions/<name>) does; an unknown name exits 2.
+func Start(name string) {
+	log := Logger(os.Stdout, os.Getenv)
+	build, ok := functions[name]
+	if !ok {
+		log.Error("no such function (replicate, backfill, reconcile)", "function", name)
+		os.Exit(2)
+	}
+	deps, err := Load(context.Background(), name, log)
+	if err != nil {
+		lambda.Start(ColdStartFailed(log, err))
+		return
+	}
+	lambda.Start(deps.Serve(os.Getenv, os.Stdout, build))
 }
 
 // ColdStartFailed is the handler a function starts with when its cold start failed (no

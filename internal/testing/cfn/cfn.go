@@ -1,7 +1,8 @@
 // Package cfn renders a CloudFormation/SAM template for a set of parameter values the way
-// CloudFormation would before provisioning: parameters and pseudo parameters substituted,
-// conditions evaluated, Fn::If / Fn::Sub / Fn::FindInMap / Fn::Split / Fn::Join resolved,
-// AWS::NoValue removed. References to resources are resolved by Options.Resolve when it
+// CloudFormation would before provisioning: the Rules section checked (a refusal is a
+// *RuleError, as CloudFormation refuses the stack), parameters and pseudo parameters
+// substituted, conditions evaluated, Fn::If / Fn::Sub / Fn::FindInMap / Fn::Split /
+// Fn::Join resolved, AWS::NoValue removed. References to resources are resolved by Options.Resolve when it
 // knows them; otherwise they stay symbolic: Ref X renders as "ref:X", Fn::GetAtt X.Y as
 // "getatt:X.Y".
 //
@@ -112,6 +113,9 @@ func Render(name string, data []byte, opts Options) (*Template, error) {
 		}
 	}
 
+	if err := r.checkRules(); err != nil {
+		return nil, err
+	}
 	for cname := range Section(r.Raw, "Conditions") {
 		v, err := r.condition(cname, nil)
 		if err != nil {

@@ -2,6 +2,7 @@ package cfn_test
 
 import (
 	"encoding/json"
+	"errors"
 	"path/filepath"
 	"reflect"
 	"strings"
@@ -121,7 +122,7 @@ func TestUnresolvedReferenceInPolicyIsAnError(t *testing.T) {
 
 func TestSplitOfDestinationRoleArns(t *testing.T) {
 	arns := "arn:aws:iam::222222222222:role/a,arn:aws:iam::333333333333:role/b"
-	r, err := cfn.RenderFile(source, opts(map[string]any{"ReplicationRules": "rules: []", "DestinationRoleArns": arns}, true))
+	r, err := cfn.RenderFile(source, opts(map[string]any{"RulesParameterName": "/ecr-replicator/rules", "DestinationRoleArns": arns}, true))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -173,17 +174,70 @@ func TestTrustPolicyAndConditions(t *testing.T) {
 	}
 }
 
+var oneDestination = map[string]any{"DestinationAccountId": "222222222222"}
+
+// TestRules: the Rules section is checked before anything renders, as CloudFormation
+// checks it before provisioning; each rule function decides as CloudFormation documents.
+func TestRules(t *testing.T) {
+	const tmpl = `
+Parameters:
+  Env: {Type: String, Default: dev}
+  Sizes: {Type: CommaDelimitedList, Default: "small,medium"}
+  Name: {Type: String, Default: ""}
+Rules:
+  ProdNeedsName:
+    RuleCondition: !Equals [!Ref Env, prod]
+    Assertions:
+      - Assert: !Not [!Equals [!Ref Name, ""]]
+        AssertDescription: prod needs a name
+  KnownSizes:
+    Assertions:
+      - Assert: {"Fn::EachMemberIn": [!Ref Sizes, [small, medium, large]]}
+        AssertDescription: sizes are small, medium or large
+      - Assert: !Or [{"Fn::Contains": [[dev, test, prod], !Ref Env]}, {"Fn::EachMemberEquals": [!Ref Sizes, small]}]
+        AssertDescription: env is known
+      - Assert: !And [!Not [!Equals [!Ref Env, ""]], !Not [!Equals [!Ref Env, none]]]
+        AssertDescription: env is set
+Resources: {}
+`
+	for _, tc := range []struct {
+		params   map[string]any
+		rule, is string // "": renders
+	}{
+		{nil, "", ""},
+		{map[string]any{"Env": "prod"}, "ProdNeedsName", "prod needs a name"},
+		{map[string]any{"Env": "prod", "Name": "x"}, "", ""},
+		{map[string]any{"Sizes": "small,huge"}, "KnownSizes", "sizes are small, medium or large"},
+		{map[string]any{"Env": "qa"}, "KnownSizes", "env is known"},
+		{map[string]any{"Env": "qa", "Sizes": "small"}, "", ""},
+		{map[string]any{"Env": "none", "Sizes": "small"}, "KnownSizes", "env is set"},
+	} {
+		_, err := cfn.Render("rules.yaml", []byte(tmpl), opts(tc.params, false))
+		var re *cfn.RuleError
+		switch {
+		case tc.rule == "" && err != nil:
+			t.Errorf("%v: %v", tc.params, err)
+		case tc.rule != "" && (!errors.As(err, &re) || re.Rule != tc.rule || re.Description != tc.is):
+			t.Errorf("%v: %v, want rule %s refusing with %q", tc.params, err, tc.rule, tc.is)
+		}
+	}
+	bad := "Rules:\n  R:\n    Assertions:\n      - Assert: {\"Fn::ValueOf\": [P, Tag]}\nResources: {}\n"
+	if _, err := cfn.Render("bad.yaml", []byte(bad), opts(nil, false)); err == nil || !strings.Contains(err.Error(), "unsupported rule function Fn::ValueOf") {
+		t.Errorf("unsupported function: %v", err)
+	}
+}
+
 func TestErrors(t *testing.T) {
 	if _, err := cfn.RenderFile(source, opts(map[string]any{"Nope": "x"}, false)); err == nil || !strings.Contains(err.Error(), "undeclared parameter Nope") {
 		t.Errorf("undeclared parameter: %v", err)
 	}
-	if _, err := cfn.RenderFile(source, cfn.Options{}); err == nil || !strings.Contains(err.Error(), "pseudo parameter") {
+	if _, err := cfn.RenderFile(source, cfn.Options{Parameters: oneDestination}); err == nil || !strings.Contains(err.Error(), "pseudo parameter") {
 		t.Errorf("missing pseudo parameters: %v", err)
 	}
 	if _, err := cfn.RenderFile(destination, cfn.Options{Region: "r", AccountID: "1", StackName: "s"}); err == nil || !strings.Contains(err.Error(), "ReplicatorRoleArn has no value") {
 		t.Errorf("parameter without value: %v", err)
 	}
-	r, err := cfn.RenderFile(source, opts(nil, true))
+	r, err := cfn.RenderFile(source, opts(oneDestination, true))
 	if err != nil {
 		t.Fatal(err)
 	}

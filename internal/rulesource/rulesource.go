@@ -1,0 +1,264 @@
+// Package rulesource keeps the rules document a function works with current. The
+// document comes from the environment — REPLICATION_RULES (the document) or
+// REPLICATION_RULES_FILE (a path), fixed for the life of the process — or from a Systems
+// Manager parameter (REPLICATION_RULES_PARAMETER), which is read at cold start and read
+// again at most every REPLICATION_RULES_CHECK_SECONDS (default 60): a warm function picks up
+// a new version of the parameter within that time, without a deployment.
+//
+// A document is usable only if it parses and validates (internal/rules) and, when
+// DESTINATION_ROLE_ARNS is set, every role it names is one the function may assume:
+// the deployment grants sts:AssumeRole on exactly those ARN patterns (template.yaml's
+// DestinationRoleArns), so a document naming another role could only fail at every copy.
+//
+// There is no silent fallback: a document that is missing, invalid, not covered by the
+// grant, or a parameter that cannot be read at cold start is an error every invocation
+// reports (the functions count it as ConfigurationErrors, which the template alarms on)
+// until it is fixed. A new version that is invalid replaces the valid one before it in
+// the same way — every execution environment refuses it, old and new alike, instead of
+// some copying with the old rules and some refusing. Only a failed check of a parameter
+// already read keeps the version read: nothing says it changed.
+package rulesource
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"regexp"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/ssm"
+
+	"github.com/ecr-replicator/ecr-replicator/internal/ecrname"
+	"github.com/ecr-replicator/ecr-replicator/internal/rules"
+)
+
+// Environment the Source reads (beside rules.EnvRules and rules.EnvRulesFile).
+const (
+	// EnvParameter names the Systems Manager parameter holding the document.
+	EnvParameter = "REPLICATION_RULES_PARAMETER"
+	// EnvCheckSeconds is the most seconds between two reads of the parameter.
+	EnvCheckSeconds = "REPLICATION_RULES_CHECK_SECONDS"
+	// EnvAssumableRoles lists, comma-separated, the role ARN patterns (IAM's * and ?) the
+	// function may assume: the Resource of its sts:AssumeRole grant. Unset: not checked.
+	EnvAssumableRoles = "DESTINATION_ROLE_ARNS"
+)
+
+// DefaultCheckInterval is how long a parameter read is trusted. Every execution
+// environment reads on its own: 1,000 of them checking every 60 s make about 17
+// GetParameter calls per second, within Parameter Store's default 40 per second shared by
+// the account and region ("Systems Manager endpoints and quotas",
+// https://docs.aws.amazon.com/general/latest/gr/ssm.html).
+const DefaultCheckInterval = 60 * time.Second
+
+// readTimeout bounds one read of the parameter (the SDK's retries included), so that a
+// Parameter Store that does not answer costs an invocation seconds, not its whole time.
+const readTimeout = 5 * time.Second
+
+// ParameterReader is the part of the Systems Manager client the Source needs.
+type ParameterReader interface {
+	GetParameter(ctx context.Context, in *ssm.GetParameterInput, optFns ...func(*ssm.Options)) (*ssm.GetParameterOutput, error)
+}
+
+// Source is the rules document of a function. It is safe for concurrent use.
+type Source struct {
+	getenv   func(string) string
+	readFile func(string) ([]byte, error)
+	ssm      ParameterReader
+	log      *slog.Logger
+	now      func() time.Time
+	param    string
+	interval time.Duration
+	grant    []*regexp.Regexp
+	grantRaw string
+
+	mu      sync.Mutex
+	fixed   bool // doc and err are final: the environment's document, or a configuration error
+	doc     *rules.Document
+	err     error
+	version int64     // the parameter version doc (or err) is of; 0: none read yet
+	value   string    // and its text
+	next    time.Time // when the parameter is read again
+}
+
+// Option configures a Source.
+type Option func(*Source)
+
+// WithParameterReader sets the Systems Manager client (needed when EnvParameter is set).
+func WithParameterReader(r ParameterReader) Option { return func(s *Source) { s.ssm = r } }
+
+// WithLogger sets the logger: document loads (info) and failed checks that keep the
+// previous version (warn). Default: discard.
+func WithLogger(l *slog.Logger) Option { return func(s *Source) { s.log = l } }
+
+// WithClock sets the clock that times the checks (tests).
+func WithClock(now func() time.Time) Option { return func(s *Source) { s.now = now } }
+
+// New returns the Source the environment describes. A configuration error (no source,
+// several, an unreadable check interval) is not returned here: it is what Current
+// answers, so that a function reports it on every invocation.
+func New(getenv func(string) string, readFile func(string) ([]byte, error), opts ...Option) *Source {
+	s := &Source{getenv: getenv, readFile: readFile, log: slog.New(slog.DiscardHandler), now: time.Now,
+		param: strings.TrimSpace(getenv(EnvParameter)), interval: DefaultCheckInterval}
+	for _, o := range opts {
+		o(s)
+	}
+	if err := s.configure(); err != nil {
+		s.fixed, s.err = true, err
+	}
+	return s
+}
+
+func (s *Source) configure() error {
+	if v := strings.TrimSpace(s.getenv(EnvCheckSeconds)); v != "" {
+		n, err := strconv.Atoi(v)
+		if err != nil || n < 0 {
+			return fmt.Errorf("%s: %q is not a number of seconds", EnvCheckSeconds, v)
+		}
+		s.interval = time.Duration(n) * time.Second
+	}
+	s.grantRaw = strings.TrimSpace(s.getenv(EnvAssumableRoles))
+	for _, p := range strings.Split(s.grantRaw, ",") {
+		if p = strings.TrimSpace(p); p != "" {
+			s.grant = append(s.grant, iamPattern(p))
+		}
+	}
+	if s.param == "" {
+		return nil
+	}
+	if s.getenv(rules.EnvRules) != "" || s.getenv(rules.EnvRulesFile) != "" {
+		return fmt.Errorf("%s is set together with %s or %s; set exactly one", EnvParameter, rules.EnvRules, rules.EnvRulesFile)
+	}
+	if s.ssm == nil {
+		return errors.New("rulesource: a rules parameter needs a Systems Manager client")
+	}
+	return nil
+}
+
+// Current returns the document to work with now, or why there is none. From a parameter,
+// it reads the parameter when the last read is older than the check interval, or on every
+// call while no version could be read at all; ctx bounds the read.
+func (s *Source) Current(ctx context.Context) (*rules.Document, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	switch {
+	case s.fixed:
+		return s.doc, s.err
+	case s.param == "":
+		s.fixed = true
+		s.doc, s.err = s.fromEnvironment()
+		s.logLoad("environment", 0)
+		return s.doc, s.err
+	case s.version != 0 && s.now().Before(s.next):
+		return s.doc, s.err
+	}
+	s.read(ctx)
+	return s.doc, s.err
+}
+
+// fromEnvironment loads REPLICATION_RULES or REPLICATION_RULES_FILE.
+func (s *Source) fromEnvironment() (*rules.Document, error) {
+	if s.getenv(rules.EnvRules) == "" && s.getenv(rules.EnvRulesFile) == "" {
+		return nil, fmt.Errorf("no replication rules: set %s (a Systems Manager parameter holding the document), %s (the document) or %s (a path to it)",
+			EnvParameter, rules.EnvRules, rules.EnvRulesFile)
+	}
+	doc, err := rules.Load(s.getenv, s.readFile)
+	if err != nil {
+		return nil, err
+	}
+	if err := s.covered(doc); err != nil {
+		return nil, err
+	}
+	return doc, nil
+}
+
+// read reads the parameter and, when its version changed, parses it. The caller holds mu.
+func (s *Source) read(ctx context.Context) {
+	ctx, cancel := context.WithTimeout(ctx, readTimeout)
+	defer cancel()
+	out, err := s.ssm.GetParameter(ctx, &ssm.GetParameterInput{Name: aws.String(s.param), WithDecryption: aws.Bool(true)})
+	if err == nil && out.Parameter == nil {
+		err = errors.New("the answer has no parameter")
+	}
+	if err != nil {
+		err = fmt.Errorf("reading the rules parameter %s: %w", s.param, err)
+		if s.version != 0 {
+			// A version was read: it stands until a read says otherwise.
+			s.next = s.now().Add(s.interval)
+			s.log.Warn("rules parameter not read; keeping the version read before", "parameter", s.param, "version", s.version, "error", err.Error())
+			return
+		}
+		s.doc, s.err = nil, err
+		s.log.Error("rules parameter not read", "parameter", s.param, "error", err.Error())
+		return
+	}
+	s.next = s.now().Add(s.interval)
+	p := out.Parameter
+	// The text too: a parameter deleted and created again starts over at version 1.
+	if p.Version == s.version && aws.ToString(p.Value) == s.value {
+		return // unchanged: the document (or the error) read before stands
+	}
+	s.version, s.value = p.Version, aws.ToString(p.Value)
+	doc, err := rules.Parse([]byte(aws.ToString(p.Value)))
+	if err == nil {
+		err = s.covered(doc)
+	}
+	if err != nil {
+		s.doc, s.err = nil, fmt.Errorf("rules parameter %s version %d: %w", s.param, p.Version, err)
+	} else {
+		s.doc, s.err = doc, nil
+	}
+	s.logLoad("parameter "+s.param, p.Version)
+}
+
+func (s *Source) logLoad(from string, version int64) {
+	if s.err != nil {
+		s.log.Error("invalid rules document", "source", from, "version", version, "error", s.err.Error())
+		return
+	}
+	s.log.Info("rules loaded", "source", from, "version", version, "rules", s.doc.String())
+}
+
+// covered checks that every role the document names is within the grant.
+func (s *Source) covered(doc *rules.Document) error {
+	if len(s.grant) == 0 {
+		return nil
+	}
+	check := func(path, arn string) error {
+		if arn == "" {
+			return nil
+		}
+		for _, g := range s.grant {
+			if g.MatchString(arn) {
+				return nil
+			}
+		}
+		return fmt.Errorf("%s: %s is not a role this function may assume (%s: %s; the stack's DestinationRoleArns parameter)",
+			path, ecrname.Quote(arn), EnvAssumableRoles, s.grantRaw)
+	}
+	if err := check("source.roleArn", doc.Source.RoleARN); err != nil {
+		return err
+	}
+	for i, r := range doc.Rules {
+		for j, d := range r.Destinations {
+			if err := check(fmt.Sprintf("rules[%d].destinations[%d].roleArn", i, j), d.RoleARN); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+// iamPattern compiles an ARN pattern with IAM's wildcards: * any run of characters, ?
+// exactly one ("IAM JSON policy elements: Resource",
+// https://docs.aws.amazon.com/IAM/latest/UserGuide/reference_policies_elements_resource.html).
+func iamPattern(p string) *regexp.Regexp {
+	q := regexp.QuoteMeta(p)
+	q = strings.ReplaceAll(q, `\*`, `.*`)
+	q = strings.ReplaceAll(q, `\?`, `.`)
+	return regexp.MustCompile("^" + q + "$")
+}

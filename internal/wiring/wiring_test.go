@@ -1,0 +1,96 @@
+package wiring_test
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"log/slog"
+	"strings"
+	"testing"
+
+	"github.com/ecr-replicator/ecr-replicator/internal/rules"
+	"github.com/ecr-replicator/ecr-replicator/internal/rulesource"
+	"github.com/ecr-replicator/ecr-replicator/internal/sandbox"
+	"github.com/ecr-replicator/ecr-replicator/internal/testing/sandboxtest"
+	"github.com/ecr-replicator/ecr-replicator/internal/wiring"
+)
+
+const param = "/ecr-replicator/rules"
+
+func doc(name string) string {
+	return fmt.Sprintf(`{"rules":[{"name":%q,"destinations":[{"accountId":"222222222222","region":"us-east-1","roleArn":"arn:aws:iam::222222222222:role/ecr-replicator-destination"}]}]}`, name)
+}
+
+// TestServeKeepsTheRulesCurrent: each invocation works with the parameter's current
+// version (checked every time here: REPLICATION_RULES_CHECK_SECONDS=0); a version the
+// function cannot use fails the invocation with the reason and a ConfigurationErrors
+// metric; the replicator (engine, credentials) outlives the versions.
+func TestServeKeepsTheRulesCurrent(t *testing.T) {
+	w := sandboxtest.Start(t)
+	put := func(v string) {
+		t.Helper()
+		if _, err := w.SB.PutParameter(sandbox.SourceAccount, sandbox.DefaultRegion, param, v, "", true); err != nil {
+			t.Fatal(err)
+		}
+	}
+	put(`{"rules":[]}`) // invalid at cold start
+	t.Setenv(rulesource.EnvParameter, param)
+	t.Setenv(rulesource.EnvCheckSeconds, "0")
+	t.Setenv(rulesource.EnvAssumableRoles, "arn:aws:iam::*:role/ecr-replicator-destination")
+	t.Setenv(rules.EnvRules, "")
+	logs, emf := &sandboxtest.LogBuffer{}, &sandboxtest.LogBuffer{}
+	deps, err := wiring.Load(w.Ctx, "replicate", slog.New(slog.NewJSONHandler(logs, nil)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if deps.RulesErr == nil || !strings.Contains(deps.RulesErr.Error(), "at least one rule") {
+		t.Fatalf("cold start with an invalid document: RulesErr = %v", deps.RulesErr)
+	}
+	builds := 0
+	serve := deps.Serve(func(string) string { return "" }, emf, func(d *wiring.Deps) wiring.HandlerFunc {
+		builds++
+		name, repl := d.Rules.Rules[0].Name, d.Replicator
+		return func(context.Context, json.RawMessage) (any, error) { return fmt.Sprintf("%s %p", name, repl), nil }
+	})
+	invoke := func() string {
+		t.Helper()
+		out, err := serve(w.Ctx, json.RawMessage(`{}`))
+		if err != nil {
+			return "error: " + err.Error()
+		}
+		return out.(string)
+	}
+	if got := invoke(); !strings.HasPrefix(got, "error: configuration error: rules parameter /ecr-replicator/rules version 1: rules: at least one rule") {
+		t.Fatalf("invalid document: %s", got)
+	}
+	if !strings.Contains(emf.String(), `"ConfigurationErrors":1`) || !strings.Contains(emf.String(), `"Namespace":"ECRReplicator"`) {
+		t.Fatalf("no ConfigurationErrors metric:\n%s", emf)
+	}
+	put(doc("a"))
+	first := invoke()
+	if !strings.HasPrefix(first, "a ") {
+		t.Fatalf("after the fix: %s", first)
+	}
+	if again := invoke(); again != first || builds != 1 {
+		t.Fatalf("unchanged version rebuilt the handler: %s, %d builds", again, builds)
+	}
+	put(doc("b"))
+	second := invoke()
+	if !strings.HasPrefix(second, "b ") || builds != 2 {
+		t.Fatalf("new version: %s, %d builds", second, builds)
+	}
+	if strings.Fields(first)[1] != strings.Fields(second)[1] {
+		t.Errorf("the replicator was replaced by a new rules version (%s, %s): the engine's pacing and caches are lost", first, second)
+	}
+	// A role the function may not assume: refused, not copied with the old version.
+	put(strings.Replace(doc("c"), "role/ecr-replicator-destination", "role/admin", 1))
+	if got := invoke(); !strings.Contains(got, `is not a role this function may assume`) {
+		t.Fatalf("uncovered role: %s", got)
+	}
+	if n := strings.Count(emf.String(), `"ConfigurationErrors":1`); n != 2 {
+		t.Errorf("%d ConfigurationErrors lines, want 2", n)
+	}
+	if !strings.Contains(logs.String(), `"msg":"configuration error: no usable rules document; every invocation fails until it is fixed"`) {
+		t.Errorf("not logged:\n%s", logs)
+	}
+}
