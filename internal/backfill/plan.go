@@ -112,47 +112,79 @@ type Expansion struct {
 
 // Expand applies the rules to one repository's images: each tag goes where
 // Targets(repo, tag) says; a digest-only image where Targets(repo, "") says (the rule's
-// untagged setting); an untagged OCI referrer whose rule does not replicate untagged
-// images still follows its subject to every destination whose rule copies referrers.
-// Images pushed before since (when set) are skipped.
+// untagged setting); an untagged OCI referrer (a signature, an SBOM, a signature of an
+// SBOM) also follows its tagged ancestor to every destination whose rule copies referrers
+// but not untagged images — as a copy of that ancestor's tag, which brings its referrers.
+// Images pushed before since (when set) are skipped; a tagged one still leads its later
+// referrers to their destinations.
 func Expand(doc *rules.Document, repo string, images []Image, since time.Time) Expansion {
-	x := &expander{doc: doc, repo: repo, seen: map[ecrname.Repo]bool{}, invalid: map[ecrname.Repo]bool{}}
+	x := &expander{doc: doc, repo: repo, seen: map[ecrname.Repo]bool{}, invalid: map[ecrname.Repo]bool{}, parents: map[string]string{}}
 	for i := range images {
-		// subject digest → referrer-copying targets (and a tag of the subject that
-		// selects each); only kept when some untagged image is a referrer.
 		if len(images[i].Tags) == 0 && images[i].Subject != "" {
-			x.subjects = map[string][]Candidate{}
-			break
+			x.parents[images[i].Digest] = images[i].Subject
 		}
+	}
+	if len(x.parents) > 0 {
+		x.subjects = map[string][]Candidate{}
 	}
 	var referrers []Image
 	x.ex.Candidates = make([]Candidate, 0, len(images))
 	for i := range images {
 		img := &images[i]
 		x.ex.ImagesSeen++
+		before := !since.IsZero() && !img.PushedAt.IsZero() && img.PushedAt.Before(since)
 		switch {
 		case !img.pullable():
 			x.ex.Archived++ // copied by the first reconcile after its restore
-		case !since.IsZero() && !img.PushedAt.IsZero() && img.PushedAt.Before(since):
+		case before:
 			x.ex.SkippedBefore++
+			if len(img.Tags) > 0 {
+				x.learn(img)
+			}
 		case len(img.Tags) > 0:
 			x.tagged(img)
-		case len(x.untagged()) > 0:
+		default:
 			for _, t := range x.untagged() {
 				if x.accept(t) {
 					x.ex.Candidates = append(x.ex.Candidates, Candidate{Digest: img.Digest, Target: t, Size: img.Size})
 				}
 			}
-		case img.Subject != "":
-			referrers = append(referrers, *img)
+			if img.Subject != "" {
+				referrers = append(referrers, *img)
+			}
 		}
 	}
 	for _, img := range referrers {
-		for _, via := range x.subjects[img.Subject] {
-			x.ex.Candidates = append(x.ex.Candidates, Candidate{Digest: img.Digest, Target: via.Target, Subject: via.Digest, SubjectTag: via.Tag, Size: img.Size})
-		}
+		x.follow(img)
 	}
 	return x.ex
+}
+
+// maxReferrerChain bounds how far a referrer is followed to a tagged ancestor: a
+// signature of an SBOM of an image is two steps (the engine copies referrers three deep).
+const maxReferrerChain = 3
+
+// follow adds a referrer's candidates for the destinations its tagged ancestor goes to
+// with referrers, where no rule sends it as an untagged image of its own.
+func (x *expander) follow(img Image) {
+	d := img.Subject
+	for range maxReferrerChain {
+		if vias, ok := x.subjects[d]; ok {
+			for _, via := range vias {
+				direct := slices.ContainsFunc(x.untagged(), func(u rules.Target) bool { return u.Repo() == via.Target.Repo() })
+				if direct || !x.accept(via.Target) {
+					continue
+				}
+				x.ex.Candidates = append(x.ex.Candidates, Candidate{Digest: img.Digest, Target: via.Target, Subject: via.Digest, SubjectTag: via.Tag, Size: img.Size})
+			}
+			return
+		}
+		parent, ok := x.parents[d]
+		if !ok {
+			return
+		}
+		d = parent
+	}
 }
 
 // expander is Expand's state over one repository's listing.
@@ -165,7 +197,11 @@ type expander struct {
 	// on the other hand, are unique).
 	digestOnly     []rules.Target
 	digestOnlyDone bool
-	subjects       map[string][]Candidate
+	// subjects: tagged digest → its referrer-copying destinations (and a tag of it that
+	// selects each); parents: untagged referrer → its subject. Kept only when some
+	// untagged image is a referrer.
+	subjects map[string][]Candidate
+	parents  map[string]string
 }
 
 func (x *expander) untagged() []rules.Target {
@@ -206,7 +242,20 @@ func (x *expander) tagged(img *Image) {
 				size = 0 // its platforms, untagged in the listing, are candidates of their own
 			}
 			x.ex.Candidates = append(x.ex.Candidates, Candidate{Digest: img.Digest, Tag: tag, Target: t, Size: size})
-			if t.Referrers && x.subjects != nil {
+		}
+	}
+	x.learn(img)
+}
+
+// learn records where a tagged image's referrers go: its destinations whose rule copies
+// referrers.
+func (x *expander) learn(img *Image) {
+	if x.subjects == nil {
+		return
+	}
+	for _, tag := range img.Tags {
+		for _, t := range x.doc.Targets(x.repo, tag) {
+			if t.Err == nil && t.Referrers {
 				x.subjects[img.Digest] = appendTarget(x.subjects[img.Digest], Candidate{Digest: img.Digest, Tag: tag, Target: t})
 			}
 		}

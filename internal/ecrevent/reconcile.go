@@ -28,6 +28,9 @@ const (
 	MaxAttempts = 5
 	maxCursor   = 1024 // a work item's key: a digest, a destination and a tag
 	maxToken    = 4096 // a DescribeRepositories nextToken (opaque; guess: AWS documents no length)
+	// maxDestinations bounds the registries a repository item is limited to: every
+	// account and region a rules document names, in the worst case.
+	maxDestinations = 1000
 )
 
 // Reconcile is one piece of a distributed reconcile run, sent through the reconcile
@@ -141,8 +144,8 @@ func (r *Reconcile) validateTarget() error {
 		if len(r.Cursor) > maxCursor {
 			return malformed("cursor", "longer than %d characters", maxCursor)
 		}
-		if len(r.Destinations) > 100 {
-			return malformed("destinations", "more than 100 registries")
+		if len(r.Destinations) > maxDestinations {
+			return malformed("destinations", "more than %d registries", maxDestinations)
 		}
 		for i, d := range r.Destinations {
 			if err := validRegistry(fmt.Sprintf("destinations[%d]", i), d); err != nil {

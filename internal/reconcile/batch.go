@@ -34,6 +34,20 @@ const (
 type invocation struct {
 	time deadline.Budget
 	mr   *metrics.Recorder
+	// late is the invocation's context cut halfway through the reserve: what hands an
+	// item's rest on (its continuations) is sent under it, after the work (cut at the hard
+	// stop) and before the answer.
+	late context.Context
+
+	mu       sync.Mutex
+	reported map[string]int // permanent failures reported, by message ID
+}
+
+// failures is how many permanent failures were reported for a message.
+func (inv *invocation) failures(messageID string) int {
+	inv.mu.Lock()
+	defer inv.mu.Unlock()
+	return inv.reported[messageID]
 }
 
 // batch handles an SQS batch: each item is done, reported as a permanent failure, or
@@ -44,10 +58,13 @@ func (r *Reconciler) batch(ctx context.Context, payload []byte) (events.SQSEvent
 	if err := json.Unmarshal(payload, &sqsEvent); err != nil {
 		return resp, fmt.Errorf("malformed SQS batch: %w", err)
 	}
-	inv := &invocation{time: deadline.New(ctx, r.c.Now(), r.c.Time), mr: r.recorder()}
+	inv := &invocation{time: deadline.New(ctx, r.c.Now(), r.c.Time), mr: r.recorder(), reported: map[string]int{}}
 	defer r.flush(inv.mr)
 	workCtx, cancel := inv.time.Work(ctx)
 	defer cancel()
+	late, cancelLate := inv.time.Late(ctx)
+	defer cancelLate()
+	inv.late = late
 	var mu sync.Mutex
 	g := new(errgroup.Group)
 	g.SetLimit(r.c.Parallel)
@@ -146,6 +163,9 @@ func (r *Reconciler) report(inv *invocation, f failure) {
 		attrs = append(attrs, "destination", f.destination)
 	}
 	r.c.Log.Error("reconcile failure (permanent, reported)", attrs...)
+	inv.mu.Lock()
+	inv.reported[f.messageID]++
+	inv.mu.Unlock()
 	if inv.mr != nil {
 		inv.mr.Add("ReconcileFailures", metrics.Count, 1)
 		inv.mr.Add("ReconcileFailures", metrics.Count, 1, "Code", f.code)

@@ -160,7 +160,9 @@ func (r *Reconciler) sourceRegistry(ctx context.Context) (ecrname.Registry, erro
 
 // registry is the source registry's API access.
 func (r *Reconciler) registry(ctx context.Context, doc *rules.Document, src ecrname.Registry) (*ecraccess.Registry, error) {
-	return r.c.Resolver.Registry(ctx, ecraccess.Access{AccountID: src.AccountID, Region: src.Region, RoleARN: doc.SourceRoleARN()})
+	// A source role (source.roleArn) is assumed list-only too: the reconcile never reads
+	// an image, only listings.
+	return r.c.Resolver.Registry(ctx, ecraccess.Access{AccountID: src.AccountID, Region: src.Region, RoleARN: doc.SourceRoleARN(), ListOnly: true})
 }
 
 func (r *Reconciler) recorder() *metrics.Recorder {

@@ -60,7 +60,7 @@ func (r *Reconciler) repository(ctx context.Context, inv *invocation, messageID 
 		again.Cursor, again.Destinations = "", retryRegs
 		conts = append(conts, r.retryOf(again, listErr))
 	}
-	r.logRepository(inv, item, p, s, len(conts) == 0)
+	r.logRepository(inv, item, p, s, len(conts) == 0 && inv.failures(messageID) == 0)
 	return r.continueWith(ctx, inv, messageID, item, conts)
 }
 
@@ -247,8 +247,8 @@ func (r *Reconciler) logRepository(inv *invocation, item *ecrevent.Reconcile, p 
 	if complete {
 		inv.mr.Add("RepositoriesReconciled", metrics.Count, 1)
 	}
-	if item.Cursor == "" {
-		inv.mr.Add("Drift", metrics.Count, float64(len(p.diff.Work)))
+	if item.Cursor == "" && len(item.Destinations) == 0 {
+		inv.mr.Add("Drift", metrics.Count, float64(len(p.diff.Work))) // once per plan of the whole repository
 	}
 	inv.mr.Add("ImagesEnqueued", metrics.Count, float64(s.sent))
 }

@@ -50,10 +50,19 @@ func (r *Reconciler) scan(ctx context.Context, inv *invocation, messageID string
 	var conts []continuation
 	switch {
 	case unsent < len(repos):
-		// The rest of this page later; its retry continues the listing when it is done.
+		// The rest of this page in another item — later after a failure, at once when time
+		// ran out; it continues the listing when it is done.
 		rest := *item
-		rest.Scan = &ecrevent.Scan{Token: item.Scan.Token, Skip: at[unsent], Next: p.names[at[unsent]]}
-		conts = append(conts, r.retryOf(rest, sendErr))
+		rest.Scan = &ecrevent.Scan{Token: item.Scan.Token}
+		if at[unsent] > 0 {
+			rest.Scan.Skip, rest.Scan.Next = at[unsent], p.names[at[unsent]]
+		}
+		if sendErr != nil {
+			conts = append(conts, r.retryOf(rest, sendErr))
+		} else {
+			rest.Hops++
+			conts = append(conts, continuation{item: rest})
+		}
 	case p.next != "":
 		next := *item
 		next.Scan, next.Attempt, next.Hops = &ecrevent.Scan{Token: p.next}, 0, item.Hops+1
@@ -68,11 +77,15 @@ func (r *Reconciler) scan(ctx context.Context, inv *invocation, messageID string
 }
 
 // fanOut sends repository items sendChunk at a time and stops at the first chunk with
-// an item that may still be sent: it answers how many were sent, the index of that item
-// (len(repos) when all were settled) and its error. Stopping there bounds what its retry
-// sends again to the chunk's later batches.
+// an item that may still be sent, or at the soft stop (after one chunk at least: a page
+// always moves on): it answers how many were sent, the index of the first item not sent
+// (len(repos) when all were settled) and, when a failure stopped it, that item's error.
+// Stopping there bounds what its retry sends again to the chunk's later batches.
 func (r *Reconciler) fanOut(ctx context.Context, inv *invocation, messageID string, item *ecrevent.Reconcile, repos []ecrevent.Reconcile) (sent, unsent int, err error) {
 	for start := 0; start < len(repos); start += sendChunk {
+		if start > 0 && inv.time.SoftStopped(r.c.Now()) {
+			return sent, start, nil
+		}
 		chunk := repos[start:min(start+sendChunk, len(repos))]
 		errs := r.sendItems(ctx, chunk, nil)
 		n, k := r.settleSends(inv, messageID, item, errs)
@@ -199,7 +212,7 @@ func (r *Reconciler) continueWith(ctx context.Context, inv *invocation, messageI
 			inv.mr.Add("ReconcileRetries", metrics.Count, 1)
 		}
 	}
-	for i, err := range r.sendItems(ctx, items, delays) {
+	for i, err := range r.sendItems(inv.late, items, delays) {
 		if err != nil {
 			code, _ := classify(err)
 			r.c.Log.Warn("reconcile continuation not sent; the item will be redelivered", "message_id", messageID, "run", item.Run,
