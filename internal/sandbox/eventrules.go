@@ -457,12 +457,13 @@ func (s *Sandbox) enqueueEvent(ev RecordedEvent) {
 	}
 }
 
-type matchedTarget struct{ rule, id, arn string }
+type matchedTarget struct{ rule, ruleARN, id, arn string }
 
 // matching lists the targets of the enabled rules of an event's bus whose pattern
 // matches it, by rule name; st.mu must be held.
 func (st *eventsState) matching(ev RecordedEvent) []matchedTarget {
-	rules := st.rules[busKey{ev.Account, ev.Region, ev.EventBus}]
+	bus := busKey{ev.Account, ev.Region, ev.EventBus}
+	rules := st.rules[bus]
 	if len(rules) == 0 {
 		return nil
 	}
@@ -482,7 +483,7 @@ func (st *eventsState) matching(ev RecordedEvent) []matchedTarget {
 			continue
 		}
 		for _, t := range r.targets {
-			out = append(out, matchedTarget{rule: name, id: t.ID, arn: t.Arn})
+			out = append(out, matchedTarget{rule: name, ruleARN: ruleARN(bus, name), id: t.ID, arn: t.Arn})
 		}
 	}
 	return out
@@ -514,7 +515,8 @@ func (s *Sandbox) deliverEvents() {
 		var done []Delivery
 		for _, t := range targets {
 			d := Delivery{EventID: ev.EventID, Account: ev.Account, Region: ev.Region, EventBus: ev.EventBus, Rule: t.rule, TargetID: t.id, TargetARN: t.arn, Time: s.now()}
-			id, aerr := s.sendInternal(t.arn, eventBridgeSenderID, string(ev.Event))
+			id, aerr := s.sendInternal(t.arn, eventBridgeSenderID, string(ev.Event),
+				serviceSender{service: "events.amazonaws.com", sourceARN: t.ruleARN, account: ev.Account})
 			if aerr != nil {
 				d.Error = aerr.Error()
 				s.log.Warn("sandbox: event delivery failed", "event", ev.EventID, "rule", t.rule, "target", t.arn, "err", aerr)

@@ -87,8 +87,8 @@ func ParsePolicy(doc string) (PolicyDocument, error) {
 type request struct {
 	action    string
 	resource  string
-	principal string            // caller principal ARN
-	context   map[string]string // condition keys (sts:ExternalId, aws:SourceArn...)
+	principal string  // caller principal ARN
+	context   condCtx // condition keys (sts:ExternalId, aws:ResourceTag/…, …)
 }
 
 // decision evaluates identity policies: explicit deny > allow > implicit deny.
@@ -130,11 +130,31 @@ func decideSession(policies, session []PolicyDocument, r request) (bool, string)
 	return true, ""
 }
 
-// trusts evaluates a role's trust policy for sts:AssumeRole.
-func trusts(p PolicyDocument, callerPrincipal, callerRole, callerAccount string, ctx map[string]string) bool {
+// resourceDecision evaluates a resource-based policy for a principal (role: its role ARN,
+// account: its account): whether a statement allows the request, and whether one denies
+// it explicitly.
+func resourceDecision(p PolicyDocument, r request, role, account string) (allowed, denied bool) {
+	for _, st := range p.Statement {
+		if !st.matchesAction(r.action) || !st.matchesResource(r.resource) || !st.conditionsHold(r.context) {
+			continue
+		}
+		if len(st.Principal) > 0 && !st.matchesPrincipal(r.principal, role, account) {
+			continue
+		}
+		if st.Effect == "Deny" {
+			return false, true
+		}
+		allowed = true
+	}
+	return allowed, false
+}
+
+// trusts evaluates a role's trust policy for an action (sts:AssumeRole; sts:TagSession
+// when the caller passes session tags).
+func trusts(p PolicyDocument, action, callerPrincipal, callerRole, callerAccount string, ctx condCtx) bool {
 	allow := false
 	for _, st := range p.Statement {
-		if !st.matchesAction("sts:AssumeRole") || !st.conditionsHold(ctx) || !st.matchesPrincipal(callerPrincipal, callerRole, callerAccount) {
+		if !st.matchesAction(action) || !st.conditionsHold(ctx) || !st.matchesPrincipal(callerPrincipal, callerRole, callerAccount) {
 			continue
 		}
 		if st.Effect == "Deny" {
@@ -170,44 +190,91 @@ func (st Statement) matchesPrincipal(principal, role, account string) bool {
 			return true
 		}
 	}
+	// A service principal ("events.amazonaws.com") is named as "service:<name>".
+	for _, p := range st.Principal["Service"] {
+		if principal == "service:"+p {
+			return true
+		}
+	}
 	return false
 }
 
-// conditionsHold supports the operators deployments here use; an unknown operator
-// fails closed.
-func (st Statement) conditionsHold(ctx map[string]string) bool {
+// conditionsHold evaluates a statement's conditions: every operator and key must hold.
+// Supported: the String*/Arn* operators (and their IfExists forms), their set forms
+// (ForAllValues:, ForAnyValue:) for multivalued keys such as aws:TagKeys, and Null. A
+// negated operator holds when the key is absent; another holds only if it is present
+// ("IAM JSON policy elements: Condition operators",
+// https://docs.aws.amazon.com/IAM/latest/UserGuide/reference_policies_elements_condition_operators.html).
+// An unknown operator fails closed.
+func (st Statement) conditionsHold(ctx condCtx) bool {
 	for op, kv := range st.Condition {
-		ifExists := strings.HasSuffix(op, "IfExists")
-		base := strings.TrimSuffix(op, "IfExists")
 		for key, want := range kv {
-			got, present := ctx[strings.ToLower(key)]
-			if !present {
-				if ifExists {
-					continue
-				}
-				return false
-			}
-			ok := false
-			for _, w := range want {
-				switch base {
-				case "StringEquals", "ArnEquals":
-					ok = ok || got == w
-				case "StringEqualsIgnoreCase":
-					ok = ok || strings.EqualFold(got, w)
-				case "StringLike", "ArnLike":
-					ok = ok || globMatch(w, got, false)
-				case "StringNotEquals", "ArnNotEquals":
-					ok = ok || got != w
-				default:
-					return false
-				}
-			}
-			if !ok {
+			if !conditionHolds(op, ctx[strings.ToLower(key)], want) {
 				return false
 			}
 		}
 	}
 	return true
+}
+
+func conditionHolds(op string, got, want []string) bool {
+	set, base, ok := strings.Cut(op, ":")
+	if !ok {
+		set, base = "", op
+	}
+	if base == "Null" {
+		return (len(got) == 0) == (len(want) > 0 && strings.EqualFold(want[0], "true"))
+	}
+	ifExists := strings.HasSuffix(base, "IfExists")
+	base = strings.TrimSuffix(base, "IfExists")
+	negated := strings.Contains(base, "Not")
+	positive := strings.Replace(base, "Not", "", 1) // StringNotEquals → StringEquals
+	switch {
+	case len(got) == 0 && set == "ForAllValues":
+		return true // vacuously: no value fails
+	case len(got) == 0:
+		return ifExists || negated
+	}
+	// holds says whether one value of the key satisfies the operator over the list
+	// (a positive operator: equal to one of the values; a negated one: to none).
+	holds := func(g string) (bool, bool) {
+		any := false
+		for _, w := range want {
+			m, known := matchOne(positive, g, w)
+			if !known {
+				return false, false
+			}
+			any = any || m
+		}
+		return any != negated, true
+	}
+	all := set == "ForAllValues"
+	for _, g := range got {
+		h, known := holds(g)
+		switch {
+		case !known:
+			return false
+		case all && !h:
+			return false
+		case !all && h:
+			return true
+		}
+	}
+	return all
+}
+
+// matchOne compares one value with one policy value; known is false for an operator the
+// sandbox does not evaluate.
+func matchOne(op, got, want string) (matched, known bool) {
+	switch op {
+	case "StringEquals", "ArnEquals":
+		return got == want, true
+	case "StringEqualsIgnoreCase":
+		return strings.EqualFold(got, want), true
+	case "StringLike", "ArnLike":
+		return globMatch(want, got, false), true
+	}
+	return false, false
 }
 
 func anyMatch(patterns []string, value string, fold bool) bool {
@@ -278,6 +345,11 @@ func (s *Sandbox) authorizeAPI(c *caller, service, op string, body []byte, entry
 			entry.AlsoAuthorized = append(entry.AlsoAuthorized, kmsGrantActions...)
 		}
 	}
+	// Passing session tags also needs sts:TagSession on the role (id_session-tags.html).
+	if service == "sts" && op == "AssumeRole" && len(requestTags(service, op, body)) > 0 {
+		actions = append(actions, "sts:TagSession")
+		entry.AlsoAuthorized = append(entry.AlsoAuthorized, "sts:TagSession")
+	}
 	if (c.cred.policies == nil && c.cred.session == nil) || (service == "sts" && op == "GetCallerIdentity") {
 		return nil
 	}
@@ -320,7 +392,7 @@ func customerKeyARN(region, account, key string) string {
 // authorizeKMSGrant checks the caller may have ECR use the key for it. ECR reports KMS's
 // refusal as its own KmsException (API_CreateRepository's errors; the wording is a guess).
 func authorizeKMSGrant(c *caller, keyARN string, entry *Entry) *apiError {
-	ctx := map[string]string{"kms:viaservice": "ecr." + c.region + ".amazonaws.com", "kms:calleraccount": c.cred.account}
+	ctx := condCtx{"kms:viaservice": {"ecr." + c.region + ".amazonaws.com"}, "kms:calleraccount": {c.cred.account}}
 	for _, action := range kmsGrantActions {
 		if ok, why := decision(c.cred.policies, request{action: action, resource: keyARN, principal: c.cred.principalARN, context: ctx}); !ok {
 			entry.DeniedAction = action
@@ -332,7 +404,8 @@ func authorizeKMSGrant(c *caller, keyARN string, entry *Entry) *apiError {
 
 func (s *Sandbox) authorizeAction(c *caller, service, op, action string, body []byte) *apiError {
 	for _, res := range apiResources(c, service, op, body) {
-		if ok, why := decideSession(c.cred.policies, c.cred.session, request{action: action, resource: res, principal: c.cred.principalARN}); !ok {
+		ctx := s.requestContext(c, service, op, body, res)
+		if ok, why := decideSession(c.cred.policies, c.cred.session, request{action: action, resource: res, principal: c.cred.principalARN, context: ctx}); !ok {
 			msg := accessDeniedMessage(c.cred.principalARN, action, res, why)
 			switch service {
 			case "sts":

@@ -52,6 +52,7 @@ type registryToken struct {
 	role                       string           // a session's role ARN
 	policies                   []PolicyDocument // the principal's; nil: unrestricted
 	session                    []PolicyDocument // the session policy of a role session; nil: none
+	cred                       *credential      // who it was issued to: the principal's condition keys
 	expires                    time.Time
 	expired                    bool
 }
@@ -92,7 +93,7 @@ func (s *Sandbox) issueToken(c *credential, region string) (string, time.Time) {
 	tok := randomString(48, secretAlphabet)
 	exp := s.now().Add(tokenLifetime)
 	s.mu.Lock()
-	s.tokens[tok] = &registryToken{account: c.account, region: region, principal: c.principalARN, role: c.roleARN, policies: c.policies, session: c.session, expires: exp}
+	s.tokens[tok] = &registryToken{account: c.account, region: region, principal: c.principalARN, role: c.roleARN, policies: c.policies, session: c.session, cred: c, expires: exp}
 	s.mu.Unlock()
 	return base64.StdEncoding.EncodeToString([]byte("AWS:" + tok)), exp
 }
@@ -384,8 +385,14 @@ func (r *registry) allowed(tok *registryToken, rt route, entry *Entry, req *http
 		return nil
 	}
 	res := repositoryARN(r.region, r.account, rt.repo)
+	// A registry request is authorized as the ECR action it maps to, with the same
+	// condition keys: the caller's, and the repository's tags.
+	ctx := r.sb.principalContext(tok.cred, r.region)
+	for k, v := range r.tagsOf(rt.repo) {
+		ctx.set("aws:ResourceTag/"+k, v)
+	}
 	for _, action := range append([]string{entry.Action}, entry.AlsoAuthorized...) {
-		if ok, why := decideSession(tok.policies, tok.session, request{action: action, resource: res, principal: tok.principal}); !ok {
+		if ok, why := decideSession(tok.policies, tok.session, request{action: action, resource: res, principal: tok.principal, context: ctx}); !ok {
 			return regErr(http.StatusForbidden, "DENIED", "%s", accessDeniedMessage(tok.principal, action, res, why))
 		}
 	}

@@ -91,7 +91,10 @@ type Config struct {
 
 // AccountConfig is one emulated AWS account.
 type AccountConfig struct {
-	ID    string // 12 digits
+	ID string // 12 digits
+	// OrgID is the AWS Organizations organization the account belongs to (o-…; "": none):
+	// the value of aws:ResourceOrgID and aws:PrincipalOrgID in conditions.
+	OrgID string
 	Users []UserConfig
 	Roles []RoleConfig
 	// PullTimeUpdateExclusions are registered when the sandbox starts (pulltime.go).
@@ -165,6 +168,7 @@ type regionKey struct{ account, region string }
 
 type account struct {
 	id    string
+	orgID string // the AWS Organizations organization it belongs to ("": none)
 	roles map[string]RoleConfig
 	users []UserConfig
 	// Parsed policies by role name.
@@ -185,6 +189,9 @@ type credential struct {
 	// session is the session policy a role session was given at AssumeRole (nil: none):
 	// it narrows policies further.
 	session []PolicyDocument
+	// tags are the session tags a role session was given at AssumeRole: the principal's
+	// tags in conditions (aws:PrincipalTag/<key>).
+	tags    map[string]string
 	expires time.Time
 	expired bool // forced by ExpireSessions
 }
@@ -225,7 +232,7 @@ func New(cfg Config) (*Sandbox, error) {
 		if _, dup := s.accounts[ac.ID]; dup {
 			return nil, fmt.Errorf("sandbox: account %s configured twice", ac.ID)
 		}
-		a := &account{id: ac.ID, roles: map[string]RoleConfig{}, rolePolicies: map[string][]PolicyDocument{}, trust: map[string]*PolicyDocument{}}
+		a := &account{id: ac.ID, orgID: ac.OrgID, roles: map[string]RoleConfig{}, rolePolicies: map[string][]PolicyDocument{}, trust: map[string]*PolicyDocument{}}
 		for j, u := range ac.Users {
 			if u.Name == "" {
 				return nil, fmt.Errorf("sandbox: accounts[%d].users[%d].name is empty", i, j)

@@ -156,7 +156,10 @@ type sqsAttrs struct {
 	maxSize           int
 	waitTime          int
 	redrive           *redrivePolicy
-	extra             map[string]string // stored verbatim, not enforced
+	// policy is the queue's resource-based policy (the Policy attribute), evaluated for
+	// sends; the other policy-like attributes are in extra, stored verbatim.
+	policy *PolicyDocument
+	extra  map[string]string // stored verbatim, not enforced
 }
 
 func defaultSQSAttrs() sqsAttrs {
@@ -299,6 +302,9 @@ func (s *Sandbox) sqsCall(ctx context.Context, c *caller, op string, body []byte
 		q.messages = q.messages[:0]
 		return struct{}{}, nil
 	case "SendMessage":
+		if aerr := s.callerMaySend(q, c); aerr != nil {
+			return nil, aerr
+		}
 		m, aerr := s.newMessage(c.cred.accessKeyID, q, in.MessageBody, in.DelaySeconds, in.MessageAttributes, now)
 		if aerr != nil {
 			return nil, aerr
@@ -307,6 +313,9 @@ func (s *Sandbox) sqsCall(ctx context.Context, c *caller, op string, body []byte
 		st.signal()
 		return sendResult(m), nil
 	case "SendMessageBatch":
+		if aerr := s.callerMaySend(q, c); aerr != nil {
+			return nil, aerr
+		}
 		return s.sendMessageBatch(st, c, q, in.Entries, now, fault)
 	case "DeleteMessage":
 		if aerr := q.deleteMessage(in.ReceiptHandle); aerr != nil {
@@ -496,7 +505,17 @@ func (st *sqsState) applyQueueAttrs(k sqsQueueKey, arn string, in map[string]str
 				continue
 			}
 			a.redrive, aerr = st.parseRedrive(k, arn, v)
-		case "Policy", "RedriveAllowPolicy", "KmsMasterKeyId", "KmsDataKeyReusePeriodSeconds", "SqsManagedSseEnabled":
+		case "Policy":
+			a.extra[name] = v
+			a.policy = nil
+			if v != "" {
+				p, err := ParsePolicy(v)
+				if err != nil {
+					aerr = sqsErr("InvalidAttributeValue", "Invalid value for the parameter Policy: %v", err)
+				}
+				a.policy = &p
+			}
+		case "RedriveAllowPolicy", "KmsMasterKeyId", "KmsDataKeyReusePeriodSeconds", "SqsManagedSseEnabled":
 			a.extra[name] = v
 		case "FifoQueue", "ContentBasedDeduplication", "DeduplicationScope", "FifoThroughputLimit":
 			aerr = sqsErr("InvalidAttributeName", "The sandbox does not emulate FIFO queues (attribute %s).", name)
@@ -952,13 +971,16 @@ func (st *sqsState) take(s *Sandbox, q *sqsQueue, max int, visibility *int, sysN
 // sendInternal is SendMessage on behalf of an AWS service (EventBridge delivering to a
 // rule's target): the same checks and limits as a caller's SendMessage, no access-log
 // entry, no caller. It returns the message ID.
-func (s *Sandbox) sendInternal(queueARN, sender, body string) (string, *apiError) {
+func (s *Sandbox) sendInternal(queueARN, sender, body string, from serviceSender) (string, *apiError) {
 	st := s.sqs()
 	st.mu.Lock()
 	defer st.mu.Unlock()
 	q := st.queueByARN(queueARN)
 	if q == nil {
 		return "", sqsErr("QueueDoesNotExist", "The specified queue does not exist.")
+	}
+	if aerr := q.serviceMaySend(from); aerr != nil {
+		return "", aerr
 	}
 	now := s.now()
 	q.expire(now)
@@ -1033,4 +1055,45 @@ func newUUID() string {
 	b[8] = b[8]&0x3f | 0x80
 	h := hex.EncodeToString(b[:])
 	return h[:8] + "-" + h[8:12] + "-" + h[12:16] + "-" + h[16:20] + "-" + h[20:]
+}
+
+// serviceSender is an AWS service sending on a resource's behalf (EventBridge for a rule).
+type serviceSender struct {
+	service   string // "events.amazonaws.com"
+	sourceARN string // the rule
+	account   string // the rule's account
+}
+
+// serviceMaySend evaluates the queue's policy for a service's send: a queue with a policy
+// receives only what an Allow statement for the service admits and no Deny refuses
+// (Amazon SQS resource-based policies; EventBridge needs the queue's policy to allow
+// events.amazonaws.com, https://docs.aws.amazon.com/eventbridge/latest/userguide/eb-use-resource-based.html#eb-sqs-permissions).
+// A queue without a policy receives (a simplification: AWS would refuse).
+func (q *sqsQueue) serviceMaySend(from serviceSender) *apiError {
+	if q.attrs.policy == nil {
+		return nil
+	}
+	ctx := condCtx{}
+	ctx.set("aws:SourceArn", from.sourceARN)
+	ctx.set("aws:SourceAccount", from.account)
+	allowed, denied := resourceDecision(*q.attrs.policy, request{action: "sqs:SendMessage", resource: q.arn, principal: "service:" + from.service, context: ctx}, "", "")
+	if denied || !allowed {
+		return errorf(403, "AccessDenied", "the policy of %s does not allow %s to send (aws:SourceArn %s)", q.arn, from.service, from.sourceARN)
+	}
+	return nil
+}
+
+// callerMaySend evaluates the queue's policy for a caller's send: an explicit Deny in it
+// refuses, whatever the caller's own policies allow (the caller's identity policies were
+// checked before the call).
+func (s *Sandbox) callerMaySend(q *sqsQueue, c *caller) *apiError {
+	if q.attrs.policy == nil {
+		return nil
+	}
+	ctx := s.principalContext(c.cred, c.region)
+	_, denied := resourceDecision(*q.attrs.policy, request{action: "sqs:SendMessage", resource: q.arn, principal: c.cred.principalARN, context: ctx}, c.cred.roleARN, c.cred.account)
+	if denied {
+		return errorf(403, "AccessDenied", "User: %s is not authorized to perform: sqs:SendMessage on resource: %s with an explicit deny in a resource-based policy", c.cred.principalARN, q.arn)
+	}
+	return nil
 }

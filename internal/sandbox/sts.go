@@ -125,12 +125,22 @@ func (s *Sandbox) assumeRole(c *caller, form url.Values, entry *Entry) (any, *ap
 	}
 	entry.Account = acct.id
 	trusted := false
+	tags := sessionTags(form)
 	if tp := acct.trust[role.Name]; tp != nil {
-		ctx := map[string]string{}
+		ctx := s.principalContext(c.cred, c.region)
 		if hasExtID {
-			ctx["sts:externalid"] = extID
+			ctx.set("sts:ExternalId", extID)
 		}
-		trusted = trusts(*tp, c.cred.principalARN, c.cred.roleARN, c.cred.account, ctx)
+		for k, v := range tags {
+			ctx.set("aws:RequestTag/"+k, v)
+		}
+		trusted = trusts(*tp, "sts:AssumeRole", c.cred.principalARN, c.cred.roleARN, c.cred.account, ctx)
+		// Passing session tags needs sts:TagSession in the trust policy too ("Passing
+		// session tags in AWS STS",
+		// https://docs.aws.amazon.com/IAM/latest/UserGuide/id_session-tags.html).
+		if trusted && len(tags) > 0 {
+			trusted = trusts(*tp, "sts:TagSession", c.cred.principalARN, c.cred.roleARN, c.cred.account, ctx)
+		}
 	} else {
 		for _, t := range role.Trusted {
 			if t == c.cred.account || t == c.cred.principalARN || (c.cred.roleARN != "" && t == c.cred.roleARN) {
@@ -187,6 +197,7 @@ func (s *Sandbox) assumeRole(c *caller, form url.Values, entry *Entry) (any, *ap
 		roleARN:      RoleARN(acct.id, role.Name),
 		policies:     acct.rolePolicies[role.Name],
 		session:      session,
+		tags:         tags,
 		expires:      now.Add(duration),
 	}
 	s.mu.Lock()
