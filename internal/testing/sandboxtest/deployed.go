@@ -78,30 +78,7 @@ func repoRoot() string {
 func Deployed(t testing.TB, params map[string]any, dest ...map[string]any) func(*sandbox.Config) {
 	t.Helper()
 	root := repoRoot()
-	resolve := func(ref string) (string, bool) {
-		switch ref {
-		case "ReplicationQueue.Arn":
-			return QueueARN(QueueName), true
-		case "ReconcileQueue.Arn":
-			return QueueARN(ReconcileQueueName), true
-		case "CopyQueue.Arn":
-			return QueueARN(CopyQueueName), true
-		case "DeadLetterQueue.Arn":
-			return QueueARN(DeadLetterQueueName), true
-		case "ReplicatorRole.Arn":
-			return FunctionRoleARN(), true
-		case "ReconcilerRole.Arn":
-			return ReconcilerRoleARN(), true
-		}
-		return "", false
-	}
-	src, err := cfn.RenderFile(filepath.Join(root, "template.yaml"), cfn.Options{
-		Parameters: params, Region: sandbox.DefaultRegion, AccountID: sandbox.SourceAccount,
-		StackName: StackName, Resolve: resolve,
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
+	src := renderSource(t, params)
 	srcPolicies, err := src.RolePolicies("ReplicatorRole")
 	if err != nil {
 		t.Fatal(err)
@@ -184,6 +161,50 @@ func Deployed(t testing.TB, params map[string]any, dest ...map[string]any) func(
 			}
 		}
 	}
+}
+
+// stackQueues are the queues' logical names in template.yaml, and their names here.
+var stackQueues = map[string]string{
+	"ReplicationQueue": QueueName, "ReconcileQueue": ReconcileQueueName,
+	"CopyQueue": CopyQueueName, "DeadLetterQueue": DeadLetterQueueName,
+}
+
+// ImageActionRuleARN is the ARN of the stack's ImageActionRule in the sandbox (the rule
+// DeployQueues puts, named after its logical ID).
+func ImageActionRuleARN() string {
+	return fmt.Sprintf("arn:aws:events:%s:%s:rule/%s", sandbox.DefaultRegion, sandbox.SourceAccount, ImageActionRule)
+}
+
+// ImageActionRule is the name of the stack's ImageActionRule in the sandbox.
+const ImageActionRule = "ImageActionRule"
+
+// stackRef resolves template.yaml's resource references to the sandbox's names.
+func stackRef(ref string) (string, bool) {
+	if name, ok := stackQueues[strings.TrimSuffix(ref, ".Arn")]; ok && strings.HasSuffix(ref, ".Arn") {
+		return QueueARN(name), true
+	}
+	switch ref {
+	case "ReplicatorRole.Arn":
+		return FunctionRoleARN(), true
+	case "ReconcilerRole.Arn":
+		return ReconcilerRoleARN(), true
+	case "ImageActionRule.Arn":
+		return ImageActionRuleARN(), true
+	}
+	return "", false
+}
+
+// renderSource renders template.yaml for params, its references resolved (stackRef).
+func renderSource(t testing.TB, params map[string]any) *cfn.Template {
+	t.Helper()
+	src, err := cfn.RenderFile(filepath.Join(repoRoot(), "template.yaml"), cfn.Options{
+		Parameters: params, Region: sandbox.DefaultRegion, AccountID: sandbox.SourceAccount,
+		StackName: StackName, Resolve: stackRef,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return src
 }
 
 // FunctionSession assumes FunctionRole as the source account's admin, as Lambda does for
