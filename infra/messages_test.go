@@ -116,6 +116,35 @@ func TestQueuesRefuseOtherSenders(t *testing.T) {
 	}
 }
 
+// TestQueueOperatorsMaySend: the principals QueueOperatorArns names may send to every work
+// queue — what a redrive of the dead-letter queue does as its caller
+// (https://docs.aws.amazon.com/AWSSimpleQueueService/latest/SQSDeveloperGuide/sqs-configure-dead-letter-queue-redrive.html:
+// sqs:SendMessage on the queue the messages go to) — and nobody else may.
+func TestQueueOperatorsMaySend(t *testing.T) {
+	const operator = "queue-operator"
+	params := attackParams()
+	params["QueueOperatorArns"] = "arn:aws:iam::" + sandbox.SourceAccount + ":role/ops-*,arn:aws:iam::" + sandbox.SourceAccount + ":user/" + operator
+	w := sandboxtest.Start(t, sandboxtest.Deployed(t, params), withDeveloper, func(c *sandbox.Config) {
+		for i := range c.Accounts {
+			if c.Accounts[i].ID == sandbox.SourceAccount {
+				c.Accounts[i].Users = append(c.Accounts[i].Users, sandbox.UserConfig{Name: operator, Policies: []string{
+					`{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Action":"sqs:*","Resource":"*"}]}`}})
+			}
+		}
+	})
+	queues := w.DeployQueues(t, params)
+	ops, dev := w.Config(t, sandbox.SourceAccount, operator), w.Config(t, sandbox.SourceAccount, developer)
+	for _, logical := range []string{"ReplicationQueue", "ReconcileQueue", "CopyQueue"} {
+		in := &sqs.SendMessageInput{QueueUrl: aws.String(queues[logical]), MessageBody: aws.String(`{"redriven":true}`)}
+		if _, err := sqs.NewFromConfig(ops).SendMessage(w.Ctx, in); err != nil {
+			t.Errorf("the queue operator cannot send to %s: %v", logical, err)
+		}
+		if _, err := sqs.NewFromConfig(dev).SendMessage(w.Ctx, in); !strings.HasPrefix(ecraccess.ErrorCode(err), "AccessDenied") {
+			t.Errorf("%s took a message from %s (answer %v)", logical, developer, err)
+		}
+	}
+}
+
 // forgedWorld deploys the templates, and gives the destination account a repository the
 // replicator's prefix reaches but whose source the source account does not have:
 // mirror/prod/payments, holding latest. It returns the replicate function as deployed

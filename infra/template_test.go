@@ -55,6 +55,8 @@ func TestTemplateStructure(t *testing.T) {
 		"CopyQueue":                    "AWS::SQS::Queue",
 		"DeadLetterQueue":              "AWS::SQS::Queue",
 		"ReplicationQueuePolicy":       "AWS::SQS::QueuePolicy",
+		"ReconcileQueuePolicy":         "AWS::SQS::QueuePolicy",
+		"CopyQueuePolicy":              "AWS::SQS::QueuePolicy",
 		"DeadLetterQueueAlarm":         "AWS::CloudWatch::Alarm",
 		"ReplicateFunctionErrorsAlarm": "AWS::CloudWatch::Alarm",
 		"BackfillFunctionErrorsAlarm":  "AWS::CloudWatch::Alarm",
@@ -477,31 +479,75 @@ func TestDeadLetterQueue(t *testing.T) {
 	}
 }
 
+// TestQueuePolicy: every queue refuses SendMessage to all but its senders —
+// ImageActionRule (by aws:SourceArn) for the ReplicationQueue and the DeadLetterQueue,
+// the functions' roles for the reconcile and copy queues — and the QueueOperatorArns
+// (by aws:PrincipalArn), when given. infra/messages_test.go sends to them.
 func TestQueuePolicy(t *testing.T) {
-	tmpl := render(t, sourceTemplate, destination(nil)).typed()
-	qp, err := tmpl.GetSQSQueuePolicyWithName("ReplicationQueuePolicy")
+	const ops = "arn:aws:iam::111111111111:role/ops-*"
+	for _, operators := range []string{"", ops} {
+		tmpl := render(t, sourceTemplate, destination(map[string]any{"QueueOperatorArns": operators})).typed()
+		exempt := func(principals ...string) any {
+			if operators != "" {
+				principals = append(principals, ops)
+			}
+			return map[string]any{"aws:PrincipalArn": principals}
+		}
+		replication := []string{"getatt:DeadLetterQueue.Arn", "getatt:ReplicationQueue.Arn"}
+		rule := map[string]any{"aws:SourceArn": "getatt:ImageActionRule.Arn"}
+		deny := map[string]any{"ArnNotEquals": rule}
+		if operators != "" {
+			deny["ArnNotLike"] = map[string]any{"aws:PrincipalArn": []string{ops}}
+		}
+		want := map[string]struct {
+			queues     []string
+			statements []statement
+		}{
+			"ReplicationQueuePolicy": {[]string{"ref:DeadLetterQueue", "ref:ReplicationQueue"}, []statement{
+				{Sid: "ImageActionRuleOnly", Effect: "Allow", Principal: map[string]any{"Service": "events.amazonaws.com"},
+					Action: []string{"sqs:SendMessage"}, Resource: replication, Condition: map[string]any{"ArnEquals": rule}},
+				{Sid: "NoOtherSender", Effect: "Deny", Principal: "*", Action: []string{"sqs:SendMessage"}, Resource: replication, Condition: deny},
+			}},
+			"ReconcileQueuePolicy": {[]string{"ref:ReconcileQueue"}, []statement{
+				{Sid: "ReconcilerOnly", Effect: "Deny", Principal: "*", Action: []string{"sqs:SendMessage"}, Resource: []string{"getatt:ReconcileQueue.Arn"},
+					Condition: map[string]any{"ArnNotLike": exempt("getatt:ReconcilerRole.Arn")}},
+			}},
+			"CopyQueuePolicy": {[]string{"ref:CopyQueue"}, []statement{
+				{Sid: "ReconcilerAndBackfillOnly", Effect: "Deny", Principal: "*", Action: []string{"sqs:SendMessage"}, Resource: []string{"getatt:CopyQueue.Arn"},
+					Condition: map[string]any{"ArnNotLike": exempt("getatt:ReplicatorRole.Arn", "getatt:ReconcilerRole.Arn")}},
+			}},
+		}
+		for name, w := range want {
+			qp, err := tmpl.GetSQSQueuePolicyWithName(name)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !reflect.DeepEqual(sorted(qp.Queues), w.queues) {
+				t.Errorf("%s: Queues = %v, want %v", name, qp.Queues, w.queues)
+			}
+			got := statements(t, qp.PolicyDocument)
+			for i := range got {
+				got[i].Resource = sorted(got[i].Resource)
+			}
+			if fmt.Sprint(jsonOf(t, got)) != fmt.Sprint(jsonOf(t, w.statements)) {
+				t.Errorf("QueueOperatorArns=%q: %s:\n got %v\nwant %v", operators, name, jsonOf(t, got), jsonOf(t, w.statements))
+			}
+		}
+	}
+}
+
+// jsonOf is v as plain JSON values, so that documents compare by content.
+func jsonOf(t *testing.T, v any) any {
+	t.Helper()
+	b, err := json.Marshal(v)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if !reflect.DeepEqual(sorted(qp.Queues), []string{"ref:DeadLetterQueue", "ref:ReplicationQueue"}) {
-		t.Errorf("Queues = %v", qp.Queues)
+	var out any
+	if err := json.Unmarshal(b, &out); err != nil {
+		t.Fatal(err)
 	}
-	sts := statements(t, qp.PolicyDocument)
-	if len(sts) != 1 {
-		t.Fatalf("queue policy has %d statements, want 1", len(sts))
-	}
-	s := sts[0]
-	if s.Effect != "Allow" || !reflect.DeepEqual(s.Action, []string{"sqs:SendMessage"}) ||
-		!reflect.DeepEqual(s.Principal, map[string]any{"Service": "events.amazonaws.com"}) {
-		t.Errorf("statement = %+v, want EventBridge sqs:SendMessage only", s)
-	}
-	if !reflect.DeepEqual(sorted(s.Resource), []string{"getatt:DeadLetterQueue.Arn", "getatt:ReplicationQueue.Arn"}) {
-		t.Errorf("Resource = %v", s.Resource)
-	}
-	want := map[string]any{"ArnEquals": map[string]any{"aws:SourceArn": "getatt:ImageActionRule.Arn"}}
-	if !reflect.DeepEqual(s.Condition, want) {
-		t.Errorf("Condition = %v, want only ImageActionRule (%v)", s.Condition, want)
-	}
+	return out
 }
 
 func TestImageActionRule(t *testing.T) {
@@ -559,10 +605,11 @@ func TestImageActionRule(t *testing.T) {
 					tc.mirrorDeletes, tc.prefix, file, got, want, rule.EventPattern)
 			}
 		}
-		// Failed pushes and other ECR events stay out.
+		// Failed pushes, other ECR events and another account's pushes stay out.
 		failed := bytes.Replace(events["push.json"], []byte(`"SUCCESS"`), []byte(`"FAILURE"`), 1)
 		scan := bytes.Replace(events["push.json"], []byte(`"ECR Image Action"`), []byte(`"ECR Image Scan"`), 1)
-		for what, ev := range map[string][]byte{"failed push": failed, "scan event": scan} {
+		foreign := bytes.Replace(events["push.json"], []byte(`"`+testAccountID+`"`), []byte(`"333333333333"`), 1)
+		for what, ev := range map[string][]byte{"failed push": failed, "scan event": scan, "another account's push": foreign} {
 			if ok, _ := pattern.Match(ev); ok {
 				t.Errorf("%s matched", what)
 			}
