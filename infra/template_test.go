@@ -2,6 +2,7 @@ package infra
 
 import (
 	"bytes"
+	"maps"
 	"encoding/json"
 	"fmt"
 	"os"
@@ -346,7 +347,7 @@ func TestRulesDocument(t *testing.T) {
 	}
 
 	t.Run("parameter", func(t *testing.T) {
-		r := render(t, sourceTemplate, map[string]any{"RulesParameterName": "/ecr-replicator/rules", "RulesCheckSeconds": 30})
+		r := render(t, sourceTemplate, map[string]any{"RulesParameterName": "/ecr-replicator/rules", "RulesCheckSeconds": 30, "DestinationRoleArns": stackSetGrant})
 		for _, name := range []string{"ReplicateFunction", "BackfillFunction", "ReconcileFunction"} {
 			env := r.function(name).Environment.Variables
 			if env["REPLICATION_RULES"] != "" || env["REPLICATION_RULES_PARAMETER"] != "/ecr-replicator/rules" || fmt.Sprint(env["REPLICATION_RULES_CHECK_SECONDS"]) != "30" {
@@ -673,14 +674,16 @@ func TestReplicatorRole(t *testing.T) {
 		}, with(map[string][]string{
 			"sts:AssumeRole":   {"arn:aws:iam::222222222222:role/a", "arn:aws:iam::333333333333:role/b"},
 			"ssm:GetParameter": {"arn:aws:ssm:us-east-1:111111111111:parameter/ecr-replicator/rules"}})},
-		{"rules parameter, the StackSet's role name", map[string]any{"RulesParameterName": "/platform/ecr/rules"}, with(map[string][]string{
+		{"rules parameter, the StackSet's role name within the organization", map[string]any{"RulesParameterName": "/platform/ecr/rules",
+			"DestinationRoleArns": "arn:aws:iam::*:role/ecr-replicator-destination", "OrganizationId": "o-abcdef1234"}, with(map[string][]string{
 			"sts:AssumeRole":   {"arn:aws:iam::*:role/ecr-replicator-destination"},
 			"ssm:GetParameter": {"arn:aws:ssm:us-east-1:111111111111:parameter/platform/ecr/rules"}})},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
 			r := render(t, sourceTemplate, tc.params)
-			checkRole(t, r, "ReplicatorRole", tc.want)
+			org, _ := tc.params["OrganizationId"].(string)
+			checkRole(t, r, "ReplicatorRole", org, tc.want)
 			// The reconcile's role lists and sends; it assumes the same destination roles
 			// (for list-only sessions), reads the same rules, and writes to no registry.
 			want := map[string][]string{"sts:AssumeRole": tc.want["sts:AssumeRole"]}
@@ -690,7 +693,7 @@ func TestReplicatorRole(t *testing.T) {
 			for k, v := range reconciler {
 				want[k] = v
 			}
-			checkRole(t, r, "ReconcilerRole", want)
+			checkRole(t, r, "ReconcilerRole", org, want)
 			// The functions check a rules document against the same list.
 			for _, name := range []string{"ReplicateFunction", "BackfillFunction", "ReconcileFunction"} {
 				env, _ := r.function(name).Environment.Variables["DESTINATION_ROLE_ARNS"].(string)
@@ -702,9 +705,11 @@ func TestReplicatorRole(t *testing.T) {
 	}
 }
 
-// checkRole checks a function role: trusted by Lambda only, the basic execution policy,
-// and exactly the actions of want on exactly their resources.
-func checkRole(t *testing.T, r *rendered, name string, want map[string][]string) {
+// checkRole checks a function role: trusted by Lambda only, no managed policy, its
+// function's log groups only, and exactly the actions of want on exactly their resources.
+// With org, sts:AssumeRole holds only for roles of that organization (aws:ResourceOrgID);
+// no other statement has a condition.
+func checkRole(t *testing.T, r *rendered, name, org string, want map[string][]string) {
 	t.Helper()
 	role, err := r.typed().GetIAMRoleWithName(name)
 	if err != nil {
@@ -715,9 +720,12 @@ func checkRole(t *testing.T, r *rendered, name string, want map[string][]string)
 		!reflect.DeepEqual(trust[0].Action, []string{"sts:AssumeRole"}) || trust[0].Condition != nil {
 		t.Errorf("%s: trust policy = %+v, want Lambda only", name, trust)
 	}
-	if w := []string{"arn:aws:iam::aws:policy/service-role/AWSLambdaBasicExecutionRole"}; !reflect.DeepEqual(role.ManagedPolicyArns, w) {
-		t.Errorf("%s: ManagedPolicyArns = %v, want %v", name, role.ManagedPolicyArns, w)
+	if len(role.ManagedPolicyArns) != 0 {
+		t.Errorf("%s: ManagedPolicyArns = %v, want none (AWSLambdaBasicExecutionRole writes to any log group)", name, role.ManagedPolicyArns)
 	}
+	logs := map[string][]string{"ReplicatorRole": {"getatt:BackfillLogGroup.Arn", "getatt:ReplicateLogGroup.Arn"}, "ReconcilerRole": {"getatt:ReconcileLogGroup.Arn"}}[name]
+	want = maps.Clone(want)
+	want["logs:CreateLogStream"], want["logs:PutLogEvents"] = logs, logs
 	var all []statement
 	for _, p := range role.Policies {
 		all = append(all, statements(t, p.PolicyDocument)...)
@@ -732,8 +740,12 @@ func checkRole(t *testing.T, r *rendered, name string, want map[string][]string)
 		}
 	}
 	for _, s := range all {
-		if s.Condition != nil || s.Principal != nil {
-			t.Errorf("%s: statement %s has Condition/Principal", name, s.Sid)
+		var cond any
+		if org != "" && reflect.DeepEqual(s.Action, []string{"sts:AssumeRole"}) {
+			cond = map[string]any{"StringEquals": map[string]any{"aws:ResourceOrgID": org}}
+		}
+		if !reflect.DeepEqual(s.Condition, cond) || s.Principal != nil {
+			t.Errorf("%s: statement %s has Condition %v (want %v) or a Principal", name, s.Sid, s.Condition, cond)
 		}
 	}
 }

@@ -30,8 +30,12 @@ import (
 // eventSourceMappingActions are granted to the function role for Lambda's SQS event
 // source mapping, which polls the queue on the function's behalf: our code never calls them.
 // https://docs.aws.amazon.com/lambda/latest/dg/with-sqs.html#events-sqs-permissions
+// The logs actions are Lambda's too: it writes the function's output to its log group
+// (https://docs.aws.amazon.com/lambda/latest/dg/monitoring-cloudwatchlogs.html); the
+// sandbox has no CloudWatch Logs.
 var eventSourceMappingActions = map[string]bool{
 	"sqs:ReceiveMessage": true, "sqs:DeleteMessage": true, "sqs:GetQueueAttributes": true, "sqs:ChangeMessageVisibility": true,
+	"logs:CreateLogStream": true, "logs:PutLogEvents": true,
 }
 
 // TestPoliciesGrantOnlyWhatTheCodeUses deploys both templates with every feature on

@@ -58,8 +58,8 @@ func repoRoot() string {
 // destination account, with enforcement on:
 //
 //   - the source account gets FunctionRole with the rendered inline policies of
-//     ReplicatorRole, and ReconcilerRole with ReconcilerRole's (the managed
-//     AWSLambdaBasicExecutionRole, logs only, is not modelled).
+//     ReplicatorRole, and ReconcilerRole with ReconcilerRole's (their logs grants are
+//     Lambda's: the sandbox has no CloudWatch Logs).
 //     Its trust policy allows the source account's admin user instead of the template's
 //     lambda.amazonaws.com service principal, which cannot call AssumeRole here; the
 //     test plays Lambda with FunctionEnv/FunctionSession.
@@ -71,9 +71,10 @@ func repoRoot() string {
 //     RepositoryPrefix, CreateRepositories and MirrorDeletes taken from params (source
 //     stack parameters of the same meaning); dest overrides any of them.
 //
-// Resource references resolve to the sandbox's names: ReplicationQueue.Arn to
+// Resource references resolve to the sandbox's names (stackRef): ReplicationQueue.Arn to
 // QueueARN(QueueName), ReconcileQueue.Arn to QueueARN(ReconcileQueueName), CopyQueue.Arn
-// to QueueARN(CopyQueueName), ReplicatorRole.Arn to FunctionRoleARN(). The admin users stay
+// to QueueARN(CopyQueueName), ReplicatorRole.Arn to FunctionRoleARN(),
+// ImageActionRule.Arn to ImageActionRuleARN(). The admin users stay
 // unrestricted; so does the source "replicator" user, which deployed functions do not use.
 func Deployed(t testing.TB, params map[string]any, dest ...map[string]any) func(*sandbox.Config) {
 	t.Helper()
@@ -190,6 +191,8 @@ func stackRef(ref string) (string, bool) {
 		return ReconcilerRoleARN(), true
 	case "ImageActionRule.Arn":
 		return ImageActionRuleARN(), true
+	case "ReplicateLogGroup.Arn", "BackfillLogGroup.Arn", "ReconcileLogGroup.Arn":
+		return fmt.Sprintf("arn:aws:logs:%s:%s:log-group:%s-%s:*", sandbox.DefaultRegion, sandbox.SourceAccount, StackName, strings.TrimSuffix(ref, ".Arn")), true
 	}
 	return "", false
 }
