@@ -2,9 +2,9 @@ package infra
 
 import (
 	"bytes"
-	"maps"
 	"encoding/json"
 	"fmt"
+	"maps"
 	"os"
 	"path/filepath"
 	"reflect"
@@ -227,18 +227,18 @@ func TestFunctionEnvironment(t *testing.T) {
 	r := render(t, sourceTemplate, destination(nil))
 	for _, name := range []string{"ReplicateFunction", "BackfillFunction", "ReconcileFunction"} {
 		env := r.function(name).Environment.Variables
-		want := []string{"COPY_QUEUE_URL", "DESTINATION_ROLE_ARNS", "LOG_LEVEL", "METRICS_NAMESPACE", "PUT_IMAGE_RATE", "REPLICATION_QUEUE_URL", "REPLICATION_RULES", "REPLICATION_RULES_CHECK_SECONDS", "REPLICATION_RULES_PARAMETER", "RESULT_EVENT_BUS"}
+		want := []string{"COPY_QUEUE_URL", "DESTINATION_ROLE_ARNS", "LOG_LEVEL", "METRICS_NAMESPACE", "PUT_IMAGE_RATE", "REPLICATION_QUEUE_URL", "REPLICATION_RULES", "REPLICATION_RULES_CHECK_SECONDS", "REPLICATION_RULES_PARAMETER", "REPOSITORY_PREFIX_FILTER", "RESULT_EVENT_BUS"}
 		switch name {
 		case "ReplicateFunction":
 			// Its invocations start at their share of the quota: the copy queue's
 			// concurrency is how many write at once. The backfill function is one
 			// invocation.
-			want = []string{"COPY_QUEUE_URL", "DESTINATION_ROLE_ARNS", "LOG_LEVEL", "METRICS_NAMESPACE", "PUT_IMAGE_RATE", "PUT_IMAGE_WRITERS", "REPLICATION_QUEUE_URL", "REPLICATION_RULES", "REPLICATION_RULES_CHECK_SECONDS", "REPLICATION_RULES_PARAMETER", "RESULT_EVENT_BUS"}
+			want = []string{"COPY_QUEUE_URL", "DESTINATION_ROLE_ARNS", "LOG_LEVEL", "METRICS_NAMESPACE", "PUT_IMAGE_RATE", "PUT_IMAGE_WRITERS", "REPLICATION_QUEUE_URL", "REPLICATION_RULES", "REPLICATION_RULES_CHECK_SECONDS", "REPLICATION_RULES_PARAMETER", "REPOSITORY_PREFIX_FILTER", "RESULT_EVENT_BUS"}
 			if fmt.Sprint(env["PUT_IMAGE_WRITERS"]) != "2" {
 				t.Errorf("PUT_IMAGE_WRITERS = %v, want CopyConcurrency's default 2", env["PUT_IMAGE_WRITERS"])
 			}
 		case "ReconcileFunction":
-			want = []string{"COPY_QUEUE_URL", "DESTINATION_ROLE_ARNS", "LOG_LEVEL", "METRICS_NAMESPACE", "PUT_IMAGE_RATE", "RECONCILE_QUEUE_URL", "REPLICATION_QUEUE_URL", "REPLICATION_RULES", "REPLICATION_RULES_CHECK_SECONDS", "REPLICATION_RULES_PARAMETER", "RESULT_EVENT_BUS"}
+			want = []string{"COPY_QUEUE_URL", "DESTINATION_ROLE_ARNS", "LOG_LEVEL", "METRICS_NAMESPACE", "PUT_IMAGE_RATE", "RECONCILE_QUEUE_URL", "REPLICATION_QUEUE_URL", "REPLICATION_RULES", "REPLICATION_RULES_CHECK_SECONDS", "REPLICATION_RULES_PARAMETER", "REPOSITORY_PREFIX_FILTER", "RESULT_EVENT_BUS"}
 			if env["RECONCILE_QUEUE_URL"] != "ref:ReconcileQueue" {
 				t.Errorf("RECONCILE_QUEUE_URL = %v, want ref:ReconcileQueue", env["RECONCILE_QUEUE_URL"])
 			}
@@ -656,6 +656,9 @@ func TestReplicatorRole(t *testing.T) {
 		return out
 	}
 	bus := "arn:aws:events:us-east-1:111111111111:event-bus/results"
+	// The images under RepositoryPrefixFilter; the listing of the repositories (names and
+	// settings) stays on every repository, as ECR authorizes a listing.
+	teamA := "arn:aws:ecr:us-east-1:111111111111:repository/team-a/*"
 	cases := []struct {
 		name   string
 		params map[string]any
@@ -674,6 +677,14 @@ func TestReplicatorRole(t *testing.T) {
 		}, with(map[string][]string{
 			"sts:AssumeRole":   {"arn:aws:iam::222222222222:role/a", "arn:aws:iam::333333333333:role/b"},
 			"ssm:GetParameter": {"arn:aws:ssm:us-east-1:111111111111:parameter/ecr-replicator/rules"}})},
+		{"repository prefix filter", destination(map[string]any{"RepositoryPrefixFilter": "team-a/"}), with(map[string][]string{
+			"sts:AssumeRole":             {"arn:aws:iam::222222222222:role/ecr-replicator-destination"},
+			"ecr:BatchGetImage":          {teamA},
+			"ecr:GetDownloadUrlForLayer": {teamA},
+			"ecr:DescribeImages":         {teamA},
+			"ecr:ListImages":             {teamA},
+			"ecr:GetLifecyclePolicy":     {teamA},
+			"ecr:ListTagsForResource":    {teamA}})},
 		{"rules parameter, the StackSet's role name within the organization", map[string]any{"RulesParameterName": "/platform/ecr/rules",
 			"DestinationRoleArns": "arn:aws:iam::*:role/ecr-replicator-destination", "OrganizationId": "o-abcdef1234"}, with(map[string][]string{
 			"sts:AssumeRole":   {"arn:aws:iam::*:role/ecr-replicator-destination"},
@@ -693,6 +704,7 @@ func TestReplicatorRole(t *testing.T) {
 			for k, v := range reconciler {
 				want[k] = v
 			}
+			want["ecr:DescribeImages"] = tc.want["ecr:DescribeImages"]
 			checkRole(t, r, "ReconcilerRole", org, want)
 			// The functions check a rules document against the same list.
 			for _, name := range []string{"ReplicateFunction", "BackfillFunction", "ReconcileFunction"} {
