@@ -16,6 +16,39 @@ import (
 // target of the rules for its source.
 var ErrNoRuleAllows = errors.New("work item names a destination no rule allows")
 
+// ErrForeignSource is the permanent failure of an event or work item whose source is
+// another registry (account, region) than the function's own: a message is a claim, and
+// this function reads from, and mirrors the deletions of, its own source only. It would
+// otherwise read an image another account offers, or ask ECR about a repository of the
+// wrong registry. Acknowledged and reported, never retried.
+var ErrForeignSource = errors.New("the message names another source registry than this function's")
+
+// Codes of the messages not acted on (ReplicationFailures by Reason, Problem.Code).
+const (
+	CodeMalformed     = "Malformed"
+	CodeNotAllowed    = "NotAllowed"
+	CodeForeignSource = "ForeignSource"
+)
+
+// problemCode is the code of a message not acted on.
+func problemCode(err error) string {
+	switch {
+	case errors.Is(err, ErrForeignSource):
+		return CodeForeignSource
+	case errors.Is(err, ErrNoRuleAllows):
+		return CodeNotAllowed
+	}
+	return CodeMalformed
+}
+
+// foreign refuses a message naming registry: this function's source is own.
+func foreign(named, own ecrname.Registry) error {
+	if named == own {
+		return nil
+	}
+	return fmt.Errorf("%w: it names %s; this function's source is %s", ErrForeignSource, named, own)
+}
+
 type message struct {
 	id   string // SQS messageId; "" when invoked directly
 	body []byte
@@ -49,22 +82,20 @@ type jobKey struct {
 }
 
 // plan parses the messages into jobs, deduplicated per (action, image, destination).
-// Malformed messages and messages no rule allows are permanent failures, acknowledged
-// and reported; ignored ones are logged.
-func (h *Handler) plan(msgs []message, mr *metrics.Recorder) plan {
+// Malformed messages, messages naming another source than src and messages no rule
+// allows are permanent failures, acknowledged and reported with their code; ignored ones
+// are logged.
+func (h *Handler) plan(msgs []message, src ecrname.Registry, mr *metrics.Recorder) plan {
 	var p plan
 	seen := map[jobKey]*job{}
 	for i, m := range msgs {
-		j, err := h.planMessage(m)
+		j, err := h.planMessage(m, src)
 		if err != nil {
-			h.c.Log.Error("message not processed (permanent failure, acknowledged)", "message_id", m.id, "error", err.Error())
-			p.malformed = append(p.malformed, Problem{MessageID: m.id, Error: err.Error()})
+			code := problemCode(err)
+			h.c.Log.Error("message not processed (permanent failure, acknowledged)", "message_id", m.id, "error_code", code, "error", err.Error())
+			p.malformed = append(p.malformed, Problem{MessageID: m.id, Code: code, Error: err.Error()})
 			if mr != nil {
-				reason := "Malformed"
-				if errors.Is(err, ErrNoRuleAllows) {
-					reason = "NotAllowed"
-				}
-				mr.Add("ReplicationFailures", metrics.Count, 1, "Reason", reason)
+				mr.Add("ReplicationFailures", metrics.Count, 1, "Reason", code)
 			}
 			continue
 		}
@@ -103,13 +134,16 @@ func appendUnique(s []int, v int) []int {
 
 // planMessage parses one message into its job: nil job and nil error when it is ignored
 // (logged here), an error when it is a permanent failure.
-func (h *Handler) planMessage(m message) (*job, error) {
+func (h *Handler) planMessage(m message, src ecrname.Registry) (*job, error) {
 	msg, err := ecrevent.Parse(m.body)
 	if err != nil {
 		return nil, err
 	}
 	switch msg.Kind {
 	case ecrevent.KindWorkItem:
+		if err := foreign(msg.WorkItem.Source.Repo().Registry, src); err != nil {
+			return nil, fmt.Errorf("work item %s: %w", msg.WorkItem.String(), err)
+		}
 		return h.planWorkItem(msg.WorkItem)
 	case ecrevent.KindReconcile:
 		return nil, fmt.Errorf("%w: a reconcile item: reconcile items are ReconcileFunction's, not this function's (is the reconcile queue mapped to the wrong function?)", ecrevent.ErrMalformed)
@@ -125,6 +159,9 @@ func (h *Handler) planMessage(m message) (*job, error) {
 		}
 		h.c.Log.Info("event ignored", attrs...)
 		return nil, nil
+	}
+	if err := foreign(a.Repo().Registry, src); err != nil {
+		return nil, fmt.Errorf("event %s (%s %s@%s): %w", a.EventID, a.ActionType, a.Repository, a.Digest, err)
 	}
 	j := &job{
 		delete:  msg.Class == ecrevent.Delete,

@@ -35,9 +35,11 @@ type Outcome struct {
 	dst ecrname.Repo
 }
 
-// Problem is a message that was not acted on: malformed or not allowed.
+// Problem is a message that was not acted on: malformed, naming another source, or not
+// allowed (Code: CodeMalformed, CodeForeignSource, CodeNotAllowed).
 type Problem struct {
 	MessageID string `json:"messageId,omitempty"`
+	Code      string `json:"code"`
 	Error     string `json:"error"`
 }
 
