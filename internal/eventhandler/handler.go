@@ -49,9 +49,9 @@ type Run interface {
 type Config struct {
 	Rules    *rules.Document
 	RulesErr error // an invalid rules document: every invocation fails with it
-	// Source answers the function's own source registry (asked once per invocation, so
-	// it should cache): an event or work item naming another is refused (ForeignSource).
-	// Required: without it every invocation fails.
+	// Source answers the function's own source registry (asked at most once per
+	// invocation, so it should cache): an event or work item naming another is refused
+	// (ForeignSource). Required: without it every invocation fails.
 	Source func(context.Context) (ecrname.Registry, error)
 	// Start begins an invocation's run: (*destinations.Replicator).Start, long-lived
 	// behind it (engine, limiters, credentials), the run holding what one invocation
@@ -143,40 +143,17 @@ func (h *Handler) invoke(ctx context.Context, msgs []message) invocation {
 	if h.c.EMF != nil {
 		mr = metrics.New(h.c.EMF, h.c.Namespace)
 	}
-	src, err := h.c.Source(ctx)
-	if err != nil {
-		return h.unplanned(msgs, err, mr)
-	}
 	// The work ends at the reserve; result events, after it, within its first half.
 	budget := deadline.New(ctx, h.c.Now(), deadline.Options{Reserve: h.c.Reserve})
 	pubCtx, cancel := budget.Late(ctx)
 	defer cancel()
-	p := h.plan(msgs, src, mr)
+	p := h.plan(ctx, msgs, mr)
 	results := h.execute(ctx, budget, p.jobs)
 	out := h.report(ctx, p, results, msgs, mr)
 	h.publish(pubCtx, out.summary.Results)
 	if mr != nil {
 		if err := mr.Flush(); err != nil {
 			h.c.Log.Warn("writing metrics", "error", err.Error())
-		}
-	}
-	return out
-}
-
-// unplanned answers an invocation that could not tell its own source registry (STS did
-// not answer): no message can be checked, so every one is retried, none dropped.
-func (h *Handler) unplanned(msgs []message, err error, mr *metrics.Recorder) invocation {
-	h.c.Log.Error("the function's source registry is unknown; every message will be retried", "error", err.Error(), "messages", len(msgs))
-	out := invocation{summary: Summary{Results: []Outcome{}, Retryable: len(msgs), Failed: len(msgs)}}
-	for _, m := range msgs {
-		if m.id != "" {
-			out.retry = append(out.retry, m.id)
-		}
-	}
-	if mr != nil {
-		mr.Add("ReplicationFailures", metrics.Count, float64(len(msgs)), "Reason", "SourceUnknown")
-		if ferr := mr.Flush(); ferr != nil {
-			h.c.Log.Warn("writing metrics", "error", ferr.Error())
 		}
 	}
 	return out

@@ -59,6 +59,11 @@ type Summary struct {
 func (h *Handler) report(ctx context.Context, p plan, results [][]destinations.Result, msgs []message, mr *metrics.Recorder) invocation {
 	out := invocation{summary: Summary{Results: []Outcome{}, Ignored: p.ignored, Malformed: p.malformed, Duplicates: p.duplicates}}
 	retry := make([]bool, len(msgs))
+	for _, i := range p.unsettled {
+		retry[i] = true
+		out.summary.Retryable++
+		out.summary.Failed++
+	}
 	done := h.c.Now()
 	for i, j := range p.jobs {
 		for _, r := range results[i] {
