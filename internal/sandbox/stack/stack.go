@@ -2,8 +2,9 @@
 // account — the DeadLetterQueue, the ReplicationQueue redriving to it, their policy (only
 // the rule sends), the ImageActionRule sending ECR's "ECR Image Action" events to the
 // queue — and drives the queue into a function as ReplicateFunction's ReplicationQueue
-// event source does, with the template's settings. The demo and the latency benchmark run the product through it,
-// so what they show is what a deployment does: nobody hands the function an event.
+// event source does, with the template's settings. The demo and the latency benchmark run
+// the product through it, so what they show is what a deployment does: nobody hands the
+// function an event.
 //
 // What the template sets is written here once, in Go; stack_test.go renders template.yaml
 // (internal/testing/cfn) and checks that both say the same.
