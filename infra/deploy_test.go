@@ -28,6 +28,8 @@ func TestDefaultDeployIsRefused(t *testing.T) {
 		{"only a region", map[string]any{"DestinationRegion": "eu-west-1"}, "DestinationOrRulesParameter"},
 		{"a rules parameter and a destination", map[string]any{"RulesParameterName": "/ecr-replicator/rules", "DestinationAccountId": "222222222222"}, "RulesParameterAlone"},
 		{"a rules parameter and an external ID", map[string]any{"RulesParameterName": "/ecr-replicator/rules", "ExternalId": "x"}, "RulesParameterAlone"},
+		// Without the list, sts:AssumeRole would cover the role name in any account.
+		{"a rules parameter without its role grant", map[string]any{"RulesParameterName": "/ecr-replicator/rules"}, "RulesParameterRoleGrant"},
 		{"a role grant without a rules parameter", map[string]any{"DestinationAccountId": "222222222222", "DestinationRoleArns": "arn:aws:iam::*:role/x"}, "RoleGrantOfTheRulesParameter"},
 		{"this account and region, no prefix", map[string]any{"DestinationAccountId": testAccountID}, "NotOntoItself"},
 		{"this account, this region named, no prefix", map[string]any{"DestinationAccountId": testAccountID, "DestinationRegion": testRegion}, "NotOntoItself"},
@@ -48,7 +50,6 @@ func TestDefaultDeployIsRefused(t *testing.T) {
 	}
 	for _, ok := range []map[string]any{
 		{"DestinationAccountId": "222222222222"},
-		{"RulesParameterName": "/ecr-replicator/rules"},
 		{"RulesParameterName": "/ecr-replicator/rules", "DestinationRoleArns": "arn:aws:iam::*:role/mirror-writer", "MirrorDeletes": "true"},
 		{"DestinationAccountId": testAccountID, "DestinationRepositoryPrefix": "mirror/"},
 		{"DestinationAccountId": testAccountID, "DestinationRegion": "eu-west-1"},

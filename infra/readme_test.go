@@ -14,6 +14,10 @@ import (
 	"github.com/ecr-replicator/ecr-replicator/internal/testing/cfn"
 )
 
+// stackSetGrant is the DestinationRoleArns the README gives a stack whose destinations are
+// the StackSet's roles (bounded by OrganizationId).
+const stackSetGrant = "arn:aws:iam::*:role/ecr-replicator-destination"
+
 func readme(t *testing.T) string {
 	t.Helper()
 	b, err := os.ReadFile("../README.md")
@@ -88,7 +92,7 @@ func TestReadmeOperateCommandsUseOutputs(t *testing.T) {
 // within the stack's default grant.
 func TestReadmeRulesDocument(t *testing.T) {
 	text := block(t, readme(t), "### The rules document", "yaml")
-	grant := render(t, sourceTemplate, map[string]any{"RulesParameterName": "/ecr-replicator/rules"}).function("ReplicateFunction").Environment.Variables["DESTINATION_ROLE_ARNS"]
+	grant := render(t, sourceTemplate, map[string]any{"RulesParameterName": "/ecr-replicator/rules", "DestinationRoleArns": stackSetGrant}).function("ReplicateFunction").Environment.Variables["DESTINATION_ROLE_ARNS"]
 	env := map[string]string{rules.EnvRules: text, rulesource.EnvAssumableRoles: scalarString(grant)}
 	doc, err := rulesource.New(func(k string) string { return env[k] }, os.ReadFile).Current(context.Background())
 	if err != nil {
@@ -130,7 +134,7 @@ func TestDestinationRoleAsStackSet(t *testing.T) {
 	if params["ReplicatorRoleArn"] != replicatorRoleArn {
 		t.Fatalf("create-stack-set passes %v", params)
 	}
-	grant := scalarString(render(t, sourceTemplate, map[string]any{"RulesParameterName": "/r"}).function("ReplicateFunction").Environment.Variables["DESTINATION_ROLE_ARNS"])
+	grant := scalarString(render(t, sourceTemplate, map[string]any{"RulesParameterName": "/r", "DestinationRoleArns": stackSetGrant}).function("ReplicateFunction").Environment.Variables["DESTINATION_ROLE_ARNS"])
 	for _, account := range []string{"222222222222", "333333333333", "444444444444"} {
 		r, err := cfn.RenderFile(destinationTemplate, cfn.Options{Parameters: params, Region: "us-east-1", AccountID: account,
 			StackName: "StackSet-ecr-replicator-destination-0f2b6a4e-1c3d-4e5f-8a9b-0c1d2e3f4a5b"})

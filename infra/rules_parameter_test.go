@@ -37,7 +37,7 @@ func TestRulesParameterReplicates(t *testing.T) {
 		t.Skip("builds the bootstrap and the RIE")
 	}
 	const param = "/platform/ecr-replicator/rules"
-	params := map[string]any{"RulesParameterName": param, "RulesCheckSeconds": 0}
+	params := map[string]any{"RulesParameterName": param, "RulesCheckSeconds": 0, "DestinationRoleArns": stackSetGrant}
 	// The destination role as the StackSet deploys it: every repository, the external ID.
 	w := sandboxtest.Start(t, sandboxtest.Deployed(t, params, map[string]any{"ExternalId": sandboxtest.ExternalID, "RepositoryPrefix": ""}))
 	ctx := w.Ctx

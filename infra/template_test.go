@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"fmt"
+	"maps"
 	"os"
 	"path/filepath"
 	"reflect"
@@ -55,6 +56,8 @@ func TestTemplateStructure(t *testing.T) {
 		"CopyQueue":                    "AWS::SQS::Queue",
 		"DeadLetterQueue":              "AWS::SQS::Queue",
 		"ReplicationQueuePolicy":       "AWS::SQS::QueuePolicy",
+		"ReconcileQueuePolicy":         "AWS::SQS::QueuePolicy",
+		"CopyQueuePolicy":              "AWS::SQS::QueuePolicy",
 		"DeadLetterQueueAlarm":         "AWS::CloudWatch::Alarm",
 		"ReplicateFunctionErrorsAlarm": "AWS::CloudWatch::Alarm",
 		"BackfillFunctionErrorsAlarm":  "AWS::CloudWatch::Alarm",
@@ -224,18 +227,18 @@ func TestFunctionEnvironment(t *testing.T) {
 	r := render(t, sourceTemplate, destination(nil))
 	for _, name := range []string{"ReplicateFunction", "BackfillFunction", "ReconcileFunction"} {
 		env := r.function(name).Environment.Variables
-		want := []string{"COPY_QUEUE_URL", "DESTINATION_ROLE_ARNS", "LOG_LEVEL", "METRICS_NAMESPACE", "PUT_IMAGE_RATE", "REPLICATION_QUEUE_URL", "REPLICATION_RULES", "REPLICATION_RULES_CHECK_SECONDS", "REPLICATION_RULES_PARAMETER", "RESULT_EVENT_BUS"}
+		want := []string{"COPY_QUEUE_URL", "DESTINATION_ROLE_ARNS", "LOG_LEVEL", "METRICS_NAMESPACE", "PUT_IMAGE_RATE", "REPLICATION_QUEUE_URL", "REPLICATION_RULES", "REPLICATION_RULES_CHECK_SECONDS", "REPLICATION_RULES_PARAMETER", "REPOSITORY_PREFIX_FILTER", "RESULT_EVENT_BUS"}
 		switch name {
 		case "ReplicateFunction":
 			// Its invocations start at their share of the quota: the copy queue's
 			// concurrency is how many write at once. The backfill function is one
 			// invocation.
-			want = []string{"COPY_QUEUE_URL", "DESTINATION_ROLE_ARNS", "LOG_LEVEL", "METRICS_NAMESPACE", "PUT_IMAGE_RATE", "PUT_IMAGE_WRITERS", "REPLICATION_QUEUE_URL", "REPLICATION_RULES", "REPLICATION_RULES_CHECK_SECONDS", "REPLICATION_RULES_PARAMETER", "RESULT_EVENT_BUS"}
+			want = []string{"COPY_QUEUE_URL", "DESTINATION_ROLE_ARNS", "LOG_LEVEL", "METRICS_NAMESPACE", "PUT_IMAGE_RATE", "PUT_IMAGE_WRITERS", "REPLICATION_QUEUE_URL", "REPLICATION_RULES", "REPLICATION_RULES_CHECK_SECONDS", "REPLICATION_RULES_PARAMETER", "REPOSITORY_PREFIX_FILTER", "RESULT_EVENT_BUS"}
 			if fmt.Sprint(env["PUT_IMAGE_WRITERS"]) != "2" {
 				t.Errorf("PUT_IMAGE_WRITERS = %v, want CopyConcurrency's default 2", env["PUT_IMAGE_WRITERS"])
 			}
 		case "ReconcileFunction":
-			want = []string{"COPY_QUEUE_URL", "DESTINATION_ROLE_ARNS", "LOG_LEVEL", "METRICS_NAMESPACE", "PUT_IMAGE_RATE", "RECONCILE_QUEUE_URL", "REPLICATION_QUEUE_URL", "REPLICATION_RULES", "REPLICATION_RULES_CHECK_SECONDS", "REPLICATION_RULES_PARAMETER", "RESULT_EVENT_BUS"}
+			want = []string{"COPY_QUEUE_URL", "DESTINATION_ROLE_ARNS", "LOG_LEVEL", "METRICS_NAMESPACE", "PUT_IMAGE_RATE", "RECONCILE_QUEUE_URL", "REPLICATION_QUEUE_URL", "REPLICATION_RULES", "REPLICATION_RULES_CHECK_SECONDS", "REPLICATION_RULES_PARAMETER", "REPOSITORY_PREFIX_FILTER", "RESULT_EVENT_BUS"}
 			if env["RECONCILE_QUEUE_URL"] != "ref:ReconcileQueue" {
 				t.Errorf("RECONCILE_QUEUE_URL = %v, want ref:ReconcileQueue", env["RECONCILE_QUEUE_URL"])
 			}
@@ -344,7 +347,7 @@ func TestRulesDocument(t *testing.T) {
 	}
 
 	t.Run("parameter", func(t *testing.T) {
-		r := render(t, sourceTemplate, map[string]any{"RulesParameterName": "/ecr-replicator/rules", "RulesCheckSeconds": 30})
+		r := render(t, sourceTemplate, map[string]any{"RulesParameterName": "/ecr-replicator/rules", "RulesCheckSeconds": 30, "DestinationRoleArns": stackSetGrant})
 		for _, name := range []string{"ReplicateFunction", "BackfillFunction", "ReconcileFunction"} {
 			env := r.function(name).Environment.Variables
 			if env["REPLICATION_RULES"] != "" || env["REPLICATION_RULES_PARAMETER"] != "/ecr-replicator/rules" || fmt.Sprint(env["REPLICATION_RULES_CHECK_SECONDS"]) != "30" {
@@ -477,31 +480,75 @@ func TestDeadLetterQueue(t *testing.T) {
 	}
 }
 
+// TestQueuePolicy: every queue refuses SendMessage to all but its senders —
+// ImageActionRule (by aws:SourceArn) for the ReplicationQueue and the DeadLetterQueue,
+// the functions' roles for the reconcile and copy queues — and the QueueOperatorArns
+// (by aws:PrincipalArn), when given. infra/messages_test.go sends to them.
 func TestQueuePolicy(t *testing.T) {
-	tmpl := render(t, sourceTemplate, destination(nil)).typed()
-	qp, err := tmpl.GetSQSQueuePolicyWithName("ReplicationQueuePolicy")
+	const ops = "arn:aws:iam::111111111111:role/ops-*"
+	for _, operators := range []string{"", ops} {
+		tmpl := render(t, sourceTemplate, destination(map[string]any{"QueueOperatorArns": operators})).typed()
+		exempt := func(principals ...string) any {
+			if operators != "" {
+				principals = append(principals, ops)
+			}
+			return map[string]any{"aws:PrincipalArn": principals}
+		}
+		replication := []string{"getatt:DeadLetterQueue.Arn", "getatt:ReplicationQueue.Arn"}
+		rule := map[string]any{"aws:SourceArn": "getatt:ImageActionRule.Arn"}
+		deny := map[string]any{"ArnNotEquals": rule}
+		if operators != "" {
+			deny["ArnNotLike"] = map[string]any{"aws:PrincipalArn": []string{ops}}
+		}
+		want := map[string]struct {
+			queues     []string
+			statements []statement
+		}{
+			"ReplicationQueuePolicy": {[]string{"ref:DeadLetterQueue", "ref:ReplicationQueue"}, []statement{
+				{Sid: "ImageActionRuleOnly", Effect: "Allow", Principal: map[string]any{"Service": "events.amazonaws.com"},
+					Action: []string{"sqs:SendMessage"}, Resource: replication, Condition: map[string]any{"ArnEquals": rule}},
+				{Sid: "NoOtherSender", Effect: "Deny", Principal: "*", Action: []string{"sqs:SendMessage"}, Resource: replication, Condition: deny},
+			}},
+			"ReconcileQueuePolicy": {[]string{"ref:ReconcileQueue"}, []statement{
+				{Sid: "ReconcilerOnly", Effect: "Deny", Principal: "*", Action: []string{"sqs:SendMessage"}, Resource: []string{"getatt:ReconcileQueue.Arn"},
+					Condition: map[string]any{"ArnNotLike": exempt("getatt:ReconcilerRole.Arn")}},
+			}},
+			"CopyQueuePolicy": {[]string{"ref:CopyQueue"}, []statement{
+				{Sid: "ReconcilerAndBackfillOnly", Effect: "Deny", Principal: "*", Action: []string{"sqs:SendMessage"}, Resource: []string{"getatt:CopyQueue.Arn"},
+					Condition: map[string]any{"ArnNotLike": exempt("getatt:ReplicatorRole.Arn", "getatt:ReconcilerRole.Arn")}},
+			}},
+		}
+		for name, w := range want {
+			qp, err := tmpl.GetSQSQueuePolicyWithName(name)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !reflect.DeepEqual(sorted(qp.Queues), w.queues) {
+				t.Errorf("%s: Queues = %v, want %v", name, qp.Queues, w.queues)
+			}
+			got := statements(t, qp.PolicyDocument)
+			for i := range got {
+				got[i].Resource = sorted(got[i].Resource)
+			}
+			if fmt.Sprint(jsonOf(t, got)) != fmt.Sprint(jsonOf(t, w.statements)) {
+				t.Errorf("QueueOperatorArns=%q: %s:\n got %v\nwant %v", operators, name, jsonOf(t, got), jsonOf(t, w.statements))
+			}
+		}
+	}
+}
+
+// jsonOf is v as plain JSON values, so that documents compare by content.
+func jsonOf(t *testing.T, v any) any {
+	t.Helper()
+	b, err := json.Marshal(v)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if !reflect.DeepEqual(sorted(qp.Queues), []string{"ref:DeadLetterQueue", "ref:ReplicationQueue"}) {
-		t.Errorf("Queues = %v", qp.Queues)
+	var out any
+	if err := json.Unmarshal(b, &out); err != nil {
+		t.Fatal(err)
 	}
-	sts := statements(t, qp.PolicyDocument)
-	if len(sts) != 1 {
-		t.Fatalf("queue policy has %d statements, want 1", len(sts))
-	}
-	s := sts[0]
-	if s.Effect != "Allow" || !reflect.DeepEqual(s.Action, []string{"sqs:SendMessage"}) ||
-		!reflect.DeepEqual(s.Principal, map[string]any{"Service": "events.amazonaws.com"}) {
-		t.Errorf("statement = %+v, want EventBridge sqs:SendMessage only", s)
-	}
-	if !reflect.DeepEqual(sorted(s.Resource), []string{"getatt:DeadLetterQueue.Arn", "getatt:ReplicationQueue.Arn"}) {
-		t.Errorf("Resource = %v", s.Resource)
-	}
-	want := map[string]any{"ArnEquals": map[string]any{"aws:SourceArn": "getatt:ImageActionRule.Arn"}}
-	if !reflect.DeepEqual(s.Condition, want) {
-		t.Errorf("Condition = %v, want only ImageActionRule (%v)", s.Condition, want)
-	}
+	return out
 }
 
 func TestImageActionRule(t *testing.T) {
@@ -559,10 +606,11 @@ func TestImageActionRule(t *testing.T) {
 					tc.mirrorDeletes, tc.prefix, file, got, want, rule.EventPattern)
 			}
 		}
-		// Failed pushes and other ECR events stay out.
+		// Failed pushes, other ECR events and another account's pushes stay out.
 		failed := bytes.Replace(events["push.json"], []byte(`"SUCCESS"`), []byte(`"FAILURE"`), 1)
 		scan := bytes.Replace(events["push.json"], []byte(`"ECR Image Action"`), []byte(`"ECR Image Scan"`), 1)
-		for what, ev := range map[string][]byte{"failed push": failed, "scan event": scan} {
+		foreign := bytes.Replace(events["push.json"], []byte(`"`+testAccountID+`"`), []byte(`"333333333333"`), 1)
+		for what, ev := range map[string][]byte{"failed push": failed, "scan event": scan, "another account's push": foreign} {
 			if ok, _ := pattern.Match(ev); ok {
 				t.Errorf("%s matched", what)
 			}
@@ -608,6 +656,9 @@ func TestReplicatorRole(t *testing.T) {
 		return out
 	}
 	bus := "arn:aws:events:us-east-1:111111111111:event-bus/results"
+	// The images under RepositoryPrefixFilter; the listing of the repositories (names and
+	// settings) stays on every repository, as ECR authorizes a listing.
+	teamA := "arn:aws:ecr:us-east-1:111111111111:repository/team-a/*"
 	cases := []struct {
 		name   string
 		params map[string]any
@@ -626,14 +677,24 @@ func TestReplicatorRole(t *testing.T) {
 		}, with(map[string][]string{
 			"sts:AssumeRole":   {"arn:aws:iam::222222222222:role/a", "arn:aws:iam::333333333333:role/b"},
 			"ssm:GetParameter": {"arn:aws:ssm:us-east-1:111111111111:parameter/ecr-replicator/rules"}})},
-		{"rules parameter, the StackSet's role name", map[string]any{"RulesParameterName": "/platform/ecr/rules"}, with(map[string][]string{
+		{"repository prefix filter", destination(map[string]any{"RepositoryPrefixFilter": "team-a/"}), with(map[string][]string{
+			"sts:AssumeRole":             {"arn:aws:iam::222222222222:role/ecr-replicator-destination"},
+			"ecr:BatchGetImage":          {teamA},
+			"ecr:GetDownloadUrlForLayer": {teamA},
+			"ecr:DescribeImages":         {teamA},
+			"ecr:ListImages":             {teamA},
+			"ecr:GetLifecyclePolicy":     {teamA},
+			"ecr:ListTagsForResource":    {teamA}})},
+		{"rules parameter, the StackSet's role name within the organization", map[string]any{"RulesParameterName": "/platform/ecr/rules",
+			"DestinationRoleArns": "arn:aws:iam::*:role/ecr-replicator-destination", "OrganizationId": "o-abcdef1234"}, with(map[string][]string{
 			"sts:AssumeRole":   {"arn:aws:iam::*:role/ecr-replicator-destination"},
 			"ssm:GetParameter": {"arn:aws:ssm:us-east-1:111111111111:parameter/platform/ecr/rules"}})},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
 			r := render(t, sourceTemplate, tc.params)
-			checkRole(t, r, "ReplicatorRole", tc.want)
+			org, _ := tc.params["OrganizationId"].(string)
+			checkRole(t, r, "ReplicatorRole", org, tc.want)
 			// The reconcile's role lists and sends; it assumes the same destination roles
 			// (for list-only sessions), reads the same rules, and writes to no registry.
 			want := map[string][]string{"sts:AssumeRole": tc.want["sts:AssumeRole"]}
@@ -643,7 +704,8 @@ func TestReplicatorRole(t *testing.T) {
 			for k, v := range reconciler {
 				want[k] = v
 			}
-			checkRole(t, r, "ReconcilerRole", want)
+			want["ecr:DescribeImages"] = tc.want["ecr:DescribeImages"]
+			checkRole(t, r, "ReconcilerRole", org, want)
 			// The functions check a rules document against the same list.
 			for _, name := range []string{"ReplicateFunction", "BackfillFunction", "ReconcileFunction"} {
 				env, _ := r.function(name).Environment.Variables["DESTINATION_ROLE_ARNS"].(string)
@@ -655,9 +717,11 @@ func TestReplicatorRole(t *testing.T) {
 	}
 }
 
-// checkRole checks a function role: trusted by Lambda only, the basic execution policy,
-// and exactly the actions of want on exactly their resources.
-func checkRole(t *testing.T, r *rendered, name string, want map[string][]string) {
+// checkRole checks a function role: trusted by Lambda only, no managed policy, its
+// function's log groups only, and exactly the actions of want on exactly their resources.
+// With org, sts:AssumeRole holds only for roles of that organization (aws:ResourceOrgID);
+// no other statement has a condition.
+func checkRole(t *testing.T, r *rendered, name, org string, want map[string][]string) {
 	t.Helper()
 	role, err := r.typed().GetIAMRoleWithName(name)
 	if err != nil {
@@ -668,9 +732,12 @@ func checkRole(t *testing.T, r *rendered, name string, want map[string][]string)
 		!reflect.DeepEqual(trust[0].Action, []string{"sts:AssumeRole"}) || trust[0].Condition != nil {
 		t.Errorf("%s: trust policy = %+v, want Lambda only", name, trust)
 	}
-	if w := []string{"arn:aws:iam::aws:policy/service-role/AWSLambdaBasicExecutionRole"}; !reflect.DeepEqual(role.ManagedPolicyArns, w) {
-		t.Errorf("%s: ManagedPolicyArns = %v, want %v", name, role.ManagedPolicyArns, w)
+	if len(role.ManagedPolicyArns) != 0 {
+		t.Errorf("%s: ManagedPolicyArns = %v, want none (AWSLambdaBasicExecutionRole writes to any log group)", name, role.ManagedPolicyArns)
 	}
+	logs := map[string][]string{"ReplicatorRole": {"getatt:BackfillLogGroup.Arn", "getatt:ReplicateLogGroup.Arn"}, "ReconcilerRole": {"getatt:ReconcileLogGroup.Arn"}}[name]
+	want = maps.Clone(want)
+	want["logs:CreateLogStream"], want["logs:PutLogEvents"] = logs, logs
 	var all []statement
 	for _, p := range role.Policies {
 		all = append(all, statements(t, p.PolicyDocument)...)
@@ -685,8 +752,12 @@ func checkRole(t *testing.T, r *rendered, name string, want map[string][]string)
 		}
 	}
 	for _, s := range all {
-		if s.Condition != nil || s.Principal != nil {
-			t.Errorf("%s: statement %s has Condition/Principal", name, s.Sid)
+		var cond any
+		if org != "" && reflect.DeepEqual(s.Action, []string{"sts:AssumeRole"}) {
+			cond = map[string]any{"StringEquals": map[string]any{"aws:ResourceOrgID": org}}
+		}
+		if !reflect.DeepEqual(s.Condition, cond) || s.Principal != nil {
+			t.Errorf("%s: statement %s has Condition %v (want %v) or a Principal", name, s.Sid, s.Condition, cond)
 		}
 	}
 }

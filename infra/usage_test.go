@@ -30,8 +30,12 @@ import (
 // eventSourceMappingActions are granted to the function role for Lambda's SQS event
 // source mapping, which polls the queue on the function's behalf: our code never calls them.
 // https://docs.aws.amazon.com/lambda/latest/dg/with-sqs.html#events-sqs-permissions
+// The logs actions are Lambda's too: it writes the function's output to its log group
+// (https://docs.aws.amazon.com/lambda/latest/dg/monitoring-cloudwatchlogs.html); the
+// sandbox has no CloudWatch Logs.
 var eventSourceMappingActions = map[string]bool{
 	"sqs:ReceiveMessage": true, "sqs:DeleteMessage": true, "sqs:GetQueueAttributes": true, "sqs:ChangeMessageVisibility": true,
+	"logs:CreateLogStream": true, "logs:PutLogEvents": true,
 }
 
 // TestPoliciesGrantOnlyWhatTheCodeUses deploys both templates with every feature on
@@ -52,27 +56,18 @@ func TestPoliciesGrantOnlyWhatTheCodeUses(t *testing.T) {
 	kmsKey := fmt.Sprintf("arn:aws:kms:%s:%s:key/1234abcd-12ab-34cd-56ef-1234567890ab", sandbox.DefaultRegion, sandbox.DestinationAccount)
 	w := sandboxtest.Start(t, sandboxtest.Deployed(t, params, map[string]any{"KmsKeyArns": kmsKey}))
 	ctx := w.Ctx
-	queue, err := sqs.NewFromConfig(w.Source.Config).CreateQueue(ctx, &sqs.CreateQueueInput{QueueName: aws.String(sandboxtest.QueueName)})
-	if err != nil {
-		t.Fatal(err)
-	}
+	// The stack's queues, with their policies: the functions' sends must pass them.
+	queues := w.DeployQueues(t, params)
 	rules := fmt.Sprintf(`{"rules":[{"name":"all","repositories":["team-a/**"],"mirrorDeletes":true,"destinations":[{"accountId":%q,"region":%q,"roleArn":%q,"externalId":%q,"repositoryPrefix":"mirror/","mirrorLifecyclePolicy":true,"mirrorRepositoryTags":true,"kmsKey":%q}]}]}`,
 		sandbox.DestinationAccount, sandbox.DefaultRegion, w.DestinationRoleARN(), sandboxtest.ExternalID, kmsKey)
 	for k, v := range w.FunctionEnv(t) {
 		t.Setenv(k, v)
 	}
-	rq, err := sqs.NewFromConfig(w.Source.Config).CreateQueue(ctx, &sqs.CreateQueueInput{QueueName: aws.String(sandboxtest.ReconcileQueueName)})
-	if err != nil {
-		t.Fatal(err)
-	}
-	cq, err := sqs.NewFromConfig(w.Source.Config).CreateQueue(ctx, &sqs.CreateQueueInput{QueueName: aws.String(sandboxtest.CopyQueueName)})
-	if err != nil {
-		t.Fatal(err)
-	}
+	rq, cq := aws.String(queues["ReconcileQueue"]), aws.String(queues["CopyQueue"])
 	t.Setenv("REPLICATION_RULES", rules)
-	t.Setenv(wiring.EnvQueueURL, aws.ToString(queue.QueueUrl))
-	t.Setenv(wiring.EnvReconcileQueueURL, aws.ToString(rq.QueueUrl))
-	t.Setenv(wiring.EnvCopyQueueURL, aws.ToString(cq.QueueUrl))
+	t.Setenv(wiring.EnvQueueURL, queues["ReplicationQueue"])
+	t.Setenv(wiring.EnvReconcileQueueURL, *rq)
+	t.Setenv(wiring.EnvCopyQueueURL, *cq)
 
 	// The source: a repository with a lifecycle policy and tags, two images.
 	w.Source.CreateRepository(t, ctx, &ecr.CreateRepositoryInput{RepositoryName: aws.String("team-a/app"), Tags: []ecrtypes.Tag{{Key: aws.String("team"), Value: aws.String("a")}}})
@@ -163,9 +158,9 @@ func TestPoliciesGrantOnlyWhatTheCodeUses(t *testing.T) {
 	}
 	handlers := map[*string]interface {
 		Handle(context.Context, json.RawMessage) (any, error)
-	}{rq.QueueUrl: reconciler, cq.QueueUrl: handler}
+	}{rq: reconciler, cq: handler}
 	for i := range 10 {
-		q := []*string{rq.QueueUrl, cq.QueueUrl}[i%2]
+		q := []*string{rq, cq}[i%2]
 		out, err := sqs.NewFromConfig(w.Source.Config).ReceiveMessage(ctx, &sqs.ReceiveMessageInput{QueueUrl: q, MaxNumberOfMessages: 10})
 		if err != nil {
 			t.Fatal(err)

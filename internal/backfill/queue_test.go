@@ -21,6 +21,7 @@ import (
 	"github.com/ecr-replicator/ecr-replicator/internal/copyengine"
 	"github.com/ecr-replicator/ecr-replicator/internal/destinations"
 	"github.com/ecr-replicator/ecr-replicator/internal/ecrevent"
+	"github.com/ecr-replicator/ecr-replicator/internal/ecrname"
 	"github.com/ecr-replicator/ecr-replicator/internal/eventhandler"
 	"github.com/ecr-replicator/ecr-replicator/internal/retry"
 	"github.com/ecr-replicator/ecr-replicator/internal/sandbox"
@@ -80,6 +81,9 @@ func TestEnqueueDrainedByReplicate(t *testing.T) {
 		Rules: e.doc,
 		Start: func() eventhandler.Run { return destinations.New(e.resolver, copyengine.New()).Start() },
 		Log:   slog.New(slog.DiscardHandler),
+		Source: func(context.Context) (ecrname.Registry, error) {
+			return ecrname.Registry{AccountID: sandbox.SourceAccount, Region: sandbox.DefaultRegion}, nil
+		},
 	})
 	for range 20 {
 		out, err := client.ReceiveMessage(e.ctx, &sqs.ReceiveMessageInput{QueueUrl: q.QueueUrl, MaxNumberOfMessages: 10, VisibilityTimeout: 60})

@@ -12,6 +12,7 @@ import (
 
 	"github.com/ecr-replicator/ecr-replicator/internal/copyengine"
 	"github.com/ecr-replicator/ecr-replicator/internal/ecraccess"
+	"github.com/ecr-replicator/ecr-replicator/internal/ecrname"
 	"github.com/ecr-replicator/ecr-replicator/internal/rules"
 )
 
@@ -38,14 +39,18 @@ func (e *archivedError) Retryable() bool   { return false }
 // archivedStatus is the source image's status when it is archived or being restored, ""
 // otherwise (active, or gone). DescribeImages by image ID describes an image whatever its
 // status ("it can still be described"; its listing, without a filter, shows only ACTIVE
-// images).
-func archivedStatus(ctx context.Context, api *ecr.Client, repo string, id ecrtypes.ImageIdentifier) (ecrtypes.ImageStatus, error) {
-	out, err := api.DescribeImages(ctx, &ecr.DescribeImagesInput{RepositoryName: aws.String(repo), ImageIds: []ecrtypes.ImageIdentifier{id}})
+// images). A source repository that does not exist is no answer (errSourceRepository).
+func archivedStatus(ctx context.Context, api *ecr.Client, repo ecrname.Repo, id ecrtypes.ImageIdentifier) (ecrtypes.ImageStatus, error) {
+	out, err := api.DescribeImages(ctx, &ecr.DescribeImagesInput{RegistryId: aws.String(repo.AccountID), RepositoryName: aws.String(repo.Name),
+		ImageIds: []ecrtypes.ImageIdentifier{id}})
 	var (
 		inf *ecrtypes.ImageNotFoundException
 		rnf *ecrtypes.RepositoryNotFoundException
 	)
-	if errors.As(err, &inf) || errors.As(err, &rnf) {
+	switch {
+	case errors.As(err, &rnf):
+		return "", sourceRepositoryMissing(repo)
+	case errors.As(err, &inf):
 		return "", nil
 	}
 	if err != nil {
@@ -71,7 +76,7 @@ func (r *Run) archivedSource(ctx context.Context, rt route, src Source, t rules.
 	if failed && src.Digest != "" {
 		id = ecrtypes.ImageIdentifier{ImageDigest: aws.String(src.Digest)} // what was copied
 	}
-	switch st, err := archivedStatus(ctx, rt.srcReg.API(), src.Repo.Name, id); {
+	switch st, err := archivedStatus(ctx, rt.srcReg.API(), src.Repo, id); {
 	case err != nil && !failed:
 		return true, res.failed(err) // nothing is deleted on a guess
 	case st != "" && failed:

@@ -3,6 +3,7 @@ package destinations
 import (
 	"context"
 	"errors"
+	"fmt"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/ecr"
@@ -10,6 +11,7 @@ import (
 
 	"github.com/ecr-replicator/ecr-replicator/internal/copyengine"
 	"github.com/ecr-replicator/ecr-replicator/internal/ecraccess"
+	"github.com/ecr-replicator/ecr-replicator/internal/ecrname"
 	"github.com/ecr-replicator/ecr-replicator/internal/rules"
 )
 
@@ -17,7 +19,9 @@ import (
 // source's as it is now: gone (then it is deleted where it still points at the deleted
 // digest: one BatchDeleteImage by tag and digest), or back (then it is copied) — a late
 // DELETE never undoes a newer push. A digest's deletion deletes the image unless the
-// source has it again.
+// source has it again. "Gone" is the answer of the source repository: when the source has
+// no such repository, nothing is deleted (CodeSourceRepositoryNotFound) — the message is a
+// claim, and only ECR can confirm it.
 func (r *Run) deleteOne(ctx context.Context, src Source, t rules.Target) Result {
 	res := newResult(src, t)
 	if t.Err != nil {
@@ -60,7 +64,7 @@ func (r *Run) recheck(ctx context.Context, rt route, src Source, t rules.Target,
 		return true, ""
 	}
 	// The registry answered 404 for the tag: deleted, or its image archived (archived.go).
-	st, err := archivedStatus(ctx, rt.srcReg.API(), src.Repo.Name, ecrtypes.ImageIdentifier{ImageTag: aws.String(src.Tag)})
+	st, err := archivedStatus(ctx, rt.srcReg.API(), src.Repo, ecrtypes.ImageIdentifier{ImageTag: aws.String(src.Tag)})
 	switch {
 	case err != nil:
 		*res = res.failed(err)
@@ -101,7 +105,7 @@ func (r *Run) deleteDigest(ctx context.Context, src Source, t rules.Target, res 
 		return res.failed(err)
 	}
 	id := ecrtypes.ImageIdentifier{ImageDigest: aws.String(src.Digest)}
-	still, err := imageExists(ctx, srcReg.API(), src.Repo.Name, id)
+	still, err := imageExists(ctx, srcReg.API(), src.Repo, id)
 	if err != nil {
 		return res.failed(err)
 	}
@@ -120,6 +124,24 @@ func (r *Run) deleteDigest(ctx context.Context, src Source, t rules.Target, res 
 	res.Outcome, res.Reason = o, reason
 	return res
 }
+
+// CodeSourceRepositoryNotFound is the failure of a deletion whose source repository does
+// not exist: nothing is deleted. A repository deleted as a whole, a message naming one the
+// source never had: either way "gone" would be a guess about an image nobody can ask the
+// source about, and a forged message could delete what the source never held. Reported,
+// not retried (a retry asks the same question).
+const CodeSourceRepositoryNotFound = "SourceRepositoryNotFound"
+
+// errSourceRepository is a source repository that does not exist.
+type errSourceRepository struct{ repo ecrname.Repo }
+
+func sourceRepositoryMissing(repo ecrname.Repo) error { return &errSourceRepository{repo: repo} }
+
+func (e *errSourceRepository) Error() string {
+	return fmt.Sprintf("the source repository %s does not exist: a deletion is mirrored only while the source repository exists and no longer holds the image (nothing deleted)", e.repo)
+}
+func (e *errSourceRepository) ErrorCode() string { return CodeSourceRepositoryNotFound }
+func (e *errSourceRepository) Retryable() bool   { return false }
 
 // deleteImage is one BatchDeleteImage, its per-image failures read (deleteFailure).
 func deleteImage(ctx context.Context, reg *ecraccess.Registry, repo string, id ecrtypes.ImageIdentifier) (copyengine.Outcome, string, error) {
@@ -183,12 +205,14 @@ func (e *imageError) Retryable() bool   { return e.retryable }
 // imageExists asks the source whether it has the image. BatchGetImage answers a missing
 // image with a per-image failure, ImageNotFound, and reports the others there too
 // (API_ImageFailure): a transient one (KmsError, UpstreamUnavailable, …) is no answer, and
-// reading it as "gone" would delete a destination image the source still has.
-func imageExists(ctx context.Context, api *ecr.Client, repo string, id ecrtypes.ImageIdentifier) (bool, error) {
-	out, err := api.BatchGetImage(ctx, &ecr.BatchGetImageInput{RepositoryName: aws.String(repo), ImageIds: []ecrtypes.ImageIdentifier{id}})
+// reading it as "gone" would delete a destination image the source still has. Neither is
+// a repository the source does not have (errSourceRepository).
+func imageExists(ctx context.Context, api *ecr.Client, repo ecrname.Repo, id ecrtypes.ImageIdentifier) (bool, error) {
+	out, err := api.BatchGetImage(ctx, &ecr.BatchGetImageInput{RegistryId: aws.String(repo.AccountID), RepositoryName: aws.String(repo.Name),
+		ImageIds: []ecrtypes.ImageIdentifier{id}})
 	var nf *ecrtypes.RepositoryNotFoundException
 	if errors.As(err, &nf) {
-		return false, nil
+		return false, sourceRepositoryMissing(repo)
 	}
 	if err != nil {
 		return false, ecraccess.WrapAWS("ecr:BatchGetImage", err)

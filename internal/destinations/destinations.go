@@ -233,11 +233,11 @@ func (r *Run) route(ctx context.Context, src Source, t rules.Target, create bool
 func (r *Run) copy(ctx context.Context, rt route, src Source, t rules.Target) copyengine.Result {
 	c := r.copies.Copy(ctx, copyengine.Request{
 		Source: copyengine.Endpoint{Repository: rt.srcRepo, Auth: rt.srcReg.Authenticator(), Transport: rt.srcReg.Transport(nil),
-			Tags: repositoryTags{api: rt.srcReg.API(), repo: src.Repo.Name}},
+			Tags: repositoryTags{api: rt.srcReg.API(), registry: src.Repo.AccountID, repo: src.Repo.Name}},
 		Digest: src.Digest,
 		Tag:    src.Tag,
 		Destination: copyengine.Endpoint{Repository: rt.dstRepo, Auth: rt.dstReg.Authenticator(), Transport: rt.dstReg.Transport(nil),
-			Tags: repositoryTags{api: rt.dstReg.API(), repo: t.Repository}},
+			Tags: repositoryTags{api: rt.dstReg.API(), registry: t.Destination.AccountID, repo: t.Repository}},
 		Referrers: t.Referrers,
 	})
 	var re *copyengine.Error

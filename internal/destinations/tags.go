@@ -28,12 +28,13 @@ var manifestTypes = []string{
 // is ecr:BatchGetImage and writing ecr:PutImage, which the deployed policies grant for
 // the registry's own requests already.
 type repositoryTags struct {
-	api  *ecr.Client
-	repo string
+	api      *ecr.Client
+	registry string // the repository's account: every call names it (RegistryId)
+	repo     string
 }
 
 func (r repositoryTags) GetTag(ctx context.Context, tag string) ([]byte, string, bool, error) {
-	out, err := r.api.BatchGetImage(ctx, &ecr.BatchGetImageInput{RepositoryName: aws.String(r.repo),
+	out, err := r.api.BatchGetImage(ctx, &ecr.BatchGetImageInput{RegistryId: aws.String(r.registry), RepositoryName: aws.String(r.repo),
 		ImageIds: []ecrtypes.ImageIdentifier{{ImageTag: aws.String(tag)}}, AcceptedMediaTypes: manifestTypes})
 	var nf *ecrtypes.RepositoryNotFoundException
 	if errors.As(err, &nf) {
@@ -60,7 +61,7 @@ func (r repositoryTags) GetTag(ctx context.Context, tag string) ([]byte, string,
 }
 
 func (r repositoryTags) PutTag(ctx context.Context, tag string, manifest []byte, mediaType, digest string) error {
-	_, err := r.api.PutImage(ctx, &ecr.PutImageInput{RepositoryName: aws.String(r.repo), ImageManifest: aws.String(string(manifest)),
+	_, err := r.api.PutImage(ctx, &ecr.PutImageInput{RegistryId: aws.String(r.registry), RepositoryName: aws.String(r.repo), ImageManifest: aws.String(string(manifest)),
 		ImageManifestMediaType: aws.String(mediaType), ImageTag: aws.String(tag), ImageDigest: aws.String(digest)})
 	if err != nil {
 		return ecraccess.WrapAWS("ecr:PutImage", err)

@@ -25,7 +25,7 @@ type RepositorySettings struct {
 // read only when asked for (they cost a call each).
 func (g *Registry) ReadSettings(ctx context.Context, repository string, lifecycle, tags bool) (RepositorySettings, error) {
 	var s RepositorySettings
-	out, err := g.api.DescribeRepositories(ctx, &ecr.DescribeRepositoriesInput{RepositoryNames: []string{repository}})
+	out, err := g.api.DescribeRepositories(ctx, &ecr.DescribeRepositoriesInput{RegistryId: g.registryID(), RepositoryNames: []string{repository}})
 	if err != nil {
 		return s, WrapAWS("ecr:DescribeRepositories", err)
 	}
@@ -43,7 +43,7 @@ func (g *Registry) ReadSettings(ctx context.Context, repository string, lifecycl
 		s.KMSKey = aws.ToString(r.EncryptionConfiguration.KmsKey)
 	}
 	if lifecycle {
-		lp, err := g.api.GetLifecyclePolicy(ctx, &ecr.GetLifecyclePolicyInput{RepositoryName: aws.String(repository)})
+		lp, err := g.api.GetLifecyclePolicy(ctx, &ecr.GetLifecyclePolicyInput{RegistryId: g.registryID(), RepositoryName: aws.String(repository)})
 		var nf *types.LifecyclePolicyNotFoundException
 		switch {
 		case errors.As(err, &nf):
@@ -61,6 +61,15 @@ func (g *Registry) ReadSettings(ctx context.Context, repository string, lifecycl
 		s.Tags = tr.Tags
 	}
 	return s, nil
+}
+
+// registryID is the RegistryId of the registry's API calls: its account, named, so that a
+// call never acts on the caller's own registry in place of another's (nil: the caller's).
+func (g *Registry) registryID() *string {
+	if g.access.AccountID == "" {
+		return nil
+	}
+	return aws.String(g.access.AccountID)
 }
 
 // EnsureRepository makes sure a repository exists, creating it with settings when it

@@ -20,6 +20,7 @@ import (
 
 	"github.com/ecr-replicator/ecr-replicator/internal/deadline"
 	"github.com/ecr-replicator/ecr-replicator/internal/destinations"
+	"github.com/ecr-replicator/ecr-replicator/internal/ecrname"
 	"github.com/ecr-replicator/ecr-replicator/internal/metrics"
 	"github.com/ecr-replicator/ecr-replicator/internal/rules"
 )
@@ -48,6 +49,10 @@ type Run interface {
 type Config struct {
 	Rules    *rules.Document
 	RulesErr error // an invalid rules document: every invocation fails with it
+	// Source answers the function's own source registry (asked at most once per
+	// invocation, so it should cache): an event or work item naming another is refused
+	// (ForeignSource). Required: without it every invocation fails.
+	Source func(context.Context) (ecrname.Registry, error)
 	// Start begins an invocation's run: (*destinations.Replicator).Start, long-lived
 	// behind it (engine, limiters, credentials), the run holding what one invocation
 	// caches.
@@ -101,6 +106,9 @@ func (h *Handler) Handle(ctx context.Context, payload json.RawMessage) (any, err
 	if h.c.Rules == nil {
 		return nil, errors.New("configuration error: no rules document")
 	}
+	if h.c.Source == nil {
+		return nil, errors.New("configuration error: no source registry to check messages against")
+	}
 	var probe struct {
 		Records json.RawMessage `json:"Records"`
 	}
@@ -139,7 +147,7 @@ func (h *Handler) invoke(ctx context.Context, msgs []message) invocation {
 	budget := deadline.New(ctx, h.c.Now(), deadline.Options{Reserve: h.c.Reserve})
 	pubCtx, cancel := budget.Late(ctx)
 	defer cancel()
-	p := h.plan(msgs, mr)
+	p := h.plan(ctx, msgs, mr)
 	results := h.execute(ctx, budget, p.jobs)
 	out := h.report(ctx, p, results, msgs, mr)
 	h.publish(pubCtx, out.summary.Results)

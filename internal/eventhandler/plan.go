@@ -1,6 +1,7 @@
 package eventhandler
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"time"
@@ -37,6 +38,7 @@ type plan struct {
 	ignored    int
 	malformed  []Problem
 	duplicates int
+	unsettled  []int // messages that could not be checked now: left for redelivery
 }
 
 // jobKey identifies one action on one image at one destination: the same key in one
@@ -49,23 +51,17 @@ type jobKey struct {
 }
 
 // plan parses the messages into jobs, deduplicated per (action, image, destination).
-// Malformed messages and messages no rule allows are permanent failures, acknowledged
-// and reported; ignored ones are logged.
-func (h *Handler) plan(msgs []message, mr *metrics.Recorder) plan {
+// Malformed messages, messages naming another source registry than the function's and
+// messages no rule allows are permanent failures, acknowledged and reported with their
+// code; ignored ones are logged.
+func (h *Handler) plan(ctx context.Context, msgs []message, mr *metrics.Recorder) plan {
 	var p plan
 	seen := map[jobKey]*job{}
+	own := &ownSource{ctx: ctx, get: h.c.Source}
 	for i, m := range msgs {
-		j, err := h.planMessage(m)
+		j, err := h.planMessage(m, own)
 		if err != nil {
-			h.c.Log.Error("message not processed (permanent failure, acknowledged)", "message_id", m.id, "error", err.Error())
-			p.malformed = append(p.malformed, Problem{MessageID: m.id, Error: err.Error()})
-			if mr != nil {
-				reason := "Malformed"
-				if errors.Is(err, ErrNoRuleAllows) {
-					reason = "NotAllowed"
-				}
-				mr.Add("ReplicationFailures", metrics.Count, 1, "Reason", reason)
-			}
+			h.notPlanned(&p, i, m, err, mr)
 			continue
 		}
 		if j == nil {
@@ -92,6 +88,22 @@ func (h *Handler) plan(msgs []message, mr *metrics.Recorder) plan {
 	return p
 }
 
+// notPlanned reports a message that is not acted on: a permanent failure, or one that
+// could not be checked now (left for redelivery).
+func (h *Handler) notPlanned(p *plan, i int, m message, err error, mr *metrics.Recorder) {
+	code, unsettled := problemCode(err)
+	if unsettled {
+		h.c.Log.Warn("message not checked: the function's source registry is unknown (will retry)", "message_id", m.id, "error_code", code, "error", err.Error())
+		p.unsettled = append(p.unsettled, i)
+	} else {
+		h.c.Log.Error("message not processed (permanent failure, acknowledged)", "message_id", m.id, "error_code", code, "error", err.Error())
+		p.malformed = append(p.malformed, Problem{MessageID: m.id, Code: code, Error: err.Error()})
+	}
+	if mr != nil {
+		mr.Add("ReplicationFailures", metrics.Count, 1, "Reason", code)
+	}
+}
+
 func appendUnique(s []int, v int) []int {
 	for _, x := range s {
 		if x == v {
@@ -103,14 +115,21 @@ func appendUnique(s []int, v int) []int {
 
 // planMessage parses one message into its job: nil job and nil error when it is ignored
 // (logged here), an error when it is a permanent failure.
-func (h *Handler) planMessage(m message) (*job, error) {
+func (h *Handler) planMessage(m message, own *ownSource) (*job, error) {
 	msg, err := ecrevent.Parse(m.body)
 	if err != nil {
 		return nil, err
 	}
 	switch msg.Kind {
 	case ecrevent.KindWorkItem:
-		return h.planWorkItem(msg.WorkItem)
+		j, err := h.planWorkItem(msg.WorkItem)
+		if err == nil {
+			err = own.refuse(j.src.Repo.Registry, j.targets)
+		}
+		if err != nil && !errors.Is(err, ErrNoRuleAllows) {
+			err = fmt.Errorf("work item %s: %w", msg.WorkItem.String(), err)
+		}
+		return j, err
 	case ecrevent.KindReconcile:
 		return nil, fmt.Errorf("%w: a reconcile item: reconcile items are ReconcileFunction's, not this function's (is the reconcile queue mapped to the wrong function?)", ecrevent.ErrMalformed)
 	case ecrevent.KindImageAction:
@@ -148,6 +167,9 @@ func (h *Handler) planMessage(m message) (*job, error) {
 		}
 		h.c.Log.Info("event ignored", "message_id", m.id, "event_id", a.EventID, "repository", a.Repository, "digest", a.Digest, "tag", a.Tag, "action_type", a.ActionType, "reason", reason)
 		return nil, nil
+	}
+	if err := own.refuse(a.Repo().Registry, j.targets); err != nil {
+		return nil, fmt.Errorf("event %s (%s %s@%s): %w", a.EventID, a.ActionType, a.Repository, a.Digest, err)
 	}
 	return j, nil
 }

@@ -35,9 +35,11 @@ type Outcome struct {
 	dst ecrname.Repo
 }
 
-// Problem is a message that was not acted on: malformed or not allowed.
+// Problem is a message that was not acted on: malformed, naming another source, or not
+// allowed (Code: CodeMalformed, CodeForeignSource, CodeNotAllowed).
 type Problem struct {
 	MessageID string `json:"messageId,omitempty"`
+	Code      string `json:"code"`
 	Error     string `json:"error"`
 }
 
@@ -57,6 +59,11 @@ type Summary struct {
 func (h *Handler) report(ctx context.Context, p plan, results [][]destinations.Result, msgs []message, mr *metrics.Recorder) invocation {
 	out := invocation{summary: Summary{Results: []Outcome{}, Ignored: p.ignored, Malformed: p.malformed, Duplicates: p.duplicates}}
 	retry := make([]bool, len(msgs))
+	for _, i := range p.unsettled {
+		retry[i] = true
+		out.summary.Retryable++
+		out.summary.Failed++
+	}
 	done := h.c.Now()
 	for i, j := range p.jobs {
 		for _, r := range results[i] {

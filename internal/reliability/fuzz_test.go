@@ -9,8 +9,10 @@ import (
 
 	"github.com/ecr-replicator/ecr-replicator/internal/copyengine"
 	"github.com/ecr-replicator/ecr-replicator/internal/destinations"
+	"github.com/ecr-replicator/ecr-replicator/internal/ecrname"
 	"github.com/ecr-replicator/ecr-replicator/internal/eventhandler"
 	"github.com/ecr-replicator/ecr-replicator/internal/rules"
+	"github.com/ecr-replicator/ecr-replicator/internal/sandbox"
 	"github.com/ecr-replicator/ecr-replicator/internal/testing/sandboxtest"
 )
 
@@ -28,6 +30,11 @@ func (m *countingMirror) Replicate(_ context.Context, src destinations.Source, t
 
 func (m *countingMirror) Delete(ctx context.Context, src destinations.Source, ts []rules.Target) []destinations.Result {
 	return m.Replicate(ctx, src, ts)
+}
+
+// sandboxSource is the function's source registry: the sandbox's source account and region.
+func sandboxSource(context.Context) (ecrname.Registry, error) {
+	return ecrname.Registry{AccountID: sandbox.SourceAccount, Region: sandbox.DefaultRegion}, nil
 }
 
 // FuzzSQSBatch feeds whole SQS invocation payloads (and message bodies inside a valid
@@ -48,7 +55,7 @@ func FuzzSQSBatch(f *testing.F) {
 	f.Fuzz(func(t *testing.T, payload []byte, body string) {
 		for _, p := range [][]byte{payload, sandboxtest.SQSBatch(1, record{ID: "m1", Body: body}, record{ID: "m2", Body: body})} {
 			m := &countingMirror{}
-			h := eventhandler.New(eventhandler.Config{Rules: doc, Start: func() eventhandler.Run { return m }})
+			h := eventhandler.New(eventhandler.Config{Rules: doc, Start: func() eventhandler.Run { return m }, Source: sandboxSource})
 			out, err := h.Handle(context.Background(), json.RawMessage(p))
 			var probe struct{ Records []struct{ MessageID string } }
 			isBatch := json.Unmarshal(p, &probe) == nil && len(probe.Records) > 0

@@ -31,7 +31,7 @@ import (
 
 // Document is a validated rules document with every default applied.
 // Marshalling it (YAML or JSON) yields an equivalent document, except for
-// restrictions added by Narrow, which have no textual form.
+// restrictions added by Narrow and WithRepositoryPrefix, which have no textual form.
 type Document struct {
 	Source Source `yaml:"source,omitempty" json:"source,omitempty"`
 	Rules  []Rule `yaml:"rules" json:"rules"`
@@ -58,6 +58,8 @@ type Rule struct {
 	repos, tags globSet
 	// Extra restrictions from Narrow; every set must match.
 	narrowRepos, narrowTags []globSet
+	// repoPrefix, from WithRepositoryPrefix, is what every selected repository starts with.
+	repoPrefix string
 }
 
 // Destination is one registry (account, region) and how to write to it.
@@ -132,7 +134,7 @@ func (r *Rule) MatchesRepository(repo string) bool {
 		}
 		r = &c
 	}
-	if !r.repos.match(repo) {
+	if !strings.HasPrefix(repo, r.repoPrefix) || !r.repos.match(repo) {
 		return false
 	}
 	for i := range r.narrowRepos {
@@ -293,6 +295,19 @@ func (d *Document) Narrow(repositories, tags []string) (*Document, error) {
 		out.Rules[i] = r
 	}
 	return out, nil
+}
+
+// WithRepositoryPrefix returns a copy of d whose rules select only repositories whose
+// name starts with prefix — literally, not a glob: the stack's RepositoryPrefixFilter,
+// which bounds the EventBridge rule and the source read grants the same way. Restrictions
+// from Narrow are kept; "" restricts nothing.
+func (d *Document) WithRepositoryPrefix(prefix string) *Document {
+	out := &Document{Source: d.Source, Rules: make([]Rule, len(d.Rules))}
+	for i, r := range d.Rules {
+		r.repoPrefix = prefix
+		out.Rules[i] = r
+	}
+	return out
 }
 
 // compile validates the rule's patterns and caches the compiled globs.

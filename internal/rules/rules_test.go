@@ -425,3 +425,37 @@ func validPattern(p string) bool {
 	_, err := compileGlobs("p", []string{p}, repositoryPatterns)
 	return err == nil && !strings.HasPrefix(p, "!")
 }
+
+// TestWithRepositoryPrefix: the stack's RepositoryPrefixFilter bounds every rule, literally
+// (no glob), and survives a Narrow; the original document is untouched.
+func TestWithRepositoryPrefix(t *testing.T) {
+	d := mustParse(t, `rules: [{repositories: ["**"], destinations: [`+dest("222222222222", "")+`]}]`)
+	p := d.WithRepositoryPrefix("team-a/")
+	n, err := p.Narrow([]string{"**/app"}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range []struct {
+		doc  *Document
+		repo string
+		want bool
+	}{
+		{p, "team-a/app", true},
+		{p, "team-a/sub/app", true},
+		{p, "team-a", false}, // "team-a/**" as a glob would match it
+		{p, "team-ab/x", false},
+		{p, "other/app", false},
+		{n, "team-a/sub/app", true},
+		{n, "other/app", false},
+		{n, "team-a/web", false},
+		{d, "other/app", true},
+		{d.WithRepositoryPrefix(""), "other/app", true},
+	} {
+		if got := c.doc.RepositoryInScope(c.repo); got != c.want {
+			t.Errorf("%s: in scope %v, want %v", c.repo, got, c.want)
+		}
+		if got := len(c.doc.Targets(c.repo, "v1")) > 0; got != c.want {
+			t.Errorf("%s: targets %v, want %v", c.repo, got, c.want)
+		}
+	}
+}

@@ -9,6 +9,8 @@
 // DESTINATION_ROLE_ARNS is set, every role it names is one the function may assume:
 // the deployment grants sts:AssumeRole on exactly those ARN patterns (template.yaml's
 // DestinationRoleArns), so a document naming another role could only fail at every copy.
+// REPOSITORY_PREFIX_FILTER, when set, bounds every rule to the source repositories under
+// that prefix, as the stack's event rule and read grants are bounded.
 //
 // There is no silent fallback: a document that is missing, invalid, not covered by the
 // grant, or a parameter that cannot be read at cold start is an error every invocation
@@ -46,6 +48,10 @@ const (
 	// EnvAssumableRoles lists, comma-separated, the role ARN patterns (IAM's * and ?) the
 	// function may assume: the Resource of its sts:AssumeRole grant. Unset: not checked.
 	EnvAssumableRoles = "DESTINATION_ROLE_ARNS"
+	// EnvRepositoryPrefix bounds every rule to the source repositories whose names start
+	// with it (template.yaml's RepositoryPrefixFilter, which bounds the EventBridge rule
+	// and the source read grants alike). Unset or empty: no bound.
+	EnvRepositoryPrefix = "REPOSITORY_PREFIX_FILTER"
 )
 
 // DefaultCheckInterval is how long a parameter read is trusted. Every execution
@@ -75,6 +81,7 @@ type Source struct {
 	interval time.Duration
 	grant    []*regexp.Regexp
 	grantRaw string
+	prefix   string // EnvRepositoryPrefix
 
 	mu      sync.Mutex
 	fixed   bool // doc and err are final: the environment's document, or a configuration error
@@ -121,6 +128,7 @@ func (s *Source) configure() error {
 		}
 		s.interval = time.Duration(n) * time.Second
 	}
+	s.prefix = strings.TrimSpace(s.getenv(EnvRepositoryPrefix))
 	s.grantRaw = strings.TrimSpace(s.getenv(EnvAssumableRoles))
 	for _, p := range strings.Split(s.grantRaw, ",") {
 		if p = strings.TrimSpace(p); p != "" {
@@ -173,7 +181,15 @@ func (s *Source) fromEnvironment() (*rules.Document, error) {
 	if err := s.covered(doc); err != nil {
 		return nil, err
 	}
-	return doc, nil
+	return s.scoped(doc), nil
+}
+
+// scoped is doc bounded by the repository prefix, when there is one.
+func (s *Source) scoped(doc *rules.Document) *rules.Document {
+	if s.prefix == "" {
+		return doc
+	}
+	return doc.WithRepositoryPrefix(s.prefix)
 }
 
 // read reads the parameter and, when its version changed, parses it. The caller holds mu.
@@ -210,7 +226,7 @@ func (s *Source) read(ctx context.Context) {
 	if err != nil {
 		s.doc, s.err = nil, fmt.Errorf("rules parameter %s version %d: %w", s.param, p.Version, err)
 	} else {
-		s.doc, s.err = doc, nil
+		s.doc, s.err = s.scoped(doc), nil
 	}
 	s.logLoad("parameter "+s.param, p.Version)
 }

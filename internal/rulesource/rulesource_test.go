@@ -267,3 +267,24 @@ func TestLargeDocument(t *testing.T) {
 		t.Errorf("targets of team-17/app: %+v", got)
 	}
 }
+
+// TestRepositoryPrefix: REPOSITORY_PREFIX_FILTER bounds the document, from the
+// environment and from the parameter alike.
+func TestRepositoryPrefix(t *testing.T) {
+	w := start(t)
+	w.put(t, doc("p", destRole))
+	prefix := map[string]string{rulesource.EnvRepositoryPrefix: "team-a/"}
+	inline := map[string]string{rules.EnvRules: doc("e", destRole), rulesource.EnvRepositoryPrefix: "team-a/"}
+	for name, src := range map[string]*rulesource.Source{
+		"parameter":   w.source(prefix),
+		"environment": rulesource.New(env(inline), os.ReadFile),
+	} {
+		d, err := src.Current(t.Context())
+		if err != nil {
+			t.Fatalf("%s: %v", name, err)
+		}
+		if !d.RepositoryInScope("team-a/app") || d.RepositoryInScope("other/app") {
+			t.Errorf("%s: team-a/app in scope %v, other/app %v: want only what starts with team-a/", name, d.RepositoryInScope("team-a/app"), d.RepositoryInScope("other/app"))
+		}
+	}
+}

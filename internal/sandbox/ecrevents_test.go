@@ -257,7 +257,7 @@ func TestECRImageActionEvents(t *testing.T) {
 // templatePattern is the pattern of template.yaml's ImageActionRule with a
 // RepositoryPrefixFilter of "team-a/" and MirrorDeletes on (stack_test.go checks it is
 // the template's).
-var templatePattern = stack.ImageActionPattern(true, "team-a/")
+var templatePattern = stack.ImageActionPattern(sandbox.SourceAccount, true, "team-a/")
 
 func createQueue(t *testing.T, e *env, client *sqs.Client, name string) (url, arn string) {
 	t.Helper()

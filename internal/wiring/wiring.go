@@ -32,6 +32,7 @@ import (
 	"github.com/ecr-replicator/ecr-replicator/internal/copyengine"
 	"github.com/ecr-replicator/ecr-replicator/internal/destinations"
 	"github.com/ecr-replicator/ecr-replicator/internal/ecraccess"
+	"github.com/ecr-replicator/ecr-replicator/internal/ecrname"
 	"github.com/ecr-replicator/ecr-replicator/internal/rules"
 	"github.com/ecr-replicator/ecr-replicator/internal/rulesource"
 )
@@ -248,6 +249,9 @@ func (d *Deps) Backfill(getenv func(string) string, emf io.Writer) *backfill.Bac
 // configuration with adjust.
 func (d *Deps) Handler(getenv func(string) string, emf io.Writer, adjust ...func(*eventhandler.Config)) *eventhandler.Handler {
 	c := eventhandler.Config{Rules: d.Rules, RulesErr: d.RulesErr, Log: d.Log, EMF: emf, Namespace: metrics.Namespace(getenv)}
+	if d.Rules != nil {
+		c.Source = d.sourceRegistry(d.Rules)
+	}
 	if d.Replicator != nil {
 		c.Start = func() eventhandler.Run { return d.Replicator.Start() }
 	}
@@ -258,6 +262,19 @@ func (d *Deps) Handler(getenv func(string) string, emf io.Writer, adjust ...func
 		a(&c)
 	}
 	return eventhandler.New(c)
+}
+
+// sourceRegistry answers the registry the functions replicate from, for doc: in the
+// function's region, source.roleArn's account or the caller's (asked of STS once per
+// Resolver).
+func (d *Deps) sourceRegistry(doc *rules.Document) func(context.Context) (ecrname.Registry, error) {
+	return func(ctx context.Context) (ecrname.Registry, error) {
+		acct, err := backfill.SourceAccount(ctx, d.Resolver, doc)
+		if err != nil {
+			return ecrname.Registry{}, err
+		}
+		return ecrname.Registry{AccountID: acct, Region: d.AWS.Region}, nil
+	}
 }
 
 // Reconciler builds the reconcile function from deps and the environment (the reconcile

@@ -29,7 +29,7 @@ import (
 
 // imageActionPattern is template.yaml's ImageActionRule pattern with RepositoryPrefixFilter
 // "team-a/" and MirrorDeletes on (the stack package checks it is the template's).
-var imageActionPattern = stack.ImageActionPattern(true, "team-a/")
+var imageActionPattern = stack.ImageActionPattern(sandbox.SourceAccount, true, "team-a/")
 
 // ecrEvent is what the test's function reads of an ECR Image Action event.
 type ecrEvent struct {

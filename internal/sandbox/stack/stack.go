@@ -1,9 +1,10 @@
 // Package stack deploys into a sandbox the push path template.yaml deploys in the source
-// account — the DeadLetterQueue, the ReplicationQueue redriving to it, the
-// ImageActionRule sending ECR's "ECR Image Action" events to the queue — and drives the
-// queue into a function as ReplicateFunction's ReplicationQueue event source does, with
-// the template's settings. The demo and the latency benchmark run the product through it,
-// so what they show is what a deployment does: nobody hands the function an event.
+// account — the DeadLetterQueue, the ReplicationQueue redriving to it, their policy (only
+// the rule sends), the ImageActionRule sending ECR's "ECR Image Action" events to the
+// queue — and drives the queue into a function as ReplicateFunction's ReplicationQueue
+// event source does, with the template's settings. The demo and the latency benchmark run
+// the product through it, so what they show is what a deployment does: nobody hands the
+// function an event.
 //
 // What the template sets is written here once, in Go; stack_test.go renders template.yaml
 // (internal/testing/cfn) and checks that both say the same.
@@ -62,9 +63,10 @@ const (
 func VisibilityTimeout(replicateTimeout time.Duration) time.Duration { return 6 * replicateTimeout }
 
 // ImageActionPattern is ImageActionRule's event pattern for the template parameters
-// MirrorDeletes and RepositoryPrefixFilter: successful pushes (and deletes) of ECR, of
-// repositories starting with the prefix when one is given.
-func ImageActionPattern(mirrorDeletes bool, repositoryPrefixFilter string) string {
+// MirrorDeletes and RepositoryPrefixFilter: successful pushes (and deletes) of ECR in the
+// stack's own account (an event forwarded from another account's bus is not the
+// source's), of repositories starting with the prefix when one is given.
+func ImageActionPattern(account string, mirrorDeletes bool, repositoryPrefixFilter string) string {
 	actions := []string{"PUSH"}
 	if mirrorDeletes {
 		actions = append(actions, "DELETE")
@@ -73,7 +75,31 @@ func ImageActionPattern(mirrorDeletes bool, repositoryPrefixFilter string) strin
 	if repositoryPrefixFilter != "" {
 		detail["repository-name"] = []any{map[string]string{"prefix": repositoryPrefixFilter}}
 	}
-	b, err := json.Marshal(map[string]any{"source": []string{"aws.ecr"}, "detail-type": []string{"ECR Image Action"}, "detail": detail})
+	return mustJSON(map[string]any{"source": []string{"aws.ecr"}, "detail-type": []string{"ECR Image Action"},
+		"account": []string{account}, "detail": detail})
+}
+
+// RuleARN is the ARN of ImageActionRule in an account's default event bus.
+func RuleARN(region, account string) string {
+	return fmt.Sprintf("arn:aws:events:%s:%s:rule/%s", region, account, RuleName)
+}
+
+// ReplicationQueuePolicy is ReplicationQueuePolicy's document, on the ReplicationQueue
+// and the DeadLetterQueue, with no QueueOperatorArns: EventBridge may send for the rule
+// only, and every other sender is refused.
+func ReplicationQueuePolicy(queueARN, deadLetterQueueARN, ruleARN string) string {
+	queues := []string{queueARN, deadLetterQueueARN}
+	return mustJSON(map[string]any{"Version": "2012-10-17", "Statement": []any{
+		map[string]any{"Sid": "ImageActionRuleOnly", "Effect": "Allow", "Principal": map[string]any{"Service": "events.amazonaws.com"},
+			"Action": "sqs:SendMessage", "Resource": queues,
+			"Condition": map[string]any{"ArnEquals": map[string]any{"aws:SourceArn": ruleARN}}},
+		map[string]any{"Sid": "NoOtherSender", "Effect": "Deny", "Principal": "*", "Action": "sqs:SendMessage", "Resource": queues,
+			"Condition": map[string]any{"ArnNotEquals": map[string]any{"aws:SourceArn": ruleARN}}},
+	}})
+}
+
+func mustJSON(v any) string {
+	b, err := json.Marshal(v)
 	if err != nil {
 		panic(err) // strings, lists and maps of them
 	}
@@ -124,10 +150,16 @@ func Deploy(ctx context.Context, sb *sandbox.Sandbox, opts Options) (*Stack, err
 	if err != nil {
 		return nil, err
 	}
+	policy := ReplicationQueuePolicy(s.QueueARN, s.DeadLetterQueueARN, RuleARN(sandbox.DefaultRegion, sandbox.SourceAccount))
+	for _, url := range []string{s.QueueURL, s.DeadLetterQueueURL} {
+		if _, err := s.SQS.SetQueueAttributes(ctx, &sqs.SetQueueAttributesInput{QueueUrl: aws.String(url), Attributes: map[string]string{"Policy": policy}}); err != nil {
+			return nil, fmt.Errorf("setting the policy of %s: %w", url, err)
+		}
+	}
 	// The rule's target DeadLetterConfig (events EventBridge could not deliver) is stored,
 	// not used, by the sandbox (docs/SANDBOX.md): it is left out.
 	err = sb.PutRule(sandbox.SourceAccount, sandbox.DefaultRegion, sandbox.Rule{
-		Name: RuleName, EventPattern: ImageActionPattern(opts.MirrorDeletes, opts.RepositoryPrefixFilter), Targets: []string{s.QueueARN},
+		Name: RuleName, EventPattern: ImageActionPattern(sandbox.SourceAccount, opts.MirrorDeletes, opts.RepositoryPrefixFilter), Targets: []string{s.QueueARN},
 	})
 	if err != nil {
 		return nil, err

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/base64"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"path/filepath"
 	"reflect"
@@ -19,6 +20,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/ecr"
 	"github.com/aws/aws-sdk-go-v2/service/sqs"
 	sqstypes "github.com/aws/aws-sdk-go-v2/service/sqs/types"
+	"github.com/aws/smithy-go"
 	"github.com/google/go-containerregistry/pkg/authn"
 	"github.com/google/go-containerregistry/pkg/name"
 	"github.com/google/go-containerregistry/pkg/v1/random"
@@ -49,6 +51,8 @@ func render(t *testing.T, params map[string]any) *cfn.Template {
 				return arn(stack.QueueName), true
 			case "DeadLetterQueue.Arn":
 				return arn(stack.DeadLetterQueueName), true
+			case "ImageActionRule.Arn":
+				return stack.RuleARN(sandbox.DefaultRegion, sandbox.SourceAccount), true
 			}
 			return "", false
 		},
@@ -100,7 +104,7 @@ func TestImageActionPatternIsTheTemplates(t *testing.T) {
 				t.Fatal(err)
 			}
 			want := jsonValue(t, props["EventPattern"])
-			got := jsonValue(t, []byte(stack.ImageActionPattern(mirror, prefix)))
+			got := jsonValue(t, []byte(stack.ImageActionPattern(sandbox.SourceAccount, mirror, prefix)))
 			if !reflect.DeepEqual(got, want) {
 				t.Errorf("MirrorDeletes=%v RepositoryPrefixFilter=%q: pattern %v, template %v", mirror, prefix, got, want)
 			}
@@ -109,6 +113,23 @@ func TestImageActionPatternIsTheTemplates(t *testing.T) {
 				t.Errorf("targets %v, want the ReplicationQueue only", targets)
 			}
 		}
+	}
+}
+
+// TestQueuePolicyIsTheTemplates: the policy Deploy gives the ReplicationQueue and the
+// DeadLetterQueue is template.yaml's ReplicationQueuePolicy (without QueueOperatorArns).
+func TestQueuePolicyIsTheTemplates(t *testing.T) {
+	props, err := render(t, nil).Resource("ReplicationQueuePolicy", "AWS::SQS::QueuePolicy")
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := jsonValue(t, props["PolicyDocument"])
+	got := jsonValue(t, []byte(stack.ReplicationQueuePolicy(
+		fmt.Sprintf("arn:aws:sqs:%s:%s:%s", sandbox.DefaultRegion, sandbox.SourceAccount, stack.QueueName),
+		fmt.Sprintf("arn:aws:sqs:%s:%s:%s", sandbox.DefaultRegion, sandbox.SourceAccount, stack.DeadLetterQueueName),
+		stack.RuleARN(sandbox.DefaultRegion, sandbox.SourceAccount))))
+	if !reflect.DeepEqual(got, want) {
+		t.Errorf("policy\n %v\ntemplate\n %v", got, want)
 	}
 }
 
@@ -185,6 +206,14 @@ func TestDeploy(t *testing.T) {
 	}
 	if got, want := jsonValue(t, []byte(attrs.Attributes["RedrivePolicy"])), jsonValue(t, queue["RedrivePolicy"]); fmt.Sprint(got) != fmt.Sprint(want) {
 		t.Errorf("RedrivePolicy %v, template %v", got, want)
+	}
+	// The queues' policy holds: even the account's admin cannot send (only the rule may).
+	for _, url := range []string{st.QueueURL, st.DeadLetterQueueURL} {
+		_, err := st.SQS.SendMessage(ctx, &sqs.SendMessageInput{QueueUrl: aws.String(url), MessageBody: aws.String("{}")})
+		var ae smithy.APIError
+		if !errors.As(err, &ae) || ae.ErrorCode() != "AccessDenied" {
+			t.Errorf("a send to %s by the account's admin answered %v, want AccessDenied", url, err)
+		}
 	}
 
 	var mu sync.Mutex

@@ -33,6 +33,14 @@ func opts(params map[string]any, resolve bool) cfn.Options {
 				return reconcileQueueARN, true
 			case "CopyQueue.Arn":
 				return copyQueueARN, true
+			case "DeadLetterQueue.Arn":
+				return "arn:aws:sqs:us-east-1:111111111111:ecr-replicator-dlq", true
+			case "ImageActionRule.Arn":
+				return "arn:aws:events:us-east-1:111111111111:rule/ecr-replicator-ImageActionRule", true
+			case "ReplicatorRole.Arn", "ReconcilerRole.Arn":
+				return "arn:aws:iam::111111111111:role/ecr-replicator-" + strings.TrimSuffix(ref, ".Arn"), true
+			case "ReplicateLogGroup.Arn", "BackfillLogGroup.Arn", "ReconcileLogGroup.Arn":
+				return "arn:aws:logs:us-east-1:111111111111:log-group:ecr-replicator-" + strings.TrimSuffix(ref, ".Arn") + ":*", true
 			}
 			return "", false
 		}
@@ -64,7 +72,7 @@ func TestRolePoliciesResolveReferences(t *testing.T) {
 	for _, tc := range []struct {
 		bus  string
 		want int
-	}{{"", 3}, {bus, 4}} {
+	}{{"", 4}, {bus, 5}} {
 		r, err := cfn.RenderFile(source, opts(map[string]any{"DestinationAccountId": "222222222222", "ResultEventBus": tc.bus}, true))
 		if err != nil {
 			t.Fatal(err)
@@ -103,13 +111,36 @@ func TestRolePoliciesResolveReferences(t *testing.T) {
 	}
 }
 
+// TestQueuePolicies: every queue of the template gets its policy, by logical name.
+func TestQueuePolicies(t *testing.T) {
+	r, err := cfn.RenderFile(source, opts(map[string]any{"DestinationAccountId": "222222222222"}, true))
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, err := r.QueuePolicies()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, q := range []string{"ReplicationQueue", "DeadLetterQueue", "ReconcileQueue", "CopyQueue"} {
+		if !strings.Contains(got[q], `"Action":"sqs:SendMessage"`) {
+			t.Errorf("%s: no policy on sqs:SendMessage (%v)", q, got)
+		}
+	}
+	if !strings.Contains(got["CopyQueue"], `"arn:aws:iam::111111111111:role/ecr-replicator-ReplicatorRole"`) {
+		t.Errorf("CopyQueue's policy names no ReplicatorRole: %s", got["CopyQueue"])
+	}
+}
+
 func TestUnresolvedReferenceInPolicyIsAnError(t *testing.T) {
 	r, err := cfn.RenderFile(source, opts(map[string]any{"DestinationAccountId": "222222222222"}, false))
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := r.RolePolicies("ReplicatorRole"); err == nil || !strings.Contains(err.Error(), "getatt:ReplicationQueue.Arn") {
+	if _, err := r.RolePolicies("ReplicatorRole"); err == nil || !strings.Contains(err.Error(), `unresolved resource reference "getatt:`) {
 		t.Fatalf("err = %v", err)
+	}
+	if _, err := r.QueuePolicies(); err == nil || !strings.Contains(err.Error(), `unresolved resource reference "getatt:`) {
+		t.Fatalf("queue policies: err = %v", err)
 	}
 	props, err := r.Resource("ImageActionRule", "AWS::Events::Rule")
 	if err != nil {

@@ -58,8 +58,8 @@ func repoRoot() string {
 // destination account, with enforcement on:
 //
 //   - the source account gets FunctionRole with the rendered inline policies of
-//     ReplicatorRole, and ReconcilerRole with ReconcilerRole's (the managed
-//     AWSLambdaBasicExecutionRole, logs only, is not modelled).
+//     ReplicatorRole, and ReconcilerRole with ReconcilerRole's (their logs grants are
+//     Lambda's: the sandbox has no CloudWatch Logs).
 //     Its trust policy allows the source account's admin user instead of the template's
 //     lambda.amazonaws.com service principal, which cannot call AssumeRole here; the
 //     test plays Lambda with FunctionEnv/FunctionSession.
@@ -71,37 +71,15 @@ func repoRoot() string {
 //     RepositoryPrefix, CreateRepositories and MirrorDeletes taken from params (source
 //     stack parameters of the same meaning); dest overrides any of them.
 //
-// Resource references resolve to the sandbox's names: ReplicationQueue.Arn to
+// Resource references resolve to the sandbox's names (stackRef): ReplicationQueue.Arn to
 // QueueARN(QueueName), ReconcileQueue.Arn to QueueARN(ReconcileQueueName), CopyQueue.Arn
-// to QueueARN(CopyQueueName), ReplicatorRole.Arn to FunctionRoleARN(). The admin users stay
+// to QueueARN(CopyQueueName), ReplicatorRole.Arn to FunctionRoleARN(),
+// ImageActionRule.Arn to ImageActionRuleARN(). The admin users stay
 // unrestricted; so does the source "replicator" user, which deployed functions do not use.
 func Deployed(t testing.TB, params map[string]any, dest ...map[string]any) func(*sandbox.Config) {
 	t.Helper()
 	root := repoRoot()
-	resolve := func(ref string) (string, bool) {
-		switch ref {
-		case "ReplicationQueue.Arn":
-			return QueueARN(QueueName), true
-		case "ReconcileQueue.Arn":
-			return QueueARN(ReconcileQueueName), true
-		case "CopyQueue.Arn":
-			return QueueARN(CopyQueueName), true
-		case "DeadLetterQueue.Arn":
-			return QueueARN(DeadLetterQueueName), true
-		case "ReplicatorRole.Arn":
-			return FunctionRoleARN(), true
-		case "ReconcilerRole.Arn":
-			return ReconcilerRoleARN(), true
-		}
-		return "", false
-	}
-	src, err := cfn.RenderFile(filepath.Join(root, "template.yaml"), cfn.Options{
-		Parameters: params, Region: sandbox.DefaultRegion, AccountID: sandbox.SourceAccount,
-		StackName: StackName, Resolve: resolve,
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
+	src := renderSource(t, params)
 	srcPolicies, err := src.RolePolicies("ReplicatorRole")
 	if err != nil {
 		t.Fatal(err)
@@ -184,6 +162,52 @@ func Deployed(t testing.TB, params map[string]any, dest ...map[string]any) func(
 			}
 		}
 	}
+}
+
+// stackQueues are the queues' logical names in template.yaml, and their names here.
+var stackQueues = map[string]string{
+	"ReplicationQueue": QueueName, "ReconcileQueue": ReconcileQueueName,
+	"CopyQueue": CopyQueueName, "DeadLetterQueue": DeadLetterQueueName,
+}
+
+// ImageActionRuleARN is the ARN of the stack's ImageActionRule in the sandbox (the rule
+// DeployQueues puts, named after its logical ID).
+func ImageActionRuleARN() string {
+	return fmt.Sprintf("arn:aws:events:%s:%s:rule/%s", sandbox.DefaultRegion, sandbox.SourceAccount, ImageActionRule)
+}
+
+// ImageActionRule is the name of the stack's ImageActionRule in the sandbox.
+const ImageActionRule = "ImageActionRule"
+
+// stackRef resolves template.yaml's resource references to the sandbox's names.
+func stackRef(ref string) (string, bool) {
+	if name, ok := stackQueues[strings.TrimSuffix(ref, ".Arn")]; ok && strings.HasSuffix(ref, ".Arn") {
+		return QueueARN(name), true
+	}
+	switch ref {
+	case "ReplicatorRole.Arn":
+		return FunctionRoleARN(), true
+	case "ReconcilerRole.Arn":
+		return ReconcilerRoleARN(), true
+	case "ImageActionRule.Arn":
+		return ImageActionRuleARN(), true
+	case "ReplicateLogGroup.Arn", "BackfillLogGroup.Arn", "ReconcileLogGroup.Arn":
+		return fmt.Sprintf("arn:aws:logs:%s:%s:log-group:%s-%s:*", sandbox.DefaultRegion, sandbox.SourceAccount, StackName, strings.TrimSuffix(ref, ".Arn")), true
+	}
+	return "", false
+}
+
+// renderSource renders template.yaml for params, its references resolved (stackRef).
+func renderSource(t testing.TB, params map[string]any) *cfn.Template {
+	t.Helper()
+	src, err := cfn.RenderFile(filepath.Join(repoRoot(), "template.yaml"), cfn.Options{
+		Parameters: params, Region: sandbox.DefaultRegion, AccountID: sandbox.SourceAccount,
+		StackName: StackName, Resolve: stackRef,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return src
 }
 
 // FunctionSession assumes FunctionRole as the source account's admin, as Lambda does for
