@@ -390,3 +390,80 @@ func TestReview24BytesCopiedCopyVersusSync(t *testing.T) {
 		t.Errorf("totals.bytesCopied vs the sum of items[].bytesCopied: copy %d vs %d, sync %d vs %d", c.Totals.BytesCopied, cItems, s.Totals.BytesCopied, sItems)
 	}
 }
+
+// TestReview24NoIssuedSecretInDebugOutput: every secret the sandbox handed out (secret
+// keys, session tokens, registry passwords, presigned storage URLs' credentials and
+// signatures) stays out of what the commands print with --debug, text and JSON, through
+// failures that carry URLs: storage GETs cut before their headers, an expired registry
+// token, a refused manifest.
+func TestReview24NoIssuedSecretInDebugOutput(t *testing.T) {
+	w := denyPutWorld(t)
+	w.Source.Push(t, "team-a/app", "v2", fixedImage(t, "secret-scan-v2"))
+	role := []string{"--dest-role-arn", w.DestinationRoleARN(), "--external-id", w.ExternalID}
+	if err := w.SB.InjectRegistryFault(sandbox.RegistryFault{Account: sandbox.SourceAccount, Step: sandbox.StepStorageGET,
+		Fault: sandbox.FaultResetBeforeHeaders, Count: 4}); err != nil {
+		t.Fatal(err)
+	}
+	rules := rulesFile(t, destination(w, "mirror/", w.ExternalID))
+	var all strings.Builder
+	for _, args := range [][]string{
+		append([]string{"--debug", "copy", "--all-tags", srcECR + "/team-a/app", dstECR + "/m1/app"}, role...),
+		append([]string{"--debug", "copy", "--all-tags", srcECR + "/team-a/app", dstECR + "/m2/app", "-o", "json"}, role...),
+		{"--debug", "plan", "--rules", rules, "-o", "json"},
+		{"--debug", "sync", "--rules", rules},
+		{"--debug", "sync", "--rules", rules, "-o", "json"},
+	} {
+		w.SB.ExpireRegistryTokens(sandbox.SourceAccount)
+		r := runCLI(t, w.Ctx, nil, args...)
+		all.WriteString(r.stdout + r.stderr)
+	}
+	out := all.String()
+	t.Logf("faults fired: %v; redacted URLs in the output: %d", w.SB.FaultsFired(), strings.Count(out, "<redacted>"))
+	if !strings.Contains(out, "level=DEBUG") {
+		t.Fatalf("no debug log:\n%s", out)
+	}
+	for _, s := range w.SB.IssuedSecrets() {
+		if len(s) >= 8 && strings.Contains(out, s) {
+			i := strings.Index(out, s)
+			t.Errorf("secret %.6s… is in the output: …%s…", s, out[max(i-200, 0):i])
+		}
+	}
+}
+
+// TestReview24DebugPrintsCredentialProcessOutput: a credential_process whose answer does
+// not parse (here an Expiration that is not RFC 3339, a common mistake of hand-written
+// helpers) makes the SDK's error carry the helper's whole output — the secret key and the
+// session token. The one-line message is clean, but --debug prints the error chain on
+// stderr, and -o json --debug puts it in error.detail.
+func TestReview24DebugPrintsCredentialProcessOutput(t *testing.T) {
+	w := sandboxtest.Start(t)
+	key, secret, err := w.SB.Credentials(sandbox.SourceAccount, sandbox.SourceUser)
+	if err != nil {
+		t.Fatal(err)
+	}
+	const token = "FwoGZXIvYXdzEXAMPLESESSIONTOKENVALUE"
+	dir := t.TempDir()
+	helper := filepath.Join(dir, "creds.sh")
+	answer := `{"Version": 1, "AccessKeyId": "` + key + `", "SecretAccessKey": "` + secret + `", "SessionToken": "` + token + `", "Expiration": "in one hour"}`
+	if err := os.WriteFile(helper, []byte("#!/bin/sh\necho '"+answer+"'\n"), 0o700); err != nil {
+		t.Fatal(err)
+	}
+	cfg := filepath.Join(dir, "config")
+	if err := os.WriteFile(cfg, []byte("[profile ci]\ncredential_process = "+helper+"\nregion = us-east-1\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	env := []string{"AWS_CONFIG_FILE=" + cfg, "AWS_ACCESS_KEY_ID=", "AWS_SECRET_ACCESS_KEY="}
+	rules := rulesFile(t, destination(w, "mirror/", w.ExternalID))
+	for _, args := range [][]string{
+		{"--debug", "plan", "--rules", rules, "--profile", "ci"},
+		{"--debug", "plan", "--rules", rules, "--profile", "ci", "-o", "json"},
+	} {
+		r := runCLI(t, w.Ctx, env, args...)
+		if r.code != ExitUsage {
+			t.Fatalf("%v: want the credentials error\n%s", args, r)
+		}
+		if strings.Contains(r.stdout+r.stderr, secret) || strings.Contains(r.stdout+r.stderr, token) {
+			t.Errorf("%v: the secret key or session token is in the output:\n%s", args, r)
+		}
+	}
+}
