@@ -467,3 +467,63 @@ func TestReview24DebugPrintsCredentialProcessOutput(t *testing.T) {
 		}
 	}
 }
+
+// TestReview24SignedRepositoryHidesADeadRule: in a repository whose images are signed
+// with cosign (a sha256-<digest>.sig tag beside each), a rule whose tag glob has a typo
+// ("relase-*") is not named: the signature tags, which every rule with referrers
+// (the default) accepts whatever its globs, count as "selected". The warning is lost
+// exactly where teams sign their images.
+func TestReview24SignedRepositoryHidesADeadRule(t *testing.T) {
+	w := sandboxtest.Start(t)
+	w.Source.CreateRepository(t, w.Ctx, &ecr.CreateRepositoryInput{RepositoryName: aws.String("team-a/app")})
+	d := w.Source.Push(t, "team-a/app", "release-1", fixedImage(t, "signed"))
+	w.Source.Push(t, "team-a/app", "sha256-"+d.Hex+".sig", fixedImage(t, "a signature"))
+	dest := destination(w, "mirror/", w.ExternalID)
+	rules := writeRules(t, "rules:\n  - name: releases\n    repositories: [\"team-a/app\"]\n    tags: [\"relase-*\"]\n    destinations:\n"+dest)
+
+	r := runCLI(t, w.Ctx, nil, "plan", "--rules", rules, "--detail", "--detailed-exitcode")
+	if !strings.Contains(r.stderr, `rules[0] ("releases") selected nothing`) {
+		t.Errorf("a rule whose tag glob matches no tag (only cosign signature tags are there besides) is not named:\n%s", r)
+	}
+}
+
+// TestReview24DryRunTotalsAddUp: docs/CLI-JSON.md defines totals.copies as "inSync +
+// toCopy + notPlanned". A copy --dry-run whose lookup failed (a tag the source lacks)
+// counts the copy in copies and in neither of the others: 1 ≠ 0 + 0.
+func TestReview24DryRunTotalsAddUp(t *testing.T) {
+	w := sandboxtest.Start(t)
+	w.Source.CreateRepository(t, w.Ctx, &ecr.CreateRepositoryInput{RepositoryName: aws.String("team-a/app")})
+	w.Source.Push(t, "team-a/app", "v1", fixedImage(t, "totals"))
+	r := runCLI(t, w.Ctx, nil, "copy", "--dry-run", srcECR+"/team-a/app:nosuch", dstECR+"/mirror/app", "-o", "json",
+		"--dest-role-arn", w.DestinationRoleARN(), "--external-id", w.ExternalID)
+	var doc struct {
+		Totals struct{ Copies, InSync, ToCopy, NotPlanned, Failed int }
+	}
+	if err := json.Unmarshal([]byte(r.stdout), &doc); err != nil {
+		t.Fatalf("%v\n%s", err, r)
+	}
+	if tt := doc.Totals; tt.Copies != tt.InSync+tt.ToCopy+tt.NotPlanned {
+		t.Errorf("totals %+v: copies is not inSync + toCopy + notPlanned\n%s", tt, r.stdout)
+	}
+}
+
+// TestReview24DryRunMissingTagWouldCreate: the copy of a tag the source lacks, and
+// --all-tags of an empty repository, create nothing (issue 24's "a failed first copy
+// leaves an empty destination repository" fix, TestCLIFailedFirstCopyCreatesNothing),
+// but their dry runs say "repository … would be created".
+func TestReview24DryRunMissingTagWouldCreate(t *testing.T) {
+	w := sandboxtest.Start(t)
+	w.Source.CreateRepository(t, w.Ctx, &ecr.CreateRepositoryInput{RepositoryName: aws.String("team-a/app")})
+	w.Source.Push(t, "team-a/app", "v1", fixedImage(t, "would-create"))
+	w.Source.CreateRepository(t, w.Ctx, &ecr.CreateRepositoryInput{RepositoryName: aws.String("team-a/empty")})
+	role := []string{"--dest-role-arn", w.DestinationRoleARN(), "--external-id", w.ExternalID}
+	for _, args := range [][]string{
+		{"copy", srcECR + "/team-a/app:nosuch", dstECR + "/mirror/app"},
+		{"copy", "--all-tags", srcECR + "/team-a/empty", dstECR + "/mirror/empty"},
+	} {
+		dry := runCLI(t, w.Ctx, nil, append(append(args, "--dry-run"), role...)...)
+		if strings.Contains(dry.stdout, "would be created") {
+			t.Errorf("%v: the dry run says the repository would be created; the copy creates nothing:\n%s", args, dry)
+		}
+	}
+}
