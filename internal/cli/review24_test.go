@@ -527,3 +527,31 @@ func TestReview24DryRunMissingTagWouldCreate(t *testing.T) {
 		}
 	}
 }
+
+// TestReview24PlanIgnoresImmutableTags: the destination repository's tags are immutable
+// and its v1 points to another image. copy --dry-run and plan answer "to-copy (tag points
+// to another digest)" (--detailed-exitcode: 2, drift to apply), though the copy can only
+// end in a conflict, and sync in a failure, whatever is rerun.
+func TestReview24PlanIgnoresImmutableTags(t *testing.T) {
+	w := sandboxtest.Start(t)
+	w.Source.CreateRepository(t, w.Ctx, &ecr.CreateRepositoryInput{RepositoryName: aws.String("team-a/app")})
+	w.Source.Push(t, "team-a/app", "v1", fixedImage(t, "immutable-new"))
+	w.Dest.CreateRepository(t, w.Ctx, &ecr.CreateRepositoryInput{RepositoryName: aws.String("mirror/team-a/app"), ImageTagMutability: "IMMUTABLE"})
+	w.Dest.Push(t, "mirror/team-a/app", "v1", fixedImage(t, "immutable-old"))
+	role := []string{"--dest-role-arn", w.DestinationRoleARN(), "--external-id", w.ExternalID}
+	args := append([]string{"copy", srcECR + "/team-a/app:v1", dstECR + "/mirror/team-a/app"}, role...)
+
+	rules := rulesFile(t, destination(w, "mirror/", w.ExternalID))
+	plan := runCLI(t, w.Ctx, nil, "plan", "--rules", rules, "--detailed-exitcode")
+	dry := runCLI(t, w.Ctx, nil, append(args, "--dry-run", "--detailed-exitcode")...)
+	real := runCLI(t, w.Ctx, nil, args...)
+	if real.code == ExitOK {
+		t.Fatalf("the copy over an immutable tag succeeded:\n%s", real)
+	}
+	if dry.code == ExitDrift {
+		t.Errorf("copy --dry-run --detailed-exitcode says drift to apply (exit 2); the copy can only fail:\n--- dry run\n%s\n--- copy\n%s", dry, real)
+	}
+	if plan.code == ExitDrift {
+		t.Errorf("plan --detailed-exitcode says drift to apply (exit 2) for a tag the destination's immutability refuses:\n%s", plan)
+	}
+}
