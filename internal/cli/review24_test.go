@@ -555,3 +555,28 @@ func TestReview24PlanIgnoresImmutableTags(t *testing.T) {
 		t.Errorf("plan --detailed-exitcode says drift to apply (exit 2) for a tag the destination's immutability refuses:\n%s", plan)
 	}
 }
+
+// TestReview24RulesTypeErrorHints: the new type-error hints name the key written first
+// on the line, whatever the value that is wrong. A list field holding a nested list or a
+// mapping is told it "must be a single value" — the opposite of the fix — and a wrong
+// field inside a flow-style destination is blamed on "destinations".
+func TestReview24RulesTypeErrorHints(t *testing.T) {
+	dir := t.TempDir()
+	for _, tc := range []struct{ doc, wrong string }{
+		{"rules:\n  - repositories: [\"team-a/*\"]\n    tags: [[\"v*\"]]\n    destinations:\n      - {accountId: \"222222222222\", region: us-east-1}\n",
+			"tags must be a single value"},
+		{"rules:\n  - repositories: [{name: team-a}]\n    destinations:\n      - {accountId: \"222222222222\", region: us-east-1}\n",
+			"repositories must be a single value"},
+		{"rules:\n  - repositories: [\"team-a/*\"]\n    destinations: [{accountId: [\"222222222222\"], region: us-east-1}]\n",
+			"destinations must be a single value"},
+	} {
+		f := filepath.Join(dir, "rules.yaml")
+		if err := os.WriteFile(f, []byte(tc.doc), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		r := runCLI(t, t.Context(), nil, "plan", "--rules", f)
+		if r.code != ExitUsage || strings.Contains(r.stderr, tc.wrong) {
+			t.Errorf("%s\n%s\n(the hint says %q: the field is a list)", tc.doc, r, tc.wrong)
+		}
+	}
+}
