@@ -580,3 +580,31 @@ func TestReview24RulesTypeErrorHints(t *testing.T) {
 		}
 	}
 }
+
+// TestReview24DeniedSourceCreatesEmptyRepository: issue 24 wants a failed first copy to
+// leave no empty destination repository. Only a source that answers "not found" is
+// checked first; a source that refuses the pull (the identity lacks ecr:BatchGetImage —
+// a permanent failure) still gets the destination repository created, then the copy
+// fails and the repository stays, empty.
+func TestReview24DeniedSourceCreatesEmptyRepository(t *testing.T) {
+	denyPull := `{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Action":"*","Resource":"*"},` +
+		`{"Effect":"Deny","Action":"ecr:BatchGetImage","Resource":"*"}]}`
+	w := sandboxtest.Start(t, func(c *sandbox.Config) {
+		for i := range c.Accounts {
+			for j := range c.Accounts[i].Users {
+				if c.Accounts[i].ID == sandbox.SourceAccount && c.Accounts[i].Users[j].Name == sandbox.SourceUser {
+					c.Accounts[i].Users[j].Policies = []string{denyPull}
+				}
+			}
+		}
+	})
+	w.Source.CreateRepository(t, w.Ctx, &ecr.CreateRepositoryInput{RepositoryName: aws.String("team-a/app")})
+	w.Source.Push(t, "team-a/app", "v1", fixedImage(t, "denied-pull"))
+	r := runCLI(t, w.Ctx, nil, "copy", srcECR+"/team-a/app:v1", dstECR+"/new/app", "--dest-role-arn", w.DestinationRoleARN(), "--external-id", w.ExternalID)
+	if r.code == ExitOK {
+		t.Fatalf("the copy succeeded:\n%s", r)
+	}
+	if _, err := ecr.NewFromConfig(w.Dest.Config).DescribeRepositories(w.Ctx, &ecr.DescribeRepositoriesInput{RepositoryNames: []string{"new/app"}}); err == nil {
+		t.Errorf("the copy whose source refused the pull left repository new/app behind:\n%s", r)
+	}
+}
