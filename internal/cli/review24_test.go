@@ -608,3 +608,16 @@ func TestReview24DeniedSourceCreatesEmptyRepository(t *testing.T) {
 		t.Errorf("the copy whose source refused the pull left repository new/app behind:\n%s", r)
 	}
 }
+
+// TestReview24NarrowingTypoIsSilent: the dead-rule warning is off whenever --repositories,
+// --tags or --since narrow the rules, so a typo in the narrowing itself ("tem-a/*") gives
+// "0 repositories … in sync" and `--detailed-exitcode` exits 0 — the silent pass issue 24
+// set out to remove, moved from the rules document to the command line.
+func TestReview24NarrowingTypoIsSilent(t *testing.T) {
+	w, _ := syncWorld(t)
+	rules := rulesFile(t, destination(w, "mirror/", w.ExternalID))
+	r := runCLI(t, w.Ctx, nil, "plan", "--rules", rules, "--repositories", "tem-a/*", "--detailed-exitcode")
+	if r.code == ExitOK && r.stderr == "" {
+		t.Errorf("a --repositories glob that matches no source repository passes as in sync (exit 0, no warning):\n%s", r)
+	}
+}
