@@ -86,7 +86,7 @@ func newCopyCmd(a *app) *cobra.Command {
 			if err := checkOutput(o.output); err != nil {
 				return err
 			}
-			a.output, a.quiet, a.noProgress = o.output, o.quiet, o.noProgress
+			a.output, a.quiet, a.noProgress, a.detailedExit = o.output, o.quiet, o.noProgress, o.detailed && o.dryRun
 			return runCopy(c.Context(), a, o, args[0], args[1])
 		},
 	}

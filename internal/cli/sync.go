@@ -115,7 +115,7 @@ func newSyncCmd(a *app) *cobra.Command {
   ecr-replicator sync --rules rules.yaml --since 2024-01-01T00:00:00Z --output json`,
 		Args: cobra.NoArgs,
 		RunE: func(c *cobra.Command, _ []string) error {
-			a.output, a.quiet, a.noProgress = o.output, o.quiet, o.noProgress
+			a.output, a.quiet, a.noProgress, a.detailedExit = o.output, o.quiet, o.noProgress, o.detailed && o.dryRun
 			return runSync(c.Context(), a, o)
 		},
 	}
@@ -145,7 +145,7 @@ func newPlanCmd(a *app) *cobra.Command {
   case $? in 0) echo in sync ;; 2) echo drift ;; *) echo error ;; esac`,
 		Args: cobra.NoArgs,
 		RunE: func(c *cobra.Command, _ []string) error {
-			a.output = o.output
+			a.output, a.detailedExit = o.output, o.detailed
 			return runSync(c.Context(), a, o)
 		},
 	}
