@@ -42,7 +42,9 @@ credentials (~/.docker/config.json and credential helpers), and their repositori
 exist.
 
 --dry-run resolves SRC and compares its tags and digests with DST's, and creates and
-copies nothing (referrers are not compared).
+copies nothing (referrers are not compared). A copy that would fail — a tag DST's
+immutable tags have on another image, a missing repository with --create-repository=false
+— is listed as such (exit 1), not as one to copy.
 
 Output: one line per tag on stdout as it finishes, wherever stdout goes, then a summary; a
 progress bar on stderr only when it is a terminal (not with --quiet, --no-progress or
@@ -148,11 +150,11 @@ func runCopy(ctx context.Context, a *app, o copyOptions, srcArg, dstArg string) 
 		return err
 	}
 	if o.dryRun {
-		destMissing, err := destinationMissing(ctx, args, dst)
+		dest, err := readDestination(ctx, o, args, dst)
 		if err != nil {
 			return err
 		}
-		return dryRunCopy(ctx, a, o, args.srcRef.Context(), src, dst, items, destMissing, unit)
+		return dryRunCopy(ctx, a, o, args.srcRef.Context(), src, dst, items, dest, unit)
 	}
 	// A tag or digest the source lacks fails here, before the destination repository is
 	// created: a failed first copy leaves nothing behind.

@@ -8,8 +8,6 @@ import (
 	"net/http"
 	"time"
 
-	"github.com/aws/aws-sdk-go-v2/service/ecr"
-	ecrtypes "github.com/aws/aws-sdk-go-v2/service/ecr/types"
 	"github.com/google/go-containerregistry/pkg/name"
 	"github.com/google/go-containerregistry/pkg/v1/remote"
 	"github.com/google/go-containerregistry/pkg/v1/remote/transport"
@@ -104,23 +102,6 @@ func ensureDestination(ctx context.Context, o copyOptions, c copyArgs, dst *endp
 		return false, dst.explainDenied(repositoryProblem(err, "destination", c.dstRepo, dst.region))
 	}
 	return created, nil
-}
-
-// destinationMissing says, for a dry run, whether an ECR destination repository would be
-// created.
-func destinationMissing(ctx context.Context, c copyArgs, dst *endpointFor) (bool, error) {
-	if dst.ecr == nil {
-		return false, nil
-	}
-	_, err := dst.ecr.API().DescribeRepositories(ctx, &ecr.DescribeRepositoriesInput{RepositoryNames: []string{c.dstRepo.RepositoryStr()}})
-	var nf *ecrtypes.RepositoryNotFoundException
-	if errors.As(err, &nf) {
-		return true, nil
-	}
-	if err != nil {
-		return false, dst.explainDenied(repositoryProblem(err, "destination", c.dstRepo, dst.region))
-	}
-	return false, nil
 }
 
 // copyItems is what to copy: every tag (--all-tags), the tag, or the digest; and what

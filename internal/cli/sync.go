@@ -96,12 +96,16 @@ account; each destination through the role the rules name.
 
 ` + countedHelp + `
 
+Copies that would fail whatever is rerun — a tag an immutable destination repository has
+on another image, a missing repository its rule does not create — are listed as such, not
+as copies to make.
+
 Exit codes: 0 the plan is complete; 1 some destination or repository could not be listed
-(the plan is incomplete); 2 usage, configuration or credentials error; 130 interrupted
-(Ctrl-C), 143 terminated (SIGTERM).
+(the plan is incomplete), or some copies cannot be made; 2 usage, configuration or
+credentials error; 130 interrupted (Ctrl-C), 143 terminated (SIGTERM).
 With --detailed-exitcode, for CI (as terraform plan -detailed-exitcode): 0 complete and in
-sync, 1 error of any kind (a rule that selects no image included), 2 complete with copies
-to make.`
+sync, 1 error of any kind (usage, credentials, copies that cannot be made, a rule or a
+--repositories/--tags narrowing that selects nothing), 2 complete with copies to make.`
 
 func newSyncCmd(a *app) *cobra.Command {
 	o := syncOptions{command: "sync"}
@@ -208,7 +212,11 @@ func runSync(ctx context.Context, a *app, o syncOptions) error {
 	}
 	dests := destinationStatuses(narrowed, sess.account, checks, plan.Failures)
 	if o.dryRun {
-		return r.plan(plan, dests)
+		keep, blocked := blockedCopies(ctx, sess, log, plan.Work)
+		if ctx.Err() != nil {
+			return interruptedPlanning()
+		}
+		return r.plan(withoutBlocked(plan, keep, blocked), dests, blocked)
 	}
 	if plan.Drift == 0 {
 		// In sync: the plan's list calls were all it took; report it as the sync it was.

@@ -119,11 +119,12 @@ type syncReport struct {
 	deadRules int // rules that selected nothing (warned about)
 }
 
-// counts is the line every report shares: what was looked at and what the copies are.
-func counts(r *backfill.Response) string {
+// counts is the line every report shares: what was looked at and what the copies are
+// (blocked: the plan's copies that cannot be made, which its Drift no longer counts).
+func counts(r *backfill.Response, blocked int) string {
 	return fmt.Sprintf("%s, %s; %s (one per tag, or untagged image, and destination)",
 		plural(r.RepositoriesScanned, "repositories"), plural(r.ImagesSeen, "images"),
-		plural(r.InSync+r.Drift+r.Unplanned, "copies"))
+		plural(r.InSync+r.Drift+r.Unplanned+blocked, "copies"))
 }
 
 const countedJSON = "copies: one per tag, or untagged image, and destination repository"
@@ -223,7 +224,7 @@ func (r *syncReport) sync(resp *backfill.Response, dests []*destinationStatus, c
 			return err
 		}
 	} else {
-		line := fmt.Sprintf("%s: %d already in sync, %d copied, %d failed", counts(resp), resp.InSync, resp.Copied, failedCopies)
+		line := fmt.Sprintf("%s: %d already in sync, %d copied, %d failed", counts(resp, 0), resp.InSync, resp.Copied, failedCopies)
 		if resp.Unplanned > 0 {
 			line += fmt.Sprintf(", %d not attempted (destination not listed)", resp.Unplanned)
 		}
