@@ -222,7 +222,7 @@ func runSync(ctx context.Context, a *app, o syncOptions) error {
 		// In sync: the plan's list calls were all it took; report it as the sync it was.
 		in := *plan
 		in.Mode, in.Plan, in.WorkItems = backfill.ModeInline, nil, nil
-		return r.sync(&in, dests, copies)
+		return r.sync(&in, dests, copies, nil)
 	}
 	prog = newProgress(a, "copies", plan.Drift)
 	// The copies the plan found, without listing again.
@@ -231,7 +231,8 @@ func runSync(ctx context.Context, a *app, o syncOptions) error {
 	if ctx.Err() != nil {
 		return interrupted(resp.Copied, max(plan.Drift-resp.Copied, 0))
 	}
-	return r.sync(resp, destinationStatuses(narrowed, sess.account, checks, resp.Failures), copies)
+	missed := copies.notAttempted(r.source, plan.Work)
+	return r.sync(resp, destinationStatuses(narrowed, sess.account, checks, resp.Failures), copies, missed)
 }
 
 // loadSyncRules checks sync's and plan's flags, reads the rules document and narrows it
@@ -349,49 +350,4 @@ func checkDestinations(ctx context.Context, sess *awsSession, doc *rules.Documen
 	}
 	wg.Wait()
 	return checks
-}
-
-// syncCopies records what each copy of a sync did, for the JSON document.
-type syncCopies struct {
-	mu    sync.Mutex
-	items []item
-}
-
-// progressRun reports each copy of a run to the progress display (its result line
-// printed as it finishes) and records it.
-type progressRun struct {
-	a      *app
-	run    *destinations.Run
-	prog   *progress
-	copies *syncCopies
-}
-
-func (p *progressRun) Replicate(ctx context.Context, src destinations.Source, targets []rules.Target) []destinations.Result {
-	if p.prog != nil {
-		p.prog.itemStarted()
-	}
-	results := p.run.Replicate(ctx, src, targets)
-	for _, r := range results {
-		res := imageResult{Source: repoRef(src.Repo), Destination: r.Destination.String(), Tag: r.Tag, Digest: r.Digest, Outcome: string(r.Outcome),
-			Reason: r.Reason, BytesCopied: r.BytesCopied, Code: r.Code, Err: r.Err}
-		if r.Err != nil {
-			res.Code, res.Message = explainCopy(copyFailure{err: r.Err, source: src.Repo.Name, destination: r.Destination.Name, tag: r.Tag, digest: r.Digest, destECR: true})
-		}
-		cut := ctx.Err() != nil && r.Outcome == copyengine.Failed // Ctrl-C, not a result
-		if !cut {
-			it := res.item(p.a.debug)
-			it.Destination = repoRef(r.Destination)
-			p.copies.mu.Lock()
-			p.copies.items = append(p.copies.items, it)
-			p.copies.mu.Unlock()
-		}
-		if p.prog != nil {
-			line := ""
-			if !cut && (!p.a.quiet || res.failed()) {
-				line = res.line(p.a)
-			}
-			p.prog.itemDone(r.BytesCopied, line)
-		}
-	}
-	return results
 }
