@@ -55,7 +55,8 @@ nothing to do (an in-sync scope costs list calls only). Run 'ecr-replicator plan
 see what it will copy.
 
 The rules document is the Lambda functions' (README "Configuration"); --repositories and
---tags only narrow it, never widen it. A rule that selects no image is named in a warning.
+--tags only narrow it, never widen it. A rule that selects no image is named in a warning,
+and so is a --repositories or --tags that selects nothing.
 Credentials: --profile (or the default chain) for the source account; each destination
 through the role the rules name.
 
@@ -88,7 +89,10 @@ manifest writes at ECR's default 10 PutImage/s per destination registry.
 A destination that cannot be listed — its role cannot be assumed, listing is denied — is
 reported with the reason and what to check, and the plan exits 1: a plan that could not
 look is incomplete, never "in sync". A rule that selects no image (a typo in its globs,
-most often) is named in a warning.
+most often; cosign signature tags do not count) is named in a warning, and so is a
+--repositories or --tags that selects nothing; a rule that matched only repositories with
+no image yet, or one that could not be listed (reported), is not a typo and is not counted
+as one.
 
 The rules document is the Lambda functions' (README "Configuration"); --repositories and
 --tags only narrow it. Credentials: --profile (or the default chain) for the source
@@ -197,7 +201,7 @@ func runSync(ctx context.Context, a *app, o syncOptions) error {
 	copies := &syncCopies{}
 	b := syncBackfill(a, o, log, doc, sess, srcAccount, &prog, copies)
 	selection := newRuleSelection(narrowed)
-	b.Listed = selection.listed
+	b.Listed = selection.listedImages
 	plan, err := b.Run(ctx, req)
 	checks := <-checked
 	if ctx.Err() != nil {
@@ -207,8 +211,11 @@ func runSync(ctx context.Context, a *app, o syncOptions) error {
 		return awsProblem(err, "listing the source")
 	}
 	r := &syncReport{a: a, o: o, doc: narrowed, source: ecrname.Registry{AccountID: srcAccount, Region: sess.cfg.Region}}
+	selection.notListed(plan.Failures)
 	if len(o.repositories) == 0 && len(o.tags) == 0 && o.since == "" {
 		r.deadRules = selection.warn(a)
+	} else {
+		r.deadRules = selection.warnNarrowing(a, o)
 	}
 	dests := destinationStatuses(narrowed, sess.account, checks, plan.Failures)
 	if o.dryRun {
