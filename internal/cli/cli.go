@@ -76,7 +76,7 @@ func (a *app) logger() *slog.Logger {
 	if !a.debug {
 		return slog.New(slog.DiscardHandler)
 	}
-	return slog.New(slog.NewTextHandler(a.stderr, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	return slog.New(redactingHandler{slog.NewTextHandler(a.stderr, &slog.HandlerOptions{Level: slog.LevelDebug})})
 }
 
 // showProgress reports whether a progress bar is drawn: only where a person watches — on
@@ -165,7 +165,7 @@ func (a *app) finish(ctx context.Context, err error) int {
 		return a.exitCode(ctx, ee.code, ee.code == ExitDrift)
 	}
 	p := explain(ctx, err)
-	p.exit = a.exitCode(ctx, p.exit, false)
+	p.exit, p.msg = a.exitCode(ctx, p.exit, false), redactFields(p.msg)
 	if p.code == codeInterrupted {
 		// docs/CLI-JSON.md lists both for INTERRUPTED; left is null when the run was
 		// interrupted before it knew how many copies it had to make.
@@ -177,7 +177,7 @@ func (a *app) finish(ctx context.Context, err error) int {
 		fmt.Fprintln(a.stderr, "ecr-replicator: "+p.msg)
 	}
 	if a.debug && p.err != nil && !a.json() {
-		fmt.Fprintln(a.stderr, "ecr-replicator: debug: "+p.err.Error())
+		fmt.Fprintln(a.stderr, "ecr-replicator: debug: "+detail(p.err))
 	}
 	return p.exit
 }

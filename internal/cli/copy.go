@@ -156,9 +156,9 @@ func runCopy(ctx context.Context, a *app, o copyOptions, srcArg, dstArg string) 
 		}
 		return dryRunCopy(ctx, a, o, args.srcRef.Context(), src, dst, items, dest, unit)
 	}
-	// A tag or digest the source lacks fails here, before the destination repository is
-	// created: a failed first copy leaves nothing behind.
-	if missing, err := sourceLacks(ctx, args, src, dst, items); err != nil {
+	// A tag or digest the source does not serve fails here, before the destination
+	// repository is created: a failed first copy leaves nothing behind.
+	if missing, err := sourceFails(ctx, args, src, dst, items); err != nil {
 		return err
 	} else if missing != nil {
 		if !a.json() {

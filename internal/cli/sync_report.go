@@ -145,7 +145,7 @@ func (r *syncReport) sourceProblems(resp *backfill.Response) []problemJSON {
 				p.Message += ": the identity needs ecr:DescribeImages on the source"
 			}
 			if r.a.debug {
-				p.Message += ": " + f.Reason
+				p.Message += ": " + redactSecrets(f.Reason)
 			}
 		}
 		out = append(out, p)
