@@ -5,12 +5,28 @@ import (
 	"fmt"
 	"log/slog"
 	"sort"
+	"time"
 
 	"github.com/aws/aws-sdk-go-v2/service/ecr"
 
 	"github.com/ecr-replicator/ecr-replicator/internal/backfill"
+	"github.com/ecr-replicator/ecr-replicator/internal/ecraccess"
 	"github.com/ecr-replicator/ecr-replicator/internal/ecrname"
 )
+
+// dryRun reports a plan (plan, sync --dry-run) with what the listings alone do not say:
+// the copies that cannot be made (blockedCopies), and the platforms the indexes to copy
+// upload (planIndexes).
+func (r *syncReport) dryRun(ctx context.Context, sess *awsSession, log *slog.Logger, plan *backfill.Response, dests []*destinationStatus,
+	indexes *indexListings, since time.Time) error {
+	keep, blocked := blockedCopies(ctx, sess, log, plan.Work)
+	src := ecraccess.Access{AccountID: r.source.AccountID, Region: r.source.Region, RoleARN: r.doc.SourceRoleARN()}
+	uploads := planIndexes(ctx, r.a, log, sess, src, r.doc, since, indexes, keep)
+	if ctx.Err() != nil {
+		return interruptedPlanning()
+	}
+	return r.plan(withoutBlocked(plan, keep, blocked), dests, blocked, uploads)
+}
 
 // blockedCopy is a copy a plan found to make that cannot be made as things stand,
 // whatever is rerun: it is an error in the plan, not drift to apply.

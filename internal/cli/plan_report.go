@@ -22,8 +22,9 @@ type planned struct {
 }
 
 // newPlanned counts each digest's Size once per destination repository (its first copy
-// there carries it; the others, and tag-only writes, add nothing): docs/CLI-JSON.md.
-func newPlanned(resp *backfill.Response, blocked []blockedCopy) *planned {
+// there carries it; the others, and tag-only writes, add nothing); an index read from the
+// source (indexes) counts the platforms its copy uploads instead: docs/CLI-JSON.md.
+func newPlanned(resp *backfill.Response, blocked []blockedCopy, indexes indexUploads) *planned {
 	p := &planned{resp: resp, blocked: blocked, work: append([]backfill.Work(nil), resp.Work...), bytes: map[string]int64{}}
 	sort.SliceStable(p.work, func(i, j int) bool {
 		x, y := &p.work[i], &p.work[j]
@@ -45,13 +46,28 @@ func newPlanned(resp *backfill.Response, blocked []blockedCopy) *planned {
 	p.sizes = make([]int64, len(p.work))
 	for i := range p.work {
 		w := &p.work[i]
-		k := w.Target.Repo().String() + "@" + w.Digest
-		if w.Size > 0 && !counted[k] {
-			counted[k] = true
-			p.sizes[i] = w.Size
-			p.bytes[w.Repository+"|"+w.Target.Repo().String()] += w.Size
-			p.total += w.Size
+		dest := w.Target.Repo().String()
+		k := dest + "@" + w.Digest
+		size := w.Size
+		platforms, isIndex := indexes[indexKey(w.Repository, w.Digest, dest)]
+		if counted[k] || (size == 0 && !isIndex) {
+			continue
 		}
+		counted[k] = true
+		if isIndex {
+			// An index read from the source: the platforms its copy uploads, each once
+			// per destination repository.
+			size = 0
+			for _, c := range platforms {
+				if !counted[dest+"@"+c.digest] {
+					counted[dest+"@"+c.digest] = true
+					size += c.size
+				}
+			}
+		}
+		p.sizes[i] = size
+		p.bytes[w.Repository+"|"+dest] += size
+		p.total += size
 	}
 	return p
 }
@@ -72,9 +88,9 @@ func (p *planned) estimate() *estimate {
 // plan reports a dry run: the table per repository and destination (and with --detail
 // a line per copy), the copies that cannot be made, the totals and the estimate, or the
 // JSON document. resp is the plan without the blocked copies (withoutBlocked).
-func (r *syncReport) plan(resp *backfill.Response, dests []*destinationStatus, blocked []blockedCopy) error {
+func (r *syncReport) plan(resp *backfill.Response, dests []*destinationStatus, blocked []blockedCopy, indexes indexUploads) error {
 	a := r.a
-	p := newPlanned(resp, blocked)
+	p := newPlanned(resp, blocked, indexes)
 	complete := unlisted(dests) == 0 && resp.Failed == 0
 	if a.json() {
 		if err := r.planDocument(p, dests, complete).write(a); err != nil {

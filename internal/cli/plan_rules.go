@@ -122,6 +122,16 @@ func (s *ruleSelection) warn(a *app) int {
 	return n
 }
 
+// report warns about what selects nothing: the rules, or, when the command line narrows
+// them (--repositories, --tags, --since), the narrowing flags. It returns how many
+// warnings are likely typos.
+func (s *ruleSelection) report(a *app, o syncOptions) int {
+	if len(o.repositories) == 0 && len(o.tags) == 0 && o.since == "" {
+		return s.warn(a)
+	}
+	return s.warnNarrowing(a, o)
+}
+
 // warnNarrowing names a narrowing flag that selects nothing — a typo on the command line
 // would otherwise pass as "0 repositories, in sync" — and returns 1 if it did, else 0.
 // --since selecting nothing is an answer (nothing new), not a typo.

@@ -73,17 +73,20 @@ const planLong = `Show what 'sync' would copy, without copying anything: list th
 images the rules select (ecr:DescribeRepositories, ecr:DescribeImages) and each destination
 (ecr:DescribeImages, through the destination's role), and print a table per source
 repository and destination repository: copies in sync, copies to make, bytes to upload,
-repositories to create. Only list calls are made; no image is read and nothing is written.
---detail adds a line per copy to make: which tag (or untagged digest), its size, where,
+repositories to create. Nothing is written, and no layer is read: besides list calls, only
+the manifests of image indexes to copy are read (ecr:BatchGetImage), for their platforms,
+and a destination repository's tag mutability where a tag is to move
+(ecr:DescribeRepositories). --detail adds a line per copy to make: which tag (or untagged digest), its size, where,
 and why. --output json always has them (docs/CLI-JSON.md).
 
 Bytes to upload are ECR's imageSizeInBytes of each image the destination lacks: the
 compressed layers of one manifest, once per digest and destination repository. A layer two
 images share is counted for each (the copy uploads it once), and a layer the destination
-already has is counted too, so single images are over-counted; an index counts nothing
-when the rule copies its platforms, which a listing shows as untagged images of their
-own, and otherwise its largest platform only (ECR's size of an index), so it is
-under-counted. The estimate is the larger of the bytes at an assumed 100 MiB/s and the
+already has is counted too, so single images are over-counted. An index counts its
+platforms that the rules do not copy to that destination as images of their own (those
+are counted there), read from the index; an index that cannot be read counts its largest
+platform only (ECR's size of an index), so it is under-counted, and a warning says so.
+The estimate is the larger of the bytes at an assumed 100 MiB/s and the
 manifest writes at ECR's default 10 PutImage/s per destination registry.
 
 A destination that cannot be listed — its role cannot be assumed, listing is denied — is
@@ -200,8 +203,13 @@ func runSync(ctx context.Context, a *app, o syncOptions) error {
 	var prog *progress
 	copies := &syncCopies{}
 	b := syncBackfill(a, o, log, doc, sess, srcAccount, &prog, copies)
-	selection := newRuleSelection(narrowed)
-	b.Listed = selection.listedImages
+	selection, indexes := newRuleSelection(narrowed), newIndexListings()
+	b.Listed = func(repo string, images []backfill.Image) {
+		selection.listedImages(repo, images)
+		if o.dryRun {
+			indexes.listed(repo, images)
+		}
+	}
 	plan, err := b.Run(ctx, req)
 	checks := <-checked
 	if ctx.Err() != nil {
@@ -212,18 +220,10 @@ func runSync(ctx context.Context, a *app, o syncOptions) error {
 	}
 	r := &syncReport{a: a, o: o, doc: narrowed, source: ecrname.Registry{AccountID: srcAccount, Region: sess.cfg.Region}}
 	selection.notListed(plan.Failures)
-	if len(o.repositories) == 0 && len(o.tags) == 0 && o.since == "" {
-		r.deadRules = selection.warn(a)
-	} else {
-		r.deadRules = selection.warnNarrowing(a, o)
-	}
+	r.deadRules = selection.report(a, o)
 	dests := destinationStatuses(narrowed, sess.account, checks, plan.Failures)
 	if o.dryRun {
-		keep, blocked := blockedCopies(ctx, sess, log, plan.Work)
-		if ctx.Err() != nil {
-			return interruptedPlanning()
-		}
-		return r.plan(withoutBlocked(plan, keep, blocked), dests, blocked)
+		return r.dryRun(ctx, sess, log, plan, dests, indexes, req.Since)
 	}
 	if plan.Drift == 0 {
 		// In sync: the plan's list calls were all it took; report it as the sync it was.
