@@ -145,7 +145,7 @@ func newPlanCmd(a *app) *cobra.Command {
 	o := syncOptions{command: "plan", dryRun: true, concurrency: 1, jobs: 1}
 	c := &cobra.Command{
 		Use:   "plan --rules FILE",
-		Short: "Show what sync would copy, per repository and destination (list calls only)",
+		Short: "Show what sync would copy, per repository and destination (from the listings; nothing is written)",
 		Long:  planLong,
 		Example: `  ecr-replicator plan --rules rules.yaml
   ecr-replicator plan --rules rules.yaml --detail    # which tags, how big, why
