@@ -76,8 +76,8 @@ repository and destination repository: copies in sync, copies to make, bytes to 
 repositories to create. Nothing is written, and no layer is read: besides list calls, only
 the manifests of image indexes to copy are read (ecr:BatchGetImage), for their platforms,
 and a destination repository's tag mutability where a tag is to move
-(ecr:DescribeRepositories). --detail adds a line per copy to make: which tag (or untagged digest), its size, where,
-and why. --output json always has them (docs/CLI-JSON.md).
+(ecr:DescribeRepositories). --detail adds a line per copy to make: which tag (or untagged
+digest), its size, where, and why. --output json always has them (docs/CLI-JSON.md).
 
 Bytes to upload are ECR's imageSizeInBytes of each image the destination lacks: the
 compressed layers of one manifest, once per digest and destination repository. A layer two
@@ -86,8 +86,8 @@ already has is counted too, so single images are over-counted. An index counts i
 platforms that the rules do not copy to that destination as images of their own (those
 are counted there), read from the index; an index that cannot be read counts its largest
 platform only (ECR's size of an index), so it is under-counted, and a warning says so.
-The estimate is the larger of the bytes at an assumed 100 MiB/s and the
-manifest writes at ECR's default 10 PutImage/s per destination registry.
+The estimate is the larger of the bytes at an assumed 100 MiB/s and the manifest writes
+at ECR's default 10 PutImage/s per destination registry.
 
 A destination that cannot be listed — its role cannot be assumed, listing is denied — is
 reported with the reason and what to check, and the plan exits 1: a plan that could not
