@@ -6,7 +6,6 @@ import (
 	"context"
 	"os"
 	"os/signal"
-	"sync/atomic"
 	"syscall"
 
 	"github.com/ecr-replicator/ecr-replicator/internal/cli"
@@ -20,21 +19,20 @@ func main() {
 		return
 	}
 	// The first Ctrl-C (or SIGTERM) cancels the run, which then reports what is done and
-	// what is left and exits 130 (143 for SIGTERM: 128 + the signal, as a shell reports a
-	// process the signal ended); a second one ends the process at once.
-	ctx, cancel := context.WithCancel(context.Background())
+	// what is left and exits 130 (143 for SIGTERM, the cause it is cancelled with: 128 +
+	// the signal, as a shell reports a process the signal ended); a second one ends the
+	// process at once.
+	ctx, cancel := context.WithCancelCause(context.Background())
 	sigs := make(chan os.Signal, 1)
 	signal.Notify(sigs, os.Interrupt, syscall.SIGTERM)
-	var terminated atomic.Bool
 	go func() {
 		sig := <-sigs
-		terminated.Store(sig == syscall.SIGTERM)
 		signal.Reset(os.Interrupt, syscall.SIGTERM)
-		cancel()
+		if sig == syscall.SIGTERM {
+			cancel(cli.ErrTerminated)
+			return
+		}
+		cancel(nil)
 	}()
-	code := cli.Run(ctx, os.Args[1:], os.Stdout, os.Stderr)
-	if code == cli.ExitInterrupted && terminated.Load() {
-		code = cli.ExitTerminated
-	}
-	os.Exit(code)
+	os.Exit(cli.Run(ctx, os.Args[1:], os.Stdout, os.Stderr))
 }

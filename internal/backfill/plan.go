@@ -58,7 +58,11 @@ type Work struct {
 	// its platforms are copies of their own (the rule replicates untagged images, which
 	// is how a listing shows them); otherwise its Size, the largest platform only.
 	Size int64
-	k    string // Key(), computed once
+	// DigestMissing: the destination lacks Digest, so the copy uploads what it lacks of
+	// the image (not a tag-only write). False for a referrer's work (Digest is then the
+	// subject's).
+	DigestMissing bool
+	k             string // Key(), computed once
 }
 
 // key orders work deterministically within a repository: digest-only copies first (a
@@ -348,7 +352,7 @@ func DiffRepository(repo string, cands []Candidate, listings map[ecrname.Repo]*L
 		// Several rules can produce the same copy; keep one.
 		w := Work{Repository: repo, Digest: c.Digest, Tag: c.Tag, Target: c.Target, Reason: reason}
 		if missing {
-			w.Size = c.Size
+			w.Size, w.DigestMissing = c.Size, c.Subject == ""
 		}
 		if c.Subject != "" {
 			w.Digest, w.Tag, w.Reason = c.Subject, c.SubjectTag, ReasonReferrerMissing+" ("+c.Digest+")"

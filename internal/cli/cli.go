@@ -21,10 +21,15 @@ const (
 	ExitFailed = 1 // some images failed (listed), or a plan could not look at some destination
 	ExitUsage  = 2 // usage, configuration or credentials: nothing was attempted
 	// ExitInterrupted is what a shell reports for a command ended by Ctrl-C (128 + SIGINT);
-	// main turns it into ExitTerminated when SIGTERM ended the run.
+	// a run whose context was cancelled with ErrTerminated ends with ExitTerminated.
 	ExitInterrupted = 130
 	ExitTerminated  = 143 // 128 + SIGTERM
 )
+
+// ErrTerminated is the cause to cancel Run's context with on SIGTERM
+// (context.WithCancelCause): the run then reports the interruption with ExitTerminated,
+// in its JSON document as in its exit code.
+var ErrTerminated = errors.New("terminated (SIGTERM)")
 
 // With --detailed-exitcode (plan, sync --dry-run, copy --dry-run) the codes are those
 // of `terraform plan -detailed-exitcode`: 0 in sync, 1 error of any kind, 2 drift.
@@ -50,6 +55,7 @@ type app struct {
 	quiet          bool   // --quiet: failures and the summary only, no progress
 	noProgress     bool   // --no-progress
 	command        string // "copy", "plan" or "sync", for the JSON document
+	detailedExit   bool   // --detailed-exitcode, set by commands that have it
 	args           []string
 	warnings       []string // said on stderr (text) or in the JSON document
 }
@@ -70,7 +76,7 @@ func (a *app) logger() *slog.Logger {
 	if !a.debug {
 		return slog.New(slog.DiscardHandler)
 	}
-	return slog.New(slog.NewTextHandler(a.stderr, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	return slog.New(redactingHandler{slog.NewTextHandler(a.stderr, &slog.HandlerOptions{Level: slog.LevelDebug})})
 }
 
 // showProgress reports whether a progress bar is drawn: only where a person watches — on
@@ -108,6 +114,25 @@ func (a *app) json() bool {
 	return false
 }
 
+// detailed reports whether the exit codes are --detailed-exitcode's, which apply to dry
+// runs only (without --dry-run the flag is a usage error): the flags, or, when the command
+// failed before its flags were parsed, the arguments say so.
+func (a *app) detailed() bool {
+	if a.command != "" && a.output != "" { // the flags were parsed
+		return a.detailedExit
+	}
+	flag, dry := false, false
+	for _, arg := range a.args {
+		switch arg {
+		case "--detailed-exitcode", "--detailed-exitcode=true":
+			flag = true
+		case "--dry-run", "--dry-run=true", "plan":
+			dry = true
+		}
+	}
+	return flag && dry
+}
+
 // exitError ends a command whose results were already printed, with an exit code.
 type exitError struct{ code int }
 
@@ -137,18 +162,52 @@ func (a *app) finish(ctx context.Context, err error) int {
 	}
 	var ee exitError
 	if errors.As(err, &ee) {
-		return ee.code
+		return a.exitCode(ctx, ee.code, ee.code == ExitDrift)
 	}
 	p := explain(ctx, err)
+	p.exit, p.msg = a.exitCode(ctx, p.exit, false), redactFields(p.msg)
+	if p.code == codeInterrupted {
+		// docs/CLI-JSON.md lists both for INTERRUPTED; left is null when the run was
+		// interrupted before it knew how many copies it had to make.
+		p.extra = withDefaults(p.extra, map[string]any{"done": 0, "left": nil})
+	}
 	if a.json() {
 		_ = writeJSONTo(a.stdout, errorDocument{SchemaVersion: schemaVersion, Command: a.command, Error: p.jsonObject(a.debug), Warnings: a.warnings})
 	} else {
 		fmt.Fprintln(a.stderr, "ecr-replicator: "+p.msg)
 	}
 	if a.debug && p.err != nil && !a.json() {
-		fmt.Fprintln(a.stderr, "ecr-replicator: debug: "+p.err.Error())
+		fmt.Fprintln(a.stderr, "ecr-replicator: debug: "+detail(p.err))
 	}
 	return p.exit
+}
+
+// exitCode is the process's exit code for a command that ended with code: 143 for an
+// interruption that SIGTERM caused; with --detailed-exitcode (terraform's meaning: 2 is
+// drift), 1 for an error of any kind. drift says code 2 is the plan's drift, not a usage
+// error.
+func (a *app) exitCode(ctx context.Context, code int, drift bool) int {
+	switch {
+	case code == ExitInterrupted && errors.Is(context.Cause(ctx), ErrTerminated):
+		return ExitTerminated
+	case code == ExitOK, code == ExitInterrupted, code == ExitTerminated:
+		return code
+	case a.detailed() && !drift:
+		return ExitDetailedError
+	}
+	return code
+}
+
+// withDefaults is m with the keys of defaults it lacks.
+func withDefaults(m, defaults map[string]any) map[string]any {
+	out := map[string]any{}
+	for k, v := range defaults {
+		out[k] = v
+	}
+	for k, v := range m {
+		out[k] = v
+	}
+	return out
 }
 
 // isCobraUsage recognises cobra's own command and argument-count errors, which it

@@ -42,7 +42,9 @@ credentials (~/.docker/config.json and credential helpers), and their repositori
 exist.
 
 --dry-run resolves SRC and compares its tags and digests with DST's, and creates and
-copies nothing (referrers are not compared).
+copies nothing (referrers are not compared). A copy that would fail — a tag DST's
+immutable tags have on another image, a missing repository with --create-repository=false
+— is listed as such (exit 1), not as one to copy.
 
 Output: one line per tag on stdout as it finishes, wherever stdout goes, then a summary; a
 progress bar on stderr only when it is a terminal (not with --quiet, --no-progress or
@@ -86,7 +88,7 @@ func newCopyCmd(a *app) *cobra.Command {
 			if err := checkOutput(o.output); err != nil {
 				return err
 			}
-			a.output, a.quiet, a.noProgress = o.output, o.quiet, o.noProgress
+			a.output, a.quiet, a.noProgress, a.detailedExit = o.output, o.quiet, o.noProgress, o.detailed && o.dryRun
 			return runCopy(c.Context(), a, o, args[0], args[1])
 		},
 	}
@@ -148,15 +150,15 @@ func runCopy(ctx context.Context, a *app, o copyOptions, srcArg, dstArg string) 
 		return err
 	}
 	if o.dryRun {
-		destMissing, err := destinationMissing(ctx, args, dst)
+		dest, err := readDestination(ctx, o, args, dst)
 		if err != nil {
 			return err
 		}
-		return dryRunCopy(ctx, a, o, args.srcRef.Context(), src, dst, items, destMissing, unit)
+		return dryRunCopy(ctx, a, o, args.srcRef.Context(), src, dst, items, dest, unit)
 	}
-	// A tag or digest the source lacks fails here, before the destination repository is
-	// created: a failed first copy leaves nothing behind.
-	if missing, err := sourceLacks(ctx, args, src, dst, items); err != nil {
+	// A tag or digest the source does not serve fails here, before the destination
+	// repository is created: a failed first copy leaves nothing behind.
+	if missing, err := sourceFails(ctx, args, src, dst, items); err != nil {
 		return err
 	} else if missing != nil {
 		if !a.json() {

@@ -8,8 +8,6 @@ import (
 	"net/http"
 	"time"
 
-	"github.com/aws/aws-sdk-go-v2/service/ecr"
-	ecrtypes "github.com/aws/aws-sdk-go-v2/service/ecr/types"
 	"github.com/google/go-containerregistry/pkg/name"
 	"github.com/google/go-containerregistry/pkg/v1/remote"
 	"github.com/google/go-containerregistry/pkg/v1/remote/transport"
@@ -69,7 +67,7 @@ func (r imageResult) item(debug bool) item {
 	if r.Message != "" {
 		it.Error = &errorJSON{Code: r.Code, Message: r.Message}
 		if debug && r.Err != nil {
-			it.Error.Detail = r.Err.Error()
+			it.Error.Detail = detail(r.Err)
 		}
 	} else {
 		it.Reason = r.Reason
@@ -106,23 +104,6 @@ func ensureDestination(ctx context.Context, o copyOptions, c copyArgs, dst *endp
 	return created, nil
 }
 
-// destinationMissing says, for a dry run, whether an ECR destination repository would be
-// created.
-func destinationMissing(ctx context.Context, c copyArgs, dst *endpointFor) (bool, error) {
-	if dst.ecr == nil {
-		return false, nil
-	}
-	_, err := dst.ecr.API().DescribeRepositories(ctx, &ecr.DescribeRepositoriesInput{RepositoryNames: []string{c.dstRepo.RepositoryStr()}})
-	var nf *ecrtypes.RepositoryNotFoundException
-	if errors.As(err, &nf) {
-		return true, nil
-	}
-	if err != nil {
-		return false, dst.explainDenied(repositoryProblem(err, "destination", c.dstRepo, dst.region))
-	}
-	return false, nil
-}
-
 // copyItems is what to copy: every tag (--all-tags), the tag, or the digest; and what
 // the counts count.
 func copyItems(ctx context.Context, o copyOptions, c copyArgs, src *endpointFor) ([]copyItem, string, error) {
@@ -143,11 +124,12 @@ func copyItems(ctx context.Context, o copyOptions, c copyArgs, src *endpointFor)
 	return []copyItem{{digest: c.srcRef.Identifier()}}, "images", nil
 }
 
-// sourceLacks reads the one tag or digest a copy names (a listed tag exists) and, when
-// the source answers that it has no such manifest, returns that failure; a source host
-// that does not resolve is a usage error. Any other answer is left to the copy, which
-// retries what may pass.
-func sourceLacks(ctx context.Context, c copyArgs, src, dst *endpointFor, items []copyItem) (*imageResult, error) {
+// sourceFails reads the one tag or digest a copy names (a listed tag exists) before the
+// destination repository is created: when the source does not serve it — it lacks it,
+// refuses this identity, or does not answer after the registry client's retries — that
+// failure is the copy's result, and nothing is created. A source host that does not
+// resolve is a usage error.
+func sourceFails(ctx context.Context, c copyArgs, src, dst *endpointFor, items []copyItem) (*imageResult, error) {
 	if len(items) != 1 || (c.isTag && items[0].tag != c.srcTag.TagStr()) {
 		return nil, nil
 	}
@@ -161,19 +143,28 @@ func sourceLacks(ctx context.Context, c copyArgs, src, dst *endpointFor, items [
 		return nil, nil
 	}
 	_, err = remote.Get(r, lookupOptions(ctx, src.endpoint)...)
-	if _, ok := unresolvable(err); ok {
+	switch _, dnsFailed := unresolvable(err); {
+	case err == nil:
+		return nil, nil
+	case ctx.Err() != nil:
+		return nil, ctx.Err()
+	case dnsFailed:
 		return nil, registryProblem(err, "reading", c.srcRef.Context())
 	}
+	code, _ := retry.Classify(err)
+	status := 0
 	var te *transport.Error
-	if !errors.As(err, &te) || !isNotFound(err) {
-		return nil, nil
-	}
-	code := string(transport.ManifestUnknownErrorCode)
-	if len(te.Errors) > 0 {
-		code = string(te.Errors[0].Code)
+	if errors.As(err, &te) {
+		status = te.StatusCode
+		switch {
+		case len(te.Errors) > 0:
+			code = string(te.Errors[0].Code)
+		case isNotFound(err):
+			code = string(transport.ManifestUnknownErrorCode)
+		}
 	}
 	res := imageResult{Source: c.srcRef.Context().String(), Destination: c.dstRepo.String(), Tag: it.tag, Digest: it.digest, Outcome: string(copyengine.Failed)}
-	res.Err = &copyengine.Error{Op: "get source manifest", Code: code, Status: te.StatusCode, Err: err}
+	res.Err = &copyengine.Error{Op: "get source manifest", Code: code, Status: status, Err: err}
 	res.Code, res.Message = explainCopy(copyFailure{err: res.Err, source: res.Source, destination: res.Destination, tag: it.tag, digest: it.digest, destECR: dst.ecr != nil})
 	return &res, nil
 }
@@ -251,7 +242,7 @@ func reportCopy(a *app, unit string, results []imageResult, start time.Time, cre
 		}
 	}
 	if created && copied == 0 && len(results) > 0 {
-		a.warn("repository %s was created and is still empty: rerun to fill it, or delete it", results[0].Destination)
+		warnCreatedEmpty(a, results)
 	}
 	if a.json() {
 		doc := newDocument(a, false, countedCopy(unit))
@@ -274,6 +265,23 @@ func reportCopy(a *app, unit string, results []imageResult, start time.Time, cre
 		return exitError{ExitFailed}
 	}
 	return nil
+}
+
+// warnCreatedEmpty says that the destination repository the run created is still empty,
+// and what fills it: a rerun, when some copy failed in a way another run may not (a
+// registry that did not answer, throttling); otherwise the failures must be fixed first.
+func warnCreatedEmpty(a *app, results []imageResult) {
+	retryable := false
+	for _, r := range results {
+		if _, ok := retry.Classify(r.Err); ok {
+			retryable = true
+		}
+	}
+	if retryable {
+		a.warn("repository %s was created and is still empty: rerun to fill it, or delete it", results[0].Destination)
+		return
+	}
+	a.warn("repository %s was created and is still empty: its copies failed in a way a rerun does not change; fix the failure above and rerun, or delete it", results[0].Destination)
 }
 
 // countedCopy says what copy's items count.

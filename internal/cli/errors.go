@@ -46,7 +46,7 @@ func (p *problem) jsonObject(debug bool) map[string]any {
 		o[k] = v
 	}
 	if debug && p.err != nil {
-		o["detail"] = p.err.Error()
+		o["detail"] = detail(p.err)
 	}
 	return o
 }

@@ -13,17 +13,19 @@ import (
 // planned is a plan with what the CLI adds to the backfill's: the bytes each copy may
 // upload, per copy and per destination repository.
 type planned struct {
-	resp  *backfill.Response
-	work  []backfill.Work // sorted: repository, destination, tagged first, tag, digest
-	sizes []int64         // per work item: what it adds to the bytes to upload
-	bytes map[string]int64
-	total int64
+	resp    *backfill.Response // without the blocked copies
+	blocked []blockedCopy
+	work    []backfill.Work // sorted: repository, destination, tagged first, tag, digest
+	sizes   []int64         // per work item: what it adds to the bytes to upload
+	bytes   map[string]int64
+	total   int64
 }
 
 // newPlanned counts each digest's Size once per destination repository (its first copy
-// there carries it; the others, and tag-only writes, add nothing): docs/CLI-JSON.md.
-func newPlanned(resp *backfill.Response) *planned {
-	p := &planned{resp: resp, work: append([]backfill.Work(nil), resp.Work...), bytes: map[string]int64{}}
+// there carries it; the others, and tag-only writes, add nothing); an index read from the
+// source (indexes) counts the platforms its copy uploads instead: docs/CLI-JSON.md.
+func newPlanned(resp *backfill.Response, blocked []blockedCopy, indexes indexUploads) *planned {
+	p := &planned{resp: resp, blocked: blocked, work: append([]backfill.Work(nil), resp.Work...), bytes: map[string]int64{}}
 	sort.SliceStable(p.work, func(i, j int) bool {
 		x, y := &p.work[i], &p.work[j]
 		if x.Repository != y.Repository {
@@ -44,26 +46,51 @@ func newPlanned(resp *backfill.Response) *planned {
 	p.sizes = make([]int64, len(p.work))
 	for i := range p.work {
 		w := &p.work[i]
-		k := w.Target.Repo().String() + "@" + w.Digest
-		if w.Size > 0 && !counted[k] {
-			counted[k] = true
-			p.sizes[i] = w.Size
-			p.bytes[w.Repository+"|"+w.Target.Repo().String()] += w.Size
-			p.total += w.Size
+		dest := w.Target.Repo().String()
+		k := dest + "@" + w.Digest
+		size := w.Size
+		platforms, isIndex := indexes[indexKey(w.Repository, w.Digest, dest)]
+		if counted[k] || (size == 0 && !isIndex) {
+			continue
 		}
+		counted[k] = true
+		if isIndex {
+			// An index read from the source: the platforms its copy uploads, each once
+			// per destination repository.
+			size = 0
+			for _, c := range platforms {
+				if !counted[dest+"@"+c.digest] {
+					counted[dest+"@"+c.digest] = true
+					size += c.size
+				}
+			}
+		}
+		p.sizes[i] = size
+		p.bytes[w.Repository+"|"+dest] += size
+		p.total += size
 	}
 	return p
 }
 
+// estimate is the time the copies to make take: the busiest destination registry's
+// manifest writes at its PutImage quota, and the bytes.
 func (p *planned) estimate() *estimate {
-	return newEstimate(p.resp.Drift, p.resp.EstimatedSecondsAtQuota, p.total)
+	writes := map[ecrname.Registry]int{}
+	busiest := 0
+	for i := range p.work {
+		r := p.work[i].Target.Destination.Registry()
+		writes[r]++
+		busiest = max(busiest, writes[r])
+	}
+	return newEstimate(len(p.work), float64(busiest)/putImageQuota, p.total)
 }
 
 // plan reports a dry run: the table per repository and destination (and with --detail
-// a line per copy), the totals and the estimate, or the JSON document.
-func (r *syncReport) plan(resp *backfill.Response, dests []*destinationStatus) error {
+// a line per copy), the copies that cannot be made, the totals and the estimate, or the
+// JSON document. resp is the plan without the blocked copies (withoutBlocked).
+func (r *syncReport) plan(resp *backfill.Response, dests []*destinationStatus, blocked []blockedCopy, indexes indexUploads) error {
 	a := r.a
-	p := newPlanned(resp)
+	p := newPlanned(resp, blocked, indexes)
 	complete := unlisted(dests) == 0 && resp.Failed == 0
 	if a.json() {
 		if err := r.planDocument(p, dests, complete).write(a); err != nil {
@@ -76,7 +103,13 @@ func (r *syncReport) plan(resp *backfill.Response, dests []*destinationStatus) e
 			fmt.Fprintln(w)
 			r.planDetail(w, p)
 		}
-		line := fmt.Sprintf("%s: %d in sync, %d to copy", counts(resp), resp.InSync, resp.Drift)
+		for _, b := range blocked {
+			fmt.Fprintln(w, b.result().line(a))
+		}
+		line := fmt.Sprintf("%s: %d in sync, %d to copy", counts(resp, len(blocked)), resp.InSync, resp.Drift)
+		if len(blocked) > 0 {
+			line += fmt.Sprintf(", %d cannot be copied", len(blocked))
+		}
 		if resp.Unplanned > 0 {
 			line += fmt.Sprintf(", %d not planned (destination not listed)", resp.Unplanned)
 		}
@@ -90,7 +123,7 @@ func (r *syncReport) plan(resp *backfill.Response, dests []*destinationStatus) e
 		}
 	}
 	switch {
-	case !complete, r.o.detailed && r.deadRules > 0:
+	case !complete, len(blocked) > 0, r.o.detailed && r.deadRules > 0:
 		return exitError{ExitFailed}
 	case r.o.detailed && resp.Drift > 0:
 		return exitError{ExitDrift}
@@ -104,10 +137,14 @@ func (r *syncReport) planTable(w io.Writer, p *planned) {
 	type row struct{ repo, dest, inSync, work, bytes, note string }
 	var rows []row
 	for _, x := range p.resp.Plan {
-		note := ""
+		var notes []string
 		if x.CreateRepository {
-			note = "repository to create"
+			notes = append(notes, "repository to create")
 		}
+		if n := blockedIn(p.blocked, x.Repository, x.Destination); n > 0 {
+			notes = append(notes, fmt.Sprintf("%d cannot be copied (below)", n))
+		}
+		note := strings.Join(notes, "; ")
 		rows = append(rows, row{x.Repository, x.Destination, fmt.Sprint(x.InSync), fmt.Sprint(x.Work), humanBytes(p.bytes[x.Repository+"|"+x.Destination]), note})
 	}
 	for _, f := range p.resp.Failures {
@@ -158,20 +195,25 @@ func (r *syncReport) planDocument(p *planned, dests []*destinationStatus, comple
 	resp := p.resp
 	doc := newDocument(r.a, true, countedJSON)
 	doc.Complete = complete
-	doc.Totals = totals{Repositories: resp.RepositoriesScanned, Images: resp.ImagesSeen, Copies: resp.InSync + resp.Drift + resp.Unplanned,
-		InSync: resp.InSync, ToCopy: resp.Drift, NotPlanned: resp.Unplanned, Failed: resp.Failed, DurationMs: resp.DurationMs}
+	doc.Totals = totals{Repositories: resp.RepositoriesScanned, Images: resp.ImagesSeen, Copies: resp.InSync + resp.Drift + resp.Unplanned + len(p.blocked),
+		InSync: resp.InSync, ToCopy: resp.Drift, NotPlanned: resp.Unplanned, CannotCopy: len(p.blocked), Failed: resp.Failed, DurationMs: resp.DurationMs}
 	doc.Estimate = p.estimate()
 	for _, x := range resp.Plan {
 		src := ecrname.Repo{Registry: r.source, Name: x.Repository}
 		dest := r.destinationRef(x.Repository, x.Destination)
 		doc.Repositories = append(doc.Repositories, repositoryPlan{Source: repoRef(src), Destination: dest, InSync: x.InSync, ToCopy: x.Work,
-			BytesToUpload: ptr(p.bytes[x.Repository+"|"+x.Destination]), CreateRepository: x.CreateRepository})
+			CannotCopy: blockedIn(p.blocked, x.Repository, x.Destination), BytesToUpload: ptr(p.bytes[x.Repository+"|"+x.Destination]), CreateRepository: x.CreateRepository})
 	}
 	for i := range p.work {
 		x := &p.work[i]
 		doc.Items = append(doc.Items, item{Source: repoRef(ecrname.Repo{Registry: r.source, Name: x.Repository}), Destination: repoRef(x.Target.Repo()),
 			Tag: x.Tag, Digest: x.Digest, State: stateToCopy, Reason: x.Reason, SizeBytes: ptr(p.sizes[i])})
 	}
+	for _, b := range p.blocked {
+		doc.Items = append(doc.Items, item{Source: repoRef(ecrname.Repo{Registry: r.source, Name: b.work.Repository}), Destination: repoRef(b.work.Target.Repo()),
+			Tag: b.work.Tag, Digest: b.work.Digest, State: b.state, Error: &errorJSON{Code: b.code, Message: b.msg}})
+	}
+	sortItems(doc.Items)
 	doc.Destinations, doc.Problems = dests, r.sourceProblems(resp)
 	return doc
 }

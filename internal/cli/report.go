@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/ecr-replicator/ecr-replicator/internal/backfill"
+	"github.com/ecr-replicator/ecr-replicator/internal/copyengine"
 	"github.com/ecr-replicator/ecr-replicator/internal/ecrname"
 )
 
@@ -49,10 +50,11 @@ type errorDocument struct {
 type totals struct {
 	Repositories int    `json:"repositories"` // source repositories looked at
 	Images       int    `json:"images"`       // source images (digests) looked at
-	Copies       int    `json:"copies"`       // inSync + toCopy + notPlanned
+	Copies       int    `json:"copies"`       // inSync + toCopy + notPlanned + cannotCopy
 	InSync       int    `json:"inSync"`
 	ToCopy       int    `json:"toCopy"`
 	NotPlanned   int    `json:"notPlanned,omitempty"` // the destination could not be listed
+	CannotCopy   int    `json:"cannotCopy,omitempty"` // dry runs: copies that would fail (conflict, no repository)
 	Copied       *int   `json:"copied,omitempty"`     // runs: copies that wrote
 	Failed       int    `json:"failed"`               // copies (or lookups) that failed
 	BytesCopied  *int64 `json:"bytesCopied,omitempty"`
@@ -78,6 +80,7 @@ type repositoryPlan struct {
 	Destination      string `json:"destination"`
 	InSync           int    `json:"inSync"`
 	ToCopy           int    `json:"toCopy"`
+	CannotCopy       int    `json:"cannotCopy,omitempty"` // copies that would fail (conflict, no repository)
 	BytesToUpload    *int64 `json:"bytesToUpload,omitempty"`
 	CreateRepository bool   `json:"createRepository"`
 }
@@ -115,9 +118,10 @@ type problemJSON struct {
 // Item states besides the engine's outcomes (copied, already-present, tag-updated,
 // skipped, conflict, too-large-for-function, failed).
 const (
-	stateInSync = "in-sync"
-	stateToCopy = "to-copy"
-	stateFailed = "failed"
+	stateInSync   = "in-sync"
+	stateToCopy   = "to-copy"
+	stateFailed   = "failed"
+	stateConflict = string(copyengine.Conflict) // a dry run's copy an immutable tag refuses
 )
 
 // newDocument starts a's document for the command.

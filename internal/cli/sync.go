@@ -55,7 +55,8 @@ nothing to do (an in-sync scope costs list calls only). Run 'ecr-replicator plan
 see what it will copy.
 
 The rules document is the Lambda functions' (README "Configuration"); --repositories and
---tags only narrow it, never widen it. A rule that selects no image is named in a warning.
+--tags only narrow it, never widen it. A rule that selects no image is named in a warning,
+and so is a --repositories or --tags that selects nothing.
 Credentials: --profile (or the default chain) for the source account; each destination
 through the role the rules name.
 
@@ -72,23 +73,29 @@ const planLong = `Show what 'sync' would copy, without copying anything: list th
 images the rules select (ecr:DescribeRepositories, ecr:DescribeImages) and each destination
 (ecr:DescribeImages, through the destination's role), and print a table per source
 repository and destination repository: copies in sync, copies to make, bytes to upload,
-repositories to create. Only list calls are made; no image is read and nothing is written.
---detail adds a line per copy to make: which tag (or untagged digest), its size, where,
-and why. --output json always has them (docs/CLI-JSON.md).
+repositories to create. Nothing is written, and no layer is read: besides list calls, only
+the manifests of image indexes to copy are read (ecr:BatchGetImage), for their platforms,
+and a destination repository's tag mutability where a tag is to move
+(ecr:DescribeRepositories). --detail adds a line per copy to make: which tag (or untagged
+digest), its size, where, and why. --output json always has them (docs/CLI-JSON.md).
 
 Bytes to upload are ECR's imageSizeInBytes of each image the destination lacks: the
 compressed layers of one manifest, once per digest and destination repository. A layer two
 images share is counted for each (the copy uploads it once), and a layer the destination
-already has is counted too, so single images are over-counted; an index counts nothing
-when the rule copies its platforms, which a listing shows as untagged images of their
-own, and otherwise its largest platform only (ECR's size of an index), so it is
-under-counted. The estimate is the larger of the bytes at an assumed 100 MiB/s and the
-manifest writes at ECR's default 10 PutImage/s per destination registry.
+already has is counted too, so single images are over-counted. An index counts its
+platforms that the rules do not copy to that destination as images of their own (those
+are counted there), read from the index; an index that cannot be read counts its largest
+platform only (ECR's size of an index), so it is under-counted, and a warning says so.
+The estimate is the larger of the bytes at an assumed 100 MiB/s and the manifest writes
+at ECR's default 10 PutImage/s per destination registry.
 
 A destination that cannot be listed — its role cannot be assumed, listing is denied — is
 reported with the reason and what to check, and the plan exits 1: a plan that could not
 look is incomplete, never "in sync". A rule that selects no image (a typo in its globs,
-most often) is named in a warning.
+most often; cosign signature tags do not count) is named in a warning, and so is a
+--repositories or --tags that selects nothing; a rule that matched only repositories with
+no image yet, or one that could not be listed (reported), is not a typo and is not counted
+as one.
 
 The rules document is the Lambda functions' (README "Configuration"); --repositories and
 --tags only narrow it. Credentials: --profile (or the default chain) for the source
@@ -96,12 +103,16 @@ account; each destination through the role the rules name.
 
 ` + countedHelp + `
 
+Copies that would fail whatever is rerun — a tag an immutable destination repository has
+on another image, a missing repository its rule does not create — are listed as such, not
+as copies to make.
+
 Exit codes: 0 the plan is complete; 1 some destination or repository could not be listed
-(the plan is incomplete); 2 usage, configuration or credentials error; 130 interrupted
-(Ctrl-C), 143 terminated (SIGTERM).
+(the plan is incomplete), or some copies cannot be made; 2 usage, configuration or
+credentials error; 130 interrupted (Ctrl-C), 143 terminated (SIGTERM).
 With --detailed-exitcode, for CI (as terraform plan -detailed-exitcode): 0 complete and in
-sync, 1 error of any kind (a rule that selects no image included), 2 complete with copies
-to make.`
+sync, 1 error of any kind (usage, credentials, copies that cannot be made, a rule or a
+--repositories/--tags narrowing that selects nothing), 2 complete with copies to make.`
 
 func newSyncCmd(a *app) *cobra.Command {
 	o := syncOptions{command: "sync"}
@@ -115,7 +126,7 @@ func newSyncCmd(a *app) *cobra.Command {
   ecr-replicator sync --rules rules.yaml --since 2024-01-01T00:00:00Z --output json`,
 		Args: cobra.NoArgs,
 		RunE: func(c *cobra.Command, _ []string) error {
-			a.output, a.quiet, a.noProgress = o.output, o.quiet, o.noProgress
+			a.output, a.quiet, a.noProgress, a.detailedExit = o.output, o.quiet, o.noProgress, o.detailed && o.dryRun
 			return runSync(c.Context(), a, o)
 		},
 	}
@@ -134,7 +145,7 @@ func newPlanCmd(a *app) *cobra.Command {
 	o := syncOptions{command: "plan", dryRun: true, concurrency: 1, jobs: 1}
 	c := &cobra.Command{
 		Use:   "plan --rules FILE",
-		Short: "Show what sync would copy, per repository and destination (list calls only)",
+		Short: "Show what sync would copy, per repository and destination (from the listings; nothing is written)",
 		Long:  planLong,
 		Example: `  ecr-replicator plan --rules rules.yaml
   ecr-replicator plan --rules rules.yaml --detail    # which tags, how big, why
@@ -145,7 +156,7 @@ func newPlanCmd(a *app) *cobra.Command {
   case $? in 0) echo in sync ;; 2) echo drift ;; *) echo error ;; esac`,
 		Args: cobra.NoArgs,
 		RunE: func(c *cobra.Command, _ []string) error {
-			a.output = o.output
+			a.output, a.detailedExit = o.output, o.detailed
 			return runSync(c.Context(), a, o)
 		},
 	}
@@ -192,8 +203,13 @@ func runSync(ctx context.Context, a *app, o syncOptions) error {
 	var prog *progress
 	copies := &syncCopies{}
 	b := syncBackfill(a, o, log, doc, sess, srcAccount, &prog, copies)
-	selection := newRuleSelection(narrowed)
-	b.Listed = selection.listed
+	selection, indexes := newRuleSelection(narrowed), newIndexListings()
+	b.Listed = func(repo string, images []backfill.Image) {
+		selection.listedImages(repo, images)
+		if o.dryRun {
+			indexes.listed(repo, images)
+		}
+	}
 	plan, err := b.Run(ctx, req)
 	checks := <-checked
 	if ctx.Err() != nil {
@@ -203,18 +219,17 @@ func runSync(ctx context.Context, a *app, o syncOptions) error {
 		return awsProblem(err, "listing the source")
 	}
 	r := &syncReport{a: a, o: o, doc: narrowed, source: ecrname.Registry{AccountID: srcAccount, Region: sess.cfg.Region}}
-	if len(o.repositories) == 0 && len(o.tags) == 0 && o.since == "" {
-		r.deadRules = selection.warn(a)
-	}
+	selection.notListed(plan.Failures)
+	r.deadRules = selection.report(a, o)
 	dests := destinationStatuses(narrowed, sess.account, checks, plan.Failures)
 	if o.dryRun {
-		return r.plan(plan, dests)
+		return r.dryRun(ctx, sess, log, plan, dests, indexes, req.Since)
 	}
 	if plan.Drift == 0 {
 		// In sync: the plan's list calls were all it took; report it as the sync it was.
 		in := *plan
 		in.Mode, in.Plan, in.WorkItems = backfill.ModeInline, nil, nil
-		return r.sync(&in, dests, copies)
+		return r.sync(&in, dests, copies, nil)
 	}
 	prog = newProgress(a, "copies", plan.Drift)
 	// The copies the plan found, without listing again.
@@ -223,7 +238,8 @@ func runSync(ctx context.Context, a *app, o syncOptions) error {
 	if ctx.Err() != nil {
 		return interrupted(resp.Copied, max(plan.Drift-resp.Copied, 0))
 	}
-	return r.sync(resp, destinationStatuses(narrowed, sess.account, checks, resp.Failures), copies)
+	missed := copies.notAttempted(r.source, plan.Work)
+	return r.sync(resp, destinationStatuses(narrowed, sess.account, checks, resp.Failures), copies, missed)
 }
 
 // loadSyncRules checks sync's and plan's flags, reads the rules document and narrows it
@@ -341,49 +357,4 @@ func checkDestinations(ctx context.Context, sess *awsSession, doc *rules.Documen
 	}
 	wg.Wait()
 	return checks
-}
-
-// syncCopies records what each copy of a sync did, for the JSON document.
-type syncCopies struct {
-	mu    sync.Mutex
-	items []item
-}
-
-// progressRun reports each copy of a run to the progress display (its result line
-// printed as it finishes) and records it.
-type progressRun struct {
-	a      *app
-	run    *destinations.Run
-	prog   *progress
-	copies *syncCopies
-}
-
-func (p *progressRun) Replicate(ctx context.Context, src destinations.Source, targets []rules.Target) []destinations.Result {
-	if p.prog != nil {
-		p.prog.itemStarted()
-	}
-	results := p.run.Replicate(ctx, src, targets)
-	for _, r := range results {
-		res := imageResult{Source: repoRef(src.Repo), Destination: r.Destination.String(), Tag: r.Tag, Digest: r.Digest, Outcome: string(r.Outcome),
-			Reason: r.Reason, BytesCopied: r.BytesCopied, Code: r.Code, Err: r.Err}
-		if r.Err != nil {
-			res.Code, res.Message = explainCopy(copyFailure{err: r.Err, source: src.Repo.Name, destination: r.Destination.Name, tag: r.Tag, digest: r.Digest, destECR: true})
-		}
-		cut := ctx.Err() != nil && r.Outcome == copyengine.Failed // Ctrl-C, not a result
-		if !cut {
-			it := res.item(p.a.debug)
-			it.Destination = repoRef(r.Destination)
-			p.copies.mu.Lock()
-			p.copies.items = append(p.copies.items, it)
-			p.copies.mu.Unlock()
-		}
-		if p.prog != nil {
-			line := ""
-			if !cut && (!p.a.quiet || res.failed()) {
-				line = res.line(p.a)
-			}
-			p.prog.itemDone(r.BytesCopied, line)
-		}
-	}
-	return results
 }

@@ -119,11 +119,12 @@ type syncReport struct {
 	deadRules int // rules that selected nothing (warned about)
 }
 
-// counts is the line every report shares: what was looked at and what the copies are.
-func counts(r *backfill.Response) string {
+// counts is the line every report shares: what was looked at and what the copies are
+// (blocked: the plan's copies that cannot be made, which its Drift no longer counts).
+func counts(r *backfill.Response, blocked int) string {
 	return fmt.Sprintf("%s, %s; %s (one per tag, or untagged image, and destination)",
 		plural(r.RepositoriesScanned, "repositories"), plural(r.ImagesSeen, "images"),
-		plural(r.InSync+r.Drift+r.Unplanned, "copies"))
+		plural(r.InSync+r.Drift+r.Unplanned+blocked, "copies"))
 }
 
 const countedJSON = "copies: one per tag, or untagged image, and destination repository"
@@ -144,7 +145,7 @@ func (r *syncReport) sourceProblems(resp *backfill.Response) []problemJSON {
 				p.Message += ": the identity needs ecr:DescribeImages on the source"
 			}
 			if r.a.debug {
-				p.Message += ": " + f.Reason
+				p.Message += ": " + redactSecrets(f.Reason)
 			}
 		}
 		out = append(out, p)
@@ -198,22 +199,19 @@ func incompleteWhy(r *backfill.Response, dests []*destinationStatus) string {
 	return strings.Join(parts, ", ")
 }
 
-// sync reports a sync that ran (the result lines were printed as the copies finished).
-func (r *syncReport) sync(resp *backfill.Response, dests []*destinationStatus, copies *syncCopies) error {
+// sync reports a sync that ran (the result lines were printed as the copies finished;
+// missed are the copies it did not attempt, said here). Failed copies and bytes are
+// counted from the copies' results, as copy counts them.
+func (r *syncReport) sync(resp *backfill.Response, dests []*destinationStatus, copies *syncCopies, missed []imageResult) error {
 	a := r.a
 	bad := unlisted(dests)
-	failedCopies := 0
-	for _, f := range resp.Failures {
-		if f.Digest != "" {
-			failedCopies++
-		}
-	}
+	bytes := copies.bytesCopied()
 	if a.json() {
 		doc := newDocument(a, false, countedJSON)
 		doc.Complete = bad == 0 && len(r.sourceProblems(resp)) == 0
 		doc.Totals = totals{Repositories: resp.RepositoriesScanned, Images: resp.ImagesSeen, Copies: resp.InSync + resp.Drift + resp.Unplanned,
-			InSync: resp.InSync, ToCopy: resp.Drift, NotPlanned: resp.Unplanned, Copied: ptr(resp.Copied), Failed: resp.Failed,
-			BytesCopied: ptr(resp.BytesCopied), DurationMs: resp.DurationMs}
+			InSync: resp.InSync, ToCopy: resp.Drift, NotPlanned: resp.Unplanned, Copied: ptr(resp.Copied), Failed: resp.Failed + len(missed),
+			BytesCopied: ptr(bytes), DurationMs: resp.DurationMs}
 		doc.Destinations, doc.Problems = dests, r.sourceProblems(resp)
 		copies.mu.Lock()
 		doc.Items = append(doc.Items, copies.items...)
@@ -223,14 +221,20 @@ func (r *syncReport) sync(resp *backfill.Response, dests []*destinationStatus, c
 			return err
 		}
 	} else {
-		line := fmt.Sprintf("%s: %d already in sync, %d copied, %d failed", counts(resp), resp.InSync, resp.Copied, failedCopies)
+		for _, m := range missed {
+			fmt.Fprintln(a.stdout, m.line(a))
+		}
+		line := fmt.Sprintf("%s: %d already in sync, %d copied, %d failed", counts(resp, 0), resp.InSync, resp.Copied, copies.failed())
+		if len(missed) > 0 {
+			line += fmt.Sprintf(" (%d not attempted)", len(missed))
+		}
 		if resp.Unplanned > 0 {
 			line += fmt.Sprintf(", %d not attempted (destination not listed)", resp.Unplanned)
 		}
-		fmt.Fprintf(a.stdout, "%s; %s sent in %s\n", line, humanBytes(resp.BytesCopied), (time.Duration(resp.DurationMs) * time.Millisecond).Round(time.Millisecond))
+		fmt.Fprintf(a.stdout, "%s; %s sent in %s\n", line, humanBytes(bytes), (time.Duration(resp.DurationMs) * time.Millisecond).Round(time.Millisecond))
 		r.printProblems(resp, dests)
 	}
-	if resp.Failed > 0 || bad > 0 {
+	if resp.Failed > 0 || bad > 0 || len(missed) > 0 {
 		return exitError{ExitFailed}
 	}
 	return nil

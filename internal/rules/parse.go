@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"io"
 	"regexp"
-	"strconv"
 	"strings"
 
 	"go.yaml.in/yaml/v3"
@@ -173,11 +172,15 @@ func yamlError(data []byte, err error) error {
 		return fmt.Errorf("rules document: %s", strings.TrimPrefix(err.Error(), "yaml: "))
 	}
 	msgs := make([]string, len(te.Errors))
+	var nodes *typedNodes
 	for i, m := range te.Errors {
 		if sm := unknownFieldRE.FindStringSubmatch(m); sm != nil {
 			m = fmt.Sprintf("line %s: unknown field %s in %s", sm[1], ecrname.Quote(sm[2]), sm[3])
 		} else if sm := typeErrorRE.FindStringSubmatch(m); sm != nil {
-			if said, ok := typeMismatch(data, sm[1], sm[2], sm[3], sm[4]); ok {
+			if nodes == nil {
+				nodes = newTypedNodes(data)
+			}
+			if said, ok := nodes.mismatch(sm[1], sm[2], sm[3], sm[4]); ok {
 				m = said
 			}
 		}
@@ -188,51 +191,6 @@ func yamlError(data []byte, err error) error {
 
 // typeErrorRE is yaml.v3's "line 3: cannot unmarshal !!str `v*` into []string".
 var typeErrorRE = regexp.MustCompile("^line (\\d+): cannot unmarshal !!(\\w+)(?: `(.*)`)? into (\\S+)$")
-
-// listExamples are the example values of the list fields.
-var listExamples = map[string]string{"repositories": "team-a/*", "tags": "v*"}
-
-// typeMismatch says what a field written with the wrong YAML type must be, naming the
-// key written on that line with its value (a collection on lines of its own is not
-// named: yaml reports its first line, which holds its first entry, not the field).
-func typeMismatch(data []byte, line, tag, value, into string) (string, bool) {
-	n, err := strconv.Atoi(line)
-	lines := strings.Split(string(data), "\n")
-	if err != nil || n < 1 || n > len(lines) {
-		return "", false
-	}
-	text := strings.TrimPrefix(strings.TrimSpace(lines[n-1]), "- ")
-	key, rest, ok := strings.Cut(text, ":")
-	if !ok || strings.TrimSpace(rest) == "" || strings.ContainsAny(key, "{[\"' ") {
-		return "", false
-	}
-	scalar := tag == "str" || tag == "int" || tag == "bool" || tag == "float"
-	if v := strings.TrimSpace(rest); !scalar && !strings.HasPrefix(v, "{") && !strings.HasPrefix(v, "[") {
-		return "", false // a block collection: the line is its first entry's, not the field's
-	}
-	switch {
-	case into == "[]string":
-		example := listExamples[key]
-		if scalar {
-			example = value
-		}
-		if example == "" {
-			example = "…"
-		}
-		return fmt.Sprintf("line %s: %s must be a list, e.g. %s: [%q]", line, key, key, example), true
-	case into == "[]*rules.rawDestination":
-		return fmt.Sprintf(`line %s: %s must be a list of destinations, e.g. %s: [{accountId: "222222222222", region: us-east-1}]`, line, key, key), true
-	case into == "[]*rules.rawRule":
-		return fmt.Sprintf(`line %s: %s must be a list of rules, each a mapping (repositories:, destinations:, …)`, line, key), true
-	case (into == "string" || into == "bool") && !scalar:
-		kind := "a list"
-		if tag == "map" {
-			kind = "a mapping"
-		}
-		return fmt.Sprintf("line %s: %s must be a single value, not %s", line, key, kind), true
-	}
-	return "", false
-}
 
 // ruleNameRE keeps rule names safe to put in logs, metrics dimensions and
 // work items. AWS imposes nothing here; the limit is our choice.
