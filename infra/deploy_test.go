@@ -29,8 +29,9 @@ func TestDefaultDeployIsRefused(t *testing.T) {
 		{"a rules parameter and a destination", map[string]any{"RulesParameterName": "/ecr-replicator/rules", "DestinationAccountId": "222222222222"}, "RulesParameterAlone"},
 		{"a rules parameter and an external ID", map[string]any{"RulesParameterName": "/ecr-replicator/rules", "ExternalId": "x"}, "RulesParameterAlone"},
 		{"a role grant without a rules parameter", map[string]any{"DestinationAccountId": "222222222222", "DestinationRoleArns": "arn:aws:iam::*:role/x"}, "RoleGrantOfTheRulesParameter"},
-		{"this account and region, no prefix", map[string]any{"DestinationAccountId": testAccountID}, "NotOntoItself"},
-		{"this account, this region named, no prefix", map[string]any{"DestinationAccountId": testAccountID, "DestinationRegion": testRegion}, "NotOntoItself"},
+		{"this account and region, no prefix", map[string]any{"DestinationAccountId": testAccountID, "DestinationRepositoryPrefix": ""}, "NotOntoItself"},
+		{"this account, this region named, no prefix", map[string]any{"DestinationAccountId": testAccountID, "DestinationRegion": testRegion, "DestinationRepositoryPrefix": ""}, "NotOntoItself"},
+		{"a rules parameter and a prefix", map[string]any{"RulesParameterName": "/ecr-replicator/rules", "DestinationRepositoryPrefix": "other/"}, "RulesParameterAlone"},
 	}
 	for _, tc := range refused {
 		_, err := cfn.RenderFile(sourceTemplate, cfn.Options{Parameters: tc.params, Region: testRegion, AccountID: testAccountID, StackName: testStackName})
@@ -50,7 +51,8 @@ func TestDefaultDeployIsRefused(t *testing.T) {
 		{"DestinationAccountId": "222222222222"},
 		{"RulesParameterName": "/ecr-replicator/rules"},
 		{"RulesParameterName": "/ecr-replicator/rules", "DestinationRoleArns": "arn:aws:iam::*:role/mirror-writer", "MirrorDeletes": "true"},
-		{"DestinationAccountId": testAccountID, "DestinationRepositoryPrefix": "mirror/"},
+		{"DestinationAccountId": testAccountID},                                            // the default prefix, mirror/
+		{"RulesParameterName": "/ecr-replicator/rules", "DestinationRepositoryPrefix": ""}, // what stacks from before the default keep
 		{"DestinationAccountId": testAccountID, "DestinationRegion": "eu-west-1"},
 	} {
 		render(t, sourceTemplate, ok)

@@ -11,6 +11,7 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
+	"strings"
 	"testing"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
@@ -26,6 +27,7 @@ import (
 	"github.com/google/go-containerregistry/pkg/v1/remote/transport"
 	"github.com/google/go-containerregistry/pkg/v1/types"
 
+	"github.com/ecr-replicator/ecr-replicator/internal/destinations"
 	"github.com/ecr-replicator/ecr-replicator/internal/ecraccess"
 	"github.com/ecr-replicator/ecr-replicator/internal/eventhandler"
 	"github.com/ecr-replicator/ecr-replicator/internal/rules"
@@ -148,8 +150,9 @@ func TestOwnershipSameNamedSourceRepository(t *testing.T) {
 		w.Source.CreateRepository(t, w.Ctx, &ecr.CreateRepositoryInput{RepositoryName: aws.String(repo)})
 		d := w.Source.Push(t, repo, "latest", image(t)).String()
 		s := handle(t, w, h, "push-"+repo, "PUSH", repo, d, "latest")
-		if len(s.Results) != 1 || s.Results[0].Code == "" || s.Results[0].Retryable {
-			t.Errorf("push of %s:latest: results %+v, want one permanent failure, reported", repo, s.Results)
+		if len(s.Results) != 1 || s.Results[0].Code != destinations.CodeRepositoryNotOwned || s.Results[0].Retryable ||
+			!strings.Contains(s.Results[0].Error, "aws ecr tag-resource") {
+			t.Errorf("push of %s:latest: results %+v, want one permanent %s failure saying how to adopt the repository", repo, s.Results, destinations.CodeRepositoryNotOwned)
 		}
 	}
 	// The source user has the bytes of the destination's own image (a public base image,
@@ -164,8 +167,8 @@ func TestOwnershipSameNamedSourceRepository(t *testing.T) {
 		t.Fatal(err)
 	}
 	s := handle(t, w, h, "delete-payments", "DELETE", "prod/payments", payments, "")
-	if len(s.Results) != 1 || s.Results[0].Code == "" {
-		t.Errorf("digest delete in prod/payments: results %+v, want one failure, reported", s.Results)
+	if len(s.Results) != 1 || s.Results[0].Code != destinations.CodeRepositoryNotOwned {
+		t.Errorf("digest delete in prod/payments: results %+v, want one %s failure", s.Results, destinations.CodeRepositoryNotOwned)
 	}
 
 	if got := w.Dest.Digest(t, "prod/payments", "latest"); got != payments {
@@ -306,7 +309,7 @@ func TestOwnershipImmutableTagSurvivesDeleteAndRepush(t *testing.T) {
 	if len(del.Results) != 1 || del.Results[0].Outcome != "kept-immutable" {
 		t.Errorf("the delete of v1: results %+v, want outcome kept-immutable", del.Results)
 	}
-	if len(push.Results) != 1 || push.Results[0].Code == "" || push.Results[0].Retryable {
-		t.Errorf("the new push of v1: results %+v, want a permanent failure, reported", push.Results)
+	if len(push.Results) != 1 || push.Results[0].Outcome != "conflict" || push.Results[0].Retryable {
+		t.Errorf("the new push of v1: results %+v, want a permanent conflict, reported", push.Results)
 	}
 }

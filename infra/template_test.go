@@ -297,6 +297,8 @@ func TestRulesDocument(t *testing.T) {
 		want   want
 	}{
 		{"defaults", nil, want{"**", "*", false, true, testRegion,
+			"arn:aws:iam::222222222222:role/ecr-replicator-destination", "mirror/", nil}},
+		{"no prefix", map[string]any{"DestinationRepositoryPrefix": ""}, want{"**", "*", false, true, testRegion,
 			"arn:aws:iam::222222222222:role/ecr-replicator-destination", "", nil}},
 		{"everything set", map[string]any{
 			"RepositoryFilter": "team-a/*", "TagFilter": "v*", "MirrorDeletes": "true",
@@ -633,7 +635,11 @@ func TestReplicatorRole(t *testing.T) {
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
 			r := render(t, sourceTemplate, tc.params)
-			checkRole(t, r, "ReplicatorRole", tc.want)
+			// Its destination sessions are write sessions, tagged (sts:TagSession); the
+			// reconcile's are not.
+			replicator := with(tc.want)
+			replicator["sts:TagSession"] = tc.want["sts:AssumeRole"]
+			checkRole(t, r, "ReplicatorRole", replicator)
 			// The reconcile's role lists and sends; it assumes the same destination roles
 			// (for list-only sessions), reads the same rules, and writes to no registry.
 			want := map[string][]string{"sts:AssumeRole": tc.want["sts:AssumeRole"]}
