@@ -87,16 +87,23 @@ func handle(t *testing.T, w *sandboxtest.World, h *eventhandler.Handler, id, act
 // asks for it (rules.Destination.Access).
 func replicatorSession(t *testing.T, w *sandboxtest.World) *ecraccess.Registry {
 	t.Helper()
-	cr, err := sandboxtest.FunctionSession(w.Ctx, w.SB)
+	return destinationSession(t, w, sandboxtest.FunctionRole, sandbox.DefaultRegion)
+}
+
+// destinationSession is a write session of the destination role in region, asked for as
+// a source role (FunctionRole, ReconcilerRole) would ask the product for it.
+func destinationSession(t *testing.T, w *sandboxtest.World, role, region string) *ecraccess.Registry {
+	t.Helper()
+	cr, err := sandboxtest.RoleSession(w.Ctx, w.SB, role, "ecr-replicator-"+role)
 	if err != nil {
 		t.Fatal(err)
 	}
-	cfg, err := config.LoadDefaultConfig(w.Ctx, config.WithRegion(sandbox.DefaultRegion),
+	cfg, err := config.LoadDefaultConfig(w.Ctx, config.WithRegion(region),
 		config.WithCredentialsProvider(credentials.StaticCredentialsProvider{Value: cr}))
 	if err != nil {
 		t.Fatal(err)
 	}
-	d := rules.Destination{AccountID: sandbox.DestinationAccount, Region: sandbox.DefaultRegion,
+	d := rules.Destination{AccountID: sandbox.DestinationAccount, Region: region,
 		RoleARN: w.DestinationRoleARN(), ExternalID: sandboxtest.ExternalID}
 	reg, err := ecraccess.NewResolver(cfg).Registry(w.Ctx, d.Access())
 	if err != nil {
