@@ -78,14 +78,14 @@ func (r *Run) recheck(ctx context.Context, rt route, src Source, t rules.Target,
 // pushed back meanwhile is copied back, so the destination never ends behind, whatever
 // the interleaving. Bounded: a tag that keeps coming and going is left to its events.
 func (r *Run) followSourceDelete(ctx context.Context, rt route, src Source, t rules.Target, digest string, res Result) Result {
-	switch reason, err := keepImmutable(ctx, rt.dstReg, rt.dst, t, ecrtypes.ImageIdentifier{ImageTag: aws.String(src.Tag)}); {
-	case err != nil:
-		return res.failed(err)
-	case reason != "":
-		res.Outcome, res.Reason = KeptImmutable, reason
-		return res
-	}
 	for round := 0; round < 3 && digest != ""; round++ {
+		switch reason, err := keepImmutable(ctx, rt.dstReg, rt.dst, t, src.Tag, digest); {
+		case err != nil:
+			return res.failed(err)
+		case reason != "":
+			res.Outcome, res.Reason = KeptImmutable, reason
+			return res
+		}
 		o, reason, err := deleteImage(ctx, rt.dstReg, t.Repository, ecrtypes.ImageIdentifier{ImageTag: aws.String(src.Tag), ImageDigest: aws.String(digest)})
 		if err != nil {
 			return res.failed(err)
@@ -144,7 +144,7 @@ func (r *Run) guardDelete(ctx context.Context, srcReg, dstReg *ecraccess.Registr
 	case err != nil:
 		return true, res.failed(err)
 	}
-	switch reason, err := keepImmutable(ctx, dstReg, dst, t, id); {
+	switch reason, err := keepImmutable(ctx, dstReg, dst, t, "", aws.ToString(id.ImageDigest)); {
 	case err != nil:
 		return true, res.failed(err)
 	case reason != "":

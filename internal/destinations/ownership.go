@@ -101,33 +101,40 @@ func (r *Run) forget(dstReg *ecraccess.Registry, repository string) {
 	delete(r.repos, repoKey{reg: dstReg, name: repository})
 }
 
-// keepImmutable says why a delete must not remove what id names in the destination
-// repository ("" when it may): a tag the repository keeps immutable — one tag by name,
-// or any tag of an image by digest — unless the rule sets deleteImmutableTags. Deleting
-// it would let the source's next push under that tag move it.
-func keepImmutable(ctx context.Context, dstReg *ecraccess.Registry, repo ecraccess.Repository, t rules.Target, id ecrtypes.ImageIdentifier) (string, error) {
-	if t.DeleteImmutableTags || (repo.TagMutability == ecrtypes.ImageTagMutabilityMutable || repo.TagMutability == "") {
+// keepImmutable says why a delete must not remove what it names in the destination
+// repository ("" when it may): a tag the repository keeps immutable — the tag (when it
+// still points at digest), or any tag of the image digest when no tag is given — unless
+// the rule sets deleteImmutableTags. Deleting it would let the source's next push under
+// that tag move it. What is no longer there is left to the delete to report.
+func keepImmutable(ctx context.Context, dstReg *ecraccess.Registry, repo ecraccess.Repository, t rules.Target, tag, digest string) (string, error) {
+	if t.DeleteImmutableTags || repo.TagMutability == ecrtypes.ImageTagMutabilityMutable || repo.TagMutability == "" {
 		return "", nil
 	}
-	tags := []string{aws.ToString(id.ImageTag)}
-	if id.ImageTag == nil {
-		out, err := dstReg.API().DescribeImages(ctx, &ecr.DescribeImagesInput{RepositoryName: aws.String(t.Repository), ImageIds: []ecrtypes.ImageIdentifier{id}})
-		var nf *ecrtypes.ImageNotFoundException
-		switch {
-		case errors.As(err, &nf):
-			return "", nil // nothing there: the delete answers "already absent"
-		case err != nil:
-			return "", ecraccess.WrapAWS("ecr:DescribeImages", err)
-		}
-		tags = nil
-		for _, d := range out.ImageDetails {
-			tags = append(tags, d.ImageTags...)
-		}
+	id := ecrtypes.ImageIdentifier{ImageDigest: aws.String(digest)}
+	if tag != "" {
+		id = ecrtypes.ImageIdentifier{ImageTag: aws.String(tag)}
 	}
-	for _, tag := range tags {
-		if repo.TagImmutable(tag) {
-			return fmt.Sprintf("the destination tag %s is immutable (%s): delete mirroring keeps it (deleteImmutableTags: true on rule %s deletes it)",
-				tag, repo.TagMutability, t.Rule), nil
+	out, err := dstReg.API().DescribeImages(ctx, &ecr.DescribeImagesInput{RepositoryName: aws.String(t.Repository), ImageIds: []ecrtypes.ImageIdentifier{id}})
+	var nf *ecrtypes.ImageNotFoundException
+	switch {
+	case errors.As(err, &nf):
+		return "", nil
+	case err != nil:
+		return "", ecraccess.WrapAWS("ecr:DescribeImages", err)
+	}
+	for _, d := range out.ImageDetails {
+		tags := d.ImageTags
+		if tag != "" {
+			if digest != "" && aws.ToString(d.ImageDigest) != digest {
+				continue // the tag moved on: the delete by tag and digest refuses it
+			}
+			tags = []string{tag}
+		}
+		for _, tg := range tags {
+			if repo.TagImmutable(tg) {
+				return fmt.Sprintf("the destination tag %s is immutable (%s): delete mirroring keeps it (deleteImmutableTags: true on rule %s deletes it)",
+					tg, repo.TagMutability, t.Rule), nil
+			}
 		}
 	}
 	return "", nil

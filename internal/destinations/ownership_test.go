@@ -113,31 +113,41 @@ func TestNotOwnedRepository(t *testing.T) {
 
 // TestDeleteKeepsImmutableTags: delete mirroring never removes a tag the destination
 // repository keeps immutable — by tag, or by digest (every tag of the image) — unless the
-// rule sets deleteImmutableTags; the outcome says so. Exclusion filters decide per tag.
+// rule sets deleteImmutableTags; the outcome says so. Exclusion filters decide per tag; an
+// untagged image, or a tag the destination no longer has, is no reason to keep anything.
 func TestDeleteKeepsImmutableTags(t *testing.T) {
 	w := newWorld(t)
 	dst := ecr.NewFromConfig(w.dstCfg)
+	const (
+		deleted = destinations.Deleted
+		kept    = destinations.KeptImmutable
+		skipped = copyengine.Skipped
+	)
 	cases := []struct {
 		mutability ecrtypes.ImageTagMutability
 		filter     string
-		tag        string
+		tag        string // "": an untagged image
 		byDigest   bool
 		optIn      bool
-		kept       bool
+		absent     bool // the destination does not have the image
+		want       copyengine.Outcome
 	}{
-		{ecrtypes.ImageTagMutabilityMutable, "", "v1", false, false, false},
-		{ecrtypes.ImageTagMutabilityImmutable, "", "v1", false, false, true},
-		{ecrtypes.ImageTagMutabilityImmutable, "", "v1", true, false, true},
-		{ecrtypes.ImageTagMutabilityImmutable, "", "v1", false, true, false},
-		{ecrtypes.ImageTagMutabilityImmutable, "", "v1", true, true, false},
-		{ecrtypes.ImageTagMutabilityImmutableWithExclusion, "dev-*", "dev-1", false, false, false},
-		{ecrtypes.ImageTagMutabilityImmutableWithExclusion, "dev-*", "v1", false, false, true},
-		{ecrtypes.ImageTagMutabilityMutableWithExclusion, "release-*", "release-1", true, false, true},
-		{ecrtypes.ImageTagMutabilityMutableWithExclusion, "release-*", "v1", false, false, false},
+		{ecrtypes.ImageTagMutabilityMutable, "", "v1", false, false, false, deleted},
+		{ecrtypes.ImageTagMutabilityImmutable, "", "v1", false, false, false, kept},
+		{ecrtypes.ImageTagMutabilityImmutable, "", "v1", true, false, false, kept},
+		{ecrtypes.ImageTagMutabilityImmutable, "", "v1", false, true, false, deleted},
+		{ecrtypes.ImageTagMutabilityImmutable, "", "v1", true, true, false, deleted},
+		{ecrtypes.ImageTagMutabilityImmutable, "", "", true, false, false, deleted},
+		{ecrtypes.ImageTagMutabilityImmutable, "", "v1", false, false, true, skipped},
+		{ecrtypes.ImageTagMutabilityImmutable, "", "v1", true, false, true, skipped},
+		{ecrtypes.ImageTagMutabilityImmutableWithExclusion, "dev-*", "dev-1", false, false, false, deleted},
+		{ecrtypes.ImageTagMutabilityImmutableWithExclusion, "dev-*", "v1", false, false, false, kept},
+		{ecrtypes.ImageTagMutabilityMutableWithExclusion, "release-*", "release-1", true, false, false, kept},
+		{ecrtypes.ImageTagMutabilityMutableWithExclusion, "release-*", "v1", false, false, false, deleted},
 	}
 	for i, c := range cases {
 		repo := fmt.Sprintf("imm-%d", i)
-		what := fmt.Sprintf("%s %q tag %s byDigest=%t deleteImmutableTags=%t", c.mutability, c.filter, c.tag, c.byDigest, c.optIn)
+		what := fmt.Sprintf("%s %q tag %q byDigest=%t deleteImmutableTags=%t absent=%t", c.mutability, c.filter, c.tag, c.byDigest, c.optIn, c.absent)
 		in := &ecr.CreateRepositoryInput{RepositoryName: aws.String(repo), ImageTagMutability: c.mutability, Tags: sandboxtest.Owned()}
 		if c.filter != "" {
 			in.ImageTagMutabilityExclusionFilters = []ecrtypes.ImageTagMutabilityExclusionFilter{{FilterType: ecrtypes.ImageTagMutabilityExclusionFilterTypeWildcard, Filter: aws.String(c.filter)}}
@@ -146,30 +156,44 @@ func TestDeleteKeepsImmutableTags(t *testing.T) {
 			t.Fatal(err)
 		}
 		img, _ := random.Image(256, 1)
-		if err := remote.Write(w.ref(t, w.dstHost, repo, c.tag), img, remote.WithAuth(w.dstAuth)); err != nil {
-			t.Fatal(err)
-		}
 		w.createSourceRepo(t, &ecr.CreateRepositoryInput{RepositoryName: aws.String(repo)})
-		d := w.push(t, repo, c.tag, img).String()
+		h, _ := img.Digest()
+		d, ref := h.String(), firstNonEmpty(c.tag, h.String())
+		w.push(t, repo, ref, img)
+		if !c.absent {
+			if err := remote.Write(w.ref(t, w.dstHost, repo, ref), img, remote.WithAuth(w.dstAuth)); err != nil {
+				t.Fatal(err)
+			}
+		}
 		id := ecrtypes.ImageIdentifier{ImageTag: aws.String(c.tag)}
 		src := destinations.Source{Repo: srcRepo(repo), Digest: d, Tag: c.tag}
 		if c.byDigest {
-			id, src.Tag = ecrtypes.ImageIdentifier{ImageDigest: aws.String(d)}, ""
+			id = ecrtypes.ImageIdentifier{ImageDigest: aws.String(d)}
 		}
 		if _, err := ecr.NewFromConfig(w.srcCfg).BatchDeleteImage(w.ctx, &ecr.BatchDeleteImageInput{RepositoryName: aws.String(repo), ImageIds: []ecrtypes.ImageIdentifier{id}}); err != nil {
 			t.Fatal(err)
 		}
+		if c.byDigest {
+			src.Tag = "" // ECR's DELETE event for an image deleted by digest
+		}
 		tg := targetFor("", repo)
 		tg.MirrorDeletes, tg.DeleteImmutableTags = true, c.optIn
 		r := one(t, w.mirror().Delete(w.ctx, src, []rules.Target{tg}))
-		got := w.destDigest(t, repo, c.tag)
+		got := w.destDigest(t, repo, ref)
 		switch {
-		case r.Err != nil:
-			t.Errorf("%s: %+v", what, r)
-		case c.kept && (r.Outcome != destinations.KeptImmutable || got != d || !strings.Contains(r.Reason, "deleteImmutableTags")):
-			t.Errorf("%s: outcome %s (%s), destination tag at %q; want kept-immutable at %s", what, r.Outcome, r.Reason, got, d)
-		case !c.kept && (r.Outcome != destinations.Deleted || got != ""):
-			t.Errorf("%s: outcome %s (%s), destination tag at %q; want deleted", what, r.Outcome, r.Reason, got)
+		case r.Err != nil || r.Outcome != c.want:
+			t.Errorf("%s: %+v, want outcome %s", what, r, c.want)
+		case c.want == kept && (got != d || !strings.Contains(r.Reason, "deleteImmutableTags")):
+			t.Errorf("%s: kept (%s), but the destination has %q, want %s", what, r.Reason, got, d)
+		case c.want != kept && got != "":
+			t.Errorf("%s: %s, but the destination still has %s", what, r.Outcome, got)
 		}
 	}
+}
+
+func firstNonEmpty(a, b string) string {
+	if a != "" {
+		return a
+	}
+	return b
 }

@@ -102,7 +102,6 @@ func OwnedTags(owner, sourceARN string, mirrored []types.Tag) []types.Tag {
 // Repository is what the replicator knows of a destination repository before it writes:
 // whose it is (its resource tags) and which tags it keeps (its tag mutability).
 type Repository struct {
-	Name              string
 	ARN               string
 	Created           bool // created by this call
 	TagMutability     types.ImageTagMutability
@@ -200,8 +199,8 @@ func (g *Registry) EnsureRepository(ctx context.Context, repository string, sett
 }
 
 func repositoryOf(r types.Repository) Repository {
-	return Repository{Name: aws.ToString(r.RepositoryName), ARN: aws.ToString(r.RepositoryArn),
-		TagMutability: r.ImageTagMutability, MutabilityFilters: r.ImageTagMutabilityExclusionFilters}
+	return Repository{ARN: aws.ToString(r.RepositoryArn), TagMutability: r.ImageTagMutability,
+		MutabilityFilters: r.ImageTagMutabilityExclusionFilters}
 }
 
 func tagMap(tags []types.Tag) map[string]string {
