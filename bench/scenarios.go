@@ -12,12 +12,14 @@ import (
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/credentials"
 	"github.com/aws/aws-sdk-go-v2/service/ecr"
+	ecrtypes "github.com/aws/aws-sdk-go-v2/service/ecr/types"
 	"github.com/google/go-containerregistry/pkg/authn"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/google/go-containerregistry/pkg/v1/empty"
 	"github.com/google/go-containerregistry/pkg/v1/mutate"
 	"github.com/google/go-containerregistry/pkg/v1/types"
 
+	"github.com/ecr-replicator/ecr-replicator/internal/ecraccess"
 	"github.com/ecr-replicator/ecr-replicator/internal/sandbox"
 )
 
@@ -156,7 +158,12 @@ func startSandbox(ctx context.Context, imgs []v1.Image, tags []string) error {
 			BaseEndpoint: aws.String(sb.APIURL()),
 			Credentials:  credentials.NewStaticCredentialsProvider(key, secret, ""),
 		})
-		if _, err := client.CreateRepository(ctx, &ecr.CreateRepositoryInput{RepositoryName: aws.String("s2/app")}); err != nil {
+		in := &ecr.CreateRepositoryInput{RepositoryName: aws.String("s2/app")}
+		if acct == sandbox.DestinationAccount {
+			// The replicator's (docs/SECURITY.md): it writes only to repositories it owns.
+			in.Tags = []ecrtypes.Tag{{Key: aws.String(ecraccess.OwnerTag), Value: aws.String(sandbox.SourceAccount)}}
+		}
+		if _, err := client.CreateRepository(ctx, in); err != nil {
 			return fmt.Errorf("CreateRepository in %s: %w", acct, err)
 		}
 		out, err := client.GetAuthorizationToken(ctx, &ecr.GetAuthorizationTokenInput{})

@@ -31,8 +31,9 @@ func TestDefaultDeployIsRefused(t *testing.T) {
 		// Without the list, sts:AssumeRole would cover the role name in any account.
 		{"a rules parameter without its role grant", map[string]any{"RulesParameterName": "/ecr-replicator/rules"}, "RulesParameterRoleGrant"},
 		{"a role grant without a rules parameter", map[string]any{"DestinationAccountId": "222222222222", "DestinationRoleArns": "arn:aws:iam::*:role/x"}, "RoleGrantOfTheRulesParameter"},
-		{"this account and region, no prefix", map[string]any{"DestinationAccountId": testAccountID}, "NotOntoItself"},
-		{"this account, this region named, no prefix", map[string]any{"DestinationAccountId": testAccountID, "DestinationRegion": testRegion}, "NotOntoItself"},
+		{"this account and region, no prefix", map[string]any{"DestinationAccountId": testAccountID, "DestinationRepositoryPrefix": ""}, "NotOntoItself"},
+		{"this account, this region named, no prefix", map[string]any{"DestinationAccountId": testAccountID, "DestinationRegion": testRegion, "DestinationRepositoryPrefix": ""}, "NotOntoItself"},
+		{"a rules parameter and a prefix", map[string]any{"RulesParameterName": "/ecr-replicator/rules", "DestinationRepositoryPrefix": "other/"}, "RulesParameterAlone"},
 	}
 	for _, tc := range refused {
 		_, err := cfn.RenderFile(sourceTemplate, cfn.Options{Parameters: tc.params, Region: testRegion, AccountID: testAccountID, StackName: testStackName})
@@ -51,7 +52,8 @@ func TestDefaultDeployIsRefused(t *testing.T) {
 	for _, ok := range []map[string]any{
 		{"DestinationAccountId": "222222222222"},
 		{"RulesParameterName": "/ecr-replicator/rules", "DestinationRoleArns": "arn:aws:iam::*:role/mirror-writer", "MirrorDeletes": "true"},
-		{"DestinationAccountId": testAccountID, "DestinationRepositoryPrefix": "mirror/"},
+		{"DestinationAccountId": testAccountID}, // the default prefix, mirror/
+		{"RulesParameterName": "/ecr-replicator/rules", "DestinationRoleArns": "arn:aws:iam::*:role/mirror-writer", "DestinationRepositoryPrefix": ""}, // what stacks from before the default keep
 		{"DestinationAccountId": testAccountID, "DestinationRegion": "eu-west-1"},
 	} {
 		render(t, sourceTemplate, ok)

@@ -146,14 +146,16 @@ func TestQueueOperatorsMaySend(t *testing.T) {
 }
 
 // forgedWorld deploys the templates, and gives the destination account a repository the
-// replicator's prefix reaches but whose source the source account does not have:
-// mirror/prod/payments, holding latest. It returns the replicate function as deployed
+// replicator owns but whose source the source account does not have (deleted as a whole,
+// or never there): mirror/prod/payments, holding latest. Owned, so that ownership
+// (docs/SECURITY.md) does not refuse the forgeries first: only the check against the
+// source may. It returns the replicate function as deployed
 // (its role, its rules), its log, latest's digest, and a function that puts latest back.
 func forgedWorld(t *testing.T) (*sandboxtest.World, *eventhandler.Handler, *sandboxtest.LogBuffer, string, func(*testing.T)) {
 	t.Helper()
 	params := attackParams()
 	w := sandboxtest.Start(t, sandboxtest.Deployed(t, params))
-	w.Dest.CreateRepository(t, w.Ctx, &ecr.CreateRepositoryInput{RepositoryName: aws.String("mirror/prod/payments")})
+	w.Dest.CreateRepository(t, w.Ctx, &ecr.CreateRepositoryInput{RepositoryName: aws.String("mirror/prod/payments"), Tags: sandboxtest.Owned()})
 	img, _ := random.Image(256, 1)
 	payments := w.Dest.Push(t, "mirror/prod/payments", "latest", img).String()
 	for k, v := range w.FunctionEnv(t) {

@@ -127,9 +127,21 @@ func TestDestinationRoleAsStackSet(t *testing.T) {
 	for _, m := range regexp.MustCompile(`ParameterKey=(\w+),ParameterValue=(<[^>]+>|\S+)`).FindAllStringSubmatch(create[1], -1) {
 		v, ok := placeholders[m[2]]
 		if !ok {
-			v = m[2]
+			v = strings.ReplaceAll(m[2], `\,`, ",") // the AWS CLI's escaped comma in a list value
 		}
 		params[m[1]] = v
+	}
+	// The regions the role acts in are those the README's rules document writes to.
+	doc, err := rules.Parse([]byte(block(t, text, "### The rules document", "yaml")))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, r := range doc.Rules {
+		for _, d := range r.Destinations {
+			if !strings.Contains(","+scalarString(params["Regions"])+",", ","+d.Region+",") {
+				t.Errorf("create-stack-set's Regions %v lacks %s, a region of the README's rules document", params["Regions"], d.Region)
+			}
+		}
 	}
 	if params["ReplicatorRoleArn"] != replicatorRoleArn {
 		t.Fatalf("create-stack-set passes %v", params)

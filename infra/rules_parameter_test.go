@@ -38,8 +38,10 @@ func TestRulesParameterReplicates(t *testing.T) {
 	}
 	const param = "/platform/ecr-replicator/rules"
 	params := map[string]any{"RulesParameterName": param, "RulesCheckSeconds": 0, "DestinationRoleArns": stackSetGrant}
-	// The destination role as the StackSet deploys it: every repository, the external ID.
-	w := sandboxtest.Start(t, sandboxtest.Deployed(t, params, map[string]any{"ExternalId": sandboxtest.ExternalID, "RepositoryPrefix": ""}))
+	// The destination role as the StackSet deploys it: every repository, the external ID,
+	// the three regions the rules name.
+	w := sandboxtest.Start(t, sandboxtest.Deployed(t, params, map[string]any{"ExternalId": sandboxtest.ExternalID, "RepositoryPrefix": "",
+		"Regions": "us-east-1,us-west-2,eu-west-1"}))
 	ctx := w.Ctx
 	regions := []string{"us-east-1", "us-west-2", "eu-west-1"}
 	doc := sandboxtest.TeamRules(40, sandbox.DestinationAccount, regions, w.DestinationRoleARN(), sandboxtest.ExternalID)

@@ -8,6 +8,7 @@ import (
 	"os"
 	"path/filepath"
 	"reflect"
+	"slices"
 	"strings"
 	"testing"
 
@@ -300,6 +301,8 @@ func TestRulesDocument(t *testing.T) {
 		want   want
 	}{
 		{"defaults", nil, want{"**", "*", false, true, testRegion,
+			"arn:aws:iam::222222222222:role/ecr-replicator-destination", "mirror/", nil}},
+		{"no prefix", map[string]any{"DestinationRepositoryPrefix": ""}, want{"**", "*", false, true, testRegion,
 			"arn:aws:iam::222222222222:role/ecr-replicator-destination", "", nil}},
 		{"everything set", map[string]any{
 			"RepositoryFilter": "team-a/*", "TagFilter": "v*", "MirrorDeletes": "true",
@@ -694,7 +697,11 @@ func TestReplicatorRole(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			r := render(t, sourceTemplate, tc.params)
 			org, _ := tc.params["OrganizationId"].(string)
-			checkRole(t, r, "ReplicatorRole", org, tc.want)
+			// Its destination sessions are write sessions, tagged (sts:TagSession); the
+			// reconcile's are not.
+			replicator := with(tc.want)
+			replicator["sts:TagSession"] = tc.want["sts:AssumeRole"]
+			checkRole(t, r, "ReplicatorRole", org, replicator)
 			// The reconcile's role lists and sends; it assumes the same destination roles
 			// (for list-only sessions), reads the same rules, and writes to no registry.
 			want := map[string][]string{"sts:AssumeRole": tc.want["sts:AssumeRole"]}
@@ -753,7 +760,7 @@ func checkRole(t *testing.T, r *rendered, name, org string, want map[string][]st
 	}
 	for _, s := range all {
 		var cond any
-		if org != "" && reflect.DeepEqual(s.Action, []string{"sts:AssumeRole"}) {
+		if org != "" && slices.Contains(s.Action, "sts:AssumeRole") {
 			cond = map[string]any{"StringEquals": map[string]any{"aws:ResourceOrgID": org}}
 		}
 		if !reflect.DeepEqual(s.Condition, cond) || s.Principal != nil {

@@ -34,6 +34,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/config"
 	"github.com/aws/aws-sdk-go-v2/service/ecr"
+	ecrtypes "github.com/aws/aws-sdk-go-v2/service/ecr/types"
 	"github.com/aws/aws-sdk-go-v2/service/sqs"
 	"github.com/google/go-containerregistry/pkg/authn"
 	"github.com/google/go-containerregistry/pkg/name"
@@ -42,6 +43,7 @@ import (
 	"github.com/google/go-containerregistry/pkg/v1/remote"
 
 	"github.com/ecr-replicator/ecr-replicator/internal/copyengine"
+	"github.com/ecr-replicator/ecr-replicator/internal/ecraccess"
 	"github.com/ecr-replicator/ecr-replicator/internal/lambdarun"
 	"github.com/ecr-replicator/ecr-replicator/internal/sandbox"
 	"github.com/ecr-replicator/ecr-replicator/internal/sandbox/eventsource"
@@ -386,7 +388,12 @@ func seed(ctx context.Context, sb *sandbox.Sandbox, repos, images int, drift flo
 					repo, host, auth = "mirror/"+name, dstHost, dstAuth
 				}
 				api := ecr.NewFromConfig(c)
-				if _, err := api.CreateRepository(ctx, &ecr.CreateRepositoryInput{RepositoryName: aws.String(repo)}); err != nil {
+				in := &ecr.CreateRepositoryInput{RepositoryName: aws.String(repo)}
+				if side == 1 {
+					// The replicator's (docs/SECURITY.md): it writes only to repositories it owns.
+					in.Tags = []ecrtypes.Tag{{Key: aws.String(ecraccess.OwnerTag), Value: aws.String(sandbox.SourceAccount)}}
+				}
+				if _, err := api.CreateRepository(ctx, in); err != nil {
 					log.Fatal(err)
 				}
 				push(host, auth, repo, "v0", base)

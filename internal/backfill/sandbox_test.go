@@ -457,7 +457,7 @@ func TestInlineCountsOnlyWhatWasWritten(t *testing.T) {
 	e.seed(t, repos, 3)
 	// The destination has v1 on another digest, and its repository is IMMUTABLE.
 	e.w.Dest.CreateRepository(t, e.ctx, &ecr.CreateRepositoryInput{RepositoryName: aws.String("mirror/" + repos[0]),
-		ImageTagMutability: ecrtypes.ImageTagMutabilityImmutable})
+		ImageTagMutability: ecrtypes.ImageTagMutabilityImmutable, Tags: sandboxtest.Owned()})
 	other, err := random.Image(128, 1)
 	if err != nil {
 		t.Fatal(err)

@@ -154,8 +154,13 @@ func roleProblem(err error, a ecraccess.Access, externalIDFrom, caller string) *
 	if a.ExternalID == "" {
 		check = fmt.Sprintf("the role's trust policy does not require an external ID (sts:ExternalId); if it does, set %s", externalIDFrom)
 	}
+	allows := "to assume it"
+	if a.Write && !a.ListOnly {
+		// A write session carries a session tag (ecraccess.Access.Write).
+		allows = "to assume it and to tag the session (sts:TagSession, which the identity's own policy must allow too)"
+	}
 	p.op = "sts:AssumeRole"
 	p.exit = ExitUsage
-	p.msg = fmt.Sprintf("cannot assume %s (%s): check that %s, and that the trust policy allows %s to assume it", a.RoleARN, p.code, check, caller)
+	p.msg = fmt.Sprintf("cannot assume %s (%s): check that %s, and that the trust policy allows %s %s", a.RoleARN, p.code, check, caller, allows)
 	return p
 }

@@ -97,11 +97,14 @@ func ensureDestination(ctx context.Context, o copyOptions, c copyArgs, dst *endp
 	if dst.ecr == nil || !needed {
 		return false, nil
 	}
-	created, err := dst.ecr.EnsureRepository(ctx, c.dstRepo.RepositoryStr(), settings, o.createRepo)
+	// A repository it creates is the replicator's (ecraccess.OwnedTags), as a destination
+	// role requires of a creation; the owner is the account of the identity acting.
+	settings.Tags = ecraccess.OwnedTags(dst.caller.account, settings.ARN, nil)
+	repo, err := dst.ecr.EnsureRepository(ctx, c.dstRepo.RepositoryStr(), settings, o.createRepo)
 	if err != nil {
 		return false, dst.explainDenied(repositoryProblem(err, "destination", c.dstRepo, dst.region))
 	}
-	return created, nil
+	return repo.Created, nil
 }
 
 // copyItems is what to copy: every tag (--all-tags), the tag, or the digest; and what

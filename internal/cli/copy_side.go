@@ -54,7 +54,9 @@ func resolveSide(ctx context.Context, sessions *awsSessions, repo name.Repositor
 		return nil, err
 	}
 	e := &endpointFor{repo: repo, region: hostRegion, side: s, account: account, caller: sess}
-	reg, err := sess.assumeRole(ctx, ecraccess.Access{AccountID: account, Region: hostRegion, RoleARN: s.roleARN, ExternalID: s.externalID}, externalIDFrom)
+	// The destination's sessions write: a destination role requires the write session tag.
+	access := ecraccess.Access{AccountID: account, Region: hostRegion, RoleARN: s.roleARN, ExternalID: s.externalID, Write: s.which == "destination"}
+	reg, err := sess.assumeRole(ctx, access, externalIDFrom)
 	if err != nil {
 		return nil, err
 	}

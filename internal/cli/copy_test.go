@@ -175,7 +175,7 @@ func TestCopyErrorMessages(t *testing.T) {
 	w.Source.Push(t, "team-a/app", "v1", img)
 	src := srcECR + "/team-a/app:v1"
 	role := []string{"--dest-role-arn", w.DestinationRoleARN(), "--external-id", w.ExternalID}
-	denied := "cannot assume arn:aws:iam::222222222222:role/ecr-replicator-destination (AccessDenied): check that the external ID (--external-id) matches the sts:ExternalId condition of the role's trust policy, and that the trust policy allows arn:aws:iam::111111111111:user/replicator to assume it"
+	denied := "cannot assume arn:aws:iam::222222222222:role/ecr-replicator-destination (AccessDenied): check that the external ID (--external-id) matches the sts:ExternalId condition of the role's trust policy, and that the trust policy allows arn:aws:iam::111111111111:user/replicator to assume it and to tag the session (sts:TagSession, which the identity's own policy must allow too)"
 
 	for _, tc := range []struct {
 		name string
@@ -190,7 +190,7 @@ func TestCopyErrorMessages(t *testing.T) {
 		{"role denied", []string{"copy", src, dstECR + "/mirror/app", "--dest-role-arn", w.DestinationRoleARN(), "--external-id", "wrong-id"}, ExitUsage,
 			"ecr-replicator: " + denied + "\n"},
 		{"role without external ID", []string{"copy", src, dstECR + "/mirror/app", "--dest-role-arn", w.DestinationRoleARN()}, ExitUsage,
-			"ecr-replicator: cannot assume arn:aws:iam::222222222222:role/ecr-replicator-destination (AccessDenied): check that the role's trust policy does not require an external ID (sts:ExternalId); if it does, set --external-id, and that the trust policy allows arn:aws:iam::111111111111:user/replicator to assume it\n"},
+			"ecr-replicator: cannot assume arn:aws:iam::222222222222:role/ecr-replicator-destination (AccessDenied): check that the role's trust policy does not require an external ID (sts:ExternalId); if it does, set --external-id, and that the trust policy allows arn:aws:iam::111111111111:user/replicator to assume it and to tag the session (sts:TagSession, which the identity's own policy must allow too)\n"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			code, out, errOut := run(t, w.Ctx, tc.args...)

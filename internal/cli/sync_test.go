@@ -147,7 +147,7 @@ to copy: %s of layers and 10 manifest writes: about 1s (%[3]s at an assumed 100 
 func TestPlanFailingDestination(t *testing.T) {
 	w, want := syncWorld(t)
 	rules := rulesFile(t, destination(w, "mirror/", w.ExternalID), destination(w, "backup/", "wrong-id"))
-	denied := "destination 222222222222/us-east-1 (2 repositories not listed): cannot assume arn:aws:iam::222222222222:role/ecr-replicator-destination (AccessDenied): check that the external ID (externalId of rules[0].destinations[1]) matches the sts:ExternalId condition of the role's trust policy, and that the trust policy allows arn:aws:iam::111111111111:user/replicator to assume it\n"
+	denied := "destination 222222222222/us-east-1 (2 repositories not listed): cannot assume arn:aws:iam::222222222222:role/ecr-replicator-destination (AccessDenied): check that the external ID (externalId of rules[0].destinations[1]) matches the sts:ExternalId condition of the role's trust policy, and that the trust policy allows arn:aws:iam::111111111111:user/replicator to assume it and to tag the session (sts:TagSession, which the identity's own policy must allow too)\n"
 
 	code, out, errOut := run(t, w.Ctx, "plan", "--rules", rules)
 	api, web := toUpload(t, w, "team-a/api", want), toUpload(t, w, "team-a/web", want)

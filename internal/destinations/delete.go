@@ -83,6 +83,13 @@ func (r *Run) recheck(ctx context.Context, rt route, src Source, t rules.Target,
 // the interleaving. Bounded: a tag that keeps coming and going is left to its events.
 func (r *Run) followSourceDelete(ctx context.Context, rt route, src Source, t rules.Target, digest string, res Result) Result {
 	for round := 0; round < 3 && digest != ""; round++ {
+		switch reason, err := keepImmutable(ctx, rt.dstReg, rt.dst, t, src.Tag, digest); {
+		case err != nil:
+			return res.failed(err)
+		case reason != "":
+			res.Outcome, res.Reason = KeptImmutable, reason
+			return res
+		}
 		o, reason, err := deleteImage(ctx, rt.dstReg, t.Repository, ecrtypes.ImageIdentifier{ImageTag: aws.String(src.Tag), ImageDigest: aws.String(digest)})
 		if err != nil {
 			return res.failed(err)
@@ -117,6 +124,9 @@ func (r *Run) deleteDigest(ctx context.Context, src Source, t rules.Target, res 
 	if err != nil {
 		return res.failed(err)
 	}
+	if done, guarded := r.guardDelete(ctx, srcReg, dstReg, src, t, id, res); done {
+		return guarded
+	}
 	o, reason, err := deleteImage(ctx, dstReg, t.Repository, id)
 	if err != nil {
 		return res.failed(err)
@@ -142,6 +152,29 @@ func (e *errSourceRepository) Error() string {
 }
 func (e *errSourceRepository) ErrorCode() string { return CodeSourceRepositoryNotFound }
 func (e *errSourceRepository) Retryable() bool   { return false }
+
+// guardDelete checks, before a delete by digest, that the destination repository is the
+// replicator's and that the delete keeps the tags it holds immutable (done: res is the
+// answer).
+func (r *Run) guardDelete(ctx context.Context, srcReg, dstReg *ecraccess.Registry, src Source, t rules.Target, id ecrtypes.ImageIdentifier, res Result) (bool, Result) {
+	dst, err := r.destination(ctx, srcReg, dstReg, src, t, false)
+	var ae *ecraccess.Error
+	switch {
+	case errors.As(err, &ae) && ae.Code == ecraccess.CodeRepositoryNotFound:
+		res.Outcome, res.Reason = copyengine.Skipped, "destination repository does not exist"
+		return true, res
+	case err != nil:
+		return true, res.failed(err)
+	}
+	switch reason, err := keepImmutable(ctx, dstReg, dst, t, "", aws.ToString(id.ImageDigest)); {
+	case err != nil:
+		return true, res.failed(err)
+	case reason != "":
+		res.Outcome, res.Reason = KeptImmutable, reason
+		return true, res
+	}
+	return false, res
+}
 
 // deleteImage is one BatchDeleteImage, its per-image failures read (deleteFailure).
 func deleteImage(ctx context.Context, reg *ecraccess.Registry, repo string, id ecrtypes.ImageIdentifier) (copyengine.Outcome, string, error) {

@@ -92,13 +92,15 @@ func New(resolver *ecraccess.Resolver, engine *copyengine.Engine, opts ...Option
 }
 
 // Run is one unit of work (an invocation, a CLI command): its copies share one engine
-// run, and source repository settings are read once.
+// run, source repository settings are read once, and so is each destination
+// repository's ownership (ownership.go).
 type Run struct {
 	*Replicator
 	copies *copyengine.Run
 
 	mu       sync.Mutex
 	settings map[settingsKey]ecraccess.RepositorySettings
+	repos    map[repoKey]ecraccess.Repository // destination repositories known owned
 }
 
 type settingsKey struct {
@@ -108,7 +110,8 @@ type settingsKey struct {
 
 // Start begins a run.
 func (m *Replicator) Start() *Run {
-	return &Run{Replicator: m, copies: m.engine.Start(), settings: map[settingsKey]ecraccess.RepositorySettings{}}
+	return &Run{Replicator: m, copies: m.engine.Start(), settings: map[settingsKey]ecraccess.RepositorySettings{},
+		repos: map[repoKey]ecraccess.Repository{}}
 }
 
 // Replicate copies src to every target in parallel and returns one result per target,
@@ -184,12 +187,13 @@ func (r *Run) replicateOne(ctx context.Context, src Source, t rules.Target) Resu
 type route struct {
 	srcReg, dstReg   *ecraccess.Registry
 	srcRepo, dstRepo name.Repository
+	dst              ecraccess.Repository
 	created          bool
 }
 
 // route resolves both registries (assuming the destination role), makes sure the
-// destination repository exists (creating it with the source's settings when create),
-// and names both repositories for the engine.
+// destination repository exists (creating it with the source's settings when create)
+// and is the replicator's, and names both repositories for the engine.
 func (r *Run) route(ctx context.Context, src Source, t rules.Target, create bool) (route, error) {
 	var rt route
 	srcReg, err := r.resolver.Registry(ctx, ecraccess.Access{AccountID: src.Repo.AccountID, Region: src.Repo.Region, RoleARN: r.sourceRole})
@@ -204,13 +208,8 @@ func (r *Run) route(ctx context.Context, src Source, t rules.Target, create bool
 	if err != nil {
 		return rt, err
 	}
-	var settings ecraccess.RepositorySettings
-	if create {
-		if settings, err = r.sourceSettings(ctx, srcReg, src.Repo, t.Destination); err != nil {
-			return rt, err
-		}
-	}
-	rt.created, err = dstReg.EnsureRepository(ctx, t.Repository, settings, create)
+	rt.dst, err = r.destination(ctx, srcReg, dstReg, src, t, create)
+	rt.created = rt.dst.Created
 	if err != nil {
 		return rt, err
 	}
@@ -229,7 +228,7 @@ func (r *Run) route(ctx context.Context, src Source, t rules.Target, create bool
 }
 
 // copy runs the engine for src along rt. A destination repository gone under us is
-// forgotten (looked for again next time).
+// forgotten (looked for again, and its ownership read again, next time).
 func (r *Run) copy(ctx context.Context, rt route, src Source, t rules.Target) copyengine.Result {
 	c := r.copies.Copy(ctx, copyengine.Request{
 		Source: copyengine.Endpoint{Repository: rt.srcRepo, Auth: rt.srcReg.Authenticator(), Transport: rt.srcReg.Transport(nil),
@@ -242,7 +241,7 @@ func (r *Run) copy(ctx context.Context, rt route, src Source, t rules.Target) co
 	})
 	var re *copyengine.Error
 	if errors.As(c.Err, &re) && re.AtDest && re.Code == "NAME_UNKNOWN" {
-		rt.dstReg.Forget(t.Repository)
+		r.forget(rt.dstReg, t.Repository)
 	}
 	return c
 }

@@ -315,7 +315,8 @@ func TestTagsConvergeAndConflicts(t *testing.T) {
 	}
 
 	// An immutable destination whose tag points elsewhere is a permanent conflict.
-	if _, err := ecr.NewFromConfig(w.dstCfg).CreateRepository(w.ctx, &ecr.CreateRepositoryInput{RepositoryName: aws.String("frozen"), ImageTagMutability: ecrtypes.ImageTagMutabilityImmutable}); err != nil {
+	if _, err := ecr.NewFromConfig(w.dstCfg).CreateRepository(w.ctx, &ecr.CreateRepositoryInput{RepositoryName: aws.String("frozen"), ImageTagMutability: ecrtypes.ImageTagMutabilityImmutable,
+		Tags: sandboxtest.Owned()}); err != nil {
 		t.Fatal(err)
 	}
 	if err := remote.Write(w.ref(t, w.dstHost, "frozen", "v1"), old, remote.WithAuth(w.dstAuth)); err != nil {

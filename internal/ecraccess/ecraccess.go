@@ -26,6 +26,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/credentials/stscreds"
 	"github.com/aws/aws-sdk-go-v2/service/ecr"
 	"github.com/aws/aws-sdk-go-v2/service/sts"
+	ststypes "github.com/aws/aws-sdk-go-v2/service/sts/types"
 )
 
 // Access names a registry and the identity to reach it with.
@@ -40,10 +41,22 @@ type Access struct {
 	// DescribeRepositories): the role's permissions narrowed by a session policy, for a
 	// caller that must never write with the role (the reconcile).
 	ListOnly bool
+	// Write asks STS for a write session: one carrying the session tag AccessTag=AccessWrite,
+	// which a destination role requires of every write (infra/destination-role.yaml).
+	// Passing it needs sts:TagSession in the caller's policy and in the role's trust
+	// policy (https://docs.aws.amazon.com/IAM/latest/UserGuide/id_session-tags.html).
+	// ListOnly wins: a list-only session is never tagged.
+	Write bool
 }
 
 func (a Access) key() string {
-	return fmt.Sprintf("%s|%s|%s|%s|%t", a.AccountID, a.Region, a.RoleARN, a.ExternalID, a.ListOnly)
+	return fmt.Sprintf("%s|%s|%s|%s|%t|%t", a.AccountID, a.Region, a.RoleARN, a.ExternalID, a.ListOnly, a.Write)
+}
+
+// session is what a role session is asked for with.
+type session struct {
+	roleARN, externalID string
+	listOnly, write     bool
 }
 
 // listOnlyPolicy is the session policy of a ListOnly session. A session's permissions are
@@ -156,7 +169,7 @@ func (r *Resolver) Registry(ctx context.Context, a Access) (*Registry, error) {
 	cfg := r.base.Copy()
 	cfg.Region = a.Region
 	if a.RoleARN != "" {
-		cfg.Credentials = r.roleCredentials(a.RoleARN, a.ExternalID, a.ListOnly)
+		cfg.Credentials = r.roleCredentials(session{roleARN: a.RoleARN, externalID: a.ExternalID, listOnly: a.ListOnly, write: a.Write && !a.ListOnly})
 	}
 	reg = &Registry{
 		access:   a,
@@ -183,19 +196,22 @@ func (r *Resolver) Warm(ctx context.Context, a Access) {
 
 // roleCredentials returns a cached credentials provider for an assumed role. The cache
 // refreshes the session before it expires (aws.CredentialsCache).
-func (r *Resolver) roleCredentials(roleARN, externalID string, listOnly bool) aws.CredentialsProvider {
-	k := fmt.Sprintf("%s|%s|%t", roleARN, externalID, listOnly)
+func (r *Resolver) roleCredentials(s session) aws.CredentialsProvider {
+	k := fmt.Sprintf("%s|%s|%t|%t", s.roleARN, s.externalID, s.listOnly, s.write)
 	if p, ok := r.roles[k]; ok {
 		return p
 	}
-	provider := stscreds.NewAssumeRoleProvider(sts.NewFromConfig(r.base), roleARN, func(o *stscreds.AssumeRoleOptions) {
+	provider := stscreds.NewAssumeRoleProvider(sts.NewFromConfig(r.base), s.roleARN, func(o *stscreds.AssumeRoleOptions) {
 		o.RoleSessionName = r.sessionName
 		o.Duration = r.duration
-		if externalID != "" {
-			o.ExternalID = aws.String(externalID)
+		if s.externalID != "" {
+			o.ExternalID = aws.String(s.externalID)
 		}
-		if listOnly {
+		if s.listOnly {
 			o.Policy = aws.String(listOnlyPolicy)
+		}
+		if s.write {
+			o.Tags = []ststypes.Tag{{Key: aws.String(AccessTag), Value: aws.String(AccessWrite)}}
 		}
 	})
 	p := aws.NewCredentialsCache(provider, func(o *aws.CredentialsCacheOptions) {
@@ -237,7 +253,6 @@ type Registry struct {
 	user    string
 	secret  string
 	expires time.Time
-	known   map[string]bool // repositories known to exist
 
 	transports sync.Map // base http.RoundTripper → *refreshTransport
 }

@@ -3,6 +3,8 @@ package ecraccess
 import (
 	"context"
 	"errors"
+	"path"
+	"strings"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/ecr"
@@ -19,6 +21,7 @@ type RepositorySettings struct {
 	KMSKey            string
 	LifecyclePolicy   string      // empty: none
 	Tags              []types.Tag // resource tags
+	ARN               string      // of the repository read (ReadSettings)
 }
 
 // ReadSettings reads a repository's settings. Lifecycle policy and resource tags are
@@ -33,6 +36,7 @@ func (g *Registry) ReadSettings(ctx context.Context, repository string, lifecycl
 		return s, &Error{Op: "ecr:DescribeRepositories", Code: CodeRepositoryNotFound, Err: errors.New("repository " + repository + " not found")}
 	}
 	r := out.Repositories[0]
+	s.ARN = aws.ToString(r.RepositoryArn)
 	s.TagMutability = r.ImageTagMutability
 	s.MutabilityFilters = r.ImageTagMutabilityExclusionFilters
 	if r.ImageScanningConfiguration != nil {
@@ -72,29 +76,106 @@ func (g *Registry) registryID() *string {
 	return aws.String(g.access.AccountID)
 }
 
-// EnsureRepository makes sure a repository exists, creating it with settings when it
-// does not. A concurrent creation (RepositoryAlreadyExistsException) is success. It
-// reports whether this call created it. Known repositories are remembered, so a warm
-// process asks once.
-func (g *Registry) EnsureRepository(ctx context.Context, repository string, settings RepositorySettings, create bool) (bool, error) {
-	g.mu.Lock()
-	known := g.known[repository]
-	g.mu.Unlock()
-	if known {
-		return false, nil
+// Tags that say what the replicator owns and may write (docs/SECURITY.md, "Ownership
+// (27A)"); infra/destination-role.yaml's conditions name the same keys.
+const (
+	// OwnerTag marks a repository as the replicator's: its value is the account of the
+	// identity that assumes the destination role (the source stack's ReplicatorRole). The
+	// replicator tags the repositories it creates with it; an administrator adopts an
+	// existing repository by adding it.
+	OwnerTag = "ecr-replicator:owner"
+	// SourceTag records, on a created repository, the ARN of the source repository it
+	// mirrors (informational).
+	SourceTag = "ecr-replicator:source"
+	// AccessTag is the session tag of a write session (Access.Write), value AccessWrite.
+	AccessTag   = "ecr-replicator:access"
+	AccessWrite = "write"
+)
+
+// OwnedTags are the tags a repository the replicator creates carries: its owner, the
+// source it mirrors, and the source's own tags when mirrored — without the replicator's
+// keys, which a source that is itself a mirror carries.
+func OwnedTags(owner, sourceARN string, mirrored []types.Tag) []types.Tag {
+	out := []types.Tag{{Key: aws.String(OwnerTag), Value: aws.String(owner)}}
+	if sourceARN != "" {
+		out = append(out, types.Tag{Key: aws.String(SourceTag), Value: aws.String(sourceARN)})
 	}
-	_, err := g.api.DescribeRepositories(ctx, &ecr.DescribeRepositoriesInput{RepositoryNames: []string{repository}})
+	for _, t := range mirrored {
+		if !strings.HasPrefix(aws.ToString(t.Key), "ecr-replicator:") {
+			out = append(out, t)
+		}
+	}
+	return out
+}
+
+// Repository is what the replicator knows of a destination repository before it writes:
+// whose it is (its resource tags) and which tags it keeps (its tag mutability).
+type Repository struct {
+	ARN               string
+	Created           bool // created by this call
+	TagMutability     types.ImageTagMutability
+	MutabilityFilters []types.ImageTagMutabilityExclusionFilter
+	Tags              map[string]string // resource tags
+}
+
+// TagImmutable says whether the repository refuses to overwrite tag once set, by its
+// mutability setting and exclusion filters (wildcards: * any run of characters).
+// https://docs.aws.amazon.com/AmazonECR/latest/userguide/image-tag-mutability.html
+func (r Repository) TagImmutable(tag string) bool {
+	excluded := false
+	for _, f := range r.MutabilityFilters {
+		if ok, _ := path.Match(aws.ToString(f.Filter), tag); ok {
+			excluded = true
+		}
+	}
+	switch r.TagMutability {
+	case types.ImageTagMutabilityImmutable:
+		return true
+	case types.ImageTagMutabilityImmutableWithExclusion:
+		return !excluded
+	case types.ImageTagMutabilityMutableWithExclusion:
+		return excluded
+	}
+	return false
+}
+
+// DescribeRepository reads a repository and its resource tags (DescribeRepositories,
+// ListTagsForResource). A missing repository is an *Error with CodeRepositoryNotFound.
+func (g *Registry) DescribeRepository(ctx context.Context, repository string) (Repository, error) {
+	out, err := g.api.DescribeRepositories(ctx, &ecr.DescribeRepositoriesInput{RegistryId: g.registryID(), RepositoryNames: []string{repository}})
 	var nf *types.RepositoryNotFoundException
+	if errors.As(err, &nf) || (err == nil && len(out.Repositories) == 0) {
+		return Repository{}, &Error{Op: "ecr:DescribeRepositories", Code: CodeRepositoryNotFound, Err: errors.New("repository " + repository + " not found")}
+	}
+	if err != nil {
+		return Repository{}, WrapAWS("ecr:DescribeRepositories", err)
+	}
+	repo := repositoryOf(out.Repositories[0])
+	tags, err := g.api.ListTagsForResource(ctx, &ecr.ListTagsForResourceInput{ResourceArn: aws.String(repo.ARN)})
+	if err != nil {
+		return repo, WrapAWS("ecr:ListTagsForResource", err)
+	}
+	repo.Tags = tagMap(tags.Tags)
+	return repo, nil
+}
+
+// EnsureRepository makes sure a repository exists, creating it with settings (and its
+// lifecycle policy, right after) when it does not and create is set, and describes it.
+// A concurrent creation (RepositoryAlreadyExistsException) is described like an existing
+// repository: whose it is, its tags say.
+func (g *Registry) EnsureRepository(ctx context.Context, repository string, settings RepositorySettings, create bool) (Repository, error) {
+	repo, err := g.DescribeRepository(ctx, repository)
+	var ae *Error
 	switch {
 	case err == nil:
-		g.remember(repository)
-		return false, nil
-	case !errors.As(err, &nf):
-		return false, WrapAWS("ecr:DescribeRepositories", err)
+		return repo, nil
+	case !errors.As(err, &ae) || ae.Code != CodeRepositoryNotFound:
+		return repo, err
 	case !create:
-		return false, &Error{Op: "ecr:DescribeRepositories", Code: CodeRepositoryNotFound, Err: errors.New("destination repository " + repository + " does not exist and createRepository is false")}
+		return repo, &Error{Op: "ecr:DescribeRepositories", Code: CodeRepositoryNotFound, Err: errors.New("destination repository " + repository + " does not exist and createRepository is false")}
 	}
 	in := &ecr.CreateRepositoryInput{
+		RegistryId:                         g.registryID(),
 		RepositoryName:                     aws.String(repository),
 		ImageTagMutability:                 settings.TagMutability,
 		ImageTagMutabilityExclusionFilters: settings.MutabilityFilters,
@@ -107,35 +188,35 @@ func (g *Registry) EnsureRepository(ctx context.Context, repository string, sett
 			in.EncryptionConfiguration.KmsKey = aws.String(settings.KMSKey)
 		}
 	}
-	_, err = g.api.CreateRepository(ctx, in)
+	out, err := g.api.CreateRepository(ctx, in)
 	var exists *types.RepositoryAlreadyExistsException
-	created := err == nil
-	if err != nil && !errors.As(err, &exists) {
-		return false, WrapAWS("ecr:CreateRepository", err)
+	if errors.As(err, &exists) {
+		return g.DescribeRepository(ctx, repository)
 	}
-	if created && settings.LifecyclePolicy != "" {
+	if err != nil {
+		return Repository{}, WrapAWS("ecr:CreateRepository", err)
+	}
+	repo = repositoryOf(*out.Repository)
+	repo.Created, repo.Tags = true, tagMap(settings.Tags)
+	if settings.LifecyclePolicy != "" {
 		if _, err := g.api.PutLifecyclePolicy(ctx, &ecr.PutLifecyclePolicyInput{
-			RepositoryName: aws.String(repository), LifecyclePolicyText: aws.String(settings.LifecyclePolicy),
+			RegistryId: g.registryID(), RepositoryName: aws.String(repository), LifecyclePolicyText: aws.String(settings.LifecyclePolicy),
 		}); err != nil {
-			return true, WrapAWS("ecr:PutLifecyclePolicy", err)
+			return repo, WrapAWS("ecr:PutLifecyclePolicy", err)
 		}
 	}
-	g.remember(repository)
-	return created, nil
+	return repo, nil
 }
 
-func (g *Registry) remember(repository string) {
-	g.mu.Lock()
-	defer g.mu.Unlock()
-	if g.known == nil {
-		g.known = map[string]bool{}
+func repositoryOf(r types.Repository) Repository {
+	return Repository{ARN: aws.ToString(r.RepositoryArn), TagMutability: r.ImageTagMutability,
+		MutabilityFilters: r.ImageTagMutabilityExclusionFilters}
+}
+
+func tagMap(tags []types.Tag) map[string]string {
+	out := make(map[string]string, len(tags))
+	for _, t := range tags {
+		out[aws.ToString(t.Key)] = aws.ToString(t.Value)
 	}
-	g.known[repository] = true
-}
-
-// Forget drops a repository from the known set (after the registry said it is gone).
-func (g *Registry) Forget(repository string) {
-	g.mu.Lock()
-	defer g.mu.Unlock()
-	delete(g.known, repository)
+	return out
 }

@@ -83,7 +83,8 @@ func TestLongTagOnAnImmutableDestination(t *testing.T) {
 		}
 		return d
 	}
-	f.w.Dest.CreateRepository(t, f.ctx, &ecr.CreateRepositoryInput{RepositoryName: aws.String("mirror/" + repo), ImageTagMutability: ecrtypes.ImageTagMutabilityImmutable})
+	f.w.Dest.CreateRepository(t, f.ctx, &ecr.CreateRepositoryInput{RepositoryName: aws.String("mirror/" + repo), ImageTagMutability: ecrtypes.ImageTagMutabilityImmutable,
+		Tags: sandboxtest.Owned()})
 	put(ecr.NewFromConfig(f.w.Dest.Config), f.w.Dest, "mirror/"+repo)
 	f.w.Source.EnsureRepository(t, f.ctx, repo)
 	d := put(ecr.NewFromConfig(f.w.Source.Config), f.w.Source, repo)

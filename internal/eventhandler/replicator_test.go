@@ -10,6 +10,8 @@ import (
 	"time"
 
 	"github.com/aws/aws-lambda-go/events"
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/ecr"
 	"github.com/google/go-containerregistry/pkg/v1/random"
 
 	"github.com/ecr-replicator/ecr-replicator/internal/copyengine"
@@ -109,7 +111,7 @@ func TestSQSBatchReturnsOnlyRetryable(t *testing.T) {
 	other := f.push(t, "team-a/other", "v1")
 	// The good record's destination repository exists; the other's must be created, and
 	// creating it is throttled (SDK retries off): a retryable failure.
-	f.w.Dest.EnsureRepository(t, f.ctx, "mirror/team-a/app")
+	f.w.Dest.CreateRepository(t, f.ctx, &ecr.CreateRepositoryInput{RepositoryName: aws.String("mirror/team-a/app"), Tags: sandboxtest.Owned()})
 	if err := f.sb.ThrottleAPI("ecr", "CreateRepository", 5); err != nil {
 		t.Fatal(err)
 	}

@@ -161,6 +161,8 @@ func record(mr *metrics.Recorder, j *job, r destinations.Result, code string, fa
 	case failed:
 		mr.Add("ReplicationFailures", metrics.Count, 1, "Reason", code)
 		mr.Add("ReplicationFailures", metrics.Count, 1, "Destination", dst)
+	case j.delete && r.Outcome == destinations.KeptImmutable:
+		mr.Add("ImmutableTagsKept", metrics.Count, 1)
 	case j.delete:
 		mr.Add("ImagesDeleted", metrics.Count, 1)
 	default:

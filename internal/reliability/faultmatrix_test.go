@@ -163,7 +163,7 @@ func permanentCells(t *testing.T) []cellResult {
 	cell("source image deleted before replication", "MANIFEST_UNKNOWN", f, sandboxtest.ImageEvent("gone", "PUSH", "team-a/gone", gone, ""), "MANIFEST_UNKNOWN")
 
 	d1 := f.push(t, "team-a/frozen", "v1", f.image(t, 1024, 1))
-	f.w.Dest.CreateRepository(t, f.ctx, &ecr.CreateRepositoryInput{RepositoryName: aws.String(prefix + "team-a/frozen"), ImageTagMutability: ecrtypes.ImageTagMutabilityImmutable})
+	f.w.Dest.CreateRepository(t, f.ctx, &ecr.CreateRepositoryInput{RepositoryName: aws.String(prefix + "team-a/frozen"), ImageTagMutability: ecrtypes.ImageTagMutabilityImmutable, Tags: sandboxtest.Owned()})
 	f.w.Dest.Push(t, prefix+"team-a/frozen", "v1", f.image(t, 1024, 1))
 	cell("IMMUTABLE destination tag on another digest", "TAG_INVALID", f, sandboxtest.ImageEvent("frozen", "PUSH", "team-a/frozen", d1, "v1"), "TAG_INVALID")
 

@@ -266,7 +266,7 @@ func seedCell(t *testing.T, w *sandboxtest.World, prefix string, img v1.Image) [
 		name := fmt.Sprintf("%s/r%d", prefix, i)
 		names = append(names, name)
 		w.Source.CreateRepository(t, w.Ctx, &ecr.CreateRepositoryInput{RepositoryName: aws.String(name)})
-		w.Dest.CreateRepository(t, w.Ctx, &ecr.CreateRepositoryInput{RepositoryName: aws.String("mirror/" + name)})
+		w.Dest.CreateRepository(t, w.Ctx, &ecr.CreateRepositoryInput{RepositoryName: aws.String("mirror/" + name), Tags: sandboxtest.Owned()})
 		w.Source.Push(t, name, "v1", img)
 		w.Dest.Push(t, "mirror/"+name, "v1", img)
 		variant := strings.Replace(string(raw), `"config"`, fmt.Sprintf(`"annotations":{"cell":%q},"config"`, name), 1)

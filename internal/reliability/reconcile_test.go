@@ -53,7 +53,7 @@ func seedDriftOf(t *testing.T, w *sandboxtest.World, n int, base v1.Image) []str
 			sem <- struct{}{}
 			defer func() { <-sem }()
 			w.Source.CreateRepository(t, ctx, &ecr.CreateRepositoryInput{RepositoryName: aws.String(names[i])})
-			w.Dest.CreateRepository(t, ctx, &ecr.CreateRepositoryInput{RepositoryName: aws.String("mirror/" + names[i])})
+			w.Dest.CreateRepository(t, ctx, &ecr.CreateRepositoryInput{RepositoryName: aws.String("mirror/" + names[i]), Tags: sandboxtest.Owned()})
 			w.Source.Push(t, names[i], "v1", base)
 			w.Dest.Push(t, "mirror/"+names[i], "v1", base)
 			variant := strings.Replace(string(raw), `"config"`, fmt.Sprintf(`"annotations":{"n":"%d"},"config"`, i), 1)
@@ -205,7 +205,7 @@ func TestReconcileReferrerAfterSubject(t *testing.T) {
 		t.Fatal(err)
 	}
 	w.Source.CreateRepository(t, w.Ctx, &ecr.CreateRepositoryInput{RepositoryName: aws.String("team-a/app")})
-	w.Dest.CreateRepository(t, w.Ctx, &ecr.CreateRepositoryInput{RepositoryName: aws.String("mirror/team-a/app")})
+	w.Dest.CreateRepository(t, w.Ctx, &ecr.CreateRepositoryInput{RepositoryName: aws.String("mirror/team-a/app"), Tags: sandboxtest.Owned()})
 	subject := w.Source.Push(t, "team-a/app", "v1", img)
 	w.Dest.Push(t, "mirror/team-a/app", "v1", img)
 	sig := referrer(t, img)

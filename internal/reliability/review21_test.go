@@ -36,7 +36,7 @@ func TestReview21ReferrerAfterSubjectWithAnUntaggedRuleElsewhere(t *testing.T) {
 		t.Fatal(err)
 	}
 	for _, r := range []string{"mirror/team-a/app", "dr/team-a/app"} {
-		w.Dest.CreateRepository(t, w.Ctx, &ecr.CreateRepositoryInput{RepositoryName: aws.String(r)})
+		w.Dest.CreateRepository(t, w.Ctx, &ecr.CreateRepositoryInput{RepositoryName: aws.String(r), Tags: sandboxtest.Owned()})
 		w.Dest.Push(t, r, "v1", img)
 	}
 	w.Source.CreateRepository(t, w.Ctx, &ecr.CreateRepositoryInput{RepositoryName: aws.String("team-a/app")})
@@ -80,7 +80,7 @@ func TestReview21ReferrerOfAReferrerAfterItsSubject(t *testing.T) {
 	}
 	sbom := referrer(t, img)
 	w.Source.CreateRepository(t, w.Ctx, &ecr.CreateRepositoryInput{RepositoryName: aws.String("team-a/app")})
-	w.Dest.CreateRepository(t, w.Ctx, &ecr.CreateRepositoryInput{RepositoryName: aws.String("mirror/team-a/app")})
+	w.Dest.CreateRepository(t, w.Ctx, &ecr.CreateRepositoryInput{RepositoryName: aws.String("mirror/team-a/app"), Tags: sandboxtest.Owned()})
 	for _, side := range []struct {
 		s    sandboxtest.Side
 		repo string

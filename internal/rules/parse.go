@@ -32,13 +32,16 @@ type rawDocument struct {
 }
 
 type rawRule struct {
-	Name          string            `yaml:"name"`
-	Repositories  []string          `yaml:"repositories"`
-	Tags          []string          `yaml:"tags"`
-	Untagged      *bool             `yaml:"untagged"`
-	Referrers     *bool             `yaml:"referrers"`
-	MirrorDeletes *bool             `yaml:"mirrorDeletes"`
-	Destinations  []*rawDestination `yaml:"destinations"`
+	Name          string   `yaml:"name"`
+	Repositories  []string `yaml:"repositories"`
+	Tags          []string `yaml:"tags"`
+	Untagged      *bool    `yaml:"untagged"`
+	Referrers     *bool    `yaml:"referrers"`
+	MirrorDeletes *bool    `yaml:"mirrorDeletes"`
+	// DeleteImmutableTags lets delete mirroring remove a tag the destination keeps
+	// immutable (default false: kept, reported kept-immutable).
+	DeleteImmutableTags *bool             `yaml:"deleteImmutableTags"`
+	Destinations        []*rawDestination `yaml:"destinations"`
 }
 
 type rawDestination struct {
@@ -92,12 +95,13 @@ func Parse(data []byte) (*Document, error) {
 			return nil, fmt.Errorf("rules[%d]: rule is empty", i)
 		}
 		r := Rule{
-			Name:          rr.Name,
-			Repositories:  rr.Repositories,
-			Tags:          rr.Tags,
-			Untagged:      boolOr(rr.Untagged, true),
-			Referrers:     boolOr(rr.Referrers, true),
-			MirrorDeletes: boolOr(rr.MirrorDeletes, false),
+			Name:                rr.Name,
+			Repositories:        rr.Repositories,
+			Tags:                rr.Tags,
+			Untagged:            boolOr(rr.Untagged, true),
+			Referrers:           boolOr(rr.Referrers, true),
+			MirrorDeletes:       boolOr(rr.MirrorDeletes, false),
+			DeleteImmutableTags: boolOr(rr.DeleteImmutableTags, false),
 		}
 		for j, rd := range rr.Destinations {
 			if rd == nil {
@@ -226,6 +230,9 @@ func (d *Document) Validate() error {
 			return fmt.Errorf("%s.name: %s is already the name of rules[%d]; rule names must be unique", path, ecrname.Quote(r.Name), prev)
 		}
 		names[r.Name] = i
+		if r.DeleteImmutableTags && !r.MirrorDeletes {
+			return fmt.Errorf("%s.deleteImmutableTags: true has no effect without mirrorDeletes: true", path)
+		}
 		if err := r.compile(path); err != nil {
 			return err
 		}

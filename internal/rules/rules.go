@@ -46,13 +46,16 @@ type Source struct {
 
 // Rule selects images by repository and tag and names where they go.
 type Rule struct {
-	Name          string        `yaml:"name" json:"name"`
-	Repositories  []string      `yaml:"repositories,omitempty" json:"repositories,omitempty"`
-	Tags          []string      `yaml:"tags,omitempty" json:"tags,omitempty"`
-	Untagged      bool          `yaml:"untagged" json:"untagged"`
-	Referrers     bool          `yaml:"referrers" json:"referrers"`
-	MirrorDeletes bool          `yaml:"mirrorDeletes" json:"mirrorDeletes"`
-	Destinations  []Destination `yaml:"destinations" json:"destinations"`
+	Name          string   `yaml:"name" json:"name"`
+	Repositories  []string `yaml:"repositories,omitempty" json:"repositories,omitempty"`
+	Tags          []string `yaml:"tags,omitempty" json:"tags,omitempty"`
+	Untagged      bool     `yaml:"untagged" json:"untagged"`
+	Referrers     bool     `yaml:"referrers" json:"referrers"`
+	MirrorDeletes bool     `yaml:"mirrorDeletes" json:"mirrorDeletes"`
+	// DeleteImmutableTags: delete mirroring may delete a destination tag that is
+	// immutable (by the repository's tag mutability), and so let a later push move it.
+	DeleteImmutableTags bool          `yaml:"deleteImmutableTags,omitempty" json:"deleteImmutableTags,omitempty"`
+	Destinations        []Destination `yaml:"destinations" json:"destinations"`
 
 	compiled    bool
 	repos, tags globSet
@@ -88,8 +91,10 @@ func (d Destination) Registry() ecrname.Registry {
 }
 
 // Access is how to reach the destination: its registry, through its role.
+// Its sessions of the role are write sessions (ecraccess.Access.Write); a caller that
+// only lists sets ListOnly.
 func (d Destination) Access() ecraccess.Access {
-	return ecraccess.Access{AccountID: d.AccountID, Region: d.Region, RoleARN: d.RoleARN, ExternalID: d.ExternalID}
+	return ecraccess.Access{AccountID: d.AccountID, Region: d.Region, RoleARN: d.RoleARN, ExternalID: d.ExternalID, Write: true}
 }
 
 // Target is one copy to make: an image in a source repository goes to
@@ -100,7 +105,9 @@ type Target struct {
 	Repository    string      // destination repository name: prefix + source name
 	Referrers     bool        // copy OCI referrers and cosign sha256-*.sig/.att/.sbom tags
 	MirrorDeletes bool        //
-	Untagged      bool        // the rule replicates digest-only images
+	// DeleteImmutableTags: delete mirroring may delete an immutable destination tag.
+	DeleteImmutableTags bool
+	Untagged            bool // the rule replicates digest-only images
 	// Err is non-nil when the destination repository name is not a valid
 	// ECR name (prefix + source name too long, typically). Such a target
 	// must not be copied; it is returned so the caller can report it.
@@ -228,12 +235,13 @@ func (d *Document) targets(sourceRepo string, selects func(*Rule) bool) []Target
 	dests:
 		for j, dst := range r.Destinations {
 			t := Target{
-				Rule:          r.Name,
-				Destination:   dst,
-				Repository:    dst.RepositoryFor(sourceRepo),
-				Referrers:     r.Referrers,
-				MirrorDeletes: r.MirrorDeletes,
-				Untagged:      r.Untagged,
+				Rule:                r.Name,
+				Destination:         dst,
+				Repository:          dst.RepositoryFor(sourceRepo),
+				Referrers:           r.Referrers,
+				MirrorDeletes:       r.MirrorDeletes,
+				Untagged:            r.Untagged,
+				DeleteImmutableTags: r.DeleteImmutableTags,
 			}
 			// Linear scan: a handful of targets, and no map allocation
 			// on the hot path.

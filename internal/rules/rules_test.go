@@ -66,7 +66,7 @@ rules:
 `)
 	r := d.Rules[0]
 	want := Destination{AccountID: "222222222222", Region: "eu-west-1", CreateRepository: true}
-	if r.Name != "rule-0" || d.Rules[1].Name != "rule-1" || !r.Untagged || !r.Referrers || r.MirrorDeletes ||
+	if r.Name != "rule-0" || d.Rules[1].Name != "rule-1" || !r.Untagged || !r.Referrers || r.MirrorDeletes || r.DeleteImmutableTags ||
 		!reflect.DeepEqual(r.Destinations[0], want) {
 		t.Errorf("defaults: %+v", r)
 	}
@@ -147,6 +147,7 @@ func TestParseErrors(t *testing.T) {
 		{"kms without create", "rules: [{destinations: [{accountId: '222222222222', region: eu-west-1, kmsKey: 'arn:aws:kms:eu-west-1:222222222222:key/abc', createRepository: false}]}]", []string{"rules[0].destinations[0].kmsKey:", "createRepository"}},
 		{"lifecycle without create", "rules: [{destinations: [{accountId: '222222222222', region: eu-west-1, mirrorLifecyclePolicy: true, createRepository: false}]}]", []string{"rules[0].destinations[0].mirrorLifecyclePolicy:"}},
 		{"tags without create", "rules: [{destinations: [{accountId: '222222222222', region: eu-west-1, mirrorRepositoryTags: true, createRepository: false}]}]", []string{"rules[0].destinations[0].mirrorRepositoryTags:"}},
+		{"deleteImmutableTags without mirrorDeletes", "rules: [{deleteImmutableTags: true, " + dst + "}]", []string{"rules[0].deleteImmutableTags:", "mirrorDeletes: true"}},
 		{"dup destination", "rules: [{destinations: [{accountId: '222222222222', region: eu-west-1}, {accountId: '222222222222', region: eu-west-1}]}]", []string{"rules[0].destinations[1]:", "destinations[0]"}},
 	}
 	for _, c := range cases {
@@ -219,6 +220,7 @@ rules:
     tags: ["v*"]
     untagged: false
     mirrorDeletes: true
+    deleteImmutableTags: true
     destinations: [`+dest("222222222222", "mirror/")+`, `+dest("333333333333", "")+`]
   - name: all
     referrers: false
@@ -253,7 +255,7 @@ rules:
 		}
 	}
 	ts := d.Targets("team-a/app", "v1")
-	if !ts[0].MirrorDeletes || ts[0].Untagged || !ts[0].Referrers || ts[0].Repository != "mirror/team-a/app" || (ts[0].Repo() != ecrname.Repo{Registry: ts[0].Destination.Registry(), Name: ts[0].Destination.RepositoryFor("team-a/app")}) {
+	if !ts[0].MirrorDeletes || !ts[0].DeleteImmutableTags || ts[len(ts)-1].DeleteImmutableTags || ts[0].Untagged || !ts[0].Referrers || ts[0].Repository != "mirror/team-a/app" || (ts[0].Repo() != ecrname.Repo{Registry: ts[0].Destination.Registry(), Name: ts[0].Destination.RepositoryFor("team-a/app")}) {
 		t.Errorf("target fields: %+v", ts[0])
 	}
 }

@@ -2,12 +2,12 @@
 // CloudFormation would before provisioning: the Rules section checked (a refusal is a
 // *RuleError, as CloudFormation refuses the stack), parameters and pseudo parameters
 // substituted, conditions evaluated, Fn::If / Fn::Sub / Fn::FindInMap / Fn::Split /
-// Fn::Join resolved, AWS::NoValue removed. References to resources are resolved by Options.Resolve when it
+// Fn::Select / Fn::Join resolved, AWS::NoValue removed. References to resources are resolved by Options.Resolve when it
 // knows them; otherwise they stay symbolic: Ref X renders as "ref:X", Fn::GetAtt X.Y as
 // "getatt:X.Y".
 //
 // goformation does the YAML short-form tag expansion and the intrinsic-function walk; its
-// handlers for Ref, Fn::If, Fn::Sub, Fn::GetAtt, Fn::FindInMap, Fn::Split and Fn::Join are
+// handlers for Ref, Fn::If, Fn::Sub, Fn::GetAtt, Fn::FindInMap, Fn::Split, Fn::Select and Fn::Join are
 // replaced because the stock ones resolve only parameter defaults, drop resource
 // references, and (with EvaluateConditions) replace any resource carrying a Condition
 // attribute by a boolean.
@@ -227,6 +227,20 @@ func Render(name string, data []byte, opts Options) (*Template, error) {
 				out = append(out, p)
 			}
 			return out
+		},
+		// Fn::Select [index, list]: CloudFormation refuses an index out of range, so does this
+		// (goformation's own answers nil).
+		"Fn::Select": func(_ string, in any, _ any) any {
+			args, ok := in.([]any)
+			if !ok || len(args) != 2 {
+				return fail("Fn::Select of %v", in)
+			}
+			list, ok := args[1].([]any)
+			i, err := strconv.Atoi(ScalarString(args[0]))
+			if !ok || err != nil || i < 0 || i >= len(list) {
+				return fail("Fn::Select of %v: index out of range or not a list (after evaluation)", in)
+			}
+			return list[i]
 		},
 		"Fn::Join": func(_ string, in any, _ any) any {
 			args, ok := in.([]any)

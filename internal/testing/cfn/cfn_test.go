@@ -174,6 +174,22 @@ func TestSplitOfDestinationRoleArns(t *testing.T) {
 	t.Fatal("no AssumeDestinationRoles statement")
 }
 
+// TestSelect: Fn::Select of a Fn::Split, as the destination role derives the source
+// account from ReplicatorRoleArn; an index out of range is an error, as in CloudFormation.
+func TestSelect(t *testing.T) {
+	tmpl := []byte("Parameters:\n  Arn: {Type: String}\nOutputs:\n  Account: {Value: !Select [4, !Split [\":\", !Ref Arn]]}\n")
+	r, err := cfn.Render("select.yaml", tmpl, opts(map[string]any{"Arn": "arn:aws:iam::111111111111:role/x"}, false))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := cfn.Section(r.Doc, "Outputs")["Account"].(map[string]any)["Value"]; got != "111111111111" {
+		t.Errorf("Fn::Select = %v, want 111111111111", got)
+	}
+	if _, err := cfn.Render("select.yaml", tmpl, opts(map[string]any{"Arn": "no-colons"}, false)); err == nil || !strings.Contains(err.Error(), "Fn::Select") {
+		t.Errorf("index out of range: %v", err)
+	}
+}
+
 func TestTrustPolicyAndConditions(t *testing.T) {
 	role := "arn:aws:iam::111111111111:role/ecr-replicator-functions"
 	for _, ext := range []string{"", "ext-1"} {

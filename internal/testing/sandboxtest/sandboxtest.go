@@ -133,6 +133,13 @@ func Login(t testing.TB, ctx context.Context, cfg aws.Config) (string, *authn.Ba
 	return host, &authn.Basic{Username: ac.Username, Password: ac.Password}
 }
 
+// Owned are the resource tags that make a destination repository the replicator's (as
+// if it had created it, or an administrator had adopted it) when the replicator runs in
+// the source account: ecr-replicator:owner=<source account> (docs/SECURITY.md).
+func Owned() []ecrtypes.Tag {
+	return []ecrtypes.Tag{{Key: aws.String(ecraccess.OwnerTag), Value: aws.String(sandbox.SourceAccount)}}
+}
+
 // CreateRepository creates a repository on this side.
 func (s Side) CreateRepository(t testing.TB, ctx context.Context, in *ecr.CreateRepositoryInput) {
 	t.Helper()
