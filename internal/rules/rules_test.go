@@ -130,7 +130,7 @@ func TestParseErrors(t *testing.T) {
 		{"role", "rules: [{destinations: [{accountId: '222222222222', region: eu-west-1, roleArn: 'arn:aws:iam::222222222222:user/x'}]}]", []string{"rules[0].destinations[0].roleArn:"}},
 		{"role account", "rules: [{destinations: [{accountId: '222222222222', region: eu-west-1, roleArn: 'arn:aws:iam::333333333333:role/x'}]}]", []string{"rules[0].destinations[0].roleArn:", "333333333333", "accountId is 222222222222"}},
 		{"external id without role", "rules: [{destinations: [{accountId: '222222222222', region: eu-west-1, externalId: abc}]}]", []string{"rules[0].destinations[0].externalId:", "without roleArn"}},
-		{"external id", "rules: [{destinations: [{accountId: '222222222222', region: eu-west-1, roleArn: 'arn:aws:iam::222222222222:role/x', externalId: 'a b'}]}]", []string{"rules[0].destinations[0].externalId:", `"a b"`}},
+		{"external id", "rules: [{destinations: [{accountId: '222222222222', region: eu-west-1, roleArn: 'arn:aws:iam::222222222222:role/x', externalId: 'a b'}]}]", []string{"rules[0].destinations[0].externalId: (value not shown)", "character 2 is a space"}},
 		{"prefix", "rules: [{destinations: [{accountId: '222222222222', region: eu-west-1, repositoryPrefix: '../'}]}]", []string{"rules[0].destinations[0].repositoryPrefix:", "'..'"}},
 		{"kms region", "rules: [{destinations: [{accountId: '222222222222', region: eu-west-1, kmsKey: 'arn:aws:kms:us-east-1:222222222222:key/abc'}]}]", []string{"rules[0].destinations[0].kmsKey:", "us-east-1"}},
 		{"kms arn", "rules: [{destinations: [{accountId: '222222222222', region: eu-west-1, kmsKey: 'arn:aws:s3:::bucket'}]}]", []string{"rules[0].destinations[0].kmsKey:", "not a KMS key ARN"}},
