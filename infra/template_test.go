@@ -224,18 +224,18 @@ func TestFunctionEnvironment(t *testing.T) {
 	r := render(t, sourceTemplate, destination(nil))
 	for _, name := range []string{"ReplicateFunction", "BackfillFunction", "ReconcileFunction"} {
 		env := r.function(name).Environment.Variables
-		want := []string{"COPY_QUEUE_URL", "DESTINATION_ROLE_ARNS", "LOG_LEVEL", "METRICS_NAMESPACE", "PUT_IMAGE_RATE", "REPLICATION_QUEUE_URL", "REPLICATION_RULES", "REPLICATION_RULES_CHECK_SECONDS", "REPLICATION_RULES_PARAMETER", "RESULT_EVENT_BUS"}
+		want := []string{"COPY_QUEUE_URL", "DESTINATION_ROLE_ARNS", "LOG_LEVEL", "METRICS_NAMESPACE", "MIRROR_DELETES", "PUT_IMAGE_RATE", "REPLICATION_QUEUE_URL", "REPLICATION_RULES", "REPLICATION_RULES_CHECK_SECONDS", "REPLICATION_RULES_PARAMETER", "REPOSITORY_PREFIX_FILTER", "RESULT_EVENT_BUS"}
 		switch name {
 		case "ReplicateFunction":
 			// Its invocations start at their share of the quota: the copy queue's
 			// concurrency is how many write at once. The backfill function is one
 			// invocation.
-			want = []string{"COPY_QUEUE_URL", "DESTINATION_ROLE_ARNS", "LOG_LEVEL", "METRICS_NAMESPACE", "PUT_IMAGE_RATE", "PUT_IMAGE_WRITERS", "REPLICATION_QUEUE_URL", "REPLICATION_RULES", "REPLICATION_RULES_CHECK_SECONDS", "REPLICATION_RULES_PARAMETER", "RESULT_EVENT_BUS"}
+			want = []string{"COPY_QUEUE_URL", "DESTINATION_ROLE_ARNS", "LOG_LEVEL", "METRICS_NAMESPACE", "MIRROR_DELETES", "PUT_IMAGE_RATE", "PUT_IMAGE_WRITERS", "REPLICATION_QUEUE_URL", "REPLICATION_RULES", "REPLICATION_RULES_CHECK_SECONDS", "REPLICATION_RULES_PARAMETER", "REPOSITORY_PREFIX_FILTER", "RESULT_EVENT_BUS"}
 			if fmt.Sprint(env["PUT_IMAGE_WRITERS"]) != "2" {
 				t.Errorf("PUT_IMAGE_WRITERS = %v, want CopyConcurrency's default 2", env["PUT_IMAGE_WRITERS"])
 			}
 		case "ReconcileFunction":
-			want = []string{"COPY_QUEUE_URL", "DESTINATION_ROLE_ARNS", "LOG_LEVEL", "METRICS_NAMESPACE", "PUT_IMAGE_RATE", "RECONCILE_QUEUE_URL", "REPLICATION_QUEUE_URL", "REPLICATION_RULES", "REPLICATION_RULES_CHECK_SECONDS", "REPLICATION_RULES_PARAMETER", "RESULT_EVENT_BUS"}
+			want = []string{"COPY_QUEUE_URL", "DESTINATION_ROLE_ARNS", "LOG_LEVEL", "METRICS_NAMESPACE", "MIRROR_DELETES", "PUT_IMAGE_RATE", "RECONCILE_QUEUE_URL", "REPLICATION_QUEUE_URL", "REPLICATION_RULES", "REPLICATION_RULES_CHECK_SECONDS", "REPLICATION_RULES_PARAMETER", "REPOSITORY_PREFIX_FILTER", "RESULT_EVENT_BUS"}
 			if env["RECONCILE_QUEUE_URL"] != "ref:ReconcileQueue" {
 				t.Errorf("RECONCILE_QUEUE_URL = %v, want ref:ReconcileQueue", env["RECONCILE_QUEUE_URL"])
 			}
@@ -248,6 +248,7 @@ func TestFunctionEnvironment(t *testing.T) {
 			"REPLICATION_QUEUE_URL": "ref:ReplicationQueue", "RESULT_EVENT_BUS": "",
 			"COPY_QUEUE_URL": "ref:CopyQueue",
 			"PUT_IMAGE_RATE": "10", "REPLICATION_RULES_PARAMETER": "", "REPLICATION_RULES_CHECK_SECONDS": "60",
+			"MIRROR_DELETES": "false", "REPOSITORY_PREFIX_FILTER": "",
 		} {
 			if fmt.Sprint(env[k]) != v {
 				t.Errorf("%s: %s = %v, want %q", name, k, env[k], v)
