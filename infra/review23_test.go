@@ -117,26 +117,63 @@ func TestReview23RepositoryFilterThatCanNeverMatch(t *testing.T) {
 	}
 }
 
-// TestReview23ExternalIDNotInFunctionEnvironment: ExternalId is NoEcho, and the README
-// says so, but the template writes it in clear into REPLICATION_RULES, the functions'
-// environment — returned by lambda:GetFunctionConfiguration and lambda:ListFunctions to
-// any read-only principal, and shown in the console. NoEcho "does not mask any information
-// stored in" resource properties; AWS recommends dynamic references to Secrets Manager or
-// Parameter Store instead
+// TestReview23ExternalIDVisibilityIsDocumented: ExternalId is NoEcho, and the README said
+// only that, but the template writes it in clear into REPLICATION_RULES, the functions'
+// environment — returned by lambda:GetFunctionConfiguration to any read-only principal.
+// NoEcho "does not mask any information stored in" resource properties
 // (https://docs.aws.amazon.com/AWSCloudFormation/latest/UserGuide/security-best-practices.html#creds).
-func TestReview23ExternalIDNotInFunctionEnvironment(t *testing.T) {
-	const secret = "s3cr3t-external-id"
-	r := render(t, sourceTemplate, destination(map[string]any{"ExternalId": secret}))
-	if p := r.typed().Parameters["ExternalId"]; p.NoEcho == nil || !*p.NoEcho {
-		t.Fatal("ExternalId is not NoEcho any more")
-	}
+//
+// Corrected (f23) from "not in the environment" to "where it is, said honestly": AWS does
+// not treat an external ID as a secret — "AWS does not treat the external ID as a secret.
+// ... The external ID for a role can be seen by anyone with permission to view the role"
+// (https://docs.aws.amazon.com/IAM/latest/UserGuide/id_roles_create_for-user_externalid.html).
+// It is in every destination role's trust policy, readable with iam:GetRole in each
+// destination account; moving it out of the function's environment (Secrets Manager)
+// would hide nothing AWS hides. So the one-destination stack keeps it in the environment
+// (the function presents it to STS), and the templates and the README must say where it
+// is visible instead of implying NoEcho keeps it hidden. A rules parameter keeps it out of
+// the function configuration, for whom that matters.
+func TestReview23ExternalIDVisibilityIsDocumented(t *testing.T) {
+	const id = "s3cr3t-external-id"
+	r := render(t, sourceTemplate, destination(map[string]any{"ExternalId": id}))
 	for _, fn := range []string{"ReplicateFunction", "BackfillFunction", "ReconcileFunction"} {
-		for k, v := range r.function(fn).Environment.Variables {
-			if strings.Contains(scalarString(v), secret) {
-				t.Errorf("%s: the NoEcho external ID is in clear in the environment variable %s", fn, k)
-			}
+		if !strings.Contains(scalarString(r.function(fn).Environment.Variables["REPLICATION_RULES"]), `"externalId":"`+id+`"`) {
+			t.Errorf("%s: the one-destination document does not carry the external ID the function presents to STS", fn)
 		}
 	}
+	param := render(t, sourceTemplate, map[string]any{"RulesParameterName": "/ecr-replicator/rules"})
+	for k, v := range param.function("ReplicateFunction").Environment.Variables {
+		if strings.Contains(scalarString(v), "externalId") {
+			t.Errorf("with a rules parameter, the environment variable %s carries a document", k)
+		}
+	}
+	for _, tc := range []struct {
+		file string
+		r    *rendered
+	}{{sourceTemplate, r}, {destinationTemplate, render(t, destinationTemplate, map[string]any{"ReplicatorRoleArn": replicatorRoleArn})}} {
+		desc := description(tc.r, "ExternalId")
+		if !strings.Contains(desc, "trust policy") {
+			t.Errorf("%s: ExternalId's description does not say the trust policy shows it: %q", tc.file, desc)
+		}
+	}
+	if desc := description(r, "ExternalId"); !strings.Contains(desc, "environment") || !strings.Contains(desc, "not treat an external ID as a secret") {
+		t.Errorf("template.yaml: ExternalId's description does not say it is in the functions' environment, and why that is no leak: %q", desc)
+	}
+	text := strings.Join(strings.Fields(readme(t)), " ")
+	for _, want := range []string{"AWS does not treat an external ID as a secret", "id_roles_create_for-user_externalid.html", "GetFunctionConfiguration"} {
+		if !strings.Contains(text, want) {
+			t.Errorf("the README does not say where the external ID is visible (%q)", want)
+		}
+	}
+}
+
+// description is a parameter's description, its whitespace folded.
+func description(r *rendered, name string) string {
+	p := r.typed().Parameters[name]
+	if p.Description == nil {
+		return ""
+	}
+	return strings.Join(strings.Fields(*p.Description), " ")
 }
 
 // TestReview23RulesParameterAloneCoversEveryIgnoredParameter: RulesParameterAlone refuses
