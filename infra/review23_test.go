@@ -77,6 +77,36 @@ func TestReview23TemplateRefusesWhatTheFunctionRefuses(t *testing.T) {
 	}
 }
 
+// TestReview23FilterPatternsKeepWhatWorks: the tightened patterns still accept the globs
+// the rules document accepts and that match, and the function takes each.
+func TestReview23FilterPatternsKeepWhatWorks(t *testing.T) {
+	for _, tc := range []struct{ param, value, repo, tag string }{
+		{"RepositoryFilter", "team-a/*", "team-a/app", "v1"},
+		{"RepositoryFilter", "team-{a,b}/**", "team-b/x/app", "v1"},
+		{"RepositoryFilter", "team-[ab]/app", "team-a/app", "v1"},
+		{"RepositoryFilter", "!team-a/scratch-*", "team-a/app", "v1"},
+		{"TagFilter", "v*", "team-a/app", "v1"},
+		{"TagFilter", "{latest,v[0-9]*}", "team-a/app", "latest"},
+		{"TagFilter", "Release_?.*", "team-a/app", "Release_1.2"},
+		{"ExternalId", "ab", "team-a/app", "v1"},
+		{"ExternalId", strings.Repeat("x", 1224), "team-a/app", "v1"},
+	} {
+		r := render(t, sourceTemplate, destination(map[string]any{tc.param: tc.value}))
+		if !accepts(t, r, tc.param, tc.value) {
+			t.Errorf("%s=%q: refused at deploy time", tc.param, tc.value)
+			continue
+		}
+		doc, err := functionRules(t, r)
+		if err != nil {
+			t.Errorf("%s=%q: the function refuses it: %v", tc.param, tc.value, err)
+			continue
+		}
+		if len(doc.Targets(tc.repo, tc.tag)) == 0 {
+			t.Errorf("%s=%q: %s:%s not selected", tc.param, tc.value, tc.repo, tc.tag)
+		}
+	}
+}
+
 // TestReview23ValidRoleNameWithCommaIsRefused: IAM role names may contain commas ("Use
 // alphanumeric and '+=,.@-_' characters",
 // https://docs.aws.amazon.com/IAM/latest/APIReference/API_CreateRole.html), and the
