@@ -29,7 +29,11 @@ func TestReview23PushLatencyIsPushOnly(t *testing.T) {
 	if f.destinationHead(t, "mirror/team-a/app", "v2") != d {
 		t.Fatalf("work item not copied:\n%s", logs)
 	}
+	waited := false // f23: the wait is measured, under its own name
 	for _, l := range jsonLines(logs.String()) {
+		if v, ok := l["WorkItemLatency"].(float64); ok && v >= 3600000 {
+			waited = true
+		}
 		v, ok := l["ReplicationLatency"].(float64)
 		if !ok {
 			continue
@@ -40,5 +44,8 @@ func TestReview23PushLatencyIsPushOnly(t *testing.T) {
 		if strings.Contains(raw, `"Dimensions":[[]]`) {
 			t.Errorf("a reconcile/backfill copy that waited %.0f s in the copy queue is in the metric the dashboard plots as push-to-replica latency:\n%s", v/1000, raw)
 		}
+	}
+	if !waited {
+		t.Errorf("no WorkItemLatency of the hour the work item waited:\n%s", logs)
 	}
 }
