@@ -68,7 +68,8 @@ func ssmName(raw, region, account string) (name, selector string, byARN bool, ae
 	return name, selector, byARN, nil
 }
 
-// ssmMaxLevels is the deepest a hierarchy may be.
+// ssmMaxLevels is the deepest a hierarchy may be (guess: every "/"-separated segment
+// counts, the name's own included; the guide does not say).
 const ssmMaxLevels = 15
 
 // ssmNewName refuses names PutParameter refuses: "A parameter name can't be prefixed with
