@@ -66,7 +66,7 @@ func TestDefaultDeployIsRefused(t *testing.T) {
 func TestWhatOutlivesTheStack(t *testing.T) {
 	r := render(t, sourceTemplate, destination(nil))
 	for name, want := range map[string]string{
-		"DeadLetterQueue": "Retain", "ReplicateLogGroup": "Retain", "BackfillLogGroup": "Retain",
+		"DeadLetterQueue": "Retain", "ReplicateLogGroup": "Retain", "BackfillLogGroup": "Retain", "ReconcileLogGroup": "Retain",
 		"ReplicationQueue": "Delete", "ReconcileQueue": "Delete", "CopyQueue": "Delete",
 	} {
 		res := r.resources()[name]

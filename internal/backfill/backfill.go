@@ -764,8 +764,9 @@ func (b *Backfill) report(resp *Response, mr *metrics.Recorder) {
 		"remaining", resp.Remaining, "estimatedSecondsAtQuota", resp.EstimatedSecondsAtQuota,
 		"continues", resp.ContinuationToken != "", "durationMs", resp.DurationMs)
 	if m := mr; m != nil {
-		m.Add("Drift", metrics.Count, float64(resp.Drift))
-		m.Add("ImagesEnqueued", metrics.Count, float64(resp.Enqueued))
+		// Not Drift and ImagesEnqueued: those are the reconcile's, on the dashboard.
+		m.Add("BackfillDrift", metrics.Count, float64(resp.Drift))
+		m.Add("BackfillImagesEnqueued", metrics.Count, float64(resp.Enqueued))
 		m.Add("ImagesCopied", metrics.Count, float64(resp.Copied))
 		m.Add("BackfillFailures", metrics.Count, float64(resp.Failed))
 		m.Add("BytesCopied", metrics.Bytes, float64(resp.BytesCopied))

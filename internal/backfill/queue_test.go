@@ -282,7 +282,7 @@ func TestEndToEndUnderRIE(t *testing.T) {
 				totals++
 			}
 			if _, ok := l["_aws"]; ok {
-				if _, ok := l["Drift"]; ok {
+				if _, ok := l["BackfillDrift"]; ok {
 					emf++
 				}
 			}
@@ -290,7 +290,7 @@ func TestEndToEndUnderRIE(t *testing.T) {
 		return totals >= 4 && emf >= 4
 	})
 	if totals != 4 || emf != 4 {
-		t.Fatalf("log lines: %d totals, %d EMF with Drift\n%s", totals, emf, fn.Stdout())
+		t.Fatalf("log lines: %d totals, %d EMF with BackfillDrift\n%s", totals, emf, fn.Stdout())
 	}
 }
 

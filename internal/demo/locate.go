@@ -60,15 +60,42 @@ func emulator(ctx context.Context, progress io.Writer) (string, error) {
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return "", err
 	}
-	target := lambdarun.RIEPackage + "@" + lambdarun.RIEVersion
-	fmt.Fprintf(progress, "building the AWS Lambda Runtime Interface Emulator into %s, once (go install %s)\n", dir, target)
-	cmd := exec.CommandContext(ctx, goTool, "install", target)
-	cmd.Dir = dir // outside any module: the version pinned, not a module's
-	cmd.Env = append(os.Environ(), "GOBIN="+dir, "CGO_ENABLED=0")
-	if out, err := cmd.CombinedOutput(); err != nil {
-		return "", fmt.Errorf("go install %s: %v\n%s", target, err, strings.TrimSpace(string(out)))
+	if err := buildEmulator(ctx, goTool, dir, progress); err != nil {
+		return "", err
 	}
 	return bin, nil
+}
+
+// buildEmulator runs `go install` of the pinned emulator into dir. `go install pkg@version`
+// asks the module proxy even when the local module cache holds every module it needs; when
+// that fails (no network), the same build is tried with the module cache as the only
+// proxy: the modules there were checked against the checksum database when the go command
+// downloaded them, and that database cannot be reached either, hence GOSUMDB=off for this
+// build only.
+func buildEmulator(ctx context.Context, goTool, dir string, progress io.Writer) error {
+	target := lambdarun.RIEPackage + "@" + lambdarun.RIEVersion
+	fmt.Fprintf(progress, "building the AWS Lambda Runtime Interface Emulator into %s, once (go install %s)\n", dir, target)
+	install := func(env ...string) ([]byte, error) {
+		cmd := exec.CommandContext(ctx, goTool, "install", target)
+		cmd.Dir = dir // outside any module: the version pinned, not a module's
+		cmd.Env = append(append(os.Environ(), "GOBIN="+dir, "CGO_ENABLED=0"), env...)
+		return cmd.CombinedOutput()
+	}
+	out, err := install()
+	if err == nil {
+		return nil
+	}
+	if modcache, cerr := exec.CommandContext(ctx, goTool, "env", "GOMODCACHE").Output(); cerr == nil && strings.TrimSpace(string(modcache)) != "" {
+		proxy := "file://" + filepath.ToSlash(filepath.Join(strings.TrimSpace(string(modcache)), "cache", "download"))
+		if _, cacheErr := install("GOPROXY="+proxy, "GOSUMDB=off", "GOTOOLCHAIN=local"); cacheErr == nil {
+			fmt.Fprintln(progress, "built from the local module cache (the module proxy did not answer)")
+			return nil
+		}
+	}
+	return fmt.Errorf("go install %s: %v\n%s\n"+
+		"The first build downloads the emulator's modules through the Go module proxy (GOPROXY), and needs Go 1.26.6 or later "+
+		"(the emulator's go.mod; an older go downloads that toolchain): run it once where the proxy answers, or put aws-lambda-rie on PATH",
+		target, err, strings.TrimSpace(string(out)))
 }
 
 // serveEnv is what a function's environment needs when the bootstrap is this program.

@@ -8,17 +8,20 @@
 // destination repository name, so a hostile or mistyped value is rejected at
 // the edge instead of surfacing as a confusing registry error later.
 //
-// Errors start with the quoted offending value (truncated) and say what was
-// expected, so callers can prefix them with a field path:
+// Errors start with the quoted offending value (truncated) — an external ID's with
+// "(value not shown)" — and say what was expected, so callers can prefix them with a
+// field path:
 //
 //	rules[0].destinations[1].accountId: "2222" is not a 12-digit AWS account ID
 package ecrname
 
 import (
 	"errors"
+	"fmt"
 	"regexp"
 	"strconv"
 	"strings"
+	"unicode"
 	"unicode/utf8"
 )
 
@@ -27,11 +30,17 @@ var ErrInvalid = errors.New("invalid identifier")
 
 // Error describes one invalid value.
 type Error struct {
-	Value  string // the offending value, untruncated
+	Value  string // the offending value, untruncated; empty when Hidden
 	Reason string // e.g. "is not a valid digest (want sha256:<64 hex>)"
+	Hidden bool   // the value is not kept or shown (an external ID), only what is wrong with it
 }
 
-func (e *Error) Error() string { return Quote(e.Value) + " " + e.Reason }
+func (e *Error) Error() string {
+	if e.Hidden {
+		return "(value not shown) " + e.Reason
+	}
+	return Quote(e.Value) + " " + e.Reason
+}
 
 // Is makes errors.Is(err, ErrInvalid) true.
 func (e *Error) Is(target error) bool { return target == ErrInvalid }
@@ -172,12 +181,42 @@ func RoleAccount(arn string) (string, error) {
 // Go's regexp caps repeat counts at 1000, so the length is checked apart.
 var externalIDRE = regexp.MustCompile(`^[\w+=,.@:/-]+$`)
 
-// ExternalID validates an STS AssumeRole external ID.
+// ExternalID validates an STS AssumeRole external ID. Its error says what is wrong (the
+// length, or which character and where) without the value: the error is logged and
+// returned by every invocation while the document stands, and the external ID has no
+// business in the functions' logs, whoever may read the role's trust policy.
 func ExternalID(s string) error {
-	if len(s) < 2 || len(s) > 1224 || !externalIDRE.MatchString(s) {
-		return invalid(s, "is not a valid STS external ID (want 2-1224 characters of [A-Za-z0-9_+=,.@:/-])")
+	const want = "; STS accepts 2-1224 characters of [A-Za-z0-9_+=,.@:/-]"
+	if n := utf8.RuneCountInString(s); n < 2 || n > 1224 {
+		return &Error{Hidden: true, Reason: fmt.Sprintf("is not a valid STS external ID: %d character(s)%s", n, want)}
 	}
-	return nil
+	if externalIDRE.MatchString(s) {
+		return nil
+	}
+	i := 0
+	for _, r := range s {
+		i++
+		if !externalIDRE.MatchString(string(r)) {
+			return &Error{Hidden: true, Reason: "is not a valid STS external ID: character " + strconv.Itoa(i) + " is " + characterClass(r) + want}
+		}
+	}
+	return &Error{Hidden: true, Reason: "is not a valid STS external ID" + want} // not reached: some rune did not match
+}
+
+// characterClass names a character an external ID cannot hold, without quoting the
+// characters around it.
+func characterClass(r rune) string {
+	switch {
+	case r == ' ':
+		return "a space"
+	case unicode.IsSpace(r):
+		return fmt.Sprintf("whitespace (%U)", r)
+	case unicode.IsControl(r):
+		return fmt.Sprintf("a control character (%U)", r)
+	case r >= utf8.RuneSelf:
+		return fmt.Sprintf("a non-ASCII character (%U)", r)
+	}
+	return strconv.QuoteRune(r)
 }
 
 // RepositoryPrefix validates a prefix that is prepended verbatim to a source

@@ -107,9 +107,12 @@ func TestValidators(t *testing.T) {
 			{"ab", true, ""},
 			{"abc-DEF_123+=,.@:/", true, ""},
 			{strings.Repeat("x", 1224), true, ""},
-			{strings.Repeat("x", 1225), false, "external ID"},
-			{"a", false, ""},
-			{"a b", false, ""},
+			{strings.Repeat("x", 1225), false, "(value not shown) is not a valid STS external ID: 1225 character(s)"},
+			{"a", false, "1 character(s)"},
+			{"a b", false, "character 2 is a space"},
+			{"secret\tid", false, "character 7 is whitespace (U+0009)"},
+			{"sécret", false, "character 2 is a non-ASCII character (U+00E9)"},
+			{"sec#ret", false, `character 4 is '#'`},
 		}},
 		"RepositoryPrefix": {RepositoryPrefix, []tc{
 			{"", true, ""},
@@ -198,6 +201,13 @@ func FuzzValidators(f *testing.F) {
 	f.Fuzz(func(t *testing.T, s string) {
 		for _, fn := range []func(string) error{Repository, Tag, Digest, AccountID, Region, RoleARN, ExternalID, RepositoryPrefix} {
 			if err := fn(s); err != nil {
+				var e *Error
+				if errors.As(err, &e) && e.Hidden {
+					if e.Value != "" || !strings.HasPrefix(err.Error(), "(value not shown) ") {
+						t.Fatalf("a hidden value kept or shown: %#v", e)
+					}
+					continue
+				}
 				if !errors.Is(err, ErrInvalid) || !strings.HasPrefix(err.Error(), `"`) {
 					t.Fatalf("bad error shape: %v", err)
 				}

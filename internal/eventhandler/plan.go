@@ -28,6 +28,7 @@ type job struct {
 	src      destinations.Source
 	eventID  string
 	at       time.Time // event time, for latency
+	workItem bool      // a backfill or reconcile work item: at is when it was enqueued
 	targets  []rules.Target
 	messages []int // indexes into the batch
 }
@@ -183,6 +184,7 @@ func (h *Handler) planWorkItem(w *ecrevent.WorkItem) (*job, error) {
 		eventID: "work-item:" + w.Rule,
 		at:      w.CreatedAt,
 	}
+	j.workItem = true
 	if w.Run != "" {
 		j.eventID = "reconcile:" + w.Run // as the run's reconcile items: one filter finds both
 	}

@@ -169,7 +169,13 @@ func record(mr *metrics.Recorder, j *job, r destinations.Result, code string, fa
 		mr.Add("ImagesReplicated", metrics.Count, 1)
 		mr.Add("ImagesReplicated", metrics.Count, 1, "Destination", dst)
 		mr.Add("BytesCopied", metrics.Bytes, float64(r.BytesCopied))
-		if !j.at.IsZero() {
+		switch {
+		case j.at.IsZero():
+		case j.workItem:
+			// Enqueued to copied: a run paced at the PutImage quota waits minutes to hours
+			// in the copy queue, which is no push's latency.
+			mr.Add("WorkItemLatency", metrics.Milliseconds, float64(done.Sub(j.at).Milliseconds()))
+		default:
 			mr.Add("ReplicationLatency", metrics.Milliseconds, float64(done.Sub(j.at).Milliseconds()))
 		}
 	}

@@ -2,6 +2,7 @@ package rules
 
 import (
 	"fmt"
+	"strconv"
 	"strings"
 
 	"github.com/bmatcuk/doublestar/v4"
@@ -84,7 +85,8 @@ func (s *globSet) match(name string) bool {
 func (s *globSet) onlyExcludes() bool { return len(s.include) == 0 }
 
 // patternKind selects the extra literal check: a literal pattern that is
-// not a valid name can never match, which is almost certainly a typo.
+// not a valid name, or a glob with a literal character no name can hold
+// ("Team-A/*", "team a/*"), can never match, which is almost certainly a typo.
 type patternKind int
 
 const (
@@ -109,16 +111,17 @@ func compileGlobs(field string, patterns []string, kind patternKind) (globSet, e
 			return globSet{}, fmt.Errorf("%s[%d]: %s is not a valid glob pattern (see https://github.com/bmatcuk/doublestar#patterns)", field, i, ecrname.Quote(raw))
 		}
 		g := compileGlob(p)
-		if g.kind == globLiteral {
-			var err error
-			if kind == repositoryPatterns {
-				err = ecrname.Repository(p)
-			} else {
-				err = ecrname.Tag(p)
-			}
-			if err != nil {
-				return globSet{}, fmt.Errorf("%s[%d]: %s can never match: %v", field, i, ecrname.Quote(raw), err)
-			}
+		var err error
+		switch {
+		case g.kind == globLiteral && kind == repositoryPatterns:
+			err = ecrname.Repository(p)
+		case g.kind == globLiteral:
+			err = ecrname.Tag(p)
+		default:
+			err = literalsCanMatch(p, kind)
+		}
+		if err != nil {
+			return globSet{}, fmt.Errorf("%s[%d]: %s can never match: %v", field, i, ecrname.Quote(raw), err)
 		}
 		if exclude {
 			s.exclude = append(s.exclude, g)
@@ -127,4 +130,45 @@ func compileGlobs(field string, patterns []string, kind patternKind) (globSet, e
 		}
 	}
 	return s, nil
+}
+
+// nameCharacters are the characters a name can hold: ECR repository names are
+// lowercase ("(?:[a-z0-9]+(?:[._-][a-z0-9]+)*/)*[a-z0-9]+(?:[._-][a-z0-9]+)*",
+// https://docs.aws.amazon.com/AmazonECR/latest/APIReference/API_CreateRepository.html),
+// tags "[a-zA-Z0-9_][a-zA-Z0-9._-]{0,299}" (API_PutImage, imageTag).
+var nameCharacters = map[patternKind]string{
+	repositoryPatterns: "abcdefghijklmnopqrstuvwxyz0123456789._-/",
+	tagPatterns:        "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789._-",
+}
+
+// literalsCanMatch checks the literal characters of a validated glob: outside character
+// classes and the wildcards, each must be one a name can hold. Brace syntax ({a,b}) is
+// not judged, so the check never refuses a pattern that can match.
+func literalsCanMatch(p string, kind patternKind) error {
+	what := map[patternKind]string{repositoryPatterns: "an ECR repository name (lowercase letters, digits, '.', '_', '-', '/')",
+		tagPatterns: "an image tag (letters, digits, '.', '_', '-')"}[kind]
+	rs := []rune(p)
+	for i := 0; i < len(rs); i++ {
+		r := rs[i]
+		switch r {
+		case '*', '?', '{', '}', ',', ']':
+			continue
+		case '[':
+			for i+1 < len(rs) && rs[i+1] != ']' {
+				i++
+			}
+			i++ // the ']'
+			continue
+		case '\\':
+			if i+1 == len(rs) {
+				continue
+			}
+			i++
+			r = rs[i]
+		}
+		if !strings.ContainsRune(nameCharacters[kind], r) {
+			return fmt.Errorf("%s cannot appear in %s", strconv.QuoteRuneToASCII(r), what)
+		}
+	}
+	return nil
 }

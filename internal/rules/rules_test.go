@@ -127,6 +127,12 @@ func TestParseErrors(t *testing.T) {
 		{"empty exclude", "rules: [{tags: ['!'], " + dst + "}]", []string{"rules[0].tags[0]:", "empty"}},
 		{"never matching literal", "rules: [{repositories: [Team-A/app], " + dst + "}]", []string{"rules[0].repositories[0]:", "can never match"}},
 		{"never matching tag", "rules: [{tags: ['.hidden'], " + dst + "}]", []string{"rules[0].tags[0]:", "can never match"}},
+		// A glob's literal characters must be ones a name can hold.
+		{"never matching glob", "rules: [{repositories: ['Team-A/*'], " + dst + "}]", []string{`rules[0].repositories[0]: "Team-A/*" can never match: 'T' cannot appear in an ECR repository name`}},
+		{"glob with a space", "rules: [{repositories: ['team a/*'], " + dst + "}]", []string{`rules[0].repositories[0]: "team a/*" can never match: ' ' cannot appear`}},
+		{"escaped wildcard", "rules: [{repositories: ['team-a/\\*'], " + dst + "}]", []string{"rules[0].repositories[0]:", `'*' cannot appear`}},
+		{"tag glob with a space", "rules: [{tags: ['v 1*'], " + dst + "}]", []string{`rules[0].tags[0]: "v 1*" can never match: ' ' cannot appear in an image tag`}},
+		{"excluded glob", "rules: [{repositories: ['**', '!Team-B/*'], " + dst + "}]", []string{"rules[0].repositories[1]:", "can never match"}},
 		{"account", "rules: [{destinations: [{accountId: x}, {accountId: '2222', region: eu-west-1}]}]", []string{`rules[0].destinations[0].accountId: "x" is not a 12-digit AWS account ID`}},
 		{"account 2", "rules: [{destinations: [{accountId: '222222222222', region: eu-west-1}, {accountId: '2222', region: eu-west-1}]}]", []string{`rules[0].destinations[1].accountId: "2222" is not a 12-digit AWS account ID`}},
 		{"missing account", "rules: [{destinations: [{region: eu-west-1}]}]", []string{"rules[0].destinations[0].accountId: required"}},
@@ -135,7 +141,7 @@ func TestParseErrors(t *testing.T) {
 		{"role", "rules: [{destinations: [{accountId: '222222222222', region: eu-west-1, roleArn: 'arn:aws:iam::222222222222:user/x'}]}]", []string{"rules[0].destinations[0].roleArn:"}},
 		{"role account", "rules: [{destinations: [{accountId: '222222222222', region: eu-west-1, roleArn: 'arn:aws:iam::333333333333:role/x'}]}]", []string{"rules[0].destinations[0].roleArn:", "333333333333", "accountId is 222222222222"}},
 		{"external id without role", "rules: [{destinations: [{accountId: '222222222222', region: eu-west-1, externalId: abc}]}]", []string{"rules[0].destinations[0].externalId:", "without roleArn"}},
-		{"external id", "rules: [{destinations: [{accountId: '222222222222', region: eu-west-1, roleArn: 'arn:aws:iam::222222222222:role/x', externalId: 'a b'}]}]", []string{"rules[0].destinations[0].externalId:", `"a b"`}},
+		{"external id", "rules: [{destinations: [{accountId: '222222222222', region: eu-west-1, roleArn: 'arn:aws:iam::222222222222:role/x', externalId: 'a b'}]}]", []string{"rules[0].destinations[0].externalId: (value not shown)", "character 2 is a space"}},
 		{"prefix", "rules: [{destinations: [{accountId: '222222222222', region: eu-west-1, repositoryPrefix: '../'}]}]", []string{"rules[0].destinations[0].repositoryPrefix:", "'..'"}},
 		{"kms region", "rules: [{destinations: [{accountId: '222222222222', region: eu-west-1, kmsKey: 'arn:aws:kms:us-east-1:222222222222:key/abc'}]}]", []string{"rules[0].destinations[0].kmsKey:", "us-east-1"}},
 		{"kms arn", "rules: [{destinations: [{accountId: '222222222222', region: eu-west-1, kmsKey: 'arn:aws:s3:::bucket'}]}]", []string{"rules[0].destinations[0].kmsKey:", "not a KMS key ARN"}},
@@ -463,6 +469,23 @@ func TestWithRepositoryPrefix(t *testing.T) {
 		}
 		if got := len(c.doc.Targets(c.repo, "v1")) > 0; got != c.want {
 			t.Errorf("%s: targets %v, want %v", c.repo, got, c.want)
+		}
+	}
+}
+
+// TestGlobLiteralsThatCanMatch: the literal-character check judges only characters a name
+// would have to hold: classes, braces, wildcards and escapes of allowed characters pass.
+func TestGlobLiteralsThatCanMatch(t *testing.T) {
+	d := mustParse(t, `rules: [{repositories: ['team-{a,b}/**', 'team-[A-Z0-9]/*', 'a?c/*', '**/app', 'x\-y/*'], tags: ['v[0-9]*', '{Latest,v*}', '*-RC?'], destinations: [{accountId: '222222222222', region: eu-west-1}]}]`)
+	for _, tc := range []struct {
+		repo, tag string
+		want      bool
+	}{
+		{"team-a/app", "v1", true}, {"team-b/x/y", "Latest", true}, {"team-1/app", "2-RC1", true},
+		{"x-y/app", "v2", true}, {"team-c/web", "v1", false}, {"team-a/app", "latest", false},
+	} {
+		if got := len(d.Targets(tc.repo, tc.tag)) > 0; got != tc.want {
+			t.Errorf("%s:%s matched = %t, want %t", tc.repo, tc.tag, got, tc.want)
 		}
 	}
 }

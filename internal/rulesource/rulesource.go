@@ -12,13 +12,20 @@
 // REPOSITORY_PREFIX_FILTER, when set, bounds every rule to the source repositories under
 // that prefix, as the stack's event rule and read grants are bounded.
 //
+// A document must also be one the stack's EventBridge rule can feed: with MIRROR_DELETES
+// "false" (no DELETE events) no rule may have mirrorDeletes, and with
+// REPOSITORY_PREFIX_FILTER every rule must be able to select a repository under it —
+// else the rule would silently do nothing.
+//
 // There is no silent fallback: a document that is missing, invalid, not covered by the
-// grant, or a parameter that cannot be read at cold start is an error every invocation
-// reports (the functions count it as ConfigurationErrors, which the template alarms on)
-// until it is fixed. A new version that is invalid replaces the valid one before it in
-// the same way — every execution environment refuses it, old and new alike, instead of
-// some copying with the old rules and some refusing. Only a failed check of a parameter
-// already read keeps the version read: nothing says it changed.
+// grant or the events, or a parameter Systems Manager refuses (ParameterNotFound,
+// AccessDeniedException) is an error every invocation reports (the functions count it as
+// ConfigurationErrors, which the template alarms on) until it is fixed. A new version
+// that is invalid, or the parameter deleted, replaces the valid one before it in the same
+// way — every execution environment refuses it, old and new alike, instead of some
+// copying with the old rules and some refusing. Only a transient failure (throttling, a
+// 5xx, a timeout) keeps what was read: nothing says it changed. With nothing read yet it
+// fails the invocation as Unavailable: retried, not a configuration error.
 package rulesource
 
 import (
@@ -26,7 +33,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"regexp"
 	"strconv"
 	"strings"
 	"sync"
@@ -35,7 +41,8 @@ import (
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/ssm"
 
-	"github.com/ecr-replicator/ecr-replicator/internal/ecrname"
+	"github.com/ecr-replicator/ecr-replicator/internal/ecraccess"
+	"github.com/ecr-replicator/ecr-replicator/internal/retry"
 	"github.com/ecr-replicator/ecr-replicator/internal/rules"
 )
 
@@ -45,13 +52,6 @@ const (
 	EnvParameter = "REPLICATION_RULES_PARAMETER"
 	// EnvCheckSeconds is the most seconds between two reads of the parameter.
 	EnvCheckSeconds = "REPLICATION_RULES_CHECK_SECONDS"
-	// EnvAssumableRoles lists, comma-separated, the role ARN patterns (IAM's * and ?) the
-	// function may assume: the Resource of its sts:AssumeRole grant. Unset: not checked.
-	EnvAssumableRoles = "DESTINATION_ROLE_ARNS"
-	// EnvRepositoryPrefix bounds every rule to the source repositories whose names start
-	// with it (template.yaml's RepositoryPrefixFilter, which bounds the EventBridge rule
-	// and the source read grants alike). Unset or empty: no bound.
-	EnvRepositoryPrefix = "REPOSITORY_PREFIX_FILTER"
 )
 
 // DefaultCheckInterval is how long a parameter read is trusted. Every execution
@@ -79,17 +79,16 @@ type Source struct {
 	now      func() time.Time
 	param    string
 	interval time.Duration
-	grant    []*regexp.Regexp
-	grantRaw string
-	prefix   string // EnvRepositoryPrefix
+	scope    scope
 
 	mu      sync.Mutex
 	fixed   bool // doc and err are final: the environment's document, or a configuration error
 	doc     *rules.Document
 	err     error
-	version int64     // the parameter version doc (or err) is of; 0: none read yet
-	value   string    // and its text
-	next    time.Time // when the parameter is read again
+	version int64         // the parameter version doc (or err) is of; 0: none
+	value   string        // and its text
+	next    time.Time     // until when doc and err stand without a read
+	wait    time.Duration // the next wait after a failed read with no version to keep
 }
 
 // Option configures a Source.
@@ -128,13 +127,7 @@ func (s *Source) configure() error {
 		}
 		s.interval = time.Duration(n) * time.Second
 	}
-	s.prefix = strings.TrimSpace(s.getenv(EnvRepositoryPrefix))
-	s.grantRaw = strings.TrimSpace(s.getenv(EnvAssumableRoles))
-	for _, p := range strings.Split(s.grantRaw, ",") {
-		if p = strings.TrimSpace(p); p != "" {
-			s.grant = append(s.grant, iamPattern(p))
-		}
-	}
+	s.scope = newScope(s.getenv)
 	if s.param == "" {
 		return nil
 	}
@@ -148,8 +141,9 @@ func (s *Source) configure() error {
 }
 
 // Current returns the document to work with now, or why there is none. From a parameter,
-// it reads the parameter when the last read is older than the check interval, or on every
-// call while no version could be read at all; ctx bounds the read.
+// it reads the parameter when the last read is older than the check interval — or, while
+// no version could be read at all, after a wait that doubles from a second up to the
+// check interval; ctx bounds the read.
 func (s *Source) Current(ctx context.Context) (*rules.Document, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -161,7 +155,7 @@ func (s *Source) Current(ctx context.Context) (*rules.Document, error) {
 		s.doc, s.err = s.fromEnvironment()
 		s.logLoad("environment", 0)
 		return s.doc, s.err
-	case s.version != 0 && s.now().Before(s.next):
+	case s.now().Before(s.next):
 		return s.doc, s.err
 	}
 	s.read(ctx)
@@ -178,7 +172,7 @@ func (s *Source) fromEnvironment() (*rules.Document, error) {
 	if err != nil {
 		return nil, err
 	}
-	if err := s.covered(doc); err != nil {
+	if err := s.scope.check(doc); err != nil {
 		return nil, err
 	}
 	return s.scoped(doc), nil
@@ -186,10 +180,10 @@ func (s *Source) fromEnvironment() (*rules.Document, error) {
 
 // scoped is doc bounded by the repository prefix, when there is one.
 func (s *Source) scoped(doc *rules.Document) *rules.Document {
-	if s.prefix == "" {
+	if s.scope.eventPrefix == "" {
 		return doc
 	}
-	return doc.WithRepositoryPrefix(s.prefix)
+	return doc.WithRepositoryPrefix(s.scope.eventPrefix)
 }
 
 // read reads the parameter and, when its version changed, parses it. The caller holds mu.
@@ -201,18 +195,10 @@ func (s *Source) read(ctx context.Context) {
 		err = errors.New("the answer has no parameter")
 	}
 	if err != nil {
-		err = fmt.Errorf("reading the rules parameter %s: %w", s.param, err)
-		if s.version != 0 {
-			// A version was read: it stands until a read says otherwise.
-			s.next = s.now().Add(s.interval)
-			s.log.Warn("rules parameter not read; keeping the version read before", "parameter", s.param, "version", s.version, "error", err.Error())
-			return
-		}
-		s.doc, s.err = nil, err
-		s.log.Error("rules parameter not read", "parameter", s.param, "error", err.Error())
+		s.failed(err)
 		return
 	}
-	s.next = s.now().Add(s.interval)
+	s.next, s.wait = s.now().Add(s.interval), 0
 	p := out.Parameter
 	// The text too: a parameter deleted and created again starts over at version 1.
 	if p.Version == s.version && aws.ToString(p.Value) == s.value {
@@ -221,7 +207,7 @@ func (s *Source) read(ctx context.Context) {
 	s.version, s.value = p.Version, aws.ToString(p.Value)
 	doc, err := rules.Parse([]byte(aws.ToString(p.Value)))
 	if err == nil {
-		err = s.covered(doc)
+		err = s.scope.check(doc)
 	}
 	if err != nil {
 		s.doc, s.err = nil, fmt.Errorf("rules parameter %s version %d: %w", s.param, p.Version, err)
@@ -231,50 +217,52 @@ func (s *Source) read(ctx context.Context) {
 	s.logLoad("parameter "+s.param, p.Version)
 }
 
+// failed takes a read that got no parameter. An AWS answer that is not transient
+// (ParameterNotFound, AccessDeniedException, …) is the parameter's state: the document
+// is gone for every execution environment alike, until a check reads one again. A
+// transient failure (throttling, a 5xx, a timeout) says nothing changed: the version read
+// stands; with none read, the invocation fails as Unavailable (retried, not a
+// configuration error) and the next read waits a little longer each time. The caller
+// holds mu.
+func (s *Source) failed(err error) {
+	code, transient := retry.Classify(ecraccess.WrapAWS("ssm:GetParameter", err))
+	answered := ecraccess.ErrorCode(err) != ""
+	err = fmt.Errorf("reading the rules parameter %s: %w", s.param, err)
+	now := s.now()
+	switch {
+	case answered && !transient:
+		s.doc, s.err, s.version, s.value = nil, err, 0, ""
+		s.next, s.wait = now.Add(s.interval), 0
+		s.log.Error("rules parameter refused; no rules until it can be read", "parameter", s.param, "code", code, "error", err.Error())
+	case s.version != 0 || (s.err != nil && !Unavailable(s.err)):
+		// What was read (a version, or a refusal) stands: nothing says it changed.
+		s.next = now.Add(s.interval)
+		s.log.Warn("rules parameter not read; keeping what was read before", "parameter", s.param, "version", s.version, "error", err.Error())
+	default:
+		s.wait = min(max(2*s.wait, time.Second), s.interval)
+		s.doc, s.err, s.next = nil, &unavailableError{err: err}, now.Add(s.wait)
+		s.log.Warn("rules parameter not read; no rules yet, read again after a wait", "parameter", s.param, "wait", s.wait.String(), "error", err.Error())
+	}
+}
+
+// unavailableError is a failed read with no version to keep: worth retrying as is.
+type unavailableError struct{ err error }
+
+func (e *unavailableError) Error() string { return e.err.Error() }
+func (e *unavailableError) Unwrap() error { return e.err }
+
+// Unavailable reports whether err (from Current) is a transient failure to read the
+// rules parameter, not a document or parameter that needs fixing: the invocation is
+// retried, and it is not counted as a configuration error.
+func Unavailable(err error) bool {
+	var u *unavailableError
+	return errors.As(err, &u)
+}
+
 func (s *Source) logLoad(from string, version int64) {
 	if s.err != nil {
 		s.log.Error("invalid rules document", "source", from, "version", version, "error", s.err.Error())
 		return
 	}
 	s.log.Info("rules loaded", "source", from, "version", version, "rules", s.doc.String())
-}
-
-// covered checks that every role the document names is within the grant.
-func (s *Source) covered(doc *rules.Document) error {
-	if len(s.grant) == 0 {
-		return nil
-	}
-	check := func(path, arn string) error {
-		if arn == "" {
-			return nil
-		}
-		for _, g := range s.grant {
-			if g.MatchString(arn) {
-				return nil
-			}
-		}
-		return fmt.Errorf("%s: %s is not a role this function may assume (%s: %s; the stack's DestinationRoleArns parameter)",
-			path, ecrname.Quote(arn), EnvAssumableRoles, s.grantRaw)
-	}
-	if err := check("source.roleArn", doc.Source.RoleARN); err != nil {
-		return err
-	}
-	for i, r := range doc.Rules {
-		for j, d := range r.Destinations {
-			if err := check(fmt.Sprintf("rules[%d].destinations[%d].roleArn", i, j), d.RoleARN); err != nil {
-				return err
-			}
-		}
-	}
-	return nil
-}
-
-// iamPattern compiles an ARN pattern with IAM's wildcards: * any run of characters, ?
-// exactly one ("IAM JSON policy elements: Resource",
-// https://docs.aws.amazon.com/IAM/latest/UserGuide/reference_policies_elements_resource.html).
-func iamPattern(p string) *regexp.Regexp {
-	q := regexp.QuoteMeta(p)
-	q = strings.ReplaceAll(q, `\*`, `.*`)
-	q = strings.ReplaceAll(q, `\?`, `.`)
-	return regexp.MustCompile("^" + q + "$")
 }

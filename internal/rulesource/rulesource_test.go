@@ -28,6 +28,11 @@ func doc(name, role string) string {
 
 const destRole = "arn:aws:iam::222222222222:role/ecr-replicator-destination"
 
+// scoped is a one-rule document (named r) with extra members of the rule.
+func scoped(members string) string {
+	return `{"rules":[{"name":"r",` + members + `,"destinations":[{"accountId":"222222222222","region":"us-east-1"}]}]}`
+}
+
 func env(m map[string]string) func(string) string { return func(k string) string { return m[k] } }
 
 // clock is a settable clock.
@@ -58,6 +63,21 @@ func TestEnvironmentDocument(t *testing.T) {
 			`rules[0].destinations[0].roleArn: "arn:aws:iam::222222222222:role/admin" is not a role this function may assume (DESTINATION_ROLE_ARNS: arn:aws:iam::*:role/ecr-replicator-destination,arn:aws:iam::333333333333:role/x`},
 		{"source role not covered", map[string]string{rules.EnvRules: `{"source":{"roleArn":"arn:aws:iam::111111111111:role/reader"},"rules":[{"destinations":[{"accountId":"222222222222","region":"us-east-1"}]}]}`, rulesource.EnvAssumableRoles: destRole}, "source.roleArn"},
 		{"? is one character", map[string]string{rules.EnvRules: doc("a", destRole), rulesource.EnvAssumableRoles: "arn:aws:iam::22222222222?:role/ecr-replicator-destinatio?"}, ""},
+		// IAM role names may hold commas (API_CreateRole); only ",arn:" starts another ARN.
+		{"a role name with a comma", map[string]string{rules.EnvRules: doc("a", "arn:aws:iam::222222222222:role/ecr,replicator"), rulesource.EnvAssumableRoles: "arn:aws:iam::222222222222:role/ecr,replicator"}, ""},
+		{"a comma-named role in a list", map[string]string{rules.EnvRules: doc("a", "arn:aws:iam::222222222222:role/ecr,replicator"), rulesource.EnvAssumableRoles: "arn:aws:iam::*:role/x,arn:aws:iam::222222222222:role/ecr,replicator"}, ""},
+		{"a comma does not widen the grant", map[string]string{rules.EnvRules: doc("a", "arn:aws:iam::222222222222:role/ecr"), rulesource.EnvAssumableRoles: "arn:aws:iam::222222222222:role/ecr,replicator"}, "is not a role this function may assume"},
+		// The stack's event rule: no DELETE events, only repositories under a prefix.
+		{"mirrorDeletes without DELETE events", map[string]string{rules.EnvRules: scoped(`"mirrorDeletes":true`), rulesource.EnvMirrorDeletes: "false"},
+			"rules[0] (r).mirrorDeletes: the stack's event rule forwards no DELETE events (MIRROR_DELETES=false"},
+		{"mirrorDeletes with DELETE events", map[string]string{rules.EnvRules: scoped(`"mirrorDeletes":true`), rulesource.EnvMirrorDeletes: "true"}, ""},
+		{"outside the prefix", map[string]string{rules.EnvRules: scoped(`"repositories":["team-b/**","other"]`), rulesource.EnvRepositoryPrefixFilter: "team-a/"},
+			"rules[0] (r).repositories: team-b/**, other lie outside REPOSITORY_PREFIX_FILTER=team-a/"},
+		{"the prefix's own name", map[string]string{rules.EnvRules: scoped(`"repositories":["team-a"]`), rulesource.EnvRepositoryPrefixFilter: "team-a/"}, "lie outside"},
+		{"one pattern under the prefix", map[string]string{rules.EnvRules: scoped(`"repositories":["team-b/**","team-a/app"]`), rulesource.EnvRepositoryPrefixFilter: "team-a/"}, ""},
+		{"a glob reaching under the prefix", map[string]string{rules.EnvRules: scoped(`"repositories":["team-*/**"]`), rulesource.EnvRepositoryPrefixFilter: "team-a/"}, ""},
+		{"only excludes", map[string]string{rules.EnvRules: scoped(`"repositories":["!team-b/**"]`), rulesource.EnvRepositoryPrefixFilter: "team-a/"}, ""},
+		{"every repository", map[string]string{rules.EnvRules: scoped(`"repositories":["**"]`), rulesource.EnvRepositoryPrefixFilter: "team-a/"}, ""},
 		{"parameter and document", map[string]string{rules.EnvRules: doc("a", destRole), rulesource.EnvParameter: param}, "set exactly one"},
 		{"bad interval", map[string]string{rulesource.EnvParameter: param, rulesource.EnvCheckSeconds: "soon"}, "REPLICATION_RULES_CHECK_SECONDS"},
 	}
@@ -183,24 +203,32 @@ func TestParameterVersions(t *testing.T) {
 }
 
 // TestParameterOutage: Parameter Store failing at cold start is an error on every call
-// (never a function without rules), read again on the next call; failing once a
-// version was read keeps that version, with a warning, until a read succeeds.
+// (never a function without rules), Unavailable (retried, not a configuration error),
+// read again after a wait that doubles from a second; failing once a version was read
+// keeps that version, with a warning, until a read succeeds.
 func TestParameterOutage(t *testing.T) {
 	w := start(t)
 	ctx := t.Context()
 	w.put(t, doc("v1", destRole))
 	src := w.source(nil)
-	for _, code := range []string{"InternalServerError", "ThrottlingException"} {
+	for i, code := range []string{"InternalServerError", "ThrottlingException"} {
 		if err := w.sb.InjectAPIFault(sandbox.APIFault{Service: "ssm", Operation: "GetParameter", Code: code}); err != nil {
 			t.Fatal(err)
 		}
 		d, err := src.Current(ctx)
-		if d != nil || err == nil || !strings.Contains(err.Error(), "reading the rules parameter /ecr-replicator/rules") || !strings.Contains(err.Error(), code) {
-			t.Fatalf("cold start during an outage (%s): %v, %v", code, d, err)
+		if d != nil || err == nil || !strings.Contains(err.Error(), "reading the rules parameter /ecr-replicator/rules") || !strings.Contains(err.Error(), code) || !rulesource.Unavailable(err) {
+			t.Fatalf("cold start during an outage (%s): %v, %v (Unavailable: %t)", code, d, err, rulesource.Unavailable(err))
 		}
+		// Within the wait (1 s, then 2 s) the failure stands without another read.
+		reads, wait := w.reads(), time.Second<<i
+		w.clock.add(wait - time.Millisecond)
+		if _, again := src.Current(ctx); again == nil || w.reads() != reads {
+			t.Fatalf("within the %s wait after %s: %v after %d reads, want the same failure after %d", wait, code, again, w.reads(), reads)
+		}
+		w.clock.add(time.Millisecond)
 	}
 	if d, err := src.Current(ctx); err != nil || d.Rules[0].Name != "v1" {
-		t.Fatalf("after the outage, without waiting for the interval: %v, %v", d, err)
+		t.Fatalf("after the outage and the wait, without waiting for the interval: %v, %v", d, err)
 	}
 	w.put(t, doc("v2", destRole))
 	if err := w.sb.InjectAPIFault(sandbox.APIFault{Service: "ssm", Operation: "GetParameter", Code: "InternalServerError"}); err != nil {
@@ -210,7 +238,7 @@ func TestParameterOutage(t *testing.T) {
 	if d, err := src.Current(ctx); err != nil || d.Rules[0].Name != "v1" {
 		t.Fatalf("a failed check keeps the version read: %v, %v", d, err)
 	}
-	if !strings.Contains(w.logs.String(), `"msg":"rules parameter not read; keeping the version read before"`) {
+	if !strings.Contains(w.logs.String(), `"msg":"rules parameter not read; keeping what was read before"`) {
 		t.Errorf("no warning:\n%s", w.logs)
 	}
 	w.clock.add(rulesource.DefaultCheckInterval)
@@ -238,8 +266,8 @@ func TestParameterOutage(t *testing.T) {
 
 	// A parameter that does not exist (or that the function may not read) is as loud.
 	gone := rulesource.New(env(map[string]string{rulesource.EnvParameter: "/nosuch"}), os.ReadFile, rulesource.WithParameterReader(w.ssm))
-	if _, err := gone.Current(ctx); err == nil || !strings.Contains(err.Error(), "ParameterNotFound") {
-		t.Errorf("missing parameter: %v", err)
+	if _, err := gone.Current(ctx); err == nil || !strings.Contains(err.Error(), "ParameterNotFound") || rulesource.Unavailable(err) {
+		t.Errorf("missing parameter: %v (Unavailable: %t), want a configuration error", err, rulesource.Unavailable(err))
 	}
 }
 
@@ -273,8 +301,8 @@ func TestLargeDocument(t *testing.T) {
 func TestRepositoryPrefix(t *testing.T) {
 	w := start(t)
 	w.put(t, doc("p", destRole))
-	prefix := map[string]string{rulesource.EnvRepositoryPrefix: "team-a/"}
-	inline := map[string]string{rules.EnvRules: doc("e", destRole), rulesource.EnvRepositoryPrefix: "team-a/"}
+	prefix := map[string]string{rulesource.EnvRepositoryPrefixFilter: "team-a/"}
+	inline := map[string]string{rules.EnvRules: doc("e", destRole), rulesource.EnvRepositoryPrefixFilter: "team-a/"}
 	for name, src := range map[string]*rulesource.Source{
 		"parameter":   w.source(prefix),
 		"environment": rulesource.New(env(inline), os.ReadFile),

@@ -484,7 +484,10 @@ func apiResources(c *caller, service, op string, body []byte) []string {
 			Name string `json:"Name"`
 		}
 		json.Unmarshal(body, &in)
-		name, _, _ := strings.Cut(in.Name, ":")
+		name, _, _, aerr := ssmName(in.Name, region, acct) // a name, or GetParameter's ARN
+		if aerr != nil {
+			name, _, _ = strings.Cut(in.Name, ":")
+		}
 		return []string{ssmParameterARN(region, acct, name)}
 	case "events":
 		var in struct {

@@ -39,6 +39,54 @@ const (
 // https://docs.aws.amazon.com/systems-manager/latest/userguide/sysman-paramstore-su-create.html
 var ssmNameRE = regexp.MustCompile(`^[a-zA-Z0-9_./-]+$`)
 
+// ssmName reads a request's Name: a parameter name, or (GetParameter) the parameter's ARN
+// — "The name or Amazon Resource Name (ARN) of the parameter" — either with an optional
+// ":version" selector. An ARN names a parameter of the caller's account and region here
+// (parameters shared from another account are not emulated).
+// https://docs.aws.amazon.com/systems-manager/latest/APIReference/API_GetParameter.html#systemsmanager-GetParameter-request-Name
+func ssmName(raw, region, account string) (name, selector string, byARN bool, aerr *apiError) {
+	name = raw
+	if rest, ok := strings.CutPrefix(raw, "arn:"); ok {
+		parts := strings.SplitN(rest, ":", 5) // partition, service, region, account, resource
+		path, found := "", false
+		if len(parts) == 5 && parts[1] == "ssm" {
+			path, found = strings.CutPrefix(parts[4], "parameter/")
+		}
+		if !found || parts[2] != region || parts[3] != account {
+			return "", "", true, errorf(400, "ValidationException", "Parameter name: %q is not the ARN of a parameter of account %s in %s (the sandbox does not emulate shared parameters)", raw, account, region)
+		}
+		// A name of one level has no leading "/" in its ARN; a hierarchy's does (ssmParameterARN).
+		name, byARN = path, true
+		if p, _, _ := strings.Cut(path, ":"); strings.Contains(p, "/") {
+			name = "/" + path
+		}
+	}
+	name, selector, _ = strings.Cut(name, ":")
+	if len(name) > 2048 || !ssmNameRE.MatchString(name) {
+		return "", "", byARN, errorf(400, "ValidationException", "Parameter name: %q can't be prefixed with or contain invalid characters", name)
+	}
+	return name, selector, byARN, nil
+}
+
+// ssmMaxLevels is the deepest a hierarchy may be (guess: every "/"-separated segment
+// counts, the name's own included; the guide does not say).
+const ssmMaxLevels = 15
+
+// ssmNewName refuses names PutParameter refuses: "A parameter name can't be prefixed with
+// "aws" or "ssm" (case-insensitive)" and "Parameter hierarchies are limited to a maximum
+// depth of fifteen levels".
+// https://docs.aws.amazon.com/systems-manager/latest/APIReference/API_PutParameter.html#systemsmanager-PutParameter-request-Name
+func ssmNewName(name string) *apiError {
+	bare := strings.ToLower(strings.TrimPrefix(name, "/"))
+	if strings.HasPrefix(bare, "aws") || strings.HasPrefix(bare, "ssm") {
+		return errorf(400, "ValidationException", "Parameter name: can't be prefixed with \"aws\" or \"ssm\" (case-insensitive).")
+	}
+	if levels := strings.Count(bare, "/") + 1; levels > ssmMaxLevels {
+		return errorf(400, "HierarchyLevelLimitExceededException", "A hierarchy can have a maximum of 15 levels. (%s has %d)", name, levels)
+	}
+	return nil
+}
+
 type ssmKey struct{ account, region, name string }
 
 type ssmVersion struct {
@@ -84,10 +132,15 @@ func (s *Sandbox) ssmCall(c *caller, op string, body []byte, entry *Entry) (any,
 	if aerr := decodeInput(body, &in); aerr != nil {
 		return nil, aerr
 	}
-	name, selector, _ := strings.Cut(in.Name, ":")
 	entry.Reference = in.Name
-	if len(name) > 2048 || !ssmNameRE.MatchString(name) {
-		return nil, errorf(400, "ValidationException", "Parameter name: %q can't be prefixed with or contain invalid characters", name)
+	name, selector, byARN, aerr := ssmName(in.Name, c.region, c.cred.account)
+	if aerr != nil {
+		return nil, aerr
+	}
+	if byARN && op != "GetParameter" {
+		// PutParameter and DeleteParameter: "You can't enter the Amazon Resource Name (ARN)
+		// for a parameter, only the parameter name itself."
+		return nil, errorf(400, "ValidationException", "Parameter name: %q: an ARN is not accepted by %s", in.Name, op)
 	}
 	st := s.ssm()
 	st.mu.Lock()
@@ -95,6 +148,9 @@ func (s *Sandbox) ssmCall(c *caller, op string, body []byte, entry *Entry) (any,
 	key := ssmKey{c.cred.account, c.region, name}
 	switch op {
 	case "PutParameter":
+		if aerr := ssmNewName(name); aerr != nil {
+			return nil, aerr
+		}
 		return st.put(key, &in, s.now())
 	case "GetParameter":
 		return st.get(key, selector, in.WithDecryption)

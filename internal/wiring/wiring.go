@@ -133,8 +133,11 @@ type HandlerFunc func(ctx context.Context, payload json.RawMessage) (any, error)
 // brought up to date (a new version of a rules parameter is picked up within the check
 // interval) and, when it changed, the handler is built again by build, from deps holding
 // the new document. Without a usable document — invalid, naming a role the function may
-// not assume, or unreadable — the invocation fails with the reason, logged and counted in
-// the ConfigurationErrors metric (EMF, to emf), which template.yaml alarms on.
+// not assume or a rule the stack's events cannot feed, or a parameter Systems Manager
+// refuses — the invocation fails with the reason, logged and counted in the
+// ConfigurationErrors metric (EMF, to emf), which template.yaml alarms on. A parameter
+// not read yet for a transient failure (rulesource.Unavailable) fails the invocation too,
+// to be retried (Lambda's Errors count it), but is no configuration error.
 func (d *Deps) Serve(getenv func(string) string, emf io.Writer, build func(*Deps) HandlerFunc) HandlerFunc {
 	var (
 		mu    sync.Mutex
@@ -144,6 +147,11 @@ func (d *Deps) Serve(getenv func(string) string, emf io.Writer, build func(*Deps
 	return func(ctx context.Context, payload json.RawMessage) (any, error) {
 		mu.Lock()
 		doc, err := d.Source.Current(ctx)
+		if err != nil && rulesource.Unavailable(err) {
+			mu.Unlock() // Parameter Store throttled or failed, nothing read yet: retried, not a configuration error
+			d.Log.Warn("rules parameter not read yet; the invocation fails and is retried", "error", err.Error())
+			return nil, err
+		}
 		if err != nil {
 			mu.Unlock()
 			d.Log.Error("configuration error: no usable rules document; every invocation fails until it is fixed", "error", err.Error())

@@ -94,3 +94,38 @@ func TestServeKeepsTheRulesCurrent(t *testing.T) {
 		t.Errorf("not logged:\n%s", logs)
 	}
 }
+
+// TestServeRetriesAThrottledFirstRead: Parameter Store throttling the first read is no
+// configuration error (ConfigurationErrorsAlarm pages at one): the invocation fails to be
+// retried, without the metric, and a later invocation reads the parameter.
+func TestServeRetriesAThrottledFirstRead(t *testing.T) {
+	w := sandboxtest.Start(t)
+	if _, err := w.SB.PutParameter(sandbox.SourceAccount, sandbox.DefaultRegion, param, doc("a"), "", true); err != nil {
+		t.Fatal(err)
+	}
+	t.Setenv(rulesource.EnvParameter, param)
+	t.Setenv(rulesource.EnvCheckSeconds, "0") // no wait between reads: the next invocation reads
+	t.Setenv(rules.EnvRules, "")
+	if err := w.SB.InjectAPIFault(sandbox.APIFault{Service: "ssm", Operation: "GetParameter", Code: "ThrottlingException", Count: -1}); err != nil {
+		t.Fatal(err)
+	}
+	logs, emf := &sandboxtest.LogBuffer{}, &sandboxtest.LogBuffer{}
+	deps, err := wiring.Load(w.Ctx, "replicate", slog.New(slog.NewJSONHandler(logs, nil)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	serve := deps.Serve(func(string) string { return "" }, emf, func(d *wiring.Deps) wiring.HandlerFunc {
+		name := d.Rules.Rules[0].Name
+		return func(context.Context, json.RawMessage) (any, error) { return name, nil }
+	})
+	if _, err := serve(w.Ctx, json.RawMessage(`{}`)); err == nil || !strings.Contains(err.Error(), "ThrottlingException") || strings.Contains(err.Error(), "configuration error") {
+		t.Fatalf("throttled first read: %v, want the throttling, not a configuration error", err)
+	}
+	if strings.Contains(emf.String(), "ConfigurationErrors") {
+		t.Errorf("a throttled read counted as a configuration error:\n%s", emf)
+	}
+	w.SB.ClearFaults()
+	if out, err := serve(w.Ctx, json.RawMessage(`{}`)); err != nil || out != "a" {
+		t.Fatalf("after the throttling: %v, %v", out, err)
+	}
+}
