@@ -159,7 +159,7 @@ func main() {
 		if fn == replicate {
 			concurrency = *copiers
 		}
-		go eventsource.Run(esCtx, q, eventsource.Config{
+		cfg := eventsource.Config{
 			QueueURL: queue, BatchSize: *batch, MaximumConcurrency: concurrency, FunctionTimeout: *timeout, ReportBatchItemFailures: true,
 			Invoke: fn.Invoke,
 			OnInvoke: func(inv eventsource.Invocation) {
@@ -167,7 +167,13 @@ func main() {
 				records.Add(int64(len(inv.Records)))
 				billedMs.Add(inv.Duration.Milliseconds() + 1) // Lambda bills by the millisecond, rounded up
 			},
-		})
+		}
+		go func() {
+			if err := eventsource.Run(esCtx, q, cfg); err != nil {
+				fmt.Fprintln(os.Stderr, "scale:", err)
+				stop()
+			}
+		}()
 	}
 	go func() {
 		var m runtime.MemStats

@@ -236,7 +236,8 @@ func newMatrixCell(t *testing.T, w *sandboxtest.World, base v1.Image, idx int) *
 	}
 	q := sqs.NewFromConfig(w.Source.Config)
 	mk := func(name string, redrive bool) string {
-		attrs := map[string]string{"VisibilityTimeout": "2"}
+		// The function timeout (5 s, start): Lambda refuses a shorter visibility timeout.
+		attrs := map[string]string{"VisibilityTimeout": "5"}
 		if redrive {
 			attrs["RedrivePolicy"] = fmt.Sprintf(`{"deadLetterTargetArn":%q,"maxReceiveCount":"5"}`, sandboxtest.QueueARN(c.prefix+"-dlq"))
 		}
@@ -300,8 +301,13 @@ func (c *matrixCell) start(t *testing.T, w *sandboxtest.World) {
 		if url == c.env[wiring.EnvCopyQueueURL] {
 			conc = 2
 		}
-		go eventsource.Run(ctx, q, eventsource.Config{QueueURL: url, BatchSize: batch, MaximumConcurrency: conc,
-			FunctionTimeout: 5 * time.Second, ReportBatchItemFailures: true, Invoke: eventsource.NewEnvironments(fn).Invoke})
+		cfg := eventsource.Config{QueueURL: url, BatchSize: batch, MaximumConcurrency: conc,
+			FunctionTimeout: 5 * time.Second, ReportBatchItemFailures: true, Invoke: eventsource.NewEnvironments(fn).Invoke}
+		go func() {
+			if err := eventsource.Run(ctx, q, cfg); err != nil {
+				t.Errorf("event source of %s: %v", cfg.QueueURL, err)
+			}
+		}()
 	}
 }
 

@@ -41,8 +41,9 @@ type reconcileStack struct {
 }
 
 // visibility is the scenario queues' visibility timeout: a message a function did not
-// finish comes back this long after it was received.
-const visibility = 3 * time.Second
+// finish comes back this long after it was received. Lambda refuses one shorter than the
+// function timeout (run's 5 s).
+const visibility = 5 * time.Second
 
 func (s *reconcileStack) queue(t *testing.T, name string, redrive bool) string {
 	t.Helper()
@@ -62,7 +63,7 @@ func (s *reconcileStack) run(t *testing.T, queue string, batch, concurrency int,
 	envs := eventsource.NewEnvironments(fn)
 	ctx, stop := context.WithCancel(s.w.Ctx)
 	t.Cleanup(stop)
-	go eventsource.Run(ctx, s.q, eventsource.Config{
+	cfg := eventsource.Config{
 		QueueURL: queue, BatchSize: batch, MaximumConcurrency: concurrency, FunctionTimeout: 5 * time.Second,
 		ReportBatchItemFailures: true, Invoke: envs.Invoke,
 		OnInvoke: func(inv eventsource.Invocation) {
@@ -80,7 +81,12 @@ func (s *reconcileStack) run(t *testing.T, queue string, batch, concurrency int,
 				s.copied[w.Source.Repository+"@"+w.Source.Digest+":"+w.Source.Tag+" → "+w.Destination.Repository]++
 			}
 		},
-	})
+	}
+	go func() {
+		if err := eventsource.Run(ctx, s.q, cfg); err != nil {
+			t.Errorf("event source of %s: %v", queue, err)
+		}
+	}()
 }
 
 // trigger invokes the schedule's target once, as EventBridge does (asynchronously):

@@ -292,13 +292,22 @@ func Run(ctx context.Context, client *sqs.Client, cfg Config) error {
 // pause, as Lambda keeps polling.
 func (es *EventSource) Run(ctx context.Context) error {
 	out, err := es.client.GetQueueAttributes(ctx, &sqs.GetQueueAttributesInput{
-		QueueUrl: aws.String(es.cfg.QueueURL), AttributeNames: []types.QueueAttributeName{types.QueueAttributeNameQueueArn},
+		QueueUrl: aws.String(es.cfg.QueueURL), AttributeNames: []types.QueueAttributeName{types.QueueAttributeNameQueueArn, types.QueueAttributeNameVisibilityTimeout},
 	})
 	if err != nil {
 		if ctx.Err() != nil {
 			return nil
 		}
 		return fmt.Errorf("eventsource: reading the ARN of %s: %w", es.cfg.QueueURL, err)
+	}
+	// Lambda refuses an event source mapping whose function timeout exceeds the queue's
+	// visibility timeout ("Your function's timeout must be less than or equal to the
+	// queue's visibility timeout. Lambda validates this requirement when you create or
+	// update an event source mapping",
+	// https://docs.aws.amazon.com/lambda/latest/dg/services-sqs-configure.html): a batch
+	// would become visible again while the function still works on it.
+	if v, err := strconv.Atoi(out.Attributes[string(types.QueueAttributeNameVisibilityTimeout)]); err == nil && es.cfg.FunctionTimeout > time.Duration(v)*time.Second {
+		return fmt.Errorf("eventsource: Invalid request provided: Queue visibility timeout: %d seconds is less than Function timeout: %v (%s)", v, es.cfg.FunctionTimeout, es.cfg.QueueURL)
 	}
 	es.arn = out.Attributes[string(types.QueueAttributeNameQueueArn)]
 	// arn:aws:sqs:<region>:<account>:<name>

@@ -162,7 +162,7 @@ func TestPartialBatchFailuresReachTheDLQ(t *testing.T) {
 	var rec recorder
 	var seen sync.Map // body → []receive count
 	es, _ := h.start(t, eventsource.Config{
-		QueueURL: url, ReportBatchItemFailures: true, OnInvoke: rec.add,
+		QueueURL: url, ReportBatchItemFailures: true, OnInvoke: rec.add, FunctionTimeout: time.Second, // ≤ the queue's visibility timeout
 		Invoke: func(ctx context.Context, payload []byte) ([]byte, error) {
 			ev := decode(t, payload)
 			var resp events.SQSEventResponse
@@ -225,7 +225,7 @@ func TestFunctionErrorReturnsTheWholeBatch(t *testing.T) {
 	var rec recorder
 	var calls atomic.Int32
 	es, _ := h.start(t, eventsource.Config{
-		QueueURL: url, ReportBatchItemFailures: true, OnInvoke: rec.add, MaximumConcurrency: 1,
+		QueueURL: url, ReportBatchItemFailures: true, OnInvoke: rec.add, MaximumConcurrency: 1, FunctionTimeout: time.Second,
 		Invoke: func(ctx context.Context, payload []byte) ([]byte, error) {
 			if calls.Add(1) == 1 {
 				return nil, errors.New("boom") // even though it may have done part of the work
@@ -566,5 +566,19 @@ func TestPayloadLimit(t *testing.T) {
 	}
 	if invs := rec.all(); len(invs) != 2 || len(invs[0].Records) < 20 || total != 30 {
 		t.Fatalf("%d invocations, first with %d records, %d in all", len(invs), len(invs[0].Records), total)
+	}
+}
+
+// TestVisibilityShorterThanTheFunctionIsRefused: Lambda refuses an event source mapping
+// whose function timeout exceeds the queue's visibility timeout
+// (https://docs.aws.amazon.com/lambda/latest/dg/services-sqs-configure.html).
+func TestVisibilityShorterThanTheFunctionIsRefused(t *testing.T) {
+	t.Parallel()
+	h := newHarness(t)
+	url, _ := h.queue(t, "work", 2, "", 0)
+	err := eventsource.Run(h.ctx, h.client, eventsource.Config{QueueURL: url, FunctionTimeout: 3 * time.Second,
+		Invoke: func(context.Context, []byte) ([]byte, error) { return nil, nil }})
+	if err == nil || !strings.Contains(err.Error(), "Queue visibility timeout: 2 seconds is less than Function timeout: 3s") {
+		t.Fatalf("Run = %v, want Lambda's refusal", err)
 	}
 }
