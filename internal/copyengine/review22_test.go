@@ -59,7 +59,7 @@ func TestReview22TinyUploadsAreNotTheLink(t *testing.T) {
 	ds := pushImage(t, e.srcRepo.Tag("small"), small)
 	began = time.Now()
 	wantOutcome(t, engine.Start().Copy(context.Background(), e.req(ds, "small")), Copied)
-	t.Logf("48 small layers copied in %v; the link's best is now %.2f MiB/s", time.Since(began).Round(time.Millisecond), engine.link.rate()/(1<<20))
+	t.Logf("48 small layers copied in %v; the link's best is now %.2f MiB/s", time.Since(began).Round(time.Millisecond), engine.link.rate(e.dstRepo.RegistryStr())/(1<<20))
 
 	big := must[v1.Image](t)(random.Image(8<<20, 1))
 	db := pushImage(t, e.srcRepo.Tag("big"), big)
@@ -97,7 +97,7 @@ func TestReview22OneDestinationsPathIsNotAnother(t *testing.T) {
 	res := engine.Start().Copy(context.Background(), Request{Source: Endpoint{Repository: srcRepo}, Digest: d1.String(), Tag: "first",
 		Destination: Endpoint{Repository: farRepo, Transport: smallBufferTransport()}})
 	wantOutcome(t, res, Copied)
-	t.Logf("after a 6 MiB layer to the far destination, the link's best: %.2f MiB/s", engine.link.rate()/(1<<20))
+	t.Logf("after a 6 MiB layer to the far destination, its link's best: %.2f MiB/s", engine.link.rate(farRepo.RegistryStr())/(1<<20))
 
 	big := must[v1.Image](t)(random.Image(8<<20, 1))
 	d2 := pushImage(t, srcRepo.Tag("big"), big)
