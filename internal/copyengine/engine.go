@@ -686,7 +686,7 @@ func (s *session) readTags(ctx context.Context, digest v1.Hash, res *Result) (v1
 // and its bytes are kept for the copy (one request instead of a HEAD and a GET).
 func (s *session) resolveTag(ctx context.Context, tag string) (*rawManifest, error) {
 	if apiTag(tag) {
-		m, err := s.getAPITag(ctx, s.src, tag)
+		m, err := s.getAPITag(ctx, tag)
 		if errors.Is(err, errNoTag) {
 			return nil, &Error{Op: "get source tag " + tag, Code: string(transport.ManifestUnknownErrorCode), Status: http.StatusNotFound, Err: errors.New("no such tag")}
 		}
