@@ -84,9 +84,9 @@ func sourceSettings(ctx context.Context, c copyArgs, src *endpointFor) (ecracces
 	if src.ecr == nil {
 		return ecraccess.RepositorySettings{}, nil
 	}
-	settings, err := src.ecr.ReadSettings(ctx, c.srcRef.Context().RepositoryStr(), false, false)
+	settings, err := src.ecr.ReadSettings(ctx, c.src.repo.RepositoryStr(), false, false)
 	if err != nil {
-		return settings, src.explainDenied(repositoryProblem(err, "source", c.srcRef.Context(), src.region))
+		return settings, src.explainDenied(repositoryProblem(err, "source", c.src.repo, src.region))
 	}
 	settings.KMSKey = "" // a source key belongs to its own account and region
 	return settings, nil
@@ -130,17 +130,17 @@ func copyItems(ctx context.Context, o copyOptions, c copyArgs, src *endpointFor)
 	case o.allTags:
 		tags, err := remote.List(src.endpoint.Repository, lookupOptions(ctx, src.endpoint)...)
 		if err != nil {
-			return nil, "", registryProblem(err, "listing the tags of", c.srcRef.Context())
+			return nil, "", registryProblem(err, "listing the tags of", c.src.repo)
 		}
 		items := make([]copyItem, len(tags))
 		for i, t := range tags {
 			items[i] = copyItem{tag: t}
 		}
 		return items, "tags", nil
-	case c.isTag:
-		return []copyItem{{tag: c.srcTag.TagStr()}}, "tags", nil
+	case c.src.tag != "":
+		return []copyItem{{tag: c.src.tag}}, "tags", nil
 	}
-	return []copyItem{{digest: c.srcRef.Identifier()}}, "images", nil
+	return []copyItem{{digest: c.src.digest}}, "images", nil
 }
 
 // sourceLacks reads the one tag or digest a copy names (a listed tag exists) and, when
@@ -148,21 +148,26 @@ func copyItems(ctx context.Context, o copyOptions, c copyArgs, src *endpointFor)
 // that does not resolve is a usage error. Any other answer is left to the copy, which
 // retries what may pass.
 func sourceLacks(ctx context.Context, c copyArgs, src, dst *endpointFor, items []copyItem) (*imageResult, error) {
-	if len(items) != 1 || (c.isTag && items[0].tag != c.srcTag.TagStr()) {
+	if len(items) != 1 || (c.src.tag != "" && items[0].tag != c.src.tag) {
 		return nil, nil
 	}
 	it := items[0]
-	ref := src.endpoint.Repository.Digest(it.digest).String()
-	if it.tag != "" {
-		ref = src.endpoint.Repository.Tag(it.tag).String()
+	var err error
+	if apiTag(src, it.tag) {
+		_, err = headTag(ctx, src, it.tag)
+	} else {
+		ref := src.endpoint.Repository.Digest(it.digest).String()
+		if it.tag != "" {
+			ref = src.endpoint.Repository.Tag(it.tag).String()
+		}
+		r, perr := name.ParseReference(ref)
+		if perr != nil {
+			return nil, nil
+		}
+		_, err = remote.Get(r, lookupOptions(ctx, src.endpoint)...)
 	}
-	r, err := name.ParseReference(ref)
-	if err != nil {
-		return nil, nil
-	}
-	_, err = remote.Get(r, lookupOptions(ctx, src.endpoint)...)
 	if _, ok := unresolvable(err); ok {
-		return nil, registryProblem(err, "reading", c.srcRef.Context())
+		return nil, registryProblem(err, "reading", c.src.repo)
 	}
 	var te *transport.Error
 	if !errors.As(err, &te) || !isNotFound(err) {
@@ -172,7 +177,7 @@ func sourceLacks(ctx context.Context, c copyArgs, src, dst *endpointFor, items [
 	if len(te.Errors) > 0 {
 		code = string(te.Errors[0].Code)
 	}
-	res := imageResult{Source: c.srcRef.Context().String(), Destination: c.dstRepo.String(), Tag: it.tag, Digest: it.digest, Outcome: string(copyengine.Failed)}
+	res := imageResult{Source: c.src.repo.String(), Destination: c.dstRepo.String(), Tag: it.tag, Digest: it.digest, Outcome: string(copyengine.Failed)}
 	res.Err = &copyengine.Error{Op: "get source manifest", Code: code, Status: te.StatusCode, Err: err}
 	res.Code, res.Message = explainCopy(copyFailure{err: res.Err, source: res.Source, destination: res.Destination, tag: it.tag, digest: it.digest, destECR: dst.ecr != nil})
 	return &res, nil
@@ -212,7 +217,7 @@ func executeCopy(ctx context.Context, a *app, o copyOptions, c copyArgs, src, ds
 
 // copyOne copies one item and explains a failure.
 func copyOne(ctx context.Context, run *copyengine.Run, o copyOptions, c copyArgs, src, dst *endpointFor, it copyItem) imageResult {
-	res := imageResult{Source: c.srcRef.Context().String(), Destination: c.dstRepo.String(), Tag: it.tag, Digest: it.digest}
+	res := imageResult{Source: c.src.repo.String(), Destination: c.dstRepo.String(), Tag: it.tag, Digest: it.digest}
 	// A tag is resolved by the engine: one GET of the manifest by tag.
 	r := run.Copy(ctx, copyengine.Request{Source: src.endpoint, Digest: it.digest, Tag: it.tag, Destination: dst.endpoint, Referrers: o.referrers})
 	if r.Digest != "" {
@@ -221,7 +226,7 @@ func copyOne(ctx context.Context, run *copyengine.Run, o copyOptions, c copyArgs
 	res.Outcome, res.Reason, res.BytesCopied = string(r.Outcome), r.Reason, r.BytesCopied
 	if r.Err != nil {
 		res.Err = r.Err
-		res.Code, res.Message = explainCopy(copyFailure{err: r.Err, source: c.srcRef.Context().String(), destination: c.dstRepo.String(),
+		res.Code, res.Message = explainCopy(copyFailure{err: r.Err, source: c.src.repo.String(), destination: c.dstRepo.String(),
 			tag: it.tag, digest: res.Digest, destECR: dst.ecr != nil})
 	}
 	return res

@@ -8,6 +8,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/ecr"
 	ecrtypes "github.com/aws/aws-sdk-go-v2/service/ecr/types"
 
+	"github.com/ecr-replicator/ecr-replicator/internal/copyengine"
 	"github.com/ecr-replicator/ecr-replicator/internal/ecraccess"
 )
 
@@ -31,6 +32,12 @@ var manifestTypes = []string{
 type repositoryTags struct {
 	api  *ecr.Client
 	repo string
+}
+
+// RepositoryTags is repo's tags through the ECR API, as the replicator reads and writes
+// them: an Endpoint's Tags for an ECR repository (the CLI's too).
+func RepositoryTags(api *ecr.Client, repo string) copyengine.TagAPI {
+	return repositoryTags{api: api, repo: repo}
 }
 
 func (r repositoryTags) GetTag(ctx context.Context, tag string) ([]byte, string, bool, error) {
