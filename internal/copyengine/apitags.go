@@ -6,6 +6,8 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"sync/atomic"
+	"time"
 
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/google/go-containerregistry/pkg/v1/remote/transport"
@@ -62,12 +64,26 @@ func (s *session) getAPITag(ctx context.Context, tag string) (*rawManifest, erro
 // putAPITag writes m under tag through the destination's TagAPI. ECR's answers are read
 // as the registry's would be: a tag already there on this manifest is done
 // (ImageAlreadyExistsException), an IMMUTABLE tag elsewhere is the registry's TAG_INVALID
-// conflict (ImageTagAlreadyExistsException; API_PutImage).
+// conflict (ImageTagAlreadyExistsException; API_PutImage). The write takes its turn from
+// the destination host's pacer, as the registry's manifest PUTs do — it is the same
+// PutImage quota — and a ThrottlingException that outlasted the SDK's own retries counts
+// as a throttled write (the SDK's retries in between are not seen here).
 func (s *session) putAPITag(ctx context.Context, tag string, m *rawManifest, op string) error {
+	p := s.c.hostPacer(s.dst.repo.RegistryStr())
+	if err := p.wait(ctx); err != nil {
+		return classify(op+" "+tag, onDest, err)
+	}
+	sent := time.Now()
 	err := s.dst.tags.PutTag(ctx, tag, m.raw, string(m.desc.MediaType), m.desc.Digest.String())
 	switch code, _ := retry.Classify(err); {
 	case err == nil, code == "ImageAlreadyExistsException":
+		p.accepted(time.Now())
 		return nil
+	case code == "ThrottlingException":
+		p.throttled(sent, time.Now())
+		if n, ok := ctx.Value(throttleCountKey{}).(*atomic.Int64); ok {
+			n.Add(1)
+		}
 	case code == "ImageTagAlreadyExistsException":
 		return &Error{Op: op + " " + tag, Code: string(transport.TagInvalidErrorCode), Status: http.StatusBadRequest, AtDest: true, Err: err}
 	}
@@ -75,7 +91,7 @@ func (s *session) putAPITag(ctx context.Context, tag string, m *rawManifest, op 
 }
 
 // putTag writes m under a destination tag: by the registry, or through the ECR API for a
-// tag the registry cannot carry (not paced: the SDK retries PutImage's throttling).
+// tag the registry cannot carry.
 func (s *session) putTag(ctx context.Context, tag string, m *rawManifest, op string) error {
 	if apiTag(tag) {
 		return s.putAPITag(ctx, tag, m, op)
