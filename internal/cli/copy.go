@@ -225,7 +225,7 @@ func parseCopyArgs(a *app, o copyOptions, srcArg, dstArg string) (copyArgs, erro
 		return c, usagef("SRC's tag has %d characters: only an ECR registry holds a tag over %d (through the ECR API), and DST %s is not one",
 			len(src.tag), ecrname.MaxRegistryTagLen, dstRepo.RegistryStr())
 	}
-	if _, _, _, digest, hasTag := splitReference(srcArg); o.allTags && (hasTag || digest != "" || strings.Contains(srcArg, "@")) {
+	if _, _, _, _, hasTag := splitReference(srcArg); o.allTags && (hasTag || strings.Contains(srcArg, "@")) {
 		return c, usagef("with --all-tags, SRC is a repository without a tag or digest, not %q", srcArg)
 	}
 	c = copyArgs{src: src, dstRepo: dstRepo,
