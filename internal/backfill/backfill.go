@@ -666,6 +666,12 @@ func (r *run) inline(ctx context.Context, work []Work, cursor string) (string, b
 		i = j
 	}
 	phase := func(g []Work) bool { return g[0].Tag != "" }
+	// The item the position has stalled at (maxStalls runs in a row ended before it): cut
+	// at the hard stop once more, it goes as a failure and the continuation moves on.
+	var stuck string
+	if len(work) > 0 && r.from.Stalls >= maxStalls && work[0].Repository == r.from.Repository && cursor == r.from.After {
+		stuck = work[0].Key()
+	}
 	finished := make([]int, len(groups)) // per group: how many of its items, from the first, are finished
 	for i := 0; i < len(groups); {
 		j := i
@@ -679,7 +685,7 @@ func (r *run) inline(ctx context.Context, work []Work, cursor string) (string, b
 				break
 			}
 			eg.Go(func() error {
-				finished[k] = r.copyGroup(copyCtx, groups[k])
+				finished[k] = r.copyGroup(copyCtx, groups[k], stuck)
 				return nil
 			})
 		}
@@ -701,8 +707,9 @@ func (r *run) inline(ctx context.Context, work []Work, cursor string) (string, b
 }
 
 // copyGroup copies one group's items in order and returns how many are finished; it
-// stops at an item cut by ctx, which stays remaining.
-func (r *run) copyGroup(ctx context.Context, g []Work) int {
+// stops at an item cut by ctx, which stays remaining — unless it is the item the position
+// has stalled at (stuck), which is reported as failed with its code.
+func (r *run) copyGroup(ctx context.Context, g []Work, stuck string) int {
 	for i := range g {
 		w := &g[i]
 		src := destinations.Source{Repo: ecrname.Repo{Registry: ecrname.Registry{AccountID: r.srcAccount, Region: r.srcRegion}, Name: w.Repository}, Digest: w.Digest, Tag: w.Tag}
@@ -713,27 +720,24 @@ func (r *run) copyGroup(ctx context.Context, g []Work) int {
 		}
 		x := res[0]
 		if x.Outcome == copyengine.Failed && x.Retryable && ctx.Err() != nil {
-			return i // cut at the hard stop: left for the continuation
+			if w.Key() != stuck {
+				return i // cut at the hard stop: left for the continuation
+			}
+			r.failed(w, fmt.Sprintf("%s (cut at the hard stop in %d runs in a row: given up)", errText(x), maxStalls+1), x.Code)
+			return i + 1
 		}
 		if x.Outcome == copyengine.Failed && x.Retryable && r.from.Stalls < maxStalls {
 			// Another run may succeed (throttling, a layer that needs a whole run:
 			// NO_TIME_LEFT): reported, and left for the continuation, which does not move
 			// past it (until it has stalled there maxStalls times).
-			reason := x.Reason
-			if x.Err != nil {
-				reason = x.Err.Error()
-			}
 			r.mu.Lock()
 			r.resp.fail(Failure{Repository: w.Repository, Destination: w.Target.Repo().String(), Digest: w.Digest, Tag: w.Tag,
-				Reason: reason + " (retryable: left for the continuation)", Code: x.Code})
+				Reason: errText(x) + " (retryable: left for the continuation)", Code: x.Code})
 			r.mu.Unlock()
 			return i
 		}
 		if x.Outcome.Failure() || x.Err != nil {
-			reason := x.Reason
-			if x.Err != nil {
-				reason = x.Err.Error()
-			}
+			reason := errText(x)
 			if x.Outcome != copyengine.Failed {
 				reason = string(x.Outcome) + ": " + reason
 			}
@@ -753,6 +757,14 @@ func (r *run) copyGroup(ctx context.Context, g []Work) int {
 		r.mu.Unlock()
 	}
 	return len(g)
+}
+
+// errText is what a copy's result says went wrong.
+func errText(x destinations.Result) string {
+	if x.Err != nil {
+		return x.Err.Error()
+	}
+	return x.Reason
 }
 
 // report writes the totals as one JSON log line and records the metrics.

@@ -30,7 +30,8 @@ in the destination is uploaded again; nothing goes through a Docker daemon or lo
 
 SRC is an image reference: REGISTRY/REPOSITORY:TAG or REGISTRY/REPOSITORY@sha256:… (no tag
 means :latest, as for docker pull); with --all-tags, a repository. DST is a repository, or
-the same reference with the same tag (copies keep tags and digests).
+the same reference with the same tag (copies keep tags and digests). On ECR registries a tag
+may have up to 300 characters: those over 128 are read and written through the ECR API.
 
 ECR registries — ACCOUNT.dkr.ecr.REGION.amazonaws.com, and the China, FIPS and dual-stack
 host names — are reached through the AWS SDK: credentials from --profile (or the default
@@ -133,7 +134,7 @@ func runCopy(ctx context.Context, a *app, o copyOptions, srcArg, dstArg string) 
 	}
 	args.warnings(a, srcArg, dstArg)
 	sessions := newAWSSessions(a.logger(), "ecr-replicator-cli")
-	src, err := resolveSide(ctx, sessions, args.srcRef.Context(), args.srcSide, o.region, "no external ID")
+	src, err := resolveSide(ctx, sessions, args.src.repo, args.srcSide, o.region, "no external ID")
 	if err != nil {
 		return err
 	}
@@ -154,7 +155,7 @@ func runCopy(ctx context.Context, a *app, o copyOptions, srcArg, dstArg string) 
 		if err != nil {
 			return err
 		}
-		return dryRunCopy(ctx, a, o, args.srcRef.Context(), src, dst, items, dest, unit)
+		return dryRunCopy(ctx, a, o, args.src.repo, src, dst, items, dest, unit)
 	}
 	// A tag or digest the source does not serve fails here, before the destination
 	// repository is created: a failed first copy leaves nothing behind.
@@ -185,9 +186,7 @@ func runCopy(ctx context.Context, a *app, o copyOptions, srcArg, dstArg string) 
 
 // copyArgs are copy's arguments, checked.
 type copyArgs struct {
-	srcRef           name.Reference
-	srcTag           name.Tag
-	isTag            bool
+	src              imageRef
 	dstRepo          name.Repository
 	srcSide, dstSide side
 }
@@ -208,7 +207,7 @@ func parseCopyArgs(a *app, o copyOptions, srcArg, dstArg string) (copyArgs, erro
 	if o.detailed && !o.dryRun {
 		return c, usagef("--detailed-exitcode goes with --dry-run (it reports drift)")
 	}
-	srcRef, err := parseReference("SRC", srcArg)
+	src, err := parseImageRef("SRC", srcArg)
 	if err != nil {
 		return c, err
 	}
@@ -216,19 +215,22 @@ func parseCopyArgs(a *app, o copyOptions, srcArg, dstArg string) (copyArgs, erro
 	if err != nil {
 		return c, err
 	}
-	for _, h := range []struct{ what, host string }{{"SRC", srcRef.Context().RegistryStr()}, {"DST", dstRepo.RegistryStr()}} {
+	for _, h := range []struct{ what, host string }{{"SRC", src.repo.RegistryStr()}, {"DST", dstRepo.RegistryStr()}} {
 		if err := checkRegistryHost(h.what, h.host); err != nil {
 			return c, err
 		}
 	}
-	srcTag, isTag := srcRef.(name.Tag)
-	if dstTag != "" && (!isTag || dstTag != srcTag.TagStr()) {
+	if dstTag != "" && dstTag != src.tag {
 		return c, usagef("DST tag %q must be SRC's tag or omitted: copies keep tags (and digests)", dstTag)
 	}
-	if o.allTags && strings.ContainsAny(srcArg[len(srcRef.Context().String()):], ":@") {
+	if len(src.tag) > ecrname.MaxRegistryTagLen && !isECR(dstRepo) {
+		return c, usagef("SRC's tag has %d characters: only an ECR registry holds a tag over %d (through the ECR API), and DST %s is not one",
+			len(src.tag), ecrname.MaxRegistryTagLen, dstRepo.RegistryStr())
+	}
+	if _, _, _, _, hasTag := splitReference(srcArg); o.allTags && (hasTag || strings.Contains(srcArg, "@")) {
 		return c, usagef("with --all-tags, SRC is a repository without a tag or digest, not %q", srcArg)
 	}
-	c = copyArgs{srcRef: srcRef, srcTag: srcTag, isTag: isTag, dstRepo: dstRepo,
+	c = copyArgs{src: src, dstRepo: dstRepo,
 		srcSide: side{which: "source", profile: o.profile, roleARN: o.sourceRole},
 		dstSide: side{which: "destination", profile: o.profile, roleARN: o.destRole, externalID: o.externalID}}
 	if o.sourceProfile != "" {
@@ -242,7 +244,7 @@ func parseCopyArgs(a *app, o copyOptions, srcArg, dstArg string) (copyArgs, erro
 	if o.destProfile != "" {
 		c.dstSide.profile = o.destProfile
 	}
-	if err := checkSideFlags("SRC", srcRef.Context(), c.srcSide.profile, o.sourceRole, "source-role-arn"); err != nil {
+	if err := checkSideFlags("SRC", src.repo, c.srcSide.profile, o.sourceRole, "source-role-arn"); err != nil {
 		return c, err
 	}
 	if err := checkSideFlags("DST", dstRepo, o.destProfile, o.destRole, "dest-role-arn"); err != nil {
@@ -285,8 +287,9 @@ func parseDestination(arg string) (name.Repository, string, error) {
 	if strings.Contains(arg, "@") {
 		return name.Repository{}, "", usagef("DST %q names a digest: a destination is a repository (the digest is the source's)", arg)
 	}
-	if ref, err := name.NewTag(arg); err == nil && strings.HasSuffix(arg, ":"+ref.TagStr()) {
-		return ref.Context(), ref.TagStr(), nil
+	if _, _, _, _, hasTag := splitReference(arg); hasTag {
+		ref, err := parseImageRef("DST", arg)
+		return ref.repo, ref.tag, err
 	}
 	repo, err := parseRepository("DST", arg)
 	if err != nil {

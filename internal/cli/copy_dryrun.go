@@ -121,11 +121,11 @@ func lookupDryRun(ctx context.Context, srcRepo name.Repository, src, dst *endpoi
 		return r
 	}
 	if it.tag != "" {
-		desc, err := remote.Head(src.endpoint.Repository.Tag(it.tag), lookupOptions(ctx, src.endpoint)...)
+		d, err := headTag(ctx, src, it.tag)
 		if err != nil {
 			return failed(err, it.tag, srcRepo)
 		}
-		r.digest = desc.Digest.String()
+		r.digest = d
 	}
 	switch {
 	case dest.missing && !dest.create:
@@ -134,16 +134,16 @@ func lookupDryRun(ctx context.Context, srcRepo name.Repository, src, dst *endpoi
 	case dest.missing:
 		r.state, r.reason = stateToCopy, backfill.ReasonRepositoryMissing
 	case it.tag != "":
-		desc, err := remote.Head(dst.endpoint.Repository.Tag(it.tag), lookupOptions(ctx, dst.endpoint)...)
+		d, err := headTag(ctx, dst, it.tag)
 		switch {
 		case err != nil && isNotFound(err):
 			r.state, r.reason = stateToCopy, backfill.ReasonTagMissing
 		case err != nil:
 			return failed(err, "", dst.repo)
-		case desc.Digest.String() != r.digest && dest.tags.immutable(it.tag):
+		case d != r.digest && dest.tags.immutable(it.tag):
 			r.state, r.code = stateConflict, immutableCode
-			r.reason = immutableMessage(it.tag, desc.Digest.String())
-		case desc.Digest.String() != r.digest:
+			r.reason = immutableMessage(it.tag, d)
+		case d != r.digest:
 			r.state, r.reason = stateToCopy, backfill.ReasonTagElsewhere
 		default:
 			r.state = stateInSync

@@ -82,9 +82,9 @@ func sourceSettings(ctx context.Context, c copyArgs, src *endpointFor) (ecracces
 	if src.ecr == nil {
 		return ecraccess.RepositorySettings{}, nil
 	}
-	settings, err := src.ecr.ReadSettings(ctx, c.srcRef.Context().RepositoryStr(), false, false)
+	settings, err := src.ecr.ReadSettings(ctx, c.src.repo.RepositoryStr(), false, false)
 	if err != nil {
-		return settings, src.explainDenied(repositoryProblem(err, "source", c.srcRef.Context(), src.region))
+		return settings, src.explainDenied(repositoryProblem(err, "source", c.src.repo, src.region))
 	}
 	settings.KMSKey = "" // a source key belongs to its own account and region
 	return settings, nil
@@ -114,45 +114,38 @@ func copyItems(ctx context.Context, o copyOptions, c copyArgs, src *endpointFor)
 	case o.allTags:
 		tags, err := remote.List(src.endpoint.Repository, lookupOptions(ctx, src.endpoint)...)
 		if err != nil {
-			return nil, "", registryProblem(err, "listing the tags of", c.srcRef.Context())
+			return nil, "", registryProblem(err, "listing the tags of", c.src.repo)
 		}
 		items := make([]copyItem, len(tags))
 		for i, t := range tags {
 			items[i] = copyItem{tag: t}
 		}
 		return items, "tags", nil
-	case c.isTag:
-		return []copyItem{{tag: c.srcTag.TagStr()}}, "tags", nil
+	case c.src.tag != "":
+		return []copyItem{{tag: c.src.tag}}, "tags", nil
 	}
-	return []copyItem{{digest: c.srcRef.Identifier()}}, "images", nil
+	return []copyItem{{digest: c.src.digest}}, "images", nil
 }
 
 // sourceFails reads the one tag or digest a copy names (a listed tag exists) before the
 // destination repository is created: when the source does not serve it — it lacks it,
 // refuses this identity, or does not answer after the registry client's retries — that
 // failure is the copy's result, and nothing is created. A source host that does not
-// resolve is a usage error.
+// resolve is a usage error. A tag longer than the registry protocol's 128 characters is
+// read through the ECR API (apiTag).
 func sourceFails(ctx context.Context, c copyArgs, src, dst *endpointFor, items []copyItem) (*imageResult, error) {
-	if len(items) != 1 || (c.isTag && items[0].tag != c.srcTag.TagStr()) {
+	if len(items) != 1 || (c.src.tag != "" && items[0].tag != c.src.tag) {
 		return nil, nil
 	}
 	it := items[0]
-	ref := src.endpoint.Repository.Digest(it.digest).String()
-	if it.tag != "" {
-		ref = src.endpoint.Repository.Tag(it.tag).String()
-	}
-	r, err := name.ParseReference(ref)
-	if err != nil {
-		return nil, nil
-	}
-	_, err = remote.Get(r, lookupOptions(ctx, src.endpoint)...)
+	err := readSource(ctx, src, it)
 	switch _, dnsFailed := unresolvable(err); {
 	case err == nil:
 		return nil, nil
 	case ctx.Err() != nil:
 		return nil, ctx.Err()
 	case dnsFailed:
-		return nil, registryProblem(err, "reading", c.srcRef.Context())
+		return nil, registryProblem(err, "reading", c.src.repo)
 	}
 	code, _ := retry.Classify(err)
 	status := 0
@@ -166,10 +159,28 @@ func sourceFails(ctx context.Context, c copyArgs, src, dst *endpointFor, items [
 			code = string(transport.ManifestUnknownErrorCode)
 		}
 	}
-	res := imageResult{Source: c.srcRef.Context().String(), Destination: c.dstRepo.String(), Tag: it.tag, Digest: it.digest, Outcome: string(copyengine.Failed)}
+	res := imageResult{Source: c.src.repo.String(), Destination: c.dstRepo.String(), Tag: it.tag, Digest: it.digest, Outcome: string(copyengine.Failed)}
 	res.Err = &copyengine.Error{Op: "get source manifest", Code: code, Status: status, Err: err}
 	res.Code, res.Message = explainCopy(copyFailure{err: res.Err, source: res.Source, destination: res.Destination, tag: it.tag, digest: it.digest, destECR: dst.ecr != nil})
 	return &res, nil
+}
+
+// readSource reads the manifest a copy item names from the source.
+func readSource(ctx context.Context, src *endpointFor, it copyItem) error {
+	if apiTag(src, it.tag) {
+		_, err := headTag(ctx, src, it.tag)
+		return err
+	}
+	ref := src.endpoint.Repository.Digest(it.digest).String()
+	if it.tag != "" {
+		ref = src.endpoint.Repository.Tag(it.tag).String()
+	}
+	r, err := name.ParseReference(ref)
+	if err != nil {
+		return nil // not a reference the registry protocol can name: left to the copy
+	}
+	_, err = remote.Get(r, lookupOptions(ctx, src.endpoint)...)
+	return err
 }
 
 // executeCopy copies the items, o.concurrency at a time, in one engine run, with a
@@ -206,7 +217,7 @@ func executeCopy(ctx context.Context, a *app, o copyOptions, c copyArgs, src, ds
 
 // copyOne copies one item and explains a failure.
 func copyOne(ctx context.Context, run *copyengine.Run, o copyOptions, c copyArgs, src, dst *endpointFor, it copyItem) imageResult {
-	res := imageResult{Source: c.srcRef.Context().String(), Destination: c.dstRepo.String(), Tag: it.tag, Digest: it.digest}
+	res := imageResult{Source: c.src.repo.String(), Destination: c.dstRepo.String(), Tag: it.tag, Digest: it.digest}
 	// A tag is resolved by the engine: one GET of the manifest by tag.
 	r := run.Copy(ctx, copyengine.Request{Source: src.endpoint, Digest: it.digest, Tag: it.tag, Destination: dst.endpoint, Referrers: o.referrers})
 	if r.Digest != "" {
@@ -215,7 +226,7 @@ func copyOne(ctx context.Context, run *copyengine.Run, o copyOptions, c copyArgs
 	res.Outcome, res.Reason, res.BytesCopied = string(r.Outcome), r.Reason, r.BytesCopied
 	if r.Err != nil {
 		res.Err = r.Err
-		res.Code, res.Message = explainCopy(copyFailure{err: r.Err, source: c.srcRef.Context().String(), destination: c.dstRepo.String(),
+		res.Code, res.Message = explainCopy(copyFailure{err: r.Err, source: c.src.repo.String(), destination: c.dstRepo.String(),
 			tag: it.tag, digest: res.Digest, destECR: dst.ecr != nil})
 	}
 	return res

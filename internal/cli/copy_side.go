@@ -3,13 +3,17 @@ package cli
 import (
 	"context"
 	"fmt"
+	"net/http"
 	"regexp"
 	"strings"
 
 	"github.com/google/go-containerregistry/pkg/authn"
 	"github.com/google/go-containerregistry/pkg/name"
+	"github.com/google/go-containerregistry/pkg/v1/remote"
+	"github.com/google/go-containerregistry/pkg/v1/remote/transport"
 
 	"github.com/ecr-replicator/ecr-replicator/internal/copyengine"
+	"github.com/ecr-replicator/ecr-replicator/internal/destinations"
 	"github.com/ecr-replicator/ecr-replicator/internal/ecraccess"
 	"github.com/ecr-replicator/ecr-replicator/internal/ecrname"
 )
@@ -70,7 +74,8 @@ func resolveSide(ctx context.Context, sessions *awsSessions, repo name.Repositor
 		return nil, fmt.Errorf("registry host %q from ECR: %w", host, err)
 	}
 	e.ecr = reg
-	e.endpoint = copyengine.Endpoint{Repository: real, Auth: reg.Authenticator(), Transport: reg.Transport(nil)}
+	e.endpoint = copyengine.Endpoint{Repository: real, Auth: reg.Authenticator(), Transport: reg.Transport(nil),
+		Tags: destinations.RepositoryTags(reg.API(), repo.RepositoryStr())} // tags of 129-300 characters, as the function copies them
 	return e, nil
 }
 
@@ -164,10 +169,10 @@ func isECR(repo name.Repository) bool {
 // warnings says what is legal but likely a mistake: a Docker Hub reference written
 // without its host while the other side is ECR, and a copy onto itself.
 func (c copyArgs) warnings(a *app, srcArg, dstArg string) {
-	src := c.srcRef.Context()
+	src := c.src.repo
 	switch {
 	case namesNoRegistry(srcArg) && isECR(c.dstRepo):
-		a.warn("SRC %q names no registry, so it is Docker Hub's %s; an ECR image is named ACCOUNT.dkr.ecr.REGION.amazonaws.com/%s", srcArg, c.srcRef.Name(), srcArg)
+		a.warn("SRC %q names no registry, so it is Docker Hub's %s; an ECR image is named ACCOUNT.dkr.ecr.REGION.amazonaws.com/%s", srcArg, c.src.name(), srcArg)
 	case namesNoRegistry(dstArg) && isECR(src):
 		a.warn("DST %q names no registry, so it is Docker Hub's %s; an ECR repository is named ACCOUNT.dkr.ecr.REGION.amazonaws.com/%s", dstArg, c.dstRepo.Name(), dstArg)
 	}
@@ -188,4 +193,28 @@ func sameRepository(a, b name.Repository) bool {
 		return aECR && bECR && aa == ba && ar == br
 	}
 	return a.RegistryStr() == b.RegistryStr()
+}
+
+// apiTag reports whether tag is one the registry API cannot carry (over 128 characters)
+// and ep reads it through the ECR API instead (copyengine.TagAPI).
+func apiTag(ep *endpointFor, tag string) bool {
+	return len(tag) > ecrname.MaxRegistryTagLen && ep.endpoint.Tags != nil
+}
+
+// headTag is where a tag points on one side of a copy: a HEAD, or for a tag the registry
+// API cannot carry, DescribeImages (TagAPI.TagDigest: not a pull either). A tag that is
+// not there is the registry's 404 either way.
+func headTag(ctx context.Context, ep *endpointFor, tag string) (string, error) {
+	if !apiTag(ep, tag) {
+		desc, err := remote.Head(ep.endpoint.Repository.Tag(tag), lookupOptions(ctx, ep.endpoint)...)
+		if err != nil {
+			return "", err
+		}
+		return desc.Digest.String(), nil
+	}
+	d, found, err := ep.endpoint.Tags.TagDigest(ctx, tag)
+	if err == nil && !found {
+		err = &transport.Error{StatusCode: http.StatusNotFound}
+	}
+	return d, err
 }

@@ -144,7 +144,11 @@ func TestCopyUsageErrors(t *testing.T) {
 		{[]string{"copy", "--jobs", "-1", src, dstECR + "/x"}, "--jobs must be between 1 and 256 (got -1)"},
 		{[]string{"copy", "--detailed-exitcode", src, dstECR + "/x"}, "--detailed-exitcode goes with --dry-run (it reports drift)"},
 		{[]string{"copy", srcECR + "/Team-A/app:v1", dstECR + "/x"}, `SRC "` + srcECR + `/Team-A/app:v1" is not an image reference: repository "Team-A/app" has uppercase letters; repository names are lowercase`},
-		{[]string{"copy", srcECR + "/team-a/app:-v1", dstECR + "/x"}, `SRC "` + srcECR + `/team-a/app:-v1" is not an image reference: tag "-v1" is invalid: at most 128 letters, digits, '_', '.' and '-', not starting with '.' or '-'`},
+		// On an ECR registry a tag may have up to 300 characters (API_PutImage imageTag).
+		{[]string{"copy", srcECR + "/team-a/app:-v1", dstECR + "/x"}, `SRC "` + srcECR + `/team-a/app:-v1" is not an image reference: tag "-v1" is invalid: at most 300 letters, digits, '_', '.' and '-' on an ECR registry, not starting with '.' or '-'`},
+		{[]string{"copy", srcECR + "/team-a/app:" + strings.Repeat("x", 301), dstECR + "/x"}, `SRC "` + srcECR + `/team-a/app:` + strings.Repeat("x", 301) + `" is not an image reference: tag "` + strings.Repeat("x", 301) + `" is invalid: at most 300 letters, digits, '_', '.' and '-' on an ECR registry, not starting with '.' or '-'`},
+		{[]string{"copy", "127.0.0.1:1/team-a/app:" + strings.Repeat("x", 129), dstECR + "/x"}, `SRC "127.0.0.1:1/team-a/app:` + strings.Repeat("x", 129) + `" is not an image reference: tag "` + strings.Repeat("x", 129) + `" is invalid: at most 128 letters, digits, '_', '.' and '-', not starting with '.' or '-'`},
+		{[]string{"copy", srcECR + "/team-a/app:" + strings.Repeat("x", 129), "127.0.0.1:1/x"}, `SRC's tag has 129 characters: only an ECR registry holds a tag over 128 (through the ECR API), and DST 127.0.0.1:1 is not one`},
 		{[]string{"copy", "https://" + src, dstECR + "/x"}, `SRC "https://` + src + `" is not an image reference: drop the scheme (https://); a reference starts with the registry host`},
 		{[]string{"copy", srcECR + "/team-a//app:v1", dstECR + "/x"}, `SRC "` + srcECR + `/team-a//app:v1" is not an image reference: repository "team-a//app" has an empty path component (a doubled or trailing '/')`},
 		// The role is in the destination account; the host names the source's: the

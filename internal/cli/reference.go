@@ -6,6 +6,9 @@ import (
 	"strings"
 
 	"github.com/google/go-containerregistry/pkg/name"
+
+	"github.com/ecr-replicator/ecr-replicator/internal/ecraccess"
+	"github.com/ecr-replicator/ecr-replicator/internal/ecrname"
 )
 
 // The grammar of a reference, from the distribution spec
@@ -77,10 +80,18 @@ func referenceProblem(what, arg string) error {
 		}
 	}
 	if hasTag && !tagRE.MatchString(tag) {
-		if tag == "" {
+		_, _, ecrHost := ecraccess.ParseRegistryHost(registry)
+		switch {
+		case tag == "":
 			return bad("empty tag after ':'")
+		case ecrHost && ecrname.Tag(tag) == nil:
+			// ECR's PutImage takes tags of up to 300 characters (API_PutImage): copied
+			// through the ECR API, as the function copies them.
+		case ecrHost:
+			return bad("tag %q is invalid: at most %d letters, digits, '_', '.' and '-' on an ECR registry, not starting with '.' or '-'", tag, ecrname.MaxTagLen)
+		default:
+			return bad("tag %q is invalid: at most 128 letters, digits, '_', '.' and '-', not starting with '.' or '-'", tag)
 		}
-		return bad("tag %q is invalid: at most 128 letters, digits, '_', '.' and '-', not starting with '.' or '-'", tag)
 	}
 	if strings.Contains(arg, "@") && !sha256RE.MatchString(digest) {
 		return bad("digest %q is invalid: want sha256: followed by 64 lowercase hex digits", digest)
@@ -88,16 +99,48 @@ func referenceProblem(what, arg string) error {
 	return nil
 }
 
-// parseReference parses an image reference, saying why when it is not one.
-func parseReference(what, arg string) (name.Reference, error) {
+// imageRef is an image reference parsed: its repository and the tag or digest it names
+// (no tag and no digest: latest, as for docker pull). A tag is a string: one of 129-300
+// characters, which an ECR registry holds, is more than go-containerregistry's name.Tag
+// accepts.
+type imageRef struct {
+	repo        name.Repository
+	tag, digest string
+}
+
+// name is the reference in full (host/repository:tag or @digest).
+func (r imageRef) name() string {
+	if r.tag != "" {
+		return r.repo.Name() + ":" + r.tag
+	}
+	return r.repo.Name() + "@" + r.digest
+}
+
+// parseImageRef parses an image reference, saying why when it is not one.
+func parseImageRef(what, arg string) (imageRef, error) {
 	if err := referenceProblem(what, arg); err != nil {
-		return nil, err
+		return imageRef{}, err
+	}
+	registry, repo, tag, digest, hasTag := splitReference(arg)
+	if hasTag && len(tag) > ecrname.MaxRegistryTagLen {
+		if digest != "" { // the digest wins, as go-containerregistry reads tag@digest
+			arg = registry + "/" + repo + "@" + digest
+		} else {
+			r, err := name.NewRepository(registry + "/" + repo)
+			if err != nil {
+				return imageRef{}, usagef("%s %q is not an image reference: %v", what, arg, err)
+			}
+			return imageRef{repo: r, tag: tag}, nil
+		}
 	}
 	ref, err := name.ParseReference(arg)
 	if err != nil {
-		return nil, usagef("%s %q is not an image reference: %v", what, arg, err)
+		return imageRef{}, usagef("%s %q is not an image reference: %v", what, arg, err)
 	}
-	return ref, nil
+	if t, ok := ref.(name.Tag); ok {
+		return imageRef{repo: t.Context(), tag: t.TagStr()}, nil
+	}
+	return imageRef{repo: ref.Context(), digest: ref.Identifier()}, nil
 }
 
 // parseRepository parses a repository (no tag or digest), saying why when it is not one.

@@ -150,7 +150,7 @@ type Engine struct {
 
 	mu       sync.Mutex
 	pacers   map[string]*pacer   // manifest writes, per destination registry host
-	link     link                // what uploads move together, measured (budget.go)
+	link     links               // what uploads move together, per destination host (budget.go)
 	tagLocks map[string]*tagLock // per destination repo:tag, while held or awaited
 }
 
@@ -270,7 +270,7 @@ func New(opts ...Option) *Engine {
 		pacers:        map[string]*pacer{},
 		tagLocks:      map[string]*tagLock{},
 		uploads:       onceMap{inFlightOnly: true},
-		link:          link{minBytes: minMeasuredBytes, minTime: minMeasuredTime},
+		link:          links{minBytes: minMeasuredBytes, minTime: minMeasuredTime},
 	}
 	for _, o := range opts {
 		o(c)
@@ -686,7 +686,7 @@ func (s *session) readTags(ctx context.Context, digest v1.Hash, res *Result) (v1
 // and its bytes are kept for the copy (one request instead of a HEAD and a GET).
 func (s *session) resolveTag(ctx context.Context, tag string) (*rawManifest, error) {
 	if apiTag(tag) {
-		m, err := s.getAPITag(ctx, s.src, tag)
+		m, err := s.getAPITag(ctx, tag)
 		if errors.Is(err, errNoTag) {
 			return nil, &Error{Op: "get source tag " + tag, Code: string(transport.ManifestUnknownErrorCode), Status: http.StatusNotFound, Err: errors.New("no such tag")}
 		}

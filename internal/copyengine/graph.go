@@ -394,7 +394,7 @@ func isNotFound(err error) bool {
 // headSourceTag returns what the source tag points at now.
 func (s *session) headSourceTag(ctx context.Context, tag string) (v1.Hash, bool, error) {
 	if apiTag(tag) {
-		m, err := s.getAPITag(ctx, s.src, tag)
+		m, err := s.getAPITag(ctx, tag)
 		if errors.Is(err, errNoTag) {
 			return v1.Hash{}, false, nil
 		}
@@ -523,11 +523,7 @@ func (s *session) setDestTag(ctx context.Context, tag string, want v1.Hash) (boo
 // tag the registry cannot carry), or a not-found error.
 func (s *session) headDestTag(ctx context.Context, tag string) (v1.Hash, error) {
 	if apiTag(tag) {
-		m, err := s.getAPITag(ctx, s.dst, tag)
-		if err != nil {
-			return v1.Hash{}, err
-		}
-		return m.desc.Digest, nil
+		return s.destAPITag(ctx, tag)
 	}
 	d, err := s.dst.head(ctx, s.dst.repo.Tag(tag))
 	if err != nil {

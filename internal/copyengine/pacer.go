@@ -151,12 +151,17 @@ func (c *Engine) pacerFor(req *http.Request) *pacer {
 	if req.Method != http.MethodPut || !strings.Contains(req.URL.Path, "/manifests/") {
 		return nil
 	}
+	return c.hostPacer(req.URL.Host)
+}
+
+// hostPacer returns the pacer of the manifest writes to a registry host.
+func (c *Engine) hostPacer(host string) *pacer {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	p, ok := c.pacers[req.URL.Host]
+	p, ok := c.pacers[host]
 	if !ok {
 		p = newPacer(c.rate, c.burst, c.writers, time.Now(), rand.Float64())
-		c.pacers[req.URL.Host] = p
+		c.pacers[host] = p
 	}
 	return p
 }

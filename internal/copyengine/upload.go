@@ -155,7 +155,7 @@ func (s *session) sourceForUpload(ctx context.Context, desc v1.Descriptor) (sour
 func (s *session) putBlob(ctx context.Context, client *http.Client, loc string, src io.ReadCloser, digest v1.Hash, size int64, sent *bool) error {
 	op := "upload blob " + digest.String()
 	progress := Progress{Source: s.src.repo.String(), Destination: s.dst.repo.String(), Blob: digest.String(), Size: size}
-	body := linkReader{ReadCloser: s.c.counting(src, progress), link: &s.c.link}
+	body := &linkReader{ReadCloser: s.c.counting(src, progress), link: s.c.link.host(s.dst.repo.RegistryStr())}
 	req, err := http.NewRequestWithContext(ctx, http.MethodPut, loc, body)
 	if err != nil {
 		src.Close()
@@ -166,9 +166,8 @@ func (s *session) putBlob(ctx context.Context, client *http.Client, loc string, 
 	*sent = true
 	progress.Event = BlobStarted
 	s.c.report(progress)
-	s.c.link.begin()
 	resp, err := client.Do(req)
-	s.c.link.end()
+	body.link.end(&body.u) // the transport may close the body later: the meter must not wait
 	if err != nil {
 		return s.cutUpload(ctx, size, classify(op, onDest, err))
 	}

@@ -20,21 +20,40 @@ import (
 // cannot be pulled — the registry answers 404 — yet it is still the source's
 // (https://docs.aws.amazon.com/AmazonECR/latest/userguide/archive-image.html). When the
 // source answers 404, the replicator asks the ECR API before it concludes anything: a
-// copy of an archived image fails for good with ImageArchived (no delivery can pull it;
-// once restored, the next reconcile copies it), and a tag whose image is archived is
-// never mirrored as deleted.
+// copy of an ARCHIVED image fails for good with ImageArchived (no delivery can pull it;
+// the restore is not forwarded, so only a reconcile run or the CLI copies it once it is
+// restored: docs/CONTRACT.md, "Archive storage class"); a copy of an ACTIVATING image is
+// retried (ImageActivating): ACTIVATING always ends ACTIVE (API_UpdateImageStorageClass),
+// and nothing else would copy it; a tag whose image is archived is never mirrored as
+// deleted.
 
-// CodeImageArchived is the failure of a copy whose source image is archived.
-const CodeImageArchived = "ImageArchived"
+// CodeImageArchived is the failure of a copy whose source image is archived (permanent);
+// CodeImageActivating, of one whose source image is being restored (retryable).
+const (
+	CodeImageArchived   = "ImageArchived"
+	CodeImageActivating = "ImageActivating"
+)
 
 // archivedError: the source image is in the archive storage class.
 type archivedError struct{ status ecrtypes.ImageStatus }
 
 func (e *archivedError) Error() string {
-	return fmt.Sprintf("the source image is %s (archive storage class) and cannot be pulled; once it is restored, the next reconcile copies it", e.status)
+	if e.activating() {
+		return "the source image is ACTIVATING (being restored from the archive storage class) and cannot be pulled yet: retried until it is ACTIVE"
+	}
+	return fmt.Sprintf("the source image is %s (archive storage class) and cannot be pulled; its restore is not replicated by itself: once it is restored, "+
+		"a reconcile run (ReconcileSchedule, or ReconcileFunction invoked) or `ecr-replicator copy` copies it", e.status)
 }
-func (e *archivedError) ErrorCode() string { return CodeImageArchived }
-func (e *archivedError) Retryable() bool   { return false }
+
+func (e *archivedError) ErrorCode() string {
+	if e.activating() {
+		return CodeImageActivating
+	}
+	return CodeImageArchived
+}
+
+func (e *archivedError) Retryable() bool  { return e.activating() }
+func (e *archivedError) activating() bool { return e.status == ecrtypes.ImageStatusActivating }
 
 // archivedStatus is the source image's status when it is archived or being restored, ""
 // otherwise (active, or gone). DescribeImages by image ID describes an image whatever its
