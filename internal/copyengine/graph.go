@@ -103,52 +103,9 @@ func (s *session) ensureManifest(ctx context.Context, desc v1.Descriptor, w *wal
 	w.add(desc.Digest)
 	var wrote bool
 	ran, err := s.c.manifests.do(ctx, s.dst.key(desc.Digest), func() error {
-		root := desc.Digest == s.rootDigest
-		if s.tagPresent && root {
-			return nil // the destination tag points at it: present and complete
-		}
-		// A root about to be written under its new tag is not HEADed by digest up front:
-		// the PUT by tag is needed either way. Only when its dependencies all turn out
-		// present does it look (below), so that re-tagging content already there is
-		// reported as a tag update.
-		newTaggedRoot := s.rootTag != "" && root
-		if !newTaggedRoot {
-			present, err := s.destHasManifest(ctx, desc.Digest)
-			if err != nil || present {
-				return err
-			}
-		}
-		m, err := s.fetch(ctx, desc.Digest)
-		if err != nil {
-			return err
-		}
-		if err := s.copyDeps(ctx, m, w); err != nil {
-			return err
-		}
-		if newTaggedRoot {
-			tagOnly := false
-			if s.blobsCopied.Load() == 0 && s.written.Load() == 0 {
-				if tagOnly, err = s.destHasManifest(ctx, desc.Digest); err != nil {
-					return err
-				}
-			}
-			if err := s.putRootByTag(ctx, m); err == nil {
-				wrote = !tagOnly
-				return nil
-			} else if !isTagConflict(err) {
-				return err
-			}
-			// An IMMUTABLE destination tag points elsewhere: keep the content (by
-			// digest); converge reports the conflict.
-			if tagOnly {
-				return nil
-			}
-		}
-		if err := s.put(ctx, s.dst.repo.Digest(desc.Digest.String()), m, "put destination manifest"); err != nil {
-			return err
-		}
-		wrote = true
-		return nil
+		var err error
+		wrote, err = s.writeManifest(ctx, desc, w)
+		return err
 	})
 	if err != nil {
 		return false, err
@@ -162,6 +119,88 @@ func (s *session) ensureManifest(ctx context.Context, desc v1.Descriptor, w *wal
 		}
 	}
 	return wrote, nil
+}
+
+// writeManifest is ensureManifest's once-per-run part: it reports whether it wrote the
+// manifest. A manifest found or put in the destination tells the index where its blobs
+// are (learn); while its blobs are copied, the copy is announced to copies into other
+// repositories of the registry that could mount them (shareFlight).
+func (s *session) writeManifest(ctx context.Context, desc v1.Descriptor, w *walk) (bool, error) {
+	root := desc.Digest == s.rootDigest
+	if s.tagPresent && root {
+		return false, nil // the destination tag points at it: present and complete
+	}
+	// A root about to be written under its new tag is not HEADed by digest up front:
+	// the PUT by tag is needed either way. Only when its dependencies all turn out
+	// present does it look (putManifest), so that re-tagging content already there is
+	// reported as a tag update.
+	newTaggedRoot := s.rootTag != "" && root
+	if !newTaggedRoot {
+		present, err := s.destHasManifest(ctx, desc.Digest)
+		if err != nil || present {
+			if m, ok := s.fetched.Load(desc.Digest); ok && present {
+				s.learn(m.(*rawManifest))
+			}
+			return false, err
+		}
+	}
+	m, err := s.fetch(ctx, desc.Digest)
+	if err != nil {
+		return false, err
+	}
+	blobs, _ := blobsOf(m) // an invalid manifest: copyDeps says so
+	end, err := s.shareFlight(ctx, blobs)
+	if err != nil {
+		return false, err
+	}
+	defer end()
+	if err := s.copyDeps(ctx, m, w); err != nil {
+		return false, err
+	}
+	wrote, err := s.putManifest(ctx, m, newTaggedRoot)
+	if err == nil {
+		s.learn(m)
+	}
+	return wrote, err
+}
+
+// putManifest writes a manifest whose dependencies are in: under the root's new tag
+// (putRootByTag), or by digest. It reports whether it wrote it.
+func (s *session) putManifest(ctx context.Context, m *rawManifest, newTaggedRoot bool) (bool, error) {
+	if newTaggedRoot {
+		tagOnly := false
+		if s.blobsCopied.Load() == 0 && s.blobsMounted.Load() == 0 && s.written.Load() == 0 {
+			var err error
+			if tagOnly, err = s.destHasManifest(ctx, m.desc.Digest); err != nil {
+				return false, err
+			}
+		}
+		err := s.putRootByTag(ctx, m)
+		switch {
+		case err == nil:
+			return !tagOnly, nil
+		case !isTagConflict(err):
+			return false, err
+		case tagOnly:
+			// An IMMUTABLE destination tag points elsewhere: keep the content (by
+			// digest); converge reports the conflict.
+			return false, nil
+		}
+	}
+	if err := s.put(ctx, s.dst.repo.Digest(m.desc.Digest.String()), m, "put destination manifest"); err != nil {
+		return false, err
+	}
+	return true, nil
+}
+
+// learn tells the index that the destination repository holds manifest m, so its blobs
+// can be mounted from there.
+func (s *session) learn(m *rawManifest) {
+	if scope := s.dst.mountScope(); scope != "" {
+		if blobs, err := blobsOf(m); err == nil {
+			s.c.index.learn(scope, s.dst.repo.RepositoryStr(), blobs)
+		}
+	}
 }
 
 // destHasManifest HEADs the destination manifest by digest.
@@ -234,6 +273,30 @@ func (s *session) copyDeps(ctx context.Context, m *rawManifest, w *walk) error {
 				return s.ensureBlob(gctx, child)
 			})
 		}
+	default:
+		blobs, err := blobsOf(m)
+		if err != nil {
+			return err
+		}
+		for _, desc := range blobs {
+			g.Go(func() error { return s.ensureBlob(gctx, desc) })
+		}
+	}
+	return g.Wait()
+}
+
+// blobsOf lists, once each, the blobs an image manifest brings with it: a Docker v2 or
+// OCI image manifest's (or OCI artifact's, whatever its config or artifactType media
+// type) config and layers, but foreign layers, which live outside registries (ggcr skips
+// them too); a Docker schema 1 manifest's fsLayers (of unknown size). None for an index.
+func blobsOf(m *rawManifest) ([]v1.Descriptor, error) {
+	invalid := func(err error) error {
+		return &Error{Op: "parse source manifest " + m.desc.Digest.String(), Code: string(transport.ManifestInvalidErrorCode), Err: err}
+	}
+	var all []v1.Descriptor
+	switch mt := m.desc.MediaType; {
+	case mt.IsIndex():
+		return nil, nil
 	case mt.IsSchema1():
 		var sm struct {
 			FSLayers []struct {
@@ -241,38 +304,28 @@ func (s *session) copyDeps(ctx context.Context, m *rawManifest, w *walk) error {
 			} `json:"fsLayers"`
 		}
 		if err := json.Unmarshal(m.raw, &sm); err != nil {
-			return &Error{Op: "parse source manifest " + m.desc.Digest.String(), Code: string(transport.ManifestInvalidErrorCode), Err: err}
+			return nil, invalid(err)
 		}
-		seen := map[v1.Hash]bool{}
 		for _, l := range sm.FSLayers {
-			if seen[l.BlobSum] {
-				continue
-			}
-			seen[l.BlobSum] = true
-			desc := v1.Descriptor{Digest: l.BlobSum, MediaType: types.DockerLayer}
-			g.Go(func() error { return s.ensureBlob(gctx, desc) })
+			all = append(all, v1.Descriptor{Digest: l.BlobSum, MediaType: types.DockerLayer})
 		}
 	default:
-		// Docker v2 / OCI image manifests and OCI artifacts: whatever the
-		// config or artifactType media type, dependencies are config + layers.
 		mf, err := v1.ParseManifest(bytes.NewReader(m.raw))
 		if err != nil {
-			return &Error{Op: "parse source manifest " + m.desc.Digest.String(), Code: string(transport.ManifestInvalidErrorCode), Err: err}
+			return nil, invalid(err)
 		}
-		seen := map[v1.Hash]bool{}
-		for _, desc := range append([]v1.Descriptor{mf.Config}, mf.Layers...) {
-			if desc.Digest.Hex == "" || seen[desc.Digest] {
-				continue
-			}
-			seen[desc.Digest] = true
-			if !desc.MediaType.IsDistributable() {
-				// Foreign layers live outside registries; ggcr skips them too.
-				continue
-			}
-			g.Go(func() error { return s.ensureBlob(gctx, desc) })
-		}
+		all = append([]v1.Descriptor{mf.Config}, mf.Layers...)
 	}
-	return g.Wait()
+	seen := map[v1.Hash]bool{}
+	blobs := make([]v1.Descriptor, 0, len(all))
+	for _, desc := range all {
+		if desc.Digest.Hex == "" || seen[desc.Digest] || !desc.MediaType.IsDistributable() {
+			continue
+		}
+		seen[desc.Digest] = true
+		blobs = append(blobs, desc)
+	}
+	return blobs, nil
 }
 
 // depGroup runs a manifest's dependencies. Its error is the first one, unless a
@@ -306,14 +359,14 @@ func (g *depGroup) Wait() error {
 // whole run; pushBlob HEADs and, only if absent, streams the source response body into
 // a monolithic upload (WithJobs bounds the uploads in flight, not the HEADs).
 func (s *session) ensureBlob(ctx context.Context, desc v1.Descriptor) error {
-	var uploaded bool
+	var fate blobFate
 	size := desc.Size // unknown (0) in a Docker schema 1 manifest: pushBlob learns it
 	ran, err := s.c.blobs.do(ctx, s.dst.key(desc.Digest), func() error {
 		// Another run uploading the same blob now is waited for, not raced: it then
 		// counts as skipped here (ran false).
 		_, err := s.c.uploads.do(ctx, s.dst.key(desc.Digest), func() error {
 			var err error
-			uploaded, size, err = s.pushBlob(ctx, v1.Descriptor{Digest: desc.Digest, Size: desc.Size})
+			fate, size, err = s.pushBlob(ctx, v1.Descriptor{Digest: desc.Digest, Size: desc.Size})
 			return err
 		})
 		return err
@@ -324,11 +377,19 @@ func (s *session) ensureBlob(ctx context.Context, desc v1.Descriptor) error {
 	if !s.countOnce("b:", desc.Digest) {
 		return nil
 	}
-	if ran && uploaded {
+	switch {
+	case ran && fate == blobUploaded:
 		s.blobsCopied.Add(1)
 		s.bytesCopied.Add(size)
+		if _, ok := s.c.index.source(s.dst.mountScope(), s.dst.repo.RepositoryStr(), desc.Digest); ok && !s.dst.mounting.Enabled {
+			s.bytesMountable.Add(size)
+		}
 		s.log.Debug("blob uploaded", "blob", desc.Digest.String(), "size", size)
-	} else {
+	case ran && fate == blobMounted:
+		s.blobsMounted.Add(1)
+		s.bytesMounted.Add(size)
+		s.log.Debug("blob mounted", "blob", desc.Digest.String(), "size", size)
+	default:
 		s.blobsSkipped.Add(1)
 		s.bytesSkipped.Add(max(size, 0))
 	}

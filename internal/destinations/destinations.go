@@ -237,7 +237,7 @@ func (r *Run) copy(ctx context.Context, rt route, src Source, t rules.Target) co
 		Digest: src.Digest,
 		Tag:    src.Tag,
 		Destination: copyengine.Endpoint{Repository: rt.dstRepo, Auth: rt.dstReg.Authenticator(), Transport: rt.dstReg.Transport(nil),
-			Tags: repositoryTags{api: rt.dstReg.API(), repo: t.Repository}},
+			Tags: repositoryTags{api: rt.dstReg.API(), repo: t.Repository}, Mounting: mounting(ctx, rt.dstReg, t.Repository)},
 		Referrers: t.Referrers,
 	})
 	var re *copyengine.Error
@@ -245,6 +245,15 @@ func (r *Run) copy(ctx context.Context, rt route, src Source, t rules.Target) co
 		rt.dstReg.Forget(t.Repository)
 	}
 	return c
+}
+
+// mounting is whether the engine may mount blobs into the destination repository: the
+// registry's blob mounting setting (asked once in a while, ecraccess), and the
+// repository's encryption, learnt when it was ensured. Without the setting (not granted,
+// say), every blob is uploaded.
+func mounting(ctx context.Context, reg *ecraccess.Registry, repository string) copyengine.Mounting {
+	on, _ := reg.BlobMounting(ctx) // a failure is logged there, once in a while
+	return copyengine.Mounting{Enabled: on, Encryption: reg.Encryption(repository)}
 }
 
 // replicaOfReplica stops replication loops within one registry: copying a repository

@@ -237,9 +237,12 @@ type Registry struct {
 	user    string
 	secret  string
 	expires time.Time
-	known   map[string]bool // repositories known to exist
+	// known: repositories known to exist, with their encryption (Encryption; "" unknown).
+	known map[string]string
 
 	transports sync.Map // base http.RoundTripper → *refreshTransport
+
+	mounting blobMounting // the BLOB_MOUNTING account setting, as last asked (mounting.go)
 }
 
 // Access returns what the registry was resolved from.

@@ -65,20 +65,24 @@ func (g *Registry) ReadSettings(ctx context.Context, repository string, lifecycl
 
 // EnsureRepository makes sure a repository exists, creating it with settings when it
 // does not. A concurrent creation (RepositoryAlreadyExistsException) is success. It
-// reports whether this call created it. Known repositories are remembered, so a warm
-// process asks once.
+// reports whether this call created it. Known repositories are remembered, with their
+// encryption (Encryption), so a warm process asks once.
 func (g *Registry) EnsureRepository(ctx context.Context, repository string, settings RepositorySettings, create bool) (bool, error) {
 	g.mu.Lock()
-	known := g.known[repository]
+	_, known := g.known[repository]
 	g.mu.Unlock()
 	if known {
 		return false, nil
 	}
-	_, err := g.api.DescribeRepositories(ctx, &ecr.DescribeRepositoriesInput{RepositoryNames: []string{repository}})
+	described, err := g.api.DescribeRepositories(ctx, &ecr.DescribeRepositoriesInput{RepositoryNames: []string{repository}})
 	var nf *types.RepositoryNotFoundException
 	switch {
 	case err == nil:
-		g.remember(repository)
+		var enc *types.EncryptionConfiguration
+		if len(described.Repositories) > 0 {
+			enc = described.Repositories[0].EncryptionConfiguration
+		}
+		g.remember(repository, enc)
 		return false, nil
 	case !errors.As(err, &nf):
 		return false, WrapAWS("ecr:DescribeRepositories", err)
@@ -98,7 +102,7 @@ func (g *Registry) EnsureRepository(ctx context.Context, repository string, sett
 			in.EncryptionConfiguration.KmsKey = aws.String(settings.KMSKey)
 		}
 	}
-	_, err = g.api.CreateRepository(ctx, in)
+	out, err := g.api.CreateRepository(ctx, in)
 	var exists *types.RepositoryAlreadyExistsException
 	created := err == nil
 	if err != nil && !errors.As(err, &exists) {
@@ -111,17 +115,41 @@ func (g *Registry) EnsureRepository(ctx context.Context, repository string, sett
 			return true, WrapAWS("ecr:PutLifecyclePolicy", err)
 		}
 	}
-	g.remember(repository)
+	var enc *types.EncryptionConfiguration
+	if created && out.Repository != nil {
+		enc = out.Repository.EncryptionConfiguration
+	}
+	g.remember(repository, enc) // created concurrently by another: its encryption unknown
 	return created, nil
 }
 
-func (g *Registry) remember(repository string) {
+func (g *Registry) remember(repository string, enc *types.EncryptionConfiguration) {
 	g.mu.Lock()
 	defer g.mu.Unlock()
 	if g.known == nil {
-		g.known = map[string]bool{}
+		g.known = map[string]string{}
 	}
-	g.known[repository] = true
+	g.known[repository] = encryption(enc)
+}
+
+// Encryption names a repository's encryption, type and key ("AES256", "KMS <key ARN>"),
+// as DescribeRepositories or CreateRepository answered for it in EnsureRepository; "" when
+// it was not learnt that way. ECR mounts blobs only between repositories whose encryption
+// type and key are the same (blob-mounting.html).
+func (g *Registry) Encryption(repository string) string {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	return g.known[repository]
+}
+
+func encryption(enc *types.EncryptionConfiguration) string {
+	if enc == nil || enc.EncryptionType == "" {
+		return ""
+	}
+	if key := aws.ToString(enc.KmsKey); key != "" {
+		return string(enc.EncryptionType) + " " + key
+	}
+	return string(enc.EncryptionType)
 }
 
 // Forget drops a repository from the known set (after the registry said it is gone).
