@@ -74,7 +74,7 @@ func TestDestinationRolePermissions(t *testing.T) {
 	always := []string{
 		"ecr:BatchCheckLayerAvailability", "ecr:InitiateLayerUpload", "ecr:UploadLayerPart",
 		"ecr:CompleteLayerUpload", "ecr:PutImage", "ecr:BatchGetImage", "ecr:DescribeImages",
-		"ecr:DescribeRepositories", "ecr:ListImages",
+		"ecr:DescribeRepositories", "ecr:ListImages", "ecr:GetDownloadUrlForLayer",
 	}
 	create := []string{"ecr:CreateRepository", "ecr:TagResource", "ecr:PutLifecyclePolicy"}
 	for _, prefix := range []string{"", "mirror/"} {
@@ -97,7 +97,7 @@ func TestDestinationRolePermissions(t *testing.T) {
 				got := actions(t, all)
 
 				repos := []string{"arn:aws:ecr:*:111111111111:repository/" + prefix + "*"}
-				want := map[string][]string{"ecr:GetAuthorizationToken": {"*"}}
+				want := map[string][]string{"ecr:GetAuthorizationToken": {"*"}, "ecr:GetAccountSetting": {"*"}}
 				scoped := append([]string(nil), always...)
 				if createRepos == "true" {
 					scoped = append(scoped, create...)
