@@ -72,7 +72,11 @@ const planLong = `Show what 'sync' would copy, without copying anything: list th
 images the rules select (ecr:DescribeRepositories, ecr:DescribeImages) and each destination
 (ecr:DescribeImages, through the destination's role), and print a table per source
 repository and destination repository: copies in sync, copies to make, bytes to upload,
-repositories to create. Only list calls are made; no image is read and nothing is written.
+repositories to create. Only list calls are made, nothing is written, and no layer is read;
+where the copies upload into two or more repositories of one destination registry, the
+manifests of the images to copy are read (ecr:BatchGetImage, 100 at a time, at most 1,000
+images) to count the layers they share, which ECR blob mounting moves once: the plan says
+what that saves, or would save if the registry enabled it, and how to enable it.
 --detail adds a line per copy to make: which tag (or untagged digest), its size, where,
 and why. --output json always has them (docs/CLI-JSON.md).
 
@@ -302,7 +306,7 @@ func syncBackfill(a *app, o syncOptions, log *slog.Logger, doc *rules.Document, 
 	replicator := destinations.New(sess.resolver, engine, mopts...)
 	return &backfill.Backfill{
 		Rules: doc, Resolver: sess.resolver, SourceAccountID: srcAccount, SourceRegion: sess.cfg.Region,
-		Concurrency: o.concurrency, Log: log,
+		Concurrency: o.concurrency, Log: log, NoMountingEstimate: !o.dryRun,
 		Start: func() backfill.Run {
 			return &progressRun{a: a, run: replicator.Start(), prog: *prog, copies: copies}
 		},

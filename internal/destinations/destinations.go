@@ -300,12 +300,15 @@ func (r *Run) sourceSettings(ctx context.Context, srcReg *ecraccess.Registry, re
 
 // take records an engine result; byte and blob counts add up over several copies.
 func (res *Result) take(c copyengine.Result) {
-	bytes, blobs, skipped := res.BytesCopied, res.BlobsCopied, res.BlobsSkipped
+	prev := res.Result
 	digest, tag := res.Digest, res.Tag
 	res.Result = c
-	res.BytesCopied += bytes
-	res.BlobsCopied += blobs
-	res.BlobsSkipped += skipped
+	res.BytesCopied += prev.BytesCopied
+	res.BlobsCopied += prev.BlobsCopied
+	res.BlobsSkipped += prev.BlobsSkipped
+	res.BlobsMounted += prev.BlobsMounted
+	res.BytesMounted += prev.BytesMounted
+	res.BytesMountable += prev.BytesMountable
 	res.Digest, res.Tag = firstNonEmpty(c.Digest, digest), tag
 	res.Code, res.Retryable = "", false
 	if c.Err != nil {
