@@ -10,6 +10,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/credentials"
@@ -410,4 +411,89 @@ func TestMountIndexIsBounded(t *testing.T) {
 	if r, _ := x.source("reg AES256", "other", blob(0).Digest); r != "repo8" {
 		t.Errorf("after forgetting repo9, the source is %q, want repo8", r)
 	}
+}
+
+// TestWaitEndsWhenTheOtherCopyGivesUp: a copy waiting for another copy of its shared
+// layers into another repository goes on, and uploads them itself, when that copy ends
+// without writing its manifest (it failed, or was cut).
+func TestWaitEndsWhenTheOtherCopyGivesUp(t *testing.T) {
+	w := newMountWorld(t, 1, 64<<10, true)
+	run := New().Start()
+	req := w.reqs[0]
+	m, err := remote.Get(req.Source.Repository.Digest(req.Digest), remote.WithAuth(w.src.auth))
+	if err != nil {
+		t.Fatal(err)
+	}
+	blobs := must[[]v1.Descriptor](t)(blobsOf(&rawManifest{raw: m.Manifest, desc: m.Descriptor}))
+	// Another copy, into another repository of the registry, moving the same blobs.
+	other := &session{c: run, dst: &endpoint{repo: w.dst.repo(t, "team/other", true), mounting: req.Destination.Mounting}, log: run.log}
+	end, err := other.shareFlight(context.Background(), blobs)
+	if err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan Result)
+	go func() { done <- run.Copy(context.Background(), req) }()
+	select {
+	case r := <-done:
+		t.Fatalf("the copy did not wait for the other one moving its blobs: %s %v", r.Outcome, r.Err)
+	case <-time.After(300 * time.Millisecond):
+	}
+	end() // gives up: nothing learnt
+	r := <-done
+	if r.Err != nil || r.BytesCopied < w.base || r.BlobsMounted != 0 {
+		t.Fatalf("after the other copy gave up: %s uploaded %d, mounted %d: %v", r.Outcome, r.BytesCopied, r.BlobsMounted, r.Err)
+	}
+}
+
+// TestOverlappingSharedLayersDoNotDeadlock: images sharing different subsets of a few
+// layers, copied at once into as many repositories of one registry with few transfer
+// slots, all complete: no copy waits for one that waits for it.
+func TestOverlappingSharedLayersDoNotDeadlock(t *testing.T) {
+	sb, err := sandbox.New(sandbox.TwoAccounts(""))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { sb.Close() })
+	src, dst := sandboxSide(t, sb, sandbox.SourceAccount), sandboxSide(t, sb, sandbox.DestinationAccount)
+	if _, err := dst.api.PutAccountSetting(context.Background(), &ecr.PutAccountSettingInput{Name: aws.String("BLOB_MOUNTING"), Value: aws.String("ENABLED")}); err != nil {
+		t.Fatal(err)
+	}
+	var shared []v1.Layer
+	for range 4 {
+		shared = append(shared, must[v1.Layer](t)(random.Layer(32<<10, types.DockerLayer)))
+	}
+	var reqs []Request
+	for i := range 12 {
+		var layers []v1.Layer
+		for j, l := range shared { // a different subset (and order) per image
+			if (i>>(j%4))&1 == 1 || j == i%4 {
+				layers = append([]v1.Layer{l}, layers...)
+			}
+		}
+		img := must[v1.Image](t)(mutate.AppendLayers(must[v1.Image](t)(random.Image(256, 1)), layers...))
+		repo := fmt.Sprintf("team/mix%d", i)
+		s := src.repo(t, repo, true)
+		if err := remote.Write(s.Tag("v1"), img, remote.WithAuth(src.auth)); err != nil {
+			t.Fatal(err)
+		}
+		reqs = append(reqs, Request{Source: Endpoint{Repository: s, Auth: src.auth},
+			Destination: Endpoint{Repository: dst.repo(t, repo, true), Auth: dst.auth, Mounting: Mounting{Enabled: true, Encryption: "AES256"}},
+			Digest:      digestOf(t, img).String(), Tag: "v1"})
+	}
+	w := &mountWorld{sb: sb, src: src, dst: dst}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	run := New(WithJobs(2)).Start()
+	results := make([]Result, len(reqs))
+	var wg sync.WaitGroup
+	for i, r := range reqs {
+		wg.Go(func() { results[i] = run.Copy(ctx, r) })
+	}
+	wg.Wait()
+	for i, r := range results {
+		if r.Err != nil {
+			t.Fatalf("copy %d: %s: %v (a deadlock ends at the test's deadline)", i, r.Outcome, r.Err)
+		}
+	}
+	w.copyAll(t, run, reqs) // all there: nothing left to do, digests checked
 }
