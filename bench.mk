@@ -1,10 +1,12 @@
-# bench.mk — `make bench`: ecr-replicator against crane, regctl and skopeo.
+# bench.mk — `make bench`: ecr-replicator against crane, regctl and skopeo (scenario 5: ours
+# with and without ECR blob mounting, against crane and regctl, on the sandbox's ECR).
 # Included by the main Makefile; not part of `make test`. The benchmark is its own module
 # (bench/go.mod): the registry, crane and regctl are pinned there as tools, so the
 # product's go.mod does not carry them; skopeo comes from Debian (scripts/install-skopeo.sh).
 #
 #   make bench                                  # full size, 5 runs, 0 ms and 25 ms
 #   make bench BENCH_SCALE=0.1 BENCH_RUNS=2     # quick: 100 MiB image, 2 MiB base
+#   make bench BENCH_SCENARIOS=5 BENCH_DELAYS=25 # blob mounting only (about 4 minutes a run)
 #
 # Results: stdout and bench/RESULTS.md.
 
@@ -13,7 +15,7 @@ BENCH_RUNS    ?= 5
 BENCH_SCALE   ?= 1
 BENCH_TAGS    ?= 100
 BENCH_DELAYS  ?= 0,25
-BENCH_SCENARIOS ?= 1,2,3,4
+BENCH_SCENARIOS ?= 1,2,3,4,5
 BENCH_FLAGS   ?=
 # Scratch space: a name starting with "_", so that `go ./...` in bench/ never walks it.
 BENCH_BIN     := $(CURDIR)/bench/_work/bin

@@ -33,6 +33,10 @@ type scenario struct {
 	cold      bool // destination emptied before every run
 	ecr       bool // against the sandbox (ECR API + registries)
 	digest    string
+	repos     []string    // scenario 5: one image (v1) per repository
+	mounting  *mountBench // scenario 5's sandbox
+	// skip names the tools that do not run in this scenario, and why.
+	skip map[string]string
 }
 
 // sample is one timed run of one tool.
@@ -40,6 +44,7 @@ type sample struct {
 	wall, cpu time.Duration
 	rssKiB    int64
 	c         counts
+	uploaded  int64 // request bodies the destination registry received
 	err       string
 }
 
@@ -70,7 +75,7 @@ func main() {
 	var (
 		b      bench
 		delays = flag.String("delays", "0,25", "per-request proxy delays in ms, comma-separated")
-		only   = flag.String("scenarios", "1,2,3,4", "scenarios to run")
+		only   = flag.String("scenarios", "1,2,3,4,5", "scenarios to run")
 		out    = flag.String("out", "bench/RESULTS.md", "markdown report")
 		tags   = flag.Int("tags", 100, "tags in scenarios 2 and 4")
 	)
@@ -122,7 +127,7 @@ func main() {
 	var evals []evaluation
 	others := appendedSections(*out)
 	for _, sc := range scs {
-		if !want[sc.id] && !(sc.ecr && want["4"]) {
+		if !want[sc.id] && !(sc.id == "4-ecr" && want["4"]) {
 			continue
 		}
 		for _, d := range ds {
@@ -182,6 +187,9 @@ func (b *bench) teardown() {
 		b.dstProxy.close()
 	}
 	stopSandbox()
+	if mnt != nil {
+		mnt.close()
+	}
 }
 
 // freshDestination replaces the destination registry by an empty one behind the proxy.
@@ -199,7 +207,9 @@ func (b *bench) freshDestination() error {
 func (b *bench) runScenario(ctx context.Context, sc *scenario, delay time.Duration) ([]*result, error) {
 	var tg target
 	var proxies []*proxy
-	if sc.ecr {
+	if sc.mounting != nil {
+		tg, proxies = sc.mounting.st.target, sc.mounting.st.proxies
+	} else if sc.ecr {
 		sbx, err := sandboxTarget()
 		if err != nil {
 			return nil, err
@@ -222,11 +232,16 @@ func (b *bench) runScenario(ctx context.Context, sc *scenario, delay time.Durati
 	}()
 	var res []*result
 	for _, t := range b.tools {
+		if t.only != "" && t.only != sc.id {
+			continue
+		}
 		r := &result{tool: t}
 		_, r.how = t.cmds(sc, tg, "")
 		switch {
 		case !t.available:
 			r.note = t.note
+		case sc.skip[t.name] != "":
+			r.note = sc.skip[t.name]
 		}
 		res = append(res, r)
 	}
@@ -270,7 +285,13 @@ func (b *bench) runOnce(ctx context.Context, t *tool, sc *scenario, tg target, p
 		s.err = err.Error()
 		return s
 	}
-	if sc.cold {
+	switch {
+	case sc.mounting != nil:
+		if err := sc.mounting.prepare(ctx, t); err != nil {
+			s.err = "preparing the destination: " + err.Error()
+			return s
+		}
+	case sc.cold:
 		if err := b.freshDestination(); err != nil {
 			s.err = err.Error()
 			return s
@@ -335,10 +356,19 @@ func (b *bench) runOnce(ctx context.Context, t *tool, sc *scenario, tg target, p
 	}
 	s.wall = time.Since(start)
 	for _, p := range proxies {
-		s.c.add(p.take())
+		c := p.take()
+		if p.addr() == tg.dst {
+			s.uploaded = c.Written
+		}
+		s.c.add(c)
 	}
 	if s.err == "" && sc.cold && !sc.ecr {
 		if err := b.verify(sc, t.name == "skopeo" && sc.id == "3"); err != nil {
+			s.err = "verify: " + err.Error()
+		}
+	}
+	if s.err == "" && sc.mounting != nil {
+		if err := sc.mounting.check(); err != nil {
 			s.err = "verify: " + err.Error()
 		}
 	}
@@ -428,6 +458,7 @@ type stats struct {
 	cpu                 time.Duration
 	rssKiB              int64
 	reqs, read, written int64
+	uploaded            int64
 	byMethod            map[string]int64
 	failed              int
 	lastErr             string
@@ -436,7 +467,7 @@ type stats struct {
 func summarize(r *result) stats {
 	var st stats
 	var walls, cpus []time.Duration
-	var rss, reqs, rd, wr []int64
+	var rss, reqs, rd, wr, up []int64
 	var last sample
 	for _, s := range r.samples {
 		if s.err != "" {
@@ -450,6 +481,7 @@ func summarize(r *result) stats {
 		reqs = append(reqs, s.c.total())
 		rd = append(rd, s.c.Read)
 		wr = append(wr, s.c.Written)
+		up = append(up, s.uploaded)
 		last = s
 	}
 	if len(walls) == 0 {
@@ -462,6 +494,7 @@ func summarize(r *result) stats {
 	st.reqs, _, _ = median(reqs)
 	st.read, _, _ = median(rd)
 	st.written, _, _ = median(wr)
+	st.uploaded, _, _ = median(up)
 	st.byMethod = last.c.Requests
 	return st
 }
@@ -485,25 +518,28 @@ func methods(m map[string]int64) string {
 func table(sc *scenario, d time.Duration, res []*result) string {
 	var sb strings.Builder
 	fmt.Fprintf(&sb, "### %s — %d ms per request\n\n", sc.title, d.Milliseconds())
-	sb.WriteString("| tool | how | wall s, median (min–max) | CPU s | peak RSS MiB | requests | by method | read MiB | written MiB |\n")
-	sb.WriteString("|---|---|---|---|---|---|---|---|---|\n")
+	sb.WriteString("| tool | how | wall s, median (min–max) | CPU s | peak RSS MiB | requests | by method | read MiB | written MiB | uploaded to the destination MiB |\n")
+	sb.WriteString("|---|---|---|---|---|---|---|---|---|---|\n")
 	for _, r := range res {
 		if r.note != "" {
-			fmt.Fprintf(&sb, "| %s | %s | %s | | | | | | |\n", r.tool.name, r.how, r.note)
+			fmt.Fprintf(&sb, "| %s | %s | %s | | | | | | | |\n", r.tool.name, r.how, r.note)
 			continue
 		}
 		st := summarize(r)
 		if !st.ok {
-			fmt.Fprintf(&sb, "| %s | %s | failed (%d/%d): %s | | | | | | |\n", r.tool.name, r.how, st.failed, len(r.samples), mdEscape(st.lastErr))
+			fmt.Fprintf(&sb, "| %s | %s | failed (%d/%d): %s | | | | | | | |\n", r.tool.name, r.how, st.failed, len(r.samples), mdEscape(st.lastErr))
 			continue
 		}
 		fail := ""
 		if st.failed > 0 {
 			fail = fmt.Sprintf(" (%d failed runs: %s)", st.failed, mdEscape(st.lastErr))
 		}
-		fmt.Fprintf(&sb, "| %s | %s | %s (%s–%s)%s | %s | %.0f | %d | %s | %s | %s |\n",
+		fmt.Fprintf(&sb, "| %s | %s | %s (%s–%s)%s | %s | %.0f | %d | %s | %s | %s | %s |\n",
 			r.tool.name, r.how, secs(st.wall), secs(st.wallLo), secs(st.wall1), fail, secs(st.cpu),
-			float64(st.rssKiB)/1024, st.reqs, methods(st.byMethod), mib(st.read), mib(st.written))
+			float64(st.rssKiB)/1024, st.reqs, methods(st.byMethod), mib(st.read), mib(st.written), mib(st.uploaded))
+	}
+	if sc.mounting != nil {
+		fmt.Fprintf(&sb, "\nThe images' distinct blobs: %s MiB.\n", mib(sc.mounting.unique))
 	}
 	return sb.String()
 }
@@ -590,6 +626,8 @@ func evaluate(sc *scenario, d time.Duration, res []*result) []evaluation {
 			ratio := ours.wall.Seconds() / best.wall.Seconds()
 			ev = append(ev, evaluation{t, verdict(ratio <= 1.0), fmt.Sprintf("ours %ss vs %s %ss = %.2f×", secs(ours.wall), bn, secs(best.wall), ratio)})
 		}
+	case sc.id == "5":
+		ev = append(ev, evaluateMounting(sc, at, res)...)
 	case strings.HasPrefix(sc.id, "4") && d == 25*time.Millisecond:
 		t := "(4) ≥ 10× faster than `crane copy --all-tags`, 25 ms"
 		if sc.ecr {
@@ -608,6 +646,30 @@ func evaluate(sc *scenario, d time.Duration, res []*result) []evaluation {
 	return ev
 }
 
+// evaluateMounting: scenario 5's targets (issue 26) — with blob mounting, shared bytes
+// are uploaded once (the upload at most 1.1× the images' distinct bytes), and the run takes
+// at most 0.3× the time of ours without mounting.
+func evaluateMounting(sc *scenario, at string, res []*result) []evaluation {
+	var ev []evaluation
+	on, okOn := find(res, "ecr-replicator")
+	off, okOff := find(res, "ecr-replicator, mounting off")
+	t := "(5) uploaded ≤ 1.1× the distinct bytes, mounting on, " + at
+	if !okOn {
+		ev = append(ev, evaluation{t, "pending", "no successful run of ours"})
+	} else {
+		ratio := float64(on.uploaded) / float64(sc.mounting.unique)
+		ev = append(ev, evaluation{t, verdict(ratio <= 1.1), fmt.Sprintf("%s MiB uploaded for %s MiB distinct = %.2f×", mib(on.uploaded), mib(sc.mounting.unique), ratio)})
+	}
+	t = "(5) wall ≤ 0.3× ours without mounting, " + at
+	if !okOn || !okOff {
+		ev = append(ev, evaluation{t, "pending", "no successful run of ours with and without mounting"})
+	} else {
+		ratio := on.wall.Seconds() / off.wall.Seconds()
+		ev = append(ev, evaluation{t, verdict(ratio <= 0.3), fmt.Sprintf("on %ss / off %ss = %.2f×", secs(on.wall), secs(off.wall), ratio)})
+	}
+	return ev
+}
+
 func ecrPendingDetail(sc *scenario, res []*result) string {
 	for _, r := range res {
 		if r.tool.name == "ecr-replicator" && r.note != "" {
@@ -619,7 +681,7 @@ func ecrPendingDetail(sc *scenario, res []*result) string {
 
 func targetsSection(ev []evaluation) string {
 	var sb strings.Builder
-	sb.WriteString("## Targets (issue 8)\n\n| target | status | figures |\n|---|---|---|\n")
+	sb.WriteString("## Targets (issues 8 and 26)\n\n| target | status | figures |\n|---|---|---|\n")
 	for _, e := range ev {
 		fmt.Fprintf(&sb, "| %s | %s | %s |\n", e.target, e.status, e.detail)
 	}
@@ -639,7 +701,7 @@ func (b *bench) header(tags int, ds []time.Duration) string {
 		version("skopeo", "--version"), version(b.registryBin, "--version"), version(filepath.Join(b.binDir, "ecr-replicator"), "--version"))
 	fmt.Fprintf(&sb, "- size factor %.3g (scenario 1: %s MiB image), %d tags in scenarios 2 and 4, %d timed runs per tool after one warm-up, delays %v\n",
 		b.scale, mib(scaled(1<<30, b.scale)), tags, b.runs, ds)
-	sb.WriteString("- setup: two CNCF distribution registries (filesystem storage) on 127.0.0.1, each behind a proxy of this program that counts requests and bytes and delays every request; the destination registry is replaced by an empty one before every cold run; every run gets a fresh HOME/XDG/DOCKER_CONFIG and skopeo's blob-info cache is deleted. Layers are uncompressed random bytes (incompressible). Requests and bytes are summed over both registries (read = response bodies, written = request bodies). Medians over the timed runs; RSS is the largest process of a run.\n\n")
+	sb.WriteString("- setup: two CNCF distribution registries (filesystem storage) on 127.0.0.1, each behind a proxy of this program that counts requests and bytes and delays every request; the destination registry is replaced by an empty one before every cold run; every run gets a fresh HOME/XDG/DOCKER_CONFIG and skopeo's blob-info cache is deleted. Layers are uncompressed random bytes (incompressible). Requests and bytes are summed over both registries (read = response bodies, written = request bodies). Medians over the timed runs; RSS is the largest process of a run. Scenario 5 runs against the sandbox's ECR on both sides (API and both registries behind delaying proxies), its destination repositories deleted and created again before every run; \"uploaded\" is what the destination registry received.\n\n")
 	return sb.String()
 }
 

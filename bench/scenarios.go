@@ -106,6 +106,13 @@ func (b *bench) seed(ctx context.Context, ntags int, want map[string]bool) ([]*s
 		d, _ := idx.Digest()
 		scs = append(scs, &scenario{id: "3", title: fmt.Sprintf("3. A 4-platform index (%s MiB per platform), cold copy", mib(2*per)), repo: "s3/multi", tag: "v1", cold: true, digest: d.String()})
 	}
+	if want["5"] {
+		sc, err := b.seedMounting(ctx)
+		if err != nil {
+			return nil, fmt.Errorf("scenario 5: %w", err)
+		}
+		scs = append(scs, sc)
+	}
 	if want["4"] {
 		log.Printf("seeding scenario 4 (in-sync destination)")
 		var err error

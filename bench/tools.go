@@ -21,6 +21,10 @@ type tool struct {
 	bin       string
 	available bool
 	note      string
+	// only, when set, is the one scenario the tool runs in; mountingOff: the scenario's
+	// destination has blob mounting off for its runs (scenario 5).
+	only        string
+	mountingOff bool
 	// cmds returns the processes of one run (run in sequence and summed) and how they
 	// copy, for the report. tmp is the run's private home directory.
 	cmds func(sc *scenario, t target, tmp string) (argv [][]string, how string)
@@ -38,6 +42,13 @@ func hasBin(p string) bool {
 func newTools(binDir string) []*tool {
 	crane := &tool{name: "crane", bin: binDir + "/crane"}
 	crane.cmds = func(sc *scenario, t target, tmp string) ([][]string, string) {
+		if len(sc.repos) > 0 {
+			var argv [][]string
+			for _, r := range sc.repos {
+				argv = append(argv, []string{crane.bin, "copy", "--insecure", t.src + "/" + r + ":v1", t.dst + "/" + r + ":v1"})
+			}
+			return argv, "one `crane copy` per repository, sequential"
+		}
 		if sc.allTags {
 			return [][]string{{crane.bin, "copy", "--insecure", "--all-tags", t.src + "/" + sc.repo, t.dst + "/" + sc.repo}}, "`crane copy --all-tags`"
 		}
@@ -57,6 +68,13 @@ func newTools(binDir string) []*tool {
 		base := append([]string{regctl.bin}, hosts...)
 		cp := func(tag string) []string {
 			return append(append([]string{}, base...), "image", "copy", t.src+"/"+sc.repo+":"+tag, t.dst+"/"+sc.repo+":"+tag)
+		}
+		if len(sc.repos) > 0 {
+			var argv [][]string
+			for _, r := range sc.repos {
+				argv = append(argv, append(append([]string{}, base...), "image", "copy", t.src+"/"+r+":v1", t.dst+"/"+r+":v1"))
+			}
+			return argv, "one `regctl image copy` per repository, sequential"
 		}
 		if sc.allTags {
 			// regctl has no all-tags copy: list the tags, then one `regctl image copy`
@@ -95,6 +113,9 @@ func newTools(binDir string) []*tool {
 
 	ours := &tool{name: "ecr-replicator", bin: binDir + "/ecr-replicator"}
 	ours.cmds = func(sc *scenario, t target, tmp string) ([][]string, string) {
+		if sc.mounting != nil {
+			return mountingCmds(ours.bin, sc, tmp, "`ecr-replicator sync --rules FILE`, blob mounting on")
+		}
 		if sc.ecr {
 			how := "`ecr-replicator sync --rules FILE` (plans from DescribeImages)"
 			if tmp == "" {
@@ -112,7 +133,13 @@ func newTools(binDir string) []*tool {
 		return [][]string{{ours.bin, "copy", t.src + "/" + sc.repo + ":" + sc.tag, t.dst + "/" + sc.repo}}, "`ecr-replicator copy`"
 	}
 
-	all := []*tool{crane, regctl, skopeo, ours}
+	// Ours again in scenario 5, with the destination's blob mounting off.
+	oursOff := &tool{name: "ecr-replicator, mounting off", bin: ours.bin, only: "5", mountingOff: true}
+	oursOff.cmds = func(sc *scenario, t target, tmp string) ([][]string, string) {
+		return mountingCmds(ours.bin, sc, tmp, "`ecr-replicator sync --rules FILE`, blob mounting off (BLOB_MOUNTING DISABLED)")
+	}
+
+	all := []*tool{crane, regctl, skopeo, ours, oursOff}
 	for _, t := range all {
 		t.available = hasBin(t.bin)
 		if !t.available {
@@ -133,4 +160,16 @@ func version(bin string, args ...string) string {
 		s = s[:i]
 	}
 	return fmt.Sprintf("%.80s", s)
+}
+
+// mountingCmds is ours in scenario 5: sync over the scenario's rules.
+func mountingCmds(bin string, sc *scenario, tmp, how string) ([][]string, string) {
+	if tmp == "" {
+		return nil, how
+	}
+	argv, err := sc.mounting.syncArgv(bin, tmp)
+	if err != nil {
+		return [][]string{{"false"}}, how
+	}
+	return [][]string{argv}, how
 }

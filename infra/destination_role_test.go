@@ -89,8 +89,9 @@ func wantDestinationStatements(prefix, createRepos, mirrorDeletes string, region
 		{Sid: "OnlyTheseRegions", Effect: "Deny", Action: []string{"ecr:*"}, Resource: []string{"*"},
 			Condition: map[string]any{"StringNotEquals": map[string]any{"aws:RequestedRegion": regions}}},
 		{Sid: "RegistryToken", Effect: "Allow", Action: []string{"ecr:GetAuthorizationToken"}, Resource: []string{"*"}},
+		{Sid: "BlobMountingSetting", Effect: "Allow", Action: []string{"ecr:GetAccountSetting"}, Resource: []string{"*"}},
 		{Sid: "ReadWithinPrefix", Effect: "Allow", Resource: repos, Action: []string{"ecr:BatchCheckLayerAvailability", "ecr:BatchGetImage",
-			"ecr:DescribeImages", "ecr:DescribeRepositories", "ecr:ListImages", "ecr:ListTagsForResource"}},
+			"ecr:DescribeImages", "ecr:DescribeRepositories", "ecr:GetDownloadUrlForLayer", "ecr:ListImages", "ecr:ListTagsForResource"}},
 		{Sid: "WriteOwnedRepositories", Effect: "Allow", Resource: repos, Condition: ownedBy(owner),
 			Action: []string{"ecr:InitiateLayerUpload", "ecr:UploadLayerPart", "ecr:CompleteLayerUpload", "ecr:PutImage"}},
 	}

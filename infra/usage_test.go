@@ -81,6 +81,14 @@ func TestPoliciesGrantOnlyWhatTheCodeUses(t *testing.T) {
 	w.Source.CreateRepository(t, ctx, &ecr.CreateRepositoryInput{RepositoryName: aws.String("team-a/old")})
 	img2, _ := random.Image(512, 2)
 	w.Source.Push(t, "team-a/old", "v0", img2)
+	// The same image in another repository, into a destination registry that mounts blobs:
+	// its layers are mounted from the first replica (ecr:GetAccountSetting,
+	// ecr:GetDownloadUrlForLayer on the replica).
+	w.Source.CreateRepository(t, ctx, &ecr.CreateRepositoryInput{RepositoryName: aws.String("team-a/twin")})
+	w.Source.Push(t, "team-a/twin", "v0", img2)
+	if _, err := ecr.NewFromConfig(w.Dest.Config).PutAccountSetting(ctx, &ecr.PutAccountSettingInput{Name: aws.String("BLOB_MOUNTING"), Value: aws.String("ENABLED")}); err != nil {
+		t.Fatal(err)
+	}
 	// Enough tags of one repository that the engine lists the destination's tags once
 	// (ecr:ListImages) instead of asking tag by tag: a denial there would be swallowed
 	// (the engine falls back to HEADs), so only this test can see it.
@@ -189,14 +197,18 @@ func TestPoliciesGrantOnlyWhatTheCodeUses(t *testing.T) {
 	if got := w.Dest.Digest(t, "mirror/team-a/many", "v15"); got == "" {
 		t.Fatal("the backfill did not copy team-a/many:v15")
 	}
-	listed := false
+	listed, mounted := false, false
 	for _, e := range w.SB.AccessLogSince(mark) {
 		if e.Account == sandbox.DestinationAccount && e.Action == "ecr:ListImages" && e.Service == "registry" {
 			listed = true
 		}
+		mounted = mounted || (e.Account == sandbox.DestinationAccount && e.Mounted)
 	}
 	if !listed {
 		t.Error("the engine never listed destination tags: the scenario no longer covers ecr:ListImages")
+	}
+	if !mounted {
+		t.Error("the engine never mounted a blob: the scenario no longer covers blob mounting (ecr:GetDownloadUrlForLayer)")
 	}
 
 	for _, e := range sandboxtest.Denials(w.SB, mark) {

@@ -82,6 +82,9 @@ type Backfill struct {
 	// are planned (the CLI finds the rules that select nothing). Called from one
 	// goroutine at a time.
 	Listed func(repository string, images []Image)
+	// NoMountingEstimate leaves Response.Mounting out of a dry run (and the manifest reads
+	// it takes): for a plan that is copied right after (the CLI's sync).
+	NoMountingEstimate bool
 }
 
 // Failure is one thing that went wrong.
@@ -125,6 +128,11 @@ type Response struct {
 	Failed      int       `json:"failed"`
 	Failures    []Failure `json:"failures,omitempty"`
 	BytesCopied int64     `json:"bytesCopied"`
+	// BytesMounted: layers inline copies mounted from another repository of the
+	// destination registry instead of uploading them; BytesMountable: layers they uploaded
+	// that another repository there held (mounted, had the registry blob mounting enabled).
+	BytesMounted   int64 `json:"bytesMounted,omitempty"`
+	BytesMountable int64 `json:"bytesMountable,omitempty"`
 	// Remaining is work found but neither enqueued nor copied by this invocation.
 	Remaining int `json:"remaining"`
 	// Unplanned counts the copies the rules ask for at destinations that could not be
@@ -136,6 +144,9 @@ type Response struct {
 	// parallel, so it is the slowest one's. Repositories beyond the continuation token
 	// are not yet counted.
 	EstimatedSecondsAtQuota float64 `json:"estimatedSecondsAtQuota"`
+	// Mounting: dry run only, per destination registry that the copies upload into two or
+	// more repositories of: what blob mounting saves there, or would (mounting.go).
+	Mounting []Mounting `json:"mounting,omitempty"`
 	// Plan and WorkItems: dry run only (the first MaxPlanItems items).
 	Plan              []RepositoryPlan    `json:"plan,omitempty"`
 	WorkItems         []ecrevent.WorkItem `json:"workItems,omitempty"`
@@ -167,6 +178,7 @@ type run struct {
 	resp       *Response
 	outstand   map[ecrname.Registry]int // outstanding copies per destination registry
 	copies     Run
+	uploads    []upload // dry run: the planned copies that upload (mounting.go)
 	// from is the position the run continues from; at maxStalls, retryable copy failures
 	// are final (see inline).
 	from position
@@ -189,6 +201,9 @@ func (b *Backfill) Run(ctx context.Context, req Request) (*Response, error) {
 	if err := r.scan(ctx, pos); err != nil {
 		return nil, err
 	}
+	if r.mode == "dryRun" && !b.NoMountingEstimate {
+		r.resp.Mounting = r.planMounting(ctx)
+	}
 	return b.finish(r, start), nil
 }
 
@@ -198,7 +213,7 @@ func (b *Backfill) Run(ctx context.Context, req Request) (*Response, error) {
 func (b *Backfill) Execute(ctx context.Context, plan *Response) *Response {
 	start := b.now()
 	resp := *plan
-	resp.Mode, resp.Plan, resp.WorkItems, resp.Work = ModeInline, nil, nil, nil
+	resp.Mode, resp.Plan, resp.WorkItems, resp.Work, resp.Mounting = ModeInline, nil, nil, nil, nil
 	resp.Remaining, resp.ContinuationToken = len(plan.Work), ""
 	r := &run{b: b, mode: ModeInline, resp: &resp, outstand: map[ecrname.Registry]int{}, srcAccount: plan.source.AccountID, srcRegion: plan.source.Region}
 	r.time = deadline.New(ctx, b.now(), b.Time)
@@ -548,6 +563,7 @@ func (r *run) describe(repo string, diff Diff) {
 	}
 	resp.Remaining += len(diff.Work)
 	resp.Work = append(resp.Work, diff.Work...)
+	r.noteUploads(diff.Work)
 	for i := range diff.Work {
 		r.outstanding(&diff.Work[i], 1)
 		if len(resp.WorkItems) < MaxPlanItems {
@@ -753,6 +769,8 @@ func (r *run) copyGroup(ctx context.Context, g []Work, stuck string) int {
 		}
 		r.resp.Remaining--
 		r.resp.BytesCopied += x.BytesCopied
+		r.resp.BytesMounted += x.BytesMounted
+		r.resp.BytesMountable += x.BytesMountable
 		r.outstand[w.Target.Destination.Registry()]--
 		r.mu.Unlock()
 	}
@@ -773,8 +791,13 @@ func (b *Backfill) report(resp *Response, mr *metrics.Recorder) {
 		"mode", resp.Mode, "repositoriesScanned", resp.RepositoriesScanned, "imagesSeen", resp.ImagesSeen,
 		"skippedBeforeSince", resp.SkippedBeforeSince, "archivedAtSource", resp.ArchivedAtSource, "inSync", resp.InSync, "drift", resp.Drift,
 		"enqueued", resp.Enqueued, "copied", resp.Copied, "skipped", resp.Skipped, "failed", resp.Failed, "bytesCopied", resp.BytesCopied,
+		"bytesMounted", resp.BytesMounted, "bytesMountable", resp.BytesMountable,
 		"remaining", resp.Remaining, "estimatedSecondsAtQuota", resp.EstimatedSecondsAtQuota,
 		"continues", resp.ContinuationToken != "", "durationMs", resp.DurationMs)
+	for _, m := range resp.Mounting {
+		b.log().Info("blob mounting", "registry", m.Registry, "blobMounting", m.BlobMounting, "bytesMountable", m.BytesMountable,
+			"imagesRead", m.ImagesRead, "partial", m.Partial, "reason", m.Reason)
+	}
 	if m := mr; m != nil {
 		// Not Drift and ImagesEnqueued: those are the reconcile's, on the dashboard.
 		m.Add("BackfillDrift", metrics.Count, float64(resp.Drift))
@@ -782,5 +805,6 @@ func (b *Backfill) report(resp *Response, mr *metrics.Recorder) {
 		m.Add("ImagesCopied", metrics.Count, float64(resp.Copied))
 		m.Add("BackfillFailures", metrics.Count, float64(resp.Failed))
 		m.Add("BytesCopied", metrics.Bytes, float64(resp.BytesCopied))
+		m.Add("BytesMounted", metrics.Bytes, float64(resp.BytesMounted))
 	}
 }

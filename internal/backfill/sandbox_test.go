@@ -18,6 +18,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/sts"
 	"github.com/google/go-containerregistry/pkg/authn"
 	"github.com/google/go-containerregistry/pkg/name"
+	"github.com/google/go-containerregistry/pkg/v1/mutate"
 	"github.com/google/go-containerregistry/pkg/v1/random"
 	"github.com/google/go-containerregistry/pkg/v1/remote"
 
@@ -587,4 +588,66 @@ func imageStatuses(t *testing.T, ctx context.Context, cfg aws.Config, repo strin
 		}
 	}
 	return m
+}
+
+// TestBlobMountingInThePlanAndTheCopies: images of several repositories sharing a base,
+// planned into one destination registry. The dry run says what blob mounting would save
+// there while the registry has it off, and that it is on once enabled; the inline copies
+// then move the base once and mount it everywhere else.
+func TestBlobMountingInThePlanAndTheCopies(t *testing.T) {
+	e := start(t, "")
+	repos := repoNames("shared", 5)
+	base, _ := random.Image(64<<10, 2)
+	var baseSize int64
+	layers, _ := base.Layers()
+	for _, l := range layers {
+		n, _ := l.Size()
+		baseSize += n
+	}
+	for _, repo := range repos {
+		if _, err := ecr.NewFromConfig(e.src).CreateRepository(e.ctx, &ecr.CreateRepositoryInput{RepositoryName: aws.String(repo)}); err != nil {
+			t.Fatal(err)
+		}
+		own, _ := random.Layer(512, "application/vnd.oci.image.layer.v1.tar")
+		img, _ := mutate.AppendLayers(base, own)
+		ref, _ := name.ParseReference(e.host + "/" + repo + ":v1")
+		if err := remote.Write(ref, img, remote.WithAuth(e.auth)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	plan := func() backfill.Mounting {
+		t.Helper()
+		resp, err := e.backfill().Run(e.ctx, backfill.Request{DryRun: true})
+		if err != nil || len(resp.Mounting) != 1 {
+			t.Fatalf("dry run: %+v %v", resp, err)
+		}
+		return resp.Mounting[0]
+	}
+	m := plan()
+	if m.Registry != "222222222222/us-east-1" || m.BlobMounting != "DISABLED" || m.BytesMountable != int64(len(repos)-1)*baseSize || m.ImagesRead != len(repos) || m.Partial {
+		t.Fatalf("mounting off: %+v, want DISABLED and %d bytes mountable", m, int64(len(repos)-1)*baseSize)
+	}
+	if _, err := ecr.NewFromConfig(e.w.Dest.Config).PutAccountSetting(e.ctx, &ecr.PutAccountSettingInput{Name: aws.String("BLOB_MOUNTING"), Value: aws.String("ENABLED")}); err != nil {
+		t.Fatal(err)
+	}
+	e.resolver = ecraccess.NewResolver(e.src) // a new process: the setting asked afresh
+	if m := plan(); m.BlobMounting != "ENABLED" || m.BytesMountable != int64(len(repos)-1)*baseSize {
+		t.Fatalf("mounting on: %+v", m)
+	}
+	mark := e.sb.AccessLogMark()
+	resp, err := e.backfill().Run(e.ctx, backfill.Request{Mode: backfill.ModeInline})
+	if err != nil || resp.Copied != len(repos) || resp.Failed != 0 {
+		t.Fatalf("inline: %+v %v", resp, err)
+	}
+	var uploaded int64
+	for _, en := range e.sb.AccessLogSince(mark) {
+		if en.Account == sandbox.DestinationAccount && en.Operation == "PUT upload" {
+			uploaded += en.Bytes
+		}
+	}
+	t.Logf("inline backfill of %d images sharing a %d-byte base: %d bytes uploaded, %d mounted", len(repos), baseSize, resp.BytesCopied, resp.BytesMounted)
+	if resp.BytesMounted != int64(len(repos)-1)*baseSize || uploaded > baseSize+baseSize/2 {
+		t.Fatalf("inline copies: %d bytes mounted, %d uploaded; want the base uploaded once (%d) and mounted %d times", resp.BytesMounted, uploaded, baseSize, len(repos)-1)
+	}
+	e.assertMirrored(t, repos)
 }

@@ -117,6 +117,7 @@ func (r *syncReport) plan(resp *backfill.Response, dests []*destinationStatus, b
 		if resp.Drift > 0 {
 			fmt.Fprintln(w, "to copy: "+p.estimate().text())
 		}
+		printMounting(w, resp.Mounting)
 		r.printProblems(resp, dests)
 		if !complete {
 			fmt.Fprintf(w, "plan incomplete: %s; fix the above and rerun\n", incompleteWhy(resp, dests))
@@ -215,7 +216,60 @@ func (r *syncReport) planDocument(p *planned, dests []*destinationStatus, comple
 	}
 	sortItems(doc.Items)
 	doc.Destinations, doc.Problems = dests, r.sourceProblems(resp)
+	doc.Mounting = mountingDocument(resp.Mounting)
 	return doc
+}
+
+// mountingJSON is what blob mounting saves, or would, in one destination registry.
+type mountingJSON struct {
+	Registry       string `json:"registry"` // host name
+	BlobMounting   string `json:"blobMounting"`
+	BytesMountable int64  `json:"bytesMountable"`
+	ImagesRead     int    `json:"imagesRead"`
+	Partial        bool   `json:"partial,omitempty"`
+	Reason         string `json:"reason,omitempty"`
+}
+
+func mountingDocument(ms []backfill.Mounting) []mountingJSON {
+	var out []mountingJSON
+	for _, m := range ms {
+		if m.BytesMountable == 0 {
+			continue
+		}
+		out = append(out, mountingJSON{Registry: registryHost(mountingRegistry(m)), BlobMounting: m.BlobMounting,
+			BytesMountable: m.BytesMountable, ImagesRead: m.ImagesRead, Partial: m.Partial, Reason: m.Reason})
+	}
+	return out
+}
+
+func mountingRegistry(m backfill.Mounting) ecrname.Registry {
+	account, region, _ := strings.Cut(m.Registry, "/")
+	return ecrname.Registry{AccountID: account, Region: region}
+}
+
+// printMounting says, per destination registry where layers are shared between the
+// repositories copied into, what blob mounting saves there — or would, and how to enable it.
+func printMounting(w io.Writer, ms []backfill.Mounting) {
+	for _, m := range ms {
+		if m.BytesMountable == 0 {
+			continue
+		}
+		reg := mountingRegistry(m)
+		shared := "at least " + humanBytes(m.BytesMountable)
+		if m.Partial {
+			shared += fmt.Sprintf(" (from the %d images read)", m.ImagesRead)
+		}
+		switch m.BlobMounting {
+		case "ENABLED":
+			fmt.Fprintf(w, "blob mounting in %s is on: %s of layers shared between its repositories are mounted, not uploaded\n", m.Registry, shared)
+		case "DISABLED":
+			fmt.Fprintf(w, "blob mounting in %s is off: enabling it would save uploading %s of layers shared between its repositories "+
+				"(aws ecr put-account-setting --name BLOB_MOUNTING --value ENABLED --region %s, in account %s)\n", m.Registry, shared, reg.Region, reg.AccountID)
+		default:
+			fmt.Fprintf(w, "blob mounting in %s: its setting could not be read (%s); enabled, it saves uploading %s of layers shared between its repositories\n",
+				m.Registry, m.Reason, shared)
+		}
+	}
 }
 
 // destinationRef is a destination repository ("account/region/name", as the backfill

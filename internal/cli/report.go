@@ -33,6 +33,7 @@ type document struct {
 	Repositories []repositoryPlan     `json:"repositories,omitempty"` // dry runs
 	Destinations []*destinationStatus `json:"destinations,omitempty"` // plan and sync
 	Items        []item               `json:"items"`
+	Mounting     []mountingJSON       `json:"mounting,omitempty"` // plan, sync --dry-run
 	Problems     []problemJSON        `json:"problems,omitempty"`
 	Warnings     []string             `json:"warnings,omitempty"`
 }

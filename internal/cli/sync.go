@@ -76,8 +76,12 @@ repository and destination repository: copies in sync, copies to make, bytes to 
 repositories to create. Nothing is written, and no layer is read: besides list calls, only
 the manifests of image indexes to copy are read (ecr:BatchGetImage), for their platforms,
 and a destination repository's tag mutability where a tag is to move
-(ecr:DescribeRepositories). --detail adds a line per copy to make: which tag (or untagged
-digest), its size, where, and why. --output json always has them (docs/CLI-JSON.md).
+(ecr:DescribeRepositories); where the copies upload into two or more repositories of one
+destination registry, the manifests of the images to copy are read (ecr:BatchGetImage, 100
+at a time, at most 1,000 images) to count the layers they share, which ECR blob mounting
+moves once: the plan says what that saves, or would save if the registry enabled it, and
+how to enable it. --detail adds a line per copy to make: which tag (or untagged digest),
+its size, where, and why. --output json always has them (docs/CLI-JSON.md).
 
 Bytes to upload are ECR's imageSizeInBytes of each image the destination lacks: the
 compressed layers of one manifest, once per digest and destination repository. A layer two
@@ -318,7 +322,7 @@ func syncBackfill(a *app, o syncOptions, log *slog.Logger, doc *rules.Document, 
 	replicator := destinations.New(sess.resolver, engine, mopts...)
 	return &backfill.Backfill{
 		Rules: doc, Resolver: sess.resolver, SourceAccountID: srcAccount, SourceRegion: sess.cfg.Region,
-		Concurrency: o.concurrency, Log: log,
+		Concurrency: o.concurrency, Log: log, NoMountingEstimate: !o.dryRun,
 		Start: func() backfill.Run {
 			return &progressRun{a: a, run: replicator.Start(), prog: *prog, copies: copies}
 		},

@@ -62,6 +62,9 @@ type Endpoint struct {
 	// PutImage accepts and the registry API cannot carry (TagAPI). Without it, a request
 	// for such a tag is refused.
 	Tags TagAPI
+	// Mounting, for a destination: whether blobs other repositories of its registry hold
+	// may be mounted instead of uploaded (mount.go). Zero: never.
+	Mounting Mounting
 }
 
 // Request asks for one digest to be copied (and optionally tagged).
@@ -109,9 +112,18 @@ type Result struct {
 
 	BytesCopied, BytesSkipped int64
 	BlobsCopied, BlobsSkipped int
-	ManifestsWritten          int
-	ManifestsSkipped          int
-	ReferrersCopied           int
+	// BlobsMounted and BytesMounted: blobs mounted from another repository of the
+	// destination registry instead of uploaded (not in BytesCopied, which is what was
+	// uploaded).
+	BlobsMounted int
+	BytesMounted int64
+	// BytesMountable: of BytesCopied, what another repository of the destination registry
+	// (with the same encryption) was known to hold: mounted instead, had the registry
+	// blob mounting enabled.
+	BytesMountable   int64
+	ManifestsWritten int
+	ManifestsSkipped int
+	ReferrersCopied  int
 	// ManifestsThrottled counts the manifest writes the destination refused with 429
 	// (ECR's PutImage quota) and that were sent again: pressure on the quota, whether or
 	// not the copy then succeeded.
@@ -147,6 +159,11 @@ type Engine struct {
 	// uploads joins overlapping runs' uploads of one blob to one destination repository
 	// (key as Run.blobs); each run still remembers its own.
 	uploads onceMap
+
+	// index remembers which destination repositories hold each blob, and flights the image
+	// copies in progress, for mounting (mount.go).
+	index   blobIndex
+	flights flightTable
 
 	mu       sync.Mutex
 	pacers   map[string]*pacer   // manifest writes, per destination registry host
@@ -189,6 +206,7 @@ type endpointKey struct {
 	auth      any
 	transport any
 	tags      any
+	mounting  Mounting
 }
 
 // Option configures an Engine.
@@ -271,6 +289,7 @@ func New(opts ...Option) *Engine {
 		tagLocks:      map[string]*tagLock{},
 		uploads:       onceMap{inFlightOnly: true},
 		link:          links{minBytes: minMeasuredBytes, minTime: minMeasuredTime},
+		index:         blobIndex{max: DefaultMountIndexBlobs},
 	}
 	for _, o := range opts {
 		o(c)
@@ -330,7 +349,7 @@ func (c *Run) Copy(ctx context.Context, req Request) Result {
 	res.ManifestsThrottled = int(throttled.Load())
 	res.Duration = time.Since(start)
 	res.Err = err
-	written := res.BlobsCopied > 0 || res.ManifestsWritten > 0
+	written := res.BlobsCopied > 0 || res.BlobsMounted > 0 || res.ManifestsWritten > 0
 	var e *Error
 	switch {
 	case errors.As(err, &e) && e.Code == string(transport.TagInvalidErrorCode):
@@ -355,6 +374,7 @@ func (c *Run) Copy(ctx context.Context, req Request) Result {
 	c.log.Log(ctx, level, "copy", "src", req.Source.Repository.String(), "dst", req.Destination.Repository.String(),
 		"digest", res.Digest, "tag", req.Tag, "outcome", res.Outcome, "reason", res.Reason,
 		"blobs_copied", res.BlobsCopied, "blobs_skipped", res.BlobsSkipped, "bytes_copied", res.BytesCopied,
+		"blobs_mounted", res.BlobsMounted, "bytes_mounted", res.BytesMounted, "bytes_mountable", res.BytesMountable,
 		"manifests_written", res.ManifestsWritten, "manifests_skipped", res.ManifestsSkipped,
 		"referrers_copied", res.ReferrersCopied, "duration", res.Duration, "retryable", retry.IsRetryable(err), "err", err)
 	return res
@@ -363,14 +383,15 @@ func (c *Run) Copy(ctx context.Context, req Request) Result {
 // endpoint is an Endpoint resolved for the run: its repository, and the authenticated
 // clients built on first use (a registry ping and a token each).
 type endpoint struct {
-	repo   name.Repository
-	tags   TagAPI
-	auth   authn.Authenticator
-	rt     http.RoundTripper // retryTransport over Endpoint.Transport
-	scopes []string
-	opts   []remote.Option
-	dest   bool
-	policy retry.Policy
+	repo     name.Repository
+	tags     TagAPI
+	mounting Mounting
+	auth     authn.Authenticator
+	rt       http.RoundTripper // retryTransport over Endpoint.Transport
+	scopes   []string
+	opts     []remote.Option
+	dest     bool
+	policy   retry.Policy
 
 	mu      sync.Mutex
 	clients *clients
@@ -390,7 +411,7 @@ func (c *Run) cachedEndpoint(ep Endpoint, dest bool) *endpoint {
 	if len(ep.Options) > 0 || !comparable(ep.Auth) || !comparable(ep.Transport) || !comparable(ep.Tags) {
 		return c.endpoint(ep, dest)
 	}
-	k := endpointKey{dest: dest, repo: ep.Repository.String(), auth: ep.Auth, transport: ep.Transport, tags: ep.Tags}
+	k := endpointKey{dest: dest, repo: ep.Repository.String(), auth: ep.Auth, transport: ep.Transport, tags: ep.Tags, mounting: ep.Mounting}
 	c.runMu.Lock()
 	defer c.runMu.Unlock()
 	if e, ok := c.endpoints[k]; ok {
@@ -409,13 +430,14 @@ func (c *Engine) endpoint(ep Endpoint, dest bool) *endpoint {
 		base = remote.DefaultTransport
 	}
 	e := &endpoint{
-		repo:   ep.Repository,
-		tags:   ep.Tags,
-		auth:   ep.Auth,
-		rt:     transport.NewUserAgent(&retryTransport{inner: base, policy: c.policy, timeout: c.timeout, pace: c.pacerFor}, userAgent),
-		scopes: []string{ep.Repository.Scope(transport.PullScope)},
-		dest:   dest,
-		policy: c.policy,
+		repo:     ep.Repository,
+		tags:     ep.Tags,
+		mounting: ep.Mounting,
+		auth:     ep.Auth,
+		rt:       transport.NewUserAgent(&retryTransport{inner: base, policy: c.policy, timeout: c.timeout, pace: c.pacerFor}, userAgent),
+		scopes:   []string{ep.Repository.Scope(transport.PullScope)},
+		dest:     dest,
+		policy:   c.policy,
 		opts: append([]remote.Option{
 			remote.WithJobs(c.jobs),
 			// The Wrapper transport below makes ggcr skip its retry transport; this turns
@@ -519,6 +541,7 @@ type session struct {
 	log       *slog.Logger
 
 	blobsCopied, blobsSkipped, bytesCopied, bytesSkipped atomic.Int64
+	blobsMounted, bytesMounted, bytesMountable           atomic.Int64
 	written, skipped, referrersCopied, tagWrites         atomic.Int64
 
 	// rootTag, when set, is the tag the root manifest (rootDigest) is written under: a
@@ -562,6 +585,9 @@ func (s *session) fill(r *Result) {
 	r.BlobsSkipped = int(s.blobsSkipped.Load())
 	r.BytesCopied = s.bytesCopied.Load()
 	r.BytesSkipped = s.bytesSkipped.Load()
+	r.BlobsMounted = int(s.blobsMounted.Load())
+	r.BytesMounted = s.bytesMounted.Load()
+	r.BytesMountable = s.bytesMountable.Load()
 	r.ManifestsWritten = int(s.written.Load())
 	r.ManifestsSkipped = int(s.skipped.Load())
 	r.ReferrersCopied = int(s.referrersCopied.Load())

@@ -3,7 +3,6 @@ package copyengine
 import (
 	"bytes"
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"net/http"
@@ -14,7 +13,6 @@ import (
 	"github.com/google/go-containerregistry/pkg/name"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/google/go-containerregistry/pkg/v1/remote/transport"
-	"github.com/google/go-containerregistry/pkg/v1/types"
 	"golang.org/x/sync/errgroup"
 
 	"github.com/ecr-replicator/ecr-replicator/internal/retry"
@@ -103,52 +101,9 @@ func (s *session) ensureManifest(ctx context.Context, desc v1.Descriptor, w *wal
 	w.add(desc.Digest)
 	var wrote bool
 	ran, err := s.c.manifests.do(ctx, s.dst.key(desc.Digest), func() error {
-		root := desc.Digest == s.rootDigest
-		if s.tagPresent && root {
-			return nil // the destination tag points at it: present and complete
-		}
-		// A root about to be written under its new tag is not HEADed by digest up front:
-		// the PUT by tag is needed either way. Only when its dependencies all turn out
-		// present does it look (below), so that re-tagging content already there is
-		// reported as a tag update.
-		newTaggedRoot := s.rootTag != "" && root
-		if !newTaggedRoot {
-			present, err := s.destHasManifest(ctx, desc.Digest)
-			if err != nil || present {
-				return err
-			}
-		}
-		m, err := s.fetch(ctx, desc.Digest)
-		if err != nil {
-			return err
-		}
-		if err := s.copyDeps(ctx, m, w); err != nil {
-			return err
-		}
-		if newTaggedRoot {
-			tagOnly := false
-			if s.blobsCopied.Load() == 0 && s.written.Load() == 0 {
-				if tagOnly, err = s.destHasManifest(ctx, desc.Digest); err != nil {
-					return err
-				}
-			}
-			if err := s.putRootByTag(ctx, m); err == nil {
-				wrote = !tagOnly
-				return nil
-			} else if !isTagConflict(err) {
-				return err
-			}
-			// An IMMUTABLE destination tag points elsewhere: keep the content (by
-			// digest); converge reports the conflict.
-			if tagOnly {
-				return nil
-			}
-		}
-		if err := s.put(ctx, s.dst.repo.Digest(desc.Digest.String()), m, "put destination manifest"); err != nil {
-			return err
-		}
-		wrote = true
-		return nil
+		var err error
+		wrote, err = s.writeManifest(ctx, desc, w)
+		return err
 	})
 	if err != nil {
 		return false, err
@@ -234,41 +189,12 @@ func (s *session) copyDeps(ctx context.Context, m *rawManifest, w *walk) error {
 				return s.ensureBlob(gctx, child)
 			})
 		}
-	case mt.IsSchema1():
-		var sm struct {
-			FSLayers []struct {
-				BlobSum v1.Hash `json:"blobSum"`
-			} `json:"fsLayers"`
-		}
-		if err := json.Unmarshal(m.raw, &sm); err != nil {
-			return &Error{Op: "parse source manifest " + m.desc.Digest.String(), Code: string(transport.ManifestInvalidErrorCode), Err: err}
-		}
-		seen := map[v1.Hash]bool{}
-		for _, l := range sm.FSLayers {
-			if seen[l.BlobSum] {
-				continue
-			}
-			seen[l.BlobSum] = true
-			desc := v1.Descriptor{Digest: l.BlobSum, MediaType: types.DockerLayer}
-			g.Go(func() error { return s.ensureBlob(gctx, desc) })
-		}
 	default:
-		// Docker v2 / OCI image manifests and OCI artifacts: whatever the
-		// config or artifactType media type, dependencies are config + layers.
-		mf, err := v1.ParseManifest(bytes.NewReader(m.raw))
+		blobs, err := blobsOf(m)
 		if err != nil {
-			return &Error{Op: "parse source manifest " + m.desc.Digest.String(), Code: string(transport.ManifestInvalidErrorCode), Err: err}
+			return err
 		}
-		seen := map[v1.Hash]bool{}
-		for _, desc := range append([]v1.Descriptor{mf.Config}, mf.Layers...) {
-			if desc.Digest.Hex == "" || seen[desc.Digest] {
-				continue
-			}
-			seen[desc.Digest] = true
-			if !desc.MediaType.IsDistributable() {
-				// Foreign layers live outside registries; ggcr skips them too.
-				continue
-			}
+		for _, desc := range blobs {
 			g.Go(func() error { return s.ensureBlob(gctx, desc) })
 		}
 	}
@@ -306,14 +232,14 @@ func (g *depGroup) Wait() error {
 // whole run; pushBlob HEADs and, only if absent, streams the source response body into
 // a monolithic upload (WithJobs bounds the uploads in flight, not the HEADs).
 func (s *session) ensureBlob(ctx context.Context, desc v1.Descriptor) error {
-	var uploaded bool
+	var fate blobFate
 	size := desc.Size // unknown (0) in a Docker schema 1 manifest: pushBlob learns it
 	ran, err := s.c.blobs.do(ctx, s.dst.key(desc.Digest), func() error {
 		// Another run uploading the same blob now is waited for, not raced: it then
 		// counts as skipped here (ran false).
 		_, err := s.c.uploads.do(ctx, s.dst.key(desc.Digest), func() error {
 			var err error
-			uploaded, size, err = s.pushBlob(ctx, v1.Descriptor{Digest: desc.Digest, Size: desc.Size})
+			fate, size, err = s.pushBlob(ctx, v1.Descriptor{Digest: desc.Digest, Size: desc.Size})
 			return err
 		})
 		return err
@@ -324,11 +250,19 @@ func (s *session) ensureBlob(ctx context.Context, desc v1.Descriptor) error {
 	if !s.countOnce("b:", desc.Digest) {
 		return nil
 	}
-	if ran && uploaded {
+	switch {
+	case ran && fate == blobUploaded:
 		s.blobsCopied.Add(1)
 		s.bytesCopied.Add(size)
+		if _, ok := s.c.index.source(s.dst.mountScope(), s.dst.repo.RepositoryStr(), desc.Digest); ok && !s.dst.mounting.Enabled {
+			s.bytesMountable.Add(size)
+		}
 		s.log.Debug("blob uploaded", "blob", desc.Digest.String(), "size", size)
-	} else {
+	case ran && fate == blobMounted:
+		s.blobsMounted.Add(1)
+		s.bytesMounted.Add(size)
+		s.log.Debug("blob mounted", "blob", desc.Digest.String(), "size", size)
+	default:
 		s.blobsSkipped.Add(1)
 		s.bytesSkipped.Add(max(size, 0))
 	}

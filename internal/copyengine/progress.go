@@ -15,6 +15,9 @@ const (
 	BlobDone
 	// BlobSkipped: the destination already had the blob.
 	BlobSkipped
+	// BlobMounted: the blob was mounted from another repository of the destination
+	// registry (no bytes sent).
+	BlobMounted
 )
 
 // Progress is one event of a blob transfer, for progress displays (WithProgress).

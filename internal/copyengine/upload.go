@@ -31,14 +31,17 @@ import (
 // uploadOne: a retryable failure of any of its requests — the HEAD, the POST, the
 // source download, the PUT — starts over with a HEAD (the previous PUT may have landed)
 // and a fresh source stream. Its requests are therefore sent once each by the retry
-// transport (withoutRetry). It reports whether this call uploaded the blob, and its size:
-// desc.Size, or when that is unknown (a Docker schema 1 manifest declares none) what the
-// registry said — the destination's HEAD when it has the blob, else the source download's
-// Content-Length. The source's blobs are never HEADed: that needs
+// transport (withoutRetry). When the destination mounts blobs and another of its
+// repositories holds this one, the POST asks for a mount first (tryMount, mount.go).
+//
+// It reports what this call did — found the blob there, uploaded or mounted it — and its
+// size: desc.Size, or when that is unknown (a Docker schema 1 manifest declares none) what
+// the registry said — the destination's HEAD when it has the blob, else the source
+// download's Content-Length. The source's blobs are never HEADed: that needs
 // ecr:BatchCheckLayerAvailability there, which a read-only source policy need not grant,
 // and the download that follows says the same.
-func (s *session) pushBlob(ctx context.Context, desc v1.Descriptor) (uploaded bool, size int64, err error) {
-	var sent bool // a PUT went out in some attempt
+func (s *session) pushBlob(ctx context.Context, desc v1.Descriptor) (fate blobFate, size int64, err error) {
+	var st pushState
 	policy := s.c.policy
 	policy.RetryIf = func(err error) bool {
 		// Time only runs out: an upload that does not fit what is left of the run is
@@ -51,18 +54,45 @@ func (s *session) pushBlob(ctx context.Context, desc v1.Descriptor) (uploaded bo
 		if err != nil {
 			return classify("authenticate to destination", onDest, err)
 		}
-		present, n, err := s.pushBlobOnce(withoutRetry(ctx), cl.http, desc, &sent)
+		f, n, err := s.pushBlobOnce(withoutRetry(ctx), cl.http, desc, &st)
 		if err == nil {
-			uploaded, size = !present || sent, n
+			fate, size = st.settle(f), n
 		}
 		return err
 	})
-	return uploaded, size, err
+	return fate, size, err
 }
 
-// pushBlobOnce is one attempt: present reports that the HEAD found the blob; size is the
-// blob's (see pushBlob).
-func (s *session) pushBlobOnce(ctx context.Context, client *http.Client, desc v1.Descriptor, sent *bool) (present bool, size int64, err error) {
+// blobFate is what pushing a blob came to.
+type blobFate int
+
+const (
+	blobPresent  blobFate = iota // the destination had it
+	blobUploaded                 // uploaded by this call
+	blobMounted                  // mounted from another repository of the registry
+)
+
+// pushState is what the attempts of one push did so far: a blob a retry finds present was
+// uploaded (or mounted) by an earlier attempt whose answer was lost.
+type pushState struct {
+	sent    bool // a PUT went out
+	mounted bool // a mount was answered 201
+}
+
+func (p pushState) settle(f blobFate) blobFate {
+	switch {
+	case f != blobPresent:
+		return f
+	case p.sent:
+		return blobUploaded
+	case p.mounted:
+		return blobMounted
+	}
+	return blobPresent
+}
+
+// pushBlobOnce is one attempt: what it came to, and the blob's size (see pushBlob).
+func (s *session) pushBlobOnce(ctx context.Context, client *http.Client, desc v1.Descriptor, st *pushState) (blobFate, int64, error) {
 	op := "upload blob " + desc.Digest.String()
 	repo := s.dst.repo
 	base := &url.URL{Scheme: repo.Scheme(), Host: repo.RegistryStr()}
@@ -74,30 +104,36 @@ func (s *session) pushBlobOnce(ctx context.Context, client *http.Client, desc v1
 		if present {
 			s.c.report(Progress{Source: s.src.repo.String(), Destination: repo.String(), Blob: desc.Digest.String(), Size: n, Event: BlobSkipped})
 		}
-		return present, n, err
+		return blobPresent, n, err
+	}
+	// A mount moves no bytes: it does not wait for a transfer slot, nor is it weighed.
+	loc, mounted, n := s.tryMount(ctx, client, base, desc, st)
+	if mounted {
+		return blobMounted, n, nil
 	}
 
 	select {
 	case s.c.sem <- struct{}{}:
 	case <-ctx.Done():
-		return false, 0, classify(op, onDest, ctx.Err())
+		return blobUploaded, 0, classify(op, onDest, ctx.Err())
 	}
 	defer func() { <-s.c.sem }()
 
 	src, size, err := s.sourceForUpload(ctx, desc)
 	if err != nil {
-		return false, size, err
+		return blobUploaded, size, err
 	}
-	loc, err := s.startUpload(ctx, client, base, desc.Digest)
-	if err != nil {
-		src.close()
-		return false, size, err
+	if loc == "" {
+		if loc, err = s.startUpload(ctx, client, base, desc.Digest); err != nil {
+			src.close()
+			return blobUploaded, size, err
+		}
 	}
 	o := <-src
 	if o.err != nil {
-		return false, size, o.err
+		return blobUploaded, size, o.err
 	}
-	return false, size, s.putBlob(ctx, client, loc, o.body, desc.Digest, size, sent)
+	return blobUploaded, size, s.putBlob(ctx, client, loc, o.body, desc.Digest, size, &st.sent)
 }
 
 // sourceDownload is a source blob download started for an upload.

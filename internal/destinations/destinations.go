@@ -236,7 +236,7 @@ func (r *Run) copy(ctx context.Context, rt route, src Source, t rules.Target) co
 		Digest: src.Digest,
 		Tag:    src.Tag,
 		Destination: copyengine.Endpoint{Repository: rt.dstRepo, Auth: rt.dstReg.Authenticator(), Transport: rt.dstReg.Transport(nil),
-			Tags: repositoryTags{api: rt.dstReg.API(), registry: t.Destination.AccountID, repo: t.Repository}},
+			Tags: repositoryTags{api: rt.dstReg.API(), registry: t.Destination.AccountID, repo: t.Repository}, Mounting: mounting(ctx, rt.dstReg, rt.dst)},
 		Referrers: t.Referrers,
 	})
 	var re *copyengine.Error
@@ -244,6 +244,15 @@ func (r *Run) copy(ctx context.Context, rt route, src Source, t rules.Target) co
 		r.forget(rt.dstReg, t.Repository)
 	}
 	return c
+}
+
+// mounting is whether the engine may mount blobs into the destination repository: the
+// registry's blob mounting setting (asked once in a while, ecraccess), and the
+// repository's encryption, read when it was ensured. Without the setting (not granted,
+// say), every blob is uploaded.
+func mounting(ctx context.Context, reg *ecraccess.Registry, repo ecraccess.Repository) copyengine.Mounting {
+	on, _ := reg.BlobMounting(ctx) // a failure is logged there, once in a while
+	return copyengine.Mounting{Enabled: on, Encryption: repo.Encryption}
 }
 
 // replicaOfReplica stops replication loops within one registry: copying a repository
@@ -290,12 +299,15 @@ func (r *Run) sourceSettings(ctx context.Context, srcReg *ecraccess.Registry, re
 
 // take records an engine result; byte and blob counts add up over several copies.
 func (res *Result) take(c copyengine.Result) {
-	bytes, blobs, skipped := res.BytesCopied, res.BlobsCopied, res.BlobsSkipped
+	prev := res.Result
 	digest, tag := res.Digest, res.Tag
 	res.Result = c
-	res.BytesCopied += bytes
-	res.BlobsCopied += blobs
-	res.BlobsSkipped += skipped
+	res.BytesCopied += prev.BytesCopied
+	res.BlobsCopied += prev.BlobsCopied
+	res.BlobsSkipped += prev.BlobsSkipped
+	res.BlobsMounted += prev.BlobsMounted
+	res.BytesMounted += prev.BytesMounted
+	res.BytesMountable += prev.BytesMountable
 	res.Digest, res.Tag = firstNonEmpty(c.Digest, digest), tag
 	res.Code, res.Retryable = "", false
 	if c.Err != nil {

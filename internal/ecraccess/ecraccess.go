@@ -255,6 +255,8 @@ type Registry struct {
 	expires time.Time
 
 	transports sync.Map // base http.RoundTripper → *refreshTransport
+
+	mounting blobMounting // the BLOB_MOUNTING account setting, as last asked (mounting.go)
 }
 
 // Access returns what the registry was resolved from.

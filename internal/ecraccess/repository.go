@@ -116,6 +116,10 @@ type Repository struct {
 	TagMutability     types.ImageTagMutability
 	MutabilityFilters []types.ImageTagMutabilityExclusionFilter
 	Tags              map[string]string // resource tags
+	// Encryption names its encryption, type and key ("AES256", "KMS <key ARN>"; "" when
+	// not said): ECR mounts blobs only between repositories whose encryption type and key
+	// are the same (https://docs.aws.amazon.com/AmazonECR/latest/userguide/blob-mounting.html).
+	Encryption string
 }
 
 // TagImmutable says whether the repository refuses to overwrite tag once set, by its
@@ -210,7 +214,17 @@ func (g *Registry) EnsureRepository(ctx context.Context, repository string, sett
 
 func repositoryOf(r types.Repository) Repository {
 	return Repository{ARN: aws.ToString(r.RepositoryArn), TagMutability: r.ImageTagMutability,
-		MutabilityFilters: r.ImageTagMutabilityExclusionFilters}
+		MutabilityFilters: r.ImageTagMutabilityExclusionFilters, Encryption: encryption(r.EncryptionConfiguration)}
+}
+
+func encryption(enc *types.EncryptionConfiguration) string {
+	if enc == nil || enc.EncryptionType == "" {
+		return ""
+	}
+	if key := aws.ToString(enc.KmsKey); key != "" {
+		return string(enc.EncryptionType) + " " + key
+	}
+	return string(enc.EncryptionType)
 }
 
 func tagMap(tags []types.Tag) map[string]string {

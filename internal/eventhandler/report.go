@@ -136,7 +136,8 @@ func (h *Handler) outcome(ctx context.Context, j *job, r destinations.Result, ms
 		slog.String("repository", o.Repository), slog.String("digest", o.Digest), slog.String("tag", o.Tag),
 		slog.String("destination", o.Destination), slog.String("rule", o.Rule), slog.String("outcome", o.Outcome),
 		slog.String("reason", o.Reason), slog.Int64("bytes", r.BytesCopied), slog.Int("blobs", r.BlobsCopied),
-		slog.Int("blobs_skipped", r.BlobsSkipped), slog.Int64("duration_ms", r.Duration.Milliseconds()),
+		slog.Int("blobs_skipped", r.BlobsSkipped), slog.Int64("bytes_mounted", r.BytesMounted), slog.Int64("bytes_mountable", r.BytesMountable),
+		slog.Int64("duration_ms", r.Duration.Milliseconds()),
 		slog.String("error_code", o.Code), slog.Bool("retryable", o.Retryable),
 	}
 	if o.Error != "" {
@@ -169,6 +170,10 @@ func record(mr *metrics.Recorder, j *job, r destinations.Result, code string, fa
 		mr.Add("ImagesReplicated", metrics.Count, 1)
 		mr.Add("ImagesReplicated", metrics.Count, 1, "Destination", dst)
 		mr.Add("BytesCopied", metrics.Bytes, float64(r.BytesCopied))
+		mr.Add("BytesMounted", metrics.Bytes, float64(r.BytesMounted))
+		// Uploaded while another repository of the registry held the layers: what
+		// enabling blob mounting there would save.
+		mr.Add("BytesMountable", metrics.Bytes, float64(r.BytesMountable), "Destination", dst)
 		switch {
 		case j.at.IsZero():
 		case j.workItem:

@@ -42,6 +42,11 @@ type Entry struct {
 	// (GETs). A blob's bytes are sent by storage ("s3", "GET object"): the registry's blob
 	// GET is a redirect without a body.
 	Bytes int64 `json:"bytes,omitempty"`
+	// MountFrom is the repository a blob upload POST asked to mount the blob from
+	// (?mount=&from=); Mounted, that it was mounted (201) rather than a normal upload
+	// started (mount.go).
+	MountFrom string `json:"mountFrom,omitempty"`
+	Mounted   bool   `json:"mounted,omitempty"`
 	// Fault names the injected fault that answered this request, if any.
 	Fault string `json:"fault,omitempty"`
 	// Duration is how long the request was handled, measured from Time (after

@@ -124,6 +124,8 @@ func (s *Sandbox) ecrCall(ctx context.Context, c *caller, op string, body []byte
 		ResourceArn     string        `json:"resourceArn"`
 		AcceptedTypes   []string      `json:"acceptedMediaTypes"`
 		PrincipalArn    string        `json:"principalArn"`
+		SettingName     string        `json:"name"`
+		SettingValue    string        `json:"value"`
 	}
 	if err := decodeInput(body, &in); err != nil {
 		return nil, err
@@ -170,6 +172,10 @@ func (s *Sandbox) ecrCall(ctx context.Context, c *caller, op string, body []byte
 		return reg.putImage(in.RepositoryName, in.ImageManifest, in.ManifestType, in.ImageTag, in.ImageDigest)
 	case "BatchDeleteImage":
 		return reg.batchDeleteImage(ctx, in.RepositoryName, in.ImageIDs)
+	case "GetAccountSetting":
+		return reg.getAccountSetting(in.SettingName)
+	case "PutAccountSetting":
+		return reg.putAccountSetting(in.SettingName, in.SettingValue)
 	case "GetLifecyclePolicy", "PutLifecyclePolicy", "DeleteLifecyclePolicy",
 		"GetRepositoryPolicy", "SetRepositoryPolicy", "ListTagsForResource", "TagResource":
 		return reg.repositorySetting(op, in.RepositoryName, in.LifecyclePolicy, in.PolicyText, in.Tags)

@@ -445,7 +445,9 @@ func apiResources(c *caller, service, op string, body []byte) []string {
 		}
 		json.Unmarshal(body, &in)
 		switch {
-		case op == "GetAuthorizationToken":
+		case op == "GetAuthorizationToken", op == "GetAccountSetting", op == "PutAccountSetting":
+			// Actions without a resource type: a policy grants them on "*" (Service
+			// Authorization Reference, Amazon Elastic Container Registry).
 			return []string{"*"}
 		case in.ResourceArn != "":
 			return []string{in.ResourceArn}

@@ -35,6 +35,8 @@ type registry struct {
 	mu      sync.Mutex
 	repos   map[string]*repository
 	uploads map[string]*upload
+	// blobMounting is the registry's BLOB_MOUNTING account setting (mount.go).
+	blobMounting bool
 }
 
 type upload struct {
@@ -357,7 +359,7 @@ func (r *registry) ServeHTTP(w http.ResponseWriter, req *http.Request) {
 	case "blob":
 		err = r.blob(rec, req, rt, tok)
 	case "upload":
-		err = r.upload(rec, req, rt, &entry)
+		err = r.upload(rec, req, rt, tok, &entry)
 	case "tags":
 		err = r.tags(rec, req, rt)
 	case "referrers":
@@ -698,7 +700,7 @@ func (r *registry) blob(w *recorder, req *http.Request, rt route, tok *registryT
 	return nil
 }
 
-func (r *registry) upload(w *recorder, req *http.Request, rt route, entry *Entry) *regError {
+func (r *registry) upload(w *recorder, req *http.Request, rt route, tok *registryToken, entry *Entry) *regError {
 	r.mu.Lock()
 	_, repoOK := r.repos[rt.repo]
 	r.mu.Unlock()
@@ -713,8 +715,11 @@ func (r *registry) upload(w *recorder, req *http.Request, rt route, entry *Entry
 	}
 	switch req.Method {
 	case http.MethodPost:
-		// Cross-repository mounts (?mount=&from=) are ignored: ECR only mounts within a
-		// registry with BLOB_MOUNTING enabled, off by default; it then starts a normal upload.
+		// A cross-repository mount (?mount=&from=) answers 201 when ECR would mount the
+		// blob; otherwise the POST starts a normal upload (mount.go).
+		if mounted, err := r.mount(w, req, rt.repo, tok, entry); mounted || err != nil {
+			return err
+		}
 		id := randomString(32, "0123456789abcdef")
 		f, err := os.CreateTemp(filepath.Join(r.blobs.dir, "uploads"), "upload-")
 		if err != nil {
