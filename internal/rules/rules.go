@@ -46,13 +46,15 @@ type Source struct {
 
 // Rule selects images by repository and tag and names where they go.
 type Rule struct {
-	Name          string        `yaml:"name" json:"name"`
-	Repositories  []string      `yaml:"repositories,omitempty" json:"repositories,omitempty"`
-	Tags          []string      `yaml:"tags,omitempty" json:"tags,omitempty"`
-	Untagged      bool          `yaml:"untagged" json:"untagged"`
-	Referrers     bool          `yaml:"referrers" json:"referrers"`
-	MirrorDeletes bool          `yaml:"mirrorDeletes" json:"mirrorDeletes"`
-	Destinations  []Destination `yaml:"destinations" json:"destinations"`
+	Name          string   `yaml:"name" json:"name"`
+	Repositories  []string `yaml:"repositories,omitempty" json:"repositories,omitempty"`
+	Tags          []string `yaml:"tags,omitempty" json:"tags,omitempty"`
+	Untagged      bool     `yaml:"untagged" json:"untagged"`
+	Referrers     bool     `yaml:"referrers" json:"referrers"`
+	MirrorDeletes bool     `yaml:"mirrorDeletes" json:"mirrorDeletes"`
+	// Require is the rule's promotion gate (nil: none); a destination's own replaces it.
+	Require      *Require      `yaml:"require,omitempty" json:"require,omitempty"`
+	Destinations []Destination `yaml:"destinations" json:"destinations"`
 
 	compiled    bool
 	repos, tags globSet
@@ -71,6 +73,8 @@ type Destination struct {
 	KMSKey                string `yaml:"kmsKey,omitempty" json:"kmsKey,omitempty"`
 	MirrorLifecyclePolicy bool   `yaml:"mirrorLifecyclePolicy" json:"mirrorLifecyclePolicy"`
 	MirrorRepositoryTags  bool   `yaml:"mirrorRepositoryTags" json:"mirrorRepositoryTags"`
+	// Require is this destination's promotion gate, replacing the rule's (nil: the rule's).
+	Require *Require `yaml:"require,omitempty" json:"require,omitempty"`
 }
 
 // RepositoryFor returns the destination repository name for a source
@@ -99,6 +103,9 @@ type Target struct {
 	Referrers     bool        // copy OCI referrers and cosign sha256-*.sig/.att/.sbom tags
 	MirrorDeletes bool        //
 	Untagged      bool        // the rule replicates digest-only images
+	// Require is the promotion gate of the copy (nil: none): the destination's, or else
+	// the rule's. A gated target promotes tagged images only (docs/PROMOTION.md).
+	Require *Require
 	// Err is non-nil when the destination repository name is not a valid
 	// ECR name (prefix + source name too long, typically). Such a target
 	// must not be copied; it is returned so the caller can report it.
@@ -232,6 +239,10 @@ func (d *Document) targets(sourceRepo string, selects func(*Rule) bool) []Target
 				Referrers:     r.Referrers,
 				MirrorDeletes: r.MirrorDeletes,
 				Untagged:      r.Untagged,
+				Require:       r.Require,
+			}
+			if dst.Require != nil {
+				t.Require = dst.Require
 			}
 			// Linear scan: a handful of targets, and no map allocation
 			// on the hot path.

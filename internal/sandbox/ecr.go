@@ -59,6 +59,9 @@ type imageDetail struct {
 	ArtifactMediaType      string   `json:"artifactMediaType,omitempty"`
 	SubjectManifestDigest  string   `json:"subjectManifestDigest,omitempty"`
 	ImageStatus            string   `json:"imageStatus"`
+	// Set once the image has a scan (scan.go).
+	ImageScanStatus          *scanStatusJSON      `json:"imageScanStatus,omitempty"`
+	ImageScanFindingsSummary *findingsSummaryJSON `json:"imageScanFindingsSummary,omitempty"`
 }
 
 func decodeInput(body []byte, v any) *apiError {
@@ -77,6 +80,7 @@ func (s *Sandbox) ecrCall(_ context.Context, c *caller, op string, body []byte, 
 		RepositoryName  string                     `json:"repositoryName"`
 		RepositoryNames []string                   `json:"repositoryNames"`
 		ImageIDs        []imageID                  `json:"imageIds"`
+		ImageID         *imageID                   `json:"imageId"`
 		MaxResults      *int                       `json:"maxResults"`
 		NextToken       string                     `json:"nextToken"`
 		Filter          struct{ TagStatus string } `json:"filter"`
@@ -117,6 +121,9 @@ func (s *Sandbox) ecrCall(_ context.Context, c *caller, op string, body []byte, 
 	}
 	entry.Repository = in.RepositoryName
 	entry.Reference = imageRefs(in.ImageTag, in.ImageDigest, in.ImageIDs)
+	if in.ImageID != nil {
+		entry.Reference = imageRefs(in.ImageID.Tag, in.ImageID.Digest, nil)
+	}
 	switch op {
 	case "GetAuthorizationToken":
 		tok, exp := s.issueToken(c.cred, c.region)
@@ -135,6 +142,8 @@ func (s *Sandbox) ecrCall(_ context.Context, c *caller, op string, body []byte, 
 		return reg.listImages(in.RepositoryName, in.Filter.TagStatus, in.MaxResults, in.NextToken)
 	case "DescribeImages":
 		return reg.describeImages(in.RepositoryName, in.ImageIDs, in.Filter.TagStatus, in.MaxResults, in.NextToken)
+	case "DescribeImageScanFindings":
+		return reg.describeImageScanFindings(in.RepositoryName, in.ImageID, in.MaxResults, in.NextToken)
 	case "BatchGetImage":
 		return reg.batchGetImage(in.RepositoryName, in.ImageIDs, in.AcceptedTypes)
 	case "PutImage":
@@ -374,12 +383,14 @@ func (r *registry) listImages(name, tagStatus string, maxResults *int, token str
 }
 
 func (r *registry) detail(repo *repository, m *manifestRecord) imageDetail {
-	return imageDetail{
+	d := imageDetail{
 		RegistryID: r.account, RepositoryName: repo.name, ImageDigest: m.digest,
 		ImageTags: repo.tagsOf(m.digest), ImageSizeInBytes: repo.imageSize(m),
 		ImagePushedAt: epoch(m.pushedAt), ImageManifestMediaType: m.mediaType,
 		ArtifactMediaType: m.artifactType, SubjectManifestDigest: m.subject, ImageStatus: "ACTIVE",
 	}
+	scanSummary(&d, m)
+	return d
 }
 
 // resolve finds the manifest an image ID names; a tag and digest that disagree fail.

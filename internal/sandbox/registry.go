@@ -35,6 +35,8 @@ type registry struct {
 	mu      sync.Mutex
 	repos   map[string]*repository
 	uploads map[string]*upload
+	// scanPolicy scans pushed images (scan.go); nil: only SetImageScan sets results.
+	scanPolicy *ScanPolicy
 }
 
 type upload struct {
@@ -615,11 +617,12 @@ func (r *registry) putManifest(repoName, ref string, body []byte, contentType st
 		}
 	}
 	if old, ok := repo.manifests[rec.digest]; ok {
-		rec.pushedAt = old.pushedAt
+		rec.pushedAt, rec.scan = old.pushedAt, old.scan
 	} else {
 		rec.pushedAt = r.sb.now()
 	}
 	repo.manifests[rec.digest] = rec
+	r.scanOnPush(repo, rec)
 	tag := ""
 	if isTag {
 		repo.tagIndex[ref] = rec.digest

@@ -90,6 +90,7 @@ type manifestRecord struct {
 	annotations  map[string]string
 	blobs        []descriptor // config + layers (images), non-manifest children (indexes)
 	children     []descriptor // manifests an index references
+	scan         *ScanResult  // the image's scan (scan.go); nil: never scanned
 }
 
 type descriptor struct {
