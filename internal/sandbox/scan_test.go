@@ -92,7 +92,9 @@ func TestImageScans(t *testing.T) {
 
 	// Enhanced scanning: Inspector scans every push and sends its own event.
 	err = e.sb.SetScanPolicy(sandbox.SourceAccount, sandbox.DefaultRegion, &sandbox.ScanPolicy{Enhanced: true, Delay: 50 * time.Millisecond,
-		Findings: func(string, string) []sandbox.ScanFinding { return []sandbox.ScanFinding{{Name: "CVE-7", Severity: "HIGH"}} }})
+		Findings: func(string, string) []sandbox.ScanFinding {
+			return []sandbox.ScanFinding{{Name: "CVE-7", Severity: "HIGH"}}
+		}})
 	if err != nil {
 		t.Fatal(err)
 	}
