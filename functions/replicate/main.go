@@ -7,7 +7,9 @@ import (
 	"os"
 
 	"github.com/aws/aws-lambda-go/lambda"
+	"github.com/aws/aws-sdk-go-v2/service/kms"
 
+	"github.com/ecr-replicator/ecr-replicator/internal/gate/verify"
 	"github.com/ecr-replicator/ecr-replicator/internal/wiring"
 )
 
@@ -23,5 +25,8 @@ func main() {
 	} else {
 		log.Info("rules loaded", "rules", deps.Rules.String())
 	}
-	lambda.Start(deps.Handler(os.Getenv, os.Stdout).Handle)
+	// The promotion gates' signers are compiled at cold start: a key that does not parse
+	// fails every invocation, naming its field.
+	gated := deps.Gated(verify.Compile(deps.Rules, verify.Options{KMS: kms.NewFromConfig(deps.AWS)}))
+	lambda.Start(deps.Handler(os.Getenv, os.Stdout, gated).Handle)
 }

@@ -29,6 +29,13 @@ type job struct {
 	at       time.Time // event time, for latency
 	targets  []rules.Target
 	messages []int // indexes into the batch
+	// gated: the targets have promotion gates, decided before the copy (gate.go).
+	gated bool
+	// trigger: no copy of its own: re-decide the gated copies of the image src names
+	// (referrer: src is a pushed manifest, whose subject that image is).
+	trigger, referrer bool
+	// hold is the hold a re-check continues.
+	hold *ecrevent.Hold
 }
 
 // plan is what an invocation will do: the jobs, and what it will not do and why.
@@ -42,10 +49,10 @@ type plan struct {
 // jobKey identifies one action on one image at one destination: the same key in one
 // batch is done once.
 type jobKey struct {
-	delete      bool
-	src         ecrname.Repo
-	digest, tag string
-	dst         ecrname.Repo
+	delete, trigger bool
+	src             ecrname.Repo
+	digest, tag     string
+	dst             ecrname.Repo
 }
 
 // plan parses the messages into jobs, deduplicated per (action, image, destination).
@@ -55,7 +62,7 @@ func (h *Handler) plan(msgs []message, mr *metrics.Recorder) plan {
 	var p plan
 	seen := map[jobKey]*job{}
 	for i, m := range msgs {
-		j, err := h.planMessage(m)
+		js, err := h.planMessage(m)
 		if err != nil {
 			h.c.Log.Error("message not processed (permanent failure, acknowledged)", "message_id", m.id, "error", err.Error())
 			p.malformed = append(p.malformed, Problem{MessageID: m.id, Error: err.Error()})
@@ -68,28 +75,48 @@ func (h *Handler) plan(msgs []message, mr *metrics.Recorder) plan {
 			}
 			continue
 		}
-		if j == nil {
+		if len(js) == 0 {
 			p.ignored++
 			continue
 		}
-		var fresh []rules.Target
-		for _, t := range j.targets {
-			k := jobKey{delete: j.delete, src: j.src.Repo, digest: j.src.Digest, tag: j.src.Tag, dst: t.Repo()}
-			if prev, ok := seen[k]; ok {
-				prev.messages = appendUnique(prev.messages, i)
-				p.duplicates++
-				continue
-			}
-			fresh = append(fresh, t)
-			seen[k] = j
+		for _, j := range js {
+			p.add(j, i, seen)
 		}
-		if len(fresh) == 0 {
-			continue
-		}
-		j.targets, j.messages = fresh, []int{i}
-		p.jobs = append(p.jobs, j)
 	}
 	return p
+}
+
+// add adds a message's job, less the (action, image, destination) earlier jobs of the
+// batch already do.
+func (p *plan) add(j *job, msg int, seen map[jobKey]*job) {
+	if j.trigger {
+		k := jobKey{trigger: true, src: j.src.Repo, digest: j.src.Digest}
+		if prev, ok := seen[k]; ok {
+			prev.messages = appendUnique(prev.messages, msg)
+			p.duplicates++
+			return
+		}
+		seen[k] = j
+		j.messages = []int{msg}
+		p.jobs = append(p.jobs, j)
+		return
+	}
+	var fresh []rules.Target
+	for _, t := range j.targets {
+		k := jobKey{delete: j.delete, src: j.src.Repo, digest: j.src.Digest, tag: j.src.Tag, dst: t.Repo()}
+		if prev, ok := seen[k]; ok {
+			prev.messages = appendUnique(prev.messages, msg)
+			p.duplicates++
+			continue
+		}
+		fresh = append(fresh, t)
+		seen[k] = j
+	}
+	if len(fresh) == 0 {
+		return
+	}
+	j.targets, j.messages = fresh, []int{msg}
+	p.jobs = append(p.jobs, j)
 }
 
 func appendUnique(s []int, v int) []int {
@@ -101,16 +128,23 @@ func appendUnique(s []int, v int) []int {
 	return append(s, v)
 }
 
-// planMessage parses one message into its job: nil job and nil error when it is ignored
-// (logged here), an error when it is a permanent failure.
-func (h *Handler) planMessage(m message) (*job, error) {
+// planMessage parses one message into its jobs: none and nil error when it is ignored
+// (logged here), an error when it is a permanent failure. A push may make two: the copy
+// to its destinations without a gate, and the gated copy (or the trigger) to the others.
+func (h *Handler) planMessage(m message) ([]*job, error) {
 	msg, err := ecrevent.Parse(m.body)
 	if err != nil {
 		return nil, err
 	}
 	switch msg.Kind {
 	case ecrevent.KindWorkItem:
-		return h.planWorkItem(msg.WorkItem)
+		j, err := h.planWorkItem(msg.WorkItem)
+		if err != nil {
+			return nil, err
+		}
+		return []*job{j}, nil
+	case ecrevent.KindImageScan:
+		return h.planScan(m, msg.ImageScan), nil
 	case ecrevent.KindReconcile:
 		return nil, fmt.Errorf("%w: a reconcile item: reconcile items are ReconcileFunction's, not this function's (is the reconcile queue mapped to the wrong function?)", ecrevent.ErrMalformed)
 	case ecrevent.KindImageAction:
@@ -132,13 +166,28 @@ func (h *Handler) planMessage(m message) (*job, error) {
 		eventID: a.EventID,
 		at:      a.Time,
 	}
+	g := *j
+	g.gated = true
 	ok, invalid := rules.Split(h.c.Rules.Targets(a.Repository, a.Tag))
 	for _, t := range append(ok, invalid...) {
-		if !j.delete || t.MirrorDeletes {
+		switch {
+		case j.delete && !t.MirrorDeletes:
+		case !j.delete && t.Gated() && t.Err == nil:
+			g.targets = append(g.targets, t)
+		default:
 			j.targets = append(j.targets, t)
 		}
 	}
-	if len(j.targets) == 0 {
+	var jobs []*job
+	if len(j.targets) > 0 {
+		jobs = append(jobs, j)
+	}
+	if t := h.planTrigger(a); t != nil {
+		jobs = append(jobs, t)
+	} else if len(g.targets) > 0 {
+		jobs = append(jobs, &g)
+	}
+	if len(jobs) == 0 {
 		reason := "no rule selects this repository and tag"
 		switch {
 		case j.delete:
@@ -149,7 +198,7 @@ func (h *Handler) planMessage(m message) (*job, error) {
 		h.c.Log.Info("event ignored", "message_id", m.id, "event_id", a.EventID, "repository", a.Repository, "digest", a.Digest, "tag", a.Tag, "action_type", a.ActionType, "reason", reason)
 		return nil, nil
 	}
-	return j, nil
+	return jobs, nil
 }
 
 // planWorkItem accepts a backfill work item only for a destination the rules give its
@@ -164,10 +213,17 @@ func (h *Handler) planWorkItem(w *ecrevent.WorkItem) (*job, error) {
 	if w.Run != "" {
 		j.eventID = "reconcile:" + w.Run // as the run's reconcile items: one filter finds both
 	}
+	if w.Hold != nil {
+		j.hold, j.eventID = w.Hold, w.Hold.EventID // the held push's id: its re-checks are found with it
+	}
 	want := w.Destination.Repo()
 	for _, t := range h.c.Rules.Targets(w.Source.Repository, w.Source.Tag) {
 		if t.Repo() == want && (!j.delete || t.MirrorDeletes) {
 			j.targets = []rules.Target{t}
+			j.gated = !j.delete && t.Gated()
+			if w.Hold != nil && !j.gated {
+				j.hold = nil // the rules changed: the destination has no gate any more, copy
+			}
 			return j, nil
 		}
 	}

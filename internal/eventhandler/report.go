@@ -43,13 +43,16 @@ type Problem struct {
 
 // Summary is the answer to a direct invocation.
 type Summary struct {
-	Results    []Outcome `json:"results"`
-	Ignored    int       `json:"ignored"`
-	Malformed  []Problem `json:"malformed,omitempty"`
-	Succeeded  int       `json:"succeeded"`
-	Failed     int       `json:"failed"`
-	Retryable  int       `json:"retryable"`
-	Duplicates int       `json:"duplicates,omitempty"`
+	Results   []Outcome `json:"results"`
+	Ignored   int       `json:"ignored"`
+	Malformed []Problem `json:"malformed,omitempty"`
+	Succeeded int       `json:"succeeded"`
+	Failed    int       `json:"failed"`
+	Retryable int       `json:"retryable"`
+	// Held and Blocked count copies promotion gates held or blocked (docs/PROMOTION.md).
+	Held       int `json:"held,omitempty"`
+	Blocked    int `json:"blocked,omitempty"`
+	Duplicates int `json:"duplicates,omitempty"`
 }
 
 // report logs every result and records its metrics, and sums them up: the summary and
@@ -63,6 +66,10 @@ func (h *Handler) report(ctx context.Context, p plan, results [][]destinations.R
 			o := h.outcome(ctx, j, r, msgs, done, mr)
 			out.summary.Results = append(out.summary.Results, o)
 			switch {
+			case o.Outcome == string(Held):
+				out.summary.Held++
+			case o.Outcome == string(Blocked):
+				out.summary.Blocked++
 			case o.Retryable:
 				out.summary.Retryable++
 				out.summary.Failed++
@@ -99,6 +106,14 @@ func (h *Handler) outcome(ctx context.Context, j *job, r destinations.Result, ms
 	if len(j.messages) > 0 {
 		o.MessageID = msgs[j.messages[0]].id
 	}
+	if j.trigger {
+		// A trigger's results are of the images it re-decided; one that found nothing to
+		// decide has no destination.
+		o.Digest, o.Tag = r.Digest, r.Tag
+		if r.Destination == (ecrname.Repo{}) {
+			o.Destination = ""
+		}
+	}
 	failed := r.Err != nil || r.Outcome.Failure()
 	if failed {
 		if o.Outcome == "" {
@@ -116,6 +131,10 @@ func (h *Handler) outcome(ctx context.Context, j *job, r destinations.Result, ms
 	}
 	level, msg := slog.LevelInfo, "image replicated"
 	switch {
+	case r.Outcome == Blocked:
+		level, msg = slog.LevelError, "image blocked by a promotion gate (permanent)"
+	case r.Outcome == Held:
+		msg = "image held by a promotion gate"
 	case failed && r.Retryable:
 		level, msg = slog.LevelWarn, "image replication failed (will retry)"
 	case failed:
@@ -145,6 +164,10 @@ func (h *Handler) outcome(ctx context.Context, j *job, r destinations.Result, ms
 // record adds one result's metrics.
 func record(mr *metrics.Recorder, j *job, o Outcome, r destinations.Result, failed bool, done time.Time) {
 	switch {
+	case r.Outcome == Blocked:
+		mr.Add("GateBlocked", metrics.Count, 1, "Rule", o.Rule, "Reason", o.Code)
+	case r.Outcome == Held:
+		mr.Add("GateHeld", metrics.Count, 1, "Rule", o.Rule, "Reason", o.Code)
 	case failed:
 		mr.Add("ReplicationFailures", metrics.Count, 1, "Reason", o.Code)
 	case j.delete:
@@ -190,7 +213,10 @@ func (h *Handler) publish(ctx context.Context, reports []Outcome) {
 			continue
 		}
 		result := "SUCCESS"
-		if o.Code != "" {
+		switch {
+		case o.Outcome == string(Held):
+			result = "PENDING" // a promotion gate waits: a later event says how it ended
+		case o.Code != "":
 			result = "FAILED"
 		}
 		reason := o.Reason

@@ -87,17 +87,10 @@ func (g *Gate) collect(ctx context.Context, img Image, n need) (*evidence, error
 		return nil, &Error{Op: "ecr:DescribeImages", Code: ecraccess.CodeImageNotFound,
 			Err: fmt.Errorf("%s is not in the source (deleted since the message was sent?)", img)}
 	}
-	host, err := src.Host(ctx, img.Repo.Name)
+	reg, err := reader(ctx, src, img)
 	if err != nil {
 		return nil, err
 	}
-	repo, err := name.NewRepository(host + "/" + img.Repo.Name)
-	if err != nil {
-		return nil, fmt.Errorf("source repository %s/%s: %w", host, img.Repo.Name, err)
-	}
-	reg := &registryReader{repo: repo, opts: []remote.Option{
-		remote.WithAuth(src.Authenticator()), remote.WithTransport(src.Transport(nil)), remote.WithContext(ctx),
-	}}
 	ev := &evidence{img: img, info: info, signatures: map[string][]*Signature{}, scans: map[string]scanState{}, verified: map[verifyKey]error{}}
 	if ev.self, ev.platforms, err = reg.manifest(img.Digest); err != nil {
 		return nil, err
@@ -171,6 +164,21 @@ type registryReader struct {
 	opts []remote.Option
 }
 
+// reader reads img's repository of the source registry.
+func reader(ctx context.Context, src *ecraccess.Registry, img Image) (*registryReader, error) {
+	host, err := src.Host(ctx, img.Repo.Name)
+	if err != nil {
+		return nil, err
+	}
+	repo, err := name.NewRepository(host + "/" + img.Repo.Name)
+	if err != nil {
+		return nil, fmt.Errorf("source repository %s/%s: %w", host, img.Repo.Name, err)
+	}
+	return &registryReader{repo: repo, opts: []remote.Option{
+		remote.WithAuth(src.Authenticator()), remote.WithTransport(src.Transport(nil)), remote.WithContext(ctx),
+	}}, nil
+}
+
 // manifest fetches an image's manifest by digest: its descriptor and, for an index, its
 // platform images (buildx's attestation manifests, platform unknown/unknown, are no
 // platform).
@@ -237,4 +245,60 @@ func registryError(op string, err error) error {
 		code = "Unknown"
 	}
 	return &Error{Op: op, Code: code, retryable: retryable, Err: err}
+}
+
+// Bounds of Parents: the listing pages read, and the indexes whose manifests are read.
+const (
+	maxParentPages   = 10
+	maxParentIndexes = 20
+)
+
+// Parents finds the tagged indexes of img's repository pushed since then that list img
+// as a platform: a platform's signature or scan arriving re-decides the index it is part
+// of. Only indexes pushed since then are read (the most a gate holds), at most
+// maxParentIndexes of them.
+func (g *Gate) Parents(ctx context.Context, img Image, since time.Time) ([]Lookup, error) {
+	src, err := g.source(ctx, img)
+	if err != nil {
+		return nil, err
+	}
+	var cands []Lookup
+	p := ecr.NewDescribeImagesPaginator(src.API(), &ecr.DescribeImagesInput{
+		RegistryId: aws.String(img.Repo.AccountID), RepositoryName: aws.String(img.Repo.Name),
+		Filter: &ecrtypes.DescribeImagesFilter{TagStatus: ecrtypes.TagStatusTagged}, MaxResults: aws.Int32(1000),
+	})
+	for page := 0; p.HasMorePages() && page < maxParentPages; page++ {
+		out, err := p.NextPage(ctx)
+		if err != nil {
+			return nil, ecraccess.WrapAWS("ecr:DescribeImages", err)
+		}
+		for _, d := range out.ImageDetails {
+			mt := aws.ToString(d.ImageManifestMediaType)
+			if (mt == "application/vnd.oci.image.index.v1+json" || mt == "application/vnd.docker.distribution.manifest.list.v2+json") &&
+				!aws.ToTime(d.ImagePushedAt).Before(since) && len(cands) < maxParentIndexes {
+				cands = append(cands, Lookup{Found: true, Digest: aws.ToString(d.ImageDigest), Tags: d.ImageTags, PushedAt: aws.ToTime(d.ImagePushedAt)})
+			}
+		}
+	}
+	if len(cands) == 0 {
+		return nil, nil
+	}
+	reg, err := reader(ctx, src, img)
+	if err != nil {
+		return nil, err
+	}
+	var out []Lookup
+	for _, c := range cands {
+		_, platforms, err := reg.manifest(c.Digest)
+		if err != nil {
+			return nil, err
+		}
+		for _, pl := range platforms {
+			if pl.Digest.String() == img.Digest {
+				out = append(out, c)
+				break
+			}
+		}
+	}
+	return out, nil
 }

@@ -136,6 +136,7 @@ func (g *Gate) Decide(ctx context.Context, img Image, reqs []*rules.Require) ([]
 // when it is a referrer (a signature, an attestation).
 type Lookup struct {
 	Found    bool
+	Digest   string
 	Tags     []string
 	Subject  string
 	PushedAt time.Time
@@ -152,7 +153,7 @@ func (g *Gate) Lookup(ctx context.Context, img Image) (Lookup, error) {
 	if err != nil || !found {
 		return Lookup{}, err
 	}
-	return Lookup{Found: true, Tags: d.tags, Subject: d.subject, PushedAt: d.pushedAt}, nil
+	return Lookup{Found: true, Digest: img.Digest, Tags: d.tags, Subject: d.subject, PushedAt: d.pushedAt}, nil
 }
 
 // String names the decision for logs: "held (SignatureMissing: …)".

@@ -319,3 +319,33 @@ func validateWait(path string, w *Duration, def time.Duration) error {
 	}
 	return nil
 }
+
+// Gated reports whether a rule selecting repo gates any of its destinations: then a
+// signature pushed to repo, or a scan of one of its images ending, may decide a copy a
+// gate holds (docs/PROMOTION.md).
+func (d *Document) Gated(repo string) bool {
+	for i := range d.Rules {
+		r := &d.Rules[i]
+		if !r.MatchesRepository(repo) {
+			continue
+		}
+		if r.Require != nil {
+			return true
+		}
+		for j := range r.Destinations {
+			if r.Destinations[j].Require != nil {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+// CosignSubject is the digest a cosign tag (sha256-<hex>.sig, .att, .sbom) is about.
+func CosignSubject(tag string) (string, bool) {
+	if !IsCosignTag(tag) {
+		return "", false
+	}
+	hex, _, _ := strings.Cut(strings.TrimPrefix(tag, "sha256-"), ".")
+	return "sha256:" + hex, true
+}

@@ -4,6 +4,7 @@
 package wiring
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -18,6 +19,7 @@ import (
 
 	"github.com/ecr-replicator/ecr-replicator/internal/backfill"
 	"github.com/ecr-replicator/ecr-replicator/internal/eventhandler"
+	"github.com/ecr-replicator/ecr-replicator/internal/gate"
 	"github.com/ecr-replicator/ecr-replicator/internal/metrics"
 	"github.com/ecr-replicator/ecr-replicator/internal/reconcile"
 	"github.com/ecr-replicator/ecr-replicator/internal/sqssend"
@@ -153,10 +155,30 @@ func (d *Deps) Handler(getenv func(string) string, emf io.Writer, adjust ...func
 	if bus := getenv(eventhandler.EnvResultEventBus); bus != "" {
 		c.Events, c.EventBus = eventbridge.NewFromConfig(d.AWS), bus
 	}
+	// Held copies are re-checked through the copy queue (the push queue without one).
+	if u := cmp.Or(getenv(EnvCopyQueueURL), getenv(EnvQueueURL)); u != "" {
+		c.Holds = &eventhandler.HoldQueue{Sender: sqssend.New(sqs.NewFromConfig(d.AWS)), URL: u}
+	}
 	for _, a := range adjust {
 		a(&c)
 	}
 	return eventhandler.New(c)
+}
+
+// Gated gives a handler the promotion gate (docs/PROMOTION.md) built with the rules'
+// signers' verifiers, as internal/gate/verify compiles them (only the functions that
+// verify link it). A signer that did not compile (err) fails every invocation, as an
+// invalid rules document does.
+func (d *Deps) Gated(v gate.Verifiers, err error) func(*eventhandler.Config) {
+	return func(c *eventhandler.Config) {
+		if err != nil {
+			if c.RulesErr == nil {
+				c.RulesErr = err
+			}
+			return
+		}
+		c.Gate = gate.New(gate.Config{Resolver: d.Resolver, SourceRole: d.Rules.SourceRoleARN(), Verifiers: v, Log: d.Log})
+	}
 }
 
 // Reconciler builds the reconcile function from deps and the environment (the reconcile
