@@ -50,6 +50,7 @@ func TestTemplateStructure(t *testing.T) {
 		"ReplicatorRole":               "AWS::IAM::Role",
 		"ReconcilerRole":               "AWS::IAM::Role",
 		"ImageActionRule":              "AWS::Events::Rule",
+		"GateEventRule":                "AWS::Events::Rule",
 		"ReplicationQueue":             "AWS::SQS::Queue",
 		"ReconcileQueue":               "AWS::SQS::Queue",
 		"CopyQueue":                    "AWS::SQS::Queue",

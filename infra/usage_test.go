@@ -45,7 +45,7 @@ func TestPoliciesGrantOnlyWhatTheCodeUses(t *testing.T) {
 	params := map[string]any{
 		"DestinationAccountId": sandbox.DestinationAccount, "DestinationRegion": sandbox.DefaultRegion,
 		"ExternalId": sandboxtest.ExternalID, "DestinationRepositoryPrefix": "mirror/", "CreateRepositories": "true",
-		"MirrorDeletes": "true", "ResultEventBus": busARN,
+		"MirrorDeletes": "true", "ResultEventBus": busARN, "PromotionGates": "true",
 	}
 	w := sandboxtest.Start(t, sandboxtest.Deployed(t, params))
 	ctx := w.Ctx
@@ -53,7 +53,9 @@ func TestPoliciesGrantOnlyWhatTheCodeUses(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	rules := fmt.Sprintf(`{"rules":[{"name":"all","repositories":["team-a/**"],"mirrorDeletes":true,"destinations":[{"accountId":%q,"region":%q,"roleArn":%q,"externalId":%q,"repositoryPrefix":"mirror/","mirrorLifecyclePolicy":true,"mirrorRepositoryTags":true}]}]}`,
+	// A promotion gate (docs/PROMOTION.md) on team-b: its scan is read.
+	rules := fmt.Sprintf(`{"rules":[{"name":"all","repositories":["team-a/**"],"mirrorDeletes":true,"destinations":[{"accountId":%[1]q,"region":%[2]q,"roleArn":%[3]q,"externalId":%[4]q,"repositoryPrefix":"mirror/","mirrorLifecyclePolicy":true,"mirrorRepositoryTags":true}]},
+	  {"name":"gated","repositories":["team-b/**"],"require":{"scan":{"severity":"CRITICAL"}},"destinations":[{"accountId":%[1]q,"region":%[2]q,"roleArn":%[3]q,"externalId":%[4]q,"repositoryPrefix":"mirror/"}]}]}`,
 		sandbox.DestinationAccount, sandbox.DefaultRegion, w.DestinationRoleARN(), sandboxtest.ExternalID)
 	for k, v := range w.FunctionEnv(t) {
 		t.Setenv(k, v)
@@ -100,9 +102,9 @@ func TestPoliciesGrantOnlyWhatTheCodeUses(t *testing.T) {
 		Log: log, EMF: io.Discard, Namespace: "test", Events: eventbridge.NewFromConfig(deps.AWS), EventBus: busARN,
 	})
 	mark := w.SB.AccessLogMark()
-	invoke := func(action, digest, tag string) {
+	invoke := func(action, repo, digest, tag string) {
 		t.Helper()
-		ev := json.RawMessage(sandboxtest.ImageEvent("e-"+action+tag, action, "team-a/app", digest, tag))
+		ev := json.RawMessage(sandboxtest.ImageEvent("e-"+action+tag, action, repo, digest, tag))
 		out, err := handler.Handle(ctx, ev)
 		if err != nil {
 			t.Fatalf("%s %s: %v", action, tag, err)
@@ -111,11 +113,21 @@ func TestPoliciesGrantOnlyWhatTheCodeUses(t *testing.T) {
 			t.Fatalf("%s %s: %s", action, tag, b)
 		}
 	}
-	invoke("PUSH", d1.String(), "v1")
+	invoke("PUSH", "team-a/app", d1.String(), "v1")
 	if _, err := ecr.NewFromConfig(w.Source.Config).BatchDeleteImage(ctx, &ecr.BatchDeleteImageInput{RepositoryName: aws.String("team-a/app"), ImageIds: []ecrtypes.ImageIdentifier{{ImageTag: aws.String("v1")}}}); err != nil {
 		t.Fatal(err)
 	}
-	invoke("DELETE", d1.String(), "v1")
+	invoke("DELETE", "team-a/app", d1.String(), "v1")
+	w.Source.CreateRepository(t, ctx, &ecr.CreateRepositoryInput{RepositoryName: aws.String("team-b/app")})
+	img4, _ := random.Image(256, 1)
+	d4 := w.Source.Push(t, "team-b/app", "v1", img4)
+	if err := w.SB.SetImageScan(sandbox.SourceAccount, sandbox.DefaultRegion, "team-b/app", d4.String(), sandbox.ScanResult{}); err != nil {
+		t.Fatal(err)
+	}
+	invoke("PUSH", "team-b/app", d4.String(), "v1")
+	if got := w.Dest.Digest(t, "mirror/team-b/app", "v1"); got != d4.String() {
+		t.Fatalf("the gated image (scanned clean) was not copied: %q", got)
+	}
 
 	bdeps, err := wiring.Load(ctx, "backfill", log)
 	if err != nil {

@@ -49,6 +49,8 @@ type Work struct {
 	// its platforms are copies of their own (the rule replicates untagged images, which
 	// is how a listing shows them); otherwise its Size, the largest platform only.
 	Size int64
+	// Gate is what the promotion gate of Target decided, when a dry run asked (gate.go).
+	Gate *GateVerdict
 	k    string // Key(), computed once
 }
 
@@ -125,21 +127,26 @@ func Expand(doc *rules.Document, repo string, images []Image, since time.Time) E
 			x.ex.SkippedBefore++
 		case len(img.Tags) > 0:
 			x.tagged(img)
-		case len(x.untagged()) > 0:
+		default:
 			for _, t := range x.untagged() {
 				if x.accept(t) {
 					x.ex.Candidates = append(x.ex.Candidates, Candidate{Digest: img.Digest, Target: t, Size: img.Size})
 				}
 			}
-		case img.Subject != "":
-			referrers = append(referrers, *img)
+			if img.Subject != "" {
+				referrers = append(referrers, *img)
+			}
 		}
 	}
 	for _, img := range referrers {
 		for _, via := range x.subjects[img.Subject] {
+			if x.copiesUntagged(via.Target) {
+				continue // copied as a digest-only image already
+			}
 			x.ex.Candidates = append(x.ex.Candidates, Candidate{Digest: img.Digest, Target: via.Target, Subject: via.Digest, SubjectTag: via.Tag, Size: img.Size})
 		}
 	}
+	x.gatedCosignTags()
 	return x.ex
 }
 
@@ -154,13 +161,29 @@ type expander struct {
 	digestOnly     []rules.Target
 	digestOnlyDone bool
 	subjects       map[string][]Candidate
+	// cosign tags of gated targets, copied with their subject, under one of the tags
+	// that sends the subject there (gate.go).
+	cosign        []Candidate
+	gatedSubjects map[string][]Candidate
 }
 
+// untagged are the targets of digest-only images: a gated target promotes tagged images
+// only (docs/PROMOTION.md).
 func (x *expander) untagged() []rules.Target {
 	if !x.digestOnlyDone {
-		x.digestOnly, x.digestOnlyDone = x.doc.Targets(x.repo, ""), true
+		for _, t := range x.doc.Targets(x.repo, "") {
+			if !t.Gated() {
+				x.digestOnly = append(x.digestOnly, t)
+			}
+		}
+		x.digestOnlyDone = true
 	}
 	return x.digestOnly
+}
+
+// copiesUntagged says whether t copies digest-only images.
+func (x *expander) copiesUntagged(t rules.Target) bool {
+	return slices.ContainsFunc(x.untagged(), func(u rules.Target) bool { return u.Repo() == t.Repo() })
 }
 
 // accept records a target of a candidate, or its validation error once; it says whether
@@ -188,6 +211,10 @@ func (x *expander) tagged(img *Image) {
 			if !x.accept(t) {
 				continue
 			}
+			if t.Gated() && rules.IsCosignTag(tag) {
+				x.cosign = append(x.cosign, Candidate{Digest: img.Digest, Tag: tag, Target: t, Size: img.Size})
+				continue
+			}
 			size := img.Size
 			if types.MediaType(img.MediaType).IsIndex() &&
 				slices.ContainsFunc(x.untagged(), func(u rules.Target) bool { return u.Repo() == t.Repo() }) {
@@ -196,6 +223,9 @@ func (x *expander) tagged(img *Image) {
 			x.ex.Candidates = append(x.ex.Candidates, Candidate{Digest: img.Digest, Tag: tag, Target: t, Size: size})
 			if t.Referrers && x.subjects != nil {
 				x.subjects[img.Digest] = appendTarget(x.subjects[img.Digest], Candidate{Digest: img.Digest, Tag: tag, Target: t})
+			}
+			if t.Gated() {
+				x.gatedTags(img.Digest, tag, t)
 			}
 		}
 	}

@@ -55,6 +55,8 @@ type totals struct {
 	NotPlanned   int    `json:"notPlanned,omitempty"` // the destination could not be listed
 	Copied       *int   `json:"copied,omitempty"`     // runs: copies that wrote
 	Failed       int    `json:"failed"`               // copies (or lookups) that failed
+	Held         int    `json:"held,omitempty"`       // copies a promotion gate holds (docs/PROMOTION.md)
+	Blocked      int    `json:"blocked,omitempty"`    // copies a promotion gate blocks
 	BytesCopied  *int64 `json:"bytesCopied,omitempty"`
 	DurationMs   int64  `json:"durationMs"`
 }
@@ -118,6 +120,9 @@ const (
 	stateInSync = "in-sync"
 	stateToCopy = "to-copy"
 	stateFailed = "failed"
+	// A promotion gate's: not copied (yet, or at all); the reason says why.
+	stateHeld    = "held"
+	stateBlocked = "blocked"
 )
 
 // newDocument starts a's document for the command.

@@ -10,6 +10,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/aws/aws-sdk-go-v2/service/kms"
 	"github.com/spf13/cobra"
 
 	"github.com/ecr-replicator/ecr-replicator/internal/backfill"
@@ -17,6 +18,8 @@ import (
 	"github.com/ecr-replicator/ecr-replicator/internal/destinations"
 	"github.com/ecr-replicator/ecr-replicator/internal/ecraccess"
 	"github.com/ecr-replicator/ecr-replicator/internal/ecrname"
+	"github.com/ecr-replicator/ecr-replicator/internal/gate"
+	"github.com/ecr-replicator/ecr-replicator/internal/gate/verify"
 	"github.com/ecr-replicator/ecr-replicator/internal/rules"
 )
 
@@ -258,6 +261,10 @@ func loadSyncRules(o syncOptions) (doc, narrowed *rules.Document, req backfill.R
 	if doc, err = rules.Parse(data); err != nil {
 		return nil, nil, req, configProblem(err, "%s: %v", o.rulesFile, err)
 	}
+	// The promotion gates' signers, checked now (keys, trusted roots, trust stores).
+	if _, err := verify.Compile(doc, verify.Options{}); err != nil {
+		return nil, nil, req, configProblem(err, "%s: %v", o.rulesFile, err)
+	}
 	req = backfill.Request{Repositories: o.repositories, Tags: o.tags, DryRun: true, Mode: backfill.ModeInline}
 	if o.since != "" {
 		if req.Since, err = time.Parse(time.RFC3339, o.since); err != nil {
@@ -300,9 +307,12 @@ func syncBackfill(a *app, o syncOptions, log *slog.Logger, doc *rules.Document, 
 	engine := copyengine.New(copyengine.WithJobs(o.jobs), copyengine.WithLogger(log),
 		copyengine.WithProgress(func(p copyengine.Progress) { progressTo(*prog, p) }))
 	replicator := destinations.New(sess.resolver, engine, mopts...)
+	// Checked when the rules were read: no error here.
+	vs, _ := verify.Compile(doc, verify.Options{KMS: kms.NewFromConfig(sess.cfg)})
 	return &backfill.Backfill{
 		Rules: doc, Resolver: sess.resolver, SourceAccountID: srcAccount, SourceRegion: sess.cfg.Region,
 		Concurrency: o.concurrency, Log: log,
+		Gate: gate.New(gate.Config{Resolver: sess.resolver, SourceRole: doc.SourceRoleARN(), Verifiers: vs, Log: log}),
 		Start: func() backfill.Run {
 			return &progressRun{a: a, run: replicator.Start(), prog: *prog, copies: copies}
 		},

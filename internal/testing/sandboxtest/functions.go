@@ -3,8 +3,11 @@ package sandboxtest
 import (
 	"os"
 
+	"github.com/aws/aws-sdk-go-v2/service/kms"
+
 	"github.com/ecr-replicator/ecr-replicator/internal/backfill"
 	"github.com/ecr-replicator/ecr-replicator/internal/eventhandler"
+	"github.com/ecr-replicator/ecr-replicator/internal/gate/verify"
 	"github.com/ecr-replicator/ecr-replicator/internal/wiring"
 )
 
@@ -12,7 +15,8 @@ import (
 // environment as functions/replicate does; the set fields of c (logger, metrics, result
 // events, reserve) replace its own.
 func ReplicateHandler(deps *wiring.Deps, c eventhandler.Config) *eventhandler.Handler {
-	return deps.Handler(os.Getenv, c.EMF, func(h *eventhandler.Config) {
+	gated := deps.Gated(verify.Compile(deps.Rules, verify.Options{KMS: kms.NewFromConfig(deps.AWS)}))
+	return deps.Handler(os.Getenv, c.EMF, gated, func(h *eventhandler.Config) {
 		if c.Log != nil {
 			h.Log = c.Log
 		}
