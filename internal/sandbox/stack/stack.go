@@ -34,8 +34,13 @@ const (
 	// would name them after the stack; the sandbox's other helpers use these).
 	QueueName           = "ecr-replicator-queue"
 	DeadLetterQueueName = "ecr-replicator-dlq"
-	// RuleName is the rule's logical ID.
-	RuleName = "ImageActionRule"
+	// CopyQueueName is the CopyQueue's: backfill and reconcile copies, and the re-checks
+	// of copies promotion gates hold.
+	CopyQueueName = "ecr-replicator-copy"
+	// RuleName is the rule's logical ID; GateRuleName the promotion gates' (scan-complete
+	// events), deployed with PromotionGates.
+	RuleName     = "ImageActionRule"
+	GateRuleName = "GateEventRule"
 	// BatchSize and MaximumConcurrency are the parameters of the same names: messages per
 	// invocation and most invocations at once of the ReplicationQueue event source. The
 	// template sets no MaximumBatchingWindowInSeconds: Lambda's default for SQS is 0, an
@@ -51,6 +56,7 @@ const (
 	// CopyConcurrency and PutImageRate are the parameters the ReplicateFunction's
 	// environment carries as PUT_IMAGE_WRITERS and PUT_IMAGE_RATE; LogLevel as LOG_LEVEL.
 	CopyConcurrency = 2
+	CopyBatchSize   = 10
 	PutImageRate    = 10
 	LogLevel        = "info"
 )
@@ -80,12 +86,18 @@ func ImageActionPattern(mirrorDeletes bool, repositoryPrefixFilter string) strin
 	return string(b)
 }
 
+// GateEventPattern is GateEventRule's event pattern: scan-complete events of basic
+// (ECR) and enhanced (Inspector) scanning.
+const GateEventPattern = `{"source":["aws.ecr","aws.inspector2"],"detail-type":["ECR Image Scan","Inspector2 Scan"]}`
+
 // Options are the template parameters the push path depends on (zero: their defaults).
 type Options struct {
 	MirrorDeletes          bool
 	RepositoryPrefixFilter string
 	ReplicateTimeout       time.Duration
 	MaxReceiveCount        int
+	// PromotionGates deploys GateEventRule, sending scan-complete events to the queue.
+	PromotionGates bool
 }
 
 // Stack is the push path deployed in a sandbox's source account and default region.
@@ -94,6 +106,7 @@ type Stack struct {
 	SQS                                    *sqs.Client
 	QueueURL, QueueARN                     string
 	DeadLetterQueueURL, DeadLetterQueueARN string
+	CopyQueueURL                           string
 
 	sb   *sandbox.Sandbox
 	opts Options
@@ -117,11 +130,14 @@ func Deploy(ctx context.Context, sb *sandbox.Sandbox, opts Options) (*Stack, err
 		return nil, err
 	}
 	redrive, _ := json.Marshal(map[string]string{"deadLetterTargetArn": s.DeadLetterQueueARN, "maxReceiveCount": strconv.Itoa(opts.MaxReceiveCount)})
-	s.QueueURL, s.QueueARN, err = s.createQueue(ctx, QueueName, map[string]string{
+	queueAttrs := map[string]string{
 		"VisibilityTimeout": strconv.Itoa(int(VisibilityTimeout(opts.ReplicateTimeout).Seconds())),
 		"RedrivePolicy":     string(redrive),
-	})
-	if err != nil {
+	}
+	if s.QueueURL, s.QueueARN, err = s.createQueue(ctx, QueueName, queueAttrs); err != nil {
+		return nil, err
+	}
+	if s.CopyQueueURL, _, err = s.createQueue(ctx, CopyQueueName, queueAttrs); err != nil {
 		return nil, err
 	}
 	// The rule's target DeadLetterConfig (events EventBridge could not deliver) is stored,
@@ -131,6 +147,12 @@ func Deploy(ctx context.Context, sb *sandbox.Sandbox, opts Options) (*Stack, err
 	})
 	if err != nil {
 		return nil, err
+	}
+	if opts.PromotionGates {
+		err = sb.PutRule(sandbox.SourceAccount, sandbox.DefaultRegion, sandbox.Rule{Name: GateRuleName, EventPattern: GateEventPattern, Targets: []string{s.QueueARN}})
+		if err != nil {
+			return nil, err
+		}
 	}
 	return s, nil
 }
@@ -153,6 +175,7 @@ func (s *Stack) createQueue(ctx context.Context, name string, attrs map[string]s
 func (s *Stack) FunctionEnv() map[string]string {
 	return map[string]string{
 		wiring.EnvQueueURL:            s.QueueURL,
+		wiring.EnvCopyQueueURL:        s.CopyQueueURL,
 		wiring.EnvPutImageRate:        strconv.Itoa(PutImageRate),
 		wiring.EnvWriters:             strconv.Itoa(CopyConcurrency),
 		"LOG_LEVEL":                   LogLevel,
@@ -182,8 +205,24 @@ func (s *Stack) Start(ctx context.Context, m Mapping) (es *eventsource.EventSour
 	if m.MaximumConcurrency == 0 {
 		m.MaximumConcurrency = MaximumConcurrency
 	}
+	return s.start(ctx, s.QueueURL, m)
+}
+
+// StartCopyQueue runs the event source of ReplicateFunction's CopyQueue mapping (batches
+// of CopyBatchSize, at most CopyConcurrency at once), as Start does the ReplicationQueue's.
+func (s *Stack) StartCopyQueue(ctx context.Context, m Mapping) (es *eventsource.EventSource, stop func() error, err error) {
+	if m.BatchSize == 0 {
+		m.BatchSize = CopyBatchSize
+	}
+	if m.MaximumConcurrency == 0 {
+		m.MaximumConcurrency = CopyConcurrency
+	}
+	return s.start(ctx, s.CopyQueueURL, m)
+}
+
+func (s *Stack) start(ctx context.Context, queueURL string, m Mapping) (es *eventsource.EventSource, stop func() error, err error) {
 	es, err = eventsource.New(s.SQS, eventsource.Config{
-		QueueURL: s.QueueURL, BatchSize: m.BatchSize, MaximumBatchingWindow: m.MaximumBatchingWindow,
+		QueueURL: queueURL, BatchSize: m.BatchSize, MaximumBatchingWindow: m.MaximumBatchingWindow,
 		MaximumConcurrency: m.MaximumConcurrency, FunctionTimeout: s.opts.ReplicateTimeout,
 		ReportBatchItemFailures: true, Invoke: m.Invoke, OnInvoke: m.OnInvoke,
 	})
@@ -198,13 +237,20 @@ func (s *Stack) Start(ctx context.Context, m Mapping) (es *eventsource.EventSour
 	return es, stop, nil
 }
 
-// WaitIdle returns once every event emitted so far has been delivered by the rule and
-// the event source has handled the queue (its invocations settled), or when ctx ends.
-func (s *Stack) WaitIdle(ctx context.Context, es *eventsource.EventSource) error {
+// WaitIdle returns once every event emitted so far has been delivered by the rules and
+// the event sources have handled their queues (their invocations settled), or when ctx
+// ends. Delayed messages count as work: a held copy's re-checks are waited for, until
+// the hold ends (passed or blocked).
+func (s *Stack) WaitIdle(ctx context.Context, es ...*eventsource.EventSource) error {
 	if err := s.sb.WaitEventsDelivered(ctx); err != nil {
 		return err
 	}
-	return es.WaitIdle(ctx)
+	for _, e := range es {
+		if err := e.WaitIdle(ctx); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // DeadLetters counts the messages in the DeadLetterQueue (visible or in flight).

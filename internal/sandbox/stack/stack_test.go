@@ -112,6 +112,26 @@ func TestImageActionPatternIsTheTemplates(t *testing.T) {
 	}
 }
 
+// TestGateEventPatternIsTheTemplates: with PromotionGates, the template's GateEventRule
+// has the sandbox rule's pattern and sends to the ReplicationQueue; without, it is not
+// deployed.
+func TestGateEventPatternIsTheTemplates(t *testing.T) {
+	if _, err := render(t, nil).Resource(stack.GateRuleName, "AWS::Events::Rule"); err == nil {
+		t.Error("GateEventRule deployed without PromotionGates")
+	}
+	props, err := render(t, map[string]any{"PromotionGates": "true"}).Resource(stack.GateRuleName, "AWS::Events::Rule")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got, want := jsonValue(t, []byte(stack.GateEventPattern)), jsonValue(t, props["EventPattern"]); !reflect.DeepEqual(got, want) {
+		t.Errorf("pattern %v, template %v", got, want)
+	}
+	targets, _ := props["Targets"].([]any)
+	if len(targets) != 1 || path(t, targets[0], "Arn") != "arn:aws:sqs:us-east-1:"+sandbox.SourceAccount+":"+stack.QueueName {
+		t.Errorf("targets %v, want the ReplicationQueue only", targets)
+	}
+}
+
 // TestSettingsAreTheTemplates: the event source's batch settings, the queue's and the
 // function's environment are the template's defaults.
 func TestSettingsAreTheTemplates(t *testing.T) {
@@ -132,6 +152,17 @@ func TestSettingsAreTheTemplates(t *testing.T) {
 			t.Errorf("ReplicationQueue event source %s = %s, want %s", key, got, want)
 		}
 	}
+	copyMapping := path(t, fn, "Events", "CopyQueue", "Properties")
+	for key, want := range map[string]string{
+		"BatchSize":                      fmt.Sprint(stack.CopyBatchSize),
+		"FunctionResponseTypes":          "[ReportBatchItemFailures]",
+		"ScalingConfig":                  fmt.Sprintf("map[MaximumConcurrency:%d]", stack.CopyConcurrency),
+		"MaximumBatchingWindowInSeconds": "<nil>",
+	} {
+		if got := fmt.Sprint(path(t, copyMapping, key)); got != want {
+			t.Errorf("CopyQueue event source %s = %s, want %s", key, got, want)
+		}
+	}
 	if got := fmt.Sprint(path(t, fn, "Timeout")); got != fmt.Sprint(stack.ReplicateTimeout.Seconds()) {
 		t.Errorf("Timeout = %s, want %v", got, stack.ReplicateTimeout)
 	}
@@ -141,6 +172,7 @@ func TestSettingsAreTheTemplates(t *testing.T) {
 	globals := path(t, r.Doc, "Globals", "Function", "Environment", "Variables")
 	for key, want := range map[string]string{
 		wiring.EnvPutImageRate: fmt.Sprint(stack.PutImageRate), "LOG_LEVEL": stack.LogLevel, wiring.EnvQueueURL: "ref:ReplicationQueue",
+		wiring.EnvCopyQueueURL: "ref:CopyQueue",
 	} {
 		if got := fmt.Sprint(path(t, globals, key)); got != want {
 			t.Errorf("Globals %s = %s, want %s", key, got, want)

@@ -1,0 +1,234 @@
+package eventhandler_test
+
+import (
+	"fmt"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/ecr"
+	ecrtypes "github.com/aws/aws-sdk-go-v2/service/ecr/types"
+	"github.com/google/go-containerregistry/pkg/v1/random"
+
+	"github.com/ecr-replicator/ecr-replicator/internal/sandbox"
+	"github.com/ecr-replicator/ecr-replicator/internal/sandbox/eventsource"
+	"github.com/ecr-replicator/ecr-replicator/internal/sandbox/stack"
+	"github.com/ecr-replicator/ecr-replicator/internal/testing/lambdatest"
+	"github.com/ecr-replicator/ecr-replicator/internal/testing/sandboxtest"
+	"github.com/ecr-replicator/ecr-replicator/internal/testing/signing"
+)
+
+// gateWorld is the push path deployed with promotion gates: template.yaml's rules and
+// queues (stack), the replicate function's real bootstrap under the RIE, as its deployed
+// role, taking the ReplicationQueue and the CopyQueue as its event sources do.
+type gateWorld struct {
+	f      *fixture
+	st     *stack.Stack
+	pool   interface{ Functions() []*lambdatest.Function }
+	idle   func() error
+	key    *signing.Key
+	pushed map[string]string // repository → digest
+}
+
+// startGated deploys it with rules (%[1]s is the signing key's PEM, %[2]s the
+// destination) and a scan policy: every push scanned a second later, findings by
+// repository.
+func startGated(t *testing.T, rules string, findings map[string][]sandbox.ScanFinding) *gateWorld {
+	t.Helper()
+	key := signing.NewKey(t)
+	dest := fmt.Sprintf(`{"accountId":%q,"region":%q,"roleArn":%q,"externalId":%q,"repositoryPrefix":"mirror/"}`,
+		dstAcct, region, sandbox.RoleARN(dstAcct, sandbox.DestinationRole), extID)
+	params := deployedParams()
+	params["PromotionGates"] = "true"
+	f := newFixture(t, fmt.Sprintf(rules, fmt.Sprintf("%q", key.PublicPEM(t)), dest), sandboxtest.Deployed(t, params))
+	st, err := stack.Deploy(f.ctx, f.sb, stack.Options{PromotionGates: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	err = f.sb.SetScanPolicy(srcAcct, region, &sandbox.ScanPolicy{Delay: time.Second, Findings: func(repo, _ string) []sandbox.ScanFinding { return findings[repo] }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	env := sandboxtest.FunctionEnvFor(t, f.ctx, f.sb, f.env)
+	for k, v := range st.FunctionEnv() {
+		env[k] = v
+	}
+	env["RESULT_EVENT_BUS"] = busARN
+	pool := lambdatest.Pool(t, "github.com/ecr-replicator/ecr-replicator/functions/replicate", env)
+	envs := eventsource.NewEnvironments(func() (eventsource.Handler, error) { return pool.New() })
+	es, stop, err := st.Start(f.ctx, stack.Mapping{Invoke: envs.Invoke})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { stop() })
+	cs, cstop, err := st.StartCopyQueue(f.ctx, stack.Mapping{Invoke: envs.Invoke})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { cstop() })
+	return &gateWorld{f: f, st: st, pool: pool, key: key, pushed: map[string]string{},
+		idle: func() error { return st.WaitIdle(f.ctx, es, cs) }}
+}
+
+// push pushes an image to a new scan-on-push repository, as a user does.
+func (g *gateWorld) push(t *testing.T, repo string) signing.Repo {
+	t.Helper()
+	g.f.w.Source.CreateRepository(t, g.f.ctx, &ecr.CreateRepositoryInput{RepositoryName: aws.String(repo),
+		ImageScanningConfiguration: &ecrtypes.ImageScanningConfiguration{ScanOnPush: true}})
+	img, _ := random.Image(512, 1)
+	g.pushed[repo] = g.f.w.Source.Push(t, repo, "v1", img).String()
+	return signing.NewRepo(t, g.f.w.Source.Host, repo, g.f.w.Source.Auth)
+}
+
+func (g *gateWorld) sign(t *testing.T, k *signing.Key, r signing.Repo, repo string) {
+	t.Helper()
+	k.Cosign(t, r, r.Subject(t, g.pushed[repo]), signing.Options{})
+}
+
+// lines are the JSON log lines of every execution environment so far.
+func (g *gateWorld) lines() []map[string]any {
+	var out []map[string]any
+	for _, fn := range g.pool.Functions() {
+		out = append(out, fn.JSONLines()...)
+	}
+	return out
+}
+
+// await polls the logs until ok says so, for at most d.
+func (g *gateWorld) await(t *testing.T, d time.Duration, what string, ok func([]map[string]any) bool) {
+	t.Helper()
+	deadline := time.Now().Add(d)
+	for !ok(g.lines()) {
+		if time.Now().After(deadline) {
+			t.Fatalf("after %s, still no %s", d, what)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// logged finds log lines with msg and the given fields.
+func logged(lines []map[string]any, msg string, fields map[string]string) []map[string]any {
+	var out []map[string]any
+	for _, l := range lines {
+		if l["msg"] != msg {
+			continue
+		}
+		ok := true
+		for k, v := range fields {
+			if s, _ := l[k].(string); !strings.Contains(s, v) {
+				ok = false
+			}
+		}
+		if ok {
+			out = append(out, l)
+		}
+	}
+	return out
+}
+
+// TestPromotionGatesDeployed proves the gates through the deployed path — ECR's events,
+// the template's rules, the queues, the event sources and the function — with the
+// signatures and scans a registry holds:
+//   - signed by the trusted key, scan pending at the push: held, copied on the
+//     scan-complete event, its signature with it;
+//   - unsigned at the push, signed 2 s later: held, copied on the signature's push;
+//   - signed by another key: blocked; a CRITICAL finding: blocked; an allow-listed one:
+//     copied;
+//   - never signed: held, re-checked, blocked when its wait ends; signed afterwards:
+//     copied then (the signature's push re-decides it);
+//   - nothing in the dead-letter queue; every block reported (log line, metric by rule
+//     and reason, result event).
+func TestPromotionGatesDeployed(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds the bootstrap and the RIE")
+	}
+	g := startGated(t, `{"rules":[{"name":"promote","repositories":["team-a/*"],
+	  "require":{"signatures":{"wait":"4s","signers":[{"name":"release","publicKey":%[1]s}]},
+	             "scan":{"severity":"CRITICAL","allow":["CVE-2026-0001"],"wait":"1m"}},
+	  "destinations":[%[2]s]}]}`, map[string][]sandbox.ScanFinding{
+		"team-a/critical": {{Name: "CVE-2026-9999", Severity: "CRITICAL"}},
+		"team-a/allowed":  {{Name: "CVE-2026-0001", Severity: "CRITICAL"}, {Name: "CVE-2026-0002", Severity: "HIGH"}},
+	})
+	other := signing.NewKey(t)
+	repos := map[string]signing.Repo{}
+	for _, repo := range []string{"team-a/signed", "team-a/late", "team-a/other", "team-a/critical", "team-a/allowed", "team-a/never"} {
+		repos[repo] = g.push(t, repo)
+	}
+	start := time.Now()
+	for _, repo := range []string{"team-a/signed", "team-a/critical", "team-a/allowed"} {
+		g.sign(t, g.key, repos[repo], repo)
+	}
+	g.sign(t, other, repos["team-a/other"], "team-a/other")
+	time.Sleep(2*time.Second - time.Since(start))
+	g.sign(t, g.key, repos["team-a/late"], "team-a/late")
+
+	// The unsigned one is blocked when its 4 s end, after re-checks; then it is signed.
+	g.await(t, 20*time.Second, "block of team-a/never", func(ls []map[string]any) bool {
+		return len(logged(ls, "image blocked by a promotion gate (permanent)", map[string]string{"repository": "team-a/never", "error_code": "SignatureTimeout"})) > 0
+	})
+	if got := g.f.destinationHead(t, "mirror/team-a/never", "v1"); got != "" {
+		t.Fatalf("team-a/never copied while unsigned: %s", got)
+	}
+	g.sign(t, g.key, repos["team-a/never"], "team-a/never")
+	if err := g.idle(); err != nil {
+		t.Fatal(err)
+	}
+
+	for _, repo := range []string{"team-a/signed", "team-a/late", "team-a/allowed", "team-a/never"} {
+		if got := g.f.destinationHead(t, "mirror/"+repo, "v1"); got != g.pushed[repo] {
+			t.Errorf("%s:v1 at the destination: %q, want %s", repo, got, g.pushed[repo])
+		}
+	}
+	sig := "sha256-" + strings.TrimPrefix(g.pushed["team-a/signed"], "sha256:") + ".sig"
+	if g.f.destinationHead(t, "mirror/team-a/signed", sig) == "" {
+		t.Error("the signature did not travel with team-a/signed")
+	}
+	for _, repo := range []string{"team-a/other", "team-a/critical"} {
+		if got := g.f.destinationHead(t, "mirror/"+repo, "v1"); got != "" {
+			t.Errorf("%s copied despite its gate: %s", repo, got)
+		}
+	}
+	ls := g.lines()
+	for _, c := range []struct{ msg, repo, code, reason string }{
+		{"image held by a promotion gate", "team-a/signed", "ScanPending", "re-checked in"},
+		{"image held by a promotion gate", "team-a/late", "SignatureMissing", "no signature"},
+		{"image blocked by a promotion gate (permanent)", "team-a/other", "SignatureUntrusted", "does not verify with this key"},
+		{"image blocked by a promotion gate (permanent)", "team-a/critical", "ScanFindings", "CVE-2026-9999 CRITICAL"},
+		{"image blocked by a promotion gate (permanent)", "team-a/never", "SignatureTimeout", "4s after the push"},
+		{"image replicated", "team-a/never", "", ""},
+	} {
+		if len(logged(ls, c.msg, map[string]string{"repository": c.repo, "error_code": c.code, "reason": c.reason})) == 0 {
+			t.Errorf("no %q line for %s with %s %q", c.msg, c.repo, c.code, c.reason)
+		}
+	}
+	if n := len(logged(ls, "image blocked by a promotion gate (permanent)", map[string]string{"repository": "team-a/allowed"})); n > 0 {
+		t.Errorf("team-a/allowed blocked %d times", n)
+	}
+	var emf, events strings.Builder
+	for _, l := range ls {
+		if _, ok := l["_aws"]; ok {
+			emf.WriteString(l["_raw"].(string))
+		}
+	}
+	for _, e := range g.f.sb.PutEvents() {
+		events.Write(e.Detail)
+	}
+	for _, want := range []string{`"GateBlocked":1`, `"Reason":"ScanFindings"`, `"Rule":"promote"`, `"GateHeld":1`} {
+		if !strings.Contains(emf.String(), want) {
+			t.Errorf("EMF lacks %s:\n%s", want, emf.String())
+		}
+	}
+	for _, want := range []string{`"outcome":"blocked","reason":"1 finding(s) at or above CRITICAL: CVE-2026-9999 CRITICAL"`, `"result":"PENDING"`} {
+		if !strings.Contains(events.String(), want) {
+			t.Errorf("result events lack %s:\n%s", want, events.String())
+		}
+	}
+	if n, err := g.st.DeadLetters(g.f.ctx); err != nil || n != 0 {
+		t.Errorf("dead letters: %d %v", n, err)
+	}
+	for _, e := range sandboxtest.Denials(g.f.sb, 0) {
+		t.Errorf("denied under the deployed policies: %+v", e)
+	}
+}
+
