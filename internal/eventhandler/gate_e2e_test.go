@@ -231,4 +231,3 @@ func TestPromotionGatesDeployed(t *testing.T) {
 		t.Errorf("denied under the deployed policies: %+v", e)
 	}
 }
-
