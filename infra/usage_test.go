@@ -24,6 +24,7 @@ import (
 	"github.com/ecr-replicator/ecr-replicator/internal/eventhandler"
 	"github.com/ecr-replicator/ecr-replicator/internal/sandbox"
 	"github.com/ecr-replicator/ecr-replicator/internal/testing/sandboxtest"
+	"github.com/ecr-replicator/ecr-replicator/internal/testing/signing"
 	"github.com/ecr-replicator/ecr-replicator/internal/wiring"
 )
 
@@ -46,17 +47,21 @@ func TestPoliciesGrantOnlyWhatTheCodeUses(t *testing.T) {
 		"DestinationAccountId": sandbox.DestinationAccount, "DestinationRegion": sandbox.DefaultRegion,
 		"ExternalId": sandboxtest.ExternalID, "DestinationRepositoryPrefix": "mirror/", "CreateRepositories": "true",
 		"MirrorDeletes": "true", "ResultEventBus": busARN, "PromotionGates": "true",
+		"SigningKeyArns": signingKeyARN,
 	}
 	w := sandboxtest.Start(t, sandboxtest.Deployed(t, params))
+	signer := signing.NewKey(t)
+	w.SB.PutKMSPublicKey(sandbox.SourceAccount, sandbox.DefaultRegion, "1234abcd-12ab-34cd-56ef-1234567890ab", "ECC_NIST_P256", signer.PublicDER(t))
 	ctx := w.Ctx
 	queue, err := sqs.NewFromConfig(w.Source.Config).CreateQueue(ctx, &sqs.CreateQueueInput{QueueName: aws.String(sandboxtest.QueueName)})
 	if err != nil {
 		t.Fatal(err)
 	}
-	// A promotion gate (docs/PROMOTION.md) on team-b: its scan is read.
+	// A promotion gate (docs/PROMOTION.md) on team-b: its scan is read, its signature
+	// verified with a KMS key's public key.
 	rules := fmt.Sprintf(`{"rules":[{"name":"all","repositories":["team-a/**"],"mirrorDeletes":true,"destinations":[{"accountId":%[1]q,"region":%[2]q,"roleArn":%[3]q,"externalId":%[4]q,"repositoryPrefix":"mirror/","mirrorLifecyclePolicy":true,"mirrorRepositoryTags":true}]},
-	  {"name":"gated","repositories":["team-b/**"],"require":{"scan":{"severity":"CRITICAL"}},"destinations":[{"accountId":%[1]q,"region":%[2]q,"roleArn":%[3]q,"externalId":%[4]q,"repositoryPrefix":"mirror/"}]}]}`,
-		sandbox.DestinationAccount, sandbox.DefaultRegion, w.DestinationRoleARN(), sandboxtest.ExternalID)
+	  {"name":"gated","repositories":["team-b/**"],"require":{"scan":{"severity":"CRITICAL"},"signatures":{"signers":[{"kmsKey":%[5]q}]}},"destinations":[{"accountId":%[1]q,"region":%[2]q,"roleArn":%[3]q,"externalId":%[4]q,"repositoryPrefix":"mirror/"}]}]}`,
+		sandbox.DestinationAccount, sandbox.DefaultRegion, w.DestinationRoleARN(), sandboxtest.ExternalID, signingKeyARN)
 	for k, v := range w.FunctionEnv(t) {
 		t.Setenv(k, v)
 	}
@@ -121,12 +126,14 @@ func TestPoliciesGrantOnlyWhatTheCodeUses(t *testing.T) {
 	w.Source.CreateRepository(t, ctx, &ecr.CreateRepositoryInput{RepositoryName: aws.String("team-b/app")})
 	img4, _ := random.Image(256, 1)
 	d4 := w.Source.Push(t, "team-b/app", "v1", img4)
+	rb := signing.NewRepo(t, w.Source.Host, "team-b/app", w.Source.Auth)
+	signer.Cosign(t, rb, rb.Subject(t, d4.String()), signing.Options{})
 	if err := w.SB.SetImageScan(sandbox.SourceAccount, sandbox.DefaultRegion, "team-b/app", d4.String(), sandbox.ScanResult{}); err != nil {
 		t.Fatal(err)
 	}
 	invoke("PUSH", "team-b/app", d4.String(), "v1")
 	if got := w.Dest.Digest(t, "mirror/team-b/app", "v1"); got != d4.String() {
-		t.Fatalf("the gated image (scanned clean) was not copied: %q", got)
+		t.Fatalf("the gated image (signed, scanned clean) was not copied: %q", got)
 	}
 
 	bdeps, err := wiring.Load(ctx, "backfill", log)
@@ -240,6 +247,9 @@ func TestPoliciesGrantOnlyWhatTheCodeUses(t *testing.T) {
 func denied(e sandbox.Entry) bool {
 	return strings.HasPrefix(e.ErrorCode, "AccessDenied") || (e.ErrorCode == "DENIED" && e.Status == 403)
 }
+
+// signingKeyARN is the KMS key whose public key verifies team-b's signatures.
+var signingKeyARN = fmt.Sprintf("arn:aws:kms:%s:%s:key/1234abcd-12ab-34cd-56ef-1234567890ab", sandbox.DefaultRegion, sandbox.SourceAccount)
 
 // unusedByDesign are granted for paths this run does not take.
 var unusedByDesign = map[string]bool{}

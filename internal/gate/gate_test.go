@@ -7,6 +7,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/aws/aws-sdk-go-v2/service/kms"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/google/go-containerregistry/pkg/v1/empty"
 	"github.com/google/go-containerregistry/pkg/v1/mutate"
@@ -17,6 +18,7 @@ import (
 	"github.com/ecr-replicator/ecr-replicator/internal/ecrname"
 	"github.com/ecr-replicator/ecr-replicator/internal/gate"
 	"github.com/ecr-replicator/ecr-replicator/internal/gate/verify"
+	"github.com/ecr-replicator/ecr-replicator/internal/retry"
 	"github.com/ecr-replicator/ecr-replicator/internal/rules"
 	"github.com/ecr-replicator/ecr-replicator/internal/sandbox"
 	"github.com/ecr-replicator/ecr-replicator/internal/testing/sandboxtest"
@@ -27,6 +29,7 @@ import (
 type env struct {
 	w       *sandboxtest.World
 	key     *signing.Key
+	kmsKey  *signing.Key // its public half is a KMS key's
 	other   *signing.Key
 	sig     *signing.Sigstore
 	notary  *signing.Notary
@@ -42,15 +45,17 @@ const (
 
 func newEnv(t *testing.T) *env {
 	t.Helper()
-	e := &env{w: sandboxtest.Start(t), key: signing.NewKey(t), other: signing.NewKey(t), sig: signing.NewSigstore(t), notary: signing.NewNotary(t, "release")}
+	e := &env{w: sandboxtest.Start(t), key: signing.NewKey(t), kmsKey: signing.NewKey(t), other: signing.NewKey(t), sig: signing.NewSigstore(t), notary: signing.NewNotary(t, "release")}
+	kmsARN := e.w.SB.PutKMSPublicKey(sandbox.SourceAccount, sandbox.DefaultRegion, "1234abcd-12ab-34cd-56ef-1234567890ab", "ECC_NIST_P256", e.kmsKey.PublicDER(t))
 	doc := fmt.Sprintf(`{"rules":[
 	  {"name":"key","require":{"signatures":{"signers":[{"name":"release-key","publicKey":%q}]}},"destinations":[{"accountId":"222222222222","region":"us-east-1"}]},
 	  {"name":"all","require":{"signatures":{"platforms":"all","signers":[{"name":"release-key","publicKey":%q}]}},"destinations":[{"accountId":"222222222222","region":"us-east-1"}]},
 	  {"name":"keyless","require":{"signatures":{"signers":[{"name":"ci","keyless":{"issuer":%q,"subjectRegExp":"^release@","trustedRoot":%q}}]}},"destinations":[{"accountId":"222222222222","region":"us-east-1"}]},
 	  {"name":"notation","require":{"signatures":{"signers":[{"name":"signer","notation":{"trustStore":%q,"trustedIdentities":["x509.subject: %s"]}}]}},"destinations":[{"accountId":"222222222222","region":"us-east-1"}]},
 	  {"name":"scan","require":{"scan":{"severity":"HIGH","allow":["CVE-2026-0001"],"wait":"1h"}},"destinations":[{"accountId":"222222222222","region":"us-east-1"}]},
-	  {"name":"expired","require":{"signatures":{"wait":"1s","signers":[{"publicKey":%q}]},"scan":{"severity":"CRITICAL","wait":"1s"}},"destinations":[{"accountId":"222222222222","region":"us-east-1"}]}
-	]}`, e.key.PublicPEM(t), e.key.PublicPEM(t), issuer, e.sig.TrustedRoot(t), e.notary.RootPEM(), e.notary.Subject(), e.key.PublicPEM(t))
+	  {"name":"expired","require":{"signatures":{"wait":"1s","signers":[{"publicKey":%q}]},"scan":{"severity":"CRITICAL","wait":"1s"}},"destinations":[{"accountId":"222222222222","region":"us-east-1"}]},
+	  {"name":"kms","require":{"signatures":{"signers":[{"name":"kms","kmsKey":%q}]}},"destinations":[{"accountId":"222222222222","region":"us-east-1"}]}
+	]}`, e.key.PublicPEM(t), e.key.PublicPEM(t), issuer, e.sig.TrustedRoot(t), e.notary.RootPEM(), e.notary.Subject(), e.key.PublicPEM(t), kmsARN)
 	d, err := rules.Parse([]byte(doc))
 	if err != nil {
 		t.Fatal(err)
@@ -59,7 +64,7 @@ func newEnv(t *testing.T) *env {
 	for i := range d.Rules {
 		e.require[d.Rules[i].Name] = d.Rules[i].Require
 	}
-	vs, err := verify.Compile(d, verify.Options{})
+	vs, err := verify.Compile(d, verify.Options{KMS: kms.NewFromConfig(e.w.Source.Config)})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -169,6 +174,12 @@ func TestSignatures(t *testing.T) {
 			o.Digest = otherDigest
 			e.notary.Sign(t, r, s, "application/jose+json", &o)
 		}, gate.Block, gate.CodeSignatureUntrusted, "another artifact"},
+		{"KMS key", "kms", func(t *testing.T, r signing.Repo, s v1.Descriptor) {
+			e.kmsKey.Cosign(t, r, s, signing.Options{})
+		}, gate.Pass, "", "signed by kms"},
+		{"not the KMS key", "kms", func(t *testing.T, r signing.Repo, s v1.Descriptor) {
+			e.key.Cosign(t, r, s, signing.Options{})
+		}, gate.Block, gate.CodeSignatureUntrusted, "kms: the signature does not verify"},
 		{"notation signature, cosign signer", "key", func(t *testing.T, r signing.Repo, s v1.Descriptor) {
 			e.notary.Sign(t, r, s, "application/jose+json", nil)
 		}, gate.Block, gate.CodeSignatureUntrusted, "a notation signature, which no trusted signer verifies"},
@@ -269,6 +280,23 @@ func TestScan(t *testing.T) {
 		set(t, gate.Image{Repo: img.Repo, Digest: platforms[1].Digest.String()}, sandbox.ScanResult{Findings: []sandbox.ScanFinding{{Name: "CVE-9", Severity: "HIGH"}}})
 		expect(t, e.decide(t, img, "scan"), gate.Block, gate.CodeScanFindings, "CVE-9 HIGH (platform "+platforms[1].Digest.String())
 	})
+}
+
+// TestKMSUnavailable: a KMS key whose public key cannot be had now is no verdict: the
+// decision fails, retryable, and the next one (the key fetched) decides.
+func TestKMSUnavailable(t *testing.T) {
+	e := newEnv(t)
+	img, r, s := e.push(t, nil)
+	e.kmsKey.Cosign(t, r, s, signing.Options{})
+	if err := e.w.SB.ThrottleAPI("kms", "GetPublicKey", 10); err != nil {
+		t.Fatal(err)
+	}
+	_, err := e.g.Decide(context.Background(), img, []*rules.Require{e.require["kms"]})
+	if code, retryable := retry.Classify(err); code != "ThrottlingException" || !retryable {
+		t.Fatalf("decide with KMS throttled: %v (%s, retryable %v)", err, code, retryable)
+	}
+	e.w.SB.ClearFaults()
+	expect(t, e.decide(t, img, "kms"), gate.Pass, "", "signed by kms")
 }
 
 // TestWaitEnds: past its wait after the push, what is still missing blocks.

@@ -105,6 +105,8 @@ func (s *Sandbox) serveAPI(w http.ResponseWriter, r *http.Request) {
 			resp, aerr = s.sqsCall(r.Context(), c, op, body, &entry, fault)
 		case "events":
 			resp, aerr = s.eventsCall(c, op, body, &entry)
+		case "kms":
+			resp, aerr = s.kmsCall(c, op, body, &entry)
 		default:
 			aerr = errorf(400, "UnknownOperationException", "the sandbox does not emulate service %q", service)
 		}
@@ -161,6 +163,8 @@ func guessService(r *http.Request) string {
 		return "sqs"
 	case strings.HasPrefix(target, "AWSEvents."):
 		return "events"
+	case strings.HasPrefix(target, "TrentService."):
+		return "kms"
 	}
 	return "sts"
 }

@@ -146,6 +146,7 @@ type Sandbox struct {
 	storage     *storage
 	sqsState    *sqsState
 	eventsState *eventsState
+	kms         kmsState // AWS KMS public keys (kms.go)
 
 	wg     sync.WaitGroup
 	closed bool
@@ -409,6 +410,7 @@ func (s *Sandbox) Env(accountID, user, region string) (map[string]string, error)
 		"AWS_ENDPOINT_URL_STS":         s.apiURL,
 		"AWS_ENDPOINT_URL_SQS":         s.apiURL,
 		"AWS_ENDPOINT_URL_EVENTBRIDGE": s.apiURL,
+		"AWS_ENDPOINT_URL_KMS":         s.apiURL,
 		"AWS_ACCESS_KEY_ID":            key,
 		"AWS_SECRET_ACCESS_KEY":        secret,
 		"AWS_REGION":                   region,
