@@ -18,6 +18,8 @@ import (
 	"github.com/sigstore/sigstore-go/pkg/verify"
 	"github.com/sigstore/sigstore/pkg/cryptoutils"
 	"google.golang.org/protobuf/encoding/protojson"
+
+	"github.com/ecr-replicator/ecr-replicator/internal/sandbox/sign"
 )
 
 // Sigstore is a private Sigstore (sigstore-go's virtual one): a certificate authority
@@ -195,7 +197,7 @@ func (s *Sigstore) pushBundle(t testing.TB, r Repo, subject v1.Descriptor, e ver
 	if err != nil {
 		t.Fatal(err)
 	}
-	return PushArtifact(t, r, nil, "application/vnd.dev.sigstore.bundle.v0.3+json", &subject, []artifactLayer{{
-		data: body, mediaType: "application/vnd.dev.sigstore.bundle.v0.3+json",
-	}})
+	return pushReferrer(t, r, "application/vnd.dev.sigstore.bundle.v0.3+json", subject, sign.Layer{
+		Data: body, MediaType: "application/vnd.dev.sigstore.bundle.v0.3+json",
+	})
 }

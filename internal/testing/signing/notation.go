@@ -26,6 +26,8 @@ import (
 	"github.com/sigstore/sigstore/pkg/signature"
 	sigdsse "github.com/sigstore/sigstore/pkg/signature/dsse"
 	"google.golang.org/protobuf/encoding/protojson"
+
+	"github.com/ecr-replicator/ecr-replicator/internal/sandbox/sign"
 )
 
 // Notary is a certificate authority and a code-signing certificate it issued, as a
@@ -100,7 +102,7 @@ func (n *Notary) Sign(t testing.TB, r Repo, subject v1.Descriptor, envelope stri
 	if err != nil {
 		t.Fatal(err)
 	}
-	return PushArtifact(t, r, nil, "application/vnd.cncf.notary.signature", &subject, []artifactLayer{{data: env, mediaType: envelope}})
+	return pushReferrer(t, r, "application/vnd.cncf.notary.signature", subject, sign.Layer{Data: env, MediaType: envelope})
 }
 
 // Bundle signs subject with the key as cosign v3 sign --key does: a DSSE envelope of a
@@ -108,11 +110,11 @@ func (n *Notary) Sign(t testing.TB, r Repo, subject v1.Descriptor, envelope stri
 // transparency log), stored as a referrer.
 func (k *Key) Bundle(t testing.TB, r Repo, subject v1.Descriptor, statementDigest v1.Hash) v1.Hash {
 	t.Helper()
-	sv, err := signature.LoadECDSASignerVerifier(k.priv, crypto.SHA256)
+	sv, err := signature.LoadECDSASignerVerifier(k.PrivateKey(), crypto.SHA256)
 	if err != nil {
 		t.Fatal(err)
 	}
-	ds, err := dsse.NewEnvelopeSigner(&sigdsse.SignerAdapter{SignatureSigner: sv, Pub: &k.priv.PublicKey})
+	ds, err := dsse.NewEnvelopeSigner(&sigdsse.SignerAdapter{SignatureSigner: sv, Pub: &k.PrivateKey().PublicKey})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -135,7 +137,7 @@ func (k *Key) Bundle(t testing.TB, r Repo, subject v1.Descriptor, statementDiges
 	if err != nil {
 		t.Fatal(err)
 	}
-	return PushArtifact(t, r, nil, "application/vnd.dev.sigstore.bundle.v0.3+json", &subject, []artifactLayer{{
-		data: body, mediaType: "application/vnd.dev.sigstore.bundle.v0.3+json",
-	}})
+	return pushReferrer(t, r, "application/vnd.dev.sigstore.bundle.v0.3+json", subject, sign.Layer{
+		Data: body, MediaType: "application/vnd.dev.sigstore.bundle.v0.3+json",
+	})
 }
