@@ -234,6 +234,7 @@ func (r *Run) copy(ctx context.Context, rt route, src Source, t rules.Target) co
 		Tag:         src.Tag,
 		Destination: copyengine.Endpoint{Repository: rt.dstRepo, Auth: rt.dstReg.Authenticator(), Transport: rt.dstReg.Transport(nil)},
 		Referrers:   t.Referrers,
+		Pinned:      t.Gated(),
 	})
 	var re *copyengine.Error
 	if errors.As(c.Err, &re) && re.AtDest && re.Code == "NAME_UNKNOWN" {

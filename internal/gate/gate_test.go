@@ -54,8 +54,10 @@ func newEnv(t *testing.T) *env {
 	  {"name":"notation","require":{"signatures":{"signers":[{"name":"signer","notation":{"trustStore":%q,"trustedIdentities":["x509.subject: %s"]}}]}},"destinations":[{"accountId":"222222222222","region":"us-east-1"}]},
 	  {"name":"scan","require":{"scan":{"severity":"HIGH","allow":["CVE-2026-0001"],"wait":"1h"}},"destinations":[{"accountId":"222222222222","region":"us-east-1"}]},
 	  {"name":"expired","require":{"signatures":{"wait":"1s","signers":[{"publicKey":%q}]},"scan":{"severity":"CRITICAL","wait":"1s"}},"destinations":[{"accountId":"222222222222","region":"us-east-1"}]},
-	  {"name":"kms","require":{"signatures":{"signers":[{"name":"kms","kmsKey":%q}]}},"destinations":[{"accountId":"222222222222","region":"us-east-1"}]}
-	]}`, e.key.PublicPEM(t), e.key.PublicPEM(t), issuer, e.sig.TrustedRoot(t), e.notary.RootPEM(), e.notary.Subject(), e.key.PublicPEM(t), kmsARN)
+	  {"name":"kms","require":{"signatures":{"signers":[{"name":"kms","kmsKey":%q}]}},"destinations":[{"accountId":"222222222222","region":"us-east-1"}]},
+	  {"name":"authority","require":{"signatures":{"signers":[{"name":"signer","notation":{"trustStore":%q,"trustStoreType":"signingAuthority","trustedIdentities":["x509.subject: %s"]}}]}},"destinations":[{"accountId":"222222222222","region":"us-east-1"}]}
+	]}`, e.key.PublicPEM(t), e.key.PublicPEM(t), issuer, e.sig.TrustedRoot(t), e.notary.RootPEM(), e.notary.Subject(), e.key.PublicPEM(t), kmsARN,
+		e.notary.RootPEM(), e.notary.Subject())
 	d, err := rules.Parse([]byte(doc))
 	if err != nil {
 		t.Fatal(err)
@@ -180,6 +182,12 @@ func TestSignatures(t *testing.T) {
 		{"not the KMS key", "kms", func(t *testing.T, r signing.Repo, s v1.Descriptor) {
 			e.key.Cosign(t, r, s, signing.Options{})
 		}, gate.Block, gate.CodeSignatureUntrusted, "kms: the signature does not verify"},
+		{"notation, signing authority", "authority", func(t *testing.T, r signing.Repo, s v1.Descriptor) {
+			e.notary.SignAsAWSSigner(t, r, s, false)
+		}, gate.Pass, "", "signed by signer"},
+		{"AWS Signer (its verification plugin)", "authority", func(t *testing.T, r signing.Repo, s v1.Descriptor) {
+			e.notary.SignAsAWSSigner(t, r, s, true)
+		}, gate.Block, gate.CodeSignatureUntrusted, "requires the Notation verification plugin com.amazonaws.signer.notation.plugin"},
 		{"notation signature, cosign signer", "key", func(t *testing.T, r signing.Repo, s v1.Descriptor) {
 			e.notary.Sign(t, r, s, "application/jose+json", nil)
 		}, gate.Block, gate.CodeSignatureUntrusted, "a notation signature, which no trusted signer verifies"},

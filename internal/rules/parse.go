@@ -294,6 +294,9 @@ func (d *Document) Validate() error {
 				return err
 			}
 		}
+		if err := r.referrersFollowGates(path); err != nil {
+			return err
+		}
 		for j := range r.Destinations {
 			dpath := fmt.Sprintf("%s.destinations[%d]", path, j)
 			if err := r.Destinations[j].validate(dpath); err != nil {

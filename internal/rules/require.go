@@ -349,3 +349,20 @@ func CosignSubject(tag string) (string, bool) {
 	hex, _, _ := strings.Cut(strings.TrimPrefix(tag, "sha256-"), ".")
 	return "sha256:" + hex, true
 }
+
+// referrersFollowGates refuses a rule that verifies signatures but does not copy them:
+// the signatures travel with the image so that the next stage of a chain verifies the
+// same ones (docs/PROMOTION.md).
+func (r *Rule) referrersFollowGates(path string) error {
+	if r.Referrers {
+		return nil
+	}
+	signed := r.Require != nil && r.Require.Signatures != nil
+	for _, d := range r.Destinations {
+		signed = signed || (d.Require != nil && d.Require.Signatures != nil)
+	}
+	if signed {
+		return fmt.Errorf("%s.referrers: false, but a promotion gate of the rule checks signatures, which are copied with the image so that the next stage verifies them too: remove referrers: false", path)
+	}
+	return nil
+}

@@ -82,6 +82,10 @@ func TestRequireErrors(t *testing.T) {
 			t.Errorf("%s:\n got %v\nwant %q", c.doc, err, c.want)
 		}
 	}
+	if _, err := Parse([]byte(head[:len("rules:\n  - ")] + "referrers: false\n    " + head[len("rules:\n  - "):] + "      signatures: {signers: [{publicKey: a}]}")); err == nil ||
+		!strings.Contains(err.Error(), "rules[0].referrers: false, but a promotion gate of the rule checks signatures") {
+		t.Errorf("referrers false with a signature gate: %v", err)
+	}
 	_, err := Parse([]byte(strings.Replace(gated, "      scan: {severity: CRITICAL, wait: 2h}", "      scan: {severity: WHATEVER}", 1)))
 	if err == nil || !strings.Contains(err.Error(), "rules[0].destinations[1].require.scan.severity") {
 		t.Errorf("destination require: %v", err)

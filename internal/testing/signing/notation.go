@@ -9,11 +9,13 @@ import (
 	"crypto/x509"
 	"crypto/x509/pkix"
 	"encoding/base64"
+	"encoding/json"
 	"math/big"
 	"testing"
 	"time"
 
 	v1 "github.com/google/go-containerregistry/pkg/v1"
+	coresig "github.com/notaryproject/notation-core-go/signature"
 	"github.com/notaryproject/notation-go"
 	"github.com/notaryproject/notation-go/signer"
 	"github.com/opencontainers/go-digest"
@@ -140,4 +142,47 @@ func (k *Key) Bundle(t testing.TB, r Repo, subject v1.Descriptor, statementDiges
 	return pushReferrer(t, r, "application/vnd.dev.sigstore.bundle.v0.3+json", subject, sign.Layer{
 		Data: body, MediaType: "application/vnd.dev.sigstore.bundle.v0.3+json",
 	})
+}
+
+// SignAsAWSSigner signs subject as AWS Signer (ECR managed signing) does: the signing
+// authority scheme, the signing profile and job as signed attributes, and the AWS
+// Signer verification plugin named as a critical attribute, which a verifier must run
+// (https://docs.aws.amazon.com/signer/latest/developerguide/image-verification.html).
+// plugin false leaves the plugin attribute out: a signing-authority signature that
+// Notation alone verifies.
+func (n *Notary) SignAsAWSSigner(t testing.TB, r Repo, subject v1.Descriptor, plugin bool) v1.Hash {
+	t.Helper()
+	payload, err := json.Marshal(map[string]any{"targetArtifact": ocispec.Descriptor{
+		MediaType: string(subject.MediaType), Digest: digest.Digest(subject.Digest.String()), Size: subject.Size,
+	}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	signer, err := coresig.NewLocalSigner(n.chain, n.key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	profile := "arn:aws:signer:us-east-1:111111111111:/signing-profiles/ecr_signing_profile/abcdef1234"
+	attrs := []coresig.Attribute{
+		{Key: "com.amazonaws.signer.signingProfileVersion", Value: profile, Critical: true},
+		{Key: "com.amazonaws.signer.signingJob", Value: "arn:aws:signer:us-east-1:111111111111:/signing-jobs/1234", Critical: true},
+	}
+	if plugin {
+		attrs = append(attrs, coresig.Attribute{Key: "io.cncf.notary.verificationPlugin", Value: "com.amazonaws.signer.notation.plugin", Critical: true})
+	} else {
+		attrs = nil
+	}
+	env, err := coresig.NewEnvelope("application/jose+json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	sig, err := env.Sign(&coresig.SignRequest{
+		Payload: coresig.Payload{ContentType: "application/vnd.cncf.notary.payload.v1+json", Content: payload},
+		Signer:  signer, SigningTime: time.Now(), SigningScheme: coresig.SigningSchemeX509SigningAuthority,
+		SigningAgent: "aws-signer-notation-plugin/1.0", ExtendedSignedAttributes: attrs,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return pushReferrer(t, r, "application/vnd.cncf.notary.signature", subject, sign.Layer{Data: sig, MediaType: "application/jose+json"})
 }
