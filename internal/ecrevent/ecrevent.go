@@ -246,9 +246,8 @@ func parseEvent(body []byte) (Message, error) {
 	if isImageScan(&env) {
 		return parseImageScan(&env)
 	}
-	msg := Message{Kind: KindImageAction, Class: Ignored}
 	a := &ImageAction{EventID: env.ID, Account: env.Account, Region: env.Region}
-	msg.Image = a
+	msg := Message{Kind: KindImageAction, Class: Ignored, Image: a}
 	// Not ours: other services, and other ECR events (scan, replication,
 	// referrer, pull-through cache). Referrers are copied with their
 	// subject, so ECR Referrer Action is ignored too.
