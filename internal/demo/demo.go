@@ -155,6 +155,11 @@ func Run(ctx context.Context, bins Binaries, w io.Writer) ([]Row, error) {
 	}
 
 	// The push path, as template.yaml deploys it, at its defaults, with promotion gates.
+	// The older pushes' events are delivered first (to no rule): a loaded machine would
+	// otherwise deliver them after the rule exists.
+	if err := sb.WaitEventsDelivered(ctx); err != nil {
+		return nil, err
+	}
 	st, err := stack.Deploy(ctx, sb, stack.Options{PromotionGates: true})
 	if err != nil {
 		return nil, err

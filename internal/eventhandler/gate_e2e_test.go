@@ -32,9 +32,9 @@ type gateWorld struct {
 }
 
 // startGated deploys it with rules (%[1]s is the signing key's PEM, %[2]s the
-// destination) and a scan policy: every push scanned a second later, findings by
-// repository.
-func startGated(t *testing.T, rules string, findings map[string][]sandbox.ScanFinding) *gateWorld {
+// destination). Scans are the test's: started when an image is pushed, completed when
+// the test says.
+func startGated(t *testing.T, rules string) *gateWorld {
 	t.Helper()
 	key := signing.NewKey(t)
 	dest := fmt.Sprintf(`{"accountId":%q,"region":%q,"roleArn":%q,"externalId":%q,"repositoryPrefix":"mirror/"}`,
@@ -43,10 +43,6 @@ func startGated(t *testing.T, rules string, findings map[string][]sandbox.ScanFi
 	params["PromotionGates"] = "true"
 	f := newFixture(t, fmt.Sprintf(rules, fmt.Sprintf("%q", key.PublicPEM(t)), dest), sandboxtest.Deployed(t, params))
 	st, err := stack.Deploy(f.ctx, f.sb, stack.Options{PromotionGates: true})
-	if err != nil {
-		t.Fatal(err)
-	}
-	err = f.sb.SetScanPolicy(srcAcct, region, &sandbox.ScanPolicy{Delay: time.Second, Findings: func(repo, _ string) []sandbox.ScanFinding { return findings[repo] }})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -71,14 +67,24 @@ func startGated(t *testing.T, rules string, findings map[string][]sandbox.ScanFi
 		idle: func() error { return st.WaitIdle(f.ctx, es, cs) }}
 }
 
-// push pushes an image to a new scan-on-push repository, as a user does.
+// push pushes an image to a new scan-on-push repository, as a user does; its scan
+// starts.
 func (g *gateWorld) push(t *testing.T, repo string) signing.Repo {
 	t.Helper()
 	g.f.w.Source.CreateRepository(t, g.f.ctx, &ecr.CreateRepositoryInput{RepositoryName: aws.String(repo),
 		ImageScanningConfiguration: &ecrtypes.ImageScanningConfiguration{ScanOnPush: true}})
 	img, _ := random.Image(512, 1)
 	g.pushed[repo] = g.f.w.Source.Push(t, repo, "v1", img).String()
+	g.scan(t, repo, sandbox.ScanResult{Status: "IN_PROGRESS"})
 	return signing.NewRepo(t, g.f.w.Source.Host, repo, g.f.w.Source.Auth)
+}
+
+// scan sets the image's scan; a completed one sends the scan-complete event.
+func (g *gateWorld) scan(t *testing.T, repo string, r sandbox.ScanResult) {
+	t.Helper()
+	if err := g.f.sb.SetImageScan(srcAcct, region, repo, g.pushed[repo], r); err != nil {
+		t.Fatal(err)
+	}
 }
 
 func (g *gateWorld) sign(t *testing.T, k *signing.Key, r signing.Repo, repo string) {
@@ -144,27 +150,39 @@ func TestPromotionGatesDeployed(t *testing.T) {
 		t.Skip("builds the bootstrap and the RIE")
 	}
 	g := startGated(t, `{"rules":[{"name":"promote","repositories":["team-a/*"],
-	  "require":{"signatures":{"wait":"4s","signers":[{"name":"release","publicKey":%[1]s}]},
+	  "require":{"signatures":{"wait":"6s","signers":[{"name":"release","publicKey":%[1]s}]},
 	             "scan":{"severity":"CRITICAL","allow":["CVE-2026-0001"],"wait":"1m"}},
-	  "destinations":[%[2]s]}]}`, map[string][]sandbox.ScanFinding{
-		"team-a/critical": {{Name: "CVE-2026-9999", Severity: "CRITICAL"}},
-		"team-a/allowed":  {{Name: "CVE-2026-0001", Severity: "CRITICAL"}, {Name: "CVE-2026-0002", Severity: "HIGH"}},
-	})
+	  "destinations":[%[2]s]}]}`)
 	other := signing.NewKey(t)
 	repos := map[string]signing.Repo{}
 	for _, repo := range []string{"team-a/signed", "team-a/late", "team-a/other", "team-a/critical", "team-a/allowed", "team-a/never"} {
 		repos[repo] = g.push(t, repo)
 	}
-	start := time.Now()
 	for _, repo := range []string{"team-a/signed", "team-a/critical", "team-a/allowed"} {
 		g.sign(t, g.key, repos[repo], repo)
 	}
 	g.sign(t, other, repos["team-a/other"], "team-a/other")
-	time.Sleep(2*time.Second - time.Since(start))
+	held := func(repo, code string) func([]map[string]any) bool {
+		return func(ls []map[string]any) bool {
+			return len(logged(ls, "image held by a promotion gate", map[string]string{"repository": repo, "error_code": code})) > 0
+		}
+	}
+	// Signed, its scan in progress: held. Unsigned: held.
+	g.await(t, 20*time.Second, "hold of team-a/signed", held("team-a/signed", "ScanPending"))
+	g.await(t, 20*time.Second, "hold of team-a/late", held("team-a/late", "SignatureMissing"))
+	// The scans complete: the clean ones are copied on the event, the critical one blocked.
+	findings := map[string][]sandbox.ScanFinding{
+		"team-a/critical": {{Name: "CVE-2026-9999", Severity: "CRITICAL"}},
+		"team-a/allowed":  {{Name: "CVE-2026-0001", Severity: "CRITICAL"}, {Name: "CVE-2026-0002", Severity: "HIGH"}},
+	}
+	for repo := range repos {
+		g.scan(t, repo, sandbox.ScanResult{Findings: findings[repo]})
+	}
+	// The late signature: copied on its push.
 	g.sign(t, g.key, repos["team-a/late"], "team-a/late")
 
-	// The unsigned one is blocked when its 4 s end, after re-checks; then it is signed.
-	g.await(t, 20*time.Second, "block of team-a/never", func(ls []map[string]any) bool {
+	// The unsigned one is blocked when its 6 s end, after re-checks; then it is signed.
+	g.await(t, 30*time.Second, "block of team-a/never", func(ls []map[string]any) bool {
 		return len(logged(ls, "image blocked by a promotion gate (permanent)", map[string]string{"repository": "team-a/never", "error_code": "SignatureTimeout"})) > 0
 	})
 	if got := g.f.destinationHead(t, "mirror/team-a/never", "v1"); got != "" {
@@ -195,7 +213,7 @@ func TestPromotionGatesDeployed(t *testing.T) {
 		{"image held by a promotion gate", "team-a/late", "SignatureMissing", "no signature"},
 		{"image blocked by a promotion gate (permanent)", "team-a/other", "SignatureUntrusted", "does not verify with this key"},
 		{"image blocked by a promotion gate (permanent)", "team-a/critical", "ScanFindings", "CVE-2026-9999 CRITICAL"},
-		{"image blocked by a promotion gate (permanent)", "team-a/never", "SignatureTimeout", "4s after the push"},
+		{"image blocked by a promotion gate (permanent)", "team-a/never", "SignatureTimeout", "6s after the push"},
 		{"image replicated", "team-a/never", "", ""},
 	} {
 		if len(logged(ls, c.msg, map[string]string{"repository": c.repo, "error_code": c.code, "reason": c.reason})) == 0 {

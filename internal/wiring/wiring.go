@@ -171,7 +171,10 @@ func (d *Deps) Handler(getenv func(string) string, emf io.Writer, adjust ...func
 // invalid rules document does.
 func (d *Deps) Gated(v gate.Verifiers, err error) func(*eventhandler.Config) {
 	return func(c *eventhandler.Config) {
-		if err != nil {
+		switch {
+		case d.Rules == nil: // an invalid document: the handler fails every invocation with its error
+			return
+		case err != nil:
 			if c.RulesErr == nil {
 				c.RulesErr = err
 			}
