@@ -126,6 +126,7 @@ func (h *Handler) hold(ctx context.Context, j *job, t rules.Target, d gate.Decis
 	}
 	if attempt > ecrevent.MaxHoldAttempts {
 		res.Outcome, res.Reason = Blocked, fmt.Sprintf("%s; re-checked %d times", d.Reason, ecrevent.MaxHoldAttempts)
+		res.Code = map[string]string{gate.CodeSignatureMissing: gate.CodeSignatureTimeout, gate.CodeScanPending: gate.CodeScanTimeout}[d.Code]
 		return res
 	}
 	if h.c.Holds == nil {

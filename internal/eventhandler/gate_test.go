@@ -102,7 +102,8 @@ func TestGateClaimsAreChecked(t *testing.T) {
 		Destination: ecrevent.RepositoryRef{AccountID: dstAcct, Region: region, Repository: "mirror/team-a/unsigned"},
 		Hold:        &ecrevent.Hold{Attempt: ecrevent.MaxHoldAttempts, Reason: "SignatureMissing", EventID: "e-unsigned"}})
 	out, err = h.Handle(f.ctx, json.RawMessage(w))
-	if b, _ := json.Marshal(out); err != nil || !strings.Contains(string(b), `"outcome":"blocked"`) || !strings.Contains(string(b), "re-checked 100 times") {
+	if b, _ := json.Marshal(out); err != nil || !strings.Contains(string(b), `"outcome":"blocked"`) || !strings.Contains(string(b), "re-checked 100 times") ||
+		!strings.Contains(string(b), `"code":"SignatureTimeout"`) {
 		t.Fatalf("the last re-check: %s %v", b, err)
 	}
 	attrs, _ := sqs.NewFromConfig(f.w.Source.Config).GetQueueAttributes(f.ctx, &sqs.GetQueueAttributesInput{QueueUrl: q.QueueUrl, AttributeNames: []sqstypes.QueueAttributeName{sqstypes.QueueAttributeNameAll}})
