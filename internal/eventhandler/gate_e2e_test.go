@@ -9,7 +9,11 @@ import (
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/ecr"
 	ecrtypes "github.com/aws/aws-sdk-go-v2/service/ecr/types"
+	v1 "github.com/google/go-containerregistry/pkg/v1"
+	"github.com/google/go-containerregistry/pkg/v1/empty"
+	"github.com/google/go-containerregistry/pkg/v1/mutate"
 	"github.com/google/go-containerregistry/pkg/v1/random"
+	"github.com/google/go-containerregistry/pkg/v1/types"
 
 	"github.com/ecr-replicator/ecr-replicator/internal/sandbox"
 	"github.com/ecr-replicator/ecr-replicator/internal/sandbox/eventsource"
@@ -143,6 +147,9 @@ func logged(lines []map[string]any, msg string, fields map[string]string) []map[
 //     copied;
 //   - never signed: held, re-checked, blocked when its wait ends; signed afterwards:
 //     copied then (the signature's push re-decides it);
+//   - an index with one unsigned platform, where every platform must be signed: held,
+//     blocked naming the platform; the platform signed afterwards: the index it is in is
+//     found and copied;
 //   - nothing in the dead-letter queue; every block reported (log line, metric by rule
 //     and reason, result event).
 func TestPromotionGatesDeployed(t *testing.T) {
@@ -152,7 +159,18 @@ func TestPromotionGatesDeployed(t *testing.T) {
 	g := startGated(t, `{"rules":[{"name":"promote","repositories":["team-a/*"],
 	  "require":{"signatures":{"wait":"6s","signers":[{"name":"release","publicKey":%[1]s}]},
 	             "scan":{"severity":"CRITICAL","allow":["CVE-2026-0001"],"wait":"1m"}},
+	  "destinations":[%[2]s]},
+	  {"name":"platforms","repositories":["team-b/*"],
+	  "require":{"signatures":{"wait":"6s","platforms":"all","signers":[{"name":"release","publicKey":%[1]s}]}},
 	  "destinations":[%[2]s]}]}`)
+	// An index, signed with one of its two platforms.
+	g.f.w.Source.EnsureRepository(t, g.f.ctx, "team-b/index")
+	idx := twoPlatforms(t)
+	g.pushed["team-b/index"] = g.f.w.Source.Push(t, "team-b/index", "v1", idx).String()
+	ri := signing.NewRepo(t, g.f.w.Source.Host, "team-b/index", g.f.w.Source.Auth)
+	im, _ := idx.IndexManifest()
+	g.key.Cosign(t, ri, ri.Subject(t, g.pushed["team-b/index"]), signing.Options{})
+	g.key.Cosign(t, ri, ri.Subject(t, im.Manifests[0].Digest.String()), signing.Options{})
 	other := signing.NewKey(t)
 	repos := map[string]signing.Repo{}
 	for _, repo := range []string{"team-a/signed", "team-a/late", "team-a/other", "team-a/critical", "team-a/allowed", "team-a/never"} {
@@ -189,11 +207,18 @@ func TestPromotionGatesDeployed(t *testing.T) {
 		t.Fatalf("team-a/never copied while unsigned: %s", got)
 	}
 	g.sign(t, g.key, repos["team-a/never"], "team-a/never")
+	// The index's unsigned platform blocked it when its wait ended (its re-checks ran
+	// meanwhile); the platform's signature, pushed now, re-decides the index it is in.
+	g.await(t, 30*time.Second, "block of team-b/index", func(ls []map[string]any) bool {
+		return len(logged(ls, "image blocked by a promotion gate (permanent)", map[string]string{"repository": "team-b/index",
+			"error_code": "SignatureTimeout", "reason": "no signature (platform " + im.Manifests[1].Digest.String()})) > 0
+	})
+	g.key.Cosign(t, ri, ri.Subject(t, im.Manifests[1].Digest.String()), signing.Options{Referrer: true})
 	if err := g.idle(); err != nil {
 		t.Fatal(err)
 	}
 
-	for _, repo := range []string{"team-a/signed", "team-a/late", "team-a/allowed", "team-a/never"} {
+	for _, repo := range []string{"team-a/signed", "team-a/late", "team-a/allowed", "team-a/never", "team-b/index"} {
 		if got := g.f.destinationHead(t, "mirror/"+repo, "v1"); got != g.pushed[repo] {
 			t.Errorf("%s:v1 at the destination: %q, want %s", repo, got, g.pushed[repo])
 		}
@@ -248,4 +273,18 @@ func TestPromotionGatesDeployed(t *testing.T) {
 	for _, e := range sandboxtest.Denials(g.f.sb, 0) {
 		t.Errorf("denied under the deployed policies: %+v", e)
 	}
+}
+
+// twoPlatforms is an index of two platform images.
+func twoPlatforms(t *testing.T) v1.ImageIndex {
+	t.Helper()
+	idx := mutate.IndexMediaType(empty.Index, types.OCIImageIndex)
+	for _, arch := range []string{"amd64", "arm64"} {
+		img, err := random.Image(256, 1)
+		if err != nil {
+			t.Fatal(err)
+		}
+		idx = mutate.AppendManifests(idx, mutate.IndexAddendum{Add: img, Descriptor: v1.Descriptor{Platform: &v1.Platform{OS: "linux", Architecture: arch}}})
+	}
+	return idx
 }
