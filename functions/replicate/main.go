@@ -26,7 +26,7 @@ func main() {
 		log.Info("rules loaded", "rules", deps.Rules.String())
 	}
 	// The promotion gates' signers are compiled at cold start: a key that does not parse
-	// fails every invocation, naming its field.
-	gated := deps.Gated(verify.Compile(deps.Rules, verify.Options{KMS: kms.NewFromConfig(deps.AWS)}))
+	// fails every invocation, naming its field. Their files are in the code directory.
+	gated := deps.Gated(verify.Compile(deps.Rules, verify.Options{KMS: kms.NewFromConfig(deps.AWS), Dir: os.Getenv("LAMBDA_TASK_ROOT")}))
 	lambda.Start(deps.Handler(os.Getenv, os.Stdout, gated).Handle)
 }

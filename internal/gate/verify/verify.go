@@ -19,6 +19,7 @@ import (
 	"context"
 	"fmt"
 	"os"
+	"path/filepath"
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/service/kms"
@@ -35,8 +36,12 @@ type KMS interface {
 // Options are what Compile reads besides the document.
 type Options struct {
 	// ReadFile reads publicKeyFile, trustedRootFile and trustStoreFile (default
-	// os.ReadFile; a relative path is relative to the working directory).
+	// os.ReadFile).
 	ReadFile func(string) ([]byte, error)
+	// Dir is what a relative file path is relative to ("": the working directory). The
+	// replicate function gives its code directory (LAMBDA_TASK_ROOT), where the build
+	// puts trust/ (sam.mk, TRUST_DIR).
+	Dir string
 	// KMS fetches the public keys of kmsKey signers, at their first use (nil: a kmsKey
 	// signer fails every verification, saying so).
 	KMS KMS
@@ -93,6 +98,9 @@ func compile(sg *rules.Signer, path string, o Options) (gate.Verifier, error) {
 	material := func(inline, file, field, fileField string) ([]byte, string, error) {
 		if inline != "" {
 			return []byte(inline), path + "." + field, nil
+		}
+		if o.Dir != "" && !filepath.IsAbs(file) {
+			file = filepath.Join(o.Dir, file)
 		}
 		b, err := o.ReadFile(file)
 		if err != nil {
