@@ -7,6 +7,7 @@ import (
 	"io/fs"
 	"log/slog"
 	"os"
+	"path/filepath"
 	"sync"
 	"time"
 
@@ -261,8 +262,9 @@ func loadSyncRules(o syncOptions) (doc, narrowed *rules.Document, req backfill.R
 	if doc, err = rules.Parse(data); err != nil {
 		return nil, nil, req, configProblem(err, "%s: %v", o.rulesFile, err)
 	}
-	// The promotion gates' signers, checked now (keys, trusted roots, trust stores).
-	if _, err := verify.Compile(doc, verify.Options{}); err != nil {
+	// The promotion gates' signers, checked now (keys, trusted roots, trust stores; their
+	// files relative to the rules document).
+	if _, err := verify.Compile(doc, verify.Options{Dir: filepath.Dir(o.rulesFile)}); err != nil {
 		return nil, nil, req, configProblem(err, "%s: %v", o.rulesFile, err)
 	}
 	req = backfill.Request{Repositories: o.repositories, Tags: o.tags, DryRun: true, Mode: backfill.ModeInline}
@@ -308,7 +310,7 @@ func syncBackfill(a *app, o syncOptions, log *slog.Logger, doc *rules.Document, 
 		copyengine.WithProgress(func(p copyengine.Progress) { progressTo(*prog, p) }))
 	replicator := destinations.New(sess.resolver, engine, mopts...)
 	// Checked when the rules were read: no error here.
-	vs, _ := verify.Compile(doc, verify.Options{KMS: kms.NewFromConfig(sess.cfg)})
+	vs, _ := verify.Compile(doc, verify.Options{KMS: kms.NewFromConfig(sess.cfg), Dir: filepath.Dir(o.rulesFile)})
 	return &backfill.Backfill{
 		Rules: doc, Resolver: sess.resolver, SourceAccountID: srcAccount, SourceRegion: sess.cfg.Region,
 		Concurrency: o.concurrency, Log: log,
