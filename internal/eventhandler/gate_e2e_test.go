@@ -173,6 +173,7 @@ func TestPromotionGatesDeployed(t *testing.T) {
 	g.key.Cosign(t, ri, ri.Subject(t, im.Manifests[0].Digest.String()), signing.Options{})
 	other := signing.NewKey(t)
 	repos := map[string]signing.Repo{}
+	pushed := time.Now()
 	for _, repo := range []string{"team-a/signed", "team-a/late", "team-a/other", "team-a/critical", "team-a/allowed", "team-a/never"} {
 		repos[repo] = g.push(t, repo)
 	}
@@ -196,7 +197,8 @@ func TestPromotionGatesDeployed(t *testing.T) {
 	for repo := range repos {
 		g.scan(t, repo, sandbox.ScanResult{Findings: findings[repo]})
 	}
-	// The late signature: copied on its push.
+	// The late signature, 2 s after the push: copied on its push.
+	time.Sleep(2*time.Second - time.Since(pushed))
 	g.sign(t, g.key, repos["team-a/late"], "team-a/late")
 
 	// The unsigned one is blocked when its 6 s end, after re-checks; then it is signed.
