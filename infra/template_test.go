@@ -226,9 +226,13 @@ func TestFunctionEnvironment(t *testing.T) {
 			// Its invocations start at their share of the quota: the copy queue's
 			// concurrency is how many write at once. The backfill function is one
 			// invocation.
-			want = []string{"COPY_QUEUE_URL", "LOG_LEVEL", "METRICS_NAMESPACE", "PUT_IMAGE_RATE", "PUT_IMAGE_WRITERS", "REPLICATION_QUEUE_URL", "REPLICATION_RULES", "RESULT_EVENT_BUS"}
+			// PROMOTION_GATES: a gated rule in a stack without gates is refused.
+			want = []string{"COPY_QUEUE_URL", "LOG_LEVEL", "METRICS_NAMESPACE", "PROMOTION_GATES", "PUT_IMAGE_RATE", "PUT_IMAGE_WRITERS", "REPLICATION_QUEUE_URL", "REPLICATION_RULES", "RESULT_EVENT_BUS"}
 			if fmt.Sprint(env["PUT_IMAGE_WRITERS"]) != "2" {
 				t.Errorf("PUT_IMAGE_WRITERS = %v, want CopyConcurrency's default 2", env["PUT_IMAGE_WRITERS"])
+			}
+			if fmt.Sprint(env["PROMOTION_GATES"]) != "false" {
+				t.Errorf("PROMOTION_GATES = %v, want PromotionGates' default false", env["PROMOTION_GATES"])
 			}
 		case "ReconcileFunction":
 			want = []string{"COPY_QUEUE_URL", "LOG_LEVEL", "METRICS_NAMESPACE", "PUT_IMAGE_RATE", "RECONCILE_QUEUE_URL", "REPLICATION_QUEUE_URL", "REPLICATION_RULES", "RESULT_EVENT_BUS"}
@@ -367,8 +371,12 @@ func TestReplicateQueueEvent(t *testing.T) {
 	if f := r.resource("ReconcileFunction", "AWS::Serverless::Function"); f["RecursiveLoop"] != "Allow" {
 		t.Errorf("ReconcileFunction RecursiveLoop = %v, want Allow (its chains are bounded by hops)", f["RecursiveLoop"])
 	}
-	if f := r.resource("ReplicateFunction", "AWS::Serverless::Function"); f["RecursiveLoop"] != nil {
-		t.Errorf("ReplicateFunction RecursiveLoop = %v, want the default (Terminate): it sends to no queue it consumes", f["RecursiveLoop"])
+	if f := r.resource("ReplicateFunction", "AWS::Serverless::Function"); f["RecursiveLoop"] != "Terminate" {
+		t.Errorf("ReplicateFunction RecursiveLoop = %v, want Terminate (the default): without promotion gates it sends to no queue it consumes", f["RecursiveLoop"])
+	}
+	gated := render(t, sourceTemplate, destination(map[string]any{"PromotionGates": "true"}))
+	if f := gated.resource("ReplicateFunction", "AWS::Serverless::Function"); f["RecursiveLoop"] != "Allow" {
+		t.Errorf("ReplicateFunction RecursiveLoop with PromotionGates = %v, want Allow (held copies re-check themselves through the copy queue)", f["RecursiveLoop"])
 	}
 	wantQueue := map[string]string{"ReplicationQueue": "getatt:ReplicationQueue.Arn", "ReconcileQueue": "getatt:ReconcileQueue.Arn", "CopyQueue": "getatt:CopyQueue.Arn"}
 	wantBatch := map[string]float64{"ReplicationQueue": 5, "ReconcileQueue": 10, "CopyQueue": 10}

@@ -27,6 +27,7 @@ func main() {
 	}
 	// The promotion gates' signers are compiled at cold start: a key that does not parse
 	// fails every invocation, naming its field. Their files are in the code directory.
-	gated := deps.Gated(verify.Compile(deps.Rules, verify.Options{KMS: kms.NewFromConfig(deps.AWS), Dir: os.Getenv("LAMBDA_TASK_ROOT")}))
+	vs, err := verify.Compile(deps.Rules, verify.Options{KMS: kms.NewFromConfig(deps.AWS), Dir: os.Getenv("LAMBDA_TASK_ROOT")})
+	gated := deps.Gated(os.Getenv, vs, err)
 	lambda.Start(deps.Handler(os.Getenv, os.Stdout, gated).Handle)
 }

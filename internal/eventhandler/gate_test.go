@@ -111,3 +111,23 @@ func TestGateClaimsAreChecked(t *testing.T) {
 		t.Errorf("re-checks sent after the last: %v", attrs.Attributes)
 	}
 }
+
+// TestGatesNeedTheStacksGates: a rule with a promotion gate in a stack deployed without
+// gates (no scan events, no re-checks past Lambda's loop detection) fails every
+// invocation, saying what to deploy.
+func TestGatesNeedTheStacksGates(t *testing.T) {
+	key := signing.NewKey(t)
+	f := newFixture(t, fmt.Sprintf(`{"rules":[{"require":{"signatures":{"signers":[{"publicKey":%q}]}},
+	  "destinations":[{"accountId":%q,"region":%q}]}]}`, key.PublicPEM(t), dstAcct, region))
+	t.Setenv(wiring.EnvPromotionGates, "false")
+	h, _ := f.handler(t)
+	if _, err := h.Handle(f.ctx, json.RawMessage(sandboxtest.ImageEvent("e", "PUSH", "team-a/app", "sha256:"+strings.Repeat("a", 64), "v1"))); err == nil ||
+		!strings.Contains(err.Error(), "deployed with PromotionGates=false") {
+		t.Fatalf("a gated rule in a stack without gates: %v", err)
+	}
+	t.Setenv(wiring.EnvPromotionGates, "true")
+	h, _ = f.handler(t)
+	if _, err := h.Handle(f.ctx, json.RawMessage(`{"Records":[]}`)); err != nil {
+		t.Fatalf("with gates: %v", err)
+	}
+}

@@ -341,6 +341,21 @@ func (d *Document) Gated(repo string) bool {
 	return false
 }
 
+// HasGates reports whether any rule or destination has a promotion gate.
+func (d *Document) HasGates() bool {
+	for i := range d.Rules {
+		if d.Rules[i].Require != nil {
+			return true
+		}
+		for _, dst := range d.Rules[i].Destinations {
+			if dst.Require != nil {
+				return true
+			}
+		}
+	}
+	return false
+}
+
 // CosignSubject is the digest a cosign tag (sha256-<hex>.sig, .att, .sbom) is about.
 func CosignSubject(tag string) (string, bool) {
 	if !IsCosignTag(tag) {

@@ -165,11 +165,20 @@ func (d *Deps) Handler(getenv func(string) string, emf io.Writer, adjust ...func
 	return eventhandler.New(c)
 }
 
+// EnvPromotionGates is the template's PromotionGates parameter, in the replicate
+// function's environment: "false" with a rule that has `require` is a configuration
+// error (the stack neither sends scan events nor lets held copies re-check themselves).
+const EnvPromotionGates = "PROMOTION_GATES"
+
 // Gated gives a handler the promotion gate (docs/PROMOTION.md) built with the rules'
 // signers' verifiers, as internal/gate/verify compiles them (only the functions that
-// verify link it). A signer that did not compile (err) fails every invocation, as an
-// invalid rules document does.
-func (d *Deps) Gated(v gate.Verifiers, err error) func(*eventhandler.Config) {
+// verify link it). A signer that did not compile (err), or gates in a stack deployed
+// without them, fail every invocation, as an invalid rules document does.
+func (d *Deps) Gated(getenv func(string) string, v gate.Verifiers, err error) func(*eventhandler.Config) {
+	if err == nil && d.Rules != nil && d.Rules.HasGates() && getenv(EnvPromotionGates) == "false" {
+		err = fmt.Errorf("a rule has `require` (a promotion gate), but the stack was deployed with PromotionGates=false: " +
+			"deploy it with PromotionGates=true, which sends scan events to the function and lets held copies be re-checked")
+	}
 	return func(c *eventhandler.Config) {
 		switch {
 		case d.Rules == nil: // an invalid document: the handler fails every invocation with its error

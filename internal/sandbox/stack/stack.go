@@ -176,6 +176,7 @@ func (s *Stack) FunctionEnv() map[string]string {
 	return map[string]string{
 		wiring.EnvQueueURL:            s.QueueURL,
 		wiring.EnvCopyQueueURL:        s.CopyQueueURL,
+		wiring.EnvPromotionGates:      strconv.FormatBool(s.opts.PromotionGates),
 		wiring.EnvPutImageRate:        strconv.Itoa(PutImageRate),
 		wiring.EnvWriters:             strconv.Itoa(CopyConcurrency),
 		"LOG_LEVEL":                   LogLevel,

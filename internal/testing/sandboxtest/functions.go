@@ -15,7 +15,8 @@ import (
 // environment as functions/replicate does; the set fields of c (logger, metrics, result
 // events, reserve) replace its own.
 func ReplicateHandler(deps *wiring.Deps, c eventhandler.Config) *eventhandler.Handler {
-	gated := deps.Gated(verify.Compile(deps.Rules, verify.Options{KMS: kms.NewFromConfig(deps.AWS)}))
+	vs, err := verify.Compile(deps.Rules, verify.Options{KMS: kms.NewFromConfig(deps.AWS)})
+	gated := deps.Gated(os.Getenv, vs, err)
 	return deps.Handler(os.Getenv, c.EMF, gated, func(h *eventhandler.Config) {
 		if c.Log != nil {
 			h.Log = c.Log
