@@ -247,6 +247,15 @@ func TestPromotionGatesDeployed(t *testing.T) {
 			t.Errorf("no %q line for %s with %s %q", c.msg, c.repo, c.code, c.reason)
 		}
 	}
+	// Copied by a trigger (the scan-complete event, the signature's push), not by the
+	// held push's own re-checks, which carry the push's event id.
+	for _, repo := range []string{"team-a/signed", "team-a/late", "team-a/never", "team-b/index"} {
+		holds := logged(ls, "image held by a promotion gate", map[string]string{"repository": repo})
+		copies := logged(ls, "image replicated", map[string]string{"repository": repo, "outcome": "copied"})
+		if len(holds) == 0 || len(copies) == 0 || copies[0]["event_id"] == holds[0]["event_id"] {
+			t.Errorf("%s: not copied by a trigger (held %d times, copies %v)", repo, len(holds), copies)
+		}
+	}
 	if n := len(logged(ls, "image blocked by a promotion gate (permanent)", map[string]string{"repository": "team-a/allowed"})); n > 0 {
 		t.Errorf("team-a/allowed blocked %d times", n)
 	}
