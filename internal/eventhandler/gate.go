@@ -56,6 +56,10 @@ const CodeNoGate = "GateNotConfigured"
 // gated decides each target of a gated job, copies those that pass, re-checks the held
 // ones (not for a trigger: its image's own re-check does) and reports the blocked ones.
 func (h *Handler) gated(ctx context.Context, run Run, j *job) []destinations.Result {
+	return h.gatedWith(ctx, h.c.Gate, run, j)
+}
+
+func (h *Handler) gatedWith(ctx context.Context, g Gate, run Run, j *job) []destinations.Result {
 	out := make([]destinations.Result, len(j.targets))
 	if h.c.Gate == nil {
 		for i, t := range j.targets {
@@ -76,7 +80,7 @@ func (h *Handler) gated(ctx context.Context, run Run, j *job) []destinations.Res
 			reqs = append(reqs, t.Require)
 		}
 	}
-	ds, err := h.c.Gate.Decide(ctx, gate.Image{Repo: j.src.Repo, Digest: j.src.Digest}, reqs)
+	ds, err := g.Decide(ctx, gate.Image{Repo: j.src.Repo, Digest: j.src.Digest}, reqs)
 	if err != nil {
 		for i, t := range j.targets {
 			out[i] = destinations.Result{Result: copyengine.Result{Digest: j.src.Digest, Tag: j.src.Tag}, Rule: t.Rule, Destination: t.Repo()}
@@ -175,6 +179,7 @@ func (h *Handler) trigger(ctx context.Context, run Run, j *job) []destinations.R
 		return []destinations.Result{r}
 	}
 	var out []destinations.Result
+	memo := &memoGate{Gate: h.c.Gate, decided: map[string][]gate.Decision{}}
 	for _, s := range subjects {
 		for _, tag := range s.Tags {
 			var targets []rules.Target
@@ -188,7 +193,7 @@ func (h *Handler) trigger(ctx context.Context, run Run, j *job) []destinations.R
 			}
 			sj := &job{gated: true, trigger: true, eventID: j.eventID, at: j.at, messages: j.messages, targets: targets,
 				src: destinations.Source{Repo: j.src.Repo, Digest: s.Digest, Tag: tag}}
-			for _, r := range h.gated(ctx, run, sj) {
+			for _, r := range h.gatedWith(ctx, memo, run, sj) {
 				if r.Outcome == Held {
 					h.c.Log.Info("promotion gate re-decided on a trigger: still held (its re-check continues)", "event_id", j.eventID,
 						"repository", j.src.Repo.Name, "digest", s.Digest, "tag", tag, "destination", r.Destination.String(), "reason", r.Code+": "+r.Reason)
@@ -252,4 +257,26 @@ func (h *Handler) planScan(m message, s *ecrevent.ImageScan) []*job {
 		return nil
 	}
 	return []*job{{trigger: true, eventID: s.EventID, at: s.Time, src: destinations.Source{Repo: s.Repo(), Digest: s.Digest}}}
+}
+
+// memoGate decides each image and set of requirements once for a trigger, however many
+// tags of the image it re-decides.
+type memoGate struct {
+	Gate
+	decided map[string][]gate.Decision
+}
+
+func (m *memoGate) Decide(ctx context.Context, img gate.Image, reqs []*rules.Require) ([]gate.Decision, error) {
+	k := img.Digest
+	for _, r := range reqs {
+		k += fmt.Sprintf(" %p", r)
+	}
+	if ds, ok := m.decided[k]; ok {
+		return ds, nil
+	}
+	ds, err := m.Gate.Decide(ctx, img, reqs)
+	if err == nil {
+		m.decided[k] = ds
+	}
+	return ds, err
 }
