@@ -5,8 +5,10 @@
 package wiring
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -22,6 +24,7 @@ import (
 
 	"github.com/ecr-replicator/ecr-replicator/internal/backfill"
 	"github.com/ecr-replicator/ecr-replicator/internal/eventhandler"
+	"github.com/ecr-replicator/ecr-replicator/internal/gate"
 	"github.com/ecr-replicator/ecr-replicator/internal/metrics"
 	"github.com/ecr-replicator/ecr-replicator/internal/reconcile"
 	"github.com/ecr-replicator/ecr-replicator/internal/sqssend"
@@ -67,6 +70,9 @@ type Deps struct {
 	RulesErr error
 	// Source keeps the rules document current (Serve reads it before each invocation).
 	Source *rulesource.Source
+	// Verify compiles the promotion gates' signers for the replicate function's handler
+	// (nil: a document whose gates require signatures is refused).
+	Verify VerifyFunc
 
 	engine *copyengine.Engine
 }
@@ -192,8 +198,9 @@ var functions = map[string]func(d *Deps) HandlerFunc{
 const EnvServe = "ECR_REPLICATOR_SERVE"
 
 // Start runs the named function ("replicate", "backfill", "reconcile") in a Lambda execution
-// environment, as its bootstrap (functions/<name>) does; an unknown name exits 2.
-func Start(name string) {
+// environment, as its bootstrap (functions/<name>) does; an unknown name exits 2. verify,
+// when given, compiles the promotion gates' signers (the replicate function's).
+func Start(name string, verify ...VerifyFunc) {
 	log := Logger(os.Stdout, os.Getenv)
 	build, ok := functions[name]
 	if !ok {
@@ -204,6 +211,9 @@ func Start(name string) {
 	if err != nil {
 		lambda.Start(ColdStartFailed(log, err))
 		return
+	}
+	for _, v := range verify {
+		deps.Verify = v
 	}
 	lambda.Start(deps.Serve(os.Getenv, os.Stdout, build))
 }
@@ -266,10 +276,42 @@ func (d *Deps) Handler(getenv func(string) string, emf io.Writer, adjust ...func
 	if bus := getenv(eventhandler.EnvResultEventBus); bus != "" {
 		c.Events, c.EventBus = eventbridge.NewFromConfig(d.AWS), bus
 	}
+	// Held copies are re-checked through the copy queue (its policy lets this role send;
+	// the push queue takes only the event rules').
+	if u := getenv(EnvCopyQueueURL); u != "" {
+		c.Holds = &eventhandler.HoldQueue{Sender: sqssend.New(sqs.NewFromConfig(d.AWS)), URL: u}
+	}
+	if d.Rules != nil {
+		d.gate(&c)
+	}
 	for _, a := range adjust {
 		a(&c)
 	}
 	return eventhandler.New(c)
+}
+
+// VerifyFunc compiles the signers of a rules document into the promotion gates'
+// signature verifiers (internal/gate/verify's ForLambda): given to Start by the functions
+// that verify, so that only they link the signature libraries.
+type VerifyFunc func(doc *rules.Document, cfg aws.Config) (gate.Verifiers, error)
+
+// gate gives c the promotion gate of d.Rules (docs/PROMOTION.md). A signer that does not
+// compile, or signers in a function built without Verify, fail every invocation, as an
+// invalid rules document does (counted as ConfigurationErrors).
+func (d *Deps) gate(c *eventhandler.Config) {
+	var vs gate.Verifiers
+	var err error
+	switch {
+	case d.Verify != nil:
+		vs, err = d.Verify(d.Rules, d.AWS)
+	case d.Rules.HasSigners():
+		err = errors.New("a rule's promotion gate requires signatures, and this function was built without signature verification")
+	}
+	if err != nil {
+		c.RulesErr = cmp.Or(c.RulesErr, err)
+		return
+	}
+	c.Gate = gate.New(gate.Config{Resolver: d.Resolver, SourceRole: d.Rules.SourceRoleARN(), Verifiers: vs, Log: d.Log})
 }
 
 // sourceRegistry answers the registry the functions replicate from, for doc: in the
