@@ -76,8 +76,11 @@ func TestCLIPromotionGates(t *testing.T) {
 		t.Fatalf("plan JSON: %+v %v", plan.Totals, states)
 	}
 
+	// sync accounts for every copy it planned: the held and blocked ones are neither
+	// failed nor "not attempted", and nothing failed.
 	res = runCLI(t, w.Ctx, nil, "sync", "--rules", rules)
-	if !strings.Contains(res.stdout, "promotion gates hold 2 and block 1 of them") {
+	if !strings.Contains(res.stdout, "promotion gates hold 2 and block 1 of them") || res.code != 0 ||
+		strings.Contains(res.stdout, "NOT_ATTEMPTED") || strings.Contains(res.stdout, "not attempted") {
 		t.Errorf("sync:\n%s", res)
 	}
 	tags := w.Dest.Tags(t, w.Ctx, "mirror/team-a/app")
@@ -86,5 +89,21 @@ func TestCLIPromotionGates(t *testing.T) {
 	}
 	if tags["sha256-"+strings.TrimPrefix(signed, "sha256:")+".sig"] == "" {
 		t.Errorf("the signature did not travel with the image: %v", tags)
+	}
+	res = runCLI(t, w.Ctx, nil, "sync", "--rules", rules, "-o", "json")
+	var run struct {
+		Totals struct{ Held, Blocked, Failed int }
+		Items  []struct{ Tag, State, Reason string }
+	}
+	if err := json.Unmarshal([]byte(res.stdout), &run); err != nil {
+		t.Fatalf("%v: %s", err, res)
+	}
+	states = map[string]string{}
+	for _, it := range run.Items {
+		states[it.Tag] = it.State
+	}
+	if res.code != 0 || run.Totals.Held != 2 || run.Totals.Blocked != 1 || run.Totals.Failed != 0 ||
+		states["unsigned"] != "held" || states["unscanned"] != "held" || states["untrusted"] != "blocked" {
+		t.Fatalf("sync JSON (exit %d): %+v %v\n%s", res.code, run.Totals, states, res.stdout)
 	}
 }

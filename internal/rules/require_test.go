@@ -75,6 +75,10 @@ func TestRequireErrors(t *testing.T) {
 		{"      scan: {allow: [x]}", "rules[0].require.scan.severity: required"},
 		{"      scan: {severity: SEVERE}", "\"SEVERE\" is not one of INFORMATIONAL, LOW, MEDIUM, HIGH, CRITICAL"},
 		{"      scan: {severity: HIGH, wiat: 1m}", "unknown field \"wiat\""},
+		// YAML type errors are said in the document's words (typehint.go), not Go's.
+		{"      signatures: {signers: {name: x}}", "line 4: signers must be a list, not a mapping"},
+		{"      scan: {severity: HIGH, allow: CVE-2024-0001}", "line 4: allow must be a list, e.g. allow: [\"CVE-2024-0001\"]"},
+		{"      scan: {severity: [HIGH]}", "line 4: severity must be a single value, not a list"},
 	}
 	for _, c := range cases {
 		_, err := Parse([]byte(head + c.doc))
