@@ -87,6 +87,10 @@ type Backfill struct {
 	NoMountingEstimate bool
 	// Gate decides promotion gates (gate.go); nil: gated copies go to the copy queue.
 	Gate Gate
+	// GateSettled, when set, is told each copy of an inline run that its promotion gate
+	// settled without a copy: held, blocked, or its decision failed (Verdict "failed")
+	// (the CLI accounts for every copy it planned). Called with the run's lock held.
+	GateSettled func(w Work, v GateVerdict)
 }
 
 // Failure is one thing that went wrong.

@@ -148,6 +148,9 @@ func (r *run) gated(w *Work, v GateVerdict) {
 	default:
 		return
 	}
+	if r.mode == ModeInline {
+		r.tellSettled(w, v)
+	}
 	if len(r.resp.Gated) < maxFailures {
 		r.resp.Gated = append(r.resp.Gated, Gated{Repository: w.Repository, Destination: w.Target.Repo().String(), Digest: w.Digest, Tag: w.Tag, GateVerdict: v})
 	}
@@ -179,16 +182,27 @@ func (r *run) gateGroup(ctx context.Context, g []Work, stuck string) (int, bool)
 	case v.retryable && ctx.Err() != nil && w.Key() != stuck:
 		return 0, true // cut at the hard stop: left for the continuation
 	case v.retryable && ctx.Err() == nil && r.from.Stalls < maxStalls:
+		v.Reason += " (retryable: left for the continuation)"
 		r.mu.Lock()
-		r.resp.fail(Failure{Repository: w.Repository, Destination: w.Target.Repo().String(), Digest: w.Digest, Tag: w.Tag,
-			Reason: v.Reason + " (retryable: left for the continuation)", Code: v.Code})
+		r.resp.fail(Failure{Repository: w.Repository, Destination: w.Target.Repo().String(), Digest: w.Digest, Tag: w.Tag, Reason: v.Reason, Code: v.Code})
+		r.tellSettled(w, v)
 		r.mu.Unlock()
 		return 0, true
 	}
 	for i := range g {
 		r.failed(&g[i], v.Reason, v.Code)
+		r.mu.Lock()
+		r.tellSettled(&g[i], v)
+		r.mu.Unlock()
 	}
 	return len(g), true
+}
+
+// tellSettled tells Backfill.GateSettled of a copy settled without a copy; r.mu is held.
+func (r *run) tellSettled(w *Work, v GateVerdict) {
+	if r.b.GateSettled != nil {
+		r.b.GateSettled(*w, v)
+	}
 }
 
 // settled takes a work item off what remains.

@@ -334,7 +334,8 @@ func syncBackfill(a *app, o syncOptions, log *slog.Logger, doc *rules.Document, 
 	return &backfill.Backfill{
 		Rules: doc, Resolver: sess.resolver, SourceAccountID: srcAccount, SourceRegion: sess.cfg.Region,
 		Concurrency: o.concurrency, Log: log, NoMountingEstimate: !o.dryRun,
-		Gate: gate.New(gate.Config{Resolver: sess.resolver, SourceRole: doc.SourceRoleARN(), Verifiers: vs, Log: log}),
+		Gate:        gate.New(gate.Config{Resolver: sess.resolver, SourceRole: doc.SourceRoleARN(), Verifiers: vs, Log: log}),
+		GateSettled: copies.gateSettled(ecrname.Registry{AccountID: srcAccount, Region: sess.cfg.Region}),
 		Start: func() backfill.Run {
 			return &progressRun{a: a, run: replicator.Start(), prog: *prog, copies: copies}
 		},

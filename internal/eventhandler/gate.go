@@ -249,12 +249,17 @@ func (h *Handler) planTrigger(a *ecrevent.ImageAction) *job {
 	return j
 }
 
-// planScan is the trigger of a scan-complete event, in a gated repository.
-func (h *Handler) planScan(m message, s *ecrevent.ImageScan) ([]*job, error) {
+// planScan is the trigger of a scan-complete event, in a gated repository. The event is
+// a claim too: one naming another registry than the function's source is refused, since
+// the trigger reads the registry it names.
+func (h *Handler) planScan(m message, s *ecrevent.ImageScan, own *ownSource) ([]*job, error) {
 	if !h.c.Rules.Gated(s.Repository) {
 		h.c.Log.Info("event ignored", "message_id", m.id, "event_id", s.EventID, "repository", s.Repository, "digest", s.Digest,
 			"reason", "a scan ended in a repository no rule gates")
 		return nil, nil
+	}
+	if err := own.check(s.Repo().Registry); err != nil {
+		return nil, fmt.Errorf("scan event %s (%s@%s): %w", s.EventID, s.Repository, s.Digest, err)
 	}
 	return []*job{{trigger: true, eventID: s.EventID, at: s.Time, src: destinations.Source{Repo: s.Repo(), Digest: s.Digest}}}, nil
 }

@@ -154,7 +154,7 @@ func (h *Handler) planMessage(m message, own *ownSource) ([]*job, error) {
 	case ecrevent.KindWorkItem:
 		return h.planWork(msg.WorkItem, own)
 	case ecrevent.KindImageScan:
-		return h.planScan(m, msg.ImageScan)
+		return h.planScan(m, msg.ImageScan, own)
 	case ecrevent.KindReconcile:
 		return nil, fmt.Errorf("%w: a reconcile item: reconcile items are ReconcileFunction's, not this function's (is the reconcile queue mapped to the wrong function?)", ecrevent.ErrMalformed)
 	case ecrevent.KindImageAction:
@@ -228,7 +228,11 @@ func (h *Handler) planImageAction(m message, msg *ecrevent.Message, own *ownSour
 		h.c.Log.Info("event ignored", "message_id", m.id, "event_id", a.EventID, "repository", a.Repository, "digest", a.Digest, "tag", a.Tag, "action_type", a.ActionType, "reason", reason)
 		return nil, nil
 	}
-	if refused := own.refuse(a.Repo().Registry, append(j.targets[:len(j.targets):len(j.targets)], g.targets...)); refused != nil {
+	refused := own.refuse(a.Repo().Registry, append(j.targets[:len(j.targets):len(j.targets)], g.targets...))
+	if trigger != nil {
+		refused = own.check(a.Repo().Registry) // a trigger reads the registry the event names
+	}
+	if refused != nil {
 		return nil, fmt.Errorf("event %s (%s %s@%s): %w", a.EventID, a.ActionType, a.Repository, a.Digest, refused)
 	}
 	return jobs, nil
