@@ -25,9 +25,16 @@ lambda-build = CGO_ENABLED=0 GOOS=linux GOARCH=$(ARCH) $(GO) build -trimpath -ld
 
 .PHONY: build-ReplicateFunction build-BackfillFunction build-ReconcileFunction build-functions check-sam sam-build deploy invoke-backfill invoke-reconcile
 
-## build-ReplicateFunction: the replicate function's bootstrap into ARTIFACTS_DIR (what sam build runs)
+# TRUST_DIR holds the promotion gates' trust material (public keys, Sigstore trusted roots,
+# Notation trust stores) that the rules name by file (publicKeyFile: trust/cosign.pub …):
+# copied into the replicate function's code as trust/ when it exists (docs/PROMOTION.md).
+TRUST_DIR ?= trust
+copy-trust = if [ -d "$(TRUST_DIR)" ]; then rm -rf "$(1)/trust" && cp -R "$(TRUST_DIR)" "$(1)/trust"; fi
+
+## build-ReplicateFunction: the replicate function's bootstrap (and TRUST_DIR, as trust/) into ARTIFACTS_DIR (what sam build runs)
 build-ReplicateFunction:
 	$(call lambda-build,./functions/replicate,$(ARTIFACTS_DIR))
+	@$(call copy-trust,$(ARTIFACTS_DIR))
 
 ## build-BackfillFunction: the backfill function's bootstrap into ARTIFACTS_DIR (what sam build runs)
 build-BackfillFunction:
@@ -40,6 +47,7 @@ build-ReconcileFunction:
 ## build-functions: the three bootstraps into .aws-sam/build/<Function>/bootstrap, without SAM
 build-functions:
 	$(call lambda-build,./functions/replicate,$(SAM_BUILD_DIR)/ReplicateFunction)
+	@$(call copy-trust,$(SAM_BUILD_DIR)/ReplicateFunction)
 	$(call lambda-build,./functions/backfill,$(SAM_BUILD_DIR)/BackfillFunction)
 	$(call lambda-build,./functions/reconcile,$(SAM_BUILD_DIR)/ReconcileFunction)
 

@@ -103,6 +103,33 @@ func TestReadmeRulesDocument(t *testing.T) {
 	}
 }
 
+// TestReadmePromotionChain: the README's build → test → prod chain is two rules
+// documents each deployment accepts (with PromotionGates), and the second selects the
+// names the first writes in the test account.
+func TestReadmePromotionChain(t *testing.T) {
+	text := block(t, readme(t), "## Promotion gates", "yaml")
+	i := strings.Index(text, "# Deployment 2")
+	if i < 0 {
+		t.Fatalf("no second deployment in:\n%s", text)
+	}
+	var docs []*rules.Document
+	for _, part := range []string{text[:i], text[i:]} {
+		env := map[string]string{rules.EnvRules: part, rulesource.EnvAssumableRoles: stackSetGrant, rulesource.EnvPromotionGates: "true"}
+		doc, err := rulesource.New(func(k string) string { return env[k] }, os.ReadFile).Current(context.Background())
+		if err != nil {
+			t.Fatalf("the README's chain: %v\n%s", err, part)
+		}
+		if !doc.HasSigners() {
+			t.Errorf("a stage without a signature gate:\n%s", part)
+		}
+		docs = append(docs, doc)
+	}
+	written := docs[0].Rules[0].Destinations[0].RepositoryFor("app/web")
+	if len(docs[1].Targets(written, "v1")) != 1 {
+		t.Errorf("the second stage does not select %s, which the first writes in the test account", written)
+	}
+}
+
 // TestDestinationRoleAsStackSet renders infra/destination-role.yaml as the README's
 // service-managed StackSet deploys it: with the parameters its create-stack-set command
 // passes, in each account of the OU under the stack name StackSets give an instance. Every

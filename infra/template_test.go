@@ -52,6 +52,7 @@ func TestTemplateStructure(t *testing.T) {
 		"ReplicatorRole":               "AWS::IAM::Role",
 		"ReconcilerRole":               "AWS::IAM::Role",
 		"ImageActionRule":              "AWS::Events::Rule",
+		"GateEventRule":                "AWS::Events::Rule",
 		"ReplicationQueue":             "AWS::SQS::Queue",
 		"ReconcileQueue":               "AWS::SQS::Queue",
 		"CopyQueue":                    "AWS::SQS::Queue",
@@ -228,18 +229,19 @@ func TestFunctionEnvironment(t *testing.T) {
 	r := render(t, sourceTemplate, destination(nil))
 	for _, name := range []string{"ReplicateFunction", "BackfillFunction", "ReconcileFunction"} {
 		env := r.function(name).Environment.Variables
-		want := []string{"COPY_QUEUE_URL", "DESTINATION_ROLE_ARNS", "LOG_LEVEL", "METRICS_NAMESPACE", "MIRROR_DELETES", "PUT_IMAGE_RATE", "REPLICATION_QUEUE_URL", "REPLICATION_RULES", "REPLICATION_RULES_CHECK_SECONDS", "REPLICATION_RULES_PARAMETER", "REPOSITORY_PREFIX_FILTER", "RESULT_EVENT_BUS"}
+		// PROMOTION_GATES: every function refuses a gated rule in a stack without gates.
+		want := []string{"COPY_QUEUE_URL", "DESTINATION_ROLE_ARNS", "LOG_LEVEL", "METRICS_NAMESPACE", "MIRROR_DELETES", "PROMOTION_GATES", "PUT_IMAGE_RATE", "REPLICATION_QUEUE_URL", "REPLICATION_RULES", "REPLICATION_RULES_CHECK_SECONDS", "REPLICATION_RULES_PARAMETER", "REPOSITORY_PREFIX_FILTER", "RESULT_EVENT_BUS"}
 		switch name {
 		case "ReplicateFunction":
 			// Its invocations start at their share of the quota: the copy queue's
 			// concurrency is how many write at once. The backfill function is one
 			// invocation.
-			want = []string{"COPY_QUEUE_URL", "DESTINATION_ROLE_ARNS", "LOG_LEVEL", "METRICS_NAMESPACE", "MIRROR_DELETES", "PUT_IMAGE_RATE", "PUT_IMAGE_WRITERS", "REPLICATION_QUEUE_URL", "REPLICATION_RULES", "REPLICATION_RULES_CHECK_SECONDS", "REPLICATION_RULES_PARAMETER", "REPOSITORY_PREFIX_FILTER", "RESULT_EVENT_BUS"}
+			want = []string{"COPY_QUEUE_URL", "DESTINATION_ROLE_ARNS", "LOG_LEVEL", "METRICS_NAMESPACE", "MIRROR_DELETES", "PROMOTION_GATES", "PUT_IMAGE_RATE", "PUT_IMAGE_WRITERS", "REPLICATION_QUEUE_URL", "REPLICATION_RULES", "REPLICATION_RULES_CHECK_SECONDS", "REPLICATION_RULES_PARAMETER", "REPOSITORY_PREFIX_FILTER", "RESULT_EVENT_BUS"}
 			if fmt.Sprint(env["PUT_IMAGE_WRITERS"]) != "2" {
 				t.Errorf("PUT_IMAGE_WRITERS = %v, want CopyConcurrency's default 2", env["PUT_IMAGE_WRITERS"])
 			}
 		case "ReconcileFunction":
-			want = []string{"COPY_QUEUE_URL", "DESTINATION_ROLE_ARNS", "LOG_LEVEL", "METRICS_NAMESPACE", "MIRROR_DELETES", "PUT_IMAGE_RATE", "RECONCILE_QUEUE_URL", "REPLICATION_QUEUE_URL", "REPLICATION_RULES", "REPLICATION_RULES_CHECK_SECONDS", "REPLICATION_RULES_PARAMETER", "REPOSITORY_PREFIX_FILTER", "RESULT_EVENT_BUS"}
+			want = []string{"COPY_QUEUE_URL", "DESTINATION_ROLE_ARNS", "LOG_LEVEL", "METRICS_NAMESPACE", "MIRROR_DELETES", "PROMOTION_GATES", "PUT_IMAGE_RATE", "RECONCILE_QUEUE_URL", "REPLICATION_QUEUE_URL", "REPLICATION_RULES", "REPLICATION_RULES_CHECK_SECONDS", "REPLICATION_RULES_PARAMETER", "REPOSITORY_PREFIX_FILTER", "RESULT_EVENT_BUS"}
 			if env["RECONCILE_QUEUE_URL"] != "ref:ReconcileQueue" {
 				t.Errorf("RECONCILE_QUEUE_URL = %v, want ref:ReconcileQueue", env["RECONCILE_QUEUE_URL"])
 			}
@@ -252,7 +254,7 @@ func TestFunctionEnvironment(t *testing.T) {
 			"REPLICATION_QUEUE_URL": "ref:ReplicationQueue", "RESULT_EVENT_BUS": "",
 			"COPY_QUEUE_URL": "ref:CopyQueue",
 			"PUT_IMAGE_RATE": "10", "REPLICATION_RULES_PARAMETER": "", "REPLICATION_RULES_CHECK_SECONDS": "60",
-			"MIRROR_DELETES": "false", "REPOSITORY_PREFIX_FILTER": "",
+			"MIRROR_DELETES": "false", "REPOSITORY_PREFIX_FILTER": "", "PROMOTION_GATES": "false",
 		} {
 			if fmt.Sprint(env[k]) != v {
 				t.Errorf("%s: %s = %v, want %q", name, k, env[k], v)
@@ -376,8 +378,12 @@ func TestReplicateQueueEvent(t *testing.T) {
 	if f := r.resource("ReconcileFunction", "AWS::Serverless::Function"); f["RecursiveLoop"] != "Allow" {
 		t.Errorf("ReconcileFunction RecursiveLoop = %v, want Allow (its chains are bounded by hops)", f["RecursiveLoop"])
 	}
-	if f := r.resource("ReplicateFunction", "AWS::Serverless::Function"); f["RecursiveLoop"] != nil {
-		t.Errorf("ReplicateFunction RecursiveLoop = %v, want the default (Terminate): it sends to no queue it consumes", f["RecursiveLoop"])
+	if f := r.resource("ReplicateFunction", "AWS::Serverless::Function"); f["RecursiveLoop"] != "Terminate" {
+		t.Errorf("ReplicateFunction RecursiveLoop = %v, want Terminate (the default): without promotion gates it sends to no queue it consumes", f["RecursiveLoop"])
+	}
+	gated := render(t, sourceTemplate, destination(map[string]any{"PromotionGates": "true"}))
+	if f := gated.resource("ReplicateFunction", "AWS::Serverless::Function"); f["RecursiveLoop"] != "Allow" {
+		t.Errorf("ReplicateFunction RecursiveLoop with PromotionGates = %v, want Allow (held copies re-check themselves through the copy queue)", f["RecursiveLoop"])
 	}
 	wantQueue := map[string]string{"ReplicationQueue": "getatt:ReplicationQueue.Arn", "ReconcileQueue": "getatt:ReconcileQueue.Arn", "CopyQueue": "getatt:CopyQueue.Arn"}
 	wantBatch := map[string]float64{"ReplicationQueue": 5, "ReconcileQueue": 10, "CopyQueue": 10}

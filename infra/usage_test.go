@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"os"
 	"sort"
+	"strconv"
 	"strings"
 	"testing"
 
@@ -18,12 +19,14 @@ import (
 	ecrtypes "github.com/aws/aws-sdk-go-v2/service/ecr/types"
 	"github.com/aws/aws-sdk-go-v2/service/eventbridge"
 	"github.com/aws/aws-sdk-go-v2/service/sqs"
+	sqstypes "github.com/aws/aws-sdk-go-v2/service/sqs/types"
 	"github.com/google/go-containerregistry/pkg/v1/random"
 
 	"github.com/ecr-replicator/ecr-replicator/internal/ecraccess"
 	"github.com/ecr-replicator/ecr-replicator/internal/eventhandler"
 	"github.com/ecr-replicator/ecr-replicator/internal/sandbox"
 	"github.com/ecr-replicator/ecr-replicator/internal/testing/sandboxtest"
+	"github.com/ecr-replicator/ecr-replicator/internal/testing/signing"
 	"github.com/ecr-replicator/ecr-replicator/internal/wiring"
 )
 
@@ -40,7 +43,9 @@ var eventSourceMappingActions = map[string]bool{
 
 // TestPoliciesGrantOnlyWhatTheCodeUses deploys both templates with every feature on
 // (repository creation with mirrored lifecycle policy and tags and a customer managed KMS
-// key, delete mirroring, result events, enqueue and inline backfill, a reconcile run),
+// key, delete mirroring, result events, promotion gates — a scan read, a signature
+// verified with a KMS key's public key, a held copy's re-check sent to the copy queue —,
+// enqueue and inline backfill, a reconcile run),
 // runs the replicate, backfill and reconcile handlers as the deployed roles, and compares
 // what the access log shows them doing with what the policies grant: nothing used is
 // denied, and nothing granted goes unused.
@@ -49,18 +54,24 @@ func TestPoliciesGrantOnlyWhatTheCodeUses(t *testing.T) {
 	params := map[string]any{
 		"DestinationAccountId": sandbox.DestinationAccount, "DestinationRegion": sandbox.DefaultRegion,
 		"ExternalId": sandboxtest.ExternalID, "DestinationRepositoryPrefix": "mirror/", "CreateRepositories": "true",
-		"MirrorDeletes": "true", "ResultEventBus": busARN,
+		"MirrorDeletes": "true", "ResultEventBus": busARN, "PromotionGates": "true",
+		"SigningKeyArns": signingKeyARN,
 	}
 	// The destinations' repositories are created encrypted with a customer managed key,
 	// which the destination stack grants (KmsKeyArns).
 	kmsKey := fmt.Sprintf("arn:aws:kms:%s:%s:key/1234abcd-12ab-34cd-56ef-1234567890ab", sandbox.DefaultRegion, sandbox.DestinationAccount)
 	// They mirror the source repository's tag "team" (MirroredTagKeys).
 	w := sandboxtest.Start(t, sandboxtest.Deployed(t, params, map[string]any{"KmsKeyArns": kmsKey, "MirroredTagKeys": "team"}))
+	signer := signing.NewKey(t)
+	w.SB.PutKMSPublicKey(sandbox.SourceAccount, sandbox.DefaultRegion, "1234abcd-12ab-34cd-56ef-1234567890ab", "ECC_NIST_P256", signer.PublicDER(t))
 	ctx := w.Ctx
 	// The stack's queues, with their policies: the functions' sends must pass them.
 	queues := w.DeployQueues(t, params)
-	rules := fmt.Sprintf(`{"rules":[{"name":"all","repositories":["team-a/**"],"mirrorDeletes":true,"destinations":[{"accountId":%q,"region":%q,"roleArn":%q,"externalId":%q,"repositoryPrefix":"mirror/","mirrorLifecyclePolicy":true,"mirrorRepositoryTags":true,"kmsKey":%q}]}]}`,
-		sandbox.DestinationAccount, sandbox.DefaultRegion, w.DestinationRoleARN(), sandboxtest.ExternalID, kmsKey)
+	// A promotion gate (docs/PROMOTION.md) on team-b: its scan is read, its signature
+	// verified with a KMS key's public key.
+	rules := fmt.Sprintf(`{"rules":[{"name":"all","repositories":["team-a/**"],"mirrorDeletes":true,"destinations":[{"accountId":%[1]q,"region":%[2]q,"roleArn":%[3]q,"externalId":%[4]q,"repositoryPrefix":"mirror/","mirrorLifecyclePolicy":true,"mirrorRepositoryTags":true,"kmsKey":%[5]q}]},
+	  {"name":"gated","repositories":["team-b/**"],"require":{"scan":{"severity":"CRITICAL"},"signatures":{"signers":[{"kmsKey":%[6]q}]}},"destinations":[{"accountId":%[1]q,"region":%[2]q,"roleArn":%[3]q,"externalId":%[4]q,"repositoryPrefix":"mirror/"}]}]}`,
+		sandbox.DestinationAccount, sandbox.DefaultRegion, w.DestinationRoleARN(), sandboxtest.ExternalID, kmsKey, signingKeyARN)
 	for k, v := range w.FunctionEnv(t) {
 		t.Setenv(k, v)
 	}
@@ -107,9 +118,9 @@ func TestPoliciesGrantOnlyWhatTheCodeUses(t *testing.T) {
 		Log: log, EMF: io.Discard, Namespace: "test", Events: eventbridge.NewFromConfig(deps.AWS), EventBus: busARN,
 	})
 	mark := w.SB.AccessLogMark()
-	invoke := func(action, digest, tag string) {
+	invoke := func(action, repo, digest, tag string) {
 		t.Helper()
-		ev := json.RawMessage(sandboxtest.ImageEvent("e-"+action+tag, action, "team-a/app", digest, tag))
+		ev := json.RawMessage(sandboxtest.ImageEvent("e-"+action+repo+tag, action, repo, digest, tag))
 		out, err := handler.Handle(ctx, ev)
 		if err != nil {
 			t.Fatalf("%s %s: %v", action, tag, err)
@@ -118,11 +129,33 @@ func TestPoliciesGrantOnlyWhatTheCodeUses(t *testing.T) {
 			t.Fatalf("%s %s: %s", action, tag, b)
 		}
 	}
-	invoke("PUSH", d1.String(), "v1")
+	invoke("PUSH", "team-a/app", d1.String(), "v1")
 	if _, err := ecr.NewFromConfig(w.Source.Config).BatchDeleteImage(ctx, &ecr.BatchDeleteImageInput{RepositoryName: aws.String("team-a/app"), ImageIds: []ecrtypes.ImageIdentifier{{ImageTag: aws.String("v1")}}}); err != nil {
 		t.Fatal(err)
 	}
-	invoke("DELETE", d1.String(), "v1")
+	invoke("DELETE", "team-a/app", d1.String(), "v1")
+
+	// The gated repository: a signed image scanned clean is copied; an unsigned one is
+	// held, its re-check sent to the copy queue (ReplicatorRole, under CopyQueuePolicy).
+	w.Source.CreateRepository(t, ctx, &ecr.CreateRepositoryInput{RepositoryName: aws.String("team-b/app")})
+	rb := signing.NewRepo(t, w.Source.Host, "team-b/app", w.Source.Auth)
+	for _, tag := range []string{"signed", "unsigned"} {
+		img, _ := random.Image(256, 1)
+		d := w.Source.Push(t, "team-b/app", tag, img)
+		if tag == "signed" {
+			signer.Cosign(t, rb, rb.Subject(t, d.String()), signing.Options{})
+		}
+		if err := w.SB.SetImageScan(sandbox.SourceAccount, sandbox.DefaultRegion, "team-b/app", d.String(), sandbox.ScanResult{}); err != nil {
+			t.Fatal(err)
+		}
+		invoke("PUSH", "team-b/app", d.String(), tag)
+		if got := w.Dest.Digest(t, "mirror/team-b/app", tag); (got == d.String()) != (tag == "signed") {
+			t.Fatalf("gated image %s: destination has %q", tag, got)
+		}
+	}
+	if n := queueDepth(t, w, queues["CopyQueue"]); n != 1 {
+		t.Fatalf("the held copy's re-check: %d messages in the copy queue, want 1", n)
+	}
 
 	// A tag longer than the registry API takes goes through the ECR API on both sides
 	// (BatchGetImage, PutImage); once the source image is archived, a late event for it
@@ -137,12 +170,12 @@ func TestPoliciesGrantOnlyWhatTheCodeUses(t *testing.T) {
 		ImageManifestMediaType: aws.String(string(mt4)), ImageTag: aws.String(long)}); err != nil {
 		t.Fatal(err)
 	}
-	invoke("PUSH", d4.String(), long)
+	invoke("PUSH", "team-a/app", d4.String(), long)
 	if _, err := srcAPI.UpdateImageStorageClass(ctx, &ecr.UpdateImageStorageClassInput{RepositoryName: aws.String("team-a/app"),
 		ImageId: &ecrtypes.ImageIdentifier{ImageDigest: aws.String(d4.String())}, TargetStorageClass: ecrtypes.TargetStorageClassArchive}); err != nil {
 		t.Fatal(err)
 	}
-	invoke("PUSH", d4.String(), long)
+	invoke("PUSH", "team-a/app", d4.String(), long)
 	if got, err := ecr.NewFromConfig(w.Dest.Config).BatchGetImage(ctx, &ecr.BatchGetImageInput{RepositoryName: aws.String("mirror/team-a/app"),
 		ImageIds: []ecrtypes.ImageIdentifier{{ImageTag: aws.String(long)}}}); err != nil || len(got.Images) != 1 {
 		t.Fatalf("the long tag is not at the destination (or was deleted when its source image was archived): %+v %v", got, err)
@@ -265,6 +298,29 @@ func TestPoliciesGrantOnlyWhatTheCodeUses(t *testing.T) {
 
 func denied(e sandbox.Entry) bool {
 	return strings.HasPrefix(e.ErrorCode, "AccessDenied") || (e.ErrorCode == "DENIED" && e.Status == 403) || e.DeniedAction != ""
+}
+
+// signingKeyARN is the KMS key whose public key verifies team-b's signatures.
+var signingKeyARN = fmt.Sprintf("arn:aws:kms:%s:%s:key/1234abcd-12ab-34cd-56ef-1234567890ab", sandbox.DefaultRegion, sandbox.SourceAccount)
+
+// queueDepth counts the messages in a queue, visible, in flight or delayed.
+func queueDepth(t *testing.T, w *sandboxtest.World, url string) int {
+	t.Helper()
+	out, err := sqs.NewFromConfig(w.Source.Config).GetQueueAttributes(w.Ctx, &sqs.GetQueueAttributesInput{QueueUrl: aws.String(url),
+		AttributeNames: []sqstypes.QueueAttributeName{sqstypes.QueueAttributeNameApproximateNumberOfMessages,
+			sqstypes.QueueAttributeNameApproximateNumberOfMessagesNotVisible, sqstypes.QueueAttributeNameApproximateNumberOfMessagesDelayed}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	n := 0
+	for _, v := range out.Attributes {
+		c, err := strconv.Atoi(v)
+		if err != nil {
+			t.Fatal(err)
+		}
+		n += c
+	}
+	return n
 }
 
 // unusedByDesign are granted for paths this run does not take.

@@ -9,13 +9,15 @@ import (
 	"syscall"
 
 	"github.com/ecr-replicator/ecr-replicator/internal/cli"
+	"github.com/ecr-replicator/ecr-replicator/internal/gate/verify"
 	"github.com/ecr-replicator/ecr-replicator/internal/wiring"
 )
 
 func main() {
-	// Run as a function's bootstrap (the demo, where the bootstraps are not built).
+	// Run as a function's bootstrap (the demo, where the bootstraps are not built),
+	// verifying promotion gates' signatures as the replicate function does.
 	if name := os.Getenv(wiring.EnvServe); name != "" {
-		wiring.Start(name)
+		wiring.Start(name, verify.ForLambda)
 		return
 	}
 	// The first Ctrl-C (or SIGTERM) cancels the run, which then reports what is done and

@@ -1,7 +1,11 @@
 // Command replicate is the replicate Lambda function (provided.al2023, `bootstrap`):
-// wiring only; the logic is in internal/eventhandler.
+// wiring only; the logic is in internal/eventhandler. It alone verifies the signatures
+// promotion gates require, so it alone links the signature libraries.
 package main
 
-import "github.com/ecr-replicator/ecr-replicator/internal/wiring"
+import (
+	"github.com/ecr-replicator/ecr-replicator/internal/gate/verify"
+	"github.com/ecr-replicator/ecr-replicator/internal/wiring"
+)
 
-func main() { wiring.Start("replicate") }
+func main() { wiring.Start("replicate", verify.ForLambda) }

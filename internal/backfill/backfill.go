@@ -85,6 +85,12 @@ type Backfill struct {
 	// NoMountingEstimate leaves Response.Mounting out of a dry run (and the manifest reads
 	// it takes): for a plan that is copied right after (the CLI's sync).
 	NoMountingEstimate bool
+	// Gate decides promotion gates (gate.go); nil: gated copies go to the copy queue.
+	Gate Gate
+	// GateSettled, when set, is told each copy of an inline run that its promotion gate
+	// settled without a copy: held, blocked, or its decision failed (Verdict "failed")
+	// (the CLI accounts for every copy it planned). Called with the run's lock held.
+	GateSettled func(w Work, v GateVerdict)
 }
 
 // Failure is one thing that went wrong.
@@ -135,6 +141,11 @@ type Response struct {
 	BytesMountable int64 `json:"bytesMountable,omitempty"`
 	// Remaining is work found but neither enqueued nor copied by this invocation.
 	Remaining int `json:"remaining"`
+	// Held and Blocked count the copies promotion gates held or blocked (in a dry run:
+	// would, now); Gated names the first of them (docs/PROMOTION.md).
+	Held    int     `json:"held,omitempty"`
+	Blocked int     `json:"blocked,omitempty"`
+	Gated   []Gated `json:"gated,omitempty"`
 	// Unplanned counts the copies the rules ask for at destinations that could not be
 	// listed (each such destination is also in Failures): neither in sync nor drift.
 	Unplanned int `json:"unplanned,omitempty"`
@@ -214,6 +225,7 @@ func (b *Backfill) Execute(ctx context.Context, plan *Response) *Response {
 	start := b.now()
 	resp := *plan
 	resp.Mode, resp.Plan, resp.WorkItems, resp.Work, resp.Mounting = ModeInline, nil, nil, nil, nil
+	resp.Held, resp.Blocked, resp.Gated = 0, 0, nil // decided again as each copy's turn comes
 	resp.Remaining, resp.ContinuationToken = len(plan.Work), ""
 	r := &run{b: b, mode: ModeInline, resp: &resp, outstand: map[ecrname.Registry]int{}, srcAccount: plan.source.AccountID, srcRegion: plan.source.Region}
 	r.time = deadline.New(ctx, b.now(), b.Time)
@@ -512,6 +524,7 @@ func (r *run) repository(ctx context.Context, api *ecr.Client, repo, cursor stri
 	ex, diff := Plan(r.doc, repo, imgs, r.req.Since, dests)
 	r.account(repo, ex, diff, dests)
 	if r.mode == "dryRun" {
+		r.decideGates(ctx, repo, diff.Work)
 		r.describe(repo, diff)
 		return "", true
 	}
@@ -726,6 +739,11 @@ func (r *run) inline(ctx context.Context, work []Work, cursor string) (string, b
 // stops at an item cut by ctx, which stays remaining — unless it is the item the position
 // has stalled at (stuck), which is reported as failed with its code.
 func (r *run) copyGroup(ctx context.Context, g []Work, stuck string) int {
+	if g[0].Target.Gated() {
+		if n, settled := r.gateGroup(ctx, g, stuck); settled {
+			return n
+		}
+	}
 	for i := range g {
 		w := &g[i]
 		src := destinations.Source{Repo: ecrname.Repo{Registry: ecrname.Registry{AccountID: r.srcAccount, Region: r.srcRegion}, Name: w.Repository}, Digest: w.Digest, Tag: w.Tag}

@@ -62,7 +62,9 @@ type Work struct {
 	// the image (not a tag-only write). False for a referrer's work (Digest is then the
 	// subject's).
 	DigestMissing bool
-	k             string // Key(), computed once
+	// Gate is what the promotion gate of Target decided, when a dry run asked (gate.go).
+	Gate *GateVerdict
+	k    string // Key(), computed once
 }
 
 // key orders work deterministically within a repository: digest-only copies first (a
@@ -122,7 +124,8 @@ type Expansion struct {
 // Images pushed before since (when set) are skipped; a tagged one still leads its later
 // referrers to their destinations.
 func Expand(doc *rules.Document, repo string, images []Image, since time.Time) Expansion {
-	x := &expander{doc: doc, repo: repo, seen: map[ecrname.Repo]bool{}, invalid: map[ecrname.Repo]bool{}, parents: map[string]string{}}
+	x := &expander{doc: doc, repo: repo, seen: map[ecrname.Repo]bool{}, invalid: map[ecrname.Repo]bool{}, parents: map[string]string{},
+		gatedRepo: doc.Gated(repo)}
 	for i := range images {
 		if len(images[i].Tags) == 0 && images[i].Subject != "" {
 			x.parents[images[i].Digest] = images[i].Subject
@@ -161,6 +164,7 @@ func Expand(doc *rules.Document, repo string, images []Image, since time.Time) E
 	for _, img := range referrers {
 		x.follow(img)
 	}
+	x.gatedCosignTags()
 	return x.ex
 }
 
@@ -175,8 +179,7 @@ func (x *expander) follow(img Image) {
 	for range maxReferrerChain {
 		if vias, ok := x.subjects[d]; ok {
 			for _, via := range vias {
-				direct := slices.ContainsFunc(x.untagged(), func(u rules.Target) bool { return u.Repo() == via.Target.Repo() })
-				if direct || !x.accept(via.Target) {
+				if x.copiesUntagged(via.Target) || !x.accept(via.Target) {
 					continue
 				}
 				x.ex.Candidates = append(x.ex.Candidates, Candidate{Digest: img.Digest, Target: via.Target, Subject: via.Digest, SubjectTag: via.Tag, Size: img.Size})
@@ -206,13 +209,30 @@ type expander struct {
 	// untagged image is a referrer.
 	subjects map[string][]Candidate
 	parents  map[string]string
+	// cosign tags of gated targets, copied with their subject, under one of the tags
+	// that sends the subject there (gate.go); gatedRepo: some rule gates the repository.
+	cosign        []Candidate
+	gatedSubjects map[string][]Candidate
+	gatedRepo     bool
 }
 
+// untagged are the targets of digest-only images: a gated target promotes tagged images
+// only (docs/PROMOTION.md).
 func (x *expander) untagged() []rules.Target {
 	if !x.digestOnlyDone {
-		x.digestOnly, x.digestOnlyDone = x.doc.Targets(x.repo, ""), true
+		for _, t := range x.doc.Targets(x.repo, "") {
+			if !t.Gated() {
+				x.digestOnly = append(x.digestOnly, t)
+			}
+		}
+		x.digestOnlyDone = true
 	}
 	return x.digestOnly
+}
+
+// copiesUntagged says whether t copies digest-only images.
+func (x *expander) copiesUntagged(t rules.Target) bool {
+	return slices.ContainsFunc(x.untagged(), func(u rules.Target) bool { return u.Repo() == t.Repo() })
 }
 
 // accept records a target of a candidate, or its validation error once; it says whether
@@ -240,9 +260,12 @@ func (x *expander) tagged(img *Image) {
 			if !x.accept(t) {
 				continue
 			}
+			if t.Gated() && rules.IsCosignTag(tag) {
+				x.cosign = append(x.cosign, Candidate{Digest: img.Digest, Tag: tag, Target: t, Size: img.Size})
+				continue
+			}
 			size := img.Size
-			if types.MediaType(img.MediaType).IsIndex() &&
-				slices.ContainsFunc(x.untagged(), func(u rules.Target) bool { return u.Repo() == t.Repo() }) {
+			if types.MediaType(img.MediaType).IsIndex() && x.copiesUntagged(t) {
 				size = 0 // its platforms, untagged in the listing, are candidates of their own
 			}
 			x.ex.Candidates = append(x.ex.Candidates, Candidate{Digest: img.Digest, Tag: tag, Target: t, Size: size})
@@ -252,15 +275,21 @@ func (x *expander) tagged(img *Image) {
 }
 
 // learn records where a tagged image's referrers go: its destinations whose rule copies
-// referrers.
+// referrers, and the tags its gated destinations' cosign tags go with (gate.go).
 func (x *expander) learn(img *Image) {
-	if x.subjects == nil {
+	if x.subjects == nil && !x.gatedRepo {
 		return
 	}
 	for _, tag := range img.Tags {
 		for _, t := range x.doc.Targets(x.repo, tag) {
-			if t.Err == nil && t.Referrers {
+			if t.Err != nil {
+				continue
+			}
+			if t.Referrers && x.subjects != nil {
 				x.subjects[img.Digest] = appendTarget(x.subjects[img.Digest], Candidate{Digest: img.Digest, Tag: tag, Target: t})
+			}
+			if t.Gated() && !rules.IsCosignTag(tag) {
+				x.gatedTags(img.Digest, tag, t)
 			}
 		}
 	}

@@ -200,3 +200,49 @@ func TestWorkSize(t *testing.T) {
 		}
 	}
 }
+
+// TestGatedTargets: a gated destination gets tagged images only; a referrer or a cosign
+// tag of an image it gets is work on that image (whose copy brings them), one of an
+// image it does not get goes nowhere. The ungated destination of the same rule gets all.
+func TestGatedTargets(t *testing.T) {
+	doc, err := rules.Parse([]byte(`
+rules:
+  - name: prod
+    repositories: ["team/**"]
+    destinations:
+      - {accountId: "222222222222", region: eu-west-1, require: {scan: {severity: HIGH}}}
+      - {accountId: "333333333333", region: us-east-1}
+`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	sig := func(n int) string { return "sha256-" + strings.TrimPrefix(dg(n), "sha256:") + ".sig" }
+	imgs := []Image{
+		{Digest: dg(1), Tags: []string{"v1"}},
+		{Digest: dg(2)},                 // untagged
+		{Digest: dg(3), Subject: dg(1)}, // a referrer of v1
+		{Digest: dg(4), Tags: []string{sig(1)}},
+		{Digest: dg(5), Tags: []string{sig(9)}}, // the signature of an image not here
+	}
+	gated := ecrname.Repo{Registry: ecrname.Registry{AccountID: "222222222222", Region: "eu-west-1"}, Name: "team/app"}
+	_, d := Plan(doc, "team/app", imgs, time.Time{}, map[ecrname.Repo]*Listing{gated: {Exists: true, Digests: map[string]bool{}, Tags: map[string]string{}}})
+	var got []string
+	for _, w := range d.Work {
+		got = append(got, w.Target.Destination.AccountID+" "+w.Digest[len(w.Digest)-1:]+" "+w.Tag)
+	}
+	want := []string{
+		"333333333333 2 ", "333333333333 3 ", "222222222222 1 v1", "333333333333 1 v1",
+		"333333333333 4 " + sig(1), "333333333333 5 " + sig(9),
+	}
+	if fmt.Sprint(got) != fmt.Sprint(want) {
+		t.Fatalf("work:\n got %v\nwant %v", got, want)
+	}
+	// The gated destination has v1 but not its signature: the work is v1 again.
+	_, d = Plan(doc, "team/app", imgs, time.Time{}, map[ecrname.Repo]*Listing{gated: {Exists: true,
+		Digests: map[string]bool{dg(1): true, dg(3): true}, Tags: map[string]string{"v1": dg(1)}}})
+	for _, w := range d.Work {
+		if w.Target.Destination.AccountID == "222222222222" && (w.Digest != dg(1) || w.Tag != "v1" || !strings.Contains(w.Reason, dg(4))) {
+			t.Errorf("gated work %+v", w)
+		}
+	}
+}

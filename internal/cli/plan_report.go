@@ -113,7 +113,8 @@ func (r *syncReport) plan(resp *backfill.Response, dests []*destinationStatus, b
 		if resp.Unplanned > 0 {
 			line += fmt.Sprintf(", %d not planned (destination not listed)", resp.Unplanned)
 		}
-		fmt.Fprintln(w, line)
+		fmt.Fprintln(w, line+gateCounts(resp))
+		printGated(w, resp)
 		if resp.Drift > 0 {
 			fmt.Fprintln(w, "to copy: "+p.estimate().text())
 		}
@@ -182,7 +183,11 @@ func (r *syncReport) planDetail(w io.Writer, p *planned) {
 		if x.Tag != "" {
 			src += ":" + x.Tag
 		}
-		rows[i] = row{src + "@" + shortDigest(x.Digest), humanBytes(p.sizes[i]), x.Target.Repo().String(), x.Reason}
+		why := x.Reason
+		if x.Gate != nil && x.Gate.Verdict != "pass" {
+			why += "; " + x.Gate.Verdict + " by its promotion gate (" + x.Gate.Code + ")"
+		}
+		rows[i] = row{src + "@" + shortDigest(x.Digest), humanBytes(p.sizes[i]), x.Target.Repo().String(), why}
 		ws, wz, wd = max(ws, len(rows[i].src)), max(wz, len(rows[i].size)), max(wd, len(rows[i].dest))
 	}
 	fmt.Fprintf(w, "%-*s  %*s  %-*s  %s\n", ws, "SOURCE", wz, "SIZE", wd, "DESTINATION", "WHY")
@@ -197,7 +202,8 @@ func (r *syncReport) planDocument(p *planned, dests []*destinationStatus, comple
 	doc := newDocument(r.a, true, countedJSON)
 	doc.Complete = complete
 	doc.Totals = totals{Repositories: resp.RepositoriesScanned, Images: resp.ImagesSeen, Copies: resp.InSync + resp.Drift + resp.Unplanned + len(p.blocked),
-		InSync: resp.InSync, ToCopy: resp.Drift, NotPlanned: resp.Unplanned, CannotCopy: len(p.blocked), Failed: resp.Failed, DurationMs: resp.DurationMs}
+		InSync: resp.InSync, ToCopy: resp.Drift, NotPlanned: resp.Unplanned, CannotCopy: len(p.blocked), Failed: resp.Failed, DurationMs: resp.DurationMs,
+		Held: resp.Held, Blocked: resp.Blocked}
 	doc.Estimate = p.estimate()
 	for _, x := range resp.Plan {
 		src := ecrname.Repo{Registry: r.source, Name: x.Repository}
@@ -207,8 +213,12 @@ func (r *syncReport) planDocument(p *planned, dests []*destinationStatus, comple
 	}
 	for i := range p.work {
 		x := &p.work[i]
+		state, reason := stateToCopy, x.Reason
+		if g := x.Gate; g != nil && (g.Verdict == stateHeld || g.Verdict == stateBlocked) {
+			state, reason = g.Verdict, g.Code+": "+g.Reason
+		}
 		doc.Items = append(doc.Items, item{Source: repoRef(ecrname.Repo{Registry: r.source, Name: x.Repository}), Destination: repoRef(x.Target.Repo()),
-			Tag: x.Tag, Digest: x.Digest, State: stateToCopy, Reason: x.Reason, SizeBytes: ptr(p.sizes[i])})
+			Tag: x.Tag, Digest: x.Digest, State: state, Reason: reason, SizeBytes: ptr(p.sizes[i])})
 	}
 	for _, b := range p.blocked {
 		doc.Items = append(doc.Items, item{Source: repoRef(ecrname.Repo{Registry: r.source, Name: b.work.Repository}), Destination: repoRef(b.work.Target.Repo()),
@@ -281,4 +291,26 @@ func (r *syncReport) destinationRef(source, dest string) string {
 		}
 	}
 	return dest
+}
+
+// gateCounts adds to a summary line the copies promotion gates hold and block.
+func gateCounts(resp *backfill.Response) string {
+	if resp.Held+resp.Blocked == 0 {
+		return ""
+	}
+	return fmt.Sprintf("; promotion gates hold %d and block %d of them", resp.Held, resp.Blocked)
+}
+
+// printGated names the copies promotion gates hold or block, and why.
+func printGated(w io.Writer, resp *backfill.Response) {
+	for _, g := range resp.Gated {
+		src := g.Repository
+		if g.Tag != "" {
+			src += ":" + g.Tag
+		}
+		fmt.Fprintf(w, "%s %s@%s -> %s: %s: %s\n", g.Verdict, src, shortDigest(g.Digest), g.Destination, g.Code, g.Reason)
+	}
+	if n := resp.Held + resp.Blocked - len(resp.Gated); n > 0 {
+		fmt.Fprintf(w, "(and %d more held or blocked)\n", n)
+	}
 }

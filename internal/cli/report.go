@@ -58,6 +58,8 @@ type totals struct {
 	CannotCopy   int    `json:"cannotCopy,omitempty"` // dry runs: copies that would fail (conflict, no repository)
 	Copied       *int   `json:"copied,omitempty"`     // runs: copies that wrote
 	Failed       int    `json:"failed"`               // copies (or lookups) that failed
+	Held         int    `json:"held,omitempty"`       // copies a promotion gate holds (docs/PROMOTION.md)
+	Blocked      int    `json:"blocked,omitempty"`    // copies a promotion gate blocks
 	BytesCopied  *int64 `json:"bytesCopied,omitempty"`
 	DurationMs   int64  `json:"durationMs"`
 }
@@ -123,6 +125,9 @@ const (
 	stateToCopy   = "to-copy"
 	stateFailed   = "failed"
 	stateConflict = string(copyengine.Conflict) // a dry run's copy an immutable tag refuses
+	// A promotion gate's: not copied (yet, or at all); the reason says why.
+	stateHeld    = "held"
+	stateBlocked = "blocked"
 )
 
 // newDocument starts a's document for the command.

@@ -7,9 +7,11 @@ import (
 	"io/fs"
 	"log/slog"
 	"os"
+	"path/filepath"
 	"sync"
 	"time"
 
+	"github.com/aws/aws-sdk-go-v2/service/kms"
 	"github.com/spf13/cobra"
 
 	"github.com/ecr-replicator/ecr-replicator/internal/backfill"
@@ -17,6 +19,8 @@ import (
 	"github.com/ecr-replicator/ecr-replicator/internal/destinations"
 	"github.com/ecr-replicator/ecr-replicator/internal/ecraccess"
 	"github.com/ecr-replicator/ecr-replicator/internal/ecrname"
+	"github.com/ecr-replicator/ecr-replicator/internal/gate"
+	"github.com/ecr-replicator/ecr-replicator/internal/gate/verify"
 	"github.com/ecr-replicator/ecr-replicator/internal/rules"
 )
 
@@ -278,6 +282,11 @@ func loadSyncRules(o syncOptions) (doc, narrowed *rules.Document, req backfill.R
 	if doc, err = rules.Parse(data); err != nil {
 		return nil, nil, req, configProblem(err, "%s: %v", o.rulesFile, err)
 	}
+	// The promotion gates' signers, checked now (keys, trusted roots, trust stores; their
+	// files relative to the rules document).
+	if _, err := verify.Compile(doc, verify.Options{Dir: filepath.Dir(o.rulesFile)}); err != nil {
+		return nil, nil, req, configProblem(err, "%s: %v", o.rulesFile, err)
+	}
 	req = backfill.Request{Repositories: o.repositories, Tags: o.tags, DryRun: true, Mode: backfill.ModeInline}
 	if o.since != "" {
 		if req.Since, err = time.Parse(time.RFC3339, o.since); err != nil {
@@ -320,9 +329,13 @@ func syncBackfill(a *app, o syncOptions, log *slog.Logger, doc *rules.Document, 
 	engine := copyengine.New(copyengine.WithJobs(o.jobs), copyengine.WithLogger(log),
 		copyengine.WithProgress(func(p copyengine.Progress) { progressTo(*prog, p) }))
 	replicator := destinations.New(sess.resolver, engine, mopts...)
+	// Checked when the rules were read: no error here.
+	vs, _ := verify.Compile(doc, verify.Options{KMS: kms.NewFromConfig(sess.cfg), Dir: filepath.Dir(o.rulesFile)})
 	return &backfill.Backfill{
 		Rules: doc, Resolver: sess.resolver, SourceAccountID: srcAccount, SourceRegion: sess.cfg.Region,
 		Concurrency: o.concurrency, Log: log, NoMountingEstimate: !o.dryRun,
+		Gate:        gate.New(gate.Config{Resolver: sess.resolver, SourceRole: doc.SourceRoleARN(), Verifiers: vs, Log: log}),
+		GateSettled: copies.gateSettled(ecrname.Registry{AccountID: srcAccount, Region: sess.cfg.Region}),
 		Start: func() backfill.Run {
 			return &progressRun{a: a, run: replicator.Start(), prog: *prog, copies: copies}
 		},

@@ -44,6 +44,20 @@ func (c *syncCopies) record(key string, it *item) {
 	}
 }
 
+// gateSettled records a copy the promotion gate settled without copying it: held or
+// blocked (its state, and why), or failed when the decision could not be made.
+func (c *syncCopies) gateSettled(source ecrname.Registry) func(w backfill.Work, v backfill.GateVerdict) {
+	return func(w backfill.Work, v backfill.GateVerdict) {
+		dest := repoRef(w.Target.Repo())
+		it := item{Source: repoRef(ecrname.Repo{Registry: source, Name: w.Repository}), Destination: dest, Tag: w.Tag, Digest: w.Digest,
+			State: v.Verdict, Reason: v.Code + ": " + v.Reason, BytesCopied: ptr(int64(0))}
+		if v.Verdict != stateHeld && v.Verdict != stateBlocked {
+			it.State, it.Reason, it.Error = stateFailed, "", &errorJSON{Code: v.Code, Message: v.Reason}
+		}
+		c.record(copyKey(w.Repository, w.Digest, w.Tag, dest), &it)
+	}
+}
+
 // bytesCopied is what every copy uploaded, a failed one's too: the sum of the items'
 // bytesCopied, as copy counts it.
 func (c *syncCopies) bytesCopied() int64 {

@@ -211,11 +211,15 @@ func (r *syncReport) sync(resp *backfill.Response, dests []*destinationStatus, c
 		doc.Complete = bad == 0 && len(r.sourceProblems(resp)) == 0
 		doc.Totals = totals{Repositories: resp.RepositoriesScanned, Images: resp.ImagesSeen, Copies: resp.InSync + resp.Drift + resp.Unplanned,
 			InSync: resp.InSync, ToCopy: resp.Drift, NotPlanned: resp.Unplanned, Copied: ptr(resp.Copied), Failed: resp.Failed + len(missed),
-			BytesCopied: ptr(bytes), DurationMs: resp.DurationMs}
+			BytesCopied: ptr(bytes), DurationMs: resp.DurationMs, Held: resp.Held, Blocked: resp.Blocked}
 		doc.Destinations, doc.Problems = dests, r.sourceProblems(resp)
 		copies.mu.Lock()
 		doc.Items = append(doc.Items, copies.items...)
 		copies.mu.Unlock()
+		for _, g := range resp.Gated {
+			doc.Items = append(doc.Items, item{Source: repoRef(ecrname.Repo{Registry: r.source, Name: g.Repository}), Destination: r.destinationRef(g.Repository, g.Destination),
+				Tag: g.Tag, Digest: g.Digest, State: g.Verdict, Reason: g.Code + ": " + g.Reason})
+		}
 		sortItems(doc.Items)
 		if err := doc.write(a); err != nil {
 			return err
@@ -231,7 +235,8 @@ func (r *syncReport) sync(resp *backfill.Response, dests []*destinationStatus, c
 		if resp.Unplanned > 0 {
 			line += fmt.Sprintf(", %d not attempted (destination not listed)", resp.Unplanned)
 		}
-		fmt.Fprintf(a.stdout, "%s; %s sent in %s\n", line, humanBytes(bytes), (time.Duration(resp.DurationMs) * time.Millisecond).Round(time.Millisecond))
+		fmt.Fprintf(a.stdout, "%s; %s sent in %s%s\n", line, humanBytes(bytes), (time.Duration(resp.DurationMs) * time.Millisecond).Round(time.Millisecond), gateCounts(resp))
+		printGated(a.stdout, resp)
 		r.printProblems(resp, dests)
 	}
 	if resp.Failed > 0 || bad > 0 || len(missed) > 0 {

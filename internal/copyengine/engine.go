@@ -81,6 +81,10 @@ type Request struct {
 	// Referrers also copies OCI 1.1 referrers (subject) and cosign-style
 	// sha256-<hex>.sig/.att/.sbom tags, recursively to a bounded depth.
 	Referrers bool
+	// Pinned sets the destination tag to Digest only: a source tag that moved on is not
+	// followed (a gated copy tags only the digest its promotion gate decided; the tag's
+	// new image has a decision of its own, docs/PROMOTION.md).
+	Pinned bool
 }
 
 // Outcome summarises what a Copy did.
@@ -538,6 +542,7 @@ type session struct {
 	src, dst  *endpoint
 	image     string // the source image as the CLI names it (repository:tag or @digest)
 	referrers bool
+	pinned    bool // Request.Pinned
 	log       *slog.Logger
 
 	blobsCopied, blobsSkipped, bytesCopied, bytesSkipped atomic.Int64
@@ -566,7 +571,7 @@ func (c *Run) newSession(req Request) (*session, v1.Hash, error) {
 	if err != nil {
 		return nil, h, err
 	}
-	s := &session{c: c, referrers: req.Referrers}
+	s := &session{c: c, referrers: req.Referrers, pinned: req.Pinned}
 	s.image = req.Source.Repository.String() + "@" + req.Digest
 	if req.Tag != "" {
 		s.image = req.Source.Repository.String() + ":" + req.Tag

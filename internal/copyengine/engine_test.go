@@ -485,6 +485,28 @@ func TestTagMovesWhileWriting(t *testing.T) {
 	}
 }
 
+// TestPinnedCopyDoesNotFollowTheTag: a pinned copy (a gated one) puts the requested
+// digest in and tags only it: a source tag that moved on, before or while it writes, is
+// left where it was at the destination (the tag's new image has its own decision).
+func TestPinnedCopyDoesNotFollowTheTag(t *testing.T) {
+	e := newEnv(t)
+	d1 := pushImage(t, e.srcRepo.Tag("latest"), must[v1.Image](t)(random.Image(128, 1)))
+	d2 := pushImage(t, e.srcRepo.Tag("latest"), must[v1.Image](t)(random.Image(128, 1)))
+	req := e.req(d1, "latest")
+	req.Pinned = true
+	res := fastCopier().Copy(context.Background(), req)
+	wantOutcome(t, res, Copied)
+	if !strings.Contains(res.Reason, "a gated copy tags only the digest its gate decided") {
+		t.Fatalf("reason %q", res.Reason)
+	}
+	if _, err := remote.Head(e.dstRepo.Tag("latest")); err == nil {
+		t.Fatalf("the destination tag followed the source to %s", d2)
+	}
+	if _, err := remote.Head(e.dstRepo.Digest(d1.String())); err != nil {
+		t.Fatalf("the decided digest was not copied: %v", err)
+	}
+}
+
 func TestTagOnlyUpdate(t *testing.T) {
 	e := newEnv(t)
 	img := must[v1.Image](t)(random.Image(128, 1))

@@ -390,6 +390,11 @@ func (s *session) converge(ctx context.Context, tag string, want v1.Hash) (tr ta
 		case !found:
 			tr.missing = true // deleted after we wrote it
 			return tr, nil
+		case cur != want && s.pinned:
+			if round == 0 {
+				tr.stale = "source tag now points at " + cur.String() + "; a gated copy tags only the digest its gate decided"
+			}
+			return tr, nil
 		case cur != want:
 			if round > s.c.tagRounds {
 				return tr, &Error{Op: "converge tag " + tag, Code: CodeTagUnstable, Transient: true,

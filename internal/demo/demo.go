@@ -40,6 +40,7 @@ import (
 	"github.com/ecr-replicator/ecr-replicator/internal/rulesource"
 	"github.com/ecr-replicator/ecr-replicator/internal/sandbox"
 	"github.com/ecr-replicator/ecr-replicator/internal/sandbox/eventsource"
+	"github.com/ecr-replicator/ecr-replicator/internal/sandbox/sign"
 	"github.com/ecr-replicator/ecr-replicator/internal/sandbox/signin"
 	"github.com/ecr-replicator/ecr-replicator/internal/sandbox/stack"
 )
@@ -160,15 +161,34 @@ func Run(ctx context.Context, bins Binaries, w io.Writer) ([]Row, error) {
 		return nil, err
 	}
 
-	// The push path, as template.yaml deploys it, at its defaults.
-	st, err := stack.Deploy(ctx, sb, stack.Options{})
+	// The push path, as template.yaml deploys it, at its defaults, with promotion gates.
+	// The older pushes' events are delivered first (to no rule): a loaded machine would
+	// otherwise deliver them after the rule exists.
+	if err := sb.WaitEventsDelivered(ctx); err != nil {
+		return nil, err
+	}
+	st, err := stack.Deploy(ctx, sb, stack.Options{PromotionGates: true})
 	if err != nil {
+		return nil, err
+	}
+	release, err := sign.NewKey()
+	if err != nil {
+		return nil, err
+	}
+	releasePEM, err := release.PublicPEM()
+	if err != nil {
+		return nil, err
+	}
+	if err := sb.SetScanPolicy(sandbox.SourceAccount, sandbox.DefaultRegion, scanPolicy()); err != nil {
 		return nil, err
 	}
 	// The rules, as a platform team keeps them: a Systems Manager parameter the functions
 	// read (template.yaml's RulesParameterName).
-	rules := fmt.Sprintf("rules:\n  - name: demo\n    repositories: [\"team-a/**\"]\n    destinations:\n      - {accountId: %q, region: %s, roleArn: %s, externalId: %s, repositoryPrefix: mirror/}\n",
-		sandbox.DestinationAccount, sandbox.DefaultRegion, sandbox.RoleARN(sandbox.DestinationAccount, sandbox.DestinationRole), extID)
+	dest := func(prefix string) string {
+		return fmt.Sprintf("{accountId: %q, region: %s, roleArn: %s, externalId: %s, repositoryPrefix: %s}",
+			sandbox.DestinationAccount, sandbox.DefaultRegion, sandbox.RoleARN(sandbox.DestinationAccount, sandbox.DestinationRole), extID, prefix)
+	}
+	rules := "rules:\n  - name: demo\n    repositories: [\"team-a/**\"]\n    destinations:\n      - " + dest("mirror/") + "\n" + gateRule(releasePEM, dest("prod/"))
 	version, err := sb.PutParameter(sandbox.SourceAccount, sandbox.DefaultRegion, RulesParameter, rules, "", false)
 	if err != nil {
 		return nil, err
@@ -200,7 +220,7 @@ func Run(ctx context.Context, bins Binaries, w io.Writer) ([]Row, error) {
 	})
 	var invMu sync.Mutex
 	var invocations, messages, failed int
-	es, stopEvents, err := st.Start(ctx, stack.Mapping{
+	mapping := stack.Mapping{
 		Invoke: envs.Invoke,
 		OnInvoke: func(inv eventsource.Invocation) {
 			invMu.Lock()
@@ -214,11 +234,20 @@ func Run(ctx context.Context, bins Binaries, w io.Writer) ([]Row, error) {
 			}
 			step("  replicate invocation: %s in %d ms -> %s", describeBatch(inv.Records), inv.Duration.Milliseconds(), answer)
 		},
-	})
+	}
+	es, stopPushes, err := st.Start(ctx, mapping)
 	if err != nil {
 		return nil, err
 	}
-	defer stopEvents()
+	defer stopPushes()
+	cs, stopCopies, err := st.StartCopyQueue(ctx, mapping)
+	if err != nil {
+		return nil, err
+	}
+	defer stopCopies()
+	stopEvents := func() error {
+		return errors.Join(stopPushes(), stopCopies())
+	}
 	bdir := filepath.Join(dir, "backfill")
 	if err := os.MkdirAll(bdir, 0o755); err != nil {
 		return nil, err
@@ -232,7 +261,7 @@ func Run(ctx context.Context, bins Binaries, w io.Writer) ([]Row, error) {
 		stack.RuleName, stack.QueueName, stack.MaxReceiveCount, stack.BatchSize, stack.MaximumConcurrency)
 
 	// Pushes as users make them; each arrives in the destination by itself.
-	idle := func() error { return st.WaitIdle(ctx, es) }
+	idle := func() error { return st.WaitIdle(ctx, es, cs) }
 	img, err := random.Image(256<<10, 2)
 	if err != nil {
 		return nil, err
@@ -273,6 +302,14 @@ func Run(ctx context.Context, bins Binaries, w io.Writer) ([]Row, error) {
 	if err := awaitReplica(ctx, sb, dst, idle, mark, pushedAt, "team-a/app", "latest", idxDigest.String(), step); err != nil {
 		return nil, err
 	}
+	gd := &gateDemo{src: src, dst: dst, key: release, pool: pool, step: step}
+	step("a promotion gate on %s: to prod/ only when signed by the release key and scanned with nothing CRITICAL (docs/PROMOTION.md)", gatedRepositories)
+	if err := gd.run(ctx); err != nil {
+		return nil, err
+	}
+	if err := idle(); err != nil {
+		return nil, fmt.Errorf("waiting for the queues: %w", err)
+	}
 	if err := stopEvents(); err != nil {
 		return nil, err
 	}
@@ -285,12 +322,12 @@ func Run(ctx context.Context, bins Binaries, w io.Writer) ([]Row, error) {
 		messages, invocations, envs.Made(), failed, dead)
 	invMu.Unlock()
 
-	out, err := backfill.Invoke(ctx, []byte(`{"mode":"inline"}`))
+	out, err := backfill.Invoke(ctx, []byte(`{"mode":"inline","repositories":["team-a/**"]}`))
 	if err != nil {
 		return nil, fmt.Errorf("backfill function: %w", err)
 	}
 	step("backfill (inline) answered %s", summarizeBackfill(out, false))
-	out, err = backfill.Invoke(ctx, []byte(`{"dryRun":true}`))
+	out, err = backfill.Invoke(ctx, []byte(`{"dryRun":true,"repositories":["team-a/**"]}`))
 	if err != nil {
 		return nil, fmt.Errorf("backfill function: %w", err)
 	}
@@ -362,19 +399,31 @@ func describeBatch(recs []eventsource.Record) string {
 	var names []string
 	for _, r := range recs {
 		var ev struct {
-			Detail struct {
+			DetailType string `json:"detail-type"`
+			Detail     struct {
 				Repository string `json:"repository-name"`
 				Digest     string `json:"image-digest"`
 				Action     string `json:"action-type"`
 				Tag        string `json:"image-tag"`
 			} `json:"detail"`
+			// A work item: a held copy's re-check ("source" is an object there, a string
+			// in an event).
+			Source json.RawMessage        `json:"source"`
+			Hold   *struct{ Attempt int } `json:"hold"`
 		}
 		if json.Unmarshal([]byte(r.Body), &ev) != nil {
 			names = append(names, "(unreadable)")
 			continue
 		}
 		ref := ev.Detail.Repository + ":" + ev.Detail.Tag
-		if ev.Detail.Tag == "" {
+		switch {
+		case ev.Hold != nil:
+			var src struct{ Repository, Tag string }
+			json.Unmarshal(ev.Source, &src)
+			ref = fmt.Sprintf("re-check %d of the held %s:%s", ev.Hold.Attempt, src.Repository, src.Tag)
+		case ev.DetailType == "ECR Image Scan":
+			ref = "scan complete for " + ev.Detail.Repository + "@" + shortDigest(ev.Detail.Digest)
+		case ev.Detail.Tag == "":
 			ref = ev.Detail.Repository + "@" + shortDigest(ev.Detail.Digest)
 		}
 		names = append(names, ref)

@@ -71,6 +71,8 @@ func TestDemoOutsideTheRepository(t *testing.T) {
 		"-> mirror/team-a/worker:v3 in the destination",
 		"-> mirror/team-a/app:v1.0.0 in the destination",
 		"-> mirror/team-a/app:latest in the destination",
+		"-> promoted team-b/web:v1 to prod/team-b/web:v1",
+		"-> blocked team-b/api:v1: ScanFindings: 1 finding(s) at or above CRITICAL: CVE-2026-1234 CRITICAL",
 		"0 messages failed; 0 in the dead-letter queue",
 		"backfill (inline) answered 2 repositories, 9 images; 10 copies (one per tag, or untagged image, and destination): 7 already in sync, 3 copied, 0 failed",
 		"backfill again (dry run): 2 repositories, 9 images; 10 copies (one per tag, or untagged image, and destination): 10 in sync, 0 to copy",

@@ -238,6 +238,7 @@ func (r *Run) copy(ctx context.Context, rt route, src Source, t rules.Target) co
 		Destination: copyengine.Endpoint{Repository: rt.dstRepo, Auth: rt.dstReg.Authenticator(), Transport: rt.dstReg.Transport(nil),
 			Tags: repositoryTags{api: rt.dstReg.API(), registry: t.Destination.AccountID, repo: t.Repository}, Mounting: mounting(ctx, rt.dstReg, rt.dst)},
 		Referrers: t.Referrers,
+		Pinned:    t.Gated(),
 	})
 	var re *copyengine.Error
 	if errors.As(c.Err, &re) && re.AtDest && re.Code == "NAME_UNKNOWN" {

@@ -14,6 +14,10 @@ const (
 	CodeAccessDenied          = "AccessDenied"
 	CodeAccessDeniedException = "AccessDeniedException"
 	CodeThrottling            = "ThrottlingException"
+	// DescribeImages' and DescribeImageScanFindings' answers for an image or scan that
+	// does not exist (API_DescribeImageScanFindings, "Errors").
+	CodeImageNotFound = "ImageNotFoundException"
+	CodeScanNotFound  = "ScanNotFoundException"
 )
 
 // IsAccessDenied reports whether an AWS error code is an IAM denial, whichever service

@@ -48,6 +48,7 @@ const (
 	KindImageAction Kind = iota + 1 // EventBridge ECR Image Action
 	KindWorkItem                    // backfill work item
 	KindReconcile                   // a piece of a distributed reconcile run
+	KindImageScan                   // a scan-complete event (ECR Image Scan, Inspector2 Scan)
 )
 
 func (k Kind) String() string {
@@ -58,6 +59,8 @@ func (k Kind) String() string {
 		return "work-item"
 	case KindReconcile:
 		return "reconcile"
+	case KindImageScan:
+		return "image-scan"
 	}
 	return fmt.Sprintf("Kind(%d)", int(k))
 }
@@ -69,6 +72,9 @@ const (
 	Push    Class = iota + 1 // copy the image (work item action "copy")
 	Delete                   // mirror a deletion (work item action "delete")
 	Ignored                  // nothing to do; see Message.IgnoredReason
+	// Trigger: something a promotion gate may be waiting for happened (a scan ended);
+	// re-decide the images it names (docs/PROMOTION.md).
+	Trigger
 )
 
 func (c Class) String() string {
@@ -79,6 +85,8 @@ func (c Class) String() string {
 		return "delete"
 	case Ignored:
 		return "ignored"
+	case Trigger:
+		return "trigger"
 	}
 	return fmt.Sprintf("Class(%d)", int(c))
 }
@@ -96,6 +104,8 @@ type Message struct {
 	WorkItem *WorkItem
 	// Reconcile is set for KindReconcile.
 	Reconcile *Reconcile
+	// ImageScan is set for KindImageScan.
+	ImageScan *ImageScan
 }
 
 // ImageAction is the normalized content of an ECR Image Action event.
@@ -233,9 +243,11 @@ func parseEvent(body []byte) (Message, error) {
 	if err := json.Unmarshal(body, &env); err != nil {
 		return Message{}, jsonError("", err)
 	}
-	msg := Message{Kind: KindImageAction, Class: Ignored}
+	if isImageScan(&env) {
+		return parseImageScan(&env)
+	}
 	a := &ImageAction{EventID: env.ID, Account: env.Account, Region: env.Region}
-	msg.Image = a
+	msg := Message{Kind: KindImageAction, Class: Ignored, Image: a}
 	// Not ours: other services, and other ECR events (scan, replication,
 	// referrer, pull-through cache). Referrers are copied with their
 	// subject, so ECR Referrer Action is ignored too.

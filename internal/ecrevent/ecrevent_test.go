@@ -72,7 +72,7 @@ func TestParseEvents(t *testing.T) {
 		{"failed with junk", event(t, map[string]any{"result": "FAILED", "image-digest": "x"}, nil), Ignored, "", "FAILED"},
 		{"storage class", event(t, map[string]any{"action-type": "UPDATE_STORAGE_CLASS", "target-storage-class": "ARCHIVE"}, nil), Ignored, "", "UPDATE_STORAGE_CLASS"},
 		{"other action", event(t, map[string]any{"action-type": "REPLICATE"}, nil), Ignored, "", "REPLICATE"},
-		{"scan event", event(t, nil, map[string]any{"detail-type": "ECR Image Scan"}), Ignored, "", "ECR Image Scan"},
+		{"scan resource change", event(t, nil, map[string]any{"detail-type": "ECR Scan Resource Change"}), Ignored, "", "ECR Scan Resource Change"},
 		{"referrer event", event(t, nil, map[string]any{"detail-type": "ECR Referrer Action"}), Ignored, "", "detail-type"},
 		{"other source", event(t, nil, map[string]any{"source": "custom.test"}), Ignored, "", "custom.test"},
 		{"no time", event(t, nil, map[string]any{"time": nil, "id": nil}), Push, "latest", ""},
@@ -457,5 +457,64 @@ func TestReconcileErrors(t *testing.T) {
 	_, err := Parse([]byte(strings.Replace(string(good), `"cursor"`, `"cursr"`, 1)))
 	if !errors.Is(err, ErrMalformed) || !strings.Contains(err.Error(), `unknown field "cursr"`) {
 		t.Errorf("unknown field: %v", err)
+	}
+}
+
+// TestParseImageScan: basic and enhanced scan-complete events are triggers naming an
+// image; Inspector's repository ARN must be the envelope's account and region.
+func TestParseImageScan(t *testing.T) {
+	basic := `{"version":"0","id":"e1","detail-type":"ECR Image Scan","source":"aws.ecr","account":"111111111111","time":"2026-03-04T15:42:17Z","region":"us-east-1",
+	  "resources":["arn:aws:ecr:us-east-1:111111111111:repository/team-a/app"],
+	  "detail":{"scan-status":"COMPLETE","repository-name":"team-a/app","finding-severity-counts":{"CRITICAL":1},"image-digest":"` + digest + `","image-tags":["v1"]}}`
+	inspector := func(repo string) string {
+		return `{"version":"0","id":"e2","detail-type":"Inspector2 Scan","source":"aws.inspector2","account":"111111111111","time":"2026-03-04T15:42:17Z","region":"us-east-1",
+		  "resources":["` + repo + `"],
+		  "detail":{"scan-status":"INITIAL_SCAN_COMPLETE","repository-name":"` + repo + `","finding-severity-counts":{"TOTAL":0},"image-digest":"` + digest + `","image-tags":[]}}`
+	}
+	for _, c := range []struct {
+		name, body string
+		enhanced   bool
+	}{{"basic", basic, false}, {"enhanced", inspector("arn:aws:ecr:us-east-1:111111111111:repository/team-a/app"), true}} {
+		m, err := Parse([]byte(c.body))
+		if err != nil {
+			t.Fatalf("%s: %v", c.name, err)
+		}
+		s := m.ImageScan
+		if m.Kind != KindImageScan || m.Class != Trigger || s == nil || s.Repository != "team-a/app" || s.Digest != digest ||
+			s.Account != "111111111111" || s.Enhanced != c.enhanced || s.Repo().Name != "team-a/app" {
+			t.Fatalf("%s: %+v %+v", c.name, m, s)
+		}
+	}
+	for _, c := range []struct{ name, body, want string }{
+		{"foreign repository ARN", inspector("arn:aws:ecr:us-east-1:999999999999:repository/team-a/app"), "detail.repository-name"},
+		{"no digest", strings.Replace(basic, `"image-digest":"`+digest+`",`, "", 1), "detail.image-digest: required"},
+		{"bad digest", strings.Replace(basic, digest, "sha256:xyz", 1), "detail.image-digest"},
+	} {
+		if _, err := Parse([]byte(c.body)); err == nil || !strings.Contains(err.Error(), c.want) || !errors.Is(err, ErrMalformed) {
+			t.Errorf("%s: %v, want %q", c.name, err, c.want)
+		}
+	}
+}
+
+// TestWorkItemHold: a re-check's hold round-trips and is bounded.
+func TestWorkItemHold(t *testing.T) {
+	w := WorkItem{Action: WorkCopy, Rule: "r", Source: ImageRef{AccountID: "111111111111", Region: "us-east-1", Repository: "team-a/app", Digest: digest, Tag: "v1"},
+		Destination: RepositoryRef{AccountID: "222222222222", Region: "us-east-1", Repository: "team-a/app"}, CreatedAt: time.Now().UTC().Truncate(time.Second),
+		Hold: &Hold{Attempt: 2, Reason: "SignatureMissing", EventID: "e1"}}
+	b, err := Marshal(w)
+	if err != nil {
+		t.Fatal(err)
+	}
+	m, err := Parse(b)
+	if err != nil || m.WorkItem.Hold == nil || *m.WorkItem.Hold != *w.Hold {
+		t.Fatalf("%s: %+v %v", b, m.WorkItem, err)
+	}
+	w.Hold.Attempt = MaxHoldAttempts + 1
+	if _, err := Marshal(w); err == nil || !strings.Contains(err.Error(), "hold.attempt") {
+		t.Errorf("attempt past the bound: %v", err)
+	}
+	w.Hold.Attempt, w.Action = 1, WorkDelete
+	if _, err := Marshal(w); err == nil || !strings.Contains(err.Error(), "only a copy is held") {
+		t.Errorf("held delete: %v", err)
 	}
 }

@@ -46,9 +46,26 @@ type WorkItem struct {
 	Reason      string        `json:"reason,omitempty"` // why the backfill queued it, for logs
 	// Run is the reconcile run that found the work (RFC 3339), if one did: the copy's log
 	// line says so (event_id "reconcile:<run>").
-	Run       string    `json:"run,omitempty"`
+	Run string `json:"run,omitempty"`
+	// Hold, when set, makes the item the re-check of a copy a promotion gate held
+	// (docs/PROMOTION.md): it is decided again, and copied, held again or blocked.
+	Hold      *Hold     `json:"hold,omitempty"`
 	CreatedAt time.Time `json:"createdAt"`
 }
+
+// Hold is what a re-check carries of the hold it continues.
+type Hold struct {
+	// Attempt counts the re-checks (1: the first).
+	Attempt int `json:"attempt"`
+	// Reason is the code the image was held for (SignatureMissing, ScanPending), for logs.
+	Reason string `json:"reason,omitempty"`
+	// EventID is the push event that was held, so that its log lines are found together.
+	EventID string `json:"eventId,omitempty"`
+}
+
+// MaxHoldAttempts bounds a hold's re-checks, whatever the clocks say: a gate waits at
+// most a day, re-checked about ten times (docs/PROMOTION.md).
+const MaxHoldAttempts = 100
 
 // ImageRef names an image: a digest in a repository, optionally a tag.
 type ImageRef struct {
@@ -117,6 +134,16 @@ func (w *WorkItem) Validate() error {
 	}
 	if w.CreatedAt.IsZero() {
 		return malformed("createdAt", "required")
+	}
+	if h := w.Hold; h != nil {
+		switch {
+		case w.Action != WorkCopy:
+			return malformed("hold", "only a copy is held")
+		case h.Attempt < 1 || h.Attempt > MaxHoldAttempts:
+			return malformed("hold.attempt", "%d is not between 1 and %d", h.Attempt, MaxHoldAttempts)
+		case len(h.Reason) > 64 || len(h.EventID) > 256:
+			return malformed("hold", "reason or eventId too long")
+		}
 	}
 	return nil
 }

@@ -31,6 +31,10 @@ func (h *Handler) execute(ctx context.Context, budget deadline.Budget, jobs []*j
 				results[i] = notStarted(j)
 			case j.delete:
 				results[i] = run.Delete(workCtx, j.src, j.targets)
+			case j.trigger:
+				results[i] = h.trigger(workCtx, run, j)
+			case j.gated:
+				results[i] = h.gated(workCtx, run, j)
 			default:
 				results[i] = run.Replicate(workCtx, j.src, j.targets)
 			}
@@ -52,8 +56,15 @@ func (*notStartedError) Error() string {
 func (*notStartedError) ErrorCode() string { return retry.CodeDeadlineExceeded }
 func (*notStartedError) Retryable() bool   { return true }
 
-// notStarted reports every target of a job the invocation did not start.
+// notStarted reports every target of a job the invocation did not start (a trigger,
+// which has none yet, once).
 func notStarted(j *job) []destinations.Result {
+	if j.trigger {
+		return []destinations.Result{{
+			Result: copyengine.Result{Outcome: copyengine.Failed, Digest: j.src.Digest, Err: errNotStarted},
+			Code:   retry.CodeDeadlineExceeded, Retryable: true,
+		}}
+	}
 	out := make([]destinations.Result, len(j.targets))
 	for i, t := range j.targets {
 		out[i] = destinations.Result{

@@ -74,6 +74,12 @@ type Config struct {
 	// images not started are left for redelivery, so that the partial-batch answer is
 	// delivered (internal/deadline says why). Zero: deadline's default.
 	Reserve time.Duration
+	// Gate decides promotion gates (gate.go, docs/PROMOTION.md); nil: a gated copy fails
+	// for good, reported with CodeNoGate.
+	Gate Gate
+	// Holds is where held copies' re-checks go; nil: a held copy is reported and waits
+	// for its next trigger or the reconcile.
+	Holds *HoldQueue
 }
 
 // Handler handles invocations. It is safe for concurrent use: each invocation has its

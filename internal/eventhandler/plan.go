@@ -31,6 +31,13 @@ type job struct {
 	workItem bool      // a backfill or reconcile work item: at is when it was enqueued
 	targets  []rules.Target
 	messages []int // indexes into the batch
+	// gated: the targets have promotion gates, decided before the copy (gate.go).
+	gated bool
+	// trigger: no copy of its own: re-decide the gated copies of the image src names
+	// (referrer: src is a pushed manifest, whose subject that image is).
+	trigger, referrer bool
+	// hold is the hold a re-check continues.
+	hold *ecrevent.Hold
 }
 
 // plan is what an invocation will do: the jobs, and what it will not do and why.
@@ -45,10 +52,10 @@ type plan struct {
 // jobKey identifies one action on one image at one destination: the same key in one
 // batch is done once.
 type jobKey struct {
-	delete      bool
-	src         ecrname.Repo
-	digest, tag string
-	dst         ecrname.Repo
+	delete, trigger bool
+	src             ecrname.Repo
+	digest, tag     string
+	dst             ecrname.Repo
 }
 
 // plan parses the messages into jobs, deduplicated per (action, image, destination).
@@ -60,31 +67,18 @@ func (h *Handler) plan(ctx context.Context, msgs []message, mr *metrics.Recorder
 	seen := map[jobKey]*job{}
 	own := &ownSource{ctx: ctx, get: h.c.Source}
 	for i, m := range msgs {
-		j, err := h.planMessage(m, own)
+		js, err := h.planMessage(m, own)
 		if err != nil {
 			h.notPlanned(&p, i, m, err, mr)
 			continue
 		}
-		if j == nil {
+		if len(js) == 0 {
 			p.ignored++
 			continue
 		}
-		var fresh []rules.Target
-		for _, t := range j.targets {
-			k := jobKey{delete: j.delete, src: j.src.Repo, digest: j.src.Digest, tag: j.src.Tag, dst: t.Repo()}
-			if prev, ok := seen[k]; ok {
-				prev.messages = appendUnique(prev.messages, i)
-				p.duplicates++
-				continue
-			}
-			fresh = append(fresh, t)
-			seen[k] = j
+		for _, j := range js {
+			p.add(j, i, seen)
 		}
-		if len(fresh) == 0 {
-			continue
-		}
-		j.targets, j.messages = fresh, []int{i}
-		p.jobs = append(p.jobs, j)
 	}
 	return p
 }
@@ -105,6 +99,39 @@ func (h *Handler) notPlanned(p *plan, i int, m message, err error, mr *metrics.R
 	}
 }
 
+// add adds a message's job, less the (action, image, destination) earlier jobs of the
+// batch already do.
+func (p *plan) add(j *job, msg int, seen map[jobKey]*job) {
+	if j.trigger {
+		k := jobKey{trigger: true, src: j.src.Repo, digest: j.src.Digest}
+		if prev, ok := seen[k]; ok {
+			prev.messages = appendUnique(prev.messages, msg)
+			p.duplicates++
+			return
+		}
+		seen[k] = j
+		j.messages = []int{msg}
+		p.jobs = append(p.jobs, j)
+		return
+	}
+	var fresh []rules.Target
+	for _, t := range j.targets {
+		k := jobKey{delete: j.delete, src: j.src.Repo, digest: j.src.Digest, tag: j.src.Tag, dst: t.Repo()}
+		if prev, ok := seen[k]; ok {
+			prev.messages = appendUnique(prev.messages, msg)
+			p.duplicates++
+			continue
+		}
+		fresh = append(fresh, t)
+		seen[k] = j
+	}
+	if len(fresh) == 0 {
+		return
+	}
+	j.targets, j.messages = fresh, []int{msg}
+	p.jobs = append(p.jobs, j)
+}
+
 func appendUnique(s []int, v int) []int {
 	for _, x := range s {
 		if x == v {
@@ -114,29 +141,45 @@ func appendUnique(s []int, v int) []int {
 	return append(s, v)
 }
 
-// planMessage parses one message into its job: nil job and nil error when it is ignored
-// (logged here), an error when it is a permanent failure.
-func (h *Handler) planMessage(m message, own *ownSource) (*job, error) {
+// planMessage parses one message into its jobs: none and nil error when it is ignored
+// (logged here), an error when it is a permanent failure (or, for a message that could
+// not be checked, one problemCode calls unsettled). A push may make two: the copy to its
+// destinations without a gate, and the gated copy (or the trigger) to the others.
+func (h *Handler) planMessage(m message, own *ownSource) ([]*job, error) {
 	msg, err := ecrevent.Parse(m.body)
 	if err != nil {
 		return nil, err
 	}
 	switch msg.Kind {
 	case ecrevent.KindWorkItem:
-		j, err := h.planWorkItem(msg.WorkItem)
-		if err == nil {
-			err = own.refuse(j.src.Repo.Registry, j.targets)
-		}
-		if err != nil && !errors.Is(err, ErrNoRuleAllows) {
-			err = fmt.Errorf("work item %s: %w", msg.WorkItem.String(), err)
-		}
-		return j, err
+		return h.planWork(msg.WorkItem, own)
+	case ecrevent.KindImageScan:
+		return h.planScan(m, msg.ImageScan, own)
 	case ecrevent.KindReconcile:
 		return nil, fmt.Errorf("%w: a reconcile item: reconcile items are ReconcileFunction's, not this function's (is the reconcile queue mapped to the wrong function?)", ecrevent.ErrMalformed)
 	case ecrevent.KindImageAction:
-	default:
-		return nil, fmt.Errorf("%w: unknown message kind", ecrevent.ErrMalformed)
+		return h.planImageAction(m, &msg, own)
 	}
+	return nil, fmt.Errorf("%w: unknown message kind", ecrevent.ErrMalformed)
+}
+
+// planWork is a work item's job, refused when it names another source registry.
+func (h *Handler) planWork(w *ecrevent.WorkItem, own *ownSource) ([]*job, error) {
+	j, err := h.planWorkItem(w)
+	if err == nil {
+		err = own.refuse(j.src.Repo.Registry, j.targets)
+	}
+	if err != nil && !errors.Is(err, ErrNoRuleAllows) {
+		err = fmt.Errorf("work item %s: %w", w.String(), err)
+	}
+	if err != nil {
+		return nil, err
+	}
+	return []*job{j}, nil
+}
+
+// planImageAction is the jobs of an ECR image action (push, delete).
+func (h *Handler) planImageAction(m message, msg *ecrevent.Message, own *ownSource) ([]*job, error) {
 	a := msg.Image
 	if msg.Class == ecrevent.Ignored {
 		attrs := []any{"message_id", m.id, "reason", msg.IgnoredReason}
@@ -152,13 +195,29 @@ func (h *Handler) planMessage(m message, own *ownSource) (*job, error) {
 		eventID: a.EventID,
 		at:      a.Time,
 	}
+	g := *j
+	g.gated = true
 	ok, invalid := rules.Split(h.c.Rules.Targets(a.Repository, a.Tag))
 	for _, t := range append(ok, invalid...) {
-		if !j.delete || t.MirrorDeletes {
+		switch {
+		case j.delete && !t.MirrorDeletes:
+		case !j.delete && t.Gated() && t.Err == nil:
+			g.targets = append(g.targets, t)
+		default:
 			j.targets = append(j.targets, t)
 		}
 	}
-	if len(j.targets) == 0 {
+	var jobs []*job
+	if len(j.targets) > 0 {
+		jobs = append(jobs, j)
+	}
+	trigger := h.planTrigger(a)
+	if trigger != nil {
+		jobs = append(jobs, trigger)
+	} else if len(g.targets) > 0 {
+		jobs = append(jobs, &g)
+	}
+	if len(jobs) == 0 {
 		reason := "no rule selects this repository and tag"
 		switch {
 		case j.delete:
@@ -169,10 +228,14 @@ func (h *Handler) planMessage(m message, own *ownSource) (*job, error) {
 		h.c.Log.Info("event ignored", "message_id", m.id, "event_id", a.EventID, "repository", a.Repository, "digest", a.Digest, "tag", a.Tag, "action_type", a.ActionType, "reason", reason)
 		return nil, nil
 	}
-	if err := own.refuse(a.Repo().Registry, j.targets); err != nil {
-		return nil, fmt.Errorf("event %s (%s %s@%s): %w", a.EventID, a.ActionType, a.Repository, a.Digest, err)
+	refused := own.refuse(a.Repo().Registry, append(j.targets[:len(j.targets):len(j.targets)], g.targets...))
+	if trigger != nil {
+		refused = own.check(a.Repo().Registry) // a trigger reads the registry the event names
 	}
-	return j, nil
+	if refused != nil {
+		return nil, fmt.Errorf("event %s (%s %s@%s): %w", a.EventID, a.ActionType, a.Repository, a.Digest, refused)
+	}
+	return jobs, nil
 }
 
 // planWorkItem accepts a backfill work item only for a destination the rules give its
@@ -188,10 +251,17 @@ func (h *Handler) planWorkItem(w *ecrevent.WorkItem) (*job, error) {
 	if w.Run != "" {
 		j.eventID = "reconcile:" + w.Run // as the run's reconcile items: one filter finds both
 	}
+	if w.Hold != nil {
+		j.hold, j.eventID = w.Hold, w.Hold.EventID // the held push's id: its re-checks are found with it
+	}
 	want := w.Destination.Repo()
 	for _, t := range h.c.Rules.Targets(w.Source.Repository, w.Source.Tag) {
 		if t.Repo() == want && (!j.delete || t.MirrorDeletes) {
 			j.targets = []rules.Target{t}
+			j.gated = !j.delete && t.Gated()
+			if w.Hold != nil && !j.gated {
+				j.hold = nil // the rules changed: the destination has no gate any more, copy
+			}
 			return j, nil
 		}
 	}

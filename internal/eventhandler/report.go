@@ -45,13 +45,16 @@ type Problem struct {
 
 // Summary is the answer to a direct invocation.
 type Summary struct {
-	Results    []Outcome `json:"results"`
-	Ignored    int       `json:"ignored"`
-	Malformed  []Problem `json:"malformed,omitempty"`
-	Succeeded  int       `json:"succeeded"`
-	Failed     int       `json:"failed"`
-	Retryable  int       `json:"retryable"`
-	Duplicates int       `json:"duplicates,omitempty"`
+	Results   []Outcome `json:"results"`
+	Ignored   int       `json:"ignored"`
+	Malformed []Problem `json:"malformed,omitempty"`
+	Succeeded int       `json:"succeeded"`
+	Failed    int       `json:"failed"`
+	Retryable int       `json:"retryable"`
+	// Held and Blocked count copies promotion gates held or blocked (docs/PROMOTION.md).
+	Held       int `json:"held,omitempty"`
+	Blocked    int `json:"blocked,omitempty"`
+	Duplicates int `json:"duplicates,omitempty"`
 }
 
 // report logs every result and records its metrics, and sums them up: the summary and
@@ -70,6 +73,10 @@ func (h *Handler) report(ctx context.Context, p plan, results [][]destinations.R
 			o := h.outcome(ctx, j, r, msgs, done, mr)
 			out.summary.Results = append(out.summary.Results, o)
 			switch {
+			case o.Outcome == string(Held):
+				out.summary.Held++
+			case o.Outcome == string(Blocked):
+				out.summary.Blocked++
 			case o.Retryable:
 				out.summary.Retryable++
 				out.summary.Failed++
@@ -106,6 +113,14 @@ func (h *Handler) outcome(ctx context.Context, j *job, r destinations.Result, ms
 	if len(j.messages) > 0 {
 		o.MessageID = msgs[j.messages[0]].id
 	}
+	if j.trigger {
+		// A trigger's results are of the images it re-decided; one that found nothing to
+		// decide has no destination.
+		o.Digest, o.Tag = r.Digest, r.Tag
+		if r.Destination == (ecrname.Repo{}) {
+			o.Destination = ""
+		}
+	}
 	failed := r.Err != nil || r.Outcome.Failure()
 	if failed {
 		if o.Outcome == "" {
@@ -123,6 +138,10 @@ func (h *Handler) outcome(ctx context.Context, j *job, r destinations.Result, ms
 	}
 	level, msg := slog.LevelInfo, "image replicated"
 	switch {
+	case r.Outcome == Blocked:
+		level, msg = slog.LevelError, "image blocked by a promotion gate (permanent)"
+	case r.Outcome == Held:
+		msg = "image held by a promotion gate"
 	case failed && r.Retryable:
 		level, msg = slog.LevelWarn, "image replication failed (will retry)"
 	case failed:
@@ -159,6 +178,10 @@ func record(mr *metrics.Recorder, j *job, r destinations.Result, code string, fa
 		mr.Add("PutImageThrottled", metrics.Count, float64(r.ManifestsThrottled), "Destination", dst)
 	}
 	switch {
+	case r.Outcome == Blocked:
+		mr.Add("GateBlocked", metrics.Count, 1, "Rule", r.Rule, "Reason", code)
+	case r.Outcome == Held:
+		mr.Add("GateHeld", metrics.Count, 1, "Rule", r.Rule, "Reason", code)
 	case failed:
 		mr.Add("ReplicationFailures", metrics.Count, 1, "Reason", code)
 		mr.Add("ReplicationFailures", metrics.Count, 1, "Destination", dst)
@@ -218,7 +241,10 @@ func (h *Handler) publish(ctx context.Context, reports []Outcome) {
 			continue
 		}
 		result := "SUCCESS"
-		if o.Code != "" {
+		switch {
+		case o.Outcome == string(Held):
+			result = "PENDING" // a promotion gate waits: a later event says how it ended
+		case o.Code != "":
 			result = "FAILED"
 		}
 		reason := o.Reason

@@ -60,6 +60,13 @@ func (o *ownSource) refuse(named ecrname.Registry, targets []rules.Target) error
 	if ok, _ := rules.Split(targets); len(ok) == 0 {
 		return nil
 	}
+	return o.check(named)
+}
+
+// check answers why a message naming the registry named is not acted on: nil when it is
+// the function's own source. A promotion gate's trigger (a scan event, a signature's push)
+// has no target of its own and always reads the registry, so it is always checked.
+func (o *ownSource) check(named ecrname.Registry) error {
 	o.once.Do(func() { o.reg, o.err = o.get(o.ctx) })
 	switch {
 	case o.err != nil:

@@ -17,6 +17,7 @@ import (
 	"github.com/ecr-replicator/ecr-replicator/internal/ecrevent"
 	"github.com/ecr-replicator/ecr-replicator/internal/ecrname"
 	"github.com/ecr-replicator/ecr-replicator/internal/eventhandler"
+	"github.com/ecr-replicator/ecr-replicator/internal/gate"
 	"github.com/ecr-replicator/ecr-replicator/internal/rules"
 	"github.com/ecr-replicator/ecr-replicator/internal/testing/sandboxtest"
 )
@@ -122,5 +123,69 @@ func TestSourceUnknownRetriesEverything(t *testing.T) {
 	}
 	if len(run.asked) != 0 {
 		t.Errorf("the run was asked about %v", run.asked)
+	}
+}
+
+// recordingGate is a promotion gate that decides nothing and records the images it was
+// asked to look up.
+type recordingGate struct {
+	mu     sync.Mutex
+	looked []string
+}
+
+func (g *recordingGate) Decide(_ context.Context, img gate.Image, reqs []*rules.Require) ([]gate.Decision, error) {
+	return nil, errors.New("not decided here")
+}
+func (g *recordingGate) Lookup(_ context.Context, img gate.Image) (gate.Lookup, error) {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	g.looked = append(g.looked, img.String())
+	return gate.Lookup{}, nil
+}
+func (g *recordingGate) Parents(context.Context, gate.Image, time.Time) ([]gate.Lookup, error) {
+	return nil, nil
+}
+
+// TestForeignTriggersRefused: a promotion gate's triggers are claims too. A scan-complete
+// event, or the push of a cosign signature tag, naming another account than the
+// function's source is refused as ForeignSource, and the gate never reads the registry
+// it names; the same from the own source is looked up.
+func TestForeignTriggersRefused(t *testing.T) {
+	own := ecrname.Registry{AccountID: srcAcct, Region: region}
+	doc, err := rules.Parse([]byte(`{"rules":[{"name":"gated","repositories":["team-a/*"],"require":{"scan":{"severity":"HIGH"}},
+	  "destinations":[{"accountId":"` + dstAcct + `","region":"` + region + `"}]}]}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	g, run, emf := &recordingGate{}, &recordingRun{}, &bytes.Buffer{}
+	h := eventhandler.New(eventhandler.Config{Rules: doc, Source: func(context.Context) (ecrname.Registry, error) { return own, nil },
+		Start: func() eventhandler.Run { return run }, Gate: g, EMF: emf, Namespace: "test"})
+	const digest = "sha256:3333333333333333333333333333333333333333333333333333333333333333"
+	scan := func(account string) string {
+		b, _ := json.Marshal(map[string]any{"version": "0", "id": "scan-" + account, "detail-type": "ECR Image Scan", "source": "aws.ecr",
+			"account": account, "time": time.Now().UTC().Format(time.RFC3339), "region": region,
+			"detail": map[string]any{"scan-status": "COMPLETE", "repository-name": "team-a/app", "image-digest": digest}})
+		return string(b)
+	}
+	signature := func(account string) string {
+		return string(ecrevent.ImageAction{EventID: "sig-" + account, Account: account, Region: region, Time: time.Now(),
+			Repository: "team-a/app", Digest: "sha256:" + strings.Repeat("4", 64), Tag: "sha256-" + strings.Repeat("3", 64) + ".sig", ActionType: "PUSH"}.Event())
+	}
+	out, err := h.Handle(t.Context(), sandboxtest.SQSBatch(1,
+		sandboxtest.SQSMessage{ID: "scan", Body: scan(dstAcct)},
+		sandboxtest.SQSMessage{ID: "signature", Body: signature(dstAcct)},
+		sandboxtest.SQSMessage{ID: "own-scan", Body: scan(srcAcct)},
+	))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if resp := out.(events.SQSEventResponse); len(resp.BatchItemFailures) != 0 {
+		t.Errorf("batchItemFailures %v: refused messages are acknowledged", resp.BatchItemFailures)
+	}
+	if want := own.String() + "/team-a/app@" + digest; len(g.looked) != 1 || g.looked[0] != want {
+		t.Errorf("the gate looked up %v, want %s only", g.looked, want)
+	}
+	if !strings.Contains(emf.String(), `{"Reason":"ForeignSource","ReplicationFailures":[1,1]`) {
+		t.Errorf("want ReplicationFailures 1, 1 by Reason ForeignSource:\n%s", emf)
 	}
 }

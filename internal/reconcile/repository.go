@@ -238,8 +238,16 @@ func (r *Reconciler) sendChunk(ctx context.Context, inv *invocation, messageID s
 
 // logRepository writes the item's log line and metrics.
 func (r *Reconciler) logRepository(inv *invocation, item *ecrevent.Reconcile, p repositoryPlan, s sendResult, complete bool) {
+	// Gated drift is decided where it is copied: the replicate function holds or blocks
+	// it and reports it with this run's id (docs/PROMOTION.md).
+	gated := 0
+	for i := range p.diff.Work {
+		if p.diff.Work[i].Target.Gated() {
+			gated++
+		}
+	}
 	r.c.Log.Info("reconcile repository", "run", item.Run, "repository", item.Repository, "imagesSeen", p.ex.ImagesSeen,
-		"inSync", p.diff.InSync, "drift", len(p.diff.Work), "unplanned", p.diff.Unplanned, "enqueued", s.sent,
+		"inSync", p.diff.InSync, "drift", len(p.diff.Work), "gated", gated, "unplanned", p.diff.Unplanned, "enqueued", s.sent,
 		"continued", !s.done, "complete", complete, "attempt", item.Attempt)
 	if inv.mr == nil {
 		return

@@ -41,19 +41,21 @@ type rawRule struct {
 	// DeleteImmutableTags lets delete mirroring remove a tag the destination keeps
 	// immutable (default false: kept, reported kept-immutable).
 	DeleteImmutableTags *bool             `yaml:"deleteImmutableTags"`
+	Require             *Require          `yaml:"require"`
 	Destinations        []*rawDestination `yaml:"destinations"`
 }
 
 type rawDestination struct {
-	AccountID             string `yaml:"accountId"`
-	Region                string `yaml:"region"`
-	RoleARN               string `yaml:"roleArn"`
-	ExternalID            string `yaml:"externalId"`
-	RepositoryPrefix      string `yaml:"repositoryPrefix"`
-	CreateRepository      *bool  `yaml:"createRepository"`
-	KMSKey                string `yaml:"kmsKey"`
-	MirrorLifecyclePolicy *bool  `yaml:"mirrorLifecyclePolicy"`
-	MirrorRepositoryTags  *bool  `yaml:"mirrorRepositoryTags"`
+	AccountID             string   `yaml:"accountId"`
+	Region                string   `yaml:"region"`
+	RoleARN               string   `yaml:"roleArn"`
+	ExternalID            string   `yaml:"externalId"`
+	RepositoryPrefix      string   `yaml:"repositoryPrefix"`
+	CreateRepository      *bool    `yaml:"createRepository"`
+	KMSKey                string   `yaml:"kmsKey"`
+	MirrorLifecyclePolicy *bool    `yaml:"mirrorLifecyclePolicy"`
+	MirrorRepositoryTags  *bool    `yaml:"mirrorRepositoryTags"`
+	Require               *Require `yaml:"require"`
 }
 
 func boolOr(p *bool, def bool) bool {
@@ -102,6 +104,7 @@ func Parse(data []byte) (*Document, error) {
 			Referrers:           boolOr(rr.Referrers, true),
 			MirrorDeletes:       boolOr(rr.MirrorDeletes, false),
 			DeleteImmutableTags: boolOr(rr.DeleteImmutableTags, false),
+			Require:             rr.Require,
 		}
 		for j, rd := range rr.Destinations {
 			if rd == nil {
@@ -117,6 +120,7 @@ func Parse(data []byte) (*Document, error) {
 				KMSKey:                rd.KMSKey,
 				MirrorLifecyclePolicy: boolOr(rd.MirrorLifecyclePolicy, false),
 				MirrorRepositoryTags:  boolOr(rd.MirrorRepositoryTags, false),
+				Require:               rd.Require,
 			})
 		}
 		doc.Rules = append(doc.Rules, r)
@@ -163,6 +167,15 @@ var (
 		"*rules.rawDestination", "a destination",
 		"rules.rawDestination", "a destination",
 		"rules.Source", "source",
+		"*rules.Require", "require",
+		"rules.Require", "require",
+		"*rules.SignatureRequirement", "require.signatures",
+		"rules.SignatureRequirement", "require.signatures",
+		"rules.Signer", "a signer",
+		"*rules.Keyless", "keyless",
+		"*rules.Notation", "notation",
+		"*rules.ScanRequirement", "require.scan",
+		"rules.ScanRequirement", "require.scan",
 		"into bool", "into a boolean (true or false)",
 	)
 )
@@ -239,10 +252,23 @@ func (d *Document) Validate() error {
 		if len(r.Destinations) == 0 {
 			return fmt.Errorf("%s.destinations: at least one destination is required", path)
 		}
+		if r.Require != nil {
+			if err := r.Require.validate(path + ".require"); err != nil {
+				return err
+			}
+		}
+		if err := r.referrersFollowGates(path); err != nil {
+			return err
+		}
 		for j := range r.Destinations {
 			dpath := fmt.Sprintf("%s.destinations[%d]", path, j)
 			if err := r.Destinations[j].validate(dpath); err != nil {
 				return err
+			}
+			if req := r.Destinations[j].Require; req != nil {
+				if err := req.validate(dpath + ".require"); err != nil {
+					return err
+				}
 			}
 			for k := 0; k < j; k++ {
 				a, b := r.Destinations[k], r.Destinations[j]

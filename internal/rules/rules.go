@@ -54,8 +54,10 @@ type Rule struct {
 	MirrorDeletes bool     `yaml:"mirrorDeletes" json:"mirrorDeletes"`
 	// DeleteImmutableTags: delete mirroring may delete a destination tag that is
 	// immutable (by the repository's tag mutability), and so let a later push move it.
-	DeleteImmutableTags bool          `yaml:"deleteImmutableTags,omitempty" json:"deleteImmutableTags,omitempty"`
-	Destinations        []Destination `yaml:"destinations" json:"destinations"`
+	DeleteImmutableTags bool `yaml:"deleteImmutableTags,omitempty" json:"deleteImmutableTags,omitempty"`
+	// Require is the rule's promotion gate (nil: none); a destination's own replaces it.
+	Require      *Require      `yaml:"require,omitempty" json:"require,omitempty"`
+	Destinations []Destination `yaml:"destinations" json:"destinations"`
 
 	compiled    bool
 	repos, tags globSet
@@ -76,6 +78,8 @@ type Destination struct {
 	KMSKey                string `yaml:"kmsKey,omitempty" json:"kmsKey,omitempty"`
 	MirrorLifecyclePolicy bool   `yaml:"mirrorLifecyclePolicy" json:"mirrorLifecyclePolicy"`
 	MirrorRepositoryTags  bool   `yaml:"mirrorRepositoryTags" json:"mirrorRepositoryTags"`
+	// Require is this destination's promotion gate, replacing the rule's (nil: the rule's).
+	Require *Require `yaml:"require,omitempty" json:"require,omitempty"`
 }
 
 // RepositoryFor returns the destination repository name for a source
@@ -108,6 +112,9 @@ type Target struct {
 	// DeleteImmutableTags: delete mirroring may delete an immutable destination tag.
 	DeleteImmutableTags bool
 	Untagged            bool // the rule replicates digest-only images
+	// Require is the promotion gate of the copy (nil: none): the destination's, or else
+	// the rule's. A gated target promotes tagged images only (docs/PROMOTION.md).
+	Require *Require
 	// Err is non-nil when the destination repository name is not a valid
 	// ECR name (prefix + source name too long, typically). Such a target
 	// must not be copied; it is returned so the caller can report it.
@@ -242,6 +249,10 @@ func (d *Document) targets(sourceRepo string, selects func(*Rule) bool) []Target
 				MirrorDeletes:       r.MirrorDeletes,
 				Untagged:            r.Untagged,
 				DeleteImmutableTags: r.DeleteImmutableTags,
+				Require:             r.Require,
+			}
+			if dst.Require != nil {
+				t.Require = dst.Require
 			}
 			// Linear scan: a handful of targets, and no map allocation
 			// on the hot path.

@@ -133,6 +133,12 @@ func (c typedNode) describe(line, tag, into string) (string, bool) {
 		return fmt.Sprintf("line %s: %s must be a list of rules, each a mapping (repositories:, destinations:, …)", line, c.key), true
 	case (into == "string" || into == "bool") && !scalar:
 		return fmt.Sprintf("line %s: %s must be a single value, not %s", line, c.key, kind), true
+	case strings.HasPrefix(into, "[]"): // a promotion gate's lists (signers, allow, trustedIdentities)
+		what := "a single value"
+		if tag == "map" {
+			what = "a mapping"
+		}
+		return fmt.Sprintf("line %s: %s must be a list, not %s", line, c.key, what), true
 	}
 	return "", false
 }

@@ -23,6 +23,11 @@ const (
 	// (template.yaml's RepositoryPrefixFilter): a rule whose repositories all lie outside
 	// it would never see a push.
 	EnvRepositoryPrefixFilter = "REPOSITORY_PREFIX_FILTER"
+	// EnvPromotionGates is "false" when the stack sends no scan-complete event to the
+	// replicate function and grants no scan read (template.yaml's PromotionGates): a rule
+	// with `require` (a promotion gate, docs/PROMOTION.md) could never pass a scan gate,
+	// and its holds would wait for triggers that never come.
+	EnvPromotionGates = "PROMOTION_GATES"
 )
 
 // scope is what the deployment lets a document do.
@@ -32,6 +37,7 @@ type scope struct {
 	deletesCut    bool   // MIRROR_DELETES=false: no DELETE events
 	eventPrefix   string // REPOSITORY_PREFIX_FILTER
 	mirrorDeletes string // the raw MIRROR_DELETES, for the error
+	gatesCut      bool   // PROMOTION_GATES=false: no scan events, no scan reads
 }
 
 func newScope(getenv func(string) string) scope {
@@ -41,6 +47,7 @@ func newScope(getenv func(string) string) scope {
 	}
 	s.mirrorDeletes = strings.TrimSpace(getenv(EnvMirrorDeletes))
 	s.deletesCut = s.mirrorDeletes == "false"
+	s.gatesCut = strings.TrimSpace(getenv(EnvPromotionGates)) == "false"
 	return s
 }
 
@@ -69,6 +76,10 @@ func splitARNs(list string) []string {
 func (s scope) check(doc *rules.Document) error {
 	if err := s.covered(doc); err != nil {
 		return err
+	}
+	if s.gatesCut && doc.HasGates() {
+		return fmt.Errorf("a rule has `require` (a promotion gate), but the stack was deployed without promotion gates (%s=false, the stack's PromotionGates parameter): "+
+			"deploy it with PromotionGates=true, which sends scan events to the replicate function and lets held copies be re-checked", EnvPromotionGates)
 	}
 	for i, r := range doc.Rules {
 		if s.deletesCut && r.MirrorDeletes {

@@ -71,6 +71,11 @@ func TestEnvironmentDocument(t *testing.T) {
 		{"mirrorDeletes without DELETE events", map[string]string{rules.EnvRules: scoped(`"mirrorDeletes":true`), rulesource.EnvMirrorDeletes: "false"},
 			"rules[0] (r).mirrorDeletes: the stack's event rule forwards no DELETE events (MIRROR_DELETES=false"},
 		{"mirrorDeletes with DELETE events", map[string]string{rules.EnvRules: scoped(`"mirrorDeletes":true`), rulesource.EnvMirrorDeletes: "true"}, ""},
+		// Promotion gates: a rule with `require` needs the stack's scan events and re-checks.
+		{"a gate without PromotionGates", map[string]string{rules.EnvRules: scoped(`"require":{"scan":{"severity":"HIGH"}}`), rulesource.EnvPromotionGates: "false"},
+			"a rule has `require` (a promotion gate), but the stack was deployed without promotion gates (PROMOTION_GATES=false"},
+		{"a gate with PromotionGates", map[string]string{rules.EnvRules: scoped(`"require":{"scan":{"severity":"HIGH"}}`), rulesource.EnvPromotionGates: "true"}, ""},
+		{"no gate without PromotionGates", map[string]string{rules.EnvRules: scoped(`"mirrorDeletes":false`), rulesource.EnvPromotionGates: "false"}, ""},
 		{"outside the prefix", map[string]string{rules.EnvRules: scoped(`"repositories":["team-b/**","other"]`), rulesource.EnvRepositoryPrefixFilter: "team-a/"},
 			"rules[0] (r).repositories: team-b/**, other lie outside REPOSITORY_PREFIX_FILTER=team-a/"},
 		{"the prefix's own name", map[string]string{rules.EnvRules: scoped(`"repositories":["team-a"]`), rulesource.EnvRepositoryPrefixFilter: "team-a/"}, "lie outside"},

@@ -111,6 +111,8 @@ func (s *Sandbox) serveAPI(w http.ResponseWriter, r *http.Request) {
 			resp, aerr = s.eventsCall(c, op, body, &entry)
 		case "ssm":
 			resp, aerr = s.ssmCall(c, op, body, &entry)
+		case "kms":
+			resp, aerr = s.kmsCall(c, op, body, &entry)
 		default:
 			aerr = errorf(400, "UnknownOperationException", "the sandbox does not emulate service %q", service)
 		}
@@ -176,6 +178,8 @@ func guessService(r *http.Request) string {
 		return "events"
 	case strings.HasPrefix(target, "AmazonSSM."):
 		return "ssm"
+	case strings.HasPrefix(target, "TrentService."):
+		return "kms"
 	}
 	return "sts"
 }

@@ -64,6 +64,9 @@ type imageDetail struct {
 	LastRecordedPullTime   *epoch   `json:"lastRecordedPullTime,omitempty"`
 	LastArchivedAt         *epoch   `json:"lastArchivedAt,omitempty"`
 	LastActivatedAt        *epoch   `json:"lastActivatedAt,omitempty"`
+	// Set once the image has a scan (scan.go).
+	ImageScanStatus          *scanStatusJSON      `json:"imageScanStatus,omitempty"`
+	ImageScanFindingsSummary *findingsSummaryJSON `json:"imageScanFindingsSummary,omitempty"`
 }
 
 func decodeInput(body []byte, v any) *apiError {
@@ -144,6 +147,9 @@ func (s *Sandbox) ecrCall(ctx context.Context, c *caller, op string, body []byte
 	}
 	entry.Repository = in.RepositoryName
 	entry.Reference = imageRefs(in.ImageTag, in.ImageDigest, in.ImageIDs)
+	if in.ImageID != nil {
+		entry.Reference = imageRefs(in.ImageID.Tag, in.ImageID.Digest, nil)
+	}
 	switch op {
 	case "GetAuthorizationToken":
 		tok, exp := s.issueToken(c.cred, c.region)
@@ -164,6 +170,8 @@ func (s *Sandbox) ecrCall(ctx context.Context, c *caller, op string, body []byte
 		return reg.describeImages(in.RepositoryName, in.ImageIDs, in.Filter.TagStatus, in.Filter.ImageStatus, in.MaxResults, in.NextToken)
 	case "UpdateImageStorageClass":
 		return reg.updateImageStorageClass(in.RepositoryName, in.ImageID, in.TargetClass)
+	case "DescribeImageScanFindings":
+		return reg.describeImageScanFindings(in.RepositoryName, in.ImageID, in.MaxResults, in.NextToken)
 	case "BatchGetImage":
 		return reg.batchGetImage(ctx, c, in.RepositoryName, in.ImageIDs, in.AcceptedTypes)
 	case "RegisterPullTimeUpdateExclusion", "DeregisterPullTimeUpdateExclusion", "ListPullTimeUpdateExclusions":
@@ -415,13 +423,15 @@ func (r *registry) listImages(name, tagStatus, imageStatus string, maxResults *i
 }
 
 func (r *registry) detail(repo *repository, m *manifestRecord) imageDetail {
-	return imageDetail{
+	d := imageDetail{
 		RegistryID: r.account, RepositoryName: repo.name, ImageDigest: m.digest,
 		ImageTags: repo.tagsOf(m.digest), ImageSizeInBytes: repo.imageSize(m),
 		ImagePushedAt: epoch(m.pushedAt), ImageManifestMediaType: m.mediaType,
 		ArtifactMediaType: m.artifactType, SubjectManifestDigest: m.subject, ImageStatus: r.status(m),
 		LastArchivedAt: epochPtr(m.lastArchivedAt), LastActivatedAt: epochPtr(m.lastActivatedAt), LastRecordedPullTime: epochPtr(m.lastPulledAt),
 	}
+	scanSummary(&d, m)
+	return d
 }
 
 // checkStatusFilter refuses an imageStatus filter DescribeImagesFilter does not know.

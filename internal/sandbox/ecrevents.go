@@ -93,13 +93,18 @@ func (r *registry) emitStorageClass(repo, digest, tag, target string, lastActiva
 // emitServiceEvent records an event an AWS service sends to the default bus of an
 // account and region and, unless a drop fault takes it, queues it for the bus's rules.
 func (s *Sandbox) emitServiceEvent(account, region, source, detailType string, detail any) {
+	s.emitServiceEventWith(account, region, source, detailType, []string{}, detail)
+}
+
+// emitServiceEventWith is emitServiceEvent for an event whose resources are not empty.
+func (s *Sandbox) emitServiceEventWith(account, region, source, detailType string, resources []string, detail any) {
 	b, err := json.Marshal(detail)
 	if err != nil {
 		panic(err) // the details are plain structs of strings
 	}
 	ev := RecordedEvent{
 		EventID: newUUID(), Account: account, Region: region, EventBus: defaultEventBusName,
-		Source: source, DetailType: detailType, Detail: b, Resources: []string{}, Time: s.now().UTC(),
+		Source: source, DetailType: detailType, Detail: b, Resources: resources, Time: s.now().UTC(),
 	}
 	ev.Event = eventEnvelope(ev)
 	st := s.events()

@@ -467,6 +467,12 @@ func apiResources(c *caller, service, op string, body []byte) []string {
 	case "sts":
 		v, _ := parseQuery(body)
 		return []string{v.Get("RoleArn")}
+	case "kms":
+		var in struct {
+			KeyID string `json:"KeyId"`
+		}
+		json.Unmarshal(body, &in)
+		return []string{kmsKeyARN(c, in.KeyID)}
 	case "sqs":
 		var in struct {
 			QueueURL  string `json:"QueueUrl"`

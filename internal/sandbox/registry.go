@@ -37,6 +37,8 @@ type registry struct {
 	uploads map[string]*upload
 	// blobMounting is the registry's BLOB_MOUNTING account setting (mount.go).
 	blobMounting bool
+	// scanPolicy scans pushed images (scan.go); nil: only SetImageScan sets results.
+	scanPolicy *ScanPolicy
 }
 
 type upload struct {
@@ -645,7 +647,7 @@ func (r *registry) putManifest(repoName, ref string, body []byte, contentType st
 		}
 	}
 	if old, ok := repo.manifests[rec.digest]; ok {
-		rec.pushedAt = old.pushedAt
+		rec.pushedAt, rec.scan = old.pushedAt, old.scan
 		// Pushing an archived image again restores it (archive.go).
 		rec.lastArchivedAt, rec.lastActivatedAt = old.lastArchivedAt, old.lastActivatedAt
 		rec.status, rec.activatingSince = old.status, old.activatingSince
@@ -654,6 +656,7 @@ func (r *registry) putManifest(repoName, ref string, body []byte, contentType st
 		rec.pushedAt = r.sb.now()
 	}
 	repo.manifests[rec.digest] = rec
+	r.scanOnPush(repo, rec)
 	tag := ""
 	if isTag {
 		repo.tagIndex[ref] = rec.digest

@@ -158,6 +158,7 @@ type Sandbox struct {
 	sqsState    *sqsState
 	eventsState *eventsState
 	ssmState    *ssmState
+	kms         kmsState // AWS KMS public keys (kms.go)
 
 	wg     sync.WaitGroup
 	closed bool
@@ -431,6 +432,7 @@ func (s *Sandbox) Env(accountID, user, region string) (map[string]string, error)
 		"AWS_ENDPOINT_URL_SQS":         s.apiURL,
 		"AWS_ENDPOINT_URL_EVENTBRIDGE": s.apiURL,
 		"AWS_ENDPOINT_URL_SSM":         s.apiURL,
+		"AWS_ENDPOINT_URL_KMS":         s.apiURL,
 		"AWS_ACCESS_KEY_ID":            key,
 		"AWS_SECRET_ACCESS_KEY":        secret,
 		"AWS_REGION":                   region,

@@ -95,7 +95,8 @@ type manifestRecord struct {
 	status                          string
 	lastArchivedAt, lastActivatedAt time.Time
 	activatingSince                 time.Time
-	lastPulledAt                    time.Time // lastRecordedPullTime (pulltime.go)
+	lastPulledAt                    time.Time   // lastRecordedPullTime (pulltime.go)
+	scan                            *ScanResult // the image's scan (scan.go); nil: never scanned
 }
 
 type descriptor struct {

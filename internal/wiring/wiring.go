@@ -5,8 +5,10 @@
 package wiring
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -22,6 +24,7 @@ import (
 
 	"github.com/ecr-replicator/ecr-replicator/internal/backfill"
 	"github.com/ecr-replicator/ecr-replicator/internal/eventhandler"
+	"github.com/ecr-replicator/ecr-replicator/internal/gate"
 	"github.com/ecr-replicator/ecr-replicator/internal/metrics"
 	"github.com/ecr-replicator/ecr-replicator/internal/reconcile"
 	"github.com/ecr-replicator/ecr-replicator/internal/sqssend"
@@ -67,6 +70,9 @@ type Deps struct {
 	RulesErr error
 	// Source keeps the rules document current (Serve reads it before each invocation).
 	Source *rulesource.Source
+	// Verify compiles the promotion gates' signers for the replicate function's handler
+	// (nil: a document whose gates require signatures is refused).
+	Verify VerifyFunc
 
 	engine *copyengine.Engine
 }
@@ -154,13 +160,7 @@ func (d *Deps) Serve(getenv func(string) string, emf io.Writer, build func(*Deps
 		}
 		if err != nil {
 			mu.Unlock()
-			d.Log.Error("configuration error: no usable rules document; every invocation fails until it is fixed", "error", err.Error())
-			mr := metrics.New(emf, metrics.Namespace(getenv))
-			mr.Add(MetricConfigurationErrors, metrics.Count, 1)
-			if ferr := mr.Flush(); ferr != nil {
-				d.Log.Warn("writing metrics", "error", ferr.Error())
-			}
-			return nil, fmt.Errorf("configuration error: %w", err)
+			return nil, d.configurationError(getenv, emf, "no usable rules document", err)
 		}
 		if h == nil || doc != built {
 			d.use(doc)
@@ -172,13 +172,25 @@ func (d *Deps) Serve(getenv func(string) string, emf io.Writer, build func(*Deps
 	}
 }
 
+// configurationError logs and counts (ConfigurationErrors, EMF to emf) an invocation
+// refused for want of a usable configuration (what), and returns its error.
+func (d *Deps) configurationError(getenv func(string) string, emf io.Writer, what string, err error) error {
+	d.Log.Error("configuration error: "+what+"; every invocation fails until it is fixed", "error", err.Error())
+	mr := metrics.New(emf, metrics.Namespace(getenv))
+	mr.Add(MetricConfigurationErrors, metrics.Count, 1)
+	if ferr := mr.Flush(); ferr != nil {
+		d.Log.Warn("writing metrics", "error", ferr.Error())
+	}
+	return fmt.Errorf("configuration error: %w", err)
+}
+
 // MetricConfigurationErrors counts invocations refused for want of a usable rules
-// document.
+// document (or of its promotion gates' signers).
 const MetricConfigurationErrors = "ConfigurationErrors"
 
 // functions are the handlers the bootstraps serve, by function name.
 var functions = map[string]func(d *Deps) HandlerFunc{
-	"replicate": func(d *Deps) HandlerFunc { return d.Handler(os.Getenv, os.Stdout).Handle },
+	"replicate": func(d *Deps) HandlerFunc { return d.Replicate(os.Getenv, os.Stdout) },
 	"backfill": func(d *Deps) HandlerFunc {
 		b := d.Backfill(os.Getenv, os.Stdout)
 		return func(ctx context.Context, payload json.RawMessage) (any, error) { return b.Handle(ctx, payload) }
@@ -192,8 +204,9 @@ var functions = map[string]func(d *Deps) HandlerFunc{
 const EnvServe = "ECR_REPLICATOR_SERVE"
 
 // Start runs the named function ("replicate", "backfill", "reconcile") in a Lambda execution
-// environment, as its bootstrap (functions/<name>) does; an unknown name exits 2.
-func Start(name string) {
+// environment, as its bootstrap (functions/<name>) does; an unknown name exits 2. verify,
+// when given, compiles the promotion gates' signers (the replicate function's).
+func Start(name string, verify ...VerifyFunc) {
 	log := Logger(os.Stdout, os.Getenv)
 	build, ok := functions[name]
 	if !ok {
@@ -204,6 +217,9 @@ func Start(name string) {
 	if err != nil {
 		lambda.Start(ColdStartFailed(log, err))
 		return
+	}
+	for _, v := range verify {
+		deps.Verify = v
 	}
 	lambda.Start(deps.Serve(os.Getenv, os.Stdout, build))
 }
@@ -256,7 +272,27 @@ func (d *Deps) Backfill(getenv func(string) string, emf io.Writer) *backfill.Bac
 // (result events, the reconcile queue's items); EMF metrics go to emf. Tests adjust the
 // configuration with adjust.
 func (d *Deps) Handler(getenv func(string) string, emf io.Writer, adjust ...func(*eventhandler.Config)) *eventhandler.Handler {
-	c := eventhandler.Config{Rules: d.Rules, RulesErr: d.RulesErr, Log: d.Log, EMF: emf, Namespace: metrics.Namespace(getenv)}
+	g, err := d.promotionGate()
+	return d.handler(getenv, emf, g, err, adjust...)
+}
+
+// Replicate is the replicate function's handler as Serve builds it for each rules
+// document: Handler's, or, when the promotion gates' signers do not compile, one that
+// refuses every invocation as an unusable document is (logged, ConfigurationErrors).
+func (d *Deps) Replicate(getenv func(string) string, emf io.Writer) HandlerFunc {
+	g, err := d.promotionGate()
+	if err != nil {
+		return func(context.Context, json.RawMessage) (any, error) {
+			return nil, d.configurationError(getenv, emf, "the promotion gates' signers", err)
+		}
+	}
+	return d.handler(getenv, emf, g, nil).Handle
+}
+
+// handler is Handler with the promotion gate g (gateErr: the signers did not compile,
+// and every invocation fails with it).
+func (d *Deps) handler(getenv func(string) string, emf io.Writer, g eventhandler.Gate, gateErr error, adjust ...func(*eventhandler.Config)) *eventhandler.Handler {
+	c := eventhandler.Config{Rules: d.Rules, RulesErr: cmp.Or(d.RulesErr, gateErr), Gate: g, Log: d.Log, EMF: emf, Namespace: metrics.Namespace(getenv)}
 	if d.Rules != nil {
 		c.Source = d.sourceRegistry(d.Rules)
 	}
@@ -266,10 +302,41 @@ func (d *Deps) Handler(getenv func(string) string, emf io.Writer, adjust ...func
 	if bus := getenv(eventhandler.EnvResultEventBus); bus != "" {
 		c.Events, c.EventBus = eventbridge.NewFromConfig(d.AWS), bus
 	}
+	// Held copies are re-checked through the copy queue (its policy lets this role send;
+	// the push queue takes only the event rules').
+	if u := getenv(EnvCopyQueueURL); u != "" {
+		c.Holds = &eventhandler.HoldQueue{Sender: sqssend.New(sqs.NewFromConfig(d.AWS)), URL: u}
+	}
 	for _, a := range adjust {
 		a(&c)
 	}
 	return eventhandler.New(c)
+}
+
+// VerifyFunc compiles the signers of a rules document into the promotion gates'
+// signature verifiers (internal/gate/verify's ForLambda): given to Start by the functions
+// that verify, so that only they link the signature libraries.
+type VerifyFunc func(doc *rules.Document, cfg aws.Config) (gate.Verifiers, error)
+
+// promotionGate is the promotion gate of d.Rules (docs/PROMOTION.md; nil without rules),
+// its signers compiled by d.Verify. A signer that does not compile, or signers in a
+// function built without Verify, are an error: the function refuses every invocation.
+func (d *Deps) promotionGate() (eventhandler.Gate, error) {
+	if d.Rules == nil {
+		return nil, nil
+	}
+	var vs gate.Verifiers
+	var err error
+	switch {
+	case d.Verify != nil:
+		vs, err = d.Verify(d.Rules, d.AWS)
+	case d.Rules.HasSigners():
+		err = errors.New("a rule's promotion gate requires signatures, and this function was built without signature verification")
+	}
+	if err != nil {
+		return nil, err
+	}
+	return gate.New(gate.Config{Resolver: d.Resolver, SourceRole: d.Rules.SourceRoleARN(), Verifiers: vs, Log: d.Log}), nil
 }
 
 // sourceRegistry answers the registry the functions replicate from, for doc: in the

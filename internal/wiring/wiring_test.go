@@ -8,10 +8,12 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/ecr-replicator/ecr-replicator/internal/gate/verify"
 	"github.com/ecr-replicator/ecr-replicator/internal/rules"
 	"github.com/ecr-replicator/ecr-replicator/internal/rulesource"
 	"github.com/ecr-replicator/ecr-replicator/internal/sandbox"
 	"github.com/ecr-replicator/ecr-replicator/internal/testing/sandboxtest"
+	"github.com/ecr-replicator/ecr-replicator/internal/testing/signing"
 	"github.com/ecr-replicator/ecr-replicator/internal/wiring"
 )
 
@@ -127,5 +129,52 @@ func TestServeRetriesAThrottledFirstRead(t *testing.T) {
 	w.SB.ClearFaults()
 	if out, err := serve(w.Ctx, json.RawMessage(`{}`)); err != nil || out != "a" {
 		t.Fatalf("after the throttling: %v, %v", out, err)
+	}
+}
+
+// TestServeRefusesSignersThatDoNotCompile: a rules version whose promotion gate names a
+// key that is no public key is refused like an unusable document — the reason names the
+// field, the invocation fails, ConfigurationErrors counts it — until a version that
+// compiles replaces it; a function built without verification refuses signers at all.
+func TestServeRefusesSignersThatDoNotCompile(t *testing.T) {
+	w := sandboxtest.Start(t)
+	gated := func(key string) string {
+		return fmt.Sprintf(`{"rules":[{"name":"gated","require":{"signatures":{"signers":[{"name":"release","publicKey":%q}]}},
+		  "destinations":[{"accountId":"222222222222","region":"us-east-1","roleArn":"arn:aws:iam::222222222222:role/ecr-replicator-destination"}]}]}`, key)
+	}
+	put := func(v string) {
+		t.Helper()
+		if _, err := w.SB.PutParameter(sandbox.SourceAccount, sandbox.DefaultRegion, param, v, "", true); err != nil {
+			t.Fatal(err)
+		}
+	}
+	put(gated("not a key"))
+	t.Setenv(rulesource.EnvParameter, param)
+	t.Setenv(rulesource.EnvCheckSeconds, "0")
+	t.Setenv(rules.EnvRules, "")
+	logs, emf := &sandboxtest.LogBuffer{}, &sandboxtest.LogBuffer{}
+	deps, err := wiring.Load(w.Ctx, "replicate", slog.New(slog.NewJSONHandler(logs, nil)))
+	if err != nil || deps.RulesErr != nil {
+		t.Fatal(err, deps.RulesErr)
+	}
+	getenv := func(string) string { return "" }
+	serve := deps.Serve(getenv, emf, func(d *wiring.Deps) wiring.HandlerFunc { return d.Replicate(getenv, emf) })
+	deps.Verify = verify.ForLambda
+	if _, err := serve(w.Ctx, json.RawMessage(`{"Records":[]}`)); err == nil ||
+		!strings.Contains(err.Error(), "configuration error: rules[0].require.signatures.signers[0].publicKey") {
+		t.Fatalf("a key that does not parse: %v", err)
+	}
+	if !strings.Contains(emf.String(), `"ConfigurationErrors":1`) ||
+		!strings.Contains(logs.String(), `"msg":"configuration error: the promotion gates' signers; every invocation fails until it is fixed"`) {
+		t.Fatalf("not counted or not logged:\n%s\n%s", emf, logs)
+	}
+	put(gated(signing.NewKey(t).PublicPEM(t)))
+	if _, err := serve(w.Ctx, json.RawMessage(`{"Records":[]}`)); err != nil {
+		t.Fatalf("a version whose key compiles: %v", err)
+	}
+	deps.Verify = nil
+	put(gated(signing.NewKey(t).PublicPEM(t)))
+	if _, err := serve(w.Ctx, json.RawMessage(`{"Records":[]}`)); err == nil || !strings.Contains(err.Error(), "built without signature verification") {
+		t.Fatalf("signers in a function without verification: %v", err)
 	}
 }

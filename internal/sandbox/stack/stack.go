@@ -23,6 +23,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/sqs"
 	"github.com/aws/aws-sdk-go-v2/service/sqs/types"
 
+	"github.com/ecr-replicator/ecr-replicator/internal/rulesource"
 	"github.com/ecr-replicator/ecr-replicator/internal/sandbox"
 	"github.com/ecr-replicator/ecr-replicator/internal/sandbox/eventsource"
 	"github.com/ecr-replicator/ecr-replicator/internal/sandbox/signin"
@@ -35,8 +36,13 @@ const (
 	// would name them after the stack; the sandbox's other helpers use these).
 	QueueName           = "ecr-replicator-queue"
 	DeadLetterQueueName = "ecr-replicator-dlq"
-	// RuleName is the rule's logical ID.
-	RuleName = "ImageActionRule"
+	// CopyQueueName is the CopyQueue's: backfill and reconcile copies, and the re-checks
+	// of copies promotion gates hold.
+	CopyQueueName = "ecr-replicator-copy"
+	// RuleName is the rule's logical ID; GateRuleName the promotion gates' (scan-complete
+	// events), deployed with PromotionGates.
+	RuleName     = "ImageActionRule"
+	GateRuleName = "GateEventRule"
 	// BatchSize and MaximumConcurrency are the parameters of the same names: messages per
 	// invocation and most invocations at once of the ReplicationQueue event source. The
 	// template sets no MaximumBatchingWindowInSeconds: Lambda's default for SQS is 0, an
@@ -52,6 +58,7 @@ const (
 	// CopyConcurrency and PutImageRate are the parameters the ReplicateFunction's
 	// environment carries as PUT_IMAGE_WRITERS and PUT_IMAGE_RATE; LogLevel as LOG_LEVEL.
 	CopyConcurrency = 2
+	CopyBatchSize   = 10
 	PutImageRate    = 10
 	LogLevel        = "info"
 )
@@ -84,18 +91,34 @@ func RuleARN(region, account string) string {
 	return fmt.Sprintf("arn:aws:events:%s:%s:rule/%s", region, account, RuleName)
 }
 
+// GateRuleARN is the ARN of GateEventRule in an account's default event bus.
+func GateRuleARN(region, account string) string {
+	return fmt.Sprintf("arn:aws:events:%s:%s:rule/%s", region, account, GateRuleName)
+}
+
 // ReplicationQueuePolicy is ReplicationQueuePolicy's document, on the ReplicationQueue
 // and the DeadLetterQueue, with no QueueOperatorArns: EventBridge may send for the rule
-// only, and every other sender is refused.
-func ReplicationQueuePolicy(queueARN, deadLetterQueueARN, ruleARN string) string {
+// (and, with promotion gates, for GateEventRule: gateRuleARN, "" without) only, and every
+// other sender is refused.
+func ReplicationQueuePolicy(queueARN, deadLetterQueueARN, ruleARN, gateRuleARN string) string {
 	queues := []string{queueARN, deadLetterQueueARN}
-	return mustJSON(map[string]any{"Version": "2012-10-17", "Statement": []any{
+	var senders any = ruleARN
+	if gateRuleARN != "" {
+		senders = []string{ruleARN, gateRuleARN}
+	}
+	statements := []any{
 		map[string]any{"Sid": "ImageActionRuleOnly", "Effect": "Allow", "Principal": map[string]any{"Service": "events.amazonaws.com"},
 			"Action": "sqs:SendMessage", "Resource": queues,
 			"Condition": map[string]any{"ArnEquals": map[string]any{"aws:SourceArn": ruleARN}}},
 		map[string]any{"Sid": "NoOtherSender", "Effect": "Deny", "Principal": "*", "Action": "sqs:SendMessage", "Resource": queues,
-			"Condition": map[string]any{"ArnNotEquals": map[string]any{"aws:SourceArn": ruleARN}}},
-	}})
+			"Condition": map[string]any{"ArnNotEquals": map[string]any{"aws:SourceArn": senders}}},
+	}
+	if gateRuleARN != "" {
+		statements = append(statements, map[string]any{"Sid": "GateEventRuleOnly", "Effect": "Allow", "Principal": map[string]any{"Service": "events.amazonaws.com"},
+			"Action": "sqs:SendMessage", "Resource": queues,
+			"Condition": map[string]any{"ArnEquals": map[string]any{"aws:SourceArn": gateRuleARN}}})
+	}
+	return mustJSON(map[string]any{"Version": "2012-10-17", "Statement": statements})
 }
 
 func mustJSON(v any) string {
@@ -106,12 +129,21 @@ func mustJSON(v any) string {
 	return string(b)
 }
 
+// GateEventPattern is GateEventRule's event pattern: scan-complete events of basic
+// (ECR) and enhanced (Inspector) scanning, in the stack's own account.
+func GateEventPattern(account string) string {
+	return mustJSON(map[string]any{"source": []string{"aws.ecr", "aws.inspector2"}, "detail-type": []string{"ECR Image Scan", "Inspector2 Scan"},
+		"account": []string{account}})
+}
+
 // Options are the template parameters the push path depends on (zero: their defaults).
 type Options struct {
 	MirrorDeletes          bool
 	RepositoryPrefixFilter string
 	ReplicateTimeout       time.Duration
 	MaxReceiveCount        int
+	// PromotionGates deploys GateEventRule, sending scan-complete events to the queue.
+	PromotionGates bool
 }
 
 // Stack is the push path deployed in a sandbox's source account and default region.
@@ -120,6 +152,7 @@ type Stack struct {
 	SQS                                    *sqs.Client
 	QueueURL, QueueARN                     string
 	DeadLetterQueueURL, DeadLetterQueueARN string
+	CopyQueueURL                           string
 
 	sb   *sandbox.Sandbox
 	opts Options
@@ -143,14 +176,21 @@ func Deploy(ctx context.Context, sb *sandbox.Sandbox, opts Options) (*Stack, err
 		return nil, err
 	}
 	redrive, _ := json.Marshal(map[string]string{"deadLetterTargetArn": s.DeadLetterQueueARN, "maxReceiveCount": strconv.Itoa(opts.MaxReceiveCount)})
-	s.QueueURL, s.QueueARN, err = s.createQueue(ctx, QueueName, map[string]string{
+	queueAttrs := map[string]string{
 		"VisibilityTimeout": strconv.Itoa(int(VisibilityTimeout(opts.ReplicateTimeout).Seconds())),
 		"RedrivePolicy":     string(redrive),
-	})
-	if err != nil {
+	}
+	if s.QueueURL, s.QueueARN, err = s.createQueue(ctx, QueueName, queueAttrs); err != nil {
 		return nil, err
 	}
-	policy := ReplicationQueuePolicy(s.QueueARN, s.DeadLetterQueueARN, RuleARN(sandbox.DefaultRegion, sandbox.SourceAccount))
+	if s.CopyQueueURL, _, err = s.createQueue(ctx, CopyQueueName, queueAttrs); err != nil {
+		return nil, err
+	}
+	gateRule := ""
+	if opts.PromotionGates {
+		gateRule = GateRuleARN(sandbox.DefaultRegion, sandbox.SourceAccount)
+	}
+	policy := ReplicationQueuePolicy(s.QueueARN, s.DeadLetterQueueARN, RuleARN(sandbox.DefaultRegion, sandbox.SourceAccount), gateRule)
 	for _, url := range []string{s.QueueURL, s.DeadLetterQueueURL} {
 		if _, err := s.SQS.SetQueueAttributes(ctx, &sqs.SetQueueAttributesInput{QueueUrl: aws.String(url), Attributes: map[string]string{"Policy": policy}}); err != nil {
 			return nil, fmt.Errorf("setting the policy of %s: %w", url, err)
@@ -163,6 +203,12 @@ func Deploy(ctx context.Context, sb *sandbox.Sandbox, opts Options) (*Stack, err
 	})
 	if err != nil {
 		return nil, err
+	}
+	if opts.PromotionGates {
+		err = sb.PutRule(sandbox.SourceAccount, sandbox.DefaultRegion, sandbox.Rule{Name: GateRuleName, EventPattern: GateEventPattern(sandbox.SourceAccount), Targets: []string{s.QueueARN}})
+		if err != nil {
+			return nil, err
+		}
 	}
 	return s, nil
 }
@@ -185,6 +231,8 @@ func (s *Stack) createQueue(ctx context.Context, name string, attrs map[string]s
 func (s *Stack) FunctionEnv() map[string]string {
 	return map[string]string{
 		wiring.EnvQueueURL:            s.QueueURL,
+		wiring.EnvCopyQueueURL:        s.CopyQueueURL,
+		rulesource.EnvPromotionGates:  strconv.FormatBool(s.opts.PromotionGates),
 		wiring.EnvPutImageRate:        strconv.Itoa(PutImageRate),
 		wiring.EnvWriters:             strconv.Itoa(CopyConcurrency),
 		"LOG_LEVEL":                   LogLevel,
@@ -214,8 +262,24 @@ func (s *Stack) Start(ctx context.Context, m Mapping) (es *eventsource.EventSour
 	if m.MaximumConcurrency == 0 {
 		m.MaximumConcurrency = MaximumConcurrency
 	}
+	return s.start(ctx, s.QueueURL, m)
+}
+
+// StartCopyQueue runs the event source of ReplicateFunction's CopyQueue mapping (batches
+// of CopyBatchSize, at most CopyConcurrency at once), as Start does the ReplicationQueue's.
+func (s *Stack) StartCopyQueue(ctx context.Context, m Mapping) (es *eventsource.EventSource, stop func() error, err error) {
+	if m.BatchSize == 0 {
+		m.BatchSize = CopyBatchSize
+	}
+	if m.MaximumConcurrency == 0 {
+		m.MaximumConcurrency = CopyConcurrency
+	}
+	return s.start(ctx, s.CopyQueueURL, m)
+}
+
+func (s *Stack) start(ctx context.Context, queueURL string, m Mapping) (es *eventsource.EventSource, stop func() error, err error) {
 	es, err = eventsource.New(s.SQS, eventsource.Config{
-		QueueURL: s.QueueURL, BatchSize: m.BatchSize, MaximumBatchingWindow: m.MaximumBatchingWindow,
+		QueueURL: queueURL, BatchSize: m.BatchSize, MaximumBatchingWindow: m.MaximumBatchingWindow,
 		MaximumConcurrency: m.MaximumConcurrency, FunctionTimeout: s.opts.ReplicateTimeout,
 		ReportBatchItemFailures: true, Invoke: m.Invoke, OnInvoke: m.OnInvoke,
 	})
@@ -230,13 +294,20 @@ func (s *Stack) Start(ctx context.Context, m Mapping) (es *eventsource.EventSour
 	return es, stop, nil
 }
 
-// WaitIdle returns once every event emitted so far has been delivered by the rule and
-// the event source has handled the queue (its invocations settled), or when ctx ends.
-func (s *Stack) WaitIdle(ctx context.Context, es *eventsource.EventSource) error {
+// WaitIdle returns once every event emitted so far has been delivered by the rules and
+// the event sources have handled their queues (their invocations settled), or when ctx
+// ends. Delayed messages count as work: a held copy's re-checks are waited for, until
+// the hold ends (passed or blocked).
+func (s *Stack) WaitIdle(ctx context.Context, es ...*eventsource.EventSource) error {
 	if err := s.sb.WaitEventsDelivered(ctx); err != nil {
 		return err
 	}
-	return es.WaitIdle(ctx)
+	for _, e := range es {
+		if err := e.WaitIdle(ctx); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // DeadLetters counts the messages in the DeadLetterQueue (visible or in flight).

@@ -53,6 +53,8 @@ func render(t *testing.T, params map[string]any) *cfn.Template {
 				return arn(stack.DeadLetterQueueName), true
 			case "ImageActionRule.Arn":
 				return stack.RuleARN(sandbox.DefaultRegion, sandbox.SourceAccount), true
+			case "GateEventRule.Arn":
+				return stack.GateRuleARN(sandbox.DefaultRegion, sandbox.SourceAccount), true
 			}
 			return "", false
 		},
@@ -117,19 +119,46 @@ func TestImageActionPatternIsTheTemplates(t *testing.T) {
 }
 
 // TestQueuePolicyIsTheTemplates: the policy Deploy gives the ReplicationQueue and the
-// DeadLetterQueue is template.yaml's ReplicationQueuePolicy (without QueueOperatorArns).
+// DeadLetterQueue is template.yaml's ReplicationQueuePolicy (without QueueOperatorArns),
+// without promotion gates and with them (GateEventRule may send too).
 func TestQueuePolicyIsTheTemplates(t *testing.T) {
-	props, err := render(t, nil).Resource("ReplicationQueuePolicy", "AWS::SQS::QueuePolicy")
+	for _, gates := range []bool{false, true} {
+		props, err := render(t, map[string]any{"PromotionGates": fmt.Sprint(gates)}).Resource("ReplicationQueuePolicy", "AWS::SQS::QueuePolicy")
+		if err != nil {
+			t.Fatal(err)
+		}
+		gateRule := ""
+		if gates {
+			gateRule = stack.GateRuleARN(sandbox.DefaultRegion, sandbox.SourceAccount)
+		}
+		want := jsonValue(t, props["PolicyDocument"])
+		got := jsonValue(t, []byte(stack.ReplicationQueuePolicy(
+			fmt.Sprintf("arn:aws:sqs:%s:%s:%s", sandbox.DefaultRegion, sandbox.SourceAccount, stack.QueueName),
+			fmt.Sprintf("arn:aws:sqs:%s:%s:%s", sandbox.DefaultRegion, sandbox.SourceAccount, stack.DeadLetterQueueName),
+			stack.RuleARN(sandbox.DefaultRegion, sandbox.SourceAccount), gateRule)))
+		if !reflect.DeepEqual(got, want) {
+			t.Errorf("PromotionGates=%v: policy\n %v\ntemplate\n %v", gates, got, want)
+		}
+	}
+}
+
+// TestGateEventPatternIsTheTemplates: with PromotionGates, the template's GateEventRule
+// has the sandbox rule's pattern and sends to the ReplicationQueue; without, it is not
+// deployed.
+func TestGateEventPatternIsTheTemplates(t *testing.T) {
+	if _, err := render(t, nil).Resource(stack.GateRuleName, "AWS::Events::Rule"); err == nil {
+		t.Error("GateEventRule deployed without PromotionGates")
+	}
+	props, err := render(t, map[string]any{"PromotionGates": "true"}).Resource(stack.GateRuleName, "AWS::Events::Rule")
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := jsonValue(t, props["PolicyDocument"])
-	got := jsonValue(t, []byte(stack.ReplicationQueuePolicy(
-		fmt.Sprintf("arn:aws:sqs:%s:%s:%s", sandbox.DefaultRegion, sandbox.SourceAccount, stack.QueueName),
-		fmt.Sprintf("arn:aws:sqs:%s:%s:%s", sandbox.DefaultRegion, sandbox.SourceAccount, stack.DeadLetterQueueName),
-		stack.RuleARN(sandbox.DefaultRegion, sandbox.SourceAccount))))
-	if !reflect.DeepEqual(got, want) {
-		t.Errorf("policy\n %v\ntemplate\n %v", got, want)
+	if got, want := jsonValue(t, []byte(stack.GateEventPattern(sandbox.SourceAccount))), jsonValue(t, props["EventPattern"]); !reflect.DeepEqual(got, want) {
+		t.Errorf("pattern %v, template %v", got, want)
+	}
+	targets, _ := props["Targets"].([]any)
+	if len(targets) != 1 || path(t, targets[0], "Arn") != "arn:aws:sqs:us-east-1:"+sandbox.SourceAccount+":"+stack.QueueName {
+		t.Errorf("targets %v, want the ReplicationQueue only", targets)
 	}
 }
 
@@ -153,6 +182,17 @@ func TestSettingsAreTheTemplates(t *testing.T) {
 			t.Errorf("ReplicationQueue event source %s = %s, want %s", key, got, want)
 		}
 	}
+	copyMapping := path(t, fn, "Events", "CopyQueue", "Properties")
+	for key, want := range map[string]string{
+		"BatchSize":                      fmt.Sprint(stack.CopyBatchSize),
+		"FunctionResponseTypes":          "[ReportBatchItemFailures]",
+		"ScalingConfig":                  fmt.Sprintf("map[MaximumConcurrency:%d]", stack.CopyConcurrency),
+		"MaximumBatchingWindowInSeconds": "<nil>",
+	} {
+		if got := fmt.Sprint(path(t, copyMapping, key)); got != want {
+			t.Errorf("CopyQueue event source %s = %s, want %s", key, got, want)
+		}
+	}
 	if got := fmt.Sprint(path(t, fn, "Timeout")); got != fmt.Sprint(stack.ReplicateTimeout.Seconds()) {
 		t.Errorf("Timeout = %s, want %v", got, stack.ReplicateTimeout)
 	}
@@ -162,6 +202,7 @@ func TestSettingsAreTheTemplates(t *testing.T) {
 	globals := path(t, r.Doc, "Globals", "Function", "Environment", "Variables")
 	for key, want := range map[string]string{
 		wiring.EnvPutImageRate: fmt.Sprint(stack.PutImageRate), "LOG_LEVEL": stack.LogLevel, wiring.EnvQueueURL: "ref:ReplicationQueue",
+		wiring.EnvCopyQueueURL: "ref:CopyQueue",
 	} {
 		if got := fmt.Sprint(path(t, globals, key)); got != want {
 			t.Errorf("Globals %s = %s, want %s", key, got, want)

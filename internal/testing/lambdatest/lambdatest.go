@@ -85,3 +85,22 @@ func Start(t testing.TB, pkgPath string, env map[string]string) *Function {
 	})
 	return f
 }
+
+// Pool builds pkgPath as a `bootstrap` and returns a pool of execution environments of
+// it under the RIE (lambdarun.Pool), for an event source invoking several at once. They
+// are stopped when the test ends.
+func Pool(t testing.TB, pkgPath string, env map[string]string) *lambdarun.Pool {
+	t.Helper()
+	bin := build(t, pkgPath, true)
+	rie := build(t, lambdarun.RIEPackage, false)
+	p := lambdarun.NewPool(rie, bin, t.TempDir(), filepath.Base(pkgPath), env)
+	t.Cleanup(func() {
+		p.Stop()
+		if t.Failed() {
+			for i, f := range p.Functions() {
+				t.Logf("environment %d stdout:\n%s\nstderr:\n%s", i, f.Stdout(), f.Stderr())
+			}
+		}
+	})
+	return p
+}

@@ -74,7 +74,8 @@ func repoRoot() string {
 // Resource references resolve to the sandbox's names (stackRef): ReplicationQueue.Arn to
 // QueueARN(QueueName), ReconcileQueue.Arn to QueueARN(ReconcileQueueName), CopyQueue.Arn
 // to QueueARN(CopyQueueName), ReplicatorRole.Arn to FunctionRoleARN(),
-// ImageActionRule.Arn to ImageActionRuleARN(). The admin users stay
+// ImageActionRule.Arn to ImageActionRuleARN(), GateEventRule.Arn to GateEventRuleARN().
+// The admin users stay
 // unrestricted; so does the source "replicator" user, which deployed functions do not use.
 func Deployed(t testing.TB, params map[string]any, dest ...map[string]any) func(*sandbox.Config) {
 	t.Helper()
@@ -179,6 +180,14 @@ func ImageActionRuleARN() string {
 // ImageActionRule is the name of the stack's ImageActionRule in the sandbox.
 const ImageActionRule = "ImageActionRule"
 
+// GateEventRule is the name of the stack's GateEventRule (PromotionGates) in the sandbox.
+const GateEventRule = "GateEventRule"
+
+// GateEventRuleARN is the ARN of the stack's GateEventRule in the sandbox.
+func GateEventRuleARN() string {
+	return fmt.Sprintf("arn:aws:events:%s:%s:rule/%s", sandbox.DefaultRegion, sandbox.SourceAccount, GateEventRule)
+}
+
 // stackRef resolves template.yaml's resource references to the sandbox's names.
 func stackRef(ref string) (string, bool) {
 	if name, ok := stackQueues[strings.TrimSuffix(ref, ".Arn")]; ok && strings.HasSuffix(ref, ".Arn") {
@@ -191,6 +200,8 @@ func stackRef(ref string) (string, bool) {
 		return ReconcilerRoleARN(), true
 	case "ImageActionRule.Arn":
 		return ImageActionRuleARN(), true
+	case "GateEventRule.Arn":
+		return GateEventRuleARN(), true
 	case "ReplicateLogGroup.Arn", "BackfillLogGroup.Arn", "ReconcileLogGroup.Arn":
 		return fmt.Sprintf("arn:aws:logs:%s:%s:log-group:%s-%s:*", sandbox.DefaultRegion, sandbox.SourceAccount, StackName, strings.TrimSuffix(ref, ".Arn")), true
 	}

@@ -5,6 +5,7 @@ import (
 
 	"github.com/ecr-replicator/ecr-replicator/internal/backfill"
 	"github.com/ecr-replicator/ecr-replicator/internal/eventhandler"
+	"github.com/ecr-replicator/ecr-replicator/internal/gate/verify"
 	"github.com/ecr-replicator/ecr-replicator/internal/wiring"
 )
 
@@ -12,6 +13,7 @@ import (
 // environment as functions/replicate does; the set fields of c (logger, metrics, result
 // events, reserve) replace its own.
 func ReplicateHandler(deps *wiring.Deps, c eventhandler.Config) *eventhandler.Handler {
+	deps.Verify = verify.ForLambda
 	return deps.Handler(os.Getenv, c.EMF, func(h *eventhandler.Config) {
 		if c.Log != nil {
 			h.Log = c.Log

@@ -15,11 +15,12 @@ import (
 // (ReplicationQueue, ReconcileQueue, CopyQueue, DeadLetterQueue).
 type Queues map[string]string
 
-// DeployQueues deploys template.yaml's queues and ImageActionRule, rendered for params,
+// DeployQueues deploys template.yaml's queues, ImageActionRule and (with PromotionGates)
+// GateEventRule, rendered for params,
 // into the sandbox's source account as CloudFormation would: each queue with its
 // visibility timeout, retention and redrive policy, then each AWS::SQS::QueuePolicy on
 // its queues — which the sandbox enforces on senders and on EventBridge's deliveries —
-// and the rule with its event pattern, targeting ReplicationQueue (its DeadLetterConfig
+// and the rules with their event patterns, targeting ReplicationQueue (its DeadLetterConfig
 // is not modelled by the sandbox). Names and ARNs are those Deployed resolves.
 func (w *World) DeployQueues(t testing.TB, params map[string]any) Queues {
 	t.Helper()
@@ -46,18 +47,23 @@ func (w *World) DeployQueues(t testing.TB, params map[string]any) Queues {
 		}
 		urls[logical] = aws.ToString(out.QueueUrl)
 	}
-	rule, err := src.Resource("ImageActionRule", "AWS::Events::Rule")
-	if err != nil {
-		t.Fatal(err)
-	}
-	pattern, err := json.Marshal(rule["EventPattern"])
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := w.SB.PutRule(sandbox.SourceAccount, sandbox.DefaultRegion, sandbox.Rule{
-		Name: ImageActionRule, EventPattern: string(pattern), Targets: []string{QueueARN(QueueName)},
-	}); err != nil {
-		t.Fatal(err)
+	for _, name := range []string{ImageActionRule, GateEventRule} {
+		rule, err := src.Resource(name, "AWS::Events::Rule")
+		if err != nil && name == GateEventRule {
+			continue // deployed with PromotionGates only
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		pattern, err := json.Marshal(rule["EventPattern"])
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := w.SB.PutRule(sandbox.SourceAccount, sandbox.DefaultRegion, sandbox.Rule{
+			Name: name, EventPattern: string(pattern), Targets: []string{QueueARN(QueueName)},
+		}); err != nil {
+			t.Fatal(err)
+		}
 	}
 	return urls
 }

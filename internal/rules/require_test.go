@@ -1,0 +1,97 @@
+package rules
+
+import (
+	"strings"
+	"testing"
+	"time"
+)
+
+const gated = `
+rules:
+  - name: prod
+    repositories: ["team-a/*"]
+    require:
+      signatures:
+        signers:
+          - name: release
+            publicKey: "PEM"
+          - keyless: {issuer: https://token.actions.githubusercontent.com, subjectRegExp: "^https://github.com/acme/", trustedRootFile: root.json}
+          - notation: {trustStore: "PEM", trustedIdentities: ["x509.subject: C=US, ST=WA, O=Acme"]}
+          - kmsKey: arn:aws:kms:us-east-1:111111111111:key/1234abcd-12ab-34cd-56ef-1234567890ab
+      scan: {severity: high, allow: [CVE-2024-1]}
+    destinations:
+      - {accountId: "222222222222", region: eu-west-1, repositoryPrefix: test/}
+      - accountId: "333333333333"
+        region: eu-west-1
+        require:
+          scan: {severity: CRITICAL, wait: 2h}
+`
+
+// TestRequire: a rule's require applies to its destinations, a destination's replaces
+// it; defaults fill in.
+func TestRequire(t *testing.T) {
+	d := mustParse(t, gated)
+	ts := d.Targets("team-a/app", "v1")
+	if len(ts) != 2 {
+		t.Fatalf("%d targets", len(ts))
+	}
+	rule, own := ts[0].Require, ts[1].Require
+	if rule == nil || rule != d.Rules[0].Require || own == nil || own != d.Rules[0].Destinations[1].Require {
+		t.Fatalf("requires: %+v, %+v", rule, own)
+	}
+	if own.Signatures != nil || own.Scan.Severity != "CRITICAL" || own.ScanWait() != 2*time.Hour {
+		t.Errorf("destination's require: %+v", own.Scan)
+	}
+	s := rule.Signatures
+	if s.Platforms != PlatformsIndex || rule.SignatureWait() != DefaultSignatureWait || rule.ScanWait() != DefaultScanWait ||
+		rule.Scan.Severity != "HIGH" || s.Signers[1].Name != "signers[1]" || s.Signers[2].Notation.TrustStoreType != "ca" {
+		t.Errorf("defaults: %+v %+v", s, rule.Scan)
+	}
+	if !ts[0].Gated() || (Target{}).Gated() {
+		t.Error("Gated")
+	}
+	roundTrip(t, d)
+}
+
+func TestRequireErrors(t *testing.T) {
+	head := "rules:\n  - destinations: [{accountId: \"222222222222\", region: eu-west-1}]\n    require:\n"
+	cases := []struct{ doc, want string }{
+		{"      {}", "rules[0].require: asks for nothing"},
+		{"      signatures: {signers: []}", "rules[0].require.signatures.signers: at least one signer"},
+		{"      signatures: {signers: [{publicKey: a, kmsKey: b}]}", "rules[0].require.signatures.signers[0]: set exactly one of publicKey, publicKeyFile, kmsKey, keyless or notation (got 2: publicKey, kmsKey)"},
+		{"      signatures: {signers: [{}]}", "(got 0: )"},
+		{"      signatures: {signers: [{kmsKey: alias/x}]}", "signers[0].kmsKey: \"alias/x\" is not a KMS key ARN"},
+		{"      signatures: {signers: [{keyless: {issuer: a, subject: b}}]}", "keyless: set exactly one of trustedRoot and trustedRootFile"},
+		{"      signatures: {signers: [{keyless: {issuer: a, issuerRegExp: b, subject: c, trustedRoot: d}}]}", "set exactly one of issuer and issuerRegExp"},
+		{"      signatures: {signers: [{keyless: {issuer: a, subjectRegExp: '(', trustedRoot: d}}]}", "keyless.subjectRegExp: error parsing regexp"},
+		{"      signatures: {signers: [{notation: {trustStore: a}}]}", "notation.trustedIdentities: required"},
+		{"      signatures: {signers: [{notation: {trustStore: a, trustedIdentities: [\"CN=x\"]}}]}", "is neither \"*\" nor \"x509.subject: <distinguished name>\""},
+		{"      signatures: {signers: [{notation: {trustStore: a, trustStoreType: tsa, trustedIdentities: [\"*\"]}}]}", "trustStoreType: \"tsa\""},
+		{"      signatures: {platforms: some, signers: [{publicKey: a}]}", "platforms: \"some\" is neither \"index\" nor \"all\""},
+		{"      signatures: {wait: 48h, signers: [{publicKey: a}]}", "signatures.wait: 48h0m0s is longer than 24h0m0s"},
+		{"      signatures: {wait: -1m, signers: [{publicKey: a}]}", "signatures.wait: must be positive"},
+		{"      signatures: {wait: soon, signers: [{publicKey: a}]}", "line 4: \"soon\" is not a duration"},
+		{"      signatures: {signers: [{name: a, publicKey: a}, {name: a, publicKey: b}]}", "signers[1].name: \"a\" is already the name of signers[0]"},
+		{"      scan: {allow: [x]}", "rules[0].require.scan.severity: required"},
+		{"      scan: {severity: SEVERE}", "\"SEVERE\" is not one of INFORMATIONAL, LOW, MEDIUM, HIGH, CRITICAL"},
+		{"      scan: {severity: HIGH, wiat: 1m}", "unknown field \"wiat\""},
+		// YAML type errors are said in the document's words (typehint.go), not Go's.
+		{"      signatures: {signers: {name: x}}", "line 4: signers must be a list, not a mapping"},
+		{"      scan: {severity: HIGH, allow: CVE-2024-0001}", "line 4: allow must be a list, e.g. allow: [\"CVE-2024-0001\"]"},
+		{"      scan: {severity: [HIGH]}", "line 4: severity must be a single value, not a list"},
+	}
+	for _, c := range cases {
+		_, err := Parse([]byte(head + c.doc))
+		if err == nil || !strings.Contains(err.Error(), c.want) {
+			t.Errorf("%s:\n got %v\nwant %q", c.doc, err, c.want)
+		}
+	}
+	if _, err := Parse([]byte(head[:len("rules:\n  - ")] + "referrers: false\n    " + head[len("rules:\n  - "):] + "      signatures: {signers: [{publicKey: a}]}")); err == nil ||
+		!strings.Contains(err.Error(), "rules[0].referrers: false, but a promotion gate of the rule checks signatures") {
+		t.Errorf("referrers false with a signature gate: %v", err)
+	}
+	_, err := Parse([]byte(strings.Replace(gated, "      scan: {severity: CRITICAL, wait: 2h}", "      scan: {severity: WHATEVER}", 1)))
+	if err == nil || !strings.Contains(err.Error(), "rules[0].destinations[1].require.scan.severity") {
+		t.Errorf("destination require: %v", err)
+	}
+}
