@@ -1,0 +1,218 @@
+package infra
+
+// Review of issue 27 ("the replicator writes only where it owns, and trusts no message
+// it did not make"): each test is a way the change still lets someone in or drops work,
+// under the policies the templates render (the sandbox enforcing them).
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/config"
+	"github.com/aws/aws-sdk-go-v2/credentials"
+	"github.com/aws/aws-sdk-go-v2/service/ecr"
+	ecrtypes "github.com/aws/aws-sdk-go-v2/service/ecr/types"
+	"github.com/aws/aws-sdk-go-v2/service/sts"
+
+	"github.com/ecr-replicator/ecr-replicator/internal/backfill"
+	"github.com/ecr-replicator/ecr-replicator/internal/copyengine"
+	"github.com/ecr-replicator/ecr-replicator/internal/destinations"
+	"github.com/ecr-replicator/ecr-replicator/internal/ecraccess"
+	"github.com/ecr-replicator/ecr-replicator/internal/ecrname"
+	"github.com/ecr-replicator/ecr-replicator/internal/eventhandler"
+	"github.com/ecr-replicator/ecr-replicator/internal/rules"
+	"github.com/ecr-replicator/ecr-replicator/internal/sandbox"
+	"github.com/ecr-replicator/ecr-replicator/internal/sandbox/eventpattern"
+	"github.com/ecr-replicator/ecr-replicator/internal/testing/cfn"
+	"github.com/ecr-replicator/ecr-replicator/internal/testing/sandboxtest"
+	"github.com/ecr-replicator/ecr-replicator/internal/wiring"
+)
+
+// TestReview27CentralAccountReceivesNoEvent: a replicator deployed in a central account
+// reads its source through source.roleArn (docs/OPERATIONS.md: "central-account
+// setups"; docs/SECURITY.md: "with a central account (source.roleArn) the owner is the
+// central account"). The function now accepts events of source.roleArn's account only
+// (ForeignSource), while the rule now forwards events of the stack's own account only
+// (`account: [AWS::AccountId]`): an ECR event of the source account, forwarded to the
+// central bus, is dropped by the rule; one of the central account passes the rule and is
+// refused by the function. No push is replicated any more, nothing says so (the event
+// never reaches a function), and only a reconcile — off by default — copies anything.
+func TestReview27CentralAccountReceivesNoEvent(t *testing.T) {
+	const sourceAccount = "444444444444" // where images are pushed; the stack runs in testAccountID
+	sourceRole := "arn:aws:iam::" + sourceAccount + ":role/ecr-replicator-source-reader"
+	r := render(t, sourceTemplate, map[string]any{"RulesParameterName": "/ecr-replicator/rules",
+		"DestinationRoleArns": "arn:aws:iam::222222222222:role/ecr-replicator-destination," + sourceRole, "MirrorDeletes": "true"})
+	rule, err := r.typed().GetEventsRuleWithName("ImageActionRule")
+	if err != nil {
+		t.Fatal(err)
+	}
+	pattern, err := eventpattern.New(rule.EventPattern)
+	if err != nil {
+		t.Fatal(err)
+	}
+	doc, err := rules.Parse([]byte(fmt.Sprintf(`{"source":{"roleArn":%q},"rules":[{"name":"all","destinations":[{"accountId":"222222222222","region":"us-east-1","roleArn":"arn:aws:iam::222222222222:role/ecr-replicator-destination","repositoryPrefix":"mirror/"}]}]}`, sourceRole)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	// What the functions take for their own source (wiring: backfill.SourceAccount).
+	own, err := backfill.SourceAccount(context.Background(), nil, doc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	push, err := os.ReadFile(filepath.Join("..", "events", "push.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var paths []string
+	for _, acct := range []string{testAccountID, sourceAccount} {
+		ev := bytes.Replace(push, []byte(`"`+testAccountID+`"`), []byte(`"`+acct+`"`), 1)
+		forwarded, err := pattern.Match(ev)
+		if err != nil {
+			t.Fatal(err)
+		}
+		accepted := acct == own
+		paths = append(paths, fmt.Sprintf("a push of account %s: forwarded by the rule %t, accepted by the function %t", acct, forwarded, accepted))
+		if forwarded && accepted {
+			return
+		}
+	}
+	t.Errorf("a central-account stack (%s) reading %s through source.roleArn replicates no push event:\n  %s",
+		testAccountID, sourceAccount, strings.Join(paths, "\n  "))
+}
+
+// sourceB is a second source account replicating into the same destination account.
+const sourceB = "333333333333"
+
+// secondSource adds source account sourceB, its replicator role (unrestricted: only the
+// destination role's conditions matter here), and, in the destination account, the
+// destination role its stack deploys (destination-role.yaml rendered for sourceB's
+// replicator, with the same defaults as the first source's: RepositoryPrefix mirror/).
+func secondSource(t *testing.T) func(*sandbox.Config) {
+	t.Helper()
+	dst, err := cfn.RenderFile("destination-role.yaml", cfn.Options{
+		Parameters: map[string]any{"ReplicatorRoleArn": sandbox.RoleARN(sourceB, sandboxtest.FunctionRole), "ExternalId": sandboxtest.ExternalID,
+			"RoleName": "ecr-replicator-destination-b"},
+		Region: sandbox.DefaultRegion, AccountID: sandbox.DestinationAccount, StackName: "ecr-replicator-destination-b",
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	policies, err := dst.RolePolicies("DestinationRole")
+	if err != nil {
+		t.Fatal(err)
+	}
+	trust, err := dst.TrustPolicy("DestinationRole")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return func(c *sandbox.Config) {
+		c.Accounts = append(c.Accounts, sandbox.AccountConfig{ID: sourceB, Users: []sandbox.UserConfig{{Name: sandbox.AdminUser}},
+			Roles: []sandbox.RoleConfig{{Name: sandboxtest.FunctionRole, Trusted: []string{sourceB}}}})
+		for i := range c.Accounts {
+			if c.Accounts[i].ID == sandbox.DestinationAccount {
+				c.Accounts[i].Roles = append(c.Accounts[i].Roles, sandbox.RoleConfig{Name: "ecr-replicator-destination-b", Policies: policies, TrustPolicy: trust})
+			}
+		}
+	}
+}
+
+// TestReview27OneSourceClaimsAnotherSourcesMirror: two source accounts replicate into
+// one destination account, each with its stack's defaults (DestinationRepositoryPrefix
+// and RepositoryPrefix mirror/). Ownership stops them overwriting each other's mirrors —
+// and makes the first to push a name its owner: a user of source A who can create a
+// repository creates team-b/app (source B's repository, say one B has not pushed yet),
+// pushes an image of their choosing, and A's replicator creates mirror/team-b/app, owned
+// by A. From then on source B's replicator is refused, for good, every image of its
+// team-b/app (RepositoryNotOwned), and the destination's workloads that pull
+// mirror/team-b/app — B's mirror, by name — run A's user's image.
+func TestReview27OneSourceClaimsAnotherSourcesMirror(t *testing.T) {
+	params := ownershipParams("mirror/")
+	w := sandboxtest.Start(t, sandboxtest.Deployed(t, params), secondSource(t))
+	h := deployedReplicator(t, w, params)
+
+	// Source A's user claims the name.
+	w.Source.CreateRepository(t, w.Ctx, &ecr.CreateRepositoryInput{RepositoryName: aws.String("team-b/app")})
+	claimed := w.Source.Push(t, "team-b/app", "latest", image(t)).String()
+	if s := handle(t, w, h, "push-a", "PUSH", "team-b/app", claimed, "latest"); len(s.Results) != 1 || s.Results[0].Error != "" {
+		t.Fatalf("source A's push: %+v", s.Results)
+	}
+
+	// Source B pushes its own team-b/app, and its replicator copies it.
+	bCfg := w.Config(t, sourceB, sandbox.AdminUser)
+	bHost, bAuth := sandboxtest.Login(t, w.Ctx, bCfg)
+	b := sandboxtest.Side{Account: sourceB, Config: bCfg, Host: bHost, Auth: bAuth}
+	b.CreateRepository(t, w.Ctx, &ecr.CreateRepositoryInput{RepositoryName: aws.String("team-b/app")})
+	mine := b.Push(t, "team-b/app", "latest", image(t)).String()
+	out, err := sts.NewFromConfig(bCfg).AssumeRole(w.Ctx, &sts.AssumeRoleInput{RoleArn: aws.String(sandbox.RoleARN(sourceB, sandboxtest.FunctionRole)),
+		RoleSessionName: aws.String("ecr-replicator-replicate")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := out.Credentials
+	fnCfg, err := config.LoadDefaultConfig(w.Ctx, config.WithRegion(sandbox.DefaultRegion), config.WithCredentialsProvider(
+		credentials.NewStaticCredentialsProvider(aws.ToString(c.AccessKeyId), aws.ToString(c.SecretAccessKey), aws.ToString(c.SessionToken))))
+	if err != nil {
+		t.Fatal(err)
+	}
+	resolver := ecraccess.NewResolver(fnCfg, ecraccess.WithLogger(slog.New(slog.NewTextHandler(io.Discard, nil))))
+	tg := rules.Target{Rule: "default", Repository: "mirror/team-b/app", Destination: rules.Destination{AccountID: sandbox.DestinationAccount,
+		Region: sandbox.DefaultRegion, RoleARN: sandbox.RoleARN(sandbox.DestinationAccount, "ecr-replicator-destination-b"),
+		ExternalID: sandboxtest.ExternalID, RepositoryPrefix: "mirror/", CreateRepository: true}}
+	src := destinations.Source{Repo: ecrname.Repo{Registry: ecrname.Registry{AccountID: sourceB, Region: sandbox.DefaultRegion}, Name: "team-b/app"}, Digest: mine, Tag: "latest"}
+	res := destinations.New(resolver, copyengine.New()).Start().Replicate(w.Ctx, src, []rules.Target{tg})
+
+	got := w.Dest.Digest(t, "mirror/team-b/app", "latest")
+	if len(res) != 1 || res[0].Err != nil || got != mine {
+		code := ""
+		if len(res) == 1 {
+			code = res[0].Code
+		}
+		t.Errorf("source B's team-b/app:latest (%s) is refused by its own destination (%s), and the destination's mirror/team-b/app:latest is %s, "+
+			"an image a user of source A chose (%s): one source's user owns another source's mirror by pushing its name first", mine[:19], code, got[:min(19, len(got))], claimed[:19])
+	}
+}
+
+// TestReview27MirroredTagOutsideTheListBlocksTheRepository: the README's way to mirror
+// repository tags — mirrorRepositoryTags in the rules, "list the mirrored keys in
+// MirroredTagKeys" in the destination role. The code mirrors every tag of the source
+// repository; the role allows only the listed keys (aws:TagKeys ForAllValues). A source
+// repository carrying one tag more than the list — any tag a source user, or the
+// account's tag policy, adds — is then never created in the destination: every image of
+// it fails with AccessDenied, for good. Mirroring the listed keys only would replicate it.
+func TestReview27MirroredTagOutsideTheListBlocksTheRepository(t *testing.T) {
+	params := ownershipParams("mirror/")
+	w := sandboxtest.Start(t, sandboxtest.Deployed(t, params, map[string]any{"MirroredTagKeys": "team"}))
+	for k, v := range w.FunctionEnv(t) {
+		t.Setenv(k, v)
+	}
+	t.Setenv("REPLICATION_RULES", fmt.Sprintf(`{"rules":[{"name":"all","destinations":[{"accountId":%q,"region":%q,"roleArn":%q,"externalId":%q,"repositoryPrefix":"mirror/","mirrorRepositoryTags":true}]}]}`,
+		sandbox.DestinationAccount, sandbox.DefaultRegion, w.DestinationRoleARN(), sandboxtest.ExternalID))
+	t.Setenv("DESTINATION_ROLE_ARNS", w.DestinationRoleARN())
+	log := slog.New(slog.NewTextHandler(io.Discard, nil))
+	deps, err := wiring.Load(w.Ctx, "replicate", log)
+	if err != nil || deps.RulesErr != nil {
+		t.Fatal(err, deps.RulesErr)
+	}
+	h := sandboxtest.ReplicateHandler(deps, eventhandler.Config{Log: log, EMF: io.Discard, Namespace: "test"})
+
+	w.Source.CreateRepository(t, w.Ctx, &ecr.CreateRepositoryInput{RepositoryName: aws.String("team-a/app"),
+		Tags: []ecrtypes.Tag{{Key: aws.String("team"), Value: aws.String("a")}, {Key: aws.String("cost-center"), Value: aws.String("1234")}}})
+	d := w.Source.Push(t, "team-a/app", "v1", image(t)).String()
+	raw, err := h.Handle(w.Ctx, json.RawMessage(sandboxtest.ImageEvent("push-1", "PUSH", "team-a/app", d, "v1")))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := w.Dest.Digest(t, "mirror/team-a/app", "v1"); got != d {
+		b, _ := json.Marshal(raw)
+		t.Errorf("team-a/app (tags team, cost-center; MirroredTagKeys=team) is not replicated: mirror/team-a/app:v1 = %q; the result: %s", got, b)
+	}
+}
