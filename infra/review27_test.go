@@ -216,3 +216,53 @@ func TestReview27MirroredTagOutsideTheListBlocksTheRepository(t *testing.T) {
 		t.Errorf("team-a/app (tags team, cost-center; MirroredTagKeys=team) is not replicated: mirror/team-a/app:v1 = %q; the result: %s", got, b)
 	}
 }
+
+// TestReview27ReadmeAdoptionTakesAnotherSourcesMirrors: the README's adoption snippet
+// ("Updating a deployment from before ownership") tags every repository under the
+// prefix ecr-replicator:owner=$SOURCE_ACCOUNT — including those already tagged for
+// another source account that replicates into the same destination with the same default
+// prefix (mirror/). TagResource overwrites the value: an administrator following the
+// README for source A hands source B's mirrors to A. B's replicator is then refused
+// (RepositoryNotOwned) and A's users can overwrite B's mirrors — what ownership was for.
+// The snippet's loop is run here as written (describe-repositories filtered with
+// starts_with(repositoryName, '$PREFIX'), then tag-resource on each), through the SDK.
+func TestReview27ReadmeAdoptionTakesAnotherSourcesMirrors(t *testing.T) {
+	snippet := block(t, readme(t), "*Adopt the repositories it wrote to before*", "sh")
+	if !strings.Contains(snippet, "starts_with(repositoryName, '$PREFIX')") || !strings.Contains(snippet, "aws ecr tag-resource") {
+		t.Fatalf("the README's adoption snippet changed; this test runs its old loop:\n%s", snippet)
+	}
+	if strings.Contains(snippet, "list-tags-for-resource") || strings.Contains(snippet, "ecr-replicator:owner ") {
+		return // the loop looks at the repositories' tags first: nothing else to show
+	}
+	w := sandboxtest.Start(t)
+	api := ecr.NewFromConfig(w.Dest.Config)
+	// A's mirror from before issue 27 (no tag), and B's mirror, created by B's replicator.
+	w.Dest.CreateRepository(t, w.Ctx, &ecr.CreateRepositoryInput{RepositoryName: aws.String("mirror/team-a/app")})
+	w.Dest.CreateRepository(t, w.Ctx, &ecr.CreateRepositoryInput{RepositoryName: aws.String("mirror/team-b/app"),
+		Tags: []ecrtypes.Tag{{Key: aws.String(ecraccess.OwnerTag), Value: aws.String(sourceB)}}})
+
+	// PREFIX=mirror/ SOURCE_ACCOUNT=<A>; for arn in $(describe-repositories --query ...); do tag-resource; done
+	out, err := api.DescribeRepositories(w.Ctx, &ecr.DescribeRepositoriesInput{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, r := range out.Repositories {
+		if strings.HasPrefix(aws.ToString(r.RepositoryName), "mirror/") {
+			if _, err := api.TagResource(w.Ctx, &ecr.TagResourceInput{ResourceArn: r.RepositoryArn,
+				Tags: []ecrtypes.Tag{{Key: aws.String(ecraccess.OwnerTag), Value: aws.String(sandbox.SourceAccount)}}}); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	arn := fmt.Sprintf("arn:aws:ecr:%s:%s:repository/mirror/team-b/app", sandbox.DefaultRegion, sandbox.DestinationAccount)
+	tags, err := api.ListTagsForResource(w.Ctx, &ecr.ListTagsForResourceInput{ResourceArn: aws.String(arn)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tg := range tags.Tags {
+		if aws.ToString(tg.Key) == ecraccess.OwnerTag && aws.ToString(tg.Value) != sourceB {
+			t.Errorf("after the README's adoption for source %s, source %s's mirror mirror/team-b/app is tagged %s=%s: "+
+				"B's replicator is refused from now on, and A's users write to B's mirror", sandbox.SourceAccount, sourceB, ecraccess.OwnerTag, aws.ToString(tg.Value))
+		}
+	}
+}

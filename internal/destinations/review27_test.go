@@ -5,7 +5,9 @@ package destinations_test
 
 import (
 	"errors"
+	"fmt"
 	"testing"
+	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/ecr"
@@ -15,6 +17,7 @@ import (
 
 	"github.com/ecr-replicator/ecr-replicator/internal/copyengine"
 	"github.com/ecr-replicator/ecr-replicator/internal/destinations"
+	"github.com/ecr-replicator/ecr-replicator/internal/retry"
 	"github.com/ecr-replicator/ecr-replicator/internal/rules"
 	"github.com/ecr-replicator/ecr-replicator/internal/sandbox"
 	"github.com/ecr-replicator/ecr-replicator/internal/testing/sandboxtest"
@@ -122,5 +125,58 @@ func TestReview27KeptImmutableIndexSendsItsChildrenToTheDLQ(t *testing.T) {
 	}
 	if got := w.destDigest(t, repo, "v1"); got != idxDigest.String() {
 		t.Errorf("the kept index: v1 = %q", got)
+	}
+}
+
+// TestReview27WarmInvocationsReReadEveryRepository: before issue 27 a warm process asked
+// ECR about a destination repository once (ecraccess.Registry remembered the repositories
+// it knew: 0 control-plane calls for later copies into it). Now every invocation (a Run)
+// asks again, twice — DescribeRepositories and ListTagsForResource — for every
+// destination repository it touches, although the destination role's IAM conditions
+// enforce ownership on every write whatever the code cached. Measured here: 10 warm
+// invocations copying into 10 existing repositories (in sync; one image each) make 200
+// control-plane calls in the destination account, against 0 on d3bb391. Per push that is
+// 2 calls per destination; at reconcile scale (10,000 repositories, copy-queue batches of
+// 10 spread over many repositories) about 2 per work item, on ECR APIs whose rate quotas
+// are not published (DescribeRepositories, ListTagsForResource share the account's
+// control-plane throttle with every other tool of the destination account).
+func TestReview27WarmInvocationsReReadEveryRepository(t *testing.T) {
+	w := newWorld(t)
+	rep := destinations.New(w.resolver, copyengine.New(copyengine.WithRetry(retry.Policy{Attempts: 3, Initial: 10 * time.Millisecond, Max: 40 * time.Millisecond})))
+	const repos, invocations = 10, 10
+	var srcs []destinations.Source
+	for i := range repos {
+		repo := fmt.Sprintf("team-a/app%d", i)
+		w.createSourceRepo(t, &ecr.CreateRepositoryInput{RepositoryName: aws.String(repo)})
+		img, _ := random.Image(256, 1)
+		srcs = append(srcs, destinations.Source{Repo: srcRepo(repo), Digest: w.push(t, repo, "v1", img).String(), Tag: "v1"})
+	}
+	first := rep.Start() // creates the repositories
+	for _, s := range srcs {
+		if r := one(t, first.Replicate(w.ctx, s, []rules.Target{targetFor("mirror/", s.Repo.Name)})); r.Err != nil {
+			t.Fatal(r.Err)
+		}
+	}
+	mark := w.sb.AccessLogMark()
+	for range invocations {
+		run := rep.Start() // one invocation of the warm function
+		for _, s := range srcs {
+			if r := one(t, run.Replicate(w.ctx, s, []rules.Target{targetFor("mirror/", s.Repo.Name)})); r.Err != nil {
+				t.Fatal(r.Err)
+			}
+		}
+	}
+	calls := map[string]int{}
+	total := 0
+	for _, e := range w.sb.AccessLogSince(mark) {
+		if e.Service == "ecr" && e.CallerAccount == sandbox.DestinationAccount && e.Operation != "GetAuthorizationToken" {
+			calls[e.Operation]++
+			total++
+		}
+	}
+	// At most one look per repository per warm process (what d3bb391 spent, and more).
+	if total > 2*repos {
+		t.Errorf("%d warm invocations copying into %d known, owned repositories made %d ECR control-plane calls in the destination (%v): "+
+			"%.1f per copy, where d3bb391 made 0", invocations, repos, total, calls, float64(total)/float64(repos*invocations))
 	}
 }
