@@ -240,6 +240,9 @@ func (r *registry) createRepository(name, mutability string, exclusions []exclus
 	if len(name) < 2 || len(name) > 256 || !repositoryNamePattern.MatchString(name) {
 		return nil, errorf(400, "InvalidParameterException", "Invalid parameter at 'repositoryName' failed to satisfy constraint: 'must satisfy regular expression '"+ecrRepositoryPattern+"' and length between 2 and 256'")
 	}
+	if err := checkTags(tags, mergedTagCount(nil, tags)); err != nil {
+		return nil, err
+	}
 	switch mutability {
 	case "":
 		mutability = "MUTABLE"
@@ -714,6 +717,9 @@ func (r *registry) repositorySetting(op, name, lifecycle, policy string, tags []
 		out := append([]resourceTag{}, repo.tags...)
 		return map[string]any{"tags": out}, nil
 	case "TagResource":
+		if err := checkTags(tags, mergedTagCount(repo.tags, tags)); err != nil {
+			return nil, err
+		}
 		for _, t := range tags {
 			replaced := false
 			for i := range repo.tags {
