@@ -2,6 +2,8 @@ package ecraccess
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"path"
 	"strings"
@@ -85,7 +87,7 @@ const (
 	// existing repository by adding it.
 	OwnerTag = "ecr-replicator:owner"
 	// SourceTag records, on a created repository, the ARN of the source repository it
-	// mirrors (informational).
+	// mirrors (informational; SourceTagValue).
 	SourceTag = "ecr-replicator:source"
 	// AccessTag is the session tag of a write session (Access.Write), value AccessWrite.
 	AccessTag   = "ecr-replicator:access"
@@ -98,7 +100,7 @@ const (
 func OwnedTags(owner, sourceARN string, mirrored []types.Tag) []types.Tag {
 	out := []types.Tag{{Key: aws.String(OwnerTag), Value: aws.String(owner)}}
 	if sourceARN != "" {
-		out = append(out, types.Tag{Key: aws.String(SourceTag), Value: aws.String(sourceARN)})
+		out = append(out, types.Tag{Key: aws.String(SourceTag), Value: aws.String(SourceTagValue(sourceARN))})
 	}
 	for _, t := range mirrored {
 		if !strings.HasPrefix(aws.ToString(t.Key), "ecr-replicator:") {
@@ -106,6 +108,24 @@ func OwnedTags(owner, sourceARN string, mirrored []types.Tag) []types.Tag {
 		}
 	}
 	return out
+}
+
+// maxTagValue is the longest value an ECR tag may have: 256 characters
+// (https://docs.aws.amazon.com/AmazonECR/latest/APIReference/API_Tag.html); a longer one
+// fails the CreateRepository that carries it with InvalidTagParameterException.
+const maxTagValue = 256
+
+// SourceTagValue is the value of SourceTag for a source repository: its ARN, or — when the
+// ARN is longer than a tag value may be (a repository name may have 256 characters,
+// API_CreateRepository) — the ARN's first characters, "..." and 12 hex digits of its
+// SHA-256, so that the value still names the source and tells long names apart.
+func SourceTagValue(arn string) string {
+	if len(arn) <= maxTagValue { // ARNs are ASCII: bytes are characters
+		return arn
+	}
+	sum := sha256.Sum256([]byte(arn))
+	suffix := "..." + hex.EncodeToString(sum[:])[:12]
+	return arn[:maxTagValue-len(suffix)] + suffix
 }
 
 // Repository is what the replicator knows of a destination repository before it writes:
