@@ -22,6 +22,9 @@ import (
 // registry API takes at most registryTagMax of them.
 var tagPattern = regexp.MustCompile(`^[a-zA-Z0-9_][a-zA-Z0-9._-]{0,299}$`)
 
+// accountIDPattern is a registryId's (https://docs.aws.amazon.com/AmazonECR/latest/APIReference/API_BatchGetImage.html).
+var accountIDPattern = regexp.MustCompile(`^[0-9]{12}$`)
+
 type imageID struct {
 	Digest string `json:"imageDigest,omitempty"`
 	Tag    string `json:"imageTag,omitempty"`
@@ -95,7 +98,7 @@ func injectedImageFailure(ctx context.Context, id imageID) (imageFailure, bool) 
 
 func (s *Sandbox) ecrCall(ctx context.Context, c *caller, op string, body []byte, entry *Entry) (any, *apiError) {
 	var in struct {
-		RegistryID      string                                  `json:"registryId"`
+		RegistryID      *string                                 `json:"registryId"`
 		RepositoryName  string                                  `json:"repositoryName"`
 		RepositoryNames []string                                `json:"repositoryNames"`
 		ImageIDs        []imageID                               `json:"imageIds"`
@@ -130,9 +133,15 @@ func (s *Sandbox) ecrCall(ctx context.Context, c *caller, op string, body []byte
 	if err := decodeInput(body, &in); err != nil {
 		return nil, err
 	}
+	// A registryId given must be an account ID: "Pattern: [0-9]{12}" in every ECR action's
+	// request syntax (e.g. API_BatchGetImage); an empty one is no exception. (The error
+	// code of a pattern violation is not documented: InvalidParameterException is a guess.)
+	if in.RegistryID != nil && !accountIDPattern.MatchString(*in.RegistryID) {
+		return nil, errorf(400, "InvalidParameterException", "Invalid parameter at 'registryId' failed to satisfy constraint: 'Member must satisfy regular expression pattern: [0-9]{12}'")
+	}
 	// The account acted on is the caller's: touching another account needs its credentials.
-	if in.RegistryID != "" && in.RegistryID != c.cred.account {
-		return nil, errorf(400, "AccessDeniedException", "User: %s is not authorized to perform: ecr:%s on registry %s (the sandbox acts on the caller's own registry only)", c.cred.principalARN, op, in.RegistryID)
+	if in.RegistryID != nil && *in.RegistryID != c.cred.account {
+		return nil, errorf(400, "AccessDeniedException", "User: %s is not authorized to perform: ecr:%s on registry %s (the sandbox acts on the caller's own registry only)", c.cred.principalARN, op, *in.RegistryID)
 	}
 	reg, err := s.registry(c.cred.account, c.region)
 	if err != nil {

@@ -272,3 +272,21 @@ func TestTagLimits(t *testing.T) {
 		t.Errorf("TagResource to 51 tags: %v, want TooManyTagsException", err)
 	}
 }
+
+// TestRegistryIdPattern: a registryId given must be 12 digits ([0-9]{12}, every ECR
+// action's request syntax): an empty one is refused, not read as "the caller's".
+func TestRegistryIdPattern(t *testing.T) {
+	e := start(t)
+	cfg := e.userConfig(t, sandbox.SourceAccount, sandbox.SourceUser)
+	client := ecr.NewFromConfig(cfg)
+	createRepo(t, e.ctx, cfg, "team-a/app", "")
+	for _, id := range []string{"", "1111", "abcdefghijkl"} {
+		_, err := client.DescribeImages(e.ctx, &ecr.DescribeImagesInput{RegistryId: aws.String(id), RepositoryName: aws.String("team-a/app")})
+		if errorCode(err) != "InvalidParameterException" {
+			t.Errorf("registryId %q: %v, want InvalidParameterException", id, err)
+		}
+	}
+	if _, err := client.DescribeImages(e.ctx, &ecr.DescribeImagesInput{RegistryId: aws.String(sandbox.SourceAccount), RepositoryName: aws.String("team-a/app")}); err != nil {
+		t.Errorf("the caller's own registryId: %v", err)
+	}
+}
