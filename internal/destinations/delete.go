@@ -178,7 +178,7 @@ func (r *Run) guardDelete(ctx context.Context, srcReg, dstReg *ecraccess.Registr
 
 // deleteImage is one BatchDeleteImage, its per-image failures read (deleteFailure).
 func deleteImage(ctx context.Context, reg *ecraccess.Registry, repo string, id ecrtypes.ImageIdentifier) (copyengine.Outcome, string, error) {
-	out, err := reg.API().BatchDeleteImage(ctx, &ecr.BatchDeleteImageInput{RepositoryName: aws.String(repo), ImageIds: []ecrtypes.ImageIdentifier{id}})
+	out, err := reg.API().BatchDeleteImage(ctx, &ecr.BatchDeleteImageInput{RegistryId: reg.RegistryID(), RepositoryName: aws.String(repo), ImageIds: []ecrtypes.ImageIdentifier{id}})
 	var nf *ecrtypes.RepositoryNotFoundException
 	if errors.As(err, &nf) {
 		return copyengine.Skipped, "destination repository does not exist", nil

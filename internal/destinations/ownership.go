@@ -114,7 +114,7 @@ func keepImmutable(ctx context.Context, dstReg *ecraccess.Registry, repo ecracce
 	if tag != "" {
 		id = ecrtypes.ImageIdentifier{ImageTag: aws.String(tag)}
 	}
-	out, err := dstReg.API().DescribeImages(ctx, &ecr.DescribeImagesInput{RepositoryName: aws.String(t.Repository), ImageIds: []ecrtypes.ImageIdentifier{id}})
+	out, err := dstReg.API().DescribeImages(ctx, &ecr.DescribeImagesInput{RegistryId: dstReg.RegistryID(), RepositoryName: aws.String(t.Repository), ImageIds: []ecrtypes.ImageIdentifier{id}})
 	var nf *ecrtypes.ImageNotFoundException
 	switch {
 	case errors.As(err, &nf):

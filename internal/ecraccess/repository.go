@@ -30,7 +30,7 @@ type RepositorySettings struct {
 // read only when asked for (they cost a call each).
 func (g *Registry) ReadSettings(ctx context.Context, repository string, lifecycle, tags bool) (RepositorySettings, error) {
 	var s RepositorySettings
-	out, err := g.api.DescribeRepositories(ctx, &ecr.DescribeRepositoriesInput{RegistryId: g.registryID(), RepositoryNames: []string{repository}})
+	out, err := g.api.DescribeRepositories(ctx, &ecr.DescribeRepositoriesInput{RegistryId: g.RegistryID(), RepositoryNames: []string{repository}})
 	if err != nil {
 		return s, WrapAWS("ecr:DescribeRepositories", err)
 	}
@@ -49,7 +49,7 @@ func (g *Registry) ReadSettings(ctx context.Context, repository string, lifecycl
 		s.KMSKey = aws.ToString(r.EncryptionConfiguration.KmsKey)
 	}
 	if lifecycle {
-		lp, err := g.api.GetLifecyclePolicy(ctx, &ecr.GetLifecyclePolicyInput{RegistryId: g.registryID(), RepositoryName: aws.String(repository)})
+		lp, err := g.api.GetLifecyclePolicy(ctx, &ecr.GetLifecyclePolicyInput{RegistryId: g.RegistryID(), RepositoryName: aws.String(repository)})
 		var nf *types.LifecyclePolicyNotFoundException
 		switch {
 		case errors.As(err, &nf):
@@ -69,9 +69,10 @@ func (g *Registry) ReadSettings(ctx context.Context, repository string, lifecycl
 	return s, nil
 }
 
-// registryID is the RegistryId of the registry's API calls: its account, named, so that a
-// call never acts on the caller's own registry in place of another's (nil: the caller's).
-func (g *Registry) registryID() *string {
+// RegistryID is the RegistryId of the registry's API calls: its account, named, so that a
+// call never acts on the caller's own registry in place of another's (nil: the caller's,
+// for a registry resolved without an account).
+func (g *Registry) RegistryID() *string {
 	if g.access.AccountID == "" {
 		return nil
 	}
@@ -166,7 +167,7 @@ func (r Repository) TagImmutable(tag string) bool {
 // DescribeRepository reads a repository and its resource tags (DescribeRepositories,
 // ListTagsForResource). A missing repository is an *Error with CodeRepositoryNotFound.
 func (g *Registry) DescribeRepository(ctx context.Context, repository string) (Repository, error) {
-	out, err := g.api.DescribeRepositories(ctx, &ecr.DescribeRepositoriesInput{RegistryId: g.registryID(), RepositoryNames: []string{repository}})
+	out, err := g.api.DescribeRepositories(ctx, &ecr.DescribeRepositoriesInput{RegistryId: g.RegistryID(), RepositoryNames: []string{repository}})
 	var nf *types.RepositoryNotFoundException
 	if errors.As(err, &nf) || (err == nil && len(out.Repositories) == 0) {
 		return Repository{}, &Error{Op: "ecr:DescribeRepositories", Code: CodeRepositoryNotFound, Err: errors.New("repository " + repository + " not found")}
@@ -199,7 +200,7 @@ func (g *Registry) EnsureRepository(ctx context.Context, repository string, sett
 		return repo, &Error{Op: "ecr:DescribeRepositories", Code: CodeRepositoryNotFound, Err: errors.New("destination repository " + repository + " does not exist and createRepository is false")}
 	}
 	in := &ecr.CreateRepositoryInput{
-		RegistryId:                         g.registryID(),
+		RegistryId:                         g.RegistryID(),
 		RepositoryName:                     aws.String(repository),
 		ImageTagMutability:                 settings.TagMutability,
 		ImageTagMutabilityExclusionFilters: settings.MutabilityFilters,
@@ -224,7 +225,7 @@ func (g *Registry) EnsureRepository(ctx context.Context, repository string, sett
 	repo.Created, repo.Tags = true, tagMap(settings.Tags)
 	if settings.LifecyclePolicy != "" {
 		if _, err := g.api.PutLifecyclePolicy(ctx, &ecr.PutLifecyclePolicyInput{
-			RegistryId: g.registryID(), RepositoryName: aws.String(repository), LifecyclePolicyText: aws.String(settings.LifecyclePolicy),
+			RegistryId: g.RegistryID(), RepositoryName: aws.String(repository), LifecyclePolicyText: aws.String(settings.LifecyclePolicy),
 		}); err != nil {
 			return repo, WrapAWS("ecr:PutLifecyclePolicy", err)
 		}
