@@ -7,6 +7,7 @@ import (
 	"errors"
 	"path"
 	"strings"
+	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/ecr"
@@ -133,7 +134,8 @@ func SourceTagValue(arn string) string {
 // whose it is (its resource tags) and which tags it keeps (its tag mutability).
 type Repository struct {
 	ARN               string
-	Created           bool // created by this call
+	Created           bool      // created by this call
+	CreatedAt         time.Time // when ECR created it
 	TagMutability     types.ImageTagMutability
 	MutabilityFilters []types.ImageTagMutabilityExclusionFilter
 	Tags              map[string]string // resource tags
@@ -224,17 +226,37 @@ func (g *Registry) EnsureRepository(ctx context.Context, repository string, sett
 	repo = repositoryOf(*out.Repository)
 	repo.Created, repo.Tags = true, tagMap(settings.Tags)
 	if settings.LifecyclePolicy != "" {
-		if _, err := g.api.PutLifecyclePolicy(ctx, &ecr.PutLifecyclePolicyInput{
-			RegistryId: g.RegistryID(), RepositoryName: aws.String(repository), LifecyclePolicyText: aws.String(settings.LifecyclePolicy),
-		}); err != nil {
-			return repo, WrapAWS("ecr:PutLifecyclePolicy", err)
-		}
+		return repo, g.PutLifecyclePolicy(ctx, repository, settings.LifecyclePolicy)
 	}
 	return repo, nil
 }
 
+// HasLifecyclePolicy says whether a repository has a lifecycle policy
+// (GetLifecyclePolicy; LifecyclePolicyNotFoundException: it has none).
+func (g *Registry) HasLifecyclePolicy(ctx context.Context, repository string) (bool, error) {
+	_, err := g.api.GetLifecyclePolicy(ctx, &ecr.GetLifecyclePolicyInput{RegistryId: g.RegistryID(), RepositoryName: aws.String(repository)})
+	var nf *types.LifecyclePolicyNotFoundException
+	switch {
+	case errors.As(err, &nf):
+		return false, nil
+	case err != nil:
+		return false, WrapAWS("ecr:GetLifecyclePolicy", err)
+	}
+	return true, nil
+}
+
+// PutLifecyclePolicy sets a repository's lifecycle policy.
+func (g *Registry) PutLifecyclePolicy(ctx context.Context, repository, policy string) error {
+	if _, err := g.api.PutLifecyclePolicy(ctx, &ecr.PutLifecyclePolicyInput{
+		RegistryId: g.RegistryID(), RepositoryName: aws.String(repository), LifecyclePolicyText: aws.String(policy),
+	}); err != nil {
+		return WrapAWS("ecr:PutLifecyclePolicy", err)
+	}
+	return nil
+}
+
 func repositoryOf(r types.Repository) Repository {
-	return Repository{ARN: aws.ToString(r.RepositoryArn), TagMutability: r.ImageTagMutability,
+	return Repository{ARN: aws.ToString(r.RepositoryArn), CreatedAt: aws.ToTime(r.CreatedAt), TagMutability: r.ImageTagMutability,
 		MutabilityFilters: r.ImageTagMutabilityExclusionFilters, Encryption: encryption(r.EncryptionConfiguration)}
 }
 
