@@ -8,6 +8,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -22,6 +23,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/ecr"
 	ecrtypes "github.com/aws/aws-sdk-go-v2/service/ecr/types"
 	"github.com/aws/aws-sdk-go-v2/service/sts"
+	"github.com/aws/smithy-go"
 
 	"github.com/ecr-replicator/ecr-replicator/internal/backfill"
 	"github.com/ecr-replicator/ecr-replicator/internal/copyengine"
@@ -95,12 +97,12 @@ const sourceB = "333333333333"
 // secondSource adds source account sourceB, its replicator role (unrestricted: only the
 // destination role's conditions matter here), and, in the destination account, the
 // destination role its stack deploys (destination-role.yaml rendered for sourceB's
-// replicator, with the same defaults as the first source's: RepositoryPrefix mirror/).
-func secondSource(t *testing.T) func(*sandbox.Config) {
+// replicator, named ecr-replicator-destination-b, with RepositoryPrefix prefix).
+func secondSource(t *testing.T, prefix string) func(*sandbox.Config) {
 	t.Helper()
 	dst, err := cfn.RenderFile("destination-role.yaml", cfn.Options{
 		Parameters: map[string]any{"ReplicatorRoleArn": sandbox.RoleARN(sourceB, sandboxtest.FunctionRole), "ExternalId": sandboxtest.ExternalID,
-			"RoleName": "ecr-replicator-destination-b"},
+			"RoleName": "ecr-replicator-destination-b", "RepositoryPrefix": prefix},
 		Region: sandbox.DefaultRegion, AccountID: sandbox.DestinationAccount, StackName: "ecr-replicator-destination-b",
 	})
 	if err != nil {
@@ -125,28 +127,11 @@ func secondSource(t *testing.T) func(*sandbox.Config) {
 	}
 }
 
-// TestReview27OneSourceClaimsAnotherSourcesMirror: two source accounts replicate into
-// one destination account, each with its stack's defaults (DestinationRepositoryPrefix
-// and RepositoryPrefix mirror/). Ownership stops them overwriting each other's mirrors —
-// and makes the first to push a name its owner: a user of source A who can create a
-// repository creates team-b/app (source B's repository, say one B has not pushed yet),
-// pushes an image of their choosing, and A's replicator creates mirror/team-b/app, owned
-// by A. From then on source B's replicator is refused, for good, every image of its
-// team-b/app (RepositoryNotOwned), and the destination's workloads that pull
-// mirror/team-b/app — B's mirror, by name — run A's user's image.
-func TestReview27OneSourceClaimsAnotherSourcesMirror(t *testing.T) {
-	params := ownershipParams("mirror/")
-	w := sandboxtest.Start(t, sandboxtest.Deployed(t, params), secondSource(t))
-	h := deployedReplicator(t, w, params)
-
-	// Source A's user claims the name.
-	w.Source.CreateRepository(t, w.Ctx, &ecr.CreateRepositoryInput{RepositoryName: aws.String("team-b/app")})
-	claimed := w.Source.Push(t, "team-b/app", "latest", image(t)).String()
-	if s := handle(t, w, h, "push-a", "PUSH", "team-b/app", claimed, "latest"); len(s.Results) != 1 || s.Results[0].Error != "" {
-		t.Fatalf("source A's push: %+v", s.Results)
-	}
-
-	// Source B pushes its own team-b/app, and its replicator copies it.
+// replicateAsB pushes an image to source B's team-b/app:latest and has B's replicator (its
+// function role, through its destination role) copy it under prefix; it returns the
+// digest and the result.
+func replicateAsB(t *testing.T, w *sandboxtest.World, prefix string) (string, destinations.Result) {
+	t.Helper()
 	bCfg := w.Config(t, sourceB, sandbox.AdminUser)
 	bHost, bAuth := sandboxtest.Login(t, w.Ctx, bCfg)
 	b := sandboxtest.Side{Account: sourceB, Config: bCfg, Host: bHost, Auth: bAuth}
@@ -164,21 +149,83 @@ func TestReview27OneSourceClaimsAnotherSourcesMirror(t *testing.T) {
 		t.Fatal(err)
 	}
 	resolver := ecraccess.NewResolver(fnCfg, ecraccess.WithLogger(slog.New(slog.NewTextHandler(io.Discard, nil))))
-	tg := rules.Target{Rule: "default", Repository: "mirror/team-b/app", Destination: rules.Destination{AccountID: sandbox.DestinationAccount,
+	tg := rules.Target{Rule: "default", Repository: prefix + "team-b/app", Destination: rules.Destination{AccountID: sandbox.DestinationAccount,
 		Region: sandbox.DefaultRegion, RoleARN: sandbox.RoleARN(sandbox.DestinationAccount, "ecr-replicator-destination-b"),
-		ExternalID: sandboxtest.ExternalID, RepositoryPrefix: "mirror/", CreateRepository: true}}
+		ExternalID: sandboxtest.ExternalID, RepositoryPrefix: prefix, CreateRepository: true}}
 	src := destinations.Source{Repo: ecrname.Repo{Registry: ecrname.Registry{AccountID: sourceB, Region: sandbox.DefaultRegion}, Name: "team-b/app"}, Digest: mine, Tag: "latest"}
 	res := destinations.New(resolver, copyengine.New()).Start().Replicate(w.Ctx, src, []rules.Target{tg})
-
-	got := w.Dest.Digest(t, "mirror/team-b/app", "latest")
-	if len(res) != 1 || res[0].Err != nil || got != mine {
-		code := ""
-		if len(res) == 1 {
-			code = res[0].Code
-		}
-		t.Errorf("source B's team-b/app:latest (%s) is refused by its own destination (%s), and the destination's mirror/team-b/app:latest is %s, "+
-			"an image a user of source A chose (%s): one source's user owns another source's mirror by pushing its name first", mine[:19], code, got[:min(19, len(got))], claimed[:19])
+	if len(res) != 1 {
+		t.Fatalf("%d results", len(res))
 	}
+	return mine, res[0]
+}
+
+// TestReview27OneSourceClaimsAnotherSourcesMirror: two source accounts replicate into
+// one destination account. Ownership stops them overwriting each other's mirrors — and,
+// under one shared prefix, makes the first to push a name its owner: a user of source A
+// who can create a repository creates team-b/app (source B's repository, say one B has
+// not pushed yet), pushes an image of their choosing, and A's replicator creates
+// mirror/team-b/app, owned by A; B's replicator is refused for good.
+//
+// The coordinator's decision (review 27, finding 1): several source accounts into one
+// destination account use distinct prefixes — one destination role stack per source,
+// each with its RepositoryPrefix (README "Deploy", docs/SECURITY.md) — and then A's
+// role cannot reach B's namespace at all (IAM: its grants are under its own prefix);
+// under a shared prefix the refusal B gets names the owner found, so the conflict is
+// diagnosable.
+func TestReview27OneSourceClaimsAnotherSourcesMirror(t *testing.T) {
+	t.Run("distinct prefixes", func(t *testing.T) {
+		params := ownershipParams("mirror/a/")
+		w := sandboxtest.Start(t, sandboxtest.Deployed(t, params), secondSource(t, "mirror/b/"))
+		h := deployedReplicator(t, w, params)
+		// Source A's user takes the name: it lands in A's namespace.
+		w.Source.CreateRepository(t, w.Ctx, &ecr.CreateRepositoryInput{RepositoryName: aws.String("team-b/app")})
+		claimed := w.Source.Push(t, "team-b/app", "latest", image(t)).String()
+		if s := handle(t, w, h, "push-a", "PUSH", "team-b/app", claimed, "latest"); len(s.Results) != 1 || s.Results[0].Error != "" ||
+			s.Results[0].Destination != sandbox.DestinationAccount+"/"+sandbox.DefaultRegion+"/mirror/a/team-b/app" {
+			t.Fatalf("source A's push: %+v", s.Results)
+		}
+		mine, res := replicateAsB(t, w, "mirror/b/")
+		if got := w.Dest.Digest(t, "mirror/b/team-b/app", "latest"); res.Err != nil || got != mine {
+			t.Errorf("source B's team-b/app:latest (%s): %s %v, mirror/b/team-b/app:latest = %q", mine[:19], res.Code, res.Err, got)
+		}
+		// A's replicator, whatever it is asked, cannot write or create in B's namespace:
+		// the role's grants are under mirror/a/.
+		reg := replicatorSession(t, w)
+		_, err := reg.API().CreateRepository(w.Ctx, &ecr.CreateRepositoryInput{RepositoryName: aws.String("mirror/b/team-c/app"), Tags: sandboxtest.Owned()})
+		var ae smithy.APIError
+		if !errors.As(err, &ae) || !ecraccess.IsAccessDenied(ae.ErrorCode()) {
+			t.Errorf("A's replicator creating mirror/b/team-c/app: %v, want AccessDenied", err)
+		}
+		_, err = reg.API().PutImage(w.Ctx, &ecr.PutImageInput{RepositoryName: aws.String("mirror/b/team-b/app"), ImageTag: aws.String("latest"),
+			ImageManifest: aws.String(`{"schemaVersion":2}`)})
+		if !errors.As(err, &ae) || !ecraccess.IsAccessDenied(ae.ErrorCode()) {
+			t.Errorf("A's replicator writing mirror/b/team-b/app: %v, want AccessDenied", err)
+		}
+		if got := w.Dest.Digest(t, "mirror/b/team-b/app", "latest"); got != mine {
+			t.Errorf("B's mirror/b/team-b/app:latest = %q, want %s", got, mine)
+		}
+	})
+	t.Run("shared prefix", func(t *testing.T) {
+		params := ownershipParams("mirror/")
+		w := sandboxtest.Start(t, sandboxtest.Deployed(t, params), secondSource(t, "mirror/"))
+		h := deployedReplicator(t, w, params)
+		w.Source.CreateRepository(t, w.Ctx, &ecr.CreateRepositoryInput{RepositoryName: aws.String("team-b/app")})
+		claimed := w.Source.Push(t, "team-b/app", "latest", image(t)).String()
+		if s := handle(t, w, h, "push-a", "PUSH", "team-b/app", claimed, "latest"); len(s.Results) != 1 || s.Results[0].Error != "" {
+			t.Fatalf("source A's push: %+v", s.Results)
+		}
+		_, res := replicateAsB(t, w, "mirror/")
+		msg := fmt.Sprint(res.Err)
+		if res.Code != destinations.CodeRepositoryNotOwned || res.Retryable || !strings.Contains(msg, "owned by source account "+sandbox.SourceAccount) ||
+			!strings.Contains(msg, "distinct prefixes") {
+			t.Errorf("source B's copy into A's mirror/team-b/app: %s %v, want a permanent %s naming the owner (source account %s) and the remedy",
+				res.Code, res.Err, destinations.CodeRepositoryNotOwned, sandbox.SourceAccount)
+		}
+		if got := w.Dest.Digest(t, "mirror/team-b/app", "latest"); got != claimed {
+			t.Errorf("mirror/team-b/app:latest = %q, want A's %s untouched", got, claimed)
+		}
+	})
 }
 
 // TestReview27MirroredTagOutsideTheListBlocksTheRepository: the README's way to mirror
