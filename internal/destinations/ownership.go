@@ -51,6 +51,16 @@ func (e *notOwnedError) Error() string {
 func (e *notOwnedError) ErrorCode() string { return CodeRepositoryNotOwned }
 func (e *notOwnedError) Retryable() bool   { return false }
 
+// NotOwned is the RepositoryNotOwned failure of a write into dest, an existing destination
+// repository described as repo (ecraccess.Registry.DescribeRepository: with its tags), by
+// the replicator of account owner; nil when the replicator owns it (or created it).
+func NotOwned(dest ecrname.Repo, repo ecraccess.Repository, owner string) error {
+	if found := repo.Tags[ecraccess.OwnerTag]; !repo.Created && found != owner {
+		return &notOwnedError{repo: dest, arn: repo.ARN, owner: owner, found: found}
+	}
+	return nil
+}
+
 // repoKey names a destination repository as reached through one registry access (a
 // Resolver's registries live as long as the process).
 type repoKey struct {
@@ -125,8 +135,8 @@ func (r *Run) destination(ctx context.Context, srcReg, dstReg *ecraccess.Registr
 	if repo, err = r.recheckYoung(ctx, dstReg, t.Repository, repo, owner); err != nil {
 		return repo, false, err
 	}
-	if found := repo.Tags[ecraccess.OwnerTag]; !repo.Created && found != owner {
-		return repo, false, &notOwnedError{repo: t.Repo(), arn: repo.ARN, owner: owner, found: found}
+	if err := NotOwned(t.Repo(), repo, owner); err != nil {
+		return repo, false, err
 	}
 	r.owned.put(key, repo)
 	return repo, false, r.mirrorLifecycle(ctx, srcReg, dstReg, src, t, repo)
