@@ -133,15 +133,8 @@ func (s *Sandbox) ecrCall(ctx context.Context, c *caller, op string, body []byte
 	if err := decodeInput(body, &in); err != nil {
 		return nil, err
 	}
-	// A registryId given must be an account ID: "Pattern: [0-9]{12}" in every ECR action's
-	// request syntax (e.g. API_BatchGetImage); an empty one is no exception. (The error
-	// code of a pattern violation is not documented: InvalidParameterException is a guess.)
-	if in.RegistryID != nil && !accountIDPattern.MatchString(*in.RegistryID) {
-		return nil, errorf(400, "InvalidParameterException", "Invalid parameter at 'registryId' failed to satisfy constraint: 'Member must satisfy regular expression pattern: [0-9]{12}'")
-	}
-	// The account acted on is the caller's: touching another account needs its credentials.
-	if in.RegistryID != nil && *in.RegistryID != c.cred.account {
-		return nil, errorf(400, "AccessDeniedException", "User: %s is not authorized to perform: ecr:%s on registry %s (the sandbox acts on the caller's own registry only)", c.cred.principalARN, op, *in.RegistryID)
+	if err := checkRegistryID(c, op, in.RegistryID); err != nil {
+		return nil, err
 	}
 	reg, err := s.registry(c.cred.account, c.region)
 	if err != nil {
@@ -209,6 +202,23 @@ func imageRefs(tag, digest string, ids []imageID) string {
 		}
 	}
 	return strings.Join(refs, ",")
+}
+
+// checkRegistryID refuses a registryId that is not an account ID ("Pattern: [0-9]{12}" in
+// every ECR action's request syntax, e.g. API_BatchGetImage; an empty one is no exception;
+// the error code of a pattern violation is not documented: InvalidParameterException is a
+// guess), or another account than the caller's: the sandbox acts on the caller's own
+// registry, and touching another account needs its credentials.
+func checkRegistryID(c *caller, op string, id *string) *apiError {
+	switch {
+	case id == nil:
+		return nil
+	case !accountIDPattern.MatchString(*id):
+		return errorf(400, "InvalidParameterException", "Invalid parameter at 'registryId' failed to satisfy constraint: 'Member must satisfy regular expression pattern: [0-9]{12}'")
+	case *id != c.cred.account:
+		return errorf(400, "AccessDeniedException", "User: %s is not authorized to perform: ecr:%s on registry %s (the sandbox acts on the caller's own registry only)", c.cred.principalARN, op, *id)
+	}
+	return nil
 }
 
 func repoFromARN(arn string) string {
