@@ -19,9 +19,14 @@ import (
 
 // mutability reads the destination repository's tag mutability now (one
 // DescribeRepositories): a delete decides on what the repository keeps immutable as it
-// is, not as the process last saw it (ownership is remembered; mutability may change).
+// is, not as the process last saw it (ownership is remembered; mutability may change). A
+// repository gone keeps nothing: the delete that follows says it does not exist.
 func mutability(ctx context.Context, dstReg *ecraccess.Registry, repository string) (ecraccess.Repository, error) {
 	s, err := dstReg.ReadSettings(ctx, repository, false, false)
+	var ae *ecraccess.Error
+	if errors.As(err, &ae) && ae.Code == ecraccess.CodeRepositoryNotFound {
+		return ecraccess.Repository{}, nil
+	}
 	if err != nil {
 		return ecraccess.Repository{}, err
 	}
