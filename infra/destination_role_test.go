@@ -104,7 +104,7 @@ func wantDestinationStatements(prefix, createRepos, mirrorDeletes string, region
 				"ForAllValues:StringEquals": map[string]any{"aws:TagKeys": tagKeys},
 			}},
 			statement{Sid: "LifecycleOfOwnedRepositories", Effect: "Allow", Resource: repos, Condition: ownedBy(owner),
-				Action: []string{"ecr:PutLifecyclePolicy"}})
+				Action: []string{"ecr:GetLifecyclePolicy", "ecr:PutLifecyclePolicy"}})
 	}
 	if mirrorDeletes == "true" {
 		want = append(want, statement{Sid: "MirrorDeletes", Effect: "Allow", Resource: repos, Condition: ownedBy(owner),

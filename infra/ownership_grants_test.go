@@ -90,3 +90,42 @@ func TestOwnershipAdoptedRepository(t *testing.T) {
 		t.Errorf("denied under the deployed policies: %s %s by %s: %s", e.Action, e.Repository, e.Principal, e.ErrorCode)
 	}
 }
+
+// TestOwnershipRememberedUntilRefused: the warm function remembers the repositories it
+// found owned (no DescribeRepositories or ListTagsForResource for the next copies), and
+// the role still refuses what the memory would allow: a mirror the destination's
+// administrator deleted and re-created as their own (no owner tag) is refused to the next
+// copy, which looks at it again at once and reports RepositoryNotOwned (permanent) — the
+// administrator's image untouched.
+func TestOwnershipRememberedUntilRefused(t *testing.T) {
+	params := ownershipParams("mirror/")
+	w := sandboxtest.Start(t, sandboxtest.Deployed(t, params))
+	h := deployedReplicator(t, w, params)
+	w.Source.CreateRepository(t, w.Ctx, &ecr.CreateRepositoryInput{RepositoryName: aws.String("team-a/app")})
+	for _, tag := range []string{"v1", "v2"} {
+		d := w.Source.Push(t, "team-a/app", tag, image(t)).String()
+		mark := w.SB.AccessLogMark()
+		if s := handle(t, w, h, "push-"+tag, "PUSH", "team-a/app", d, tag); s.Failed != 0 {
+			t.Fatalf("push of %s: %+v", tag, s.Results)
+		}
+		for _, e := range w.SB.AccessLogSince(mark) {
+			if tag == "v2" && e.Account == sandbox.DestinationAccount && (e.Operation == "DescribeRepositories" || e.Operation == "ListTagsForResource") {
+				t.Errorf("the warm function's second copy into its own mirror asked %s", e.Operation)
+			}
+		}
+	}
+	dst := ecr.NewFromConfig(w.Dest.Config)
+	if _, err := dst.DeleteRepository(w.Ctx, &ecr.DeleteRepositoryInput{RepositoryName: aws.String("mirror/team-a/app"), Force: true}); err != nil {
+		t.Fatal(err)
+	}
+	w.Dest.CreateRepository(t, w.Ctx, &ecr.CreateRepositoryInput{RepositoryName: aws.String("mirror/team-a/app")})
+	theirs := w.Dest.Push(t, "mirror/team-a/app", "v3", image(t)).String()
+	d := w.Source.Push(t, "team-a/app", "v3", image(t)).String()
+	s := handle(t, w, h, "push-v3", "PUSH", "team-a/app", d, "v3")
+	if len(s.Results) != 1 || s.Results[0].Code != destinations.CodeRepositoryNotOwned || s.Results[0].Retryable {
+		t.Errorf("a copy into the re-created repository: %+v, want one permanent %s", s.Results, destinations.CodeRepositoryNotOwned)
+	}
+	if got := w.Dest.Digest(t, "mirror/team-a/app", "v3"); got != theirs {
+		t.Errorf("the administrator's mirror/team-a/app:v3 = %q, want %s", got, theirs)
+	}
+}

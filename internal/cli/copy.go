@@ -17,6 +17,7 @@ type copyOptions struct {
 	profile, sourceProfile, destProfile string
 	region                              string
 	sourceRole, destRole, externalID    string
+	owner                               string
 	allTags, referrers, createRepo      bool
 	dryRun, detailed                    bool
 	jobs, concurrency                   int
@@ -38,7 +39,10 @@ host names — are reached through the AWS SDK: credentials from --profile (or t
 chain: AWS_PROFILE, AWS_ACCESS_KEY_ID…, SSO, instance roles), the region from the host
 name, and --dest-role-arn/--external-id to act in another account (the role must be in
 DST's account). A missing ECR destination repository is created with the source's
-settings (tag mutability, scan on push, encryption). Other registries use your Docker
+settings (tag mutability, scan on push, encryption), tagged ecr-replicator:owner with the
+account of the replicator that keeps the mirror — by default the source registry's (the
+replicator runs in the source account), whatever credentials write it (--owner for a
+central account) — and ecr-replicator:source. Other registries use your Docker
 credentials (~/.docker/config.json and credential helpers), and their repositories must
 exist.
 
@@ -89,6 +93,11 @@ func newCopyCmd(a *app) *cobra.Command {
 			if err := checkOutput(o.output); err != nil {
 				return err
 			}
+			if o.owner != "" {
+				if err := ecrname.AccountID(o.owner); err != nil {
+					return usagef("--owner: %v", err)
+				}
+			}
 			a.output, a.quiet, a.noProgress, a.detailedExit = o.output, o.quiet, o.noProgress, o.detailed && o.dryRun
 			return runCopy(c.Context(), a, o, args[0], args[1])
 		},
@@ -104,6 +113,7 @@ func newCopyCmd(a *app) *cobra.Command {
 	f.StringVar(&o.sourceRole, "source-role-arn", "", "role to assume to read an ECR source (in SRC's account)")
 	f.StringVar(&o.destRole, "dest-role-arn", "", "role to assume to write an ECR destination (in DST's account)")
 	f.StringVar(&o.externalID, "external-id", "", "external ID for --dest-role-arn, as its trust policy requires")
+	f.StringVar(&o.owner, "owner", "", "account tagged ecr-replicator:owner on a destination repository the copy creates: the account of the replicator that keeps the mirror (default: SRC's ECR account; for another registry, your account)")
 	f.BoolVar(&o.allTags, "all-tags", false, "copy every tag of the SRC repository")
 	f.BoolVar(&o.referrers, "referrers", true, "also copy OCI referrers and cosign sha256-*.sig/.att/.sbom tags")
 	f.BoolVar(&o.createRepo, "create-repository", true, "create a missing ECR destination repository, mirroring the source's settings")
@@ -167,7 +177,7 @@ func runCopy(ctx context.Context, a *app, o copyOptions, srcArg, dstArg string) 
 		}
 		return reportCopy(a, unit, []imageResult{*missing}, start, false)
 	}
-	created, err := ensureDestination(ctx, o, args, dst, settings, len(items) > 0)
+	created, err := ensureDestination(ctx, o, args, src, dst, settings, len(items) > 0)
 	if err != nil {
 		return err
 	}

@@ -31,7 +31,7 @@ func readDestination(ctx context.Context, o copyOptions, c copyArgs, dst *endpoi
 	if dst.ecr == nil {
 		return st, nil
 	}
-	out, err := dst.ecr.API().DescribeRepositories(ctx, &ecr.DescribeRepositoriesInput{RepositoryNames: []string{c.dstRepo.RepositoryStr()}})
+	out, err := dst.ecr.API().DescribeRepositories(ctx, &ecr.DescribeRepositoriesInput{RegistryId: dst.ecr.RegistryID(), RepositoryNames: []string{c.dstRepo.RepositoryStr()}})
 	var nf *ecrtypes.RepositoryNotFoundException
 	switch {
 	case errors.As(err, &nf):

@@ -93,18 +93,33 @@ func sourceSettings(ctx context.Context, c copyArgs, src *endpointFor) (ecracces
 // ensureDestination makes sure an ECR destination repository exists (creating it with the
 // source's settings) when there is something to copy into it, and says whether it
 // created it.
-func ensureDestination(ctx context.Context, o copyOptions, c copyArgs, dst *endpointFor, settings ecraccess.RepositorySettings, needed bool) (bool, error) {
+func ensureDestination(ctx context.Context, o copyOptions, c copyArgs, src, dst *endpointFor, settings ecraccess.RepositorySettings, needed bool) (bool, error) {
 	if dst.ecr == nil || !needed {
 		return false, nil
 	}
 	// A repository it creates is the replicator's (ecraccess.OwnedTags), as a destination
-	// role requires of a creation; the owner is the account of the identity acting.
-	settings.Tags = ecraccess.OwnedTags(dst.caller.account, settings.ARN, nil)
+	// role requires of a creation.
+	settings.Tags = ecraccess.OwnedTags(owner(o, src, dst), settings.ARN, nil)
 	repo, err := dst.ecr.EnsureRepository(ctx, c.dstRepo.RepositoryStr(), settings, o.createRepo)
 	if err != nil {
 		return false, dst.explainDenied(repositoryProblem(err, "destination", c.dstRepo, dst.region))
 	}
 	return repo.Created, nil
+}
+
+// owner is the account a created destination repository is tagged as owned by: --owner,
+// or the account of the replicator that keeps the mirror — the one deployed in the
+// source account, so the source registry's account, whatever credentials the copy writes
+// with (--dest-profile: the destination account's own, which no replicator is) — or,
+// for a source outside ECR, the account of the identity acting.
+func owner(o copyOptions, src, dst *endpointFor) string {
+	switch {
+	case o.owner != "":
+		return o.owner
+	case src.account != "":
+		return src.account
+	}
+	return dst.caller.account
 }
 
 // copyItems is what to copy: every tag (--all-tags), the tag, or the digest; and what

@@ -75,7 +75,7 @@ func resolveSide(ctx context.Context, sessions *awsSessions, repo name.Repositor
 	}
 	e.ecr = reg
 	e.endpoint = copyengine.Endpoint{Repository: real, Auth: reg.Authenticator(), Transport: reg.Transport(nil),
-		Tags: destinations.RepositoryTags(reg.API(), repo.RepositoryStr())} // tags of 129-300 characters, as the function copies them
+		Tags: destinations.RepositoryTags(reg.API(), account, repo.RepositoryStr())} // tags of 129-300 characters, as the function copies them
 	return e, nil
 }
 

@@ -136,6 +136,11 @@ func awsProblem(err error, what string) *problem {
 	case code == retry.CodeCanceled:
 		p.code, p.exit = codeInterrupted, ExitInterrupted
 		p.msg = "interrupted before anything was copied"
+	case subject == "" && code == "":
+		p.msg = text
+	case subject == "":
+		// An error that is its own explanation (RepositoryNotOwned, …): no operation failed.
+		p.msg = fmt.Sprintf("%s (%s)", text, code)
 	case code == "":
 		p.msg = fmt.Sprintf("%s failed: %s", subject, text)
 	default:

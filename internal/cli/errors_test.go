@@ -9,6 +9,9 @@ import (
 	"github.com/google/go-containerregistry/pkg/name"
 
 	"github.com/ecr-replicator/ecr-replicator/internal/copyengine"
+	"github.com/ecr-replicator/ecr-replicator/internal/destinations"
+	"github.com/ecr-replicator/ecr-replicator/internal/ecraccess"
+	"github.com/ecr-replicator/ecr-replicator/internal/ecrname"
 	"github.com/ecr-replicator/ecr-replicator/internal/retry"
 )
 
@@ -38,5 +41,18 @@ func TestUnresolvableHost(t *testing.T) {
 	f.err = &copyengine.Error{Op: "get source manifest", Code: retry.CodeNetwork, Transient: true, Err: timeout}
 	if _, msg := explainCopy(f); !strings.Contains(msg, "did not answer (NETWORK) after retries") {
 		t.Errorf("a resolver timeout: %q", msg)
+	}
+}
+
+// TestFailureWithoutOperation: a failure that is its own explanation, with a code and no
+// AWS operation (a destination repository the replicator does not own), is said as it
+// is, with its code — not " failed (RepositoryNotOwned): …" for want of an operation.
+func TestFailureWithoutOperation(t *testing.T) {
+	dest := ecrname.Repo{Registry: ecrname.Registry{AccountID: "222222222222", Region: "us-east-1"}, Name: "mirror/team-a/app"}
+	err := destinations.NotOwned(dest, ecraccess.Repository{ARN: "arn:aws:ecr:us-east-1:222222222222:repository/mirror/team-a/app"}, "111111111111")
+	code, msg := explainCopy(copyFailure{err: err, source: "src/app", destination: "dst/app", tag: "v1"})
+	if code != destinations.CodeRepositoryNotOwned || !strings.HasPrefix(msg, "destination repository 222222222222/us-east-1/mirror/team-a/app exists") ||
+		!strings.HasSuffix(msg, "("+destinations.CodeRepositoryNotOwned+")") {
+		t.Errorf("explainCopy: %s %q", code, msg)
 	}
 }

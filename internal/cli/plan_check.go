@@ -7,9 +7,10 @@ import (
 	"sort"
 	"time"
 
-	"github.com/aws/aws-sdk-go-v2/service/ecr"
+	"github.com/aws/aws-sdk-go-v2/aws"
 
 	"github.com/ecr-replicator/ecr-replicator/internal/backfill"
+	"github.com/ecr-replicator/ecr-replicator/internal/destinations"
 	"github.com/ecr-replicator/ecr-replicator/internal/ecraccess"
 	"github.com/ecr-replicator/ecr-replicator/internal/ecrname"
 )
@@ -36,55 +37,77 @@ type blockedCopy struct {
 	msg         string
 }
 
-// blockedCopies separates, among a plan's copies to make, those that would fail: a tag
-// an immutable destination repository has on another image (the copy ends in conflict),
-// and a missing repository its rule does not create (createRepository: false). Tag
-// mutability is read (ecr:DescribeRepositories) only of the destination repositories
-// where a tag is to move; one that cannot be read is left to the copy.
+// blockedCopies separates, among a plan's copies to make, those that would fail: into an
+// existing destination repository the replicator does not own (RepositoryNotOwned, as
+// sync would be refused), a tag an immutable destination repository has on another image
+// (the copy ends in conflict), and a missing repository its rule does not create
+// (createRepository: false). Each existing destination repository with copies to make is
+// read once (ecr:DescribeRepositories, ecr:ListTagsForResource); one that cannot be read
+// is left to the copy.
 func blockedCopies(ctx context.Context, sess *awsSession, log *slog.Logger, work []backfill.Work) (keep []backfill.Work, blocked []blockedCopy) {
-	mutability := map[ecrname.Repo]*tagMutability{}
+	owner, err := sess.resolver.CallerAccount(ctx)
+	if err != nil {
+		log.Debug("ownership not checked", "error", err.Error())
+	}
+	repos := map[ecrname.Repo]destinationRepo{}
 	for _, w := range work {
 		dest := w.Target.Destination
-		switch {
-		case w.Reason == backfill.ReasonRepositoryMissing && !dest.CreateRepository:
-			blocked = append(blocked, blockedCopy{work: w, state: stateFailed, code: "RepositoryNotFoundException",
-				msg: fmt.Sprintf("repository %s does not exist, and rule %q does not create it (createRepository: false): create it, or set createRepository: true", w.Target.Repository, w.Target.Rule)})
-			continue
-		case w.Reason == backfill.ReasonTagElsewhere:
-			m, ok := mutability[w.Target.Repo()]
-			if !ok {
-				m = readMutability(ctx, sess, log, w)
-				mutability[w.Target.Repo()] = m
-			}
-			if m != nil && m.immutable(w.Tag) {
-				blocked = append(blocked, blockedCopy{work: w, state: stateConflict, code: immutableCode, msg: immutableMessage(w.Tag, "")})
+		if w.Reason == backfill.ReasonRepositoryMissing {
+			if !dest.CreateRepository {
+				blocked = append(blocked, blockedCopy{work: w, state: stateFailed, code: "RepositoryNotFoundException",
+					msg: fmt.Sprintf("repository %s does not exist, and rule %q does not create it (createRepository: false): create it, or set createRepository: true", w.Target.Repository, w.Target.Rule)})
 				continue
 			}
+			keep = append(keep, w)
+			continue
 		}
-		keep = append(keep, w)
+		d, ok := repos[w.Target.Repo()]
+		if !ok {
+			d = readDestinationRepo(ctx, sess, log, w, owner)
+			repos[w.Target.Repo()] = d
+		}
+		switch {
+		case d.notOwned != nil:
+			blocked = append(blocked, blockedCopy{work: w, state: stateFailed, code: destinations.CodeRepositoryNotOwned, msg: d.notOwned.Error()})
+		case w.Reason == backfill.ReasonTagElsewhere && d.mutability != nil && d.mutability.immutable(w.Tag):
+			blocked = append(blocked, blockedCopy{work: w, state: stateConflict, code: immutableCode, msg: immutableMessage(w.Tag, "")})
+		default:
+			keep = append(keep, w)
+		}
 	}
 	sort.SliceStable(blocked, func(i, j int) bool { return blocked[i].result().ref() < blocked[j].result().ref() })
 	return keep, blocked
 }
 
-// readMutability reads the tag mutability of w's destination repository, through its
-// destination's role; nil when it cannot be read (said in the debug log).
-func readMutability(ctx context.Context, sess *awsSession, log *slog.Logger, w backfill.Work) *tagMutability {
+// destinationRepo is what a plan read of an existing destination repository: whether the
+// replicator may write to it, and which tags it keeps (nil: not read).
+type destinationRepo struct {
+	notOwned   error
+	mutability *tagMutability
+}
+
+// readDestinationRepo reads w's destination repository and its tags, through its
+// destination's role; nothing is known of one that cannot be read (said in the debug log).
+func readDestinationRepo(ctx context.Context, sess *awsSession, log *slog.Logger, w backfill.Work, owner string) destinationRepo {
 	reg, err := sess.resolver.Registry(ctx, w.Target.Destination.Access())
 	if err != nil {
-		log.Debug("tag mutability not read", "repository", w.Target.Repo().String(), "error", err.Error())
-		return nil
+		log.Debug("destination repository not read", "repository", w.Target.Repo().String(), "error", err.Error())
+		return destinationRepo{}
 	}
-	out, err := reg.API().DescribeRepositories(ctx, &ecr.DescribeRepositoriesInput{
-		RegistryId: &w.Target.Destination.AccountID, RepositoryNames: []string{w.Target.Repository}})
-	if err != nil || len(out.Repositories) != 1 {
-		if err != nil {
-			log.Debug("tag mutability not read", "repository", w.Target.Repo().String(), "error", err.Error())
-		}
-		return nil
+	repo, err := reg.DescribeRepository(ctx, w.Target.Repository)
+	if err != nil {
+		log.Debug("destination repository not read", "repository", w.Target.Repo().String(), "error", err.Error())
+		return destinationRepo{}
 	}
-	m := tagMutabilityOf(out.Repositories[0])
-	return &m
+	m := tagMutability{setting: repo.TagMutability}
+	for _, f := range repo.MutabilityFilters {
+		m.filters = append(m.filters, aws.ToString(f.Filter))
+	}
+	d := destinationRepo{mutability: &m}
+	if owner != "" {
+		d.notOwned = destinations.NotOwned(w.Target.Repo(), repo, owner)
+	}
+	return d
 }
 
 // withoutBlocked is the plan with the blocked copies taken out of its copies to make

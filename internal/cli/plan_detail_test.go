@@ -41,8 +41,8 @@ func TestCLIPlanDetailAndBytes(t *testing.T) {
 		"v2":    w.Source.Push(t, "team-a/api", "v2", fixedImage(t, "api-v2")).String(),
 		"multi": w.Source.Push(t, "team-a/api", "multi", fixedIndex(t, "api-multi", "amd64", "arm64")).String(),
 	}
-	// v1 is in sync already.
-	w.Dest.CreateRepository(t, w.Ctx, &ecr.CreateRepositoryInput{RepositoryName: aws.String("mirror/team-a/api")})
+	// v1 is in sync already, in the replicator's mirror (owned: sync writes only there).
+	w.Dest.CreateRepository(t, w.Ctx, &ecr.CreateRepositoryInput{RepositoryName: aws.String("mirror/team-a/api"), Tags: sandboxtest.Owned()})
 	w.Dest.Push(t, "mirror/team-a/api", "v1", fixedImage(t, "api-v1"))
 	sizes := sourceSizes(t, w, "team-a/api")
 	if len(sizes) != 5 {

@@ -114,7 +114,7 @@ func indexChildren(ctx context.Context, src *ecraccess.Registry, repo string, di
 		for _, d := range digests[start:min(start+100, len(digests))] {
 			ids = append(ids, ecrtypes.ImageIdentifier{ImageDigest: aws.String(d)})
 		}
-		resp, err := src.API().BatchGetImage(ctx, &ecr.BatchGetImageInput{RepositoryName: aws.String(repo), ImageIds: ids,
+		resp, err := src.API().BatchGetImage(ctx, &ecr.BatchGetImageInput{RegistryId: src.RegistryID(), RepositoryName: aws.String(repo), ImageIds: ids,
 			AcceptedMediaTypes: []string{string(types.OCIImageIndex), string(types.DockerManifestList)}})
 		if err != nil {
 			return nil, err

@@ -83,14 +83,14 @@ func (r *Run) recheck(ctx context.Context, rt route, src Source, t rules.Target,
 // the interleaving. Bounded: a tag that keeps coming and going is left to its events.
 func (r *Run) followSourceDelete(ctx context.Context, rt route, src Source, t rules.Target, digest string, res Result) Result {
 	for round := 0; round < 3 && digest != ""; round++ {
-		switch reason, err := keepImmutable(ctx, rt.dstReg, rt.dst, t, src.Tag, digest); {
+		switch reason, err := keepImmutable(ctx, rt.dstReg, t, src.Tag, digest); {
 		case err != nil:
 			return res.failed(err)
 		case reason != "":
 			res.Outcome, res.Reason = KeptImmutable, reason
 			return res
 		}
-		o, reason, err := deleteImage(ctx, rt.dstReg, t.Repository, ecrtypes.ImageIdentifier{ImageTag: aws.String(src.Tag), ImageDigest: aws.String(digest)})
+		o, reason, err := r.deleteImage(ctx, rt.dstReg, t, ecrtypes.ImageIdentifier{ImageTag: aws.String(src.Tag), ImageDigest: aws.String(digest)})
 		if err != nil {
 			return res.failed(err)
 		}
@@ -127,7 +127,17 @@ func (r *Run) deleteDigest(ctx context.Context, src Source, t rules.Target, res 
 	if done, guarded := r.guardDelete(ctx, srcReg, dstReg, src, t, id, res); done {
 		return guarded
 	}
-	o, reason, err := deleteImage(ctx, dstReg, t.Repository, id)
+	o, reason, err := r.deleteImage(ctx, dstReg, t, id)
+	if code, _ := Classify(err); code == string(ecrtypes.ImageFailureCodeImageReferencedByManifestList) {
+		// Retryable, unless the index that references it is one delete mirroring kept.
+		switch kept, kerr := keptByIndex(ctx, dstReg, t, src.Digest); {
+		case kerr != nil:
+			return res.failed(kerr)
+		case kept != "":
+			res.Outcome, res.Reason = KeptImmutable, kept
+			return res
+		}
+	}
 	if err != nil {
 		return res.failed(err)
 	}
@@ -157,7 +167,7 @@ func (e *errSourceRepository) Retryable() bool   { return false }
 // replicator's and that the delete keeps the tags it holds immutable (done: res is the
 // answer).
 func (r *Run) guardDelete(ctx context.Context, srcReg, dstReg *ecraccess.Registry, src Source, t rules.Target, id ecrtypes.ImageIdentifier, res Result) (bool, Result) {
-	dst, err := r.destination(ctx, srcReg, dstReg, src, t, false)
+	_, _, err := r.destination(ctx, srcReg, dstReg, src, t, false)
 	var ae *ecraccess.Error
 	switch {
 	case errors.As(err, &ae) && ae.Code == ecraccess.CodeRepositoryNotFound:
@@ -166,7 +176,7 @@ func (r *Run) guardDelete(ctx context.Context, srcReg, dstReg *ecraccess.Registr
 	case err != nil:
 		return true, res.failed(err)
 	}
-	switch reason, err := keepImmutable(ctx, dstReg, dst, t, "", aws.ToString(id.ImageDigest)); {
+	switch reason, err := keepImmutable(ctx, dstReg, t, "", aws.ToString(id.ImageDigest)); {
 	case err != nil:
 		return true, res.failed(err)
 	case reason != "":
@@ -176,15 +186,21 @@ func (r *Run) guardDelete(ctx context.Context, srcReg, dstReg *ecraccess.Registr
 	return false, res
 }
 
-// deleteImage is one BatchDeleteImage, its per-image failures read (deleteFailure).
-func deleteImage(ctx context.Context, reg *ecraccess.Registry, repo string, id ecrtypes.ImageIdentifier) (copyengine.Outcome, string, error) {
-	out, err := reg.API().BatchDeleteImage(ctx, &ecr.BatchDeleteImageInput{RepositoryName: aws.String(repo), ImageIds: []ecrtypes.ImageIdentifier{id}})
+// deleteImage is one BatchDeleteImage, its per-image failures read (deleteFailure). A
+// repository gone, or a refusal, drops what the process knows of it (forget).
+func (r *Run) deleteImage(ctx context.Context, reg *ecraccess.Registry, t rules.Target, id ecrtypes.ImageIdentifier) (copyengine.Outcome, string, error) {
+	out, err := reg.API().BatchDeleteImage(ctx, &ecr.BatchDeleteImageInput{RegistryId: reg.RegistryID(), RepositoryName: aws.String(t.Repository), ImageIds: []ecrtypes.ImageIdentifier{id}})
 	var nf *ecrtypes.RepositoryNotFoundException
 	if errors.As(err, &nf) {
+		r.forget(reg, t.Repository)
 		return copyengine.Skipped, "destination repository does not exist", nil
 	}
 	if err != nil {
-		return "", "", ecraccess.WrapAWS("ecr:BatchDeleteImage", err)
+		err = ecraccess.WrapAWS("ecr:BatchDeleteImage", err)
+		if code, _ := Classify(err); ecraccess.IsAccessDenied(code) {
+			r.forget(reg, t.Repository)
+		}
+		return "", "", err
 	}
 	for _, f := range out.Failures {
 		return deleteFailure(f)

@@ -50,11 +50,13 @@ type Result struct {
 // keeps it) and safe for concurrent use; its runs (Start) hold what one unit of work
 // caches.
 type Replicator struct {
-	resolver   *ecraccess.Resolver
-	engine     *copyengine.Engine
-	sourceRole string
-	parallel   int
-	log        *slog.Logger
+	resolver     *ecraccess.Resolver
+	engine       *copyengine.Engine
+	sourceRole   string
+	parallel     int
+	log          *slog.Logger
+	owned        *ownedCache   // destination repositories found owned (ownership.go)
+	recheckDelay time.Duration // before reading a young repository without an owner tag again
 }
 
 // Option configures a Replicator.
@@ -82,9 +84,19 @@ func WithLogger(l *slog.Logger) Option {
 	}
 }
 
+// WithOwnershipTTL sets how long the process remembers a destination repository it found
+// owned (default 5 minutes; ownership.go).
+func WithOwnershipTTL(d time.Duration) Option {
+	return func(m *Replicator) { m.owned = newOwnedCache(d) }
+}
+
+// DefaultOwnershipTTL is how long a verdict of ownership is remembered by default.
+const DefaultOwnershipTTL = 5 * time.Minute
+
 // New returns a Replicator that resolves access with resolver and copies with engine.
 func New(resolver *ecraccess.Resolver, engine *copyengine.Engine, opts ...Option) *Replicator {
-	m := &Replicator{resolver: resolver, engine: engine, parallel: 4, log: slog.New(slog.DiscardHandler)}
+	m := &Replicator{resolver: resolver, engine: engine, parallel: 4, log: slog.New(slog.DiscardHandler),
+		owned: newOwnedCache(DefaultOwnershipTTL), recheckDelay: recheckDelay}
 	for _, o := range opts {
 		o(m)
 	}
@@ -92,15 +104,14 @@ func New(resolver *ecraccess.Resolver, engine *copyengine.Engine, opts ...Option
 }
 
 // Run is one unit of work (an invocation, a CLI command): its copies share one engine
-// run, source repository settings are read once, and so is each destination
-// repository's ownership (ownership.go).
+// run, and source repository settings are read once. (Each destination repository's
+// ownership is remembered longer, by the Replicator: ownership.go.)
 type Run struct {
 	*Replicator
 	copies *copyengine.Run
 
 	mu       sync.Mutex
 	settings map[settingsKey]ecraccess.RepositorySettings
-	repos    map[repoKey]ecraccess.Repository // destination repositories known owned
 }
 
 type settingsKey struct {
@@ -110,8 +121,7 @@ type settingsKey struct {
 
 // Start begins a run.
 func (m *Replicator) Start() *Run {
-	return &Run{Replicator: m, copies: m.engine.Start(), settings: map[settingsKey]ecraccess.RepositorySettings{},
-		repos: map[repoKey]ecraccess.Repository{}}
+	return &Run{Replicator: m, copies: m.engine.Start(), settings: map[settingsKey]ecraccess.RepositorySettings{}}
 }
 
 // Replicate copies src to every target in parallel and returns one result per target,
@@ -163,6 +173,15 @@ func (r *Run) replicateOne(ctx context.Context, src Source, t rules.Target) Resu
 		return res.failed(err)
 	}
 	c := r.copy(ctx, rt, src, t)
+	if rt.cached && refusedAtDestination(c.Err) {
+		// Remembered as owned, refused now (deleted, re-created, un-adopted since): the
+		// process forgot it (copy); look at it again, once, for the verdict ECR gives now.
+		if rt, err = r.route(ctx, src, t, t.Destination.CreateRepository); err != nil {
+			return res.failed(err)
+		}
+		res.Created = rt.created
+		c = r.copy(ctx, rt, src, t)
+	}
 	res.take(c)
 	var re *copyengine.Error
 	if errors.As(c.Err, &re) && re.AtDest && re.Code == "NAME_UNKNOWN" {
@@ -189,6 +208,7 @@ type route struct {
 	srcRepo, dstRepo name.Repository
 	dst              ecraccess.Repository
 	created          bool
+	cached           bool // the ownership verdict came from the process's memory
 }
 
 // route resolves both registries (assuming the destination role), makes sure the
@@ -208,7 +228,7 @@ func (r *Run) route(ctx context.Context, src Source, t rules.Target, create bool
 	if err != nil {
 		return rt, err
 	}
-	rt.dst, err = r.destination(ctx, srcReg, dstReg, src, t, create)
+	rt.dst, rt.cached, err = r.destination(ctx, srcReg, dstReg, src, t, create)
 	rt.created = rt.dst.Created
 	if err != nil {
 		return rt, err
@@ -227,8 +247,9 @@ func (r *Run) route(ctx context.Context, src Source, t rules.Target, create bool
 	return rt, nil
 }
 
-// copy runs the engine for src along rt. A destination repository gone under us is
-// forgotten (looked for again, and its ownership read again, next time).
+// copy runs the engine for src along rt. A destination repository gone under us, or
+// one that refused a write, is forgotten (looked for again, and its ownership read
+// again, next time).
 func (r *Run) copy(ctx context.Context, rt route, src Source, t rules.Target) copyengine.Result {
 	c := r.copies.Copy(ctx, copyengine.Request{
 		Source: copyengine.Endpoint{Repository: rt.srcRepo, Auth: rt.srcReg.Authenticator(), Transport: rt.srcReg.Transport(nil),
@@ -240,11 +261,20 @@ func (r *Run) copy(ctx context.Context, rt route, src Source, t rules.Target) co
 		Referrers: t.Referrers,
 		Pinned:    t.Gated(),
 	})
-	var re *copyengine.Error
-	if errors.As(c.Err, &re) && re.AtDest && re.Code == "NAME_UNKNOWN" {
+	if refusedAtDestination(c.Err) {
 		r.forget(rt.dstReg, t.Repository)
 	}
 	return c
+}
+
+// refusedAtDestination says whether a copy failed because the destination repository is
+// gone (NAME_UNKNOWN) or refused the write (401/403, an AccessDenied of its API).
+func refusedAtDestination(err error) bool {
+	var re *copyengine.Error
+	if errors.As(err, &re) {
+		return re.AtDest && (re.Code == "NAME_UNKNOWN" || re.Code == "DENIED" || re.Status == 401 || re.Status == 403 || ecraccess.IsAccessDenied(re.Code))
+	}
+	return false
 }
 
 // mounting is whether the engine may mount blobs into the destination repository: the

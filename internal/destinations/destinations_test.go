@@ -51,9 +51,9 @@ type world struct {
 	resolver *ecraccess.Resolver
 }
 
-func newWorld(t *testing.T) *world {
+func newWorld(t *testing.T, cfg ...func(*sandbox.Config)) *world {
 	t.Helper()
-	sw := sandboxtest.Start(t)
+	sw := sandboxtest.Start(t, cfg...)
 	w := &world{sb: sw.SB, ctx: sw.Ctx, dstCfg: sw.Dest.Config, srcHost: sw.Source.Host, srcAuth: sw.Source.Auth, dstHost: sw.Dest.Host, dstAuth: sw.Dest.Auth}
 	w.srcCfg = sw.Config(t, sandbox.SourceAccount, sandbox.SourceUser)
 	w.resolver = ecraccess.NewResolver(w.srcCfg, ecraccess.WithSessionName("ecr-replicator-test"), ecraccess.WithLogger(slog.New(slog.NewTextHandler(io.Discard, nil))))

@@ -197,3 +197,26 @@ func firstNonEmpty(a, b string) string {
 	}
 	return b
 }
+
+// TestLongSourceNameIsReplicated: a source repository whose name is long enough that its
+// ARN is over 256 characters — the limit of an ECR tag value (API_Tag), which the sandbox
+// enforces — is still created, owned, and copied to: the created repository's
+// ecr-replicator:source tag fits the limit and still names the source.
+func TestLongSourceNameIsReplicated(t *testing.T) {
+	w := newWorld(t)
+	repo := "team-a/" + strings.Repeat("a", 223) // "mirror/" + it: 237 characters, a valid name
+	w.createSourceRepo(t, &ecr.CreateRepositoryInput{RepositoryName: aws.String(repo)})
+	img, _ := random.Image(256, 1)
+	d := w.push(t, repo, "v1", img).String()
+	r := one(t, w.mirror().Replicate(w.ctx, destinations.Source{Repo: srcRepo(repo), Digest: d, Tag: "v1"}, []rules.Target{targetFor("mirror/", repo)}))
+	if r.Err != nil || w.destDigest(t, "mirror/"+repo, "v1") != d {
+		t.Fatalf("a source repository of %d characters: %s %v", len(repo), r.Code, r.Err)
+	}
+	got := w.destTags(t, "mirror/"+repo)
+	if v := got[ecraccess.SourceTag]; len(v) > 256 || !strings.HasPrefix(v, "arn:aws:ecr:"+sandbox.DefaultRegion+":"+sandbox.SourceAccount+":repository/team-a/aaaa") {
+		t.Errorf("%s = %q (%d characters)", ecraccess.SourceTag, v, len(v))
+	}
+	if got[ecraccess.OwnerTag] != sandbox.SourceAccount {
+		t.Errorf("%s = %q", ecraccess.OwnerTag, got[ecraccess.OwnerTag])
+	}
+}

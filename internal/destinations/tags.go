@@ -35,10 +35,11 @@ type repositoryTags struct {
 	repo     string
 }
 
-// RepositoryTags is repo's tags through the ECR API, as the replicator reads and writes
-// them: an Endpoint's Tags for an ECR repository (the CLI's too).
-func RepositoryTags(api *ecr.Client, repo string) copyengine.TagAPI {
-	return repositoryTags{api: api, repo: repo}
+// RepositoryTags is repo's tags in registry (its account ID) through the ECR API, as the
+// replicator reads and writes them: an Endpoint's Tags for an ECR repository (the CLI's
+// too).
+func RepositoryTags(api *ecr.Client, registry, repo string) copyengine.TagAPI {
+	return repositoryTags{api: api, registry: registry, repo: repo}
 }
 
 func (r repositoryTags) GetTag(ctx context.Context, tag string) ([]byte, string, bool, error) {
@@ -75,7 +76,7 @@ func (r repositoryTags) GetTag(ctx context.Context, tag string) ([]byte, string,
 // days since last pull. An image in the archive storage class is not found, as the
 // registry's 404 says of a shorter tag (archive-image.html: it cannot be pulled).
 func (r repositoryTags) TagDigest(ctx context.Context, tag string) (string, bool, error) {
-	out, err := r.api.DescribeImages(ctx, &ecr.DescribeImagesInput{RepositoryName: aws.String(r.repo),
+	out, err := r.api.DescribeImages(ctx, &ecr.DescribeImagesInput{RegistryId: aws.String(r.registry), RepositoryName: aws.String(r.repo),
 		ImageIds: []ecrtypes.ImageIdentifier{{ImageTag: aws.String(tag)}}})
 	var (
 		inf *ecrtypes.ImageNotFoundException

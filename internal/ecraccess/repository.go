@@ -2,9 +2,12 @@ package ecraccess
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"path"
 	"strings"
+	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/ecr"
@@ -28,7 +31,7 @@ type RepositorySettings struct {
 // read only when asked for (they cost a call each).
 func (g *Registry) ReadSettings(ctx context.Context, repository string, lifecycle, tags bool) (RepositorySettings, error) {
 	var s RepositorySettings
-	out, err := g.api.DescribeRepositories(ctx, &ecr.DescribeRepositoriesInput{RegistryId: g.registryID(), RepositoryNames: []string{repository}})
+	out, err := g.api.DescribeRepositories(ctx, &ecr.DescribeRepositoriesInput{RegistryId: g.RegistryID(), RepositoryNames: []string{repository}})
 	if err != nil {
 		return s, WrapAWS("ecr:DescribeRepositories", err)
 	}
@@ -47,7 +50,7 @@ func (g *Registry) ReadSettings(ctx context.Context, repository string, lifecycl
 		s.KMSKey = aws.ToString(r.EncryptionConfiguration.KmsKey)
 	}
 	if lifecycle {
-		lp, err := g.api.GetLifecyclePolicy(ctx, &ecr.GetLifecyclePolicyInput{RegistryId: g.registryID(), RepositoryName: aws.String(repository)})
+		lp, err := g.api.GetLifecyclePolicy(ctx, &ecr.GetLifecyclePolicyInput{RegistryId: g.RegistryID(), RepositoryName: aws.String(repository)})
 		var nf *types.LifecyclePolicyNotFoundException
 		switch {
 		case errors.As(err, &nf):
@@ -67,9 +70,10 @@ func (g *Registry) ReadSettings(ctx context.Context, repository string, lifecycl
 	return s, nil
 }
 
-// registryID is the RegistryId of the registry's API calls: its account, named, so that a
-// call never acts on the caller's own registry in place of another's (nil: the caller's).
-func (g *Registry) registryID() *string {
+// RegistryID is the RegistryId of the registry's API calls: its account, named, so that a
+// call never acts on the caller's own registry in place of another's (nil: the caller's,
+// for a registry resolved without an account).
+func (g *Registry) RegistryID() *string {
 	if g.access.AccountID == "" {
 		return nil
 	}
@@ -85,7 +89,7 @@ const (
 	// existing repository by adding it.
 	OwnerTag = "ecr-replicator:owner"
 	// SourceTag records, on a created repository, the ARN of the source repository it
-	// mirrors (informational).
+	// mirrors (informational; SourceTagValue).
 	SourceTag = "ecr-replicator:source"
 	// AccessTag is the session tag of a write session (Access.Write), value AccessWrite.
 	AccessTag   = "ecr-replicator:access"
@@ -98,7 +102,7 @@ const (
 func OwnedTags(owner, sourceARN string, mirrored []types.Tag) []types.Tag {
 	out := []types.Tag{{Key: aws.String(OwnerTag), Value: aws.String(owner)}}
 	if sourceARN != "" {
-		out = append(out, types.Tag{Key: aws.String(SourceTag), Value: aws.String(sourceARN)})
+		out = append(out, types.Tag{Key: aws.String(SourceTag), Value: aws.String(SourceTagValue(sourceARN))})
 	}
 	for _, t := range mirrored {
 		if !strings.HasPrefix(aws.ToString(t.Key), "ecr-replicator:") {
@@ -108,11 +112,30 @@ func OwnedTags(owner, sourceARN string, mirrored []types.Tag) []types.Tag {
 	return out
 }
 
+// maxTagValue is the longest value an ECR tag may have: 256 characters
+// (https://docs.aws.amazon.com/AmazonECR/latest/APIReference/API_Tag.html); a longer one
+// fails the CreateRepository that carries it with InvalidTagParameterException.
+const maxTagValue = 256
+
+// SourceTagValue is the value of SourceTag for a source repository: its ARN, or — when the
+// ARN is longer than a tag value may be (a repository name may have 256 characters,
+// API_CreateRepository) — the ARN's first characters, "..." and 12 hex digits of its
+// SHA-256, so that the value still names the source and tells long names apart.
+func SourceTagValue(arn string) string {
+	if len(arn) <= maxTagValue { // ARNs are ASCII: bytes are characters
+		return arn
+	}
+	sum := sha256.Sum256([]byte(arn))
+	suffix := "..." + hex.EncodeToString(sum[:])[:12]
+	return arn[:maxTagValue-len(suffix)] + suffix
+}
+
 // Repository is what the replicator knows of a destination repository before it writes:
 // whose it is (its resource tags) and which tags it keeps (its tag mutability).
 type Repository struct {
 	ARN               string
-	Created           bool // created by this call
+	Created           bool      // created by this call
+	CreatedAt         time.Time // when ECR created it
 	TagMutability     types.ImageTagMutability
 	MutabilityFilters []types.ImageTagMutabilityExclusionFilter
 	Tags              map[string]string // resource tags
@@ -146,7 +169,7 @@ func (r Repository) TagImmutable(tag string) bool {
 // DescribeRepository reads a repository and its resource tags (DescribeRepositories,
 // ListTagsForResource). A missing repository is an *Error with CodeRepositoryNotFound.
 func (g *Registry) DescribeRepository(ctx context.Context, repository string) (Repository, error) {
-	out, err := g.api.DescribeRepositories(ctx, &ecr.DescribeRepositoriesInput{RegistryId: g.registryID(), RepositoryNames: []string{repository}})
+	out, err := g.api.DescribeRepositories(ctx, &ecr.DescribeRepositoriesInput{RegistryId: g.RegistryID(), RepositoryNames: []string{repository}})
 	var nf *types.RepositoryNotFoundException
 	if errors.As(err, &nf) || (err == nil && len(out.Repositories) == 0) {
 		return Repository{}, &Error{Op: "ecr:DescribeRepositories", Code: CodeRepositoryNotFound, Err: errors.New("repository " + repository + " not found")}
@@ -179,7 +202,7 @@ func (g *Registry) EnsureRepository(ctx context.Context, repository string, sett
 		return repo, &Error{Op: "ecr:DescribeRepositories", Code: CodeRepositoryNotFound, Err: errors.New("destination repository " + repository + " does not exist and createRepository is false")}
 	}
 	in := &ecr.CreateRepositoryInput{
-		RegistryId:                         g.registryID(),
+		RegistryId:                         g.RegistryID(),
 		RepositoryName:                     aws.String(repository),
 		ImageTagMutability:                 settings.TagMutability,
 		ImageTagMutabilityExclusionFilters: settings.MutabilityFilters,
@@ -203,17 +226,37 @@ func (g *Registry) EnsureRepository(ctx context.Context, repository string, sett
 	repo = repositoryOf(*out.Repository)
 	repo.Created, repo.Tags = true, tagMap(settings.Tags)
 	if settings.LifecyclePolicy != "" {
-		if _, err := g.api.PutLifecyclePolicy(ctx, &ecr.PutLifecyclePolicyInput{
-			RegistryId: g.registryID(), RepositoryName: aws.String(repository), LifecyclePolicyText: aws.String(settings.LifecyclePolicy),
-		}); err != nil {
-			return repo, WrapAWS("ecr:PutLifecyclePolicy", err)
-		}
+		return repo, g.PutLifecyclePolicy(ctx, repository, settings.LifecyclePolicy)
 	}
 	return repo, nil
 }
 
+// HasLifecyclePolicy says whether a repository has a lifecycle policy
+// (GetLifecyclePolicy; LifecyclePolicyNotFoundException: it has none).
+func (g *Registry) HasLifecyclePolicy(ctx context.Context, repository string) (bool, error) {
+	_, err := g.api.GetLifecyclePolicy(ctx, &ecr.GetLifecyclePolicyInput{RegistryId: g.RegistryID(), RepositoryName: aws.String(repository)})
+	var nf *types.LifecyclePolicyNotFoundException
+	switch {
+	case errors.As(err, &nf):
+		return false, nil
+	case err != nil:
+		return false, WrapAWS("ecr:GetLifecyclePolicy", err)
+	}
+	return true, nil
+}
+
+// PutLifecyclePolicy sets a repository's lifecycle policy.
+func (g *Registry) PutLifecyclePolicy(ctx context.Context, repository, policy string) error {
+	if _, err := g.api.PutLifecyclePolicy(ctx, &ecr.PutLifecyclePolicyInput{
+		RegistryId: g.RegistryID(), RepositoryName: aws.String(repository), LifecyclePolicyText: aws.String(policy),
+	}); err != nil {
+		return WrapAWS("ecr:PutLifecyclePolicy", err)
+	}
+	return nil
+}
+
 func repositoryOf(r types.Repository) Repository {
-	return Repository{ARN: aws.ToString(r.RepositoryArn), TagMutability: r.ImageTagMutability,
+	return Repository{ARN: aws.ToString(r.RepositoryArn), CreatedAt: aws.ToTime(r.CreatedAt), TagMutability: r.ImageTagMutability,
 		MutabilityFilters: r.ImageTagMutabilityExclusionFilters, Encryption: encryption(r.EncryptionConfiguration)}
 }
 

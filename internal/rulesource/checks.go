@@ -28,6 +28,10 @@ const (
 	// with `require` (a promotion gate, docs/PROMOTION.md) could never pass a scan gate,
 	// and its holds would wait for triggers that never come.
 	EnvPromotionGates = "PROMOTION_GATES"
+	// EnvSourceAccounts lists, comma-separated, the accounts whose events the stack's event
+	// rule forwards (template.yaml's SourceAccountIds): a source.roleArn in another account
+	// would never see an event.
+	EnvSourceAccounts = "SOURCE_ACCOUNT_IDS"
 )
 
 // scope is what the deployment lets a document do.
@@ -38,10 +42,12 @@ type scope struct {
 	eventPrefix   string // REPOSITORY_PREFIX_FILTER
 	mirrorDeletes string // the raw MIRROR_DELETES, for the error
 	gatesCut      bool   // PROMOTION_GATES=false: no scan events, no scan reads
+	sources       string // SOURCE_ACCOUNT_IDS
 }
 
 func newScope(getenv func(string) string) scope {
-	s := scope{grantRaw: strings.TrimSpace(getenv(EnvAssumableRoles)), eventPrefix: getenv(EnvRepositoryPrefixFilter)}
+	s := scope{grantRaw: strings.TrimSpace(getenv(EnvAssumableRoles)), eventPrefix: getenv(EnvRepositoryPrefixFilter),
+		sources: strings.TrimSpace(getenv(EnvSourceAccounts))}
 	for _, p := range splitARNs(s.grantRaw) {
 		s.grant = append(s.grant, iamPattern(p))
 	}
@@ -81,6 +87,9 @@ func (s scope) check(doc *rules.Document) error {
 		return fmt.Errorf("a rule has `require` (a promotion gate), but the stack was deployed without promotion gates (%s=false, the stack's PromotionGates parameter): "+
 			"deploy it with PromotionGates=true, which sends scan events to the replicate function and lets held copies be re-checked", EnvPromotionGates)
 	}
+	if err := s.sourceForwarded(doc); err != nil {
+		return err
+	}
 	for i, r := range doc.Rules {
 		if s.deletesCut && r.MirrorDeletes {
 			return fmt.Errorf("rules[%d] (%s).mirrorDeletes: the stack's event rule forwards no DELETE events (%s=%s, the stack's MirrorDeletes parameter), so no deletion would be mirrored; deploy with MirrorDeletes=true",
@@ -113,6 +122,28 @@ func mayMatchUnder(patterns []string, prefix string) bool {
 		}
 	}
 	return includes == 0 // only excludes: everything else
+}
+
+// sourceForwarded checks that the document's source (source.roleArn's account) is one
+// whose events the stack's rule forwards. (Without source.roleArn the source is the
+// function's own account, which the template's SourceIsThisAccount rule keeps in the list
+// of a one-destination stack.)
+func (s scope) sourceForwarded(doc *rules.Document) error {
+	arn := doc.Source.RoleARN
+	if s.sources == "" || arn == "" {
+		return nil
+	}
+	acct, err := ecrname.RoleAccount(arn)
+	if err != nil {
+		return fmt.Errorf("source.roleArn: %w", err)
+	}
+	for _, a := range strings.Split(s.sources, ",") {
+		if strings.TrimSpace(a) == acct {
+			return nil
+		}
+	}
+	return fmt.Errorf("source.roleArn: %s is in account %s, whose ECR events the stack's event rule does not forward (%s=%s, the stack's SourceAccountIds parameter): add the account to it",
+		ecrname.Quote(arn), acct, EnvSourceAccounts, s.sources)
 }
 
 // covered checks that every role the document names is within the grant.

@@ -14,9 +14,10 @@
 //
 // A document must also be one the stack's EventBridge rule can feed: with MIRROR_DELETES
 // "false" (no DELETE events) no rule may have mirrorDeletes, and with
-// REPOSITORY_PREFIX_FILTER every rule must be able to select a repository under it, and
-// with PROMOTION_GATES "false" no rule may have `require` — else the rule would silently
-// do nothing.
+// REPOSITORY_PREFIX_FILTER every rule must be able to select a repository under it, with
+// PROMOTION_GATES "false" no rule may have `require`, and with SOURCE_ACCOUNT_IDS
+// source.roleArn must be in one of those accounts — else the rule would silently do
+// nothing.
 //
 // There is no silent fallback: a document that is missing, invalid, not covered by the
 // grant or the events, or a parameter Systems Manager refuses (ParameterNotFound,

@@ -28,6 +28,10 @@ func doc(name, role string) string {
 
 const destRole = "arn:aws:iam::222222222222:role/ecr-replicator-destination"
 
+// central is a document of a central account's replicator: its source read through a role
+// of account 444444444444.
+const central = `{"source":{"roleArn":"arn:aws:iam::444444444444:role/reader"},"rules":[{"destinations":[{"accountId":"222222222222","region":"us-east-1"}]}]}`
+
 // scoped is a one-rule document (named r) with extra members of the rule.
 func scoped(members string) string {
 	return `{"rules":[{"name":"r",` + members + `,"destinations":[{"accountId":"222222222222","region":"us-east-1"}]}]}`
@@ -83,6 +87,11 @@ func TestEnvironmentDocument(t *testing.T) {
 		{"a glob reaching under the prefix", map[string]string{rules.EnvRules: scoped(`"repositories":["team-*/**"]`), rulesource.EnvRepositoryPrefixFilter: "team-a/"}, ""},
 		{"only excludes", map[string]string{rules.EnvRules: scoped(`"repositories":["!team-b/**"]`), rulesource.EnvRepositoryPrefixFilter: "team-a/"}, ""},
 		{"every repository", map[string]string{rules.EnvRules: scoped(`"repositories":["**"]`), rulesource.EnvRepositoryPrefixFilter: "team-a/"}, ""},
+		// The accounts the stack's event rule forwards: source.roleArn's must be among them.
+		{"source forwarded", map[string]string{rules.EnvRules: central, rulesource.EnvSourceAccounts: "111111111111,444444444444"}, ""},
+		{"source not forwarded", map[string]string{rules.EnvRules: central, rulesource.EnvSourceAccounts: "111111111111"},
+			`source.roleArn: "arn:aws:iam::444444444444:role/reader" is in account 444444444444, whose ECR events the stack's event rule does not forward (SOURCE_ACCOUNT_IDS=111111111111`},
+		{"no source role", map[string]string{rules.EnvRules: doc("a", destRole), rulesource.EnvSourceAccounts: "111111111111"}, ""},
 		{"parameter and document", map[string]string{rules.EnvRules: doc("a", destRole), rulesource.EnvParameter: param}, "set exactly one"},
 		{"bad interval", map[string]string{rulesource.EnvParameter: param, rulesource.EnvCheckSeconds: "soon"}, "REPLICATION_RULES_CHECK_SECONDS"},
 	}

@@ -22,6 +22,9 @@ import (
 // registry API takes at most registryTagMax of them.
 var tagPattern = regexp.MustCompile(`^[a-zA-Z0-9_][a-zA-Z0-9._-]{0,299}$`)
 
+// accountIDPattern is a registryId's (https://docs.aws.amazon.com/AmazonECR/latest/APIReference/API_BatchGetImage.html).
+var accountIDPattern = regexp.MustCompile(`^[0-9]{12}$`)
+
 type imageID struct {
 	Digest string `json:"imageDigest,omitempty"`
 	Tag    string `json:"imageTag,omitempty"`
@@ -98,7 +101,7 @@ func injectedImageFailure(ctx context.Context, id imageID) (imageFailure, bool) 
 
 func (s *Sandbox) ecrCall(ctx context.Context, c *caller, op string, body []byte, entry *Entry) (any, *apiError) {
 	var in struct {
-		RegistryID      string                                  `json:"registryId"`
+		RegistryID      *string                                 `json:"registryId"`
 		RepositoryName  string                                  `json:"repositoryName"`
 		RepositoryNames []string                                `json:"repositoryNames"`
 		ImageIDs        []imageID                               `json:"imageIds"`
@@ -133,9 +136,8 @@ func (s *Sandbox) ecrCall(ctx context.Context, c *caller, op string, body []byte
 	if err := decodeInput(body, &in); err != nil {
 		return nil, err
 	}
-	// The account acted on is the caller's: touching another account needs its credentials.
-	if in.RegistryID != "" && in.RegistryID != c.cred.account {
-		return nil, errorf(400, "AccessDeniedException", "User: %s is not authorized to perform: ecr:%s on registry %s (the sandbox acts on the caller's own registry only)", c.cred.principalARN, op, in.RegistryID)
+	if err := checkRegistryID(c, op, in.RegistryID); err != nil {
+		return nil, err
 	}
 	reg, err := s.registry(c.cred.account, c.region)
 	if err != nil {
@@ -210,6 +212,23 @@ func imageRefs(tag, digest string, ids []imageID) string {
 	return strings.Join(refs, ",")
 }
 
+// checkRegistryID refuses a registryId that is not an account ID ("Pattern: [0-9]{12}" in
+// every ECR action's request syntax, e.g. API_BatchGetImage; an empty one is no exception;
+// the error code of a pattern violation is not documented: InvalidParameterException is a
+// guess), or another account than the caller's: the sandbox acts on the caller's own
+// registry, and touching another account needs its credentials.
+func checkRegistryID(c *caller, op string, id *string) *apiError {
+	switch {
+	case id == nil:
+		return nil
+	case !accountIDPattern.MatchString(*id):
+		return errorf(400, "InvalidParameterException", "Invalid parameter at 'registryId' failed to satisfy constraint: 'Member must satisfy regular expression pattern: [0-9]{12}'")
+	case *id != c.cred.account:
+		return errorf(400, "AccessDeniedException", "User: %s is not authorized to perform: ecr:%s on registry %s (the sandbox acts on the caller's own registry only)", c.cred.principalARN, op, *id)
+	}
+	return nil
+}
+
 func repoFromARN(arn string) string {
 	if _, name, ok := strings.Cut(arn, ":repository/"); ok {
 		return name
@@ -247,6 +266,9 @@ func (r *registry) createRepository(name, mutability string, exclusions []exclus
 }, tags []resourceTag) (any, *apiError) {
 	if len(name) < 2 || len(name) > 256 || !repositoryNamePattern.MatchString(name) {
 		return nil, errorf(400, "InvalidParameterException", "Invalid parameter at 'repositoryName' failed to satisfy constraint: 'must satisfy regular expression '"+ecrRepositoryPattern+"' and length between 2 and 256'")
+	}
+	if err := checkTags(tags, mergedTagCount(nil, tags)); err != nil {
+		return nil, err
 	}
 	switch mutability {
 	case "":
@@ -724,6 +746,9 @@ func (r *registry) repositorySetting(op, name, lifecycle, policy string, tags []
 		out := append([]resourceTag{}, repo.tags...)
 		return map[string]any{"tags": out}, nil
 	case "TagResource":
+		if err := checkTags(tags, mergedTagCount(repo.tags, tags)); err != nil {
+			return nil, err
+		}
 		for _, t := range tags {
 			replaced := false
 			for i := range repo.tags {

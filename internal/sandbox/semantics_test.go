@@ -234,3 +234,59 @@ func TestPullTimeUpdateExclusions(t *testing.T) {
 		t.Fatalf("deregistered twice: %v", err)
 	}
 }
+
+// TestTagLimits: ECR refuses a repository tag whose key is over 128 characters or whose
+// value is over 256 (InvalidTagParameterException, API_Tag), on CreateRepository and on
+// TagResource, and more than 50 tags on a repository (TooManyTagsException,
+// API_TagResource).
+func TestTagLimits(t *testing.T) {
+	e := start(t)
+	cfg := e.userConfig(t, sandbox.SourceAccount, sandbox.SourceUser)
+	client := ecr.NewFromConfig(cfg)
+	tag := func(k, v string) []ecrtypes.Tag { return []ecrtypes.Tag{{Key: aws.String(k), Value: aws.String(v)}} }
+	create := func(name string, tags []ecrtypes.Tag) error {
+		_, err := client.CreateRepository(e.ctx, &ecr.CreateRepositoryInput{RepositoryName: aws.String(name), Tags: tags})
+		return err
+	}
+	if err := create("team-a/fits", tag(strings.Repeat("k", 128), strings.Repeat("v", 256))); err != nil {
+		t.Fatalf("a 128-character key, a 256-character value: %v", err)
+	}
+	for name, tags := range map[string][]ecrtypes.Tag{
+		"team-a/long-value": tag("k", strings.Repeat("v", 257)),
+		"team-a/long-key":   tag(strings.Repeat("k", 129), "v"),
+		"team-a/empty-key":  tag("", "v"),
+	} {
+		if err := create(name, tags); errorCode(err) != "InvalidTagParameterException" {
+			t.Errorf("CreateRepository %s: %v, want InvalidTagParameterException", name, err)
+		}
+	}
+	arn := aws.String(fmt.Sprintf("arn:aws:ecr:%s:%s:repository/team-a/fits", sandbox.DefaultRegion, sandbox.SourceAccount))
+	if _, err := client.TagResource(e.ctx, &ecr.TagResourceInput{ResourceArn: arn, Tags: tag("k", strings.Repeat("v", 257))}); errorCode(err) != "InvalidTagParameterException" {
+		t.Errorf("TagResource with a 257-character value: %v, want InvalidTagParameterException", err)
+	}
+	var many []ecrtypes.Tag
+	for i := range 50 {
+		many = append(many, ecrtypes.Tag{Key: aws.String(fmt.Sprintf("k%d", i)), Value: aws.String("v")})
+	}
+	if _, err := client.TagResource(e.ctx, &ecr.TagResourceInput{ResourceArn: arn, Tags: many}); errorCode(err) != "TooManyTagsException" {
+		t.Errorf("TagResource to 51 tags: %v, want TooManyTagsException", err)
+	}
+}
+
+// TestRegistryIdPattern: a registryId given must be 12 digits ([0-9]{12}, every ECR
+// action's request syntax): an empty one is refused, not read as "the caller's".
+func TestRegistryIdPattern(t *testing.T) {
+	e := start(t)
+	cfg := e.userConfig(t, sandbox.SourceAccount, sandbox.SourceUser)
+	client := ecr.NewFromConfig(cfg)
+	createRepo(t, e.ctx, cfg, "team-a/app", "")
+	for _, id := range []string{"", "1111", "abcdefghijkl"} {
+		_, err := client.DescribeImages(e.ctx, &ecr.DescribeImagesInput{RegistryId: aws.String(id), RepositoryName: aws.String("team-a/app")})
+		if errorCode(err) != "InvalidParameterException" {
+			t.Errorf("registryId %q: %v, want InvalidParameterException", id, err)
+		}
+	}
+	if _, err := client.DescribeImages(e.ctx, &ecr.DescribeImagesInput{RegistryId: aws.String(sandbox.SourceAccount), RepositoryName: aws.String("team-a/app")}); err != nil {
+		t.Errorf("the caller's own registryId: %v", err)
+	}
+}
