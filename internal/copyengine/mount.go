@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net/http"
 	"net/url"
+	"time"
 
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 )
@@ -25,9 +26,9 @@ import (
 // across runs and bounded). Image copies into several repositories of one scope at once
 // wait for the one already moving most of the same bytes, so the shared blobs go over the
 // network once and are mounted everywhere else (flightTable, flight.go). A mount the
-// registry answers with 202 goes on as the upload that answer started; any other failure
-// falls back to a normal upload in the same attempt, and a 201 is checked with a HEAD
-// before the blob counts as there.
+// registry answers with 202 goes on as the upload that answer started; any other refusal
+// or failure falls back to a normal upload in the same attempt; a 201 is checked with a
+// HEAD before the blob counts as there, and a HEAD that fails then starts the attempt over.
 
 // Mounting is what the engine may do to avoid uploading blobs into a destination endpoint.
 type Mounting struct {
@@ -93,17 +94,19 @@ func (s *session) wouldMount(d v1.Hash) bool {
 // tryMount asks the destination to mount the blob from a repository the index names, when
 // the destination mounts blobs. mounted: the blob is there now — a HEAD says so, not only
 // the 201 — and n is its size. Otherwise loc is the upload the registry started instead
-// (202), where the blob's PUT goes; or "" when there was no mount to ask for or it failed
-// in any other way, and a POST starts the upload as usual (no attempt is spent on it).
-func (s *session) tryMount(ctx context.Context, client *http.Client, base *url.URL, desc v1.Descriptor, st *pushState) (loc string, mounted bool, n int64) {
+// (202), where the blob's PUT goes; or "" when there was no mount to ask for or it was
+// refused or failed in any other way, and a POST starts the upload as usual (no attempt is
+// spent on it). err: the HEAD after a 201 failed — the blob may well be there, so the
+// attempt starts over (its HEAD finds it) rather than upload it in full.
+func (s *session) tryMount(ctx context.Context, client *http.Client, base *url.URL, desc v1.Descriptor, st *pushState) (loc string, mounted bool, n int64, err error) {
 	scope, ok := s.dst.mountScope()
 	if !s.dst.mounting.Enabled || !ok {
-		return "", false, 0
+		return "", false, 0, nil
 	}
 	repo := s.dst.repo.RepositoryStr()
 	from, ok := s.c.index.source(scope, repo, desc.Digest)
 	if !ok {
-		return "", false, 0
+		return "", false, 0, nil
 	}
 	log := s.log.With("blob", desc.Digest.String(), "from", from)
 	u := base.ResolveReference(&url.URL{Path: fmt.Sprintf("/v2/%s/blobs/uploads/", repo),
@@ -111,35 +114,64 @@ func (s *session) tryMount(ctx context.Context, client *http.Client, base *url.U
 	resp, err := do(ctx, client, http.MethodPost, u.String())
 	if err != nil {
 		log.Debug("blob mount failed; uploading", "err", redact(err))
-		return "", false, 0
+		return "", false, 0, nil
 	}
 	defer discard(resp)
-	switch resp.StatusCode {
-	case http.StatusCreated:
+	switch code := resp.StatusCode; {
+	case code == http.StatusCreated:
 		st.mounted = true
 		present, size, err := s.destHasBlob(ctx, client, base, desc.Digest)
-		if err != nil || !present {
-			if err == nil {
-				s.c.index.forget(scope, from, desc.Digest)
-				log.Warn("the destination answered a blob mount with 201 and does not have the blob; uploading it")
-			}
-			return "", false, 0
+		if err != nil {
+			return "", false, 0, err
+		}
+		if !present {
+			s.c.index.forget(scope, from, desc.Digest)
+			log.Warn("the destination answered a blob mount with 201 and does not have the blob; uploading it")
+			return "", false, 0, nil
 		}
 		if desc.Size > 0 {
 			size = desc.Size
 		}
 		s.c.report(Progress{Source: s.src.repo.String(), Destination: s.dst.repo.String(), Blob: desc.Digest.String(), Size: size, Event: BlobMounted})
-		return "", true, size
-	case http.StatusAccepted:
+		return "", true, size, nil
+	case code == http.StatusAccepted:
 		// Not mounted (the image there was deleted, or the repository; ECR no longer has
 		// the blob referenced there): the upload the answer started is used.
 		s.c.index.forget(scope, from, desc.Digest)
 		if loc, err = uploadLocation(resp, desc.Digest); err != nil {
 			log.Debug("blob mount answered 202 without a usable Location; uploading", "err", err)
-			return "", false, 0
+			return "", false, 0, nil
 		}
-		return loc, false, 0
+		return loc, false, 0, nil
+	case code >= 400 && code < 500 && code != http.StatusRequestTimeout && code != http.StatusTooManyRequests:
+		// Refused (403: not allowed to read it there, say): asking again from there
+		// would be refused again; a refusal that may pass (408, 429, 5xx) keeps it.
+		s.c.index.forget(scope, from, desc.Digest)
 	}
 	log.Debug("blob mount refused; uploading", "status", resp.StatusCode)
-	return "", false, 0
+	return "", false, 0, nil
+}
+
+// abandonTimeout bounds the request that cancels an unused upload (abandonUpload).
+const abandonTimeout = 5 * time.Second
+
+// abandonUpload cancels an upload a mount's 202 started that this attempt does not use
+// (the time left does not fit it, the source failed, the wait for a transfer slot ended):
+// DELETE on its location ("Cancel blob upload", DELETE /v2/<name>/blobs/uploads/<uuid>,
+// https://docs.docker.com/reference/api/registry/latest/operations/CancelBlobUpload/).
+// Whether ECR honours it is not documented (a guess): it is sent once, briefly, its
+// answer ignored; an upload left open expires on the registry's side.
+func (s *session) abandonUpload(ctx context.Context, client *http.Client, loc string) {
+	u, err := url.Parse(loc)
+	if loc == "" || err != nil {
+		return
+	}
+	q := u.Query()
+	q.Del("digest") // added for the PUT (uploadLocation)
+	u.RawQuery = q.Encode()
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), abandonTimeout)
+	defer cancel()
+	if resp, err := do(ctx, client, http.MethodDelete, u.String()); err == nil {
+		discard(resp)
+	}
 }
