@@ -126,6 +126,7 @@ func (s *Sandbox) ecrCall(ctx context.Context, c *caller, op string, body []byte
 		PrincipalArn    string        `json:"principalArn"`
 		SettingName     string        `json:"name"`
 		SettingValue    string        `json:"value"`
+		LayerDigests    []string      `json:"layerDigests"`
 	}
 	if err := decodeInput(body, &in); err != nil {
 		return nil, err
@@ -166,6 +167,8 @@ func (s *Sandbox) ecrCall(ctx context.Context, c *caller, op string, body []byte
 		return reg.updateImageStorageClass(in.RepositoryName, in.ImageID, in.TargetClass)
 	case "BatchGetImage":
 		return reg.batchGetImage(ctx, c, in.RepositoryName, in.ImageIDs, in.AcceptedTypes)
+	case "BatchCheckLayerAvailability":
+		return reg.batchCheckLayerAvailability(in.RepositoryName, in.LayerDigests)
 	case "RegisterPullTimeUpdateExclusion", "DeregisterPullTimeUpdateExclusion", "ListPullTimeUpdateExclusions":
 		return s.pullTimeExclusionCall(c, op, in.PrincipalArn, in.MaxResults, in.NextToken)
 	case "PutImage":
