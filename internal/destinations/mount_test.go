@@ -206,3 +206,24 @@ func code(err error) string {
 	c, _ := destinations.Classify(err)
 	return c
 }
+
+// TestBlobMountingOfAnotherAccountIsUnknown: another account's registry reached without a
+// role cannot tell its BLOB_MOUNTING setting (GetAccountSetting answers for the caller's
+// own account): reported unreadable, not off, and nothing asked.
+func TestBlobMountingOfAnotherAccountIsUnknown(t *testing.T) {
+	w := newWorld(t)
+	w.setBlobMounting(t, "ENABLED")
+	reg, err := w.resolver.Registry(w.ctx, ecraccess.Access{AccountID: sandbox.DestinationAccount, Region: sandbox.DefaultRegion})
+	if err != nil {
+		t.Fatal(err)
+	}
+	mark := w.sb.AccessLogMark()
+	if on, err := reg.BlobMounting(w.ctx); on || code(err) != ecraccess.CodeSettingUnreadable {
+		t.Errorf("another account's registry without a role: %v %v, want off and %s", on, err, ecraccess.CodeSettingUnreadable)
+	}
+	for _, e := range w.sb.AccessLogSince(mark) {
+		if e.Operation == "GetAccountSetting" {
+			t.Errorf("GetAccountSetting asked of %s: it answers for the caller's own account", e.Account)
+		}
+	}
+}

@@ -214,10 +214,11 @@ func (g *Registry) EnsureRepository(ctx context.Context, repository string, sett
 
 func repositoryOf(r types.Repository) Repository {
 	return Repository{ARN: aws.ToString(r.RepositoryArn), TagMutability: r.ImageTagMutability,
-		MutabilityFilters: r.ImageTagMutabilityExclusionFilters, Encryption: encryption(r.EncryptionConfiguration)}
+		MutabilityFilters: r.ImageTagMutabilityExclusionFilters, Encryption: EncryptionOf(r.EncryptionConfiguration)}
 }
 
-func encryption(enc *types.EncryptionConfiguration) string {
+// EncryptionOf names a repository's encryption as Repository.Encryption does.
+func EncryptionOf(enc *types.EncryptionConfiguration) string {
 	if enc == nil || enc.EncryptionType == "" {
 		return ""
 	}
