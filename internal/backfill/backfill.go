@@ -526,6 +526,7 @@ func (r *run) repository(ctx context.Context, api *ecr.Client, repo, cursor stri
 	if r.mode == "dryRun" {
 		r.decideGates(ctx, repo, diff.Work)
 		r.describe(repo, diff)
+		r.noteUploads(diff.Work, dests)
 		return "", true
 	}
 	work := After(diff.Work, cursor)
@@ -576,7 +577,6 @@ func (r *run) describe(repo string, diff Diff) {
 	}
 	resp.Remaining += len(diff.Work)
 	resp.Work = append(resp.Work, diff.Work...)
-	r.noteUploads(diff.Work)
 	for i := range diff.Work {
 		r.outstanding(&diff.Work[i], 1)
 		if len(resp.WorkItems) < MaxPlanItems {

@@ -1,20 +1,16 @@
 package backfill
 
 import (
-	"bytes"
+	"cmp"
 	"context"
-	"fmt"
+	"errors"
+	"slices"
 	"sort"
-
-	"github.com/aws/aws-sdk-go-v2/aws"
-	"github.com/aws/aws-sdk-go-v2/service/ecr"
-	ecrtypes "github.com/aws/aws-sdk-go-v2/service/ecr/types"
-	v1 "github.com/google/go-containerregistry/pkg/v1"
-	"github.com/google/go-containerregistry/pkg/v1/types"
 
 	"github.com/ecr-replicator/ecr-replicator/internal/ecraccess"
 	"github.com/ecr-replicator/ecr-replicator/internal/ecrname"
 	"github.com/ecr-replicator/ecr-replicator/internal/retry"
+	"github.com/ecr-replicator/ecr-replicator/internal/rules"
 )
 
 // A dry run says, per destination registry, what ECR blob mounting does or would do for the
@@ -24,9 +20,14 @@ import (
 // https://docs.aws.amazon.com/AmazonECR/latest/userguide/blob-mounting.html). Listings
 // name images, not layers, so the dry run reads the manifests (never the layers) of the
 // images to copy into registries where two or more repositories receive copies: 100 per
-// ecr:BatchGetImage, at most MaxMountingReads.
+// ecr:BatchGetImage, at most MaxMountingReads. It counts only what the copies would mount
+// (a lower bound): a layer a destination repository already holds is not uploaded there
+// (ecr:BatchCheckLayerAvailability, mounting_dest.go), and layers are shared only between
+// repositories the same identity (role) copies into with the same encryption type and key.
 
-// MaxMountingReads bounds the manifests a dry run reads to count shared layers.
+// MaxMountingReads bounds the manifests a dry run reads to count shared layers, and the
+// ecr:BatchCheckLayerAvailability calls that say which layers destination repositories
+// hold.
 const MaxMountingReads = 1000
 
 // Mounting is what blob mounting does, or would do, for one destination registry's copies.
@@ -36,12 +37,18 @@ type Mounting struct {
 	// UNKNOWN (Reason says why).
 	BlobMounting string `json:"blobMounting"`
 	// BytesMountable is, of the layers the planned copies upload into this registry, what
-	// another of its repositories receives too (counted for each repository after the
-	// first): mounted instead of uploaded when blob mounting is ENABLED. A lower bound:
-	// layers the registry already holds from earlier copies are not counted.
+	// another of its repositories receives too — copied by the same role, with the same
+	// encryption — counted for each repository after the first: mounted instead of
+	// uploaded when blob mounting is ENABLED. A lower bound: layers a destination
+	// repository already holds are left out (not uploaded there), and so are layers other
+	// repositories of the registry hold from earlier copies (a copy mounts only what its
+	// process knows where to find), repositories whose encryption or layers could not be
+	// read (Partial), and repositories created with the registry's AWS managed KMS key
+	// (a KMS source without the rule's kmsKey: that key's ARN is known only once created).
 	BytesMountable int64 `json:"bytesMountable"`
-	// ImagesRead counts the manifests read to count it; Partial, that some images to copy
-	// were not read (the bound, the time, or a read that failed: Reason).
+	// ImagesRead counts the manifests of this registry's images to copy that were read to
+	// count it; Partial, that some images or destination repositories were not read (the
+	// bound, the time, or a read that failed: Reason).
 	ImagesRead int    `json:"imagesRead"`
 	Partial    bool   `json:"partial,omitempty"`
 	Reason     string `json:"reason,omitempty"`
@@ -51,15 +58,20 @@ type Mounting struct {
 type upload struct {
 	repo   string // source repository
 	digest string
-	dest   ecrname.Repo
-	access ecraccess.Access
+	target rules.Target
+	exists bool // the destination repository exists (else the copy creates it)
 }
 
-// noteUploads remembers the work of a dry run that uploads (for planMounting).
-func (r *run) noteUploads(work []Work) {
+func (u upload) dest() ecrname.Repo { return u.target.Repo() }
+func (u upload) key() string        { return u.repo + "@" + u.digest }
+
+// noteUploads remembers the work of a dry run that uploads (for planMounting), with
+// whether its destination repository exists (dests: the listings).
+func (r *run) noteUploads(work []Work, dests map[ecrname.Repo]*Listing) {
 	for i := range work {
 		if w := &work[i]; w.Size > 0 {
-			r.uploads = append(r.uploads, upload{repo: w.Repository, digest: w.Digest, dest: w.Target.Repo(), access: w.Target.Destination.Access()})
+			l := dests[w.Target.Repo()]
+			r.uploads = append(r.uploads, upload{repo: w.Repository, digest: w.Digest, target: w.Target, exists: l != nil && l.Exists})
 		}
 	}
 }
@@ -67,58 +79,135 @@ func (r *run) noteUploads(work []Work) {
 // planMounting reports blob mounting for the registries that the dry run's copies upload
 // into two or more repositories of.
 func (r *run) planMounting(ctx context.Context) []Mounting {
-	repos := map[ecrname.Registry]map[ecrname.Repo]bool{}
-	for _, u := range r.uploads {
-		if repos[u.dest.Registry] == nil {
-			repos[u.dest.Registry] = map[ecrname.Repo]bool{}
-		}
-		repos[u.dest.Registry][u.dest] = true
-	}
-	var want []upload // uploads into registries with two repositories or more
-	for _, u := range r.uploads {
-		if len(repos[u.dest.Registry]) > 1 {
-			want = append(want, u)
-		}
-	}
+	want := sharingUploads(r.uploads)
 	if len(want) == 0 {
 		return nil
 	}
-	blobs, read, readErr := r.readLayers(ctx, want)
-	shared := map[ecrname.Registry]map[string]*sharedLayer{}
-	access := map[ecrname.Registry]ecraccess.Access{}
-	partial := readErr != nil
+	src, err := r.b.Resolver.Registry(ctx, ecraccess.Access{AccountID: r.srcAccount, Region: r.srcRegion, RoleARN: r.doc.SourceRoleARN()})
+	var images map[string]readImage
+	var facts map[ecrname.Repo]destFacts
+	var destErrs map[ecrname.Registry]error // reading a destination registry
+	if err == nil {
+		images, err = r.readLayers(ctx, src.API(), want)
+		var createdErr error
+		facts, createdErr, destErrs = r.destinationFacts(ctx, src.API(), want, images)
+		err = errors.Join(err, createdErr)
+	}
+	byRegistry := map[ecrname.Registry]*registryMounting{}
 	for _, u := range want {
-		access[u.dest.Registry] = u.access
-		layers, ok := blobs[u.repo+"@"+u.digest]
-		if !ok {
-			partial = true
-			continue
+		reg := u.target.Destination.Registry()
+		m := byRegistry[reg]
+		if m == nil {
+			m = newRegistryMounting()
+			byRegistry[reg] = m
 		}
-		if shared[u.dest.Registry] == nil {
-			shared[u.dest.Registry] = map[string]*sharedLayer{}
-		}
-		for _, l := range layers {
-			s := shared[u.dest.Registry][l.digest]
-			if s == nil {
-				s = &sharedLayer{size: l.size, repos: map[ecrname.Repo]bool{}}
-				shared[u.dest.Registry][l.digest] = s
-			}
-			s.repos[u.dest] = true
-		}
+		m.add(u, images, facts)
 	}
 	var out []Mounting
-	for reg, a := range access {
-		m := Mounting{Registry: reg.AccountID + "/" + reg.Region, ImagesRead: read, Partial: partial}
-		for _, s := range shared[reg] {
-			m.BytesMountable += s.size * int64(len(s.repos)-1)
-		}
-		m.BlobMounting, m.Reason = r.blobMounting(ctx, a)
-		if readErr != nil && m.Reason == "" {
-			m.Reason = briefly("reading the manifests of the images to copy", readErr)
-		}
-		out = append(out, m)
+	for reg, m := range byRegistry {
+		out = append(out, r.report(ctx, reg, m, errors.Join(err, destErrs[reg])))
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].Registry < out[j].Registry })
+	return out
+}
+
+// sharingUploads are the uploads into registries with two repositories or more.
+func sharingUploads(uploads []upload) []upload {
+	repos := map[ecrname.Registry]map[ecrname.Repo]bool{}
+	for _, u := range uploads {
+		reg := u.target.Destination.Registry()
+		if repos[reg] == nil {
+			repos[reg] = map[ecrname.Repo]bool{}
+		}
+		repos[reg][u.dest()] = true
+	}
+	var want []upload
+	for _, u := range uploads {
+		if len(repos[u.target.Destination.Registry()]) > 1 {
+			want = append(want, u)
+		}
+	}
+	return want
+}
+
+// registryMounting is what one registry's uploads share.
+type registryMounting struct {
+	shared   map[mountGroup]map[string]*sharedLayer // layer digest → the repositories that lack it
+	read     map[string]bool                        // source images (repo@digest) counted in imagesRead
+	reads    int
+	accesses []ecraccess.Access // the identities its copies use, in first-seen order
+	partial  bool
+}
+
+func newRegistryMounting() *registryMounting {
+	return &registryMounting{shared: map[mountGroup]map[string]*sharedLayer{}, read: map[string]bool{}}
+}
+
+// mountGroup is where a layer can be mounted from: repositories of one registry that one
+// role copies into, with one encryption (as the engine's mount scope).
+type mountGroup struct {
+	role, encryption string
+}
+
+type sharedLayer struct {
+	size  int64
+	repos map[ecrname.Repo]bool
+}
+
+// add counts one upload's layers that its destination repository lacks, in its group.
+func (m *registryMounting) add(u upload, images map[string]readImage, facts map[ecrname.Repo]destFacts) {
+	a := u.target.Destination.Access()
+	if !slices.Contains(m.accesses, a) {
+		m.accesses = append(m.accesses, a)
+	}
+	img, read := images[u.key()]
+	if read && !m.read[u.key()] {
+		m.read[u.key()] = true
+		m.reads += img.manifests
+	}
+	f, known := facts[u.dest()]
+	if !read || !known {
+		m.partial = true // not read: the bound, the time, a read that failed
+		return
+	}
+	if f.encryption == "" {
+		return // created with a key known only then: not counted
+	}
+	g := mountGroup{role: a.RoleARN, encryption: f.encryption}
+	if m.shared[g] == nil {
+		m.shared[g] = map[string]*sharedLayer{}
+	}
+	for _, l := range img.layers {
+		if f.held[l.digest] {
+			continue
+		}
+		s := m.shared[g][l.digest]
+		if s == nil {
+			s = &sharedLayer{size: l.size, repos: map[ecrname.Repo]bool{}}
+			m.shared[g][l.digest] = s
+		}
+		s.repos[u.dest()] = true
+	}
+}
+
+// mountable: each shared layer counted for each repository lacking it after the first.
+func (m *registryMounting) mountable() int64 {
+	var n int64
+	for _, layers := range m.shared {
+		for _, s := range layers {
+			n += s.size * int64(len(s.repos)-1)
+		}
+	}
+	return n
+}
+
+// report is one registry's Mounting: its setting asked, its count.
+func (r *run) report(ctx context.Context, reg ecrname.Registry, m *registryMounting, readErr error) Mounting {
+	out := Mounting{Registry: reg.AccountID + "/" + reg.Region, BytesMountable: m.mountable(), ImagesRead: m.reads, Partial: m.partial || readErr != nil}
+	out.BlobMounting, out.Reason = r.blobMounting(ctx, m.accesses)
+	if readErr != nil && out.Reason == "" {
+		out.Reason = briefly("reading the images to copy and their destinations", readErr)
+	}
 	return out
 }
 
@@ -130,176 +219,25 @@ func briefly(what string, err error) string {
 	return what + ": " + err.Error()
 }
 
-type sharedLayer struct {
-	size  int64
-	repos map[ecrname.Repo]bool
-}
-
 // blobMounting asks the destination registry for its BLOB_MOUNTING setting, with the
-// identity the copies use.
-func (r *run) blobMounting(ctx context.Context, a ecraccess.Access) (setting, reason string) {
-	reg, err := r.b.Resolver.Registry(ctx, a)
-	if err != nil {
-		return "UNKNOWN", briefly("reaching the registry", err)
-	}
-	on, err := reg.BlobMounting(ctx)
-	switch {
-	case err != nil:
-		return "UNKNOWN", briefly("ecr:GetAccountSetting", err)
-	case on:
-		return "ENABLED", ""
-	}
-	return "DISABLED", ""
-}
-
-// layer is a blob an image brings with it.
-type layer struct {
-	digest string
-	size   int64
-}
-
-// readLayers reads the manifests of the uploads' images from the source (an index's
-// platforms too), at most MaxMountingReads and while time remains, and returns each
-// image's blobs by source repository and digest.
-func (r *run) readLayers(ctx context.Context, uploads []upload) (map[string][]layer, int, error) {
-	src, err := r.b.Resolver.Registry(ctx, ecraccess.Access{AccountID: r.srcAccount, Region: r.srcRegion, RoleARN: r.doc.SourceRoleARN()})
-	if err != nil {
-		return nil, 0, err
-	}
-	byRepo := map[string][]string{}
-	seen := map[string]bool{}
-	for _, u := range uploads {
-		if k := u.repo + "@" + u.digest; !seen[k] {
-			seen[k] = true
-			byRepo[u.repo] = append(byRepo[u.repo], u.digest)
-		}
-	}
-	names := make([]string, 0, len(byRepo))
-	for n := range byRepo {
-		names = append(names, n)
-	}
-	sort.Strings(names)
-	out := map[string][]layer{}
-	read := 0
-	for _, repo := range names {
-		if read >= MaxMountingReads || r.timeUp() {
-			break
-		}
-		n, err := r.readRepository(ctx, src.API(), repo, byRepo[repo], MaxMountingReads-read, out)
-		read += n
+// identities the copies use, until one can read it (the setting is the registry's, the
+// same for every identity; one identity may lack ecr:GetAccountSetting).
+func (r *run) blobMounting(ctx context.Context, accesses []ecraccess.Access) (setting, reason string) {
+	for _, a := range accesses {
+		reg, err := r.b.Resolver.Registry(ctx, a)
 		if err != nil {
-			return out, read, err
-		}
-	}
-	return out, read, nil
-}
-
-// readRepository reads up to limit manifests of one source repository (digests, then
-// the platforms of those that are indexes) into out, and returns how many it read.
-func (r *run) readRepository(ctx context.Context, api *ecr.Client, repo string, digests []string, limit int, out map[string][]layer) (int, error) {
-	digests = digests[:min(len(digests), limit)]
-	manifests, err := batchGetManifests(ctx, api, r.srcAccount, repo, digests)
-	if err != nil {
-		return len(manifests), err
-	}
-	read := len(manifests)
-	children := map[string][]string{} // index → its platforms
-	var platforms []string
-	for d, m := range manifests {
-		if m.mediaType.IsIndex() {
-			children[d] = m.children
-			platforms = append(platforms, m.children...)
+			reason = cmp.Or(reason, briefly("reaching the registry", err))
 			continue
 		}
-		out[repo+"@"+d] = m.layers
-	}
-	if len(platforms) > 0 {
-		platforms = platforms[:min(len(platforms), max(limit-read, 0))]
-		pm, err := batchGetManifests(ctx, api, r.srcAccount, repo, platforms)
-		read += len(pm)
-		if err != nil {
-			return read, err
-		}
-		for idx, cs := range children {
-			var all []layer
-			for _, c := range cs {
-				all = append(all, pm[c].layers...)
-			}
-			out[repo+"@"+idx] = all
+		on, err := reg.BlobMounting(ctx)
+		switch {
+		case err != nil:
+			reason = cmp.Or(reason, briefly("ecr:GetAccountSetting", err))
+		case on:
+			return "ENABLED", ""
+		default:
+			return "DISABLED", ""
 		}
 	}
-	return read, nil
-}
-
-// manifestLayers is one manifest as readRepository needs it.
-type manifestLayers struct {
-	mediaType types.MediaType
-	layers    []layer  // an image's config and layers
-	children  []string // an index's manifests
-}
-
-// acceptedManifestTypes: every type ECR stores, so that it returns each as stored.
-// https://docs.aws.amazon.com/AmazonECR/latest/userguide/image-manifest-formats.html
-var acceptedManifestTypes = []string{
-	string(types.DockerManifestSchema2), string(types.DockerManifestList), string(types.OCIManifestSchema1),
-	string(types.OCIImageIndex), string(types.DockerManifestSchema1), string(types.DockerManifestSchema1Signed),
-}
-
-// batchGetManifests reads manifests by digest with ecr:BatchGetImage, 100 at a time (the
-// most imageIds it takes, API_BatchGetImage). Images it cannot return (failures) are left
-// out.
-func batchGetManifests(ctx context.Context, api *ecr.Client, registryID, repo string, digests []string) (map[string]manifestLayers, error) {
-	out := map[string]manifestLayers{}
-	for start := 0; start < len(digests); start += 100 {
-		var ids []ecrtypes.ImageIdentifier
-		for _, d := range digests[start:min(start+100, len(digests))] {
-			ids = append(ids, ecrtypes.ImageIdentifier{ImageDigest: aws.String(d)})
-		}
-		res, err := api.BatchGetImage(ctx, &ecr.BatchGetImageInput{RegistryId: aws.String(registryID), RepositoryName: aws.String(repo),
-			ImageIds: ids, AcceptedMediaTypes: acceptedManifestTypes})
-		if err != nil {
-			return out, ecraccess.WrapAWS("ecr:BatchGetImage", err)
-		}
-		for _, img := range res.Images {
-			if img.ImageId == nil {
-				continue
-			}
-			m, err := parseLayers(types.MediaType(aws.ToString(img.ImageManifestMediaType)), []byte(aws.ToString(img.ImageManifest)))
-			if err != nil {
-				return out, fmt.Errorf("%s@%s: %w", repo, aws.ToString(img.ImageId.ImageDigest), err)
-			}
-			out[aws.ToString(img.ImageId.ImageDigest)] = m
-		}
-	}
-	return out, nil
-}
-
-// parseLayers reads an index's manifests, or an image's config and distributable layers
-// with their sizes (a Docker schema 1 manifest declares none: nothing to count).
-func parseLayers(mt types.MediaType, raw []byte) (manifestLayers, error) {
-	m := manifestLayers{mediaType: mt}
-	switch {
-	case mt.IsIndex():
-		idx, err := v1.ParseIndexManifest(bytes.NewReader(raw))
-		if err != nil {
-			return m, err
-		}
-		for _, c := range idx.Manifests {
-			if c.MediaType.IsImage() {
-				m.children = append(m.children, c.Digest.String())
-			}
-		}
-	case mt.IsSchema1():
-	default:
-		mf, err := v1.ParseManifest(bytes.NewReader(raw))
-		if err != nil {
-			return m, err
-		}
-		for _, d := range append([]v1.Descriptor{mf.Config}, mf.Layers...) {
-			if d.MediaType.IsDistributable() && d.Size > 0 {
-				m.layers = append(m.layers, layer{digest: d.Digest.String(), size: d.Size})
-			}
-		}
-	}
-	return m, nil
+	return "UNKNOWN", reason
 }

@@ -254,7 +254,7 @@ func (s *session) ensureBlob(ctx context.Context, desc v1.Descriptor) error {
 	case ran && fate == blobUploaded:
 		s.blobsCopied.Add(1)
 		s.bytesCopied.Add(size)
-		if _, ok := s.c.index.source(s.dst.mountScope(), s.dst.repo.RepositoryStr(), desc.Digest); ok && !s.dst.mounting.Enabled {
+		if s.wouldMount(desc.Digest) {
 			s.bytesMountable.Add(size)
 		}
 		s.log.Debug("blob uploaded", "blob", desc.Digest.String(), "size", size)

@@ -88,7 +88,7 @@ func (s *session) putManifest(ctx context.Context, m *rawManifest, newTaggedRoot
 // learn tells the index that the destination repository holds manifest m, so its blobs
 // can be mounted from there.
 func (s *session) learn(m *rawManifest) {
-	if scope := s.dst.mountScope(); scope != "" {
+	if scope, ok := s.dst.mountScope(); ok {
 		if blobs, err := blobsOf(m); err == nil {
 			s.c.index.learn(scope, s.dst.repo.RepositoryStr(), blobs)
 		}

@@ -376,39 +376,40 @@ func TestMountIntoRepositoryNotOwned(t *testing.T) {
 // forgotten first, and a few repositories per blob, the most recent.
 func TestMountIndexIsBounded(t *testing.T) {
 	x := blobIndex{max: 100}
+	aes, kms := mountScope{registry: "reg", encryption: "AES256"}, mountScope{registry: "reg", encryption: "KMS key"}
 	blob := func(i int) v1.Descriptor {
 		return v1.Descriptor{Digest: v1.Hash{Algorithm: "sha256", Hex: fmt.Sprintf("%064x", i)}}
 	}
-	x.learn("reg AES256", "r0", []v1.Descriptor{blob(0)})
+	x.learn(aes, "r0", []v1.Descriptor{blob(0)})
 	for i := 1; i < 10000; i++ {
 		if i%50 == 0 {
-			x.source("reg AES256", "other", blob(0).Digest) // used: kept
+			x.source(aes, "other", blob(0).Digest) // used: kept
 		}
-		x.learn("reg AES256", fmt.Sprintf("r%d", i), []v1.Descriptor{blob(i)})
+		x.learn(aes, fmt.Sprintf("r%d", i), []v1.Descriptor{blob(i)})
 	}
 	if x.len() != 100 {
 		t.Fatalf("index holds %d blobs, want its bound of 100", x.len())
 	}
-	if _, ok := x.source("reg AES256", "other", blob(1).Digest); ok {
+	if _, ok := x.source(aes, "other", blob(1).Digest); ok {
 		t.Error("an old blob never used again is still indexed")
 	}
-	if r, ok := x.source("reg AES256", "other", blob(0).Digest); !ok || r != "r0" {
+	if r, ok := x.source(aes, "other", blob(0).Digest); !ok || r != "r0" {
 		t.Errorf("a blob used again and again was forgotten (%q %v)", r, ok)
 	}
 	for i := range 10 {
-		x.learn("reg AES256", fmt.Sprintf("repo%d", i), []v1.Descriptor{blob(0)})
+		x.learn(aes, fmt.Sprintf("repo%d", i), []v1.Descriptor{blob(0)})
 	}
-	if e := x.byKey[indexKey{"reg AES256", blob(0).Digest}].Value.(*indexed); len(e.repos) != maxMountSources || e.repos[0] != "repo9" {
+	if e := x.byKey[indexKey{aes, blob(0).Digest}].Value.(*indexed); len(e.repos) != maxMountSources || e.repos[0] != "repo9" {
 		t.Errorf("repositories kept for one blob: %v, want the %d most recent", e.repos, maxMountSources)
 	}
-	if r, _ := x.source("reg AES256", "repo9", blob(0).Digest); r != "repo8" {
+	if r, _ := x.source(aes, "repo9", blob(0).Digest); r != "repo8" {
 		t.Errorf("a source for repo9 is %q, want another repository (repo8)", r)
 	}
-	if _, ok := x.source("reg KMS key", "other", blob(0).Digest); ok {
+	if _, ok := x.source(kms, "other", blob(0).Digest); ok {
 		t.Error("a blob indexed under one encryption is offered under another")
 	}
-	x.forget("reg AES256", "repo9", blob(0).Digest)
-	if r, _ := x.source("reg AES256", "other", blob(0).Digest); r != "repo8" {
+	x.forget(aes, "repo9", blob(0).Digest)
+	if r, _ := x.source(aes, "other", blob(0).Digest); r != "repo8" {
 		t.Errorf("after forgetting repo9, the source is %q, want repo8", r)
 	}
 }
@@ -426,7 +427,7 @@ func TestWaitEndsWhenTheOtherCopyGivesUp(t *testing.T) {
 	}
 	blobs := must[[]v1.Descriptor](t)(blobsOf(&rawManifest{raw: m.Manifest, desc: m.Descriptor}))
 	// Another copy, into another repository of the registry, moving the same blobs.
-	other := &session{c: run, dst: &endpoint{repo: w.dst.repo(t, "team/other", true), mounting: req.Destination.Mounting}, log: run.log}
+	other := &session{c: run, dst: &endpoint{repo: w.dst.repo(t, "team/other", true), mounting: req.Destination.Mounting, auth: req.Destination.Auth}, log: run.log}
 	end, err := other.shareFlight(context.Background(), blobs)
 	if err != nil {
 		t.Fatal(err)

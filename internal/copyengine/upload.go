@@ -102,25 +102,31 @@ func (s *session) pushBlobOnce(ctx context.Context, client *http.Client, desc v1
 			n = desc.Size
 		}
 		if present {
-			s.c.report(Progress{Source: s.src.repo.String(), Destination: repo.String(), Blob: desc.Digest.String(), Size: n, Event: BlobSkipped})
+			event := BlobSkipped
+			if st.settle(blobPresent) == blobMounted {
+				event = BlobMounted // by an earlier attempt, whose check failed
+			}
+			s.c.report(Progress{Source: s.src.repo.String(), Destination: repo.String(), Blob: desc.Digest.String(), Size: n, Event: event})
 		}
 		return blobPresent, n, err
 	}
 	// A mount moves no bytes: it does not wait for a transfer slot, nor is it weighed.
-	loc, mounted, n := s.tryMount(ctx, client, base, desc, st)
-	if mounted {
-		return blobMounted, n, nil
+	loc, mounted, n, err := s.tryMount(ctx, client, base, desc, st)
+	if mounted || err != nil {
+		return blobMounted, n, err
 	}
 
 	select {
 	case s.c.sem <- struct{}{}:
 	case <-ctx.Done():
+		s.abandonUpload(ctx, client, loc)
 		return blobUploaded, 0, classify(op, onDest, ctx.Err())
 	}
 	defer func() { <-s.c.sem }()
 
 	src, size, err := s.sourceForUpload(ctx, desc)
 	if err != nil {
+		s.abandonUpload(ctx, client, loc)
 		return blobUploaded, size, err
 	}
 	if loc == "" {
@@ -131,6 +137,7 @@ func (s *session) pushBlobOnce(ctx context.Context, client *http.Client, desc v1
 	}
 	o := <-src
 	if o.err != nil {
+		s.abandonUpload(ctx, client, loc)
 		return blobUploaded, size, o.err
 	}
 	return blobUploaded, size, s.putBlob(ctx, client, loc, o.body, desc.Digest, size, &st.sent)

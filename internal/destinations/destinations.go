@@ -278,12 +278,14 @@ func refusedAtDestination(err error) bool {
 }
 
 // mounting is whether the engine may mount blobs into the destination repository: the
-// registry's blob mounting setting (asked once in a while, ecraccess), and the
-// repository's encryption, read when it was ensured. Without the setting (not granted,
-// say), every blob is uploaded.
+// registry's blob mounting setting (asked once in a while, ecraccess), the repository's
+// encryption, read when it was ensured, and who copies — the destination role, whose
+// prefix bounds what it may mount from (without a role, the registry's Authenticator
+// stands for the process's own identity). Without the setting (not granted, say), every
+// blob is uploaded.
 func mounting(ctx context.Context, reg *ecraccess.Registry, repo ecraccess.Repository) copyengine.Mounting {
-	on, _ := reg.BlobMounting(ctx) // a failure is logged there, once in a while
-	return copyengine.Mounting{Enabled: on, Encryption: repo.Encryption}
+	on, _ := reg.BlobMounting(ctx) // a failure is logged there
+	return copyengine.Mounting{Enabled: on, Encryption: repo.Encryption, Identity: reg.Access().RoleARN}
 }
 
 // replicaOfReplica stops replication loops within one registry: copying a repository

@@ -3,6 +3,7 @@ package destinations_test
 import (
 	"fmt"
 	"testing"
+	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/ecr"
@@ -13,6 +14,7 @@ import (
 
 	"github.com/ecr-replicator/ecr-replicator/internal/copyengine"
 	"github.com/ecr-replicator/ecr-replicator/internal/destinations"
+	"github.com/ecr-replicator/ecr-replicator/internal/ecraccess"
 	"github.com/ecr-replicator/ecr-replicator/internal/rules"
 	"github.com/ecr-replicator/ecr-replicator/internal/sandbox"
 )
@@ -122,6 +124,106 @@ func TestNoMountAcrossEncryption(t *testing.T) {
 	for _, e := range w.sb.AccessLogSince(0) {
 		if e.MountFrom != "" {
 			t.Errorf("a mount was asked across encryption types: %s from %s", e.Repository, e.MountFrom)
+		}
+	}
+}
+
+// TestBlobMountingSettingKeepsOnlyCertainAnswers: a permanent failure to read the
+// BLOB_MOUNTING setting (AccessDenied: a destination role without the grant) is kept and
+// not asked again at every copy; while a call is in flight, a copy that knows nothing yet
+// does not wait for it beyond a moment (it uploads), the caller whose call it is gets its
+// answer, and that answer is kept.
+func TestBlobMountingSettingKeepsOnlyCertainAnswers(t *testing.T) {
+	w := newWorld(t)
+	access := targetFor("mirror/", "team/one").Destination.Access()
+	asked := func(mark int) (n int) {
+		for _, e := range w.sb.AccessLogSince(mark) {
+			if e.Operation == "GetAccountSetting" {
+				n++
+			}
+		}
+		return n
+	}
+	if err := w.sb.InjectAPIFault(sandbox.APIFault{Service: "ecr", Operation: "GetAccountSetting", Code: "AccessDeniedException"}); err != nil {
+		t.Fatal(err)
+	}
+	reg, err := w.resolver.Registry(w.ctx, access)
+	if err != nil {
+		t.Fatal(err)
+	}
+	mark := w.sb.AccessLogMark()
+	for range 3 {
+		if on, err := reg.BlobMounting(w.ctx); on || code(err) != "AccessDeniedException" {
+			t.Fatalf("setting denied: %v %v, want off and the denial", on, err)
+		}
+	}
+	if n := asked(mark); n != 1 {
+		t.Errorf("a denied setting was asked %d times by 3 copies, want once (kept)", n)
+	}
+
+	w.setBlobMounting(t, "ENABLED")
+	reg, err = ecraccess.NewResolver(w.srcCfg).Registry(w.ctx, access) // a new process
+	if err != nil {
+		t.Fatal(err)
+	}
+	reached, release := make(chan struct{}), make(chan struct{})
+	remove, err := w.sb.HoldRequests(sandbox.Hold{Account: sandbox.DestinationAccount, Operation: "GetAccountSetting",
+		Reached: func(sandbox.Entry) { close(reached); <-release }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer remove()
+	mark = w.sb.AccessLogMark()
+	first := make(chan bool)
+	go func() { on, _ := reg.BlobMounting(w.ctx); first <- on }()
+	<-reached
+	joined := make(chan error)
+	go func() {
+		on, err := reg.BlobMounting(w.ctx)
+		if on {
+			err = nil
+		}
+		joined <- err
+	}()
+	select {
+	case err := <-joined:
+		if err == nil {
+			t.Error("a copy joining a call in flight was told ENABLED before any answer")
+		}
+	case <-time.After(10 * time.Second): // the hold lasts until released: a copy that waits for the call never returns
+		t.Error("a copy joining a call in flight waits for its answer (the call is held)")
+	}
+	close(release)
+	if !<-first {
+		t.Error("the copy whose call it was did not get its answer, ENABLED")
+	}
+	if on, err := reg.BlobMounting(w.ctx); !on || err != nil || asked(mark) != 1 {
+		t.Errorf("after the answer: %v %v with %d calls, want ENABLED kept from the one call", on, err, asked(mark))
+	}
+}
+
+func code(err error) string {
+	c, _ := destinations.Classify(err)
+	return c
+}
+
+// TestBlobMountingOfAnotherAccountIsUnknown: another account's registry reached without a
+// role cannot tell its BLOB_MOUNTING setting (GetAccountSetting answers for the caller's
+// own account): reported unreadable, not off, and nothing asked.
+func TestBlobMountingOfAnotherAccountIsUnknown(t *testing.T) {
+	w := newWorld(t)
+	w.setBlobMounting(t, "ENABLED")
+	reg, err := w.resolver.Registry(w.ctx, ecraccess.Access{AccountID: sandbox.DestinationAccount, Region: sandbox.DefaultRegion})
+	if err != nil {
+		t.Fatal(err)
+	}
+	mark := w.sb.AccessLogMark()
+	if on, err := reg.BlobMounting(w.ctx); on || code(err) != ecraccess.CodeSettingUnreadable {
+		t.Errorf("another account's registry without a role: %v %v, want off and %s", on, err, ecraccess.CodeSettingUnreadable)
+	}
+	for _, e := range w.sb.AccessLogSince(mark) {
+		if e.Operation == "GetAccountSetting" {
+			t.Errorf("GetAccountSetting asked of %s: it answers for the caller's own account", e.Account)
 		}
 	}
 }

@@ -257,10 +257,11 @@ func (g *Registry) PutLifecyclePolicy(ctx context.Context, repository, policy st
 
 func repositoryOf(r types.Repository) Repository {
 	return Repository{ARN: aws.ToString(r.RepositoryArn), CreatedAt: aws.ToTime(r.CreatedAt), TagMutability: r.ImageTagMutability,
-		MutabilityFilters: r.ImageTagMutabilityExclusionFilters, Encryption: encryption(r.EncryptionConfiguration)}
+		MutabilityFilters: r.ImageTagMutabilityExclusionFilters, Encryption: EncryptionOf(r.EncryptionConfiguration)}
 }
 
-func encryption(enc *types.EncryptionConfiguration) string {
+// EncryptionOf names a repository's encryption as Repository.Encryption does.
+func EncryptionOf(enc *types.EncryptionConfiguration) string {
 	if enc == nil || enc.EncryptionType == "" {
 		return ""
 	}

@@ -194,6 +194,7 @@ func record(mr *metrics.Recorder, j *job, r destinations.Result, code string, fa
 		mr.Add("ImagesReplicated", metrics.Count, 1, "Destination", dst)
 		mr.Add("BytesCopied", metrics.Bytes, float64(r.BytesCopied))
 		mr.Add("BytesMounted", metrics.Bytes, float64(r.BytesMounted))
+		mr.Add("BytesMounted", metrics.Bytes, float64(r.BytesMounted), "Destination", dst)
 		// Uploaded while another repository of the registry held the layers: what
 		// enabling blob mounting there would save.
 		mr.Add("BytesMountable", metrics.Bytes, float64(r.BytesMountable), "Destination", dst)

@@ -1,9 +1,9 @@
 package reconcile_test
 
 import (
+	"bytes"
 	"encoding/json"
 	"fmt"
-	"io"
 	"log/slog"
 	"strings"
 	"testing"
@@ -60,7 +60,8 @@ func TestReconciledCopiesMountSharedLayers(t *testing.T) {
 	if err != nil || deps.RulesErr != nil {
 		t.Fatal(err, deps.RulesErr)
 	}
-	handler := sandboxtest.ReplicateHandler(deps, eventhandler.Config{EMF: io.Discard})
+	var emf bytes.Buffer
+	handler := sandboxtest.ReplicateHandler(deps, eventhandler.Config{EMF: &emf})
 	mark := f.w.SB.AccessLogMark()
 	for i, body := range copies { // one invocation per copy
 		out, err := handler.Handle(f.w.Ctx, sandboxtest.SQSBatch(1, sandboxtest.SQSMessage{ID: fmt.Sprint(i), Body: body}))
@@ -84,6 +85,26 @@ func TestReconciledCopiesMountSharedLayers(t *testing.T) {
 	t.Logf("4 reconciled copies sharing a %d-byte base: %d bytes uploaded, %d blobs mounted", baseSize, uploaded, mounts)
 	if uploaded > baseSize+baseSize/2 || mounts != 6 {
 		t.Errorf("%d bytes uploaded and %d blobs mounted, want the base uploaded once (%d bytes) and mounted into 3 repositories (6 blobs)", uploaded, mounts, baseSize)
+	}
+	// BytesMounted by Destination, as BytesMountable is: what mounting saved in each
+	// destination registry.
+	var byDestination float64
+	for _, line := range strings.Split(strings.TrimSpace(emf.String()), "\n") {
+		var doc map[string]any
+		if json.Unmarshal([]byte(line), &doc) != nil || doc["Destination"] != sandbox.DestinationAccount+"/"+sandbox.DefaultRegion {
+			continue
+		}
+		switch v := doc["BytesMounted"].(type) {
+		case float64:
+			byDestination += v
+		case []any:
+			for _, x := range v {
+				byDestination += x.(float64)
+			}
+		}
+	}
+	if want := float64(3 * baseSize); byDestination != want {
+		t.Errorf("BytesMounted by Destination: %v, want the base mounted into 3 repositories (%v)", byDestination, want)
 	}
 	for i := range 4 {
 		repo := fmt.Sprintf("team/svc%d", i)

@@ -132,6 +132,7 @@ func (s *Sandbox) ecrCall(ctx context.Context, c *caller, op string, body []byte
 		PrincipalArn    string        `json:"principalArn"`
 		SettingName     string        `json:"name"`
 		SettingValue    string        `json:"value"`
+		LayerDigests    []string      `json:"layerDigests"`
 	}
 	if err := decodeInput(body, &in); err != nil {
 		return nil, err
@@ -176,6 +177,8 @@ func (s *Sandbox) ecrCall(ctx context.Context, c *caller, op string, body []byte
 		return reg.describeImageScanFindings(in.RepositoryName, in.ImageID, in.MaxResults, in.NextToken)
 	case "BatchGetImage":
 		return reg.batchGetImage(ctx, c, in.RepositoryName, in.ImageIDs, in.AcceptedTypes)
+	case "BatchCheckLayerAvailability":
+		return reg.batchCheckLayerAvailability(in.RepositoryName, in.LayerDigests)
 	case "RegisterPullTimeUpdateExclusion", "DeregisterPullTimeUpdateExclusion", "ListPullTimeUpdateExclusions":
 		return s.pullTimeExclusionCall(c, op, in.PrincipalArn, in.MaxResults, in.NextToken)
 	case "PutImage":

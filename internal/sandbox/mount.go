@@ -129,3 +129,34 @@ func (r *repository) references(digest string) bool {
 	}
 	return false
 }
+
+// batchCheckLayerAvailability answers which of the layers a repository holds — what a
+// blob HEAD there answers 200 for (ecr:BatchCheckLayerAvailability authorizes both).
+// https://docs.aws.amazon.com/AmazonECR/latest/APIReference/API_BatchCheckLayerAvailability.html:
+// 1–100 layerDigests; layers (layerAvailability AVAILABLE, layerSize) and failures
+// (InvalidLayerDigest, MissingLayerDigest). That ECR reports a layer the repository lacks
+// as a MissingLayerDigest failure rather than UNAVAILABLE is a guess, as is the wording.
+func (r *registry) batchCheckLayerAvailability(name string, digests []string) (any, *apiError) {
+	if len(digests) == 0 || len(digests) > 100 {
+		return nil, errorf(400, "InvalidParameterException", "layerDigests must hold between 1 and 100 items")
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	repo, ok := r.repos[name]
+	if !ok {
+		return nil, r.repoNotFound(name)
+	}
+	layers, failures := []map[string]any{}, []map[string]any{}
+	for _, d := range digests {
+		size, held := repo.blobs[d]
+		switch {
+		case !isDigest(d):
+			failures = append(failures, map[string]any{"layerDigest": d, "failureCode": "InvalidLayerDigest", "failureReason": "Invalid layer digest"})
+		case !held:
+			failures = append(failures, map[string]any{"layerDigest": d, "failureCode": "MissingLayerDigest", "failureReason": "Could not find layer"})
+		default:
+			layers = append(layers, map[string]any{"layerDigest": d, "layerAvailability": "AVAILABLE", "layerSize": size})
+		}
+	}
+	return map[string]any{"layers": layers, "failures": failures}, nil
+}

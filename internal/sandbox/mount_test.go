@@ -3,6 +3,7 @@ package sandbox_test
 import (
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"net/http"
 	"testing"
@@ -190,5 +191,52 @@ func TestBlobMountingPermissions(t *testing.T) {
 	}
 	if !bytes.Contains([]byte(fmt.Sprint(used)), []byte("ecr:GetDownloadUrlForLayer")) {
 		t.Errorf("the mount's entry does not list ecr:GetDownloadUrlForLayer as authorized: %v", used)
+	}
+}
+
+// TestBatchCheckLayerAvailability: the API says which layers a repository holds, as its
+// blob HEAD does: its image's layers and config AVAILABLE, a layer of another repository
+// missing, a malformed digest invalid; a missing repository is refused.
+func TestBatchCheckLayerAvailability(t *testing.T) {
+	e := start(t)
+	src := e.userConfig(t, sandbox.SourceAccount, sandbox.SourceUser)
+	client := ecr.NewFromConfig(src)
+	for _, r := range []string{"team/a", "team/b"} {
+		createRepo(t, e.ctx, src, r, "")
+	}
+	host, auth := registryAuth(t, e.ctx, src)
+	img, _ := random.Image(2048, 1)
+	other, _ := random.Image(2048, 1)
+	for r, i := range map[string]v1.Image{"team/a": img, "team/b": other} {
+		if err := remote.Write(ref(t, host, r, "v1"), i, remote.WithAuth(auth)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	layers, _ := img.Layers()
+	layer, _ := layers[0].Digest()
+	config, _ := img.ConfigName()
+	otherLayers, _ := other.Layers()
+	foreign, _ := otherLayers[0].Digest()
+	out, err := client.BatchCheckLayerAvailability(e.ctx, &ecr.BatchCheckLayerAvailabilityInput{RepositoryName: aws.String("team/a"),
+		LayerDigests: []string{layer.String(), config.String(), foreign.String(), "sha256:nope"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	available := map[string]bool{}
+	for _, l := range out.Layers {
+		available[aws.ToString(l.LayerDigest)] = l.LayerAvailability == ecrtypes.LayerAvailabilityAvailable
+	}
+	failed := map[string]ecrtypes.LayerFailureCode{}
+	for _, f := range out.Failures {
+		failed[aws.ToString(f.LayerDigest)] = f.FailureCode
+	}
+	if !available[layer.String()] || !available[config.String()] || len(out.Layers) != 2 ||
+		failed[foreign.String()] != ecrtypes.LayerFailureCodeMissingLayerDigest || failed["sha256:nope"] != ecrtypes.LayerFailureCodeInvalidLayerDigest {
+		t.Errorf("layers %+v, failures %+v; want the image's layer and config available, another repository's layer missing, the bad digest invalid", available, failed)
+	}
+	_, err = client.BatchCheckLayerAvailability(e.ctx, &ecr.BatchCheckLayerAvailabilityInput{RepositoryName: aws.String("team/none"), LayerDigests: []string{layer.String()}})
+	var nf *ecrtypes.RepositoryNotFoundException
+	if !errors.As(err, &nf) {
+		t.Errorf("a missing repository: %v, want RepositoryNotFoundException", err)
 	}
 }
