@@ -293,7 +293,7 @@ func New(opts ...Option) *Engine {
 		tagLocks:      map[string]*tagLock{},
 		uploads:       onceMap{inFlightOnly: true},
 		link:          links{minBytes: minMeasuredBytes, minTime: minMeasuredTime},
-		index:         blobIndex{max: DefaultMountIndexBlobs},
+		index:         blobIndex{max: mountIndexBlobs},
 	}
 	for _, o := range opts {
 		o(c)
