@@ -3,6 +3,7 @@ package copyengine
 import (
 	"context"
 	"errors"
+	"fmt"
 	"net/http"
 
 	v1 "github.com/google/go-containerregistry/pkg/v1"
@@ -102,6 +103,152 @@ func (s *session) destTag(ctx context.Context, tag string) (v1.Hash, error) {
 	list := s.dst.list
 	if !s.c.destTags.mayHave(ctx, s.dst.repo.String(), tag, list) {
 		return v1.Hash{}, &transport.Error{StatusCode: http.StatusNotFound}
+	}
+	d, err := s.dst.head(ctx, s.dst.repo.Tag(tag))
+	if err != nil {
+		return v1.Hash{}, err
+	}
+	return d.Digest, nil
+}
+
+// headSourceTag returns what the source tag points at now.
+func (s *session) headSourceTag(ctx context.Context, tag string) (v1.Hash, bool, error) {
+	if apiTag(tag) {
+		m, err := s.getAPITag(ctx, tag)
+		if errors.Is(err, errNoTag) {
+			return v1.Hash{}, false, nil
+		}
+		if err != nil {
+			return v1.Hash{}, false, err
+		}
+		s.fetched.Store(m.desc.Digest, m)
+		return m.desc.Digest, true, nil
+	}
+	d, err := s.src.head(ctx, s.src.repo.Tag(tag))
+	if isNotFound(err) {
+		return v1.Hash{}, false, nil
+	}
+	if err != nil {
+		return v1.Hash{}, false, classify("head source tag "+tag, onSource, err)
+	}
+	return d.Digest, true, nil
+}
+
+// converge points the destination tag where the source tag points now: at want if it
+// still points there, otherwise at the source's current digest, copied first. It returns
+// a non-empty stale reason when the source had moved on from want (a late event).
+// After writing it re-checks the source, and if the tag moved meanwhile follows it
+// again, so the destination never ends behind.
+//
+// A stale event is no reason to leave the destination tag alone: it may be the
+// redelivery of an invocation that was killed after writing an older digest under the
+// tag and before its re-check, while another wrote the newer one first — only this
+// handler can still repair that.
+func (s *session) converge(ctx context.Context, tag string, want v1.Hash) (tr tagResult, err error) {
+	ctx, unlock, skip, err := s.c.lockTag(ctx, s.dst.repo.Tag(tag).String())
+	if err != nil {
+		return tr, classify("lock tag "+tag, onDest, err)
+	}
+	defer unlock()
+	if skip {
+		// Another convergence holds the tag (this call's own, further up, or one that may
+		// be waiting for ours): it sets the tag, after its own re-check (lockTag).
+		return tr, nil
+	}
+	start := 0
+	if s.rootTagged.Load() && want == s.rootDigest {
+		// Checked before, written and verified with the root manifest: what is left
+		// is the re-check of the source.
+		start, tr.at = 1, want
+	}
+	for round := start; ; round++ {
+		cur, found := want, true
+		if round > 0 || !s.tagChecked || want != s.rootDigest {
+			if cur, found, err = s.headSourceTag(ctx, tag); err != nil {
+				return tr, err
+			}
+		}
+		switch {
+		case !found && round == 0:
+			// Deleted at the source: mirrorDeletes decides (the caller).
+			tr.stale, tr.missing = "source tag no longer exists", true
+			return tr, nil
+		case !found:
+			tr.missing = true // deleted after we wrote it
+			return tr, nil
+		case cur != want && s.pinned:
+			if round == 0 {
+				tr.stale = "source tag now points at " + cur.String() + "; a gated copy tags only the digest its gate decided"
+			}
+			return tr, nil
+		case cur != want:
+			if round > s.c.tagRounds {
+				return tr, &Error{Op: "converge tag " + tag, Code: CodeTagUnstable, Transient: true,
+					Err: fmt.Errorf("source tag still moving after %d rounds (now %s)", s.c.tagRounds, cur)}
+			}
+			if round == 0 {
+				tr.stale = "source tag now points at " + cur.String() + "; destination tag follows it"
+			}
+			s.log.Info("source tag moved; following it", "tag", tag, "from", want.String(), "to", cur.String())
+			if _, err := s.copyGraph(ctx, v1.Descriptor{Digest: cur}, 0); err != nil {
+				return tr, err
+			}
+			want = cur
+		case round > 0:
+			return tr, nil // source still where we put the destination
+		}
+		wrote, err := s.setDestTag(ctx, tag, want)
+		if err != nil {
+			return tr, err
+		}
+		tr.at = want
+		if !wrote {
+			return tr, nil // nothing written, so nothing to re-check
+		}
+	}
+}
+
+// tagResult is what converge did to one tag.
+type tagResult struct {
+	stale   string  // why the event was stale, when it was
+	missing bool    // the source no longer has the tag
+	at      v1.Hash // where the destination tag was last seen or put
+}
+
+// isMissing: the source answered that the manifest (or its repository) does not exist.
+func isMissing(err error) bool {
+	var e *Error
+	return errors.As(err, &e) && e.Status == http.StatusNotFound && !e.AtDest
+}
+
+// setDestTag HEADs the destination tag first — IMMUTABLE repositories refuse
+// re-pushing an existing tag even with the same digest — and PUTs only when it
+// points elsewhere or nowhere.
+func (s *session) setDestTag(ctx context.Context, tag string, want v1.Hash) (bool, error) {
+	at, err := s.headDestTag(ctx, tag)
+	switch {
+	case err == nil && at == want:
+		return false, nil
+	case err != nil && !isNotFound(err):
+		return false, classify("head destination tag "+tag, onDest, err)
+	}
+	m, err := s.manifestBytes(ctx, want)
+	if err != nil {
+		return false, err
+	}
+	if err := s.putTag(ctx, tag, m, "put destination tag"); err != nil {
+		return false, err
+	}
+	s.tagWrites.Add(1)
+	s.c.destTags.add(s.dst.repo.String(), tag)
+	return true, s.verifyTag(ctx, tag, want)
+}
+
+// headDestTag returns what the destination tag points at (a HEAD, or the ECR API for a
+// tag the registry cannot carry), or a not-found error.
+func (s *session) headDestTag(ctx context.Context, tag string) (v1.Hash, error) {
+	if apiTag(tag) {
+		return s.destAPITag(ctx, tag)
 	}
 	d, err := s.dst.head(ctx, s.dst.repo.Tag(tag))
 	if err != nil {
