@@ -16,65 +16,76 @@ import (
 // tag, new under the tag (one PUT), or by digest with the tag converged after. missing:
 // a request without a digest whose source tag does not exist (then err says so).
 func (s *session) readTags(ctx context.Context, digest v1.Hash, res *Result) (v1.Hash, bool, error) {
-	var (
-		cur     v1.Hash
-		found   bool
-		present v1.Hash
-		destErr error
-		absent  error // the source has no such tag (a request without a digest)
-	)
-	g, gctx := errgroup.WithContext(ctx)
-	g.Go(func() error {
-		present, destErr = s.destTag(gctx, res.Tag)
-		return nil
-	})
-	g.Go(func() error {
-		if digest == (v1.Hash{}) {
-			m, err := s.resolveTag(gctx, res.Tag)
-			if isMissing(err) {
-				absent = err
-				return nil
-			}
-			if err != nil {
-				return err
-			}
-			cur, found = m.desc.Digest, true
-			return nil
-		}
-		var err error
-		cur, found, err = s.headSourceTag(gctx, res.Tag)
-		return err
-	})
-	if err := g.Wait(); err != nil {
+	t, err := s.readBothTags(ctx, res.Tag, digest)
+	if err != nil {
 		return digest, false, err
 	}
 	if digest == (v1.Hash{}) {
-		if !found {
+		if !t.found {
 			// Nothing to copy: a failure for whoever asked for the tag (the CLI), and
 			// the answer a delete mirroring needs (SourceTagMissing).
 			res.SourceTagMissing = true
-			if destErr == nil {
-				res.TagDigest = present.String()
+			if t.destErr == nil {
+				res.TagDigest = t.present.String()
 			}
-			return digest, true, absent
+			return digest, true, t.absent
 		}
-		digest = cur
+		digest = t.cur
 		res.Digest = digest.String()
 		s.log = s.log.With("digest", res.Digest)
 	}
-	if found && cur == digest {
+	if t.found && t.cur == digest {
 		s.tagChecked, s.rootDigest = true, digest
 		switch {
-		case destErr == nil && present == digest:
+		case t.destErr == nil && t.present == digest:
 			s.tagPresent = true
 			res.TagDigest = digest.String()
-		case isNotFound(destErr):
+		case isNotFound(t.destErr):
 			// Absent: a new root goes in under the tag. (A tag pointing elsewhere
 			// moves in converge, which also reports an IMMUTABLE conflict.)
 			s.rootTag = res.Tag
 		}
 	}
 	return digest, false, nil
+}
+
+// tagsRead is what readBothTags found: where the source tag points (cur, if found) and
+// the destination tag (present, or destErr).
+type tagsRead struct {
+	cur     v1.Hash
+	found   bool
+	absent  error // the source has no such tag (a request without a digest)
+	present v1.Hash
+	destErr error
+}
+
+// readBothTags reads the source tag — resolving it with a GET when digest is zero (a
+// request without a digest), a HEAD otherwise — and the destination tag, at once.
+func (s *session) readBothTags(ctx context.Context, tag string, digest v1.Hash) (tagsRead, error) {
+	var t tagsRead
+	g, gctx := errgroup.WithContext(ctx)
+	g.Go(func() error {
+		t.present, t.destErr = s.destTag(gctx, tag)
+		return nil
+	})
+	g.Go(func() error {
+		if digest == (v1.Hash{}) {
+			m, err := s.resolveTag(gctx, tag)
+			if isMissing(err) {
+				t.absent = err
+				return nil
+			}
+			if err != nil {
+				return err
+			}
+			t.cur, t.found = m.desc.Digest, true
+			return nil
+		}
+		var err error
+		t.cur, t.found, err = s.headSourceTag(gctx, tag)
+		return err
+	})
+	return t, g.Wait()
 }
 
 // resolveTag GETs the source manifest by tag: its digest is what the request copies,
@@ -161,9 +172,18 @@ func (s *session) converge(ctx context.Context, tag string, want v1.Hash) (tr ta
 		// is the re-check of the source.
 		start, tr.at = 1, want
 	}
+	return s.followSource(ctx, tag, want, start, tr)
+}
+
+// followSource is converge's rounds, under the tag lock from round start on: each reads
+// the source tag (unless run read it just before), copies and follows a digest it moved
+// to, and sets the destination tag, until a re-check finds the source where the
+// destination tag was put.
+func (s *session) followSource(ctx context.Context, tag string, want v1.Hash, start int, tr tagResult) (tagResult, error) {
 	for round := start; ; round++ {
 		cur, found := want, true
 		if round > 0 || !s.tagChecked || want != s.rootDigest {
+			var err error
 			if cur, found, err = s.headSourceTag(ctx, tag); err != nil {
 				return tr, err
 			}
