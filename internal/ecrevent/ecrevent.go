@@ -134,20 +134,40 @@ const (
 	actionStorageMove = "UPDATE_STORAGE_CLASS"
 )
 
-// Validate checks an actionable (Push or Delete) image action.
+// Validate checks an actionable (Push or Delete) image action: its registry, its
+// class, its image. parseEvent makes the same checks one by one, in the order the
+// event's parts are read.
 func (a *ImageAction) Validate() error {
-	if err := ecrname.AccountID(a.Account); err != nil {
-		return malformed("account", "%v", err)
+	if err := validateRegistry(a.Account, a.Region); err != nil {
+		return err
 	}
-	if err := ecrname.Region(a.Region); err != nil {
-		return malformed("region", "%v", err)
+	if class, why := a.class(); class == Ignored {
+		return malformed("detail", "not an action to replicate: %s", why)
 	}
+	return a.validateImage()
+}
+
+// class says what the action asks for: Push or Delete, or Ignored and why (a failed
+// action, an archive or restore, an action type of another kind).
+func (a *ImageAction) class() (Class, string) {
 	if a.Result != ResultSuccess {
-		return malformed("detail.result", "%s is not %s", ecrname.Quote(a.Result), ResultSuccess)
+		return Ignored, fmt.Sprintf("result %s is not %s", ecrname.Quote(a.Result), ResultSuccess)
 	}
-	if a.ActionType != ActionPush && a.ActionType != ActionDelete {
-		return malformed("detail.action-type", "%s is neither %s nor %s", ecrname.Quote(a.ActionType), ActionPush, ActionDelete)
+	switch a.ActionType {
+	case ActionPush:
+		return Push, ""
+	case ActionDelete:
+		return Delete, ""
+	case actionStorageMove:
+		// Archive/restore shares the detail-type but changes no content
+		// (ecr-eventbridge.html).
+		return Ignored, "action-type UPDATE_STORAGE_CLASS (archive/restore) changes no image content"
 	}
+	return Ignored, fmt.Sprintf("action-type %s is neither %s nor %s", ecrname.Quote(a.ActionType), ActionPush, ActionDelete)
+}
+
+// validateImage checks the image an action names: repository, digest, tag.
+func (a *ImageAction) validateImage() error {
 	if err := ecrname.Repository(a.Repository); err != nil {
 		return malformed("detail.repository-name", "%v", err)
 	}
@@ -262,12 +282,9 @@ func parseEvent(body []byte) (Message, error) {
 	if err := env.validate(a); err != nil {
 		return Message{}, err
 	}
-	if len(env.Detail) == 0 || string(env.Detail) == "null" {
-		return Message{}, malformed("detail", "required")
-	}
 	var d detail
-	if err := json.Unmarshal(env.Detail, &d); err != nil {
-		return Message{}, jsonError("detail", err)
+	if err := env.decodeDetail(&d); err != nil {
+		return Message{}, err
 	}
 	a.Repository, a.Digest, a.Tag = str(d.RepositoryName), str(d.ImageDigest), str(d.ImageTag)
 	a.ActionType, a.Result = str(d.ActionType), str(d.Result)
@@ -279,22 +296,7 @@ func parseEvent(body []byte) (Message, error) {
 	if d.ActionType == nil {
 		return Message{}, malformed("detail.action-type", "required")
 	}
-	if a.Result != ResultSuccess {
-		msg.IgnoredReason = fmt.Sprintf("result %s is not %s", ecrname.Quote(a.Result), ResultSuccess)
-		return msg, nil
-	}
-	switch a.ActionType {
-	case ActionPush:
-		msg.Class = Push
-	case ActionDelete:
-		msg.Class = Delete
-	case actionStorageMove:
-		// Archive/restore shares the detail-type but changes no content
-		// (ecr-eventbridge.html).
-		msg.IgnoredReason = "action-type UPDATE_STORAGE_CLASS (archive/restore) changes no image content"
-		return msg, nil
-	default:
-		msg.IgnoredReason = fmt.Sprintf("action-type %s is neither %s nor %s", ecrname.Quote(a.ActionType), ActionPush, ActionDelete)
+	if msg.Class, msg.IgnoredReason = a.class(); msg.Class == Ignored {
 		return msg, nil
 	}
 	if d.RepositoryName == nil {
@@ -303,7 +305,7 @@ func parseEvent(body []byte) (Message, error) {
 	if d.ImageDigest == nil && a.ActionType == ActionPush {
 		return Message{}, malformed("detail.image-digest", "required")
 	}
-	if err := a.Validate(); err != nil {
+	if err := a.validateImage(); err != nil {
 		return Message{}, err
 	}
 	return msg, nil
@@ -318,17 +320,33 @@ func (env *envelope) validate(a *ImageAction) error {
 		}
 		a.Time = t
 	}
-	if env.Account == "" {
+	return validateRegistry(env.Account, env.Region)
+}
+
+// validateRegistry checks the account and region of an event: the source registry.
+func validateRegistry(account, region string) error {
+	if account == "" {
 		return malformed("account", "required")
 	}
-	if err := ecrname.AccountID(env.Account); err != nil {
+	if err := ecrname.AccountID(account); err != nil {
 		return malformed("account", "%v", err)
 	}
-	if env.Region == "" {
+	if region == "" {
 		return malformed("region", "required")
 	}
-	if err := ecrname.Region(env.Region); err != nil {
+	if err := ecrname.Region(region); err != nil {
 		return malformed("region", "%v", err)
+	}
+	return nil
+}
+
+// decodeDetail decodes the event's detail, which is required, into v.
+func (env *envelope) decodeDetail(v any) error {
+	if len(env.Detail) == 0 || string(env.Detail) == "null" {
+		return malformed("detail", "required")
+	}
+	if err := json.Unmarshal(env.Detail, v); err != nil {
+		return jsonError("detail", err)
 	}
 	return nil
 }
