@@ -75,9 +75,9 @@ func WithRequestTimeout(d time.Duration) Option {
 	}
 }
 
-// WithTransferRate seeds the link rate the engine assumes for each destination host
-// before it has measured one (bytes per second; default: none, so nothing is refused
-// before a measurement).
+// WithTransferRate seeds the link rate the engine assumes for each destination host,
+// when it weighs an upload against a deadline (budget.go), before it has measured one
+// (bytes per second; default: none, so nothing is refused before a measurement).
 func WithTransferRate(bytesPerSecond float64) Option {
 	return func(c *Engine) { c.link.seed = bytesPerSecond }
 }
