@@ -22,13 +22,6 @@ import (
 // transfers too small or too short to fill the link (docs/RELIABILITY.md, "Size against
 // time").
 
-// WithTransferRate seeds the link rate the engine assumes for each destination host
-// before it has measured one (bytes per second; default: none, so nothing is refused
-// before a measurement).
-func WithTransferRate(bytesPerSecond float64) Option {
-	return func(c *Engine) { c.link.seed = bytesPerSecond }
-}
-
 // fitUpload decides, before an upload of size bytes starts, whether it can finish before
 // ctx's deadline at the best rate the link to the destination host has shown.
 func (s *session) fitUpload(ctx context.Context, size int64) error {

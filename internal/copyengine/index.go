@@ -7,24 +7,13 @@ import (
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 )
 
-// DefaultMountIndexBlobs is how many blobs an Engine remembers the repositories of, by
-// default (WithMountIndex): about 3.5 MiB when full, with four repositories each (measured
-// with 64-character digests and 25-character repository names).
-const DefaultMountIndexBlobs = 10000
+// mountIndexBlobs is how many blobs an Engine remembers the repositories of, for
+// mounting, the least recently used forgotten first: about 3.5 MiB when full, with four
+// repositories each (measured with 64-character digests and 25-character repository names).
+const mountIndexBlobs = 10000
 
 // maxMountSources is how many repositories the index keeps per blob (the most recent).
 const maxMountSources = 4
-
-// WithMountIndex bounds how many blobs the engine remembers the destination repositories
-// of, for mounting (default DefaultMountIndexBlobs; each costs a few hundred bytes); the
-// least recently used are forgotten first. 0 or less: the default.
-func WithMountIndex(blobs int) Option {
-	return func(c *Engine) {
-		if blobs > 0 {
-			c.index.max = blobs
-		}
-	}
-}
 
 // blobIndex remembers, per mount scope and blob digest, the repositories known to hold a
 // manifest that references the blob, most recent first. At most max blobs, least

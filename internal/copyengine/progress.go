@@ -29,12 +29,6 @@ type Progress struct {
 	Event               ProgressEvent
 }
 
-// WithProgress has fn told about every blob transfer as it happens. fn is called from
-// the goroutines doing the transfers: it must be quick and safe for concurrent use.
-func WithProgress(fn func(Progress)) Option {
-	return func(c *Engine) { c.progress = fn }
-}
-
 func (c *Engine) report(p Progress) {
 	if c.progress != nil {
 		c.progress(p)

@@ -64,12 +64,18 @@ type session struct {
 // https://docs.aws.amazon.com/IAM/latest/UserGuide/access_policies.html#policies_session).
 const listOnlyPolicy = `{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Action":["ecr:DescribeImages","ecr:DescribeRepositories"],"Resource":"*"}]}`
 
+// sessionDuration is DurationSeconds of assumed-role sessions: 1 hour, the most role
+// chaining allows.
+const sessionDuration = time.Hour
+
+// tokenRefreshSkew is how long before its expiresAt a registry token, or an assumed-role
+// session, is renewed.
+const tokenRefreshSkew = 5 * time.Minute
+
 // Resolver hands out Registries, caching them and their credentials.
 type Resolver struct {
 	base        aws.Config
 	sessionName string
-	duration    time.Duration
-	refreshSkew time.Duration
 	log         *slog.Logger
 
 	mu         sync.Mutex
@@ -87,14 +93,6 @@ type Option func(*Resolver)
 // short random suffix is added so each process shows separately in CloudTrail.
 func WithSessionName(prefix string) Option { return func(r *Resolver) { r.sessionName = prefix } }
 
-// WithSessionDuration sets DurationSeconds of assumed-role sessions (default 1 hour, the
-// most role chaining allows).
-func WithSessionDuration(d time.Duration) Option { return func(r *Resolver) { r.duration = d } }
-
-// WithTokenRefreshSkew sets how long before expiresAt a registry token is renewed
-// (default 5 minutes).
-func WithTokenRefreshSkew(d time.Duration) Option { return func(r *Resolver) { r.refreshSkew = d } }
-
 // WithCallerAccount tells the Resolver the account of its own credentials, when the
 // caller has already asked STS (the CLI checks the credentials first): CallerAccount
 // then answers without a second sts:GetCallerIdentity round trip.
@@ -108,8 +106,6 @@ func NewResolver(base aws.Config, opts ...Option) *Resolver {
 	r := &Resolver{
 		base:        base,
 		sessionName: "ecr-replicator",
-		duration:    time.Hour,
-		refreshSkew: 5 * time.Minute,
 		log:         slog.New(slog.DiscardHandler),
 		registries:  map[string]*Registry{},
 		roles:       map[string]aws.CredentialsProvider{},
@@ -132,9 +128,6 @@ func sessionName(prefix string) string {
 	}
 	return prefix + suffix
 }
-
-// SessionName is the RoleSessionName this resolver uses.
-func (r *Resolver) SessionName() string { return r.sessionName }
 
 // Registry returns the registry a names, reached with the identity a names.
 func (r *Resolver) Registry(ctx context.Context, a Access) (*Registry, error) {
@@ -203,7 +196,7 @@ func (r *Resolver) roleCredentials(s session) aws.CredentialsProvider {
 	}
 	provider := stscreds.NewAssumeRoleProvider(sts.NewFromConfig(r.base), s.roleARN, func(o *stscreds.AssumeRoleOptions) {
 		o.RoleSessionName = r.sessionName
-		o.Duration = r.duration
+		o.Duration = sessionDuration
 		if s.externalID != "" {
 			o.ExternalID = aws.String(s.externalID)
 		}
@@ -215,7 +208,7 @@ func (r *Resolver) roleCredentials(s session) aws.CredentialsProvider {
 		}
 	})
 	p := aws.NewCredentialsCache(provider, func(o *aws.CredentialsCacheOptions) {
-		o.ExpiryWindow = r.refreshSkew
+		o.ExpiryWindow = tokenRefreshSkew
 	})
 	r.roles[k] = p
 	return p
@@ -310,7 +303,7 @@ func (g *Registry) token(ctx context.Context, refused string) (string, error) {
 	usable := func() (string, bool) {
 		g.mu.Lock()
 		defer g.mu.Unlock()
-		if g.secret != "" && g.secret != refused && time.Until(g.expires) > g.resolver.refreshSkew {
+		if g.secret != "" && g.secret != refused && time.Until(g.expires) > tokenRefreshSkew {
 			return g.secret, true
 		}
 		return "", false

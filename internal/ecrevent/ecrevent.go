@@ -13,7 +13,6 @@ package ecrevent
 
 import (
 	"bytes"
-	"cmp"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -108,68 +107,6 @@ type Message struct {
 	ImageScan *ImageScan
 }
 
-// ImageAction is the normalized content of an ECR Image Action event.
-type ImageAction struct {
-	EventID           string    // envelope id (may be empty)
-	Account           string    // envelope account: the source registry
-	Region            string    // envelope region
-	Time              time.Time // envelope time (zero if absent)
-	Repository        string    // detail.repository-name
-	Digest            string    // detail.image-digest
-	Tag               string    // detail.image-tag; "" = digest-only (absent, null or "")
-	ActionType        string    // detail.action-type: PUSH or DELETE
-	Result            string    // detail.result: SUCCESS
-	ManifestMediaType string    // detail.manifest-media-type (may be empty)
-	ArtifactMediaType string    // detail.artifact-media-type (may be empty)
-}
-
-// ECR event constants, from
-// https://docs.aws.amazon.com/AmazonECR/latest/userguide/ecr-eventbridge.html
-const (
-	EventSource       = "aws.ecr"
-	DetailTypeImage   = "ECR Image Action"
-	ActionPush        = "PUSH"
-	ActionDelete      = "DELETE"
-	ResultSuccess     = "SUCCESS"
-	actionStorageMove = "UPDATE_STORAGE_CLASS"
-)
-
-// Validate checks an actionable (Push or Delete) image action.
-func (a *ImageAction) Validate() error {
-	if err := ecrname.AccountID(a.Account); err != nil {
-		return malformed("account", "%v", err)
-	}
-	if err := ecrname.Region(a.Region); err != nil {
-		return malformed("region", "%v", err)
-	}
-	if a.Result != ResultSuccess {
-		return malformed("detail.result", "%s is not %s", ecrname.Quote(a.Result), ResultSuccess)
-	}
-	if a.ActionType != ActionPush && a.ActionType != ActionDelete {
-		return malformed("detail.action-type", "%s is neither %s nor %s", ecrname.Quote(a.ActionType), ActionPush, ActionDelete)
-	}
-	if err := ecrname.Repository(a.Repository); err != nil {
-		return malformed("detail.repository-name", "%v", err)
-	}
-	// A DELETE by tag alone would still be actionable, so a DELETE needs a
-	// digest or a tag. Whether ECR ever sends one without a digest is
-	// unconfirmed (the docs example has both); this is a guess.
-	if a.Digest != "" || a.ActionType == ActionPush {
-		if err := ecrname.Digest(a.Digest); err != nil {
-			return malformed("detail.image-digest", "%v", err)
-		}
-	}
-	if a.Tag != "" {
-		if err := ecrname.Tag(a.Tag); err != nil {
-			return malformed("detail.image-tag", "%v", err)
-		}
-	}
-	if a.Digest == "" && a.Tag == "" {
-		return malformed("detail.image-digest", "required (a DELETE needs image-digest or image-tag)")
-	}
-	return nil
-}
-
 // Parse classifies and validates one message body.
 func Parse(body []byte) (Message, error) {
 	if len(body) > MaxBodySize {
@@ -219,94 +156,11 @@ type envelope struct {
 	Detail     json.RawMessage `json:"detail"`
 }
 
-// detail holds ECR Image Action detail fields; pointers tell absent from
-// empty where that matters for the error message.
-type detail struct {
-	Result            *string `json:"result"`
-	RepositoryName    *string `json:"repository-name"`
-	ImageDigest       *string `json:"image-digest"`
-	ActionType        *string `json:"action-type"`
-	ImageTag          *string `json:"image-tag"`
-	ManifestMediaType string  `json:"manifest-media-type"`
-	ArtifactMediaType string  `json:"artifact-media-type"`
-}
-
 func str(p *string) string {
 	if p == nil {
 		return ""
 	}
 	return *p
-}
-
-func parseEvent(body []byte) (Message, error) {
-	var env envelope
-	if err := json.Unmarshal(body, &env); err != nil {
-		return Message{}, jsonError("", err)
-	}
-	if isImageScan(&env) {
-		return parseImageScan(&env)
-	}
-	a := &ImageAction{EventID: env.ID, Account: env.Account, Region: env.Region}
-	msg := Message{Kind: KindImageAction, Class: Ignored, Image: a}
-	// Not ours: other services, and other ECR events (scan, replication,
-	// referrer, pull-through cache). Referrers are copied with their
-	// subject, so ECR Referrer Action is ignored too.
-	if env.Source != EventSource {
-		msg.IgnoredReason = fmt.Sprintf("source %s is not %s", ecrname.Quote(env.Source), EventSource)
-		return msg, nil
-	}
-	if env.DetailType != DetailTypeImage {
-		msg.IgnoredReason = fmt.Sprintf("detail-type %s is not %q", ecrname.Quote(env.DetailType), DetailTypeImage)
-		return msg, nil
-	}
-	if err := env.validate(a); err != nil {
-		return Message{}, err
-	}
-	if len(env.Detail) == 0 || string(env.Detail) == "null" {
-		return Message{}, malformed("detail", "required")
-	}
-	var d detail
-	if err := json.Unmarshal(env.Detail, &d); err != nil {
-		return Message{}, jsonError("detail", err)
-	}
-	a.Repository, a.Digest, a.Tag = str(d.RepositoryName), str(d.ImageDigest), str(d.ImageTag)
-	a.ActionType, a.Result = str(d.ActionType), str(d.Result)
-	a.ManifestMediaType, a.ArtifactMediaType = d.ManifestMediaType, d.ArtifactMediaType
-
-	if d.Result == nil {
-		return Message{}, malformed("detail.result", "required")
-	}
-	if d.ActionType == nil {
-		return Message{}, malformed("detail.action-type", "required")
-	}
-	if a.Result != ResultSuccess {
-		msg.IgnoredReason = fmt.Sprintf("result %s is not %s", ecrname.Quote(a.Result), ResultSuccess)
-		return msg, nil
-	}
-	switch a.ActionType {
-	case ActionPush:
-		msg.Class = Push
-	case ActionDelete:
-		msg.Class = Delete
-	case actionStorageMove:
-		// Archive/restore shares the detail-type but changes no content
-		// (ecr-eventbridge.html).
-		msg.IgnoredReason = "action-type UPDATE_STORAGE_CLASS (archive/restore) changes no image content"
-		return msg, nil
-	default:
-		msg.IgnoredReason = fmt.Sprintf("action-type %s is neither %s nor %s", ecrname.Quote(a.ActionType), ActionPush, ActionDelete)
-		return msg, nil
-	}
-	if d.RepositoryName == nil {
-		return Message{}, malformed("detail.repository-name", "required")
-	}
-	if d.ImageDigest == nil && a.ActionType == ActionPush {
-		return Message{}, malformed("detail.image-digest", "required")
-	}
-	if err := a.Validate(); err != nil {
-		return Message{}, err
-	}
-	return msg, nil
 }
 
 // validate checks the envelope's time, account and region, and sets a's time.
@@ -318,17 +172,33 @@ func (env *envelope) validate(a *ImageAction) error {
 		}
 		a.Time = t
 	}
-	if env.Account == "" {
+	return validateRegistry(env.Account, env.Region)
+}
+
+// validateRegistry checks the account and region of an event: the source registry.
+func validateRegistry(account, region string) error {
+	if account == "" {
 		return malformed("account", "required")
 	}
-	if err := ecrname.AccountID(env.Account); err != nil {
+	if err := ecrname.AccountID(account); err != nil {
 		return malformed("account", "%v", err)
 	}
-	if env.Region == "" {
+	if region == "" {
 		return malformed("region", "required")
 	}
-	if err := ecrname.Region(env.Region); err != nil {
+	if err := ecrname.Region(region); err != nil {
 		return malformed("region", "%v", err)
+	}
+	return nil
+}
+
+// decodeDetail decodes the event's detail, which is required, into v.
+func (env *envelope) decodeDetail(v any) error {
+	if len(env.Detail) == 0 || string(env.Detail) == "null" {
+		return malformed("detail", "required")
+	}
+	if err := json.Unmarshal(env.Detail, v); err != nil {
+		return jsonError("detail", err)
 	}
 	return nil
 }
@@ -355,35 +225,4 @@ func jsonError(prefix string, err error) error {
 		prefix = "body"
 	}
 	return malformed(prefix, "%s", strings.TrimPrefix(err.Error(), "json: "))
-}
-
-// Event renders the action as the "ECR Image Action" event ECR sends to EventBridge — the
-// shape Parse reads — for replaying pushes (the demo, tests). An empty Result is SUCCESS;
-// an empty Tag leaves image-tag out, as ECR does for digest-only pushes.
-func (a ImageAction) Event() []byte {
-	detail := map[string]any{
-		"result": cmp.Or(a.Result, ResultSuccess), "repository-name": a.Repository,
-		"image-digest": a.Digest, "action-type": a.ActionType,
-	}
-	if a.Tag != "" {
-		detail["image-tag"] = a.Tag
-	}
-	if a.ManifestMediaType != "" {
-		detail["manifest-media-type"] = a.ManifestMediaType
-	}
-	if a.ArtifactMediaType != "" {
-		detail["artifact-media-type"] = a.ArtifactMediaType
-	}
-	b, _ := json.Marshal(map[string]any{
-		"version": "0", "id": a.EventID, "detail-type": DetailTypeImage, "source": EventSource,
-		"account": a.Account, "time": a.Time.UTC().Format(time.RFC3339), "region": a.Region,
-		"resources": []string{}, "detail": detail,
-	})
-	return b
-}
-
-// Repo is the repository the event is about: the envelope's account and region (ECR
-// Image Action events carry no repository ARN), the detail's repository name.
-func (a *ImageAction) Repo() ecrname.Repo {
-	return ecrname.Repo{Registry: ecrname.Registry{AccountID: a.Account, Region: a.Region}, Name: a.Repository}
 }

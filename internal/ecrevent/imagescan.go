@@ -1,7 +1,6 @@
 package ecrevent
 
 import (
-	"encoding/json"
 	"strings"
 	"time"
 
@@ -60,11 +59,8 @@ func parseImageScan(env *envelope) (Message, error) {
 		Repository *string `json:"repository-name"`
 		Digest     *string `json:"image-digest"`
 	}
-	if len(env.Detail) == 0 || string(env.Detail) == "null" {
-		return Message{}, malformed("detail", "required")
-	}
-	if err := json.Unmarshal(env.Detail, &d); err != nil {
-		return Message{}, jsonError("detail", err)
+	if err := env.decodeDetail(&d); err != nil {
+		return Message{}, err
 	}
 	if d.Repository == nil {
 		return Message{}, malformed("detail.repository-name", "required")

@@ -93,35 +93,9 @@ func Parse(data []byte) (*Document, error) {
 		doc.Source = *raw.Source
 	}
 	for i, rr := range raw.Rules {
-		if rr == nil {
-			return nil, fmt.Errorf("rules[%d]: rule is empty", i)
-		}
-		r := Rule{
-			Name:                rr.Name,
-			Repositories:        rr.Repositories,
-			Tags:                rr.Tags,
-			Untagged:            boolOr(rr.Untagged, true),
-			Referrers:           boolOr(rr.Referrers, true),
-			MirrorDeletes:       boolOr(rr.MirrorDeletes, false),
-			DeleteImmutableTags: boolOr(rr.DeleteImmutableTags, false),
-			Require:             rr.Require,
-		}
-		for j, rd := range rr.Destinations {
-			if rd == nil {
-				return nil, fmt.Errorf("rules[%d].destinations[%d]: destination is empty", i, j)
-			}
-			r.Destinations = append(r.Destinations, Destination{
-				AccountID:             rd.AccountID,
-				Region:                rd.Region,
-				RoleARN:               rd.RoleARN,
-				ExternalID:            rd.ExternalID,
-				RepositoryPrefix:      rd.RepositoryPrefix,
-				CreateRepository:      boolOr(rd.CreateRepository, true),
-				KMSKey:                rd.KMSKey,
-				MirrorLifecyclePolicy: boolOr(rd.MirrorLifecyclePolicy, false),
-				MirrorRepositoryTags:  boolOr(rd.MirrorRepositoryTags, false),
-				Require:               rd.Require,
-			})
+		r, err := rr.rule(i)
+		if err != nil {
+			return nil, err
 		}
 		doc.Rules = append(doc.Rules, r)
 	}
@@ -129,6 +103,41 @@ func Parse(data []byte) (*Document, error) {
 		return nil, err
 	}
 	return doc, nil
+}
+
+// rule is rules[i] with the defaults of its absent booleans applied.
+func (rr *rawRule) rule(i int) (Rule, error) {
+	if rr == nil {
+		return Rule{}, fmt.Errorf("rules[%d]: rule is empty", i)
+	}
+	r := Rule{
+		Name:                rr.Name,
+		Repositories:        rr.Repositories,
+		Tags:                rr.Tags,
+		Untagged:            boolOr(rr.Untagged, true),
+		Referrers:           boolOr(rr.Referrers, true),
+		MirrorDeletes:       boolOr(rr.MirrorDeletes, false),
+		DeleteImmutableTags: boolOr(rr.DeleteImmutableTags, false),
+		Require:             rr.Require,
+	}
+	for j, rd := range rr.Destinations {
+		if rd == nil {
+			return Rule{}, fmt.Errorf("rules[%d].destinations[%d]: destination is empty", i, j)
+		}
+		r.Destinations = append(r.Destinations, Destination{
+			AccountID:             rd.AccountID,
+			Region:                rd.Region,
+			RoleARN:               rd.RoleARN,
+			ExternalID:            rd.ExternalID,
+			RepositoryPrefix:      rd.RepositoryPrefix,
+			CreateRepository:      boolOr(rd.CreateRepository, true),
+			KMSKey:                rd.KMSKey,
+			MirrorLifecyclePolicy: boolOr(rd.MirrorLifecyclePolicy, false),
+			MirrorRepositoryTags:  boolOr(rd.MirrorRepositoryTags, false),
+			Require:               rd.Require,
+		})
+	}
+	return r, nil
 }
 
 // Load reads the document named by the environment: EnvRules holds the
@@ -294,6 +303,33 @@ func (dst *Destination) validate(path string) error {
 	if err := ecrname.Region(dst.Region); err != nil {
 		return fmt.Errorf("%s.region: %w", path, err)
 	}
+	if err := dst.validateRole(path); err != nil {
+		return err
+	}
+	if err := ecrname.RepositoryPrefix(dst.RepositoryPrefix); err != nil {
+		return fmt.Errorf("%s.repositoryPrefix: %w", path, err)
+	}
+	if err := dst.validateKMSKey(path); err != nil {
+		return err
+	}
+	// Settings that only apply to repositories we create do nothing when
+	// creation is off; reject them rather than let the operator believe
+	// they are in effect.
+	if !dst.CreateRepository {
+		switch {
+		case dst.KMSKey != "":
+			return fmt.Errorf("%s.kmsKey: has no effect when createRepository is false", path)
+		case dst.MirrorLifecyclePolicy:
+			return fmt.Errorf("%s.mirrorLifecyclePolicy: has no effect when createRepository is false", path)
+		case dst.MirrorRepositoryTags:
+			return fmt.Errorf("%s.mirrorRepositoryTags: has no effect when createRepository is false", path)
+		}
+	}
+	return nil
+}
+
+// validateRole checks the role the destination is written with, and its external ID.
+func (dst *Destination) validateRole(path string) error {
 	if dst.RoleARN != "" {
 		acct, err := ecrname.RoleAccount(dst.RoleARN)
 		if err != nil {
@@ -314,9 +350,11 @@ func (dst *Destination) validate(path string) error {
 			return fmt.Errorf("%s.externalId: %w", path, err)
 		}
 	}
-	if err := ecrname.RepositoryPrefix(dst.RepositoryPrefix); err != nil {
-		return fmt.Errorf("%s.repositoryPrefix: %w", path, err)
-	}
+	return nil
+}
+
+// validateKMSKey checks the key repositories created in the destination are encrypted with.
+func (dst *Destination) validateKMSKey(path string) error {
 	if dst.KMSKey != "" {
 		// A key ARN only: creating a repository encrypted with a customer managed key
 		// needs kms:CreateGrant, kms:RetireGrant and kms:DescribeKey on that key
@@ -332,19 +370,6 @@ func (dst *Destination) validate(path string) error {
 		// checking now beats a KmsException on first push.
 		if m[1] != dst.Region {
 			return fmt.Errorf("%s.kmsKey: key is in region %s, but the destination region is %s (ECR needs a key in the repository's region)", path, m[1], dst.Region)
-		}
-	}
-	// Settings that only apply to repositories we create do nothing when
-	// creation is off; reject them rather than let the operator believe
-	// they are in effect.
-	if !dst.CreateRepository {
-		switch {
-		case dst.KMSKey != "":
-			return fmt.Errorf("%s.kmsKey: has no effect when createRepository is false", path)
-		case dst.MirrorLifecyclePolicy:
-			return fmt.Errorf("%s.mirrorLifecyclePolicy: has no effect when createRepository is false", path)
-		case dst.MirrorRepositoryTags:
-			return fmt.Errorf("%s.mirrorRepositoryTags: has no effect when createRepository is false", path)
 		}
 	}
 	return nil
