@@ -81,6 +81,9 @@ func decideScan(ev *evidence, s *rules.ScanRequirement, now time.Time) Decision 
 		for _, p := range ev.platforms {
 			scanned = append(scanned, p.Digest.String())
 		}
+		if len(scanned) == 0 { // nothing scanned is nothing judged
+			return blocked(base, CodeScanFailed, "the index lists no image to scan (only attestations or artifacts)")
+		}
 	}
 	for _, d := range scanned {
 		st := ev.scans[d]
