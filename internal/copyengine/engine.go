@@ -85,6 +85,11 @@ type Request struct {
 	// followed (a gated copy tags only the digest its promotion gate decided; the tag's
 	// new image has a decision of its own, docs/PROMOTION.md).
 	Pinned bool
+	// ArtifactReferrersOnly copies only the referrers (and cosign tags) that are
+	// artifacts — signatures, attestations, SBOMs — and leaves out, logged, those a
+	// runtime could run (images, indexes): a gated copy brings nothing its gate did not
+	// decide (artifacts.go).
+	ArtifactReferrersOnly bool
 }
 
 // Outcome summarises what a Copy did.
@@ -128,6 +133,8 @@ type Result struct {
 	ManifestsWritten int
 	ManifestsSkipped int
 	ReferrersCopied  int
+	// ReferrersRefused: referrers an ArtifactReferrersOnly copy left out (runnable).
+	ReferrersRefused int
 	// ManifestsThrottled counts the manifest writes the destination refused with 429
 	// (ECR's PutImage quota) and that were sent again: pressure on the quota, whether or
 	// not the copy then succeeded.
@@ -543,11 +550,14 @@ type session struct {
 	image     string // the source image as the CLI names it (repository:tag or @digest)
 	referrers bool
 	pinned    bool // Request.Pinned
-	log       *slog.Logger
+	// artifactsOnly: Request.ArtifactReferrersOnly.
+	artifactsOnly bool
+	log           *slog.Logger
 
 	blobsCopied, blobsSkipped, bytesCopied, bytesSkipped atomic.Int64
 	blobsMounted, bytesMounted, bytesMountable           atomic.Int64
 	written, skipped, referrersCopied, tagWrites         atomic.Int64
+	referrersRefused                                     atomic.Int64
 
 	// rootTag, when set, is the tag the root manifest (rootDigest) is written under: a
 	// new tagged image costs one manifest write (PutImage), not a write by digest and
@@ -571,7 +581,7 @@ func (c *Run) newSession(req Request) (*session, v1.Hash, error) {
 	if err != nil {
 		return nil, h, err
 	}
-	s := &session{c: c, referrers: req.Referrers, pinned: req.Pinned}
+	s := &session{c: c, referrers: req.Referrers, pinned: req.Pinned, artifactsOnly: req.ArtifactReferrersOnly}
 	s.image = req.Source.Repository.String() + "@" + req.Digest
 	if req.Tag != "" {
 		s.image = req.Source.Repository.String() + ":" + req.Tag
@@ -596,6 +606,7 @@ func (s *session) fill(r *Result) {
 	r.ManifestsWritten = int(s.written.Load())
 	r.ManifestsSkipped = int(s.skipped.Load())
 	r.ReferrersCopied = int(s.referrersCopied.Load())
+	r.ReferrersRefused = int(s.referrersRefused.Load())
 }
 
 // run is Copy's body: content first, tag last. A tag whose source still points at
