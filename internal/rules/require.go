@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"reflect"
 	"regexp"
 	"strings"
 	"time"
@@ -148,6 +149,24 @@ func (d Duration) MarshalJSON() ([]byte, error) { return json.Marshal(time.Durat
 
 // Gated says whether the target has a promotion gate.
 func (t Target) Gated() bool { return t.Require != nil }
+
+// shadowedGate settles one image's destination repository reached by two rules: first
+// (rules[i]) before later (rules[k]). Rule order decides everything else, but never
+// drops a gate (docs/PROMOTION.md, "Two rules, one destination"): the gated target wins
+// over an ungated one; two different gates cannot be ordered (signers of one, a severity
+// of the other), so the target is refused — not copied, reported naming both rules — rather
+// than promoted on one of them.
+func (d *Document) shadowedGate(first Target, i int, later Target, k int) (Target, int) {
+	switch {
+	case later.Require == nil || reflect.DeepEqual(first.Require, later.Require):
+		return first, i
+	case first.Require == nil:
+		return later, k
+	}
+	first.Err = fmt.Errorf("rules[%d] (%s) and rules[%d] (%s) both send this image to %s with different promotion gates: "+
+		"not copied; give one destination one gate (docs/PROMOTION.md)", i, ecrname.Quote(d.Rules[i].Name), k, ecrname.Quote(d.Rules[k].Name), first.Repo())
+	return first, i
+}
 
 // SignatureWait is the requirement's wait, or 0 when it asks for no signature.
 func (r *Require) SignatureWait() time.Duration {

@@ -95,3 +95,45 @@ func TestRequireErrors(t *testing.T) {
 		t.Errorf("destination require: %v", err)
 	}
 }
+
+// TestTwoRulesOneGatedDestination: rule order never drops a gate — a gated rule wins
+// over an earlier ungated one, and two different gates for one image's destination make
+// the target invalid, naming both rules; RepositoryTargets (where to look) is unchanged.
+func TestTwoRulesOneGatedDestination(t *testing.T) {
+	const doc = `
+rules:
+  - name: scanned
+    repositories: ["team-a/*"]
+    require: {scan: {severity: HIGH}}
+    destinations:
+      - {accountId: "222222222222", region: eu-west-1, repositoryPrefix: prod/}
+  - name: signed
+    repositories: ["team-a/*"]
+    tags: ["v*"]
+    require:
+      signatures:
+        signers: [{name: release, publicKey: "PEM"}]
+    destinations:
+      - {accountId: "222222222222", region: eu-west-1, repositoryPrefix: prod/}
+  - name: same
+    repositories: ["team-a/*"]
+    tags: ["rc-*"]
+    require: {scan: {severity: HIGH}}
+    destinations:
+      - {accountId: "222222222222", region: eu-west-1, repositoryPrefix: prod/}
+`
+	d, err := Parse([]byte(doc))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ts := d.Targets("team-a/app", "v1")
+	if len(ts) != 1 || ts[0].Err == nil || !strings.Contains(ts[0].Err.Error(), `"scanned"`) || !strings.Contains(ts[0].Err.Error(), `"signed"`) {
+		t.Fatalf("two different gates for one destination: %+v, want one invalid target naming both rules", ts)
+	}
+	if ts := d.Targets("team-a/app", "rc-1"); len(ts) != 1 || ts[0].Err != nil || ts[0].Rule != "scanned" {
+		t.Fatalf("two equal gates: %+v, want the first rule's target", ts)
+	}
+	if ts := d.RepositoryTargets("team-a/app"); len(ts) != 1 || ts[0].Err != nil {
+		t.Fatalf("RepositoryTargets: %+v", ts)
+	}
+}
