@@ -124,6 +124,13 @@ func (h *Handler) hold(ctx context.Context, j *job, t rules.Target, d gate.Decis
 	if j.trigger {
 		return res // not reported: the image's own re-check continues
 	}
+	if j.reconciled {
+		// Every reconcile run finds a held image again: a chain of re-checks per run would
+		// fork one per run for the same image. Its push's re-checks continue, and the next
+		// run decides it again.
+		res.Reason += "; decided again by its re-checks, triggers and the next reconcile run"
+		return res
+	}
 	attempt, eventID := 1, j.eventID
 	if j.hold != nil {
 		attempt, eventID = j.hold.Attempt+1, j.hold.EventID

@@ -38,6 +38,9 @@ type job struct {
 	trigger, referrer bool
 	// hold is the hold a re-check continues.
 	hold *ecrevent.Hold
+	// reconciled: a reconcile run's work item (not a re-check): a hold starts no re-checks,
+	// the next run decides again (gate.go).
+	reconciled bool
 }
 
 // plan is what an invocation will do: the jobs, and what it will not do and why.
@@ -255,6 +258,7 @@ func (h *Handler) planWorkItem(w *ecrevent.WorkItem) (*job, error) {
 	j.workItem = true
 	if w.Run != "" {
 		j.eventID = "reconcile:" + w.Run // as the run's reconcile items: one filter finds both
+		j.reconciled = w.Hold == nil
 	}
 	if w.Hold != nil {
 		j.hold, j.eventID = w.Hold, w.Hold.EventID // the held push's id: its re-checks are found with it
