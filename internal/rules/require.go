@@ -61,11 +61,12 @@ type Signer struct {
 // OIDC identity by a certificate authority of TrustedRoot, whose signature a
 // transparency log of TrustedRoot recorded.
 type Keyless struct {
-	// Issuer or IssuerRegExp: the OIDC issuer in the certificate.
+	// Issuer or IssuerRegExp: the OIDC issuer in the certificate. A RegExp matches the
+	// whole value (FullMatch).
 	Issuer       string `yaml:"issuer,omitempty" json:"issuer,omitempty"`
 	IssuerRegExp string `yaml:"issuerRegExp,omitempty" json:"issuerRegExp,omitempty"`
 	// Subject or SubjectRegExp: the certificate's subject alternative name (an e-mail, a
-	// workflow URI).
+	// workflow URI). A RegExp matches the whole value (FullMatch).
 	Subject       string `yaml:"subject,omitempty" json:"subject,omitempty"`
 	SubjectRegExp string `yaml:"subjectRegExp,omitempty" json:"subjectRegExp,omitempty"`
 	// TrustedRoot (JSON) or TrustedRootFile: a Sigstore trusted_root.json (certificate
@@ -279,11 +280,32 @@ func (k *Keyless) validate(path string) error {
 		if re.v == "" {
 			continue
 		}
-		if _, err := regexp.Compile(re.v); err != nil {
+		c, err := regexp.Compile(FullMatch(re.v))
+		if err != nil {
 			return fmt.Errorf("%s.%s: %w", path, re.field, err)
+		}
+		if c.MatchString(anyIdentity) || c.MatchString("") {
+			return fmt.Errorf("%s.%s: %s matches any identity (it must match the whole %s, and name whom you trust)",
+				path, re.field, ecrname.Quote(re.v), strings.TrimSuffix(re.field, "RegExp"))
 		}
 	}
 	return nil
+}
+
+// anyIdentity is an identity nobody means to trust: a pattern matching it (.*, .+, a
+// catch-all alternative) trusts everyone a trusted root ever certified.
+const anyIdentity = "https://attacker.invalid/any/.github/workflows/x.yml@refs/heads/any"
+
+// FullMatch makes a keyless issuerRegExp or subjectRegExp match the whole value:
+// sigstore-go matches a regular expression anywhere in the certificate's value, so
+// "^https://github.com/acme/app/" would trust any workflow on any ref of the repository and
+// "acme" anything containing it. A pattern applies to the whole value, whether or not it
+// is written with ^ and $ (docs/PROMOTION.md).
+func FullMatch(re string) string {
+	if re == "" {
+		return ""
+	}
+	return `^(?:` + re + `)$`
 }
 
 func (n *Notation) validate(path string) error {
