@@ -270,6 +270,10 @@ func TestScan(t *testing.T) {
 		{"allowed critical", &sandbox.ScanResult{Findings: []sandbox.ScanFinding{{Name: "CVE-2026-0001", Severity: "CRITICAL"}}}, gate.Pass, "", ""},
 		{"enhanced high", &sandbox.ScanResult{Status: "ACTIVE", Enhanced: true, Findings: []sandbox.ScanFinding{{Name: "CVE-2026-7777", Severity: "HIGH"}}},
 			gate.Block, gate.CodeScanFindings, "CVE-2026-7777 HIGH"},
+		{"enhanced suppressed", &sandbox.ScanResult{Status: "ACTIVE", Enhanced: true, Findings: []sandbox.ScanFinding{
+			{Name: "CVE-2026-7778", Severity: "CRITICAL", Status: "SUPPRESSED"}, {Name: "CVE-3", Severity: "LOW"}}},
+			gate.Pass, "", "nothing at or above HIGH"},
+		{"enhanced pending", &sandbox.ScanResult{Status: "PENDING", Enhanced: true}, gate.Hold, gate.CodeScanPending, "scan pending"},
 		{"failed", &sandbox.ScanResult{Status: "FAILED", Description: "unable to scan"}, gate.Block, gate.CodeScanFailed, "unable to scan"},
 	}
 	for _, c := range cases {
