@@ -735,10 +735,32 @@ func (r *run) inline(ctx context.Context, work []Work, cursor string) (string, b
 	return cursor, true
 }
 
-// copyGroup copies one group's items in order and returns how many are finished; it
-// stops at an item cut by ctx, which stays remaining — unless it is the item the position
-// has stalled at (stuck), which is reported as failed with its code.
+// copyGroup copies one group's items in order and returns how many are finished. The
+// tags of one digest may reach one destination by rules with different gates (v* signed,
+// dev-* not): each run of items sharing a requirement is decided on its own, never on
+// another item's gate.
 func (r *run) copyGroup(ctx context.Context, g []Work, stuck string) int {
+	done := 0
+	for len(g) > 0 {
+		n := 1
+		for n < len(g) && g[n].Target.Require == g[0].Target.Require {
+			n++
+		}
+		k := r.copySameGate(ctx, g[:n], stuck)
+		done += k
+		if k < n {
+			return done
+		}
+		g = g[n:]
+	}
+	return done
+}
+
+// copySameGate copies items of one group sharing one gate (or none) in order and returns
+// how many are finished; it stops at an item cut by ctx, which stays remaining — unless it
+// is the item the position has stalled at (stuck), which is reported as failed with its
+// code.
+func (r *run) copySameGate(ctx context.Context, g []Work, stuck string) int {
 	if g[0].Target.Gated() {
 		if n, settled := r.gateGroup(ctx, g, stuck); settled {
 			return n

@@ -39,7 +39,16 @@ func (s *session) copyReferrers(ctx context.Context, subject v1.Hash, depth int)
 		if err != nil {
 			return err
 		}
+		refused := false
 		for _, d := range refs {
+			ok, err := s.admitReferrer(gctx, d.Digest, "referrer of "+subject.String())
+			if err != nil {
+				return err
+			}
+			if !ok {
+				refused = true
+				continue
+			}
 			wrote, err := s.copyGraph(gctx, d, depth)
 			if err != nil {
 				return err
@@ -48,9 +57,10 @@ func (s *session) copyReferrers(ctx context.Context, subject v1.Hash, depth int)
 				s.referrersCopied.Add(1)
 			}
 		}
-		if fallback != nil {
+		if fallback != nil && !refused {
 			// The source keeps referrers in a fallback index; copy it verbatim
-			// (its children are already there) and tag it like the source.
+			// (its children are already there) and tag it like the source. Not when a
+			// referrer it lists was left out: the destination would refuse it.
 			if _, err := s.copyGraph(gctx, *fallback, depth); err != nil {
 				return err
 			}
@@ -68,6 +78,9 @@ func (s *session) copyReferrers(ctx context.Context, subject v1.Hash, depth int)
 			}
 			cur, found, err := s.headSourceTag(gctx, tag)
 			if err != nil || !found {
+				return err
+			}
+			if ok, err := s.admitReferrer(gctx, cur, tag); err != nil || !ok {
 				return err
 			}
 			wrote, err := s.copyGraph(gctx, v1.Descriptor{Digest: cur}, depth)

@@ -24,6 +24,11 @@ type Request struct {
 	// followed (a gated copy tags only the digest its promotion gate decided; the tag's
 	// new image has a decision of its own, docs/PROMOTION.md).
 	Pinned bool
+	// ArtifactReferrersOnly copies only the referrers (and cosign tags) that are
+	// artifacts — signatures, attestations, SBOMs — and leaves out, logged, those a
+	// runtime could run (images, indexes): a gated copy brings nothing its gate did not
+	// decide (artifacts.go).
+	ArtifactReferrersOnly bool
 }
 
 func validate(req Request) (v1.Hash, error) {

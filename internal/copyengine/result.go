@@ -43,6 +43,8 @@ type Result struct {
 	ManifestsWritten int
 	ManifestsSkipped int
 	ReferrersCopied  int
+	// ReferrersRefused: referrers an ArtifactReferrersOnly copy left out (runnable).
+	ReferrersRefused int
 	// ManifestsThrottled counts the manifest writes the destination refused with 429
 	// (ECR's PutImage quota) and that were sent again: pressure on the quota, whether or
 	// not the copy then succeeded.
@@ -71,4 +73,5 @@ func (s *session) fill(r *Result) {
 	r.ManifestsWritten = int(s.written.Load())
 	r.ManifestsSkipped = int(s.skipped.Load())
 	r.ReferrersCopied = int(s.referrersCopied.Load())
+	r.ReferrersRefused = int(s.referrersRefused.Load())
 }

@@ -18,11 +18,14 @@ type session struct {
 	image     string // the source image as the CLI names it (repository:tag or @digest)
 	referrers bool
 	pinned    bool // Request.Pinned
-	log       *slog.Logger
+	// artifactsOnly: Request.ArtifactReferrersOnly.
+	artifactsOnly bool
+	log           *slog.Logger
 
 	blobsCopied, blobsSkipped, bytesCopied, bytesSkipped atomic.Int64
 	blobsMounted, bytesMounted, bytesMountable           atomic.Int64
 	written, skipped, referrersCopied, tagWrites         atomic.Int64
+	referrersRefused                                     atomic.Int64
 
 	// rootTag, when set, is the tag the root manifest (rootDigest) is written under: a
 	// new tagged image costs one manifest write (PutImage), not a write by digest and
@@ -46,7 +49,7 @@ func (c *Run) newSession(req Request) (*session, v1.Hash, error) {
 	if err != nil {
 		return nil, h, err
 	}
-	s := &session{c: c, referrers: req.Referrers, pinned: req.Pinned}
+	s := &session{c: c, referrers: req.Referrers, pinned: req.Pinned, artifactsOnly: req.ArtifactReferrersOnly}
 	s.image = req.Source.Repository.String() + "@" + req.Digest
 	if req.Tag != "" {
 		s.image = req.Source.Repository.String() + ":" + req.Tag

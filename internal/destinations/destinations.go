@@ -260,6 +260,9 @@ func (r *Run) copy(ctx context.Context, rt route, src Source, t rules.Target) co
 			Tags: repositoryTags{api: rt.dstReg.API(), registry: t.Destination.AccountID, repo: t.Repository}, Mounting: mounting(ctx, rt.dstReg, rt.dst)},
 		Referrers: t.Referrers,
 		Pinned:    t.Gated(),
+		// A gated copy brings signatures, attestations and SBOMs, never an image its
+		// gate did not decide (docs/PROMOTION.md).
+		ArtifactReferrersOnly: t.Gated(),
 	})
 	if refusedAtDestination(c.Err) {
 		r.forget(rt.dstReg, t.Repository)

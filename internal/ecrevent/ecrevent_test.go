@@ -485,7 +485,14 @@ func TestParseImageScan(t *testing.T) {
 			t.Fatalf("%s: %+v %+v", c.name, m, s)
 		}
 	}
+	// Inspector scans EC2 instances and Lambda functions too: no repository, ignored.
+	ec2 := `{"version":"0","id":"e3","detail-type":"Inspector2 Scan","source":"aws.inspector2","account":"111111111111","time":"2026-03-04T15:42:17Z","region":"us-east-1",
+	  "resources":["i-087d63509b8c97098"],"detail":{"scan-status":"INITIAL_SCAN_COMPLETE","instance-id":"i-087d63509b8c97098","version":"1.0","finding-severity-counts":{"TOTAL":0}}}`
+	if m, err := Parse([]byte(ec2)); err != nil || m.Class != Ignored || !strings.Contains(m.IgnoredReason, "i-087d63509b8c97098") {
+		t.Errorf("Inspector scan of an EC2 instance: %+v %v, want ignored", m, err)
+	}
 	for _, c := range []struct{ name, body, want string }{
+		{"basic scan without a repository", strings.Replace(basic, `"repository-name":"team-a/app",`, "", 1), "detail.repository-name: required"},
 		{"foreign repository ARN", inspector("arn:aws:ecr:us-east-1:999999999999:repository/team-a/app"), "detail.repository-name"},
 		{"no digest", strings.Replace(basic, `"image-digest":"`+digest+`",`, "", 1), "detail.image-digest: required"},
 		{"bad digest", strings.Replace(basic, digest, "sha256:xyz", 1), "detail.image-digest"},

@@ -1,6 +1,7 @@
 package ecrevent
 
 import (
+	"fmt"
 	"strings"
 	"time"
 
@@ -61,6 +62,14 @@ func parseImageScan(env *envelope) (Message, error) {
 	}
 	if err := env.decodeDetail(&d); err != nil {
 		return Message{}, err
+	}
+	if d.Repository == nil && s.Enhanced {
+		// Amazon Inspector sends "Inspector2 Scan" for every resource it scans: an EC2
+		// instance's names detail.instance-id, a Lambda function's its function, and no
+		// repository (https://docs.aws.amazon.com/inspector/latest/user/eventbridge-integration.html).
+		// Not an image's: nothing any gate waits for.
+		return Message{Kind: KindImageScan, Class: Ignored,
+			IgnoredReason: fmt.Sprintf("an Inspector scan of no ECR image (resources %s)", ecrname.Quote(strings.Join(env.Resources, ",")))}, nil
 	}
 	if d.Repository == nil {
 		return Message{}, malformed("detail.repository-name", "required")

@@ -63,9 +63,11 @@ type Hold struct {
 	EventID string `json:"eventId,omitempty"`
 }
 
-// MaxHoldAttempts bounds a hold's re-checks, whatever the clocks say: a gate waits at
-// most a day, re-checked about ten times (docs/PROMOTION.md).
-const MaxHoldAttempts = 100
+// MaxHoldAttempts bounds a hold's re-checks, whatever the clocks say: a gate holds for
+// its signature and then its scan, each wait at most a day, re-checked every tenth of
+// it but at least 15 min apart (SQS's longest delay): 2 × (96 + 2) (docs/PROMOTION.md).
+// The replicate function derives each hold's own bound from its waits.
+const MaxHoldAttempts = 200
 
 // ImageRef names an image: a digest in a repository, optionally a tag.
 type ImageRef struct {

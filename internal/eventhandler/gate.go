@@ -124,12 +124,19 @@ func (h *Handler) hold(ctx context.Context, j *job, t rules.Target, d gate.Decis
 	if j.trigger {
 		return res // not reported: the image's own re-check continues
 	}
+	if j.reconciled {
+		// Every reconcile run finds a held image again: a chain of re-checks per run would
+		// fork one per run for the same image. Its push's re-checks continue, and the next
+		// run decides it again.
+		res.Reason += "; decided again by its re-checks, triggers and the next reconcile run"
+		return res
+	}
 	attempt, eventID := 1, j.eventID
 	if j.hold != nil {
 		attempt, eventID = j.hold.Attempt+1, j.hold.EventID
 	}
-	if attempt > ecrevent.MaxHoldAttempts {
-		res.Outcome, res.Reason = Blocked, fmt.Sprintf("%s; re-checked %d times", d.Reason, ecrevent.MaxHoldAttempts)
+	if limit := holdAttempts(t.Require); attempt > limit {
+		res.Outcome, res.Reason = Blocked, fmt.Sprintf("%s; re-checked %d times", d.Reason, limit)
 		res.Code = map[string]string{gate.CodeSignatureMissing: gate.CodeSignatureTimeout, gate.CodeScanPending: gate.CodeScanTimeout}[d.Code]
 		return res
 	}
@@ -161,9 +168,28 @@ func (h *Handler) hold(ctx context.Context, j *job, t rules.Target, d gate.Decis
 // 1 s to 15 min of delay), and no later than just after the wait ends, so that the
 // last re-check blocks it.
 func recheckDelay(now time.Time, d gate.Decision) time.Duration {
-	step := min(max(d.Until.Sub(d.PushedAt)/10, time.Second), sqssend.MaxDelay)
 	left := d.Until.Sub(now) + time.Second
-	return min(max(min(step, left), time.Second), sqssend.MaxDelay).Round(time.Second)
+	return min(max(min(recheckStep(d.Until.Sub(d.PushedAt)), left), time.Second), sqssend.MaxDelay).Round(time.Second)
+}
+
+// recheckStep is the spacing of the re-checks of a hold of a wait.
+func recheckStep(wait time.Duration) time.Duration {
+	return min(max(wait/10, time.Second), sqssend.MaxDelay).Round(time.Second)
+}
+
+// holdAttempts bounds the re-checks of a hold by req whatever the clocks say, derived
+// from its waits: a hold may change its reason (held for its signature, then for its
+// scan), each reason's wait, measured from the push, re-checked every recheckStep of it
+// and once just after it ends — so enough re-checks to reach the end of both waits, and
+// never more than ecrevent.MaxHoldAttempts (two day-long waits re-checked every 15 min).
+func holdAttempts(req *rules.Require) int {
+	n := 0
+	for _, w := range []time.Duration{req.SignatureWait(), req.ScanWait()} {
+		if w > 0 {
+			n += int((w+recheckStep(w)-1)/recheckStep(w)) + 2
+		}
+	}
+	return min(max(n, 1), ecrevent.MaxHoldAttempts)
 }
 
 // trigger re-decides the gated copies of the image a trigger is about: its tags (the

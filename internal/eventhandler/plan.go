@@ -38,6 +38,9 @@ type job struct {
 	trigger, referrer bool
 	// hold is the hold a re-check continues.
 	hold *ecrevent.Hold
+	// reconciled: a reconcile run's work item (not a re-check): a hold starts no re-checks,
+	// the next run decides again (gate.go).
+	reconciled bool
 }
 
 // plan is what an invocation will do: the jobs, and what it will not do and why.
@@ -150,6 +153,10 @@ func (h *Handler) planMessage(m message, own *ownSource) ([]*job, error) {
 	if err != nil {
 		return nil, err
 	}
+	if msg.Class == ecrevent.Ignored {
+		h.ignored(m, &msg)
+		return nil, nil
+	}
 	switch msg.Kind {
 	case ecrevent.KindWorkItem:
 		return h.planWork(msg.WorkItem, own)
@@ -178,17 +185,18 @@ func (h *Handler) planWork(w *ecrevent.WorkItem, own *ownSource) ([]*job, error)
 	return []*job{j}, nil
 }
 
+// ignored logs a message that is well-formed but asks nothing of this function.
+func (h *Handler) ignored(m message, msg *ecrevent.Message) {
+	attrs := []any{"message_id", m.id, "kind", msg.Kind.String(), "reason", msg.IgnoredReason}
+	if a := msg.Image; a != nil {
+		attrs = append(attrs, "event_id", a.EventID, "repository", a.Repository, "digest", a.Digest, "tag", a.Tag, "action_type", a.ActionType)
+	}
+	h.c.Log.Info("event ignored", attrs...)
+}
+
 // planImageAction is the jobs of an ECR image action (push, delete).
 func (h *Handler) planImageAction(m message, msg *ecrevent.Message, own *ownSource) ([]*job, error) {
 	a := msg.Image
-	if msg.Class == ecrevent.Ignored {
-		attrs := []any{"message_id", m.id, "reason", msg.IgnoredReason}
-		if a != nil {
-			attrs = append(attrs, "event_id", a.EventID, "repository", a.Repository, "digest", a.Digest, "tag", a.Tag, "action_type", a.ActionType)
-		}
-		h.c.Log.Info("event ignored", attrs...)
-		return nil, nil
-	}
 	j := &job{
 		delete:  msg.Class == ecrevent.Delete,
 		src:     destinations.Source{Repo: a.Repo(), Digest: a.Digest, Tag: a.Tag},
@@ -250,6 +258,7 @@ func (h *Handler) planWorkItem(w *ecrevent.WorkItem) (*job, error) {
 	j.workItem = true
 	if w.Run != "" {
 		j.eventID = "reconcile:" + w.Run // as the run's reconcile items: one filter finds both
+		j.reconciled = w.Hold == nil
 	}
 	if w.Hold != nil {
 		j.hold, j.eventID = w.Hold, w.Hold.EventID // the held push's id: its re-checks are found with it

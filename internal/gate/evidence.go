@@ -51,7 +51,7 @@ type evidence struct {
 	img       Image
 	info      imageInfo
 	self      v1.Descriptor   // the image's own descriptor: media type, size, digest
-	platforms []v1.Descriptor // an index's platform images (attestation manifests left out)
+	platforms []v1.Descriptor // an index's images, nested indexes followed (attestations left out: index.go)
 	// signatures found per subject digest (the image, and its platforms when asked).
 	signatures map[string][]*Signature
 	// scans per scanned digest: the image, or an index's platforms.
@@ -92,7 +92,7 @@ func (g *Gate) collect(ctx context.Context, img Image, n need) (*evidence, error
 		return nil, err
 	}
 	ev := &evidence{img: img, info: info, signatures: map[string][]*Signature{}, scans: map[string]scanState{}, verified: map[verifyKey]error{}}
-	if ev.self, ev.platforms, err = reg.manifest(img.Digest); err != nil {
+	if ev.self, ev.platforms, err = reg.manifest(img.Digest, true); err != nil {
 		return nil, err
 	}
 	var subjects, scanned []v1.Descriptor
@@ -179,35 +179,6 @@ func reader(ctx context.Context, src *ecraccess.Registry, img Image) (*registryR
 	}}, nil
 }
 
-// manifest fetches an image's manifest by digest: its descriptor and, for an index, its
-// platform images (buildx's attestation manifests, platform unknown/unknown, are no
-// platform).
-func (r *registryReader) manifest(digest string) (v1.Descriptor, []v1.Descriptor, error) {
-	d, err := remote.Get(r.repo.Digest(digest), r.opts...)
-	if err != nil {
-		return v1.Descriptor{}, nil, registryError("GET manifest "+digest, err)
-	}
-	self := d.Descriptor
-	self.Platform, self.Annotations, self.URLs = nil, nil, nil
-	if !self.MediaType.IsIndex() {
-		return self, nil, nil
-	}
-	im, err := v1.ParseIndexManifest(strings.NewReader(string(d.Manifest)))
-	if err != nil {
-		return self, nil, &Error{Op: "GET manifest " + digest, Code: "MANIFEST_INVALID", Err: err}
-	}
-	var platforms []v1.Descriptor
-	for _, c := range im.Manifests {
-		if !c.MediaType.IsImage() || c.Annotations["vnd.docker.reference.type"] == "attestation-manifest" ||
-			(c.Platform != nil && c.Platform.OS == "unknown") {
-			continue
-		}
-		c.Platform, c.Annotations, c.URLs = nil, nil, nil
-		platforms = append(platforms, c)
-	}
-	return self, platforms, nil
-}
-
 // Error is a failure to collect evidence, with the AWS or registry code; it is a
 // retry.Classified.
 type Error struct {
@@ -289,7 +260,7 @@ func (g *Gate) Parents(ctx context.Context, img Image, since time.Time) ([]Looku
 	}
 	var out []Lookup
 	for _, c := range cands {
-		_, platforms, err := reg.manifest(c.Digest)
+		_, platforms, err := reg.manifest(c.Digest, false)
 		if err != nil {
 			return nil, err
 		}

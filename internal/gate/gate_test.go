@@ -50,7 +50,7 @@ func newEnv(t *testing.T) *env {
 	doc := fmt.Sprintf(`{"rules":[
 	  {"name":"key","require":{"signatures":{"signers":[{"name":"release-key","publicKey":%q}]}},"destinations":[{"accountId":"222222222222","region":"us-east-1"}]},
 	  {"name":"all","require":{"signatures":{"platforms":"all","signers":[{"name":"release-key","publicKey":%q}]}},"destinations":[{"accountId":"222222222222","region":"us-east-1"}]},
-	  {"name":"keyless","require":{"signatures":{"signers":[{"name":"ci","keyless":{"issuer":%q,"subjectRegExp":"^release@","trustedRoot":%q}}]}},"destinations":[{"accountId":"222222222222","region":"us-east-1"}]},
+	  {"name":"keyless","require":{"signatures":{"signers":[{"name":"ci","keyless":{"issuer":%q,"subjectRegExp":"release@.*","trustedRoot":%q}}]}},"destinations":[{"accountId":"222222222222","region":"us-east-1"}]},
 	  {"name":"notation","require":{"signatures":{"signers":[{"name":"signer","notation":{"trustStore":%q,"trustedIdentities":["x509.subject: %s"]}}]}},"destinations":[{"accountId":"222222222222","region":"us-east-1"}]},
 	  {"name":"scan","require":{"scan":{"severity":"HIGH","allow":["CVE-2026-0001"],"wait":"1h"}},"destinations":[{"accountId":"222222222222","region":"us-east-1"}]},
 	  {"name":"expired","require":{"signatures":{"wait":"1s","signers":[{"publicKey":%q}]},"scan":{"severity":"CRITICAL","wait":"1s"}},"destinations":[{"accountId":"222222222222","region":"us-east-1"}]},
@@ -270,6 +270,10 @@ func TestScan(t *testing.T) {
 		{"allowed critical", &sandbox.ScanResult{Findings: []sandbox.ScanFinding{{Name: "CVE-2026-0001", Severity: "CRITICAL"}}}, gate.Pass, "", ""},
 		{"enhanced high", &sandbox.ScanResult{Status: "ACTIVE", Enhanced: true, Findings: []sandbox.ScanFinding{{Name: "CVE-2026-7777", Severity: "HIGH"}}},
 			gate.Block, gate.CodeScanFindings, "CVE-2026-7777 HIGH"},
+		{"enhanced suppressed", &sandbox.ScanResult{Status: "ACTIVE", Enhanced: true, Findings: []sandbox.ScanFinding{
+			{Name: "CVE-2026-7778", Severity: "CRITICAL", Status: "SUPPRESSED"}, {Name: "CVE-3", Severity: "LOW"}}},
+			gate.Pass, "", "nothing at or above HIGH"},
+		{"enhanced pending", &sandbox.ScanResult{Status: "PENDING", Enhanced: true}, gate.Hold, gate.CodeScanPending, "scan pending"},
 		{"failed", &sandbox.ScanResult{Status: "FAILED", Description: "unable to scan"}, gate.Block, gate.CodeScanFailed, "unable to scan"},
 	}
 	for _, c := range cases {

@@ -55,6 +55,14 @@ func scan(ctx context.Context, api *ecr.Client, img Image, digest string) (scanS
 				st.findings = append(st.findings, finding{id: aws.ToString(x.Name), severity: string(x.Severity)})
 			}
 			for _, x := range f.EnhancedFindings {
+				if aws.ToString(x.Status) == "SUPPRESSED" {
+					// Suppressed by a suppression rule of the account's Amazon Inspector: the
+					// account decided it does not apply (ECR returns Inspector's finding status,
+					// https://docs.aws.amazon.com/AmazonECR/latest/APIReference/API_EnhancedImageScanFinding.html;
+					// ACTIVE, SUPPRESSED or CLOSED: https://docs.aws.amazon.com/inspector/v2/APIReference/API_Finding.html).
+					// CLOSED ones still count (guess: kept, as any finding ECR lists).
+					continue
+				}
 				id := aws.ToString(x.Title)
 				if p := x.PackageVulnerabilityDetails; p != nil && aws.ToString(p.VulnerabilityId) != "" {
 					id = aws.ToString(p.VulnerabilityId)
@@ -80,6 +88,9 @@ func decideScan(ev *evidence, s *rules.ScanRequirement, now time.Time) Decision 
 		scanned = scanned[:0]
 		for _, p := range ev.platforms {
 			scanned = append(scanned, p.Digest.String())
+		}
+		if len(scanned) == 0 { // nothing scanned is nothing judged
+			return blocked(base, CodeScanFailed, "the index lists no image to scan (only attestations or artifacts)")
 		}
 	}
 	for _, d := range scanned {

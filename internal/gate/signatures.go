@@ -38,7 +38,8 @@ const (
 )
 
 // Bounds on what is read of signatures: ECR keeps at most 100 referrers per subject
-// (service quotas); a signature's layers are small documents.
+// (service quotas); a signature's layers are small documents. maxSignatures is per
+// format (cosign, Sigstore bundle, Notation), besides the .sig tag.
 const (
 	maxSignatures  = 32
 	maxLayers      = 16
@@ -78,11 +79,24 @@ func formatOf(artifactType string) string {
 	return ""
 }
 
-// signatures finds and reads the signatures of subject: its OCI 1.1 referrers of a
-// signature artifact type (go-containerregistry falls back to the sha256-<hex> tag
-// schema when the registry has no referrers API) and cosign's sha256-<hex>.sig tag.
+// signatures finds and reads the signatures of subject: cosign's sha256-<hex>.sig tag
+// first (always read: no number of referrers crowds it out), then its OCI 1.1 referrers
+// of a signature artifact type (go-containerregistry falls back to the sha256-<hex> tag
+// schema when the registry has no referrers API), at most maxSignatures of each format —
+// so attestations, which cosign v3 stores as Sigstore bundles too, never crowd out a
+// Notation or cosign signature — leaving out the bundles whose descriptor says they are
+// attestations before counting.
 func (r *registryReader) signatures(ctx context.Context, subject v1.Hash) ([]*Signature, error) {
 	var out []*Signature
+	tag := fmt.Sprintf("%s-%s.sig", subject.Algorithm, subject.Hex)
+	s, err := r.signature(ctx, tag, FormatCosign, tag)
+	switch {
+	case isNotFound(err):
+	case err != nil:
+		return nil, err
+	default:
+		out = append(out, s)
+	}
 	idx, err := remote.Referrers(r.repo.Digest(subject.String()), append(r.opts, remote.WithContext(ctx))...)
 	if err != nil {
 		return nil, registryError("GET referrers "+subject.String(), err)
@@ -91,30 +105,33 @@ func (r *registryReader) signatures(ctx context.Context, subject v1.Hash) ([]*Si
 	if err != nil {
 		return nil, registryError("GET referrers "+subject.String(), err)
 	}
+	read := map[string]int{} // per format
 	for _, d := range im.Manifests {
 		f := formatOf(d.ArtifactType)
-		if f == "" {
+		if f == "" || attestation(f, d) || read[f] == maxSignatures {
 			continue
 		}
-		if len(out) == maxSignatures {
-			break
-		}
+		read[f]++
 		s, err := r.signature(ctx, "referrer "+d.Digest.String(), f, d.Digest.String())
 		if err != nil {
 			return nil, err
 		}
 		out = append(out, s)
 	}
-	tag := fmt.Sprintf("%s-%s.sig", subject.Algorithm, subject.Hex)
-	s, err := r.signature(ctx, tag, FormatCosign, tag)
-	switch {
-	case isNotFound(err):
-	case err != nil:
-		return nil, err
-	case len(out) < maxSignatures:
-		out = append(out, s)
-	}
 	return out, nil
+}
+
+// annotationPredicateType is the annotation cosign v3 puts on a Sigstore bundle's
+// referrer manifest (and so on its referrers descriptor): the in-toto predicate type of
+// the DSSE statement it carries.
+const annotationPredicateType = "dev.sigstore.bundle.predicateType"
+
+// attestation says whether a referrer's descriptor says it is an attestation, not a
+// signature: a bundle whose predicate type is not cosign's sign/v1. A claim, used only to
+// leave something out: a bundle without it, or claiming sign/v1, is read and verified.
+func attestation(format string, d v1.Descriptor) bool {
+	pt, ok := d.Annotations[annotationPredicateType]
+	return format == FormatBundle && ok && pt != "https://sigstore.dev/cosign/sign/v1"
 }
 
 // signature reads one signature manifest (by digest, or the cosign tag) and its layers.

@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"reflect"
 	"regexp"
 	"strings"
 	"time"
@@ -60,11 +61,12 @@ type Signer struct {
 // OIDC identity by a certificate authority of TrustedRoot, whose signature a
 // transparency log of TrustedRoot recorded.
 type Keyless struct {
-	// Issuer or IssuerRegExp: the OIDC issuer in the certificate.
+	// Issuer or IssuerRegExp: the OIDC issuer in the certificate. A RegExp matches the
+	// whole value (FullMatch).
 	Issuer       string `yaml:"issuer,omitempty" json:"issuer,omitempty"`
 	IssuerRegExp string `yaml:"issuerRegExp,omitempty" json:"issuerRegExp,omitempty"`
 	// Subject or SubjectRegExp: the certificate's subject alternative name (an e-mail, a
-	// workflow URI).
+	// workflow URI). A RegExp matches the whole value (FullMatch).
 	Subject       string `yaml:"subject,omitempty" json:"subject,omitempty"`
 	SubjectRegExp string `yaml:"subjectRegExp,omitempty" json:"subjectRegExp,omitempty"`
 	// TrustedRoot (JSON) or TrustedRootFile: a Sigstore trusted_root.json (certificate
@@ -148,6 +150,24 @@ func (d Duration) MarshalJSON() ([]byte, error) { return json.Marshal(time.Durat
 
 // Gated says whether the target has a promotion gate.
 func (t Target) Gated() bool { return t.Require != nil }
+
+// shadowedGate settles one image's destination repository reached by two rules: first
+// (rules[i]) before later (rules[k]). Rule order decides everything else, but never
+// drops a gate (docs/PROMOTION.md, "Two rules, one destination"): the gated target wins
+// over an ungated one; two different gates cannot be ordered (signers of one, a severity
+// of the other), so the target is refused — not copied, reported naming both rules — rather
+// than promoted on one of them.
+func (d *Document) shadowedGate(first Target, i int, later Target, k int) (Target, int) {
+	switch {
+	case later.Require == nil || reflect.DeepEqual(first.Require, later.Require):
+		return first, i
+	case first.Require == nil:
+		return later, k
+	}
+	first.Err = fmt.Errorf("rules[%d] (%s) and rules[%d] (%s) both send this image to %s with different promotion gates: "+
+		"not copied; give one destination one gate (docs/PROMOTION.md)", i, ecrname.Quote(d.Rules[i].Name), k, ecrname.Quote(d.Rules[k].Name), first.Repo())
+	return first, i
+}
 
 // SignatureWait is the requirement's wait, or 0 when it asks for no signature.
 func (r *Require) SignatureWait() time.Duration {
@@ -260,11 +280,32 @@ func (k *Keyless) validate(path string) error {
 		if re.v == "" {
 			continue
 		}
-		if _, err := regexp.Compile(re.v); err != nil {
+		c, err := regexp.Compile(FullMatch(re.v))
+		if err != nil {
 			return fmt.Errorf("%s.%s: %w", path, re.field, err)
+		}
+		if c.MatchString(anyIdentity) || c.MatchString("") {
+			return fmt.Errorf("%s.%s: %s matches any identity (it must match the whole %s, and name whom you trust)",
+				path, re.field, ecrname.Quote(re.v), strings.TrimSuffix(re.field, "RegExp"))
 		}
 	}
 	return nil
+}
+
+// anyIdentity is an identity nobody means to trust: a pattern matching it (.*, .+, a
+// catch-all alternative) trusts everyone a trusted root ever certified.
+const anyIdentity = "https://attacker.invalid/any/.github/workflows/x.yml@refs/heads/any"
+
+// FullMatch makes a keyless issuerRegExp or subjectRegExp match the whole value:
+// sigstore-go matches a regular expression anywhere in the certificate's value, so
+// "^https://github.com/acme/app/" would trust any workflow on any ref of the repository and
+// "acme" anything containing it. A pattern applies to the whole value, whether or not it
+// is written with ^ and $ (docs/PROMOTION.md).
+func FullMatch(re string) string {
+	if re == "" {
+		return ""
+	}
+	return `^(?:` + re + `)$`
 }
 
 func (n *Notation) validate(path string) error {

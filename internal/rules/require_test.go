@@ -1,6 +1,7 @@
 package rules
 
 import (
+	"regexp"
 	"strings"
 	"testing"
 	"time"
@@ -15,7 +16,7 @@ rules:
         signers:
           - name: release
             publicKey: "PEM"
-          - keyless: {issuer: https://token.actions.githubusercontent.com, subjectRegExp: "^https://github.com/acme/", trustedRootFile: root.json}
+          - keyless: {issuer: https://token.actions.githubusercontent.com, subjectRegExp: "https://github.com/acme/.*", trustedRootFile: root.json}
           - notation: {trustStore: "PEM", trustedIdentities: ["x509.subject: C=US, ST=WA, O=Acme"]}
           - kmsKey: arn:aws:kms:us-east-1:111111111111:key/1234abcd-12ab-34cd-56ef-1234567890ab
       scan: {severity: high, allow: [CVE-2024-1]}
@@ -64,6 +65,8 @@ func TestRequireErrors(t *testing.T) {
 		{"      signatures: {signers: [{keyless: {issuer: a, subject: b}}]}", "keyless: set exactly one of trustedRoot and trustedRootFile"},
 		{"      signatures: {signers: [{keyless: {issuer: a, issuerRegExp: b, subject: c, trustedRoot: d}}]}", "set exactly one of issuer and issuerRegExp"},
 		{"      signatures: {signers: [{keyless: {issuer: a, subjectRegExp: '(', trustedRoot: d}}]}", "keyless.subjectRegExp: error parsing regexp"},
+		{"      signatures: {signers: [{keyless: {issuer: a, subjectRegExp: '.*', trustedRoot: d}}]}", "keyless.subjectRegExp: \".*\" matches any identity"},
+		{"      signatures: {signers: [{keyless: {issuerRegExp: 'https://token\\.actions\\.githubusercontent\\.com|.+', subject: s, trustedRoot: d}}]}", "keyless.issuerRegExp:"},
 		{"      signatures: {signers: [{notation: {trustStore: a}}]}", "notation.trustedIdentities: required"},
 		{"      signatures: {signers: [{notation: {trustStore: a, trustedIdentities: [\"CN=x\"]}}]}", "is neither \"*\" nor \"x509.subject: <distinguished name>\""},
 		{"      signatures: {signers: [{notation: {trustStore: a, trustStoreType: tsa, trustedIdentities: [\"*\"]}}]}", "trustStoreType: \"tsa\""},
@@ -93,5 +96,66 @@ func TestRequireErrors(t *testing.T) {
 	_, err := Parse([]byte(strings.Replace(gated, "      scan: {severity: CRITICAL, wait: 2h}", "      scan: {severity: WHATEVER}", 1)))
 	if err == nil || !strings.Contains(err.Error(), "rules[0].destinations[1].require.scan.severity") {
 		t.Errorf("destination require: %v", err)
+	}
+}
+
+// TestTwoRulesOneGatedDestination: rule order never drops a gate — a gated rule wins
+// over an earlier ungated one, and two different gates for one image's destination make
+// the target invalid, naming both rules; RepositoryTargets (where to look) is unchanged.
+func TestTwoRulesOneGatedDestination(t *testing.T) {
+	const doc = `
+rules:
+  - name: scanned
+    repositories: ["team-a/*"]
+    require: {scan: {severity: HIGH}}
+    destinations:
+      - {accountId: "222222222222", region: eu-west-1, repositoryPrefix: prod/}
+  - name: signed
+    repositories: ["team-a/*"]
+    tags: ["v*"]
+    require:
+      signatures:
+        signers: [{name: release, publicKey: "PEM"}]
+    destinations:
+      - {accountId: "222222222222", region: eu-west-1, repositoryPrefix: prod/}
+  - name: same
+    repositories: ["team-a/*"]
+    tags: ["rc-*"]
+    require: {scan: {severity: HIGH}}
+    destinations:
+      - {accountId: "222222222222", region: eu-west-1, repositoryPrefix: prod/}
+`
+	d, err := Parse([]byte(doc))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ts := d.Targets("team-a/app", "v1")
+	if len(ts) != 1 || ts[0].Err == nil || !strings.Contains(ts[0].Err.Error(), `"scanned"`) || !strings.Contains(ts[0].Err.Error(), `"signed"`) {
+		t.Fatalf("two different gates for one destination: %+v, want one invalid target naming both rules", ts)
+	}
+	if ts := d.Targets("team-a/app", "rc-1"); len(ts) != 1 || ts[0].Err != nil || ts[0].Rule != "scanned" {
+		t.Fatalf("two equal gates: %+v, want the first rule's target", ts)
+	}
+	if ts := d.RepositoryTargets("team-a/app"); len(ts) != 1 || ts[0].Err != nil {
+		t.Fatalf("RepositoryTargets: %+v", ts)
+	}
+}
+
+// TestKeylessPatternsMatchTheWholeValue: sigstore-go matches a pattern anywhere in the
+// certificate's value; FullMatch makes it the whole value, written with ^ and $ or not.
+func TestKeylessPatternsMatchTheWholeValue(t *testing.T) {
+	for _, c := range []struct {
+		re, value string
+		match     bool
+	}{
+		{`^https://github\.com/acme/app/`, "https://github.com/acme/app/.github/workflows/evil.yml@refs/heads/x", false},
+		{`https://github\.com/acme/app/\.github/workflows/release\.yml@refs/tags/v.*`, "https://github.com/acme/app/.github/workflows/release.yml@refs/tags/v1.2.3", true},
+		{`https://github\.com/acme/app/\.github/workflows/release\.yml@refs/tags/v.*`, "https://evil.example/?https://github.com/acme/app/.github/workflows/release.yml@refs/tags/v1", false},
+		{`^release@example\.com$`, "release@example.com", true},
+		{`release@example\.com|ops@example\.com`, "xrelease@example.com", false},
+	} {
+		if got := regexp.MustCompile(FullMatch(c.re)).MatchString(c.value); got != c.match {
+			t.Errorf("%s against %s: %v, want %v", c.re, c.value, got, c.match)
+		}
 	}
 }

@@ -220,20 +220,26 @@ func (d *Document) RepositoryInScope(repo string) bool {
 // means a digest-only push. Rules are evaluated in document order and a
 // destination repository (Key) reached by several rules appears once, with
 // the settings of the first rule that reached it: put more specific rules
-// first. Targets whose destination name is invalid carry Err and must be
-// reported, not copied; use Split to separate them.
+// first — except for promotion gates, which no rule order drops: a later rule's
+// gate replaces an earlier ungated rule's target, and two different gates make the
+// target invalid, naming both rules (shadowedGate). Targets whose destination name is
+// invalid carry Err and must be reported, not copied; use Split to separate them.
 func (d *Document) Targets(sourceRepo, tag string) []Target {
-	return d.targets(sourceRepo, func(r *Rule) bool { return r.MatchesTag(tag) })
+	return d.targets(sourceRepo, true, func(r *Rule) bool { return r.MatchesTag(tag) })
 }
 
 // RepositoryTargets returns every target some image of sourceRepo may go to, whatever
-// its tag: the destinations of every rule selecting the repository.
+// its tag: the destinations of every rule selecting the repository (where to look, not
+// what an image needs: each image's gate comes from Targets).
 func (d *Document) RepositoryTargets(sourceRepo string) []Target {
-	return d.targets(sourceRepo, func(*Rule) bool { return true })
+	return d.targets(sourceRepo, false, func(*Rule) bool { return true })
 }
 
-func (d *Document) targets(sourceRepo string, selects func(*Rule) bool) []Target {
+// targets lists the targets of the rules selects picks; perImage: for one image, whose
+// gates no earlier rule drops.
+func (d *Document) targets(sourceRepo string, perImage bool, selects func(*Rule) bool) []Target {
 	var out []Target
+	var from []int // the rule index of each of out
 	for i := range d.Rules {
 		r := &d.Rules[i]
 		if !r.MatchesRepository(sourceRepo) || !selects(r) {
@@ -258,6 +264,9 @@ func (d *Document) targets(sourceRepo string, selects func(*Rule) bool) []Target
 			// on the hot path.
 			for k := range out {
 				if out[k].Destination.AccountID == dst.AccountID && out[k].Destination.Region == dst.Region && out[k].Repository == t.Repository {
+					if perImage && out[k].Err == nil {
+						out[k], from[k] = d.shadowedGate(out[k], from[k], t, i)
+					}
 					continue dests
 				}
 			}
@@ -265,6 +274,7 @@ func (d *Document) targets(sourceRepo string, selects func(*Rule) bool) []Target
 				t.Err = fmt.Errorf("rules[%d].destinations[%d]: destination repository for source %s: %w", i, j, ecrname.Quote(sourceRepo), err)
 			}
 			out = append(out, t)
+			from = append(from, i)
 		}
 	}
 	return out

@@ -64,6 +64,15 @@ func (s *Sandbox) kmsCall(c *caller, op string, body []byte, entry *Entry) (any,
 	}
 	arn := kmsKeyARN(c, in.KeyID)
 	entry.Account, entry.Reference = c.cred.account, arn
+	// KMS keys are regional: a key lives in the Region of its ARN and is reached at that
+	// Region's endpoint only (multi-Region keys are related keys, one ARN per Region:
+	// https://docs.aws.amazon.com/kms/latest/developerguide/multi-region-keys-overview.html).
+	// Asked elsewhere, AWS answers NotFoundException "Invalid arn <region>" (the answer
+	// quoted in pulumi/pulumi#17022 and kubernetes-retired/kube-aws#1041); that this is
+	// checked before the account is a guess.
+	if parts := strings.Split(arn, ":"); len(parts) > 3 && parts[3] != c.region {
+		return nil, errorf(400, "NotFoundException", "Invalid arn %s", parts[3])
+	}
 	if parts := strings.Split(arn, ":"); len(parts) < 5 || parts[4] != c.cred.account {
 		return nil, errorf(400, "AccessDeniedException", "User: %s is not authorized to perform: kms:GetPublicKey on resource: %s (the sandbox has no key policies: keys are reached from their own account)", c.cred.principalARN, arn)
 	}

@@ -1,6 +1,7 @@
 package sandbox
 
 import (
+	"cmp"
 	"fmt"
 	"sort"
 	"strings"
@@ -39,6 +40,11 @@ type ScanFinding struct {
 	// Severity: CRITICAL, HIGH, MEDIUM, LOW, INFORMATIONAL or UNDEFINED.
 	Severity    string
 	Description string
+	// Status is an enhanced finding's status, Amazon Inspector's: ACTIVE (default),
+	// SUPPRESSED (a suppression rule of the account matches it) or CLOSED
+	// (https://docs.aws.amazon.com/inspector/v2/APIReference/API_Finding.html; ECR returns
+	// it as EnhancedImageScanFinding.status). Basic findings have none.
+	Status string
 }
 
 // ScanResult is the state of one image's scan.
@@ -54,7 +60,7 @@ type ScanResult struct {
 }
 
 // ScanPolicy is what the registry of an account and region does on a push to a
-// repository that scans on push: the scan is IN_PROGRESS (ACTIVE-pending for enhanced)
+// repository that scans on push: the scan is IN_PROGRESS (PENDING for enhanced)
 // until Delay passes, then completes with Findings(repository, digest).
 type ScanPolicy struct {
 	Delay    time.Duration
@@ -125,7 +131,16 @@ func (r *registry) scanOnPush(repo *repository, rec *manifestRecord) {
 	if p == nil || (!repo.scanOnPush && !p.Enhanced) || !scannable(rec) || rec.scan != nil {
 		return
 	}
-	rec.scan = &ScanResult{Status: "IN_PROGRESS", Enhanced: p.Enhanced}
+	// A basic scan in progress is IN_PROGRESS; an enhanced one (Inspector's) is PENDING
+	// until its findings are ACTIVE ("PENDING: The scan is in progress, and the findings
+	// aren't available yet"; valid values of
+	// https://docs.aws.amazon.com/AmazonECR/latest/APIReference/API_ImageScanStatus.html,
+	// described in https://docs.aws.amazon.com/AmazonECRPublic/latest/APIReference/API_ImageScanStatus.html).
+	status := "IN_PROGRESS"
+	if p.Enhanced {
+		status = "PENDING"
+	}
+	rec.scan = &ScanResult{Status: status, Enhanced: p.Enhanced}
 	name, digest := repo.name, rec.digest
 	time.AfterFunc(p.Delay, func() {
 		var findings []ScanFinding
@@ -254,7 +269,7 @@ func (r *registry) describeImageScanFindings(name string, id *imageID, maxResult
 	for _, f := range fs[start:end] {
 		if sc.Enhanced {
 			page = append(page, map[string]any{
-				"awsAccountId": r.account, "description": f.Description, "severity": f.Severity, "status": "ACTIVE",
+				"awsAccountId": r.account, "description": f.Description, "severity": f.Severity, "status": cmp.Or(f.Status, "ACTIVE"),
 				"title": f.Name, "type": "PACKAGE_VULNERABILITY",
 				"findingArn":                  fmt.Sprintf("arn:aws:inspector2:%s:%s:finding/%x", r.region, r.account, strings.ToLower(f.Name)),
 				"packageVulnerabilityDetails": map[string]any{"vulnerabilityId": f.Name, "source": "NVD"},

@@ -7,6 +7,7 @@ import (
 	"crypto/x509"
 	"errors"
 	"fmt"
+	"strings"
 	"sync"
 	"time"
 
@@ -57,7 +58,7 @@ func newKMSKey(arn string, api KMS) *keyVerifier {
 		if api == nil {
 			return nil, fmt.Errorf("kmsKey %s: no KMS client here to fetch its public key", arn)
 		}
-		out, err := api.GetPublicKey(ctx, &kms.GetPublicKeyInput{KeyId: aws.String(arn)})
+		out, err := api.GetPublicKey(ctx, &kms.GetPublicKeyInput{KeyId: aws.String(arn)}, inKeyRegion(arn))
 		if err != nil {
 			return nil, ecraccess.WrapAWS("kms:GetPublicKey", err)
 		}
@@ -121,3 +122,15 @@ type keyUnavailable struct{ err error }
 
 func (e *keyUnavailable) Error() string { return e.err.Error() }
 func (e *keyUnavailable) Unwrap() error { return e.err }
+
+// inKeyRegion sends a KMS call to the Region of the key's ARN: KMS keys are regional, and
+// another Region's endpoint answers NotFoundException ("Invalid arn <region>";
+// https://docs.aws.amazon.com/kms/latest/developerguide/multi-region-keys-overview.html),
+// so a release key kept in a central signing Region is asked there, not in the function's.
+func inKeyRegion(arn string) func(*kms.Options) {
+	return func(o *kms.Options) {
+		if parts := strings.SplitN(arn, ":", 5); len(parts) == 5 && parts[0] == "arn" && parts[3] != "" {
+			o.Region = parts[3]
+		}
+	}
+}

@@ -51,7 +51,7 @@ func newKeyless(k *rules.Keyless, trustedRoot []byte, field string) (*keylessVer
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", field, err)
 	}
-	id, err := sgverify.NewShortCertificateIdentity(k.Issuer, k.IssuerRegExp, k.Subject, k.SubjectRegExp)
+	id, err := sgverify.NewShortCertificateIdentity(k.Issuer, rules.FullMatch(k.IssuerRegExp), k.Subject, rules.FullMatch(k.SubjectRegExp))
 	if err != nil {
 		return nil, fmt.Errorf("%s: identity: %w", field, err)
 	}

@@ -130,10 +130,10 @@ func mustJSON(v any) string {
 }
 
 // GateEventPattern is GateEventRule's event pattern: scan-complete events of basic
-// (ECR) and enhanced (Inspector) scanning, in the stack's own account.
+// (ECR) and enhanced (Inspector) scanning of ECR resources, in the stack's own account.
 func GateEventPattern(account string) string {
 	return mustJSON(map[string]any{"source": []string{"aws.ecr", "aws.inspector2"}, "detail-type": []string{"ECR Image Scan", "Inspector2 Scan"},
-		"account": []string{account}})
+		"account": []string{account}, "resources": []any{map[string]string{"prefix": "arn:aws:ecr:"}}})
 }
 
 // Options are the template parameters the push path depends on (zero: their defaults).

@@ -27,6 +27,7 @@ import (
 	"github.com/google/go-containerregistry/pkg/v1/remote"
 
 	"github.com/ecr-replicator/ecr-replicator/internal/sandbox"
+	"github.com/ecr-replicator/ecr-replicator/internal/sandbox/eventpattern"
 	"github.com/ecr-replicator/ecr-replicator/internal/sandbox/stack"
 	"github.com/ecr-replicator/ecr-replicator/internal/testing/cfn"
 	"github.com/ecr-replicator/ecr-replicator/internal/wiring"
@@ -331,5 +332,30 @@ func push(t *testing.T, ctx context.Context, sb *sandbox.Sandbox, repo, tag stri
 	}
 	if err := remote.Write(ref, img, remote.WithAuth(&authn.Basic{Username: user, Password: pass}), remote.WithContext(ctx)); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// TestGateEventPatternTakesECRScansOnly: the GateEventRule's pattern (the template's,
+// checked above) takes ECR's and Inspector's scan events of ECR images, and not
+// Inspector's scans of EC2 instances or Lambda functions
+// (https://docs.aws.amazon.com/inspector/latest/user/eventbridge-integration.html).
+func TestGateEventPatternTakesECRScansOnly(t *testing.T) {
+	p := eventpattern.MustCompile(stack.GateEventPattern(sandbox.SourceAccount))
+	event := func(source, detailType, resource string) map[string]any {
+		return map[string]any{"source": source, "detail-type": detailType, "account": sandbox.SourceAccount, "resources": []any{resource}}
+	}
+	for _, c := range []struct {
+		name  string
+		event map[string]any
+		want  bool
+	}{
+		{"basic scan", event("aws.ecr", "ECR Image Scan", "arn:aws:ecr:us-east-1:"+sandbox.SourceAccount+":repository/team-a/app"), true},
+		{"enhanced scan", event("aws.inspector2", "Inspector2 Scan", "arn:aws:ecr:us-east-1:"+sandbox.SourceAccount+":repository/team-a/app"), true},
+		{"EC2 instance", event("aws.inspector2", "Inspector2 Scan", "i-087d63509b8c97098"), false},
+		{"Lambda function", event("aws.inspector2", "Inspector2 Scan", "arn:aws:lambda:us-east-1:"+sandbox.SourceAccount+":function:f"), false},
+	} {
+		if got := p.MatchEvent(c.event); got != c.want {
+			t.Errorf("%s: matched %v, want %v", c.name, got, c.want)
+		}
 	}
 }
