@@ -34,67 +34,75 @@ func (s *session) copyReferrers(ctx context.Context, subject v1.Hash, depth int)
 	}
 	// The referrers listing and the cosign tag probes are independent: run them at once.
 	g, gctx := errgroup.WithContext(ctx)
-	g.Go(func() error {
-		refs, fallback, err := s.listReferrers(gctx, subject)
+	g.Go(func() error { return s.copyListedReferrers(gctx, subject, depth) })
+	for _, suffix := range cosignSuffixes {
+		tag := fallbackTag(subject) + suffix
+		g.Go(func() error { return s.copyCosignTag(gctx, tag, depth) })
+	}
+	return g.Wait()
+}
+
+// copyListedReferrers copies what the referrers API (or its fallback index) lists for
+// subject.
+func (s *session) copyListedReferrers(ctx context.Context, subject v1.Hash, depth int) error {
+	refs, fallback, err := s.listReferrers(ctx, subject)
+	if err != nil {
+		return err
+	}
+	refused := false
+	for _, d := range refs {
+		ok, err := s.admitReferrer(ctx, d.Digest, "referrer of "+subject.String())
 		if err != nil {
 			return err
 		}
-		refused := false
-		for _, d := range refs {
-			ok, err := s.admitReferrer(gctx, d.Digest, "referrer of "+subject.String())
-			if err != nil {
-				return err
-			}
-			if !ok {
-				refused = true
-				continue
-			}
-			wrote, err := s.copyGraph(gctx, d, depth)
-			if err != nil {
-				return err
-			}
-			if wrote {
-				s.referrersCopied.Add(1)
-			}
+		if !ok {
+			refused = true
+			continue
 		}
-		if fallback != nil && !refused {
-			// The source keeps referrers in a fallback index; copy it verbatim
-			// (its children are already there) and tag it like the source. Not when a
-			// referrer it lists was left out: the destination would refuse it.
-			if _, err := s.copyGraph(gctx, *fallback, depth); err != nil {
-				return err
-			}
-			if _, err := s.converge(gctx, fallbackTag(subject), fallback.Digest); err != nil {
-				return err
-			}
-		}
-		return nil
-	})
-	for _, suffix := range cosignSuffixes {
-		tag := fallbackTag(subject) + suffix
-		g.Go(func() error {
-			if !s.mayHaveSourceTag(gctx, tag) {
-				return nil
-			}
-			cur, found, err := s.headSourceTag(gctx, tag)
-			if err != nil || !found {
-				return err
-			}
-			if ok, err := s.admitReferrer(gctx, cur, tag); err != nil || !ok {
-				return err
-			}
-			wrote, err := s.copyGraph(gctx, v1.Descriptor{Digest: cur}, depth)
-			if err != nil {
-				return err
-			}
-			if wrote {
-				s.referrersCopied.Add(1)
-			}
-			_, err = s.converge(gctx, tag, cur)
+		wrote, err := s.copyGraph(ctx, d, depth)
+		if err != nil {
 			return err
-		})
+		}
+		if wrote {
+			s.referrersCopied.Add(1)
+		}
 	}
-	return g.Wait()
+	if fallback == nil || refused {
+		// Not when a referrer the fallback index lists was left out: the destination
+		// would refuse it.
+		return nil
+	}
+	// The source keeps referrers in a fallback index; copy it verbatim (its children
+	// are already there) and tag it like the source.
+	if _, err := s.copyGraph(ctx, *fallback, depth); err != nil {
+		return err
+	}
+	_, err = s.converge(ctx, fallbackTag(subject), fallback.Digest)
+	return err
+}
+
+// copyCosignTag copies the image a cosign tag (sha256-<digest>.sig, .att, .sbom) names
+// and sets the tag.
+func (s *session) copyCosignTag(ctx context.Context, tag string, depth int) error {
+	if !s.mayHaveSourceTag(ctx, tag) {
+		return nil
+	}
+	cur, found, err := s.headSourceTag(ctx, tag)
+	if err != nil || !found {
+		return err
+	}
+	if ok, err := s.admitReferrer(ctx, cur, tag); err != nil || !ok {
+		return err
+	}
+	wrote, err := s.copyGraph(ctx, v1.Descriptor{Digest: cur}, depth)
+	if err != nil {
+		return err
+	}
+	if wrote {
+		s.referrersCopied.Add(1)
+	}
+	_, err = s.converge(ctx, tag, cur)
+	return err
 }
 
 // fallbackTag is the tag schema's name for subject's referrers: sha256-<hex> (cosign
