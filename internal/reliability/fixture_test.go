@@ -96,7 +96,7 @@ func newFx(t testing.TB, seed int64, opts ...func(*fxOption)) *fx {
 		}
 		return ""
 	})
-	deps, err := wiring.Load(f.ctx, "replicate", log, o.engine...)
+	deps, err := wiring.Load(f.ctx, "replicate", log, os.Getenv, o.engine...)
 	if err != nil {
 		t.Fatal(err)
 	}
