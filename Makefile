@@ -36,16 +36,16 @@ vet:
 	$(GO) -C bench vet ./...
 
 # deadcode (golang.org/x/tools/cmd/deadcode, pinned by go.mod's tool block) lists the
-# functions that no program (cmd/, functions/) and no test reaches: exported API nobody
-# calls included. The bench module (bench/go.mod) is checked on its own, by the same pinned
+# functions that no main package and no test of the module reaches: exported API nobody
+# calls included. Findings are its standard output; its errors fail the target too. The bench module (bench/go.mod) is checked on its own, by the same pinned
 # binary run in bench/, with bench's programs and tests as roots. Neither run counts the
 # other's calls: what the main module keeps only for the benchmarks is dead there (it
 # belongs in bench/), and the benchmarks' unused helpers are dead in bench/.
 ## deadcode: fail listing the functions no program or test reaches, in the module and in bench/
 deadcode:
 	@dc=$$($(GO) tool -n deadcode) || exit 1; \
-	out=$$($$dc -test ./... 2>&1) || { echo "$$out"; exit 1; }; \
-	bench=$$(cd bench && $$dc -test ./... 2>&1) || { echo "$$bench"; exit 1; }; \
+	out=$$($$dc -test ./...) || { echo "$$out"; exit 1; }; \
+	bench=$$(cd bench && $$dc -test ./...) || { echo "$$bench"; exit 1; }; \
 	out=$$(printf '%s\n%s' "$$out" "$$(echo "$$bench" | sed '/./s|^|bench/|')" | sed '/^$$/d'); \
 	if [ -n "$$out" ]; then echo "dead code (delete it, or call it from a program or a test):"; echo "$$out"; exit 1; fi
 
