@@ -1,7 +1,8 @@
-// Package wiring builds, from the environment, the dependencies the Lambda functions'
-// main.go share: logger, AWS configuration, the rules document (internal/rulesource), the
-// replicator (registry access + copy engine), the backfill and the reconcile, and serves
-// invocations with the rules document kept current (Serve). Entry points stay thin.
+// Package wiring builds, from the environment main reads (a getenv: wiring reads none
+// itself), the dependencies the Lambda functions' main.go share: logger, AWS
+// configuration, the rules document (internal/rulesource), the replicator (registry
+// access + copy engine), the backfill and the reconcile, and serves invocations with the
+// rules document kept current (Serve). Entry points stay thin.
 package wiring
 
 import (
@@ -192,7 +193,7 @@ const MetricConfigurationErrors = "ConfigurationErrors"
 // functions build the handlers the bootstraps serve, by function name, from the
 // environment getenv reads; EMF metrics go to emf.
 var functions = map[string]func(d *Deps, getenv func(string) string, emf io.Writer) HandlerFunc{
-	"replicate": func(d *Deps, getenv func(string) string, emf io.Writer) HandlerFunc { return d.Replicate(getenv, emf) },
+	"replicate": (*Deps).Replicate,
 	"backfill": func(d *Deps, getenv func(string) string, emf io.Writer) HandlerFunc {
 		b := d.Backfill(getenv, emf)
 		return func(ctx context.Context, payload json.RawMessage) (any, error) { return b.Handle(ctx, payload) }
