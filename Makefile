@@ -9,7 +9,7 @@ VERSION      ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo
 LDFLAGS      := -s -w -X github.com/ecr-replicator/ecr-replicator/internal/cli.Version=$(VERSION)
 TEST_TIMEOUT ?= 9m
 
-.PHONY: all build cli test lint fmt-check vet cfn-lint clean demo demo-bin
+.PHONY: all build cli test lint fmt-check vet deadcode cfn-lint clean demo demo-bin
 
 ## all: the default target: build
 all: build
@@ -21,8 +21,8 @@ build: cli build-functions
 cli:
 	$(GO) build -trimpath -ldflags "$(LDFLAGS)" -o bin/ecr-replicator ./cmd/ecr-replicator
 
-## test: gofmt check, go vet, cfn-lint where installed, and every test (unit, integration against the sandbox, short fuzz seeds)
-test: fmt-check vet cfn-lint
+## test: gofmt check, go vet, dead code, cfn-lint where installed, and every test (unit, integration against the sandbox, short fuzz seeds)
+test: fmt-check vet deadcode cfn-lint
 	$(GO) test -count=1 -timeout $(TEST_TIMEOUT) ./...
 
 ## fmt-check: fail listing the Go files gofmt would change
@@ -35,8 +35,22 @@ vet:
 	$(GO) vet ./...
 	$(GO) -C bench vet ./...
 
-## lint: fmt-check, vet and cfn-lint, without the tests
-lint: fmt-check vet cfn-lint
+# deadcode (golang.org/x/tools/cmd/deadcode, pinned by go.mod's tool block) lists the
+# functions that no main package and no test of the module reaches: exported API nobody
+# calls included. Findings are its standard output; its errors fail the target too. The bench module (bench/go.mod) is checked on its own, by the same pinned
+# binary run in bench/, with bench's programs and tests as roots. Neither run counts the
+# other's calls: what the main module keeps only for the benchmarks is dead there (it
+# belongs in bench/), and the benchmarks' unused helpers are dead in bench/.
+## deadcode: fail listing the functions no program or test reaches, in the module and in bench/
+deadcode:
+	@dc=$$($(GO) tool -n deadcode) || exit 1; \
+	out=$$($$dc -test ./...) || { echo "$$out"; exit 1; }; \
+	bench=$$(cd bench && $$dc -test ./...) || { echo "$$bench"; exit 1; }; \
+	out=$$(printf '%s\n%s' "$$out" "$$(echo "$$bench" | sed '/./s|^|bench/|')" | sed '/^$$/d'); \
+	if [ -n "$$out" ]; then echo "dead code (delete it, or call it from a program or a test):"; echo "$$out"; exit 1; fi
+
+## lint: fmt-check, vet, deadcode and cfn-lint, without the tests
+lint: fmt-check vet deadcode cfn-lint
 
 # cfn-lint is AWS's CloudFormation linter (it applies the SAM transform, as `sam validate
 # --lint` does); -c I includes its informational checks (-I only turns on its logging). It

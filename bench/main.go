@@ -1,6 +1,7 @@
-// Command bench measures ecr-replicator against crane, regctl and skopeo on this machine
-// (issue 8): two CNCF distribution registries on 127.0.0.1, each behind a counting,
-// delaying proxy, and the sandbox's ECR API for the in-sync scenario. `make bench` runs it.
+// Command bench measures ecr-replicator against crane, regctl and skopeo on this machine,
+// so that docs/PERFORMANCE.md compares figures, not claims: two CNCF distribution
+// registries on 127.0.0.1, each behind a counting, delaying proxy, and the sandbox's ECR
+// API for the in-sync scenario. `make bench` runs it.
 package main
 
 import (
@@ -646,7 +647,7 @@ func evaluate(sc *scenario, d time.Duration, res []*result) []evaluation {
 	return ev
 }
 
-// evaluateMounting: scenario 5's targets (issue 26) — with blob mounting, shared bytes
+// evaluateMounting: scenario 5's targets — with blob mounting, shared bytes
 // are uploaded once (the upload at most 1.1× the images' distinct bytes), and the run takes
 // at most 0.3× the time of ours without mounting.
 func evaluateMounting(sc *scenario, at string, res []*result) []evaluation {

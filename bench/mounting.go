@@ -21,7 +21,7 @@ import (
 	"github.com/ecr-replicator/ecr-replicator/internal/sandbox"
 )
 
-// Scenario 5 (issue 26): many repositories sharing a base image, copied into one
+// Scenario 5 (blob mounting): many repositories sharing a base image, copied into one
 // destination registry, against the sandbox's ECR on both sides — the destination with
 // blob mounting (BLOB_MOUNTING) on for crane, regctl and ours, off for ours once more. The
 // destination repositories are deleted and created again, empty, before every run.

@@ -55,16 +55,6 @@ func render(t *testing.T, file string, overrides map[string]any) *rendered {
 
 var subRE = cfn.SubPattern
 
-// condition evaluates a condition of the Conditions section.
-func (r *rendered) condition(name string, _ []string) bool {
-	r.t.Helper()
-	v, err := r.Condition(name)
-	if err != nil {
-		r.t.Fatal(err)
-	}
-	return v
-}
-
 func (r *rendered) section(doc map[string]any, name string) map[string]any {
 	return cfn.Section(doc, name)
 }

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"os"
 	"strings"
 	"testing"
 
@@ -54,7 +55,7 @@ func TestDestinationKMSKeys(t *testing.T) {
 	t.Setenv("REPLICATION_QUEUE_URL", "")
 	t.Setenv("RESULT_EVENT_BUS", "")
 	log := slog.New(slog.NewTextHandler(io.Discard, nil))
-	deps, err := wiring.Load(ctx, "replicate", log)
+	deps, err := wiring.Load(ctx, "replicate", log, os.Getenv)
 	if err != nil || deps.RulesErr != nil {
 		t.Fatal(err, deps.RulesErr)
 	}

@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"os"
 	"strings"
 	"testing"
 	"time"
@@ -166,7 +167,7 @@ func forgedWorld(t *testing.T) (*sandboxtest.World, *eventhandler.Handler, *sand
 		sandbox.DestinationAccount, sandbox.DefaultRegion, w.DestinationRoleARN(), sandboxtest.ExternalID))
 	logs := &sandboxtest.LogBuffer{}
 	log := slog.New(slog.NewJSONHandler(logs, nil))
-	deps, err := wiring.Load(w.Ctx, "replicate", log)
+	deps, err := wiring.Load(w.Ctx, "replicate", log, os.Getenv)
 	if err != nil || deps.RulesErr != nil {
 		t.Fatal(err, deps.RulesErr)
 	}
@@ -306,7 +307,7 @@ func TestRepositoryPrefixFilterBoundsTheFunctions(t *testing.T) {
 	}
 	renderedEnv(t, params) // the rules document and the filter, as the template gives them
 	log := slog.New(slog.NewTextHandler(io.Discard, nil))
-	deps, err := wiring.Load(w.Ctx, "replicate", log)
+	deps, err := wiring.Load(w.Ctx, "replicate", log, os.Getenv)
 	if err != nil || deps.RulesErr != nil {
 		t.Fatal(err, deps.RulesErr)
 	}
@@ -314,7 +315,7 @@ func TestRepositoryPrefixFilterBoundsTheFunctions(t *testing.T) {
 	if _, err := handler.Handle(w.Ctx, json.RawMessage(sandboxtest.ImageEvent("outside", "PUSH", "other/app", digests["other/app"], "v1"))); err != nil {
 		t.Fatal(err)
 	}
-	bdeps, err := wiring.Load(w.Ctx, "backfill", log)
+	bdeps, err := wiring.Load(w.Ctx, "backfill", log, os.Getenv)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"log/slog"
+	"os"
 	"strings"
 	"testing"
 
@@ -34,7 +35,7 @@ func TestMirroredTagsRefusedAreDroppedAndReported(t *testing.T) {
 	t.Setenv("DESTINATION_ROLE_ARNS", w.DestinationRoleARN())
 	logs := &sandboxtest.LogBuffer{}
 	log := slog.New(slog.NewJSONHandler(logs, nil))
-	deps, err := wiring.Load(w.Ctx, "replicate", log)
+	deps, err := wiring.Load(w.Ctx, "replicate", log, os.Getenv)
 	if err != nil || deps.RulesErr != nil {
 		t.Fatal(err, deps.RulesErr)
 	}

@@ -11,6 +11,7 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
+	"os"
 	"strings"
 	"testing"
 
@@ -60,7 +61,7 @@ func deployedReplicator(t *testing.T, w *sandboxtest.World, params map[string]an
 		t.Setenv(k, scalarString(vars[k]))
 	}
 	log := slog.New(slog.NewTextHandler(io.Discard, nil))
-	deps, err := wiring.Load(w.Ctx, "replicate", log)
+	deps, err := wiring.Load(w.Ctx, "replicate", log, os.Getenv)
 	if err != nil || deps.RulesErr != nil {
 		t.Fatal(err, deps.RulesErr)
 	}

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"os"
 	"strings"
 	"testing"
 
@@ -51,7 +52,7 @@ func TestReplicatorPullsLeavePullTimes(t *testing.T) {
 			d := w.Source.Push(t, repo, "v1", img).String()
 
 			log := slog.New(slog.NewTextHandler(io.Discard, nil))
-			deps, err := wiring.Load(ctx, "replicate", log)
+			deps, err := wiring.Load(ctx, "replicate", log, os.Getenv)
 			if err != nil || deps.RulesErr != nil {
 				t.Fatal(err, deps.RulesErr)
 			}

@@ -249,7 +249,7 @@ func TestReview27MirroredTagOutsideTheListBlocksTheRepository(t *testing.T) {
 		sandbox.DestinationAccount, sandbox.DefaultRegion, w.DestinationRoleARN(), sandboxtest.ExternalID))
 	t.Setenv("DESTINATION_ROLE_ARNS", w.DestinationRoleARN())
 	log := slog.New(slog.NewTextHandler(io.Discard, nil))
-	deps, err := wiring.Load(w.Ctx, "replicate", log)
+	deps, err := wiring.Load(w.Ctx, "replicate", log, os.Getenv)
 	if err != nil || deps.RulesErr != nil {
 		t.Fatal(err, deps.RulesErr)
 	}

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"os"
 	"strings"
 	"testing"
 
@@ -68,7 +69,7 @@ func TestSchema1UnderDeployedPolicies(t *testing.T) {
 	digest := w.Source.Digest(t, repo, "v1")
 
 	log := slog.New(slog.NewTextHandler(io.Discard, nil))
-	deps, err := wiring.Load(ctx, "replicate", log)
+	deps, err := wiring.Load(ctx, "replicate", log, os.Getenv)
 	if err != nil || deps.RulesErr != nil {
 		t.Fatal(err, deps.RulesErr)
 	}

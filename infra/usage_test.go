@@ -110,7 +110,7 @@ func TestPoliciesGrantOnlyWhatTheCodeUses(t *testing.T) {
 	}
 
 	log := slog.New(slog.NewTextHandler(io.Discard, nil))
-	deps, err := wiring.Load(ctx, "replicate", log)
+	deps, err := wiring.Load(ctx, "replicate", log, os.Getenv)
 	if err != nil || deps.RulesErr != nil {
 		t.Fatal(err, deps.RulesErr)
 	}
@@ -181,7 +181,7 @@ func TestPoliciesGrantOnlyWhatTheCodeUses(t *testing.T) {
 		t.Fatalf("the long tag is not at the destination (or was deleted when its source image was archived): %+v %v", got, err)
 	}
 
-	bdeps, err := wiring.Load(ctx, "backfill", log)
+	bdeps, err := wiring.Load(ctx, "backfill", log, os.Getenv)
 	if err != nil {
 		t.Fatal(err)
 	}

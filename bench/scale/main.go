@@ -136,7 +136,7 @@ func main() {
 			return real, nil
 		}
 		// PUT_IMAGE_WRITERS, as template.yaml sets it for the replicate function.
-		deps, err := wiring.Load(ctx, "replicate", logger, copyengine.WithWriters(*copiers))
+		deps, err := wiring.Load(ctx, "replicate", logger, os.Getenv, copyengine.WithWriters(*copiers))
 		if err != nil {
 			return nil, err
 		}
@@ -144,7 +144,7 @@ func main() {
 	})
 	// The reconcile function, on the reconcile queue.
 	reconciler := eventsource.NewEnvironments(func() (eventsource.Handler, error) {
-		deps, err := wiring.Load(ctx, "reconcile", logger)
+		deps, err := wiring.Load(ctx, "reconcile", logger, os.Getenv)
 		if err != nil {
 			return nil, err
 		}
@@ -186,11 +186,11 @@ func main() {
 		}
 	}()
 
-	bdeps, err := wiring.Load(ctx, "backfill", logger)
+	bdeps, err := wiring.Load(ctx, "backfill", logger, os.Getenv)
 	if err != nil {
 		log.Fatal(err)
 	}
-	rdeps, err := wiring.Load(ctx, "reconcile", logger)
+	rdeps, err := wiring.Load(ctx, "reconcile", logger, os.Getenv)
 	if err != nil {
 		log.Fatal(err)
 	}

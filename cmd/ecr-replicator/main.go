@@ -17,7 +17,7 @@ func main() {
 	// Run as a function's bootstrap (the demo, where the bootstraps are not built),
 	// verifying promotion gates' signatures as the replicate function does.
 	if name := os.Getenv(wiring.EnvServe); name != "" {
-		wiring.Start(name, verify.ForLambda)
+		wiring.Start(name, os.Getenv, verify.ForLambda)
 		return
 	}
 	// The first Ctrl-C (or SIGTERM) cancels the run, which then reports what is done and

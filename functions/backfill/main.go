@@ -1,7 +1,11 @@
 // Command backfill is the backfill Lambda function (provided.al2023, `bootstrap`):
-// wiring only; the logic is in internal/backfill.
+// wiring only, configured by its environment (read here, once); the logic is in internal/backfill.
 package main
 
-import "github.com/ecr-replicator/ecr-replicator/internal/wiring"
+import (
+	"os"
 
-func main() { wiring.Start("backfill") }
+	"github.com/ecr-replicator/ecr-replicator/internal/wiring"
+)
+
+func main() { wiring.Start("backfill", os.Getenv) }

@@ -1,7 +1,11 @@
 // Command reconcile is the reconcile Lambda function (provided.al2023, `bootstrap`):
-// wiring only; the logic is in internal/reconcile.
+// wiring only, configured by its environment (read here, once); the logic is in internal/reconcile.
 package main
 
-import "github.com/ecr-replicator/ecr-replicator/internal/wiring"
+import (
+	"os"
 
-func main() { wiring.Start("reconcile") }
+	"github.com/ecr-replicator/ecr-replicator/internal/wiring"
+)
+
+func main() { wiring.Start("reconcile", os.Getenv) }

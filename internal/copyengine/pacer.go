@@ -32,9 +32,9 @@ import (
 // writes whatever their number, the throttles it takes to undo the increases scaling
 // with the shares they cut — and, below the share, as much per second whatever the
 // rate, so that an engine cut far below it by a crowd that has left is back in seconds,
-// not minutes: the last copies of a run must not crawl. TestFleetSharesThePutImageQuota
-// simulates fleets of 1 to 100 engines, occasional writers beside them, and the climb
-// back.
+// not minutes: the last copies of a run must not crawl. docs/SCALE.md ("Sharing the
+// PutImage quota") gives what fleets of 1 to 100 engines, occasional writers beside them,
+// and the climb back were measured to do.
 type pacer struct {
 	mu        sync.Mutex
 	lim       *rate.Limiter

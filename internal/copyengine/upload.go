@@ -295,8 +295,8 @@ func (s *session) destRepositoryMissing(ctx context.Context, client *http.Client
 // committed (PUT ?digest=; ECR answers a mismatch with InvalidLayerException,
 // API_CompleteLayerUpload.html; distribution with DIGEST_INVALID) and the PUT's
 // Content-Length holds it to the manifest's size, so hashing it here as well (as ggcr's
-// layer reader does) would only spend CPU — half of the copy's CPU for a large image on
-// this machine (bench scenario 1).
+// layer reader does) would only spend CPU — half of the copy's CPU for a large image
+// (docs/PERFORMANCE.md).
 func (s *session) openSourceBlob(ctx context.Context, h v1.Hash) (io.ReadCloser, int64, error) {
 	op := "get source blob " + h.String()
 	cl, err := s.src.use(ctx)

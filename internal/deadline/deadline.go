@@ -49,9 +49,6 @@ func New(ctx context.Context, now time.Time, o Options) Budget {
 // SoftStopped reports whether no new work should start at now.
 func (b Budget) SoftStopped(now time.Time) bool { return !b.soft.IsZero() && !now.Before(b.soft) }
 
-// Soft is the soft stop (zero: none).
-func (b Budget) Soft() time.Time { return b.soft }
-
 // Work is ctx cut at the hard stop: what runs under it ends in time for the answer.
 func (b Budget) Work(ctx context.Context) (context.Context, context.CancelFunc) {
 	if b.hard.IsZero() {

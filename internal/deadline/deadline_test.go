@@ -26,14 +26,14 @@ func TestBudget(t *testing.T) {
 			ctx, cancel := context.WithDeadline(context.Background(), dl)
 			defer cancel()
 			b := New(ctx, now, c.o)
-			if got := dl.Sub(b.Soft()); got != c.wantSoft {
+			if got := dl.Sub(b.soft); got != c.wantSoft {
 				t.Errorf("soft stop %v before the deadline, want %v", got, c.wantSoft)
 			}
 			if got := dl.Sub(b.hard); got != c.wantHd {
 				t.Errorf("hard stop %v before the deadline, want %v", got, c.wantHd)
 			}
-			if b.SoftStopped(b.Soft().Add(-time.Nanosecond)) || !b.SoftStopped(b.Soft()) {
-				t.Error("SoftStopped disagrees with Soft")
+			if b.SoftStopped(b.soft.Add(-time.Nanosecond)) || !b.SoftStopped(b.soft) {
+				t.Error("SoftStopped disagrees with the soft stop")
 			}
 			wctx, wcancel := b.Work(ctx)
 			defer wcancel()

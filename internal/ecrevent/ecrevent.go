@@ -1,9 +1,14 @@
-// Package ecrevent parses what arrives on the replication queue (or in a
-// direct Lambda invocation): an EventBridge "ECR Image Action" event, or a
-// backfill work item of our own format (see WorkItem).
+// Package ecrevent parses what arrives on the replicator's queues (or in a
+// direct Lambda invocation): an EventBridge "ECR Image Action" event, a
+// scan-complete event, or an item of our own format — a work item (a copy or
+// a delete the backfill or a reconcile run found; see WorkItem) or a piece of
+// a reconcile run (see Reconcile).
 //
-// Parse sorts every body into one of three outcomes:
-//   - a Push or Delete to act on, with its fields validated;
+// Parse sorts every body into one of four outcomes:
+//   - a Push or Delete to act on, with its fields validated (a reconcile
+//     item is a Push: work to do);
+//   - a Trigger: a scan ended, and the images a promotion gate may hold are
+//     decided again;
 //   - Ignored, with a reason: events that are well-formed but not ours to
 //     act on (failed actions, archive/restore, other detail-types). This is
 //     not an error;
@@ -45,7 +50,7 @@ type Kind int
 
 const (
 	KindImageAction Kind = iota + 1 // EventBridge ECR Image Action
-	KindWorkItem                    // backfill work item
+	KindWorkItem                    // work item of the backfill or a reconcile run
 	KindReconcile                   // a piece of a distributed reconcile run
 	KindImageScan                   // a scan-complete event (ECR Image Scan, Inspector2 Scan)
 )

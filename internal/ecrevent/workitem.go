@@ -23,8 +23,8 @@ const (
 	WorkDelete = "delete"
 )
 
-// WorkItem is one unit of backfill work sent through the queue. Its JSON
-// form is:
+// WorkItem is one copy or delete that the backfill or a reconcile run found,
+// sent through the copy queue. Its JSON form is:
 //
 //	{"kind":"ecr-replicator/work-item","version":1,"action":"copy",
 //	 "rule":"prod",
@@ -43,7 +43,7 @@ type WorkItem struct {
 	Rule        string        `json:"rule"`   // name of the rule that produced it
 	Source      ImageRef      `json:"source"`
 	Destination RepositoryRef `json:"destination"`
-	Reason      string        `json:"reason,omitempty"` // why the backfill queued it, for logs
+	Reason      string        `json:"reason,omitempty"` // why the backfill or the reconcile queued it, for logs
 	// Run is the reconcile run that found the work (RFC 3339), if one did: the copy's log
 	// line says so (event_id "reconcile:<run>").
 	Run string `json:"run,omitempty"`

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"os"
 	"strings"
 	"testing"
 
@@ -97,7 +98,7 @@ func (f *fixture) handler(t *testing.T, engine ...copyengine.Option) (*eventhand
 	t.Helper()
 	out := &lockedBuffer{}
 	log := wiring.Logger(out, func(string) string { return "" })
-	deps, err := wiring.Load(f.ctx, "replicate", log, engine...)
+	deps, err := wiring.Load(f.ctx, "replicate", log, os.Getenv, engine...)
 	if err != nil {
 		t.Fatal(err)
 	}

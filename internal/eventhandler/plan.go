@@ -246,8 +246,8 @@ func (h *Handler) planImageAction(m message, msg *ecrevent.Message, own *ownSour
 	return jobs, nil
 }
 
-// planWorkItem accepts a backfill work item only for a destination the rules give its
-// source.
+// planWorkItem accepts a work item (the backfill's or a reconcile run's) only for a
+// destination the rules give its source.
 func (h *Handler) planWorkItem(w *ecrevent.WorkItem) (*job, error) {
 	j := &job{
 		delete:  w.Action == ecrevent.WorkDelete,

@@ -4,6 +4,7 @@ import (
 	"context"
 	"io"
 	"net"
+	"os"
 	"strings"
 	"testing"
 	"time"
@@ -51,7 +52,7 @@ func TestResultEventsNeverDelayTheAnswer(t *testing.T) {
 	digest := f.push(t, "team-a/app", "v1")
 	out := &lockedBuffer{}
 	log := wiring.Logger(out, func(string) string { return "" })
-	deps, err := wiring.Load(f.ctx, "replicate", log)
+	deps, err := wiring.Load(f.ctx, "replicate", log, os.Getenv)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -3,6 +3,7 @@ package reconcile_test
 import (
 	"encoding/json"
 	"fmt"
+	"os"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -81,7 +82,7 @@ func TestReconcileHonoursGates(t *testing.T) {
 	}
 	t.Setenv("REPLICATION_RULES", rules)
 	logs := &sandboxtest.LogBuffer{}
-	deps, err := wiring.Load(w.Ctx, "replicate", wiring.Logger(logs, func(string) string { return "" }))
+	deps, err := wiring.Load(w.Ctx, "replicate", wiring.Logger(logs, func(string) string { return "" }), os.Getenv)
 	if err != nil {
 		t.Fatal(err)
 	}

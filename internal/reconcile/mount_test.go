@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"log/slog"
+	"os"
 	"strings"
 	"testing"
 
@@ -56,7 +57,7 @@ func TestReconciledCopiesMountSharedLayers(t *testing.T) {
 		t.Fatalf("the reconcile sent %d copies, want 4", len(copies))
 	}
 
-	deps, err := wiring.Load(f.w.Ctx, "replicate", slog.New(slog.DiscardHandler))
+	deps, err := wiring.Load(f.w.Ctx, "replicate", slog.New(slog.DiscardHandler), os.Getenv)
 	if err != nil || deps.RulesErr != nil {
 		t.Fatal(err, deps.RulesErr)
 	}

@@ -52,7 +52,7 @@ func newFixture(t *testing.T, rules string) *fixture {
 			sandbox.DestinationAccount, sandbox.DefaultRegion, w.DestinationRoleARN(), sandboxtest.ExternalID)
 	}
 	t.Setenv("REPLICATION_RULES", rules)
-	deps, err := wiring.Load(w.Ctx, "reconcile", wiring.Logger(f.logs, func(string) string { return "" }))
+	deps, err := wiring.Load(w.Ctx, "reconcile", wiring.Logger(f.logs, func(string) string { return "" }), os.Getenv)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -371,7 +371,7 @@ func newFixtureIn(t *testing.T, w *sandboxtest.World, rules string) *fixture {
 		f.env[env] = aws.ToString(out.QueueUrl)
 	}
 	t.Setenv("REPLICATION_RULES", rules)
-	deps, err := wiring.Load(w.Ctx, "reconcile", wiring.Logger(f.logs, func(string) string { return "" }))
+	deps, err := wiring.Load(w.Ctx, "reconcile", wiring.Logger(f.logs, func(string) string { return "" }), os.Getenv)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -7,6 +7,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"os"
 	"strings"
 	"testing"
 	"time"
@@ -58,7 +59,7 @@ func (f *fixture) deliverWithin(t *testing.T, timeout time.Duration, bodies ...s
 func TestReview21ScanPageThatDoesNotFitHandsOnItsPlace(t *testing.T) {
 	f := newFixture(t, "")
 	names := createRepos(t, f.w, 400) // ten chunks of 40
-	deps, err := wiring.Load(f.w.Ctx, "reconcile", wiring.Logger(f.logs, func(string) string { return "" }))
+	deps, err := wiring.Load(f.w.Ctx, "reconcile", wiring.Logger(f.logs, func(string) string { return "" }), os.Getenv)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -3,6 +3,7 @@ package reliability_test
 import (
 	"encoding/json"
 	"fmt"
+	"os"
 	"strings"
 	"sync"
 	"testing"
@@ -21,7 +22,7 @@ import (
 func (f *fx) newHandler(t testing.TB) *eventhandler.Handler {
 	t.Helper()
 	log := wiring.Logger(f.logs, func(string) string { return "debug" })
-	deps, err := wiring.Load(f.ctx, "replicate", log, f.engine...)
+	deps, err := wiring.Load(f.ctx, "replicate", log, os.Getenv, f.engine...)
 	if err != nil {
 		t.Fatal(err)
 	}

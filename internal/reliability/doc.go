@@ -1,5 +1,5 @@
 // Package reliability holds the replicator's reliability suite, and nothing else: tests
-// that drive the replicate function's handler (internal/replicator) and the backfill
+// that drive the replicate function's handler (internal/eventhandler) and the backfill
 // against the in-process AWS sandbox while its fault hooks fail, reset, throttle and
 // expire things, while events arrive duplicated, out of order and racing, and while
 // input is hostile — and check that the destination is never wrong: every tag ends up

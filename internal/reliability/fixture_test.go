@@ -17,7 +17,6 @@ import (
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/ecr"
 	ecrtypes "github.com/aws/aws-sdk-go-v2/service/ecr/types"
-	"github.com/google/go-containerregistry/pkg/name"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/google/go-containerregistry/pkg/v1/random"
 	"github.com/google/go-containerregistry/pkg/v1/remote"
@@ -96,7 +95,7 @@ func newFx(t testing.TB, seed int64, opts ...func(*fxOption)) *fx {
 		}
 		return ""
 	})
-	deps, err := wiring.Load(f.ctx, "replicate", log, o.engine...)
+	deps, err := wiring.Load(f.ctx, "replicate", log, os.Getenv, o.engine...)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -374,11 +373,6 @@ func recordSecret(f *fx, s ...string) {
 	secretsMu.Lock()
 	secrets[f] = append(secrets[f], s...)
 	secretsMu.Unlock()
-}
-
-// tagRef is a tag reference on side s.
-func tagRef(t testing.TB, s sandboxtest.Side, repo, tag string) name.Reference {
-	return s.Ref(t, repo, tag)
 }
 
 func toJSON(v any) string {

@@ -2,6 +2,7 @@ package reliability_test
 
 import (
 	"encoding/json"
+	"os"
 	"testing"
 	"time"
 
@@ -40,14 +41,14 @@ func (s *reconcileStack) start(t *testing.T) {
 	log := wiring.Logger(s.logs, func(string) string { return "" })
 	getenv := func(k string) string { return s.env[k] }
 	s.run(t, s.urls["reconcile"], 10, 5, func() (eventsource.Handler, error) {
-		deps, err := wiring.Load(w.Ctx, "reconcile", log)
+		deps, err := wiring.Load(w.Ctx, "reconcile", log, os.Getenv)
 		if err != nil {
 			return nil, err
 		}
 		return deps.Reconciler(getenv, s.emf, fastRetries), nil
 	})
 	s.run(t, s.urls["copy"], 10, 2, func() (eventsource.Handler, error) {
-		deps, err := wiring.Load(w.Ctx, "replicate", log)
+		deps, err := wiring.Load(w.Ctx, "replicate", log, os.Getenv)
 		if err != nil {
 			return nil, err
 		}
@@ -60,7 +61,7 @@ func fastRetries(c *reconcile.Config) { c.RetryDelay = 300 * time.Millisecond }
 
 func (s *reconcileStack) invokeTrigger(t *testing.T, payload string) error {
 	log := wiring.Logger(s.logs, func(string) string { return "" })
-	deps, err := wiring.Load(s.w.Ctx, "reconcile", log)
+	deps, err := wiring.Load(s.w.Ctx, "reconcile", log, os.Getenv)
 	if err != nil {
 		return err
 	}

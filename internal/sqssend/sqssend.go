@@ -187,17 +187,6 @@ func sleep(ctx context.Context, d time.Duration) bool {
 	}
 }
 
-// FirstFailure is the index of the first message Send did not send (len(errs) when all
-// were sent): what a producer continues from.
-func FirstFailure(errs []error) int {
-	for i, err := range errs {
-		if err != nil {
-			return i
-		}
-	}
-	return len(errs)
-}
-
 // Error is why a message was not sent: SQS refused its entry (Code, Message,
 // SenderFault), or the whole call failed (Err).
 type Error struct {

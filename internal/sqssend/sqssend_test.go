@@ -54,7 +54,7 @@ func TestSendPolicy(t *testing.T) {
 	t.Run("sent", func(t *testing.T) {
 		w, q, url := setup(t)
 		errs := sqssend.New(q).Send(w.Ctx, url, messages(25))
-		if i := sqssend.FirstFailure(errs); i != 25 {
+		if i := firstFailure(errs); i != 25 {
 			t.Fatalf("first failure at %d: %v", i, errs[i])
 		}
 		if got := queued(t, w); len(got) != 25 {
@@ -68,7 +68,7 @@ func TestSendPolicy(t *testing.T) {
 		}
 		s := sqssend.New(q, sqssend.WithResend(retry.Policy{Attempts: 3, Initial: time.Millisecond}), sqssend.WithParallel(1))
 		errs := s.Send(w.Ctx, url, messages(10))
-		if i := sqssend.FirstFailure(errs); i != 10 {
+		if i := firstFailure(errs); i != 10 {
 			t.Fatalf("first failure at %d: %v", i, errs[i])
 		}
 		for body, n := range queued(t, w) {
@@ -83,7 +83,7 @@ func TestSendPolicy(t *testing.T) {
 			t.Fatal(err)
 		}
 		errs := sqssend.New(q, sqssend.WithResend(retry.Policy{Attempts: 2, Initial: time.Millisecond})).Send(w.Ctx, url, messages(10))
-		if i := sqssend.FirstFailure(errs); i != 8 {
+		if i := firstFailure(errs); i != 8 {
 			t.Fatalf("first failure at %d, want 8", i)
 		}
 		code, retryable := retry.Classify(errs[9])
@@ -98,7 +98,7 @@ func TestSendPolicy(t *testing.T) {
 		}
 		errs := sqssend.New(q).Send(w.Ctx, url, messages(4))
 		code, retryable := retry.Classify(errs[3])
-		if code != "InvalidMessageContents" || retryable || sqssend.FirstFailure(errs) != 3 {
+		if code != "InvalidMessageContents" || retryable || firstFailure(errs) != 3 {
 			t.Errorf("sender fault: %v (code %q, retryable %v)", errs[3], code, retryable)
 		}
 		if got := queued(t, w); len(got) != 3 {
@@ -145,4 +145,15 @@ func TestSendPolicy(t *testing.T) {
 			t.Errorf("a delayed message was delivered at once: %v %v", out, err)
 		}
 	})
+}
+
+// firstFailure is the index of the first message Send did not send (len(errs) when all
+// were sent).
+func firstFailure(errs []error) int {
+	for i, err := range errs {
+		if err != nil {
+			return i
+		}
+	}
+	return len(errs)
 }

@@ -1,7 +1,8 @@
-// Package wiring builds, from the environment, the dependencies the Lambda functions'
-// main.go share: logger, AWS configuration, the rules document (internal/rulesource), the
-// replicator (registry access + copy engine), the backfill and the reconcile, and serves
-// invocations with the rules document kept current (Serve). Entry points stay thin.
+// Package wiring builds, from the environment main reads (a getenv: wiring reads none
+// itself), the dependencies the Lambda functions' main.go share: logger, AWS
+// configuration, the rules document (internal/rulesource), the replicator (registry
+// access + copy engine), the backfill and the reconcile, and serves invocations with the
+// rules document kept current (Serve). Entry points stay thin.
 package wiring
 
 import (
@@ -77,17 +78,18 @@ type Deps struct {
 	engine *copyengine.Engine
 }
 
-// Load reads the AWS configuration (standard SDK environment, including
-// AWS_ENDPOINT_URL_<SERVICE>) and builds the dependencies from the process's
-// environment (New). actor names who acts in RoleSessionName ("replicate", "backfill",
+// Load reads the AWS configuration (the SDK's standard environment, including
+// AWS_ENDPOINT_URL_<SERVICE>) and builds the dependencies from the environment getenv
+// reads (New): main hands it the process's (os.Getenv), which nothing here reads
+// directly. actor names who acts in RoleSessionName ("replicate", "backfill",
 // "reconcile", "cli"); engine are extra copy-engine options (tests shorten waits with
 // them).
-func Load(ctx context.Context, actor string, log *slog.Logger, engine ...copyengine.Option) (*Deps, error) {
+func Load(ctx context.Context, actor string, log *slog.Logger, getenv func(string) string, engine ...copyengine.Option) (*Deps, error) {
 	cfg, err := config.LoadDefaultConfig(ctx)
 	if err != nil {
 		return nil, fmt.Errorf("AWS configuration: %w", err)
 	}
-	return New(ctx, cfg, actor, log, os.Getenv, engine...), nil
+	return New(ctx, cfg, actor, log, getenv, engine...), nil
 }
 
 // New builds the dependencies from an AWS configuration and an environment: the rules
@@ -188,14 +190,17 @@ func (d *Deps) configurationError(getenv func(string) string, emf io.Writer, wha
 // document (or of its promotion gates' signers).
 const MetricConfigurationErrors = "ConfigurationErrors"
 
-// functions are the handlers the bootstraps serve, by function name.
-var functions = map[string]func(d *Deps) HandlerFunc{
-	"replicate": func(d *Deps) HandlerFunc { return d.Replicate(os.Getenv, os.Stdout) },
-	"backfill": func(d *Deps) HandlerFunc {
-		b := d.Backfill(os.Getenv, os.Stdout)
+// functions build the handlers the bootstraps serve, by function name, from the
+// environment getenv reads; EMF metrics go to emf.
+var functions = map[string]func(d *Deps, getenv func(string) string, emf io.Writer) HandlerFunc{
+	"replicate": (*Deps).Replicate,
+	"backfill": func(d *Deps, getenv func(string) string, emf io.Writer) HandlerFunc {
+		b := d.Backfill(getenv, emf)
 		return func(ctx context.Context, payload json.RawMessage) (any, error) { return b.Handle(ctx, payload) }
 	},
-	"reconcile": func(d *Deps) HandlerFunc { return d.Reconciler(os.Getenv, os.Stdout).Handle },
+	"reconcile": func(d *Deps, getenv func(string) string, emf io.Writer) HandlerFunc {
+		return d.Reconciler(getenv, emf).Handle
+	},
 }
 
 // EnvServe, in the CLI's environment, names the function the CLI binary runs as instead
@@ -204,16 +209,18 @@ var functions = map[string]func(d *Deps) HandlerFunc{
 const EnvServe = "ECR_REPLICATOR_SERVE"
 
 // Start runs the named function ("replicate", "backfill", "reconcile") in a Lambda execution
-// environment, as its bootstrap (functions/<name>) does; an unknown name exits 2. verify,
-// when given, compiles the promotion gates' signers (the replicate function's).
-func Start(name string, verify ...VerifyFunc) {
-	log := Logger(os.Stdout, os.Getenv)
+// environment, as its bootstrap (functions/<name>) does, configured by the environment
+// getenv reads (main's os.Getenv); logs and EMF metrics go to standard output, where
+// Lambda sends them to CloudWatch. An unknown name exits 2. verify, when given, compiles
+// the promotion gates' signers (the replicate function's).
+func Start(name string, getenv func(string) string, verify ...VerifyFunc) {
+	log := Logger(os.Stdout, getenv)
 	build, ok := functions[name]
 	if !ok {
 		log.Error("no such function (replicate, backfill, reconcile)", "function", name)
 		os.Exit(2)
 	}
-	deps, err := Load(context.Background(), name, log)
+	deps, err := Load(context.Background(), name, log, getenv)
 	if err != nil {
 		lambda.Start(ColdStartFailed(log, err))
 		return
@@ -221,7 +228,7 @@ func Start(name string, verify ...VerifyFunc) {
 	for _, v := range verify {
 		deps.Verify = v
 	}
-	lambda.Start(deps.Serve(os.Getenv, os.Stdout, build))
+	lambda.Start(deps.Serve(getenv, os.Stdout, func(d *Deps) HandlerFunc { return build(d, getenv, os.Stdout) }))
 }
 
 // ColdStartFailed is the handler a function starts with when its cold start failed (no
@@ -272,7 +279,7 @@ func (d *Deps) Backfill(getenv func(string) string, emf io.Writer) *backfill.Bac
 // (result events, the reconcile queue's items); EMF metrics go to emf. Tests adjust the
 // configuration with adjust.
 func (d *Deps) Handler(getenv func(string) string, emf io.Writer, adjust ...func(*eventhandler.Config)) *eventhandler.Handler {
-	g, err := d.promotionGate()
+	g, err := d.promotionGate(getenv)
 	return d.handler(getenv, emf, g, err, adjust...)
 }
 
@@ -280,7 +287,7 @@ func (d *Deps) Handler(getenv func(string) string, emf io.Writer, adjust ...func
 // document: Handler's, or, when the promotion gates' signers do not compile, one that
 // refuses every invocation as an unusable document is (logged, ConfigurationErrors).
 func (d *Deps) Replicate(getenv func(string) string, emf io.Writer) HandlerFunc {
-	g, err := d.promotionGate()
+	g, err := d.promotionGate(getenv)
 	if err != nil {
 		return func(context.Context, json.RawMessage) (any, error) {
 			return nil, d.configurationError(getenv, emf, "the promotion gates' signers", err)
@@ -315,13 +322,15 @@ func (d *Deps) handler(getenv func(string) string, emf io.Writer, g eventhandler
 
 // VerifyFunc compiles the signers of a rules document into the promotion gates'
 // signature verifiers (internal/gate/verify's ForLambda): given to Start by the functions
-// that verify, so that only they link the signature libraries.
-type VerifyFunc func(doc *rules.Document, cfg aws.Config) (gate.Verifiers, error)
+// that verify, so that only they link the signature libraries. getenv reads the
+// function's environment (where its code directory is).
+type VerifyFunc func(doc *rules.Document, cfg aws.Config, getenv func(string) string) (gate.Verifiers, error)
 
 // promotionGate is the promotion gate of d.Rules (docs/PROMOTION.md; nil without rules),
-// its signers compiled by d.Verify. A signer that does not compile, or signers in a
-// function built without Verify, are an error: the function refuses every invocation.
-func (d *Deps) promotionGate() (eventhandler.Gate, error) {
+// its signers compiled by d.Verify in the environment getenv reads. A signer that does
+// not compile, or signers in a function built without Verify, are an error: the function
+// refuses every invocation.
+func (d *Deps) promotionGate(getenv func(string) string) (eventhandler.Gate, error) {
 	if d.Rules == nil {
 		return nil, nil
 	}
@@ -329,7 +338,7 @@ func (d *Deps) promotionGate() (eventhandler.Gate, error) {
 	var err error
 	switch {
 	case d.Verify != nil:
-		vs, err = d.Verify(d.Rules, d.AWS)
+		vs, err = d.Verify(d.Rules, d.AWS, getenv)
 	case d.Rules.HasSigners():
 		err = errors.New("a rule's promotion gate requires signatures, and this function was built without signature verification")
 	}

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"log/slog"
+	"os"
 	"strings"
 	"testing"
 
@@ -41,7 +42,7 @@ func TestServeKeepsTheRulesCurrent(t *testing.T) {
 	t.Setenv(rulesource.EnvAssumableRoles, "arn:aws:iam::*:role/ecr-replicator-destination")
 	t.Setenv(rules.EnvRules, "")
 	logs, emf := &sandboxtest.LogBuffer{}, &sandboxtest.LogBuffer{}
-	deps, err := wiring.Load(w.Ctx, "replicate", slog.New(slog.NewJSONHandler(logs, nil)))
+	deps, err := wiring.Load(w.Ctx, "replicate", slog.New(slog.NewJSONHandler(logs, nil)), os.Getenv)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -112,7 +113,7 @@ func TestServeRetriesAThrottledFirstRead(t *testing.T) {
 		t.Fatal(err)
 	}
 	logs, emf := &sandboxtest.LogBuffer{}, &sandboxtest.LogBuffer{}
-	deps, err := wiring.Load(w.Ctx, "replicate", slog.New(slog.NewJSONHandler(logs, nil)))
+	deps, err := wiring.Load(w.Ctx, "replicate", slog.New(slog.NewJSONHandler(logs, nil)), os.Getenv)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -153,7 +154,7 @@ func TestServeRefusesSignersThatDoNotCompile(t *testing.T) {
 	t.Setenv(rulesource.EnvCheckSeconds, "0")
 	t.Setenv(rules.EnvRules, "")
 	logs, emf := &sandboxtest.LogBuffer{}, &sandboxtest.LogBuffer{}
-	deps, err := wiring.Load(w.Ctx, "replicate", slog.New(slog.NewJSONHandler(logs, nil)))
+	deps, err := wiring.Load(w.Ctx, "replicate", slog.New(slog.NewJSONHandler(logs, nil)), os.Getenv)
 	if err != nil || deps.RulesErr != nil {
 		t.Fatal(err, deps.RulesErr)
 	}

@@ -97,10 +97,10 @@ func Compile(doc *rules.Document, o Options) (gate.Verifiers, error) {
 
 // ForLambda compiles doc's signers as the replicate function does (wiring.VerifyFunc): a
 // kmsKey's public key through cfg's KMS, files relative to the code directory
-// (LAMBDA_TASK_ROOT, where the build copies TRUST_DIR as trust/; unset: the working
-// directory).
-func ForLambda(doc *rules.Document, cfg aws.Config) (gate.Verifiers, error) {
-	return Compile(doc, Options{KMS: kms.NewFromConfig(cfg), Dir: os.Getenv("LAMBDA_TASK_ROOT")})
+// (LAMBDA_TASK_ROOT in the environment getenv reads, where the build copies TRUST_DIR as
+// trust/; unset: the working directory).
+func ForLambda(doc *rules.Document, cfg aws.Config, getenv func(string) string) (gate.Verifiers, error) {
+	return Compile(doc, Options{KMS: kms.NewFromConfig(cfg), Dir: getenv("LAMBDA_TASK_ROOT")})
 }
 
 // compile builds one signer's verifier.

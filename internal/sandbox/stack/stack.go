@@ -7,7 +7,10 @@
 // function an event.
 //
 // What the template sets is written here once, in Go; stack_test.go renders template.yaml
-// (internal/testing/cfn) and checks that both say the same.
+// (internal/testing/cfn) and checks that both say the same. Like the template, the stack
+// names the functions' environment variables as text and imports none of the functions'
+// code: it is the deployment, and the functions are what it runs — as deployed, the
+// demo's and the benchmarks' functions read only what the template gives them.
 package stack
 
 import (
@@ -23,11 +26,9 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/sqs"
 	"github.com/aws/aws-sdk-go-v2/service/sqs/types"
 
-	"github.com/ecr-replicator/ecr-replicator/internal/rulesource"
 	"github.com/ecr-replicator/ecr-replicator/internal/sandbox"
 	"github.com/ecr-replicator/ecr-replicator/internal/sandbox/eventsource"
 	"github.com/ecr-replicator/ecr-replicator/internal/sandbox/signin"
-	"github.com/ecr-replicator/ecr-replicator/internal/wiring"
 )
 
 // template.yaml's defaults for the push path.
@@ -230,11 +231,11 @@ func (s *Stack) createQueue(ctx context.Context, name string, attrs map[string]s
 // caller's), plus the function timeout for the emulator.
 func (s *Stack) FunctionEnv() map[string]string {
 	return map[string]string{
-		wiring.EnvQueueURL:            s.QueueURL,
-		wiring.EnvCopyQueueURL:        s.CopyQueueURL,
-		rulesource.EnvPromotionGates:  strconv.FormatBool(s.opts.PromotionGates),
-		wiring.EnvPutImageRate:        strconv.Itoa(PutImageRate),
-		wiring.EnvWriters:             strconv.Itoa(CopyConcurrency),
+		"REPLICATION_QUEUE_URL":       s.QueueURL,
+		"COPY_QUEUE_URL":              s.CopyQueueURL,
+		"PROMOTION_GATES":             strconv.FormatBool(s.opts.PromotionGates),
+		"PUT_IMAGE_RATE":              strconv.Itoa(PutImageRate),
+		"PUT_IMAGE_WRITERS":           strconv.Itoa(CopyConcurrency),
 		"LOG_LEVEL":                   LogLevel,
 		"AWS_LAMBDA_FUNCTION_TIMEOUT": strconv.Itoa(int(s.opts.ReplicateTimeout.Seconds())),
 	}

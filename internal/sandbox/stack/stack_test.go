@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"path/filepath"
 	"reflect"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -26,6 +27,7 @@ import (
 	"github.com/google/go-containerregistry/pkg/v1/random"
 	"github.com/google/go-containerregistry/pkg/v1/remote"
 
+	"github.com/ecr-replicator/ecr-replicator/internal/rulesource"
 	"github.com/ecr-replicator/ecr-replicator/internal/sandbox"
 	"github.com/ecr-replicator/ecr-replicator/internal/sandbox/eventpattern"
 	"github.com/ecr-replicator/ecr-replicator/internal/sandbox/stack"
@@ -217,6 +219,24 @@ func TestSettingsAreTheTemplates(t *testing.T) {
 	}
 	if got := fmt.Sprint(path(t, r.Params, "MaxReceiveCount")); got != fmt.Sprint(stack.MaxReceiveCount) {
 		t.Errorf("MaxReceiveCount = %s, want %d", got, stack.MaxReceiveCount)
+	}
+}
+
+// TestEnvironmentIsWhatTheFunctionsRead: the stack names the functions' environment as
+// template.yaml does, as text; these are the names the functions read.
+func TestEnvironmentIsWhatTheFunctionsRead(t *testing.T) {
+	read := []string{wiring.EnvQueueURL, wiring.EnvCopyQueueURL, wiring.EnvPutImageRate, wiring.EnvWriters, rulesource.EnvPromotionGates,
+		"LOG_LEVEL", "AWS_LAMBDA_FUNCTION_TIMEOUT"}
+	env := (&stack.Stack{}).FunctionEnv()
+	for _, name := range read {
+		if _, ok := env[name]; !ok {
+			t.Errorf("FunctionEnv sets no %s", name)
+		}
+	}
+	for name := range env {
+		if !slices.Contains(read, name) {
+			t.Errorf("FunctionEnv sets %s, which no function reads", name)
+		}
 	}
 }
 

@@ -47,3 +47,15 @@ func TestCLILinksNoTestPackages(t *testing.T) {
 		}
 	}
 }
+
+// TestSandboxLinksNoFunction: the sandbox plays AWS and its stack plays template.yaml:
+// they run the functions as deployed (bootstraps, an environment named as the template
+// names it), never link the functions' code — what they show is what a deployment does.
+func TestSandboxLinksNoFunction(t *testing.T) {
+	for _, p := range deps(t, "../../sandbox/...") {
+		switch p {
+		case "internal/wiring", "internal/eventhandler", "internal/backfill", "internal/reconcile", "internal/destinations", "internal/copyengine":
+			t.Errorf("the sandbox links %s", p)
+		}
+	}
+}

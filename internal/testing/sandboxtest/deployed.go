@@ -62,7 +62,7 @@ func repoRoot() string {
 //     Lambda's: the sandbox has no CloudWatch Logs).
 //     Its trust policy allows the source account's admin user instead of the template's
 //     lambda.amazonaws.com service principal, which cannot call AssumeRole here; the
-//     test plays Lambda with FunctionEnv/FunctionSession.
+//     test plays Lambda with FunctionEnv/RoleSession.
 //   - the source account's registry (default region) has the template's
 //     AWS::ECR::PullTimeUpdateExclusion resources registered;
 //   - the destination role (sandbox.DestinationRole) gets the rendered policies and trust
@@ -221,12 +221,6 @@ func renderSource(t testing.TB, params map[string]any) *cfn.Template {
 	return src
 }
 
-// FunctionSession assumes FunctionRole as the source account's admin, as Lambda does for
-// a function, and returns the session's credentials.
-func FunctionSession(ctx context.Context, sb *sandbox.Sandbox) (aws.Credentials, error) {
-	return RoleSession(ctx, sb, FunctionRole, "ecr-replicator-function")
-}
-
 // RoleSession assumes a role of the source account (FunctionRole, ReconcilerRole) as its
 // admin, as Lambda does for a function, and returns the session's credentials.
 func RoleSession(ctx context.Context, sb *sandbox.Sandbox, role, sessionName string) (aws.Credentials, error) {
@@ -250,7 +244,7 @@ func RoleSession(ctx context.Context, sb *sandbox.Sandbox, role, sessionName str
 	cr := out.Credentials
 	return aws.Credentials{
 		AccessKeyID: aws.ToString(cr.AccessKeyId), SecretAccessKey: aws.ToString(cr.SecretAccessKey),
-		SessionToken: aws.ToString(cr.SessionToken), Source: "sandboxtest.FunctionSession",
+		SessionToken: aws.ToString(cr.SessionToken), Source: "sandboxtest.RoleSession",
 	}, nil
 }
 
