@@ -167,7 +167,7 @@ func TestReview25HoldGivesUpBeforeItsWait(t *testing.T) {
 	}
 	t.Setenv(wiring.EnvCopyQueueURL, aws.ToString(cq.QueueUrl))
 	d := f.push(t, "team-a/app", "v1")
-	deps, err := wiring.Load(f.ctx, "replicate", slog.New(slog.DiscardHandler))
+	deps, err := wiring.Load(f.ctx, "replicate", slog.New(slog.DiscardHandler), os.Getenv)
 	if err != nil {
 		t.Fatal(err)
 	}

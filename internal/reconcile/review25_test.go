@@ -3,6 +3,7 @@ package reconcile_test
 import (
 	"encoding/json"
 	"fmt"
+	"os"
 	"strings"
 	"testing"
 
@@ -45,7 +46,7 @@ func TestReview25ReconcileRunsForkRecheckChains(t *testing.T) {
 	}
 	t.Setenv("REPLICATION_RULES", rules)
 	logs := &sandboxtest.LogBuffer{}
-	deps, err := wiring.Load(w.Ctx, "replicate", wiring.Logger(logs, func(string) string { return "" }))
+	deps, err := wiring.Load(w.Ctx, "replicate", wiring.Logger(logs, func(string) string { return "" }), os.Getenv)
 	if err != nil {
 		t.Fatal(err)
 	}
