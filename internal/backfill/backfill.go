@@ -283,11 +283,11 @@ func (r *run) scan(ctx context.Context, pos position) error {
 	r.srcAccount = b.SourceAccountID
 	if r.srcAccount == "" {
 		var err error
-		if r.srcAccount, err = SourceAccount(ctx, b.Resolver, r.doc); err != nil {
+		if r.srcAccount, err = destinations.SourceAccount(ctx, b.Resolver, r.doc.SourceRoleARN()); err != nil {
 			return err
 		}
 	}
-	src, err := b.Resolver.Registry(ctx, ecraccess.Access{AccountID: r.srcAccount, Region: b.SourceRegion, RoleARN: r.doc.SourceRoleARN()})
+	src, err := b.Resolver.Registry(ctx, destinations.SourceAccess(ecrname.Registry{AccountID: r.srcAccount, Region: b.SourceRegion}, r.doc.SourceRoleARN()))
 	if err != nil {
 		return err
 	}
@@ -369,19 +369,6 @@ func (r *run) token(p position) string {
 	return encodeToken(p)
 }
 
-// SourceAccount is source.roleArn's account when the rules name one, or the caller's
-// (asked once per Resolver).
-func SourceAccount(ctx context.Context, resolver *ecraccess.Resolver, doc *rules.Document) (string, error) {
-	if arn := doc.SourceRoleARN(); arn != "" {
-		acct, err := ecrname.RoleAccount(arn)
-		if err != nil {
-			return "", fmt.Errorf("source.roleArn: %w", err)
-		}
-		return acct, nil
-	}
-	return resolver.CallerAccount(ctx)
-}
-
 // warmDestinations starts resolving every destination of the rules in the background
 // (ecraccess.Resolver.Warm) and returns a function that waits for that to end.
 func (b *Backfill) warmDestinations(ctx context.Context, doc *rules.Document) (wait func()) {
@@ -389,7 +376,7 @@ func (b *Backfill) warmDestinations(ctx context.Context, doc *rules.Document) (w
 	seen := map[ecraccess.Access]bool{}
 	for _, rule := range doc.Rules {
 		for _, d := range rule.Destinations {
-			a := d.Access()
+			a := destinations.DestinationAccess(d)
 			if seen[a] {
 				continue
 			}
@@ -462,7 +449,7 @@ func ListDestinations(ctx context.Context, resolver *ecraccess.Resolver, targets
 			continue // reported by Expand if an image needs it
 		}
 		wg.Go(func() {
-			a := t.Destination.Access()
+			a := destinations.DestinationAccess(t.Destination)
 			a.ListOnly = listOnly
 			reg, err := resolver.Registry(ctx, a)
 			var (

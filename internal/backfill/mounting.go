@@ -7,6 +7,7 @@ import (
 	"slices"
 	"sort"
 
+	"github.com/ecr-replicator/ecr-replicator/internal/destinations"
 	"github.com/ecr-replicator/ecr-replicator/internal/ecraccess"
 	"github.com/ecr-replicator/ecr-replicator/internal/ecrname"
 	"github.com/ecr-replicator/ecr-replicator/internal/retry"
@@ -83,7 +84,7 @@ func (r *run) planMounting(ctx context.Context) []Mounting {
 	if len(want) == 0 {
 		return nil
 	}
-	src, err := r.b.Resolver.Registry(ctx, ecraccess.Access{AccountID: r.srcAccount, Region: r.srcRegion, RoleARN: r.doc.SourceRoleARN()})
+	src, err := r.b.Resolver.Registry(ctx, destinations.SourceAccess(ecrname.Registry{AccountID: r.srcAccount, Region: r.srcRegion}, r.doc.SourceRoleARN()))
 	var images map[string]readImage
 	var facts map[ecrname.Repo]destFacts
 	var destErrs map[ecrname.Registry]error // reading a destination registry
@@ -156,7 +157,7 @@ type sharedLayer struct {
 
 // add counts one upload's layers that its destination repository lacks, in its group.
 func (m *registryMounting) add(u upload, images map[string]readImage, facts map[ecrname.Repo]destFacts) {
-	a := u.target.Destination.Access()
+	a := destinations.DestinationAccess(u.target.Destination)
 	if !slices.Contains(m.accesses, a) {
 		m.accesses = append(m.accesses, a)
 	}

@@ -10,6 +10,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/ecr"
 	ecrtypes "github.com/aws/aws-sdk-go-v2/service/ecr/types"
 
+	"github.com/ecr-replicator/ecr-replicator/internal/destinations"
 	"github.com/ecr-replicator/ecr-replicator/internal/ecraccess"
 	"github.com/ecr-replicator/ecr-replicator/internal/ecrname"
 )
@@ -46,7 +47,7 @@ func (r *run) destinationFacts(ctx context.Context, src *ecr.Client, uploads []u
 		if brought[d] == nil {
 			brought[d] = map[string]bool{}
 			if u.exists {
-				a := u.target.Destination.Access()
+				a := destinations.DestinationAccess(u.target.Destination)
 				existing[a] = append(existing[a], d)
 			} else {
 				created[d] = u

@@ -311,7 +311,7 @@ func syncSession(ctx context.Context, o syncOptions, log *slog.Logger, narrowed 
 		if srcAccount, err = ecrname.RoleAccount(arn); err != nil {
 			return nil, "", configProblem(err, "%s: source.roleArn: %v", o.rulesFile, err)
 		}
-		if _, err := sess.assumeRole(ctx, ecraccess.Access{AccountID: srcAccount, Region: sess.cfg.Region, RoleARN: arn}, "none: a source role takes none"); err != nil {
+		if _, err := sess.assumeRole(ctx, destinations.SourceAccess(ecrname.Registry{AccountID: srcAccount, Region: sess.cfg.Region}, arn), "none: a source role takes none"); err != nil {
 			return nil, "", err
 		}
 	}
@@ -356,7 +356,7 @@ func checkDestinations(ctx context.Context, sess *awsSession, doc *rules.Documen
 	seen := map[ecraccess.Access]bool{}
 	for i, r := range doc.Rules {
 		for j, d := range r.Destinations {
-			acc := d.Access()
+			acc := destinations.DestinationAccess(d)
 			if seen[acc] {
 				continue
 			}

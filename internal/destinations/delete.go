@@ -107,7 +107,7 @@ func (r *Run) followSourceDelete(ctx context.Context, rt route, src Source, t ru
 // deleteDigest mirrors the deletion of an image by digest (all its tags), unless the
 // source has the image again.
 func (r *Run) deleteDigest(ctx context.Context, src Source, t rules.Target, res Result) Result {
-	srcReg, err := r.resolver.Registry(ctx, ecraccess.Access{AccountID: src.Repo.AccountID, Region: src.Repo.Region, RoleARN: r.sourceRole})
+	srcReg, err := r.resolver.Registry(ctx, SourceAccess(src.Repo.Registry, r.sourceRole))
 	if err != nil {
 		return res.failed(err)
 	}
@@ -120,7 +120,7 @@ func (r *Run) deleteDigest(ctx context.Context, src Source, t rules.Target, res 
 		res.Outcome, res.Reason = copyengine.Skipped, "the source has the image again; not deleting"
 		return res
 	}
-	dstReg, err := r.resolver.Registry(ctx, t.Destination.Access())
+	dstReg, err := r.resolver.Registry(ctx, DestinationAccess(t.Destination))
 	if err != nil {
 		return res.failed(err)
 	}

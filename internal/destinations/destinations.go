@@ -216,7 +216,7 @@ type route struct {
 // and is the replicator's, and names both repositories for the engine.
 func (r *Run) route(ctx context.Context, src Source, t rules.Target, create bool) (route, error) {
 	var rt route
-	srcReg, err := r.resolver.Registry(ctx, ecraccess.Access{AccountID: src.Repo.AccountID, Region: src.Repo.Region, RoleARN: r.sourceRole})
+	srcReg, err := r.resolver.Registry(ctx, SourceAccess(src.Repo.Registry, r.sourceRole))
 	if err != nil {
 		return rt, err
 	}
@@ -224,7 +224,7 @@ func (r *Run) route(ctx context.Context, src Source, t rules.Target, create bool
 	if err != nil {
 		return rt, err
 	}
-	dstReg, err := r.resolver.Registry(ctx, t.Destination.Access())
+	dstReg, err := r.resolver.Registry(ctx, DestinationAccess(t.Destination))
 	if err != nil {
 		return rt, err
 	}

@@ -135,7 +135,7 @@ func TestNoMountAcrossEncryption(t *testing.T) {
 // answer, and that answer is kept.
 func TestBlobMountingSettingKeepsOnlyCertainAnswers(t *testing.T) {
 	w := newWorld(t)
-	access := targetFor("mirror/", "team/one").Destination.Access()
+	access := destinations.DestinationAccess(targetFor("mirror/", "team/one").Destination)
 	asked := func(mark int) (n int) {
 		for _, e := range w.sb.AccessLogSince(mark) {
 			if e.Operation == "GetAccountSetting" {

@@ -344,7 +344,7 @@ func (d *Deps) promotionGate() (eventhandler.Gate, error) {
 // Resolver).
 func (d *Deps) sourceRegistry(doc *rules.Document) func(context.Context) (ecrname.Registry, error) {
 	return func(ctx context.Context) (ecrname.Registry, error) {
-		acct, err := backfill.SourceAccount(ctx, d.Resolver, doc)
+		acct, err := destinations.SourceAccount(ctx, d.Resolver, doc.SourceRoleARN())
 		if err != nil {
 			return ecrname.Registry{}, err
 		}
