@@ -21,7 +21,6 @@ import (
 	ecrtypes "github.com/aws/aws-sdk-go-v2/service/ecr/types"
 	"golang.org/x/sync/errgroup"
 
-	"github.com/ecr-replicator/ecr-replicator/internal/copyengine"
 	"github.com/ecr-replicator/ecr-replicator/internal/deadline"
 	"github.com/ecr-replicator/ecr-replicator/internal/destinations"
 	"github.com/ecr-replicator/ecr-replicator/internal/ecraccess"
@@ -740,14 +739,14 @@ func (r *run) copyGroup(ctx context.Context, g []Work, stuck string) int {
 			continue
 		}
 		x := res[0]
-		if x.Outcome == copyengine.Failed && x.Retryable && ctx.Err() != nil {
+		if x.Outcome == destinations.Failed && x.Retryable && ctx.Err() != nil {
 			if w.Key() != stuck {
 				return i // cut at the hard stop: left for the continuation
 			}
 			r.failed(w, fmt.Sprintf("%s (cut at the hard stop in %d runs in a row: given up)", errText(x), maxStalls+1), x.Code)
 			return i + 1
 		}
-		if x.Outcome == copyengine.Failed && x.Retryable && r.from.Stalls < maxStalls {
+		if x.Outcome == destinations.Failed && x.Retryable && r.from.Stalls < maxStalls {
 			// Another run may succeed (throttling, a layer that needs a whole run:
 			// NO_TIME_LEFT): reported, and left for the continuation, which does not move
 			// past it (until it has stalled there maxStalls times).
@@ -759,7 +758,7 @@ func (r *run) copyGroup(ctx context.Context, g []Work, stuck string) int {
 		}
 		if x.Outcome.Failure() || x.Err != nil {
 			reason := errText(x)
-			if x.Outcome != copyengine.Failed {
+			if x.Outcome != destinations.Failed {
 				reason = string(x.Outcome) + ": " + reason
 			}
 			r.failed(w, reason, x.Code)
@@ -767,7 +766,7 @@ func (r *run) copyGroup(ctx context.Context, g []Work, stuck string) int {
 		}
 		r.mu.Lock()
 		switch x.Outcome {
-		case copyengine.Copied, copyengine.TagUpdated:
+		case destinations.Copied, destinations.TagUpdated:
 			r.resp.Copied++
 		default: // already-present, skipped
 			r.resp.Skipped++

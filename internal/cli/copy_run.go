@@ -14,6 +14,7 @@ import (
 	"golang.org/x/sync/errgroup"
 
 	"github.com/ecr-replicator/ecr-replicator/internal/copyengine"
+	"github.com/ecr-replicator/ecr-replicator/internal/destinations"
 	"github.com/ecr-replicator/ecr-replicator/internal/ecraccess"
 	"github.com/ecr-replicator/ecr-replicator/internal/retry"
 )
@@ -33,7 +34,7 @@ type imageResult struct {
 }
 
 func (r imageResult) failed() bool {
-	return copyengine.Outcome(r.Outcome).Failure()
+	return destinations.Outcome(r.Outcome).Failure()
 }
 
 // ref is the destination reference of the result: repository, tag, digest (when known).
@@ -174,7 +175,7 @@ func sourceFails(ctx context.Context, c copyArgs, src, dst *endpointFor, items [
 			code = string(transport.ManifestUnknownErrorCode)
 		}
 	}
-	res := imageResult{Source: c.src.repo.String(), Destination: c.dstRepo.String(), Tag: it.tag, Digest: it.digest, Outcome: string(copyengine.Failed)}
+	res := imageResult{Source: c.src.repo.String(), Destination: c.dstRepo.String(), Tag: it.tag, Digest: it.digest, Outcome: string(destinations.Failed)}
 	res.Err = &copyengine.Error{Op: "get source manifest", Code: code, Status: status, Err: err}
 	res.Code, res.Message = explainCopy(copyFailure{err: res.Err, source: res.Source, destination: res.Destination, tag: it.tag, digest: it.digest, destECR: dst.ecr != nil})
 	return &res, nil
@@ -261,10 +262,10 @@ func reportCopy(a *app, unit string, results []imageResult, start time.Time, cre
 		if r.Digest != "" {
 			digests[r.Digest] = true
 		}
-		switch copyengine.Outcome(r.Outcome) {
-		case copyengine.Copied, copyengine.TagUpdated:
+		switch destinations.Outcome(r.Outcome) {
+		case destinations.Copied, destinations.TagUpdated:
 			copied++
-		case copyengine.AlreadyPresent, copyengine.Skipped:
+		case destinations.AlreadyPresent, destinations.Skipped:
 			inSync++
 		default:
 			failed++

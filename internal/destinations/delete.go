@@ -9,7 +9,6 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/ecr"
 	ecrtypes "github.com/aws/aws-sdk-go-v2/service/ecr/types"
 
-	"github.com/ecr-replicator/ecr-replicator/internal/copyengine"
 	"github.com/ecr-replicator/ecr-replicator/internal/ecraccess"
 	"github.com/ecr-replicator/ecr-replicator/internal/ecrname"
 	"github.com/ecr-replicator/ecr-replicator/internal/rules"
@@ -28,7 +27,7 @@ func (r *Run) deleteOne(ctx context.Context, src Source, t rules.Target) Result 
 		return res.failed(t.Err)
 	}
 	if !t.MirrorDeletes {
-		res.Outcome, res.Reason = copyengine.Skipped, "mirrorDeletes is off for rule "+t.Rule
+		res.Outcome, res.Reason = Skipped, "mirrorDeletes is off for rule "+t.Rule
 		return res
 	}
 	if src.Tag == "" {
@@ -37,7 +36,7 @@ func (r *Run) deleteOne(ctx context.Context, src Source, t rules.Target) Result 
 	rt, err := r.route(ctx, src, t, false)
 	var ae *ecraccess.Error
 	if errors.As(err, &ae) && ae.Code == ecraccess.CodeRepositoryNotFound {
-		res.Outcome, res.Reason = copyengine.Skipped, "destination repository does not exist"
+		res.Outcome, res.Reason = Skipped, "destination repository does not exist"
 		return res
 	}
 	if err != nil {
@@ -70,7 +69,7 @@ func (r *Run) recheck(ctx context.Context, rt route, src Source, t rules.Target,
 		*res = res.failed(err)
 		return true, ""
 	case st != "":
-		res.Outcome, res.Reason = copyengine.Skipped, "the source tag's image is "+string(st)+" (archive storage class), not deleted: the destination keeps it"
+		res.Outcome, res.Reason = Skipped, "the source tag's image is "+string(st)+" (archive storage class), not deleted: the destination keeps it"
 		return true, ""
 	}
 	return false, c.TagDigest
@@ -117,7 +116,7 @@ func (r *Run) deleteDigest(ctx context.Context, src Source, t rules.Target, res 
 		return res.failed(err)
 	}
 	if still {
-		res.Outcome, res.Reason = copyengine.Skipped, "the source has the image again; not deleting"
+		res.Outcome, res.Reason = Skipped, "the source has the image again; not deleting"
 		return res
 	}
 	dstReg, err := r.resolver.Registry(ctx, DestinationAccess(t.Destination))
@@ -171,7 +170,7 @@ func (r *Run) guardDelete(ctx context.Context, srcReg, dstReg *ecraccess.Registr
 	var ae *ecraccess.Error
 	switch {
 	case errors.As(err, &ae) && ae.Code == ecraccess.CodeRepositoryNotFound:
-		res.Outcome, res.Reason = copyengine.Skipped, "destination repository does not exist"
+		res.Outcome, res.Reason = Skipped, "destination repository does not exist"
 		return true, res
 	case err != nil:
 		return true, res.failed(err)
@@ -188,12 +187,12 @@ func (r *Run) guardDelete(ctx context.Context, srcReg, dstReg *ecraccess.Registr
 
 // deleteImage is one BatchDeleteImage, its per-image failures read (deleteFailure). A
 // repository gone, or a refusal, drops what the process knows of it (forget).
-func (r *Run) deleteImage(ctx context.Context, reg *ecraccess.Registry, t rules.Target, id ecrtypes.ImageIdentifier) (copyengine.Outcome, string, error) {
+func (r *Run) deleteImage(ctx context.Context, reg *ecraccess.Registry, t rules.Target, id ecrtypes.ImageIdentifier) (Outcome, string, error) {
 	out, err := reg.API().BatchDeleteImage(ctx, &ecr.BatchDeleteImageInput{RegistryId: reg.RegistryID(), RepositoryName: aws.String(t.Repository), ImageIds: []ecrtypes.ImageIdentifier{id}})
 	var nf *ecrtypes.RepositoryNotFoundException
 	if errors.As(err, &nf) {
 		r.forget(reg, t.Repository)
-		return copyengine.Skipped, "destination repository does not exist", nil
+		return Skipped, "destination repository does not exist", nil
 	}
 	if err != nil {
 		err = ecraccess.WrapAWS("ecr:BatchDeleteImage", err)
@@ -206,7 +205,7 @@ func (r *Run) deleteImage(ctx context.Context, reg *ecraccess.Registry, t rules.
 		return deleteFailure(f)
 	}
 	if len(out.ImageIds) == 0 {
-		return copyengine.Skipped, "already absent from the destination", nil
+		return Skipped, "already absent from the destination", nil
 	}
 	return Deleted, "", nil
 }
@@ -214,12 +213,12 @@ func (r *Run) deleteImage(ctx context.Context, reg *ecraccess.Registry, t rules.
 // deleteFailure maps one of BatchDeleteImage's failures (API_ImageFailure's codes) to
 // what the delete mirroring did: nothing left to do (skipped), or a failure with its
 // class.
-func deleteFailure(f ecrtypes.ImageFailure) (copyengine.Outcome, string, error) {
+func deleteFailure(f ecrtypes.ImageFailure) (Outcome, string, error) {
 	switch f.FailureCode {
 	case ecrtypes.ImageFailureCodeImageNotFound:
-		return copyengine.Skipped, "already absent from the destination", nil
+		return Skipped, "already absent from the destination", nil
 	case ecrtypes.ImageFailureCodeImageTagDoesNotMatchDigest:
-		return copyengine.Skipped, "the destination tag points at another digest (a newer push); not deleting", nil
+		return Skipped, "the destination tag points at another digest (a newer push); not deleting", nil
 	}
 	return "", "", imageFailure("ecr:BatchDeleteImage", f)
 }

@@ -33,12 +33,12 @@ type Source struct {
 }
 
 // Deleted is an outcome of Delete, beside the engine's outcomes.
-const Deleted copyengine.Outcome = "deleted"
+const Deleted Outcome = "deleted"
 
 // Result is what happened at one destination: the engine's result, and what the
 // destination adds.
 type Result struct {
-	copyengine.Result
+	CopyResult
 	Rule        string
 	Destination ecrname.Repo
 	Code        string // AWS or registry error code, when failed
@@ -155,7 +155,7 @@ func (r *Run) each(ctx context.Context, src Source, targets []rules.Target, one 
 }
 
 func newResult(src Source, t rules.Target) Result {
-	return Result{Result: copyengine.Result{Digest: src.Digest, Tag: src.Tag}, Rule: t.Rule, Destination: t.Repo()}
+	return Result{CopyResult: CopyResult{Digest: src.Digest, Tag: src.Tag}, Rule: t.Rule, Destination: t.Repo()}
 }
 
 func (r *Run) replicateOne(ctx context.Context, src Source, t rules.Target) Result {
@@ -164,7 +164,7 @@ func (r *Run) replicateOne(ctx context.Context, src Source, t rules.Target) Resu
 		return res.failed(t.Err)
 	}
 	if reason := replicaOfReplica(src, t); reason != "" {
-		res.Outcome, res.Reason = copyengine.Skipped, reason
+		res.Outcome, res.Reason = Skipped, reason
 		return res
 	}
 	rt, err := r.route(ctx, src, t, t.Destination.CreateRepository)
@@ -250,7 +250,7 @@ func (r *Run) route(ctx context.Context, src Source, t rules.Target, create bool
 // copy runs the engine for src along rt. A destination repository gone under us, or
 // one that refused a write, is forgotten (looked for again, and its ownership read
 // again, next time).
-func (r *Run) copy(ctx context.Context, rt route, src Source, t rules.Target) copyengine.Result {
+func (r *Run) copy(ctx context.Context, rt route, src Source, t rules.Target) CopyResult {
 	c := r.copies.Copy(ctx, copyengine.Request{
 		Source: copyengine.Endpoint{Repository: rt.srcRepo, Auth: rt.srcReg.Authenticator(), Transport: rt.srcReg.Transport(nil),
 			Tags: repositoryTags{api: rt.srcReg.API(), registry: src.Repo.AccountID, repo: src.Repo.Name}},
@@ -331,10 +331,10 @@ func (r *Run) sourceSettings(ctx context.Context, srcReg *ecraccess.Registry, re
 }
 
 // take records an engine result; byte and blob counts add up over several copies.
-func (res *Result) take(c copyengine.Result) {
-	prev := res.Result
+func (res *Result) take(c CopyResult) {
+	prev := res.CopyResult
 	digest, tag := res.Digest, res.Tag
-	res.Result = c
+	res.CopyResult = c
 	res.BytesCopied += prev.BytesCopied
 	res.BlobsCopied += prev.BlobsCopied
 	res.BlobsSkipped += prev.BlobsSkipped
@@ -349,7 +349,7 @@ func (res *Result) take(c copyengine.Result) {
 }
 
 func (res Result) failed(err error) Result {
-	res.Outcome, res.Err = copyengine.Failed, err
+	res.Outcome, res.Err = Failed, err
 	res.Code, res.Retryable = Classify(err)
 	return res
 }

@@ -158,11 +158,11 @@ func TestReplicateImageIndexAndReferrers(t *testing.T) {
 	mark := w.sb.AccessLogMark()
 	tg := targetFor("mirror/", "team-a/app")
 	r := one(t, m.Replicate(w.ctx, destinations.Source{Repo: srcRepo("team-a/app"), Digest: imgDigest.String(), Tag: "v1"}, []rules.Target{tg}))
-	if r.Outcome != copyengine.Copied || r.Err != nil || !r.Created {
+	if r.Outcome != destinations.Copied || r.Err != nil || !r.Created {
 		t.Fatalf("image: %+v", r)
 	}
 	r = one(t, m.Replicate(w.ctx, destinations.Source{Repo: srcRepo("team-a/app"), Digest: idxDigest.String(), Tag: "v2"}, []rules.Target{tg}))
-	if r.Outcome != copyengine.Copied || r.Err != nil {
+	if r.Outcome != destinations.Copied || r.Err != nil {
 		t.Fatalf("index: %+v", r)
 	}
 	replicated := w.sb.AccessLogSince(mark)
@@ -212,7 +212,7 @@ func TestReplicateImageIndexAndReferrers(t *testing.T) {
 		{Repo: srcRepo("team-a/app"), Digest: idxDigest.String(), Tag: "v2"},
 	} {
 		r := one(t, m2.Replicate(w.ctx, src, []rules.Target{tg}))
-		if r.Outcome != copyengine.AlreadyPresent {
+		if r.Outcome != destinations.AlreadyPresent {
 			t.Errorf("second copy of %s: %s %v", src.Tag, r.Outcome, r.Err)
 		}
 	}
@@ -307,7 +307,7 @@ func TestTagsConvergeAndConflicts(t *testing.T) {
 		t.Fatal(r.Err)
 	}
 	r := one(t, m.Replicate(w.ctx, src(oldD), []rules.Target{tg}))
-	if r.Err != nil || r.Outcome == copyengine.Failed {
+	if r.Err != nil || r.Outcome == destinations.Failed {
 		t.Fatalf("stale event: %+v", r)
 	}
 	if got := w.destDigest(t, "app", "latest"); got != newD.String() {
@@ -325,7 +325,7 @@ func TestTagsConvergeAndConflicts(t *testing.T) {
 	w.createSourceRepo(t, &ecr.CreateRepositoryInput{RepositoryName: aws.String("frozen")})
 	v1d := w.push(t, "frozen", "v1", newer)
 	r = one(t, m.Replicate(w.ctx, destinations.Source{Repo: srcRepo("frozen"), Digest: v1d.String(), Tag: "v1"}, []rules.Target{targetFor("", "frozen")}))
-	if r.Outcome != copyengine.Conflict || r.Retryable {
+	if r.Outcome != destinations.Conflict || r.Retryable {
 		t.Fatalf("immutable conflict: %+v", r)
 	}
 	// The same digest already tagged in an immutable repository is simply present.
@@ -334,7 +334,7 @@ func TestTagsConvergeAndConflicts(t *testing.T) {
 	}
 	w.push(t, "frozen", "v2", newer)
 	r = one(t, m.Replicate(w.ctx, destinations.Source{Repo: srcRepo("frozen"), Digest: v1d.String(), Tag: "v2"}, []rules.Target{targetFor("", "frozen")}))
-	if r.Err != nil || r.Outcome != copyengine.AlreadyPresent {
+	if r.Err != nil || r.Outcome != destinations.AlreadyPresent {
 		t.Fatalf("same digest under an immutable tag: %+v", r)
 	}
 }
@@ -350,7 +350,7 @@ func TestFaultClassification(t *testing.T) {
 	t.Run("destination keeps answering 503: retryable", func(t *testing.T) {
 		w.sb.FailRegistryRequests(sandbox.DestinationAccount, 200, http.StatusServiceUnavailable, 0)
 		r := one(t, w.mirror().Replicate(w.ctx, src, []rules.Target{tg}))
-		if r.Outcome != copyengine.Failed || !r.Retryable {
+		if r.Outcome != destinations.Failed || !r.Retryable {
 			t.Fatalf("persistent 503: %+v", r)
 		}
 	})
@@ -360,7 +360,7 @@ func TestFaultClassification(t *testing.T) {
 		w.sb.ResetBlobUploads(sandbox.DestinationAccount, 1000, 1)
 		w.sb.ResetBlobDownloads(sandbox.SourceAccount, 1000, 1)
 		r := one(t, w.mirror().Replicate(w.ctx, src, []rules.Target{tg}))
-		if r.Err != nil || r.Outcome != copyengine.Copied {
+		if r.Err != nil || r.Outcome != destinations.Copied {
 			t.Fatalf("after resets: %+v", r)
 		}
 		if got := w.destDigest(t, "app", "v1"); got != d.String() {
@@ -381,7 +381,7 @@ func TestFaultClassification(t *testing.T) {
 		w.sb.ExpireRegistryTokens(sandbox.DestinationAccount)
 		mark := w.sb.AccessLogMark()
 		r := one(t, m.Replicate(w.ctx, destinations.Source{Repo: srcRepo("app"), Digest: d2.String(), Tag: "v2"}, []rules.Target{tg}))
-		if r.Err != nil || r.Outcome != copyengine.Copied {
+		if r.Err != nil || r.Outcome != destinations.Copied {
 			t.Fatalf("after token expiry: %+v", r)
 		}
 		tokens := sandbox.Filter(w.sb.AccessLogSince(mark), func(e sandbox.Entry) bool {
@@ -395,7 +395,7 @@ func TestFaultClassification(t *testing.T) {
 	t.Run("source image deleted: permanent", func(t *testing.T) {
 		gone := destinations.Source{Repo: srcRepo("app"), Digest: "sha256:" + strings.Repeat("ab", 32), Tag: ""}
 		r := one(t, w.mirror().Replicate(w.ctx, gone, []rules.Target{tg}))
-		if r.Outcome != copyengine.Failed || r.Retryable {
+		if r.Outcome != destinations.Failed || r.Retryable {
 			t.Fatalf("missing source image: %+v", r)
 		}
 	})
@@ -404,7 +404,7 @@ func TestFaultClassification(t *testing.T) {
 		bad := tg
 		bad.Destination.ExternalID = "wrong"
 		r := one(t, w.mirror().Replicate(w.ctx, src, []rules.Target{bad}))
-		if r.Outcome != copyengine.Failed || r.Retryable || r.Code != "AccessDenied" {
+		if r.Outcome != destinations.Failed || r.Retryable || r.Code != "AccessDenied" {
 			t.Fatalf("denied AssumeRole: %+v (code %s)", r, r.Code)
 		}
 	})
@@ -417,7 +417,7 @@ func TestFaultClassification(t *testing.T) {
 		}
 		defer w.sb.ClearFaults()
 		r := one(t, w.mirror().Replicate(w.ctx, src, []rules.Target{targetFor("quota/", "app")}))
-		if r.Outcome != copyengine.Failed || r.Retryable || r.Code != "LimitExceededException" {
+		if r.Outcome != destinations.Failed || r.Retryable || r.Code != "LimitExceededException" {
 			t.Fatalf("LimitExceededException: outcome %s, code %s, retryable %v (%v); want a permanent failure", r.Outcome, r.Code, r.Retryable, r.Err)
 		}
 	})
@@ -459,7 +459,7 @@ func TestNoReplicationLoopsWithinOneRegistry(t *testing.T) {
 	mark := w.sb.AccessLogMark()
 	for _, tg := range []rules.Target{same, self} {
 		r := one(t, w.mirror().Replicate(w.ctx, destinations.Source{Repo: srcRepo("mirror/app"), Digest: d.String(), Tag: "v1"}, []rules.Target{tg}))
-		if r.Outcome != copyengine.Skipped || r.Reason == "" {
+		if r.Outcome != destinations.Skipped || r.Reason == "" {
 			t.Errorf("%s: %+v, want skipped with a reason", tg.Repository, r)
 		}
 	}

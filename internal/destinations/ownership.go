@@ -9,7 +9,6 @@ import (
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 
-	"github.com/ecr-replicator/ecr-replicator/internal/copyengine"
 	"github.com/ecr-replicator/ecr-replicator/internal/ecraccess"
 	"github.com/ecr-replicator/ecr-replicator/internal/ecrname"
 	"github.com/ecr-replicator/ecr-replicator/internal/rules"
@@ -27,7 +26,7 @@ import (
 const CodeRepositoryNotOwned = "RepositoryNotOwned"
 
 // KeptImmutable is the outcome of a delete the destination's tag immutability kept.
-const KeptImmutable copyengine.Outcome = "kept-immutable"
+const KeptImmutable Outcome = "kept-immutable"
 
 // notOwnedError: the destination repository exists and is not the replicator's. Certain:
 // its tags were read.

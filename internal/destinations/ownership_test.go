@@ -11,7 +11,6 @@ import (
 	"github.com/google/go-containerregistry/pkg/v1/random"
 	"github.com/google/go-containerregistry/pkg/v1/remote"
 
-	"github.com/ecr-replicator/ecr-replicator/internal/copyengine"
 	"github.com/ecr-replicator/ecr-replicator/internal/destinations"
 	"github.com/ecr-replicator/ecr-replicator/internal/ecraccess"
 	"github.com/ecr-replicator/ecr-replicator/internal/rules"
@@ -60,7 +59,7 @@ func TestCreatedRepositoryIsOwned(t *testing.T) {
 	img2, _ := random.Image(256, 1)
 	src.Digest = w.push(t, "team-a/app", "v2", img2).String()
 	src.Tag = "v2"
-	if r := one(t, w.mirror().Replicate(w.ctx, src, []rules.Target{tg})); r.Err != nil || r.Created || r.Outcome != copyengine.Copied {
+	if r := one(t, w.mirror().Replicate(w.ctx, src, []rules.Target{tg})); r.Err != nil || r.Created || r.Outcome != destinations.Copied {
 		t.Fatalf("a later run: %+v", r)
 	}
 }
@@ -82,7 +81,7 @@ func TestNotOwnedRepository(t *testing.T) {
 		mark := w.sb.AccessLogMark()
 		r := one(t, w.mirror().Replicate(w.ctx, src, []rules.Target{targetFor("", repo)}))
 		msg := fmt.Sprint(r.Err)
-		if r.Code != destinations.CodeRepositoryNotOwned || r.Retryable || r.Outcome != copyengine.Failed ||
+		if r.Code != destinations.CodeRepositoryNotOwned || r.Retryable || r.Outcome != destinations.Failed ||
 			!strings.Contains(msg, "aws ecr tag-resource") || !strings.Contains(msg, "repository/"+repo) || !strings.Contains(msg, "Value="+sandbox.SourceAccount) {
 			t.Errorf("%s: %+v, want a permanent %s saying how to adopt it", repo, r, destinations.CodeRepositoryNotOwned)
 		}
@@ -121,7 +120,7 @@ func TestDeleteKeepsImmutableTags(t *testing.T) {
 	const (
 		deleted = destinations.Deleted
 		kept    = destinations.KeptImmutable
-		skipped = copyengine.Skipped
+		skipped = destinations.Skipped
 	)
 	cases := []struct {
 		mutability ecrtypes.ImageTagMutability
@@ -130,7 +129,7 @@ func TestDeleteKeepsImmutableTags(t *testing.T) {
 		byDigest   bool
 		optIn      bool
 		absent     bool // the destination does not have the image
-		want       copyengine.Outcome
+		want       destinations.Outcome
 	}{
 		{ecrtypes.ImageTagMutabilityMutable, "", "v1", false, false, false, deleted},
 		{ecrtypes.ImageTagMutabilityImmutable, "", "v1", false, false, false, kept},

@@ -77,7 +77,7 @@ func TestDeleteIntoARememberedMirrorThatIsGone(t *testing.T) {
 		t.Fatal(err)
 	}
 	for _, s := range []destinations.Source{src, {Repo: src.Repo, Digest: src.Digest}} {
-		if r := one(t, rep.Start().Delete(w.ctx, s, []rules.Target{tg})); r.Err != nil || r.Outcome != copyengine.Skipped {
+		if r := one(t, rep.Start().Delete(w.ctx, s, []rules.Target{tg})); r.Err != nil || r.Outcome != destinations.Skipped {
 			t.Errorf("delete of %q into the deleted mirror: %s %s %v, want skipped", s.Tag, r.Outcome, r.Code, r.Err)
 		}
 	}

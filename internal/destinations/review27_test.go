@@ -48,7 +48,7 @@ func TestReview27LifecyclePolicyLostAfterOneFailedPut(t *testing.T) {
 	}
 	first := one(t, w.mirror().Replicate(w.ctx, src, []rules.Target{tg}))
 	fault.Disarm()
-	if first.Outcome != copyengine.Failed || !first.Created {
+	if first.Outcome != destinations.Failed || !first.Created {
 		t.Fatalf("with PutLifecyclePolicy failing: %+v, want a failed copy that created the repository", first)
 	}
 	// The redelivery (or the next push, or the reconcile).
@@ -116,7 +116,7 @@ func TestReview27KeptImmutableIndexSendsItsChildrenToTheDLQ(t *testing.T) {
 	for _, m := range im.Manifests {
 		for attempt := 1; attempt <= 3; attempt++ {
 			r := one(t, w.mirror().Delete(w.ctx, destinations.Source{Repo: srcRepo(repo), Digest: m.Digest.String()}, []rules.Target{tg}))
-			if r.Outcome == copyengine.Failed && r.Retryable {
+			if r.Outcome == destinations.Failed && r.Retryable {
 				t.Errorf("platform %s, attempt %d: a retryable %s (%v) — the index that references it was kept on purpose, so every retry fails "+
 					"the same way until the message is in the dead-letter queue", m.Digest.String()[:19], attempt, r.Code, r.Err)
 				break

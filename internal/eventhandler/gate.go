@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"time"
 
-	"github.com/ecr-replicator/ecr-replicator/internal/copyengine"
 	"github.com/ecr-replicator/ecr-replicator/internal/destinations"
 	"github.com/ecr-replicator/ecr-replicator/internal/ecrevent"
 	"github.com/ecr-replicator/ecr-replicator/internal/gate"
@@ -46,8 +45,8 @@ type HoldQueue struct {
 
 // Outcomes of a gated copy that copied nothing.
 const (
-	Held    copyengine.Outcome = "held"
-	Blocked copyengine.Outcome = "blocked"
+	Held    destinations.Outcome = "held"
+	Blocked destinations.Outcome = "blocked"
 )
 
 // CodeNoGate is the failure of a gated copy in a handler built without a gate.
@@ -63,7 +62,7 @@ func (h *Handler) gatedWith(ctx context.Context, g Gate, run Run, j *job) []dest
 	out := make([]destinations.Result, len(j.targets))
 	if h.c.Gate == nil {
 		for i, t := range j.targets {
-			out[i] = gateResult(j, t, copyengine.Failed, CodeNoGate, "the destination has a promotion gate, and this handler has no gate to decide it")
+			out[i] = gateResult(j, t, destinations.Failed, CodeNoGate, "the destination has a promotion gate, and this handler has no gate to decide it")
 		}
 		return out
 	}
@@ -83,8 +82,8 @@ func (h *Handler) gatedWith(ctx context.Context, g Gate, run Run, j *job) []dest
 	ds, err := g.Decide(ctx, gate.Image{Repo: j.src.Repo, Digest: j.src.Digest}, reqs)
 	if err != nil {
 		for i, t := range j.targets {
-			out[i] = destinations.Result{Result: copyengine.Result{Digest: j.src.Digest, Tag: j.src.Tag}, Rule: t.Rule, Destination: t.Repo()}
-			out[i].Outcome, out[i].Err = copyengine.Failed, fmt.Errorf("deciding the promotion gate: %w", err)
+			out[i] = destinations.Result{CopyResult: destinations.CopyResult{Digest: j.src.Digest, Tag: j.src.Tag}, Rule: t.Rule, Destination: t.Repo()}
+			out[i].Outcome, out[i].Err = destinations.Failed, fmt.Errorf("deciding the promotion gate: %w", err)
 			out[i].Code, out[i].Retryable = destinations.Classify(err)
 		}
 		return out
@@ -110,10 +109,10 @@ func (h *Handler) gatedWith(ctx context.Context, g Gate, run Run, j *job) []dest
 }
 
 // gateResult is the result of a gated copy that copied nothing.
-func gateResult(j *job, t rules.Target, o copyengine.Outcome, code, reason string) destinations.Result {
+func gateResult(j *job, t rules.Target, o destinations.Outcome, code, reason string) destinations.Result {
 	return destinations.Result{
-		Result: copyengine.Result{Outcome: o, Digest: j.src.Digest, Tag: j.src.Tag, Reason: reason},
-		Rule:   t.Rule, Destination: t.Repo(), Code: code,
+		CopyResult: destinations.CopyResult{Outcome: o, Digest: j.src.Digest, Tag: j.src.Tag, Reason: reason},
+		Rule:       t.Rule, Destination: t.Repo(), Code: code,
 	}
 }
 
@@ -149,7 +148,7 @@ func (h *Handler) hold(ctx context.Context, j *job, t rules.Target, d gate.Decis
 		err = h.c.Holds.Sender.Send(ctx, h.c.Holds.URL, []sqssend.Message{{Body: string(body), Delay: delay}})[0]
 	}
 	if err != nil {
-		res.Outcome, res.Err = copyengine.Failed, fmt.Errorf("sending the re-check of a held copy: %w", err)
+		res.Outcome, res.Err = destinations.Failed, fmt.Errorf("sending the re-check of a held copy: %w", err)
 		res.Code, res.Retryable = destinations.Classify(err)
 		return res
 	}
@@ -174,7 +173,7 @@ func (h *Handler) trigger(ctx context.Context, run Run, j *job) []destinations.R
 	}
 	subjects, err := h.subjects(ctx, j)
 	if err != nil {
-		r := destinations.Result{Result: copyengine.Result{Outcome: copyengine.Failed, Digest: j.src.Digest, Err: fmt.Errorf("finding what the trigger re-decides: %w", err)}}
+		r := destinations.Result{CopyResult: destinations.CopyResult{Outcome: destinations.Failed, Digest: j.src.Digest, Err: fmt.Errorf("finding what the trigger re-decides: %w", err)}}
 		r.Code, r.Retryable = destinations.Classify(err)
 		return []destinations.Result{r}
 	}

@@ -7,7 +7,6 @@ import (
 	"sync"
 	"time"
 
-	"github.com/ecr-replicator/ecr-replicator/internal/copyengine"
 	"github.com/ecr-replicator/ecr-replicator/internal/destinations"
 	"github.com/ecr-replicator/ecr-replicator/internal/ecrname"
 	"github.com/ecr-replicator/ecr-replicator/internal/metrics"
@@ -124,11 +123,11 @@ func (h *Handler) outcome(ctx context.Context, j *job, r destinations.Result, ms
 	failed := r.Err != nil || r.Outcome.Failure()
 	if failed {
 		if o.Outcome == "" {
-			o.Outcome = string(copyengine.Failed)
+			o.Outcome = string(destinations.Failed)
 		}
 		if o.Code == "" {
 			o.Code = string(r.Outcome)
-			if r.Outcome == "" || r.Outcome == copyengine.Failed {
+			if r.Outcome == "" || r.Outcome == destinations.Failed {
 				o.Code = "Unknown"
 			}
 		}

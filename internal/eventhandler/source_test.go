@@ -12,7 +12,6 @@ import (
 
 	"github.com/aws/aws-lambda-go/events"
 
-	"github.com/ecr-replicator/ecr-replicator/internal/copyengine"
 	"github.com/ecr-replicator/ecr-replicator/internal/destinations"
 	"github.com/ecr-replicator/ecr-replicator/internal/ecrevent"
 	"github.com/ecr-replicator/ecr-replicator/internal/ecrname"
@@ -34,7 +33,7 @@ func (r *recordingRun) do(src destinations.Source, targets []rules.Target) []des
 	r.asked = append(r.asked, src.Repo.String())
 	out := make([]destinations.Result, len(targets))
 	for i, t := range targets {
-		out[i] = destinations.Result{Result: copyengine.Result{Outcome: copyengine.Skipped}, Rule: t.Rule, Destination: t.Repo()}
+		out[i] = destinations.Result{CopyResult: destinations.CopyResult{Outcome: destinations.Skipped}, Rule: t.Rule, Destination: t.Repo()}
 	}
 	return out
 }

@@ -7,7 +7,6 @@ import (
 
 	"github.com/aws/aws-lambda-go/events"
 
-	"github.com/ecr-replicator/ecr-replicator/internal/copyengine"
 	"github.com/ecr-replicator/ecr-replicator/internal/destinations"
 	"github.com/ecr-replicator/ecr-replicator/internal/ecrname"
 	"github.com/ecr-replicator/ecr-replicator/internal/eventhandler"
@@ -23,7 +22,7 @@ func (m *countingMirror) Replicate(_ context.Context, src destinations.Source, t
 	m.calls++
 	out := make([]destinations.Result, len(ts))
 	for i, t := range ts {
-		out[i] = destinations.Result{Result: copyengine.Result{Outcome: copyengine.Copied, Digest: src.Digest, Tag: src.Tag}, Rule: t.Rule, Destination: t.Repo()}
+		out[i] = destinations.Result{CopyResult: destinations.CopyResult{Outcome: destinations.Copied, Digest: src.Digest, Tag: src.Tag}, Rule: t.Rule, Destination: t.Repo()}
 	}
 	return out
 }
