@@ -105,7 +105,7 @@ func destinationSession(t *testing.T, w *sandboxtest.World, role, region string)
 	}
 	d := rules.Destination{AccountID: sandbox.DestinationAccount, Region: region,
 		RoleARN: w.DestinationRoleARN(), ExternalID: sandboxtest.ExternalID}
-	reg, err := ecraccess.NewResolver(cfg).Registry(w.Ctx, d.Access())
+	reg, err := ecraccess.NewResolver(cfg).Registry(w.Ctx, destinations.DestinationAccess(d))
 	if err != nil {
 		t.Fatal(err)
 	}

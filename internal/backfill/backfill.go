@@ -42,12 +42,12 @@ const MaxPlanItems = 100
 // maxFailures bounds the failure reasons returned.
 const maxFailures = 100
 
-// Run copies images to their destinations for one invocation: a *destinations.Run.
-type Run interface {
-	Replicate(ctx context.Context, src destinations.Source, targets []rules.Target) []destinations.Result
+// Copier copies images to their destinations for one invocation: a *destinations.Batch.
+type Copier interface {
+	Replicate(ctx context.Context, src destinations.Image, targets []rules.Target) []destinations.Result
 }
 
-// Backfill plans and runs backfills. Fields are set once; Run is safe to call again
+// Backfill plans and runs backfills. Fields are set once; Invoke is safe to call again
 // (a warm Lambda reuses it).
 type Backfill struct {
 	Rules    *rules.Document
@@ -58,7 +58,7 @@ type Backfill struct {
 	SourceAccountID string
 	SourceRegion    string
 	// Start begins the run an inline backfill copies with ((*destinations.Replicator).Start).
-	Start func() Run
+	Start func() Copier
 	// Sender sends work items (enqueue mode).
 	Sender *sqssend.Sender
 	// CopyQueueURL (COPY_QUEUE_URL) is where work items go in enqueue mode: the queue
@@ -176,8 +176,8 @@ func (r *Response) fail(f Failure) {
 	}
 }
 
-// run is the state of one invocation.
-type run struct {
+// invocation is the state of one invocation (Invoke, Execute).
+type invocation struct {
 	b          *Backfill
 	srcAccount string
 	srcRegion  string
@@ -187,7 +187,7 @@ type run struct {
 	time       deadline.Budget
 	resp       *Response
 	outstand   map[ecrname.Registry]int // outstanding copies per destination registry
-	copies     Run
+	copies     Copier
 	uploads    []upload // dry run: the planned copies that upload (mounting.go)
 	// from is the position the run continues from; at maxStalls, retryable copy failures
 	// are final (see inline).
@@ -195,13 +195,13 @@ type run struct {
 	mu   sync.Mutex
 }
 
-// Run executes one backfill invocation.
-func (b *Backfill) Run(ctx context.Context, req Request) (*Response, error) {
+// Invoke executes one backfill invocation.
+func (b *Backfill) Invoke(ctx context.Context, req Request) (*Response, error) {
 	start := b.now()
 	if req.Mode == ModeReconcile {
 		return nil, errors.New("backfill request: mode: reconcile runs are ReconcileFunction's: invoke it with the same scope ({\"repositories\": […], \"tags\": […], \"since\": …})")
 	}
-	r, pos, err := b.newRun(ctx, req)
+	r, pos, err := b.newInvocation(ctx, req)
 	if err != nil {
 		return nil, err
 	}
@@ -226,7 +226,7 @@ func (b *Backfill) Execute(ctx context.Context, plan *Response) *Response {
 	resp.Mode, resp.Plan, resp.WorkItems, resp.Work, resp.Mounting = ModeInline, nil, nil, nil, nil
 	resp.Held, resp.Blocked, resp.Gated = 0, 0, nil // decided again as each copy's turn comes
 	resp.Remaining, resp.ContinuationToken = len(plan.Work), ""
-	r := &run{b: b, mode: ModeInline, resp: &resp, outstand: map[ecrname.Registry]int{}, srcAccount: plan.source.AccountID, srcRegion: plan.source.Region}
+	r := &invocation{b: b, mode: ModeInline, resp: &resp, outstand: map[ecrname.Registry]int{}, srcAccount: plan.source.AccountID, srcRegion: plan.source.Region}
 	r.time = deadline.New(ctx, b.now(), b.Time)
 	r.copies = b.Start()
 	for i := range plan.Work {
@@ -238,9 +238,9 @@ func (b *Backfill) Execute(ctx context.Context, plan *Response) *Response {
 	return b.finish(r, start)
 }
 
-// newRun validates a request and sets up its run: the narrowed rules, the mode, the
+// newInvocation validates a request and sets up its run: the narrowed rules, the mode, the
 // position to resume at.
-func (b *Backfill) newRun(ctx context.Context, req Request) (*run, position, error) {
+func (b *Backfill) newInvocation(ctx context.Context, req Request) (*invocation, position, error) {
 	var pos position
 	if b.Rules == nil {
 		return nil, pos, errors.New("backfill: no rules document")
@@ -267,7 +267,7 @@ func (b *Backfill) newRun(ctx context.Context, req Request) (*run, position, err
 			return nil, pos, fmt.Errorf("backfill request: continuationToken: %w", err)
 		}
 	}
-	r := &run{b: b, doc: doc, req: req, mode: mode, resp: &Response{Mode: mode}, outstand: map[ecrname.Registry]int{}, srcRegion: b.SourceRegion, from: pos}
+	r := &invocation{b: b, doc: doc, req: req, mode: mode, resp: &Response{Mode: mode}, outstand: map[ecrname.Registry]int{}, srcRegion: b.SourceRegion, from: pos}
 	r.time = deadline.New(ctx, b.now(), b.Time)
 	if mode == ModeInline {
 		r.copies = b.Start()
@@ -277,7 +277,7 @@ func (b *Backfill) newRun(ctx context.Context, req Request) (*run, position, err
 
 // scan lists the source's repositories in scope and plans and acts on each from pos,
 // until done or time is up (then the response carries the continuation token).
-func (r *run) scan(ctx context.Context, pos position) error {
+func (r *invocation) scan(ctx context.Context, pos position) error {
 	b := r.b
 	r.srcAccount = b.SourceAccountID
 	if r.srcAccount == "" {
@@ -322,7 +322,7 @@ func (r *run) scan(ctx context.Context, pos position) error {
 }
 
 // finish completes the response's totals and reports them (a log line, the metrics).
-func (b *Backfill) finish(r *run, start time.Time) *Response {
+func (b *Backfill) finish(r *invocation, start time.Time) *Response {
 	resp := r.resp
 	busiest := 0
 	for _, n := range r.outstand {
@@ -357,11 +357,11 @@ func (b *Backfill) log() *slog.Logger {
 	return slog.New(slog.DiscardHandler)
 }
 
-func (r *run) timeUp() bool { return r.time.SoftStopped(r.b.now()) }
+func (r *invocation) timeUp() bool { return r.time.SoftStopped(r.b.now()) }
 
 // token is the continuation token for p, counting the runs in a row that ended where
 // this one started.
-func (r *run) token(p position) string {
+func (r *invocation) token(p position) string {
 	if p.Repository == r.from.Repository && p.After == r.from.After {
 		p.Stalls = r.from.Stalls + 1
 	}
@@ -387,7 +387,7 @@ func (b *Backfill) warmDestinations(ctx context.Context, doc *rules.Document) (w
 }
 
 // listRepositories returns the in-scope source repositories, sorted by name.
-func (r *run) listRepositories(ctx context.Context, api *ecr.Client) ([]string, error) {
+func (r *invocation) listRepositories(ctx context.Context, api *ecr.Client) ([]string, error) {
 	var names []string
 	p := ecr.NewDescribeRepositoriesPaginator(api, &ecr.DescribeRepositoriesInput{RegistryId: aws.String(r.srcAccount), MaxResults: aws.Int32(1000)})
 	for p.HasMorePages() {
@@ -488,7 +488,7 @@ func listingOf(imgs []Image) *Listing {
 // repository plans one source repository (Plan, over the listings of its source and
 // every destination) and acts on its work after cursor. It returns the key of the last
 // work item handled and whether the repository is done.
-func (r *run) repository(ctx context.Context, api *ecr.Client, repo, cursor string) (string, bool) {
+func (r *invocation) repository(ctx context.Context, api *ecr.Client, repo, cursor string) (string, bool) {
 	resp := r.resp
 	// Every destination a rule could send this repository to is listed while the source
 	// is described: one round trip instead of two. A destination no image turns out to
@@ -527,7 +527,7 @@ func (r *run) repository(ctx context.Context, api *ecr.Client, repo, cursor stri
 }
 
 // account adds one repository's plan to the response's totals and failures.
-func (r *run) account(repo string, ex Expansion, diff Diff, dests map[ecrname.Repo]*Listing) {
+func (r *invocation) account(repo string, ex Expansion, diff Diff, dests map[ecrname.Repo]*Listing) {
 	resp := r.resp
 	resp.RepositoriesScanned++
 	resp.ImagesSeen += ex.ImagesSeen
@@ -551,7 +551,7 @@ func (r *run) account(repo string, ex Expansion, diff Diff, dests map[ecrname.Re
 }
 
 // describe adds one repository's plan to a dry run's answer.
-func (r *run) describe(repo string, diff Diff) {
+func (r *invocation) describe(repo string, diff Diff) {
 	resp := r.resp
 	dsts := make([]ecrname.Repo, 0, len(diff.PerTarget))
 	for k := range diff.PerTarget {
@@ -571,13 +571,13 @@ func (r *run) describe(repo string, diff Diff) {
 	}
 }
 
-func (r *run) outstanding(w *Work, n int) {
+func (r *invocation) outstanding(w *Work, n int) {
 	r.mu.Lock()
 	r.outstand[w.Target.Destination.Registry()] += n
 	r.mu.Unlock()
 }
 
-func (r *run) workItem(w *Work) ecrevent.WorkItem {
+func (r *invocation) workItem(w *Work) ecrevent.WorkItem {
 	return WorkItem(w, ecrname.Registry{AccountID: r.srcAccount, Region: r.srcRegion}, "", r.b.now())
 }
 
@@ -612,7 +612,7 @@ const enqueueChunk = 10 * sqssend.MaxBatch
 // enqueue sends work as work items until time is up — at least one chunk, so a
 // continuation always moves on. What SQS did not take is a failure in the response
 // (with SQS's code); an on-demand backfill is rerun with its continuation token.
-func (r *run) enqueue(ctx context.Context, work []Work) (string, bool) {
+func (r *invocation) enqueue(ctx context.Context, work []Work) (string, bool) {
 	last := ""
 	for start := 0; start < len(work); start += enqueueChunk {
 		if start > 0 && r.timeUp() {
@@ -646,7 +646,7 @@ func (r *run) enqueue(ctx context.Context, work []Work) (string, bool) {
 }
 
 // failed records w as failed, for reason (code: its error code, when it has one).
-func (r *run) failed(w *Work, reason, code string) {
+func (r *invocation) failed(w *Work, reason, code string) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	r.resp.Remaining--
@@ -664,7 +664,7 @@ func (r *run) failed(w *Work, reason, code string) {
 // start, that is finished (copied, skipped or failed for good) — and whether all of it
 // is. Groups that finished after an unfinished one are done again on continuation,
 // which costs a HEAD each: copies are idempotent.
-func (r *run) inline(ctx context.Context, work []Work, cursor string) (string, bool) {
+func (r *invocation) inline(ctx context.Context, work []Work, cursor string) (string, bool) {
 	n := r.b.Concurrency
 	if n <= 0 {
 		n = 8
@@ -724,7 +724,7 @@ func (r *run) inline(ctx context.Context, work []Work, cursor string) (string, b
 // copyGroup copies one group's items in order and returns how many are finished; it
 // stops at an item cut by ctx, which stays remaining — unless it is the item the position
 // has stalled at (stuck), which is reported as failed with its code.
-func (r *run) copyGroup(ctx context.Context, g []Work, stuck string) int {
+func (r *invocation) copyGroup(ctx context.Context, g []Work, stuck string) int {
 	if g[0].Target.Gated() {
 		if n, settled := r.gateGroup(ctx, g, stuck); settled {
 			return n
@@ -732,7 +732,7 @@ func (r *run) copyGroup(ctx context.Context, g []Work, stuck string) int {
 	}
 	for i := range g {
 		w := &g[i]
-		src := destinations.Source{Repo: ecrname.Repo{Registry: ecrname.Registry{AccountID: r.srcAccount, Region: r.srcRegion}, Name: w.Repository}, Digest: w.Digest, Tag: w.Tag}
+		src := destinations.Image{Repo: ecrname.Repo{Registry: ecrname.Registry{AccountID: r.srcAccount, Region: r.srcRegion}, Name: w.Repository}, Digest: w.Digest, Tag: w.Tag}
 		res := r.copies.Replicate(ctx, src, []rules.Target{w.Target})
 		if len(res) != 1 {
 			r.failed(w, fmt.Sprintf("replicator returned %d results for one target", len(res)), "")

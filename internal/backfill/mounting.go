@@ -68,7 +68,7 @@ func (u upload) key() string        { return u.repo + "@" + u.digest }
 
 // noteUploads remembers the work of a dry run that uploads (for planMounting), with
 // whether its destination repository exists (dests: the listings).
-func (r *run) noteUploads(work []Work, dests map[ecrname.Repo]*Listing) {
+func (r *invocation) noteUploads(work []Work, dests map[ecrname.Repo]*Listing) {
 	for i := range work {
 		if w := &work[i]; w.Size > 0 {
 			l := dests[w.Target.Repo()]
@@ -79,7 +79,7 @@ func (r *run) noteUploads(work []Work, dests map[ecrname.Repo]*Listing) {
 
 // planMounting reports blob mounting for the registries that the dry run's copies upload
 // into two or more repositories of.
-func (r *run) planMounting(ctx context.Context) []Mounting {
+func (r *invocation) planMounting(ctx context.Context) []Mounting {
 	want := sharingUploads(r.uploads)
 	if len(want) == 0 {
 		return nil
@@ -203,7 +203,7 @@ func (m *registryMounting) mountable() int64 {
 }
 
 // report is one registry's Mounting: its setting asked, its count.
-func (r *run) report(ctx context.Context, reg ecrname.Registry, m *registryMounting, readErr error) Mounting {
+func (r *invocation) report(ctx context.Context, reg ecrname.Registry, m *registryMounting, readErr error) Mounting {
 	out := Mounting{Registry: reg.AccountID + "/" + reg.Region, BytesMountable: m.mountable(), ImagesRead: m.reads, Partial: m.partial || readErr != nil}
 	out.BlobMounting, out.Reason = r.blobMounting(ctx, m.accesses)
 	if readErr != nil && out.Reason == "" {
@@ -223,7 +223,7 @@ func briefly(what string, err error) string {
 // blobMounting asks the destination registry for its BLOB_MOUNTING setting, with the
 // identities the copies use, until one can read it (the setting is the registry's, the
 // same for every identity; one identity may lack ecr:GetAccountSetting).
-func (r *run) blobMounting(ctx context.Context, accesses []ecraccess.Access) (setting, reason string) {
+func (r *invocation) blobMounting(ctx context.Context, accesses []ecraccess.Access) (setting, reason string) {
 	for _, a := range accesses {
 		reg, err := r.b.Resolver.Registry(ctx, a)
 		if err != nil {

@@ -218,7 +218,7 @@ func runSync(ctx context.Context, a *app, o syncOptions) error {
 			indexes.listed(repo, images)
 		}
 	}
-	plan, err := b.Run(ctx, req)
+	plan, err := b.Invoke(ctx, req)
 	checks := <-checked
 	if ctx.Err() != nil {
 		return interruptedPlanning()
@@ -336,7 +336,7 @@ func syncBackfill(a *app, o syncOptions, log *slog.Logger, doc *rules.Document, 
 		Concurrency: o.concurrency, Log: log, NoMountingEstimate: !o.dryRun,
 		Gate:        gate.New(gate.Config{Resolver: sess.resolver, SourceRole: doc.SourceRoleARN(), Verifiers: vs, Log: log}),
 		GateSettled: copies.gateSettled(ecrname.Registry{AccountID: srcAccount, Region: sess.cfg.Region}),
-		Start: func() backfill.Run {
+		Start: func() backfill.Copier {
 			return &progressRun{a: a, run: replicator.Start(), prog: *prog, copies: copies}
 		},
 	}

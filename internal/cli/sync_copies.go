@@ -127,12 +127,12 @@ func (c *syncCopies) notAttemptedMessage(dest, digest string) string {
 // printed as it finishes) and records it.
 type progressRun struct {
 	a      *app
-	run    *destinations.Run
+	run    *destinations.Batch
 	prog   *progress
 	copies *syncCopies
 }
 
-func (p *progressRun) Replicate(ctx context.Context, src destinations.Source, targets []rules.Target) []destinations.Result {
+func (p *progressRun) Replicate(ctx context.Context, src destinations.Image, targets []rules.Target) []destinations.Result {
 	if p.prog != nil {
 		p.prog.itemStarted()
 	}

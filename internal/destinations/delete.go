@@ -21,7 +21,7 @@ import (
 // source has it again. "Gone" is the answer of the source repository: when the source has
 // no such repository, nothing is deleted (CodeSourceRepositoryNotFound) — the message is a
 // claim, and only ECR can confirm it.
-func (r *Run) deleteOne(ctx context.Context, src Source, t rules.Target) Result {
+func (r *Batch) deleteOne(ctx context.Context, src Image, t rules.Target) Result {
 	res := newResult(src, t)
 	if t.Err != nil {
 		return res.failed(t.Err)
@@ -51,8 +51,8 @@ func (r *Run) deleteOne(ctx context.Context, src Source, t rules.Target) Result 
 // recheck copies src's tag as the source has it now. back: the source has the tag
 // (res holds that copy's result, or its failure); otherwise tagDigest is where the
 // destination tag was seen.
-func (r *Run) recheck(ctx context.Context, rt route, src Source, t rules.Target, res *Result) (back bool, tagDigest string) {
-	c := r.copy(ctx, rt, Source{Repo: src.Repo, Tag: src.Tag}, t)
+func (r *Batch) recheck(ctx context.Context, rt route, src Image, t rules.Target, res *Result) (back bool, tagDigest string) {
+	c := r.copy(ctx, rt, Image{Repo: src.Repo, Tag: src.Tag}, t)
 	switch {
 	case c.Err != nil && !c.SourceTagMissing:
 		*res = res.failed(c.Err)
@@ -80,7 +80,7 @@ func (r *Run) recheck(ctx context.Context, rt route, src Source, t rules.Target,
 // ImageTagDoesNotMatchDigest, API_ImageFailure) — then looks at the source again: a tag
 // pushed back meanwhile is copied back, so the destination never ends behind, whatever
 // the interleaving. Bounded: a tag that keeps coming and going is left to its events.
-func (r *Run) followSourceDelete(ctx context.Context, rt route, src Source, t rules.Target, digest string, res Result) Result {
+func (r *Batch) followSourceDelete(ctx context.Context, rt route, src Image, t rules.Target, digest string, res Result) Result {
 	for round := 0; round < 3 && digest != ""; round++ {
 		switch reason, err := keepImmutable(ctx, rt.dstReg, t, src.Tag, digest); {
 		case err != nil:
@@ -105,7 +105,7 @@ func (r *Run) followSourceDelete(ctx context.Context, rt route, src Source, t ru
 
 // deleteDigest mirrors the deletion of an image by digest (all its tags), unless the
 // source has the image again.
-func (r *Run) deleteDigest(ctx context.Context, src Source, t rules.Target, res Result) Result {
+func (r *Batch) deleteDigest(ctx context.Context, src Image, t rules.Target, res Result) Result {
 	srcReg, err := r.resolver.Registry(ctx, SourceAccess(src.Repo.Registry, r.sourceRole))
 	if err != nil {
 		return res.failed(err)
@@ -165,7 +165,7 @@ func (e *errSourceRepository) Retryable() bool   { return false }
 // guardDelete checks, before a delete by digest, that the destination repository is the
 // replicator's and that the delete keeps the tags it holds immutable (done: res is the
 // answer).
-func (r *Run) guardDelete(ctx context.Context, srcReg, dstReg *ecraccess.Registry, src Source, t rules.Target, id ecrtypes.ImageIdentifier, res Result) (bool, Result) {
+func (r *Batch) guardDelete(ctx context.Context, srcReg, dstReg *ecraccess.Registry, src Image, t rules.Target, id ecrtypes.ImageIdentifier, res Result) (bool, Result) {
 	_, _, err := r.destination(ctx, srcReg, dstReg, src, t, false)
 	var ae *ecraccess.Error
 	switch {
@@ -187,7 +187,7 @@ func (r *Run) guardDelete(ctx context.Context, srcReg, dstReg *ecraccess.Registr
 
 // deleteImage is one BatchDeleteImage, its per-image failures read (deleteFailure). A
 // repository gone, or a refusal, drops what the process knows of it (forget).
-func (r *Run) deleteImage(ctx context.Context, reg *ecraccess.Registry, t rules.Target, id ecrtypes.ImageIdentifier) (Outcome, string, error) {
+func (r *Batch) deleteImage(ctx context.Context, reg *ecraccess.Registry, t rules.Target, id ecrtypes.ImageIdentifier) (Outcome, string, error) {
 	out, err := reg.API().BatchDeleteImage(ctx, &ecr.BatchDeleteImageInput{RegistryId: reg.RegistryID(), RepositoryName: aws.String(t.Repository), ImageIds: []ecrtypes.ImageIdentifier{id}})
 	var nf *ecrtypes.RepositoryNotFoundException
 	if errors.As(err, &nf) {

@@ -25,8 +25,8 @@ import (
 	"github.com/ecr-replicator/ecr-replicator/internal/rules"
 )
 
-// Source is the image to replicate (or whose deletion to mirror).
-type Source struct {
+// Image is the image to replicate (or whose deletion to mirror).
+type Image struct {
 	Repo   ecrname.Repo
 	Digest string
 	Tag    string // empty: digest-only
@@ -47,7 +47,7 @@ type Result struct {
 }
 
 // Replicator replicates images to their destinations. It is long-lived (a warm Lambda
-// keeps it) and safe for concurrent use; its runs (Start) hold what one unit of work
+// keeps it) and safe for concurrent use; its batches (Start) hold what one unit of work
 // caches.
 type Replicator struct {
 	resolver     *ecraccess.Resolver
@@ -103,10 +103,10 @@ func New(resolver *ecraccess.Resolver, engine *copyengine.Engine, opts ...Option
 	return m
 }
 
-// Run is one unit of work (an invocation, a CLI command): its copies share one engine
+// Batch is one unit of work (an invocation, a CLI command): its copies share one engine
 // run, and source repository settings are read once. (Each destination repository's
 // ownership is remembered longer, by the Replicator: ownership.go.)
-type Run struct {
+type Batch struct {
 	*Replicator
 	copies *copyengine.Run
 
@@ -120,25 +120,25 @@ type settingsKey struct {
 }
 
 // Start begins a run.
-func (m *Replicator) Start() *Run {
-	return &Run{Replicator: m, copies: m.engine.Start(), settings: map[settingsKey]ecraccess.RepositorySettings{}}
+func (m *Replicator) Start() *Batch {
+	return &Batch{Replicator: m, copies: m.engine.Start(), settings: map[settingsKey]ecraccess.RepositorySettings{}}
 }
 
 // Replicate copies src to every target in parallel and returns one result per target,
 // in the targets' order. Targets with a validation error are reported, not copied.
-func (r *Run) Replicate(ctx context.Context, src Source, targets []rules.Target) []Result {
+func (r *Batch) Replicate(ctx context.Context, src Image, targets []rules.Target) []Result {
 	return r.each(ctx, src, targets, r.replicateOne)
 }
 
 // Delete mirrors a source deletion to every target whose rule enables mirrorDeletes (see
 // deleteOne).
-func (r *Run) Delete(ctx context.Context, src Source, targets []rules.Target) []Result {
+func (r *Batch) Delete(ctx context.Context, src Image, targets []rules.Target) []Result {
 	return r.each(ctx, src, targets, r.deleteOne)
 }
 
 // each runs one per target, at most parallel at a time, and returns the results in the
 // targets' order.
-func (r *Run) each(ctx context.Context, src Source, targets []rules.Target, one func(context.Context, Source, rules.Target) Result) []Result {
+func (r *Batch) each(ctx context.Context, src Image, targets []rules.Target, one func(context.Context, Image, rules.Target) Result) []Result {
 	results := make([]Result, len(targets))
 	g := new(errgroup.Group)
 	g.SetLimit(r.parallel)
@@ -154,11 +154,11 @@ func (r *Run) each(ctx context.Context, src Source, targets []rules.Target, one 
 	return results
 }
 
-func newResult(src Source, t rules.Target) Result {
+func newResult(src Image, t rules.Target) Result {
 	return Result{CopyResult: CopyResult{Digest: src.Digest, Tag: src.Tag}, Rule: t.Rule, Destination: t.Repo()}
 }
 
-func (r *Run) replicateOne(ctx context.Context, src Source, t rules.Target) Result {
+func (r *Batch) replicateOne(ctx context.Context, src Image, t rules.Target) Result {
 	res := newResult(src, t)
 	if t.Err != nil {
 		return res.failed(t.Err)
@@ -214,7 +214,7 @@ type route struct {
 // route resolves both registries (assuming the destination role), makes sure the
 // destination repository exists (creating it with the source's settings when create)
 // and is the replicator's, and names both repositories for the engine.
-func (r *Run) route(ctx context.Context, src Source, t rules.Target, create bool) (route, error) {
+func (r *Batch) route(ctx context.Context, src Image, t rules.Target, create bool) (route, error) {
 	var rt route
 	srcReg, err := r.resolver.Registry(ctx, SourceAccess(src.Repo.Registry, r.sourceRole))
 	if err != nil {
@@ -250,7 +250,7 @@ func (r *Run) route(ctx context.Context, src Source, t rules.Target, create bool
 // copy runs the engine for src along rt. A destination repository gone under us, or
 // one that refused a write, is forgotten (looked for again, and its ownership read
 // again, next time).
-func (r *Run) copy(ctx context.Context, rt route, src Source, t rules.Target) CopyResult {
+func (r *Batch) copy(ctx context.Context, rt route, src Image, t rules.Target) CopyResult {
 	c := r.copies.Copy(ctx, copyengine.Request{
 		Source: copyengine.Endpoint{Repository: rt.srcRepo, Auth: rt.srcReg.Authenticator(), Transport: rt.srcReg.Transport(nil),
 			Tags: repositoryTags{api: rt.srcReg.API(), registry: src.Repo.AccountID, repo: src.Repo.Name}},
@@ -291,7 +291,7 @@ func mounting(ctx context.Context, reg *ecraccess.Registry, repo ecraccess.Repos
 // replicaOfReplica stops replication loops within one registry: copying a repository
 // onto itself, or copying a replica (whose push event the same rule sees again) onto a
 // replica of a replica.
-func replicaOfReplica(src Source, t rules.Target) string {
+func replicaOfReplica(src Image, t rules.Target) string {
 	d := t.Destination
 	if d.Registry() != src.Repo.Registry {
 		return ""
@@ -306,7 +306,7 @@ func replicaOfReplica(src Source, t rules.Target) string {
 }
 
 // sourceSettings reads (once per run) what a created destination repository mirrors.
-func (r *Run) sourceSettings(ctx context.Context, srcReg *ecraccess.Registry, repo ecrname.Repo, d rules.Destination) (ecraccess.RepositorySettings, error) {
+func (r *Batch) sourceSettings(ctx context.Context, srcReg *ecraccess.Registry, repo ecrname.Repo, d rules.Destination) (ecraccess.RepositorySettings, error) {
 	key := settingsKey{repo: repo, lifecycle: d.MirrorLifecyclePolicy, tags: d.MirrorRepositoryTags}
 	r.mu.Lock()
 	s, ok := r.settings[key]

@@ -61,7 +61,7 @@ func newWorld(t *testing.T, cfg ...func(*sandbox.Config)) *world {
 }
 
 // mirror starts a run of a replicator with short waits.
-func (w *world) mirror() *destinations.Run {
+func (w *world) mirror() *destinations.Batch {
 	return destinations.New(w.resolver, copyengine.New(copyengine.WithRetry(retry.Policy{Attempts: 3, Initial: 10 * time.Millisecond, Max: 40 * time.Millisecond}))).Start()
 }
 
@@ -157,11 +157,11 @@ func TestReplicateImageIndexAndReferrers(t *testing.T) {
 	m := w.mirror()
 	mark := w.sb.AccessLogMark()
 	tg := targetFor("mirror/", "team-a/app")
-	r := one(t, m.Replicate(w.ctx, destinations.Source{Repo: srcRepo("team-a/app"), Digest: imgDigest.String(), Tag: "v1"}, []rules.Target{tg}))
+	r := one(t, m.Replicate(w.ctx, destinations.Image{Repo: srcRepo("team-a/app"), Digest: imgDigest.String(), Tag: "v1"}, []rules.Target{tg}))
 	if r.Outcome != destinations.Copied || r.Err != nil || !r.Created {
 		t.Fatalf("image: %+v", r)
 	}
-	r = one(t, m.Replicate(w.ctx, destinations.Source{Repo: srcRepo("team-a/app"), Digest: idxDigest.String(), Tag: "v2"}, []rules.Target{tg}))
+	r = one(t, m.Replicate(w.ctx, destinations.Image{Repo: srcRepo("team-a/app"), Digest: idxDigest.String(), Tag: "v2"}, []rules.Target{tg}))
 	if r.Outcome != destinations.Copied || r.Err != nil {
 		t.Fatalf("index: %+v", r)
 	}
@@ -207,7 +207,7 @@ func TestReplicateImageIndexAndReferrers(t *testing.T) {
 	// Copying again writes nothing: no upload, no manifest PUT.
 	mark = w.sb.AccessLogMark()
 	m2 := w.mirror()
-	for _, src := range []destinations.Source{
+	for _, src := range []destinations.Image{
 		{Repo: srcRepo("team-a/app"), Digest: imgDigest.String(), Tag: "v1"},
 		{Repo: srcRepo("team-a/app"), Digest: idxDigest.String(), Tag: "v2"},
 	} {
@@ -247,7 +247,7 @@ func TestSharedLayersCheckedOnce(t *testing.T) {
 	mark := w.sb.AccessLogMark()
 	tg := targetFor("", "svc")
 	for i, d := range digests {
-		r := one(t, m.Replicate(w.ctx, destinations.Source{Repo: srcRepo("svc"), Digest: d.String(), Tag: fmt.Sprintf("v%d", i)}, []rules.Target{tg}))
+		r := one(t, m.Replicate(w.ctx, destinations.Image{Repo: srcRepo("svc"), Digest: d.String(), Tag: fmt.Sprintf("v%d", i)}, []rules.Target{tg}))
 		if r.Err != nil {
 			t.Fatal(r.Err)
 		}
@@ -299,8 +299,8 @@ func TestTagsConvergeAndConflicts(t *testing.T) {
 	newD := w.push(t, "app", "latest", newer) // the tag moved on
 	m := w.mirror()
 	tg := targetFor("", "app")
-	src := func(d v1.Hash) destinations.Source {
-		return destinations.Source{Repo: srcRepo("app"), Digest: d.String(), Tag: "latest"}
+	src := func(d v1.Hash) destinations.Image {
+		return destinations.Image{Repo: srcRepo("app"), Digest: d.String(), Tag: "latest"}
 	}
 	// Newest first, then the stale event: the tag must stay at the newest digest.
 	if r := one(t, m.Replicate(w.ctx, src(newD), []rules.Target{tg})); r.Err != nil {
@@ -324,7 +324,7 @@ func TestTagsConvergeAndConflicts(t *testing.T) {
 	}
 	w.createSourceRepo(t, &ecr.CreateRepositoryInput{RepositoryName: aws.String("frozen")})
 	v1d := w.push(t, "frozen", "v1", newer)
-	r = one(t, m.Replicate(w.ctx, destinations.Source{Repo: srcRepo("frozen"), Digest: v1d.String(), Tag: "v1"}, []rules.Target{targetFor("", "frozen")}))
+	r = one(t, m.Replicate(w.ctx, destinations.Image{Repo: srcRepo("frozen"), Digest: v1d.String(), Tag: "v1"}, []rules.Target{targetFor("", "frozen")}))
 	if r.Outcome != destinations.Conflict || r.Retryable {
 		t.Fatalf("immutable conflict: %+v", r)
 	}
@@ -333,7 +333,7 @@ func TestTagsConvergeAndConflicts(t *testing.T) {
 		t.Fatal(err)
 	}
 	w.push(t, "frozen", "v2", newer)
-	r = one(t, m.Replicate(w.ctx, destinations.Source{Repo: srcRepo("frozen"), Digest: v1d.String(), Tag: "v2"}, []rules.Target{targetFor("", "frozen")}))
+	r = one(t, m.Replicate(w.ctx, destinations.Image{Repo: srcRepo("frozen"), Digest: v1d.String(), Tag: "v2"}, []rules.Target{targetFor("", "frozen")}))
 	if r.Err != nil || r.Outcome != destinations.AlreadyPresent {
 		t.Fatalf("same digest under an immutable tag: %+v", r)
 	}
@@ -344,7 +344,7 @@ func TestFaultClassification(t *testing.T) {
 	w.createSourceRepo(t, &ecr.CreateRepositoryInput{RepositoryName: aws.String("app")})
 	img, _ := random.Image(64<<10, 2)
 	d := w.push(t, "app", "v1", img)
-	src := destinations.Source{Repo: srcRepo("app"), Digest: d.String(), Tag: "v1"}
+	src := destinations.Image{Repo: srcRepo("app"), Digest: d.String(), Tag: "v1"}
 	tg := targetFor("", "app")
 
 	t.Run("destination keeps answering 503: retryable", func(t *testing.T) {
@@ -380,7 +380,7 @@ func TestFaultClassification(t *testing.T) {
 		one(t, m.Replicate(w.ctx, src, []rules.Target{tg}))
 		w.sb.ExpireRegistryTokens(sandbox.DestinationAccount)
 		mark := w.sb.AccessLogMark()
-		r := one(t, m.Replicate(w.ctx, destinations.Source{Repo: srcRepo("app"), Digest: d2.String(), Tag: "v2"}, []rules.Target{tg}))
+		r := one(t, m.Replicate(w.ctx, destinations.Image{Repo: srcRepo("app"), Digest: d2.String(), Tag: "v2"}, []rules.Target{tg}))
 		if r.Err != nil || r.Outcome != destinations.Copied {
 			t.Fatalf("after token expiry: %+v", r)
 		}
@@ -393,7 +393,7 @@ func TestFaultClassification(t *testing.T) {
 	})
 
 	t.Run("source image deleted: permanent", func(t *testing.T) {
-		gone := destinations.Source{Repo: srcRepo("app"), Digest: "sha256:" + strings.Repeat("ab", 32), Tag: ""}
+		gone := destinations.Image{Repo: srcRepo("app"), Digest: "sha256:" + strings.Repeat("ab", 32), Tag: ""}
 		r := one(t, w.mirror().Replicate(w.ctx, gone, []rules.Target{tg}))
 		if r.Outcome != destinations.Failed || r.Retryable {
 			t.Fatalf("missing source image: %+v", r)
@@ -458,7 +458,7 @@ func TestNoReplicationLoopsWithinOneRegistry(t *testing.T) {
 	self.Repository, self.Destination.RepositoryPrefix = "mirror/app", ""
 	mark := w.sb.AccessLogMark()
 	for _, tg := range []rules.Target{same, self} {
-		r := one(t, w.mirror().Replicate(w.ctx, destinations.Source{Repo: srcRepo("mirror/app"), Digest: d.String(), Tag: "v1"}, []rules.Target{tg}))
+		r := one(t, w.mirror().Replicate(w.ctx, destinations.Image{Repo: srcRepo("mirror/app"), Digest: d.String(), Tag: "v1"}, []rules.Target{tg}))
 		if r.Outcome != destinations.Skipped || r.Reason == "" {
 			t.Errorf("%s: %+v, want skipped with a reason", tg.Repository, r)
 		}

@@ -47,7 +47,7 @@ func TestCreatedRepositoryIsOwned(t *testing.T) {
 	d := w.push(t, "team-a/app", "v1", img)
 	tg := targetFor("mirror/", "team-a/app")
 	tg.Destination.MirrorRepositoryTags = true
-	src := destinations.Source{Repo: srcRepo("team-a/app"), Digest: d.String(), Tag: "v1"}
+	src := destinations.Image{Repo: srcRepo("team-a/app"), Digest: d.String(), Tag: "v1"}
 	if r := one(t, w.mirror().Replicate(w.ctx, src, []rules.Target{tg})); r.Err != nil || !r.Created {
 		t.Fatalf("first copy: %+v", r)
 	}
@@ -77,7 +77,7 @@ func TestNotOwnedRepository(t *testing.T) {
 		}
 		w.createSourceRepo(t, &ecr.CreateRepositoryInput{RepositoryName: aws.String(repo)})
 		img, _ := random.Image(256, 1)
-		src := destinations.Source{Repo: srcRepo(repo), Digest: w.push(t, repo, "latest", img).String(), Tag: "latest"}
+		src := destinations.Image{Repo: srcRepo(repo), Digest: w.push(t, repo, "latest", img).String(), Tag: "latest"}
 		mark := w.sb.AccessLogMark()
 		r := one(t, w.mirror().Replicate(w.ctx, src, []rules.Target{targetFor("", repo)}))
 		msg := fmt.Sprint(r.Err)
@@ -104,7 +104,7 @@ func TestNotOwnedRepository(t *testing.T) {
 		t.Fatal(err)
 	}
 	img, _ := random.Image(256, 1)
-	src := destinations.Source{Repo: srcRepo("prod/payments"), Digest: w.push(t, "prod/payments", "latest", img).String(), Tag: "latest"}
+	src := destinations.Image{Repo: srcRepo("prod/payments"), Digest: w.push(t, "prod/payments", "latest", img).String(), Tag: "latest"}
 	if r := one(t, w.mirror().Replicate(w.ctx, src, []rules.Target{targetFor("", "prod/payments")})); r.Err != nil || w.destDigest(t, "prod/payments", "latest") != src.Digest {
 		t.Fatalf("after adoption: %+v", r)
 	}
@@ -165,7 +165,7 @@ func TestDeleteKeepsImmutableTags(t *testing.T) {
 			}
 		}
 		id := ecrtypes.ImageIdentifier{ImageTag: aws.String(c.tag)}
-		src := destinations.Source{Repo: srcRepo(repo), Digest: d, Tag: c.tag}
+		src := destinations.Image{Repo: srcRepo(repo), Digest: d, Tag: c.tag}
 		if c.byDigest {
 			id = ecrtypes.ImageIdentifier{ImageDigest: aws.String(d)}
 		}
@@ -207,7 +207,7 @@ func TestLongSourceNameIsReplicated(t *testing.T) {
 	w.createSourceRepo(t, &ecr.CreateRepositoryInput{RepositoryName: aws.String(repo)})
 	img, _ := random.Image(256, 1)
 	d := w.push(t, repo, "v1", img).String()
-	r := one(t, w.mirror().Replicate(w.ctx, destinations.Source{Repo: srcRepo(repo), Digest: d, Tag: "v1"}, []rules.Target{targetFor("mirror/", repo)}))
+	r := one(t, w.mirror().Replicate(w.ctx, destinations.Image{Repo: srcRepo(repo), Digest: d, Tag: "v1"}, []rules.Target{targetFor("mirror/", repo)}))
 	if r.Err != nil || w.destDigest(t, "mirror/"+repo, "v1") != d {
 		t.Fatalf("a source repository of %d characters: %s %v", len(repo), r.Code, r.Err)
 	}

@@ -54,11 +54,11 @@ const CodeNoGate = "GateNotConfigured"
 
 // gated decides each target of a gated job, copies those that pass, re-checks the held
 // ones (not for a trigger: its image's own re-check does) and reports the blocked ones.
-func (h *Handler) gated(ctx context.Context, run Run, j *job) []destinations.Result {
+func (h *Handler) gated(ctx context.Context, run Copier, j *job) []destinations.Result {
 	return h.gatedWith(ctx, h.c.Gate, run, j)
 }
 
-func (h *Handler) gatedWith(ctx context.Context, g Gate, run Run, j *job) []destinations.Result {
+func (h *Handler) gatedWith(ctx context.Context, g Gate, run Copier, j *job) []destinations.Result {
 	out := make([]destinations.Result, len(j.targets))
 	if h.c.Gate == nil {
 		for i, t := range j.targets {
@@ -167,7 +167,7 @@ func recheckDelay(now time.Time, d gate.Decision) time.Duration {
 
 // trigger re-decides the gated copies of the image a trigger is about: its tags (the
 // subject's, for a signature), or the recent indexes listing it as a platform.
-func (h *Handler) trigger(ctx context.Context, run Run, j *job) []destinations.Result {
+func (h *Handler) trigger(ctx context.Context, run Copier, j *job) []destinations.Result {
 	if h.c.Gate == nil {
 		return nil
 	}
@@ -191,7 +191,7 @@ func (h *Handler) trigger(ctx context.Context, run Run, j *job) []destinations.R
 				continue
 			}
 			sj := &job{gated: true, trigger: true, eventID: j.eventID, at: j.at, messages: j.messages, targets: targets,
-				src: destinations.Source{Repo: j.src.Repo, Digest: s.Digest, Tag: tag}}
+				src: destinations.Image{Repo: j.src.Repo, Digest: s.Digest, Tag: tag}}
 			for _, r := range h.gatedWith(ctx, memo, run, sj) {
 				if r.Outcome == Held {
 					h.c.Log.Info("promotion gate re-decided on a trigger: still held (its re-check continues)", "event_id", j.eventID,
@@ -236,7 +236,7 @@ func (h *Handler) planTrigger(a *ecrevent.ImageAction) *job {
 	if a.ActionType != ecrevent.ActionPush || !h.c.Rules.Gated(a.Repository) {
 		return nil
 	}
-	j := &job{trigger: true, eventID: a.EventID, at: a.Time, src: destinations.Source{Repo: a.Repo(), Digest: a.Digest}}
+	j := &job{trigger: true, eventID: a.EventID, at: a.Time, src: destinations.Image{Repo: a.Repo(), Digest: a.Digest}}
 	if subject, ok := rules.CosignSubject(a.Tag); ok {
 		j.src.Digest = subject
 		return j
@@ -260,7 +260,7 @@ func (h *Handler) planScan(m message, s *ecrevent.ImageScan, own *ownSource) ([]
 	if err := own.check(s.Repo().Registry); err != nil {
 		return nil, fmt.Errorf("scan event %s (%s@%s): %w", s.EventID, s.Repository, s.Digest, err)
 	}
-	return []*job{{trigger: true, eventID: s.EventID, at: s.Time, src: destinations.Source{Repo: s.Repo(), Digest: s.Digest}}}, nil
+	return []*job{{trigger: true, eventID: s.EventID, at: s.Time, src: destinations.Image{Repo: s.Repo(), Digest: s.Digest}}}, nil
 }
 
 // memoGate decides each image and set of requirements once for a trigger, however many

@@ -12,8 +12,8 @@ import (
 	"github.com/ecr-replicator/ecr-replicator/internal/metrics"
 )
 
-// Outcome is one image at one destination, as reported in the direct-invocation summary.
-type Outcome struct {
+// Report is one image at one destination, as reported in the direct-invocation summary.
+type Report struct {
 	MessageID   string `json:"messageId,omitempty"`
 	EventID     string `json:"eventId,omitempty"`
 	Action      string `json:"action"` // replicate or delete
@@ -44,7 +44,7 @@ type Problem struct {
 
 // Summary is the answer to a direct invocation.
 type Summary struct {
-	Results   []Outcome `json:"results"`
+	Results   []Report  `json:"results"`
 	Ignored   int       `json:"ignored"`
 	Malformed []Problem `json:"malformed,omitempty"`
 	Succeeded int       `json:"succeeded"`
@@ -59,7 +59,7 @@ type Summary struct {
 // report logs every result and records its metrics, and sums them up: the summary and
 // the messages to retry (every message of a job with a retryable failure).
 func (h *Handler) report(ctx context.Context, p plan, results [][]destinations.Result, msgs []message, mr *metrics.Recorder) invocation {
-	out := invocation{summary: Summary{Results: []Outcome{}, Ignored: p.ignored, Malformed: p.malformed, Duplicates: p.duplicates}}
+	out := invocation{summary: Summary{Results: []Report{}, Ignored: p.ignored, Malformed: p.malformed, Duplicates: p.duplicates}}
 	retry := make([]bool, len(msgs))
 	for _, i := range p.unsettled {
 		retry[i] = true
@@ -98,12 +98,12 @@ func (h *Handler) report(ctx context.Context, p plan, results [][]destinations.R
 }
 
 // outcome logs one result, records its metrics and returns its summary entry.
-func (h *Handler) outcome(ctx context.Context, j *job, r destinations.Result, msgs []message, done time.Time, mr *metrics.Recorder) Outcome {
+func (h *Handler) outcome(ctx context.Context, j *job, r destinations.Result, msgs []message, done time.Time, mr *metrics.Recorder) Report {
 	action := "replicate"
 	if j.delete {
 		action = "delete"
 	}
-	o := Outcome{
+	o := Report{
 		EventID: j.eventID, Action: action, SourceAcct: j.src.Repo.AccountID, SourceReg: j.src.Repo.Region,
 		Repository: j.src.Repo.Name, Digest: j.src.Digest, Tag: j.src.Tag,
 		Destination: r.Destination.String(), Rule: r.Rule, Outcome: string(r.Outcome), Reason: r.Reason,
@@ -231,7 +231,7 @@ type resultDetail struct {
 const maxEntries = 10
 
 // publish sends one result event per replication result. Failures are logged only.
-func (h *Handler) publish(ctx context.Context, reports []Outcome) {
+func (h *Handler) publish(ctx context.Context, reports []Report) {
 	if h.c.Events == nil || h.c.EventBus == "" || len(reports) == 0 {
 		return
 	}

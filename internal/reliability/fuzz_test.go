@@ -18,7 +18,7 @@ import (
 // countingMirror stands in for the network: it records what the handler asked of it.
 type countingMirror struct{ calls int }
 
-func (m *countingMirror) Replicate(_ context.Context, src destinations.Source, ts []rules.Target) []destinations.Result {
+func (m *countingMirror) Replicate(_ context.Context, src destinations.Image, ts []rules.Target) []destinations.Result {
 	m.calls++
 	out := make([]destinations.Result, len(ts))
 	for i, t := range ts {
@@ -27,7 +27,7 @@ func (m *countingMirror) Replicate(_ context.Context, src destinations.Source, t
 	return out
 }
 
-func (m *countingMirror) Delete(ctx context.Context, src destinations.Source, ts []rules.Target) []destinations.Result {
+func (m *countingMirror) Delete(ctx context.Context, src destinations.Image, ts []rules.Target) []destinations.Result {
 	return m.Replicate(ctx, src, ts)
 }
 
@@ -54,7 +54,7 @@ func FuzzSQSBatch(f *testing.F) {
 	f.Fuzz(func(t *testing.T, payload []byte, body string) {
 		for _, p := range [][]byte{payload, sandboxtest.SQSBatch(1, record{ID: "m1", Body: body}, record{ID: "m2", Body: body})} {
 			m := &countingMirror{}
-			h := eventhandler.New(eventhandler.Config{Rules: doc, Start: func() eventhandler.Run { return m }, Source: sandboxSource})
+			h := eventhandler.New(eventhandler.Config{Rules: doc, Start: func() eventhandler.Copier { return m }, Source: sandboxSource})
 			out, err := h.Handle(context.Background(), json.RawMessage(p))
 			var probe struct{ Records []struct{ MessageID string } }
 			isBatch := json.Unmarshal(p, &probe) == nil && len(probe.Records) > 0
