@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"math"
 	"net/http"
 	"time"
 
@@ -13,7 +12,6 @@ import (
 	"github.com/google/go-containerregistry/pkg/v1/remote/transport"
 	"golang.org/x/sync/errgroup"
 
-	"github.com/ecr-replicator/ecr-replicator/internal/copyengine"
 	"github.com/ecr-replicator/ecr-replicator/internal/destinations"
 	"github.com/ecr-replicator/ecr-replicator/internal/ecraccess"
 	"github.com/ecr-replicator/ecr-replicator/internal/retry"
@@ -83,11 +81,10 @@ func sourceSettings(ctx context.Context, c copyArgs, src *endpointFor) (ecracces
 	if src.ecr == nil {
 		return ecraccess.RepositorySettings{}, nil
 	}
-	settings, err := src.ecr.ReadSettings(ctx, c.src.repo.RepositoryStr(), false, false)
+	settings, err := destinations.SourceSettings(ctx, src.ecr, c.src.repo.RepositoryStr(), false, false, "")
 	if err != nil {
 		return settings, src.explainDenied(repositoryProblem(err, "source", c.src.repo, src.region))
 	}
-	settings.KMSKey = "" // a source key belongs to its own account and region
 	return settings, nil
 }
 
@@ -98,10 +95,9 @@ func ensureDestination(ctx context.Context, o copyOptions, c copyArgs, src, dst 
 	if dst.ecr == nil || !needed {
 		return false, nil
 	}
-	// A repository it creates is the replicator's (ecraccess.OwnedTags), as a destination
-	// role requires of a creation.
-	settings.Tags = ecraccess.OwnedTags(owner(o, src, dst), settings.ARN, nil)
-	repo, err := dst.ecr.EnsureRepository(ctx, c.dstRepo.RepositoryStr(), settings, o.createRepo)
+	// A repository it creates is the replicator's, as a destination role requires of a
+	// creation.
+	repo, err := destinations.CreateOwned(ctx, dst.ecr, c.dstRepo.RepositoryStr(), settings, owner(o, src, dst), o.createRepo)
 	if err != nil {
 		return false, dst.explainDenied(repositoryProblem(err, "destination", c.dstRepo, dst.region))
 	}
@@ -176,7 +172,7 @@ func sourceFails(ctx context.Context, c copyArgs, src, dst *endpointFor, items [
 		}
 	}
 	res := imageResult{Source: c.src.repo.String(), Destination: c.dstRepo.String(), Tag: it.tag, Digest: it.digest, Outcome: string(destinations.Failed)}
-	res.Err = &copyengine.Error{Op: "get source manifest", Code: code, Status: status, Err: err}
+	res.Err = &destinations.CopyError{Op: "get source manifest", Code: code, Status: status, Err: err}
 	res.Code, res.Message = explainCopy(copyFailure{err: res.Err, source: res.Source, destination: res.Destination, tag: it.tag, digest: it.digest, destECR: dst.ecr != nil})
 	return &res, nil
 }
@@ -202,15 +198,10 @@ func readSource(ctx context.Context, src *endpointFor, it copyItem) error {
 // executeCopy copies the items, o.concurrency at a time, in one engine run, with a
 // progress display; it returns one result per item.
 func executeCopy(ctx context.Context, a *app, o copyOptions, c copyArgs, src, dst *endpointFor, items []copyItem, unit string) []imageResult {
-	copyOpts := []copyengine.Option{copyengine.WithJobs(o.jobs), copyengine.WithLogger(a.logger())}
-	if dst.ecr == nil {
-		// Manifest writes are paced for ECR's PutImage quota; other registries publish
-		// none, and a 429 is still backed off.
-		copyOpts = append(copyOpts, copyengine.WithManifestRate(math.Inf(1), 1))
-	}
 	prog := newProgress(a, unit, len(items))
-	copyOpts = append(copyOpts, progressOption(prog)...)
-	run := copyengine.New(copyOpts...).Start()
+	// Manifest writes are paced for ECR's PutImage quota; other registries publish none.
+	run := destinations.StartDirect(destinations.NewEngine(destinations.EngineOptions{
+		Jobs: o.jobs, Log: a.logger(), Progress: progressFunc(prog), Unpaced: dst.ecr == nil}))
 	results := make([]imageResult, len(items))
 	g := errgroup.Group{}
 	g.SetLimit(o.concurrency)
@@ -232,10 +223,9 @@ func executeCopy(ctx context.Context, a *app, o copyOptions, c copyArgs, src, ds
 }
 
 // copyOne copies one item and explains a failure.
-func copyOne(ctx context.Context, run *copyengine.Run, o copyOptions, c copyArgs, src, dst *endpointFor, it copyItem) imageResult {
+func copyOne(ctx context.Context, run *destinations.Direct, o copyOptions, c copyArgs, src, dst *endpointFor, it copyItem) imageResult {
 	res := imageResult{Source: c.src.repo.String(), Destination: c.dstRepo.String(), Tag: it.tag, Digest: it.digest}
-	// A tag is resolved by the engine: one GET of the manifest by tag.
-	r := run.Copy(ctx, copyengine.Request{Source: src.endpoint, Digest: it.digest, Tag: it.tag, Destination: dst.endpoint, Referrers: o.referrers})
+	r := run.Copy(ctx, src.endpoint, dst.endpoint, it.digest, it.tag, o.referrers)
 	if r.Digest != "" {
 		res.Digest = r.Digest
 	}
@@ -322,7 +312,7 @@ func countedCopy(unit string) string {
 	return "copies: one per tag, to the destination repository"
 }
 
-func lookupOptions(ctx context.Context, e copyengine.Endpoint) []remote.Option {
+func lookupOptions(ctx context.Context, e destinations.Endpoint) []remote.Option {
 	opts := []remote.Option{remote.WithContext(ctx), remote.WithAuth(e.Auth)}
 	if e.Transport != nil {
 		opts = append(opts, remote.WithTransport(e.Transport))

@@ -9,7 +9,7 @@ import (
 
 	"github.com/aws/smithy-go"
 
-	"github.com/ecr-replicator/ecr-replicator/internal/copyengine"
+	"github.com/ecr-replicator/ecr-replicator/internal/destinations"
 	"github.com/ecr-replicator/ecr-replicator/internal/ecraccess"
 	"github.com/ecr-replicator/ecr-replicator/internal/retry"
 )
@@ -226,7 +226,7 @@ type copyFailure struct {
 // explainCopy is the one line said about a failed image.
 func explainCopy(f copyFailure) (code, msg string) {
 	var ae *ecraccess.Error
-	var re *copyengine.Error
+	var re *destinations.CopyError
 	if !errors.As(f.err, &re) || (errors.As(f.err, &ae) && re.Code == ae.ErrorCode()) {
 		// A failure of the AWS side of the copy (a role, a token, a repository call).
 		p := awsProblem(f.err, "")
@@ -275,9 +275,9 @@ func explainCopy(f copyFailure) (code, msg string) {
 		return code, fmt.Sprintf("%s did not answer (%s) after retries: rerun to resume", registryOf(sideRepo(src, f)), code)
 	case retry.CodeTLS:
 		return code, fmt.Sprintf("TLS with %s failed (%s): %s", registryOf(sideRepo(src, f)), code, apiMessage(f.err))
-	case copyengine.CodeDigestMismatch:
+	case destinations.CodeDigestMismatch:
 		return code, fmt.Sprintf("%s served another digest than the one written (%s): rerun; report it if it persists", f.destination, code)
-	case copyengine.CodeInvalid:
+	case destinations.CodeInvalid:
 		return code, fmt.Sprintf("invalid request (%s): %s", code, apiMessage(f.err))
 	}
 	if code == "" {

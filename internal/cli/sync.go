@@ -15,7 +15,6 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/ecr-replicator/ecr-replicator/internal/backfill"
-	"github.com/ecr-replicator/ecr-replicator/internal/copyengine"
 	"github.com/ecr-replicator/ecr-replicator/internal/destinations"
 	"github.com/ecr-replicator/ecr-replicator/internal/ecraccess"
 	"github.com/ecr-replicator/ecr-replicator/internal/ecrname"
@@ -326,8 +325,8 @@ func syncBackfill(a *app, o syncOptions, log *slog.Logger, doc *rules.Document, 
 	if doc.SourceRoleARN() != "" {
 		mopts = append(mopts, destinations.WithSourceRole(doc.SourceRoleARN()))
 	}
-	engine := copyengine.New(copyengine.WithJobs(o.jobs), copyengine.WithLogger(log),
-		copyengine.WithProgress(func(p copyengine.Progress) { progressTo(*prog, p) }))
+	engine := destinations.NewEngine(destinations.EngineOptions{Jobs: o.jobs, Log: log,
+		Progress: func(p destinations.Progress) { progressTo(*prog, p) }})
 	replicator := destinations.New(sess.resolver, engine, mopts...)
 	// Checked when the rules were read: no error here.
 	vs, _ := verify.Compile(doc, verify.Options{KMS: kms.NewFromConfig(sess.cfg), Dir: filepath.Dir(o.rulesFile)})

@@ -320,14 +320,19 @@ func (r *Batch) sourceSettings(ctx context.Context, srcReg *ecraccess.Registry, 
 		r.settings[key] = s
 		r.mu.Unlock()
 	}
-	// A source KMS key lives in the source account and region; the destination uses the
-	// key the rule names, or the AWS-managed ECR key of its own account.
-	if d.KMSKey != "" {
-		s.EncryptionType, s.KMSKey = ecrtypes.EncryptionTypeKms, d.KMSKey
+	return withDestinationKey(s, d.KMSKey), nil
+}
+
+// withDestinationKey is s with the encryption a destination can have. A source KMS key
+// lives in the source account and region; the destination uses kmsKey (the key the rule
+// names), or else the AWS-managed ECR key of its own account.
+func withDestinationKey(s ecraccess.RepositorySettings, kmsKey string) ecraccess.RepositorySettings {
+	if kmsKey != "" {
+		s.EncryptionType, s.KMSKey = ecrtypes.EncryptionTypeKms, kmsKey
 	} else if s.EncryptionType == ecrtypes.EncryptionTypeKms || s.EncryptionType == ecrtypes.EncryptionTypeKmsDsse {
 		s.KMSKey = ""
 	}
-	return s, nil
+	return s
 }
 
 // take records an engine result; byte and blob counts add up over several copies.

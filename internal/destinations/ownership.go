@@ -153,19 +153,18 @@ func (r *Batch) ensure(ctx context.Context, srcReg, dstReg *ecraccess.Registry, 
 		if settings, err = r.sourceSettings(ctx, srcReg, src.Repo, t.Destination); err != nil {
 			return ecraccess.Repository{}, err
 		}
-		settings.Tags = ecraccess.OwnedTags(owner, settings.ARN, settings.Tags)
 	}
-	repo, err := dstReg.EnsureRepository(ctx, t.Repository, settings, create)
-	owned := ecraccess.OwnedTags(owner, settings.ARN, nil)
-	if err == nil || !create || len(settings.Tags) == len(owned) || !refusedCreation(err) {
+	repo, err := CreateOwned(ctx, dstReg, t.Repository, settings, owner, create)
+	owned, all := ecraccess.OwnedTags(owner, settings.ARN, nil), ecraccess.OwnedTags(owner, settings.ARN, settings.Tags)
+	if err == nil || !create || len(all) == len(owned) || !refusedCreation(err) {
 		return repo, err
 	}
 	var dropped []string
-	for _, tg := range settings.Tags[len(owned):] {
+	for _, tg := range all[len(owned):] {
 		dropped = append(dropped, aws.ToString(tg.Key))
 	}
-	settings.Tags = owned
-	if repo, err = dstReg.EnsureRepository(ctx, t.Repository, settings, create); err == nil {
+	settings.Tags = nil // the owned ones only
+	if repo, err = CreateOwned(ctx, dstReg, t.Repository, settings, owner, create); err == nil {
 		r.log.Warn("destination repository created without its mirrored tags: the destination role refused them", "code", CodeMirroredTagsRefused,
 			"repository", t.Repo().String(), "keys", dropped, "fix", "list these keys in the destination role's MirroredTagKeys")
 	}
