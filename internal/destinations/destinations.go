@@ -66,15 +66,6 @@ type Option func(*Replicator)
 // source.roleArn), for a replicator running in a third, central account.
 func WithSourceRole(roleARN string) Option { return func(m *Replicator) { m.sourceRole = roleARN } }
 
-// WithDestinationParallelism bounds how many destinations are written at once (default 4).
-func WithDestinationParallelism(n int) Option {
-	return func(m *Replicator) {
-		if n > 0 {
-			m.parallel = n
-		}
-	}
-}
-
 // WithLogger sets the logger (default: discard).
 func WithLogger(l *slog.Logger) Option {
 	return func(m *Replicator) {
