@@ -3,9 +3,6 @@ package cli
 import (
 	"context"
 	"errors"
-	"fmt"
-	"net/http"
-	"time"
 
 	"github.com/google/go-containerregistry/pkg/name"
 	"github.com/google/go-containerregistry/pkg/v1/remote"
@@ -16,63 +13,6 @@ import (
 	"github.com/ecr-replicator/ecr-replicator/internal/ecraccess"
 	"github.com/ecr-replicator/ecr-replicator/internal/retry"
 )
-
-// imageResult is what copying one item did.
-type imageResult struct {
-	Source      string // repository, as named (host/name)
-	Destination string
-	Tag         string
-	Digest      string
-	Outcome     string
-	Reason      string
-	Code        string
-	Message     string // what went wrong and what to do, in one line
-	Err         error  // the full error, for --debug
-	BytesCopied int64
-}
-
-func (r imageResult) failed() bool {
-	return destinations.Outcome(r.Outcome).Failure()
-}
-
-// ref is the destination reference of the result: repository, tag, digest (when known).
-func (r imageResult) ref() string {
-	s := r.Destination
-	if r.Tag != "" {
-		s += ":" + r.Tag
-	}
-	if r.Digest != "" {
-		s += "@" + shortDigest(r.Digest)
-	}
-	return s
-}
-
-// line is the result as copy and sync print it: the outcome, the destination reference,
-// and what went wrong or why.
-func (r imageResult) line(a *app) string {
-	line := paint(a, r.Outcome) + " " + r.ref()
-	switch {
-	case r.Message != "":
-		line += ": " + r.Message
-	case r.Reason != "":
-		line += " (" + r.Reason + ")"
-	}
-	return line
-}
-
-// item is the result in the JSON document.
-func (r imageResult) item(debug bool) item {
-	it := item{Source: r.Source, Destination: r.Destination, Tag: r.Tag, Digest: r.Digest, State: r.Outcome, BytesCopied: ptr(r.BytesCopied)}
-	if r.Message != "" {
-		it.Error = &errorJSON{Code: r.Code, Message: r.Message}
-		if debug && r.Err != nil {
-			it.Error.Detail = detail(r.Err)
-		}
-	} else {
-		it.Reason = r.Reason
-	}
-	return it
-}
 
 // sourceSettings checks the source repository exists (one DescribeRepositories: a clear
 // message now rather than one per image later) and reads the settings a created
@@ -238,163 +178,10 @@ func copyOne(ctx context.Context, run *destinations.Direct, o copyOptions, c cop
 	return res
 }
 
-// reportCopy prints the summary (text: the result lines were printed as they came) or the
-// JSON document, and returns exitError{ExitFailed} when any item failed. created says the
-// run created the destination repository.
-func reportCopy(a *app, unit string, results []imageResult, start time.Time, created bool) error {
-	failed, copied, inSync := 0, 0, 0
-	counts := map[string]int{}
-	var bytes int64
-	digests := map[string]bool{}
-	for _, r := range results {
-		counts[r.Outcome]++
-		bytes += r.BytesCopied
-		if r.Digest != "" {
-			digests[r.Digest] = true
-		}
-		switch destinations.Outcome(r.Outcome) {
-		case destinations.Copied, destinations.TagUpdated:
-			copied++
-		case destinations.AlreadyPresent, destinations.Skipped:
-			inSync++
-		default:
-			failed++
-		}
-	}
-	if created && copied == 0 && len(results) > 0 {
-		warnCreatedEmpty(a, results)
-	}
-	if a.json() {
-		doc := newDocument(a, false, countedCopy(unit))
-		doc.Totals = totals{Repositories: 1, Images: len(digests), Copies: len(results), InSync: inSync, ToCopy: len(results) - inSync,
-			Copied: ptr(copied), Failed: failed, BytesCopied: ptr(bytes), DurationMs: time.Since(start).Milliseconds()}
-		for _, r := range results {
-			doc.Items = append(doc.Items, r.item(a.debug))
-		}
-		if err := doc.write(a); err != nil {
-			return err
-		}
-	} else {
-		if len(results) == 0 {
-			fmt.Fprintf(a.stdout, "0 %s: nothing to copy\n", unit)
-		} else {
-			fmt.Fprintf(a.stdout, "%s: %s; %s copied\n", plural(len(results), unit), summarize(counts), humanBytes(bytes))
-		}
-	}
-	if failed > 0 {
-		return exitError{ExitFailed}
-	}
-	return nil
-}
-
-// warnCreatedEmpty says that the destination repository the run created is still empty,
-// and what fills it: a rerun, when some copy failed in a way another run may not (a
-// registry that did not answer, throttling); otherwise the failures must be fixed first.
-func warnCreatedEmpty(a *app, results []imageResult) {
-	retryable := false
-	for _, r := range results {
-		if _, ok := retry.Classify(r.Err); ok {
-			retryable = true
-		}
-	}
-	if retryable {
-		a.warn("repository %s was created and is still empty: rerun to fill it, or delete it", results[0].Destination)
-		return
-	}
-	a.warn("repository %s was created and is still empty: its copies failed in a way a rerun does not change; fix the failure above and rerun, or delete it", results[0].Destination)
-}
-
-// countedCopy says what copy's items count.
-func countedCopy(unit string) string {
-	if unit == "images" {
-		return "copies: the image named by digest, to the destination repository"
-	}
-	return "copies: one per tag, to the destination repository"
-}
-
 func lookupOptions(ctx context.Context, e destinations.Endpoint) []remote.Option {
 	opts := []remote.Option{remote.WithContext(ctx), remote.WithAuth(e.Auth)}
 	if e.Transport != nil {
 		opts = append(opts, remote.WithTransport(e.Transport))
 	}
 	return opts
-}
-
-// repositoryProblem explains a failed repository call on one side of a copy.
-func repositoryProblem(err error, which string, repo name.Repository, region string) *problem {
-	p := awsProblem(err, which+" repository "+repo.String())
-	if p.code == "RepositoryNotFoundException" {
-		p.exit = ExitUsage
-		if which == "source" {
-			p.msg = fmt.Sprintf("source repository %s not found (%s): check the name and the region in the host name; `aws ecr describe-repositories --region %s` lists them", repo, p.code, region)
-		} else {
-			p.msg = fmt.Sprintf("destination repository %s not found (%s) and --create-repository=false: create it, or let copy create it", repo, p.code)
-		}
-	}
-	return p
-}
-
-// registryProblem explains a failed registry request made by the CLI itself (not the
-// engine): listing tags, a dry run's lookups.
-func registryProblem(err error, doing string, repo name.Repository) error {
-	var te *transport.Error
-	code, _ := retry.Classify(err)
-	status := 0
-	if errors.As(err, &te) {
-		status = te.StatusCode
-		if len(te.Errors) > 0 {
-			code = string(te.Errors[0].Code)
-		}
-	}
-	p := &problem{code: code, err: err, exit: ExitFailed, op: doing}
-	host, dnsFailed := unresolvable(err)
-	switch {
-	case dnsFailed:
-		p.exit = ExitUsage
-		p.msg = unresolvableMessage(host)
-	case code == string(transport.NameUnknownErrorCode) || (code == "" && status == http.StatusNotFound):
-		p.exit = ExitUsage
-		p.msg = fmt.Sprintf("repository %s not found (%s): check the name (repository names are lowercase)", repo, orStatus(code, status))
-	case code == string(transport.UnauthorizedErrorCode) || code == string(transport.DeniedErrorCode) || status == http.StatusUnauthorized || status == http.StatusForbidden:
-		p.exit = ExitUsage
-		p.msg = fmt.Sprintf("%s refused %s %s (%s): log in to it first (docker login %s), or check the identity's permissions", repo.RegistryStr(), doing, repo, orStatus(code, status), repo.RegistryStr())
-	case errors.Is(err, context.Canceled):
-		return err
-	default:
-		p.msg = fmt.Sprintf("%s %s failed (%s): %s", doing, repo, orStatus(code, status), apiMessage(err))
-	}
-	return p
-}
-
-func orStatus(code string, status int) string {
-	if code != "" {
-		return code
-	}
-	if status != 0 {
-		return fmt.Sprintf("HTTP %d", status)
-	}
-	return "no answer"
-}
-
-func isNotFound(err error) bool {
-	var te *transport.Error
-	if !errors.As(err, &te) {
-		return false
-	}
-	if te.StatusCode == http.StatusNotFound {
-		return true
-	}
-	for _, d := range te.Errors {
-		if d.Code == transport.ManifestUnknownErrorCode || d.Code == transport.NameUnknownErrorCode {
-			return true
-		}
-	}
-	return false
-}
-
-func shortDigest(d string) string {
-	if len(d) > 19 {
-		return d[:19]
-	}
-	return d
 }
