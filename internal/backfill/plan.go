@@ -351,27 +351,10 @@ func DiffRepository(repo string, cands []Candidate, listings map[ecrname.Repo]*L
 			tt = &TargetTotals{}
 			d.PerTarget[k] = tt
 		}
-		reason := ""
 		missing := l == nil || !l.Exists || !l.Digests[c.Digest]
-		switch {
-		case l == nil || !l.Exists:
-			reason = ReasonRepositoryMissing
+		reason := driftReason(c, l)
+		if reason == ReasonRepositoryMissing {
 			tt.CreateRepository = true
-		case c.Tag == "":
-			if !l.Digests[c.Digest] {
-				reason = ReasonDigestMissing
-			}
-		default:
-			at, ok := l.Tags[c.Tag]
-			switch {
-			case ok && at == c.Digest:
-			case ok:
-				reason = ReasonTagElsewhere
-			case l.Digests[c.Digest]:
-				reason = ReasonTagMissing
-			default:
-				reason = ReasonDigestMissing
-			}
 		}
 		if reason == "" {
 			tt.InSync++
@@ -397,6 +380,30 @@ func DiffRepository(repo string, cands []Candidate, listings map[ecrname.Repo]*L
 	}
 	sort.Slice(d.Work, func(i, j int) bool { return d.Work[i].k < d.Work[j].k })
 	return d
+}
+
+// driftReason is why candidate c needs a copy to the destination repository listed as l
+// (nil: it does not exist), or "" when the destination has it.
+func driftReason(c *Candidate, l *Listing) string {
+	switch {
+	case l == nil || !l.Exists:
+		return ReasonRepositoryMissing
+	case c.Tag == "":
+		if !l.Digests[c.Digest] {
+			return ReasonDigestMissing
+		}
+		return ""
+	}
+	at, ok := l.Tags[c.Tag]
+	switch {
+	case ok && at == c.Digest:
+		return ""
+	case ok:
+		return ReasonTagElsewhere
+	case l.Digests[c.Digest]:
+		return ReasonTagMissing
+	}
+	return ReasonDigestMissing
 }
 
 // Plan is Expand followed by DiffRepository: what one source repository needs at its

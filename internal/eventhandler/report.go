@@ -135,6 +135,16 @@ func (h *Handler) outcome(ctx context.Context, j *job, r destinations.Result, ms
 			o.Error = r.Err.Error()
 		}
 	}
+	h.logReport(ctx, j, o, r, failed)
+	if mr != nil {
+		record(mr, j, r, o.Code, failed, done)
+	}
+	return o
+}
+
+// logReport logs one result: an error when it failed for good or a gate blocked it, a
+// warning when it will be retried.
+func (h *Handler) logReport(ctx context.Context, j *job, o Report, r destinations.Result, failed bool) {
 	level, msg := slog.LevelInfo, "image replicated"
 	switch {
 	case r.Outcome == Blocked:
@@ -149,7 +159,7 @@ func (h *Handler) outcome(ctx context.Context, j *job, r destinations.Result, ms
 		msg = "image deletion mirrored"
 	}
 	attrs := []slog.Attr{
-		slog.String("message_id", o.MessageID), slog.String("event_id", o.EventID), slog.String("action", action),
+		slog.String("message_id", o.MessageID), slog.String("event_id", o.EventID), slog.String("action", o.Action),
 		slog.String("source_account", o.SourceAcct), slog.String("source_region", o.SourceReg),
 		slog.String("repository", o.Repository), slog.String("digest", o.Digest), slog.String("tag", o.Tag),
 		slog.String("destination", o.Destination), slog.String("rule", o.Rule), slog.String("outcome", o.Outcome),
@@ -162,10 +172,6 @@ func (h *Handler) outcome(ctx context.Context, j *job, r destinations.Result, ms
 		attrs = append(attrs, slog.String("error", o.Error))
 	}
 	h.c.Log.LogAttrs(ctx, level, msg, attrs...)
-	if mr != nil {
-		record(mr, j, r, o.Code, failed, done)
-	}
-	return o
 }
 
 // record adds one result's metrics. Replications, failures and throttled manifest writes
