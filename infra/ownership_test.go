@@ -84,7 +84,7 @@ func handle(t *testing.T, w *sandboxtest.World, h *eventhandler.Handler, id, act
 
 // replicatorSession is the destination registry as the replicate function reaches it:
 // the function role's session of the destination role, asked for the way the product
-// asks for it (rules.Destination.Access).
+// asks for it (destinations.DestinationAccess).
 func replicatorSession(t *testing.T, w *sandboxtest.World) *ecraccess.Registry {
 	t.Helper()
 	return destinationSession(t, w, sandboxtest.FunctionRole, sandbox.DefaultRegion)

@@ -46,7 +46,7 @@ type Backfill struct {
 	// SourceAccountID is source.roleArn's account, or the caller's (SourceAccount).
 	SourceAccountID string
 	SourceRegion    string
-	// Start begins the run an inline backfill copies with ((*destinations.Replicator).Start).
+	// Start begins the batch an inline backfill copies with ((*destinations.Replicator).Start).
 	Start func() Copier
 	// Sender sends work items (enqueue mode).
 	Sender *sqssend.Sender

@@ -110,7 +110,7 @@ type settingsKey struct {
 	lifecycle, tags bool
 }
 
-// Start begins a run.
+// Start begins a batch.
 func (m *Replicator) Start() *Batch {
 	return &Batch{Replicator: m, copies: m.engine.Start(), settings: map[settingsKey]ecraccess.RepositorySettings{}}
 }

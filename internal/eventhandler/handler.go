@@ -53,8 +53,8 @@ type Config struct {
 	// invocation, so it should cache): an event or work item naming another is refused
 	// (ForeignSource). Required: without it every invocation fails.
 	Source func(context.Context) (ecrname.Registry, error)
-	// Start begins an invocation's run: (*destinations.Replicator).Start, long-lived
-	// behind it (engine, limiters, credentials), the run holding what one invocation
+	// Start begins an invocation's batch: (*destinations.Replicator).Start, long-lived
+	// behind it (engine, limiters, credentials), the batch holding what one invocation
 	// caches.
 	Start func() Copier
 	Log   *slog.Logger // default: discard
