@@ -321,13 +321,9 @@ func syncSession(ctx context.Context, o syncOptions, log *slog.Logger, narrowed 
 // progress display *prog (made once the plan says how much there is to copy) and
 // recording each copy in copies.
 func syncBackfill(a *app, o syncOptions, log *slog.Logger, doc *rules.Document, sess *awsSession, srcAccount string, prog **progress, copies *syncCopies) *backfill.Backfill {
-	mopts := []destinations.Option{destinations.WithLogger(log)}
-	if doc.SourceRoleARN() != "" {
-		mopts = append(mopts, destinations.WithSourceRole(doc.SourceRoleARN()))
-	}
 	engine := destinations.NewEngine(destinations.EngineOptions{Jobs: o.jobs, Log: log,
 		Progress: func(p destinations.Progress) { progressTo(*prog, p) }})
-	replicator := destinations.New(sess.resolver, engine, mopts...)
+	replicator := destinations.New(sess.resolver, engine, destinations.WithLogger(log), destinations.WithSourceRole(doc.SourceRoleARN()))
 	// Checked when the rules were read: no error here.
 	vs, _ := verify.Compile(doc, verify.Options{KMS: kms.NewFromConfig(sess.cfg), Dir: filepath.Dir(o.rulesFile)})
 	return &backfill.Backfill{
