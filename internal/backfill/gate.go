@@ -3,7 +3,6 @@ package backfill
 import (
 	"context"
 	"fmt"
-	"strings"
 	"sync"
 
 	"golang.org/x/sync/errgroup"
@@ -241,12 +240,4 @@ func (r *invocation) sendGated(ctx context.Context, g []Work) {
 		r.mu.Unlock()
 		r.settled(&g[i])
 	}
-}
-
-// describeGate says what the gate decided of w, for a plan's reason.
-func describeGate(w *Work) string {
-	if w.Gate == nil {
-		return ""
-	}
-	return strings.TrimSpace(fmt.Sprintf("%s %s: %s", w.Gate.Verdict, w.Gate.Code, w.Gate.Reason))
 }

@@ -75,19 +75,13 @@ func WithLogger(l *slog.Logger) Option {
 	}
 }
 
-// WithOwnershipTTL sets how long the process remembers a destination repository it found
-// owned (default 5 minutes; ownership.go).
-func WithOwnershipTTL(d time.Duration) Option {
-	return func(m *Replicator) { m.owned = newOwnedCache(d) }
-}
-
-// DefaultOwnershipTTL is how long a verdict of ownership is remembered by default.
-const DefaultOwnershipTTL = 5 * time.Minute
+// ownershipTTL is how long a verdict of ownership is remembered (ownership.go).
+const ownershipTTL = 5 * time.Minute
 
 // New returns a Replicator that resolves access with resolver and copies with engine.
 func New(resolver *ecraccess.Resolver, engine *copyengine.Engine, opts ...Option) *Replicator {
 	m := &Replicator{resolver: resolver, engine: engine, parallel: 4, log: slog.New(slog.DiscardHandler),
-		owned: newOwnedCache(DefaultOwnershipTTL), recheckDelay: recheckDelay}
+		owned: newOwnedCache(ownershipTTL), recheckDelay: recheckDelay}
 	for _, o := range opts {
 		o(m)
 	}
