@@ -21,16 +21,8 @@ import (
 // (ecraccess.Resolver.Warm) and returns a function that waits for that to end.
 func (b *Backfill) warmDestinations(ctx context.Context, doc *rules.Document) (wait func()) {
 	var wg sync.WaitGroup
-	seen := map[ecraccess.Access]bool{}
-	for _, rule := range doc.Rules {
-		for _, d := range rule.Destinations {
-			a := destinations.DestinationAccess(d)
-			if seen[a] {
-				continue
-			}
-			seen[a] = true
-			wg.Go(func() { b.Resolver.Warm(ctx, a) })
-		}
+	for _, a := range destinations.DestinationAccesses(doc) {
+		wg.Go(func() { b.Resolver.Warm(ctx, a.Access) })
 	}
 	return wg.Wait
 }

@@ -348,16 +348,8 @@ func interruptedPlanning() *problem {
 // the resolver for the plan and the copies.
 func checkDestinations(ctx context.Context, sess *awsSession, doc *rules.Document) []*destinationCheck {
 	var checks []*destinationCheck
-	seen := map[ecraccess.Access]bool{}
-	for i, r := range doc.Rules {
-		for j, d := range r.Destinations {
-			acc := destinations.DestinationAccess(d)
-			if seen[acc] {
-				continue
-			}
-			seen[acc] = true
-			checks = append(checks, &destinationCheck{access: acc, path: fmt.Sprintf("rules[%d].destinations[%d]", i, j)})
-		}
+	for _, a := range destinations.DestinationAccesses(doc) {
+		checks = append(checks, &destinationCheck{access: a.Access, path: fmt.Sprintf("rules[%d].destinations[%d]", a.Rule, a.Destination)})
 	}
 	var wg sync.WaitGroup
 	for _, c := range checks {

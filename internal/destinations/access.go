@@ -35,3 +35,27 @@ func SourceAccount(ctx context.Context, resolver *ecraccess.Resolver, roleARN st
 	}
 	return resolver.CallerAccount(ctx)
 }
+
+// RuleAccess is one distinct destination access of a rules document, and the first
+// destination that uses it (rules[Rule].destinations[Destination]).
+type RuleAccess struct {
+	Access            ecraccess.Access
+	Rule, Destination int
+}
+
+// DestinationAccesses lists the distinct accesses of doc's destinations, in the order
+// of their first use.
+func DestinationAccesses(doc *rules.Document) []RuleAccess {
+	var out []RuleAccess
+	seen := map[ecraccess.Access]bool{}
+	for i, r := range doc.Rules {
+		for j, d := range r.Destinations {
+			a := DestinationAccess(d)
+			if !seen[a] {
+				seen[a] = true
+				out = append(out, RuleAccess{Access: a, Rule: i, Destination: j})
+			}
+		}
+	}
+	return out
+}
