@@ -2,7 +2,10 @@
 // it: it resolves access to each registry (assuming destination roles), creates missing
 // destination repositories with settings mirrored from the source, runs the copy engine
 // for each destination in parallel, mirrors deletes, and reports one result per
-// destination. The replicate function, the backfill and the CLI all go through it.
+// destination. The replicate function, the backfill, the reconcile and the CLI all go
+// through it: it is their one door to the copy engine (the outcomes and results, the
+// engine of a CLI command, the CLI's direct copy: direct.go), and it maps the rules'
+// source and destinations to registry access (access.go).
 package destinations
 
 import (
