@@ -60,7 +60,7 @@ func TestDestinationKMSKeys(t *testing.T) {
 		t.Fatal(err, deps.RulesErr)
 	}
 	h := sandboxtest.ReplicateHandler(deps, eventhandler.Config{Log: log})
-	replicate := func(repo string, enc *ecrtypes.EncryptionConfiguration) eventhandler.Outcome {
+	replicate := func(repo string, enc *ecrtypes.EncryptionConfiguration) eventhandler.Report {
 		t.Helper()
 		w.Source.CreateRepository(t, ctx, &ecr.CreateRepositoryInput{RepositoryName: aws.String(repo), EncryptionConfiguration: enc})
 		img, _ := random.Image(512, 1)

@@ -20,7 +20,7 @@ func TestOwnershipReconcilerCannotAskForAWriteSession(t *testing.T) {
 	w := sandboxtest.Start(t, sandboxtest.Deployed(t, ownershipParams("mirror/")))
 	reg := destinationSession(t, w, sandboxtest.ReconcilerRole, sandbox.DefaultRegion)
 	if !reg.Access().Write {
-		t.Fatal("rules.Destination.Access does not ask for a write session")
+		t.Fatal("destinations.DestinationAccess does not ask for a write session")
 	}
 	_, err := reg.API().CreateRepository(w.Ctx, &ecr.CreateRepositoryInput{RepositoryName: aws.String("mirror/by-reconciler"), Tags: sandboxtest.Owned()})
 	if !ecraccess.IsAccessDenied(ecraccess.ErrorCode(err)) {

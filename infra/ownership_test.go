@@ -85,7 +85,7 @@ func handle(t *testing.T, w *sandboxtest.World, h *eventhandler.Handler, id, act
 
 // replicatorSession is the destination registry as the replicate function reaches it:
 // the function role's session of the destination role, asked for the way the product
-// asks for it (rules.Destination.Access).
+// asks for it (destinations.DestinationAccess).
 func replicatorSession(t *testing.T, w *sandboxtest.World) *ecraccess.Registry {
 	t.Helper()
 	return destinationSession(t, w, sandboxtest.FunctionRole, sandbox.DefaultRegion)
@@ -106,7 +106,7 @@ func destinationSession(t *testing.T, w *sandboxtest.World, role, region string)
 	}
 	d := rules.Destination{AccountID: sandbox.DestinationAccount, Region: region,
 		RoleARN: w.DestinationRoleARN(), ExternalID: sandboxtest.ExternalID}
-	reg, err := ecraccess.NewResolver(cfg).Registry(w.Ctx, d.Access())
+	reg, err := ecraccess.NewResolver(cfg).Registry(w.Ctx, destinations.DestinationAccess(d))
 	if err != nil {
 		t.Fatal(err)
 	}

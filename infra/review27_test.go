@@ -25,7 +25,6 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/sts"
 	"github.com/aws/smithy-go"
 
-	"github.com/ecr-replicator/ecr-replicator/internal/backfill"
 	"github.com/ecr-replicator/ecr-replicator/internal/copyengine"
 	"github.com/ecr-replicator/ecr-replicator/internal/destinations"
 	"github.com/ecr-replicator/ecr-replicator/internal/ecraccess"
@@ -69,8 +68,8 @@ func TestReview27CentralAccountReceivesNoEvent(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	// What the functions take for their own source (wiring: backfill.SourceAccount).
-	own, err := backfill.SourceAccount(context.Background(), nil, doc)
+	// What the functions take for their own source (wiring: destinations.SourceAccount).
+	own, err := destinations.SourceAccount(context.Background(), nil, doc.SourceRoleARN())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -156,7 +155,7 @@ func replicateAsB(t *testing.T, w *sandboxtest.World, prefix string) (string, de
 	tg := rules.Target{Rule: "default", Repository: prefix + "team-b/app", Destination: rules.Destination{AccountID: sandbox.DestinationAccount,
 		Region: sandbox.DefaultRegion, RoleARN: sandbox.RoleARN(sandbox.DestinationAccount, "ecr-replicator-destination-b"),
 		ExternalID: sandboxtest.ExternalID, RepositoryPrefix: prefix, CreateRepository: true}}
-	src := destinations.Source{Repo: ecrname.Repo{Registry: ecrname.Registry{AccountID: sourceB, Region: sandbox.DefaultRegion}, Name: "team-b/app"}, Digest: mine, Tag: "latest"}
+	src := destinations.Image{Repo: ecrname.Repo{Registry: ecrname.Registry{AccountID: sourceB, Region: sandbox.DefaultRegion}, Name: "team-b/app"}, Digest: mine, Tag: "latest"}
 	res := destinations.New(resolver, copyengine.New()).Start().Replicate(w.Ctx, src, []rules.Target{tg})
 	if len(res) != 1 {
 		t.Fatalf("%d results", len(res))

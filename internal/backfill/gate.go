@@ -3,7 +3,6 @@ package backfill
 import (
 	"context"
 	"fmt"
-	"strings"
 	"sync"
 
 	"golang.org/x/sync/errgroup"
@@ -80,7 +79,7 @@ func (x *expander) gatedCosignTags() {
 
 // decideGates decides the gated work of a dry run (each digest and requirement once),
 // recording each verdict on its work item.
-func (r *run) decideGates(ctx context.Context, repo string, work []Work) {
+func (r *invocation) decideGates(ctx context.Context, repo string, work []Work) {
 	if r.b.Gate == nil {
 		return
 	}
@@ -126,7 +125,7 @@ func (r *run) decideGates(ctx context.Context, repo string, work []Work) {
 }
 
 // decide decides one gated copy; a decision that could not be made is a failure.
-func (r *run) decide(ctx context.Context, repo string, w *Work) GateVerdict {
+func (r *invocation) decide(ctx context.Context, repo string, w *Work) GateVerdict {
 	img := gate.Image{Repo: ecrname.Repo{Registry: ecrname.Registry{AccountID: r.srcAccount, Region: r.srcRegion}, Name: repo}, Digest: w.Digest}
 	ds, err := r.b.Gate.Decide(ctx, img, []*rules.Require{w.Target.Require})
 	if err != nil {
@@ -137,7 +136,7 @@ func (r *run) decide(ctx context.Context, repo string, w *Work) GateVerdict {
 }
 
 // gated counts a held or blocked copy.
-func (r *run) gated(w *Work, v GateVerdict) {
+func (r *invocation) gated(w *Work, v GateVerdict) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	switch gate.Verdict(v.Verdict) {
@@ -161,7 +160,7 @@ func (r *run) gated(w *Work, v GateVerdict) {
 // settled, and how many of its items are finished; not settled: it passed, copy it. A
 // decision that failed retryably is left for the continuation, as a copy that did
 // (copyGroup).
-func (r *run) gateGroup(ctx context.Context, g []Work, stuck string) (int, bool) {
+func (r *invocation) gateGroup(ctx context.Context, g []Work, stuck string) (int, bool) {
 	if r.b.Gate == nil {
 		r.sendGated(ctx, g)
 		return len(g), true
@@ -199,14 +198,14 @@ func (r *run) gateGroup(ctx context.Context, g []Work, stuck string) (int, bool)
 }
 
 // tellSettled tells Backfill.GateSettled of a copy settled without a copy; r.mu is held.
-func (r *run) tellSettled(w *Work, v GateVerdict) {
+func (r *invocation) tellSettled(w *Work, v GateVerdict) {
 	if r.b.GateSettled != nil {
 		r.b.GateSettled(*w, v)
 	}
 }
 
 // settled takes a work item off what remains.
-func (r *run) settled(w *Work) {
+func (r *invocation) settled(w *Work) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	r.resp.Remaining--
@@ -214,7 +213,7 @@ func (r *run) settled(w *Work) {
 }
 
 // sendGated sends gated work to the copy queue for the replicate function to decide.
-func (r *run) sendGated(ctx context.Context, g []Work) {
+func (r *invocation) sendGated(ctx context.Context, g []Work) {
 	if r.b.Sender == nil || r.b.workQueue() == "" {
 		for i := range g {
 			r.failed(&g[i], "the destination has a promotion gate, which this backfill can neither decide nor send to the replicate function (no copy queue)", CodeNoGate)
@@ -241,12 +240,4 @@ func (r *run) sendGated(ctx context.Context, g []Work) {
 		r.mu.Unlock()
 		r.settled(&g[i])
 	}
-}
-
-// describeGate says what the gate decided of w, for a plan's reason.
-func describeGate(w *Work) string {
-	if w.Gate == nil {
-		return ""
-	}
-	return strings.TrimSpace(fmt.Sprintf("%s %s: %s", w.Gate.Verdict, w.Gate.Code, w.Gate.Reason))
 }

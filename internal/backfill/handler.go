@@ -22,5 +22,5 @@ func (b *Backfill) Handle(ctx context.Context, payload json.RawMessage) (*Respon
 	if _, err := b.Rules.Narrow(req.Repositories, req.Tags); err != nil {
 		return nil, fmt.Errorf("backfill request: %w", err)
 	}
-	return b.Run(ctx, req)
+	return b.Invoke(ctx, req)
 }

@@ -7,6 +7,7 @@ import (
 	"slices"
 	"sort"
 
+	"github.com/ecr-replicator/ecr-replicator/internal/destinations"
 	"github.com/ecr-replicator/ecr-replicator/internal/ecraccess"
 	"github.com/ecr-replicator/ecr-replicator/internal/ecrname"
 	"github.com/ecr-replicator/ecr-replicator/internal/retry"
@@ -67,7 +68,7 @@ func (u upload) key() string        { return u.repo + "@" + u.digest }
 
 // noteUploads remembers the work of a dry run that uploads (for planMounting), with
 // whether its destination repository exists (dests: the listings).
-func (r *run) noteUploads(work []Work, dests map[ecrname.Repo]*Listing) {
+func (r *invocation) noteUploads(work []Work, dests map[ecrname.Repo]*Listing) {
 	for i := range work {
 		if w := &work[i]; w.Size > 0 {
 			l := dests[w.Target.Repo()]
@@ -78,12 +79,12 @@ func (r *run) noteUploads(work []Work, dests map[ecrname.Repo]*Listing) {
 
 // planMounting reports blob mounting for the registries that the dry run's copies upload
 // into two or more repositories of.
-func (r *run) planMounting(ctx context.Context) []Mounting {
+func (r *invocation) planMounting(ctx context.Context) []Mounting {
 	want := sharingUploads(r.uploads)
 	if len(want) == 0 {
 		return nil
 	}
-	src, err := r.b.Resolver.Registry(ctx, ecraccess.Access{AccountID: r.srcAccount, Region: r.srcRegion, RoleARN: r.doc.SourceRoleARN()})
+	src, err := r.b.Resolver.Registry(ctx, destinations.SourceAccess(ecrname.Registry{AccountID: r.srcAccount, Region: r.srcRegion}, r.doc.SourceRoleARN()))
 	var images map[string]readImage
 	var facts map[ecrname.Repo]destFacts
 	var destErrs map[ecrname.Registry]error // reading a destination registry
@@ -156,7 +157,7 @@ type sharedLayer struct {
 
 // add counts one upload's layers that its destination repository lacks, in its group.
 func (m *registryMounting) add(u upload, images map[string]readImage, facts map[ecrname.Repo]destFacts) {
-	a := u.target.Destination.Access()
+	a := destinations.DestinationAccess(u.target.Destination)
 	if !slices.Contains(m.accesses, a) {
 		m.accesses = append(m.accesses, a)
 	}
@@ -202,7 +203,7 @@ func (m *registryMounting) mountable() int64 {
 }
 
 // report is one registry's Mounting: its setting asked, its count.
-func (r *run) report(ctx context.Context, reg ecrname.Registry, m *registryMounting, readErr error) Mounting {
+func (r *invocation) report(ctx context.Context, reg ecrname.Registry, m *registryMounting, readErr error) Mounting {
 	out := Mounting{Registry: reg.AccountID + "/" + reg.Region, BytesMountable: m.mountable(), ImagesRead: m.reads, Partial: m.partial || readErr != nil}
 	out.BlobMounting, out.Reason = r.blobMounting(ctx, m.accesses)
 	if readErr != nil && out.Reason == "" {
@@ -222,7 +223,7 @@ func briefly(what string, err error) string {
 // blobMounting asks the destination registry for its BLOB_MOUNTING setting, with the
 // identities the copies use, until one can read it (the setting is the registry's, the
 // same for every identity; one identity may lack ecr:GetAccountSetting).
-func (r *run) blobMounting(ctx context.Context, accesses []ecraccess.Access) (setting, reason string) {
+func (r *invocation) blobMounting(ctx context.Context, accesses []ecraccess.Access) (setting, reason string) {
 	for _, a := range accesses {
 		reg, err := r.b.Resolver.Registry(ctx, a)
 		if err != nil {

@@ -10,6 +10,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/ecr"
 	ecrtypes "github.com/aws/aws-sdk-go-v2/service/ecr/types"
 
+	"github.com/ecr-replicator/ecr-replicator/internal/destinations"
 	"github.com/ecr-replicator/ecr-replicator/internal/ecraccess"
 	"github.com/ecr-replicator/ecr-replicator/internal/ecrname"
 )
@@ -33,7 +34,7 @@ type destFacts struct {
 // source repository's type, read with DescribeRepositories), holding nothing. A
 // repository left out (a read failed, the bound) is not counted. srcErr: reading the
 // source's settings failed; destErrs: reading a destination registry did.
-func (r *run) destinationFacts(ctx context.Context, src *ecr.Client, uploads []upload, images map[string]readImage) (_ map[ecrname.Repo]destFacts, srcErr error, destErrs map[ecrname.Registry]error) {
+func (r *invocation) destinationFacts(ctx context.Context, src *ecr.Client, uploads []upload, images map[string]readImage) (_ map[ecrname.Repo]destFacts, srcErr error, destErrs map[ecrname.Registry]error) {
 	brought := map[ecrname.Repo]map[string]bool{}     // the layers its copies bring
 	existing := map[ecraccess.Access][]ecrname.Repo{} // by the identity that copies there
 	created := map[ecrname.Repo]upload{}
@@ -46,7 +47,7 @@ func (r *run) destinationFacts(ctx context.Context, src *ecr.Client, uploads []u
 		if brought[d] == nil {
 			brought[d] = map[string]bool{}
 			if u.exists {
-				a := u.target.Destination.Access()
+				a := destinations.DestinationAccess(u.target.Destination)
 				existing[a] = append(existing[a], d)
 			} else {
 				created[d] = u
@@ -85,7 +86,7 @@ func compareAccess(x, y ecraccess.Access) int {
 // with (as destinations creates them: the rule's kmsKey; else AES256 for a source of
 // AES256; a source of KMS gets the destination's AWS managed key, whose ARN only the
 // created repository says — unknown here).
-func (r *run) createdFacts(ctx context.Context, src *ecr.Client, created map[ecrname.Repo]upload, out map[ecrname.Repo]destFacts) error {
+func (r *invocation) createdFacts(ctx context.Context, src *ecr.Client, created map[ecrname.Repo]upload, out map[ecrname.Repo]destFacts) error {
 	var names []string // source repositories whose encryption decides
 	for d, u := range created {
 		if key := u.target.Destination.KMSKey; key != "" {
@@ -110,7 +111,7 @@ func (r *run) createdFacts(ctx context.Context, src *ecr.Client, created map[ecr
 
 // existingFacts reads the encryption and held layers of existing repositories that one
 // identity copies into.
-func (r *run) existingFacts(ctx context.Context, a ecraccess.Access, repos []ecrname.Repo, brought map[ecrname.Repo]map[string]bool, budget *int, out map[ecrname.Repo]destFacts) error {
+func (r *invocation) existingFacts(ctx context.Context, a ecraccess.Access, repos []ecrname.Repo, brought map[ecrname.Repo]map[string]bool, budget *int, out map[ecrname.Repo]destFacts) error {
 	reg, err := r.b.Resolver.Registry(ctx, a)
 	if err != nil {
 		return err

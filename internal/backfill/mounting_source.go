@@ -35,7 +35,7 @@ type readImage struct {
 // readLayers reads the manifests of the uploads' images from the source (an index's
 // platforms too), at most MaxMountingReads and while time remains, and returns them by
 // source repository and digest (upload.key).
-func (r *run) readLayers(ctx context.Context, api *ecr.Client, uploads []upload) (map[string]readImage, error) {
+func (r *invocation) readLayers(ctx context.Context, api *ecr.Client, uploads []upload) (map[string]readImage, error) {
 	byRepo := map[string][]string{}
 	seen := map[string]bool{}
 	for _, u := range uploads {
@@ -61,7 +61,7 @@ func (r *run) readLayers(ctx context.Context, api *ecr.Client, uploads []upload)
 
 // readRepository reads up to limit manifests of one source repository (digests, then
 // the platforms of those that are indexes) into out, and returns how many it read.
-func (r *run) readRepository(ctx context.Context, api *ecr.Client, repo string, digests []string, limit int, out map[string]readImage) (int, error) {
+func (r *invocation) readRepository(ctx context.Context, api *ecr.Client, repo string, digests []string, limit int, out map[string]readImage) (int, error) {
 	digests = digests[:min(len(digests), limit)]
 	manifests, err := batchGetManifests(ctx, api, r.srcAccount, repo, digests)
 	if err != nil {

@@ -22,7 +22,7 @@ func TestPlanCountsWhatTheCopiesMount(t *testing.T) {
 	for _, repo := range repos {
 		e.review26Push(t, repo, "v1", old, true)
 	}
-	if resp, err := e.backfill().Run(e.ctx, backfill.Request{Mode: backfill.ModeInline}); err != nil || resp.Failed != 0 || resp.Copied != len(repos) {
+	if resp, err := e.backfill().Invoke(e.ctx, backfill.Request{Mode: backfill.ModeInline}); err != nil || resp.Failed != 0 || resp.Copied != len(repos) {
 		t.Fatalf("first sync: %+v %v", resp, err)
 	}
 	added, _ := random.Layer(64<<10, types.OCILayer)
@@ -36,7 +36,7 @@ func TestPlanCountsWhatTheCopiesMount(t *testing.T) {
 	if m.BlobMounting != "ENABLED" || m.BytesMountable != want || m.ImagesRead != len(repos) || m.Partial {
 		t.Errorf("plan: %+v; want ENABLED, the added layer for the %d repositories after the first (%d bytes), %d images read", m, len(repos)-1, want, len(repos))
 	}
-	resp, err := e.backfill().Run(e.ctx, backfill.Request{Mode: backfill.ModeInline})
+	resp, err := e.backfill().Invoke(e.ctx, backfill.Request{Mode: backfill.ModeInline})
 	if err != nil || resp.Failed != 0 || resp.Copied != len(repos) {
 		t.Fatalf("second sync: %+v %v", resp, err)
 	}

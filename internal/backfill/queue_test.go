@@ -48,7 +48,7 @@ func TestEnqueueDrainedByReplicate(t *testing.T) {
 	b := e.backfill()
 	b.Sender, b.QueueURL = sqssend.New(client), aws.ToString(q.QueueUrl)
 	mark := e.sb.AccessLogMark()
-	resp, err := b.Run(e.ctx, backfill.Request{}) // mode defaults to enqueue
+	resp, err := b.Invoke(e.ctx, backfill.Request{}) // mode defaults to enqueue
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -79,7 +79,7 @@ func TestEnqueueDrainedByReplicate(t *testing.T) {
 	// Drain into the replicate function's handler.
 	h := eventhandler.New(eventhandler.Config{
 		Rules: e.doc,
-		Start: func() eventhandler.Run { return destinations.New(e.resolver, copyengine.New()).Start() },
+		Start: func() eventhandler.Copier { return destinations.New(e.resolver, copyengine.New()).Start() },
 		Log:   slog.New(slog.DiscardHandler),
 		Source: func(context.Context) (ecrname.Registry, error) {
 			return ecrname.Registry{AccountID: sandbox.SourceAccount, Region: sandbox.DefaultRegion}, nil
@@ -118,7 +118,7 @@ func TestEnqueueDrainedByReplicate(t *testing.T) {
 	}
 	e.assertMirrored(t, repos)
 	mark = e.sb.AccessLogMark()
-	resp, err = b.Run(e.ctx, backfill.Request{})
+	resp, err = b.Invoke(e.ctx, backfill.Request{})
 	if err != nil || resp.Drift != 0 || resp.Enqueued != 0 || resp.InSync != 25 {
 		t.Fatalf("after draining: %+v %v", resp, err)
 	}
@@ -175,7 +175,7 @@ func TestEnqueueRetriesRefusedEntries(t *testing.T) {
 		f := &flaky{refusals: map[string]int{}, victim: map[string]bool{}, limit: tc.limit, resetFirst: tc.resetFirst}
 		b := e.backfill()
 		b.Sender, b.QueueURL = sqssend.New(f, sqssend.WithParallel(1), sqssend.WithResend(retry.Policy{Attempts: 5, Initial: time.Millisecond})), "https://sqs.example/q"
-		resp, err := b.Run(e.ctx, backfill.Request{})
+		resp, err := b.Invoke(e.ctx, backfill.Request{})
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -35,7 +35,7 @@ func TestReview22InlineCutAtEveryHardStopEnds(t *testing.T) {
 	run := func(token string) *backfill.Response {
 		ctx, cancel := context.WithTimeout(e.ctx, 1500*time.Millisecond)
 		defer cancel()
-		resp, err := b.Run(ctx, backfill.Request{Mode: backfill.ModeInline, ContinuationToken: token})
+		resp, err := b.Invoke(ctx, backfill.Request{Mode: backfill.ModeInline, ContinuationToken: token})
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -40,7 +40,7 @@ rules:
 	img, _ := random.Image(256, 1)
 	d := e.w.Source.Push(t, "team-a/app", "dev-1", img).String()
 	e.w.Source.Push(t, "team-a/app", "v1", img) // never scanned
-	resp, err := e.backfill().Run(e.ctx, backfill.Request{Mode: backfill.ModeInline})
+	resp, err := e.backfill().Invoke(e.ctx, backfill.Request{Mode: backfill.ModeInline})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -54,7 +54,7 @@ func (e *env) enableBlobMounting(t *testing.T) {
 
 func (e *env) planMounting(t *testing.T) backfill.Mounting {
 	t.Helper()
-	resp, err := e.backfill().Run(e.ctx, backfill.Request{DryRun: true})
+	resp, err := e.backfill().Invoke(e.ctx, backfill.Request{DryRun: true})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -79,7 +79,7 @@ func TestReview26PlanMountableIsNoLowerBound(t *testing.T) {
 	for _, repo := range repos {
 		e.review26Push(t, repo, "v1", base, true)
 	}
-	if resp, err := e.backfill().Run(e.ctx, backfill.Request{Mode: backfill.ModeInline}); err != nil || resp.Failed != 0 || resp.Copied != len(repos) {
+	if resp, err := e.backfill().Invoke(e.ctx, backfill.Request{Mode: backfill.ModeInline}); err != nil || resp.Failed != 0 || resp.Copied != len(repos) {
 		t.Fatalf("first sync: %+v %v", resp, err)
 	}
 	// A new release of every repository on the same base.
@@ -87,7 +87,7 @@ func TestReview26PlanMountableIsNoLowerBound(t *testing.T) {
 		e.review26Push(t, repo, "v2", base, false)
 	}
 	m := e.planMounting(t)
-	resp, err := e.backfill().Run(e.ctx, backfill.Request{Mode: backfill.ModeInline})
+	resp, err := e.backfill().Invoke(e.ctx, backfill.Request{Mode: backfill.ModeInline})
 	if err != nil || resp.Failed != 0 || resp.Copied != len(repos) {
 		t.Fatalf("second sync: %+v %v", resp, err)
 	}
@@ -135,7 +135,7 @@ rules:
 		e.review26Push(t, repo, "v1", base, true)
 	}
 	m := e.planMounting(t)
-	resp, err := e.backfill().Run(e.ctx, backfill.Request{Mode: backfill.ModeInline})
+	resp, err := e.backfill().Invoke(e.ctx, backfill.Request{Mode: backfill.ModeInline})
 	if err != nil || resp.Failed != 0 || resp.Copied != len(repos) {
 		t.Fatalf("sync: %+v %v", resp, err)
 	}

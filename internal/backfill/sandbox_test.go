@@ -94,7 +94,7 @@ func (e *env) backfill() *backfill.Backfill {
 		Resolver:        e.resolver,
 		SourceAccountID: sandbox.SourceAccount,
 		SourceRegion:    sandbox.DefaultRegion,
-		Start:           func() backfill.Run { return replicator.Start() },
+		Start:           func() backfill.Copier { return replicator.Start() },
 		Log:             slog.New(slog.DiscardHandler),
 	}
 }
@@ -189,7 +189,7 @@ func TestDryRunCountsPagesNotImages(t *testing.T) {
 	repos := repoNames("team", 20)
 	e.seed(t, repos, 50)
 	mark := e.sb.AccessLogMark()
-	resp, err := e.backfill().Run(e.ctx, backfill.Request{DryRun: true})
+	resp, err := e.backfill().Invoke(e.ctx, backfill.Request{DryRun: true})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -232,14 +232,14 @@ func TestDryRunCountsPagesNotImages(t *testing.T) {
 	t.Logf("dry run: %d API calls (%d DescribeImages) for 1000 images", len(log), di)
 
 	// Narrowing: one repository, tags v1*; since in the future skips everything.
-	resp, err = e.backfill().Run(e.ctx, backfill.Request{DryRun: true, Repositories: []string{"team/app-03"}, Tags: []string{"v1*"}})
+	resp, err = e.backfill().Invoke(e.ctx, backfill.Request{DryRun: true, Repositories: []string{"team/app-03"}, Tags: []string{"v1*"}})
 	if err != nil {
 		t.Fatal(err)
 	}
 	if resp.RepositoriesScanned != 1 || resp.Drift != 11 { // v1, v10..v19
 		t.Fatalf("narrowed: %+v", resp)
 	}
-	resp, err = e.backfill().Run(e.ctx, backfill.Request{DryRun: true, Since: time.Now().Add(time.Hour)})
+	resp, err = e.backfill().Invoke(e.ctx, backfill.Request{DryRun: true, Since: time.Now().Add(time.Hour)})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -283,7 +283,7 @@ func TestInlineCopyConverges(t *testing.T) {
 	repos := repoNames("svc", 3)
 	e.seed(t, repos, 6)
 	e.pushExtras(t, repos[0])
-	resp, err := e.backfill().Run(e.ctx, backfill.Request{Mode: backfill.ModeInline})
+	resp, err := e.backfill().Invoke(e.ctx, backfill.Request{Mode: backfill.ModeInline})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -294,7 +294,7 @@ func TestInlineCopyConverges(t *testing.T) {
 	e.assertMirrored(t, repos)
 
 	mark := e.sb.AccessLogMark()
-	resp, err = e.backfill().Run(e.ctx, backfill.Request{})
+	resp, err = e.backfill().Invoke(e.ctx, backfill.Request{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -314,7 +314,7 @@ func TestInlineCopyConverges(t *testing.T) {
 	if _, err := client.PutImage(e.ctx, &ecr.PutImageInput{RepositoryName: aws.String(repos[1]), ImageManifest: bg.Images[0].ImageManifest, ImageTag: aws.String("v1")}); err != nil {
 		t.Fatal(err)
 	}
-	resp, err = e.backfill().Run(e.ctx, backfill.Request{})
+	resp, err = e.backfill().Invoke(e.ctx, backfill.Request{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -326,13 +326,13 @@ func TestInlineCopyConverges(t *testing.T) {
 
 // slow delays every copy, so a short deadline interrupts the run.
 type slow struct {
-	backfill.Run
+	backfill.Copier
 	d time.Duration
 }
 
-func (s slow) Replicate(ctx context.Context, src destinations.Source, targets []rules.Target) []destinations.Result {
+func (s slow) Replicate(ctx context.Context, src destinations.Image, targets []rules.Target) []destinations.Result {
 	time.Sleep(s.d)
-	return s.Run.Replicate(ctx, src, targets)
+	return s.Copier.Replicate(ctx, src, targets)
 }
 
 func TestDeadlineContinuation(t *testing.T) {
@@ -341,12 +341,12 @@ func TestDeadlineContinuation(t *testing.T) {
 	e.seed(t, repos, 10)
 	b := e.backfill()
 	inner := b.Start
-	b.Start = func() backfill.Run { return slow{inner(), 100 * time.Millisecond} }
+	b.Start = func() backfill.Copier { return slow{inner(), 100 * time.Millisecond} }
 	b.Concurrency = 2
 	b.Time.Margin = 300 * time.Millisecond
 	ctx, cancel := context.WithDeadline(e.ctx, time.Now().Add(1200*time.Millisecond))
 	defer cancel()
-	resp, err := b.Run(ctx, backfill.Request{})
+	resp, err := b.Invoke(ctx, backfill.Request{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -362,7 +362,7 @@ func TestDeadlineContinuation(t *testing.T) {
 		if runs++; runs > 10 {
 			t.Fatal("no convergence after 10 continuations")
 		}
-		resp, err = b.Run(e.ctx, backfill.Request{ContinuationToken: token})
+		resp, err = b.Invoke(e.ctx, backfill.Request{ContinuationToken: token})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -376,7 +376,7 @@ func TestDeadlineContinuation(t *testing.T) {
 		t.Fatalf("copied %d in %d runs, want 40", total, runs)
 	}
 	e.assertMirrored(t, repos)
-	resp, err = e.backfill().Run(e.ctx, backfill.Request{})
+	resp, err = e.backfill().Invoke(e.ctx, backfill.Request{})
 	if err != nil || resp.Drift != 0 {
 		t.Fatalf("fresh run: %+v %v", resp, err)
 	}
@@ -389,7 +389,7 @@ func TestDryRunFigures(t *testing.T) {
 	e.seed(t, repos, 100)
 	mark := e.sb.AccessLogMark()
 	began := time.Now()
-	resp, err := e.backfill().Run(e.ctx, backfill.Request{DryRun: true})
+	resp, err := e.backfill().Invoke(e.ctx, backfill.Request{DryRun: true})
 	wall := time.Since(began)
 	if err != nil {
 		t.Fatal(err)
@@ -427,7 +427,7 @@ func TestInlineCopyCutAtHardStop(t *testing.T) {
 	deadline := time.Now().Add(5 * time.Second)
 	ctx, cancel := context.WithDeadline(e.ctx, deadline)
 	defer cancel()
-	resp, err := b.Run(ctx, backfill.Request{Mode: backfill.ModeInline})
+	resp, err := b.Invoke(ctx, backfill.Request{Mode: backfill.ModeInline})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -442,7 +442,7 @@ func TestInlineCopyCutAtHardStop(t *testing.T) {
 		if runs > 5 {
 			t.Fatal("no convergence after 5 continuations")
 		}
-		if resp, err = b.Run(e.ctx, backfill.Request{Mode: backfill.ModeInline, ContinuationToken: resp.ContinuationToken}); err != nil {
+		if resp, err = b.Invoke(e.ctx, backfill.Request{Mode: backfill.ModeInline, ContinuationToken: resp.ContinuationToken}); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -464,7 +464,7 @@ func TestInlineCountsOnlyWhatWasWritten(t *testing.T) {
 		t.Fatal(err)
 	}
 	e.w.Dest.Push(t, "mirror/"+repos[0], "v1", other)
-	resp, err := e.backfill().Run(e.ctx, backfill.Request{Mode: backfill.ModeInline})
+	resp, err := e.backfill().Invoke(e.ctx, backfill.Request{Mode: backfill.ModeInline})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -491,8 +491,8 @@ func TestInlineRetryableFailureIsNotPassed(t *testing.T) {
 	}
 	b := e.backfill()
 	replicator := destinations.New(e.resolver, copyengine.New(copyengine.WithRetry(retry.Policy{Attempts: 2, Initial: time.Millisecond, Max: 5 * time.Millisecond})))
-	b.Start = func() backfill.Run { return replicator.Start() }
-	resp, err := b.Run(e.ctx, backfill.Request{Mode: backfill.ModeInline})
+	b.Start = func() backfill.Copier { return replicator.Start() }
+	resp, err := b.Invoke(e.ctx, backfill.Request{Mode: backfill.ModeInline})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -505,7 +505,7 @@ func TestInlineRetryableFailureIsNotPassed(t *testing.T) {
 		if runs > 5 {
 			t.Fatal("the continuation never ends while the failure persists")
 		}
-		if resp, err = b.Run(e.ctx, backfill.Request{Mode: backfill.ModeInline, ContinuationToken: resp.ContinuationToken}); err != nil {
+		if resp, err = b.Invoke(e.ctx, backfill.Request{Mode: backfill.ModeInline, ContinuationToken: resp.ContinuationToken}); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -513,7 +513,7 @@ func TestInlineRetryableFailureIsNotPassed(t *testing.T) {
 		t.Fatalf("the last run passed the failures without reporting them: %+v", resp)
 	}
 	fault.Disarm()
-	if resp, err = b.Run(e.ctx, backfill.Request{Mode: backfill.ModeInline}); err != nil || resp.ContinuationToken != "" {
+	if resp, err = b.Invoke(e.ctx, backfill.Request{Mode: backfill.ModeInline}); err != nil || resp.ContinuationToken != "" {
 		t.Fatalf("after the fault: %v %+v", err, resp)
 	}
 	e.assertMirrored(t, repos)
@@ -539,7 +539,7 @@ func TestArchivedImagesInThePlan(t *testing.T) {
 	e := start(t, "")
 	repos := repoNames("cold", 1)
 	e.seed(t, repos, 3)
-	if resp, err := e.backfill().Run(e.ctx, backfill.Request{Mode: backfill.ModeInline}); err != nil || resp.Copied != 3 {
+	if resp, err := e.backfill().Invoke(e.ctx, backfill.Request{Mode: backfill.ModeInline}); err != nil || resp.Copied != 3 {
 		t.Fatalf("first run: %v %+v", err, resp)
 	}
 	dst := e.w.Dest.Config
@@ -547,7 +547,7 @@ func TestArchivedImagesInThePlan(t *testing.T) {
 	archive(t, e.ctx, dst, "mirror/"+repos[0], "v1", ecrtypes.TargetStorageClassArchive)
 	archive(t, e.ctx, dst, "mirror/"+repos[0], "v1", ecrtypes.TargetStorageClassStandard) // ACTIVATING
 	mark := e.sb.AccessLogMark()
-	resp, err := e.backfill().Run(e.ctx, backfill.Request{Mode: backfill.ModeInline})
+	resp, err := e.backfill().Invoke(e.ctx, backfill.Request{Mode: backfill.ModeInline})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -565,7 +565,7 @@ func TestArchivedImagesInThePlan(t *testing.T) {
 	// Archived at the source, missing at the destination: reported, not copied.
 	e.seed(t, repoNames("frozen", 1), 2)
 	archive(t, e.ctx, e.src, "frozen/app-00", "v1", ecrtypes.TargetStorageClassArchive)
-	resp, err = e.backfill().Run(e.ctx, backfill.Request{Mode: backfill.ModeInline, Repositories: []string{"frozen/**"}})
+	resp, err = e.backfill().Invoke(e.ctx, backfill.Request{Mode: backfill.ModeInline, Repositories: []string{"frozen/**"}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -617,7 +617,7 @@ func TestBlobMountingInThePlanAndTheCopies(t *testing.T) {
 	}
 	plan := func() backfill.Mounting {
 		t.Helper()
-		resp, err := e.backfill().Run(e.ctx, backfill.Request{DryRun: true})
+		resp, err := e.backfill().Invoke(e.ctx, backfill.Request{DryRun: true})
 		if err != nil || len(resp.Mounting) != 1 {
 			t.Fatalf("dry run: %+v %v", resp, err)
 		}
@@ -635,7 +635,7 @@ func TestBlobMountingInThePlanAndTheCopies(t *testing.T) {
 		t.Fatalf("mounting on: %+v", m)
 	}
 	mark := e.sb.AccessLogMark()
-	resp, err := e.backfill().Run(e.ctx, backfill.Request{Mode: backfill.ModeInline})
+	resp, err := e.backfill().Invoke(e.ctx, backfill.Request{Mode: backfill.ModeInline})
 	if err != nil || resp.Copied != len(repos) || resp.Failed != 0 {
 		t.Fatalf("inline: %+v %v", resp, err)
 	}

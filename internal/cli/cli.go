@@ -32,11 +32,9 @@ const (
 var ErrTerminated = errors.New("terminated (SIGTERM)")
 
 // With --detailed-exitcode (plan, sync --dry-run, copy --dry-run) the codes are those
-// of `terraform plan -detailed-exitcode`: 0 in sync, 1 error of any kind, 2 drift.
-const (
-	ExitDetailedError = 1
-	ExitDrift         = 2
-)
+// of `terraform plan -detailed-exitcode`: 0 in sync, 1 (ExitFailed) error of any kind,
+// 2 drift.
+const ExitDrift = 2
 
 const exitCodesHelp = `Exit codes: 0 everything replicated or already present; 1 some images failed (each is
 listed); 2 usage, configuration or credentials error (nothing was attempted); 130
@@ -193,7 +191,7 @@ func (a *app) exitCode(ctx context.Context, code int, drift bool) int {
 	case code == ExitOK, code == ExitInterrupted, code == ExitTerminated:
 		return code
 	case a.detailed() && !drift:
-		return ExitDetailedError
+		return ExitFailed
 	}
 	return code
 }

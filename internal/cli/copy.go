@@ -102,7 +102,12 @@ func newCopyCmd(a *app) *cobra.Command {
 			return runCopy(c.Context(), a, o, args[0], args[1])
 		},
 	}
-	f := c.Flags()
+	copyFlags(c.Flags(), &o)
+	return c
+}
+
+// copyFlags are copy's flags, into o.
+func copyFlags(f *pflag.FlagSet, o *copyOptions) {
 	f.StringVar(&o.profile, "profile", "", "AWS profile for ECR registries (default: the standard credential chain)")
 	f.StringVar(&o.destProfile, "dest-profile", "", "AWS profile for an ECR destination, when it is not --profile's")
 	f.StringVar(&o.sourceProfile, "source-profile", "", "AWS profile for an ECR source only")
@@ -122,7 +127,6 @@ func newCopyCmd(a *app) *cobra.Command {
 	f.IntVar(&o.jobs, "jobs", 8, "blobs transferred in parallel (1-256)")
 	f.IntVar(&o.concurrency, "concurrency", 8, "images copied in parallel with --all-tags (1-256)")
 	addOutputFlags(f, &o.output, &o.quiet, &o.noProgress)
-	return c
 }
 
 // addOutputFlags are the flags of the commands that print results: the format, and how
@@ -205,17 +209,8 @@ type copyArgs struct {
 // errors name what was wrong.
 func parseCopyArgs(a *app, o copyOptions, srcArg, dstArg string) (copyArgs, error) {
 	var c copyArgs
-	if err := checkRange("jobs", o.jobs, 1, 256); err != nil {
+	if err := checkCopyFlags(o); err != nil {
 		return c, err
-	}
-	if err := checkRange("concurrency", o.concurrency, 1, 256); err != nil {
-		return c, err
-	}
-	if err := checkRegion(o.region); err != nil {
-		return c, err
-	}
-	if o.detailed && !o.dryRun {
-		return c, usagef("--detailed-exitcode goes with --dry-run (it reports drift)")
 	}
 	src, err := parseImageRef("SRC", srcArg)
 	if err != nil {
@@ -240,6 +235,30 @@ func parseCopyArgs(a *app, o copyOptions, srcArg, dstArg string) (copyArgs, erro
 	if _, _, _, _, hasTag := splitReference(srcArg); o.allTags && (hasTag || strings.Contains(srcArg, "@")) {
 		return c, usagef("with --all-tags, SRC is a repository without a tag or digest, not %q", srcArg)
 	}
+	return copySides(a, o, copyArgs{src: src, dstRepo: dstRepo})
+}
+
+// checkCopyFlags checks the flags that need no argument to be checked.
+func checkCopyFlags(o copyOptions) error {
+	if err := checkRange("jobs", o.jobs, 1, 256); err != nil {
+		return err
+	}
+	if err := checkRange("concurrency", o.concurrency, 1, 256); err != nil {
+		return err
+	}
+	if err := checkRegion(o.region); err != nil {
+		return err
+	}
+	if o.detailed && !o.dryRun {
+		return usagef("--detailed-exitcode goes with --dry-run (it reports drift)")
+	}
+	return nil
+}
+
+// copySides adds to c how each side is reached (profile, role), from the flags, and
+// checks them against the registries c names.
+func copySides(a *app, o copyOptions, c copyArgs) (copyArgs, error) {
+	src, dstRepo := c.src, c.dstRepo
 	c = copyArgs{src: src, dstRepo: dstRepo,
 		srcSide: side{which: "source", profile: o.profile, roleARN: o.sourceRole},
 		dstSide: side{which: "destination", profile: o.profile, roleARN: o.destRole, externalID: o.externalID}}

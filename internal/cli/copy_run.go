@@ -3,77 +3,16 @@ package cli
 import (
 	"context"
 	"errors"
-	"fmt"
-	"math"
-	"net/http"
-	"time"
 
 	"github.com/google/go-containerregistry/pkg/name"
 	"github.com/google/go-containerregistry/pkg/v1/remote"
 	"github.com/google/go-containerregistry/pkg/v1/remote/transport"
 	"golang.org/x/sync/errgroup"
 
-	"github.com/ecr-replicator/ecr-replicator/internal/copyengine"
+	"github.com/ecr-replicator/ecr-replicator/internal/destinations"
 	"github.com/ecr-replicator/ecr-replicator/internal/ecraccess"
 	"github.com/ecr-replicator/ecr-replicator/internal/retry"
 )
-
-// imageResult is what copying one item did.
-type imageResult struct {
-	Source      string // repository, as named (host/name)
-	Destination string
-	Tag         string
-	Digest      string
-	Outcome     string
-	Reason      string
-	Code        string
-	Message     string // what went wrong and what to do, in one line
-	Err         error  // the full error, for --debug
-	BytesCopied int64
-}
-
-func (r imageResult) failed() bool {
-	return copyengine.Outcome(r.Outcome).Failure()
-}
-
-// ref is the destination reference of the result: repository, tag, digest (when known).
-func (r imageResult) ref() string {
-	s := r.Destination
-	if r.Tag != "" {
-		s += ":" + r.Tag
-	}
-	if r.Digest != "" {
-		s += "@" + shortDigest(r.Digest)
-	}
-	return s
-}
-
-// line is the result as copy and sync print it: the outcome, the destination reference,
-// and what went wrong or why.
-func (r imageResult) line(a *app) string {
-	line := paint(a, r.Outcome) + " " + r.ref()
-	switch {
-	case r.Message != "":
-		line += ": " + r.Message
-	case r.Reason != "":
-		line += " (" + r.Reason + ")"
-	}
-	return line
-}
-
-// item is the result in the JSON document.
-func (r imageResult) item(debug bool) item {
-	it := item{Source: r.Source, Destination: r.Destination, Tag: r.Tag, Digest: r.Digest, State: r.Outcome, BytesCopied: ptr(r.BytesCopied)}
-	if r.Message != "" {
-		it.Error = &errorJSON{Code: r.Code, Message: r.Message}
-		if debug && r.Err != nil {
-			it.Error.Detail = detail(r.Err)
-		}
-	} else {
-		it.Reason = r.Reason
-	}
-	return it
-}
 
 // sourceSettings checks the source repository exists (one DescribeRepositories: a clear
 // message now rather than one per image later) and reads the settings a created
@@ -82,11 +21,10 @@ func sourceSettings(ctx context.Context, c copyArgs, src *endpointFor) (ecracces
 	if src.ecr == nil {
 		return ecraccess.RepositorySettings{}, nil
 	}
-	settings, err := src.ecr.ReadSettings(ctx, c.src.repo.RepositoryStr(), false, false)
+	settings, err := destinations.SourceSettings(ctx, src.ecr, c.src.repo.RepositoryStr(), false, false, "")
 	if err != nil {
 		return settings, src.explainDenied(repositoryProblem(err, "source", c.src.repo, src.region))
 	}
-	settings.KMSKey = "" // a source key belongs to its own account and region
 	return settings, nil
 }
 
@@ -97,10 +35,9 @@ func ensureDestination(ctx context.Context, o copyOptions, c copyArgs, src, dst 
 	if dst.ecr == nil || !needed {
 		return false, nil
 	}
-	// A repository it creates is the replicator's (ecraccess.OwnedTags), as a destination
-	// role requires of a creation.
-	settings.Tags = ecraccess.OwnedTags(owner(o, src, dst), settings.ARN, nil)
-	repo, err := dst.ecr.EnsureRepository(ctx, c.dstRepo.RepositoryStr(), settings, o.createRepo)
+	// A repository it creates is the replicator's, as a destination role requires of a
+	// creation.
+	repo, err := destinations.CreateOwned(ctx, dst.ecr, c.dstRepo.RepositoryStr(), settings, owner(o, src, dst), o.createRepo)
 	if err != nil {
 		return false, dst.explainDenied(repositoryProblem(err, "destination", c.dstRepo, dst.region))
 	}
@@ -174,8 +111,8 @@ func sourceFails(ctx context.Context, c copyArgs, src, dst *endpointFor, items [
 			code = string(transport.ManifestUnknownErrorCode)
 		}
 	}
-	res := imageResult{Source: c.src.repo.String(), Destination: c.dstRepo.String(), Tag: it.tag, Digest: it.digest, Outcome: string(copyengine.Failed)}
-	res.Err = &copyengine.Error{Op: "get source manifest", Code: code, Status: status, Err: err}
+	res := imageResult{Source: c.src.repo.String(), Destination: c.dstRepo.String(), Tag: it.tag, Digest: it.digest, Outcome: string(destinations.Failed)}
+	res.Err = &destinations.CopyError{Op: "get source manifest", Code: code, Status: status, Err: err}
 	res.Code, res.Message = explainCopy(copyFailure{err: res.Err, source: res.Source, destination: res.Destination, tag: it.tag, digest: it.digest, destECR: dst.ecr != nil})
 	return &res, nil
 }
@@ -201,15 +138,10 @@ func readSource(ctx context.Context, src *endpointFor, it copyItem) error {
 // executeCopy copies the items, o.concurrency at a time, in one engine run, with a
 // progress display; it returns one result per item.
 func executeCopy(ctx context.Context, a *app, o copyOptions, c copyArgs, src, dst *endpointFor, items []copyItem, unit string) []imageResult {
-	copyOpts := []copyengine.Option{copyengine.WithJobs(o.jobs), copyengine.WithLogger(a.logger())}
-	if dst.ecr == nil {
-		// Manifest writes are paced for ECR's PutImage quota; other registries publish
-		// none, and a 429 is still backed off.
-		copyOpts = append(copyOpts, copyengine.WithManifestRate(math.Inf(1), 1))
-	}
 	prog := newProgress(a, unit, len(items))
-	copyOpts = append(copyOpts, progressOption(prog)...)
-	run := copyengine.New(copyOpts...).Start()
+	// Manifest writes are paced for ECR's PutImage quota; other registries publish none.
+	run := destinations.StartDirect(destinations.NewEngine(destinations.EngineOptions{
+		Jobs: o.jobs, Log: a.logger(), Progress: progressFunc(prog), Unpaced: dst.ecr == nil}))
 	results := make([]imageResult, len(items))
 	g := errgroup.Group{}
 	g.SetLimit(o.concurrency)
@@ -231,10 +163,9 @@ func executeCopy(ctx context.Context, a *app, o copyOptions, c copyArgs, src, ds
 }
 
 // copyOne copies one item and explains a failure.
-func copyOne(ctx context.Context, run *copyengine.Run, o copyOptions, c copyArgs, src, dst *endpointFor, it copyItem) imageResult {
+func copyOne(ctx context.Context, run *destinations.Direct, o copyOptions, c copyArgs, src, dst *endpointFor, it copyItem) imageResult {
 	res := imageResult{Source: c.src.repo.String(), Destination: c.dstRepo.String(), Tag: it.tag, Digest: it.digest}
-	// A tag is resolved by the engine: one GET of the manifest by tag.
-	r := run.Copy(ctx, copyengine.Request{Source: src.endpoint, Digest: it.digest, Tag: it.tag, Destination: dst.endpoint, Referrers: o.referrers})
+	r := run.Copy(ctx, src.endpoint, dst.endpoint, it.digest, it.tag, o.referrers)
 	if r.Digest != "" {
 		res.Digest = r.Digest
 	}
@@ -247,163 +178,10 @@ func copyOne(ctx context.Context, run *copyengine.Run, o copyOptions, c copyArgs
 	return res
 }
 
-// reportCopy prints the summary (text: the result lines were printed as they came) or the
-// JSON document, and returns exitError{ExitFailed} when any item failed. created says the
-// run created the destination repository.
-func reportCopy(a *app, unit string, results []imageResult, start time.Time, created bool) error {
-	failed, copied, inSync := 0, 0, 0
-	counts := map[string]int{}
-	var bytes int64
-	digests := map[string]bool{}
-	for _, r := range results {
-		counts[r.Outcome]++
-		bytes += r.BytesCopied
-		if r.Digest != "" {
-			digests[r.Digest] = true
-		}
-		switch copyengine.Outcome(r.Outcome) {
-		case copyengine.Copied, copyengine.TagUpdated:
-			copied++
-		case copyengine.AlreadyPresent, copyengine.Skipped:
-			inSync++
-		default:
-			failed++
-		}
-	}
-	if created && copied == 0 && len(results) > 0 {
-		warnCreatedEmpty(a, results)
-	}
-	if a.json() {
-		doc := newDocument(a, false, countedCopy(unit))
-		doc.Totals = totals{Repositories: 1, Images: len(digests), Copies: len(results), InSync: inSync, ToCopy: len(results) - inSync,
-			Copied: ptr(copied), Failed: failed, BytesCopied: ptr(bytes), DurationMs: time.Since(start).Milliseconds()}
-		for _, r := range results {
-			doc.Items = append(doc.Items, r.item(a.debug))
-		}
-		if err := doc.write(a); err != nil {
-			return err
-		}
-	} else {
-		if len(results) == 0 {
-			fmt.Fprintf(a.stdout, "0 %s: nothing to copy\n", unit)
-		} else {
-			fmt.Fprintf(a.stdout, "%s: %s; %s copied\n", plural(len(results), unit), summarize(counts), humanBytes(bytes))
-		}
-	}
-	if failed > 0 {
-		return exitError{ExitFailed}
-	}
-	return nil
-}
-
-// warnCreatedEmpty says that the destination repository the run created is still empty,
-// and what fills it: a rerun, when some copy failed in a way another run may not (a
-// registry that did not answer, throttling); otherwise the failures must be fixed first.
-func warnCreatedEmpty(a *app, results []imageResult) {
-	retryable := false
-	for _, r := range results {
-		if _, ok := retry.Classify(r.Err); ok {
-			retryable = true
-		}
-	}
-	if retryable {
-		a.warn("repository %s was created and is still empty: rerun to fill it, or delete it", results[0].Destination)
-		return
-	}
-	a.warn("repository %s was created and is still empty: its copies failed in a way a rerun does not change; fix the failure above and rerun, or delete it", results[0].Destination)
-}
-
-// countedCopy says what copy's items count.
-func countedCopy(unit string) string {
-	if unit == "images" {
-		return "copies: the image named by digest, to the destination repository"
-	}
-	return "copies: one per tag, to the destination repository"
-}
-
-func lookupOptions(ctx context.Context, e copyengine.Endpoint) []remote.Option {
+func lookupOptions(ctx context.Context, e destinations.Endpoint) []remote.Option {
 	opts := []remote.Option{remote.WithContext(ctx), remote.WithAuth(e.Auth)}
 	if e.Transport != nil {
 		opts = append(opts, remote.WithTransport(e.Transport))
 	}
 	return opts
-}
-
-// repositoryProblem explains a failed repository call on one side of a copy.
-func repositoryProblem(err error, which string, repo name.Repository, region string) *problem {
-	p := awsProblem(err, which+" repository "+repo.String())
-	if p.code == "RepositoryNotFoundException" {
-		p.exit = ExitUsage
-		if which == "source" {
-			p.msg = fmt.Sprintf("source repository %s not found (%s): check the name and the region in the host name; `aws ecr describe-repositories --region %s` lists them", repo, p.code, region)
-		} else {
-			p.msg = fmt.Sprintf("destination repository %s not found (%s) and --create-repository=false: create it, or let copy create it", repo, p.code)
-		}
-	}
-	return p
-}
-
-// registryProblem explains a failed registry request made by the CLI itself (not the
-// engine): listing tags, a dry run's lookups.
-func registryProblem(err error, doing string, repo name.Repository) error {
-	var te *transport.Error
-	code, _ := retry.Classify(err)
-	status := 0
-	if errors.As(err, &te) {
-		status = te.StatusCode
-		if len(te.Errors) > 0 {
-			code = string(te.Errors[0].Code)
-		}
-	}
-	p := &problem{code: code, err: err, exit: ExitFailed, op: doing}
-	host, dnsFailed := unresolvable(err)
-	switch {
-	case dnsFailed:
-		p.exit = ExitUsage
-		p.msg = unresolvableMessage(host)
-	case code == string(transport.NameUnknownErrorCode) || (code == "" && status == http.StatusNotFound):
-		p.exit = ExitUsage
-		p.msg = fmt.Sprintf("repository %s not found (%s): check the name (repository names are lowercase)", repo, orStatus(code, status))
-	case code == string(transport.UnauthorizedErrorCode) || code == string(transport.DeniedErrorCode) || status == http.StatusUnauthorized || status == http.StatusForbidden:
-		p.exit = ExitUsage
-		p.msg = fmt.Sprintf("%s refused %s %s (%s): log in to it first (docker login %s), or check the identity's permissions", repo.RegistryStr(), doing, repo, orStatus(code, status), repo.RegistryStr())
-	case errors.Is(err, context.Canceled):
-		return err
-	default:
-		p.msg = fmt.Sprintf("%s %s failed (%s): %s", doing, repo, orStatus(code, status), apiMessage(err))
-	}
-	return p
-}
-
-func orStatus(code string, status int) string {
-	if code != "" {
-		return code
-	}
-	if status != 0 {
-		return fmt.Sprintf("HTTP %d", status)
-	}
-	return "no answer"
-}
-
-func isNotFound(err error) bool {
-	var te *transport.Error
-	if !errors.As(err, &te) {
-		return false
-	}
-	if te.StatusCode == http.StatusNotFound {
-		return true
-	}
-	for _, d := range te.Errors {
-		if d.Code == transport.ManifestUnknownErrorCode || d.Code == transport.NameUnknownErrorCode {
-			return true
-		}
-	}
-	return false
-}
-
-func shortDigest(d string) string {
-	if len(d) > 19 {
-		return d[:19]
-	}
-	return d
 }

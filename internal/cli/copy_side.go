@@ -12,7 +12,6 @@ import (
 	"github.com/google/go-containerregistry/pkg/v1/remote"
 	"github.com/google/go-containerregistry/pkg/v1/remote/transport"
 
-	"github.com/ecr-replicator/ecr-replicator/internal/copyengine"
 	"github.com/ecr-replicator/ecr-replicator/internal/destinations"
 	"github.com/ecr-replicator/ecr-replicator/internal/ecraccess"
 	"github.com/ecr-replicator/ecr-replicator/internal/ecrname"
@@ -30,7 +29,7 @@ type side struct {
 // host is an ECR registry, through the Docker keychain otherwise.
 type endpointFor struct {
 	repo     name.Repository // as the user named it
-	endpoint copyengine.Endpoint
+	endpoint destinations.Endpoint
 	ecr      *ecraccess.Registry
 	region   string
 	side     side
@@ -47,7 +46,7 @@ func resolveSide(ctx context.Context, sessions *awsSessions, repo name.Repositor
 		if err != nil {
 			return nil, configProblem(err, "Docker credentials for %s could not be read: %v", repo.RegistryStr(), err)
 		}
-		return &endpointFor{repo: repo, side: s, endpoint: copyengine.Endpoint{Repository: repo, Auth: auth}}, nil
+		return &endpointFor{repo: repo, side: s, endpoint: destinations.Endpoint{Repository: repo, Auth: auth}}, nil
 	}
 	// The session's region is where STS is asked (--region); the registry's is its host's.
 	if region == "" {
@@ -74,7 +73,7 @@ func resolveSide(ctx context.Context, sessions *awsSessions, repo name.Repositor
 		return nil, fmt.Errorf("registry host %q from ECR: %w", host, err)
 	}
 	e.ecr = reg
-	e.endpoint = copyengine.Endpoint{Repository: real, Auth: reg.Authenticator(), Transport: reg.Transport(nil),
+	e.endpoint = destinations.Endpoint{Repository: real, Auth: reg.Authenticator(), Transport: reg.Transport(nil),
 		Tags: destinations.RepositoryTags(reg.API(), account, repo.RepositoryStr())} // tags of 129-300 characters, as the function copies them
 	return e, nil
 }
@@ -196,7 +195,7 @@ func sameRepository(a, b name.Repository) bool {
 }
 
 // apiTag reports whether tag is one the registry API cannot carry (over 128 characters)
-// and ep reads it through the ECR API instead (copyengine.TagAPI).
+// and ep reads it through the ECR API instead (destinations.RepositoryTags).
 func apiTag(ep *endpointFor, tag string) bool {
 	return len(tag) > ecrname.MaxRegistryTagLen && ep.endpoint.Tags != nil
 }

@@ -9,7 +9,7 @@ import (
 
 	"github.com/aws/smithy-go"
 
-	"github.com/ecr-replicator/ecr-replicator/internal/copyengine"
+	"github.com/ecr-replicator/ecr-replicator/internal/destinations"
 	"github.com/ecr-replicator/ecr-replicator/internal/ecraccess"
 	"github.com/ecr-replicator/ecr-replicator/internal/retry"
 )
@@ -226,7 +226,7 @@ type copyFailure struct {
 // explainCopy is the one line said about a failed image.
 func explainCopy(f copyFailure) (code, msg string) {
 	var ae *ecraccess.Error
-	var re *copyengine.Error
+	var re *destinations.CopyError
 	if !errors.As(f.err, &re) || (errors.As(f.err, &ae) && re.Code == ae.ErrorCode()) {
 		// A failure of the AWS side of the copy (a role, a token, a repository call).
 		p := awsProblem(f.err, "")
@@ -237,6 +237,18 @@ func explainCopy(f copyFailure) (code, msg string) {
 	if host, ok := unresolvable(f.err); ok {
 		return code, unresolvableMessage(host)
 	}
+	if msg := explainCode(f, code, src); msg != "" {
+		return code, msg
+	}
+	if code == "" {
+		return code, fmt.Sprintf("%s failed: %s", re.Op, apiMessage(f.err))
+	}
+	return code, fmt.Sprintf("%s failed (%s): %s", re.Op, code, apiMessage(f.err))
+}
+
+// explainCode is what a registry's error code means for a copy, said of the side that
+// answered it (src: the source); "" when the code needs no more than the generic line.
+func explainCode(f copyFailure, code string, src bool) string {
 	ref := f.source
 	switch {
 	case f.tag != "":
@@ -248,42 +260,39 @@ func explainCopy(f copyFailure) (code, msg string) {
 	case "MANIFEST_UNKNOWN", "NOT_FOUND":
 		if src && f.tag != "" && f.digest == "" {
 			// The tag never resolved to a digest.
-			return code, fmt.Sprintf("tag %s not found in %s (%s)", f.tag, f.source, code)
+			return fmt.Sprintf("tag %s not found in %s (%s)", f.tag, f.source, code)
 		}
 		if src {
-			return code, fmt.Sprintf("%s not found in %s (%s): the image was deleted, or an index refers to a manifest the repository lacks", shortDigest(f.digest), f.source, code)
+			return fmt.Sprintf("%s not found in %s (%s): the image was deleted, or an index refers to a manifest the repository lacks", shortDigest(f.digest), f.source, code)
 		}
 	case "NAME_UNKNOWN":
 		switch {
 		case src:
-			return code, fmt.Sprintf("repository %s not found (%s): check the name (repository names are lowercase)", f.source, code)
+			return fmt.Sprintf("repository %s not found (%s): check the name (repository names are lowercase)", f.source, code)
 		case f.destECR:
-			return code, fmt.Sprintf("repository %s disappeared during the copy (%s): rerun to create it again", f.destination, code)
+			return fmt.Sprintf("repository %s disappeared during the copy (%s): rerun to create it again", f.destination, code)
 		default:
-			return code, fmt.Sprintf("repository %s does not exist (%s): create it there first; ecr-replicator creates repositories only on ECR registries", f.destination, code)
+			return fmt.Sprintf("repository %s does not exist (%s): create it there first; ecr-replicator creates repositories only on ECR registries", f.destination, code)
 		}
 	case "DENIED", "UNAUTHORIZED":
 		if src {
-			return code, fmt.Sprintf("%s refused to let this identity pull %s (%s): on ECR it needs ecr:BatchGetImage and ecr:GetDownloadUrlForLayer; elsewhere log in first (docker login)", registryOf(f.source), ref, code)
+			return fmt.Sprintf("%s refused to let this identity pull %s (%s): on ECR it needs ecr:BatchGetImage and ecr:GetDownloadUrlForLayer; elsewhere log in first (docker login)", registryOf(f.source), ref, code)
 		}
-		return code, fmt.Sprintf("%s refused to let this identity push to %s (%s): on ECR it needs ecr:BatchCheckLayerAvailability, ecr:InitiateLayerUpload, ecr:UploadLayerPart, ecr:CompleteLayerUpload and ecr:PutImage; elsewhere log in first (docker login)", registryOf(f.destination), f.destination, code)
+		return fmt.Sprintf("%s refused to let this identity push to %s (%s): on ECR it needs ecr:BatchCheckLayerAvailability, ecr:InitiateLayerUpload, ecr:UploadLayerPart, ecr:CompleteLayerUpload and ecr:PutImage; elsewhere log in first (docker login)", registryOf(f.destination), f.destination, code)
 	case "TAG_INVALID":
-		return code, fmt.Sprintf("%s refused tag %s (%s): the repository's tags are immutable and the tag already points at another image", f.destination, f.tag, code)
+		return fmt.Sprintf("%s refused tag %s (%s): the repository's tags are immutable and the tag already points at another image", f.destination, f.tag, code)
 	case "TOOMANYREQUESTS":
-		return code, fmt.Sprintf("throttled by %s (%s) after retries: rerun later (it resumes), or lower --concurrency", registryOf(sideRepo(src, f)), code)
+		return fmt.Sprintf("throttled by %s (%s) after retries: rerun later (it resumes), or lower --concurrency", registryOf(sideRepo(src, f)), code)
 	case "UNAVAILABLE", retry.CodeEOF, retry.CodeConnReset, retry.CodeTimeout, retry.CodeNetwork, retry.CodeDeadlineExceeded:
-		return code, fmt.Sprintf("%s did not answer (%s) after retries: rerun to resume", registryOf(sideRepo(src, f)), code)
+		return fmt.Sprintf("%s did not answer (%s) after retries: rerun to resume", registryOf(sideRepo(src, f)), code)
 	case retry.CodeTLS:
-		return code, fmt.Sprintf("TLS with %s failed (%s): %s", registryOf(sideRepo(src, f)), code, apiMessage(f.err))
-	case copyengine.CodeDigestMismatch:
-		return code, fmt.Sprintf("%s served another digest than the one written (%s): rerun; report it if it persists", f.destination, code)
-	case copyengine.CodeInvalid:
-		return code, fmt.Sprintf("invalid request (%s): %s", code, apiMessage(f.err))
+		return fmt.Sprintf("TLS with %s failed (%s): %s", registryOf(sideRepo(src, f)), code, apiMessage(f.err))
+	case destinations.CodeDigestMismatch:
+		return fmt.Sprintf("%s served another digest than the one written (%s): rerun; report it if it persists", f.destination, code)
+	case destinations.CodeInvalid:
+		return fmt.Sprintf("invalid request (%s): %s", code, apiMessage(f.err))
 	}
-	if code == "" {
-		return code, fmt.Sprintf("%s failed: %s", re.Op, apiMessage(f.err))
-	}
-	return code, fmt.Sprintf("%s failed (%s): %s", re.Op, code, apiMessage(f.err))
+	return ""
 }
 
 func sideRepo(src bool, f copyFailure) string {

@@ -1,27 +1,27 @@
 package cli
 
-import "github.com/ecr-replicator/ecr-replicator/internal/copyengine"
+import "github.com/ecr-replicator/ecr-replicator/internal/destinations"
 
-// progressOption has the engine report its blob transfers to p.
-func progressOption(p *progress) []copyengine.Option {
+// progressFunc has the engine report its blob transfers to p (nil: p draws nothing).
+func progressFunc(p *progress) func(destinations.Progress) {
 	if p == nil || p.mode == progressNone {
 		return nil
 	}
-	return []copyengine.Option{copyengine.WithProgress(func(e copyengine.Progress) { progressTo(p, e) })}
+	return func(e destinations.Progress) { progressTo(p, e) }
 }
 
 // progressTo moves p by one engine event; a nil display, or one that draws nothing, ignores it.
-func progressTo(p *progress, e copyengine.Progress) {
+func progressTo(p *progress, e destinations.Progress) {
 	if p == nil || p.mode == progressNone {
 		return
 	}
 	key := e.Destination + "@" + e.Blob
 	switch e.Event {
-	case copyengine.BlobStarted:
+	case destinations.BlobStarted:
 		p.blobStarted(key, e.Size)
-	case copyengine.BlobBytes:
+	case destinations.BlobBytes:
 		p.blobBytes(key, e.Bytes)
-	case copyengine.BlobDone:
+	case destinations.BlobDone:
 		p.blobDone(key)
 	}
 }

@@ -9,7 +9,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/ecr"
 	"github.com/google/go-containerregistry/pkg/v1/random"
 
-	"github.com/ecr-replicator/ecr-replicator/internal/copyengine"
+	"github.com/ecr-replicator/ecr-replicator/internal/destinations"
 	"github.com/ecr-replicator/ecr-replicator/internal/testing/sandboxtest"
 )
 
@@ -125,11 +125,8 @@ func TestProgressFromEngine(t *testing.T) {
 	p := newProgressTo(&out, progressBar, "tags", 1, time.Now)
 	p.itemStarted()
 	src, dst := w.Source.Ref(t, "team-a/app", "v1").Context(), w.Dest.Ref(t, "mirror/app", "v1").Context()
-	r := copyengine.New(progressOption(p)...).Start().Copy(w.Ctx, copyengine.Request{
-		Source:      copyengine.Endpoint{Repository: src, Auth: w.Source.Auth},
-		Destination: copyengine.Endpoint{Repository: dst, Auth: w.Dest.Auth},
-		Digest:      d.String(), Tag: "v1",
-	})
+	r := destinations.StartDirect(destinations.NewEngine(destinations.EngineOptions{Progress: progressFunc(p)})).Copy(w.Ctx,
+		destinations.Endpoint{Repository: src, Auth: w.Source.Auth}, destinations.Endpoint{Repository: dst, Auth: w.Dest.Auth}, d.String(), "v1", false)
 	if r.Err != nil || r.BytesCopied < 9<<20 {
 		t.Fatalf("copy: %+v", r)
 	}

@@ -9,7 +9,7 @@ import (
 	"time"
 
 	"github.com/ecr-replicator/ecr-replicator/internal/backfill"
-	"github.com/ecr-replicator/ecr-replicator/internal/copyengine"
+	"github.com/ecr-replicator/ecr-replicator/internal/destinations"
 	"github.com/ecr-replicator/ecr-replicator/internal/ecrname"
 )
 
@@ -124,7 +124,7 @@ const (
 	stateInSync   = "in-sync"
 	stateToCopy   = "to-copy"
 	stateFailed   = "failed"
-	stateConflict = string(copyengine.Conflict) // a dry run's copy an immutable tag refuses
+	stateConflict = string(destinations.Conflict) // a dry run's copy an immutable tag refuses
 	// A promotion gate's: not copied (yet, or at all); the reason says why.
 	stateHeld    = "held"
 	stateBlocked = "blocked"

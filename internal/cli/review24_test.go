@@ -156,8 +156,8 @@ func TestReview24DetailedExitcodeErrorIsNotDrift(t *testing.T) {
 		{"copy --dry-run into another account without a role", nil, []string{"copy", "--dry-run", "--detailed-exitcode", srcECR + "/team-a/app:v1", dstECR + "/mirror/app"}},
 	} {
 		r := runCLI(t, w.Ctx, tc.env, tc.args...)
-		if r.code != ExitDetailedError {
-			t.Errorf("%s: exit %d with --detailed-exitcode (2 means drift), want %d (error)\n%s", tc.name, r.code, ExitDetailedError, r)
+		if r.code != ExitFailed {
+			t.Errorf("%s: exit %d with --detailed-exitcode (2 means drift), want %d (error)\n%s", tc.name, r.code, ExitFailed, r)
 		}
 	}
 }

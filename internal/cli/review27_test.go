@@ -93,7 +93,7 @@ func TestReview27CopyWithDestProfileCreatesARepositoryNoReplicatorOwns(t *testin
 	resolver := ecraccess.NewResolver(w.Config(t, sandbox.SourceAccount, sandbox.SourceUser), ecraccess.WithLogger(slog.New(slog.NewTextHandler(io.Discard, nil))))
 	tg := rules.Target{Rule: "team-a", Repository: "mirror/team-a/app", Destination: rules.Destination{AccountID: sandbox.DestinationAccount,
 		Region: sandbox.DefaultRegion, RoleARN: w.DestinationRoleARN(), ExternalID: w.ExternalID, RepositoryPrefix: "mirror/", CreateRepository: true}}
-	src := destinations.Source{Repo: ecrname.Repo{Registry: ecrname.Registry{AccountID: sandbox.SourceAccount, Region: sandbox.DefaultRegion}, Name: "team-a/app"},
+	src := destinations.Image{Repo: ecrname.Repo{Registry: ecrname.Registry{AccountID: sandbox.SourceAccount, Region: sandbox.DefaultRegion}, Name: "team-a/app"},
 		Digest: d2, Tag: "v2"}
 	res := destinations.New(resolver, copyengine.New()).Start().Replicate(w.Ctx, src, []rules.Target{tg})
 	if len(res) != 1 || res[0].Err != nil {

@@ -32,8 +32,8 @@ func TestCLIRuleSelectingNothing(t *testing.T) {
 		t.Errorf("plan:\n%s\nwant stderr\n%s", r, want)
 	}
 	r = runCLI(t, w.Ctx, nil, "plan", "--rules", f, "--detailed-exitcode")
-	if r.code != ExitDetailedError || r.stderr != want {
-		t.Errorf("plan --detailed-exitcode: want exit %d\n%s", ExitDetailedError, r)
+	if r.code != ExitFailed || r.stderr != want {
+		t.Errorf("plan --detailed-exitcode: want exit %d\n%s", ExitFailed, r)
 	}
 	r = runCLI(t, w.Ctx, nil, "plan", "--rules", f, "-o", "json")
 	var out struct{ Warnings []string }

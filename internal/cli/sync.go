@@ -15,7 +15,6 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/ecr-replicator/ecr-replicator/internal/backfill"
-	"github.com/ecr-replicator/ecr-replicator/internal/copyengine"
 	"github.com/ecr-replicator/ecr-replicator/internal/destinations"
 	"github.com/ecr-replicator/ecr-replicator/internal/ecraccess"
 	"github.com/ecr-replicator/ecr-replicator/internal/ecrname"
@@ -218,7 +217,7 @@ func runSync(ctx context.Context, a *app, o syncOptions) error {
 			indexes.listed(repo, images)
 		}
 	}
-	plan, err := b.Run(ctx, req)
+	plan, err := b.Invoke(ctx, req)
 	checks := <-checked
 	if ctx.Err() != nil {
 		return interruptedPlanning()
@@ -311,7 +310,7 @@ func syncSession(ctx context.Context, o syncOptions, log *slog.Logger, narrowed 
 		if srcAccount, err = ecrname.RoleAccount(arn); err != nil {
 			return nil, "", configProblem(err, "%s: source.roleArn: %v", o.rulesFile, err)
 		}
-		if _, err := sess.assumeRole(ctx, ecraccess.Access{AccountID: srcAccount, Region: sess.cfg.Region, RoleARN: arn}, "none: a source role takes none"); err != nil {
+		if _, err := sess.assumeRole(ctx, destinations.SourceAccess(ecrname.Registry{AccountID: srcAccount, Region: sess.cfg.Region}, arn), "none: a source role takes none"); err != nil {
 			return nil, "", err
 		}
 	}
@@ -322,13 +321,9 @@ func syncSession(ctx context.Context, o syncOptions, log *slog.Logger, narrowed 
 // progress display *prog (made once the plan says how much there is to copy) and
 // recording each copy in copies.
 func syncBackfill(a *app, o syncOptions, log *slog.Logger, doc *rules.Document, sess *awsSession, srcAccount string, prog **progress, copies *syncCopies) *backfill.Backfill {
-	mopts := []destinations.Option{destinations.WithLogger(log)}
-	if doc.SourceRoleARN() != "" {
-		mopts = append(mopts, destinations.WithSourceRole(doc.SourceRoleARN()))
-	}
-	engine := copyengine.New(copyengine.WithJobs(o.jobs), copyengine.WithLogger(log),
-		copyengine.WithProgress(func(p copyengine.Progress) { progressTo(*prog, p) }))
-	replicator := destinations.New(sess.resolver, engine, mopts...)
+	engine := destinations.NewEngine(destinations.EngineOptions{Jobs: o.jobs, Log: log,
+		Progress: func(p destinations.Progress) { progressTo(*prog, p) }})
+	replicator := destinations.New(sess.resolver, engine, destinations.WithLogger(log), destinations.WithSourceRole(doc.SourceRoleARN()))
 	// Checked when the rules were read: no error here.
 	vs, _ := verify.Compile(doc, verify.Options{KMS: kms.NewFromConfig(sess.cfg), Dir: filepath.Dir(o.rulesFile)})
 	return &backfill.Backfill{
@@ -336,7 +331,7 @@ func syncBackfill(a *app, o syncOptions, log *slog.Logger, doc *rules.Document, 
 		Concurrency: o.concurrency, Log: log, NoMountingEstimate: !o.dryRun,
 		Gate:        gate.New(gate.Config{Resolver: sess.resolver, SourceRole: doc.SourceRoleARN(), Verifiers: vs, Log: log}),
 		GateSettled: copies.gateSettled(ecrname.Registry{AccountID: srcAccount, Region: sess.cfg.Region}),
-		Start: func() backfill.Run {
+		Start: func() backfill.Copier {
 			return &progressRun{a: a, run: replicator.Start(), prog: *prog, copies: copies}
 		},
 	}
@@ -353,16 +348,8 @@ func interruptedPlanning() *problem {
 // the resolver for the plan and the copies.
 func checkDestinations(ctx context.Context, sess *awsSession, doc *rules.Document) []*destinationCheck {
 	var checks []*destinationCheck
-	seen := map[ecraccess.Access]bool{}
-	for i, r := range doc.Rules {
-		for j, d := range r.Destinations {
-			acc := d.Access()
-			if seen[acc] {
-				continue
-			}
-			seen[acc] = true
-			checks = append(checks, &destinationCheck{access: acc, path: fmt.Sprintf("rules[%d].destinations[%d]", i, j)})
-		}
+	for _, a := range destinations.DestinationAccesses(doc) {
+		checks = append(checks, &destinationCheck{access: a.Access, path: fmt.Sprintf("rules[%d].destinations[%d]", a.Rule, a.Destination)})
 	}
 	var wg sync.WaitGroup
 	for _, c := range checks {

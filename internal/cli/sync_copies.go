@@ -6,7 +6,6 @@ import (
 	"sync"
 
 	"github.com/ecr-replicator/ecr-replicator/internal/backfill"
-	"github.com/ecr-replicator/ecr-replicator/internal/copyengine"
 	"github.com/ecr-replicator/ecr-replicator/internal/destinations"
 	"github.com/ecr-replicator/ecr-replicator/internal/ecrname"
 	"github.com/ecr-replicator/ecr-replicator/internal/rules"
@@ -78,7 +77,7 @@ func (c *syncCopies) failed() int {
 	defer c.mu.Unlock()
 	n := 0
 	for _, it := range c.items {
-		if copyengine.Outcome(it.State).Failure() {
+		if destinations.Outcome(it.State).Failure() {
 			n++
 		}
 	}
@@ -98,7 +97,7 @@ func (c *syncCopies) notAttempted(source ecrname.Registry, work []backfill.Work)
 			continue
 		}
 		res := imageResult{Source: repoRef(ecrname.Repo{Registry: source, Name: w.Repository}), Destination: w.Target.Repo().String(), Tag: w.Tag, Digest: w.Digest,
-			Outcome: string(copyengine.Failed), Code: codeNotAttempted, Message: c.notAttemptedMessage(dest, w.Digest)}
+			Outcome: string(destinations.Failed), Code: codeNotAttempted, Message: c.notAttemptedMessage(dest, w.Digest)}
 		it := res.item(false)
 		it.Destination, it.BytesCopied = dest, ptr(int64(0))
 		c.items = append(c.items, it)
@@ -128,12 +127,12 @@ func (c *syncCopies) notAttemptedMessage(dest, digest string) string {
 // printed as it finishes) and records it.
 type progressRun struct {
 	a      *app
-	run    *destinations.Run
+	run    *destinations.Batch
 	prog   *progress
 	copies *syncCopies
 }
 
-func (p *progressRun) Replicate(ctx context.Context, src destinations.Source, targets []rules.Target) []destinations.Result {
+func (p *progressRun) Replicate(ctx context.Context, src destinations.Image, targets []rules.Target) []destinations.Result {
 	if p.prog != nil {
 		p.prog.itemStarted()
 	}
@@ -145,7 +144,7 @@ func (p *progressRun) Replicate(ctx context.Context, src destinations.Source, ta
 			// Both repositories by registry host: explainCopy names the registry that refused.
 			res.Code, res.Message = explainCopy(copyFailure{err: r.Err, source: repoRef(src.Repo), destination: repoRef(r.Destination), tag: r.Tag, digest: r.Digest, destECR: true})
 		}
-		cut := ctx.Err() != nil && r.Outcome == copyengine.Failed // Ctrl-C, not a result
+		cut := ctx.Err() != nil && r.Outcome == destinations.Failed // Ctrl-C, not a result
 		var it *item
 		if !cut {
 			x := res.item(p.a.debug)

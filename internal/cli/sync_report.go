@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/ecr-replicator/ecr-replicator/internal/backfill"
+	"github.com/ecr-replicator/ecr-replicator/internal/destinations"
 	"github.com/ecr-replicator/ecr-replicator/internal/ecraccess"
 	"github.com/ecr-replicator/ecr-replicator/internal/ecrname"
 	"github.com/ecr-replicator/ecr-replicator/internal/rules"
@@ -61,7 +62,7 @@ func destinationStatuses(doc *rules.Document, caller string, checks []*destinati
 		var a ecraccess.Access
 		for _, t := range doc.RepositoryTargets(f.Repository) {
 			if t.Repo().String() == f.Destination {
-				a = t.Destination.Access()
+				a = destinations.DestinationAccess(t.Destination)
 				break
 			}
 		}

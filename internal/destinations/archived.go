@@ -86,7 +86,7 @@ func archivedStatus(ctx context.Context, api *ecr.Client, repo ecrname.Repo, id 
 // archivedSource looks at what a 404 from the source means after a copy (c): when the
 // copied image is archived, the copy's failure is ImageArchived; when the image the source
 // tag points at is archived, its tag is not mirrored as deleted (done: res is the answer).
-func (r *Run) archivedSource(ctx context.Context, rt route, src Source, t rules.Target, c copyengine.Result, res Result) (done bool, _ Result) {
+func (r *Batch) archivedSource(ctx context.Context, rt route, src Image, t rules.Target, c CopyResult, res Result) (done bool, _ Result) {
 	failed := sourceMissing(c.Err)
 	if !failed && (c.Err != nil || !c.SourceTagMissing || !t.MirrorDeletes) {
 		return false, res

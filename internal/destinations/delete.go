@@ -9,7 +9,6 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/ecr"
 	ecrtypes "github.com/aws/aws-sdk-go-v2/service/ecr/types"
 
-	"github.com/ecr-replicator/ecr-replicator/internal/copyengine"
 	"github.com/ecr-replicator/ecr-replicator/internal/ecraccess"
 	"github.com/ecr-replicator/ecr-replicator/internal/ecrname"
 	"github.com/ecr-replicator/ecr-replicator/internal/rules"
@@ -22,13 +21,13 @@ import (
 // source has it again. "Gone" is the answer of the source repository: when the source has
 // no such repository, nothing is deleted (CodeSourceRepositoryNotFound) — the message is a
 // claim, and only ECR can confirm it.
-func (r *Run) deleteOne(ctx context.Context, src Source, t rules.Target) Result {
+func (r *Batch) deleteOne(ctx context.Context, src Image, t rules.Target) Result {
 	res := newResult(src, t)
 	if t.Err != nil {
 		return res.failed(t.Err)
 	}
 	if !t.MirrorDeletes {
-		res.Outcome, res.Reason = copyengine.Skipped, "mirrorDeletes is off for rule "+t.Rule
+		res.Outcome, res.Reason = Skipped, "mirrorDeletes is off for rule "+t.Rule
 		return res
 	}
 	if src.Tag == "" {
@@ -37,7 +36,7 @@ func (r *Run) deleteOne(ctx context.Context, src Source, t rules.Target) Result 
 	rt, err := r.route(ctx, src, t, false)
 	var ae *ecraccess.Error
 	if errors.As(err, &ae) && ae.Code == ecraccess.CodeRepositoryNotFound {
-		res.Outcome, res.Reason = copyengine.Skipped, "destination repository does not exist"
+		res.Outcome, res.Reason = Skipped, "destination repository does not exist"
 		return res
 	}
 	if err != nil {
@@ -52,8 +51,8 @@ func (r *Run) deleteOne(ctx context.Context, src Source, t rules.Target) Result 
 // recheck copies src's tag as the source has it now. back: the source has the tag
 // (res holds that copy's result, or its failure); otherwise tagDigest is where the
 // destination tag was seen.
-func (r *Run) recheck(ctx context.Context, rt route, src Source, t rules.Target, res *Result) (back bool, tagDigest string) {
-	c := r.copy(ctx, rt, Source{Repo: src.Repo, Tag: src.Tag}, t)
+func (r *Batch) recheck(ctx context.Context, rt route, src Image, t rules.Target, res *Result) (back bool, tagDigest string) {
+	c := r.copy(ctx, rt, Image{Repo: src.Repo, Tag: src.Tag}, t)
 	switch {
 	case c.Err != nil && !c.SourceTagMissing:
 		*res = res.failed(c.Err)
@@ -70,7 +69,7 @@ func (r *Run) recheck(ctx context.Context, rt route, src Source, t rules.Target,
 		*res = res.failed(err)
 		return true, ""
 	case st != "":
-		res.Outcome, res.Reason = copyengine.Skipped, "the source tag's image is "+string(st)+" (archive storage class), not deleted: the destination keeps it"
+		res.Outcome, res.Reason = Skipped, "the source tag's image is "+string(st)+" (archive storage class), not deleted: the destination keeps it"
 		return true, ""
 	}
 	return false, c.TagDigest
@@ -81,7 +80,7 @@ func (r *Run) recheck(ctx context.Context, rt route, src Source, t rules.Target,
 // ImageTagDoesNotMatchDigest, API_ImageFailure) — then looks at the source again: a tag
 // pushed back meanwhile is copied back, so the destination never ends behind, whatever
 // the interleaving. Bounded: a tag that keeps coming and going is left to its events.
-func (r *Run) followSourceDelete(ctx context.Context, rt route, src Source, t rules.Target, digest string, res Result) Result {
+func (r *Batch) followSourceDelete(ctx context.Context, rt route, src Image, t rules.Target, digest string, res Result) Result {
 	for round := 0; round < 3 && digest != ""; round++ {
 		switch reason, err := keepImmutable(ctx, rt.dstReg, t, src.Tag, digest); {
 		case err != nil:
@@ -106,8 +105,8 @@ func (r *Run) followSourceDelete(ctx context.Context, rt route, src Source, t ru
 
 // deleteDigest mirrors the deletion of an image by digest (all its tags), unless the
 // source has the image again.
-func (r *Run) deleteDigest(ctx context.Context, src Source, t rules.Target, res Result) Result {
-	srcReg, err := r.resolver.Registry(ctx, ecraccess.Access{AccountID: src.Repo.AccountID, Region: src.Repo.Region, RoleARN: r.sourceRole})
+func (r *Batch) deleteDigest(ctx context.Context, src Image, t rules.Target, res Result) Result {
+	srcReg, err := r.resolver.Registry(ctx, SourceAccess(src.Repo.Registry, r.sourceRole))
 	if err != nil {
 		return res.failed(err)
 	}
@@ -117,10 +116,10 @@ func (r *Run) deleteDigest(ctx context.Context, src Source, t rules.Target, res 
 		return res.failed(err)
 	}
 	if still {
-		res.Outcome, res.Reason = copyengine.Skipped, "the source has the image again; not deleting"
+		res.Outcome, res.Reason = Skipped, "the source has the image again; not deleting"
 		return res
 	}
-	dstReg, err := r.resolver.Registry(ctx, t.Destination.Access())
+	dstReg, err := r.resolver.Registry(ctx, DestinationAccess(t.Destination))
 	if err != nil {
 		return res.failed(err)
 	}
@@ -166,12 +165,12 @@ func (e *errSourceRepository) Retryable() bool   { return false }
 // guardDelete checks, before a delete by digest, that the destination repository is the
 // replicator's and that the delete keeps the tags it holds immutable (done: res is the
 // answer).
-func (r *Run) guardDelete(ctx context.Context, srcReg, dstReg *ecraccess.Registry, src Source, t rules.Target, id ecrtypes.ImageIdentifier, res Result) (bool, Result) {
+func (r *Batch) guardDelete(ctx context.Context, srcReg, dstReg *ecraccess.Registry, src Image, t rules.Target, id ecrtypes.ImageIdentifier, res Result) (bool, Result) {
 	_, _, err := r.destination(ctx, srcReg, dstReg, src, t, false)
 	var ae *ecraccess.Error
 	switch {
 	case errors.As(err, &ae) && ae.Code == ecraccess.CodeRepositoryNotFound:
-		res.Outcome, res.Reason = copyengine.Skipped, "destination repository does not exist"
+		res.Outcome, res.Reason = Skipped, "destination repository does not exist"
 		return true, res
 	case err != nil:
 		return true, res.failed(err)
@@ -188,12 +187,12 @@ func (r *Run) guardDelete(ctx context.Context, srcReg, dstReg *ecraccess.Registr
 
 // deleteImage is one BatchDeleteImage, its per-image failures read (deleteFailure). A
 // repository gone, or a refusal, drops what the process knows of it (forget).
-func (r *Run) deleteImage(ctx context.Context, reg *ecraccess.Registry, t rules.Target, id ecrtypes.ImageIdentifier) (copyengine.Outcome, string, error) {
+func (r *Batch) deleteImage(ctx context.Context, reg *ecraccess.Registry, t rules.Target, id ecrtypes.ImageIdentifier) (Outcome, string, error) {
 	out, err := reg.API().BatchDeleteImage(ctx, &ecr.BatchDeleteImageInput{RegistryId: reg.RegistryID(), RepositoryName: aws.String(t.Repository), ImageIds: []ecrtypes.ImageIdentifier{id}})
 	var nf *ecrtypes.RepositoryNotFoundException
 	if errors.As(err, &nf) {
 		r.forget(reg, t.Repository)
-		return copyengine.Skipped, "destination repository does not exist", nil
+		return Skipped, "destination repository does not exist", nil
 	}
 	if err != nil {
 		err = ecraccess.WrapAWS("ecr:BatchDeleteImage", err)
@@ -206,7 +205,7 @@ func (r *Run) deleteImage(ctx context.Context, reg *ecraccess.Registry, t rules.
 		return deleteFailure(f)
 	}
 	if len(out.ImageIds) == 0 {
-		return copyengine.Skipped, "already absent from the destination", nil
+		return Skipped, "already absent from the destination", nil
 	}
 	return Deleted, "", nil
 }
@@ -214,12 +213,12 @@ func (r *Run) deleteImage(ctx context.Context, reg *ecraccess.Registry, t rules.
 // deleteFailure maps one of BatchDeleteImage's failures (API_ImageFailure's codes) to
 // what the delete mirroring did: nothing left to do (skipped), or a failure with its
 // class.
-func deleteFailure(f ecrtypes.ImageFailure) (copyengine.Outcome, string, error) {
+func deleteFailure(f ecrtypes.ImageFailure) (Outcome, string, error) {
 	switch f.FailureCode {
 	case ecrtypes.ImageFailureCodeImageNotFound:
-		return copyengine.Skipped, "already absent from the destination", nil
+		return Skipped, "already absent from the destination", nil
 	case ecrtypes.ImageFailureCodeImageTagDoesNotMatchDigest:
-		return copyengine.Skipped, "the destination tag points at another digest (a newer push); not deleting", nil
+		return Skipped, "the destination tag points at another digest (a newer push); not deleting", nil
 	}
 	return "", "", imageFailure("ecr:BatchDeleteImage", f)
 }

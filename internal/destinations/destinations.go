@@ -2,7 +2,10 @@
 // it: it resolves access to each registry (assuming destination roles), creates missing
 // destination repositories with settings mirrored from the source, runs the copy engine
 // for each destination in parallel, mirrors deletes, and reports one result per
-// destination. The replicate function, the backfill and the CLI all go through it.
+// destination. The replicate function, the backfill, the reconcile and the CLI all go
+// through it: it is their one door to the copy engine (the outcomes and results, the
+// engine of a CLI command, the CLI's direct copy: direct.go), and it maps the rules'
+// source and destinations to registry access (access.go).
 package destinations
 
 import (
@@ -25,20 +28,20 @@ import (
 	"github.com/ecr-replicator/ecr-replicator/internal/rules"
 )
 
-// Source is the image to replicate (or whose deletion to mirror).
-type Source struct {
+// Image is the image to replicate (or whose deletion to mirror).
+type Image struct {
 	Repo   ecrname.Repo
 	Digest string
 	Tag    string // empty: digest-only
 }
 
 // Deleted is an outcome of Delete, beside the engine's outcomes.
-const Deleted copyengine.Outcome = "deleted"
+const Deleted Outcome = "deleted"
 
 // Result is what happened at one destination: the engine's result, and what the
 // destination adds.
 type Result struct {
-	copyengine.Result
+	CopyResult
 	Rule        string
 	Destination ecrname.Repo
 	Code        string // AWS or registry error code, when failed
@@ -47,7 +50,7 @@ type Result struct {
 }
 
 // Replicator replicates images to their destinations. It is long-lived (a warm Lambda
-// keeps it) and safe for concurrent use; its runs (Start) hold what one unit of work
+// keeps it) and safe for concurrent use; its batches (Start) hold what one unit of work
 // caches.
 type Replicator struct {
 	resolver     *ecraccess.Resolver
@@ -66,15 +69,6 @@ type Option func(*Replicator)
 // source.roleArn), for a replicator running in a third, central account.
 func WithSourceRole(roleARN string) Option { return func(m *Replicator) { m.sourceRole = roleARN } }
 
-// WithDestinationParallelism bounds how many destinations are written at once (default 4).
-func WithDestinationParallelism(n int) Option {
-	return func(m *Replicator) {
-		if n > 0 {
-			m.parallel = n
-		}
-	}
-}
-
 // WithLogger sets the logger (default: discard).
 func WithLogger(l *slog.Logger) Option {
 	return func(m *Replicator) {
@@ -84,29 +78,23 @@ func WithLogger(l *slog.Logger) Option {
 	}
 }
 
-// WithOwnershipTTL sets how long the process remembers a destination repository it found
-// owned (default 5 minutes; ownership.go).
-func WithOwnershipTTL(d time.Duration) Option {
-	return func(m *Replicator) { m.owned = newOwnedCache(d) }
-}
-
-// DefaultOwnershipTTL is how long a verdict of ownership is remembered by default.
-const DefaultOwnershipTTL = 5 * time.Minute
+// ownershipTTL is how long a verdict of ownership is remembered (ownership.go).
+const ownershipTTL = 5 * time.Minute
 
 // New returns a Replicator that resolves access with resolver and copies with engine.
 func New(resolver *ecraccess.Resolver, engine *copyengine.Engine, opts ...Option) *Replicator {
 	m := &Replicator{resolver: resolver, engine: engine, parallel: 4, log: slog.New(slog.DiscardHandler),
-		owned: newOwnedCache(DefaultOwnershipTTL), recheckDelay: recheckDelay}
+		owned: newOwnedCache(ownershipTTL), recheckDelay: recheckDelay}
 	for _, o := range opts {
 		o(m)
 	}
 	return m
 }
 
-// Run is one unit of work (an invocation, a CLI command): its copies share one engine
+// Batch is one unit of work (an invocation, a CLI command): its copies share one engine
 // run, and source repository settings are read once. (Each destination repository's
 // ownership is remembered longer, by the Replicator: ownership.go.)
-type Run struct {
+type Batch struct {
 	*Replicator
 	copies *copyengine.Run
 
@@ -119,26 +107,26 @@ type settingsKey struct {
 	lifecycle, tags bool
 }
 
-// Start begins a run.
-func (m *Replicator) Start() *Run {
-	return &Run{Replicator: m, copies: m.engine.Start(), settings: map[settingsKey]ecraccess.RepositorySettings{}}
+// Start begins a batch.
+func (m *Replicator) Start() *Batch {
+	return &Batch{Replicator: m, copies: m.engine.Start(), settings: map[settingsKey]ecraccess.RepositorySettings{}}
 }
 
 // Replicate copies src to every target in parallel and returns one result per target,
 // in the targets' order. Targets with a validation error are reported, not copied.
-func (r *Run) Replicate(ctx context.Context, src Source, targets []rules.Target) []Result {
+func (r *Batch) Replicate(ctx context.Context, src Image, targets []rules.Target) []Result {
 	return r.each(ctx, src, targets, r.replicateOne)
 }
 
 // Delete mirrors a source deletion to every target whose rule enables mirrorDeletes (see
 // deleteOne).
-func (r *Run) Delete(ctx context.Context, src Source, targets []rules.Target) []Result {
+func (r *Batch) Delete(ctx context.Context, src Image, targets []rules.Target) []Result {
 	return r.each(ctx, src, targets, r.deleteOne)
 }
 
 // each runs one per target, at most parallel at a time, and returns the results in the
 // targets' order.
-func (r *Run) each(ctx context.Context, src Source, targets []rules.Target, one func(context.Context, Source, rules.Target) Result) []Result {
+func (r *Batch) each(ctx context.Context, src Image, targets []rules.Target, one func(context.Context, Image, rules.Target) Result) []Result {
 	results := make([]Result, len(targets))
 	g := new(errgroup.Group)
 	g.SetLimit(r.parallel)
@@ -154,17 +142,17 @@ func (r *Run) each(ctx context.Context, src Source, targets []rules.Target, one 
 	return results
 }
 
-func newResult(src Source, t rules.Target) Result {
-	return Result{Result: copyengine.Result{Digest: src.Digest, Tag: src.Tag}, Rule: t.Rule, Destination: t.Repo()}
+func newResult(src Image, t rules.Target) Result {
+	return Result{CopyResult: CopyResult{Digest: src.Digest, Tag: src.Tag}, Rule: t.Rule, Destination: t.Repo()}
 }
 
-func (r *Run) replicateOne(ctx context.Context, src Source, t rules.Target) Result {
+func (r *Batch) replicateOne(ctx context.Context, src Image, t rules.Target) Result {
 	res := newResult(src, t)
 	if t.Err != nil {
 		return res.failed(t.Err)
 	}
 	if reason := replicaOfReplica(src, t); reason != "" {
-		res.Outcome, res.Reason = copyengine.Skipped, reason
+		res.Outcome, res.Reason = Skipped, reason
 		return res
 	}
 	rt, err := r.route(ctx, src, t, t.Destination.CreateRepository)
@@ -214,9 +202,9 @@ type route struct {
 // route resolves both registries (assuming the destination role), makes sure the
 // destination repository exists (creating it with the source's settings when create)
 // and is the replicator's, and names both repositories for the engine.
-func (r *Run) route(ctx context.Context, src Source, t rules.Target, create bool) (route, error) {
+func (r *Batch) route(ctx context.Context, src Image, t rules.Target, create bool) (route, error) {
 	var rt route
-	srcReg, err := r.resolver.Registry(ctx, ecraccess.Access{AccountID: src.Repo.AccountID, Region: src.Repo.Region, RoleARN: r.sourceRole})
+	srcReg, err := r.resolver.Registry(ctx, SourceAccess(src.Repo.Registry, r.sourceRole))
 	if err != nil {
 		return rt, err
 	}
@@ -224,7 +212,7 @@ func (r *Run) route(ctx context.Context, src Source, t rules.Target, create bool
 	if err != nil {
 		return rt, err
 	}
-	dstReg, err := r.resolver.Registry(ctx, t.Destination.Access())
+	dstReg, err := r.resolver.Registry(ctx, DestinationAccess(t.Destination))
 	if err != nil {
 		return rt, err
 	}
@@ -250,7 +238,7 @@ func (r *Run) route(ctx context.Context, src Source, t rules.Target, create bool
 // copy runs the engine for src along rt. A destination repository gone under us, or
 // one that refused a write, is forgotten (looked for again, and its ownership read
 // again, next time).
-func (r *Run) copy(ctx context.Context, rt route, src Source, t rules.Target) copyengine.Result {
+func (r *Batch) copy(ctx context.Context, rt route, src Image, t rules.Target) CopyResult {
 	c := r.copies.Copy(ctx, copyengine.Request{
 		Source: copyengine.Endpoint{Repository: rt.srcRepo, Auth: rt.srcReg.Authenticator(), Transport: rt.srcReg.Transport(nil),
 			Tags: repositoryTags{api: rt.srcReg.API(), registry: src.Repo.AccountID, repo: src.Repo.Name}},
@@ -294,7 +282,7 @@ func mounting(ctx context.Context, reg *ecraccess.Registry, repo ecraccess.Repos
 // replicaOfReplica stops replication loops within one registry: copying a repository
 // onto itself, or copying a replica (whose push event the same rule sees again) onto a
 // replica of a replica.
-func replicaOfReplica(src Source, t rules.Target) string {
+func replicaOfReplica(src Image, t rules.Target) string {
 	d := t.Destination
 	if d.Registry() != src.Repo.Registry {
 		return ""
@@ -309,7 +297,7 @@ func replicaOfReplica(src Source, t rules.Target) string {
 }
 
 // sourceSettings reads (once per run) what a created destination repository mirrors.
-func (r *Run) sourceSettings(ctx context.Context, srcReg *ecraccess.Registry, repo ecrname.Repo, d rules.Destination) (ecraccess.RepositorySettings, error) {
+func (r *Batch) sourceSettings(ctx context.Context, srcReg *ecraccess.Registry, repo ecrname.Repo, d rules.Destination) (ecraccess.RepositorySettings, error) {
 	key := settingsKey{repo: repo, lifecycle: d.MirrorLifecyclePolicy, tags: d.MirrorRepositoryTags}
 	r.mu.Lock()
 	s, ok := r.settings[key]
@@ -323,21 +311,26 @@ func (r *Run) sourceSettings(ctx context.Context, srcReg *ecraccess.Registry, re
 		r.settings[key] = s
 		r.mu.Unlock()
 	}
-	// A source KMS key lives in the source account and region; the destination uses the
-	// key the rule names, or the AWS-managed ECR key of its own account.
-	if d.KMSKey != "" {
-		s.EncryptionType, s.KMSKey = ecrtypes.EncryptionTypeKms, d.KMSKey
+	return withDestinationKey(s, d.KMSKey), nil
+}
+
+// withDestinationKey is s with the encryption a destination can have. A source KMS key
+// lives in the source account and region; the destination uses kmsKey (the key the rule
+// names), or else the AWS-managed ECR key of its own account.
+func withDestinationKey(s ecraccess.RepositorySettings, kmsKey string) ecraccess.RepositorySettings {
+	if kmsKey != "" {
+		s.EncryptionType, s.KMSKey = ecrtypes.EncryptionTypeKms, kmsKey
 	} else if s.EncryptionType == ecrtypes.EncryptionTypeKms || s.EncryptionType == ecrtypes.EncryptionTypeKmsDsse {
 		s.KMSKey = ""
 	}
-	return s, nil
+	return s
 }
 
 // take records an engine result; byte and blob counts add up over several copies.
-func (res *Result) take(c copyengine.Result) {
-	prev := res.Result
+func (res *Result) take(c CopyResult) {
+	prev := res.CopyResult
 	digest, tag := res.Digest, res.Tag
-	res.Result = c
+	res.CopyResult = c
 	res.BytesCopied += prev.BytesCopied
 	res.BlobsCopied += prev.BlobsCopied
 	res.BlobsSkipped += prev.BlobsSkipped
@@ -352,7 +345,7 @@ func (res *Result) take(c copyengine.Result) {
 }
 
 func (res Result) failed(err error) Result {
-	res.Outcome, res.Err = copyengine.Failed, err
+	res.Outcome, res.Err = Failed, err
 	res.Code, res.Retryable = Classify(err)
 	return res
 }

@@ -61,7 +61,7 @@ func newWorld(t *testing.T, cfg ...func(*sandbox.Config)) *world {
 }
 
 // mirror starts a run of a replicator with short waits.
-func (w *world) mirror() *destinations.Run {
+func (w *world) mirror() *destinations.Batch {
 	return destinations.New(w.resolver, copyengine.New(copyengine.WithRetry(retry.Policy{Attempts: 3, Initial: 10 * time.Millisecond, Max: 40 * time.Millisecond}))).Start()
 }
 
@@ -157,12 +157,12 @@ func TestReplicateImageIndexAndReferrers(t *testing.T) {
 	m := w.mirror()
 	mark := w.sb.AccessLogMark()
 	tg := targetFor("mirror/", "team-a/app")
-	r := one(t, m.Replicate(w.ctx, destinations.Source{Repo: srcRepo("team-a/app"), Digest: imgDigest.String(), Tag: "v1"}, []rules.Target{tg}))
-	if r.Outcome != copyengine.Copied || r.Err != nil || !r.Created {
+	r := one(t, m.Replicate(w.ctx, destinations.Image{Repo: srcRepo("team-a/app"), Digest: imgDigest.String(), Tag: "v1"}, []rules.Target{tg}))
+	if r.Outcome != destinations.Copied || r.Err != nil || !r.Created {
 		t.Fatalf("image: %+v", r)
 	}
-	r = one(t, m.Replicate(w.ctx, destinations.Source{Repo: srcRepo("team-a/app"), Digest: idxDigest.String(), Tag: "v2"}, []rules.Target{tg}))
-	if r.Outcome != copyengine.Copied || r.Err != nil {
+	r = one(t, m.Replicate(w.ctx, destinations.Image{Repo: srcRepo("team-a/app"), Digest: idxDigest.String(), Tag: "v2"}, []rules.Target{tg}))
+	if r.Outcome != destinations.Copied || r.Err != nil {
 		t.Fatalf("index: %+v", r)
 	}
 	replicated := w.sb.AccessLogSince(mark)
@@ -207,12 +207,12 @@ func TestReplicateImageIndexAndReferrers(t *testing.T) {
 	// Copying again writes nothing: no upload, no manifest PUT.
 	mark = w.sb.AccessLogMark()
 	m2 := w.mirror()
-	for _, src := range []destinations.Source{
+	for _, src := range []destinations.Image{
 		{Repo: srcRepo("team-a/app"), Digest: imgDigest.String(), Tag: "v1"},
 		{Repo: srcRepo("team-a/app"), Digest: idxDigest.String(), Tag: "v2"},
 	} {
 		r := one(t, m2.Replicate(w.ctx, src, []rules.Target{tg}))
-		if r.Outcome != copyengine.AlreadyPresent {
+		if r.Outcome != destinations.AlreadyPresent {
 			t.Errorf("second copy of %s: %s %v", src.Tag, r.Outcome, r.Err)
 		}
 	}
@@ -247,7 +247,7 @@ func TestSharedLayersCheckedOnce(t *testing.T) {
 	mark := w.sb.AccessLogMark()
 	tg := targetFor("", "svc")
 	for i, d := range digests {
-		r := one(t, m.Replicate(w.ctx, destinations.Source{Repo: srcRepo("svc"), Digest: d.String(), Tag: fmt.Sprintf("v%d", i)}, []rules.Target{tg}))
+		r := one(t, m.Replicate(w.ctx, destinations.Image{Repo: srcRepo("svc"), Digest: d.String(), Tag: fmt.Sprintf("v%d", i)}, []rules.Target{tg}))
 		if r.Err != nil {
 			t.Fatal(r.Err)
 		}
@@ -299,15 +299,15 @@ func TestTagsConvergeAndConflicts(t *testing.T) {
 	newD := w.push(t, "app", "latest", newer) // the tag moved on
 	m := w.mirror()
 	tg := targetFor("", "app")
-	src := func(d v1.Hash) destinations.Source {
-		return destinations.Source{Repo: srcRepo("app"), Digest: d.String(), Tag: "latest"}
+	src := func(d v1.Hash) destinations.Image {
+		return destinations.Image{Repo: srcRepo("app"), Digest: d.String(), Tag: "latest"}
 	}
 	// Newest first, then the stale event: the tag must stay at the newest digest.
 	if r := one(t, m.Replicate(w.ctx, src(newD), []rules.Target{tg})); r.Err != nil {
 		t.Fatal(r.Err)
 	}
 	r := one(t, m.Replicate(w.ctx, src(oldD), []rules.Target{tg}))
-	if r.Err != nil || r.Outcome == copyengine.Failed {
+	if r.Err != nil || r.Outcome == destinations.Failed {
 		t.Fatalf("stale event: %+v", r)
 	}
 	if got := w.destDigest(t, "app", "latest"); got != newD.String() {
@@ -324,8 +324,8 @@ func TestTagsConvergeAndConflicts(t *testing.T) {
 	}
 	w.createSourceRepo(t, &ecr.CreateRepositoryInput{RepositoryName: aws.String("frozen")})
 	v1d := w.push(t, "frozen", "v1", newer)
-	r = one(t, m.Replicate(w.ctx, destinations.Source{Repo: srcRepo("frozen"), Digest: v1d.String(), Tag: "v1"}, []rules.Target{targetFor("", "frozen")}))
-	if r.Outcome != copyengine.Conflict || r.Retryable {
+	r = one(t, m.Replicate(w.ctx, destinations.Image{Repo: srcRepo("frozen"), Digest: v1d.String(), Tag: "v1"}, []rules.Target{targetFor("", "frozen")}))
+	if r.Outcome != destinations.Conflict || r.Retryable {
 		t.Fatalf("immutable conflict: %+v", r)
 	}
 	// The same digest already tagged in an immutable repository is simply present.
@@ -333,8 +333,8 @@ func TestTagsConvergeAndConflicts(t *testing.T) {
 		t.Fatal(err)
 	}
 	w.push(t, "frozen", "v2", newer)
-	r = one(t, m.Replicate(w.ctx, destinations.Source{Repo: srcRepo("frozen"), Digest: v1d.String(), Tag: "v2"}, []rules.Target{targetFor("", "frozen")}))
-	if r.Err != nil || r.Outcome != copyengine.AlreadyPresent {
+	r = one(t, m.Replicate(w.ctx, destinations.Image{Repo: srcRepo("frozen"), Digest: v1d.String(), Tag: "v2"}, []rules.Target{targetFor("", "frozen")}))
+	if r.Err != nil || r.Outcome != destinations.AlreadyPresent {
 		t.Fatalf("same digest under an immutable tag: %+v", r)
 	}
 }
@@ -344,13 +344,13 @@ func TestFaultClassification(t *testing.T) {
 	w.createSourceRepo(t, &ecr.CreateRepositoryInput{RepositoryName: aws.String("app")})
 	img, _ := random.Image(64<<10, 2)
 	d := w.push(t, "app", "v1", img)
-	src := destinations.Source{Repo: srcRepo("app"), Digest: d.String(), Tag: "v1"}
+	src := destinations.Image{Repo: srcRepo("app"), Digest: d.String(), Tag: "v1"}
 	tg := targetFor("", "app")
 
 	t.Run("destination keeps answering 503: retryable", func(t *testing.T) {
 		w.sb.FailRegistryRequests(sandbox.DestinationAccount, 200, http.StatusServiceUnavailable, 0)
 		r := one(t, w.mirror().Replicate(w.ctx, src, []rules.Target{tg}))
-		if r.Outcome != copyengine.Failed || !r.Retryable {
+		if r.Outcome != destinations.Failed || !r.Retryable {
 			t.Fatalf("persistent 503: %+v", r)
 		}
 	})
@@ -360,7 +360,7 @@ func TestFaultClassification(t *testing.T) {
 		w.sb.ResetBlobUploads(sandbox.DestinationAccount, 1000, 1)
 		w.sb.ResetBlobDownloads(sandbox.SourceAccount, 1000, 1)
 		r := one(t, w.mirror().Replicate(w.ctx, src, []rules.Target{tg}))
-		if r.Err != nil || r.Outcome != copyengine.Copied {
+		if r.Err != nil || r.Outcome != destinations.Copied {
 			t.Fatalf("after resets: %+v", r)
 		}
 		if got := w.destDigest(t, "app", "v1"); got != d.String() {
@@ -380,8 +380,8 @@ func TestFaultClassification(t *testing.T) {
 		one(t, m.Replicate(w.ctx, src, []rules.Target{tg}))
 		w.sb.ExpireRegistryTokens(sandbox.DestinationAccount)
 		mark := w.sb.AccessLogMark()
-		r := one(t, m.Replicate(w.ctx, destinations.Source{Repo: srcRepo("app"), Digest: d2.String(), Tag: "v2"}, []rules.Target{tg}))
-		if r.Err != nil || r.Outcome != copyengine.Copied {
+		r := one(t, m.Replicate(w.ctx, destinations.Image{Repo: srcRepo("app"), Digest: d2.String(), Tag: "v2"}, []rules.Target{tg}))
+		if r.Err != nil || r.Outcome != destinations.Copied {
 			t.Fatalf("after token expiry: %+v", r)
 		}
 		tokens := sandbox.Filter(w.sb.AccessLogSince(mark), func(e sandbox.Entry) bool {
@@ -393,9 +393,9 @@ func TestFaultClassification(t *testing.T) {
 	})
 
 	t.Run("source image deleted: permanent", func(t *testing.T) {
-		gone := destinations.Source{Repo: srcRepo("app"), Digest: "sha256:" + strings.Repeat("ab", 32), Tag: ""}
+		gone := destinations.Image{Repo: srcRepo("app"), Digest: "sha256:" + strings.Repeat("ab", 32), Tag: ""}
 		r := one(t, w.mirror().Replicate(w.ctx, gone, []rules.Target{tg}))
-		if r.Outcome != copyengine.Failed || r.Retryable {
+		if r.Outcome != destinations.Failed || r.Retryable {
 			t.Fatalf("missing source image: %+v", r)
 		}
 	})
@@ -404,7 +404,7 @@ func TestFaultClassification(t *testing.T) {
 		bad := tg
 		bad.Destination.ExternalID = "wrong"
 		r := one(t, w.mirror().Replicate(w.ctx, src, []rules.Target{bad}))
-		if r.Outcome != copyengine.Failed || r.Retryable || r.Code != "AccessDenied" {
+		if r.Outcome != destinations.Failed || r.Retryable || r.Code != "AccessDenied" {
 			t.Fatalf("denied AssumeRole: %+v (code %s)", r, r.Code)
 		}
 	})
@@ -417,7 +417,7 @@ func TestFaultClassification(t *testing.T) {
 		}
 		defer w.sb.ClearFaults()
 		r := one(t, w.mirror().Replicate(w.ctx, src, []rules.Target{targetFor("quota/", "app")}))
-		if r.Outcome != copyengine.Failed || r.Retryable || r.Code != "LimitExceededException" {
+		if r.Outcome != destinations.Failed || r.Retryable || r.Code != "LimitExceededException" {
 			t.Fatalf("LimitExceededException: outcome %s, code %s, retryable %v (%v); want a permanent failure", r.Outcome, r.Code, r.Retryable, r.Err)
 		}
 	})
@@ -458,8 +458,8 @@ func TestNoReplicationLoopsWithinOneRegistry(t *testing.T) {
 	self.Repository, self.Destination.RepositoryPrefix = "mirror/app", ""
 	mark := w.sb.AccessLogMark()
 	for _, tg := range []rules.Target{same, self} {
-		r := one(t, w.mirror().Replicate(w.ctx, destinations.Source{Repo: srcRepo("mirror/app"), Digest: d.String(), Tag: "v1"}, []rules.Target{tg}))
-		if r.Outcome != copyengine.Skipped || r.Reason == "" {
+		r := one(t, w.mirror().Replicate(w.ctx, destinations.Image{Repo: srcRepo("mirror/app"), Digest: d.String(), Tag: "v1"}, []rules.Target{tg}))
+		if r.Outcome != destinations.Skipped || r.Reason == "" {
 			t.Errorf("%s: %+v, want skipped with a reason", tg.Repository, r)
 		}
 	}

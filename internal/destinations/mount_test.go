@@ -69,9 +69,9 @@ func TestSharedLayersMountedInTheDestinationRegistry(t *testing.T) {
 	repos := []string{"team/one", "team/two", "team/three"}
 	digests := w.sharedBase(t, size, repos...)
 	replicator := destinations.New(w.resolver, copyengine.New())
-	copyOne := func(run *destinations.Run, i int) destinations.Result {
+	copyOne := func(run *destinations.Batch, i int) destinations.Result {
 		t.Helper()
-		r := one(t, run.Replicate(w.ctx, destinations.Source{Repo: srcRepo(repos[i]), Digest: digests[i].String(), Tag: "v1"}, []rules.Target{targetFor("mirror/", repos[i])}))
+		r := one(t, run.Replicate(w.ctx, destinations.Image{Repo: srcRepo(repos[i]), Digest: digests[i].String(), Tag: "v1"}, []rules.Target{targetFor("mirror/", repos[i])}))
 		if r.Err != nil {
 			t.Fatal(r.Err)
 		}
@@ -113,7 +113,7 @@ func TestNoMountAcrossEncryption(t *testing.T) {
 	sealed := targetFor("mirror/", repos[1])
 	sealed.Destination.KMSKey = fmt.Sprintf("arn:aws:kms:%s:%s:key/1234abcd-12ab-34cd-56ef-1234567890ab", sandbox.DefaultRegion, sandbox.DestinationAccount)
 	for i, tg := range []rules.Target{targetFor("mirror/", repos[0]), sealed} {
-		r := one(t, run.Replicate(w.ctx, destinations.Source{Repo: srcRepo(repos[i]), Digest: digests[i].String(), Tag: "v1"}, []rules.Target{tg}))
+		r := one(t, run.Replicate(w.ctx, destinations.Image{Repo: srcRepo(repos[i]), Digest: digests[i].String(), Tag: "v1"}, []rules.Target{tg}))
 		if r.Err != nil {
 			t.Fatal(r.Err)
 		}
@@ -135,7 +135,7 @@ func TestNoMountAcrossEncryption(t *testing.T) {
 // answer, and that answer is kept.
 func TestBlobMountingSettingKeepsOnlyCertainAnswers(t *testing.T) {
 	w := newWorld(t)
-	access := targetFor("mirror/", "team/one").Destination.Access()
+	access := destinations.DestinationAccess(targetFor("mirror/", "team/one").Destination)
 	asked := func(mark int) (n int) {
 		for _, e := range w.sb.AccessLogSince(mark) {
 			if e.Operation == "GetAccountSetting" {

@@ -9,7 +9,6 @@ import (
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 
-	"github.com/ecr-replicator/ecr-replicator/internal/copyengine"
 	"github.com/ecr-replicator/ecr-replicator/internal/ecraccess"
 	"github.com/ecr-replicator/ecr-replicator/internal/ecrname"
 	"github.com/ecr-replicator/ecr-replicator/internal/rules"
@@ -27,7 +26,7 @@ import (
 const CodeRepositoryNotOwned = "RepositoryNotOwned"
 
 // KeptImmutable is the outcome of a delete the destination's tag immutability kept.
-const KeptImmutable copyengine.Outcome = "kept-immutable"
+const KeptImmutable Outcome = "kept-immutable"
 
 // notOwnedError: the destination repository exists and is not the replicator's. Certain:
 // its tags were read.
@@ -74,7 +73,7 @@ type repoKey struct {
 // not published, shared with the destination account's other tools). Only an owned
 // verdict is kept — an adoption is seen by the next attempt — and the destination role's
 // IAM conditions enforce ownership on every write whatever is remembered; a refusal or a
-// repository gone forgets the verdict (Run.forget).
+// repository gone forgets the verdict (Batch.forget).
 type ownedCache struct {
 	ttl time.Duration
 
@@ -120,7 +119,7 @@ func (c *ownedCache) forget(k repoKey) {
 // destination makes sure the destination repository exists (creating it, owned, when
 // create) and is the replicator's, and describes it; cached: the verdict came from the
 // process's memory (ownedCache), not from ECR just now.
-func (r *Run) destination(ctx context.Context, srcReg, dstReg *ecraccess.Registry, src Source, t rules.Target, create bool) (repo ecraccess.Repository, cached bool, err error) {
+func (r *Batch) destination(ctx context.Context, srcReg, dstReg *ecraccess.Registry, src Image, t rules.Target, create bool) (repo ecraccess.Repository, cached bool, err error) {
 	key := repoKey{reg: dstReg, name: t.Repository}
 	if repo, ok := r.owned.get(key); ok {
 		return repo, true, r.mirrorLifecycle(ctx, srcReg, dstReg, src, t, repo)
@@ -147,26 +146,25 @@ func (r *Run) destination(ctx context.Context, srcReg, dstReg *ecraccess.Registr
 // destination role refuses — a key outside its MirroredTagKeys (aws:TagKeys), which a
 // source user may add at will — is made again without them, and the keys dropped are
 // logged (MirroredTagsRefused): the repository is replicated, its tags are not.
-func (r *Run) ensure(ctx context.Context, srcReg, dstReg *ecraccess.Registry, src Source, t rules.Target, owner string, create bool) (ecraccess.Repository, error) {
+func (r *Batch) ensure(ctx context.Context, srcReg, dstReg *ecraccess.Registry, src Image, t rules.Target, owner string, create bool) (ecraccess.Repository, error) {
 	var settings ecraccess.RepositorySettings
 	if create {
 		var err error
 		if settings, err = r.sourceSettings(ctx, srcReg, src.Repo, t.Destination); err != nil {
 			return ecraccess.Repository{}, err
 		}
-		settings.Tags = ecraccess.OwnedTags(owner, settings.ARN, settings.Tags)
 	}
-	repo, err := dstReg.EnsureRepository(ctx, t.Repository, settings, create)
-	owned := ecraccess.OwnedTags(owner, settings.ARN, nil)
-	if err == nil || !create || len(settings.Tags) == len(owned) || !refusedCreation(err) {
+	repo, err := CreateOwned(ctx, dstReg, t.Repository, settings, owner, create)
+	owned, all := ecraccess.OwnedTags(owner, settings.ARN, nil), ecraccess.OwnedTags(owner, settings.ARN, settings.Tags)
+	if err == nil || !create || len(all) == len(owned) || !refusedCreation(err) {
 		return repo, err
 	}
 	var dropped []string
-	for _, tg := range settings.Tags[len(owned):] {
+	for _, tg := range all[len(owned):] {
 		dropped = append(dropped, aws.ToString(tg.Key))
 	}
-	settings.Tags = owned
-	if repo, err = dstReg.EnsureRepository(ctx, t.Repository, settings, create); err == nil {
+	settings.Tags = nil // the owned ones only
+	if repo, err = CreateOwned(ctx, dstReg, t.Repository, settings, owner, create); err == nil {
 		r.log.Warn("destination repository created without its mirrored tags: the destination role refused them", "code", CodeMirroredTagsRefused,
 			"repository", t.Repo().String(), "keys", dropped, "fix", "list these keys in the destination role's MirroredTagKeys")
 	}
@@ -195,7 +193,7 @@ const (
 // recheckYoung reads a repository again, once, when it has no owner tag and was created
 // moments ago — by a concurrent copy of this replicator, say, whose tags ECR may not show
 // yet — so that the permanent RepositoryNotOwned rests on a settled answer.
-func (r *Run) recheckYoung(ctx context.Context, dstReg *ecraccess.Registry, name string, repo ecraccess.Repository, owner string) (ecraccess.Repository, error) {
+func (r *Batch) recheckYoung(ctx context.Context, dstReg *ecraccess.Registry, name string, repo ecraccess.Repository, owner string) (ecraccess.Repository, error) {
 	if repo.Created || repo.Tags[ecraccess.OwnerTag] != "" || repo.CreatedAt.IsZero() || time.Since(repo.CreatedAt) >= youngRepository {
 		return repo, nil
 	}
@@ -209,6 +207,6 @@ func (r *Run) recheckYoung(ctx context.Context, dstReg *ecraccess.Registry, name
 
 // forget drops a destination repository from the process's knowledge (the registry said
 // it is gone, or refused a write): the next copy looks at it again.
-func (r *Run) forget(dstReg *ecraccess.Registry, repository string) {
+func (r *Batch) forget(dstReg *ecraccess.Registry, repository string) {
 	r.owned.forget(repoKey{reg: dstReg, name: repository})
 }

@@ -11,7 +11,6 @@ import (
 	"github.com/google/go-containerregistry/pkg/v1/random"
 	"github.com/google/go-containerregistry/pkg/v1/remote"
 
-	"github.com/ecr-replicator/ecr-replicator/internal/copyengine"
 	"github.com/ecr-replicator/ecr-replicator/internal/destinations"
 	"github.com/ecr-replicator/ecr-replicator/internal/ecraccess"
 	"github.com/ecr-replicator/ecr-replicator/internal/rules"
@@ -48,7 +47,7 @@ func TestCreatedRepositoryIsOwned(t *testing.T) {
 	d := w.push(t, "team-a/app", "v1", img)
 	tg := targetFor("mirror/", "team-a/app")
 	tg.Destination.MirrorRepositoryTags = true
-	src := destinations.Source{Repo: srcRepo("team-a/app"), Digest: d.String(), Tag: "v1"}
+	src := destinations.Image{Repo: srcRepo("team-a/app"), Digest: d.String(), Tag: "v1"}
 	if r := one(t, w.mirror().Replicate(w.ctx, src, []rules.Target{tg})); r.Err != nil || !r.Created {
 		t.Fatalf("first copy: %+v", r)
 	}
@@ -60,7 +59,7 @@ func TestCreatedRepositoryIsOwned(t *testing.T) {
 	img2, _ := random.Image(256, 1)
 	src.Digest = w.push(t, "team-a/app", "v2", img2).String()
 	src.Tag = "v2"
-	if r := one(t, w.mirror().Replicate(w.ctx, src, []rules.Target{tg})); r.Err != nil || r.Created || r.Outcome != copyengine.Copied {
+	if r := one(t, w.mirror().Replicate(w.ctx, src, []rules.Target{tg})); r.Err != nil || r.Created || r.Outcome != destinations.Copied {
 		t.Fatalf("a later run: %+v", r)
 	}
 }
@@ -78,11 +77,11 @@ func TestNotOwnedRepository(t *testing.T) {
 		}
 		w.createSourceRepo(t, &ecr.CreateRepositoryInput{RepositoryName: aws.String(repo)})
 		img, _ := random.Image(256, 1)
-		src := destinations.Source{Repo: srcRepo(repo), Digest: w.push(t, repo, "latest", img).String(), Tag: "latest"}
+		src := destinations.Image{Repo: srcRepo(repo), Digest: w.push(t, repo, "latest", img).String(), Tag: "latest"}
 		mark := w.sb.AccessLogMark()
 		r := one(t, w.mirror().Replicate(w.ctx, src, []rules.Target{targetFor("", repo)}))
 		msg := fmt.Sprint(r.Err)
-		if r.Code != destinations.CodeRepositoryNotOwned || r.Retryable || r.Outcome != copyengine.Failed ||
+		if r.Code != destinations.CodeRepositoryNotOwned || r.Retryable || r.Outcome != destinations.Failed ||
 			!strings.Contains(msg, "aws ecr tag-resource") || !strings.Contains(msg, "repository/"+repo) || !strings.Contains(msg, "Value="+sandbox.SourceAccount) {
 			t.Errorf("%s: %+v, want a permanent %s saying how to adopt it", repo, r, destinations.CodeRepositoryNotOwned)
 		}
@@ -105,7 +104,7 @@ func TestNotOwnedRepository(t *testing.T) {
 		t.Fatal(err)
 	}
 	img, _ := random.Image(256, 1)
-	src := destinations.Source{Repo: srcRepo("prod/payments"), Digest: w.push(t, "prod/payments", "latest", img).String(), Tag: "latest"}
+	src := destinations.Image{Repo: srcRepo("prod/payments"), Digest: w.push(t, "prod/payments", "latest", img).String(), Tag: "latest"}
 	if r := one(t, w.mirror().Replicate(w.ctx, src, []rules.Target{targetFor("", "prod/payments")})); r.Err != nil || w.destDigest(t, "prod/payments", "latest") != src.Digest {
 		t.Fatalf("after adoption: %+v", r)
 	}
@@ -121,7 +120,7 @@ func TestDeleteKeepsImmutableTags(t *testing.T) {
 	const (
 		deleted = destinations.Deleted
 		kept    = destinations.KeptImmutable
-		skipped = copyengine.Skipped
+		skipped = destinations.Skipped
 	)
 	cases := []struct {
 		mutability ecrtypes.ImageTagMutability
@@ -130,7 +129,7 @@ func TestDeleteKeepsImmutableTags(t *testing.T) {
 		byDigest   bool
 		optIn      bool
 		absent     bool // the destination does not have the image
-		want       copyengine.Outcome
+		want       destinations.Outcome
 	}{
 		{ecrtypes.ImageTagMutabilityMutable, "", "v1", false, false, false, deleted},
 		{ecrtypes.ImageTagMutabilityImmutable, "", "v1", false, false, false, kept},
@@ -166,7 +165,7 @@ func TestDeleteKeepsImmutableTags(t *testing.T) {
 			}
 		}
 		id := ecrtypes.ImageIdentifier{ImageTag: aws.String(c.tag)}
-		src := destinations.Source{Repo: srcRepo(repo), Digest: d, Tag: c.tag}
+		src := destinations.Image{Repo: srcRepo(repo), Digest: d, Tag: c.tag}
 		if c.byDigest {
 			id = ecrtypes.ImageIdentifier{ImageDigest: aws.String(d)}
 		}
@@ -208,7 +207,7 @@ func TestLongSourceNameIsReplicated(t *testing.T) {
 	w.createSourceRepo(t, &ecr.CreateRepositoryInput{RepositoryName: aws.String(repo)})
 	img, _ := random.Image(256, 1)
 	d := w.push(t, repo, "v1", img).String()
-	r := one(t, w.mirror().Replicate(w.ctx, destinations.Source{Repo: srcRepo(repo), Digest: d, Tag: "v1"}, []rules.Target{targetFor("mirror/", repo)}))
+	r := one(t, w.mirror().Replicate(w.ctx, destinations.Image{Repo: srcRepo(repo), Digest: d, Tag: "v1"}, []rules.Target{targetFor("mirror/", repo)}))
 	if r.Err != nil || w.destDigest(t, "mirror/"+repo, "v1") != d {
 		t.Fatalf("a source repository of %d characters: %s %v", len(repo), r.Code, r.Err)
 	}

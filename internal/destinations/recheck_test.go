@@ -39,7 +39,7 @@ func TestYoungUnownedRepositoryReadAgain(t *testing.T) {
 		img, _ := random.Image(256, 1)
 		d := w.push(t, c.repo, "v1", img).String()
 		mark := w.sb.AccessLogMark()
-		r := one(t, w.mirror().Replicate(w.ctx, destinations.Source{Repo: srcRepo(c.repo), Digest: d, Tag: "v1"}, []rules.Target{targetFor("", c.repo)}))
+		r := one(t, w.mirror().Replicate(w.ctx, destinations.Image{Repo: srcRepo(c.repo), Digest: d, Tag: "v1"}, []rules.Target{targetFor("", c.repo)}))
 		if r.Code != destinations.CodeRepositoryNotOwned {
 			t.Errorf("%s: %s %v, want %s", c.repo, r.Code, r.Err, destinations.CodeRepositoryNotOwned)
 		}
@@ -63,7 +63,7 @@ func TestDeleteIntoARememberedMirrorThatIsGone(t *testing.T) {
 	rep := destinations.New(w.resolver, copyengine.New())
 	w.createSourceRepo(t, &ecr.CreateRepositoryInput{RepositoryName: aws.String("team-a/app")})
 	img, _ := random.Image(256, 1)
-	src := destinations.Source{Repo: srcRepo("team-a/app"), Digest: w.push(t, "team-a/app", "v1", img).String(), Tag: "v1"}
+	src := destinations.Image{Repo: srcRepo("team-a/app"), Digest: w.push(t, "team-a/app", "v1", img).String(), Tag: "v1"}
 	tg := targetFor("mirror/", "team-a/app")
 	tg.MirrorDeletes = true
 	if r := one(t, rep.Start().Replicate(w.ctx, src, []rules.Target{tg})); r.Err != nil {
@@ -76,8 +76,8 @@ func TestDeleteIntoARememberedMirrorThatIsGone(t *testing.T) {
 		ImageIds: []ecrtypes.ImageIdentifier{{ImageTag: aws.String("v1")}}}); err != nil {
 		t.Fatal(err)
 	}
-	for _, s := range []destinations.Source{src, {Repo: src.Repo, Digest: src.Digest}} {
-		if r := one(t, rep.Start().Delete(w.ctx, s, []rules.Target{tg})); r.Err != nil || r.Outcome != copyengine.Skipped {
+	for _, s := range []destinations.Image{src, {Repo: src.Repo, Digest: src.Digest}} {
+		if r := one(t, rep.Start().Delete(w.ctx, s, []rules.Target{tg})); r.Err != nil || r.Outcome != destinations.Skipped {
 			t.Errorf("delete of %q into the deleted mirror: %s %s %v, want skipped", s.Tag, r.Outcome, r.Code, r.Err)
 		}
 	}

@@ -27,7 +27,7 @@ func TestReview26ThrottledSettingTurnsMountingOffForMinutes(t *testing.T) {
 	}
 	copyOne := func(i int) destinations.Result {
 		t.Helper()
-		r := one(t, replicator.Start().Replicate(w.ctx, destinations.Source{Repo: srcRepo(repos[i]), Digest: digests[i].String(), Tag: "v1"}, []rules.Target{targetFor("mirror/", repos[i])}))
+		r := one(t, replicator.Start().Replicate(w.ctx, destinations.Image{Repo: srcRepo(repos[i]), Digest: digests[i].String(), Tag: "v1"}, []rules.Target{targetFor("mirror/", repos[i])}))
 		if r.Err != nil {
 			t.Fatal(r.Err)
 		}

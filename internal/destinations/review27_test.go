@@ -38,7 +38,7 @@ func TestReview27LifecyclePolicyLostAfterOneFailedPut(t *testing.T) {
 		t.Fatal(err)
 	}
 	img, _ := random.Image(256, 1)
-	src := destinations.Source{Repo: srcRepo("team-a/app"), Digest: w.push(t, "team-a/app", "v1", img).String(), Tag: "v1"}
+	src := destinations.Image{Repo: srcRepo("team-a/app"), Digest: w.push(t, "team-a/app", "v1", img).String(), Tag: "v1"}
 	tg := targetFor("mirror/", "team-a/app")
 	tg.Destination.MirrorLifecyclePolicy = true
 
@@ -48,7 +48,7 @@ func TestReview27LifecyclePolicyLostAfterOneFailedPut(t *testing.T) {
 	}
 	first := one(t, w.mirror().Replicate(w.ctx, src, []rules.Target{tg}))
 	fault.Disarm()
-	if first.Outcome != copyengine.Failed || !first.Created {
+	if first.Outcome != destinations.Failed || !first.Created {
 		t.Fatalf("with PutLifecyclePolicy failing: %+v, want a failed copy that created the repository", first)
 	}
 	// The redelivery (or the next push, or the reconcile).
@@ -93,7 +93,7 @@ func TestReview27KeptImmutableIndexSendsItsChildrenToTheDLQ(t *testing.T) {
 	idxDigest, _ := idx.Digest()
 	tg := targetFor("", repo)
 	tg.MirrorDeletes = true
-	if r := one(t, w.mirror().Replicate(w.ctx, destinations.Source{Repo: srcRepo(repo), Digest: idxDigest.String(), Tag: "v1"}, []rules.Target{tg})); r.Err != nil {
+	if r := one(t, w.mirror().Replicate(w.ctx, destinations.Image{Repo: srcRepo(repo), Digest: idxDigest.String(), Tag: "v1"}, []rules.Target{tg})); r.Err != nil {
 		t.Fatalf("copy of the index: %+v", r)
 	}
 	im, _ := idx.IndexManifest()
@@ -109,14 +109,14 @@ func TestReview27KeptImmutableIndexSendsItsChildrenToTheDLQ(t *testing.T) {
 		}
 	}
 	// The index's DELETE: kept, as designed.
-	if r := one(t, w.mirror().Delete(w.ctx, destinations.Source{Repo: srcRepo(repo), Digest: idxDigest.String()}, []rules.Target{tg})); r.Outcome != destinations.KeptImmutable {
+	if r := one(t, w.mirror().Delete(w.ctx, destinations.Image{Repo: srcRepo(repo), Digest: idxDigest.String()}, []rules.Target{tg})); r.Outcome != destinations.KeptImmutable {
 		t.Fatalf("the index's delete: %+v, want %s", r, destinations.KeptImmutable)
 	}
 	// Its platforms' DELETEs, each handled as a redelivery would handle it again.
 	for _, m := range im.Manifests {
 		for attempt := 1; attempt <= 3; attempt++ {
-			r := one(t, w.mirror().Delete(w.ctx, destinations.Source{Repo: srcRepo(repo), Digest: m.Digest.String()}, []rules.Target{tg}))
-			if r.Outcome == copyengine.Failed && r.Retryable {
+			r := one(t, w.mirror().Delete(w.ctx, destinations.Image{Repo: srcRepo(repo), Digest: m.Digest.String()}, []rules.Target{tg}))
+			if r.Outcome == destinations.Failed && r.Retryable {
 				t.Errorf("platform %s, attempt %d: a retryable %s (%v) — the index that references it was kept on purpose, so every retry fails "+
 					"the same way until the message is in the dead-letter queue", m.Digest.String()[:19], attempt, r.Code, r.Err)
 				break
@@ -144,12 +144,12 @@ func TestReview27WarmInvocationsReReadEveryRepository(t *testing.T) {
 	w := newWorld(t)
 	rep := destinations.New(w.resolver, copyengine.New(copyengine.WithRetry(retry.Policy{Attempts: 3, Initial: 10 * time.Millisecond, Max: 40 * time.Millisecond})))
 	const repos, invocations = 10, 10
-	var srcs []destinations.Source
+	var srcs []destinations.Image
 	for i := range repos {
 		repo := fmt.Sprintf("team-a/app%d", i)
 		w.createSourceRepo(t, &ecr.CreateRepositoryInput{RepositoryName: aws.String(repo)})
 		img, _ := random.Image(256, 1)
-		srcs = append(srcs, destinations.Source{Repo: srcRepo(repo), Digest: w.push(t, repo, "v1", img).String(), Tag: "v1"})
+		srcs = append(srcs, destinations.Image{Repo: srcRepo(repo), Digest: w.push(t, repo, "v1", img).String(), Tag: "v1"})
 	}
 	first := rep.Start() // creates the repositories
 	for _, s := range srcs {

@@ -5,7 +5,6 @@ import (
 
 	"golang.org/x/sync/errgroup"
 
-	"github.com/ecr-replicator/ecr-replicator/internal/copyengine"
 	"github.com/ecr-replicator/ecr-replicator/internal/deadline"
 	"github.com/ecr-replicator/ecr-replicator/internal/destinations"
 	"github.com/ecr-replicator/ecr-replicator/internal/retry"
@@ -61,15 +60,15 @@ func (*notStartedError) Retryable() bool   { return true }
 func notStarted(j *job) []destinations.Result {
 	if j.trigger {
 		return []destinations.Result{{
-			Result: copyengine.Result{Outcome: copyengine.Failed, Digest: j.src.Digest, Err: errNotStarted},
-			Code:   retry.CodeDeadlineExceeded, Retryable: true,
+			CopyResult: destinations.CopyResult{Outcome: destinations.Failed, Digest: j.src.Digest, Err: errNotStarted},
+			Code:       retry.CodeDeadlineExceeded, Retryable: true,
 		}}
 	}
 	out := make([]destinations.Result, len(j.targets))
 	for i, t := range j.targets {
 		out[i] = destinations.Result{
-			Result: copyengine.Result{Outcome: copyengine.Failed, Digest: j.src.Digest, Tag: j.src.Tag, Err: errNotStarted},
-			Rule:   t.Rule, Destination: t.Repo(), Code: retry.CodeDeadlineExceeded, Retryable: true,
+			CopyResult: destinations.CopyResult{Outcome: destinations.Failed, Digest: j.src.Digest, Tag: j.src.Tag, Err: errNotStarted},
+			Rule:       t.Rule, Destination: t.Repo(), Code: retry.CodeDeadlineExceeded, Retryable: true,
 		}
 	}
 	return out

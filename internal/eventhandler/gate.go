@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"time"
 
-	"github.com/ecr-replicator/ecr-replicator/internal/copyengine"
 	"github.com/ecr-replicator/ecr-replicator/internal/destinations"
 	"github.com/ecr-replicator/ecr-replicator/internal/ecrevent"
 	"github.com/ecr-replicator/ecr-replicator/internal/gate"
@@ -46,8 +45,8 @@ type HoldQueue struct {
 
 // Outcomes of a gated copy that copied nothing.
 const (
-	Held    copyengine.Outcome = "held"
-	Blocked copyengine.Outcome = "blocked"
+	Held    destinations.Outcome = "held"
+	Blocked destinations.Outcome = "blocked"
 )
 
 // CodeNoGate is the failure of a gated copy in a handler built without a gate.
@@ -55,15 +54,15 @@ const CodeNoGate = "GateNotConfigured"
 
 // gated decides each target of a gated job, copies those that pass, re-checks the held
 // ones (not for a trigger: its image's own re-check does) and reports the blocked ones.
-func (h *Handler) gated(ctx context.Context, run Run, j *job) []destinations.Result {
+func (h *Handler) gated(ctx context.Context, run Copier, j *job) []destinations.Result {
 	return h.gatedWith(ctx, h.c.Gate, run, j)
 }
 
-func (h *Handler) gatedWith(ctx context.Context, g Gate, run Run, j *job) []destinations.Result {
+func (h *Handler) gatedWith(ctx context.Context, g Gate, run Copier, j *job) []destinations.Result {
 	out := make([]destinations.Result, len(j.targets))
 	if h.c.Gate == nil {
 		for i, t := range j.targets {
-			out[i] = gateResult(j, t, copyengine.Failed, CodeNoGate, "the destination has a promotion gate, and this handler has no gate to decide it")
+			out[i] = gateResult(j, t, destinations.Failed, CodeNoGate, "the destination has a promotion gate, and this handler has no gate to decide it")
 		}
 		return out
 	}
@@ -83,8 +82,8 @@ func (h *Handler) gatedWith(ctx context.Context, g Gate, run Run, j *job) []dest
 	ds, err := g.Decide(ctx, gate.Image{Repo: j.src.Repo, Digest: j.src.Digest}, reqs)
 	if err != nil {
 		for i, t := range j.targets {
-			out[i] = destinations.Result{Result: copyengine.Result{Digest: j.src.Digest, Tag: j.src.Tag}, Rule: t.Rule, Destination: t.Repo()}
-			out[i].Outcome, out[i].Err = copyengine.Failed, fmt.Errorf("deciding the promotion gate: %w", err)
+			out[i] = destinations.Result{CopyResult: destinations.CopyResult{Digest: j.src.Digest, Tag: j.src.Tag}, Rule: t.Rule, Destination: t.Repo()}
+			out[i].Outcome, out[i].Err = destinations.Failed, fmt.Errorf("deciding the promotion gate: %w", err)
 			out[i].Code, out[i].Retryable = destinations.Classify(err)
 		}
 		return out
@@ -110,10 +109,10 @@ func (h *Handler) gatedWith(ctx context.Context, g Gate, run Run, j *job) []dest
 }
 
 // gateResult is the result of a gated copy that copied nothing.
-func gateResult(j *job, t rules.Target, o copyengine.Outcome, code, reason string) destinations.Result {
+func gateResult(j *job, t rules.Target, o destinations.Outcome, code, reason string) destinations.Result {
 	return destinations.Result{
-		Result: copyengine.Result{Outcome: o, Digest: j.src.Digest, Tag: j.src.Tag, Reason: reason},
-		Rule:   t.Rule, Destination: t.Repo(), Code: code,
+		CopyResult: destinations.CopyResult{Outcome: o, Digest: j.src.Digest, Tag: j.src.Tag, Reason: reason},
+		Rule:       t.Rule, Destination: t.Repo(), Code: code,
 	}
 }
 
@@ -156,7 +155,7 @@ func (h *Handler) hold(ctx context.Context, j *job, t rules.Target, d gate.Decis
 		err = h.c.Holds.Sender.Send(ctx, h.c.Holds.URL, []sqssend.Message{{Body: string(body), Delay: delay}})[0]
 	}
 	if err != nil {
-		res.Outcome, res.Err = copyengine.Failed, fmt.Errorf("sending the re-check of a held copy: %w", err)
+		res.Outcome, res.Err = destinations.Failed, fmt.Errorf("sending the re-check of a held copy: %w", err)
 		res.Code, res.Retryable = destinations.Classify(err)
 		return res
 	}
@@ -194,13 +193,13 @@ func holdAttempts(req *rules.Require) int {
 
 // trigger re-decides the gated copies of the image a trigger is about: its tags (the
 // subject's, for a signature), or the recent indexes listing it as a platform.
-func (h *Handler) trigger(ctx context.Context, run Run, j *job) []destinations.Result {
+func (h *Handler) trigger(ctx context.Context, run Copier, j *job) []destinations.Result {
 	if h.c.Gate == nil {
 		return nil
 	}
 	subjects, err := h.subjects(ctx, j)
 	if err != nil {
-		r := destinations.Result{Result: copyengine.Result{Outcome: copyengine.Failed, Digest: j.src.Digest, Err: fmt.Errorf("finding what the trigger re-decides: %w", err)}}
+		r := destinations.Result{CopyResult: destinations.CopyResult{Outcome: destinations.Failed, Digest: j.src.Digest, Err: fmt.Errorf("finding what the trigger re-decides: %w", err)}}
 		r.Code, r.Retryable = destinations.Classify(err)
 		return []destinations.Result{r}
 	}
@@ -218,7 +217,7 @@ func (h *Handler) trigger(ctx context.Context, run Run, j *job) []destinations.R
 				continue
 			}
 			sj := &job{gated: true, trigger: true, eventID: j.eventID, at: j.at, messages: j.messages, targets: targets,
-				src: destinations.Source{Repo: j.src.Repo, Digest: s.Digest, Tag: tag}}
+				src: destinations.Image{Repo: j.src.Repo, Digest: s.Digest, Tag: tag}}
 			for _, r := range h.gatedWith(ctx, memo, run, sj) {
 				if r.Outcome == Held {
 					h.c.Log.Info("promotion gate re-decided on a trigger: still held (its re-check continues)", "event_id", j.eventID,
@@ -263,7 +262,7 @@ func (h *Handler) planTrigger(a *ecrevent.ImageAction) *job {
 	if a.ActionType != ecrevent.ActionPush || !h.c.Rules.Gated(a.Repository) {
 		return nil
 	}
-	j := &job{trigger: true, eventID: a.EventID, at: a.Time, src: destinations.Source{Repo: a.Repo(), Digest: a.Digest}}
+	j := &job{trigger: true, eventID: a.EventID, at: a.Time, src: destinations.Image{Repo: a.Repo(), Digest: a.Digest}}
 	if subject, ok := rules.CosignSubject(a.Tag); ok {
 		j.src.Digest = subject
 		return j
@@ -287,7 +286,7 @@ func (h *Handler) planScan(m message, s *ecrevent.ImageScan, own *ownSource) ([]
 	if err := own.check(s.Repo().Registry); err != nil {
 		return nil, fmt.Errorf("scan event %s (%s@%s): %w", s.EventID, s.Repository, s.Digest, err)
 	}
-	return []*job{{trigger: true, eventID: s.EventID, at: s.Time, src: destinations.Source{Repo: s.Repo(), Digest: s.Digest}}}, nil
+	return []*job{{trigger: true, eventID: s.EventID, at: s.Time, src: destinations.Image{Repo: s.Repo(), Digest: s.Digest}}}, nil
 }
 
 // memoGate decides each image and set of requirements once for a trigger, however many

@@ -39,10 +39,10 @@ type EventPublisher interface {
 	PutEvents(ctx context.Context, in *eventbridge.PutEventsInput, optFns ...func(*eventbridge.Options)) (*eventbridge.PutEventsOutput, error)
 }
 
-// Run is one invocation's replication work: a *destinations.Run.
-type Run interface {
-	Replicate(ctx context.Context, src destinations.Source, targets []rules.Target) []destinations.Result
-	Delete(ctx context.Context, src destinations.Source, targets []rules.Target) []destinations.Result
+// Copier is one invocation's replication work (copies and mirrored deletes): a *destinations.Batch.
+type Copier interface {
+	Replicate(ctx context.Context, src destinations.Image, targets []rules.Target) []destinations.Result
+	Delete(ctx context.Context, src destinations.Image, targets []rules.Target) []destinations.Result
 }
 
 // Config is what a Handler is built from.
@@ -53,10 +53,10 @@ type Config struct {
 	// invocation, so it should cache): an event or work item naming another is refused
 	// (ForeignSource). Required: without it every invocation fails.
 	Source func(context.Context) (ecrname.Registry, error)
-	// Start begins an invocation's run: (*destinations.Replicator).Start, long-lived
-	// behind it (engine, limiters, credentials), the run holding what one invocation
+	// Start begins an invocation's batch: (*destinations.Replicator).Start, long-lived
+	// behind it (engine, limiters, credentials), the batch holding what one invocation
 	// caches.
-	Start func() Run
+	Start func() Copier
 	Log   *slog.Logger // default: discard
 	// EMF, when set, receives the invocation's metrics (CloudWatch Embedded Metric
 	// Format, namespace Namespace), written once at its end.

@@ -25,7 +25,7 @@ type message struct {
 // job is one image action to one set of targets; several messages may share it.
 type job struct {
 	delete   bool
-	src      destinations.Source
+	src      destinations.Image
 	eventID  string
 	at       time.Time // event time, for latency
 	workItem bool      // a backfill or reconcile work item: at is when it was enqueued
@@ -199,7 +199,7 @@ func (h *Handler) planImageAction(m message, msg *ecrevent.Message, own *ownSour
 	a := msg.Image
 	j := &job{
 		delete:  msg.Class == ecrevent.Delete,
-		src:     destinations.Source{Repo: a.Repo(), Digest: a.Digest, Tag: a.Tag},
+		src:     destinations.Image{Repo: a.Repo(), Digest: a.Digest, Tag: a.Tag},
 		eventID: a.EventID,
 		at:      a.Time,
 	}
@@ -251,7 +251,7 @@ func (h *Handler) planImageAction(m message, msg *ecrevent.Message, own *ownSour
 func (h *Handler) planWorkItem(w *ecrevent.WorkItem) (*job, error) {
 	j := &job{
 		delete:  w.Action == ecrevent.WorkDelete,
-		src:     destinations.Source{Repo: w.Source.Repo(), Digest: w.Source.Digest, Tag: w.Source.Tag},
+		src:     destinations.Image{Repo: w.Source.Repo(), Digest: w.Source.Digest, Tag: w.Source.Tag},
 		eventID: "work-item:" + w.Rule,
 		at:      w.CreatedAt,
 	}

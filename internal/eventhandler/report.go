@@ -7,14 +7,13 @@ import (
 	"sync"
 	"time"
 
-	"github.com/ecr-replicator/ecr-replicator/internal/copyengine"
 	"github.com/ecr-replicator/ecr-replicator/internal/destinations"
 	"github.com/ecr-replicator/ecr-replicator/internal/ecrname"
 	"github.com/ecr-replicator/ecr-replicator/internal/metrics"
 )
 
-// Outcome is one image at one destination, as reported in the direct-invocation summary.
-type Outcome struct {
+// Report is one image at one destination, as reported in the direct-invocation summary.
+type Report struct {
 	MessageID   string `json:"messageId,omitempty"`
 	EventID     string `json:"eventId,omitempty"`
 	Action      string `json:"action"` // replicate or delete
@@ -45,7 +44,7 @@ type Problem struct {
 
 // Summary is the answer to a direct invocation.
 type Summary struct {
-	Results   []Outcome `json:"results"`
+	Results   []Report  `json:"results"`
 	Ignored   int       `json:"ignored"`
 	Malformed []Problem `json:"malformed,omitempty"`
 	Succeeded int       `json:"succeeded"`
@@ -60,7 +59,7 @@ type Summary struct {
 // report logs every result and records its metrics, and sums them up: the summary and
 // the messages to retry (every message of a job with a retryable failure).
 func (h *Handler) report(ctx context.Context, p plan, results [][]destinations.Result, msgs []message, mr *metrics.Recorder) invocation {
-	out := invocation{summary: Summary{Results: []Outcome{}, Ignored: p.ignored, Malformed: p.malformed, Duplicates: p.duplicates}}
+	out := invocation{summary: Summary{Results: []Report{}, Ignored: p.ignored, Malformed: p.malformed, Duplicates: p.duplicates}}
 	retry := make([]bool, len(msgs))
 	for _, i := range p.unsettled {
 		retry[i] = true
@@ -99,12 +98,12 @@ func (h *Handler) report(ctx context.Context, p plan, results [][]destinations.R
 }
 
 // outcome logs one result, records its metrics and returns its summary entry.
-func (h *Handler) outcome(ctx context.Context, j *job, r destinations.Result, msgs []message, done time.Time, mr *metrics.Recorder) Outcome {
+func (h *Handler) outcome(ctx context.Context, j *job, r destinations.Result, msgs []message, done time.Time, mr *metrics.Recorder) Report {
 	action := "replicate"
 	if j.delete {
 		action = "delete"
 	}
-	o := Outcome{
+	o := Report{
 		EventID: j.eventID, Action: action, SourceAcct: j.src.Repo.AccountID, SourceReg: j.src.Repo.Region,
 		Repository: j.src.Repo.Name, Digest: j.src.Digest, Tag: j.src.Tag,
 		Destination: r.Destination.String(), Rule: r.Rule, Outcome: string(r.Outcome), Reason: r.Reason,
@@ -124,11 +123,11 @@ func (h *Handler) outcome(ctx context.Context, j *job, r destinations.Result, ms
 	failed := r.Err != nil || r.Outcome.Failure()
 	if failed {
 		if o.Outcome == "" {
-			o.Outcome = string(copyengine.Failed)
+			o.Outcome = string(destinations.Failed)
 		}
 		if o.Code == "" {
 			o.Code = string(r.Outcome)
-			if r.Outcome == "" || r.Outcome == copyengine.Failed {
+			if r.Outcome == "" || r.Outcome == destinations.Failed {
 				o.Code = "Unknown"
 			}
 		}
@@ -136,6 +135,16 @@ func (h *Handler) outcome(ctx context.Context, j *job, r destinations.Result, ms
 			o.Error = r.Err.Error()
 		}
 	}
+	h.logReport(ctx, j, o, r, failed)
+	if mr != nil {
+		record(mr, j, r, o.Code, failed, done)
+	}
+	return o
+}
+
+// logReport logs one result: an error when it failed for good or a gate blocked it, a
+// warning when it will be retried.
+func (h *Handler) logReport(ctx context.Context, j *job, o Report, r destinations.Result, failed bool) {
 	level, msg := slog.LevelInfo, "image replicated"
 	switch {
 	case r.Outcome == Blocked:
@@ -150,7 +159,7 @@ func (h *Handler) outcome(ctx context.Context, j *job, r destinations.Result, ms
 		msg = "image deletion mirrored"
 	}
 	attrs := []slog.Attr{
-		slog.String("message_id", o.MessageID), slog.String("event_id", o.EventID), slog.String("action", action),
+		slog.String("message_id", o.MessageID), slog.String("event_id", o.EventID), slog.String("action", o.Action),
 		slog.String("source_account", o.SourceAcct), slog.String("source_region", o.SourceReg),
 		slog.String("repository", o.Repository), slog.String("digest", o.Digest), slog.String("tag", o.Tag),
 		slog.String("destination", o.Destination), slog.String("rule", o.Rule), slog.String("outcome", o.Outcome),
@@ -163,10 +172,6 @@ func (h *Handler) outcome(ctx context.Context, j *job, r destinations.Result, ms
 		attrs = append(attrs, slog.String("error", o.Error))
 	}
 	h.c.Log.LogAttrs(ctx, level, msg, attrs...)
-	if mr != nil {
-		record(mr, j, r, o.Code, failed, done)
-	}
-	return o
 }
 
 // record adds one result's metrics. Replications, failures and throttled manifest writes
@@ -232,7 +237,7 @@ type resultDetail struct {
 const maxEntries = 10
 
 // publish sends one result event per replication result. Failures are logged only.
-func (h *Handler) publish(ctx context.Context, reports []Outcome) {
+func (h *Handler) publish(ctx context.Context, reports []Report) {
 	if h.c.Events == nil || h.c.EventBus == "" || len(reports) == 0 {
 		return
 	}

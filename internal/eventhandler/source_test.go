@@ -12,7 +12,6 @@ import (
 
 	"github.com/aws/aws-lambda-go/events"
 
-	"github.com/ecr-replicator/ecr-replicator/internal/copyengine"
 	"github.com/ecr-replicator/ecr-replicator/internal/destinations"
 	"github.com/ecr-replicator/ecr-replicator/internal/ecrevent"
 	"github.com/ecr-replicator/ecr-replicator/internal/ecrname"
@@ -22,27 +21,27 @@ import (
 	"github.com/ecr-replicator/ecr-replicator/internal/testing/sandboxtest"
 )
 
-// recordingRun is a Run that copies nothing and records what it was asked.
+// recordingRun is a Copier that copies nothing and records what it was asked.
 type recordingRun struct {
 	mu    sync.Mutex
 	asked []string
 }
 
-func (r *recordingRun) do(src destinations.Source, targets []rules.Target) []destinations.Result {
+func (r *recordingRun) do(src destinations.Image, targets []rules.Target) []destinations.Result {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	r.asked = append(r.asked, src.Repo.String())
 	out := make([]destinations.Result, len(targets))
 	for i, t := range targets {
-		out[i] = destinations.Result{Result: copyengine.Result{Outcome: copyengine.Skipped}, Rule: t.Rule, Destination: t.Repo()}
+		out[i] = destinations.Result{CopyResult: destinations.CopyResult{Outcome: destinations.Skipped}, Rule: t.Rule, Destination: t.Repo()}
 	}
 	return out
 }
 
-func (r *recordingRun) Replicate(_ context.Context, src destinations.Source, t []rules.Target) []destinations.Result {
+func (r *recordingRun) Replicate(_ context.Context, src destinations.Image, t []rules.Target) []destinations.Result {
 	return r.do(src, t)
 }
-func (r *recordingRun) Delete(_ context.Context, src destinations.Source, t []rules.Target) []destinations.Result {
+func (r *recordingRun) Delete(_ context.Context, src destinations.Image, t []rules.Target) []destinations.Result {
 	return r.do(src, t)
 }
 
@@ -53,7 +52,7 @@ func handlerWithSource(t *testing.T, source func(context.Context) (ecrname.Regis
 		t.Fatal(err)
 	}
 	run, emf := &recordingRun{}, &bytes.Buffer{}
-	return eventhandler.New(eventhandler.Config{Rules: doc, Source: source, Start: func() eventhandler.Run { return run },
+	return eventhandler.New(eventhandler.Config{Rules: doc, Source: source, Start: func() eventhandler.Copier { return run },
 		EMF: emf, Namespace: "test"}), run, emf
 }
 
@@ -159,7 +158,7 @@ func TestForeignTriggersRefused(t *testing.T) {
 	}
 	g, run, emf := &recordingGate{}, &recordingRun{}, &bytes.Buffer{}
 	h := eventhandler.New(eventhandler.Config{Rules: doc, Source: func(context.Context) (ecrname.Registry, error) { return own, nil },
-		Start: func() eventhandler.Run { return run }, Gate: g, EMF: emf, Namespace: "test"})
+		Start: func() eventhandler.Copier { return run }, Gate: g, EMF: emf, Namespace: "test"})
 	const digest = "sha256:3333333333333333333333333333333333333333333333333333333333333333"
 	scan := func(account string) string {
 		b, _ := json.Marshal(map[string]any{"version": "0", "id": "scan-" + account, "detail-type": "ECR Image Scan", "source": "aws.ecr",

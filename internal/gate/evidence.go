@@ -18,6 +18,7 @@ import (
 	"github.com/google/go-containerregistry/pkg/v1/remote/transport"
 	"golang.org/x/sync/errgroup"
 
+	"github.com/ecr-replicator/ecr-replicator/internal/destinations"
 	"github.com/ecr-replicator/ecr-replicator/internal/ecraccess"
 	"github.com/ecr-replicator/ecr-replicator/internal/retry"
 	"github.com/ecr-replicator/ecr-replicator/internal/rules"
@@ -69,7 +70,7 @@ type verifyKey struct {
 
 // source resolves the source registry.
 func (g *Gate) source(ctx context.Context, img Image) (*ecraccess.Registry, error) {
-	return g.c.Resolver.Registry(ctx, ecraccess.Access{AccountID: img.Repo.AccountID, Region: img.Repo.Region, RoleARN: g.c.SourceRole})
+	return g.c.Resolver.Registry(ctx, destinations.SourceAccess(img.Repo.Registry, g.c.SourceRole))
 }
 
 // collect gathers the evidence n asks for: the listing and the manifest always, then the

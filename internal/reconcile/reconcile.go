@@ -43,6 +43,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/sqs"
 
 	"github.com/ecr-replicator/ecr-replicator/internal/deadline"
+	"github.com/ecr-replicator/ecr-replicator/internal/destinations"
 	"github.com/ecr-replicator/ecr-replicator/internal/ecraccess"
 	"github.com/ecr-replicator/ecr-replicator/internal/ecrname"
 	"github.com/ecr-replicator/ecr-replicator/internal/metrics"
@@ -140,18 +141,9 @@ func (r *Reconciler) sourceRegistry(ctx context.Context) (ecrname.Registry, erro
 	}
 	acct := r.c.SourceAccountID
 	if acct == "" {
-		if arn := r.c.Rules.SourceRoleARN(); arn != "" {
-			a, err := ecrname.RoleAccount(arn)
-			if err != nil {
-				return ecrname.Registry{}, fmt.Errorf("source.roleArn: %w", err)
-			}
-			acct = a
-		} else {
-			a, err := r.c.Resolver.CallerAccount(ctx)
-			if err != nil {
-				return ecrname.Registry{}, err
-			}
-			acct = a
+		var err error
+		if acct, err = destinations.SourceAccount(ctx, r.c.Resolver, r.c.Rules.SourceRoleARN()); err != nil {
+			return ecrname.Registry{}, err
 		}
 	}
 	r.src = ecrname.Registry{AccountID: acct, Region: r.c.SourceRegion}
@@ -162,7 +154,9 @@ func (r *Reconciler) sourceRegistry(ctx context.Context) (ecrname.Registry, erro
 func (r *Reconciler) registry(ctx context.Context, doc *rules.Document, src ecrname.Registry) (*ecraccess.Registry, error) {
 	// A source role (source.roleArn) is assumed list-only too: the reconcile never reads
 	// an image, only listings.
-	return r.c.Resolver.Registry(ctx, ecraccess.Access{AccountID: src.AccountID, Region: src.Region, RoleARN: doc.SourceRoleARN(), ListOnly: true})
+	a := destinations.SourceAccess(src, doc.SourceRoleARN())
+	a.ListOnly = true
+	return r.c.Resolver.Registry(ctx, a)
 }
 
 func (r *Reconciler) recorder() *metrics.Recorder {

@@ -7,7 +7,6 @@ import (
 
 	"github.com/aws/aws-lambda-go/events"
 
-	"github.com/ecr-replicator/ecr-replicator/internal/copyengine"
 	"github.com/ecr-replicator/ecr-replicator/internal/destinations"
 	"github.com/ecr-replicator/ecr-replicator/internal/ecrname"
 	"github.com/ecr-replicator/ecr-replicator/internal/eventhandler"
@@ -19,16 +18,16 @@ import (
 // countingMirror stands in for the network: it records what the handler asked of it.
 type countingMirror struct{ calls int }
 
-func (m *countingMirror) Replicate(_ context.Context, src destinations.Source, ts []rules.Target) []destinations.Result {
+func (m *countingMirror) Replicate(_ context.Context, src destinations.Image, ts []rules.Target) []destinations.Result {
 	m.calls++
 	out := make([]destinations.Result, len(ts))
 	for i, t := range ts {
-		out[i] = destinations.Result{Result: copyengine.Result{Outcome: copyengine.Copied, Digest: src.Digest, Tag: src.Tag}, Rule: t.Rule, Destination: t.Repo()}
+		out[i] = destinations.Result{CopyResult: destinations.CopyResult{Outcome: destinations.Copied, Digest: src.Digest, Tag: src.Tag}, Rule: t.Rule, Destination: t.Repo()}
 	}
 	return out
 }
 
-func (m *countingMirror) Delete(ctx context.Context, src destinations.Source, ts []rules.Target) []destinations.Result {
+func (m *countingMirror) Delete(ctx context.Context, src destinations.Image, ts []rules.Target) []destinations.Result {
 	return m.Replicate(ctx, src, ts)
 }
 
@@ -55,7 +54,7 @@ func FuzzSQSBatch(f *testing.F) {
 	f.Fuzz(func(t *testing.T, payload []byte, body string) {
 		for _, p := range [][]byte{payload, sandboxtest.SQSBatch(1, record{ID: "m1", Body: body}, record{ID: "m2", Body: body})} {
 			m := &countingMirror{}
-			h := eventhandler.New(eventhandler.Config{Rules: doc, Start: func() eventhandler.Run { return m }, Source: sandboxSource})
+			h := eventhandler.New(eventhandler.Config{Rules: doc, Start: func() eventhandler.Copier { return m }, Source: sandboxSource})
 			out, err := h.Handle(context.Background(), json.RawMessage(p))
 			var probe struct{ Records []struct{ MessageID string } }
 			isBatch := json.Unmarshal(p, &probe) == nil && len(probe.Records) > 0

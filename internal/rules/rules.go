@@ -25,7 +25,6 @@ import (
 	"regexp"
 	"strings"
 
-	"github.com/ecr-replicator/ecr-replicator/internal/ecraccess"
 	"github.com/ecr-replicator/ecr-replicator/internal/ecrname"
 )
 
@@ -92,13 +91,6 @@ func (d Destination) RepositoryFor(sourceRepository string) string {
 // Registry is the destination's registry.
 func (d Destination) Registry() ecrname.Registry {
 	return ecrname.Registry{AccountID: d.AccountID, Region: d.Region}
-}
-
-// Access is how to reach the destination: its registry, through its role.
-// Its sessions of the role are write sessions (ecraccess.Access.Write); a caller that
-// only lists sets ListOnly.
-func (d Destination) Access() ecraccess.Access {
-	return ecraccess.Access{AccountID: d.AccountID, Region: d.Region, RoleARN: d.RoleARN, ExternalID: d.ExternalID, Write: true}
 }
 
 // Target is one copy to make: an image in a source repository goes to

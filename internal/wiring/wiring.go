@@ -264,7 +264,7 @@ func (d *Deps) Backfill(getenv func(string) string, emf io.Writer) *backfill.Bac
 		EMF: emf, Namespace: metrics.Namespace(getenv),
 	}
 	if d.Replicator != nil {
-		b.Start = func() backfill.Run { return d.Replicator.Start() }
+		b.Start = func() backfill.Copier { return d.Replicator.Start() }
 	}
 	if b.QueueURL != "" || b.CopyQueueURL != "" {
 		b.Sender = sqssend.New(sqs.NewFromConfig(d.AWS))
@@ -304,7 +304,7 @@ func (d *Deps) handler(getenv func(string) string, emf io.Writer, g eventhandler
 		c.Source = d.sourceRegistry(d.Rules)
 	}
 	if d.Replicator != nil {
-		c.Start = func() eventhandler.Run { return d.Replicator.Start() }
+		c.Start = func() eventhandler.Copier { return d.Replicator.Start() }
 	}
 	if bus := getenv(eventhandler.EnvResultEventBus); bus != "" {
 		c.Events, c.EventBus = eventbridge.NewFromConfig(d.AWS), bus
@@ -353,7 +353,7 @@ func (d *Deps) promotionGate(getenv func(string) string) (eventhandler.Gate, err
 // Resolver).
 func (d *Deps) sourceRegistry(doc *rules.Document) func(context.Context) (ecrname.Registry, error) {
 	return func(ctx context.Context) (ecrname.Registry, error) {
-		acct, err := backfill.SourceAccount(ctx, d.Resolver, doc)
+		acct, err := destinations.SourceAccount(ctx, d.Resolver, doc.SourceRoleARN())
 		if err != nil {
 			return ecrname.Registry{}, err
 		}
