@@ -86,14 +86,14 @@ func handle(t *testing.T, w *sandboxtest.World, h *eventhandler.Handler, id, act
 // replicatorSession is the destination registry as the replicate function reaches it:
 // the function role's session of the destination role, asked for the way the product
 // asks for it (destinations.DestinationAccess).
-func replicatorSession(t *testing.T, w *sandboxtest.World) *ecraccess.Registry {
+func replicatorSession(t *testing.T, w *sandboxtest.World) *ecraccess.Client {
 	t.Helper()
 	return destinationSession(t, w, sandboxtest.FunctionRole, sandbox.DefaultRegion)
 }
 
 // destinationSession is a write session of the destination role in region, asked for as
 // a source role (FunctionRole, ReconcilerRole) would ask the product for it.
-func destinationSession(t *testing.T, w *sandboxtest.World, role, region string) *ecraccess.Registry {
+func destinationSession(t *testing.T, w *sandboxtest.World, role, region string) *ecraccess.Client {
 	t.Helper()
 	cr, err := sandboxtest.RoleSession(w.Ctx, w.SB, role, "ecr-replicator-"+role)
 	if err != nil {
@@ -106,7 +106,7 @@ func destinationSession(t *testing.T, w *sandboxtest.World, role, region string)
 	}
 	d := rules.Destination{AccountID: sandbox.DestinationAccount, Region: region,
 		RoleARN: w.DestinationRoleARN(), ExternalID: sandboxtest.ExternalID}
-	reg, err := ecraccess.NewResolver(cfg).Registry(w.Ctx, destinations.DestinationAccess(d))
+	reg, err := ecraccess.NewResolver(cfg).Client(w.Ctx, destinations.DestinationAccess(d))
 	if err != nil {
 		t.Fatal(err)
 	}

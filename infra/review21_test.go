@@ -49,7 +49,7 @@ func TestReview21ReconcilerRoleCannotWriteDestinations(t *testing.T) {
 		t.Fatal(err)
 	}
 	// The same resolver the reconcile uses, asked for a full session instead of ListOnly.
-	full, err := ecraccess.NewResolver(cfg).Registry(ctx, ecraccess.Access{AccountID: sandbox.DestinationAccount,
+	full, err := ecraccess.NewResolver(cfg).Client(ctx, ecraccess.Access{AccountID: sandbox.DestinationAccount,
 		Region: sandbox.DefaultRegion, RoleARN: w.DestinationRoleARN(), ExternalID: sandboxtest.ExternalID})
 	if err != nil {
 		t.Fatal(err)

@@ -285,7 +285,7 @@ func TestPoliciesGrantOnlyWhatTheCodeUses(t *testing.T) {
 		}
 	}
 	// The list-only session the reconcile asks for cannot write, whatever the role allows.
-	listOnly, err := ecraccess.NewResolver(deps.AWS).Registry(ctx, ecraccess.Access{AccountID: sandbox.DestinationAccount,
+	listOnly, err := ecraccess.NewResolver(deps.AWS).Client(ctx, ecraccess.Access{AccountID: sandbox.DestinationAccount,
 		Region: sandbox.DefaultRegion, RoleARN: w.DestinationRoleARN(), ExternalID: sandboxtest.ExternalID, ListOnly: true})
 	if err != nil {
 		t.Fatal(err)

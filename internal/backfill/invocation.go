@@ -11,6 +11,7 @@ import (
 
 	"github.com/ecr-replicator/ecr-replicator/internal/deadline"
 	"github.com/ecr-replicator/ecr-replicator/internal/destinations"
+	"github.com/ecr-replicator/ecr-replicator/internal/ecraccess"
 	"github.com/ecr-replicator/ecr-replicator/internal/ecrname"
 	"github.com/ecr-replicator/ecr-replicator/internal/retry"
 	"github.com/ecr-replicator/ecr-replicator/internal/rules"
@@ -126,7 +127,7 @@ func (r *invocation) scan(ctx context.Context, pos position) error {
 			return err
 		}
 	}
-	src, err := b.Resolver.Registry(ctx, destinations.SourceAccess(ecrname.Registry{AccountID: r.srcAccount, Region: b.SourceRegion}, r.doc.SourceRoleARN()))
+	src, err := b.Resolver.Client(ctx, ecraccess.SourceAccess(ecrname.Registry{AccountID: r.srcAccount, Region: b.SourceRegion}, r.doc.SourceRoleARN()))
 	if err != nil {
 		return err
 	}

@@ -91,7 +91,7 @@ func ListDestinations(ctx context.Context, resolver *ecraccess.Resolver, targets
 		wg.Go(func() {
 			a := destinations.DestinationAccess(t.Destination)
 			a.ListOnly = listOnly
-			reg, err := resolver.Registry(ctx, a)
+			reg, err := resolver.Client(ctx, a)
 			var (
 				imgs  []Image
 				found bool

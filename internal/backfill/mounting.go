@@ -84,7 +84,7 @@ func (r *invocation) planMounting(ctx context.Context) []Mounting {
 	if len(want) == 0 {
 		return nil
 	}
-	src, err := r.b.Resolver.Registry(ctx, destinations.SourceAccess(ecrname.Registry{AccountID: r.srcAccount, Region: r.srcRegion}, r.doc.SourceRoleARN()))
+	src, err := r.b.Resolver.Client(ctx, ecraccess.SourceAccess(ecrname.Registry{AccountID: r.srcAccount, Region: r.srcRegion}, r.doc.SourceRoleARN()))
 	var images map[string]readImage
 	var facts map[ecrname.Repo]destFacts
 	var destErrs map[ecrname.Registry]error // reading a destination registry
@@ -225,7 +225,7 @@ func briefly(what string, err error) string {
 // same for every identity; one identity may lack ecr:GetAccountSetting).
 func (r *invocation) blobMounting(ctx context.Context, accesses []ecraccess.Access) (setting, reason string) {
 	for _, a := range accesses {
-		reg, err := r.b.Resolver.Registry(ctx, a)
+		reg, err := r.b.Resolver.Client(ctx, a)
 		if err != nil {
 			reason = cmp.Or(reason, briefly("reaching the registry", err))
 			continue

@@ -112,7 +112,7 @@ func (r *invocation) createdFacts(ctx context.Context, src *ecr.Client, created 
 // existingFacts reads the encryption and held layers of existing repositories that one
 // identity copies into.
 func (r *invocation) existingFacts(ctx context.Context, a ecraccess.Access, repos []ecrname.Repo, brought map[ecrname.Repo]map[string]bool, budget *int, out map[ecrname.Repo]destFacts) error {
-	reg, err := r.b.Resolver.Registry(ctx, a)
+	reg, err := r.b.Resolver.Client(ctx, a)
 	if err != nil {
 		return err
 	}

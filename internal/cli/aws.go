@@ -127,8 +127,8 @@ func noCredentials(err error) *problem {
 // assumeRole opens a's registry and, when a names a role, assumes it now, so that a
 // denied role is reported once, before any work, and in words that say what to check.
 // externalIDFrom names where the external ID came from (a flag, a rules field).
-func (s *awsSession) assumeRole(ctx context.Context, a ecraccess.Access, externalIDFrom string) (*ecraccess.Registry, error) {
-	reg, err := s.resolver.Registry(ctx, a)
+func (s *awsSession) assumeRole(ctx context.Context, a ecraccess.Access, externalIDFrom string) (*ecraccess.Client, error) {
+	reg, err := s.resolver.Client(ctx, a)
 	if err != nil {
 		return nil, awsProblem(err, "")
 	}

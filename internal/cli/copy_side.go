@@ -30,7 +30,7 @@ type side struct {
 type endpointFor struct {
 	repo     name.Repository // as the user named it
 	endpoint destinations.Endpoint
-	ecr      *ecraccess.Registry
+	ecr      *ecraccess.Client
 	region   string
 	side     side
 	account  string      // the ECR registry's

@@ -11,6 +11,7 @@ import (
 
 	"github.com/ecr-replicator/ecr-replicator/internal/backfill"
 	"github.com/ecr-replicator/ecr-replicator/internal/destinations"
+	"github.com/ecr-replicator/ecr-replicator/internal/ecraccess"
 	"github.com/ecr-replicator/ecr-replicator/internal/ecrname"
 )
 
@@ -20,7 +21,7 @@ import (
 func (r *syncReport) dryRun(ctx context.Context, sess *awsSession, log *slog.Logger, plan *backfill.Response, dests []*destinationStatus,
 	indexes *indexListings, since time.Time) error {
 	keep, blocked := blockedCopies(ctx, sess, log, plan.Work)
-	src := destinations.SourceAccess(r.source, r.doc.SourceRoleARN())
+	src := ecraccess.SourceAccess(r.source, r.doc.SourceRoleARN())
 	uploads := planIndexes(ctx, r.a, log, sess, src, r.doc, since, indexes, keep)
 	if ctx.Err() != nil {
 		return interruptedPlanning()
@@ -88,7 +89,7 @@ type destinationRepo struct {
 // readDestinationRepo reads w's destination repository and its tags, through its
 // destination's role; nothing is known of one that cannot be read (said in the debug log).
 func readDestinationRepo(ctx context.Context, sess *awsSession, log *slog.Logger, w backfill.Work, owner string) destinationRepo {
-	reg, err := sess.resolver.Registry(ctx, destinations.DestinationAccess(w.Target.Destination))
+	reg, err := sess.resolver.Client(ctx, destinations.DestinationAccess(w.Target.Destination))
 	if err != nil {
 		log.Debug("destination repository not read", "repository", w.Target.Repo().String(), "error", err.Error())
 		return destinationRepo{}

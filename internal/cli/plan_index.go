@@ -58,7 +58,7 @@ func indexKey(repo, digest, dest string) string { return repo + "@" + digest + "
 // readIndexes reads (ecr:BatchGetImage, 100 at a time) the manifest of each index the
 // plan copies where the destination lacks it, and says which of its platforms the copy
 // uploads. It returns how many indexes could not be read, and the error code why.
-func readIndexes(ctx context.Context, src *ecraccess.Registry, doc *rules.Document, since time.Time, listings *indexListings, work []backfill.Work) (indexUploads, int, string) {
+func readIndexes(ctx context.Context, src *ecraccess.Client, doc *rules.Document, since time.Time, listings *indexListings, work []backfill.Work) (indexUploads, int, string) {
 	byRepo := map[string][]string{} // repository → index digests to read
 	for _, w := range work {
 		images := listings.repos[w.Repository]
@@ -107,7 +107,7 @@ func readIndexes(ctx context.Context, src *ecraccess.Registry, doc *rules.Docume
 
 // indexChildren reads indexes of repo and returns each one's child manifests' digests;
 // an index the answer lacks (or that does not parse) is left out.
-func indexChildren(ctx context.Context, src *ecraccess.Registry, repo string, digests []string) (map[string][]string, error) {
+func indexChildren(ctx context.Context, src *ecraccess.Client, repo string, digests []string) (map[string][]string, error) {
 	out := map[string][]string{}
 	for start := 0; start < len(digests); start += 100 {
 		ids := []ecrtypes.ImageIdentifier{}
@@ -139,7 +139,7 @@ func planIndexes(ctx context.Context, a *app, log *slog.Logger, sess *awsSession
 	if len(listings.repos) == 0 {
 		return nil
 	}
-	reg, err := sess.resolver.Registry(ctx, src)
+	reg, err := sess.resolver.Client(ctx, src)
 	if err != nil {
 		log.Debug("indexes not read", "error", err.Error())
 		return nil

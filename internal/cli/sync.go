@@ -310,7 +310,7 @@ func syncSession(ctx context.Context, o syncOptions, log *slog.Logger, narrowed 
 		if srcAccount, err = ecrname.RoleAccount(arn); err != nil {
 			return nil, "", configProblem(err, "%s: source.roleArn: %v", o.rulesFile, err)
 		}
-		if _, err := sess.assumeRole(ctx, destinations.SourceAccess(ecrname.Registry{AccountID: srcAccount, Region: sess.cfg.Region}, arn), "none: a source role takes none"); err != nil {
+		if _, err := sess.assumeRole(ctx, ecraccess.SourceAccess(ecrname.Registry{AccountID: srcAccount, Region: sess.cfg.Region}, arn), "none: a source role takes none"); err != nil {
 			return nil, "", err
 		}
 	}

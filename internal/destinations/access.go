@@ -9,13 +9,6 @@ import (
 	"github.com/ecr-replicator/ecr-replicator/internal/rules"
 )
 
-// SourceAccess is how the replicator reads a source registry: through the rules' source
-// role (source.roleArn: a replicator in a third, central account), or as the caller's
-// own identity when roleARN is empty. Every reader of the source goes through it.
-func SourceAccess(reg ecrname.Registry, roleARN string) ecraccess.Access {
-	return ecraccess.Access{AccountID: reg.AccountID, Region: reg.Region, RoleARN: roleARN}
-}
-
 // DestinationAccess is how to reach a destination: its registry, through its role. Its
 // sessions of the role are write sessions (ecraccess.Access.Write); a caller that only
 // lists sets ListOnly.

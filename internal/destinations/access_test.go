@@ -43,9 +43,9 @@ rules:
 func TestSourceAccess(t *testing.T) {
 	reg := ecrname.Registry{AccountID: "111111111111", Region: "eu-west-1"}
 	for _, role := range []string{"", "arn:aws:iam::111111111111:role/reader"} {
-		a := destinations.SourceAccess(reg, role)
+		a := ecraccess.SourceAccess(reg, role)
 		if a != (ecraccess.Access{AccountID: reg.AccountID, Region: reg.Region, RoleARN: role}) {
-			t.Errorf("SourceAccess(%q) = %+v", role, a)
+			t.Errorf("ecraccess.SourceAccess(%q) = %+v", role, a)
 		}
 	}
 	if acct, err := destinations.SourceAccount(t.Context(), nil, "arn:aws:iam::444444444444:role/reader"); err != nil || acct != "444444444444" {

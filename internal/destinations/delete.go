@@ -106,7 +106,7 @@ func (r *Batch) followSourceDelete(ctx context.Context, rt route, src Image, t r
 // deleteDigest mirrors the deletion of an image by digest (all its tags), unless the
 // source has the image again.
 func (r *Batch) deleteDigest(ctx context.Context, src Image, t rules.Target, res Result) Result {
-	srcReg, err := r.resolver.Registry(ctx, SourceAccess(src.Repo.Registry, r.sourceRole))
+	srcReg, err := r.resolver.Client(ctx, ecraccess.SourceAccess(src.Repo.Registry, r.sourceRole))
 	if err != nil {
 		return res.failed(err)
 	}
@@ -119,7 +119,7 @@ func (r *Batch) deleteDigest(ctx context.Context, src Image, t rules.Target, res
 		res.Outcome, res.Reason = Skipped, "the source has the image again; not deleting"
 		return res
 	}
-	dstReg, err := r.resolver.Registry(ctx, DestinationAccess(t.Destination))
+	dstReg, err := r.resolver.Client(ctx, DestinationAccess(t.Destination))
 	if err != nil {
 		return res.failed(err)
 	}
@@ -165,7 +165,7 @@ func (e *errSourceRepository) Retryable() bool   { return false }
 // guardDelete checks, before a delete by digest, that the destination repository is the
 // replicator's and that the delete keeps the tags it holds immutable (done: res is the
 // answer).
-func (r *Batch) guardDelete(ctx context.Context, srcReg, dstReg *ecraccess.Registry, src Image, t rules.Target, id ecrtypes.ImageIdentifier, res Result) (bool, Result) {
+func (r *Batch) guardDelete(ctx context.Context, srcReg, dstReg *ecraccess.Client, src Image, t rules.Target, id ecrtypes.ImageIdentifier, res Result) (bool, Result) {
 	_, _, err := r.destination(ctx, srcReg, dstReg, src, t, false)
 	var ae *ecraccess.Error
 	switch {
@@ -187,7 +187,7 @@ func (r *Batch) guardDelete(ctx context.Context, srcReg, dstReg *ecraccess.Regis
 
 // deleteImage is one BatchDeleteImage, its per-image failures read (deleteFailure). A
 // repository gone, or a refusal, drops what the process knows of it (forget).
-func (r *Batch) deleteImage(ctx context.Context, reg *ecraccess.Registry, t rules.Target, id ecrtypes.ImageIdentifier) (Outcome, string, error) {
+func (r *Batch) deleteImage(ctx context.Context, reg *ecraccess.Client, t rules.Target, id ecrtypes.ImageIdentifier) (Outcome, string, error) {
 	out, err := reg.API().BatchDeleteImage(ctx, &ecr.BatchDeleteImageInput{RegistryId: reg.RegistryID(), RepositoryName: aws.String(t.Repository), ImageIds: []ecrtypes.ImageIdentifier{id}})
 	var nf *ecrtypes.RepositoryNotFoundException
 	if errors.As(err, &nf) {

@@ -192,7 +192,7 @@ func (r *Batch) replicateOne(ctx context.Context, src Image, t rules.Target) Res
 // route is where one image goes: both registries, resolved, the destination
 // repository ensured.
 type route struct {
-	srcReg, dstReg   *ecraccess.Registry
+	srcReg, dstReg   *ecraccess.Client
 	srcRepo, dstRepo name.Repository
 	dst              ecraccess.Repository
 	created          bool
@@ -204,7 +204,7 @@ type route struct {
 // and is the replicator's, and names both repositories for the engine.
 func (r *Batch) route(ctx context.Context, src Image, t rules.Target, create bool) (route, error) {
 	var rt route
-	srcReg, err := r.resolver.Registry(ctx, SourceAccess(src.Repo.Registry, r.sourceRole))
+	srcReg, err := r.resolver.Client(ctx, ecraccess.SourceAccess(src.Repo.Registry, r.sourceRole))
 	if err != nil {
 		return rt, err
 	}
@@ -212,7 +212,7 @@ func (r *Batch) route(ctx context.Context, src Image, t rules.Target, create boo
 	if err != nil {
 		return rt, err
 	}
-	dstReg, err := r.resolver.Registry(ctx, DestinationAccess(t.Destination))
+	dstReg, err := r.resolver.Client(ctx, DestinationAccess(t.Destination))
 	if err != nil {
 		return rt, err
 	}
@@ -274,7 +274,7 @@ func refusedAtDestination(err error) bool {
 // prefix bounds what it may mount from (without a role, the registry's Authenticator
 // stands for the process's own identity). Without the setting (not granted, say), every
 // blob is uploaded.
-func mounting(ctx context.Context, reg *ecraccess.Registry, repo ecraccess.Repository) copyengine.Mounting {
+func mounting(ctx context.Context, reg *ecraccess.Client, repo ecraccess.Repository) copyengine.Mounting {
 	on, _ := reg.BlobMounting(ctx) // a failure is logged there
 	return copyengine.Mounting{Enabled: on, Encryption: repo.Encryption, Identity: reg.Access().RoleARN}
 }
@@ -297,7 +297,7 @@ func replicaOfReplica(src Image, t rules.Target) string {
 }
 
 // sourceSettings reads (once per run) what a created destination repository mirrors.
-func (r *Batch) sourceSettings(ctx context.Context, srcReg *ecraccess.Registry, repo ecrname.Repo, d rules.Destination) (ecraccess.RepositorySettings, error) {
+func (r *Batch) sourceSettings(ctx context.Context, srcReg *ecraccess.Client, repo ecrname.Repo, d rules.Destination) (ecraccess.RepositorySettings, error) {
 	key := settingsKey{repo: repo, lifecycle: d.MirrorLifecyclePolicy, tags: d.MirrorRepositoryTags}
 	r.mu.Lock()
 	s, ok := r.settings[key]

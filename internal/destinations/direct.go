@@ -83,7 +83,7 @@ func (d *Direct) Copy(ctx context.Context, src, dst Endpoint, digest, tag string
 // a destination can have: a source KMS key lives in the source account and region, so
 // the destination uses kmsKey (a rule's), or else the AWS-managed ECR key of its own
 // account.
-func SourceSettings(ctx context.Context, srcReg *ecraccess.Registry, repository string, lifecycle, tags bool, kmsKey string) (ecraccess.RepositorySettings, error) {
+func SourceSettings(ctx context.Context, srcReg *ecraccess.Client, repository string, lifecycle, tags bool, kmsKey string) (ecraccess.RepositorySettings, error) {
 	s, err := srcReg.ReadSettings(ctx, repository, lifecycle, tags)
 	if err != nil {
 		return s, err
@@ -94,7 +94,7 @@ func SourceSettings(ctx context.Context, srcReg *ecraccess.Registry, repository 
 // CreateOwned makes sure a destination repository exists, creating it when create with
 // settings and tagged as the replicator's of account owner (ecraccess.OwnedTags), beside
 // settings' own tags. It describes the repository, and says whether it created it.
-func CreateOwned(ctx context.Context, dstReg *ecraccess.Registry, repository string, settings ecraccess.RepositorySettings, owner string, create bool) (ecraccess.Repository, error) {
+func CreateOwned(ctx context.Context, dstReg *ecraccess.Client, repository string, settings ecraccess.RepositorySettings, owner string, create bool) (ecraccess.Repository, error) {
 	settings.Tags = ecraccess.OwnedTags(owner, settings.ARN, settings.Tags)
 	return dstReg.EnsureRepository(ctx, repository, settings, create)
 }

@@ -21,7 +21,7 @@ import (
 // DescribeRepositories): a delete decides on what the repository keeps immutable as it
 // is, not as the process last saw it (ownership is remembered; mutability may change). A
 // repository gone keeps nothing: the delete that follows says it does not exist.
-func mutability(ctx context.Context, dstReg *ecraccess.Registry, repository string) (ecraccess.Repository, error) {
+func mutability(ctx context.Context, dstReg *ecraccess.Client, repository string) (ecraccess.Repository, error) {
 	s, err := dstReg.ReadSettings(ctx, repository, false, false)
 	var ae *ecraccess.Error
 	if errors.As(err, &ae) && ae.Code == ecraccess.CodeRepositoryNotFound {
@@ -38,7 +38,7 @@ func mutability(ctx context.Context, dstReg *ecraccess.Registry, repository stri
 // still points at digest), or any tag of the image digest when no tag is given — unless
 // the rule sets deleteImmutableTags. Deleting it would let the source's next push under
 // that tag move it. What is no longer there is left to the delete to report.
-func keepImmutable(ctx context.Context, dstReg *ecraccess.Registry, t rules.Target, tag, digest string) (string, error) {
+func keepImmutable(ctx context.Context, dstReg *ecraccess.Client, t rules.Target, tag, digest string) (string, error) {
 	if t.DeleteImmutableTags {
 		return "", nil
 	}
@@ -83,7 +83,7 @@ func keepImmutable(ctx context.Context, dstReg *ecraccess.Registry, t rules.Targ
 // index's own DELETE may be on its way, and the refusal stays retryable). Only this
 // refusal pays for the look: the repository's tagged images (DescribeImages, 1,000 a
 // page), then those that are indexes with an immutable tag (BatchGetImage, 100 a call).
-func keptByIndex(ctx context.Context, dstReg *ecraccess.Registry, t rules.Target, digest string) (string, error) {
+func keptByIndex(ctx context.Context, dstReg *ecraccess.Client, t rules.Target, digest string) (string, error) {
 	if t.DeleteImmutableTags {
 		return "", nil
 	}
@@ -124,7 +124,7 @@ func keptByIndex(ctx context.Context, dstReg *ecraccess.Registry, t rules.Target
 
 // immutableIndexes lists the repository's indexes that carry a tag it keeps immutable,
 // with those tags.
-func immutableIndexes(ctx context.Context, dstReg *ecraccess.Registry, repository string, repo ecraccess.Repository) (map[string][]string, error) {
+func immutableIndexes(ctx context.Context, dstReg *ecraccess.Client, repository string, repo ecraccess.Repository) (map[string][]string, error) {
 	out := map[string][]string{}
 	p := ecr.NewDescribeImagesPaginator(dstReg.API(), &ecr.DescribeImagesInput{RegistryId: dstReg.RegistryID(), RepositoryName: aws.String(repository),
 		MaxResults: aws.Int32(1000), Filter: &ecrtypes.DescribeImagesFilter{TagStatus: ecrtypes.TagStatusTagged}})

@@ -13,7 +13,7 @@ import (
 // otherwise never get the policy. Looked at once per process per repository (one
 // GetLifecyclePolicy); a policy the repository has is left as it is. A failure fails the
 // copy with its code, retried or reported as any other, and is looked at again next time.
-func (r *Batch) mirrorLifecycle(ctx context.Context, srcReg, dstReg *ecraccess.Registry, src Image, t rules.Target, repo ecraccess.Repository) error {
+func (r *Batch) mirrorLifecycle(ctx context.Context, srcReg, dstReg *ecraccess.Client, src Image, t rules.Target, repo ecraccess.Repository) error {
 	if !t.Destination.MirrorLifecyclePolicy || !r.owned.lifecycleDue(repoKey{reg: dstReg, name: t.Repository}) || repo.Created {
 		return nil // a creation sets it (EnsureRepository)
 	}
@@ -24,7 +24,7 @@ func (r *Batch) mirrorLifecycle(ctx context.Context, srcReg, dstReg *ecraccess.R
 	return err
 }
 
-func (r *Batch) setMissingLifecycle(ctx context.Context, srcReg, dstReg *ecraccess.Registry, src Image, t rules.Target) error {
+func (r *Batch) setMissingLifecycle(ctx context.Context, srcReg, dstReg *ecraccess.Client, src Image, t rules.Target) error {
 	has, err := dstReg.HasLifecyclePolicy(ctx, t.Repository)
 	if err != nil || has {
 		return err

@@ -147,7 +147,7 @@ func TestBlobMountingSettingKeepsOnlyCertainAnswers(t *testing.T) {
 	if err := w.sb.InjectAPIFault(sandbox.APIFault{Service: "ecr", Operation: "GetAccountSetting", Code: "AccessDeniedException"}); err != nil {
 		t.Fatal(err)
 	}
-	reg, err := w.resolver.Registry(w.ctx, access)
+	reg, err := w.resolver.Client(w.ctx, access)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -162,7 +162,7 @@ func TestBlobMountingSettingKeepsOnlyCertainAnswers(t *testing.T) {
 	}
 
 	w.setBlobMounting(t, "ENABLED")
-	reg, err = ecraccess.NewResolver(w.srcCfg).Registry(w.ctx, access) // a new process
+	reg, err = ecraccess.NewResolver(w.srcCfg).Client(w.ctx, access) // a new process
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -213,7 +213,7 @@ func code(err error) string {
 func TestBlobMountingOfAnotherAccountIsUnknown(t *testing.T) {
 	w := newWorld(t)
 	w.setBlobMounting(t, "ENABLED")
-	reg, err := w.resolver.Registry(w.ctx, ecraccess.Access{AccountID: sandbox.DestinationAccount, Region: sandbox.DefaultRegion})
+	reg, err := w.resolver.Client(w.ctx, ecraccess.Access{AccountID: sandbox.DestinationAccount, Region: sandbox.DefaultRegion})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -51,7 +51,7 @@ func (e *notOwnedError) ErrorCode() string { return CodeRepositoryNotOwned }
 func (e *notOwnedError) Retryable() bool   { return false }
 
 // NotOwned is the RepositoryNotOwned failure of a write into dest, an existing destination
-// repository described as repo (ecraccess.Registry.DescribeRepository: with its tags), by
+// repository described as repo (ecraccess.Client.DescribeRepository: with its tags), by
 // the replicator of account owner; nil when the replicator owns it (or created it).
 func NotOwned(dest ecrname.Repo, repo ecraccess.Repository, owner string) error {
 	if found := repo.Tags[ecraccess.OwnerTag]; !repo.Created && found != owner {
@@ -63,7 +63,7 @@ func NotOwned(dest ecrname.Repo, repo ecraccess.Repository, owner string) error 
 // repoKey names a destination repository as reached through one registry access (a
 // Resolver's registries live as long as the process).
 type repoKey struct {
-	reg  *ecraccess.Registry
+	reg  *ecraccess.Client
 	name string
 }
 
@@ -119,7 +119,7 @@ func (c *ownedCache) forget(k repoKey) {
 // destination makes sure the destination repository exists (creating it, owned, when
 // create) and is the replicator's, and describes it; cached: the verdict came from the
 // process's memory (ownedCache), not from ECR just now.
-func (r *Batch) destination(ctx context.Context, srcReg, dstReg *ecraccess.Registry, src Image, t rules.Target, create bool) (repo ecraccess.Repository, cached bool, err error) {
+func (r *Batch) destination(ctx context.Context, srcReg, dstReg *ecraccess.Client, src Image, t rules.Target, create bool) (repo ecraccess.Repository, cached bool, err error) {
 	key := repoKey{reg: dstReg, name: t.Repository}
 	if repo, ok := r.owned.get(key); ok {
 		return repo, true, r.mirrorLifecycle(ctx, srcReg, dstReg, src, t, repo)
@@ -146,7 +146,7 @@ func (r *Batch) destination(ctx context.Context, srcReg, dstReg *ecraccess.Regis
 // destination role refuses — a key outside its MirroredTagKeys (aws:TagKeys), which a
 // source user may add at will — is made again without them, and the keys dropped are
 // logged (MirroredTagsRefused): the repository is replicated, its tags are not.
-func (r *Batch) ensure(ctx context.Context, srcReg, dstReg *ecraccess.Registry, src Image, t rules.Target, owner string, create bool) (ecraccess.Repository, error) {
+func (r *Batch) ensure(ctx context.Context, srcReg, dstReg *ecraccess.Client, src Image, t rules.Target, owner string, create bool) (ecraccess.Repository, error) {
 	var settings ecraccess.RepositorySettings
 	if create {
 		var err error
@@ -193,7 +193,7 @@ const (
 // recheckYoung reads a repository again, once, when it has no owner tag and was created
 // moments ago — by a concurrent copy of this replicator, say, whose tags ECR may not show
 // yet — so that the permanent RepositoryNotOwned rests on a settled answer.
-func (r *Batch) recheckYoung(ctx context.Context, dstReg *ecraccess.Registry, name string, repo ecraccess.Repository, owner string) (ecraccess.Repository, error) {
+func (r *Batch) recheckYoung(ctx context.Context, dstReg *ecraccess.Client, name string, repo ecraccess.Repository, owner string) (ecraccess.Repository, error) {
 	if repo.Created || repo.Tags[ecraccess.OwnerTag] != "" || repo.CreatedAt.IsZero() || time.Since(repo.CreatedAt) >= youngRepository {
 		return repo, nil
 	}
@@ -207,6 +207,6 @@ func (r *Batch) recheckYoung(ctx context.Context, dstReg *ecraccess.Registry, na
 
 // forget drops a destination repository from the process's knowledge (the registry said
 // it is gone, or refused a write): the next copy looks at it again.
-func (r *Batch) forget(dstReg *ecraccess.Registry, repository string) {
+func (r *Batch) forget(dstReg *ecraccess.Client, repository string) {
 	r.owned.forget(repoKey{reg: dstReg, name: repository})
 }

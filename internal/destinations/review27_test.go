@@ -129,7 +129,7 @@ func TestReview27KeptImmutableIndexSendsItsChildrenToTheDLQ(t *testing.T) {
 }
 
 // TestReview27WarmInvocationsReReadEveryRepository: before issue 27 a warm process asked
-// ECR about a destination repository once (ecraccess.Registry remembered the repositories
+// ECR about a destination repository once (ecraccess.Client remembered the repositories
 // it knew: 0 control-plane calls for later copies into it). Now every invocation (a Run)
 // asks again, twice — DescribeRepositories and ListTagsForResource — for every
 // destination repository it touches, although the destination role's IAM conditions

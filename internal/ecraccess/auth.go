@@ -19,9 +19,9 @@ import (
 
 // Authenticator returns registry credentials for go-containerregistry, from the cached
 // token (renewed shortly before it expires).
-func (g *Registry) Authenticator() authn.Authenticator { return registryAuth{g} }
+func (g *Client) Authenticator() authn.Authenticator { return registryAuth{g} }
 
-type registryAuth struct{ g *Registry }
+type registryAuth struct{ g *Client }
 
 func (a registryAuth) Authorization() (*authn.AuthConfig, error) {
 	return a.AuthorizationContext(context.Background())
@@ -48,7 +48,7 @@ func (a registryAuth) AuthorizationContext(ctx context.Context) (*authn.AuthConf
 //
 // The same base gets the same RoundTripper back, so that callers caching clients by
 // transport (the engine reuses one per repository for a run) find it again.
-func (g *Registry) Transport(base http.RoundTripper) http.RoundTripper {
+func (g *Client) Transport(base http.RoundTripper) http.RoundTripper {
 	if base == nil {
 		base = http.DefaultTransport
 	}
@@ -60,7 +60,7 @@ func (g *Registry) Transport(base http.RoundTripper) http.RoundTripper {
 }
 
 type refreshTransport struct {
-	g    *Registry
+	g    *Client
 	base http.RoundTripper
 }
 

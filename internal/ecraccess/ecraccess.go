@@ -27,6 +27,8 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/ecr"
 	"github.com/aws/aws-sdk-go-v2/service/sts"
 	ststypes "github.com/aws/aws-sdk-go-v2/service/sts/types"
+
+	"github.com/ecr-replicator/ecr-replicator/internal/ecrname"
 )
 
 // Access names a registry and the identity to reach it with.
@@ -47,6 +49,13 @@ type Access struct {
 	// policy (https://docs.aws.amazon.com/IAM/latest/UserGuide/id_session-tags.html).
 	// ListOnly wins: a list-only session is never tagged.
 	Write bool
+}
+
+// SourceAccess is how the replicator reads a source registry: through the rules' source
+// role (source.roleArn: a replicator in a third, central account), or as the caller's
+// own identity when roleARN is empty. Every reader of the source goes through it.
+func SourceAccess(reg ecrname.Registry, roleARN string) Access {
+	return Access{AccountID: reg.AccountID, Region: reg.Region, RoleARN: roleARN}
 }
 
 func (a Access) key() string {
@@ -79,7 +88,7 @@ type Resolver struct {
 	log         *slog.Logger
 
 	mu         sync.Mutex
-	registries map[string]*Registry
+	registries map[string]*Client
 	roles      map[string]aws.CredentialsProvider
 
 	callerMu   sync.Mutex // held across GetCallerIdentity: concurrent callers wait for one call
@@ -107,7 +116,7 @@ func NewResolver(base aws.Config, opts ...Option) *Resolver {
 		base:        base,
 		sessionName: "ecr-replicator",
 		log:         slog.New(slog.DiscardHandler),
-		registries:  map[string]*Registry{},
+		registries:  map[string]*Client{},
 		roles:       map[string]aws.CredentialsProvider{},
 	}
 	for _, o := range opts {
@@ -129,8 +138,8 @@ func sessionName(prefix string) string {
 	return prefix + suffix
 }
 
-// Registry returns the registry a names, reached with the identity a names.
-func (r *Resolver) Registry(ctx context.Context, a Access) (*Registry, error) {
+// Client returns the registry a names, reached with the identity a names.
+func (r *Resolver) Client(ctx context.Context, a Access) (*Client, error) {
 	if a.Region == "" {
 		a.Region = r.base.Region
 	}
@@ -164,7 +173,7 @@ func (r *Resolver) Registry(ctx context.Context, a Access) (*Registry, error) {
 	if a.RoleARN != "" {
 		cfg.Credentials = r.roleCredentials(session{roleARN: a.RoleARN, externalID: a.ExternalID, listOnly: a.ListOnly, write: a.Write && !a.ListOnly})
 	}
-	reg = &Registry{
+	reg = &Client{
 		access:   a,
 		resolver: r,
 		api:      ecr.NewFromConfig(cfg),
@@ -178,7 +187,7 @@ func (r *Resolver) Registry(ctx context.Context, a Access) (*Registry, error) {
 // ahead of need, so that a caller about to list the source can have the destination's
 // session ready when it gets there. Errors are left for the real call to report.
 func (r *Resolver) Warm(ctx context.Context, a Access) {
-	reg, err := r.Registry(ctx, a)
+	reg, err := r.Client(ctx, a)
 	if err != nil || a.RoleARN == "" {
 		return
 	}
@@ -233,8 +242,8 @@ func (r *Resolver) CallerAccount(ctx context.Context) (string, error) {
 	return r.callerAcct, nil
 }
 
-// Registry is one ECR registry (account and region) as one identity sees it.
-type Registry struct {
+// Client is one ECR registry (account and region) as one identity sees it.
+type Client struct {
 	access   Access
 	resolver *Resolver
 	api      *ecr.Client
@@ -253,15 +262,15 @@ type Registry struct {
 }
 
 // Access returns what the registry was resolved from.
-func (g *Registry) Access() Access { return g.access }
+func (g *Client) Access() Access { return g.access }
 
 // API is the ECR API client acting with this registry's identity.
-func (g *Registry) API() *ecr.Client { return g.api }
+func (g *Client) API() *ecr.Client { return g.api }
 
 // Host returns the registry host (host[:port]) from ECR's answers: proxyEndpoint for the
 // caller's registry, a repository's repositoryUri for another account's. Never a
 // hostname template, so China, GovCloud, FIPS and dual-stack endpoints work.
-func (g *Registry) Host(ctx context.Context, repository string) (string, error) {
+func (g *Client) Host(ctx context.Context, repository string) (string, error) {
 	if !g.foreign {
 		if _, err := g.token(ctx, ""); err != nil {
 			return "", err
@@ -299,7 +308,7 @@ func (g *Registry) Host(ctx context.Context, repository string) (string, error) 
 // refused). One GetAuthorizationToken runs at a time (fetchMu) and the others wait for
 // its answer; the fields' lock (mu) is never held across the call, so readers of the
 // cached host and user do not wait on the network.
-func (g *Registry) token(ctx context.Context, refused string) (string, error) {
+func (g *Client) token(ctx context.Context, refused string) (string, error) {
 	usable := func() (string, bool) {
 		g.mu.Lock()
 		defer g.mu.Unlock()
@@ -358,7 +367,7 @@ func (g *Registry) token(ctx context.Context, refused string) (string, error) {
 
 // refresh replaces a refused token, unless another request already did (then the
 // current one is returned), so a burst of refusals costs one GetAuthorizationToken.
-func (g *Registry) refresh(ctx context.Context, refused string) (string, error) {
+func (g *Client) refresh(ctx context.Context, refused string) (string, error) {
 	return g.token(ctx, refused)
 }
 

@@ -76,7 +76,7 @@ type settingCall struct {
 // An answer kept past its time is returned as is while one call asks again in the
 // background; only a caller that knows nothing waits: the one whose call it is, until it
 // ends (or ctx does), the others at most mountingJoinWait.
-func (g *Registry) BlobMounting(ctx context.Context) (bool, error) {
+func (g *Client) BlobMounting(ctx context.Context) (bool, error) {
 	if g.foreign {
 		return false, &Error{Op: "ecr:GetAccountSetting", Code: CodeSettingUnreadable,
 			Err: errors.New("another account's registry, reached without a role: its BLOB_MOUNTING setting cannot be read (GetAccountSetting answers for the caller's own account)")}
@@ -115,7 +115,7 @@ func (g *Registry) BlobMounting(ctx context.Context) (bool, error) {
 }
 
 // askBlobMounting makes call c and keeps its answer unless the failure may pass.
-func (g *Registry) askBlobMounting(ctx context.Context, c *settingCall) {
+func (g *Client) askBlobMounting(ctx context.Context, c *settingCall) {
 	ctx, cancel := context.WithTimeout(ctx, mountingCallTimeout)
 	defer cancel()
 	out, err := g.api.GetAccountSetting(ctx, &ecr.GetAccountSettingInput{Name: aws.String("BLOB_MOUNTING")})

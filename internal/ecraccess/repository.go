@@ -29,7 +29,7 @@ type RepositorySettings struct {
 
 // ReadSettings reads a repository's settings. Lifecycle policy and resource tags are
 // read only when asked for (they cost a call each).
-func (g *Registry) ReadSettings(ctx context.Context, repository string, lifecycle, tags bool) (RepositorySettings, error) {
+func (g *Client) ReadSettings(ctx context.Context, repository string, lifecycle, tags bool) (RepositorySettings, error) {
 	var s RepositorySettings
 	out, err := g.api.DescribeRepositories(ctx, &ecr.DescribeRepositoriesInput{RegistryId: g.RegistryID(), RepositoryNames: []string{repository}})
 	if err != nil {
@@ -73,7 +73,7 @@ func (g *Registry) ReadSettings(ctx context.Context, repository string, lifecycl
 // RegistryID is the RegistryId of the registry's API calls: its account, named, so that a
 // call never acts on the caller's own registry in place of another's (nil: the caller's,
 // for a registry resolved without an account).
-func (g *Registry) RegistryID() *string {
+func (g *Client) RegistryID() *string {
 	if g.access.AccountID == "" {
 		return nil
 	}
@@ -168,7 +168,7 @@ func (r Repository) TagImmutable(tag string) bool {
 
 // DescribeRepository reads a repository and its resource tags (DescribeRepositories,
 // ListTagsForResource). A missing repository is an *Error with CodeRepositoryNotFound.
-func (g *Registry) DescribeRepository(ctx context.Context, repository string) (Repository, error) {
+func (g *Client) DescribeRepository(ctx context.Context, repository string) (Repository, error) {
 	out, err := g.api.DescribeRepositories(ctx, &ecr.DescribeRepositoriesInput{RegistryId: g.RegistryID(), RepositoryNames: []string{repository}})
 	var nf *types.RepositoryNotFoundException
 	if errors.As(err, &nf) || (err == nil && len(out.Repositories) == 0) {
@@ -190,7 +190,7 @@ func (g *Registry) DescribeRepository(ctx context.Context, repository string) (R
 // lifecycle policy, right after) when it does not and create is set, and describes it.
 // A concurrent creation (RepositoryAlreadyExistsException) is described like an existing
 // repository: whose it is, its tags say.
-func (g *Registry) EnsureRepository(ctx context.Context, repository string, settings RepositorySettings, create bool) (Repository, error) {
+func (g *Client) EnsureRepository(ctx context.Context, repository string, settings RepositorySettings, create bool) (Repository, error) {
 	repo, err := g.DescribeRepository(ctx, repository)
 	var ae *Error
 	switch {
@@ -233,7 +233,7 @@ func (g *Registry) EnsureRepository(ctx context.Context, repository string, sett
 
 // HasLifecyclePolicy says whether a repository has a lifecycle policy
 // (GetLifecyclePolicy; LifecyclePolicyNotFoundException: it has none).
-func (g *Registry) HasLifecyclePolicy(ctx context.Context, repository string) (bool, error) {
+func (g *Client) HasLifecyclePolicy(ctx context.Context, repository string) (bool, error) {
 	_, err := g.api.GetLifecyclePolicy(ctx, &ecr.GetLifecyclePolicyInput{RegistryId: g.RegistryID(), RepositoryName: aws.String(repository)})
 	var nf *types.LifecyclePolicyNotFoundException
 	switch {
@@ -246,7 +246,7 @@ func (g *Registry) HasLifecyclePolicy(ctx context.Context, repository string) (b
 }
 
 // PutLifecyclePolicy sets a repository's lifecycle policy.
-func (g *Registry) PutLifecyclePolicy(ctx context.Context, repository, policy string) error {
+func (g *Client) PutLifecyclePolicy(ctx context.Context, repository, policy string) error {
 	if _, err := g.api.PutLifecyclePolicy(ctx, &ecr.PutLifecyclePolicyInput{
 		RegistryId: g.RegistryID(), RepositoryName: aws.String(repository), LifecyclePolicyText: aws.String(policy),
 	}); err != nil {

@@ -18,7 +18,6 @@ import (
 	"github.com/google/go-containerregistry/pkg/v1/remote/transport"
 	"golang.org/x/sync/errgroup"
 
-	"github.com/ecr-replicator/ecr-replicator/internal/destinations"
 	"github.com/ecr-replicator/ecr-replicator/internal/ecraccess"
 	"github.com/ecr-replicator/ecr-replicator/internal/retry"
 	"github.com/ecr-replicator/ecr-replicator/internal/rules"
@@ -69,8 +68,8 @@ type verifyKey struct {
 }
 
 // source resolves the source registry.
-func (g *Gate) source(ctx context.Context, img Image) (*ecraccess.Registry, error) {
-	return g.c.Resolver.Registry(ctx, destinations.SourceAccess(img.Repo.Registry, g.c.SourceRole))
+func (g *Gate) source(ctx context.Context, img Image) (*ecraccess.Client, error) {
+	return g.c.Resolver.Client(ctx, ecraccess.SourceAccess(img.Repo.Registry, g.c.SourceRole))
 }
 
 // collect gathers the evidence n asks for: the listing and the manifest always, then the
@@ -135,7 +134,7 @@ func (g *Gate) collect(ctx context.Context, img Image, n need) (*evidence, error
 
 // describe lists one digest (DescribeImages); found is false when the source has no
 // such image.
-func describe(ctx context.Context, src *ecraccess.Registry, img Image) (imageInfo, bool, error) {
+func describe(ctx context.Context, src *ecraccess.Client, img Image) (imageInfo, bool, error) {
 	out, err := src.API().DescribeImages(ctx, &ecr.DescribeImagesInput{
 		RegistryId: aws.String(img.Repo.AccountID), RepositoryName: aws.String(img.Repo.Name),
 		ImageIds: []ecrtypes.ImageIdentifier{{ImageDigest: aws.String(img.Digest)}},
@@ -166,7 +165,7 @@ type registryReader struct {
 }
 
 // reader reads img's repository of the source registry.
-func reader(ctx context.Context, src *ecraccess.Registry, img Image) (*registryReader, error) {
+func reader(ctx context.Context, src *ecraccess.Client, img Image) (*registryReader, error) {
 	host, err := src.Host(ctx, img.Repo.Name)
 	if err != nil {
 		return nil, err

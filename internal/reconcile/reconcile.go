@@ -151,12 +151,12 @@ func (r *Reconciler) sourceRegistry(ctx context.Context) (ecrname.Registry, erro
 }
 
 // registry is the source registry's API access.
-func (r *Reconciler) registry(ctx context.Context, doc *rules.Document, src ecrname.Registry) (*ecraccess.Registry, error) {
+func (r *Reconciler) registry(ctx context.Context, doc *rules.Document, src ecrname.Registry) (*ecraccess.Client, error) {
 	// A source role (source.roleArn) is assumed list-only too: the reconcile never reads
 	// an image, only listings.
-	a := destinations.SourceAccess(src, doc.SourceRoleARN())
+	a := ecraccess.SourceAccess(src, doc.SourceRoleARN())
 	a.ListOnly = true
-	return r.c.Resolver.Registry(ctx, a)
+	return r.c.Resolver.Client(ctx, a)
 }
 
 func (r *Reconciler) recorder() *metrics.Recorder {

@@ -48,7 +48,7 @@ import (
 	"github.com/ecr-replicator/ecr-replicator/internal/rules"
 )
 
-// Environment the Source reads (beside rules.EnvRules and rules.EnvRulesFile).
+// Environment the Loader reads (beside rules.EnvRules and rules.EnvRulesFile).
 const (
 	// EnvParameter names the Systems Manager parameter holding the document.
 	EnvParameter = "REPLICATION_RULES_PARAMETER"
@@ -67,13 +67,13 @@ const DefaultCheckInterval = 60 * time.Second
 // Parameter Store that does not answer costs an invocation seconds, not its whole time.
 const readTimeout = 5 * time.Second
 
-// ParameterReader is the part of the Systems Manager client the Source needs.
+// ParameterReader is the part of the Systems Manager client the Loader needs.
 type ParameterReader interface {
 	GetParameter(ctx context.Context, in *ssm.GetParameterInput, optFns ...func(*ssm.Options)) (*ssm.GetParameterOutput, error)
 }
 
-// Source is the rules document of a function. It is safe for concurrent use.
-type Source struct {
+// Loader keeps the rules document of a function. It is safe for concurrent use.
+type Loader struct {
 	getenv   func(string) string
 	readFile func(string) ([]byte, error)
 	ssm      ParameterReader
@@ -93,24 +93,24 @@ type Source struct {
 	wait    time.Duration // the next wait after a failed read with no version to keep
 }
 
-// Option configures a Source.
-type Option func(*Source)
+// Option configures a Loader.
+type Option func(*Loader)
 
 // WithParameterReader sets the Systems Manager client (needed when EnvParameter is set).
-func WithParameterReader(r ParameterReader) Option { return func(s *Source) { s.ssm = r } }
+func WithParameterReader(r ParameterReader) Option { return func(s *Loader) { s.ssm = r } }
 
 // WithLogger sets the logger: document loads (info) and failed checks that keep the
 // previous version (warn). Default: discard.
-func WithLogger(l *slog.Logger) Option { return func(s *Source) { s.log = l } }
+func WithLogger(l *slog.Logger) Option { return func(s *Loader) { s.log = l } }
 
 // WithClock sets the clock that times the checks (tests).
-func WithClock(now func() time.Time) Option { return func(s *Source) { s.now = now } }
+func WithClock(now func() time.Time) Option { return func(s *Loader) { s.now = now } }
 
 // New returns the Source the environment describes. A configuration error (no source,
 // several, an unreadable check interval) is not returned here: it is what Current
 // answers, so that a function reports it on every invocation.
-func New(getenv func(string) string, readFile func(string) ([]byte, error), opts ...Option) *Source {
-	s := &Source{getenv: getenv, readFile: readFile, log: slog.New(slog.DiscardHandler), now: time.Now,
+func New(getenv func(string) string, readFile func(string) ([]byte, error), opts ...Option) *Loader {
+	s := &Loader{getenv: getenv, readFile: readFile, log: slog.New(slog.DiscardHandler), now: time.Now,
 		param: strings.TrimSpace(getenv(EnvParameter)), interval: DefaultCheckInterval}
 	for _, o := range opts {
 		o(s)
@@ -121,7 +121,7 @@ func New(getenv func(string) string, readFile func(string) ([]byte, error), opts
 	return s
 }
 
-func (s *Source) configure() error {
+func (s *Loader) configure() error {
 	if v := strings.TrimSpace(s.getenv(EnvCheckSeconds)); v != "" {
 		n, err := strconv.Atoi(v)
 		if err != nil || n < 0 {
@@ -146,7 +146,7 @@ func (s *Source) configure() error {
 // it reads the parameter when the last read is older than the check interval — or, while
 // no version could be read at all, after a wait that doubles from a second up to the
 // check interval; ctx bounds the read.
-func (s *Source) Current(ctx context.Context) (*rules.Document, error) {
+func (s *Loader) Current(ctx context.Context) (*rules.Document, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	switch {
@@ -165,7 +165,7 @@ func (s *Source) Current(ctx context.Context) (*rules.Document, error) {
 }
 
 // fromEnvironment loads REPLICATION_RULES or REPLICATION_RULES_FILE.
-func (s *Source) fromEnvironment() (*rules.Document, error) {
+func (s *Loader) fromEnvironment() (*rules.Document, error) {
 	if s.getenv(rules.EnvRules) == "" && s.getenv(rules.EnvRulesFile) == "" {
 		return nil, fmt.Errorf("no replication rules: set %s (a Systems Manager parameter holding the document), %s (the document) or %s (a path to it)",
 			EnvParameter, rules.EnvRules, rules.EnvRulesFile)
@@ -181,7 +181,7 @@ func (s *Source) fromEnvironment() (*rules.Document, error) {
 }
 
 // scoped is doc bounded by the repository prefix, when there is one.
-func (s *Source) scoped(doc *rules.Document) *rules.Document {
+func (s *Loader) scoped(doc *rules.Document) *rules.Document {
 	if s.scope.eventPrefix == "" {
 		return doc
 	}
@@ -189,7 +189,7 @@ func (s *Source) scoped(doc *rules.Document) *rules.Document {
 }
 
 // read reads the parameter and, when its version changed, parses it. The caller holds mu.
-func (s *Source) read(ctx context.Context) {
+func (s *Loader) read(ctx context.Context) {
 	ctx, cancel := context.WithTimeout(ctx, readTimeout)
 	defer cancel()
 	out, err := s.ssm.GetParameter(ctx, &ssm.GetParameterInput{Name: aws.String(s.param), WithDecryption: aws.Bool(true)})
@@ -226,7 +226,7 @@ func (s *Source) read(ctx context.Context) {
 // stands; with none read, the invocation fails as Unavailable (retried, not a
 // configuration error) and the next read waits a little longer each time. The caller
 // holds mu.
-func (s *Source) failed(err error) {
+func (s *Loader) failed(err error) {
 	code, transient := retry.Classify(ecraccess.WrapAWS("ssm:GetParameter", err))
 	answered := ecraccess.ErrorCode(err) != ""
 	err = fmt.Errorf("reading the rules parameter %s: %w", s.param, err)
@@ -261,7 +261,7 @@ func Unavailable(err error) bool {
 	return errors.As(err, &u)
 }
 
-func (s *Source) logLoad(from string, version int64) {
+func (s *Loader) logLoad(from string, version int64) {
 	if s.err != nil {
 		s.log.Error("invalid rules document", "source", from, "version", version, "error", s.err.Error())
 		return

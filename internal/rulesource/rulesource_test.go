@@ -145,7 +145,7 @@ func (w *world) put(t *testing.T, value string) {
 	}
 }
 
-func (w *world) source(extra map[string]string) *rulesource.Source {
+func (w *world) source(extra map[string]string) *rulesource.Loader {
 	e := map[string]string{rulesource.EnvParameter: param}
 	for k, v := range extra {
 		e[k] = v
@@ -317,7 +317,7 @@ func TestRepositoryPrefix(t *testing.T) {
 	w.put(t, doc("p", destRole))
 	prefix := map[string]string{rulesource.EnvRepositoryPrefixFilter: "team-a/"}
 	inline := map[string]string{rules.EnvRules: doc("e", destRole), rulesource.EnvRepositoryPrefixFilter: "team-a/"}
-	for name, src := range map[string]*rulesource.Source{
+	for name, src := range map[string]*rulesource.Loader{
 		"parameter":   w.source(prefix),
 		"environment": rulesource.New(env(inline), os.ReadFile),
 	} {

@@ -70,7 +70,7 @@ type Deps struct {
 	// then fail every invocation with this one message.
 	RulesErr error
 	// Source keeps the rules document current (Serve reads it before each invocation).
-	Source *rulesource.Source
+	Source *rulesource.Loader
 	// Verify compiles the promotion gates' signers for the replicate function's handler
 	// (nil: a document whose gates require signatures is refused).
 	Verify VerifyFunc

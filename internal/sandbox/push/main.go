@@ -70,7 +70,7 @@ func push(ctx context.Context, target string, files []string) error {
 	if err != nil {
 		return err
 	}
-	reg, err := ecraccess.NewResolver(cfg).Registry(ctx, ecraccess.Access{Region: cfg.Region})
+	reg, err := ecraccess.NewResolver(cfg).Client(ctx, ecraccess.Access{Region: cfg.Region})
 	if err != nil {
 		return err
 	}

@@ -43,7 +43,7 @@ func Login(ctx context.Context, sb *sandbox.Sandbox, account string) (*Registry,
 	if err != nil {
 		return nil, err
 	}
-	reg, err := ecraccess.NewResolver(cfg).Registry(ctx, ecraccess.Access{Region: cfg.Region})
+	reg, err := ecraccess.NewResolver(cfg).Client(ctx, ecraccess.Access{Region: cfg.Region})
 	if err != nil {
 		return nil, err
 	}

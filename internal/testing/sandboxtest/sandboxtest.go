@@ -118,7 +118,7 @@ func (w *World) DestinationRoleARN() string {
 // host and the credentials.
 func Login(t testing.TB, ctx context.Context, cfg aws.Config) (string, *authn.Basic) {
 	t.Helper()
-	reg, err := ecraccess.NewResolver(cfg).Registry(ctx, ecraccess.Access{Region: cfg.Region})
+	reg, err := ecraccess.NewResolver(cfg).Client(ctx, ecraccess.Access{Region: cfg.Region})
 	if err != nil {
 		t.Fatal(err)
 	}
