@@ -22,7 +22,7 @@ FUZZ_TARGETS := \
 	./internal/ecrname:FuzzRepositoryPrefix \
 	./internal/ecrname:FuzzValidators \
 	./internal/backfill:FuzzRequest \
-	./internal/reliability:FuzzSQSBatch
+	./internal/tooling/reliability:FuzzSQSBatch
 
 .PHONY: soak fuzz fault-matrix reconcile-matrix
 
@@ -30,11 +30,11 @@ FUZZ_TARGETS := \
 soak:
 	@# -timeout 0: the soak bounds itself by SOAK_DURATION (plus the final reconciliation).
 	SOAK_DURATION=$(SOAK_DURATION) SOAK_SEED=$(SOAK_SEED) $(GO) test -count=1 -v -timeout 0 \
-		-run '^TestSoak$$' ./internal/reliability/ 2>&1 | grep -E '^(SOAK|---|ok|FAIL|PASS)|OBSERVED|divergence|Error'; test $${PIPESTATUS[0]} -eq 0
+		-run '^TestSoak$$' ./internal/tooling/reliability/ 2>&1 | grep -E '^(SOAK|---|ok|FAIL|PASS)|OBSERVED|divergence|Error'; test $${PIPESTATUS[0]} -eq 0
 	SOAK_DURATION=$(SOAK_DURATION) SOAK_SEED=$(SOAK_SEED) $(GO) test -count=1 -v -timeout 0 \
-		-run '^TestReconcileSoak$$' ./internal/reliability/ 2>&1 | grep -E 'SOAK|^(---|ok|FAIL|PASS)|divergence|Error'; test $${PIPESTATUS[0]} -eq 0
+		-run '^TestReconcileSoak$$' ./internal/tooling/reliability/ 2>&1 | grep -E 'SOAK|^(---|ok|FAIL|PASS)|divergence|Error'; test $${PIPESTATUS[0]} -eq 0
 	INTERLEAVE_SCHEDULES=$(INTERLEAVE_SCHEDULES) INTERLEAVE_SEED=$(SOAK_SEED) $(GO) test -count=1 -v -timeout 0 \
-		-run '^TestInterleavings$$' ./internal/reliability/ 2>&1 | grep -E '^(---|ok|FAIL|PASS)|OBSERVED|Error'; exit $${PIPESTATUS[0]}
+		-run '^TestInterleavings$$' ./internal/tooling/reliability/ 2>&1 | grep -E '^(---|ok|FAIL|PASS)|OBSERVED|Error'; exit $${PIPESTATUS[0]}
 
 ## fuzz: every fuzz target for FUZZTIME (1m) each, one after the other
 fuzz:
@@ -46,8 +46,8 @@ fuzz:
 
 ## fault-matrix: every registry step × every fault kind, written to docs/FAULT_MATRIX.md (also part of make test)
 fault-matrix:
-	FAULT_MATRIX_OUT=$(CURDIR)/docs/FAULT_MATRIX.md $(GO) test -count=1 -run '^TestFaultMatrix$$' ./internal/reliability/
+	FAULT_MATRIX_OUT=$(CURDIR)/docs/FAULT_MATRIX.md $(GO) test -count=1 -run '^TestFaultMatrix$$' ./internal/tooling/reliability/
 
 ## reconcile-matrix: every call the reconcile makes × every failure, written to docs/RECONCILE_FAULT_MATRIX.md (also part of make test)
 reconcile-matrix:
-	RECONCILE_MATRIX_OUT=$(CURDIR)/docs/RECONCILE_FAULT_MATRIX.md $(GO) test -count=1 -run '^TestReconcileFaultMatrix$$' ./internal/reliability/
+	RECONCILE_MATRIX_OUT=$(CURDIR)/docs/RECONCILE_FAULT_MATRIX.md $(GO) test -count=1 -run '^TestReconcileFaultMatrix$$' ./internal/tooling/reliability/

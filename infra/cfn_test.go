@@ -13,7 +13,7 @@ import (
 
 	"github.com/awslabs/goformation/v7/cloudformation"
 
-	"github.com/ecr-replicator/ecr-replicator/internal/testing/cfn"
+	"github.com/ecr-replicator/ecr-replicator/internal/tooling/testing/cfn"
 )
 
 // Values of the pseudo parameters when templates are rendered in tests.

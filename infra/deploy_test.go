@@ -10,7 +10,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/ecr-replicator/ecr-replicator/internal/testing/cfn"
+	"github.com/ecr-replicator/ecr-replicator/internal/tooling/testing/cfn"
 	"github.com/ecr-replicator/ecr-replicator/internal/wiring"
 )
 

@@ -11,7 +11,7 @@ import (
 
 	"github.com/ecr-replicator/ecr-replicator/internal/rules"
 	"github.com/ecr-replicator/ecr-replicator/internal/rulesource"
-	"github.com/ecr-replicator/ecr-replicator/internal/testing/cfn"
+	"github.com/ecr-replicator/ecr-replicator/internal/tooling/testing/cfn"
 )
 
 // stackSetGrant is the DestinationRoleArns the README gives a stack whose destinations are

@@ -11,12 +11,12 @@ import (
 	"github.com/google/go-containerregistry/pkg/v1/random"
 
 	"github.com/ecr-replicator/ecr-replicator/internal/rules"
-	"github.com/ecr-replicator/ecr-replicator/internal/sandbox"
-	"github.com/ecr-replicator/ecr-replicator/internal/sandbox/eventsource"
-	"github.com/ecr-replicator/ecr-replicator/internal/sandbox/stack"
-	"github.com/ecr-replicator/ecr-replicator/internal/testing/cfn"
-	"github.com/ecr-replicator/ecr-replicator/internal/testing/lambdatest"
-	"github.com/ecr-replicator/ecr-replicator/internal/testing/sandboxtest"
+	"github.com/ecr-replicator/ecr-replicator/internal/tooling/sandbox"
+	"github.com/ecr-replicator/ecr-replicator/internal/tooling/sandbox/eventsource"
+	"github.com/ecr-replicator/ecr-replicator/internal/tooling/sandbox/stack"
+	"github.com/ecr-replicator/ecr-replicator/internal/tooling/testing/cfn"
+	"github.com/ecr-replicator/ecr-replicator/internal/tooling/testing/lambdatest"
+	"github.com/ecr-replicator/ecr-replicator/internal/tooling/testing/sandboxtest"
 )
 
 func TestMain(m *testing.M) { lambdatest.Main(m) }

@@ -7,8 +7,8 @@ import (
 	"path/filepath"
 	"testing"
 
-	"github.com/ecr-replicator/ecr-replicator/internal/sandbox/eventpattern"
-	"github.com/ecr-replicator/ecr-replicator/internal/testing/cfn"
+	"github.com/ecr-replicator/ecr-replicator/internal/tooling/sandbox/eventpattern"
+	"github.com/ecr-replicator/ecr-replicator/internal/tooling/testing/cfn"
 )
 
 // TestSourceAccountIds: whose ECR events ImageActionRule forwards. By default this

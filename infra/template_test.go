@@ -12,7 +12,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/ecr-replicator/ecr-replicator/internal/sandbox/eventpattern"
+	"github.com/ecr-replicator/ecr-replicator/internal/tooling/sandbox/eventpattern"
 )
 
 // Single-destination parameters most tests deploy with.

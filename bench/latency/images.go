@@ -20,8 +20,8 @@ import (
 	"github.com/google/go-containerregistry/pkg/v1/static"
 	"github.com/google/go-containerregistry/pkg/v1/types"
 
-	"github.com/ecr-replicator/ecr-replicator/internal/sandbox"
-	"github.com/ecr-replicator/ecr-replicator/internal/sandbox/signin"
+	"github.com/ecr-replicator/ecr-replicator/internal/tooling/sandbox"
+	"github.com/ecr-replicator/ecr-replicator/internal/tooling/sandbox/signin"
 )
 
 // side is one account's registry as its admin sees it.
@@ -89,7 +89,7 @@ func (s *side) remove(ctx context.Context, dataDir, repo, tag string, blobs []v1
 // registry between GC runs), so 50 pushes of a 100 MiB image would keep 10 GiB on disk
 // per configuration; the blobs here are random, so no other image shares them. This
 // leans on the sandbox's layout, <DataDir>/<account>-<region>/blobs/<2 hex>/<hex>
-// (internal/sandbox/registry.go newRegistry, store.go blobStore.path), and says how many
+// (internal/tooling/sandbox/registry.go newRegistry, store.go blobStore.path), and says how many
 // bytes it freed so that a changed layout shows as 0.
 func dropBlobs(dataDir, account string, blobs []v1.Hash) (int64, error) {
 	var freed int64

@@ -2,10 +2,10 @@
 // (`make bench-latency`): how long after a user's push to the source account the image's
 // tag exists in the destination account, and where that time goes.
 //
-// Everything runs on 127.0.0.1 against the repository's AWS sandbox (internal/sandbox),
+// Everything runs on 127.0.0.1 against the repository's AWS sandbox (internal/tooling/sandbox),
 // every API, registry and storage request delayed by -latency, blobs on disk under
 // -data. The push path is deployed as template.yaml deploys it and as the demo runs it
-// (internal/sandbox/stack): ECR's push events go through the ImageActionRule to the
+// (internal/tooling/sandbox/stack): ECR's push events go through the ImageActionRule to the
 // ReplicationQueue, whose local event source invokes the replicate function's real
 // bootstrap under the Lambda Runtime Interface Emulator, one emulator per execution
 // environment. Nobody hands the function an event.
@@ -38,7 +38,7 @@ import (
 	"time"
 
 	"github.com/ecr-replicator/ecr-replicator/bench/internal/harness"
-	"github.com/ecr-replicator/ecr-replicator/internal/sandbox/stack"
+	"github.com/ecr-replicator/ecr-replicator/internal/tooling/sandbox/stack"
 )
 
 const (

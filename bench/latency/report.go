@@ -8,7 +8,7 @@ import (
 	"time"
 
 	"github.com/ecr-replicator/ecr-replicator/bench/internal/harness"
-	"github.com/ecr-replicator/ecr-replicator/internal/sandbox/stack"
+	"github.com/ecr-replicator/ecr-replicator/internal/tooling/sandbox/stack"
 )
 
 // dist is p50, p99 and max of a figure over a kind's pushes.
@@ -74,7 +74,7 @@ func (b *bench) report(results []result) string {
 	fmt.Fprintf(&s, "\n## Push-to-replica latency — %s\n\n", time.Now().UTC().Format("2006-01-02 15:04 UTC"))
 	fmt.Fprintf(&s, "Machine: %s; sandbox latency %v per API, registry and storage request. Written by `make bench-latency` (bench/latency).\n\n", harness.Machine(), o.latency)
 	fmt.Fprintf(&s, "Everything on 127.0.0.1 in the sandbox (ECR API, registries, presigned blob storage, STS, SQS, EventBridge; blobs on disk). "+
-		"The push path as template.yaml deploys it (internal/sandbox/stack): ECR's push events → %s → %s (dead-letter queue after %d receives) → the event source, at most %d invocations at once → the replicate function's bootstrap under the Lambda Runtime Interface Emulator, one emulator per execution environment; "+
+		"The push path as template.yaml deploys it (internal/tooling/sandbox/stack): ECR's push events → %s → %s (dead-letter queue after %d receives) → the event source, at most %d invocations at once → the replicate function's bootstrap under the Lambda Runtime Interface Emulator, one emulator per execution environment; "+
 		"a fresh sandbox and fresh environments per configuration. "+
 		"Each push is a fresh random image (uncompressed random layers) under a tag of its own, pushed into the source with go-containerregistry's remote.Write or remote.WriteIndex, as crane push does (an index: its platforms by digest first, each with a push event of its own, then the index by tag); "+
 		"the next push waits until the replica is written and the queue is idle, so these are latencies of single pushes, not throughput. The big image is deleted from both accounts after each push.\n\n",

@@ -19,10 +19,10 @@ import (
 	"github.com/google/go-containerregistry/pkg/v1/remote"
 
 	"github.com/ecr-replicator/ecr-replicator/bench/internal/harness"
-	"github.com/ecr-replicator/ecr-replicator/internal/lambdarun"
-	"github.com/ecr-replicator/ecr-replicator/internal/sandbox"
-	"github.com/ecr-replicator/ecr-replicator/internal/sandbox/eventsource"
-	"github.com/ecr-replicator/ecr-replicator/internal/sandbox/stack"
+	"github.com/ecr-replicator/ecr-replicator/internal/tooling/lambdarun"
+	"github.com/ecr-replicator/ecr-replicator/internal/tooling/sandbox"
+	"github.com/ecr-replicator/ecr-replicator/internal/tooling/sandbox/eventsource"
+	"github.com/ecr-replicator/ecr-replicator/internal/tooling/sandbox/stack"
 )
 
 // sample is one push's figures.

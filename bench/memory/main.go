@@ -49,10 +49,10 @@ import (
 
 	"github.com/ecr-replicator/ecr-replicator/bench/internal/harness"
 	"github.com/ecr-replicator/ecr-replicator/internal/ecrevent"
-	"github.com/ecr-replicator/ecr-replicator/internal/lambdarun"
-	"github.com/ecr-replicator/ecr-replicator/internal/sandbox"
-	"github.com/ecr-replicator/ecr-replicator/internal/sandbox/eventsource"
-	"github.com/ecr-replicator/ecr-replicator/internal/sandbox/signin"
+	"github.com/ecr-replicator/ecr-replicator/internal/tooling/lambdarun"
+	"github.com/ecr-replicator/ecr-replicator/internal/tooling/sandbox"
+	"github.com/ecr-replicator/ecr-replicator/internal/tooling/sandbox/eventsource"
+	"github.com/ecr-replicator/ecr-replicator/internal/tooling/sandbox/signin"
 	"github.com/ecr-replicator/ecr-replicator/internal/wiring"
 )
 

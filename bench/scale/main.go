@@ -44,9 +44,9 @@ import (
 
 	"github.com/ecr-replicator/ecr-replicator/internal/copyengine"
 	"github.com/ecr-replicator/ecr-replicator/internal/ecraccess"
-	"github.com/ecr-replicator/ecr-replicator/internal/lambdarun"
-	"github.com/ecr-replicator/ecr-replicator/internal/sandbox"
-	"github.com/ecr-replicator/ecr-replicator/internal/sandbox/eventsource"
+	"github.com/ecr-replicator/ecr-replicator/internal/tooling/lambdarun"
+	"github.com/ecr-replicator/ecr-replicator/internal/tooling/sandbox"
+	"github.com/ecr-replicator/ecr-replicator/internal/tooling/sandbox/eventsource"
 	"github.com/ecr-replicator/ecr-replicator/internal/wiring"
 )
 

@@ -36,7 +36,7 @@ func TestReview21ReferrerPushedSinceFollowsAnOlderSubject(t *testing.T) {
 }
 
 // TestReview21ReferrerFollowsItsSubjectBesideAnUntaggedRule is the plan-level form of
-// internal/reliability's TestReview21ReferrerAfterSubjectWithAnUntaggedRuleElsewhere: a
+// internal/tooling/reliability's TestReview21ReferrerAfterSubjectWithAnUntaggedRuleElsewhere: a
 // second rule that replicates untagged images of the repository elsewhere takes the
 // referrer away from the referrers-only rule's destination.
 func TestReview21ReferrerFollowsItsSubjectBesideAnUntaggedRule(t *testing.T) {
@@ -75,7 +75,7 @@ rules:
 	}
 }
 
-// TestReview21ReferrerOfAReferrerIsPlanned is the plan-level form of internal/reliability's
+// TestReview21ReferrerOfAReferrerIsPlanned is the plan-level form of internal/tooling/reliability's
 // TestReview21ReferrerOfAReferrerAfterItsSubject: a signature (dg(3)) of an SBOM (dg(2))
 // of a tagged image (dg(1)) is planned nowhere when the rule copies referrers but not
 // untagged images.

@@ -10,7 +10,7 @@ import (
 	"time"
 
 	"github.com/ecr-replicator/ecr-replicator/internal/backfill"
-	"github.com/ecr-replicator/ecr-replicator/internal/sandbox"
+	"github.com/ecr-replicator/ecr-replicator/internal/tooling/sandbox"
 )
 
 // TestReview22InlineCutAtEveryHardStopEnds: docs/RELIABILITY.md says that retryable

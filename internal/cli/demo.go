@@ -3,7 +3,7 @@ package cli
 import (
 	"github.com/spf13/cobra"
 
-	"github.com/ecr-replicator/ecr-replicator/internal/demo"
+	"github.com/ecr-replicator/ecr-replicator/internal/tooling/demo"
 )
 
 func newDemoCmd() *cobra.Command {

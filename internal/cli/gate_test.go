@@ -12,9 +12,9 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/ecr"
 	"github.com/google/go-containerregistry/pkg/v1/random"
 
-	"github.com/ecr-replicator/ecr-replicator/internal/sandbox"
-	"github.com/ecr-replicator/ecr-replicator/internal/testing/sandboxtest"
-	"github.com/ecr-replicator/ecr-replicator/internal/testing/signing"
+	"github.com/ecr-replicator/ecr-replicator/internal/tooling/sandbox"
+	"github.com/ecr-replicator/ecr-replicator/internal/tooling/testing/sandboxtest"
+	"github.com/ecr-replicator/ecr-replicator/internal/tooling/testing/signing"
 )
 
 // TestCLIPromotionGates: plan says which copies promotion gates hold or block, and why;

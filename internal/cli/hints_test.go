@@ -7,8 +7,8 @@ import (
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/ecr"
 
-	"github.com/ecr-replicator/ecr-replicator/internal/sandbox"
-	"github.com/ecr-replicator/ecr-replicator/internal/testing/sandboxtest"
+	"github.com/ecr-replicator/ecr-replicator/internal/tooling/sandbox"
+	"github.com/ecr-replicator/ecr-replicator/internal/tooling/testing/sandboxtest"
 )
 
 // TestCLICrossAccountHints: the first likely mistake — a copy into (or out of) another

@@ -14,8 +14,8 @@ import (
 	"github.com/google/go-containerregistry/pkg/v1/static"
 	"github.com/google/go-containerregistry/pkg/v1/types"
 
-	"github.com/ecr-replicator/ecr-replicator/internal/sandbox"
-	"github.com/ecr-replicator/ecr-replicator/internal/testing/sandboxtest"
+	"github.com/ecr-replicator/ecr-replicator/internal/tooling/sandbox"
+	"github.com/ecr-replicator/ecr-replicator/internal/tooling/testing/sandboxtest"
 )
 
 // TestCLIPlanSaysWhatBlobMountingSaves: three repositories whose images share a base

@@ -15,12 +15,12 @@ import (
 	"github.com/google/go-containerregistry/pkg/v1/random"
 	"github.com/google/go-containerregistry/pkg/v1/types"
 
-	"github.com/ecr-replicator/ecr-replicator/internal/sandbox"
-	"github.com/ecr-replicator/ecr-replicator/internal/sandbox/eventsource"
-	"github.com/ecr-replicator/ecr-replicator/internal/sandbox/stack"
-	"github.com/ecr-replicator/ecr-replicator/internal/testing/lambdatest"
-	"github.com/ecr-replicator/ecr-replicator/internal/testing/sandboxtest"
-	"github.com/ecr-replicator/ecr-replicator/internal/testing/signing"
+	"github.com/ecr-replicator/ecr-replicator/internal/tooling/sandbox"
+	"github.com/ecr-replicator/ecr-replicator/internal/tooling/sandbox/eventsource"
+	"github.com/ecr-replicator/ecr-replicator/internal/tooling/sandbox/stack"
+	"github.com/ecr-replicator/ecr-replicator/internal/tooling/testing/lambdatest"
+	"github.com/ecr-replicator/ecr-replicator/internal/tooling/testing/sandboxtest"
+	"github.com/ecr-replicator/ecr-replicator/internal/tooling/testing/signing"
 )
 
 // gateWorld is the push path deployed with promotion gates: template.yaml's rules and

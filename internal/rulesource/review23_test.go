@@ -8,7 +8,7 @@ import (
 	"testing"
 
 	"github.com/ecr-replicator/ecr-replicator/internal/rulesource"
-	"github.com/ecr-replicator/ecr-replicator/internal/sandbox"
+	"github.com/ecr-replicator/ecr-replicator/internal/tooling/sandbox"
 )
 
 // TestReview23DeletedParameterIsNotKeptForever: once a warm execution environment has read

@@ -13,7 +13,7 @@ import (
 	"strconv"
 	"strings"
 
-	"github.com/ecr-replicator/ecr-replicator/internal/lambdarun"
+	"github.com/ecr-replicator/ecr-replicator/internal/tooling/lambdarun"
 )
 
 const (

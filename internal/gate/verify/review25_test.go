@@ -17,8 +17,8 @@ import (
 	"github.com/ecr-replicator/ecr-replicator/internal/gate"
 	"github.com/ecr-replicator/ecr-replicator/internal/gate/verify"
 	"github.com/ecr-replicator/ecr-replicator/internal/rules"
-	"github.com/ecr-replicator/ecr-replicator/internal/sandbox/sign"
-	"github.com/ecr-replicator/ecr-replicator/internal/testing/signing"
+	"github.com/ecr-replicator/ecr-replicator/internal/tooling/sandbox/sign"
+	"github.com/ecr-replicator/ecr-replicator/internal/tooling/testing/signing"
 )
 
 // regionalKMS is a KMS client of one Region, as AWS KMS answers it: KMS keys are
@@ -56,7 +56,7 @@ func (k *regionalKMS) GetPublicKey(_ context.Context, in *kms.GetPublicKeyInput,
 // Region than the source registry (a central signing Region) can never be fetched: every
 // decision on an image it signed fails, and nothing it signs is ever promoted. The
 // sandbox's KMS hides this: it answers any ARN of the caller's account, whatever the
-// Region of the endpoint (internal/sandbox: TestReview25KMSKeysAreRegional).
+// Region of the endpoint (internal/tooling/sandbox: TestReview25KMSKeysAreRegional).
 func TestReview25KMSKeyOfAnotherRegion(t *testing.T) {
 	key := signing.NewKey(t)
 	arn := "arn:aws:kms:us-west-2:111111111111:key/1234abcd-12ab-34cd-56ef-1234567890ab"

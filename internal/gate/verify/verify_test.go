@@ -8,7 +8,7 @@ import (
 
 	"github.com/ecr-replicator/ecr-replicator/internal/gate/verify"
 	"github.com/ecr-replicator/ecr-replicator/internal/rules"
-	"github.com/ecr-replicator/ecr-replicator/internal/testing/signing"
+	"github.com/ecr-replicator/ecr-replicator/internal/tooling/testing/signing"
 )
 
 func doc(t *testing.T, signers string) *rules.Document {

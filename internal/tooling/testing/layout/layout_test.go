@@ -1,0 +1,61 @@
+// Package layout holds the test that keeps the product apart from its tooling.
+package layout
+
+import (
+	"os/exec"
+	"strings"
+	"testing"
+)
+
+const module = "github.com/ecr-replicator/ecr-replicator/"
+
+// deps lists the project's packages a program links (go list -deps).
+func deps(t *testing.T, pkg string) []string {
+	t.Helper()
+	out, err := exec.Command("go", "list", "-deps", "-f", "{{.ImportPath}}", pkg).CombinedOutput()
+	if err != nil {
+		t.Fatalf("go list -deps %s: %v\n%s", pkg, err, out)
+	}
+	var own []string
+	for _, p := range strings.Fields(string(out)) {
+		if strings.HasPrefix(p, module) {
+			own = append(own, strings.TrimPrefix(p, module))
+		}
+	}
+	return own
+}
+
+// TestFunctionsLinkOnlyProduct: the Lambda functions link the product — never anything
+// under internal/tooling (the sandbox, the demo, the emulator runner, what only tests use)
+// nor the CLI.
+func TestFunctionsLinkOnlyProduct(t *testing.T) {
+	for _, fn := range []string{"functions/replicate", "functions/backfill", "functions/reconcile"} {
+		for _, p := range deps(t, "../../../../"+fn) {
+			if strings.HasPrefix(p, "internal/tooling/") || p == "internal/cli" {
+				t.Errorf("%s links %s", fn, p)
+			}
+		}
+	}
+}
+
+// TestCLILinksNoTestPackages: the CLI carries the sandbox and the demo (commands of
+// their own: try the product with no AWS account), never what only tests use.
+func TestCLILinksNoTestPackages(t *testing.T) {
+	for _, p := range deps(t, "../../../../cmd/ecr-replicator") {
+		if strings.HasPrefix(p, "internal/tooling/testing") {
+			t.Errorf("the CLI links %s", p)
+		}
+	}
+}
+
+// TestSandboxLinksNoFunction: the sandbox plays AWS and its stack plays template.yaml:
+// they run the functions as deployed (bootstraps, an environment named as the template
+// names it), never link the functions' code — what they show is what a deployment does.
+func TestSandboxLinksNoFunction(t *testing.T) {
+	for _, p := range deps(t, "../../sandbox/...") {
+		switch p {
+		case "internal/wiring", "internal/eventhandler", "internal/backfill", "internal/reconcile", "internal/destinations", "internal/copyengine":
+			t.Errorf("the sandbox links %s", p)
+		}
+	}
+}
