@@ -105,12 +105,9 @@ func New(c Config) *Handler {
 // event or work item and gets a Summary, with an error only when something retryable
 // failed. An invalid rules document fails every invocation.
 func (h *Handler) Handle(ctx context.Context, payload json.RawMessage) (any, error) {
-	if h.c.RulesErr != nil {
-		h.c.Log.Error("invalid rules document; fix the configuration (the rules document or its parameter)", "error", h.c.RulesErr.Error())
-		return nil, fmt.Errorf("configuration error: invalid rules document: %w", h.c.RulesErr)
-	}
-	if h.c.Rules == nil {
-		return nil, errors.New("configuration error: no rules document")
+	if err := rules.Usable(h.c.Rules, h.c.RulesErr); err != nil {
+		h.c.Log.Error("the rules document cannot be used; fix the configuration (the rules document or its parameter)", "error", err.Error())
+		return nil, err
 	}
 	if h.c.Source == nil {
 		return nil, errors.New("configuration error: no source registry to check messages against")

@@ -34,7 +34,6 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
-	"fmt"
 	"io"
 	"log/slog"
 	"sync"
@@ -115,12 +114,9 @@ func New(c Config) *Reconciler {
 // response (the items to redeliver); anything else is a trigger, answered with the run it
 // started, or an error (Lambda then retries the asynchronous invocation).
 func (r *Reconciler) Handle(ctx context.Context, payload json.RawMessage) (any, error) {
-	if r.c.RulesErr != nil {
-		r.c.Log.Error("invalid rules document; fix the configuration (REPLICATION_RULES)", "error", r.c.RulesErr.Error())
-		return nil, fmt.Errorf("configuration error: invalid rules document: %w", r.c.RulesErr)
-	}
-	if r.c.Rules == nil {
-		return nil, errors.New("configuration error: no rules document")
+	if err := rules.Usable(r.c.Rules, r.c.RulesErr); err != nil {
+		r.c.Log.Error("the rules document cannot be used; fix the configuration (the rules document or its parameter)", "error", err.Error())
+		return nil, err
 	}
 	if r.c.ReconcileQueueURL == "" || r.c.CopyQueueURL == "" || r.c.Sender == nil {
 		return nil, errors.New("configuration error: the reconcile needs RECONCILE_QUEUE_URL and COPY_QUEUE_URL")

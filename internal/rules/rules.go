@@ -21,12 +21,26 @@
 package rules
 
 import (
+	"errors"
 	"fmt"
 	"regexp"
 	"strings"
 
 	"github.com/ecr-replicator/ecr-replicator/internal/ecrname"
 )
+
+// Usable is the configuration error of a function built from doc, whose reading failed
+// with err: the document's own error, or no document at all; nil when doc can be used.
+// Every invocation of such a function fails with it (ConfigurationErrors).
+func Usable(doc *Document, err error) error {
+	switch {
+	case err != nil:
+		return fmt.Errorf("configuration error: invalid rules document: %w", err)
+	case doc == nil:
+		return errors.New("configuration error: no rules document")
+	}
+	return nil
+}
 
 // Document is a validated rules document with every default applied.
 // Marshalling it (YAML or JSON) yields an equivalent document, except for

@@ -489,3 +489,31 @@ func TestGlobLiteralsThatCanMatch(t *testing.T) {
 		}
 	}
 }
+
+// TestUsable: a function built from a document that failed to read, or from none, fails
+// every invocation with one configuration error that keeps the document's own.
+func TestUsable(t *testing.T) {
+	doc, err := Parse([]byte("rules:\n- repositories: [\"team-a/*\"]\n  destinations: [{accountId: \"222222222222\", region: us-east-1}]\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	parseErr := errors.New("rules: at least one rule")
+	for _, c := range []struct {
+		name string
+		doc  *Document
+		err  error
+		want string
+	}{
+		{"usable", doc, nil, ""},
+		{"invalid", nil, parseErr, "configuration error: invalid rules document: rules: at least one rule"},
+		{"none", nil, nil, "configuration error: no rules document"},
+	} {
+		got := Usable(c.doc, c.err)
+		if (got == nil) != (c.want == "") || (got != nil && got.Error() != c.want) {
+			t.Errorf("%s: Usable = %v, want %q", c.name, got, c.want)
+		}
+		if c.err != nil && !errors.Is(got, c.err) {
+			t.Errorf("%s: %v does not wrap the document's error", c.name, got)
+		}
+	}
+}
