@@ -59,3 +59,38 @@ func TestSandboxLinksNoFunction(t *testing.T) {
 		}
 	}
 }
+
+// TestNoImportSkipsALayer: a push's path is message → rules → destinations → engine.
+// Only destinations (the one door) and wiring (which builds the engine the functions
+// share) import the copy engine; the rules depend on nothing but the names.
+func TestNoImportSkipsALayer(t *testing.T) {
+	out, err := exec.Command("go", "list", "-f", `{{.ImportPath}} {{join .Imports " "}}`, "../../../../...").CombinedOutput()
+	if err != nil {
+		t.Fatalf("go list: %v\n%s", err, out)
+	}
+	mayUseEngine := map[string]bool{"internal/destinations": true, "internal/wiring": true}
+	seen := 0
+	for _, line := range strings.Split(strings.TrimSpace(string(out)), "\n") {
+		fields := strings.Fields(line)
+		pkg := strings.TrimPrefix(fields[0], module)
+		if strings.HasPrefix(pkg, "internal/tooling/") || pkg == "internal/copyengine" {
+			continue
+		}
+		seen++
+		for _, imp := range fields[1:] {
+			own, ok := strings.CutPrefix(imp, module)
+			if !ok {
+				continue
+			}
+			if own == "internal/copyengine" && !mayUseEngine[pkg] {
+				t.Errorf("%s imports the copy engine: go through internal/destinations", pkg)
+			}
+			if pkg == "internal/rules" && own != "internal/ecrname" {
+				t.Errorf("internal/rules imports %s: the rules depend on nothing below them", own)
+			}
+		}
+	}
+	if seen < 20 {
+		t.Fatalf("go list named %d product packages; the walk is broken", seen)
+	}
+}
