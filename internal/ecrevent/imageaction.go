@@ -43,7 +43,11 @@ func (a *ImageAction) Validate() error {
 		return err
 	}
 	if class, why := a.class(); class == Ignored {
-		return malformed("detail", "not an action to replicate: %s", why)
+		field := "detail.action-type"
+		if a.Result != ResultSuccess {
+			field = "detail.result"
+		}
+		return malformed(field, "not an action to replicate: %s", why)
 	}
 	return a.validateImage()
 }

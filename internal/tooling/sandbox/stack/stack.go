@@ -227,13 +227,15 @@ func (s *Stack) createQueue(ctx context.Context, name string, attrs map[string]s
 }
 
 // FunctionEnv is what the template puts in ReplicateFunction's environment for the push
-// path at its defaults (the rules document and the AWS endpoints and credentials are the
+// path at its defaults and the stack's Options (the rules document and the AWS endpoints and credentials are the
 // caller's), plus the function timeout for the emulator.
 func (s *Stack) FunctionEnv() map[string]string {
 	return map[string]string{
 		"REPLICATION_QUEUE_URL":       s.QueueURL,
 		"COPY_QUEUE_URL":              s.CopyQueueURL,
 		"PROMOTION_GATES":             strconv.FormatBool(s.opts.PromotionGates),
+		"MIRROR_DELETES":              strconv.FormatBool(s.opts.MirrorDeletes),
+		"REPOSITORY_PREFIX_FILTER":    s.opts.RepositoryPrefixFilter,
 		"PUT_IMAGE_RATE":              strconv.Itoa(PutImageRate),
 		"PUT_IMAGE_WRITERS":           strconv.Itoa(CopyConcurrency),
 		"LOG_LEVEL":                   LogLevel,

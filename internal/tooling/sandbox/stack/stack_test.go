@@ -226,6 +226,7 @@ func TestSettingsAreTheTemplates(t *testing.T) {
 // template.yaml does, as text; these are the names the functions read.
 func TestEnvironmentIsWhatTheFunctionsRead(t *testing.T) {
 	read := []string{wiring.EnvQueueURL, wiring.EnvCopyQueueURL, wiring.EnvPutImageRate, wiring.EnvWriters, rulesource.EnvPromotionGates,
+		rulesource.EnvMirrorDeletes, rulesource.EnvRepositoryPrefixFilter,
 		"LOG_LEVEL", "AWS_LAMBDA_FUNCTION_TIMEOUT"}
 	env := (&stack.Stack{}).FunctionEnv()
 	for _, name := range read {
