@@ -2,6 +2,7 @@
 package layout
 
 import (
+	"os"
 	"os/exec"
 	"strings"
 	"testing"
@@ -9,10 +10,15 @@ import (
 
 const module = "github.com/ecr-replicator/ecr-replicator/"
 
-// deps lists the project's packages a program links (go list -deps).
-func deps(t *testing.T, pkg string) []string {
+// deps lists the project's packages a program links (go list -deps), built as the given
+// goos/goarch with tags (none: this machine's, as the tests build).
+func deps(t *testing.T, pkg string, goos, goarch, tags string) []string {
 	t.Helper()
-	out, err := exec.Command("go", "list", "-deps", "-f", "{{.ImportPath}}", pkg).CombinedOutput()
+	cmd := exec.Command("go", "list", "-deps", "-tags", tags, "-f", "{{.ImportPath}}", pkg)
+	if goos != "" {
+		cmd.Env = append(os.Environ(), "GOOS="+goos, "GOARCH="+goarch, "CGO_ENABLED=0")
+	}
+	out, err := cmd.CombinedOutput()
 	if err != nil {
 		t.Fatalf("go list -deps %s: %v\n%s", pkg, err, out)
 	}
@@ -29,10 +35,15 @@ func deps(t *testing.T, pkg string) []string {
 // under internal/tooling (the sandbox, the demo, the emulator runner, what only tests use)
 // nor the CLI.
 func TestFunctionsLinkOnlyProduct(t *testing.T) {
+	// As sam.mk builds them (linux, both architectures the template offers, lambda.norpc)
+	// and as the tests build them.
+	builds := []struct{ goos, goarch, tags string }{{"linux", "arm64", "lambda.norpc"}, {"linux", "amd64", "lambda.norpc"}, {"", "", ""}}
 	for _, fn := range []string{"functions/replicate", "functions/backfill", "functions/reconcile"} {
-		for _, p := range deps(t, "../../../../"+fn) {
-			if strings.HasPrefix(p, "internal/tooling/") || p == "internal/cli" {
-				t.Errorf("%s links %s", fn, p)
+		for _, b := range builds {
+			for _, p := range deps(t, "../../../../"+fn, b.goos, b.goarch, b.tags) {
+				if strings.HasPrefix(p, "internal/tooling/") || p == "internal/cli" {
+					t.Errorf("%s (%s/%s %s) links %s", fn, b.goos, b.goarch, b.tags, p)
+				}
 			}
 		}
 	}
@@ -41,7 +52,7 @@ func TestFunctionsLinkOnlyProduct(t *testing.T) {
 // TestCLILinksNoTestPackages: the CLI carries the sandbox and the demo (commands of
 // their own: try the product with no AWS account), never what only tests use.
 func TestCLILinksNoTestPackages(t *testing.T) {
-	for _, p := range deps(t, "../../../../cmd/ecr-replicator") {
+	for _, p := range deps(t, "../../../../cmd/ecr-replicator", "", "", "") {
 		if strings.HasPrefix(p, "internal/tooling/testing") {
 			t.Errorf("the CLI links %s", p)
 		}
@@ -52,7 +63,7 @@ func TestCLILinksNoTestPackages(t *testing.T) {
 // they run the functions as deployed (bootstraps, an environment named as the template
 // names it), never link the functions' code — what they show is what a deployment does.
 func TestSandboxLinksNoFunction(t *testing.T) {
-	for _, p := range deps(t, "../../sandbox/...") {
+	for _, p := range deps(t, "../../sandbox/...", "", "", "") {
 		switch p {
 		case "internal/wiring", "internal/eventhandler", "internal/backfill", "internal/reconcile", "internal/destinations", "internal/copyengine":
 			t.Errorf("the sandbox links %s", p)

@@ -49,6 +49,15 @@ func TestProductFunctionsAreShort(t *testing.T) {
 		if n := fset.Position(f.FileEnd).Line; n > maxFileLines {
 			t.Errorf("%s is %d lines (at most %d)", rel, n, maxFileLines)
 		}
+		ast.Inspect(f, func(n ast.Node) bool {
+			// A function literal at package level (var h = func…) is a function too.
+			if lit, ok := n.(*ast.FuncLit); ok {
+				if n := fset.Position(lit.End()).Line - fset.Position(lit.Pos()).Line + 1; n > maxFunctionLines {
+					t.Errorf("%s:%d: a function literal is %d lines (at most %d)", rel, fset.Position(lit.Pos()).Line, n, maxFunctionLines)
+				}
+			}
+			return true
+		})
 		for _, decl := range f.Decls {
 			fn, ok := decl.(*ast.FuncDecl)
 			if !ok {
