@@ -35,19 +35,23 @@ vet:
 	$(GO) vet ./...
 	$(GO) -C bench vet ./...
 
-# deadcode (golang.org/x/tools/cmd/deadcode, pinned by go.mod's tool block) lists the
-# functions that no main package and no test of the module reaches: exported API nobody
-# calls included. Findings are its standard output; its errors fail the target too. The bench module (bench/go.mod) is checked on its own, by the same pinned
-# binary run in bench/, with bench's programs and tests as roots. Neither run counts the
-# other's calls: what the main module keeps only for the benchmarks is dead there (it
-# belongs in bench/), and the benchmarks' unused helpers are dead in bench/.
-## deadcode: fail listing the functions no program or test reaches, in the module and in bench/
+# deadcode (golang.org/x/tools/cmd/deadcode, pinned by go.mod's tool block), twice:
+# - with -test: no function that no program and no test of the module reaches, tooling
+#   included;
+# - without -test, over the product packages (cmd, functions, internal but
+#   internal/tooling): no exported API that only tests call, but the test hooks declared
+#   in internal/tooling/testing/testhooks.txt (file and function; positions ignored).
+# Findings are printed and fail the target; deadcode's own errors fail it too. The bench
+# module (bench/go.mod) is tooling and not checked: it costs another 20 s of make test.
+## deadcode: fail listing the functions no program or test reaches, and product API only tests call
 deadcode:
 	@dc=$$($(GO) tool -n deadcode) || exit 1; \
 	out=$$($$dc -test ./...) || { echo "$$out"; exit 1; }; \
-	bench=$$(cd bench && $$dc -test ./...) || { echo "$$bench"; exit 1; }; \
-	out=$$(printf '%s\n%s' "$$out" "$$(echo "$$bench" | sed '/./s|^|bench/|')" | sed '/^$$/d'); \
-	if [ -n "$$out" ]; then echo "dead code (delete it, or call it from a program or a test):"; echo "$$out"; exit 1; fi
+	api=$$($$dc -filter '^github.com/ecr-replicator/ecr-replicator/(cmd|functions|internal)/' ./...) || { echo "$$api"; exit 1; }; \
+	api=$$(echo "$$api" | grep -v '^internal/tooling/' | sed -E 's/:[0-9]+:[0-9]+:/:/' | grep -vxF -f internal/tooling/testing/testhooks.txt | sed '/^$$/d'); \
+	if [ -n "$$out" ]; then echo "dead code (delete it, or call it from a program or a test):"; echo "$$out"; fi; \
+	if [ -n "$$api" ]; then echo "product API only tests call (delete it, or declare it in internal/tooling/testing/testhooks.txt):"; echo "$$api"; fi; \
+	[ -z "$$out" ] && [ -z "$$api" ]
 
 ## lint: fmt-check, vet, deadcode and cfn-lint, without the tests
 lint: fmt-check vet deadcode cfn-lint

@@ -96,11 +96,6 @@ func (x *blobIndex) forget(scope mountScope, repo string, digest v1.Hash) {
 	}
 }
 
-func (x *blobIndex) len() int {
-	x.mu.Lock()
-	defer x.mu.Unlock()
-	return len(x.byKey)
-}
 
 func removed(repos []string, repo string) []string {
 	out := make([]string, 0, len(repos))

@@ -498,3 +498,10 @@ func TestOverlappingSharedLayersDoNotDeadlock(t *testing.T) {
 	}
 	w.copyAll(t, run, reqs) // all there: nothing left to do, digests checked
 }
+
+// len is how many blobs the index holds (the tests check its bound).
+func (x *blobIndex) len() int {
+	x.mu.Lock()
+	defer x.mu.Unlock()
+	return len(x.byKey)
+}
