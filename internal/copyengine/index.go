@@ -96,7 +96,6 @@ func (x *blobIndex) forget(scope mountScope, repo string, digest v1.Hash) {
 	}
 }
 
-
 func removed(repos []string, repo string) []string {
 	out := make([]string, 0, len(repos))
 	for _, r := range repos {
