@@ -1,5 +1,6 @@
-// Package wiring builds, from the environment main reads (a getenv: wiring reads none
-// itself), the dependencies the Lambda functions' main.go share: logger, AWS
+// Package wiring builds, from the environment main reads (a getenv: wiring reads no
+// variable of its own; the AWS SDK reads its standard ones, AWS_REGION,
+// AWS_ENDPOINT_URL_<SERVICE> and the credentials, as it does everywhere), the dependencies the Lambda functions' main.go share: logger, AWS
 // configuration, the rules document (internal/rulesource), the replicator (registry
 // access + copy engine), the backfill and the reconcile, and serves invocations with the
 // rules document kept current (Serve). Entry points stay thin.
