@@ -4,7 +4,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -83,27 +82,18 @@ func TestRulesParameterReplicates(t *testing.T) {
 	delete(env, rules.EnvRules)
 	env = sandboxtest.FunctionEnvFor(t, ctx, w.SB, env)
 
-	var (
-		mu  sync.Mutex
-		fns []*lambdatest.Function
-	)
-	envs := eventsource.NewEnvironments(func() (eventsource.Handler, error) {
-		f := lambdatest.Start(t, "github.com/ecr-replicator/ecr-replicator/functions/replicate", env)
-		mu.Lock()
-		defer mu.Unlock()
-		fns = append(fns, f)
-		return f, nil
-	})
+	// Built here, on the test's goroutine: a bootstrap that does not build fails the test
+	// instead of stopping the event source's goroutine that would start it.
+	pool := lambdatest.Pool(t, "github.com/ecr-replicator/ecr-replicator/functions/replicate", env)
+	envs := eventsource.NewEnvironments(func() (eventsource.Handler, error) { return pool.New() })
 	es, stop, err := st.Start(ctx, stack.Mapping{Invoke: envs.Invoke, MaximumConcurrency: 2})
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer stop()
 	stdout := func() string {
-		mu.Lock()
-		defer mu.Unlock()
 		var b strings.Builder
-		for _, f := range fns {
+		for _, f := range pool.Functions() {
 			b.WriteString(f.Stdout())
 		}
 		return b.String()
