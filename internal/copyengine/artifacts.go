@@ -3,6 +3,7 @@ package copyengine
 import (
 	"bytes"
 	"context"
+	"strconv"
 	"strings"
 
 	v1 "github.com/google/go-containerregistry/pkg/v1"
@@ -32,18 +33,27 @@ func runnable(m *rawManifest) string {
 		return "an image manifest that does not parse"
 	}
 	for _, l := range mf.Layers {
-		if filesystemLayer(l.MediaType) {
-			return "an image (layer " + string(l.MediaType) + ")"
+		if runtimeLayer(l.MediaType) {
+			return "an image (layer " + strconv.Quote(string(l.MediaType)) + ")"
 		}
 	}
 	return ""
 }
 
-// filesystemLayer: a layer a runtime unpacks into a root filesystem (OCI layers, whatever
-// their compression or encryption suffix, and Docker's rootfs diffs, foreign included).
-func filesystemLayer(mt types.MediaType) bool {
-	return mt.IsLayer() || strings.HasPrefix(string(mt), "application/vnd.oci.image.layer.") ||
-		strings.HasPrefix(string(mt), "application/vnd.docker.image.rootfs.")
+// runtimeLayer: a layer media type some runtime pulls and unpacks into a root filesystem.
+// Docker Engine lower-cases the type and takes "", application/octet-stream,
+// application/json, text/html and any application/vnd.oci.image.* or
+// application/vnd.docker.* as a layer, guessing the compression from the bytes (moby,
+// distribution/pull_v2.go, checkSupportedMediaType); containerd and containers/image take
+// a subset of those. An artifact's layers carry types of their own (cosign simple signing,
+// DSSE, Sigstore bundles, Notation's JWS and COSE, SPDX, CycloneDX, in-toto).
+func runtimeLayer(mt types.MediaType) bool {
+	t := strings.ToLower(strings.TrimSpace(string(mt)))
+	switch t {
+	case "", "application/octet-stream", "application/json", "text/html":
+		return true
+	}
+	return strings.HasPrefix(t, "application/vnd.oci.image.") || strings.HasPrefix(t, "application/vnd.docker.")
 }
 
 // admitReferrer says whether a referrer (or a cosign tag's manifest) of this copy may be

@@ -83,8 +83,10 @@ func (w *indexWalk) walk(digest string, raw []byte, depth int) error {
 			if err := w.walk(c.Digest.String(), child.Manifest, depth+1); err != nil {
 				return err
 			}
-		case !c.MediaType.IsImage():
-			// Not a manifest a runtime runs (an artifact): copied with the index, not an image.
+		case !c.MediaType.IsImage() && !c.MediaType.IsSchema1():
+			// Not a manifest a runtime runs (an artifact): copied with the index, not an
+			// image. A Docker schema 1 child is an image: runtimes pull it (moby's
+			// pullManifestList; containerd 1.x converts it), so it is decided too.
 		default:
 			attestation, err := w.attestation(c)
 			if err != nil {

@@ -159,3 +159,24 @@ func TestKeylessPatternsMatchTheWholeValue(t *testing.T) {
 		}
 	}
 }
+
+// TestKeylessPatternsMustNameAnOwner: a URL subject pattern names the host and an owner in
+// its literal beginning; one whose owner varies, or that matches an identity nobody means
+// to trust, is refused when the document is read.
+func TestKeylessPatternsMustNameAnOwner(t *testing.T) {
+	for re, ok := range map[string]bool{
+		`https://github\.com/acme/app/\.github/workflows/release\.yml@refs/tags/v.*`: true,
+		`https://github.com/acme/.*`:                            true,
+		`^https://gitlab\.com/acme/infra//\.gitlab-ci\.yml@.+$`: true,
+		`[a-z]+@acme\.example`:                                  true,
+		`https://github\.com/[a-z]+/app/.*`:                     false, // any owner's app
+		`https://github\.com/.*`:                                false,
+		`(https://github\.com/acme/.*|.*)`:                      false,
+		`https://(github|gitlab)\.com/.+`:                       false,
+	} {
+		k := &Keyless{Issuer: "https://token.actions.githubusercontent.com", SubjectRegExp: re, TrustedRoot: "{}"}
+		if err := k.validate("k"); (err == nil) != ok {
+			t.Errorf("subjectRegExp %s: %v, want accepted %v", re, err, ok)
+		}
+	}
+}

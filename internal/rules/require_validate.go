@@ -109,17 +109,71 @@ func (k *Keyless) validate(path string) error {
 		if err != nil {
 			return fmt.Errorf("%s.%s: %w", path, re.field, err)
 		}
-		if c.MatchString(anyIdentity) || c.MatchString("") {
-			return fmt.Errorf("%s.%s: %s matches any identity (it must match the whole %s, and name whom you trust)",
-				path, re.field, ecrname.Quote(re.v), strings.TrimSuffix(re.field, "RegExp"))
+		if why := trustsAnyone(re.v, c); why != "" {
+			return fmt.Errorf("%s.%s: %s %s (it must match the whole %s, and name whom you trust)",
+				path, re.field, ecrname.Quote(re.v), why, strings.TrimSuffix(re.field, "RegExp"))
 		}
 	}
 	return nil
 }
 
-// anyIdentity is an identity nobody means to trust: a pattern matching it (.*, .+, a
-// catch-all alternative) trusts everyone a trusted root ever certified.
-const anyIdentity = "https://attacker.invalid/any/.github/workflows/x.yml@refs/heads/any"
+// untrustedIdentities are identities nobody means to trust — of other owners on the
+// common CI providers, of another mail domain, of nowhere: a pattern matching one of them
+// (.*, .+, https://github\.com/.*, a catch-all alternative) trusts far more than whom it
+// names.
+var untrustedIdentities = []string{
+	"",
+	"https://attacker.invalid/any/.github/workflows/x.yml@refs/heads/any",
+	"https://github.com/attacker/evil/.github/workflows/release.yml@refs/heads/main",
+	"https://github.com/attacker/evil/.github/workflows/release.yml@refs/tags/v1",
+	"https://gitlab.com/attacker/evil//.gitlab-ci.yml@refs/heads/main",
+	"https://token.actions.githubusercontent.com.attacker.invalid",
+	"https://accounts.google.com.attacker.invalid",
+	"attacker@evil.invalid",
+}
+
+// trustsAnyone says why a keyless pattern (re, compiled as c by FullMatch) trusts too
+// much, or "". Besides the identities above, a URL pattern's literal beginning must name
+// the host and an owner (https://github\.com/acme/…): a pattern whose owner part varies
+// trusts every owner of that host.
+func trustsAnyone(re string, c *regexp.Regexp) string {
+	for _, id := range untrustedIdentities {
+		if c.MatchString(id) {
+			return "matches any identity: it also matches " + ecrname.Quote(id)
+		}
+	}
+	prefix := literalBeginning(re)
+	for _, scheme := range []string{"https://", "http://"} {
+		if rest, ok := strings.CutPrefix(prefix, scheme); ok && strings.Count(rest, "/") < 2 {
+			return "names no owner: its literal beginning " + ecrname.Quote(prefix) + " stops before host/owner/"
+		}
+	}
+	return ""
+}
+
+// literalBeginning is what a pattern matches literally before its first operator, an
+// unescaped dot read as the dot users mean in a host name (github.com): close enough to
+// tell whether it names a host and an owner.
+func literalBeginning(re string) string {
+	re = strings.TrimPrefix(re, "^")
+	var b strings.Builder
+	for i := 0; i < len(re); i++ {
+		ch := re[i]
+		if i+1 < len(re) && strings.IndexByte("*+?{", re[i+1]) >= 0 {
+			break // ch is repeated: not literal
+		}
+		switch {
+		case ch == '\\' && i+1 < len(re) && strings.IndexByte(`.-/\+*?()[]{}|^$`, re[i+1]) >= 0:
+			i++
+			b.WriteByte(re[i])
+		case strings.IndexByte(`\()[]{}|^$*+?`, ch) >= 0:
+			return b.String()
+		default:
+			b.WriteByte(ch)
+		}
+	}
+	return b.String()
+}
 
 // FullMatch makes a keyless issuerRegExp or subjectRegExp match the whole value:
 // sigstore-go matches a regular expression anywhere in the certificate's value, so
