@@ -13,11 +13,13 @@ import (
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/credentials"
 	"github.com/aws/aws-sdk-go-v2/service/ecr"
+	ecrtypes "github.com/aws/aws-sdk-go-v2/service/ecr/types"
 	"github.com/google/go-containerregistry/pkg/authn"
 	"github.com/google/go-containerregistry/pkg/name"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/google/go-containerregistry/pkg/v1/remote"
 
+	"github.com/ecr-replicator/ecr-replicator/internal/ecraccess"
 	"github.com/ecr-replicator/ecr-replicator/internal/tooling/sandbox"
 )
 
@@ -186,7 +188,10 @@ func (m *mountBench) proxies(src, dst *side5) error {
 func (m *mountBench) prepare(ctx context.Context, t *tool) error {
 	for _, repo := range m.repos {
 		m.dst.DeleteRepository(ctx, &ecr.DeleteRepositoryInput{RepositoryName: aws.String(repo), Force: true}) // absent the first time
-		if _, err := m.dst.CreateRepository(ctx, &ecr.CreateRepositoryInput{RepositoryName: aws.String(repo)}); err != nil {
+		// Adopted for the replicator, as an administrator does (docs/SECURITY.md): it
+		// writes only to repositories tagged with its owner.
+		owner := []ecrtypes.Tag{{Key: aws.String(ecraccess.OwnerTag), Value: aws.String(sandbox.SourceAccount)}}
+		if _, err := m.dst.CreateRepository(ctx, &ecr.CreateRepositoryInput{RepositoryName: aws.String(repo), Tags: owner}); err != nil {
 			return err
 		}
 	}
