@@ -145,8 +145,11 @@ func (s *session) tryMount(ctx context.Context, client *http.Client, base *url.U
 		return loc, false, 0, nil
 	case code >= 400 && code < 500 && code != http.StatusRequestTimeout && code != http.StatusTooManyRequests:
 		// Refused (403: not allowed to read it there, say): asking again from there
-		// would be refused again; a refusal that may pass (408, 429, 5xx) keeps it.
-		s.c.index.forget(scope, from, desc.Digest)
+		// would be refused again — unless the refusal is the destination's (its writes
+		// denied), which the plain upload that follows tells: the source is forgotten
+		// only once that upload is accepted (mountRefused). A refusal that may pass (408,
+		// 429, 5xx) keeps it.
+		st.refusedFrom = from
 	}
 	log.Debug("blob mount refused; uploading", "status", resp.StatusCode)
 	return "", false, 0, nil
@@ -174,4 +177,19 @@ func (s *session) abandonUpload(ctx context.Context, client *http.Client, loc st
 	if resp, err := do(ctx, client, http.MethodDelete, u.String()); err == nil {
 		discard(resp)
 	}
+}
+
+// mountRefused forgets the repository a mount of digest was refused from, now that a
+// plain upload into the same repository was accepted: the refusal was the mount's (the
+// repository named may not be read), not the destination's, whose refusal of every write
+// says nothing about the source and must not make other copies upload what they could
+// mount.
+func (s *session) mountRefused(st *pushState, digest v1.Hash) {
+	if st.refusedFrom == "" {
+		return
+	}
+	if scope, ok := s.dst.mountScope(); ok {
+		s.c.index.forget(scope, st.refusedFrom, digest)
+	}
+	st.refusedFrom = ""
 }

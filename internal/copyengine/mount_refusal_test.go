@@ -27,8 +27,10 @@ func plainUpload(reg http.Handler, w http.ResponseWriter, r *http.Request) {
 }
 
 // TestRefusedMountIsNotAskedAgain: a mount refused with a 4xx other than 202 (403: the
-// identity may not read the repository named) makes the engine forget that repository as
-// a source of the blob, as a 202 does: the next copy of the blob does not ask again.
+// identity may not read the repository named), when the plain upload that follows is
+// accepted, makes the engine forget that repository as a source of the blob, as a 202
+// does: the next copy of the blob does not ask again. A refusal into a repository that
+// refuses the plain upload too is the destination's: the source is kept (review 26b).
 func TestRefusedMountIsNotAskedAgain(t *testing.T) {
 	e := newEnv(t)
 	img := must[v1.Image](t)(random.Image(1024, 1))
@@ -42,7 +44,7 @@ func TestRefusedMountIsNotAskedAgain(t *testing.T) {
 		t.Fatal(r.Err)
 	}
 	var mu sync.Mutex
-	mounts := map[string]map[string]bool{} // repository → blobs asked to mount
+	mounts := map[string]map[string]bool{} // repository → blobs asked to mount from mirror/a
 	e.dst.setHook(func(w http.ResponseWriter, r *http.Request) bool {
 		mu.Lock()
 		defer mu.Unlock()
@@ -55,7 +57,9 @@ func TestRefusedMountIsNotAskedAgain(t *testing.T) {
 			if mounts[repo] == nil {
 				mounts[repo] = map[string]bool{}
 			}
-			mounts[repo][r.URL.Query().Get("mount")] = true
+			if r.URL.Query().Get("from") == "mirror/a" {
+				mounts[repo][r.URL.Query().Get("mount")] = true
+			}
 			writeRegError(w, http.StatusForbidden, "DENIED", "not authorized to perform: ecr:GetDownloadUrlForLayer")
 			return true
 		case strings.HasPrefix(r.URL.Path, "/v2/other/b/blobs/uploads/"):
@@ -69,16 +73,18 @@ func TestRefusedMountIsNotAskedAgain(t *testing.T) {
 	if r := run.Copy(context.Background(), req("other/b")); r.Err == nil {
 		t.Fatalf("a copy into a repository refusing writes: %s, want failed", r.Outcome)
 	}
-	if r := run.Copy(context.Background(), req("mirror/c")); r.Err != nil {
-		t.Fatal(r.Err)
+	for _, repo := range []string{"mirror/c", "mirror/d"} {
+		if r := run.Copy(context.Background(), req(repo)); r.Err != nil {
+			t.Fatal(r.Err)
+		}
 	}
 	e.dst.setHook(nil)
-	if len(mounts["other/b"]) == 0 {
-		t.Fatal("no mount asked into other/b")
+	if len(mounts["other/b"]) == 0 || len(mounts["mirror/c"]) == 0 {
+		t.Fatalf("mounts asked: %v; want some into other/b and mirror/c", mounts)
 	}
-	for blob := range mounts["other/b"] {
-		if mounts["mirror/c"][blob] {
-			t.Errorf("blob %s: its mount from mirror/a was refused for other/b, and asked again for mirror/c", blob)
+	for blob := range mounts["mirror/c"] {
+		if mounts["mirror/d"][blob] {
+			t.Errorf("blob %s: its mount from mirror/a was refused for mirror/c (whose upload was accepted), and asked again for mirror/d", blob)
 		}
 	}
 }

@@ -77,6 +77,10 @@ const (
 type pushState struct {
 	sent    bool // a PUT went out
 	mounted bool // a mount was answered 201
+	// refusedFrom: the repository a mount from was refused with a 4xx, to forget as the
+	// blob's source once a plain upload into the same repository is accepted (the
+	// refusal was then the mount's, not the destination's).
+	refusedFrom string
 }
 
 func (p pushState) settle(f blobFate) blobFate {
@@ -134,6 +138,7 @@ func (s *session) pushBlobOnce(ctx context.Context, client *http.Client, desc v1
 			src.close()
 			return blobUploaded, size, err
 		}
+		s.mountRefused(st, desc.Digest)
 	}
 	o := <-src
 	if o.err != nil {

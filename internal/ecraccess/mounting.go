@@ -74,8 +74,8 @@ type settingCall struct {
 // without the setting, a copy uploads every blob, as it would with mounting off.
 //
 // An answer kept past its time is returned as is while one call asks again in the
-// background; only a caller that knows nothing waits: the one whose call it is, until it
-// ends (or ctx does), the others at most mountingJoinWait.
+// background; only a caller that knows nothing waits, at most mountingJoinWait (the one
+// whose call it is too).
 func (g *Client) BlobMounting(ctx context.Context) (bool, error) {
 	if g.foreign {
 		return false, &Error{Op: "ecr:GetAccountSetting", Code: CodeSettingUnreadable,
@@ -88,9 +88,9 @@ func (g *Client) BlobMounting(ctx context.Context) (bool, error) {
 		m.mu.Unlock()
 		return kept.on, kept.err
 	}
-	c, started := m.call, false
+	c := m.call
 	if c == nil {
-		c, started = &settingCall{done: make(chan struct{})}, true
+		c = &settingCall{done: make(chan struct{})}
 		m.call = c
 		go g.askBlobMounting(context.WithoutCancel(ctx), c)
 	}
@@ -98,18 +98,16 @@ func (g *Client) BlobMounting(ctx context.Context) (bool, error) {
 	if kept != nil {
 		return kept.on, kept.err // stale: asked again in the background
 	}
-	var wait <-chan time.Time
-	if !started {
-		t := time.NewTimer(mountingJoinWait)
-		defer t.Stop()
-		wait = t.C
-	}
+	// Whoever started the call waits no longer than the others: a stalled or throttled
+	// call must not hold a copy (the call goes on, its answer is kept for the next).
+	t := time.NewTimer(mountingJoinWait)
+	defer t.Stop()
 	select {
 	case <-c.done:
 		return c.answer.on, c.answer.err
 	case <-ctx.Done():
 		return false, ctx.Err()
-	case <-wait:
+	case <-t.C:
 		return false, &Error{Op: "ecr:GetAccountSetting", Err: fmt.Errorf("no answer about BLOB_MOUNTING within %s: %w", mountingJoinWait, context.DeadlineExceeded)}
 	}
 }
