@@ -127,6 +127,17 @@ func main() {
 	var sections []string
 	var evals []evaluation
 	others := appendedSections(*out)
+	// A run of some scenarios only is appended as a section of its own: rewriting the
+	// side-by-side tables with it would drop the others' tables.
+	compose := func() string {
+		if subset := strings.Join(scenarioIDs(want), ","); subset != "1,2,3,4,5" {
+			if main := mainSection(*out); main != "" {
+				return main + others + "\n## Scenarios " + subset + " alone — " + time.Now().UTC().Format("2006-01-02 15:04") + " UTC\n\n" +
+					b.runFacts(*tags, ds) + "\n" + strings.Join(sections, "\n") + "\n" + strings.Replace(targetsSection(evals), "## Targets", "### Targets", 1)
+			}
+		}
+		return b.header(*tags, ds) + strings.Join(sections, "\n") + "\n" + targetsSection(evals) + others
+	}
 	for _, sc := range scs {
 		if !want[sc.id] && !(sc.id == "4-ecr" && want["4"]) {
 			continue
@@ -143,15 +154,13 @@ func main() {
 			sections = append(sections, sec)
 			evals = append(evals, evaluate(sc, d, res)...)
 			// Written after every table, so an interrupted run still leaves a report.
-			partial := b.header(*tags, ds) + strings.Join(sections, "\n") + "\n" + targetsSection(evals) + others
-			if err := os.WriteFile(*out, []byte(partial), 0o644); err != nil {
+			if err := os.WriteFile(*out, []byte(compose()), 0o644); err != nil {
 				log.Fatal(err)
 			}
 		}
 	}
-	report := b.header(*tags, ds) + strings.Join(sections, "\n") + "\n" + targetsSection(evals) + others
 	fmt.Println(targetsSection(evals))
-	if err := os.WriteFile(*out, []byte(report), 0o644); err != nil {
+	if err := os.WriteFile(*out, []byte(compose()), 0o644); err != nil {
 		log.Fatal(err)
 	}
 	log.Printf("wrote %s", *out)
@@ -690,9 +699,13 @@ func targetsSection(ev []evaluation) string {
 }
 
 func (b *bench) header(tags int, ds []time.Duration) string {
+	return "# Benchmarks: ecr-replicator against crane, regctl and skopeo\n\n" +
+		"Written by `make bench` (bench/main.go). Do not edit by hand.\n\n" + b.runFacts(tags, ds)
+}
+
+// runFacts says when, where and how a run was made.
+func (b *bench) runFacts(tags int, ds []time.Duration) string {
 	var sb strings.Builder
-	sb.WriteString("# Benchmarks: ecr-replicator against crane, regctl and skopeo\n\n")
-	sb.WriteString("Written by `make bench` (bench/main.go). Do not edit by hand.\n\n")
 	fmt.Fprintf(&sb, "- date: %s\n", time.Now().UTC().Format(time.RFC3339))
 	fmt.Fprintf(&sb, "- machine: `%s`\n", version("uname", "-a"))
 	fmt.Fprintf(&sb, "- CPU: %s, %d cores; memory %s\n", cpuModel(), cores(), memTotal())
@@ -740,6 +753,29 @@ func memTotal() string {
 func scaled(n int64, f float64) int64 {
 	v := int64(float64(n) * f)
 	return max(v, 4096)
+}
+
+// scenarioIDs lists the scenarios asked for, in order.
+func scenarioIDs(want map[string]bool) []string {
+	var ids []string
+	for id, ok := range want {
+		if ok && id != "" {
+			ids = append(ids, id)
+		}
+	}
+	sort.Strings(ids)
+	return ids
+}
+
+// mainSection returns the side-by-side tables of the report at path, up to what other
+// benchmarks appended ("" when there is none).
+func mainSection(path string) string {
+	old, err := os.ReadFile(path)
+	if err != nil {
+		return ""
+	}
+	s := string(old)
+	return strings.TrimSuffix(s, appendedSections(path))
 }
 
 // appendedSections returns what other benchmarks (make bench-scale, bench-memory,
