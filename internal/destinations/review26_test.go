@@ -2,6 +2,7 @@ package destinations_test
 
 import (
 	"testing"
+	"time"
 
 	"github.com/ecr-replicator/ecr-replicator/internal/copyengine"
 	"github.com/ecr-replicator/ecr-replicator/internal/destinations"
@@ -34,7 +35,20 @@ func TestReview26ThrottledSettingTurnsMountingOffForMinutes(t *testing.T) {
 		return r
 	}
 	first := copyOne(0)
-	w.sb.ClearFaults() // the burst is over
+	// The burst is over once the call it throttled has made its 3 attempts: a copy waits
+	// at most a second for a call in flight (review 26b), so one made while that call is
+	// still backing off may go on without it.
+	deadline := time.Now().Add(10 * time.Second)
+	for n := 0; n < 3 && time.Now().Before(deadline); time.Sleep(20 * time.Millisecond) {
+		n = 0
+		for _, e := range w.sb.AccessLogSince(0) {
+			if e.Operation == "GetAccountSetting" {
+				n++
+			}
+		}
+	}
+	time.Sleep(100 * time.Millisecond) // the SDK reads the third answer and the call ends
+	w.sb.ClearFaults()
 	second := copyOne(1)
 	t.Logf("after one throttled GetAccountSetting: first copy uploaded %d bytes, the second (the burst over) %d bytes and mounted %d", first.BytesCopied, second.BytesCopied, second.BytesMounted)
 	if second.BytesMounted < 2*size {
