@@ -127,6 +127,9 @@ type Response struct {
 	// that another repository there held (mounted, had the registry blob mounting enabled).
 	BytesMounted   int64 `json:"bytesMounted,omitempty"`
 	BytesMountable int64 `json:"bytesMountable,omitempty"`
+	// ReferrersRefused: referrers gated inline copies left out, being runnable
+	// (docs/PROMOTION.md).
+	ReferrersRefused int `json:"referrersRefused,omitempty"`
 	// Remaining is work found but neither enqueued nor copied by this invocation.
 	Remaining int `json:"remaining"`
 	// Held and Blocked count the copies promotion gates held or blocked (in a dry run:

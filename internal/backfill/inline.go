@@ -154,6 +154,7 @@ func (r *invocation) copySameGate(ctx context.Context, g []Work, stuck string) i
 		r.resp.BytesCopied += x.BytesCopied
 		r.resp.BytesMounted += x.BytesMounted
 		r.resp.BytesMountable += x.BytesMountable
+		r.resp.ReferrersRefused += x.ReferrersRefused
 		r.outstand[w.Target.Destination.Registry()]--
 		r.mu.Unlock()
 	}

@@ -82,7 +82,7 @@ func (b *Backfill) report(resp *Response, mr *metrics.Recorder) {
 		"mode", resp.Mode, "repositoriesScanned", resp.RepositoriesScanned, "imagesSeen", resp.ImagesSeen,
 		"skippedBeforeSince", resp.SkippedBeforeSince, "archivedAtSource", resp.ArchivedAtSource, "inSync", resp.InSync, "drift", resp.Drift,
 		"enqueued", resp.Enqueued, "copied", resp.Copied, "skipped", resp.Skipped, "failed", resp.Failed, "bytesCopied", resp.BytesCopied,
-		"bytesMounted", resp.BytesMounted, "bytesMountable", resp.BytesMountable,
+		"bytesMounted", resp.BytesMounted, "bytesMountable", resp.BytesMountable, "referrersRefused", resp.ReferrersRefused,
 		"remaining", resp.Remaining, "estimatedSecondsAtQuota", resp.EstimatedSecondsAtQuota,
 		"continues", resp.ContinuationToken != "", "durationMs", resp.DurationMs)
 	for _, m := range resp.Mounting {
@@ -97,5 +97,8 @@ func (b *Backfill) report(resp *Response, mr *metrics.Recorder) {
 		m.Add("BackfillFailures", metrics.Count, float64(resp.Failed))
 		m.Add("BytesCopied", metrics.Bytes, float64(resp.BytesCopied))
 		m.Add("BytesMounted", metrics.Bytes, float64(resp.BytesMounted))
+		if resp.ReferrersRefused > 0 {
+			m.Add("GateReferrersRefused", metrics.Count, float64(resp.ReferrersRefused))
+		}
 	}
 }

@@ -165,6 +165,7 @@ func (h *Handler) logReport(ctx context.Context, j *job, o Report, r destination
 		slog.String("destination", o.Destination), slog.String("rule", o.Rule), slog.String("outcome", o.Outcome),
 		slog.String("reason", o.Reason), slog.Int64("bytes", r.BytesCopied), slog.Int("blobs", r.BlobsCopied),
 		slog.Int("blobs_skipped", r.BlobsSkipped), slog.Int64("bytes_mounted", r.BytesMounted), slog.Int64("bytes_mountable", r.BytesMountable),
+		slog.Int("referrers_refused", r.ReferrersRefused),
 		slog.Int64("duration_ms", r.Duration.Milliseconds()),
 		slog.String("error_code", o.Code), slog.Bool("retryable", o.Retryable),
 	}
@@ -181,6 +182,11 @@ func record(mr *metrics.Recorder, j *job, r destinations.Result, code string, fa
 	dst := r.Destination.Registry.String()
 	if !j.delete {
 		mr.Add("PutImageThrottled", metrics.Count, float64(r.ManifestsThrottled), "Destination", dst)
+	}
+	if r.ReferrersRefused > 0 {
+		// Referrers a gated copy left out, being runnable (docs/PROMOTION.md): content
+		// that rode on a promoted image's subject and was not copied, by rule.
+		mr.Add("GateReferrersRefused", metrics.Count, float64(r.ReferrersRefused), "Rule", r.Rule)
 	}
 	switch {
 	case r.Outcome == Blocked:

@@ -44,7 +44,7 @@ func TestReview25ReferrerSmuggledPastTheGate(t *testing.T) {
 	  "destinations":[{"accountId":%q,"region":%q,"roleArn":%q,"externalId":%q,"repositoryPrefix":"mirror/"}]}]}`,
 		key.PublicPEM(t), dstAcct, region, sandbox.RoleARN(dstAcct, sandbox.DestinationRole), extID)
 	f := newFixture(t, rules)
-	h, _ := f.handler(t)
+	h, logs := f.handler(t)
 
 	good := f.push(t, "team-a/app", "v1")
 	r := signing.NewRepo(t, f.w.Source.Host, "team-a/app", f.w.Source.Auth)
@@ -74,6 +74,16 @@ func TestReview25ReferrerSmuggledPastTheGate(t *testing.T) {
 	}
 	if got := f.destinationHead(t, "mirror/team-a/app", sd); got != "" {
 		t.Fatalf("an unsigned image with a CRITICAL finding (%s), a referrer of the promoted one, was copied into the gated destination", sd)
+	}
+	// Left out, and said so: counted by rule, not only logged.
+	counted := false
+	for _, l := range jsonLines(logs.String()) {
+		if v, ok := l["GateReferrersRefused"].(float64); ok && v >= 1 && l["Rule"] == "gated" {
+			counted = true
+		}
+	}
+	if !counted {
+		t.Errorf("no GateReferrersRefused{Rule=gated} metric for the referrer left out:\n%s", logs)
 	}
 }
 
