@@ -14,14 +14,15 @@ import (
 	"golang.org/x/sync/errgroup"
 
 	"github.com/ecr-replicator/ecr-replicator/internal/backfill"
+	"github.com/ecr-replicator/ecr-replicator/internal/ecraccess"
 )
 
 // destinationState is what a dry run needs to know of an ECR destination repository:
 // whether it exists (and would be created), and its tag mutability.
 type destinationState struct {
 	missing bool
-	create  bool // --create-repository
-	tags    tagMutability
+	create  bool                 // --create-repository
+	tags    ecraccess.Repository // its tag mutability (TagImmutable)
 }
 
 // readDestination reads, for a dry run, an ECR destination repository's state (one
@@ -39,7 +40,8 @@ func readDestination(ctx context.Context, o copyOptions, c copyArgs, dst *endpoi
 	case err != nil:
 		return st, dst.explainDenied(repositoryProblem(err, "destination", c.dstRepo, dst.region))
 	case len(out.Repositories) == 1:
-		st.tags = tagMutabilityOf(out.Repositories[0])
+		r := out.Repositories[0]
+		st.tags = ecraccess.Repository{TagMutability: r.ImageTagMutability, MutabilityFilters: r.ImageTagMutabilityExclusionFilters}
 	}
 	return st, nil
 }
@@ -140,7 +142,7 @@ func lookupDryRun(ctx context.Context, srcRepo name.Repository, src, dst *endpoi
 			r.state, r.reason = stateToCopy, backfill.ReasonTagMissing
 		case err != nil:
 			return failed(err, "", dst.repo)
-		case d != r.digest && dest.tags.immutable(it.tag):
+		case d != r.digest && dest.tags.TagImmutable(it.tag):
 			r.state, r.code = stateConflict, immutableCode
 			r.reason = immutableMessage(it.tag, d)
 		case d != r.digest:

@@ -7,8 +7,6 @@ import (
 	"sort"
 	"time"
 
-	"github.com/aws/aws-sdk-go-v2/aws"
-
 	"github.com/ecr-replicator/ecr-replicator/internal/backfill"
 	"github.com/ecr-replicator/ecr-replicator/internal/destinations"
 	"github.com/ecr-replicator/ecr-replicator/internal/ecraccess"
@@ -69,7 +67,7 @@ func blockedCopies(ctx context.Context, sess *awsSession, log *slog.Logger, work
 		switch {
 		case d.notOwned != nil:
 			blocked = append(blocked, blockedCopy{work: w, state: stateFailed, code: destinations.CodeRepositoryNotOwned, msg: d.notOwned.Error()})
-		case w.Reason == backfill.ReasonTagElsewhere && d.mutability != nil && d.mutability.immutable(w.Tag):
+		case w.Reason == backfill.ReasonTagElsewhere && d.mutability != nil && d.mutability.TagImmutable(w.Tag):
 			blocked = append(blocked, blockedCopy{work: w, state: stateConflict, code: immutableCode, msg: immutableMessage(w.Tag, "")})
 		default:
 			keep = append(keep, w)
@@ -83,7 +81,7 @@ func blockedCopies(ctx context.Context, sess *awsSession, log *slog.Logger, work
 // replicator may write to it, and which tags it keeps (nil: not read).
 type destinationRepo struct {
 	notOwned   error
-	mutability *tagMutability
+	mutability *ecraccess.Repository // its tag mutability (TagImmutable)
 }
 
 // readDestinationRepo reads w's destination repository and its tags, through its
@@ -99,11 +97,7 @@ func readDestinationRepo(ctx context.Context, sess *awsSession, log *slog.Logger
 		log.Debug("destination repository not read", "repository", w.Target.Repo().String(), "error", err.Error())
 		return destinationRepo{}
 	}
-	m := tagMutability{setting: repo.TagMutability}
-	for _, f := range repo.MutabilityFilters {
-		m.filters = append(m.filters, aws.ToString(f.Filter))
-	}
-	d := destinationRepo{mutability: &m}
+	d := destinationRepo{mutability: &repo}
 	if owner != "" {
 		d.notOwned = destinations.NotOwned(w.Target.Repo(), repo, owner)
 	}
