@@ -168,7 +168,8 @@ func TestKeylessPatternsMustNameAnOwner(t *testing.T) {
 		`https://github\.com/acme/app/\.github/workflows/release\.yml@refs/tags/v.*`: true,
 		`https://github.com/acme/.*`:                            true,
 		`^https://gitlab\.com/acme/infra//\.gitlab-ci\.yml@.+$`: true,
-		`[a-z]+@acme\.example`:                                  true,
+		`alice@acme\.example`:                                   true,
+		`[a-z]+@acme\.example`:                                  false, // no literal beginning: refused, fail closed
 		`https://github\.com/[a-z]+/app/.*`:                     false, // any owner's app
 		`https://github\.com/.*`:                                false,
 		`(https://github\.com/acme/.*|.*)`:                      false,

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"regexp"
+	"regexp/syntax"
 	"strings"
 	"time"
 
@@ -109,7 +110,7 @@ func (k *Keyless) validate(path string) error {
 		if err != nil {
 			return fmt.Errorf("%s.%s: %w", path, re.field, err)
 		}
-		if why := trustsAnyone(re.v, c); why != "" {
+		if why := trustsAnyone(re.v, c, re.field == "subjectRegExp"); why != "" {
 			return fmt.Errorf("%s.%s: %s %s (it must match the whole %s, and name whom you trust)",
 				path, re.field, ecrname.Quote(re.v), why, strings.TrimSuffix(re.field, "RegExp"))
 		}
@@ -133,46 +134,80 @@ var untrustedIdentities = []string{
 }
 
 // trustsAnyone says why a keyless pattern (re, compiled as c by FullMatch) trusts too
-// much, or "". Besides the identities above, a URL pattern's literal beginning must name
-// the host and an owner (https://github\.com/acme/…): a pattern whose owner part varies
-// trusts every owner of that host.
-func trustsAnyone(re string, c *regexp.Regexp) string {
+// much, or "". Besides the identities above, a subject pattern must begin with the
+// identity it trusts, literally: a URL's host and owner (https://github\.com/acme/…), or
+// some other literal beginning (alice@…). One whose owner part varies trusts every owner
+// of that host, and one with no literal beginning — (?i), a class, an optional letter of
+// the scheme — cannot be read for whom it names: refused either way. (An issuer is a host,
+// and at most a path segment: it is only probed.)
+func trustsAnyone(re string, c *regexp.Regexp, subject bool) string {
 	for _, id := range untrustedIdentities {
 		if c.MatchString(id) {
 			return "matches any identity: it also matches " + ecrname.Quote(id)
 		}
 	}
+	if !subject {
+		return ""
+	}
 	prefix := literalBeginning(re)
+	if prefix == "" {
+		return "begins with no literal text: write the identity it trusts literally at its start"
+	}
 	for _, scheme := range []string{"https://", "http://"} {
-		if rest, ok := strings.CutPrefix(prefix, scheme); ok && strings.Count(rest, "/") < 2 {
-			return "names no owner: its literal beginning " + ecrname.Quote(prefix) + " stops before host/owner/"
+		rest, url := strings.CutPrefix(prefix, scheme)
+		if (url && strings.Count(rest, "/") < 2) || (!url && strings.HasPrefix(scheme, prefix)) {
+			return "names no owner: its literal beginning " + ecrname.Quote(prefix) + " stops before scheme://host/owner/"
 		}
 	}
 	return ""
 }
 
-// literalBeginning is what a pattern matches literally before its first operator, an
-// unescaped dot read as the dot users mean in a host name (github.com): close enough to
-// tell whether it names a host and an owner.
+// literalBeginning is what a pattern matches literally before its first operator, read
+// from its syntax tree (so \Q…\E, \x2f and one-character classes count as the text they
+// stand for); an unescaped dot counts as the dot users mean in a host name (github.com).
+// A case-insensitive or otherwise variable beginning ends it.
 func literalBeginning(re string) string {
-	re = strings.TrimPrefix(re, "^")
-	var b strings.Builder
-	for i := 0; i < len(re); i++ {
-		ch := re[i]
-		if i+1 < len(re) && strings.IndexByte("*+?{", re[i+1]) >= 0 {
-			break // ch is repeated: not literal
-		}
-		switch {
-		case ch == '\\' && i+1 < len(re) && strings.IndexByte(`.-/\+*?()[]{}|^$`, re[i+1]) >= 0:
-			i++
-			b.WriteByte(re[i])
-		case strings.IndexByte(`\()[]{}|^$*+?`, ch) >= 0:
-			return b.String()
-		default:
-			b.WriteByte(ch)
-		}
+	t, err := syntax.Parse(re, syntax.Perl)
+	if err != nil {
+		return ""
 	}
+	var b strings.Builder
+	literalPrefix(t.Simplify(), &b)
 	return b.String()
+}
+
+// literalPrefix writes t's literal beginning to b and says whether all of t is literal
+// (a concatenation then goes on with its next part).
+func literalPrefix(t *syntax.Regexp, b *strings.Builder) bool {
+	switch t.Op {
+	case syntax.OpLiteral:
+		if t.Flags&syntax.FoldCase != 0 {
+			return false
+		}
+		b.WriteString(string(t.Rune))
+		return true
+	case syntax.OpAnyCharNotNL, syntax.OpAnyChar:
+		b.WriteByte('.')
+		return true
+	case syntax.OpCharClass:
+		if len(t.Rune) == 2 && t.Rune[0] == t.Rune[1] {
+			b.WriteRune(t.Rune[0])
+			return true
+		}
+		return false
+	case syntax.OpCapture:
+		return literalPrefix(t.Sub[0], b)
+	case syntax.OpConcat:
+		for _, sub := range t.Sub {
+			if !literalPrefix(sub, b) {
+				return false
+			}
+		}
+		return true
+	case syntax.OpBeginLine, syntax.OpBeginText, syntax.OpEmptyMatch:
+		return true
+	}
+	return false
 }
 
 // FullMatch makes a keyless issuerRegExp or subjectRegExp match the whole value:
