@@ -45,7 +45,8 @@ vet:
 # module (bench/go.mod) is tooling and not checked: it costs another 20 s of make test.
 ## deadcode: fail listing the functions no program or test reaches, and product API only tests call
 deadcode:
-	@dc=$$($(GO) tool -n deadcode) || exit 1; \
+	@test -r internal/tooling/testing/testhooks.txt || { echo "internal/tooling/testing/testhooks.txt missing"; exit 1; }; \
+	dc=$$($(GO) tool -n deadcode) || exit 1; \
 	out=$$($$dc -test ./...) || { echo "$$out"; exit 1; }; \
 	api=$$($$dc -filter '^github.com/ecr-replicator/ecr-replicator/(cmd|functions|internal)/' ./...) || { echo "$$api"; exit 1; }; \
 	api=$$(echo "$$api" | grep -v '^internal/tooling/' | sed -E 's/:[0-9]+:[0-9]+:/:/' | grep -vxF -f internal/tooling/testing/testhooks.txt | sed '/^$$/d'); \

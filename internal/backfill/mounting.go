@@ -230,7 +230,7 @@ func (r *invocation) blobMounting(ctx context.Context, accesses []ecraccess.Acce
 			reason = cmp.Or(reason, briefly("reaching the registry", err))
 			continue
 		}
-		on, err := reg.BlobMounting(ctx)
+		on, err := reg.AwaitBlobMounting(ctx) // a plan is in no hurry: a slow answer is still the answer
 		switch {
 		case err != nil:
 			reason = cmp.Or(reason, briefly("ecr:GetAccountSetting", err))

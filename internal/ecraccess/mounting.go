@@ -75,8 +75,20 @@ type settingCall struct {
 //
 // An answer kept past its time is returned as is while one call asks again in the
 // background; only a caller that knows nothing waits, at most mountingJoinWait (the one
-// whose call it is too).
+// whose call it is too): a copy goes on without mounting rather than wait.
 func (g *Client) BlobMounting(ctx context.Context) (bool, error) {
+	return g.blobMounting(ctx, mountingJoinWait)
+}
+
+// AwaitBlobMounting is BlobMounting for a caller in no hurry (a plan, a dry run): it waits
+// for the call until it ends (mountingCallTimeout) or ctx does, so a slow answer is not
+// reported as a setting that cannot be read.
+func (g *Client) AwaitBlobMounting(ctx context.Context) (bool, error) {
+	return g.blobMounting(ctx, 0)
+}
+
+// blobMounting waits at most wait for an answer not yet known (0: until the call ends).
+func (g *Client) blobMounting(ctx context.Context, wait time.Duration) (bool, error) {
 	if g.foreign {
 		return false, &Error{Op: "ecr:GetAccountSetting", Code: CodeSettingUnreadable,
 			Err: errors.New("another account's registry, reached without a role: its BLOB_MOUNTING setting cannot be read (GetAccountSetting answers for the caller's own account)")}
@@ -100,15 +112,19 @@ func (g *Client) BlobMounting(ctx context.Context) (bool, error) {
 	}
 	// Whoever started the call waits no longer than the others: a stalled or throttled
 	// call must not hold a copy (the call goes on, its answer is kept for the next).
-	t := time.NewTimer(mountingJoinWait)
-	defer t.Stop()
+	var timeout <-chan time.Time
+	if wait > 0 {
+		t := time.NewTimer(wait)
+		defer t.Stop()
+		timeout = t.C
+	}
 	select {
 	case <-c.done:
 		return c.answer.on, c.answer.err
 	case <-ctx.Done():
 		return false, ctx.Err()
-	case <-t.C:
-		return false, &Error{Op: "ecr:GetAccountSetting", Err: fmt.Errorf("no answer about BLOB_MOUNTING within %s: %w", mountingJoinWait, context.DeadlineExceeded)}
+	case <-timeout:
+		return false, &Error{Op: "ecr:GetAccountSetting", Err: fmt.Errorf("no answer about BLOB_MOUNTING within %s: %w", wait, context.DeadlineExceeded)}
 	}
 }
 
